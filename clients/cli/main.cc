@@ -1,0 +1,48 @@
+// logstar: the command-line tool of the logstar service.
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "clients/cli/commands.h"
+
+namespace {
+
+constexpr char kUsage[] =
+    "usage: logstar <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  synth    generate a synthetic HAADF-like frame with ground truth\n"
+    "           logstar synth --out DIR [--size N] [--lattice ybco|perovskite|hex]\n"
+    "                 [--noise L] [--amorphous F] [--seed S] [--drift D] [--dose C]\n"
+    "                 [--pixel-size A]\n"
+    "  analyze  find the atoms in one frame\n"
+    "           logstar analyze IMAGE --prior PRIOR.json --out RESULT.json\n"
+    "                 [--overlay OUT.png]\n"
+    "                 [--fixed min_sigma,max_sigma,num_sigma,threshold,overlap]\n"
+    "                 [--normalize minmax|percentile] [--threads N]\n"
+    "  version  print the version\n"
+    "\n"
+    "Run 'logstar <command> --help' for the options of a command.\n";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::fputs(kUsage, stderr);
+    return 2;
+  }
+  const std::string command = argv[1];
+  const std::vector<std::string> args(argv + 2, argv + argc);
+  if (command == "synth") return logstar::cli::RunSynth(args);
+  if (command == "analyze") return logstar::cli::RunAnalyze(args);
+  if (command == "version" || command == "--version") {
+    std::printf("logstar %s\n", LOGSTAR_VERSION);
+    return 0;
+  }
+  if (command == "help" || command == "--help" || command == "-h") {
+    std::fputs(kUsage, stdout);
+    return 0;
+  }
+  std::fprintf(stderr, "logstar: error: unknown command '%s'\n%s", command.c_str(), kUsage);
+  return 2;
+}

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs every Debian package logstar needs to build, test and benchmark.
+# Non-interactive and idempotent: when everything is present it only checks
+# (about a second) and touches nothing. Nothing else is ever downloaded.
+set -euo pipefail
+
+packages=(
+  # toolchain
+  cmake ninja-build g++ pkg-config
+  # engine: OpenCV, Eigen, oneTBB, Abseil, nanoflann
+  libopencv-dev libeigen3-dev libtbb-dev libabsl-dev libnanoflann-dev
+  # command-line tool
+  nlohmann-json3-dev
+  # tests and benchmarks
+  libgtest-dev libgmock-dev libbenchmark-dev
+  # scikit-image / scikit-learn references for goldens, tests and benchmarks
+  python3 python3-numpy python3-scipy python3-skimage python3-sklearn
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+if [[ ${#missing[@]} -eq 0 ]]; then
+  echo "install-deps: all ${#packages[@]} packages present"
+  exit 0
+fi
+
+sudo=()
+if [[ $(id -u) -ne 0 ]]; then
+  command -v sudo >/dev/null || { echo "install-deps: need root or sudo to install: ${missing[*]}" >&2; exit 1; }
+  sudo=(sudo)
+fi
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update -qq
+"${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "install-deps: done"

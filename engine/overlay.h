@@ -1,0 +1,34 @@
+// Pictures of what was found: detections drawn on the frame.
+#ifndef LOGSTAR_ENGINE_OVERLAY_H_
+#define LOGSTAR_ENGINE_OVERLAY_H_
+
+#include <string>
+
+#include <opencv2/core.hpp>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "engine/log_detector.h"
+
+namespace logstar {
+
+struct OverlayOptions {
+  // Output pixels per frame pixel; small frames are enlarged so that the
+  // circles stay legible. 0 picks 1 for frames of 512 px or more, else
+  // enough to reach about 512 px.
+  int zoom = 0;
+  bool draw_centers = true;
+};
+
+// Renders `frame` (single-channel CV_32F in [0, 1], as from NormalizeFrame)
+// in grey with a circle of radius sigma·√2 around every blob. Returns CV_8UC3
+// (BGR, as OpenCV writes it).
+absl::StatusOr<cv::Mat> RenderBlobOverlay(const cv::Mat& frame, absl::Span<const Blob> blobs,
+                                          const OverlayOptions& options);
+
+// Writes an 8-bit image as PNG; errors name the path.
+absl::Status WritePng(const std::string& path, const cv::Mat& image);
+
+}  // namespace logstar
+
+#endif  // LOGSTAR_ENGINE_OVERLAY_H_

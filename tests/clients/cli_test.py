@@ -1,0 +1,258 @@
+#!/usr/bin/env python3
+"""The logstar command-line tool, run as a user runs it.
+
+Outputs are checked with numpy and against the ground truth that
+`logstar synth` writes, never against logstar's own reading of them.
+
+    cli_test.py --logstar PATH/TO/logstar
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+
+import numpy as np
+
+LOGSTAR = None
+
+
+def load_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def write_file(path, data, mode='w'):
+    with open(path, mode) as f:
+        f.write(data)
+
+
+def run(*args):
+    p = subprocess.run([LOGSTAR, *args], capture_output=True, text=True, timeout=120)
+    return p.returncode, p.stdout, p.stderr
+
+
+def match_f1(det_xy, true_xy, radius):
+    """Greedy one-to-one matching by increasing distance within radius."""
+    if len(det_xy) == 0 or len(true_xy) == 0:
+        return 0.0
+    d = np.hypot(det_xy[:, None, 0] - true_xy[None, :, 0], det_xy[:, None, 1] - true_xy[None, :, 1])
+    pairs = np.argwhere(d <= radius)
+    pairs = pairs[np.argsort(d[pairs[:, 0], pairs[:, 1]], kind='stable')]
+    used_d, used_t = set(), set()
+    for i, j in pairs:
+        if i not in used_d and j not in used_t:
+            used_d.add(i)
+            used_t.add(j)
+    tp = len(used_d)
+    p, r = tp / len(det_xy), tp / len(true_xy)
+    return 2 * p * r / max(p + r, 1e-12)
+
+
+class SynthAnalyzeTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.dir = os.path.join(cls.tmp.name, 'frame')
+        code, out, err = run('synth', '--out', cls.dir, '--size', '256', '--lattice', 'ybco',
+                             '--noise', '0.05', '--seed', '3')
+        assert code == 0, err
+        cls.synth_stdout = out
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    def test_synth_writes_the_reference_layout(self):
+        img = np.load(os.path.join(self.dir, 'image.npy'))
+        self.assertEqual(img.dtype, np.float32)
+        self.assertEqual(img.shape, (256, 256))
+        mask = np.load(os.path.join(self.dir, 'amorphous_mask.npy'))
+        self.assertEqual(mask.dtype, np.uint8)
+        self.assertEqual(mask.shape, (256, 256))
+        meta = load_json(os.path.join(self.dir, 'meta.json'))
+        for key in ('pixel_size_angstrom', 'px_per_angstrom', 'atom_density_per_px2', 'nn_min_px'):
+            self.assertIn(key, meta)
+        self.assertAlmostEqual(meta['px_per_angstrom'] * meta['pixel_size_angstrom'], 1.0)
+        atoms = np.genfromtxt(os.path.join(self.dir, 'atoms.csv'), delimiter=',', names=True,
+                              dtype=None, encoding=None)
+        self.assertIn('amorphous', atoms.dtype.names)
+        # YBCO [100]: 6 columns per 3.82 x 11.68 A cell -> 13.45 per nm^2.
+        expected = 13.4476 * (256 * 0.125 / 10) ** 2
+        self.assertLess(abs(len(atoms) - expected) / expected, 0.06)
+
+    def test_analyze_finds_the_true_atoms(self):
+        result_path = os.path.join(self.tmp.name, 'result.json')
+        overlay = os.path.join(self.tmp.name, 'overlay.png')
+        code, out, err = run('analyze', os.path.join(self.dir, 'image.npy'), '--prior',
+                             os.path.join(self.dir, 'prior.json'), '--out', result_path,
+                             '--overlay', overlay)
+        self.assertEqual(code, 0, err)
+        self.assertIn('atoms', out)
+        res = load_json(result_path)
+        for key in ('atoms', 'parameters', 'rewards', 'timings_ms', 'image', 'prior'):
+            self.assertIn(key, res)
+        self.assertEqual(res['num_atoms'], len(res['atoms']))
+        for key in ('qc', 'er'):
+            self.assertIn(key, res['rewards'])
+        det = np.array([[a['x'], a['y']] for a in res['atoms']])
+        gt = np.genfromtxt(os.path.join(self.dir, 'atoms.csv'), delimiter=',', names=True,
+                           dtype=None, encoding=None)
+        true_xy = np.column_stack([gt['x'], gt['y']])
+        meta = load_json(os.path.join(self.dir, 'meta.json'))
+        f1 = match_f1(det, true_xy, 0.3 * meta['nn_min_px'])
+        self.assertGreater(f1, 0.9, f'F1 {f1:.3f} against the ground truth')
+        # QC from its definition: |n - n_expected| / n_expected.
+        n_exp = meta['atom_density_per_px2'] * 256 * 256
+        self.assertAlmostEqual(res['rewards']['qc'], abs(len(det) - n_exp) / n_exp, places=3)
+        with open(overlay, 'rb') as f:
+            self.assertEqual(f.read(8), b'\x89PNG\r\n\x1a\n')
+
+    def test_fixed_parameters_are_used(self):
+        result_path = os.path.join(self.tmp.name, 'fixed.json')
+        code, _, err = run('analyze', os.path.join(self.dir, 'image.npy'), '--prior',
+                           os.path.join(self.dir, 'prior.json'), '--out', result_path,
+                           '--fixed', '2,6,5,0.1,0.5')
+        self.assertEqual(code, 0, err)
+        p = load_json(result_path)['parameters']
+        self.assertEqual(p['source'], 'fixed')
+        self.assertEqual((p['min_sigma'], p['max_sigma'], p['num_sigma'], p['threshold'],
+                          p['overlap']), (2, 6, 5, 0.1, 0.5))
+        sigmas = {a['sigma'] for a in load_json(result_path)['atoms']}
+        self.assertTrue(sigmas <= set(np.linspace(2, 6, 5).tolist()))
+
+    def test_every_input_dtype(self):
+        img = np.load(os.path.join(self.dir, 'image.npy')).astype(np.float64)
+        img = (img - img.min()) / (img.max() - img.min())
+        for dtype, scale in ((np.uint8, 255), (np.uint16, 65535), (np.int16, 30000),
+                             (np.float64, 1.0), ('>f4', 1.0)):
+            with self.subTest(dtype=str(dtype)):
+                path = os.path.join(self.tmp.name, f'img_{np.dtype(dtype).str[1:]}.npy')
+                np.save(path, (img * scale).astype(dtype))
+                code, _, err = run('analyze', path, '--prior', os.path.join(self.dir, 'prior.json'),
+                                   '--out', os.path.join(self.tmp.name, 'r.json'))
+                self.assertEqual(code, 0, err)
+                n = load_json(os.path.join(self.tmp.name, 'r.json'))['num_atoms']
+                self.assertGreater(n, 100)
+
+    def test_tiff_and_png_inputs(self):
+        try:
+            import tifffile
+            from PIL import Image
+        except ImportError:
+            self.skipTest('tifffile or PIL missing')
+        img = np.load(os.path.join(self.dir, 'image.npy'))
+        u16 = ((img - img.min()) / np.ptp(img) * 65535).astype(np.uint16)
+        tif = os.path.join(self.tmp.name, 'frame.tif')
+        png = os.path.join(self.tmp.name, 'frame.png')
+        tifffile.imwrite(tif, img)
+        Image.fromarray(u16).save(png)
+        for path in (tif, png):
+            with self.subTest(path=path):
+                code, _, err = run('analyze', path, '--prior', os.path.join(self.dir, 'prior.json'),
+                                   '--out', os.path.join(self.tmp.name, 'r.json'))
+                self.assertEqual(code, 0, err)
+
+
+class BadInputTest(unittest.TestCase):
+    """Bad input: one clear line naming the problem and a non-zero exit."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        d = cls.tmp.name
+        cls.prior = os.path.join(d, 'prior.json')
+        write_file(cls.prior, json.dumps({'pixel_size_angstrom': 0.125, 'column_density_per_nm2': 13.4,
+                   'nearest_neighbor_angstrom': 2.55}))
+        cls.good = os.path.join(d, 'good.npy')
+        np.save(cls.good, np.random.default_rng(0).random((64, 64)).astype(np.float32))
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    def path(self, name):
+        return os.path.join(self.tmp.name, name)
+
+    def expect_error(self, args, *words):
+        code, out, err = run(*args)
+        self.assertNotEqual(code, 0, f'expected failure for {args}')
+        lines = [l for l in err.splitlines() if l.strip()]
+        self.assertTrue(lines, 'no error message')
+        self.assertTrue(lines[0].startswith('logstar: error: '), err)
+        for w in words:
+            self.assertIn(w, lines[0])
+        return lines[0]
+
+    def analyze(self, image, prior=None):
+        return ['analyze', image, '--prior', prior or self.prior, '--out', self.path('r.json')]
+
+    def test_missing_file(self):
+        self.expect_error(self.analyze(self.path('nope.npy')), 'nope.npy', 'no such file')
+
+    def test_unsupported_dtype(self):
+        np.save(self.path('i32.npy'), np.zeros((8, 8), np.int32))
+        self.expect_error(self.analyze(self.path('i32.npy')), 'i32.npy', 'dtype', '<i4')
+
+    def test_nan_pixels(self):
+        a = np.random.default_rng(1).random((16, 16)).astype(np.float32)
+        a[5, 9] = np.nan
+        np.save(self.path('nan.npy'), a)
+        self.expect_error(self.analyze(self.path('nan.npy')), 'x=9, y=5')
+
+    def test_empty_frame(self):
+        np.save(self.path('empty.npy'), np.zeros((0, 5), np.float32))
+        self.expect_error(self.analyze(self.path('empty.npy')), 'empty')
+
+    def test_three_dimensional(self):
+        np.save(self.path('cube.npy'), np.zeros((3, 8, 8), np.float32))
+        self.expect_error(self.analyze(self.path('cube.npy')), '2-D')
+
+    def test_truncated_npy(self):
+        with open(self.good, 'rb') as f:
+            raw = f.read()
+        write_file(self.path('trunc.npy'), raw[:len(raw) // 2], 'wb')
+        self.expect_error(self.analyze(self.path('trunc.npy')), 'truncated')
+
+    def test_not_an_image(self):
+        write_file(self.path('junk.png'), b'not a png at all', 'wb')
+        self.expect_error(self.analyze(self.path('junk.png')), 'junk.png')
+
+    def test_zero_pixel_size(self):
+        write_file(self.path('p0.json'), json.dumps({'pixel_size_angstrom': 0, 'column_density_per_nm2': 13.4,
+                   'nearest_neighbor_angstrom': 2.55}))
+        self.expect_error(self.analyze(self.good, self.path('p0.json')), 'pixel_size_angstrom')
+
+    def test_broken_prior_json(self):
+        write_file(self.path('broken.json'), '{"pixel_size_angstrom": 0.1,')
+        self.expect_error(self.analyze(self.good, self.path('broken.json')), 'JSON')
+
+    def test_unknown_prior_field(self):
+        write_file(self.path('typo.json'), json.dumps({'pixel_size_angstrom': 0.125, 'column_density_per_nm2': 13.4,
+                   'nearest_neighbour_angstrom': 2.55}))
+        self.expect_error(self.analyze(self.good, self.path('typo.json')),
+                          'nearest_neighbour_angstrom')
+
+    def test_bad_fixed(self):
+        self.expect_error(self.analyze(self.good) + ['--fixed', '1,2,3'], 'fixed')
+        self.expect_error(self.analyze(self.good) + ['--fixed', '3,2,10,0.1,0.5'], 'max_sigma')
+
+    def test_usage_errors_exit_2(self):
+        code, _, err = run('analyze', self.good)
+        self.assertEqual(code, 2)
+        self.assertIn('--prior', err)
+        code, _, _ = run('frobnicate')
+        self.assertEqual(code, 2)
+        code, _, err = run('synth', '--out', self.path('s'), '--noise', '2')
+        self.assertNotEqual(code, 0)
+        self.assertIn('noise', err)
+
+
+if __name__ == '__main__':
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--logstar', required=True)
+    args, rest = ap.parse_known_args()
+    LOGSTAR = os.path.abspath(args.logstar)
+    unittest.main(argv=[sys.argv[0], '-v'] + rest)
