@@ -83,6 +83,9 @@ class BandWorker {
         width_(image.cols),
         height_(image.rows) {
     for (const ScaleKernel& k : kernels_) max_radius_ = std::max(max_radius_, k.radius);
+    const int margin = max_radius_ + fns_.horizontal_slack;
+    row_offset_ = (margin + kAlignFloats - 1) / kAlignFloats * kAlignFloats;
+    row_stride_ = (row_offset_ + width_ + margin + kAlignFloats - 1) / kAlignFloats * kAlignFloats;
   }
 
   // Appends the peaks whose row lies in [y0, y1) to `out`.
@@ -92,9 +95,8 @@ class BandWorker {
     const int nrows = ry1 - ry0;
     const size_t plane_size = static_cast<size_t>(nrows) * width_;
     s.planes.resize(3 * plane_size);
-    const size_t padded = static_cast<size_t>(nrows) * (width_ + 2 * max_radius_);
-    s.vg.resize(padded);
-    s.vd.resize(padded);
+    s.vg.resize(static_cast<size_t>(nrows) * row_stride_ + kAlignFloats);
+    s.vd.resize(static_cast<size_t>(nrows) * row_stride_ + kAlignFloats);
     s.rows.resize(nrows + 2 * max_radius_);
     s.candidates.resize(width_);
 
@@ -119,14 +121,17 @@ class BandWorker {
   void ComputePlane(const ScaleKernel& k, int ry0, int ry1, BandScratch& s, float* dst) const {
     const int r = k.radius;
     const int nrows = ry1 - ry0;
-    const size_t stride = width_ + 2 * max_radius_;  // room to pad rows in place
     for (int i = 0; i < nrows + 2 * r; ++i) s.rows[i] = Reflect(ry0 - r + i, height_);
+    // x = 0 of every row sits 64-byte aligned at row_offset_, with room for
+    // the reflected padding and the kernels' slack on both sides.
+    float* vg = AlignUp(s.vg.data()) + row_offset_;
+    float* vd = AlignUp(s.vd.data()) + row_offset_;
     fns_.vertical(image_.ptr<float>(0), image_.step1(), s.rows.data(), nrows, r, k.g.data(),
-                  k.d.data(), width_, s.vg.data() + max_radius_, s.vd.data() + max_radius_, stride);
+                  k.d.data(), width_, vg, vd, row_stride_);
     const float scale = static_cast<float>(-k.sigma * k.sigma);
     for (int y = 0; y < nrows; ++y) {
-      float* pg = s.vg.data() + y * stride + max_radius_ - r;  // pg[r + x] = V_g(x)
-      float* pd = s.vd.data() + y * stride + max_radius_ - r;
+      float* pg = vg + y * row_stride_ - r;  // pg[r + x] = V_g(x)
+      float* pd = vd + y * row_stride_ - r;
       for (int i = 1; i <= r; ++i) {
         pg[r - i] = pg[r + Reflect(-i, width_)];
         pd[r - i] = pd[r + Reflect(-i, width_)];
@@ -136,6 +141,12 @@ class BandWorker {
       fns_.horizontal(pg, pd, r, k.g.data(), k.d.data(), scale, width_,
                       dst + static_cast<size_t>(y) * width_);
     }
+  }
+
+  static constexpr int kAlignFloats = 16;  // 64 bytes
+  static float* AlignUp(float* p) {
+    const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+    return reinterpret_cast<float*>((a + 63) & ~uintptr_t{63});
   }
 
   // A voxel is a peak when it equals the maximum of its 3×3×3 neighbourhood.
@@ -185,6 +196,8 @@ class BandWorker {
   const int width_;
   const int height_;
   int max_radius_ = 0;
+  int row_offset_ = 0;  // floats before x = 0 in a V_g/V_d row
+  int row_stride_ = 0;  // floats per V_g/V_d row
 };
 
 }  // namespace

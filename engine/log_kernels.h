@@ -23,7 +23,8 @@ struct LogKernelFns {
                    const float* g, const float* d, int width, float* out_g, float* out_d,
                    size_t out_stride);
   // pg and pd hold V_g and V_d of one row with `radius` reflected samples on
-  // each side (length width + 2·radius). Writes
+  // each side (length width + 2·radius), plus `horizontal_slack` further
+  // readable floats beyond each end (their values are never used). Writes
   // scale · (H_d(V_g) + H_g(V_d)) for that row.
   void (*horizontal)(const float* pg, const float* pd, int radius, const float* g, const float* d,
                      float scale, int width, float* out);
@@ -31,6 +32,7 @@ struct LogKernelFns {
   // above `floor` and not below its left and right neighbours, ascending;
   // returns how many.
   int (*row_candidates)(const float* row, int width, float floor, int* out);
+  int horizontal_slack;
 };
 
 const LogKernelFns& Kernels();
