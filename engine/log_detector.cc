@@ -6,20 +6,21 @@
 #include <utility>
 
 #include <tbb/blocked_range.h>
-#include <tbb/enumerable_thread_specific.h>
 #include <tbb/parallel_for.h>
 
 #include "absl/strings/str_cat.h"
 #include "engine/log_kernels.h"
+#include "engine/padded_frame.h"
 
 namespace logstar {
 namespace {
 
-// Rows of output per parallel task. The split never changes results (every
-// output pixel is computed by the same arithmetic whatever band it is in);
-// it only trades scheduling overhead against the one-row halo each band
-// recomputes for the 3×3×3 peak test.
-constexpr int kBandRows = 32;
+// Rows of output per parallel task. Each band computes one more row above
+// and below for the 3×3×3 peak test, and its transposed planes have one
+// row per image column of round_up(band rows + 2, lanes) floats: 30 output
+// rows fill 32 floats exactly. The split never changes results (every
+// output pixel is computed by the same arithmetic whatever band it is in).
+constexpr int kBandRows = 30;
 
 bool IsFinitePositive(double v) { return std::isfinite(v) && v > 0.0; }
 
@@ -66,12 +67,15 @@ ScaleKernel MakeKernel(double sigma) {
 
 // Per-thread buffers for one band.
 struct BandScratch {
-  std::vector<float> planes;    // 3 rolling response planes, band rows + halo
-  std::vector<float> vg, vd;    // V_g and V_d of the band, rows padded on both sides
-  std::vector<int> rows;        // reflected image row of every vertical tap
-  std::vector<int> candidates;  // x positions of one row
+  std::vector<float> planes;  // 3 rolling response planes, transposed
+  std::vector<float> gt, dt;  // V_g and V_d of the band, transposed
+  std::vector<int> rows;      // reflected image row of every vertical tap
+  std::vector<int> xrows;     // reflected image column of every horizontal tap
+  std::vector<int> candidates;
 };
 
+// Computes the scale-space of one band of rows and finds its peaks. Planes
+// are stored transposed: plane[x · band_cols + (y - ry0)].
 class BandWorker {
  public:
   BandWorker(const cv::Mat& image, const std::vector<ScaleKernel>& kernels,
@@ -83,9 +87,7 @@ class BandWorker {
         width_(image.cols),
         height_(image.rows) {
     for (const ScaleKernel& k : kernels_) max_radius_ = std::max(max_radius_, k.radius);
-    const int margin = max_radius_ + fns_.horizontal_slack;
-    row_offset_ = (margin + kAlignFloats - 1) / kAlignFloats * kAlignFloats;
-    row_stride_ = (row_offset_ + width_ + margin + kAlignFloats - 1) / kAlignFloats * kAlignFloats;
+    padded_width_ = RoundUp(width_, fns_.lanes);
   }
 
   // Appends the peaks whose row lies in [y0, y1) to `out`.
@@ -93,96 +95,91 @@ class BandWorker {
     const int ry0 = std::max(y0 - 1, 0);
     const int ry1 = std::min(y1 + 1, height_);
     const int nrows = ry1 - ry0;
-    const size_t plane_size = static_cast<size_t>(nrows) * width_;
+    const int cols = RoundUp(nrows, fns_.lanes);
+    const size_t plane_size = static_cast<size_t>(padded_width_) * cols;
     s.planes.resize(3 * plane_size);
-    s.vg.resize(static_cast<size_t>(nrows) * row_stride_ + kAlignFloats);
-    s.vd.resize(static_cast<size_t>(nrows) * row_stride_ + kAlignFloats);
-    s.rows.resize(nrows + 2 * max_radius_);
-    s.candidates.resize(width_);
+    s.gt.resize(plane_size);
+    s.dt.resize(plane_size);
+    s.rows.resize(cols + 2 * max_radius_ + 2);
+    s.xrows.resize(width_ + 2 * max_radius_ + 2);
+    s.candidates.resize(static_cast<size_t>(width_) * cols);
 
     const int num_scales = static_cast<int>(kernels_.size());
     auto plane = [&](int scale) -> const float* {
       if (scale < 0 || scale >= num_scales) return nullptr;
       return s.planes.data() + static_cast<size_t>(scale % 3) * plane_size;
     };
+    const Band band{y0, y1, ry0, nrows, cols};
     for (int scale = 0; scale < num_scales; ++scale) {
-      ComputePlane(kernels_[scale], ry0, ry1, s,
+      ComputePlane(kernels_[scale], band, s,
                    s.planes.data() + static_cast<size_t>(scale % 3) * plane_size);
       if (scale >= 1) {
-        FindPeaks(scale - 1, plane(scale - 2), plane(scale - 1), plane(scale), y0, y1, ry0, nrows,
-                  s.candidates, out);
+        FindPeaks(scale - 1, plane(scale - 2), plane(scale - 1), plane(scale), band, s.candidates,
+                  out);
       }
     }
-    FindPeaks(num_scales - 1, plane(num_scales - 2), plane(num_scales - 1), nullptr, y0, y1, ry0,
-              nrows, s.candidates, out);
+    FindPeaks(num_scales - 1, plane(num_scales - 2), plane(num_scales - 1), nullptr, band,
+              s.candidates, out);
   }
 
  private:
-  void ComputePlane(const ScaleKernel& k, int ry0, int ry1, BandScratch& s, float* dst) const {
-    const int r = k.radius;
-    const int nrows = ry1 - ry0;
-    for (int i = 0; i < nrows + 2 * r; ++i) s.rows[i] = Reflect(ry0 - r + i, height_);
-    // x = 0 of every row sits 64-byte aligned at row_offset_, with room for
-    // the reflected padding and the kernels' slack on both sides.
-    float* vg = AlignUp(s.vg.data()) + row_offset_;
-    float* vd = AlignUp(s.vd.data()) + row_offset_;
-    fns_.vertical(image_.ptr<float>(0), image_.step1(), s.rows.data(), nrows, r, k.g.data(),
-                  k.d.data(), width_, vg, vd, row_stride_);
-    const float scale = static_cast<float>(-k.sigma * k.sigma);
-    for (int y = 0; y < nrows; ++y) {
-      float* pg = vg + y * row_stride_ - r;  // pg[r + x] = V_g(x)
-      float* pd = vd + y * row_stride_ - r;
-      for (int i = 1; i <= r; ++i) {
-        pg[r - i] = pg[r + Reflect(-i, width_)];
-        pd[r - i] = pd[r + Reflect(-i, width_)];
-        pg[r + width_ - 1 + i] = pg[r + Reflect(width_ - 1 + i, width_)];
-        pd[r + width_ - 1 + i] = pd[r + Reflect(width_ - 1 + i, width_)];
-      }
-      fns_.horizontal(pg, pd, r, k.g.data(), k.d.data(), scale, width_,
-                      dst + static_cast<size_t>(y) * width_);
-    }
-  }
+  struct Band {
+    int y0, y1;  // output rows
+    int ry0;     // first computed row
+    int nrows;   // computed rows
+    int cols;    // floats per transposed plane row
+  };
 
-  static constexpr int kAlignFloats = 16;  // 64 bytes
-  static float* AlignUp(float* p) {
-    const uintptr_t a = reinterpret_cast<uintptr_t>(p);
-    return reinterpret_cast<float*>((a + 63) & ~uintptr_t{63});
+  static int RoundUp(int n, int m) { return (n + m - 1) / m * m; }
+
+  void ComputePlane(const ScaleKernel& k, const Band& band, BandScratch& s, float* dst) const {
+    const int r = k.radius;
+    // Rows past the band (up to the vector-aligned count) are computed too
+    // and never looked at; any valid image row will do for them.
+    for (int i = 0; i < band.cols + 2 * r + 2; ++i) {
+      s.rows[i] = Reflect(band.ry0 - r + i, height_);
+    }
+    for (int i = 0; i < width_ + 2 * r + 1; ++i) s.xrows[i] = Reflect(i - r, width_);
+    fns_.vertical(image_.ptr<float>(0), image_.step1(), s.rows.data(), band.cols, r, k.g.data(),
+                  k.d.data(), width_, s.gt.data(), s.dt.data(), band.cols);
+    fns_.horizontal(s.gt.data(), s.dt.data(), band.cols, s.xrows.data(), r, k.g.data(), k.d.data(),
+                    static_cast<float>(-k.sigma * k.sigma), width_, band.cols, dst, band.cols);
   }
 
   // A voxel is a peak when it equals the maximum of its 3×3×3 neighbourhood.
   // Outside the cube counts as 0, which never beats a candidate: candidates
-  // are above response_floor >= 0. Planes hold rows [ry0, ry0 + nrows).
-  void FindPeaks(int scale, const float* below, const float* at, const float* above, int y0, int y1,
-                 int ry0, int nrows, std::vector<int>& candidates,
+  // are above response_floor >= 0. Peaks come out in no particular order;
+  // Compute() sorts them.
+  void FindPeaks(int scale, const float* below, const float* at, const float* above,
+                 const Band& band, std::vector<int>& candidates,
                  std::vector<LogScaleSpace::Peak>& out) const {
-    const float floor = static_cast<float>(options_.response_floor);
     const int eb = options_.exclude_border;
-    const int ylo = std::max(y0, eb), yhi = std::min(y1, height_ - eb);
-    const int xlo = eb, xhi = width_ - eb;
-    if (xlo >= xhi) return;
-    for (int y = ylo; y < yhi; ++y) {
-      const int row = y - ry0;
-      const float* c = at + static_cast<size_t>(row) * width_;
-      const int n = fns_.row_candidates(c, width_, floor, candidates.data());
-      for (int i = 0; i < n; ++i) {
-        const int x = candidates[i];
-        if (x < xlo || x >= xhi) continue;
-        if (IsPeak(c[x], below, at, above, row, nrows, x)) out.push_back({c[x], y, x, scale});
-      }
+    const int ylo = std::max(band.y0, eb), yhi = std::min(band.y1, height_ - eb);
+    if (ylo >= yhi || eb >= width_ - eb) return;
+    const int n =
+        fns_.plane_candidates(at, width_, band.cols, band.nrows,
+                              static_cast<float>(options_.response_floor), candidates.data());
+    for (int i = 0; i < n; ++i) {
+      const int x = candidates[i] / band.cols;
+      const int j = candidates[i] % band.cols;
+      const int y = band.ry0 + j;
+      if (y < ylo || y >= yhi || x < eb || x >= width_ - eb) continue;
+      const float v = at[candidates[i]];
+      if (IsPeak(v, below, at, above, band, x, j)) out.push_back({v, y, x, scale});
     }
   }
 
-  bool IsPeak(float v, const float* below, const float* at, const float* above, int row, int nrows,
-              int x) const {
+  bool IsPeak(float v, const float* below, const float* at, const float* above, const Band& band,
+              int x, int j) const {
     const int xa = std::max(x - 1, 0), xb = std::min(x + 1, width_ - 1);
-    const int ya = std::max(row - 1, 0), yb = std::min(row + 1, nrows - 1);
+    const int ja = std::max(j - 1, 0), jb = std::min(j + 1, band.nrows - 1);
     const float* planes[3] = {at, below, above};  // the current plane first: it rejects most
     for (const float* p : planes) {
       if (p == nullptr) continue;
-      for (int yy = ya; yy <= yb; ++yy) {
-        const float* line = p + static_cast<size_t>(yy) * width_;
-        for (int xx = xa; xx <= xb; ++xx) {
-          if (line[xx] > v) return false;
+      for (int xx = xa; xx <= xb; ++xx) {
+        const float* line = p + static_cast<size_t>(xx) * band.cols;
+        for (int jj = ja; jj <= jb; ++jj) {
+          if (line[jj] > v) return false;
         }
       }
     }
@@ -196,8 +193,7 @@ class BandWorker {
   const int width_;
   const int height_;
   int max_radius_ = 0;
-  int row_offset_ = 0;  // floats before x = 0 in a V_g/V_d row
-  int row_stride_ = 0;  // floats per V_g/V_d row
+  int padded_width_ = 0;  // image columns rounded up to whole vectors
 };
 
 }  // namespace
@@ -499,25 +495,24 @@ absl::StatusOr<LogScaleSpace> LogScaleSpace::Compute(const cv::Mat& image,
   kernels.reserve(space.sigmas_.size());
   for (double sigma : space.sigmas_) kernels.push_back(MakeKernel(sigma));
 
-  // The vertical pass walks down narrow column strips. With a row stride of
-  // a multiple of 4 KiB (1024-float rows) every row of a strip falls into
-  // the same L1 set and they evict each other, tripling the time; a copy
-  // with a padded stride avoids that for every width.
-  const int padded_cols = (image.cols + 15) / 16 * 16 + 16;
-  cv::Mat padded(image.rows, padded_cols, CV_32F);
-  image.copyTo(padded.colRange(0, image.cols));
-  const cv::Mat frame = padded.colRange(0, image.cols);
+  // NormalizeFrame's output is used in place; other layouts are copied once.
+  cv::Mat frame = image;
+  if (!internal::HasPaddedLayout(image)) {
+    frame = internal::NewPaddedFrame(image.rows, image.cols);
+    image.copyTo(frame);
+  }
 
   const int num_bands = (image.rows + kBandRows - 1) / kBandRows;
   std::vector<std::vector<Peak>> band_peaks(num_bands);
   try {
     context->Run([&] {
       BandWorker worker(frame, kernels, options);
-      tbb::enumerable_thread_specific<BandScratch> scratch;
       tbb::parallel_for(
           tbb::blocked_range<int>(0, num_bands, 1),
           [&](const tbb::blocked_range<int>& range) {
-            BandScratch& s = scratch.local();
+            // Kept per thread across calls: a fresh allocation per call
+            // costs page faults comparable to a tenth of the work.
+            thread_local BandScratch s;
             for (int b = range.begin(); b != range.end(); ++b) {
               worker.Run(b * kBandRows, std::min((b + 1) * kBandRows, image.rows), s,
                          band_peaks[b]);

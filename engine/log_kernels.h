@@ -4,8 +4,12 @@
 // two separable filters, H_g(V_d(I)) + H_d(V_g(I)), where g is the sampled
 // Gaussian and d its second derivative along one axis (V vertical, H
 // horizontal). Both kernels are symmetric, so each pass adds the two mirrored
-// taps first and multiplies once, and the vertical pass produces V_g and V_d
-// from the same loads. These loops are compiled for baseline x86-64 and for
+// taps first and multiplies once; the first pass produces V_g and V_d from
+// the same loads and writes them transposed, so that both passes walk along
+// rows of memory and make two outputs per sweep (rows i + 1 ± k are rows
+// i ± k moved by one, which halves the loads). Unaligned loads along a row,
+// the alternative for the second pass, straddle cache lines and were the
+// bottleneck. These loops are compiled for baseline x86-64 and for
 // AVX2+FMA and for AVX-512; Kernels() picks the best the CPU runs.
 #ifndef LOGSTAR_ENGINE_LOG_KERNELS_H_
 #define LOGSTAR_ENGINE_LOG_KERNELS_H_
@@ -15,24 +19,33 @@
 namespace logstar::internal {
 
 struct LogKernelFns {
-  // V_g and V_d of rows [0, nrows) of a band: output row y reads image rows
-  // rows[y + radius + k], k = -radius..radius (the caller reflects borders
-  // into `rows`, which has nrows + 2·radius entries). Outputs have row
-  // stride out_stride floats.
+  // First pass, along image rows. For y in [0, nrows) and image columns x in
+  // [0, round_up(width, lanes)):
+  //   out_gt[x·out_stride + y] = Σ_{k=-radius..radius} g[|k|]·image[rows[y + radius + k]][x]
+  // and out_dt likewise with d: V_g and V_d, written transposed (one output
+  // row per image column) so the second pass also runs along the row index.
+  // nrows is a multiple of `lanes`; image rows are readable up to
+  // round_up(width, lanes) floats; `rows` resolves the borders.
   void (*vertical)(const float* image, size_t stride, const int* rows, int nrows, int radius,
-                   const float* g, const float* d, int width, float* out_g, float* out_d,
+                   const float* g, const float* d, int width, float* out_gt, float* out_dt,
                    size_t out_stride);
-  // pg and pd hold V_g and V_d of one row with `radius` reflected samples on
-  // each side (length width + 2·radius), plus `horizontal_slack` further
-  // readable floats beyond each end (their values are never used). Writes
-  // scale · (H_d(V_g) + H_g(V_d)) for that row.
-  void (*horizontal)(const float* pg, const float* pd, int radius, const float* g, const float* d,
-                     float scale, int width, float* out);
-  // Writes to `out` (room for `width` ints) the x of every sample that is
-  // above `floor` and not below its left and right neighbours, ascending;
-  // returns how many.
-  int (*row_candidates)(const float* row, int width, float floor, int* out);
-  int horizontal_slack;
+  // Second pass, along image columns, on the transposed V_g and V_d. For x
+  // in [0, width) and y in [0, ncols) (ncols a multiple of `lanes`):
+  //   out[x·out_stride + y] = scale · Σ_k d[|k|]·gt[xrows[x + radius + k]·stride + y]
+  //                                      + g[|k|]·dt[xrows[x + radius + k]·stride + y],
+  // i.e. scale · (H_d(V_g) + H_g(V_d)). xrows has width + 2·radius + 1
+  // entries and resolves the borders.
+  void (*horizontal)(const float* gt, const float* dt, size_t stride, const int* xrows, int radius,
+                     const float* g, const float* d, float scale, int width, int ncols, float* out,
+                     size_t out_stride);
+  // For a plane of `rows` rows of `cols` floats whose first `valid` columns
+  // are meaningful, writes to `out` (room for rows·cols ints) the flat index
+  // x·cols + j of every sample with j < valid that is above `floor` and not
+  // below its neighbours at j ± 1 (a neighbour outside [0, valid) never
+  // rejects); returns how many. Order unspecified.
+  int (*plane_candidates)(const float* plane, int rows, int cols, int valid, float floor, int* out);
+  // Floats per vector; row counts and strides above are multiples of it.
+  int lanes;
 };
 
 const LogKernelFns& Kernels();

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "engine/padded_frame.h"
 
 namespace logstar {
 namespace {
@@ -93,7 +94,8 @@ absl::StatusOr<cv::Mat> NormalizeFrame(const cv::Mat& frame, const NormalizeOpti
   // minimum maps to 0 and the maximum to 1 exactly; a constant frame
   // becomes zeros.
   const double range = std::max(hi - lo, 1e-12);
-  cv::Mat out(d->rows, d->cols, CV_32F);
+  // Laid out for the LoG kernels, so detection needs no copy.
+  cv::Mat out = internal::NewPaddedFrame(d->rows, d->cols);
   const bool clip = options.method == NormalizeOptions::Method::kPercentile;
   for (int y = 0; y < d->rows; ++y) {
     const double* in = d->ptr<double>(y);

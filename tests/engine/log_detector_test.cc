@@ -1,4 +1,5 @@
 #include "engine/log_detector.h"
+#include "engine/normalize.h"
 
 #include <algorithm>
 #include <cmath>
@@ -392,6 +393,27 @@ TEST(LogDetectorTest, OneAndTwoThreadsGiveIdenticalBlobs) {
   ExpectSameBlobs(a, MustDetect(frame, o, two.get()));
 }
 
+// Frames in any memory layout give the same blobs: a view into a larger
+// image (rows not contiguous), a 1024-float stride (the aliasing case the
+// engine copies away from) and NormalizeFrame's padded layout.
+TEST(LogDetectorTest, MemoryLayoutDoesNotChangeResults) {
+  cv::Mat frame = Noise(70, 1024, 1.0, 12);
+  AddGaussian(frame, 35, 500, 3.0, 2.0);
+  const LogOptions o = Opts(1, 6, 11, 0.1);
+  const std::vector<Blob> base = MustDetect(frame, o, ExecutionContext::Default());
+  EXPECT_GT(base.size(), 20u);
+  cv::Mat wide = cv::Mat::zeros(80, 1100, CV_32F);
+  frame.copyTo(wide(cv::Rect(30, 5, 1024, 70)));
+  ExpectSameBlobs(base,
+                  MustDetect(wide(cv::Rect(30, 5, 1024, 70)), o, ExecutionContext::Default()));
+  absl::StatusOr<cv::Mat> normalized = NormalizeFrame(frame, {});
+  ASSERT_TRUE(normalized.ok());
+  absl::StatusOr<cv::Mat> copy = NormalizeFrame(frame.clone(), {});
+  ASSERT_TRUE(copy.ok());
+  ExpectSameBlobs(MustDetect(copy->clone(), o, ExecutionContext::Default()),
+                  MustDetect(*normalized, o, ExecutionContext::Default()));
+}
+
 // --- tiny frames (expected blobs from scikit-image 0.19 blob_log(img, 1, 3, 5, 0.1)) ------
 
 TEST(LogDetectorTest, OnePixelFrameHasNoBlobs) {
@@ -476,25 +498,32 @@ std::vector<float> RandomFloats(size_t n, uint32_t seed, float lo = 0.0f, float 
 
 constexpr int kWidths[] = {1, 7, 33, 257};
 
+int RoundUp(int n, int m) { return (n + m - 1) / m * m; }
+
+// scipy's 'reflect' index, the border rule the engine feeds the kernels.
+int ReflectIndex(int i, int n) {
+  while (i < 0 || i >= n) i = i < 0 ? -i - 1 : 2 * n - i - 1;
+  return i;
+}
+
 TEST(LogKernelsTest, VerticalMatchesDoubleReferenceInEveryVariant) {
   const TestKernel k = MakeTestKernel(2.3);  // radius 9
-  const int r = k.radius, nrows = 5, height = 12;
+  const int r = k.radius, height = 12;
   for (int width : kWidths) {
-    const size_t stride = width + 5, out_stride = width + 3;
-    const std::vector<float> image = RandomFloats(height * stride, width);
-    // Any image rows will do; these reflect about the top and bottom, as the engine does.
-    std::vector<int> rows(nrows + 2 * r);
-    for (int i = 0; i < nrows + 2 * r; ++i) {
-      int y = i - r + 4;
-      while (y < 0 || y >= height) y = y < 0 ? -y - 1 : 2 * height - y - 1;
-      rows[i] = y;
-    }
     for (const internal::LogKernelFns* fns : AllKernels()) {
-      std::vector<float> out_g(nrows * out_stride, -7.0f), out_d(nrows * out_stride, -7.0f);
+      const int lanes = fns->lanes;
+      const int nrows = 2 * lanes;
+      const size_t stride = RoundUp(width, lanes) + 5, out_stride = nrows + 3;
+      const std::vector<float> image = RandomFloats(height * stride, width);
+      std::vector<int> rows(nrows + 2 * r + 2);
+      for (size_t i = 0; i < rows.size(); ++i)
+        rows[i] = ReflectIndex(static_cast<int>(i) - r + 4, height);
+      const size_t out_rows = RoundUp(width, lanes);
+      std::vector<float> out_g(out_rows * out_stride, -7.0f), out_d(out_rows * out_stride, -7.0f);
       fns->vertical(image.data(), stride, rows.data(), nrows, r, k.g.data(), k.d.data(), width,
                     out_g.data(), out_d.data(), out_stride);
-      for (int y = 0; y < nrows; ++y) {
-        for (int x = 0; x < width; ++x) {
+      for (int x = 0; x < width; ++x) {
+        for (int y = 0; y < nrows; ++y) {
           double want_g = 0, want_d = 0, scale_g = 0, scale_d = 0;
           for (int t = -r; t <= r; ++t) {
             const double v = image[rows[y + r + t] * stride + x];
@@ -503,11 +532,12 @@ TEST(LogKernelsTest, VerticalMatchesDoubleReferenceInEveryVariant) {
             scale_g += std::abs(k.g[std::abs(t)] * v);
             scale_d += std::abs(k.d[std::abs(t)] * v);
           }
-          EXPECT_NEAR(out_g[y * out_stride + x], want_g, 1e-5 * scale_g) << width << " " << x;
-          EXPECT_NEAR(out_d[y * out_stride + x], want_d, 1e-5 * scale_d) << width << " " << x;
+          // Transposed: one output row per image column.
+          EXPECT_NEAR(out_g[x * out_stride + y], want_g, 1e-5 * scale_g) << width << " " << x;
+          EXPECT_NEAR(out_d[x * out_stride + y], want_d, 1e-5 * scale_d) << width << " " << x;
         }
-        // Nothing written past the width.
-        for (size_t x = width; x < out_stride; ++x) EXPECT_EQ(out_g[y * out_stride + x], -7.0f);
+        // Nothing written past nrows in a row.
+        for (size_t y = nrows; y < out_stride; ++y) EXPECT_EQ(out_g[x * out_stride + y], -7.0f);
       }
     }
   }
@@ -518,42 +548,61 @@ TEST(LogKernelsTest, HorizontalMatchesDoubleReferenceInEveryVariant) {
   const int r = k.radius;
   const float scale = -1.6f * 1.6f;
   for (int width : kWidths) {
-    const std::vector<float> pg = RandomFloats(width + 2 * r, 100 + width, -1, 1);
-    const std::vector<float> pd = RandomFloats(width + 2 * r, 200 + width, -1, 1);
     for (const internal::LogKernelFns* fns : AllKernels()) {
-      std::vector<float> out(width + 1, -7.0f);
-      fns->horizontal(pg.data(), pd.data(), r, k.g.data(), k.d.data(), scale, width, out.data());
+      const int ncols = 2 * fns->lanes;
+      const size_t stride = ncols + 5, out_stride = ncols + 2;
+      const std::vector<float> gt = RandomFloats(width * stride, 100 + width, -1, 1);
+      const std::vector<float> dt = RandomFloats(width * stride, 200 + width, -1, 1);
+      std::vector<int> xrows(width + 2 * r + 1);
+      for (size_t i = 0; i < xrows.size(); ++i)
+        xrows[i] = ReflectIndex(static_cast<int>(i) - r, width);
+      std::vector<float> out((width + 1) * out_stride, -7.0f);
+      fns->horizontal(gt.data(), dt.data(), stride, xrows.data(), r, k.g.data(), k.d.data(), scale,
+                      width, ncols, out.data(), out_stride);
       for (int x = 0; x < width; ++x) {
-        double want = 0, mag = 0;
-        for (int t = -r; t <= r; ++t) {
-          const double a = k.d[std::abs(t)] * pg[r + x + t], b = k.g[std::abs(t)] * pd[r + x + t];
-          want += a + b;
-          mag += std::abs(a) + std::abs(b);
+        for (int y = 0; y < ncols; ++y) {
+          double want = 0, mag = 0;
+          for (int t = -r; t <= r; ++t) {
+            const int row = ReflectIndex(x + t, width);
+            const double a = k.d[std::abs(t)] * gt[row * stride + y];
+            const double b = k.g[std::abs(t)] * dt[row * stride + y];
+            want += a + b;
+            mag += std::abs(a) + std::abs(b);
+          }
+          EXPECT_NEAR(out[x * out_stride + y], scale * want, 1e-5 * std::abs(scale) * mag)
+              << width << " " << x << " " << y;
         }
-        EXPECT_NEAR(out[x], scale * want, 1e-5 * std::abs(scale) * mag) << width << " " << x;
       }
-      EXPECT_EQ(out[width], -7.0f);
+      // Nothing written for x = width.
+      for (size_t y = 0; y < out_stride; ++y) EXPECT_EQ(out[width * out_stride + y], -7.0f);
     }
   }
 }
 
-TEST(LogKernelsTest, RowCandidatesAgreeExactlyWithTheContract) {
-  for (int width : kWidths) {
-    // Few distinct values, so ties with neighbours are common.
-    std::vector<float> row = RandomFloats(width, 300 + width);
-    for (float& v : row) v = std::floor(v * 5) / 4;
-    for (float floor : {0.0f, 0.3f, 0.5f}) {
-      std::vector<int> want;
-      for (int x = 0; x < width; ++x) {
-        const float v = row[x];
-        if (v > floor && (x == 0 || row[x - 1] <= v) && (x == width - 1 || row[x + 1] <= v)) {
-          want.push_back(x);
+TEST(LogKernelsTest, PlaneCandidatesAgreeExactlyWithTheContract) {
+  for (int rows : {1, 3, 40}) {
+    for (int valid : {1, 2, 17, 30, 32}) {
+      const int cols = 32;
+      // Few distinct values, so ties with neighbours are common.
+      std::vector<float> plane = RandomFloats(rows * cols, 300 + rows * 7 + valid);
+      for (float& v : plane) v = std::floor(v * 5) / 4;
+      for (float floor : {0.0f, 0.3f, 0.5f}) {
+        std::vector<int> want;
+        for (int x = 0; x < rows; ++x) {
+          const float* row = &plane[x * cols];
+          for (int j = 0; j < valid; ++j) {
+            const float v = row[j];
+            if (v > floor && (j == 0 || row[j - 1] <= v) && (j == valid - 1 || row[j + 1] <= v)) {
+              want.push_back(x * cols + j);
+            }
+          }
         }
-      }
-      for (const internal::LogKernelFns* fns : AllKernels()) {
-        std::vector<int> got(width, -1);
-        got.resize(fns->row_candidates(row.data(), width, floor, got.data()));
-        EXPECT_EQ(got, want) << "width " << width << " floor " << floor;
+        for (const internal::LogKernelFns* fns : AllKernels()) {
+          std::vector<int> got(rows * cols, -1);
+          got.resize(fns->plane_candidates(plane.data(), rows, cols, valid, floor, got.data()));
+          std::sort(got.begin(), got.end());
+          EXPECT_EQ(got, want) << "rows " << rows << " valid " << valid << " floor " << floor;
+        }
       }
     }
   }
@@ -564,17 +613,22 @@ TEST(LogKernelsTest, VariantsAgreeWithEachOther) {
   if (fns.size() < 2) GTEST_SKIP() << "only the generic kernels run on this CPU";
   const TestKernel k = MakeTestKernel(3.0);
   const int r = k.radius;
+  const int ncols = 32;  // a multiple of every variant's lanes
   for (int width : kWidths) {
-    const std::vector<float> pg = RandomFloats(width + 2 * r, 400 + width, -1, 1);
-    const std::vector<float> pd = RandomFloats(width + 2 * r, 500 + width, -1, 1);
-    std::vector<float> base(width), other(width);
-    fns[0]->horizontal(pg.data(), pd.data(), r, k.g.data(), k.d.data(), -9.0f, width, base.data());
+    const std::vector<float> gt = RandomFloats(width * ncols, 400 + width, -1, 1);
+    const std::vector<float> dt = RandomFloats(width * ncols, 500 + width, -1, 1);
+    std::vector<int> xrows(width + 2 * r + 1);
+    for (size_t i = 0; i < xrows.size(); ++i)
+      xrows[i] = ReflectIndex(static_cast<int>(i) - r, width);
+    std::vector<float> base(width * ncols), other(width * ncols);
+    fns[0]->horizontal(gt.data(), dt.data(), ncols, xrows.data(), r, k.g.data(), k.d.data(), -9.0f,
+                       width, ncols, base.data(), ncols);
     for (size_t i = 1; i < fns.size(); ++i) {
-      fns[i]->horizontal(pg.data(), pd.data(), r, k.g.data(), k.d.data(), -9.0f, width,
-                         other.data());
-      for (int x = 0; x < width; ++x) {
-        EXPECT_NEAR(other[x], base[x], 1e-5 * std::max(1.0f, std::abs(base[x])))
-            << "variant " << i << " width " << width << " x " << x;
+      fns[i]->horizontal(gt.data(), dt.data(), ncols, xrows.data(), r, k.g.data(), k.d.data(),
+                         -9.0f, width, ncols, other.data(), ncols);
+      for (int j = 0; j < width * ncols; ++j) {
+        EXPECT_NEAR(other[j], base[j], 1e-5 * std::max(1.0f, std::abs(base[j])))
+            << "variant " << i << " width " << width << " at " << j;
       }
     }
   }
