@@ -97,7 +97,8 @@ class BandWorker {
     const int nrows = ry1 - ry0;
     const int cols = RoundUp(nrows, fns_.lanes);
     const size_t plane_size = static_cast<size_t>(padded_width_) * cols;
-    s.planes.resize(3 * plane_size);
+    // Candidate scans read a vector past the last plane row.
+    s.planes.resize(3 * plane_size + fns_.lanes);
     s.gt.resize(plane_size);
     s.dt.resize(plane_size);
     s.rows.resize(cols + 2 * max_radius_ + 2);

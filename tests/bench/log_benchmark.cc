@@ -52,6 +52,7 @@
 #include "engine/context.h"
 #include "engine/image_io.h"
 #include "engine/log_detector.h"
+#include "engine/normalize.h"
 
 namespace logstar {
 namespace {
@@ -140,13 +141,15 @@ cv::Mat MakeLatticeFrame(int size) {
     float* row = frame.ptr<float>(r);
     for (int q = 0; q < size; ++q) row[q] += static_cast<float>(rng.gaussian(noise_std));
   }
-  cv::minMaxLoc(frame, &lo, &hi);
-  const double scale = 1.0 / std::max(hi - lo, 1e-12);
-  for (int r = 0; r < size; ++r) {
-    float* row = frame.ptr<float>(r);
-    for (int q = 0; q < size; ++q) row[q] = static_cast<float>((row[q] - lo) * scale);
+  // As every frame the service analyses: NormalizeFrame (min-max to [0, 1],
+  // in the memory layout the detector uses without a copy). scikit-image
+  // gets these same normalised values.
+  absl::StatusOr<cv::Mat> normalized = NormalizeFrame(frame, NormalizeOptions{});
+  if (!normalized.ok()) {
+    std::fprintf(stderr, "NormalizeFrame: %s\n", normalized.status().ToString().c_str());
+    std::exit(2);
   }
-  return frame;
+  return *std::move(normalized);
 }
 
 std::string FramePath(const std::string& dir, int size) {
@@ -281,7 +284,12 @@ int RunRssMode(int size, const std::string& frames_dir) {
       std::fprintf(stderr, "%s\n", loaded.status().ToString().c_str());
       return 1;
     }
-    frame = *std::move(loaded);
+    absl::StatusOr<cv::Mat> normalized = NormalizeFrame(*loaded, NormalizeOptions{});
+    if (!normalized.ok()) {
+      std::fprintf(stderr, "%s\n", normalized.status().ToString().c_str());
+      return 1;
+    }
+    frame = *std::move(normalized);
   } else {
     frame = MakeLatticeFrame(size);
   }
