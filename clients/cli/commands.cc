@@ -13,10 +13,13 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "engine/accuracy.h"
 #include "engine/context.h"
 #include "engine/image_io.h"
 #include "engine/log_detector.h"
@@ -263,6 +266,42 @@ absl::StatusOr<std::string> ReadTextFile(const std::string& path) {
   return ss.str();
 }
 
+// Reads the x and y columns of a CSV with a header row (as `logstar synth`
+// writes atoms.csv: x = column, y = row, pixels).
+absl::StatusOr<std::vector<PointXY>> ReadTruthCsv(const std::string& path) {
+  auto text = ReadTextFile(path);
+  if (!text.ok()) return text.status();
+  std::vector<PointXY> points;
+  int x_col = -1, y_col = -1;
+  int line_no = 0;
+  for (absl::string_view line : absl::StrSplit(*text, '\n', absl::SkipWhitespace())) {
+    ++line_no;
+    std::vector<absl::string_view> cells = absl::StrSplit(line, ',');
+    if (x_col < 0) {
+      for (size_t i = 0; i < cells.size(); ++i) {
+        if (absl::StripAsciiWhitespace(cells[i]) == "x") x_col = static_cast<int>(i);
+        if (absl::StripAsciiWhitespace(cells[i]) == "y") y_col = static_cast<int>(i);
+      }
+      if (x_col < 0 || y_col < 0) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(path, ": the header row needs columns named x and y"));
+      }
+      continue;
+    }
+    PointXY p;
+    if (static_cast<int>(cells.size()) <= std::max(x_col, y_col) ||
+        !absl::SimpleAtod(absl::StripAsciiWhitespace(cells[x_col]), &p.x) ||
+        !absl::SimpleAtod(absl::StripAsciiWhitespace(cells[y_col]), &p.y) || !std::isfinite(p.x) ||
+        !std::isfinite(p.y)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ": line ", line_no, ": x and y must be finite numbers"));
+    }
+    points.push_back(p);
+  }
+  if (x_col < 0) return absl::InvalidArgumentError(absl::StrCat(path, ": empty file"));
+  return points;
+}
+
 // ---------------------------------------------------------------- synth
 
 constexpr char kSynthUsage[] =
@@ -349,13 +388,17 @@ constexpr char kAnalyzeUsage[] =
     "usage: logstar analyze IMAGE --prior PRIOR.json --out RESULT.json [--overlay OUT.png]\n"
     "                       [--fixed min_sigma,max_sigma,num_sigma,threshold,overlap]\n"
     "                       [--normalize minmax|percentile] [--threads N]\n"
+    "                       [--truth ATOMS.csv [--match-radius PX]]\n"
     "  IMAGE     .npy (float32, float64, uint8, uint16, int16), .tif/.tiff or .png\n"
     "  --prior   JSON with pixel_size_angstrom, nearest_neighbor_angstrom and\n"
     "            column_density_per_nm2 or a lattice {a_angstrom, b_angstrom, gamma_deg,\n"
     "            columns_per_cell}\n"
     "  --fixed   LoG parameters (pixels); default: derived from the prior\n"
     "            (sigma from 0.1 to 0.4 x nearest-neighbour distance, 10 scales,\n"
-    "            threshold 0.05, overlap 0.5)\n";
+    "            threshold 0.05, overlap 0.5)\n"
+    "  --truth   true positions (CSV with x and y columns, e.g. synth's atoms.csv): adds\n"
+    "            precision, recall and F1, matching within --match-radius pixels\n"
+    "            (default 0.3 x nearest-neighbour distance)\n";
 
 // Default LoG parameters from the prior, until LoG* tunes them: a column's
 // image is a blob whose LoG response peaks at a sigma of about its Gaussian
@@ -427,7 +470,8 @@ const char* DepthName(int depth) {
 }  // namespace
 
 int RunAnalyze(const std::vector<std::string>& args) {
-  auto flags = Flags::Parse(args, {"prior", "out", "overlay", "fixed", "normalize", "threads"});
+  auto flags = Flags::Parse(
+      args, {"prior", "out", "overlay", "fixed", "normalize", "threads", "truth", "match-radius"});
   if (!flags.ok()) return UsageError(std::string(flags.status().message()), kAnalyzeUsage);
   if (flags->help()) {
     std::fputs(kAnalyzeUsage, stdout);
@@ -498,6 +542,21 @@ int RunAnalyze(const std::vector<std::string>& args) {
   if (!rewards.ok()) return Fail(rewards.status());
   const double rewards_ms = MsSince(t0);
 
+  std::optional<Accuracy> accuracy;
+  double match_radius = 0.3 * prior->NearestNeighborPx();
+  if (auto truth_path = flags->Get("truth")) {
+    auto radius = flags->Double("match-radius", match_radius);
+    if (!radius.ok()) return UsageError(std::string(radius.status().message()), kAnalyzeUsage);
+    match_radius = *radius;
+    auto truth = ReadTruthCsv(*truth_path);
+    if (!truth.ok()) return Fail(truth.status());
+    auto matched = MatchToTruth(points, *truth, match_radius);
+    if (!matched.ok()) return Fail(matched.status());
+    accuracy = *matched;
+  } else if (flags->Get("match-radius")) {
+    return UsageError("--match-radius needs --truth", kAnalyzeUsage);
+  }
+
   double overlay_ms = 0.0;
   if (auto overlay_path = flags->Get("overlay")) {
     t0 = Clock::now();
@@ -547,6 +606,16 @@ int RunAnalyze(const std::vector<std::string>& args) {
                        {"num_expected", rewards->num_expected},
                        {"num_erroneous", rewards->num_erroneous},
                        {"ds_px", rewards->ds_px}};
+  if (accuracy) {
+    result["accuracy"] = {{"truth", *flags->Get("truth")},
+                          {"match_radius_px", match_radius},
+                          {"num_true", accuracy->num_true},
+                          {"true_positives", accuracy->true_positives},
+                          {"precision", accuracy->precision},
+                          {"recall", accuracy->recall},
+                          {"f1", accuracy->f1},
+                          {"rms_px", accuracy->rms_px}};
+  }
   result["timings_ms"] = {{"load", load_ms},       {"normalize", normalize_ms},
                           {"log", log_ms},         {"rewards", rewards_ms},
                           {"overlay", overlay_ms}, {"total", MsSince(t_start)}};
@@ -554,11 +623,16 @@ int RunAnalyze(const std::vector<std::string>& args) {
   if (absl::Status s = EnsureParentDir(*out_path); !s.ok()) return Fail(s);
   if (absl::Status s = WriteTextFile(*out_path, result.dump(1) + "\n"); !s.ok()) return Fail(s);
 
+  std::string vs_truth;
+  if (accuracy) {
+    vs_truth = absl::StrFormat("; vs truth: precision %.3f, recall %.3f, F1 %.3f",
+                               accuracy->precision, accuracy->recall, accuracy->f1);
+  }
   std::printf(
-      "analyze: %s %dx%d: %zu atoms (expected %.1f), QC %.3f, ER %.3f; LoG %.1f ms, total %.1f "
-      "ms -> %s\n",
+      "analyze: %s %dx%d: %zu atoms (expected %.1f), QC %.3f, ER %.3f%s; LoG %.1f ms, total "
+      "%.1f ms -> %s\n",
       image_path.c_str(), raw->cols, raw->rows, blobs->size(), rewards->num_expected, rewards->qc,
-      rewards->er, log_ms, MsSince(t_start), out_path->c_str());
+      rewards->er, vs_truth.c_str(), log_ms, MsSince(t_start), out_path->c_str());
   return 0;
 }
 

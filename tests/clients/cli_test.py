@@ -110,6 +110,24 @@ class SynthAnalyzeTest(unittest.TestCase):
         with open(overlay, 'rb') as f:
             self.assertEqual(f.read(8), b'\x89PNG\r\n\x1a\n')
 
+    def test_truth_accuracy_agrees_with_independent_matching(self):
+        result_path = os.path.join(self.tmp.name, 'truth.json')
+        atoms = os.path.join(self.dir, 'atoms.csv')
+        code, out, err = run('analyze', os.path.join(self.dir, 'image.npy'), '--prior',
+                             os.path.join(self.dir, 'prior.json'), '--out', result_path,
+                             '--truth', atoms)
+        self.assertEqual(code, 0, err)
+        self.assertIn('F1', out)
+        res = load_json(result_path)
+        det = np.array([[a['x'], a['y']] for a in res['atoms']])
+        gt = np.genfromtxt(atoms, delimiter=',', names=True, dtype=None, encoding=None)
+        radius = res['accuracy']['match_radius_px']
+        meta = load_json(os.path.join(self.dir, 'meta.json'))
+        self.assertAlmostEqual(radius, 0.3 * meta['nn_min_px'], places=6)
+        f1 = match_f1(det, np.column_stack([gt['x'], gt['y']]), radius)
+        self.assertAlmostEqual(res['accuracy']['f1'], f1, places=9)
+        self.assertEqual(res['accuracy']['num_true'], len(gt))
+
     def test_fixed_parameters_are_used(self):
         result_path = os.path.join(self.tmp.name, 'fixed.json')
         code, _, err = run('analyze', os.path.join(self.dir, 'image.npy'), '--prior',
@@ -238,6 +256,10 @@ class BadInputTest(unittest.TestCase):
     def test_bad_fixed(self):
         self.expect_error(self.analyze(self.good) + ['--fixed', '1,2,3'], 'fixed')
         self.expect_error(self.analyze(self.good) + ['--fixed', '3,2,10,0.1,0.5'], 'max_sigma')
+
+    def test_truth_without_xy_columns(self):
+        write_file(self.path('bad.csv'), 'a,b\n1,2\n')
+        self.expect_error(self.analyze(self.good) + ['--truth', self.path('bad.csv')], 'x and y')
 
     def test_usage_errors_exit_2(self):
         code, _, err = run('analyze', self.good)
