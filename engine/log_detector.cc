@@ -5,9 +5,6 @@
 #include <numeric>
 #include <utility>
 
-#include <tbb/blocked_range.h>
-#include <tbb/parallel_for.h>
-
 #include "absl/strings/str_cat.h"
 #include "engine/log_kernels.h"
 #include "engine/padded_frame.h"
@@ -506,20 +503,12 @@ absl::StatusOr<LogScaleSpace> LogScaleSpace::Compute(const cv::Mat& image,
   const int num_bands = (image.rows + kBandRows - 1) / kBandRows;
   std::vector<std::vector<Peak>> band_peaks(num_bands);
   try {
-    context->Run([&] {
-      BandWorker worker(frame, kernels, options);
-      tbb::parallel_for(
-          tbb::blocked_range<int>(0, num_bands, 1),
-          [&](const tbb::blocked_range<int>& range) {
-            // Kept per thread across calls: a fresh allocation per call
-            // costs page faults comparable to a tenth of the work.
-            thread_local BandScratch s;
-            for (int b = range.begin(); b != range.end(); ++b) {
-              worker.Run(b * kBandRows, std::min((b + 1) * kBandRows, image.rows), s,
-                         band_peaks[b]);
-            }
-          },
-          tbb::simple_partitioner());
+    const BandWorker worker(frame, kernels, options);
+    context->ParallelFor(num_bands, [&](int b) {
+      // Kept per thread across calls: a fresh allocation per call costs
+      // page faults comparable to a tenth of the work.
+      thread_local BandScratch scratch;
+      worker.Run(b * kBandRows, std::min((b + 1) * kBandRows, image.rows), scratch, band_peaks[b]);
     });
   } catch (const std::exception& e) {
     return absl::ResourceExhaustedError(absl::StrCat("LoG scale-space failed: ", e.what()));
