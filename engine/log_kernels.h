@@ -41,9 +41,9 @@ struct LogKernelFns {
   // For a plane of `rows` rows of `cols` floats whose first `valid` columns
   // are meaningful, writes to `out` (room for rows·cols ints) the flat index
   // x·cols + j of every sample with j < valid that is above `floor` and not
-  // below its neighbours at j ± 1 (a neighbour outside [0, valid) never
-  // rejects); returns how many. Order unspecified. Reads up to `lanes`
-  // floats past the last row.
+  // below its neighbours at j ± 1 and at x ± 1 (a neighbour outside
+  // [0, valid) × [0, rows) never rejects); returns how many. Order
+  // unspecified. Reads up to `lanes` floats past the last row.
   int (*plane_candidates)(const float* plane, int rows, int cols, int valid, float floor, int* out);
   // Floats per vector; row counts and strides above are multiples of it.
   int lanes;

@@ -593,7 +593,8 @@ TEST(LogKernelsTest, PlaneCandidatesAgreeExactlyWithTheContract) {
           const float* row = &plane[x * cols];
           for (int j = 0; j < valid; ++j) {
             const float v = row[j];
-            if (v > floor && (j == 0 || row[j - 1] <= v) && (j == valid - 1 || row[j + 1] <= v)) {
+            if (v > floor && (j == 0 || row[j - 1] <= v) && (j == valid - 1 || row[j + 1] <= v) &&
+                (x == 0 || row[j - cols] <= v) && (x == rows - 1 || row[j + cols] <= v)) {
               want.push_back(x * cols + j);
             }
           }
