@@ -21,6 +21,20 @@ constexpr int kBandRows = 30;
 
 bool IsFinitePositive(double v) { return std::isfinite(v) && v > 0.0; }
 
+// Whether a CV_32F image has no NaN or infinity: those are exactly the
+// floats whose exponent bits are all set. An integer max over the exponent
+// bits vectorises, unlike cv::checkRange, which cost 2.5 % of a detection.
+bool AllFinite(const cv::Mat& image) {
+  constexpr uint32_t kExponent = 0x7f800000u;
+  for (int y = 0; y < image.rows; ++y) {
+    const uint32_t* row = image.ptr<uint32_t>(y);
+    uint32_t worst = 0;
+    for (int x = 0; x < image.cols; ++x) worst = std::max(worst, row[x] & kExponent);
+    if (worst == kExponent) return false;
+  }
+  return true;
+}
+
 // scipy.ndimage 'reflect' (half-sample symmetric) index for any i, n >= 1.
 int Reflect(int i, int n) {
   if (n == 1) return 0;
@@ -479,7 +493,7 @@ absl::StatusOr<LogScaleSpace> LogScaleSpace::Compute(const cv::Mat& image,
     return absl::InvalidArgumentError(
         "image must be single-channel float32 (normalise it with NormalizeFrame first)");
   }
-  if (!cv::checkRange(image, /*quiet=*/true)) {
+  if (!AllFinite(image)) {
     return absl::InvalidArgumentError("image has NaN or infinite pixels");
   }
 

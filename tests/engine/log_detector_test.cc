@@ -313,6 +313,13 @@ TEST(LogDetectorTest, BadImagesAndContextAreRejected) {
   cv::Mat inf = Zeros(8, 8);
   inf.at<float>(0, 0) = std::numeric_limits<float>::infinity();
   EXPECT_THAT(ErrorOf(inf, o), HasSubstr("image"));
+  cv::Mat minus_inf = Zeros(8, 8);
+  minus_inf.at<float>(7, 7) = -std::numeric_limits<float>::infinity();
+  EXPECT_THAT(ErrorOf(minus_inf, o), HasSubstr("NaN or infinite"));
+  // The largest finite float is not rejected.
+  cv::Mat big = Zeros(8, 8);
+  big.at<float>(2, 2) = std::numeric_limits<float>::max();
+  EXPECT_TRUE(LogScaleSpace::Compute(big, o.scale, ExecutionContext::Default()).ok());
   EXPECT_THAT(ErrorOf(Zeros(8, 8), o, nullptr), HasSubstr("context"));
 }
 
