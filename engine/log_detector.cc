@@ -113,7 +113,7 @@ class BandWorker {
     s.gt.resize(plane_size);
     s.dt.resize(plane_size);
     s.rows.resize(cols + 2 * max_radius_ + 2);
-    s.xrows.resize(width_ + 2 * max_radius_ + 2);
+    s.xrows.resize(width_ + 2 * max_radius_ + 3);
     s.candidates.resize(static_cast<size_t>(width_) * cols);
 
     const int num_scales = static_cast<int>(kernels_.size());
@@ -151,7 +151,7 @@ class BandWorker {
     for (int i = 0; i < band.cols + 2 * r + 2; ++i) {
       s.rows[i] = Reflect(band.ry0 - r + i, height_);
     }
-    for (int i = 0; i < width_ + 2 * r + 1; ++i) s.xrows[i] = Reflect(i - r, width_);
+    for (int i = 0; i < width_ + 2 * r + 3; ++i) s.xrows[i] = Reflect(i - r, width_);
     fns_.vertical(image_.ptr<float>(0), image_.step1(), s.rows.data(), band.cols, r, k.g.data(),
                   k.d.data(), width_, s.gt.data(), s.dt.data(), band.cols);
     fns_.horizontal(s.gt.data(), s.dt.data(), band.cols, s.xrows.data(), r, k.g.data(), k.d.data(),

@@ -33,7 +33,7 @@ struct LogKernelFns {
   // in [0, width) and y in [0, ncols) (ncols a multiple of `lanes`):
   //   out[x·out_stride + y] = scale · Σ_k d[|k|]·gt[xrows[x + radius + k]·stride + y]
   //                                      + g[|k|]·dt[xrows[x + radius + k]·stride + y],
-  // i.e. scale · (H_d(V_g) + H_g(V_d)). xrows has width + 2·radius + 1
+  // i.e. scale · (H_d(V_g) + H_g(V_d)). xrows has width + 2·radius + 3
   // entries and resolves the borders.
   void (*horizontal)(const float* gt, const float* dt, size_t stride, const int* xrows, int radius,
                      const float* g, const float* d, float scale, int width, int ncols, float* out,

@@ -560,7 +560,7 @@ TEST(LogKernelsTest, HorizontalMatchesDoubleReferenceInEveryVariant) {
       const size_t stride = ncols + 5, out_stride = ncols + 2;
       const std::vector<float> gt = RandomFloats(width * stride, 100 + width, -1, 1);
       const std::vector<float> dt = RandomFloats(width * stride, 200 + width, -1, 1);
-      std::vector<int> xrows(width + 2 * r + 1);
+      std::vector<int> xrows(width + 2 * r + 3);
       for (size_t i = 0; i < xrows.size(); ++i)
         xrows[i] = ReflectIndex(static_cast<int>(i) - r, width);
       std::vector<float> out((width + 1) * out_stride, -7.0f);
@@ -626,7 +626,7 @@ TEST(LogKernelsTest, VariantsAgreeWithEachOther) {
   for (int width : kWidths) {
     const std::vector<float> gt = RandomFloats(width * ncols, 400 + width, -1, 1);
     const std::vector<float> dt = RandomFloats(width * ncols, 500 + width, -1, 1);
-    std::vector<int> xrows(width + 2 * r + 1);
+    std::vector<int> xrows(width + 2 * r + 3);
     for (size_t i = 0; i < xrows.size(); ++i)
       xrows[i] = ReflectIndex(static_cast<int>(i) - r, width);
     std::vector<float> base(width * ncols), other(width * ncols);
