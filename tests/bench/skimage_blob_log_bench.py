@@ -94,6 +94,8 @@ def main():
     ap.add_argument('--repeats', type=int, default=0,
                     help='timed calls per size (default: 5, 3 at 1024, 2 at 2048)')
     ap.add_argument('--out', help='write the results as JSON here')
+    ap.add_argument('--no-memory', action='store_true',
+                    help='skip the peak-memory measurement (times only)')
     ap.add_argument('--measure-memory', metavar='NPY', help=argparse.SUPPRESS)
     args = ap.parse_args()
 
@@ -118,16 +120,19 @@ def main():
             blobs = blob_log(img, **PARAMS)
             times.append(time.perf_counter() - t0)
             n_blobs = len(blobs)
-        mem = subprocess.run([sys.executable, os.path.abspath(__file__), '--frames-dir',
-                              args.frames_dir, '--measure-memory', path],
-                             check=True, capture_output=True, text=True)
-        memory = json.loads(mem.stdout.strip().splitlines()[-1])
+        memory = dict(peak_mb=None, baseline_mb=None, delta_mb=None, peak_reset=None)
+        if not args.no_memory:
+            mem = subprocess.run([sys.executable, os.path.abspath(__file__), '--frames-dir',
+                                  args.frames_dir, '--measure-memory', path],
+                                 check=True, capture_output=True, text=True)
+            memory = json.loads(mem.stdout.strip().splitlines()[-1])
         row = dict(size=size, seconds=min(times), seconds_all=times, blobs=n_blobs,
                    peak_mb=memory['peak_mb'], baseline_mb=memory['baseline_mb'],
                    delta_mb=memory['delta_mb'], peak_reset=memory['peak_reset'])
         results.append(row)
-        print('skimage %4d: best %.3f s of %d, %d blobs, +%.1f MB peak' % (
-            size, row['seconds'], len(times), n_blobs, row['delta_mb']), file=sys.stderr)
+        peak = '' if row['delta_mb'] is None else ', +%.1f MB peak' % row['delta_mb']
+        print('skimage %4d: best %.3f s of %d, %d blobs%s' % (
+            size, row['seconds'], len(times), n_blobs, peak), file=sys.stderr)
 
     report = dict(skimage=skimage.__version__, numpy=np.__version__, params=PARAMS,
                   results=results)
