@@ -81,7 +81,6 @@ struct BandScratch {
   std::vector<float> planes;  // 3 rolling response planes, transposed
   std::vector<float> gt, dt;  // V_g and V_d of the band, transposed
   std::vector<int> rows;      // reflected image row of every vertical tap
-  std::vector<int> xrows;     // reflected image column of every horizontal tap
   std::vector<int> candidates;
 };
 
@@ -99,6 +98,11 @@ class BandWorker {
         height_(image.rows) {
     for (const ScaleKernel& k : kernels_) max_radius_ = std::max(max_radius_, k.radius);
     padded_width_ = RoundUp(width_, fns_.lanes);
+    // Image columns of the horizontal taps; the same for every band.
+    xrows_.resize(width_ + 2 * max_radius_ + 3);
+    for (size_t i = 0; i < xrows_.size(); ++i) {
+      xrows_[i] = Reflect(static_cast<int>(i) - max_radius_, width_);
+    }
   }
 
   // Appends the peaks whose row lies in [y0, y1) to `out`.
@@ -112,8 +116,14 @@ class BandWorker {
     s.planes.resize(3 * plane_size + fns_.lanes);
     s.gt.resize(plane_size);
     s.dt.resize(plane_size);
+    // Border tables for the largest radius; a scale of radius r starts
+    // max_radius - r entries in (see ComputePlane). Rows past the band, up
+    // to the vector-aligned count, are computed too and never looked at;
+    // any valid image row will do for them.
     s.rows.resize(cols + 2 * max_radius_ + 2);
-    s.xrows.resize(width_ + 2 * max_radius_ + 3);
+    for (size_t i = 0; i < s.rows.size(); ++i) {
+      s.rows[i] = Reflect(ry0 - max_radius_ + static_cast<int>(i), height_);
+    }
     s.candidates.resize(static_cast<size_t>(width_) * cols);
 
     const int num_scales = static_cast<int>(kernels_.size());
@@ -146,16 +156,12 @@ class BandWorker {
 
   void ComputePlane(const ScaleKernel& k, const Band& band, BandScratch& s, float* dst) const {
     const int r = k.radius;
-    // Rows past the band (up to the vector-aligned count) are computed too
-    // and never looked at; any valid image row will do for them.
-    for (int i = 0; i < band.cols + 2 * r + 2; ++i) {
-      s.rows[i] = Reflect(band.ry0 - r + i, height_);
-    }
-    for (int i = 0; i < width_ + 2 * r + 3; ++i) s.xrows[i] = Reflect(i - r, width_);
-    fns_.vertical(image_.ptr<float>(0), image_.step1(), s.rows.data(), band.cols, r, k.g.data(),
-                  k.d.data(), width_, s.gt.data(), s.dt.data(), band.cols);
-    fns_.horizontal(s.gt.data(), s.dt.data(), band.cols, s.xrows.data(), r, k.g.data(), k.d.data(),
-                    static_cast<float>(-k.sigma * k.sigma), width_, band.cols, dst, band.cols);
+    const int skip = max_radius_ - r;  // table entry i + skip is offset i - r
+    fns_.vertical(image_.ptr<float>(0), image_.step1(), s.rows.data() + skip, band.cols, r,
+                  k.g.data(), k.d.data(), width_, s.gt.data(), s.dt.data(), band.cols);
+    fns_.horizontal(s.gt.data(), s.dt.data(), band.cols, xrows_.data() + skip, r, k.g.data(),
+                    k.d.data(), static_cast<float>(-k.sigma * k.sigma), width_, band.cols, dst,
+                    band.cols);
   }
 
   // A voxel is a peak when it equals the maximum of its 3×3×3 neighbourhood.
@@ -205,7 +211,8 @@ class BandWorker {
   const int width_;
   const int height_;
   int max_radius_ = 0;
-  int padded_width_ = 0;  // image columns rounded up to whole vectors
+  int padded_width_ = 0;    // image columns rounded up to whole vectors
+  std::vector<int> xrows_;  // reflected image column of offset i - max_radius_
 };
 
 }  // namespace
