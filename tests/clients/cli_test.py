@@ -65,6 +65,19 @@ class SynthAnalyzeTest(unittest.TestCase):
     def tearDownClass(cls):
         cls.tmp.cleanup()
 
+    def analyze(self, result_name, *extra):
+        """Runs analyze on the synthetic frame; returns (stdout, result JSON)."""
+        result_path = os.path.join(self.tmp.name, result_name)
+        code, out, err = run('analyze', os.path.join(self.dir, 'image.npy'), '--prior',
+                             os.path.join(self.dir, 'prior.json'), '--out', result_path, *extra)
+        self.assertEqual(code, 0, err)
+        return out, load_json(result_path)
+
+    def truth_xy(self):
+        gt = np.genfromtxt(os.path.join(self.dir, 'atoms.csv'), delimiter=',', names=True,
+                           dtype=None, encoding=None)
+        return np.column_stack([gt['x'], gt['y']])
+
     def test_synth_writes_the_reference_layout(self):
         img = np.load(os.path.join(self.dir, 'image.npy'))
         self.assertEqual(img.dtype, np.float32)
@@ -84,25 +97,17 @@ class SynthAnalyzeTest(unittest.TestCase):
         self.assertLess(abs(len(atoms) - expected) / expected, 0.06)
 
     def test_analyze_finds_the_true_atoms(self):
-        result_path = os.path.join(self.tmp.name, 'result.json')
         overlay = os.path.join(self.tmp.name, 'overlay.png')
-        code, out, err = run('analyze', os.path.join(self.dir, 'image.npy'), '--prior',
-                             os.path.join(self.dir, 'prior.json'), '--out', result_path,
-                             '--overlay', overlay)
-        self.assertEqual(code, 0, err)
+        out, res = self.analyze('result.json', '--overlay', overlay)
         self.assertIn('atoms', out)
-        res = load_json(result_path)
         for key in ('atoms', 'parameters', 'rewards', 'timings_ms', 'image', 'prior'):
             self.assertIn(key, res)
         self.assertEqual(res['num_atoms'], len(res['atoms']))
         for key in ('qc', 'er'):
             self.assertIn(key, res['rewards'])
         det = np.array([[a['x'], a['y']] for a in res['atoms']])
-        gt = np.genfromtxt(os.path.join(self.dir, 'atoms.csv'), delimiter=',', names=True,
-                           dtype=None, encoding=None)
-        true_xy = np.column_stack([gt['x'], gt['y']])
         meta = load_json(os.path.join(self.dir, 'meta.json'))
-        f1 = match_f1(det, true_xy, 0.3 * meta['nn_min_px'])
+        f1 = match_f1(det, self.truth_xy(), 0.3 * meta['nn_min_px'])
         self.assertGreater(f1, 0.9, f'F1 {f1:.3f} against the ground truth')
         # QC from its definition: |n - n_expected| / n_expected.
         n_exp = meta['atom_density_per_px2'] * 256 * 256
@@ -111,34 +116,24 @@ class SynthAnalyzeTest(unittest.TestCase):
             self.assertEqual(f.read(8), b'\x89PNG\r\n\x1a\n')
 
     def test_truth_accuracy_agrees_with_independent_matching(self):
-        result_path = os.path.join(self.tmp.name, 'truth.json')
-        atoms = os.path.join(self.dir, 'atoms.csv')
-        code, out, err = run('analyze', os.path.join(self.dir, 'image.npy'), '--prior',
-                             os.path.join(self.dir, 'prior.json'), '--out', result_path,
-                             '--truth', atoms)
-        self.assertEqual(code, 0, err)
+        out, res = self.analyze('truth.json', '--truth', os.path.join(self.dir, 'atoms.csv'))
         self.assertIn('F1', out)
-        res = load_json(result_path)
         det = np.array([[a['x'], a['y']] for a in res['atoms']])
-        gt = np.genfromtxt(atoms, delimiter=',', names=True, dtype=None, encoding=None)
+        true_xy = self.truth_xy()
         radius = res['accuracy']['match_radius_px']
         meta = load_json(os.path.join(self.dir, 'meta.json'))
         self.assertAlmostEqual(radius, 0.3 * meta['nn_min_px'], places=6)
-        f1 = match_f1(det, np.column_stack([gt['x'], gt['y']]), radius)
+        f1 = match_f1(det, true_xy, radius)
         self.assertAlmostEqual(res['accuracy']['f1'], f1, places=9)
-        self.assertEqual(res['accuracy']['num_true'], len(gt))
+        self.assertEqual(res['accuracy']['num_true'], len(true_xy))
 
     def test_fixed_parameters_are_used(self):
-        result_path = os.path.join(self.tmp.name, 'fixed.json')
-        code, _, err = run('analyze', os.path.join(self.dir, 'image.npy'), '--prior',
-                           os.path.join(self.dir, 'prior.json'), '--out', result_path,
-                           '--fixed', '2,6,5,0.1,0.5')
-        self.assertEqual(code, 0, err)
-        p = load_json(result_path)['parameters']
+        _, res = self.analyze('fixed.json', '--fixed', '2,6,5,0.1,0.5')
+        p = res['parameters']
         self.assertEqual(p['source'], 'fixed')
         self.assertEqual((p['min_sigma'], p['max_sigma'], p['num_sigma'], p['threshold'],
                           p['overlap']), (2, 6, 5, 0.1, 0.5))
-        sigmas = {a['sigma'] for a in load_json(result_path)['atoms']}
+        sigmas = {a['sigma'] for a in res['atoms']}
         self.assertTrue(sigmas <= set(np.linspace(2, 6, 5).tolist()))
 
     def test_every_input_dtype(self):
