@@ -27,7 +27,9 @@ extern "C" void __tsan_release(void* addr);
 #endif
 
 namespace logstar {
+namespace internal {
 
+// Happens-before edges for ThreadSanitizer; no-ops otherwise.
 inline void AnnotateAcquire([[maybe_unused]] void* addr) {
 #if defined(__SANITIZE_THREAD__)
   __tsan_acquire(addr);
@@ -38,6 +40,8 @@ inline void AnnotateRelease([[maybe_unused]] void* addr) {
   __tsan_release(addr);
 #endif
 }
+
+}  // namespace internal
 
 class ExecutionContext {
  public:
@@ -66,10 +70,9 @@ class ExecutionContext {
   }
 
   // Calls body(i) for i in [0, n), in parallel within the arena, and returns
-  // when all are done. Whatever the caller wrote
-  // before is visible to every body(i), and everything the bodies wrote is
-  // visible after. (Those edges are stated to ThreadSanitizer too: Debian's
-  // oneTBB is not instrumented, so it cannot see them itself.)
+  // when all are done. Whatever the caller wrote before is visible to every
+  // body(i), and everything the bodies wrote is visible after. (Those edges are stated to
+  // ThreadSanitizer too: Debian's oneTBB is not instrumented, so it cannot see them itself.)
   template <typename Body>
   void ParallelFor(int n, Body&& body) {
     // Workers take indices from a shared counter, so tasks are balanced
@@ -77,15 +80,15 @@ class ExecutionContext {
     std::atomic<int> next{0};
     // The edges go through a fixed address: a worker must acquire before it
     // reads anything of the caller's, its closure included.
-    AnnotateRelease(&fork_join_token_);
+    internal::AnnotateRelease(&fork_join_token_);
     Run([&] {
       tbb::parallel_for(0, std::min(n, num_threads_), [&](int /*worker*/) {
-        AnnotateAcquire(&fork_join_token_);
+        internal::AnnotateAcquire(&fork_join_token_);
         for (int i = next.fetch_add(1); i < n; i = next.fetch_add(1)) body(i);
-        AnnotateRelease(&fork_join_token_);
+        internal::AnnotateRelease(&fork_join_token_);
       });
     });
-    AnnotateAcquire(&fork_join_token_);
+    internal::AnnotateAcquire(&fork_join_token_);
   }
 
  private:
