@@ -6,20 +6,14 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "engine/log_internal.h"
 #include "engine/log_kernels.h"
 #include "engine/padded_frame.h"
+#include "engine/status_macros.h"
 
 namespace logstar {
+namespace internal {
 namespace {
-
-// Rows of output per parallel task. Each band computes one more row above
-// and below for the 3×3×3 peak test, and its transposed planes have one
-// row per image column of round_up(band rows + 2, lanes) floats: 30 output
-// rows fill 32 floats exactly. The split never changes results (every
-// output pixel is computed by the same arithmetic whatever band it is in).
-constexpr int kBandRows = 30;
-
-bool IsFinitePositive(double v) { return std::isfinite(v) && v > 0.0; }
 
 // Whether a CV_32F image has no NaN or infinity: those are exactly the
 // floats whose exponent bits are all set. An integer max over the exponent
@@ -44,14 +38,9 @@ int Reflect(int i, int n) {
   return m < n ? m : period - 1 - m;
 }
 
-// The symmetric halves (centre first) of scipy's _gaussian_kernel1d for
-// orders 0 and 2, computed in double as scipy does, then rounded.
-struct ScaleKernel {
-  double sigma;
-  int radius;
-  std::vector<float> g;
-  std::vector<float> d;
-};
+int RoundUp(int n, int m) { return (n + m - 1) / m * m; }
+
+}  // namespace
 
 ScaleKernel MakeKernel(double sigma) {
   ScaleKernel k;
@@ -76,65 +65,127 @@ ScaleKernel MakeKernel(double sigma) {
   return k;
 }
 
-// Per-thread buffers for one band.
-struct BandScratch {
-  std::vector<float> planes;  // 3 rolling response planes, transposed
-  std::vector<float> gt, dt;  // V_g and V_d of the band, transposed
-  std::vector<int> rows;      // reflected image row of every vertical tap
-  std::vector<int> candidates;
-};
+absl::Status CheckLogImage(const cv::Mat& image) {
+  if (image.empty() || image.rows == 0 || image.cols == 0) {
+    return absl::InvalidArgumentError("image is empty");
+  }
+  if (image.type() != CV_32FC1) {
+    return absl::InvalidArgumentError(
+        "image must be single-channel float32 (normalise it with NormalizeFrame first)");
+  }
+  if (!AllFinite(image)) {
+    return absl::InvalidArgumentError("image has NaN or infinite pixels");
+  }
+  return absl::OkStatus();
+}
 
-// Computes the scale-space of one band of rows and finds its peaks. Planes
-// are stored transposed: plane[x · band_cols + (y - ry0)].
-class BandWorker {
- public:
-  BandWorker(const cv::Mat& image, const std::vector<ScaleKernel>& kernels,
-             const LogScaleOptions& options)
-      : image_(image),
-        kernels_(kernels),
-        options_(options),
-        fns_(internal::Kernels()),
-        width_(image.cols),
-        height_(image.rows) {
-    for (const ScaleKernel& k : kernels_) max_radius_ = std::max(max_radius_, k.radius);
-    padded_width_ = RoundUp(width_, fns_.lanes);
-    // Image columns of the horizontal taps; the same for every band.
-    xrows_.resize(width_ + 2 * max_radius_ + 3);
-    for (size_t i = 0; i < xrows_.size(); ++i) {
-      xrows_[i] = Reflect(static_cast<int>(i) - max_radius_, width_);
+cv::Mat InPaddedLayout(const cv::Mat& image) {
+  if (HasPaddedLayout(image)) return image;
+  cv::Mat frame = NewPaddedFrame(image.rows, image.cols);
+  image.copyTo(frame);
+  return frame;
+}
+
+PlaneMaker::PlaneMaker(const cv::Mat& image, int max_radius)
+    : image_(image),
+      fns_(Kernels()),
+      width_(image.cols),
+      height_(image.rows),
+      max_radius_(max_radius) {
+  padded_width_ = RoundUp(width_, fns_.lanes);
+  // Image columns of the horizontal taps; the same for every band.
+  xrows_.resize(width_ + 2 * max_radius_ + 3);
+  for (size_t i = 0; i < xrows_.size(); ++i) {
+    xrows_[i] = Reflect(static_cast<int>(i) - max_radius_, width_);
+  }
+}
+
+Band PlaneMaker::MakeBand(int y0, int y1) const {
+  const int ry0 = std::max(y0 - 1, 0);
+  const int ry1 = std::min(y1 + 1, height_);
+  return Band{y0, y1, ry0, ry1 - ry0, RoundUp(ry1 - ry0, fns_.lanes)};
+}
+
+size_t PlaneMaker::PlaneSize(const Band& band) const {
+  return static_cast<size_t>(padded_width_) * band.cols;
+}
+
+void PlaneMaker::Prepare(const Band& band, BandScratch& s) const {
+  const size_t plane_size = PlaneSize(band);
+  s.gt.resize(plane_size);
+  s.dt.resize(plane_size);
+  // Border tables for the largest radius; a scale of radius r starts
+  // max_radius - r entries in (see ComputePlane). Rows past the band, up
+  // to the vector-aligned count, are computed too and never looked at;
+  // any valid image row will do for them.
+  s.rows.resize(band.cols + 2 * max_radius_ + 2);
+  for (size_t i = 0; i < s.rows.size(); ++i) {
+    s.rows[i] = Reflect(band.ry0 - max_radius_ + static_cast<int>(i), height_);
+  }
+}
+
+void PlaneMaker::ComputePlane(const ScaleKernel& k, const Band& band, BandScratch& s,
+                              float* dst) const {
+  const int r = k.radius;
+  const int skip = max_radius_ - r;  // table entry i + skip is offset i - r
+  fns_.vertical(image_.ptr<float>(0), image_.step1(), s.rows.data() + skip, band.cols, r,
+                k.g.data(), k.d.data(), width_, s.gt.data(), s.dt.data(), band.cols);
+  fns_.horizontal(s.gt.data(), s.dt.data(), band.cols, xrows_.data() + skip, r, k.g.data(),
+                  k.d.data(), static_cast<float>(-k.sigma * k.sigma), width_, band.cols, dst,
+                  band.cols);
+}
+
+bool IsPeak3x3x3(float v, const float* below, const float* at, const float* above, const Band& band,
+                 int width, int x, int j) {
+  const int xa = std::max(x - 1, 0), xb = std::min(x + 1, width - 1);
+  const int ja = std::max(j - 1, 0), jb = std::min(j + 1, band.nrows - 1);
+  const float* planes[3] = {at, below, above};  // the current plane first: it rejects most
+  for (const float* p : planes) {
+    if (p == nullptr) continue;
+    for (int xx = xa; xx <= xb; ++xx) {
+      const float* line = p + static_cast<size_t>(xx) * band.cols;
+      for (int jj = ja; jj <= jb; ++jj) {
+        if (line[jj] > v) return false;
+      }
     }
   }
+  return true;
+}
+
+namespace {
+
+// Computes the scale-space of one band of rows and finds its peaks, keeping
+// only three planes at a time.
+class BandWorker {
+ public:
+  BandWorker(const PlaneMaker& maker, const std::vector<ScaleKernel>& kernels,
+             const LogScaleOptions& options)
+      : maker_(maker), kernels_(kernels), options_(options) {}
+
+  struct Scratch {
+    BandScratch planes_scratch;
+    std::vector<float> planes;  // 3 rolling response planes, transposed
+    std::vector<int> candidates;
+  };
 
   // Appends the peaks whose row lies in [y0, y1) to `out`.
-  void Run(int y0, int y1, BandScratch& s, std::vector<LogScaleSpace::Peak>& out) const {
-    const int ry0 = std::max(y0 - 1, 0);
-    const int ry1 = std::min(y1 + 1, height_);
-    const int nrows = ry1 - ry0;
-    const int cols = RoundUp(nrows, fns_.lanes);
-    const size_t plane_size = static_cast<size_t>(padded_width_) * cols;
+  void Run(int y0, int y1, Scratch& s, std::vector<LogScaleSpace::Peak>& out) const {
+    const Band band = maker_.MakeBand(y0, y1);
+    const size_t plane_size = maker_.PlaneSize(band);
+    const int lanes = maker_.fns().lanes;
+    maker_.Prepare(band, s.planes_scratch);
     // Candidate scans read a vector past the last plane row.
-    s.planes.resize(3 * plane_size + fns_.lanes);
-    s.gt.resize(plane_size);
-    s.dt.resize(plane_size);
-    // Border tables for the largest radius; a scale of radius r starts
-    // max_radius - r entries in (see ComputePlane). Rows past the band, up
-    // to the vector-aligned count, are computed too and never looked at;
-    // any valid image row will do for them.
-    s.rows.resize(cols + 2 * max_radius_ + 2);
-    for (size_t i = 0; i < s.rows.size(); ++i) {
-      s.rows[i] = Reflect(ry0 - max_radius_ + static_cast<int>(i), height_);
-    }
-    s.candidates.resize(static_cast<size_t>(width_) * cols);
+    s.planes.resize(3 * plane_size + lanes);
+    s.candidates.resize(static_cast<size_t>(maker_.width()) * band.cols);
 
     const int num_scales = static_cast<int>(kernels_.size());
     auto plane = [&](int scale) -> const float* {
       if (scale < 0 || scale >= num_scales) return nullptr;
       return s.planes.data() + static_cast<size_t>(scale % 3) * plane_size;
     };
-    const Band band{y0, y1, ry0, nrows, cols};
     for (int scale = 0; scale < num_scales; ++scale) {
-      ComputePlane(kernels_[scale], band, s,
-                   s.planes.data() + static_cast<size_t>(scale % 3) * plane_size);
+      maker_.ComputePlane(kernels_[scale], band, s.planes_scratch,
+                          s.planes.data() + static_cast<size_t>(scale % 3) * plane_size);
       if (scale >= 1) {
         FindPeaks(scale - 1, plane(scale - 2), plane(scale - 1), plane(scale), band, s.candidates,
                   out);
@@ -145,25 +196,6 @@ class BandWorker {
   }
 
  private:
-  struct Band {
-    int y0, y1;  // output rows
-    int ry0;     // first computed row
-    int nrows;   // computed rows
-    int cols;    // floats per transposed plane row
-  };
-
-  static int RoundUp(int n, int m) { return (n + m - 1) / m * m; }
-
-  void ComputePlane(const ScaleKernel& k, const Band& band, BandScratch& s, float* dst) const {
-    const int r = k.radius;
-    const int skip = max_radius_ - r;  // table entry i + skip is offset i - r
-    fns_.vertical(image_.ptr<float>(0), image_.step1(), s.rows.data() + skip, band.cols, r,
-                  k.g.data(), k.d.data(), width_, s.gt.data(), s.dt.data(), band.cols);
-    fns_.horizontal(s.gt.data(), s.dt.data(), band.cols, xrows_.data() + skip, r, k.g.data(),
-                    k.d.data(), static_cast<float>(-k.sigma * k.sigma), width_, band.cols, dst,
-                    band.cols);
-  }
-
   // A voxel is a peak when it equals the maximum of its 3×3×3 neighbourhood.
   // Outside the cube counts as 0, which never beats a candidate: candidates
   // are above response_floor >= 0. Peaks come out in no particular order;
@@ -171,48 +203,26 @@ class BandWorker {
   void FindPeaks(int scale, const float* below, const float* at, const float* above,
                  const Band& band, std::vector<int>& candidates,
                  std::vector<LogScaleSpace::Peak>& out) const {
+    const int width = maker_.width(), height = maker_.height();
     const int eb = options_.exclude_border;
-    const int ylo = std::max(band.y0, eb), yhi = std::min(band.y1, height_ - eb);
-    if (ylo >= yhi || eb >= width_ - eb) return;
-    const int n =
-        fns_.plane_candidates(at, width_, band.cols, band.nrows,
-                              static_cast<float>(options_.response_floor), candidates.data());
+    const int ylo = std::max(band.y0, eb), yhi = std::min(band.y1, height - eb);
+    if (ylo >= yhi || eb >= width - eb) return;
+    const int n = maker_.fns().plane_candidates(at, width, band.cols, band.nrows,
+                                                static_cast<float>(options_.response_floor),
+                                                candidates.data());
     for (int i = 0; i < n; ++i) {
       const int x = candidates[i] / band.cols;
       const int j = candidates[i] % band.cols;
       const int y = band.ry0 + j;
-      if (y < ylo || y >= yhi || x < eb || x >= width_ - eb) continue;
+      if (y < ylo || y >= yhi || x < eb || x >= width - eb) continue;
       const float v = at[candidates[i]];
-      if (IsPeak(v, below, at, above, band, x, j)) out.push_back({v, y, x, scale});
+      if (IsPeak3x3x3(v, below, at, above, band, width, x, j)) out.push_back({v, y, x, scale});
     }
   }
 
-  bool IsPeak(float v, const float* below, const float* at, const float* above, const Band& band,
-              int x, int j) const {
-    const int xa = std::max(x - 1, 0), xb = std::min(x + 1, width_ - 1);
-    const int ja = std::max(j - 1, 0), jb = std::min(j + 1, band.nrows - 1);
-    const float* planes[3] = {at, below, above};  // the current plane first: it rejects most
-    for (const float* p : planes) {
-      if (p == nullptr) continue;
-      for (int xx = xa; xx <= xb; ++xx) {
-        const float* line = p + static_cast<size_t>(xx) * band.cols;
-        for (int jj = ja; jj <= jb; ++jj) {
-          if (line[jj] > v) return false;
-        }
-      }
-    }
-    return true;
-  }
-
-  const cv::Mat& image_;
+  const PlaneMaker& maker_;
   const std::vector<ScaleKernel>& kernels_;
   const LogScaleOptions& options_;
-  const internal::LogKernelFns& fns_;
-  const int width_;
-  const int height_;
-  int max_radius_ = 0;
-  int padded_width_ = 0;    // image columns rounded up to whole vectors
-  std::vector<int> xrows_;  // reflected image column of offset i - max_radius_
 };
 
 }  // namespace
@@ -390,9 +400,9 @@ std::vector<std::pair<int, int>> PairsWithin(const std::vector<Blob>& blobs, dou
   return pairs;
 }
 
-// Removes the smaller of every pair of blobs overlapping by more than
-// `overlap`, visiting pairs in scikit-image's order. A removed blob removes
-// nothing (in scikit-image its sigma is set to 0).
+}  // namespace
+
+// A removed blob removes nothing (in scikit-image its sigma is set to 0).
 std::vector<Blob> PruneBlobs(std::vector<Blob> blobs, double overlap) {
   const size_t n = blobs.size();
   if (n < 2 || overlap >= 1.0) return blobs;
@@ -423,6 +433,10 @@ std::vector<Blob> PruneBlobs(std::vector<Blob> blobs, double overlap) {
   return kept;
 }
 
+}  // namespace internal
+
+namespace {
+bool IsFinitePositive(double v) { return std::isfinite(v) && v > 0.0; }
 }  // namespace
 
 absl::Status LogScaleOptions::Validate() const {
@@ -493,16 +507,7 @@ absl::StatusOr<LogScaleSpace> LogScaleSpace::Compute(const cv::Mat& image,
                                                      ExecutionContext* context) {
   if (absl::Status s = options.Validate(); !s.ok()) return s;
   if (context == nullptr) return absl::InvalidArgumentError("context must not be null");
-  if (image.empty() || image.rows == 0 || image.cols == 0) {
-    return absl::InvalidArgumentError("image is empty");
-  }
-  if (image.type() != CV_32FC1) {
-    return absl::InvalidArgumentError(
-        "image must be single-channel float32 (normalise it with NormalizeFrame first)");
-  }
-  if (!AllFinite(image)) {
-    return absl::InvalidArgumentError("image has NaN or infinite pixels");
-  }
+  LOGSTAR_RETURN_IF_ERROR(internal::CheckLogImage(image));
 
   LogScaleSpace space;
   space.options_ = options;
@@ -510,25 +515,27 @@ absl::StatusOr<LogScaleSpace> LogScaleSpace::Compute(const cv::Mat& image,
   space.width_ = image.cols;
   space.height_ = image.rows;
 
-  std::vector<ScaleKernel> kernels;
+  std::vector<internal::ScaleKernel> kernels;
   kernels.reserve(space.sigmas_.size());
-  for (double sigma : space.sigmas_) kernels.push_back(MakeKernel(sigma));
-
-  // NormalizeFrame's output is used in place; other layouts are copied once.
-  cv::Mat frame = image;
-  if (!internal::HasPaddedLayout(image)) {
-    frame = internal::NewPaddedFrame(image.rows, image.cols);
-    image.copyTo(frame);
+  int max_radius = 0;
+  for (double sigma : space.sigmas_) {
+    kernels.push_back(internal::MakeKernel(sigma));
+    max_radius = std::max(max_radius, kernels.back().radius);
   }
 
+  // NormalizeFrame's output is used in place; other layouts are copied once.
+  const cv::Mat frame = internal::InPaddedLayout(image);
+
+  using internal::kBandRows;
   const int num_bands = (image.rows + kBandRows - 1) / kBandRows;
   std::vector<std::vector<Peak>> band_peaks(num_bands);
   try {
-    const BandWorker worker(frame, kernels, options);
+    const internal::PlaneMaker maker(frame, max_radius);
+    const internal::BandWorker worker(maker, kernels, options);
     context->ParallelFor(num_bands, [&](int b) {
       // Kept per thread across calls: a fresh allocation per call costs
       // page faults comparable to a tenth of the work.
-      thread_local BandScratch scratch;
+      thread_local internal::BandWorker::Scratch scratch;
       worker.Run(b * kBandRows, std::min((b + 1) * kBandRows, image.rows), scratch, band_peaks[b]);
     });
   } catch (const std::exception& e) {
@@ -542,12 +549,7 @@ absl::StatusOr<LogScaleSpace> LogScaleSpace::Compute(const cv::Mat& image,
     space.peaks_.insert(space.peaks_.end(), v.begin(), v.end());
     std::vector<Peak>().swap(v);
   }
-  std::sort(space.peaks_.begin(), space.peaks_.end(), [](const Peak& a, const Peak& b) {
-    if (a.response != b.response) return a.response > b.response;
-    if (a.y != b.y) return a.y < b.y;
-    if (a.x != b.x) return a.x < b.x;
-    return a.scale < b.scale;
-  });
+  std::sort(space.peaks_.begin(), space.peaks_.end(), internal::PeakBefore);
   return space;
 }
 
@@ -567,7 +569,7 @@ absl::StatusOr<std::vector<Blob>> LogScaleSpace::Detect(const LogDetectOptions& 
     blobs.push_back(Blob{static_cast<double>(it->x), static_cast<double>(it->y), sigmas_[it->scale],
                          it->response, it->scale});
   }
-  return PruneBlobs(std::move(blobs), options.overlap);
+  return internal::PruneBlobs(std::move(blobs), options.overlap);
 }
 
 absl::StatusOr<std::vector<Blob>> DetectBlobsLog(const cv::Mat& image, const LogOptions& options,

@@ -12,6 +12,10 @@
 //   BM_ScaleSpaceDetect   LogScaleSpace::Detect alone on a computed
 //                         scale-space: the re-thresholding an optimiser
 //                         repeats hundreds of times per frame.
+//   BM_GridCompute        LogScaleGrid::Compute on a 256² window: the
+//                         sigma grid LoG* computes once per window;
+//   BM_GridDetect         one detection on that grid: the cost of one LoG*
+//                         evaluation before rewards.
 // Times are wall-clock (the work runs on the context's worker threads).
 //
 // Extra flags, before the usual --benchmark_* ones:
@@ -52,6 +56,7 @@
 #include "engine/context.h"
 #include "engine/image_io.h"
 #include "engine/log_detector.h"
+#include "engine/log_scale_grid.h"
 #include "engine/normalize.h"
 
 namespace logstar {
@@ -227,6 +232,58 @@ void BM_ScaleSpaceDetect(benchmark::State& state) {
   state.counters["candidates"] = static_cast<double>(space->num_candidates());
 }
 
+// The sigma grid LoG* computes once per window: the union of the sigma
+// ranges it searches (0.25–2 × the column sigma) at the default spacing.
+LogGridOptions GridOptions() {
+  LogGridOptions o;
+  o.min_sigma = 0.25 * kColumnSigmaPx;
+  o.max_sigma = 2.0 * kColumnSigmaPx;
+  o.response_floor = 0.01;
+  return o;
+}
+
+void BM_GridCompute(benchmark::State& state) {
+  const cv::Mat& frame = Frame(static_cast<int>(state.range(0)));
+  size_t sigmas = 0;
+  for (auto _ : state) {
+    absl::StatusOr<LogScaleGrid> grid = LogScaleGrid::Compute(frame, GridOptions(), Context());
+    if (!grid.ok()) {
+      state.SkipWithError(grid.status().ToString().c_str());
+      return;
+    }
+    sigmas = grid->sigmas().size();
+    benchmark::DoNotOptimize(grid);
+  }
+  state.counters["sigmas"] = static_cast<double>(sigmas);
+  state.counters["threads"] = Context()->num_threads();
+}
+
+// One LoG* evaluation's detection: the bench parameters on the grid.
+void BM_GridDetect(benchmark::State& state) {
+  const cv::Mat& frame = Frame(static_cast<int>(state.range(0)));
+  absl::StatusOr<LogScaleGrid> grid = LogScaleGrid::Compute(frame, GridOptions(), Context());
+  if (!grid.ok()) {
+    state.SkipWithError(grid.status().ToString().c_str());
+    return;
+  }
+  const LogOptions options = BenchOptions();
+  size_t blobs = 0;
+  for (auto _ : state) {
+    absl::StatusOr<std::vector<Blob>> result = grid->Detect(options.scale, options.detect);
+    if (!result.ok()) {
+      state.SkipWithError(result.status().ToString().c_str());
+      return;
+    }
+    blobs = result->size();
+    benchmark::DoNotOptimize(result);
+  }
+  state.counters["blobs"] = static_cast<double>(blobs);
+}
+
+void WindowArgs(benchmark::internal::Benchmark* b) {
+  b->Arg(256)->Unit(benchmark::kMillisecond)->UseRealTime();
+}
+
 void SizeArgs(benchmark::internal::Benchmark* b) {
   for (int size : kSizes) b->Arg(size);
   b->Unit(benchmark::kMillisecond)->UseRealTime();
@@ -235,6 +292,8 @@ void SizeArgs(benchmark::internal::Benchmark* b) {
 BENCHMARK(BM_DetectBlobsLog)->Apply(SizeArgs);
 BENCHMARK(BM_ScaleSpaceCompute)->Apply(SizeArgs);
 BENCHMARK(BM_ScaleSpaceDetect)->Apply(SizeArgs);
+BENCHMARK(BM_GridCompute)->Apply(WindowArgs);
+BENCHMARK(BM_GridDetect)->Apply(WindowArgs);
 
 // Resident-set size of this process now, in kB (VmRSS), or -1.
 long CurrentRssKb() {
