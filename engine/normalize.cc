@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <vector>
 
@@ -12,7 +13,7 @@ namespace logstar {
 namespace {
 
 // Copies any supported depth to double, failing on the first non-finite pixel.
-absl::StatusOr<cv::Mat> ToFiniteDouble(const cv::Mat& frame) {
+absl::Status CheckFrame(const cv::Mat& frame) {
   if (frame.empty() || frame.rows == 0 || frame.cols == 0) {
     return absl::InvalidArgumentError("frame is empty");
   }
@@ -26,26 +27,54 @@ absl::StatusOr<cv::Mat> ToFiniteDouble(const cv::Mat& frame) {
     case CV_16S:
     case CV_32F:
     case CV_64F:
-      break;
+      return absl::OkStatus();
     default:
       return absl::InvalidArgumentError(
           "frame has an unsupported pixel type; supported are uint8, uint16, int16, float32, "
           "float64");
   }
-  cv::Mat d;
-  frame.convertTo(d, CV_64F);
-  if (frame.depth() == CV_32F || frame.depth() == CV_64F) {
-    for (int y = 0; y < d.rows; ++y) {
-      const double* row = d.ptr<double>(y);
-      for (int x = 0; x < d.cols; ++x) {
-        if (!std::isfinite(row[x])) {
-          return absl::InvalidArgumentError(
-              absl::StrCat("frame has a non-finite pixel (", row[x], ") at x=", x, ", y=", y));
-        }
+}
+
+// NaN and infinity are the floats whose exponent bits are all set; testing
+// the bits vectorises, std::isfinite per pixel does not. The slow scan for
+// the first bad pixel's position runs only when there is one.
+template <typename Float, typename Bits>
+absl::Status CheckFinite(const cv::Mat& frame, Bits exponent) {
+  for (int y = 0; y < frame.rows; ++y) {
+    const Bits* row = frame.ptr<Bits>(y);
+    Bits worst = 0;
+    for (int x = 0; x < frame.cols; ++x) worst = std::max<Bits>(worst, row[x] & exponent);
+    if (worst != exponent) continue;
+    const Float* values = frame.ptr<Float>(y);
+    for (int x = 0; x < frame.cols; ++x) {
+      if (!std::isfinite(values[x])) {
+        return absl::InvalidArgumentError(absl::StrCat("frame has a non-finite pixel (",
+                                                       static_cast<double>(values[x]), ") at x=", x,
+                                                       ", y=", y));
       }
     }
   }
-  return d;
+  return absl::OkStatus();
+}
+
+// out = (in - lo) / range in double, rounded to float, as the published
+// workflow computes it (float64 min-max) before LoG sees float32.
+template <typename T>
+void MapRows(const cv::Mat& in, double lo, double range, bool clip, cv::Mat& out) {
+  for (int y = 0; y < in.rows; ++y) {
+    const T* src = in.ptr<T>(y);
+    float* dst = out.ptr<float>(y);
+    if (clip) {
+      for (int x = 0; x < in.cols; ++x) {
+        dst[x] =
+            static_cast<float>(std::clamp((static_cast<double>(src[x]) - lo) / range, 0.0, 1.0));
+      }
+    } else {
+      for (int x = 0; x < in.cols; ++x) {
+        dst[x] = static_cast<float>((static_cast<double>(src[x]) - lo) / range);
+      }
+    }
+  }
 }
 
 double Percentile(std::vector<double>& values, double p) {
@@ -74,37 +103,49 @@ absl::Status NormalizeOptions::Validate() const {
 
 absl::StatusOr<cv::Mat> NormalizeFrame(const cv::Mat& frame, const NormalizeOptions& options) {
   if (absl::Status s = options.Validate(); !s.ok()) return s;
-  absl::StatusOr<cv::Mat> d = ToFiniteDouble(frame);
-  if (!d.ok()) return d.status();
+  if (absl::Status s = CheckFrame(frame); !s.ok()) return s;
+  if (frame.depth() == CV_32F) {
+    if (absl::Status s = CheckFinite<float, uint32_t>(frame, 0x7f800000u); !s.ok()) return s;
+  } else if (frame.depth() == CV_64F) {
+    if (absl::Status s = CheckFinite<double, uint64_t>(frame, 0x7ff0000000000000ull); !s.ok()) {
+      return s;
+    }
+  }
 
   double lo, hi;
   if (options.method == NormalizeOptions::Method::kMinMax) {
-    cv::minMaxLoc(*d, &lo, &hi);
+    cv::minMaxLoc(frame, &lo, &hi);
   } else {
+    cv::Mat d;
+    frame.convertTo(d, CV_64F);
     std::vector<double> values;
-    values.reserve(d->total());
-    for (int y = 0; y < d->rows; ++y) {
-      const double* row = d->ptr<double>(y);
-      values.insert(values.end(), row, row + d->cols);
+    values.reserve(d.total());
+    for (int y = 0; y < d.rows; ++y) {
+      const double* row = d.ptr<double>(y);
+      values.insert(values.end(), row, row + d.cols);
     }
     lo = Percentile(values, options.low_percentile);
     hi = Percentile(values, options.high_percentile);
   }
-  // (v - lo) / range exactly as the published workflow computes it, so the
-  // minimum maps to 0 and the maximum to 1 exactly; a constant frame
-  // becomes zeros.
   const double range = std::max(hi - lo, 1e-12);
-  // Laid out for the LoG kernels, so detection needs no copy.
-  cv::Mat out = internal::NewPaddedFrame(d->rows, d->cols);
+  cv::Mat out = internal::NewPaddedFrame(frame.rows, frame.cols);
   const bool clip = options.method == NormalizeOptions::Method::kPercentile;
-  for (int y = 0; y < d->rows; ++y) {
-    const double* in = d->ptr<double>(y);
-    float* o = out.ptr<float>(y);
-    for (int x = 0; x < d->cols; ++x) {
-      double v = (in[x] - lo) / range;
-      if (clip) v = std::clamp(v, 0.0, 1.0);
-      o[x] = static_cast<float>(v);
-    }
+  switch (frame.depth()) {
+    case CV_8U:
+      MapRows<uint8_t>(frame, lo, range, clip, out);
+      break;
+    case CV_16U:
+      MapRows<uint16_t>(frame, lo, range, clip, out);
+      break;
+    case CV_16S:
+      MapRows<int16_t>(frame, lo, range, clip, out);
+      break;
+    case CV_32F:
+      MapRows<float>(frame, lo, range, clip, out);
+      break;
+    default:
+      MapRows<double>(frame, lo, range, clip, out);
+      break;
   }
   return out;
 }
