@@ -34,27 +34,49 @@ namespace {
 bool QuadraticPeak(const cv::Mat& image, double cx, double cy, double s, double* nx, double* ny) {
   const int r = std::max(1, static_cast<int>(std::ceil(2.0 * s)));
   const int ix = static_cast<int>(std::lround(cx)), iy = static_cast<int>(std::lround(cy));
+  const int x0 = std::max(ix - r, 0), x1 = std::min(ix + r, image.cols - 1);
+  const int y0 = std::max(iy - r, 0), y1 = std::min(iy + r, image.rows - 1);
   const double inv = 1.0 / (2.0 * s * s);
-  Eigen::Matrix<double, 6, 6> a = Eigen::Matrix<double, 6, 6>::Zero();
-  Eigen::Matrix<double, 6, 1> b = Eigen::Matrix<double, 6, 1>::Zero();
+  const double reach2 = 4.0 * s * s;
+  // The Gaussian weight is separable: 2(2r + 1) exponentials, not (2r + 1)².
+  double wx[64], wy[64];
+  if (x1 - x0 >= 64 || y1 - y0 >= 64) return false;
+  for (int x = x0; x <= x1; ++x) wx[x - x0] = std::exp(-(x - cx) * (x - cx) * inv);
+  for (int y = y0; y <= y1; ++y) wy[y - y0] = std::exp(-(y - cy) * (y - cy) * inv);
+  // Moments m[a][b] = Σ w·dx^a·dy^b (a + b <= 4) and v[a][b] = Σ w·I·dx^a·dy^b
+  // (a + b <= 2) are all the normal equations of the fit need.
+  double m[5][5] = {}, v[3][3] = {};
   int used = 0;
-  for (int y = std::max(iy - r, 0); y <= std::min(iy + r, image.rows - 1); ++y) {
+  for (int y = y0; y <= y1; ++y) {
     const float* row = image.ptr<float>(y);
     const double dy = y - cy;
-    for (int x = std::max(ix - r, 0); x <= std::min(ix + r, image.cols - 1); ++x) {
+    for (int x = x0; x <= x1; ++x) {
       const double dx = x - cx;
-      const double d2 = dx * dx + dy * dy;
-      if (d2 > 4.0 * s * s) continue;
-      const double w = std::exp(-d2 * inv);
-      Eigen::Matrix<double, 6, 1> f;
-      f << 1.0, dx, dy, dx * dx, dx * dy, dy * dy;
-      a.selfadjointView<Eigen::Lower>().rankUpdate(f, w);
-      b += w * row[x] * f;
+      if (dx * dx + dy * dy > reach2) continue;
+      const double w = wx[x - x0] * wy[y - y0];
+      double px[5] = {1.0, dx, dx * dx, dx * dx * dx, dx * dx * dx * dx};
+      double py[5] = {1.0, dy, dy * dy, dy * dy * dy, dy * dy * dy * dy};
+      for (int i = 0; i <= 4; ++i) {
+        const double wi = w * px[i];
+        for (int j = 0; i + j <= 4; ++j) m[i][j] += wi * py[j];
+      }
+      const double wv = w * row[x];
+      for (int i = 0; i <= 2; ++i) {
+        for (int j = 0; i + j <= 2; ++j) v[i][j] += wv * px[i] * py[j];
+      }
       ++used;
     }
   }
   if (used < 9) return false;
-  a.triangularView<Eigen::Upper>() = a.transpose();
+  // Features 1, dx, dy, dx², dx·dy, dy² as exponents of (dx, dy).
+  static constexpr int kA[6] = {0, 1, 0, 2, 1, 0};
+  static constexpr int kB[6] = {0, 0, 1, 0, 1, 2};
+  Eigen::Matrix<double, 6, 6> a;
+  Eigen::Matrix<double, 6, 1> b;
+  for (int i = 0; i < 6; ++i) {
+    for (int j = 0; j < 6; ++j) a(i, j) = m[kA[i] + kA[j]][kB[i] + kB[j]];
+    b(i) = v[kA[i]][kB[i]];
+  }
   const Eigen::Matrix<double, 6, 1> c = a.ldlt().solve(b);
   // Apex: gradient zero, i.e. [2c3 c4; c4 2c5]·(x, y) = -(c1, c2); a maximum
   // needs that Hessian negative definite.
