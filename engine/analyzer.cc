@@ -1,0 +1,336 @@
+#include "engine/analyzer.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "engine/status_macros.h"
+
+namespace logstar {
+namespace {
+
+double MsSince(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// Window starts along one axis: every stride, the last moved in to end at
+// the edge (as the reference workflow lays them out).
+std::vector<int> Starts(int n, int w, int stride) {
+  std::vector<int> s;
+  for (int a = 0; a <= n - w; a += stride) s.push_back(a);
+  if (s.back() != n - w) s.push_back(n - w);
+  return s;
+}
+
+// Core boundaries: the middle of each overlap (the seam itself without one).
+std::vector<int> CoreBounds(const std::vector<int>& starts, int w, int n) {
+  std::vector<int> b = {0};
+  for (size_t i = 0; i + 1 < starts.size(); ++i) b.push_back((starts[i + 1] + starts[i] + w) / 2);
+  b.push_back(n);
+  return b;
+}
+
+// Context around a window: the LoG kernels' reach for peaks at its edge and
+// the pruning reach (2·√2·sigma), so that atoms at the edge are judged as in
+// the whole frame.
+int HaloFor(double max_sigma) {
+  return static_cast<int>(std::ceil(2.0 * std::sqrt(2.0) * max_sigma)) + 2;
+}
+
+PixelRegion Grow(const PixelRegion& r, int halo, int width, int height) {
+  const int c0 = std::max(r.col0 - halo, 0), r0 = std::max(r.row0 - halo, 0);
+  const int c1 = std::min(r.col0 + r.cols + halo, width);
+  const int r1 = std::min(r.row0 + r.rows + halo, height);
+  return {c0, r0, c1 - c0, r1 - r0};
+}
+
+bool Inside(const PixelRegion& r, double x, double y) {
+  return x >= r.col0 - 0.5 && x < r.col0 + r.cols - 0.5 && y >= r.row0 - 0.5 &&
+         y < r.row0 + r.rows - 0.5;
+}
+
+bool Drifted(const Rewards& now, const Rewards& tuned, double tolerance) {
+  return std::abs(now.qc - tuned.qc) > tolerance || std::abs(now.er - tuned.er) > tolerance;
+}
+
+// Drops the weaker of two atoms of different windows closer than `radius`
+// (one column seen from both sides of a seam). Returns how many went.
+int MergeSeams(std::vector<Atom>& atoms, double radius) {
+  if (atoms.size() < 2) return 0;
+  // Bucket grid of radius-sized cells: only neighbouring cells can hold a pair.
+  double min_x = atoms[0].x, min_y = atoms[0].y, max_x = min_x, max_y = min_y;
+  for (const Atom& a : atoms) {
+    min_x = std::min(min_x, a.x), max_x = std::max(max_x, a.x);
+    min_y = std::min(min_y, a.y), max_y = std::max(max_y, a.y);
+  }
+  const int gw = static_cast<int>((max_x - min_x) / radius) + 1;
+  const int gh = static_cast<int>((max_y - min_y) / radius) + 1;
+  std::vector<std::vector<int>> cells(static_cast<size_t>(gw) * gh);
+  auto cx = [&](const Atom& a) {
+    return std::min(static_cast<int>((a.x - min_x) / radius), gw - 1);
+  };
+  auto cy = [&](const Atom& a) {
+    return std::min(static_cast<int>((a.y - min_y) / radius), gh - 1);
+  };
+  for (size_t i = 0; i < atoms.size(); ++i) cells[cy(atoms[i]) * gw + cx(atoms[i])].push_back(i);
+  std::vector<char> dropped(atoms.size(), 0);
+  const double r2 = radius * radius;
+  for (size_t i = 0; i < atoms.size(); ++i) {
+    const Atom& a = atoms[i];
+    for (int gy = std::max(cy(a) - 1, 0); gy <= std::min(cy(a) + 1, gh - 1); ++gy) {
+      for (int gx = std::max(cx(a) - 1, 0); gx <= std::min(cx(a) + 1, gw - 1); ++gx) {
+        for (int j : cells[gy * gw + gx]) {
+          if (j <= static_cast<int>(i) || atoms[j].window == a.window) continue;
+          if (dropped[i] || dropped[j]) continue;
+          const double dx = atoms[j].x - a.x, dy = atoms[j].y - a.y;
+          if (dx * dx + dy * dy >= r2) continue;
+          // Ties keep the earlier atom, so the result never depends on order.
+          if (atoms[j].response > a.response) {
+            dropped[i] = 1;
+          } else {
+            dropped[j] = 1;
+          }
+        }
+      }
+    }
+  }
+  int n = 0;
+  std::vector<Atom> kept;
+  kept.reserve(atoms.size());
+  for (size_t i = 0; i < atoms.size(); ++i) {
+    if (dropped[i]) {
+      ++n;
+    } else {
+      kept.push_back(atoms[i]);
+    }
+  }
+  atoms.swap(kept);
+  return n;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<Window>> LayoutWindows(int width, int height, int window, int stride) {
+  if (width <= 0 || height <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("frame size must be positive, got ", width, " x ", height));
+  }
+  if (window < 16)
+    return absl::InvalidArgumentError(absl::StrCat("window must be >= 16 px, got ", window));
+  if (stride < 1 || stride > window) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("stride must be in [1, window = ", window, "] px, got ", stride));
+  }
+  const int wx = std::min(window, width), wy = std::min(window, height);
+  const std::vector<int> sx = Starts(width, wx, stride), sy = Starts(height, wy, stride);
+  const std::vector<int> bx = CoreBounds(sx, wx, width), by = CoreBounds(sy, wy, height);
+  std::vector<Window> out;
+  for (size_t j = 0; j < sy.size(); ++j) {
+    for (size_t i = 0; i < sx.size(); ++i) {
+      Window w;
+      w.index = static_cast<int>(out.size());
+      w.tile = {sx[i], sy[j], wx, wy};
+      w.core = {bx[i], by[j], bx[i + 1] - bx[i], by[j + 1] - by[j]};
+      out.push_back(w);
+    }
+  }
+  return out;
+}
+
+absl::Status AnalyzerOptions::Validate() const {
+  if (window != 0 && window < 16) {
+    return absl::InvalidArgumentError(absl::StrCat("window must be 0 or >= 16 px, got ", window));
+  }
+  if (stride < 0 || (window > 0 && stride > window)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("stride must be in [0, window = ", window, "] px, got ", stride));
+  }
+  if (!(std::isfinite(drift_tolerance) && drift_tolerance > 0.0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("drift_tolerance must be positive, got ", drift_tolerance));
+  }
+  LOGSTAR_RETURN_IF_ERROR(normalize.Validate());
+  return logstar.Validate();
+}
+
+const char* CacheStateName(CacheState state) {
+  switch (state) {
+    case CacheState::kHit:
+      return "hit";
+    case CacheState::kRetuned:
+      return "retuned";
+    case CacheState::kMiss:
+    default:
+      return "miss";
+  }
+}
+
+absl::StatusOr<std::unique_ptr<LogStarAnalyzer>> LogStarAnalyzer::Create(
+    const AnalyzerOptions& options, const PhysicsPrior& prior) {
+  LOGSTAR_RETURN_IF_ERROR(options.Validate());
+  LOGSTAR_RETURN_IF_ERROR(ResolveBounds(options.logstar, prior).status());
+  return std::unique_ptr<LogStarAnalyzer>(new LogStarAnalyzer(options, prior));
+}
+
+absl::Status LogStarAnalyzer::SetPrior(const PhysicsPrior& prior) {
+  LOGSTAR_RETURN_IF_ERROR(ResolveBounds(options_.logstar, prior).status());
+  absl::MutexLock lock(&mu_);
+  prior_ = prior;
+  for (auto& c : cache_) c.reset();
+  ++generation_;
+  return absl::OkStatus();
+}
+
+void LogStarAnalyzer::ClearCache() {
+  absl::MutexLock lock(&mu_);
+  for (auto& c : cache_) c.reset();
+  ++generation_;
+}
+
+std::vector<std::optional<CachedWindow>> LogStarAnalyzer::Cache() const {
+  absl::MutexLock lock(&mu_);
+  return cache_;
+}
+
+absl::Status LogStarAnalyzer::AnalyzeWindow(const cv::Mat& image, const Window& w,
+                                            const PhysicsPrior& prior,
+                                            std::optional<CachedWindow>& cache,
+                                            ExecutionContext* context, WindowResult& out,
+                                            std::vector<Blob>& blobs) const {
+  const auto t0 = std::chrono::steady_clock::now();
+  out.window = w;
+  auto local = [](const PixelRegion& tile, const PixelRegion& context_region) {
+    return PixelRegion{tile.col0 - context_region.col0, tile.row0 - context_region.row0, tile.cols,
+                       tile.rows};
+  };
+  std::vector<LogParameters> warm;
+  if (cache.has_value()) {
+    const PixelRegion ctx =
+        Grow(w.tile, HaloFor(cache->parameters.max_sigma), image.cols, image.rows);
+    LOGSTAR_ASSIGN_OR_RETURN(
+        LogDetection d,
+        DetectAndScore(image(cv::Rect(ctx.col0, ctx.row0, ctx.cols, ctx.rows)), local(w.tile, ctx),
+                       prior, cache->parameters, options_.logstar, context));
+    if (!Drifted(d.rewards, cache->tuned_rewards, options_.drift_tolerance)) {
+      out.state = CacheState::kHit;
+      out.parameters = cache->parameters;
+      out.rewards = d.rewards;
+      out.tuned_rewards = cache->tuned_rewards;
+      out.front = cache->front;
+      out.chosen = cache->chosen;
+      for (Blob& b : d.blobs) b.x += ctx.col0, b.y += ctx.row0;
+      blobs = std::move(d.blobs);
+      out.ms = MsSince(t0);
+      return absl::OkStatus();
+    }
+    for (const FrontPoint& p : cache->front) warm.push_back(p.parameters);
+    out.state = CacheState::kRetuned;
+  } else {
+    out.state = CacheState::kMiss;
+  }
+  LOGSTAR_ASSIGN_OR_RETURN(const LogStarBounds bounds, ResolveBounds(options_.logstar, prior));
+  const PixelRegion ctx =
+      Grow(w.tile, HaloFor(std::max(bounds.max_sigma.upper, bounds.min_sigma.upper)), image.cols,
+           image.rows);
+  LOGSTAR_ASSIGN_OR_RETURN(LogStarResult r,
+                           RunLogStar(image(cv::Rect(ctx.col0, ctx.row0, ctx.cols, ctx.rows)),
+                                      local(w.tile, ctx), prior, options_.logstar, context, warm));
+  cache = CachedWindow{r.parameters, r.rewards, r.front, r.chosen};
+  out.parameters = r.parameters;
+  out.rewards = r.rewards;
+  out.tuned_rewards = r.rewards;
+  out.front = std::move(r.front);
+  out.chosen = r.chosen;
+  out.evaluations = r.num_evaluations;
+  for (Blob& b : r.blobs) b.x += ctx.col0, b.y += ctx.row0;
+  blobs = std::move(r.blobs);
+  out.ms = MsSince(t0);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
+                                                       ExecutionContext* context) {
+  if (context == nullptr) return absl::InvalidArgumentError("context must not be null");
+  absl::MutexLock serial(&analyze_mu_);
+  const auto t0 = std::chrono::steady_clock::now();
+  FrameAnalysis result;
+  LOGSTAR_ASSIGN_OR_RETURN(const cv::Mat image, NormalizeFrame(frame, options_.normalize));
+  result.width = image.cols;
+  result.height = image.rows;
+  result.normalize_ms = MsSince(t0);
+
+  std::vector<std::optional<CachedWindow>> cache;
+  std::vector<Window> layout;
+  PhysicsPrior prior;
+  uint64_t generation = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    if (image.cols != width_ || image.rows != height_) {
+      const int window = options_.window == 0 ? std::max(image.cols, image.rows) : options_.window;
+      const int stride = options_.stride == 0 ? window : options_.stride;
+      LOGSTAR_ASSIGN_OR_RETURN(layout_,
+                               LayoutWindows(image.cols, image.rows, std::max(window, 16), stride));
+      width_ = image.cols;
+      height_ = image.rows;
+      cache_.assign(layout_.size(), std::nullopt);
+    }
+    cache = cache_;
+    layout = layout_;
+    prior = prior_;
+    generation = generation_;
+  }
+
+  const auto t1 = std::chrono::steady_clock::now();
+  const int n = static_cast<int>(layout.size());
+  result.windows.resize(n);
+  std::vector<std::vector<Blob>> blobs(n);
+  std::vector<absl::Status> status(n);
+  context->ParallelFor(n, [&](int i) {
+    status[i] =
+        AnalyzeWindow(image, layout[i], prior, cache[i], context, result.windows[i], blobs[i]);
+  });
+  for (const absl::Status& s : status) LOGSTAR_RETURN_IF_ERROR(s);
+  result.windows_ms = MsSince(t1);
+
+  for (int i = 0; i < n; ++i) {
+    WindowResult& w = result.windows[i];
+    result.hits += w.state == CacheState::kHit;
+    result.misses += w.state == CacheState::kMiss;
+    result.retunes += w.state == CacheState::kRetuned;
+    for (const Blob& b : blobs[i]) {
+      if (Inside(w.window.core, b.x, b.y)) {
+        result.atoms.push_back({b.x, b.y, b.sigma, b.response, i});
+      }
+    }
+  }
+  if (n > 1) result.seam_duplicates = MergeSeams(result.atoms, 0.5 * prior.NearestNeighborPx());
+  std::vector<PointXY> points;
+  points.reserve(result.atoms.size());
+  for (const Atom& a : result.atoms) {
+    points.push_back({a.x, a.y});
+    ++result.windows[a.window].num_atoms;
+  }
+  LOGSTAR_ASSIGN_OR_RETURN(result.rewards, ComputeRewards(points, {0, 0, image.cols, image.rows},
+                                                          prior, options_.logstar.rewards));
+  {
+    absl::MutexLock lock(&mu_);
+    // A SetPrior() or a new geometry while this frame ran has emptied the
+    // cache on purpose; results tuned under the old state are not kept.
+    if (generation_ == generation) cache_ = std::move(cache);
+  }
+  result.total_ms = MsSince(t0);
+  return result;
+}
+
+std::string FrameAnalysis::Summary() const {
+  return absl::StrFormat(
+      "%d x %d frame: %d atoms in %d windows (%d hits, %d misses, %d re-tuned), QC %.4f, ER "
+      "%.4f, %.1f ms",
+      width, height, static_cast<int>(atoms.size()), static_cast<int>(windows.size()), hits, misses,
+      retunes, rewards.qc, rewards.er, total_ms);
+}
+
+}  // namespace logstar

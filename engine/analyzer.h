@@ -1,0 +1,162 @@
+// LogStarAnalyzer: LoG* over sliding windows of a stream of frames, with a
+// cache of tuned parameters per window position.
+//
+// A frame is cut into windows of `window` × `window` pixels every `stride`
+// pixels (the last window of a row or column is moved in to end at the
+// frame's edge, so every pixel is covered and no window is clipped). Each
+// window is analysed on its own pixels plus a halo (context for the LoG
+// kernels and for pruning), and owns the atoms whose centre falls in its
+// core: with overlapping windows the cores split the overlaps at their
+// middle, so the cores tile the frame and each atom is reported by exactly
+// one window. Atoms of neighbouring windows closer than half the
+// nearest-neighbour distance across a core boundary are the same column
+// seen twice; the weaker one is dropped.
+//
+// The cache: the first frame tunes every window (a miss). The next frames
+// run each window with its cached parameters — one exact detection and the
+// rewards, no search (a hit) — and re-tune a window only when its rewards
+// drift more than drift_tolerance from their values at tuning time (a
+// re-tune, warm-started from the cached front). A change of frame size,
+// window layout or prior empties the cache.
+//
+// Windows are analysed in parallel in the context's arena; results do not
+// depend on the thread count.
+//
+// Thread-safety: Analyze() calls are serialised internally (one stream per
+// analyzer); the accessors may be called from any thread.
+#ifndef LOGSTAR_ENGINE_ANALYZER_H_
+#define LOGSTAR_ENGINE_ANALYZER_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <opencv2/core.hpp>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "engine/context.h"
+#include "engine/logstar.h"
+#include "engine/normalize.h"
+#include "engine/physics_prior.h"
+#include "engine/rewards.h"
+
+namespace logstar {
+
+struct Window {
+  int index = 0;     // row-major over the layout
+  PixelRegion tile;  // the window's pixels: rewards and tuning
+  PixelRegion core;  // where its atoms must lie to be reported by it
+};
+
+// Windows of size `window` every `stride` pixels over a width × height frame
+// (a window larger than the frame shrinks to it). window >= 16, 1 <= stride <= window.
+absl::StatusOr<std::vector<Window>> LayoutWindows(int width, int height, int window, int stride);
+
+struct AnalyzerOptions {
+  int window = 256;  // px; 0 = the whole frame is one window
+  int stride = 0;    // px; 0 = window (no overlap)
+  LogStarOptions logstar;
+  NormalizeOptions normalize;
+  // A cached window is re-tuned when |QC - QC at tuning| or |ER - ER at
+  // tuning| exceeds this (rewards are fractions of the expected count).
+  double drift_tolerance = 0.1;  // > 0
+
+  absl::Status Validate() const;
+};
+
+enum class CacheState {
+  kMiss,     // nothing cached: tuned
+  kHit,      // cached parameters used
+  kRetuned,  // cached parameters drifted: tuned again, warm-started
+};
+const char* CacheStateName(CacheState state);
+
+struct WindowResult {
+  Window window;
+  CacheState state = CacheState::kMiss;
+  LogParameters parameters;       // used on this frame
+  Rewards rewards;                // of this frame's atoms in the tile
+  Rewards tuned_rewards;          // at tuning time (drift is measured from these)
+  std::vector<FrontPoint> front;  // the cached front
+  int chosen = 0;                 // index into front
+  int evaluations = 0;            // objective evaluations spent on this frame
+  int num_atoms = 0;              // atoms owned (in the core, after seam merging)
+  double ms = 0.0;
+};
+
+struct Atom {
+  double x = 0.0;      // column, px (sub-pixel when refinement is on)
+  double y = 0.0;      // row, px
+  double sigma = 0.0;  // px, the LoG scale it was found at
+  float response = 0.0f;
+  int window = 0;  // owner
+};
+
+struct FrameAnalysis {
+  int width = 0;
+  int height = 0;
+  std::vector<Atom> atoms;  // by window, then decreasing response
+  std::vector<WindowResult> windows;
+  Rewards rewards;  // of all atoms over the whole frame
+  int hits = 0, misses = 0, retunes = 0;
+  int seam_duplicates = 0;  // atoms dropped as seen twice across a seam
+  double normalize_ms = 0.0;
+  double windows_ms = 0.0;
+  double total_ms = 0.0;
+
+  std::string Summary() const;
+};
+
+// What the cache holds for one window position.
+struct CachedWindow {
+  LogParameters parameters;
+  Rewards tuned_rewards;
+  std::vector<FrontPoint> front;
+  int chosen = 0;
+};
+
+class LogStarAnalyzer {
+ public:
+  static absl::StatusOr<std::unique_ptr<LogStarAnalyzer>> Create(const AnalyzerOptions& options,
+                                                                 const PhysicsPrior& prior);
+
+  // Normalises `frame` (any type NormalizeFrame takes) and analyses it.
+  absl::StatusOr<FrameAnalysis> Analyze(const cv::Mat& frame, ExecutionContext* context);
+
+  // A new prior (e.g. the operator changed magnification) empties the cache.
+  absl::Status SetPrior(const PhysicsPrior& prior);
+  void ClearCache();
+
+  // The cache, per window of the current layout (empty before a frame).
+  std::vector<std::optional<CachedWindow>> Cache() const;
+  const AnalyzerOptions& options() const { return options_; }
+
+ private:
+  LogStarAnalyzer(const AnalyzerOptions& options, const PhysicsPrior& prior)
+      : options_(options), prior_(prior) {}
+
+  absl::Status AnalyzeWindow(const cv::Mat& image, const Window& w, const PhysicsPrior& prior,
+                             std::optional<CachedWindow>& cache, ExecutionContext* context,
+                             WindowResult& out, std::vector<Blob>& blobs) const;
+
+  const AnalyzerOptions options_;
+  mutable absl::Mutex mu_;
+  absl::Mutex analyze_mu_;  // serialises Analyze
+  PhysicsPrior prior_ ABSL_GUARDED_BY(mu_);
+  int width_ ABSL_GUARDED_BY(mu_) = 0;
+  int height_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<Window> layout_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::optional<CachedWindow>> cache_ ABSL_GUARDED_BY(mu_);
+  // Bumped whenever the cache is emptied, so a frame that ran meanwhile
+  // does not put back what it tuned under the old state.
+  uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace logstar
+
+#endif  // LOGSTAR_ENGINE_ANALYZER_H_
