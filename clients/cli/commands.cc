@@ -1,5 +1,8 @@
 #include "clients/cli/commands.h"
 
+#include <glob.h>
+
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -14,15 +17,18 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "engine/accuracy.h"
+#include "engine/analyzer.h"
 #include "engine/context.h"
 #include "engine/image_io.h"
 #include "engine/log_detector.h"
+#include "engine/logstar.h"
 #include "engine/normalize.h"
 #include "engine/overlay.h"
 #include "engine/physics_prior.h"
@@ -49,12 +55,14 @@ int UsageError(const std::string& message, const char* usage) {
   return 2;
 }
 
-// --name value and --name=value options plus positional arguments. Every
-// option takes a value; unknown options are usage errors.
+// --name value and --name=value options, --name switches (`switches`: no
+// value, so that a switch cannot swallow the next argument) and positional
+// arguments. Unknown options are usage errors.
 class Flags {
  public:
   static absl::StatusOr<Flags> Parse(const std::vector<std::string>& args,
-                                     const std::set<std::string>& known) {
+                                     const std::set<std::string>& known,
+                                     const std::set<std::string>& switches = {}) {
     Flags flags;
     for (size_t i = 0; i < args.size(); ++i) {
       const std::string& a = args[i];
@@ -68,7 +76,12 @@ class Flags {
       }
       std::string name = a.substr(2), value;
       const size_t eq = name.find('=');
-      if (eq != std::string::npos) {
+      if (switches.count(name.substr(0, eq))) {
+        if (eq != std::string::npos) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("option --", name.substr(0, eq), " takes no value"));
+        }
+      } else if (eq != std::string::npos) {
         value = name.substr(eq + 1);
         name = name.substr(0, eq);
       } else {
@@ -77,7 +90,7 @@ class Flags {
         }
         value = args[++i];
       }
-      if (!known.count(name)) {
+      if (!known.count(name) && !switches.count(name)) {
         return absl::InvalidArgumentError(absl::StrCat("unknown option --", name));
       }
       if (flags.values_.count(name)) {
@@ -89,6 +102,7 @@ class Flags {
   }
 
   bool help() const { return help_; }
+  bool Has(const std::string& name) const { return values_.count(name) > 0; }
   const std::vector<std::string>& positional() const { return positional_; }
   std::optional<std::string> Get(const std::string& name) const {
     auto it = values_.find(name);
@@ -385,37 +399,51 @@ int RunSynth(const std::vector<std::string>& args) {
 namespace {
 
 constexpr char kAnalyzeUsage[] =
-    "usage: logstar analyze IMAGE --prior PRIOR.json --out RESULT.json [--overlay OUT.png]\n"
-    "                       [--fixed min_sigma,max_sigma,num_sigma,threshold,overlap]\n"
-    "                       [--normalize minmax|percentile] [--threads N]\n"
-    "                       [--truth ATOMS.csv [--match-radius PX]]\n"
-    "  IMAGE     .npy (float32, float64, uint8, uint16, int16), .tif/.tiff or .png\n"
-    "  --prior   JSON with pixel_size_angstrom, nearest_neighbor_angstrom and\n"
-    "            column_density_per_nm2 or a lattice {a_angstrom, b_angstrom, gamma_deg,\n"
-    "            columns_per_cell}\n"
-    "  --fixed   LoG parameters (pixels); default: derived from the prior\n"
-    "            (sigma from 0.1 to 0.4 x nearest-neighbour distance, 10 scales,\n"
-    "            threshold 0.05, overlap 0.5)\n"
-    "  --truth   true positions (CSV with x and y columns, e.g. synth's atoms.csv): adds\n"
-    "            precision, recall and F1, matching within --match-radius pixels\n"
-    "            (default 0.3 x nearest-neighbour distance)\n";
+    "usage: logstar analyze IMAGE --prior PRIOR.json --out RESULT.json [options]\n"
+    "       logstar analyze --frames DIR_OR_GLOB --prior PRIOR.json --out RESULT.json [options]\n"
+    "By default LoG*: the frame is cut into windows and each window's LoG parameters are tuned\n"
+    "against the physics rewards (QC, ER) by Bayesian optimisation; tuned parameters are cached\n"
+    "per window position and reused on the next frames of a sequence. Lengths are in pixels.\n"
+    "  IMAGE                 .npy (float32, float64, uint8, uint16, int16), .tif/.tiff or .png\n"
+    "  --frames DIR_OR_GLOB  analyse a sequence with one cache instead of one IMAGE: the .npy,\n"
+    "                        .tif, .tiff and .png files of a directory in name order, or the\n"
+    "                        files a glob pattern matches (quote it)\n"
+    "  --prior PRIOR.json    pixel_size_angstrom, nearest_neighbor_angstrom and\n"
+    "                        column_density_per_nm2 or a lattice {a_angstrom, b_angstrom,\n"
+    "                        gamma_deg, columns_per_cell}\n"
+    "  --overlay OUT.png     draw the atoms on the frame; with --frames a directory that\n"
+    "                        receives one STEM.png per frame\n"
+    "  --window PX           window side; 0 = the whole frame is one window (default 256)\n"
+    "  --stride PX           distance between window starts, 1..window (default: the window,\n"
+    "                        no overlap)\n"
+    "  --evals N             objective evaluations per tuned window, 1..10000 (default 50)\n"
+    "  --seed S              optimiser seed >= 0; a seed reproduces the atoms (default 0)\n"
+    "  --choose RULE         point of each window's Pareto front: euclidean (default, closest\n"
+    "                        to QC = ER = 0), chebyshev (smallest max) or weights:WQ,WE\n"
+    "                        (smallest WQ x QC + WE x ER); rewards normalised over the front\n"
+    "  --num-sigma N         LoG scales from min_sigma to max_sigma, 1..64 (default 10)\n"
+    "  --no-refine           pixel-centre positions as blob_log gives them (default: sub-pixel)\n"
+    "  --drift-tolerance X   re-tune a cached window when its QC or ER moves by more than X\n"
+    "                        from its value at tuning time, X > 0 (default 0.1)\n"
+    "  --fixed a,b,n,t,o     no tuning: one LoG run over the whole frame with min_sigma,\n"
+    "                        max_sigma (px), num_sigma, threshold, overlap (IMAGE only)\n"
+    "  --normalize M         minmax (default) or percentile\n"
+    "  --threads N           worker threads; 0 = one per core (default 0)\n"
+    "  --truth ATOMS.csv     true positions (CSV with x and y columns, e.g. synth's atoms.csv):\n"
+    "                        adds precision, recall, F1 and RMS error (IMAGE only)\n"
+    "  --match-radius PX     matching distance for --truth (default 0.3 x nearest-neighbour\n"
+    "                        distance)\n"
+    "Times are milliseconds. With --frames, the per-frame and summary times are the analyser's\n"
+    "(normalisation, windows, merging), without loading, so that the cache's effect shows.\n";
 
-// Default LoG parameters from the prior, until LoG* tunes them: a column's
-// image is a blob whose LoG response peaks at a sigma of about its Gaussian
-// width, which for resolved columns lies between a tenth and 0.4 of the
-// nearest-neighbour spacing; threshold 0.05 keeps light columns (a Cu
-// column next to Ba is about a third as bright, a response near 0.1 after
-// min–max normalisation) above the noise of a LoG-smoothed frame.
-LogOptions DefaultLogOptions(const PhysicsPrior& prior) {
-  LogOptions o;
-  const double nn_px = prior.NearestNeighborPx();
-  o.scale.min_sigma = std::max(0.1 * nn_px, 0.5);
-  o.scale.max_sigma = std::max(0.4 * nn_px, o.scale.min_sigma);
-  o.scale.num_sigma = 10;
-  o.detect.threshold = 0.05;
-  o.detect.overlap = 0.5;
-  return o;
-}
+constexpr char kCoordinates[] =
+    "x = column, y = row, in pixels, origin at the centre of the top-left pixel; "
+    "radius = sigma * sqrt(2)";
+
+// Options that only LoG* reads: with --fixed they would be silently ignored.
+const char* const kLogStarOnlyFlags[] = {"window",    "stride",          "evals",
+                                         "seed",      "choose",          "num-sigma",
+                                         "no-refine", "drift-tolerance", "frames"};
 
 absl::StatusOr<LogOptions> ParseFixed(const std::string& text) {
   std::vector<std::string> parts = absl::StrSplit(text, ',');
@@ -450,6 +478,110 @@ absl::StatusOr<LogOptions> ParseFixed(const std::string& text) {
   return o;
 }
 
+absl::StatusOr<int64_t> IntInRange(const Flags& flags, const std::string& name, int64_t fallback,
+                                   int64_t lo, int64_t hi) {
+  auto v = flags.Int(name, fallback);
+  if (!v.ok()) return v.status();
+  if (*v < lo || *v > hi) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--", name, " must be in [", lo, ", ", hi, "], got ", *v));
+  }
+  return *v;
+}
+
+// --choose euclidean|chebyshev|weights:WQ,WE into `o`; returns the rule's name.
+absl::StatusOr<std::string> ParseChoose(const std::string& text, LogStarOptions& o) {
+  if (text == "euclidean") {
+    o.choice = FrontChoiceRule::kEuclidean;
+  } else if (text == "chebyshev") {
+    o.choice = FrontChoiceRule::kChebyshev;
+  } else if (absl::StartsWith(text, "weights:")) {
+    std::vector<std::string> parts = absl::StrSplit(text.substr(8), ',');
+    double w[2] = {0.0, 0.0};
+    if (parts.size() != 2 || !absl::SimpleAtod(parts[0], &w[0]) ||
+        !absl::SimpleAtod(parts[1], &w[1]) || !std::isfinite(w[0]) || !std::isfinite(w[1]) ||
+        w[0] < 0 || w[1] < 0 || w[0] + w[1] <= 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--choose weights:WQ,WE needs two finite weights >= 0, not both 0; got '", text, "'"));
+    }
+    o.choice = FrontChoiceRule::kWeights;
+    o.choice_weights = {w[0], w[1]};
+    return std::string("weights");
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--choose must be euclidean, chebyshev or weights:WQ,WE; got '", text, "'"));
+  }
+  return text;
+}
+
+// The LoG* options from the flags, every bad value naming its flag; also
+// fills `parameters` with what RESULT.json reports of them.
+absl::StatusOr<AnalyzerOptions> ParseAnalyzerFlags(const Flags& flags,
+                                                   const NormalizeOptions& normalize,
+                                                   Json& parameters) {
+  AnalyzerOptions o;
+  o.normalize = normalize;
+  auto window = flags.Int("window", 256);
+  if (!window.ok()) return window.status();
+  if (*window != 0 && (*window < 16 || *window > 65536)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--window must be 0 (the whole frame) or in [16, 65536] px, got ", *window));
+  }
+  o.window = static_cast<int>(*window);
+  o.stride = o.window;
+  if (flags.Has("stride")) {
+    if (o.window == 0) {
+      return absl::InvalidArgumentError("--stride needs --window > 0 (0 is one window)");
+    }
+    auto stride = flags.Int("stride", o.window);
+    if (!stride.ok()) return stride.status();
+    if (*stride < 1 || *stride > o.window) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--stride must be in [1, --window = ", o.window, "] px, got ", *stride));
+    }
+    o.stride = static_cast<int>(*stride);
+  }
+  auto evals = IntInRange(flags, "evals", 50, 1, 10000);
+  if (!evals.ok()) return evals.status();
+  auto seed = flags.Int("seed", 0);
+  if (!seed.ok()) return seed.status();
+  if (*seed < 0)
+    return absl::InvalidArgumentError(absl::StrCat("--seed must be >= 0, got ", *seed));
+  auto num_sigma = IntInRange(flags, "num-sigma", 10, 1, 64);
+  if (!num_sigma.ok()) return num_sigma.status();
+  auto drift = flags.Double("drift-tolerance", o.drift_tolerance);
+  if (!drift.ok()) return drift.status();
+  if (*drift <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat("--drift-tolerance must be > 0, got ", *drift));
+  }
+  auto choose = ParseChoose(flags.Get("choose").value_or("euclidean"), o.logstar);
+  if (!choose.ok()) return choose.status();
+
+  o.drift_tolerance = *drift;
+  o.logstar.num_sigma = static_cast<int>(*num_sigma);
+  o.logstar.optimizer.num_evaluations = static_cast<int>(*evals);
+  // The Sobol design cannot be longer than the whole budget.
+  o.logstar.optimizer.num_initial =
+      std::min(o.logstar.optimizer.num_initial, o.logstar.optimizer.num_evaluations);
+  o.logstar.optimizer.seed = static_cast<uint64_t>(*seed);
+  o.logstar.refine_positions = !flags.Has("no-refine");
+  if (absl::Status s = o.Validate(); !s.ok()) return s;
+
+  parameters = {{"source", "logstar"},
+                {"window", o.window},
+                {"stride", o.stride},
+                {"evaluations_per_window", o.logstar.optimizer.num_evaluations},
+                {"seed", o.logstar.optimizer.seed},
+                {"choose", *choose}};
+  if (o.logstar.choice == FrontChoiceRule::kWeights) {
+    parameters["choice_weights"] = {o.logstar.choice_weights[0], o.logstar.choice_weights[1]};
+  }
+  parameters["num_sigma"] = o.logstar.num_sigma;
+  parameters["refine_positions"] = o.logstar.refine_positions;
+  parameters["drift_tolerance"] = o.drift_tolerance;
+  return o;
+}
+
 const char* DepthName(int depth) {
   switch (depth) {
     case CV_8U:
@@ -467,69 +599,164 @@ const char* DepthName(int depth) {
   }
 }
 
-}  // namespace
+// One writer per kind of record, so that the frame, its windows and the
+// --fixed path report rewards, parameters and atoms under the same keys.
+Json RewardsToJson(const Rewards& r) {
+  return {{"qc", r.qc},
+          {"er", r.er},
+          {"num_found", r.num_found},
+          {"num_expected", r.num_expected},
+          {"num_erroneous", r.num_erroneous},
+          {"ds_px", r.ds_px}};
+}
 
-int RunAnalyze(const std::vector<std::string>& args) {
-  auto flags = Flags::Parse(
-      args, {"prior", "out", "overlay", "fixed", "normalize", "threads", "truth", "match-radius"});
-  if (!flags.ok()) return UsageError(std::string(flags.status().message()), kAnalyzeUsage);
-  if (flags->help()) {
-    std::fputs(kAnalyzeUsage, stdout);
-    return 0;
+// Appends to `j`, which may already hold keys that must come first.
+Json LogParametersToJson(const LogParameters& p, Json j = Json::object()) {
+  j["min_sigma"] = p.min_sigma;
+  j["max_sigma"] = p.max_sigma;
+  j["num_sigma"] = p.num_sigma;
+  j["threshold"] = p.threshold;
+  j["overlap"] = p.overlap;
+  return j;
+}
+
+Json AtomToJson(double x, double y, double sigma, float response) {
+  return {{"x", x},
+          {"y", y},
+          {"sigma", sigma},
+          {"radius", sigma * std::sqrt(2.0)},
+          {"response", response}};
+}
+
+Json RegionToJson(const PixelRegion& r) {
+  return {{"col0", r.col0}, {"row0", r.row0}, {"cols", r.cols}, {"rows", r.rows}};
+}
+
+Json WindowToJson(const WindowResult& w) {
+  Json front = Json::array();
+  for (const FrontPoint& p : w.front) {
+    Json point = LogParametersToJson(p.parameters);
+    point["qc"] = p.qc;
+    point["er"] = p.er;
+    front.push_back(std::move(point));
   }
-  if (flags->positional().size() != 1) {
-    return UsageError("give exactly one IMAGE", kAnalyzeUsage);
+  return {{"index", w.window.index},
+          {"tile", RegionToJson(w.window.tile)},
+          {"core", RegionToJson(w.window.core)},
+          {"cache", CacheStateName(w.state)},
+          {"evaluations", w.evaluations},
+          {"parameters", LogParametersToJson(w.parameters)},
+          {"rewards", RewardsToJson(w.rewards)},
+          {"tuned_rewards", {{"qc", w.tuned_rewards.qc}, {"er", w.tuned_rewards.er}}},
+          {"front", std::move(front)},
+          {"chosen", w.chosen},
+          {"num_atoms", w.num_atoms},
+          {"ms", w.ms}};
+}
+
+// What a frame's analysis adds to RESULT.json, for one IMAGE and per frame.
+void AddFrameAnalysis(const FrameAnalysis& a, Json& out) {
+  Json atoms = Json::array();
+  for (const Atom& atom : a.atoms) {
+    Json j = AtomToJson(atom.x, atom.y, atom.sigma, atom.response);
+    j["window"] = atom.window;
+    atoms.push_back(std::move(j));
   }
-  const std::string image_path = flags->positional()[0];
-  const std::optional<std::string> prior_path = flags->Get("prior");
-  const std::optional<std::string> out_path = flags->Get("out");
-  if (!prior_path) return UsageError("--prior PRIOR.json is required", kAnalyzeUsage);
-  if (!out_path) return UsageError("--out RESULT.json is required", kAnalyzeUsage);
-  auto threads = flags->Int("threads", 0);
-  if (!threads.ok()) return UsageError(std::string(threads.status().message()), kAnalyzeUsage);
+  out["num_atoms"] = a.atoms.size();
+  out["atoms"] = std::move(atoms);
+  out["rewards"] = RewardsToJson(a.rewards);
+  Json windows = Json::array();
+  for (const WindowResult& w : a.windows) windows.push_back(WindowToJson(w));
+  out["windows"] = std::move(windows);
+  out["cache"] = {{"hits", a.hits}, {"misses", a.misses}, {"retunes", a.retunes}};
+  out["seam_duplicates"] = a.seam_duplicates;
+}
 
-  NormalizeOptions norm;
-  const std::string norm_name = flags->Get("normalize").value_or("minmax");
-  if (norm_name == "percentile") {
-    norm.method = NormalizeOptions::Method::kPercentile;
-  } else if (norm_name != "minmax") {
-    return UsageError(
-        absl::StrCat("--normalize must be minmax or percentile, got '", norm_name, "'"),
-        kAnalyzeUsage);
-  }
+Json AnalysisTimings(double load_ms, const FrameAnalysis& a, double overlay_ms, double total_ms) {
+  return {{"load", load_ms},       {"normalize", a.normalize_ms}, {"windows", a.windows_ms},
+          {"analyze", a.total_ms}, {"overlay", overlay_ms},       {"total", total_ms}};
+}
 
-  const auto t_start = Clock::now();
-  auto prior_text = ReadTextFile(*prior_path);
-  if (!prior_text.ok()) return Fail(prior_text.status());
-  auto prior = ParsePrior(*prior_text, *prior_path);
-  if (!prior.ok()) return Fail(prior.status());
+absl::Status WriteOverlay(const cv::Mat& normalized, absl::Span<const Blob> blobs,
+                          const std::string& path) {
+  auto picture = RenderBlobOverlay(normalized, blobs, OverlayOptions{});
+  if (!picture.ok()) return picture.status();
+  if (absl::Status s = EnsureParentDir(path); !s.ok()) return s;
+  return WritePng(path, *picture);
+}
 
-  LogOptions log_options = DefaultLogOptions(*prior);
-  std::string parameter_source = "prior_default";
-  if (auto fixed = flags->Get("fixed")) {
-    auto parsed = ParseFixed(*fixed);
-    if (!parsed.ok()) return Fail(parsed.status());
-    log_options = *parsed;
-    parameter_source = "fixed";
-  }
+// Everything the analyze modes share, parsed and checked before any frame is read.
+struct AnalyzeSetup {
+  std::string out_path;
+  std::optional<std::string> overlay_path;
+  PhysicsPrior prior;
+  NormalizeOptions normalize;
+  Json normalization;  // as RESULT.json reports it
+  Json parameters;     // idem
+  std::optional<std::string> truth_path;
+  std::vector<PointXY> truth;
+  double match_radius = 0.0;
+  ExecutionContext* context = nullptr;
+  Clock::time_point start;
+};
 
-  auto context = ExecutionContext::Create({.num_threads = static_cast<int>(*threads)});
-  if (!context.ok()) return Fail(context.status());
+// The keys every RESULT.json starts with; `image` is null with --frames.
+Json ResultHeader(const AnalyzeSetup& s, Json image) {
+  Json r;
+  r["logstar_version"] = LOGSTAR_VERSION;
+  if (!image.is_null()) r["image"] = std::move(image);
+  r["coordinates"] = kCoordinates;
+  r["prior"] = PriorToJson(s.prior);
+  r["normalization"] = s.normalization;
+  r["parameters"] = s.parameters;
+  return r;
+}
 
+Json ImageToJson(const std::string& path, const cv::Mat& raw) {
+  return {
+      {"path", path}, {"width", raw.cols}, {"height", raw.rows}, {"dtype", DepthName(raw.depth())}};
+}
+
+// With --truth, adds the accuracy block and returns the console's account of it.
+absl::StatusOr<std::string> AddAccuracy(const AnalyzeSetup& s, absl::Span<const PointXY> points,
+                                        Json& result) {
+  if (!s.truth_path) return std::string();
+  auto accuracy = MatchToTruth(points, s.truth, s.match_radius);
+  if (!accuracy.ok()) return accuracy.status();
+  result["accuracy"] = {{"truth", *s.truth_path},
+                        {"match_radius_px", s.match_radius},
+                        {"num_true", accuracy->num_true},
+                        {"true_positives", accuracy->true_positives},
+                        {"precision", accuracy->precision},
+                        {"recall", accuracy->recall},
+                        {"f1", accuracy->f1},
+                        {"rms_px", accuracy->rms_px}};
+  return absl::StrFormat("; vs truth: precision %.3f, recall %.3f, F1 %.3f", accuracy->precision,
+                         accuracy->recall, accuracy->f1);
+}
+
+absl::Status WriteResult(const AnalyzeSetup& s, const Json& result) {
+  if (absl::Status st = EnsureParentDir(s.out_path); !st.ok()) return st;
+  return WriteTextFile(s.out_path, result.dump(1) + "\n");
+}
+
+// The pre-LoG* path, kept as it was: one DetectBlobsLog run on the whole frame.
+int AnalyzeFixed(const AnalyzeSetup& s, const std::string& image_path,
+                 const LogOptions& log_options) {
   auto t0 = Clock::now();
   absl::StatusOr<cv::Mat> raw = LoadFrame(image_path);
   if (!raw.ok()) return Fail(raw.status());
   const double load_ms = MsSince(t0);
 
   t0 = Clock::now();
-  absl::StatusOr<cv::Mat> frame = NormalizeFrame(*raw, norm);
+  absl::StatusOr<cv::Mat> frame = NormalizeFrame(*raw, s.normalize);
   if (!frame.ok())
     return Fail(
         absl::InvalidArgumentError(absl::StrCat(image_path, ": ", frame.status().message())));
   const double normalize_ms = MsSince(t0);
 
   t0 = Clock::now();
-  absl::StatusOr<std::vector<Blob>> blobs = DetectBlobsLog(*frame, log_options, context->get());
+  absl::StatusOr<std::vector<Blob>> blobs = DetectBlobsLog(*frame, log_options, s.context);
   if (!blobs.ok()) return Fail(blobs.status());
   const double log_ms = MsSince(t0);
 
@@ -538,102 +765,325 @@ int RunAnalyze(const std::vector<std::string>& args) {
   points.reserve(blobs->size());
   for (const Blob& b : *blobs) points.push_back({b.x, b.y});
   const PixelRegion whole{0, 0, frame->cols, frame->rows};
-  absl::StatusOr<Rewards> rewards = ComputeRewards(points, whole, *prior, RewardOptions{});
+  absl::StatusOr<Rewards> rewards = ComputeRewards(points, whole, s.prior, RewardOptions{});
   if (!rewards.ok()) return Fail(rewards.status());
   const double rewards_ms = MsSince(t0);
 
-  std::optional<Accuracy> accuracy;
-  double match_radius = 0.3 * prior->NearestNeighborPx();
-  if (auto truth_path = flags->Get("truth")) {
-    auto radius = flags->Double("match-radius", match_radius);
-    if (!radius.ok()) return UsageError(std::string(radius.status().message()), kAnalyzeUsage);
-    match_radius = *radius;
-    auto truth = ReadTruthCsv(*truth_path);
-    if (!truth.ok()) return Fail(truth.status());
-    auto matched = MatchToTruth(points, *truth, match_radius);
-    if (!matched.ok()) return Fail(matched.status());
-    accuracy = *matched;
-  } else if (flags->Get("match-radius")) {
-    return UsageError("--match-radius needs --truth", kAnalyzeUsage);
-  }
-
   double overlay_ms = 0.0;
-  if (auto overlay_path = flags->Get("overlay")) {
+  if (s.overlay_path) {
     t0 = Clock::now();
-    auto picture = RenderBlobOverlay(*frame, *blobs, OverlayOptions{});
-    if (!picture.ok()) return Fail(picture.status());
-    if (absl::Status s = EnsureParentDir(*overlay_path); !s.ok()) return Fail(s);
-    if (absl::Status s = WritePng(*overlay_path, *picture); !s.ok()) return Fail(s);
+    if (absl::Status st = WriteOverlay(*frame, *blobs, *s.overlay_path); !st.ok()) return Fail(st);
     overlay_ms = MsSince(t0);
   }
 
-  Json result;
-  result["logstar_version"] = LOGSTAR_VERSION;
-  result["image"] = {{"path", image_path},
-                     {"width", raw->cols},
-                     {"height", raw->rows},
-                     {"dtype", DepthName(raw->depth())}};
-  result["coordinates"] =
-      "x = column, y = row, in pixels, origin at the centre of the top-left pixel; "
-      "radius = sigma * sqrt(2)";
-  result["prior"] = PriorToJson(*prior);
-  result["normalization"] = {{"method", norm_name}};
-  if (norm.method == NormalizeOptions::Method::kPercentile) {
-    result["normalization"]["low_percentile"] = norm.low_percentile;
-    result["normalization"]["high_percentile"] = norm.high_percentile;
-  }
-  result["parameters"] = {{"source", parameter_source},
-                          {"min_sigma", log_options.scale.min_sigma},
-                          {"max_sigma", log_options.scale.max_sigma},
-                          {"num_sigma", log_options.scale.num_sigma},
-                          {"threshold", log_options.detect.threshold},
-                          {"overlap", log_options.detect.overlap},
-                          {"log_scale", log_options.scale.log_scale},
-                          {"exclude_border", log_options.scale.exclude_border}};
+  Json result = ResultHeader(s, ImageToJson(image_path, *raw));
   Json atoms = Json::array();
-  for (const Blob& b : *blobs) {
-    atoms.push_back({{"x", b.x},
-                     {"y", b.y},
-                     {"sigma", b.sigma},
-                     {"radius", b.sigma * std::sqrt(2.0)},
-                     {"response", b.response}});
-  }
+  for (const Blob& b : *blobs) atoms.push_back(AtomToJson(b.x, b.y, b.sigma, b.response));
   result["num_atoms"] = blobs->size();
   result["atoms"] = std::move(atoms);
-  result["rewards"] = {{"qc", rewards->qc},
-                       {"er", rewards->er},
-                       {"num_found", rewards->num_found},
-                       {"num_expected", rewards->num_expected},
-                       {"num_erroneous", rewards->num_erroneous},
-                       {"ds_px", rewards->ds_px}};
-  if (accuracy) {
-    result["accuracy"] = {{"truth", *flags->Get("truth")},
-                          {"match_radius_px", match_radius},
-                          {"num_true", accuracy->num_true},
-                          {"true_positives", accuracy->true_positives},
-                          {"precision", accuracy->precision},
-                          {"recall", accuracy->recall},
-                          {"f1", accuracy->f1},
-                          {"rms_px", accuracy->rms_px}};
-  }
+  result["rewards"] = RewardsToJson(*rewards);
+  absl::StatusOr<std::string> vs_truth = AddAccuracy(s, points, result);
+  if (!vs_truth.ok()) return Fail(vs_truth.status());
   result["timings_ms"] = {{"load", load_ms},       {"normalize", normalize_ms},
                           {"log", log_ms},         {"rewards", rewards_ms},
-                          {"overlay", overlay_ms}, {"total", MsSince(t_start)}};
+                          {"overlay", overlay_ms}, {"total", MsSince(s.start)}};
+  if (absl::Status st = WriteResult(s, result); !st.ok()) return Fail(st);
 
-  if (absl::Status s = EnsureParentDir(*out_path); !s.ok()) return Fail(s);
-  if (absl::Status s = WriteTextFile(*out_path, result.dump(1) + "\n"); !s.ok()) return Fail(s);
-
-  std::string vs_truth;
-  if (accuracy) {
-    vs_truth = absl::StrFormat("; vs truth: precision %.3f, recall %.3f, F1 %.3f",
-                               accuracy->precision, accuracy->recall, accuracy->f1);
-  }
   std::printf(
       "analyze: %s %dx%d: %zu atoms (expected %.1f), QC %.3f, ER %.3f%s; LoG %.1f ms, total "
       "%.1f ms -> %s\n",
       image_path.c_str(), raw->cols, raw->rows, blobs->size(), rewards->num_expected, rewards->qc,
-      rewards->er, vs_truth.c_str(), log_ms, MsSince(t_start), out_path->c_str());
+      rewards->er, vs_truth->c_str(), log_ms, MsSince(s.start), s.out_path.c_str());
   return 0;
+}
+
+struct AnalyzedFrame {
+  cv::Mat raw;
+  FrameAnalysis analysis;
+  double load_ms = 0.0;
+  double overlay_ms = 0.0;
+};
+
+// Loads one frame, runs the (shared, cache-holding) analyzer on it and
+// draws the overlay when `overlay_path` is given.
+absl::StatusOr<AnalyzedFrame> LoadAndAnalyze(const AnalyzeSetup& s, const std::string& path,
+                                             LogStarAnalyzer& analyzer,
+                                             const std::optional<std::string>& overlay_path) {
+  AnalyzedFrame f;
+  auto t0 = Clock::now();
+  absl::StatusOr<cv::Mat> raw = LoadFrame(path);
+  if (!raw.ok()) return raw.status();
+  f.raw = *std::move(raw);
+  f.load_ms = MsSince(t0);
+  absl::StatusOr<FrameAnalysis> analysis = analyzer.Analyze(f.raw, s.context);
+  if (!analysis.ok()) {
+    // Engine messages do not know the file; with a sequence the reader needs it.
+    return absl::Status(analysis.status().code(),
+                        absl::StrCat(path, ": ", analysis.status().message()));
+  }
+  f.analysis = *std::move(analysis);
+  if (overlay_path) {
+    t0 = Clock::now();
+    // The analyzer normalises internally; the picture needs the same frame.
+    absl::StatusOr<cv::Mat> normalized = NormalizeFrame(f.raw, s.normalize);
+    if (!normalized.ok()) return normalized.status();
+    std::vector<Blob> blobs;
+    blobs.reserve(f.analysis.atoms.size());
+    for (const Atom& a : f.analysis.atoms) {
+      blobs.push_back({.x = a.x, .y = a.y, .sigma = a.sigma, .response = a.response});
+    }
+    if (absl::Status st = WriteOverlay(*normalized, blobs, *overlay_path); !st.ok()) return st;
+    f.overlay_ms = MsSince(t0);
+  }
+  return f;
+}
+
+int AnalyzeImage(const AnalyzeSetup& s, const std::string& image_path, LogStarAnalyzer& analyzer) {
+  absl::StatusOr<AnalyzedFrame> f = LoadAndAnalyze(s, image_path, analyzer, s.overlay_path);
+  if (!f.ok()) return Fail(f.status());
+  const FrameAnalysis& a = f->analysis;
+  std::vector<PointXY> points;
+  points.reserve(a.atoms.size());
+  for (const Atom& atom : a.atoms) points.push_back({atom.x, atom.y});
+
+  Json result = ResultHeader(s, ImageToJson(image_path, f->raw));
+  AddFrameAnalysis(a, result);
+  absl::StatusOr<std::string> vs_truth = AddAccuracy(s, points, result);
+  if (!vs_truth.ok()) return Fail(vs_truth.status());
+  result["timings_ms"] = AnalysisTimings(f->load_ms, a, f->overlay_ms, MsSince(s.start));
+  if (absl::Status st = WriteResult(s, result); !st.ok()) return Fail(st);
+
+  std::printf(
+      "analyze: %s %dx%d: %zu atoms (expected %.1f), QC %.3f, ER %.3f%s; %zu windows (%d hits, "
+      "%d misses, %d re-tuned); LoG* %.1f ms, total %.1f ms -> %s\n",
+      image_path.c_str(), a.width, a.height, a.atoms.size(), a.rewards.num_expected, a.rewards.qc,
+      a.rewards.er, vs_truth->c_str(), a.windows.size(), a.hits, a.misses, a.retunes, a.total_ms,
+      MsSince(s.start), s.out_path.c_str());
+  return 0;
+}
+
+bool IsFrameFile(const std::filesystem::path& p) {
+  const std::string ext = absl::AsciiStrToLower(p.extension().string());
+  return ext == ".npy" || ext == ".tif" || ext == ".tiff" || ext == ".png";
+}
+
+// The frames of --frames: a directory's image files by name, or what a
+// glob(3) pattern matches (glob sorts its matches).
+absl::StatusOr<std::vector<std::string>> ListFrames(const std::string& spec) {
+  std::vector<std::string> paths;
+  std::error_code ec;
+  if (std::filesystem::is_directory(spec, ec)) {
+    std::filesystem::directory_iterator it(spec, ec), end;
+    for (; !ec && it != end; it.increment(ec)) {
+      std::error_code file_ec;
+      if (it->is_regular_file(file_ec) && IsFrameFile(it->path())) {
+        paths.push_back(it->path().string());
+      }
+    }
+    if (ec) {
+      return absl::PermissionDeniedError(absl::StrCat(spec, ": cannot list: ", ec.message()));
+    }
+    std::sort(paths.begin(), paths.end());
+  } else {
+    glob_t matches{};
+    const int rc = glob(spec.c_str(), 0, nullptr, &matches);
+    if (rc == 0) {
+      for (size_t i = 0; i < matches.gl_pathc; ++i) {
+        if (std::filesystem::is_regular_file(matches.gl_pathv[i], ec)) {
+          paths.push_back(matches.gl_pathv[i]);
+        }
+      }
+    }
+    globfree(&matches);
+    if (rc != 0 && rc != GLOB_NOMATCH) {
+      return absl::PermissionDeniedError(absl::StrCat("--frames ", spec, ": cannot read"));
+    }
+  }
+  if (paths.empty()) {
+    return absl::NotFoundError(absl::StrCat(
+        "--frames ", spec,
+        ": no frames (expected a directory with .npy, .tif, .tiff or .png files, or a glob "
+        "pattern matching files)"));
+  }
+  return paths;
+}
+
+// One PNG per frame in `dir`, named after the frame; a stem seen before
+// (a.npy and a.png) keeps its extension so that no picture overwrites another.
+std::vector<std::string> OverlayPaths(const std::vector<std::string>& frames,
+                                      const std::string& dir) {
+  std::set<std::string> used;
+  std::vector<std::string> out;
+  for (const std::string& frame : frames) {
+    const std::filesystem::path p(frame);
+    std::string name = p.stem().string() + ".png";
+    if (!used.insert(name).second) name = p.filename().string() + ".png";
+    used.insert(name);
+    out.push_back((std::filesystem::path(dir) / name).string());
+  }
+  return out;
+}
+
+int AnalyzeFrames(const AnalyzeSetup& s, const std::string& spec, LogStarAnalyzer& analyzer) {
+  absl::StatusOr<std::vector<std::string>> paths = ListFrames(spec);
+  if (!paths.ok()) return Fail(paths.status());
+  std::vector<std::string> overlays;
+  if (s.overlay_path) overlays = OverlayPaths(*paths, *s.overlay_path);
+
+  Json frames = Json::array();
+  int hits = 0, misses = 0, retunes = 0;
+  double total_ms = 0.0, first_ms = 0.0;
+  const int n = static_cast<int>(paths->size());
+  for (int i = 0; i < n; ++i) {
+    const std::string& path = (*paths)[i];
+    const auto t0 = Clock::now();
+    std::optional<std::string> overlay;
+    if (s.overlay_path) overlay = overlays[i];
+    absl::StatusOr<AnalyzedFrame> f = LoadAndAnalyze(s, path, analyzer, overlay);
+    if (!f.ok()) return Fail(f.status());
+    const FrameAnalysis& a = f->analysis;
+    Json frame = {{"path", path}, {"width", a.width}, {"height", a.height}};
+    AddFrameAnalysis(a, frame);
+    frame["timings_ms"] = AnalysisTimings(f->load_ms, a, f->overlay_ms, MsSince(t0));
+    frames.push_back(std::move(frame));
+    hits += a.hits;
+    misses += a.misses;
+    retunes += a.retunes;
+    total_ms += a.total_ms;
+    if (i == 0) first_ms = a.total_ms;
+    std::printf(
+        "frame %d/%d %s: %zu atoms, QC %.3f, ER %.3f; %zu windows: %d hits, %d misses, %d "
+        "re-tuned; %.1f ms\n",
+        i + 1, n, path.c_str(), a.atoms.size(), a.rewards.qc, a.rewards.er, a.windows.size(),
+        a.hits, a.misses, a.retunes, a.total_ms);
+  }
+
+  Json result = ResultHeader(s, Json());
+  result["frames"] = std::move(frames);
+  Json summary = {{"frames", n},          {"hits", hits},
+                  {"misses", misses},     {"retunes", retunes},
+                  {"total_ms", total_ms}, {"mean_ms_per_frame", total_ms / n}};
+  // Frame 1 tunes every window; the later ones show what the cache saves.
+  summary["mean_ms_after_first"] = n > 1 ? Json((total_ms - first_ms) / (n - 1)) : Json();
+  result["summary"] = summary;
+  if (absl::Status st = WriteResult(s, result); !st.ok()) return Fail(st);
+  std::printf(
+      "analyze: %d frames, %d hits, %d misses, %d re-tuned; %.1f ms in all, %.1f ms per frame "
+      "(%.1f after the first) -> %s\n",
+      n, hits, misses, retunes, total_ms, total_ms / n,
+      n > 1 ? (total_ms - first_ms) / (n - 1) : total_ms, s.out_path.c_str());
+  return 0;
+}
+
+}  // namespace
+
+int RunAnalyze(const std::vector<std::string>& args) {
+  auto flags = Flags::Parse(
+      args,
+      {"prior", "out", "overlay", "fixed", "normalize", "threads", "truth", "match-radius",
+       "window", "stride", "evals", "seed", "choose", "num-sigma", "drift-tolerance", "frames"},
+      {"no-refine"});
+  if (!flags.ok()) return UsageError(std::string(flags.status().message()), kAnalyzeUsage);
+  if (flags->help()) {
+    std::fputs(kAnalyzeUsage, stdout);
+    return 0;
+  }
+  const std::optional<std::string> frames = flags->Get("frames");
+  if (frames && !flags->positional().empty()) {
+    return UsageError("give one IMAGE or --frames, not both", kAnalyzeUsage);
+  }
+  if (!frames && flags->positional().size() != 1) {
+    return UsageError("give exactly one IMAGE (or --frames DIR_OR_GLOB)", kAnalyzeUsage);
+  }
+  AnalyzeSetup s;
+  s.start = Clock::now();
+  const std::optional<std::string> prior_path = flags->Get("prior");
+  const std::optional<std::string> out_path = flags->Get("out");
+  if (!prior_path) return UsageError("--prior PRIOR.json is required", kAnalyzeUsage);
+  if (!out_path) return UsageError("--out RESULT.json is required", kAnalyzeUsage);
+  s.out_path = *out_path;
+  s.overlay_path = flags->Get("overlay");
+  s.truth_path = flags->Get("truth");
+  auto threads = flags->Int("threads", 0);
+  if (!threads.ok()) return UsageError(std::string(threads.status().message()), kAnalyzeUsage);
+
+  const std::string norm_name = flags->Get("normalize").value_or("minmax");
+  if (norm_name == "percentile") {
+    s.normalize.method = NormalizeOptions::Method::kPercentile;
+  } else if (norm_name != "minmax") {
+    return UsageError(
+        absl::StrCat("--normalize must be minmax or percentile, got '", norm_name, "'"),
+        kAnalyzeUsage);
+  }
+  s.normalization = {{"method", norm_name}};
+  if (s.normalize.method == NormalizeOptions::Method::kPercentile) {
+    s.normalization["low_percentile"] = s.normalize.low_percentile;
+    s.normalization["high_percentile"] = s.normalize.high_percentile;
+  }
+
+  const std::optional<std::string> fixed = flags->Get("fixed");
+  if (fixed) {
+    for (const char* name : kLogStarOnlyFlags) {
+      if (flags->Has(name)) {
+        return UsageError(absl::StrCat("--", name, " is a LoG* option; it cannot go with --fixed"),
+                          kAnalyzeUsage);
+      }
+    }
+  }
+  if (frames && s.truth_path) {
+    return UsageError("--truth checks one IMAGE; it cannot go with --frames", kAnalyzeUsage);
+  }
+  if (flags->Has("match-radius") && !s.truth_path) {
+    return UsageError("--match-radius needs --truth", kAnalyzeUsage);
+  }
+  auto match_radius = flags->Double("match-radius", 0.0);
+  if (!match_radius.ok()) {
+    return UsageError(std::string(match_radius.status().message()), kAnalyzeUsage);
+  }
+  AnalyzerOptions analyzer_options;
+  if (!fixed) {
+    auto parsed = ParseAnalyzerFlags(*flags, s.normalize, s.parameters);
+    if (!parsed.ok()) return UsageError(std::string(parsed.status().message()), kAnalyzeUsage);
+    analyzer_options = *parsed;
+  }
+
+  auto prior_text = ReadTextFile(*prior_path);
+  if (!prior_text.ok()) return Fail(prior_text.status());
+  auto prior = ParsePrior(*prior_text, *prior_path);
+  if (!prior.ok()) return Fail(prior.status());
+  s.prior = *prior;
+  s.match_radius = flags->Has("match-radius") ? *match_radius : 0.3 * s.prior.NearestNeighborPx();
+  if (s.truth_path) {
+    // Read before the analysis, so that a bad file costs no tuning.
+    auto truth = ReadTruthCsv(*s.truth_path);
+    if (!truth.ok()) return Fail(truth.status());
+    s.truth = *std::move(truth);
+  }
+
+  auto context = ExecutionContext::Create({.num_threads = static_cast<int>(*threads)});
+  if (!context.ok()) return Fail(context.status());
+  s.context = context->get();
+
+  if (fixed) {
+    auto log_options = ParseFixed(*fixed);
+    if (!log_options.ok()) return Fail(log_options.status());
+    s.parameters = LogParametersToJson({.min_sigma = log_options->scale.min_sigma,
+                                        .max_sigma = log_options->scale.max_sigma,
+                                        .num_sigma = log_options->scale.num_sigma,
+                                        .threshold = log_options->detect.threshold,
+                                        .overlap = log_options->detect.overlap},
+                                       {{"source", "fixed"}});
+    s.parameters["log_scale"] = log_options->scale.log_scale;
+    s.parameters["exclude_border"] = log_options->scale.exclude_border;
+    return AnalyzeFixed(s, flags->positional()[0], *log_options);
+  }
+
+  // One analyzer for the whole run: with --frames its cache carries the
+  // tuned parameters from frame to frame.
+  auto analyzer = LogStarAnalyzer::Create(analyzer_options, s.prior);
+  if (!analyzer.ok()) return Fail(analyzer.status());
+  if (frames) return AnalyzeFrames(s, *frames, **analyzer);
+  return AnalyzeImage(s, flags->positional()[0], **analyzer);
 }
 
 }  // namespace logstar::cli

@@ -169,6 +169,238 @@ class SynthAnalyzeTest(unittest.TestCase):
                 self.assertEqual(code, 0, err)
 
 
+def read_truth(frame_dir):
+    gt = np.genfromtxt(os.path.join(frame_dir, 'atoms.csv'), delimiter=',', names=True,
+                       dtype=None, encoding=None)
+    return np.column_stack([gt['x'], gt['y']])
+
+
+def atoms_xy(result):
+    return np.array([[a['x'], a['y']] for a in result['atoms']]).reshape(-1, 2)
+
+
+def front_is_nondominated(front):
+    pts = [(p['qc'], p['er']) for p in front]
+    for i, a in enumerate(pts):
+        for j, b in enumerate(pts):
+            if i != j and b[0] <= a[0] and b[1] <= a[1] and b != a:
+                return False
+    return True
+
+
+class LogStarTest(unittest.TestCase):
+    """The default path: LoG* over windows, with its per-window record and cache."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.dir = os.path.join(cls.tmp.name, 'frame')
+        code, _, err = run('synth', '--out', cls.dir, '--size', '256', '--lattice', 'ybco',
+                           '--noise', '0.1', '--seed', '5')
+        assert code == 0, err
+        cls.prior = os.path.join(cls.dir, 'prior.json')
+        cls.image = os.path.join(cls.dir, 'image.npy')
+        # A short sequence: same size and lattice, different noise and atoms' jitter.
+        cls.seq = os.path.join(cls.tmp.name, 'seq')
+        os.makedirs(cls.seq)
+        cls.seq_dirs = []
+        for i, seed in enumerate((21, 22, 23)):
+            d = os.path.join(cls.tmp.name, f'synth{i}')
+            code, _, err = run('synth', '--out', d, '--size', '256', '--noise', '0.1', '--seed',
+                               str(seed))
+            assert code == 0, err
+            os.link(os.path.join(d, 'image.npy'), os.path.join(cls.seq, f'frame_{i}.npy'))
+            cls.seq_dirs.append(d)
+        # Not a frame: the directory listing must skip it.
+        write_file(os.path.join(cls.seq, 'notes.txt'), 'not a frame\n')
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    def analyze(self, name, *extra, image=None):
+        out_path = os.path.join(self.tmp.name, name)
+        args = [image] if image else []
+        code, out, err = run('analyze', *args, '--prior', self.prior, '--out', out_path, *extra)
+        self.assertEqual(code, 0, err)
+        return out, load_json(out_path)
+
+    def check_windows(self, res, width, height, evals):
+        """Per-window record: layout, cache states, fronts and atom ownership agree."""
+        windows = res['windows']
+        cover = np.zeros((height, width), int)
+        for i, w in enumerate(windows):
+            self.assertEqual(w['index'], i)
+            t, c = w['tile'], w['core']
+            # The core lies in the tile; the cores tile the frame exactly once.
+            for start, size in (('col0', 'cols'), ('row0', 'rows')):
+                self.assertLessEqual(t[start], c[start])
+                self.assertLessEqual(c[start] + c[size], t[start] + t[size])
+            cover[c['row0']:c['row0'] + c['rows'], c['col0']:c['col0'] + c['cols']] += 1
+            self.assertIn(w['cache'], ('miss', 'hit', 'retuned'))
+            if w['cache'] == 'hit':
+                self.assertEqual(w['evaluations'], 0)
+            else:
+                self.assertTrue(1 <= w['evaluations'] <= evals, w['evaluations'])
+            front = w['front']
+            self.assertGreater(len(front), 0)
+            self.assertTrue(0 <= w['chosen'] < len(front), (w['chosen'], len(front)))
+            self.assertTrue(front_is_nondominated(front), front)
+            chosen = front[w['chosen']]
+            for key in ('min_sigma', 'max_sigma', 'threshold', 'overlap'):
+                self.assertAlmostEqual(w['parameters'][key], chosen[key], places=12)
+            for key in ('qc', 'er', 'num_found', 'num_expected', 'num_erroneous'):
+                self.assertIn(key, w['rewards'])
+            for key in ('qc', 'er'):
+                self.assertIn(key, w['tuned_rewards'])
+        self.assertTrue((cover == 1).all(), 'window cores must tile the frame')
+        owned = [0] * len(windows)
+        for a in res['atoms']:
+            core = windows[a['window']]['core']
+            self.assertTrue(core['col0'] - 0.5 <= a['x'] < core['col0'] + core['cols'] - 0.5, a)
+            self.assertTrue(core['row0'] - 0.5 <= a['y'] < core['row0'] + core['rows'] - 0.5, a)
+            self.assertAlmostEqual(a['radius'], a['sigma'] * np.sqrt(2))
+            owned[a['window']] += 1
+        self.assertEqual(owned, [w['num_atoms'] for w in windows])
+        self.assertEqual(res['num_atoms'], len(res['atoms']))
+        cache = res['cache']
+        self.assertEqual(cache['hits'] + cache['misses'] + cache['retunes'], len(windows))
+        for state, key in (('hit', 'hits'), ('miss', 'misses'), ('retuned', 'retunes')):
+            self.assertEqual(cache[key], sum(w['cache'] == state for w in windows))
+
+    def test_default_logstar_finds_the_true_atoms(self):
+        out, res = self.analyze('default.json', image=self.image)
+        p = res['parameters']
+        self.assertEqual(p['source'], 'logstar')
+        self.assertEqual((p['window'], p['stride'], p['evaluations_per_window'], p['seed'],
+                          p['choose'], p['num_sigma']), (256, 256, 50, 0, 'euclidean', 10))
+        self.assertIn('windows', out)
+        meta = load_json(os.path.join(self.dir, 'meta.json'))
+        f1 = match_f1(atoms_xy(res), read_truth(self.dir), 0.3 * meta['nn_min_px'])
+        self.assertGreaterEqual(f1, 0.95, f'F1 {f1:.3f} against the ground truth')
+        # Sub-pixel refinement is on by default: positions are not all pixel centres.
+        self.assertFalse(np.all(atoms_xy(res) == np.round(atoms_xy(res))))
+        n_exp = meta['atom_density_per_px2'] * 256 * 256
+        self.assertAlmostEqual(res['rewards']['qc'], abs(res['num_atoms'] - n_exp) / n_exp,
+                               places=3)
+        self.check_windows(res, 256, 256, 50)
+        self.assertEqual(res['cache'], {'hits': 0, 'misses': 1, 'retunes': 0})
+        self.assertIn('windows', res['timings_ms'])
+
+    def test_overlapping_windows(self):
+        _, res = self.analyze('overlap.json', '--window', '128', '--stride', '96', '--evals', '20',
+                              image=self.image)
+        self.assertEqual((res['parameters']['window'], res['parameters']['stride']), (128, 96))
+        # Starts 0, 96 and 128 (the last moved in to end at the edge) on each axis.
+        self.assertEqual(len(res['windows']), 9)
+        self.check_windows(res, 256, 256, 20)
+        self.assertEqual(res['cache']['misses'], 9)
+        meta = load_json(os.path.join(self.dir, 'meta.json'))
+        f1 = match_f1(atoms_xy(res), read_truth(self.dir), 0.3 * meta['nn_min_px'])
+        self.assertGreaterEqual(f1, 0.9, f'F1 {f1:.3f} with overlapping windows')
+
+    def test_frames_reuse_the_cache(self):
+        overlays = os.path.join(self.tmp.name, 'overlays')
+        # A generous tolerance: every window of the later frames must be a hit.
+        out, res = self.analyze('frames.json', '--frames', self.seq, '--window', '128', '--evals',
+                                '20', '--drift-tolerance', '10', '--overlay', overlays)
+        frames = res['frames']
+        self.assertEqual([os.path.basename(f['path']) for f in frames],
+                         ['frame_0.npy', 'frame_1.npy', 'frame_2.npy'])
+        layouts = [[(w['tile'], w['core']) for w in f['windows']] for f in frames]
+        self.assertEqual(len(layouts[0]), 4)
+        self.assertTrue(layouts[0] == layouts[1] == layouts[2], 'window layouts differ')
+        self.assertEqual(frames[0]['cache'], {'hits': 0, 'misses': 4, 'retunes': 0})
+        for f in frames[1:]:
+            self.assertEqual(f['cache'], {'hits': 4, 'misses': 0, 'retunes': 0})
+            # A hit runs the parameters tuned on the first frame.
+            for w, w0 in zip(f['windows'], frames[0]['windows']):
+                self.assertEqual(w['parameters'], w0['parameters'])
+        for f, d in zip(frames, self.seq_dirs):
+            self.assertEqual((f['width'], f['height']), (256, 256))
+            self.check_windows(f, 256, 256, 20)
+            meta = load_json(os.path.join(d, 'meta.json'))
+            f1 = match_f1(atoms_xy(f), read_truth(d), 0.3 * meta['nn_min_px'])
+            self.assertGreaterEqual(f1, 0.9, f'{f["path"]}: F1 {f1:.3f}')
+        s = res['summary']
+        self.assertEqual((s['frames'], s['hits'], s['misses'], s['retunes']), (3, 8, 4, 0))
+        per_frame = [f['timings_ms']['analyze'] for f in frames]
+        self.assertAlmostEqual(s['total_ms'], sum(per_frame), places=6)
+        self.assertAlmostEqual(s['mean_ms_after_first'], sum(per_frame[1:]) / 2, places=6)
+        for key in ('logstar_version', 'coordinates', 'prior', 'parameters'):
+            self.assertIn(key, res)
+        lines = out.strip().splitlines()
+        self.assertEqual(len(lines), 4, out)
+        self.assertIn('frame_2.npy', lines[2])
+        for name in ('frame_0', 'frame_1', 'frame_2'):
+            with open(os.path.join(overlays, name + '.png'), 'rb') as f:
+                self.assertEqual(f.read(8), b'\x89PNG\r\n\x1a\n')
+
+    def test_frames_glob(self):
+        _, res = self.analyze('glob.json', '--frames', os.path.join(self.seq, 'frame_[02].npy'),
+                              '--window', '0', '--evals', '5')
+        self.assertEqual([os.path.basename(f['path']) for f in res['frames']],
+                         ['frame_0.npy', 'frame_2.npy'])
+        self.assertEqual([len(f['windows']) for f in res['frames']], [1, 1])
+
+    def test_seed_reproduces_the_atoms(self):
+        args = ('--window', '128', '--evals', '20', '--seed', '7')
+        _, a = self.analyze('seed_a.json', *args, '--threads', '1', image=self.image)
+        _, b = self.analyze('seed_b.json', *args, '--threads', '2', image=self.image)
+        self.assertEqual(a['parameters']['seed'], 7)
+        self.assertEqual(a['atoms'], b['atoms'])
+        self.assertEqual([w['front'] for w in a['windows']], [w['front'] for w in b['windows']])
+
+    def test_no_refine_gives_pixel_centres(self):
+        _, res = self.analyze('norefine.json', '--no-refine', '--window', '0', '--evals', '10',
+                              image=os.path.join(self.seq, 'frame_0.npy'))
+        xy = atoms_xy(res)
+        self.assertGreater(len(xy), 20)
+        self.assertTrue(np.all(xy == np.round(xy)))
+
+    def test_choice_weights_pick_the_front_end(self):
+        for weights, objective in (('1,0', 'qc'), ('0,1', 'er')):
+            _, res = self.analyze('weights.json', '--choose', 'weights:' + weights, '--window',
+                                  '128', '--evals', '10',
+                                  image=os.path.join(self.seq, 'frame_1.npy'))
+            self.assertEqual(res['parameters']['choose'], 'weights')
+            self.assertEqual(res['parameters']['choice_weights'],
+                             [float(w) for w in weights.split(',')])
+            for w in res['windows']:
+                values = [p[objective] for p in w['front']]
+                self.assertEqual(values[w['chosen']], min(values), (weights, w['front']))
+
+    def test_usage_errors_name_the_flag(self):
+        base = ['analyze', self.image, '--prior', self.prior, '--out',
+                os.path.join(self.tmp.name, 'bad.json')]
+        for extra, flag in ((['--choose', 'median'], '--choose'),
+                            (['--choose', 'weights:1'], '--choose'),
+                            (['--window', '5'], '--window'),
+                            (['--window', '64', '--stride', '65'], '--stride'),
+                            (['--evals', '0'], '--evals'),
+                            (['--num-sigma', '65'], '--num-sigma'),
+                            (['--drift-tolerance', '0'], '--drift-tolerance'),
+                            (['--fixed', '2,6,5,0.1,0.5', '--window', '64'], '--window')):
+            with self.subTest(extra=extra):
+                code, _, err = run(*base, *extra)
+                self.assertEqual(code, 2, err)
+                self.assertTrue(err.startswith('logstar: error: '), err)
+                self.assertIn(flag, err.splitlines()[0])
+        code, _, err = run('analyze', '--frames', self.seq, '--prior', self.prior, '--out',
+                           os.path.join(self.tmp.name, 'bad.json'), '--truth',
+                           os.path.join(self.dir, 'atoms.csv'))
+        self.assertEqual(code, 2, err)
+        self.assertIn('--truth', err.splitlines()[0])
+
+    def test_frames_without_frames_is_an_error(self):
+        empty = os.path.join(self.tmp.name, 'empty')
+        os.makedirs(empty, exist_ok=True)
+        code, _, err = run('analyze', '--frames', empty, '--prior', self.prior, '--out',
+                           os.path.join(self.tmp.name, 'bad.json'))
+        self.assertEqual(code, 1, err)
+        self.assertIn('no frames', err)
+
+
 class BadInputTest(unittest.TestCase):
     """Bad input: one clear line naming the problem and a non-zero exit."""
 
