@@ -65,6 +65,17 @@ ScaleKernel MakeKernel(double sigma) {
   return k;
 }
 
+std::vector<ScaleKernel> MakeKernels(const std::vector<double>& sigmas, int* max_radius) {
+  std::vector<ScaleKernel> kernels;
+  kernels.reserve(sigmas.size());
+  *max_radius = 0;
+  for (double sigma : sigmas) {
+    kernels.push_back(MakeKernel(sigma));
+    *max_radius = std::max(*max_radius, kernels.back().radius);
+  }
+  return kernels;
+}
+
 absl::Status CheckLogImage(const cv::Mat& image) {
   if (image.empty() || image.rows == 0 || image.cols == 0) {
     return absl::InvalidArgumentError("image is empty");
@@ -515,13 +526,9 @@ absl::StatusOr<LogScaleSpace> LogScaleSpace::Compute(const cv::Mat& image,
   space.width_ = image.cols;
   space.height_ = image.rows;
 
-  std::vector<internal::ScaleKernel> kernels;
-  kernels.reserve(space.sigmas_.size());
   int max_radius = 0;
-  for (double sigma : space.sigmas_) {
-    kernels.push_back(internal::MakeKernel(sigma));
-    max_radius = std::max(max_radius, kernels.back().radius);
-  }
+  const std::vector<internal::ScaleKernel> kernels =
+      internal::MakeKernels(space.sigmas_, &max_radius);
 
   // NormalizeFrame's output is used in place; other layouts are copied once.
   const cv::Mat frame = internal::InPaddedLayout(image);

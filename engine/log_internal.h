@@ -31,6 +31,8 @@ struct ScaleKernel {
   std::vector<float> d;
 };
 ScaleKernel MakeKernel(double sigma);
+// The kernels of a sigma list, and the largest radius among them.
+std::vector<ScaleKernel> MakeKernels(const std::vector<double>& sigmas, int* max_radius);
 
 // Checks what every LoG entry point needs of a frame: non-empty,
 // single-channel float32, finite. Errors say what is wrong.

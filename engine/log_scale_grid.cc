@@ -49,12 +49,9 @@ absl::StatusOr<LogScaleGrid> LogScaleGrid::Compute(const cv::Mat& image,
               std::ceil(std::log(options.max_sigma / options.min_sigma) / std::log(ratio) - 1e-9));
   for (int i = 0; i < num; ++i) grid.sigmas_.push_back(options.min_sigma * std::pow(ratio, i));
 
-  std::vector<internal::ScaleKernel> kernels;
   int max_radius = 0;
-  for (double sigma : grid.sigmas_) {
-    kernels.push_back(internal::MakeKernel(sigma));
-    max_radius = std::max(max_radius, kernels.back().radius);
-  }
+  const std::vector<internal::ScaleKernel> kernels =
+      internal::MakeKernels(grid.sigmas_, &max_radius);
   const cv::Mat frame = internal::InPaddedLayout(image);
 
   using internal::kBandRows;

@@ -171,19 +171,29 @@ const cv::Mat& Frame(int size) {
   return it->second;
 }
 
+// Times `detect` (returning StatusOr<vector<Blob>>) in the benchmark loop;
+// returns the blob count of the last call, or -1 after reporting an error.
+template <typename Detect>
+long TimeDetections(benchmark::State& state, Detect detect) {
+  long blobs = 0;
+  for (auto _ : state) {
+    absl::StatusOr<std::vector<Blob>> result = detect();
+    if (!result.ok()) {
+      state.SkipWithError(result.status().ToString().c_str());
+      return -1;
+    }
+    blobs = static_cast<long>(result->size());
+    benchmark::DoNotOptimize(result);
+  }
+  return blobs;
+}
+
 void BM_DetectBlobsLog(benchmark::State& state) {
   const cv::Mat& frame = Frame(static_cast<int>(state.range(0)));
   const LogOptions options = BenchOptions();
-  size_t blobs = 0;
-  for (auto _ : state) {
-    absl::StatusOr<std::vector<Blob>> result = DetectBlobsLog(frame, options, Context());
-    if (!result.ok()) {
-      state.SkipWithError(result.status().ToString().c_str());
-      return;
-    }
-    blobs = result->size();
-    benchmark::DoNotOptimize(result);
-  }
+  const long blobs =
+      TimeDetections(state, [&] { return DetectBlobsLog(frame, options, Context()); });
+  if (blobs < 0) return;
   state.counters["blobs"] = static_cast<double>(blobs);
   state.counters["threads"] = Context()->num_threads();
   state.SetItemsProcessed(state.iterations() * frame.total());  // pixels
@@ -218,16 +228,8 @@ void BM_ScaleSpaceDetect(benchmark::State& state) {
     return;
   }
   const LogDetectOptions detect = BenchOptions().detect;
-  size_t blobs = 0;
-  for (auto _ : state) {
-    absl::StatusOr<std::vector<Blob>> result = space->Detect(detect);
-    if (!result.ok()) {
-      state.SkipWithError(result.status().ToString().c_str());
-      return;
-    }
-    blobs = result->size();
-    benchmark::DoNotOptimize(result);
-  }
+  const long blobs = TimeDetections(state, [&] { return space->Detect(detect); });
+  if (blobs < 0) return;
   state.counters["blobs"] = static_cast<double>(blobs);
   state.counters["candidates"] = static_cast<double>(space->num_candidates());
 }
@@ -267,16 +269,9 @@ void BM_GridDetect(benchmark::State& state) {
     return;
   }
   const LogOptions options = BenchOptions();
-  size_t blobs = 0;
-  for (auto _ : state) {
-    absl::StatusOr<std::vector<Blob>> result = grid->Detect(options.scale, options.detect);
-    if (!result.ok()) {
-      state.SkipWithError(result.status().ToString().c_str());
-      return;
-    }
-    blobs = result->size();
-    benchmark::DoNotOptimize(result);
-  }
+  const long blobs =
+      TimeDetections(state, [&] { return grid->Detect(options.scale, options.detect); });
+  if (blobs < 0) return;
   state.counters["blobs"] = static_cast<double>(blobs);
 }
 
