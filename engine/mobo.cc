@@ -263,6 +263,21 @@ class Run {
   std::vector<Objectives2> transformed_;
 };
 
+// A start for the hyperparameter optimiser, log-uniform within the bounds
+// of `options` (as GaussianProcess::Fit draws its own restarts).
+GpHyperparameters RandomHyperparameters(const GaussianProcessOptions& options, int dims,
+                                        SplitMix64& rng) {
+  auto draw = [&](double lo, double hi) {
+    return std::exp(rng.Uniform(std::log(lo), std::log(hi)));
+  };
+  GpHyperparameters h;
+  h.signal_variance = draw(options.signal_variance_min, options.signal_variance_max);
+  h.length_scales.resize(dims);
+  for (double& l : h.length_scales) l = draw(options.length_scale_min, options.length_scale_max);
+  h.noise_variance = draw(options.noise_variance_min, options.noise_variance_max);
+  return h;
+}
+
 // EHVI of each row of `x` (already projected) under the two GPs.
 absl::Status ScoreRows(const Eigen::MatrixXd& x, const GaussianProcess& gp0,
                        const GaussianProcess& gp1, const HypervolumeFront& front, double* scores) {
@@ -462,21 +477,38 @@ absl::StatusOr<MoboResult> MinimizeTwoObjectives(const SearchSpace& space,
       y[1][i] = run.transformed()[i][1];
     }
 
-    // The two fits, in parallel.
+    // The two fits, in parallel. A full refit runs every start as its own
+    // task (the previous optimum, then gp.num_restarts log-uniform draws),
+    // so the restarts spread over the threads too; per objective the start
+    // with the highest LML wins, ties to the earlier start.
     const bool full_refit = iteration % options.full_refit_every == 0;
-    std::array<absl::StatusOr<GaussianProcess>, 2> gps = {absl::UnknownError(""),
-                                                          absl::UnknownError("")};
-    context->ParallelFor(2, [&](int k) {
-      GaussianProcessOptions gp_options = options.gp;
-      gp_options.seed = DeriveSeed(options.seed, kGpStream + 4 * (2 * iteration + k));
-      if (!full_refit) gp_options.num_restarts = 0;
-      const GpHyperparameters* warm = previous[k].has_value() ? &*previous[k] : nullptr;
-      gps[k] = GaussianProcess::Fit(x, y[k], gp_options, warm);
-    });
+    const int starts = full_refit ? 1 + options.gp.num_restarts : 1;
+    std::vector<std::optional<GpHyperparameters>> start_points(2 * starts);
     for (int k = 0; k < 2; ++k) {
-      if (!gps[k].ok()) return gps[k].status();
-      previous[k] = gps[k]->hyperparameters();
+      start_points[k * starts] = previous[k];
+      SplitMix64 rng(DeriveSeed(options.seed, kGpStream + 4 * (2 * iteration + k)));
+      for (int r = 1; r < starts; ++r) {
+        start_points[k * starts + r] = RandomHyperparameters(options.gp, dims, rng);
+      }
     }
+    std::vector<absl::StatusOr<GaussianProcess>> fits(2 * starts, absl::UnknownError(""));
+    context->ParallelFor(2 * starts, [&](int task) {
+      GaussianProcessOptions gp_options = options.gp;
+      gp_options.num_restarts = 0;
+      const std::optional<GpHyperparameters>& start = start_points[task];
+      fits[task] = GaussianProcess::Fit(x, y[task / starts], gp_options,
+                                        start.has_value() ? &*start : nullptr);
+    });
+    std::array<const GaussianProcess*, 2> gps = {nullptr, nullptr};
+    for (int task = 0; task < 2 * starts; ++task) {
+      if (!fits[task].ok()) return fits[task].status();
+      const GaussianProcess*& best = gps[task / starts];
+      if (best == nullptr ||
+          fits[task]->log_marginal_likelihood() > best->log_marginal_likelihood()) {
+        best = &*fits[task];
+      }
+    }
+    for (int k = 0; k < 2; ++k) previous[k] = gps[k]->hyperparameters();
     const GaussianProcess& gp0 = *gps[0];
     const GaussianProcess& gp1 = *gps[1];
 
