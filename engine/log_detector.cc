@@ -356,10 +356,11 @@ std::vector<uint32_t> PythonSetOrder(const std::vector<std::pair<int, int>>& pai
   return order;
 }
 
-// All pairs (i, j), i < j, closer than `cutoff` (inclusive, as cKDTree),
-// in lexicographic order; a uniform grid of cutoff-sized cells keeps this
-// O(n + pairs).
-std::vector<std::pair<int, int>> PairsWithin(const std::vector<Blob>& blobs, double cutoff) {
+// Calls visit(i, j) for every pair i < j of blobs closer than `cutoff`
+// (inclusive, as cKDTree), by increasing i; a uniform grid of cutoff-sized
+// cells keeps this O(n + pairs).
+template <typename Visit>
+void ForEachPairWithin(const std::vector<Blob>& blobs, double cutoff, Visit&& visit) {
   const size_t n = blobs.size();
   const double cutoff2 = cutoff * cutoff;
   double min_x = blobs[0].x, min_y = blobs[0].y, max_x = min_x, max_y = min_y;
@@ -388,12 +389,9 @@ std::vector<std::pair<int, int>> PairsWithin(const std::vector<Blob>& blobs, dou
     std::vector<int> fill(cell_start.begin(), cell_start.end() - 1);
     for (size_t i = 0; i < n; ++i) by_cell[fill[cell_of[i]]++] = static_cast<int>(i);
   }
-  std::vector<std::pair<int, int>> pairs;
-  std::vector<int> partners;
   for (size_t i = 0; i < n; ++i) {
     const Blob& bi = blobs[i];
     const int cx = cell_x(bi), cy = cell_y(bi);
-    partners.clear();
     for (int gy = std::max(cy - 1, 0); gy <= std::min(cy + 1, gh - 1); ++gy) {
       for (int gx = std::max(cx - 1, 0); gx <= std::min(cx + 1, gw - 1); ++gx) {
         const int cell = gy * gw + gx;
@@ -401,13 +399,25 @@ std::vector<std::pair<int, int>> PairsWithin(const std::vector<Blob>& blobs, dou
           const int j = by_cell[k];
           if (j <= static_cast<int>(i)) continue;
           const double dx = blobs[j].x - bi.x, dy = blobs[j].y - bi.y;
-          if (dx * dx + dy * dy <= cutoff2) partners.push_back(j);
+          if (dx * dx + dy * dy <= cutoff2) visit(static_cast<int>(i), j);
         }
       }
     }
-    std::sort(partners.begin(), partners.end());
-    for (int j : partners) pairs.emplace_back(static_cast<int>(i), j);
   }
+}
+
+// All pairs (i, j), i < j, closer than `cutoff`, in lexicographic order.
+std::vector<std::pair<int, int>> PairsWithin(const std::vector<Blob>& blobs, double cutoff) {
+  std::vector<std::pair<int, int>> pairs;
+  size_t first_of_i = 0;
+  ForEachPairWithin(blobs, cutoff, [&](int i, int j) {
+    if (pairs.empty() || pairs.back().first != i) {
+      std::sort(pairs.begin() + first_of_i, pairs.end());
+      first_of_i = pairs.size();
+    }
+    pairs.emplace_back(i, j);
+  });
+  std::sort(pairs.begin() + first_of_i, pairs.end());
   return pairs;
 }
 
@@ -424,17 +434,37 @@ std::vector<Blob> PruneBlobs(std::vector<Blob> blobs, double overlap) {
   // and the number of pairs it yields shapes the set's iteration order.
   const std::vector<std::pair<int, int>> pairs =
       PairsWithin(blobs, 2.0 * max_sigma * std::sqrt(2.0));
-  std::vector<char> alive(n, 1);
-  for (uint32_t k : PythonSetOrder(pairs)) {
+  // Only pairs that overlap by more than `overlap` remove anything, so the
+  // others can be dropped whatever their place in the order. When no blob is
+  // in two of them the removals are independent and the order is moot; the
+  // set-order emulation (most of the cost when thresholds are low and pairs
+  // many) runs only when removals can chain.
+  std::vector<char> removes(pairs.size(), 0);
+  std::vector<uint8_t> degree(n, 0);
+  bool chained = false;
+  for (size_t k = 0; k < pairs.size(); ++k) {
     const auto [i, j] = pairs[k];
-    if (!alive[i] || !alive[j]) continue;
     if (BlobOverlap(blobs[i], blobs[j]) > overlap) {
-      if (blobs[i].sigma > blobs[j].sigma) {
-        alive[j] = 0;
-      } else {
-        alive[i] = 0;
-      }
+      removes[k] = 1;
+      chained |= ++degree[i] > 1;
+      chained |= ++degree[j] > 1;
     }
+  }
+  std::vector<char> alive(n, 1);
+  auto resolve = [&](uint32_t k) {
+    if (!removes[k]) return;
+    const auto [i, j] = pairs[k];
+    if (!alive[i] || !alive[j]) return;
+    if (blobs[i].sigma > blobs[j].sigma) {
+      alive[j] = 0;
+    } else {
+      alive[i] = 0;
+    }
+  };
+  if (chained) {
+    for (uint32_t k : PythonSetOrder(pairs)) resolve(k);
+  } else {
+    for (uint32_t k = 0; k < pairs.size(); ++k) resolve(k);
   }
   std::vector<Blob> kept;
   kept.reserve(n);
@@ -442,6 +472,39 @@ std::vector<Blob> PruneBlobs(std::vector<Blob> blobs, double overlap) {
     if (alive[i]) kept.push_back(blobs[i]);
   }
   return kept;
+}
+
+size_t PrunedCountLowerBound(const std::vector<Blob>& blobs, double overlap, double x_min,
+                             double x_end, double y_min, double y_end) {
+  const size_t n = blobs.size();
+  auto inside = [&](const Blob& b) {
+    return b.x >= x_min && b.x < x_end && b.y >= y_min && b.y < y_end;
+  };
+  if (n < 2 || overlap >= 1.0) {
+    return static_cast<size_t>(std::count_if(blobs.begin(), blobs.end(), inside));
+  }
+  // Union-find over the pairs that remove; group g stays countable while all
+  // of its blobs are inside the box.
+  std::vector<int> parent(n);
+  std::iota(parent.begin(), parent.end(), 0);
+  auto find = [&](int i) {
+    while (parent[i] != i) i = parent[i] = parent[parent[i]];
+    return i;
+  };
+  double max_sigma = 0.0;
+  for (const Blob& b : blobs) max_sigma = std::max(max_sigma, b.sigma);
+  const double cutoff = 2.0 * max_sigma * std::sqrt(2.0);
+  ForEachPairWithin(blobs, cutoff, [&](int i, int j) {
+    if (BlobOverlap(blobs[i], blobs[j]) > overlap) parent[find(i)] = find(j);
+  });
+  std::vector<char> countable(n, 1);
+  for (size_t i = 0; i < n; ++i) {
+    if (!inside(blobs[i])) countable[find(static_cast<int>(i))] = 0;
+  }
+  size_t groups = 0;
+  for (size_t i = 0; i < n; ++i)
+    groups += find(static_cast<int>(i)) == static_cast<int>(i) && countable[i];
+  return groups;
 }
 
 }  // namespace internal

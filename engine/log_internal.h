@@ -97,6 +97,15 @@ bool IsPeak3x3x3(float v, const float* below, const float* at, const float* abov
 // `overlap` of the smaller disk, visiting pairs in scikit-image's order.
 std::vector<Blob> PruneBlobs(std::vector<Blob> blobs, double overlap);
 
+// A lower bound on how many blobs PruneBlobs(blobs, overlap) keeps inside the
+// box [x_min, x_end) × [y_min, y_end), without pruning: every connected group
+// of blobs linked by removing pairs keeps at least one of its blobs (the last
+// remover survives), so groups lying wholly inside the box each leave one
+// there. Costs a neighbour search, no ordering: cheap where pruning proper is
+// costly (thousands of overlapping blobs at a low threshold).
+size_t PrunedCountLowerBound(const std::vector<Blob>& blobs, double overlap, double x_min,
+                             double x_end, double y_min, double y_end);
+
 // The order LogScaleSpace keeps its peaks in: decreasing response, ties by
 // (y, x, scale), so results never depend on how work was split.
 inline bool PeakBefore(const LogScaleSpace::Peak& a, const LogScaleSpace::Peak& b) {

@@ -116,6 +116,28 @@ const float* LogScaleGrid::Plane(int band, int grid_index) const {
 
 absl::StatusOr<std::vector<Blob>> LogScaleGrid::Detect(const LogScaleOptions& scale,
                                                        const LogDetectOptions& detect) const {
+  LOGSTAR_ASSIGN_OR_RETURN(std::vector<Blob> blobs, Peaks(scale, detect));
+  return internal::PruneBlobs(std::move(blobs), detect.overlap);
+}
+
+absl::StatusOr<std::optional<std::vector<Blob>>> LogScaleGrid::DetectAtMost(
+    const LogScaleOptions& scale, const LogDetectOptions& detect, const PixelRegion& region,
+    size_t max_blobs) const {
+  LOGSTAR_ASSIGN_OR_RETURN(std::vector<Blob> blobs, Peaks(scale, detect));
+  // Only a flood of peaks can exceed the limit; the bound is not free.
+  if (blobs.size() > max_blobs) {
+    const double x_min = region.col0 - 0.5, x_end = region.col0 + region.cols - 0.5;
+    const double y_min = region.row0 - 0.5, y_end = region.row0 + region.rows - 0.5;
+    if (internal::PrunedCountLowerBound(blobs, detect.overlap, x_min, x_end, y_min, y_end) >
+        max_blobs) {
+      return std::nullopt;
+    }
+  }
+  return internal::PruneBlobs(std::move(blobs), detect.overlap);
+}
+
+absl::StatusOr<std::vector<Blob>> LogScaleGrid::Peaks(const LogScaleOptions& scale,
+                                                      const LogDetectOptions& detect) const {
   LOGSTAR_RETURN_IF_ERROR(scale.Validate());
   LOGSTAR_RETURN_IF_ERROR(detect.Validate());
   if (detect.threshold < options_.response_floor) {
@@ -162,7 +184,7 @@ absl::StatusOr<std::vector<Blob>> LogScaleGrid::Detect(const LogScaleOptions& sc
     blobs.push_back(Blob{static_cast<double>(p.x), static_cast<double>(p.y),
                          sigmas_[grid_index[p.scale]], p.response, p.scale});
   }
-  return internal::PruneBlobs(std::move(blobs), detect.overlap);
+  return blobs;
 }
 
 }  // namespace logstar

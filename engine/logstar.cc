@@ -84,6 +84,53 @@ absl::Status CheckRegion(const cv::Mat& image, const PixelRegion& r) {
   return absl::OkStatus();
 }
 
+// Evaluates parameters with blob_log's own sigmas (no grid). One
+// scale-space is kept per sigma set, so variations of threshold and overlap
+// cost a peak scan and pruning only.
+class ExactEvaluator {
+ public:
+  ExactEvaluator(const cv::Mat& image, const PixelRegion& region, const PhysicsPrior& prior,
+                 const LogStarOptions& options, double response_floor, ExecutionContext* context)
+      : image_(image),
+        region_(region),
+        prior_(prior),
+        options_(options),
+        response_floor_(response_floor),
+        context_(context) {}
+
+  absl::StatusOr<Rewards> operator()(const LogParameters& p) {
+    LogOptions o = p.ToLogOptions();
+    o.scale.response_floor = response_floor_;
+    const LogScaleSpace* space = nullptr;
+    for (const auto& [key, s] : spaces_) {
+      if (key.min_sigma == o.scale.min_sigma && key.max_sigma == o.scale.max_sigma) space = &s;
+    }
+    if (space == nullptr) {
+      LOGSTAR_ASSIGN_OR_RETURN(LogScaleSpace s, LogScaleSpace::Compute(image_, o.scale, context_));
+      spaces_.emplace_back(o.scale, std::move(s));
+      space = &spaces_.back().second;
+    }
+    LOGSTAR_ASSIGN_OR_RETURN(const std::vector<Blob> blobs, space->Detect(o.detect));
+    return ComputeRewards(Points(blobs), region_, prior_, options_.rewards);
+  }
+
+ private:
+  const cv::Mat& image_;
+  const PixelRegion& region_;
+  const PhysicsPrior& prior_;
+  const LogStarOptions& options_;
+  const double response_floor_;
+  ExecutionContext* const context_;
+  std::vector<std::pair<LogScaleOptions, LogScaleSpace>> spaces_;
+};
+
+// Every evaluated point of a run, grid or exact.
+struct Evaluated {
+  LogParameters parameters;
+  Objectives2 objectives;
+  int num_found = -1;  // exact evaluations only
+};
+
 }  // namespace
 
 LogOptions LogParameters::ToLogOptions() const {
@@ -114,6 +161,14 @@ absl::Status LogStarOptions::Validate() const {
         absl::StrCat("grid_spacing must be in (0, 0.2], got ", grid_spacing));
   }
   LOGSTAR_RETURN_IF_ERROR(rewards.Validate());
+  if (polish_evaluations < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("polish_evaluations must be >= 0, got ", polish_evaluations));
+  }
+  if (!(objective_cap >= 1.0 && std::isfinite(objective_cap))) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("objective_cap must be finite and >= 1, got ", objective_cap));
+  }
   LOGSTAR_RETURN_IF_ERROR(optimizer.Validate());
   if (choice == FrontChoiceRule::kWeights &&
       !(choice_weights[0] >= 0 && choice_weights[1] >= 0 &&
@@ -198,37 +253,115 @@ absl::StatusOr<LogStarResult> RunLogStar(const cv::Mat& image, const PixelRegion
                            LogScaleGrid::Compute(image, grid_options, context));
 
   const SearchSpace space = MakeSpace(bounds);
+  const double cap = options.objective_cap;
+  const double expected = prior.ColumnDensityPerPx2() * region.cols * region.rows;
+  const auto max_blobs = static_cast<size_t>(std::floor((1.0 + cap) * expected));
   const Objective objective = [&](const ParameterValues& v) -> absl::StatusOr<Objectives2> {
     const LogOptions o = FromValues(v, options.num_sigma).ToLogOptions();
-    LOGSTAR_ASSIGN_OR_RETURN(const std::vector<Blob> blobs, grid.Detect(o.scale, o.detect));
+    LOGSTAR_ASSIGN_OR_RETURN(const std::optional<std::vector<Blob>> blobs,
+                             grid.DetectAtMost(o.scale, o.detect, region, max_blobs));
+    if (!blobs) return Objectives2{cap, cap};
     LOGSTAR_ASSIGN_OR_RETURN(const Rewards r,
-                             ComputeRewards(Points(blobs), region, prior, options.rewards));
-    return Objectives2{r.qc, r.er};
+                             ComputeRewards(Points(*blobs), region, prior, options.rewards));
+    return Objectives2{std::min(r.qc, cap), std::min(r.er, cap)};
   };
+  // The last evaluations of the budget polish the front with exact ones.
+  const int polish = std::min(options.polish_evaluations, options.optimizer.num_evaluations / 5);
+  MoboOptions search = options.optimizer;
+  search.num_evaluations -= polish;
+  search.num_initial = std::min(search.num_initial, search.num_evaluations);
   std::vector<ParameterValues> seeds;
   for (const LogParameters& p : warm_start) {
-    if (static_cast<int>(seeds.size()) < options.optimizer.num_evaluations) {
+    if (static_cast<int>(seeds.size()) < search.num_evaluations) {
       seeds.push_back(ToValues(p, bounds));
     }
   }
-  LOGSTAR_ASSIGN_OR_RETURN(
-      const MoboResult run,
-      MinimizeTwoObjectives(space, objective, options.optimizer, context, seeds));
+  LOGSTAR_ASSIGN_OR_RETURN(const MoboResult run,
+                           MinimizeTwoObjectives(space, objective, search, context, seeds));
+
+  std::vector<Evaluated> points;
+  for (const Evaluation& e : run.evaluations) {
+    points.push_back({FromValues(e.parameters, options.num_sigma), e.objectives});
+  }
+  auto objectives_of = [&] {
+    std::vector<Objectives2> all;
+    for (const Evaluated& p : points) all.push_back(p.objectives);
+    return all;
+  };
+  auto front_and_choice = [&]() -> absl::StatusOr<std::pair<std::vector<int>, int>> {
+    const std::vector<Objectives2> all = objectives_of();
+    LOGSTAR_ASSIGN_OR_RETURN(std::vector<int> front, ParetoFront(all));
+    LOGSTAR_ASSIGN_OR_RETURN(const int chosen,
+                             ChooseOnFront(all, front, options.choice, options.choice_weights));
+    return std::make_pair(std::move(front), chosen);
+  };
+
+  // Polish. Grid sigmas are within spacing/2 of blob_log's, which can move
+  // a column or two in or out: the front is re-evaluated exactly (chosen
+  // point first), so the front reported is exact; what budget is left moves
+  // the chosen point's threshold toward the expected count (the count falls
+  // as the threshold rises), each step an exact evaluation.
+  ExactEvaluator exact(image, region, prior, options, bounds.threshold.lower, context);
+  int num_polished = 0;
+  for (; num_polished < polish; ++num_polished) {
+    LOGSTAR_ASSIGN_OR_RETURN(const auto fc, front_and_choice());
+    const auto& [front, chosen] = fc;
+    int target = points[chosen].num_found < 0 ? chosen : -1;
+    for (int i : front) {
+      if (target < 0 && points[i].num_found < 0) target = i;
+    }
+    if (target >= 0) {
+      LOGSTAR_ASSIGN_OR_RETURN(const Rewards r, exact(points[target].parameters));
+      points[target].objectives = {std::min(r.qc, cap), std::min(r.er, cap)};
+      points[target].num_found = r.num_found;
+      continue;
+    }
+    // Bracket the expected count among the exact points that differ from
+    // the chosen one in threshold only.
+    const LogParameters& base = points[chosen].parameters;
+    const int wanted = static_cast<int>(std::lround(expected));
+    if (points[chosen].num_found == wanted) break;
+    double above = bounds.threshold.upper, below = bounds.threshold.lower;  // thresholds
+    bool have_above = false, have_below = false;
+    for (const Evaluated& p : points) {
+      const LogParameters& q = p.parameters;
+      if (p.num_found < 0 || q.min_sigma != base.min_sigma || q.max_sigma != base.max_sigma ||
+          q.overlap != base.overlap) {
+        continue;
+      }
+      if (p.num_found > wanted && q.threshold >= below) below = q.threshold, have_below = true;
+      if (p.num_found < wanted && q.threshold <= above) above = q.threshold, have_above = true;
+    }
+    // Too many found: raise the threshold; too few: lower it; geometric
+    // bisection once bracketed, 15 % steps until then.
+    double next;
+    if (have_below && have_above) {
+      next = std::sqrt(below * above);
+    } else if (points[chosen].num_found > wanted) {
+      next = std::min(base.threshold * 1.15, bounds.threshold.upper);
+    } else {
+      next = std::max(base.threshold / 1.15, bounds.threshold.lower);
+    }
+    if (next == base.threshold) break;
+    Evaluated step{base, {}, 0};
+    step.parameters.threshold = next;
+    LOGSTAR_ASSIGN_OR_RETURN(const Rewards r, exact(step.parameters));
+    step.objectives = {std::min(r.qc, cap), std::min(r.er, cap)};
+    step.num_found = r.num_found;
+    points.push_back(step);
+  }
 
   LogStarResult result;
-  result.num_evaluations = static_cast<int>(run.evaluations.size());
-  std::vector<Objectives2> all;
-  for (const Evaluation& e : run.evaluations) all.push_back(e.objectives);
-  LOGSTAR_ASSIGN_OR_RETURN(const int chosen,
-                           ChooseOnFront(all, run.front, options.choice, options.choice_weights));
-  for (int i : run.front) {
-    const Evaluation& e = run.evaluations[i];
-    if (i == chosen) result.chosen = static_cast<int>(result.front.size());
-    result.front.push_back(
-        {FromValues(e.parameters, options.num_sigma), e.objectives[0], e.objectives[1]});
-  }
+  result.num_evaluations = static_cast<int>(run.evaluations.size()) + num_polished;
+  LOGSTAR_ASSIGN_OR_RETURN(const auto fc, front_and_choice());
+  const auto& [front, chosen] = fc;
   std::vector<Objectives2> front_values;
-  for (int i : run.front) front_values.push_back(run.evaluations[i].objectives);
+  for (int i : front) {
+    if (i == chosen) result.chosen = static_cast<int>(result.front.size());
+    const Evaluated& e = points[i];
+    result.front.push_back({e.parameters, e.objectives[0], e.objectives[1]});
+    front_values.push_back(e.objectives);
+  }
   LOGSTAR_ASSIGN_OR_RETURN(result.hypervolume, Hypervolume(front_values, {1.0, 1.0}));
   result.parameters = result.front[result.chosen].parameters;
   result.tuning_ms = MsSince(t0);

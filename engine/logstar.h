@@ -10,7 +10,10 @@
 //     the grid plus the rewards QC and ER of the atoms in the window
 //     (engine/rewards.h) — no convolution;
 //  3. one point of the Pareto front is chosen (FrontChoiceRule on the
-//     normalised rewards, or operator weights);
+//     normalised rewards, or operator weights). The last few evaluations of
+//     the budget are exact (blob_log's own sigmas, no grid): the front's
+//     points are re-evaluated so the front reported is exact, then the
+//     chosen point's threshold is stepped toward the expected count;
 //  4. the chosen parameters are run once more with the exact blob_log
 //     semantics (DetectBlobsLog), positions are refined to sub-pixel
 //     (engine/refine.h), and the rewards of that final detection reported.
@@ -80,6 +83,17 @@ struct LogStarOptions {
   // Relative spacing of the sigma grid evaluations run on.
   double grid_spacing = 0.04;
   RewardOptions rewards;
+  // The search sees each reward as min(reward, objective_cap). A candidate
+  // that certainly finds at least (1 + objective_cap) × the expected count —
+  // a window flooded with noise peaks — is scored (cap, cap) without being
+  // pruned (by far the costliest evaluation otherwise); its ER would be as
+  // large. Hypervolumes use the reference point (1, 1), so capped points
+  // never count; the cap also keeps such outliers from distorting the GP.
+  double objective_cap = 3.0;  // >= 1
+  // Evaluations of the budget (optimizer.num_evaluations) kept for polishing
+  // the front with exact detections (see step 3 of the file comment); at
+  // most a fifth of the budget is used so.
+  int polish_evaluations = 5;  // >= 0
   // num_evaluations defaults to 50 as published; seed fixes the run.
   MoboOptions optimizer;
   FrontChoiceRule choice = FrontChoiceRule::kEuclidean;

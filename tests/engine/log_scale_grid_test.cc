@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include <opencv2/core.hpp>
@@ -129,6 +130,61 @@ TEST(LogScaleGridTest, OffGridSigmasGiveNearlyTheSameBlobs) {
     EXPECT_NEAR(static_cast<double>(fast->size()), static_cast<double>(exact.size()),
                 0.03 * exact.size());
   }
+}
+
+// DetectAtMost gives up only when pruning would certainly exceed the limit:
+// otherwise it returns exactly Detect()'s blobs. Over a sweep from floods of
+// noise peaks to sparse detections, every refusal must be a count that is
+// really above the limit, and a flood well above it must be refused.
+TEST(LogScaleGridTest, DetectAtMostRefusesOnlyWhatCertainlyExceedsTheLimit) {
+  const cv::Mat image = Frame(256, 0.6, 5);
+  LogGridOptions go;
+  go.min_sigma = 0.9;
+  go.max_sigma = 7.2;
+  go.response_floor = 0.01;
+  absl::StatusOr<LogScaleGrid> grid = LogScaleGrid::Compute(image, go, ExecutionContext::Default());
+  ASSERT_TRUE(grid.ok()) << grid.status();
+  const PixelRegion core{20, 20, 216, 216};
+  auto in_core = [&](const std::vector<Blob>& blobs) {
+    size_t n = 0;
+    for (const Blob& b : blobs) {
+      n += b.x >= core.col0 - 0.5 && b.x < core.col0 + core.cols - 0.5 && b.y >= core.row0 - 0.5 &&
+           b.y < core.row0 + core.rows - 0.5;
+    }
+    return n;
+  };
+  int refused = 0;
+  for (double threshold : {0.01, 0.015, 0.02, 0.04, 0.08}) {
+    for (double overlap : {0.05, 0.3, 0.5}) {
+      for (auto [lo, hi] : std::vector<std::pair<double, double>>{{0.9, 6.2}, {3.0, 4.0}}) {
+        const LogScaleOptions s = Scales(lo, hi, 10);
+        const LogDetectOptions d = Detection(threshold, overlap);
+        absl::StatusOr<std::vector<Blob>> all = grid->Detect(s, d);
+        ASSERT_TRUE(all.ok()) << all.status();
+        const size_t truth = in_core(*all);
+        for (size_t limit : {size_t{50}, size_t{200}, size_t{600}}) {
+          absl::StatusOr<std::optional<std::vector<Blob>>> at_most =
+              grid->DetectAtMost(s, d, core, limit);
+          ASSERT_TRUE(at_most.ok()) << at_most.status();
+          if (!at_most->has_value()) {
+            ++refused;
+            EXPECT_GT(truth, limit) << threshold << " " << overlap << " " << lo;
+          } else {
+            ASSERT_EQ((*at_most)->size(), all->size());
+            for (size_t i = 0; i < all->size(); ++i) {
+              EXPECT_EQ((**at_most)[i].x, (*all)[i].x);
+              EXPECT_EQ((**at_most)[i].y, (*all)[i].y);
+            }
+          }
+          // A count three times the limit is a flood the bound must see.
+          if (truth > 3 * limit) {
+            EXPECT_FALSE(at_most->has_value()) << truth << " > 3 x " << limit;
+          }
+        }
+      }
+    }
+  }
+  EXPECT_GT(refused, 0);
 }
 
 TEST(LogScaleGridTest, SameResultWithOneAndTwoThreads) {
