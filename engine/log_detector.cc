@@ -195,8 +195,15 @@ class BandWorker {
       return s.planes.data() + static_cast<size_t>(scale % 3) * plane_size;
     };
     for (int scale = 0; scale < num_scales; ++scale) {
-      maker_.ComputePlane(kernels_[scale], band, s.planes_scratch,
-                          s.planes.data() + static_cast<size_t>(scale % 3) * plane_size);
+      float* dest = s.planes.data() + static_cast<size_t>(scale % 3) * plane_size;
+      if (scale > 0 && kernels_[scale].sigma == kernels_[scale - 1].sigma) {
+        // min_sigma == max_sigma repeats one sigma num_sigma times (a common
+        // tuned choice): the plane is the same, computing it once suffices.
+        const float* previous = plane(scale - 1);
+        std::copy(previous, previous + plane_size, dest);
+      } else {
+        maker_.ComputePlane(kernels_[scale], band, s.planes_scratch, dest);
+      }
       if (scale >= 1) {
         FindPeaks(scale - 1, plane(scale - 2), plane(scale - 1), plane(scale), band, s.candidates,
                   out);
