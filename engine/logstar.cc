@@ -186,7 +186,7 @@ absl::StatusOr<LogStarBounds> ResolveBounds(const LogStarOptions& options,
   LOGSTAR_RETURN_IF_ERROR(prior.Validate());
   const double sc = options.column_sigma_angstrom / prior.pixel_size_angstrom;
   LogStarBounds b;
-  b.min_sigma = options.min_sigma_px.value_or(Interval{0.25 * sc, 1.0 * sc});
+  b.min_sigma = options.min_sigma_px.value_or(Interval{0.25 * sc, 1.5 * sc});
   b.max_sigma = options.max_sigma_px.value_or(Interval{0.75 * sc, 2.0 * sc});
   b.threshold = options.threshold;
   b.overlap = options.overlap;
@@ -316,35 +316,64 @@ absl::StatusOr<LogStarResult> RunLogStar(const cv::Mat& image, const PixelRegion
       points[target].num_found = r.num_found;
       continue;
     }
-    // Bracket the expected count among the exact points that differ from
-    // the chosen one in threshold only.
     const LogParameters& base = points[chosen].parameters;
     const int wanted = static_cast<int>(std::lround(expected));
     if (points[chosen].num_found == wanted) break;
-    double above = bounds.threshold.upper, below = bounds.threshold.lower;  // thresholds
-    bool have_above = false, have_below = false;
-    for (const Evaluated& p : points) {
-      const LogParameters& q = p.parameters;
-      if (p.num_found < 0 || q.min_sigma != base.min_sigma || q.max_sigma != base.max_sigma ||
-          q.overlap != base.overlap) {
-        continue;
+    const bool too_many = points[chosen].num_found > wanted;
+    // Two knobs move the count: it falls as the threshold rises and rises
+    // with the overlap allowed before pruning. The threshold is tried first;
+    // the overlap when the threshold sits at the bound it would cross.
+    struct Knob {
+      double LogParameters::*field;
+      Interval range;
+      bool count_falls;  // as the value rises
+    };
+    const Knob knobs[] = {{&LogParameters::threshold, bounds.threshold, true},
+                          {&LogParameters::overlap, bounds.overlap, false}};
+    std::optional<LogParameters> next;
+    for (const Knob& k : knobs) {
+      const bool raise = too_many == k.count_falls;
+      const double now = base.*k.field;
+      if (raise ? now >= k.range.upper : now <= k.range.lower) continue;
+      // Bracket the expected count among the exact points that differ from
+      // the chosen one in this knob only.
+      double lo = k.range.lower, hi = k.range.upper;  // values with the count off each way
+      bool have_lo = false, have_hi = false;
+      for (const Evaluated& p : points) {
+        LogParameters q = p.parameters;
+        const double v = q.*k.field;
+        q.*k.field = now;
+        if (p.num_found < 0 || q.min_sigma != base.min_sigma || q.max_sigma != base.max_sigma ||
+            q.threshold != base.threshold || q.overlap != base.overlap || p.num_found == wanted) {
+          continue;
+        }
+        // On the side of `now` (count off the same way) or across it.
+        const bool same_side = (p.num_found > wanted) == too_many;
+        const bool below_now = raise ? same_side : !same_side;
+        if (below_now && v >= lo) lo = v, have_lo = true;
+        if (!below_now && v <= hi) hi = v, have_hi = true;
       }
-      if (p.num_found > wanted && q.threshold >= below) below = q.threshold, have_below = true;
-      if (p.num_found < wanted && q.threshold <= above) above = q.threshold, have_above = true;
+      // Bisection once bracketed, steps until then: 15 % for the threshold
+      // (geometric, as the search sees it), a fifth of the range for the
+      // overlap (linear).
+      const bool geometric = k.field == &LogParameters::threshold;
+      double value;
+      if (have_lo && have_hi) {
+        value = geometric ? std::sqrt(lo * hi) : 0.5 * (lo + hi);
+      } else if (geometric) {
+        value = raise ? now * 1.15 : now / 1.15;
+      } else {
+        const double step = 0.2 * (k.range.upper - k.range.lower);
+        value = raise ? now + step : now - step;
+      }
+      value = std::clamp(value, k.range.lower, k.range.upper);
+      if (value == now) continue;
+      next = base;
+      (*next).*k.field = value;
+      break;
     }
-    // Too many found: raise the threshold; too few: lower it; geometric
-    // bisection once bracketed, 15 % steps until then.
-    double next;
-    if (have_below && have_above) {
-      next = std::sqrt(below * above);
-    } else if (points[chosen].num_found > wanted) {
-      next = std::min(base.threshold * 1.15, bounds.threshold.upper);
-    } else {
-      next = std::max(base.threshold / 1.15, bounds.threshold.lower);
-    }
-    if (next == base.threshold) break;
-    Evaluated step{base, {}, 0};
-    step.parameters.threshold = next;
+    if (!next) break;
+    Evaluated step{*next, {}, 0};
     LOGSTAR_ASSIGN_OR_RETURN(const Rewards r, exact(step.parameters));
     step.objectives = {std::min(r.qc, cap), std::min(r.er, cap)};
     step.num_found = r.num_found;
