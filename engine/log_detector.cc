@@ -190,6 +190,7 @@ class BandWorker {
     s.candidates.resize(static_cast<size_t>(maker_.width()) * band.cols);
 
     const int num_scales = static_cast<int>(kernels_.size());
+    int num_candidates = -1;  // of the last plane scanned
     auto plane = [&](int scale) -> const float* {
       if (scale < 0 || scale >= num_scales) return nullptr;
       return s.planes.data() + static_cast<size_t>(scale % 3) * plane_size;
@@ -206,11 +207,11 @@ class BandWorker {
       }
       if (scale >= 1) {
         FindPeaks(scale - 1, plane(scale - 2), plane(scale - 1), plane(scale), band, s.candidates,
-                  out);
+                  num_candidates, out);
       }
     }
     FindPeaks(num_scales - 1, plane(num_scales - 2), plane(num_scales - 1), nullptr, band,
-              s.candidates, out);
+              s.candidates, num_candidates, out);
   }
 
  private:
@@ -219,15 +220,21 @@ class BandWorker {
   // are above response_floor >= 0. Peaks come out in no particular order;
   // Compute() sorts them.
   void FindPeaks(int scale, const float* below, const float* at, const float* above,
-                 const Band& band, std::vector<int>& candidates,
+                 const Band& band, std::vector<int>& candidates, int& num_candidates,
                  std::vector<LogScaleSpace::Peak>& out) const {
     const int width = maker_.width(), height = maker_.height();
     const int eb = options_.exclude_border;
     const int ylo = std::max(band.y0, eb), yhi = std::min(band.y1, height - eb);
     if (ylo >= yhi || eb >= width - eb) return;
-    const int n = maker_.fns().plane_candidates(at, width, band.cols, band.nrows,
-                                                static_cast<float>(options_.response_floor),
-                                                candidates.data());
+    // A plane repeated from the scale before (see Run) has the same
+    // candidates: the scan is skipped.
+    const bool repeated =
+        scale > 0 && kernels_[scale].sigma == kernels_[scale - 1].sigma && num_candidates >= 0;
+    const int n = repeated ? num_candidates
+                           : maker_.fns().plane_candidates(
+                                 at, width, band.cols, band.nrows,
+                                 static_cast<float>(options_.response_floor), candidates.data());
+    num_candidates = n;
     for (int i = 0; i < n; ++i) {
       const int x = candidates[i] / band.cols;
       const int j = candidates[i] % band.cols;

@@ -3,7 +3,8 @@
 // frames tests/bench/run_logstar_bench.sh gives the reference workflow.
 //
 //   logstar_bench --dir=D [--window=W] [--stride=S] [--evals=N] [--seed=K]
-//                 [--repeat=R] [--cached=C] [--reference-bounds] [--threads=T]
+//                 [--repeat=R] [--cached=C] [--reference-bounds] [--no-refine]
+//                 [--threads=T]
 //                 [--fixed=min_sigma,max_sigma,num_sigma,threshold,overlap]
 //
 // Runs LoG* R times on D's frame (a fresh analyzer each time, so every
@@ -15,7 +16,8 @@
 // detections — and precision / recall / F1 / position RMS against
 // atoms.csv (matching within 0.3 × nn_min_px). --reference-bounds searches
 // the reference workflow's ranges (min_sigma 0.1–3, max_sigma 1–6 px)
-// instead of the prior-derived ones, so both optimise the same objective.
+// instead of the prior-derived ones, so both optimise the same objective;
+// with --no-refine too, LoG* is run as published (the accuracy baseline).
 // --fixed skips tuning: one detection with the given parameters (the
 // "fixed default parameters" row of the accuracy sweep).
 
@@ -59,6 +61,7 @@ struct Args {
   int cached = 0;
   int threads = 0;
   bool reference_bounds = false;
+  bool refine = true;
   std::string fixed;
 };
 
@@ -88,6 +91,8 @@ Args ParseArgs(int argc, char** argv) {
       a.fixed = std::string(arg);
     } else if (arg == "--reference-bounds") {
       a.reference_bounds = true;
+    } else if (arg == "--no-refine") {
+      a.refine = false;
     } else if (integer("--window=", &a.window) || integer("--stride=", &a.stride) ||
                integer("--evals=", &a.evals) || integer("--seed=", &a.seed) ||
                integer("--repeat=", &a.repeat) || integer("--cached=", &a.cached) ||
@@ -200,6 +205,7 @@ int Run(const Args& a) {
   options.stride = a.stride;
   options.logstar.optimizer.num_evaluations = a.evals;
   options.logstar.optimizer.seed = static_cast<uint64_t>(a.seed);
+  options.logstar.refine_positions = a.refine;
   if (a.reference_bounds) {
     // reference_logstar.py's RDW ranges at --sigma-scale 1.
     options.logstar.min_sigma_px = Interval{0.1, 3.0};
@@ -269,6 +275,7 @@ int Run(const Args& a) {
               {"windows", n},
               {"evals_per_window", a.evals},
               {"reference_bounds", a.reference_bounds},
+              {"refine", a.refine},
               {"tune", Stats(tune_ms)},
               {"rewards", {{"qc", result.rewards.qc}, {"er", result.rewards.er}}},
               {"hypervolume_grid_mean", hv_grid_sum / n},

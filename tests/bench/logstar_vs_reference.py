@@ -121,65 +121,58 @@ def cmd_report(a):
         rows.append(dict(what=what, logstar=ls, reference=ref, ratio=ratio, target=target,
                          met=met, counted=counted, **extra))
 
-    # --- 1. 256^2, 50 evaluations, the reference's ranges
-    ls256 = load_rounds(runs, 'ls256')
+    # --- 1. 256^2, 50 evaluations: LoG* as it runs (prior ranges) is counted;
+    # logstar with the reference's ranges is shown as extra rows.
     ls_def = load_rounds(runs, 'ls256_default')
-    ls20 = load(os.path.join(runs, 'ls256_e20.json'))
+    ls_refr = load_rounds(runs, 'ls256')
     ref50 = load_rounds(runs, 'ref_gpbo50')
     have_ref = bool(ref50)
-    t_ls = min(r['tune']['best_ms'] for r in ls256) / 1e3
     t_ls_def = min(r['tune']['best_ms'] for r in ls_def) / 1e3
-    ls50 = same_hv(ls256, '256^2 50 evals')
-    ls_def0 = same_hv(ls_def, '256^2 own ranges')
+    t_ls_refr = min(r['tune']['best_ms'] for r in ls_refr) / 1e3
+    ls50 = same_hv(ls_def, '256^2 50 evals')
+    same_hv(ls_refr, '256^2 50 evals, reference ranges')
     if have_ref:
         t_ref_opt = min(r['timing']['optimizer']['total_s'] for r in ref50)
         t_ref_all = min(r['timing']['total_s'] for r in ref50)
-        ratio = t_ref_opt / t_ls
-        row('256² YBCO, 50 evals, reference ranges: tune time vs GP-BO optimiser time',
-            fmt_s(t_ls), fmt_s(t_ref_opt), '%.0f×' % ratio, '≥ 200×', ratio >= 200,
-            logstar_s=t_ls, reference_s=t_ref_opt)
-        row('  same, vs the whole reference run (timing.total_s)',
-            fmt_s(t_ls), fmt_s(t_ref_all), '%.0f×' % (t_ref_all / t_ls), '—', None, False,
-            logstar_s=t_ls, reference_s=t_ref_all)
+        for what, t, counted in (('256² YBCO, 50 evals: LoG* tune time vs GP-BO optimiser time', t_ls_def, True),
+                                 ('extra: same, logstar run with the reference\'s ranges', t_ls_refr, False)):
+            row(what, fmt_s(t), fmt_s(t_ref_opt), '%.0f×' % (t_ref_opt / t), '≥ 200×',
+                t_ref_opt / t >= 200, counted, logstar_s=t, reference_s=t_ref_opt)
+        row('  LoG* vs the whole reference run (timing.total_s)', fmt_s(t_ls_def),
+            fmt_s(t_ref_all), '%.0f×' % (t_ref_all / t_ls_def), '—', None, False,
+            logstar_s=t_ls_def, reference_s=t_ref_all)
     else:
-        row('256² YBCO, 50 evals, reference ranges: tune time', fmt_s(t_ls), 'n/a', 'n/a',
-            '≥ 200×', None, logstar_s=t_ls)
+        row('256² YBCO, 50 evals: LoG* tune time', fmt_s(t_ls_def), 'n/a', 'n/a', '≥ 200×', None,
+            logstar_s=t_ls_def)
 
-    hv_refs = {}
-    for evals, ls in ((20, ls20), (50, ls50)):
-        for opt, stem in (('GP-BO', 'ref_gpbo%d' % evals), ('NSGA-II', 'ref_nsga2_%d' % evals)):
-            ref = load(os.path.join(runs, stem + '.json'))
-            if ref is None and evals == 50 and opt == 'GP-BO' and have_ref:
-                ref = ref50[0]             # the timed GP-BO run carries its front
-            ls_hv, ls_grid = ls['hypervolume_exact_mean'], ls['hypervolume_grid_mean']
-            cell = '%.4f (grid %.4f)' % (ls_hv, ls_grid)
-            what = '256² HV after %d evals, reference ranges, vs %s' % (evals, opt)
-            if ref is None:
-                row(what, cell, 'n/a', 'n/a', '≥ reference', None, logstar_hv=ls_hv)
-                continue
-            r_hv = reference_hv(ref)
-            hv_refs[(evals, opt)] = r_hv
-            row(what, cell, '%.4f (front of %d)' % (r_hv, len(ref['pareto'])),
-                '%.3f' % (ls_hv / r_hv if r_hv > 0 else float('inf')), '≥ reference',
-                ls_hv >= r_hv, logstar_hv=ls_hv, logstar_hv_grid=ls_grid, reference_hv=r_hv)
+    def mean_hv(stem, seeds, of):
+        vals = []
+        for seed in seeds:
+            r = load(os.path.join(runs, '%s_s%d.json' % (stem, seed)))
+            if r is None:
+                return None, []
+            vals.append(of(r))
+        return sum(vals) / len(vals), vals
 
-    # Extra rows: logstar's own prior-derived ranges (sigma 0.1-0.4 x nearest
-    # neighbour), the search it runs in production. Shown, not counted.
-    ls_hv = ls_def0['hypervolume_exact_mean']
-    ls_cell = '%.4f (grid %.4f)' % (ls_hv, ls_def0['hypervolume_grid_mean'])
-    if have_ref:
-        row('extra: 256², 50 evals, logstar\'s prior ranges: tune time vs GP-BO optimiser',
-            fmt_s(t_ls_def), fmt_s(t_ref_opt), '%.0f×' % (t_ref_opt / t_ls_def), '≥ 200×',
-            t_ref_opt / t_ls_def >= 200, False, logstar_s=t_ls_def, reference_s=t_ref_opt)
-        r_hv = hv_refs[(50, 'GP-BO')]
-        row('extra: 256² HV after 50 evals, logstar\'s prior ranges, vs GP-BO', ls_cell,
-            '%.4f' % r_hv, '%.3f' % (ls_hv / r_hv if r_hv > 0 else float('inf')),
-            '≥ reference', ls_hv >= r_hv, False, logstar_hv=ls_hv, reference_hv=r_hv)
-    else:
-        row('extra: 256², 50 evals, logstar\'s prior ranges: tune time', fmt_s(t_ls_def),
-            'n/a', 'n/a', '≥ 200×', None, False, logstar_s=t_ls_def)
-        row('extra: 256² HV after 50 evals, logstar\'s prior ranges', ls_cell, 'n/a', 'n/a',
-            '≥ reference', None, False, logstar_hv=ls_hv)
+    seeds = sorted(int(p.rsplit('_s', 1)[1][:-5])
+                   for p in glob.glob(os.path.join(runs, 'hv_ls_e50_s*.json')))
+    ls_of = lambda r: r['hypervolume_exact_mean']  # noqa: E731
+    for evals in (20, 50):
+        for side, stem, counted in (('LoG*', 'hv_ls', True),
+                                    ('extra: logstar, reference ranges,', 'hv_lsref', False)):
+            ls_hv, ls_vals = mean_hv('%s_e%d' % (stem, evals), seeds, ls_of)
+            cell = '%.4f (%s)' % (ls_hv, ' '.join('%.4f' % v for v in ls_vals))
+            for opt, rstem in (('GP-BO', 'hv_gpbo'), ('NSGA-II', 'hv_nsga2')):
+                what = '%s%s HV after %d evals vs %s, mean of seeds %s' % (
+                    '256² ' if counted else '', side, evals, opt, ','.join(map(str, seeds)))
+                r_hv, r_vals = mean_hv('%s_e%d' % (rstem, evals), seeds, reference_hv)
+                if r_hv is None:
+                    row(what, cell, 'n/a', 'n/a', '≥ reference', None, counted, logstar_hv=ls_hv)
+                    continue
+                row(what, cell, '%.4f (%s)' % (r_hv, ' '.join('%.4f' % v for v in r_vals)),
+                    '%.3f' % (ls_hv / r_hv if r_hv > 0 else float('inf')), '≥ reference',
+                    ls_hv >= r_hv, counted, logstar_hv=ls_hv, logstar_hvs=ls_vals,
+                    reference_hv=r_hv, reference_hvs=r_vals)
 
     # --- 2. 1024^2, 16 windows of 256, fully re-tuned
     ls1024 = load_rounds(runs, 'ls1024')
@@ -235,13 +228,14 @@ def cmd_report(a):
           '(LoG*: %d runs per round, each with a fresh analyzer), reference and scikit-image '
           'single-threaded; HV in (QC, ER), reference point (1, 1); logstar HV = exact blob_log '
           're-detection of its front (grid = as the optimiser saw it)'
-          % (len(ls256), ls256[0]['threads'], ls256[0]['tune']['runs']))
+          % (len(ls_def), ls_def[0]['threads'], ls_def[0]['tune']['runs']))
     print('frames: logstar synth --lattice ybco --noise 0.3 --amorphous 0.15 --seed 1, '
-          '--size 256 and 1024; seed 0 for both optimisers')
+          '--size 256 and 1024; timed runs with seed 0 on both sides; hypervolumes: means '
+          'over the seeds shown, each side with its own ranges unless marked')
     if not have_ref:
         print('reference workflow not found: its columns are n/a')
 
-    json.dump(dict(rows=rows, targets_met=ok, rounds=len(ls256),
+    json.dump(dict(rows=rows, targets_met=ok, rounds=len(ls_def),
                    logstar_accuracy_256=ls50['accuracy'],
                    reference_accuracy_256=ref50[0]['accuracy'] if have_ref else None,
                    logstar_accuracy_1024=ls1024[0]['accuracy']),

@@ -80,7 +80,7 @@ def p(min_sigma, max_sigma, num_sigma, threshold, overlap, log_scale=False, excl
 #  * prune: a wide sigma range (1..12), a low threshold and overlap 0.1, so
 #    that many scale-space peaks overlap and pruning removes a large share
 #    (the index records the count before pruning to show it);
-#  * a few extra edge cases: a single sigma, a threshold that keeps only the
+#  * a few extra edge cases: a single sigma, one sigma repeated, a threshold that keeps only the
 #    heavy columns, overlap 0 (any overlap prunes).
 # Thresholds of the noisy frames are lower because min-max normalisation of a
 # noisy frame compresses the columns' contrast.
@@ -102,6 +102,10 @@ PARAMS = {
         'typical': p(2, 6, 10, 0.05, 0.5),
         'logscale_border': p(1.5, 8, 8, 0.04, 0.5, log_scale=True, exclude_border=5),
         'prune': p(1, 12, 12, 0.01, 0.1),
+        # min_sigma == max_sigma with num_sigma 10, a common tuned choice:
+        # ten identical scales, every column a peak in each, pruned in
+        # chains among the copies.
+        'repeated_sigma': p(4.4, 4.4, 10, 0.02, 0.15),
     },
     'lattice_n060': {
         'typical': p(2, 6, 10, 0.03, 0.5),
