@@ -64,4 +64,10 @@ absl::Status Metrics::Serve(const std::string& address) {
   return absl::OkStatus();
 }
 
+int Metrics::port() const {
+  if (exposer_ == nullptr) return 0;
+  const std::vector<int> ports = exposer_->GetListeningPorts();
+  return ports.empty() ? 0 : ports.front();
+}
+
 }  // namespace logstar::server

@@ -24,8 +24,9 @@ class Metrics {
   Metrics();
   ~Metrics();
 
-  // Serves /metrics on address (host:port); once.
+  // Serves /metrics on address (host:port; port 0 picks one); once.
   absl::Status Serve(const std::string& address);
+  int port() const;  // the endpoint's port, 0 when not serving
 
   prometheus::Counter* frames_received;
   prometheus::Counter* frames_analysed;  // results sent ("frames out")

@@ -2,6 +2,11 @@
 // overload policies, bad frames, cancel, deadline, shutdown, concurrency,
 // reconnects, the session RPCs, limits and the bearer token. Results are
 // checked against the generated frames' ground truth.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <chrono>
 #include <fstream>
@@ -493,6 +498,48 @@ TEST_F(ServerTest, BearerTokenIsRequiredOnEveryRpc) {
   out = RunStream(stub_.get(), Open("", &settings), {ToFrame(f, 1)}, &c);
   ASSERT_TRUE(out.status.ok()) << out.status.error_message();
   EXPECT_TRUE(out.responses.back().has_result());
+}
+
+// GET /metrics over a plain socket (the endpoint speaks HTTP/1.1).
+std::string HttpGet(int port, const std::string& path) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::string reply;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
+    const std::string request =
+        absl::StrCat("GET ", path, " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    (void)!write(fd, request.data(), request.size());
+    char buffer[4096];
+    for (ssize_t n; (n = read(fd, buffer, sizeof(buffer))) > 0;) reply.append(buffer, n);
+  }
+  close(fd);
+  return reply;
+}
+
+TEST_F(ServerTest, PrometheusEndpointCountsFramesAndStages) {
+  server_->Shutdown();
+  server::ServerOptions options;
+  options.metrics_address = "127.0.0.1:0";
+  StartServer(options);
+  ASSERT_GT(server_->metrics().port(), 0);
+  const SynthFrame f = Synth(128, 80);
+  v1::SessionSettings settings = SmallSettings(f);
+  settings.set_overload_policy(v1::OVERLOAD_POLICY_BLOCK);
+  v1::Frame bad = ToFrame(f, 2);
+  bad.mutable_pixels()->set_height(3);
+  ASSERT_TRUE(RunStream(stub_.get(), Open("m", &settings), {ToFrame(f, 1), bad, ToFrame(f, 3)})
+                  .status.ok());
+  const std::string text = HttpGet(server_->metrics().port(), "/metrics");
+  EXPECT_THAT(text, HasSubstr("logstar_frames_received_total 3"));
+  EXPECT_THAT(text, HasSubstr("logstar_frames_analysed_total 2"));
+  EXPECT_THAT(text, HasSubstr("logstar_frames_failed_total 1"));
+  EXPECT_THAT(text, HasSubstr("logstar_cache_misses_total 4"));
+  EXPECT_THAT(text, HasSubstr("logstar_queue_depth 0"));
+  EXPECT_THAT(text, HasSubstr("logstar_stage_latency_ms_count{stage=\"log\"} 2"));
+  EXPECT_THAT(text, HasSubstr("logstar_tunings_running 0"));
 }
 
 TEST_F(ServerTest, IdleSessionsExpire) {
