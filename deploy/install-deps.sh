@@ -11,6 +11,8 @@ packages=(
   libopencv-dev libeigen3-dev libtbb-dev libabsl-dev libnanoflann-dev
   # command-line tool
   nlohmann-json3-dev
+  # the daemon: gRPC, Protobuf, Prometheus metrics; openssl makes the TLS test certificates
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler prometheus-cpp-dev openssl
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
   # scikit-image / scikit-learn references for goldens, tests and benchmarks

@@ -252,7 +252,8 @@ absl::Status LogStarAnalyzer::AnalyzeWindow(const cv::Mat& image, const Window& 
 }
 
 absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
-                                                       ExecutionContext* context) {
+                                                       ExecutionContext* context,
+                                                       const std::atomic<bool>* cancel) {
   if (context == nullptr) return absl::InvalidArgumentError("context must not be null");
   absl::MutexLock serial(&analyze_mu_);
   const auto t0 = std::chrono::steady_clock::now();
@@ -261,6 +262,9 @@ absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
   result.width = image.cols;
   result.height = image.rows;
   result.normalize_ms = MsSince(t0);
+  if (cancel != nullptr && cancel->load(std::memory_order_relaxed)) {
+    return absl::CancelledError("analysis cancelled");
+  }
 
   std::vector<std::optional<CachedWindow>> cache;
   std::vector<Window> layout;
@@ -289,6 +293,10 @@ absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
   std::vector<std::vector<Blob>> blobs(n);
   std::vector<absl::Status> status(n);
   context->ParallelFor(n, [&](int i) {
+    if (cancel != nullptr && cancel->load(std::memory_order_relaxed)) {
+      status[i] = absl::CancelledError("analysis cancelled");
+      return;
+    }
     status[i] =
         AnalyzeWindow(image, layout[i], prior, cache[i], context, result.windows[i], blobs[i]);
   });
@@ -331,6 +339,71 @@ std::string FrameAnalysis::Summary() const {
       "%.4f, %.1f ms",
       width, height, static_cast<int>(atoms.size()), static_cast<int>(windows.size()), hits, misses,
       retunes, rewards.qc, rewards.er, total_ms);
+}
+
+absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
+                                                       ExecutionContext* context) {
+  return Analyze(frame, context, nullptr);
+}
+
+LogStarAnalyzer::CacheSnapshot LogStarAnalyzer::Snapshot() const {
+  absl::MutexLock lock(&mu_);
+  return {width_, height_, layout_, cache_};
+}
+
+absl::Status LogStarAnalyzer::RestoreCache(const CacheSnapshot& snapshot) {
+  if (snapshot.width <= 0 || snapshot.height <= 0) {
+    if (!snapshot.windows.empty()) {
+      return absl::InvalidArgumentError("a cache without a frame size must be empty");
+    }
+    ClearCache();
+    return absl::OkStatus();
+  }
+  // The same layout Analyze() makes for this frame size.
+  const int window =
+      options_.window == 0 ? std::max(snapshot.width, snapshot.height) : options_.window;
+  const int stride = options_.stride == 0 ? window : options_.stride;
+  LOGSTAR_ASSIGN_OR_RETURN(
+      std::vector<Window> layout,
+      LayoutWindows(snapshot.width, snapshot.height, std::max(window, 16), stride));
+  if (snapshot.windows.size() != layout.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("the cache has ", snapshot.windows.size(),
+                                                   " windows, the layout for ", snapshot.width,
+                                                   " x ", snapshot.height, " has ", layout.size()));
+  }
+  if (!snapshot.layout.empty()) {
+    if (snapshot.layout.size() != layout.size()) {
+      return absl::InvalidArgumentError("the cache's layout differs from the options' layout");
+    }
+    for (size_t i = 0; i < layout.size(); ++i) {
+      const PixelRegion &a = snapshot.layout[i].tile, &b = layout[i].tile;
+      if (a.col0 != b.col0 || a.row0 != b.row0 || a.cols != b.cols || a.rows != b.rows) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("window ", i, " of the cache has another tile than the options give"));
+      }
+    }
+  }
+  for (size_t i = 0; i < snapshot.windows.size(); ++i) {
+    const std::optional<CachedWindow>& c = snapshot.windows[i];
+    if (!c.has_value()) continue;
+    absl::Status s = c->parameters.ToLogOptions().Validate();
+    if (s.ok() &&
+        (c->front.empty() ? c->chosen != 0
+                          : c->chosen < 0 || c->chosen >= static_cast<int>(c->front.size()))) {
+      s = absl::InvalidArgumentError(absl::StrCat(
+          "chosen ", c->chosen, " is not an index into a front of ", c->front.size(), " points"));
+    }
+    if (!s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("cached window ", i, ": ", s.message()));
+    }
+  }
+  absl::MutexLock lock(&mu_);
+  width_ = snapshot.width;
+  height_ = snapshot.height;
+  layout_ = std::move(layout);
+  cache_ = snapshot.windows;
+  ++generation_;
+  return absl::OkStatus();
 }
 
 }  // namespace logstar

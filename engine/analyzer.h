@@ -27,6 +27,7 @@
 #ifndef LOGSTAR_ENGINE_ANALYZER_H_
 #define LOGSTAR_ENGINE_ANALYZER_H_
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -155,6 +156,34 @@ class LogStarAnalyzer {
   // Bumped whenever the cache is emptied, so a frame that ran meanwhile
   // does not put back what it tuned under the old state.
   uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
+
+ public:
+  // For the daemon (server/): cancelling a frame, saving and restoring the cache.
+
+  // As Analyze(), but gives up with CANCELLED once *cancel (not null) is
+  // true: checked after normalisation and before each window starts, so a
+  // cancelled frame costs at most the windows already running. The cache is
+  // then left as it was.
+  absl::StatusOr<FrameAnalysis> Analyze(const cv::Mat& frame, ExecutionContext* context,
+                                        const std::atomic<bool>* cancel);
+
+  // The cache with the geometry it belongs to.
+  struct CacheSnapshot {
+    int width = 0;  // of the frames it was tuned on; 0 before the first frame
+    int height = 0;
+    std::vector<Window> layout;
+    std::vector<std::optional<CachedWindow>> windows;  // one per layout window
+  };
+  CacheSnapshot Snapshot() const;
+
+  // Replaces the cache with a saved one (e.g. after a restart). The layout
+  // for width × height is recomputed from the options; `windows` must have
+  // one entry per window of it, `layout` (if not empty) must equal it, and
+  // every cached entry must hold valid parameters and a chosen index into
+  // its front. The prior is the caller's business: a cache is only
+  // meaningful for the prior it was tuned with. A frame running meanwhile
+  // does not overwrite the restored cache.
+  absl::Status RestoreCache(const CacheSnapshot& snapshot);
 };
 
 }  // namespace logstar

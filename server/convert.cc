@@ -1,0 +1,502 @@
+#include "server/convert.h"
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstring>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "engine/status_macros.h"
+
+namespace logstar::server {
+namespace {
+
+// The wire is little-endian; frames are viewed in place, which needs a
+// little-endian host (x86-64, arm64).
+static_assert(std::endian::native == std::endian::little, "big-endian hosts are not supported");
+
+absl::Status Invalid(const std::string& field, const std::string& what) {
+  return absl::InvalidArgumentError(absl::StrCat(field, " ", what));
+}
+
+// Prefixes an engine error (which names the engine's field) with where in
+// the request that field lives.
+absl::Status Prefixed(const absl::Status& s, const std::string& prefix) {
+  if (s.ok()) return s;
+  return absl::Status(s.code(), absl::StrCat(prefix, s.message()));
+}
+
+struct WireType {
+  int cv_depth;
+  int bytes;
+};
+
+absl::StatusOr<WireType> Wire(v1::DType dtype) {
+  switch (dtype) {
+    case v1::DTYPE_UINT8:
+      return WireType{CV_8U, 1};
+    case v1::DTYPE_UINT16:
+      return WireType{CV_16U, 2};
+    case v1::DTYPE_INT16:
+      return WireType{CV_16S, 2};
+    case v1::DTYPE_FLOAT32:
+      return WireType{CV_32F, 4};
+    case v1::DTYPE_FLOAT64:
+      return WireType{CV_64F, 8};
+    default:
+      return Invalid("frame.pixels.dtype",
+                     absl::StrCat("must be uint8, uint16, int16, float32 or float64, got ",
+                                  static_cast<int>(dtype)));
+  }
+}
+
+// Index of the first NaN or infinite value, or -1. Tests the exponent bits
+// (all ones for NaN and infinities) with integer operations, which the
+// compiler vectorises, one block at a time so a clean frame costs one pass.
+template <typename Float, typename Bits, Bits kExponent>
+int64_t FirstNonFinite(const char* data, int64_t n) {
+  constexpr int64_t kBlock = 4096;
+  for (int64_t b = 0; b < n; b += kBlock) {
+    const int64_t e = std::min(n, b + kBlock);
+    Bits bad = 0;
+    for (int64_t i = b; i < e; ++i) {
+      Bits v;
+      std::memcpy(&v, data + i * sizeof(Bits), sizeof(Bits));
+      bad |= static_cast<Bits>((v & kExponent) == kExponent);
+    }
+    if (bad == 0) continue;
+    for (int64_t i = b; i < e; ++i) {
+      Float v;
+      std::memcpy(&v, data + i * sizeof(Float), sizeof(Float));
+      if (!std::isfinite(v)) return i;
+    }
+  }
+  return -1;
+}
+
+v1::PixelRegion RegionToProto(const PixelRegion& r) {
+  v1::PixelRegion p;
+  p.set_col0(r.col0);
+  p.set_row0(r.row0);
+  p.set_cols(r.cols);
+  p.set_rows(r.rows);
+  return p;
+}
+
+void ParametersToProto(const LogParameters& p, v1::LogParameters* out) {
+  out->set_min_sigma(p.min_sigma);
+  out->set_max_sigma(p.max_sigma);
+  out->set_num_sigma(p.num_sigma);
+  out->set_threshold(p.threshold);
+  out->set_overlap(p.overlap);
+}
+
+LogParameters ParametersFromProto(const v1::LogParameters& p) {
+  LogParameters out;
+  out.min_sigma = p.min_sigma();
+  out.max_sigma = p.max_sigma();
+  out.num_sigma = p.num_sigma();
+  out.threshold = p.threshold();
+  out.overlap = p.overlap();
+  return out;
+}
+
+void RewardsToProto(const Rewards& r, v1::Rewards* out) {
+  out->set_qc(r.qc);
+  out->set_er(r.er);
+  out->set_num_found(r.num_found);
+  out->set_num_expected(r.num_expected);
+  out->set_num_erroneous(r.num_erroneous);
+  out->set_ds_px(r.ds_px);
+}
+
+Rewards RewardsFromProto(const v1::Rewards& r) {
+  Rewards out;
+  out.qc = r.qc();
+  out.er = r.er();
+  out.num_found = r.num_found();
+  out.num_expected = r.num_expected();
+  out.num_erroneous = r.num_erroneous();
+  out.ds_px = r.ds_px();
+  return out;
+}
+
+void FrontToProto(const std::vector<FrontPoint>& front,
+                  google::protobuf::RepeatedPtrField<v1::FrontPoint>* out) {
+  out->Reserve(static_cast<int>(front.size()));
+  for (const FrontPoint& f : front) {
+    v1::FrontPoint* p = out->Add();
+    ParametersToProto(f.parameters, p->mutable_parameters());
+    p->set_qc(f.qc);
+    p->set_er(f.er);
+  }
+}
+
+v1::CacheState CacheStateToProto(CacheState s) {
+  switch (s) {
+    case CacheState::kHit:
+      return v1::CACHE_STATE_HIT;
+    case CacheState::kRetuned:
+      return v1::CACHE_STATE_RETUNED;
+    case CacheState::kMiss:
+    default:
+      return v1::CACHE_STATE_MISS;
+  }
+}
+
+v1::RegionOfInterest::Reason ReasonToProto(SteeringRegion::Reason r) {
+  switch (r) {
+    case SteeringRegion::Reason::kErFlaggedAtoms:
+      return v1::RegionOfInterest::REASON_ER_FLAGGED_ATOMS;
+    case SteeringRegion::Reason::kRewardDrift:
+      return v1::RegionOfInterest::REASON_REWARD_DRIFT;
+    case SteeringRegion::Reason::kCountDeviation:
+    default:
+      return v1::RegionOfInterest::REASON_COUNT_DEVIATION;
+  }
+}
+
+absl::Status CheckPixelSize(const v1::Frame& f) {
+  for (auto [name, v] : {std::pair{"frame.pixel_size_x_angstrom", f.pixel_size_x_angstrom()},
+                         std::pair{"frame.pixel_size_y_angstrom", f.pixel_size_y_angstrom()}}) {
+    if (!std::isfinite(v) || v < 0.0) return Invalid(name, absl::StrCat("must be >= 0, got ", v));
+  }
+  const double x = f.pixel_size_x_angstrom(), y = f.pixel_size_y_angstrom();
+  if (x == 0.0 && y > 0.0) {
+    return Invalid("frame.pixel_size_x_angstrom", "must be given when pixel_size_y_angstrom is");
+  }
+  // The engine works with square pixels; a small difference is rounding.
+  if (x > 0.0 && y > 0.0 && std::abs(x - y) > 0.01 * std::max(x, y)) {
+    return Invalid("frame.pixel_size_y_angstrom",
+                   absl::StrCat("must be within 1 % of pixel_size_x_angstrom (square pixels), got ",
+                                y, " and ", x));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status CheckFrameLimits(const v1::Frame& frame, int64_t max_pixels) {
+  const int64_t pixels = static_cast<int64_t>(frame.pixels().width()) * frame.pixels().height();
+  if (pixels > max_pixels) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("frame.pixels: ", frame.pixels().width(), " x ", frame.pixels().height(),
+                     " = ", pixels, " pixels, more than the server's limit of ", max_pixels));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<DecodedFrame> DecodeFrame(const v1::Frame& frame, int64_t max_pixels) {
+  LOGSTAR_RETURN_IF_ERROR(CheckFrameLimits(frame, max_pixels));
+  const v1::PixelData& px = frame.pixels();
+  LOGSTAR_ASSIGN_OR_RETURN(const WireType type, Wire(px.dtype()));
+  if (px.width() == 0 || px.height() == 0) {
+    return Invalid("frame.pixels", absl::StrCat("must have a positive width and height, got ",
+                                                px.width(), " x ", px.height()));
+  }
+  const int64_t expected = static_cast<int64_t>(px.width()) * px.height() * type.bytes;
+  if (static_cast<int64_t>(px.data().size()) != expected) {
+    return Invalid(
+        "frame.pixels.data",
+        absl::StrCat("holds ", px.data().size(), " bytes, but ", px.width(), " x ", px.height(),
+                     " pixels of ", v1::DType_Name(px.dtype()), " need ", expected));
+  }
+  if (frame.valid_rows() > px.height()) {
+    return Invalid("frame.valid_rows",
+                   absl::StrCat("must be <= height ", px.height(), ", got ", frame.valid_rows()));
+  }
+  LOGSTAR_RETURN_IF_ERROR(CheckPixelSize(frame));
+  DecodedFrame out;
+  out.partial = frame.valid_rows() != 0 && frame.valid_rows() < px.height();
+  const int rows =
+      out.partial ? static_cast<int>(frame.valid_rows()) : static_cast<int>(px.height());
+  const int cols = static_cast<int>(px.width());
+  out.pixel_size_angstrom = frame.pixel_size_x_angstrom();
+
+  const char* data = px.data().data();
+  const int64_t n = static_cast<int64_t>(rows) * cols;
+  int64_t bad = -1;
+  if (type.cv_depth == CV_32F) bad = FirstNonFinite<float, uint32_t, 0x7f800000u>(data, n);
+  if (type.cv_depth == CV_64F) {
+    bad = FirstNonFinite<double, uint64_t, 0x7ff0000000000000ull>(data, n);
+  }
+  if (bad >= 0) {
+    return Invalid("frame.pixels.data",
+                   absl::StrCat("pixel x=", bad % cols, " y=", bad / cols, " is NaN or infinite"));
+  }
+  // View the bytes in place when they are aligned for the type (they are,
+  // from protobuf's allocations); copy otherwise.
+  const cv::Mat view(rows, cols, CV_MAKETYPE(type.cv_depth, 1), const_cast<char*>(data));
+  out.image = reinterpret_cast<uintptr_t>(data) % type.bytes == 0 ? view : view.clone();
+  return out;
+}
+
+absl::Status ValidateSettings(const v1::SessionSettings& settings) {
+  const v1::PhysicsPrior& p = settings.prior();
+  if (!std::isfinite(p.pixel_size_angstrom()) || p.pixel_size_angstrom() < 0.0) {
+    return Invalid(
+        "settings.prior.pixel_size_angstrom",
+        absl::StrCat("must be >= 0 (0: from the frames), got ", p.pixel_size_angstrom()));
+  }
+  // Without a pixel size, check the rest with one at which the sampling
+  // check (>= 2 px per nearest-neighbour distance) cannot fail.
+  double placeholder = 0.0;
+  if (p.pixel_size_angstrom() == 0.0) {
+    placeholder = std::isfinite(p.nearest_neighbor_angstrom()) && p.nearest_neighbor_angstrom() > 0
+                      ? p.nearest_neighbor_angstrom() / 8.0
+                      : 0.1;
+  }
+  LOGSTAR_RETURN_IF_ERROR(PriorFromProto(p, placeholder).status());
+  LOGSTAR_ASSIGN_OR_RETURN(const AnalyzerOptions options,
+                           AnalyzerOptionsFromProto(settings.analysis()));
+  (void)options;
+  if (!v1::OverloadPolicy_IsValid(settings.overload_policy())) {
+    return Invalid("settings.overload_policy",
+                   absl::StrCat("is not a known policy: ", settings.overload_policy()));
+  }
+  if (settings.queue_capacity() > 1024) {
+    return Invalid("settings.queue_capacity",
+                   absl::StrCat("must be <= 1024, got ", settings.queue_capacity()));
+  }
+  if (settings.steering().has_max_regions() &&
+      (settings.steering().max_regions() < 0 || settings.steering().max_regions() > 1000)) {
+    return Invalid("settings.steering.max_regions",
+                   absl::StrCat("must be in [0, 1000], got ", settings.steering().max_regions()));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<PhysicsPrior> PriorFromProto(const v1::PhysicsPrior& p,
+                                            double frame_pixel_size_angstrom) {
+  PhysicsPrior prior;
+  prior.pixel_size_angstrom =
+      frame_pixel_size_angstrom > 0.0 ? frame_pixel_size_angstrom : p.pixel_size_angstrom();
+  if (prior.pixel_size_angstrom == 0.0) {
+    return Invalid("settings.prior.pixel_size_angstrom",
+                   "is 0 and the frame gives no pixel_size_x_angstrom");
+  }
+  if (p.has_column_density_per_nm2()) prior.column_density_per_nm2 = p.column_density_per_nm2();
+  if (p.has_lattice()) {
+    ProjectedLattice l;
+    l.a_angstrom = p.lattice().a_angstrom();
+    l.b_angstrom = p.lattice().b_angstrom();
+    l.gamma_deg = p.lattice().gamma_deg() == 0.0 ? 90.0 : p.lattice().gamma_deg();
+    l.columns_per_cell = p.lattice().columns_per_cell();
+    prior.lattice = l;
+  }
+  prior.nearest_neighbor_angstrom = p.nearest_neighbor_angstrom();
+  LOGSTAR_RETURN_IF_ERROR(Prefixed(prior.Validate(), "settings.prior."));
+  return prior;
+}
+
+absl::StatusOr<AnalyzerOptions> AnalyzerOptionsFromProto(const v1::AnalysisSettings& a) {
+  AnalyzerOptions o;
+  const std::string f = "settings.analysis.";
+  if (a.has_window()) {
+    if (a.window() != 0 && a.window() < 16) {
+      return Invalid(f + "window", absl::StrCat("must be 0 or >= 16 px, got ", a.window()));
+    }
+    o.window = a.window();
+  }
+  if (a.has_stride()) {
+    if (a.stride() < 0 || (o.window > 0 && a.stride() > o.window)) {
+      return Invalid(f + "stride",
+                     absl::StrCat("must be in [0, window = ", o.window, "] px, got ", a.stride()));
+    }
+    o.stride = a.stride();
+  }
+  if (a.has_evaluations()) {
+    if (a.evaluations() < 1 || a.evaluations() > 10000) {
+      return Invalid(f + "evaluations",
+                     absl::StrCat("must be in [1, 10000], got ", a.evaluations()));
+    }
+    o.logstar.optimizer.num_evaluations = a.evaluations();
+    // The initial design cannot exceed the budget.
+    o.logstar.optimizer.num_initial = std::min(o.logstar.optimizer.num_initial, a.evaluations());
+  }
+  if (a.has_seed()) o.logstar.optimizer.seed = a.seed();
+  switch (a.choice()) {
+    case v1::FRONT_CHOICE_RULE_UNSPECIFIED:
+    case v1::FRONT_CHOICE_RULE_EUCLIDEAN:
+      o.logstar.choice = FrontChoiceRule::kEuclidean;
+      break;
+    case v1::FRONT_CHOICE_RULE_CHEBYSHEV:
+      o.logstar.choice = FrontChoiceRule::kChebyshev;
+      break;
+    case v1::FRONT_CHOICE_RULE_WEIGHTS:
+      o.logstar.choice = FrontChoiceRule::kWeights;
+      break;
+    default:
+      return Invalid(f + "choice", absl::StrCat("is not a known rule: ", a.choice()));
+  }
+  if (a.has_weight_qc()) o.logstar.choice_weights[0] = a.weight_qc();
+  if (a.has_weight_er()) o.logstar.choice_weights[1] = a.weight_er();
+  for (int k = 0; k < 2; ++k) {
+    const double w = o.logstar.choice_weights[k];
+    if (!std::isfinite(w) || w < 0.0) {
+      return Invalid(f + (k == 0 ? "weight_qc" : "weight_er"),
+                     absl::StrCat("must be >= 0 and finite, got ", w));
+    }
+  }
+  if (o.logstar.choice_weights[0] == 0.0 && o.logstar.choice_weights[1] == 0.0) {
+    return Invalid(f + "weight_qc", "and weight_er must not both be 0");
+  }
+  if (a.has_drift_tolerance()) {
+    if (!std::isfinite(a.drift_tolerance()) || a.drift_tolerance() <= 0.0) {
+      return Invalid(f + "drift_tolerance",
+                     absl::StrCat("must be positive, got ", a.drift_tolerance()));
+    }
+    o.drift_tolerance = a.drift_tolerance();
+  }
+  if (a.has_num_sigma()) {
+    if (a.num_sigma() < 1 || a.num_sigma() > 64) {
+      return Invalid(f + "num_sigma", absl::StrCat("must be in [1, 64], got ", a.num_sigma()));
+    }
+    o.logstar.num_sigma = a.num_sigma();
+  }
+  if (a.has_column_sigma_angstrom()) {
+    if (!std::isfinite(a.column_sigma_angstrom()) || a.column_sigma_angstrom() <= 0.0) {
+      return Invalid(f + "column_sigma_angstrom",
+                     absl::StrCat("must be positive, got ", a.column_sigma_angstrom()));
+    }
+    o.logstar.column_sigma_angstrom = a.column_sigma_angstrom();
+  }
+  if (a.has_refine_positions()) o.logstar.refine_positions = a.refine_positions();
+  switch (a.normalize()) {
+    case v1::NORMALIZE_METHOD_UNSPECIFIED:
+    case v1::NORMALIZE_METHOD_MIN_MAX:
+      o.normalize.method = NormalizeOptions::Method::kMinMax;
+      break;
+    case v1::NORMALIZE_METHOD_PERCENTILE:
+      o.normalize.method = NormalizeOptions::Method::kPercentile;
+      break;
+    default:
+      return Invalid(f + "normalize", absl::StrCat("is not a known method: ", a.normalize()));
+  }
+  // Whatever the checks above missed, the engine's own checks catch.
+  LOGSTAR_RETURN_IF_ERROR(Prefixed(o.Validate(), f));
+  return o;
+}
+
+SteeringOptions SteeringOptionsFromProto(const v1::SessionSettings& settings,
+                                         const AnalyzerOptions& analyzer) {
+  SteeringOptions o;
+  if (settings.steering().has_max_regions()) o.max_regions = settings.steering().max_regions();
+  o.drift_tolerance = analyzer.drift_tolerance;
+  o.num_neighbors = analyzer.logstar.rewards.num_neighbors;
+  return o;
+}
+
+void FrameAnalysisToProto(const FrameAnalysis& a, const std::vector<SteeringRegion>& regions,
+                          v1::FrameResult* out) {
+  out->set_width(a.width);
+  out->set_height(a.height);
+  out->mutable_atoms()->Reserve(static_cast<int>(a.atoms.size()));
+  for (const Atom& atom : a.atoms) {
+    v1::Atom* p = out->add_atoms();
+    p->set_x(atom.x);
+    p->set_y(atom.y);
+    p->set_sigma(atom.sigma);
+    p->set_response(atom.response);
+    p->set_window(atom.window);
+  }
+  out->mutable_windows()->Reserve(static_cast<int>(a.windows.size()));
+  for (const WindowResult& w : a.windows) {
+    v1::WindowResult* p = out->add_windows();
+    p->set_index(w.window.index);
+    *p->mutable_tile() = RegionToProto(w.window.tile);
+    *p->mutable_core() = RegionToProto(w.window.core);
+    p->set_cache_state(CacheStateToProto(w.state));
+    ParametersToProto(w.parameters, p->mutable_parameters());
+    RewardsToProto(w.rewards, p->mutable_rewards());
+    RewardsToProto(w.tuned_rewards, p->mutable_tuned_rewards());
+    FrontToProto(w.front, p->mutable_front());
+    p->set_chosen(w.chosen);
+    p->set_evaluations(w.evaluations);
+    p->set_num_atoms(w.num_atoms);
+    p->set_ms(w.ms);
+  }
+  RewardsToProto(a.rewards, out->mutable_rewards());
+  out->set_cache_hits(a.hits);
+  out->set_cache_misses(a.misses);
+  out->set_cache_retunes(a.retunes);
+  out->set_seam_duplicates(a.seam_duplicates);
+  for (const SteeringRegion& r : regions) {
+    v1::RegionOfInterest* p = out->add_regions_of_interest();
+    p->set_reason(ReasonToProto(r.reason));
+    p->set_x(r.x);
+    p->set_y(r.y);
+    *p->mutable_box() = RegionToProto(r.box);
+    p->set_score(r.score);
+    p->set_window(r.window);
+    p->set_detail(r.detail);
+  }
+  out->mutable_latency()->set_normalize_ms(a.normalize_ms);
+  out->mutable_latency()->set_log_ms(a.windows_ms);
+}
+
+void CacheToProto(const LogStarAnalyzer::CacheSnapshot& cache, v1::CacheContents* out) {
+  out->set_width(cache.width);
+  out->set_height(cache.height);
+  for (size_t i = 0; i < cache.windows.size(); ++i) {
+    v1::CachedWindow* p = out->add_windows();
+    p->set_index(static_cast<int>(i));
+    if (i < cache.layout.size()) {
+      *p->mutable_tile() = RegionToProto(cache.layout[i].tile);
+      *p->mutable_core() = RegionToProto(cache.layout[i].core);
+    }
+    const std::optional<CachedWindow>& c = cache.windows[i];
+    p->set_tuned(c.has_value());
+    if (!c.has_value()) continue;
+    ParametersToProto(c->parameters, p->mutable_parameters());
+    RewardsToProto(c->tuned_rewards, p->mutable_tuned_rewards());
+    FrontToProto(c->front, p->mutable_front());
+    p->set_chosen(c->chosen);
+  }
+}
+
+absl::StatusOr<LogStarAnalyzer::CacheSnapshot> CacheFromProto(const v1::CacheContents& cache) {
+  LogStarAnalyzer::CacheSnapshot s;
+  s.width = static_cast<int>(cache.width());
+  s.height = static_cast<int>(cache.height());
+  if (s.width < 0 || s.height < 0 || (s.width == 0) != (s.height == 0)) {
+    return Invalid("cache",
+                   absl::StrCat("has a bad frame size ", cache.width(), " x ", cache.height()));
+  }
+  for (int i = 0; i < cache.windows_size(); ++i) {
+    const v1::CachedWindow& w = cache.windows(i);
+    if (w.index() != i) {
+      return Invalid("cache.windows", absl::StrCat("entry ", i, " has index ", w.index()));
+    }
+    if (!w.tuned()) {
+      s.windows.emplace_back();
+      continue;
+    }
+    CachedWindow c;
+    c.parameters = ParametersFromProto(w.parameters());
+    c.tuned_rewards = RewardsFromProto(w.tuned_rewards());
+    for (const v1::FrontPoint& f : w.front()) {
+      c.front.push_back({ParametersFromProto(f.parameters()), f.qc(), f.er()});
+    }
+    c.chosen = w.chosen();
+    s.windows.push_back(std::move(c));
+  }
+  return s;
+}
+
+google::protobuf::Timestamp ToProtoTime(absl::Time t) {
+  google::protobuf::Timestamp p;
+  const int64_t ns = absl::ToUnixNanos(t);
+  int64_t s = ns / 1000000000, n = ns % 1000000000;
+  if (n < 0) n += 1000000000, --s;
+  p.set_seconds(s);
+  p.set_nanos(static_cast<int32_t>(n));
+  return p;
+}
+
+absl::Time FromProtoTime(const google::protobuf::Timestamp& t) {
+  return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
+}
+
+}  // namespace logstar::server

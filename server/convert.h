@@ -1,0 +1,87 @@
+// The one place where proto messages (proto/logstar/v1) and engine types
+// meet: frames to images, settings to engine options, engine results and
+// caches to messages and back. Nothing else in server/ reads pixel bytes or
+// builds engine options.
+//
+// Errors are INVALID_ARGUMENT naming the offending field by its path in the
+// request (e.g. "frame.pixels.data", "settings.prior.nearest_neighbor_angstrom"),
+// or RESOURCE_EXHAUSTED for frames over the server's pixel limit.
+//
+// Coordinates pass through unchanged: x = column, y = row, px, origin at the
+// centre of the top-left pixel, on both sides.
+//
+// Thread-safety: pure functions.
+#ifndef LOGSTAR_SERVER_CONVERT_H_
+#define LOGSTAR_SERVER_CONVERT_H_
+
+#include <cstdint>
+#include <vector>
+
+#include <google/protobuf/timestamp.pb.h>
+#include <opencv2/core.hpp>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "engine/analyzer.h"
+#include "engine/physics_prior.h"
+#include "logstar/v1/daemon.pb.h"
+#include "logstar/v1/frame.pb.h"
+#include "logstar/v1/result.pb.h"
+#include "logstar/v1/session.pb.h"
+#include "server/steering.h"
+
+namespace logstar::server {
+
+// ---- Frames ----
+
+struct DecodedFrame {
+  // valid rows × width, of the wire's element type (CV_8U, CV_16U, CV_16S,
+  // CV_32F, CV_64F). Usually a view of frame.pixels().data() (no copy): the
+  // frame must outlive it.
+  cv::Mat image;
+  bool partial = false;              // valid_rows < height
+  double pixel_size_angstrom = 0.0;  // from the frame; 0 when it gives none
+};
+
+// What can be checked without touching the pixels (cheap enough for a
+// reactor): RESOURCE_EXHAUSTED when width × height exceeds max_pixels.
+absl::Status CheckFrameLimits(const v1::Frame& frame, int64_t max_pixels);
+
+// Everything: limits, dtype, shape against byte count, valid_rows, pixel
+// sizes, finite pixels (the first bad pixel's x and y are named).
+absl::StatusOr<DecodedFrame> DecodeFrame(const v1::Frame& frame, int64_t max_pixels);
+
+// ---- Settings ----
+
+// Checks a session's settings (prior and analysis) up front; a prior
+// without pixel size is checked as far as it can be until frames give one.
+absl::Status ValidateSettings(const v1::SessionSettings& settings);
+
+// The engine's prior with the given pixel size (the frame's, when it gives
+// one, else the settings'); errors name settings.prior.* fields.
+absl::StatusOr<PhysicsPrior> PriorFromProto(const v1::PhysicsPrior& prior,
+                                            double frame_pixel_size_angstrom);
+
+absl::StatusOr<AnalyzerOptions> AnalyzerOptionsFromProto(const v1::AnalysisSettings& analysis);
+
+SteeringOptions SteeringOptionsFromProto(const v1::SessionSettings& settings,
+                                         const AnalyzerOptions& analyzer);
+
+// ---- Results and caches ----
+
+// Fills the analysis part of a result: atoms, windows, rewards, cache
+// counts, regions of interest, and the engine's stages of the latency.
+void FrameAnalysisToProto(const FrameAnalysis& analysis, const std::vector<SteeringRegion>& regions,
+                          v1::FrameResult* out);
+
+void CacheToProto(const LogStarAnalyzer::CacheSnapshot& cache, v1::CacheContents* out);
+// Structural checks only; LogStarAnalyzer::RestoreCache checks the rest.
+absl::StatusOr<LogStarAnalyzer::CacheSnapshot> CacheFromProto(const v1::CacheContents& cache);
+
+google::protobuf::Timestamp ToProtoTime(absl::Time t);
+absl::Time FromProtoTime(const google::protobuf::Timestamp& t);
+
+}  // namespace logstar::server
+
+#endif  // LOGSTAR_SERVER_CONVERT_H_

@@ -1,0 +1,58 @@
+// logstard's settings: the defaults, their checks, and how a configuration
+// file (a DaemonConfig message, proto/logstar/v1/daemon.proto) and flags
+// make them.
+#ifndef LOGSTAR_SERVER_OPTIONS_H_
+#define LOGSTAR_SERVER_OPTIONS_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "logstar/v1/daemon.pb.h"
+
+namespace logstar::server {
+
+struct ServerOptions {
+  // host:port; port 0 picks a free one (see port_file). Loopback unless
+  // asked otherwise: the daemon has no business on a network by default.
+  std::string listen_address = "127.0.0.1:50051";
+  int engine_threads = 0;         // oneTBB arena threads; 0 = one per core
+  int max_concurrent_frames = 2;  // frames analysed at once, all streams together (>= 1)
+  // A 4096² float32 frame is 64 MiB of pixels; the rest is envelope.
+  int64_t max_message_bytes = 80ll << 20;
+  int64_t max_pixels = 4096ll * 4096;
+  double session_idle_timeout_s = 600.0;  // > 0
+  std::string state_dir;                  // empty: sessions live in memory only
+  uint32_t default_queue_capacity = 2;    // >= 1
+  uint32_t max_pending_responses = 64;    // >= 1
+  double shutdown_grace_s = 30.0;         // >= 0
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  std::string tls_client_ca_file;  // mutual TLS; needs the two above
+  std::string auth_token_file;
+  std::string metrics_address;  // empty: no Prometheus endpoint
+  std::string log_level = "info";
+  std::string port_file;
+
+  // Errors name the field (as in the configuration file and the flags).
+  absl::Status Validate() const;
+};
+
+// The configuration's set fields over the defaults, then Validate().
+absl::StatusOr<ServerOptions> OptionsFromConfig(const v1::DaemonConfig& config);
+
+// Reads a DaemonConfig: JSON when the path ends in .json, else protobuf
+// text format. Unknown fields are errors.
+absl::StatusOr<v1::DaemonConfig> LoadConfigFile(const std::string& path);
+
+// logstard's command line: --config=FILE, then --FIELD=VALUE for any
+// DaemonConfig field, overriding the file. Sets *help on --help.
+absl::StatusOr<v1::DaemonConfig> ConfigFromCommandLine(const std::vector<std::string>& args,
+                                                       bool* help);
+std::string CommandLineHelp();
+
+}  // namespace logstar::server
+
+#endif  // LOGSTAR_SERVER_OPTIONS_H_

@@ -1,0 +1,128 @@
+#include "server/server.h"
+
+#include <fstream>
+#include <sstream>
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "engine/status_macros.h"
+#include "server/log.h"
+
+namespace logstar::server {
+namespace {
+
+absl::StatusOr<std::string> ReadFile(const std::string& path, const char* what) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", what, " ", path));
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(const ServerOptions& o) {
+  if (o.tls_cert_file.empty()) return grpc::InsecureServerCredentials();
+  grpc::SslServerCredentialsOptions ssl;
+  grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
+  LOGSTAR_ASSIGN_OR_RETURN(pair.private_key, ReadFile(o.tls_key_file, "tls_key_file"));
+  LOGSTAR_ASSIGN_OR_RETURN(pair.cert_chain, ReadFile(o.tls_cert_file, "tls_cert_file"));
+  ssl.pem_key_cert_pairs.push_back(pair);
+  if (!o.tls_client_ca_file.empty()) {
+    LOGSTAR_ASSIGN_OR_RETURN(ssl.pem_root_certs,
+                             ReadFile(o.tls_client_ca_file, "tls_client_ca_file"));
+    ssl.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+  }
+  return grpc::SslServerCredentials(ssl);
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<LogStarServer>> LogStarServer::Start(const ServerOptions& options) {
+  LOGSTAR_RETURN_IF_ERROR(options.Validate());
+  SetLogLevel(*ParseLogLevel(options.log_level));
+  std::unique_ptr<LogStarServer> s(new LogStarServer(options));
+
+  std::string token;
+  if (!options.auth_token_file.empty()) {
+    LOGSTAR_ASSIGN_OR_RETURN(token, ReadFile(options.auth_token_file, "auth_token_file"));
+    token = std::string(absl::StripAsciiWhitespace(token));
+    if (token.empty()) return absl::InvalidArgumentError("auth_token_file holds no token");
+  }
+  LOGSTAR_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials,
+                           Credentials(options));
+  LOGSTAR_ASSIGN_OR_RETURN(s->context_, ExecutionContext::Create({options.engine_threads}));
+  s->metrics_ = std::make_unique<Metrics>();
+  if (!options.metrics_address.empty()) {
+    LOGSTAR_RETURN_IF_ERROR(s->metrics_->Serve(options.metrics_address));
+  }
+  s->sessions_ = std::make_unique<SessionManager>(
+      SessionManager::Options{options.session_idle_timeout_s, options.state_dir});
+  LOGSTAR_RETURN_IF_ERROR(s->sessions_->LoadState());
+  s->pool_ = std::make_unique<WorkerPool>(options.max_concurrent_frames);
+  LogStarService::Deps deps;
+  deps.options = &s->options_;
+  deps.sessions = s->sessions_.get();
+  deps.context = s->context_.get();
+  deps.pool = s->pool_.get();
+  deps.metrics = s->metrics_.get();
+  deps.auth_token = token;
+  s->service_ = std::make_unique<LogStarService>(deps);
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options.listen_address, credentials, &s->port_);
+  builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_message_bytes));
+  builder.SetMaxSendMessageSize(static_cast<int>(options.max_message_bytes));
+  builder.RegisterService(s->service_.get());
+  s->server_ = builder.BuildAndStart();
+  if (s->server_ == nullptr || s->port_ == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen_address));
+  }
+  s->server_->GetHealthCheckService()->SetServingStatus(v1::LogStar::service_full_name(), true);
+  if (!options.port_file.empty()) {
+    std::ofstream out(options.port_file, std::ios::trunc);
+    out << s->port_ << "\n";
+    if (!out.flush()) return absl::UnavailableError("cannot write port_file " + options.port_file);
+  }
+  Log(LogLevel::kInfo, "listening",
+      {{"address", options.listen_address},
+       {"port", s->port_},
+       {"tls", !options.tls_cert_file.empty()},
+       {"mutual_tls", !options.tls_client_ca_file.empty()},
+       {"auth_token", !token.empty()},
+       {"engine_threads", s->context_->num_threads()},
+       {"max_concurrent_frames", options.max_concurrent_frames},
+       {"state_dir", options.state_dir},
+       {"metrics_address", options.metrics_address}});
+  return s;
+}
+
+LogStarServer::~LogStarServer() { Shutdown(); }
+
+void LogStarServer::Shutdown() {
+  absl::MutexLock lock(&shutdown_mu_);
+  if (shut_down_) return;
+  shut_down_ = true;
+  if (server_ != nullptr) {
+    Log(LogLevel::kInfo, "shutting_down", {{"open_streams", service_->open_streams()}});
+    // Load balancers and clients watching health stop sending first.
+    server_->GetHealthCheckService()->SetServingStatus(false);
+    service_->BeginDrain();
+    server_->Shutdown(
+        std::chrono::system_clock::now() +
+        std::chrono::milliseconds(static_cast<int64_t>(options_.shutdown_grace_s * 1000)));
+    server_->Wait();
+  }
+  pool_.reset();  // runs what is still queued (state saves)
+  if (sessions_ != nullptr) sessions_->PersistAll();
+  Log(LogLevel::kInfo, "stopped");
+  done_.Notify();
+}
+
+void LogStarServer::Wait() { done_.WaitForNotification(); }
+
+}  // namespace logstar::server

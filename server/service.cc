@@ -1,0 +1,641 @@
+#include "server/service.h"
+
+#include <deque>
+#include <memory>
+#include <optional>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "engine/status_macros.h"
+#include "server/convert.h"
+#include "server/log.h"
+#include "server/status.h"
+
+namespace logstar::server {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double MsBetween(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double, std::milli>(b - a).count();
+}
+
+// Compares in time independent of where the strings differ.
+bool ConstantTimeEquals(absl::string_view a, absl::string_view b) {
+  if (a.size() != b.size()) return false;
+  unsigned char diff = 0;
+  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+  return diff == 0;
+}
+
+// A frame that only marks the end of a stream.
+bool IsEndMarker(const v1::Frame& f) {
+  return f.end_of_stream() && f.pixels().data().empty() && f.pixels().width() == 0 &&
+         f.pixels().height() == 0;
+}
+
+}  // namespace
+
+// One Stream call. Lifetime: gRPC holds one reference until OnDone, a
+// running analysis holds another, so a worker finishing late never touches
+// a deleted reactor; every member below mu_ is guarded by it.
+class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1::StreamResponse> {
+ public:
+  StreamReactor(LogStarService* service, grpc::CallbackServerContext* context)
+      : service_(service), context_(context) {}
+
+  void Begin() {
+    grpc::Status status = service_->Authorize(context_);
+    // Registered before taking mu_: draining locks the registry, then each stream.
+    if (status.ok()) {
+      registered_ = service_->Register(this);
+      if (!registered_) {
+        status = grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is shutting down");
+      }
+    }
+    absl::MutexLock lock(&mu_);
+    if (!status.ok()) {
+      finished_ = true;
+      Finish(status);
+      return;
+    }
+    service_->deps().metrics->streams_open->Increment();
+    reading_ = true;
+    StartRead(&request_);
+  }
+
+  // Server shutdown: answer what was received, then end with UNAVAILABLE.
+  void Drain() {
+    absl::MutexLock lock(&mu_);
+    draining_ = true;
+    MaybeFinish();
+  }
+
+  void OnReadDone(bool ok) override {
+    absl::MutexLock lock(&mu_);
+    reading_ = false;
+    if (!ok) {  // the client half-closed, or the call ended
+      read_closed_ = true;
+    } else if (!finished_ && !abort_.has_value()) {
+      if (session_ == nullptr) {
+        HandleOpen();
+      } else if (request_.has_frame()) {
+        HandleFrame();
+      } else {
+        Abort(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                           "after the first request (open), requests must be frames"));
+      }
+    }
+    Pump();
+  }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock lock(&mu_);
+    writing_ = false;
+    if (!ok && !abort_.has_value()) {
+      Abort(grpc::Status(grpc::StatusCode::CANCELLED, "the client stopped reading"));
+    }
+    Pump();
+  }
+
+  void OnCancel() override {
+    absl::MutexLock lock(&mu_);
+    if (!abort_.has_value()) {
+      Abort(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled by the client"));
+    }
+    Pump();
+  }
+
+  void OnDone() override {
+    if (registered_) {
+      service_->Unregister(this);
+      service_->deps().metrics->streams_open->Decrement();
+    }
+    if (session_ != nullptr) session_->Detach();
+    Unref();
+  }
+
+ private:
+  struct Slot {
+    uint64_t sequence = 0;
+    bool ready = false;
+    v1::StreamResponse response;
+  };
+  struct Queued {
+    v1::Frame frame;
+    absl::Time received;
+    Clock::time_point arrival;
+    uint64_t slot = 0;
+  };
+
+  void Ref() { refs_.fetch_add(1, std::memory_order_relaxed); }
+  void Unref() {
+    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+  }
+
+  void HandleOpen() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!request_.has_open()) {
+      Abort(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "the first request must be open"));
+      return;
+    }
+    const v1::OpenSession& open = request_.open();
+    auto opened = service_->deps().sessions->Open(open.session_id(),
+                                                  open.has_settings() ? &open.settings() : nullptr);
+    if (!opened.ok()) {
+      Abort(ToGrpcStatus(opened.status()));
+      return;
+    }
+    session_ = opened->first;
+    session_->Attach();
+    const uint64_t slot = NewSlot(0);
+    v1::StreamResponse& r = SlotAt(slot).response;
+    *r.mutable_opened() = session_->Info(false, service_->deps().options->session_idle_timeout_s);
+    r.mutable_opened()->set_resumed(opened->second);
+    SlotAt(slot).ready = true;
+    Log(LogLevel::kInfo, "stream_opened",
+        {{"session", session_->id()}, {"resumed", opened->second}, {"peer", context_->peer()}});
+  }
+
+  void HandleFrame() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    v1::Frame& frame = *request_.mutable_frame();
+    const Clock::time_point arrival = Clock::now();
+    const absl::Time received = absl::Now();
+    if (frame.end_of_stream()) read_closed_ = true;
+    if (IsEndMarker(frame)) return;
+    const LogStarService::Deps& deps = service_->deps();
+    session_->Touch(received);
+    session_->CountReceived();
+    deps.metrics->frames_received->Increment();
+    const uint64_t slot = NewSlot(frame.sequence());
+    if (draining_) {
+      Drop(slot, v1::FrameDropped::REASON_SHUTTING_DOWN);
+      return;
+    }
+    if (!frame.session_id().empty() && frame.session_id() != session_->id()) {
+      Fail(slot, absl::InvalidArgumentError(absl::StrCat(
+                     "frame.session_id must be empty or the stream's session ", session_->id())));
+      return;
+    }
+    if (absl::Status s = CheckFrameLimits(frame, deps.options->max_pixels); !s.ok()) {
+      Fail(slot, s);
+      return;
+    }
+    const uint32_t capacity = session_->queue_capacity(deps.options->default_queue_capacity);
+    if (queue_.size() >= capacity) {
+      switch (session_->overload_policy()) {
+        case v1::OVERLOAD_POLICY_REJECT:
+          Drop(slot, v1::FrameDropped::REASON_QUEUE_FULL);
+          return;
+        case v1::OVERLOAD_POLICY_BLOCK:
+          break;  // reads pause when full; more only after a capacity change
+        case v1::OVERLOAD_POLICY_LATEST_WINS:
+        default:
+          // Drop the oldest waiting frame: live steering wants fresh results.
+          while (queue_.size() >= capacity) {
+            Drop(queue_.front().slot, v1::FrameDropped::REASON_SUPERSEDED);
+            queue_.pop_front();
+            deps.metrics->queue_depth->Decrement();
+          }
+          break;
+      }
+    }
+    queue_.push_back(Queued{std::move(frame), received, arrival, slot});
+    deps.metrics->queue_depth->Increment();
+  }
+
+  uint64_t NewSlot(uint64_t sequence) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    out_.push_back(Slot{sequence, false, {}});
+    out_.back().response.set_sequence(sequence);
+    return out_front_ + out_.size() - 1;
+  }
+  Slot& SlotAt(uint64_t slot) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return out_[slot - out_front_]; }
+
+  void Drop(uint64_t slot, v1::FrameDropped::Reason reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    service_->CountDropped(session_.get());
+    SlotAt(slot).response.mutable_dropped()->set_reason(reason);
+    SlotAt(slot).ready = true;
+  }
+
+  void Fail(uint64_t slot, const absl::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    service_->CountFailed(session_.get(), status);
+    v1::FrameError* e = SlotAt(slot).response.mutable_error();
+    e->set_code(static_cast<int>(status.code()));
+    e->set_message(std::string(status.message()));
+    SlotAt(slot).ready = true;
+  }
+
+  // Ends the stream with `status` once nothing runs: queued frames are
+  // dropped, the running analysis is told to stop, nothing more is written.
+  void Abort(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    abort_ = status;
+    cancel_.store(true, std::memory_order_relaxed);
+    for (const Queued& q : queue_) {
+      (void)q;
+      service_->CountDropped(session_.get());
+      service_->deps().metrics->queue_depth->Decrement();
+    }
+    queue_.clear();
+  }
+
+  // After any event: start the next analysis, write, read, or finish.
+  void Pump() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Schedule();
+    MaybeWrite();
+    MaybeRead();
+    MaybeFinish();
+  }
+
+  void Schedule() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (running_ || queue_.empty() || abort_.has_value() || finished_) return;
+    auto job = std::make_shared<Queued>(std::move(queue_.front()));
+    queue_.pop_front();
+    service_->deps().metrics->queue_depth->Decrement();
+    running_ = true;
+    Ref();
+    service_->deps().pool->Submit([this, job] { Run(*job); });
+  }
+
+  // On a worker thread.
+  void Run(Queued& job) {
+    absl::StatusOr<LogStarService::Processed> r =
+        service_->Process(*session_, job.frame, job.received, job.arrival, &cancel_);
+    bool persist = false;
+    {
+      absl::MutexLock lock(&mu_);
+      running_ = false;
+      if (abort_.has_value()) {
+        // Nobody will read the answer; a finished result still counts.
+        if (!r.ok()) service_->CountDropped(session_.get());
+      } else if (r.ok()) {
+        v1::StreamResponse& response = SlotAt(job.slot).response;
+        *response.mutable_result() = std::move(r->result);
+        SlotAt(job.slot).ready = true;
+        persist = r->tuned;
+      } else {
+        Fail(job.slot, r.status());
+      }
+      Pump();
+    }
+    if (persist) {
+      const absl::Status s = service_->deps().sessions->Persist(*session_);
+      if (!s.ok()) Log(LogLevel::kError, "persist_failed", {{"why", s.ToString()}});
+    }
+    Unref();
+  }
+
+  void MaybeWrite() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (writing_ || finished_ || abort_.has_value() || out_.empty() || !out_.front().ready) {
+      return;
+    }
+    write_ = std::move(out_.front().response);
+    out_.pop_front();
+    ++out_front_;
+    if (session_ != nullptr) *write_.mutable_counters() = session_->counters();
+    writing_ = true;
+    StartWrite(&write_);
+  }
+
+  void MaybeRead() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (reading_ || read_closed_ || draining_ || finished_ || abort_.has_value()) return;
+    const LogStarService::Deps& deps = service_->deps();
+    // Back-pressure: a client that does not read its answers is not read from.
+    if (out_.size() >= deps.options->max_pending_responses) return;
+    if (session_->overload_policy() == v1::OVERLOAD_POLICY_BLOCK &&
+        queue_.size() >= session_->queue_capacity(deps.options->default_queue_capacity)) {
+      return;
+    }
+    reading_ = true;
+    StartRead(&request_);
+  }
+
+  void MaybeFinish() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finished_) return;
+    if (abort_.has_value()) {
+      if (running_ || writing_) return;
+      finished_ = true;
+      Finish(*abort_);
+      return;
+    }
+    if (!(read_closed_ || draining_)) return;
+    if (running_ || writing_ || !queue_.empty() || !out_.empty()) return;
+    finished_ = true;
+    if (read_closed_) {
+      Finish(grpc::Status::OK);
+    } else {
+      Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is shutting down"));
+    }
+  }
+
+  LogStarService* const service_;
+  grpc::CallbackServerContext* const context_;
+  std::atomic<int> refs_{1};
+  std::atomic<bool> cancel_{false};
+  bool registered_ = false;  // set before any other thread sees the reactor
+
+  absl::Mutex mu_;
+  std::shared_ptr<Session> session_;  // set once, by the open request
+  v1::StreamRequest request_ ABSL_GUARDED_BY(mu_);
+  v1::StreamResponse write_ ABSL_GUARDED_BY(mu_);
+  std::deque<Queued> queue_ ABSL_GUARDED_BY(mu_);
+  std::deque<Slot> out_ ABSL_GUARDED_BY(mu_);
+  uint64_t out_front_ ABSL_GUARDED_BY(mu_) = 0;  // slot number of out_.front()
+  bool reading_ ABSL_GUARDED_BY(mu_) = false;
+  bool read_closed_ ABSL_GUARDED_BY(mu_) = false;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool running_ ABSL_GUARDED_BY(mu_) = false;
+  bool draining_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  std::optional<grpc::Status> abort_ ABSL_GUARDED_BY(mu_);
+};
+
+// One AnalyzeFrame call: checks in the reaction, the work on a worker.
+class AnalyzeFrameReactor final : public grpc::ServerUnaryReactor {
+ public:
+  AnalyzeFrameReactor(LogStarService* service, grpc::CallbackServerContext* context,
+                      const v1::AnalyzeFrameRequest* request, v1::FrameResult* response)
+      : service_(service), context_(context), request_(request), response_(response) {}
+
+  void Begin() {
+    const grpc::Status auth = service_->Authorize(context_);
+    if (!auth.ok()) return Finish(auth);
+    if (service_->draining()) {
+      return Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is shutting down"));
+    }
+    const LogStarService::Deps& deps = service_->deps();
+    const v1::Frame& frame = request_->frame();
+    if (frame.session_id().empty()) {
+      // A one-off analysis with its own settings; nothing is kept.
+      if (!request_->has_settings()) {
+        return Finish(ToGrpcStatus(
+            absl::InvalidArgumentError("settings are required without frame.session_id")));
+      }
+      if (absl::Status s = ValidateSettings(request_->settings()); !s.ok()) {
+        return Finish(ToGrpcStatus(s));
+      }
+      session_ = std::make_shared<Session>("", request_->settings(), absl::Now());
+    } else {
+      absl::StatusOr<std::shared_ptr<Session>> found = deps.sessions->Find(frame.session_id());
+      if (!found.ok() && absl::IsNotFound(found.status()) && request_->has_settings()) {
+        auto opened = deps.sessions->Open(frame.session_id(), &request_->settings());
+        found =
+            opened.ok() ? absl::StatusOr<std::shared_ptr<Session>>(opened->first) : opened.status();
+      }
+      if (!found.ok()) return Finish(ToGrpcStatus(found.status()));
+      session_ = *std::move(found);
+    }
+    session_->Touch(absl::Now());
+    session_->CountReceived();
+    deps.metrics->frames_received->Increment();
+    if (absl::Status s = CheckFrameLimits(frame, deps.options->max_pixels); !s.ok()) {
+      service_->CountFailed(session_.get(), s);
+      return Finish(ToGrpcStatus(s));
+    }
+    refs_.fetch_add(1, std::memory_order_relaxed);
+    deps.pool->Submit(
+        [this, received = absl::Now(), arrival = Clock::now()] { Run(received, arrival); });
+  }
+
+  void OnCancel() override { cancel_.store(true, std::memory_order_relaxed); }
+  void OnDone() override { Unref(); }
+
+ private:
+  void Unref() {
+    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+  }
+
+  void Run(absl::Time received, Clock::time_point arrival) {
+    absl::StatusOr<LogStarService::Processed> r =
+        service_->Process(*session_, request_->frame(), received, arrival, &cancel_);
+    bool persist = false;
+    if (r.ok()) {
+      *response_ = std::move(r->result);
+      persist = r->tuned && !session_->id().empty();
+      Finish(grpc::Status::OK);
+    } else {
+      if (absl::IsCancelled(r.status())) {
+        service_->CountDropped(session_.get());
+      } else {
+        service_->CountFailed(session_.get(), r.status());
+      }
+      Finish(ToGrpcStatus(r.status()));
+    }
+    if (persist) {
+      const absl::Status s = service_->deps().sessions->Persist(*session_);
+      if (!s.ok()) Log(LogLevel::kError, "persist_failed", {{"why", s.ToString()}});
+    }
+    Unref();
+  }
+
+  LogStarService* const service_;
+  grpc::CallbackServerContext* const context_;
+  const v1::AnalyzeFrameRequest* const request_;
+  v1::FrameResult* const response_;
+  std::shared_ptr<Session> session_;
+  std::atomic<int> refs_{1};
+  std::atomic<bool> cancel_{false};
+};
+
+LogStarService::LogStarService(const Deps& deps) : deps_(deps) {}
+
+grpc::Status LogStarService::Authorize(const grpc::CallbackServerContext* context) const {
+  if (deps_.auth_token.empty()) return grpc::Status::OK;
+  const auto& metadata = context->client_metadata();
+  const std::string expected = "Bearer " + deps_.auth_token;
+  for (auto [it, end] = metadata.equal_range("authorization"); it != end; ++it) {
+    if (ConstantTimeEquals(absl::string_view(it->second.data(), it->second.size()), expected)) {
+      return grpc::Status::OK;
+    }
+  }
+  return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                      "missing or wrong bearer token (metadata \"authorization: Bearer ...\")");
+}
+
+bool LogStarService::Register(StreamReactor* stream) {
+  absl::MutexLock lock(&mu_);
+  if (draining_) return false;
+  streams_.insert(stream);
+  return true;
+}
+
+void LogStarService::Unregister(StreamReactor* stream) {
+  absl::MutexLock lock(&mu_);
+  streams_.erase(stream);
+}
+
+bool LogStarService::draining() const {
+  absl::MutexLock lock(&mu_);
+  return draining_;
+}
+
+int LogStarService::open_streams() const {
+  absl::MutexLock lock(&mu_);
+  return static_cast<int>(streams_.size());
+}
+
+void LogStarService::BeginDrain() {
+  // Under mu_, so a reactor cannot finish and be deleted meanwhile
+  // (OnDone unregisters under mu_ first).
+  absl::MutexLock lock(&mu_);
+  draining_ = true;
+  for (StreamReactor* s : streams_) s->Drain();
+}
+
+void LogStarService::CountDropped(Session* session) {
+  if (session != nullptr) session->CountDropped();
+  deps_.metrics->frames_dropped->Increment();
+}
+
+void LogStarService::CountFailed(Session* session, const absl::Status& status) {
+  if (session != nullptr) session->CountFailed();
+  deps_.metrics->frames_failed->Increment();
+  Log(LogLevel::kDebug, "frame_failed",
+      {{"session", session != nullptr ? session->id() : ""}, {"why", status.ToString()}});
+}
+
+void LogStarService::PersistSoon(std::shared_ptr<Session> session) {
+  if (deps_.options->state_dir.empty()) return;
+  deps_.pool->Submit([sessions = deps_.sessions, session = std::move(session)] {
+    const absl::Status s = sessions->Persist(*session);
+    if (!s.ok()) Log(LogLevel::kError, "persist_failed", {{"why", s.ToString()}});
+  });
+}
+
+absl::StatusOr<LogStarService::Processed> LogStarService::Process(Session& session,
+                                                                  const v1::Frame& frame,
+                                                                  absl::Time received,
+                                                                  Clock::time_point arrival,
+                                                                  const std::atomic<bool>* cancel) {
+  const Clock::time_point start = Clock::now();
+  if (cancel->load(std::memory_order_relaxed)) return absl::CancelledError("cancelled");
+  LOGSTAR_ASSIGN_OR_RETURN(const DecodedFrame decoded,
+                           DecodeFrame(frame, deps_.options->max_pixels));
+  const Clock::time_point decoded_at = Clock::now();
+
+  const bool tuning = session.WillTune(decoded);
+  deps_.metrics->frames_running->Increment();
+  if (tuning) deps_.metrics->tunings_running->Increment();
+  absl::StatusOr<Session::Analysis> analysis = session.Analyze(decoded, deps_.context, cancel);
+  deps_.metrics->frames_running->Decrement();
+  if (tuning) deps_.metrics->tunings_running->Decrement();
+  if (!analysis.ok()) return analysis.status();
+  const Clock::time_point analysed_at = Clock::now();
+
+  Processed out;
+  v1::FrameResult& r = out.result;
+  FrameAnalysisToProto(analysis->frame, analysis->regions, &r);
+  r.set_session_id(session.id());
+  r.set_sequence(frame.sequence());
+  r.set_channel(frame.channel());
+  if (frame.has_acquisition_time()) *r.mutable_acquisition_time() = frame.acquisition_time();
+  if (frame.has_send_time()) *r.mutable_send_time() = frame.send_time();
+  *r.mutable_receive_time() = ToProtoTime(received);
+  r.set_partial(decoded.partial);
+  session.CountAnalysed(analysis->frame);
+  *r.mutable_counters() = session.counters();
+  out.tuned = analysis->frame.misses + analysis->frame.retunes > 0;
+
+  Metrics& m = *deps_.metrics;
+  m.frames_analysed->Increment();
+  m.cache_hits->Increment(analysis->frame.hits);
+  m.cache_misses->Increment(analysis->frame.misses);
+  m.cache_retunes->Increment(analysis->frame.retunes);
+  v1::LatencyBreakdown* l = r.mutable_latency();
+  l->set_queue_ms(MsBetween(arrival, start));
+  l->set_decode_ms(MsBetween(start, decoded_at));
+  const Clock::time_point encoded_at = Clock::now();
+  l->set_encode_ms(MsBetween(analysed_at, encoded_at));
+  l->set_total_ms(MsBetween(arrival, encoded_at));
+  m.queue_ms->Observe(l->queue_ms());
+  m.decode_ms->Observe(l->decode_ms());
+  m.normalize_ms->Observe(l->normalize_ms());
+  m.log_ms->Observe(l->log_ms());
+  m.gmm_ms->Observe(l->gmm_ms());
+  m.encode_ms->Observe(l->encode_ms());
+  m.total_ms->Observe(l->total_ms());
+  return out;
+}
+
+grpc::ServerBidiReactor<v1::StreamRequest, v1::StreamResponse>* LogStarService::Stream(
+    grpc::CallbackServerContext* context) {
+  auto* reactor = new StreamReactor(this, context);
+  reactor->Begin();
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* LogStarService::AnalyzeFrame(grpc::CallbackServerContext* context,
+                                                       const v1::AnalyzeFrameRequest* request,
+                                                       v1::FrameResult* response) {
+  auto* reactor = new AnalyzeFrameReactor(this, context, request, response);
+  reactor->Begin();
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* LogStarService::UpdateSession(grpc::CallbackServerContext* context,
+                                                        const v1::UpdateSessionRequest* request,
+                                                        v1::SessionInfo* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  grpc::Status status = Authorize(context);
+  if (status.ok()) {
+    absl::Status s = [&]() -> absl::Status {
+      LOGSTAR_ASSIGN_OR_RETURN(std::shared_ptr<Session> session,
+                               deps_.sessions->Find(request->session_id()));
+      if (request->has_settings())
+        LOGSTAR_RETURN_IF_ERROR(session->UpdateSettings(request->settings()));
+      for (const v1::FrontChoice& c : request->choices()) {
+        LOGSTAR_RETURN_IF_ERROR(session->ChooseOnFront(c.window(), c.front_index()));
+      }
+      session->Touch(absl::Now());
+      *response = session->Info(true, deps_.options->session_idle_timeout_s);
+      PersistSoon(session);
+      return absl::OkStatus();
+    }();
+    status = ToGrpcStatus(s);
+  }
+  reactor->Finish(status);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* LogStarService::GetSession(grpc::CallbackServerContext* context,
+                                                     const v1::GetSessionRequest* request,
+                                                     v1::SessionInfo* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  grpc::Status status = Authorize(context);
+  if (status.ok()) {
+    absl::StatusOr<std::shared_ptr<Session>> session = deps_.sessions->Find(request->session_id());
+    if (session.ok()) {
+      *response = (*session)->Info(request->include_cache(), deps_.options->session_idle_timeout_s);
+    }
+    status = ToGrpcStatus(session.status());
+  }
+  reactor->Finish(status);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* LogStarService::ResetSession(grpc::CallbackServerContext* context,
+                                                       const v1::ResetSessionRequest* request,
+                                                       v1::SessionInfo* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  grpc::Status status = Authorize(context);
+  if (status.ok()) {
+    absl::Status s = [&]() -> absl::Status {
+      LOGSTAR_ASSIGN_OR_RETURN(std::shared_ptr<Session> session,
+                               deps_.sessions->Find(request->session_id()));
+      if (request->delete_session()) {
+        *response = session->Info(false, deps_.options->session_idle_timeout_s);
+        // File removal is quick and must not race a later re-creation.
+        return deps_.sessions->Remove(session->id());
+      }
+      session->ResetCache();
+      session->Touch(absl::Now());
+      *response = session->Info(true, deps_.options->session_idle_timeout_s);
+      PersistSoon(session);
+      return absl::OkStatus();
+    }();
+    status = ToGrpcStatus(s);
+  }
+  reactor->Finish(status);
+  return reactor;
+}
+
+}  // namespace logstar::server

@@ -1,0 +1,108 @@
+// The logstar.v1.LogStar service on gRPC's callback API: one reactor class
+// per RPC that does work (StreamReactor, AnalyzeFrameReactor); the session
+// RPCs only touch session state under short locks and answer at once.
+//
+// Reactions never block: they check cheap things (auth, limits, the overload
+// policy), queue frames and return. Decoding, analysis and encoding run on
+// the WorkerPool (the analysis itself in the engine's oneTBB arena), and the
+// worker hands the result back to the reactor, which writes it. Per stream:
+// at most one frame is analysed at a time, one write is in flight, the
+// queue holds at most the session's queue_capacity frames, and answers go
+// out in the order the frames came in (a slot is reserved for each frame on
+// arrival and filled by its result, dropped or error record).
+//
+// Thread-safety: gRPC calls into the service from its own threads; every
+// method may be called from any thread.
+#ifndef LOGSTAR_SERVER_SERVICE_H_
+#define LOGSTAR_SERVER_SERVICE_H_
+
+#include <atomic>
+#include <chrono>
+#include <string>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "engine/context.h"
+#include "logstar/v1/service.grpc.pb.h"
+#include "server/metrics.h"
+#include "server/options.h"
+#include "server/session.h"
+#include "server/worker_pool.h"
+
+namespace logstar::server {
+
+class StreamReactor;
+
+class LogStarService final : public v1::LogStar::CallbackService {
+ public:
+  // Not owned; all must outlive the service.
+  struct Deps {
+    const ServerOptions* options = nullptr;
+    SessionManager* sessions = nullptr;
+    ExecutionContext* context = nullptr;
+    WorkerPool* pool = nullptr;
+    Metrics* metrics = nullptr;
+    std::string auth_token;  // empty: no token required
+  };
+  explicit LogStarService(const Deps& deps);
+
+  grpc::ServerBidiReactor<v1::StreamRequest, v1::StreamResponse>* Stream(
+      grpc::CallbackServerContext* context) override;
+  grpc::ServerUnaryReactor* AnalyzeFrame(grpc::CallbackServerContext* context,
+                                         const v1::AnalyzeFrameRequest* request,
+                                         v1::FrameResult* response) override;
+  grpc::ServerUnaryReactor* UpdateSession(grpc::CallbackServerContext* context,
+                                          const v1::UpdateSessionRequest* request,
+                                          v1::SessionInfo* response) override;
+  grpc::ServerUnaryReactor* GetSession(grpc::CallbackServerContext* context,
+                                       const v1::GetSessionRequest* request,
+                                       v1::SessionInfo* response) override;
+  grpc::ServerUnaryReactor* ResetSession(grpc::CallbackServerContext* context,
+                                         const v1::ResetSessionRequest* request,
+                                         v1::SessionInfo* response) override;
+
+  // Refuses new Stream and AnalyzeFrame calls (UNAVAILABLE) and asks every
+  // open stream to answer the frames it has received and end. Returns at
+  // once; gRPC's Server::Shutdown then waits for the streams.
+  void BeginDrain();
+  int open_streams() const;
+
+  // ---- For the reactors ----
+
+  const Deps& deps() const { return deps_; }
+  // OK, or UNAUTHENTICATED unless the call carries the bearer token.
+  grpc::Status Authorize(const grpc::CallbackServerContext* context) const;
+  // false when draining: the stream must not start.
+  bool Register(StreamReactor* stream);
+  void Unregister(StreamReactor* stream);
+  bool draining() const;
+
+  struct Processed {
+    v1::FrameResult result;
+    bool tuned = false;  // windows were tuned: the session's state changed
+  };
+  // Decodes, analyses and encodes one frame (on a worker thread) and counts
+  // it as analysed; errors are the caller's to count.
+  absl::StatusOr<Processed> Process(Session& session, const v1::Frame& frame, absl::Time received,
+                                    std::chrono::steady_clock::time_point arrival,
+                                    const std::atomic<bool>* cancel);
+  void CountDropped(Session* session);
+  void CountFailed(Session* session, const absl::Status& status);
+  // Saves the session on a worker (file I/O never runs in a reaction).
+  void PersistSoon(std::shared_ptr<Session> session);
+
+ private:
+  const Deps deps_;
+  mutable absl::Mutex mu_;
+  bool draining_ ABSL_GUARDED_BY(mu_) = false;
+  absl::flat_hash_set<StreamReactor*> streams_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace logstar::server
+
+#endif  // LOGSTAR_SERVER_SERVICE_H_

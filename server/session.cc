@@ -1,0 +1,522 @@
+#include "server/session.h"
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#include <google/protobuf/util/message_differencer.h>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "engine/status_macros.h"
+#include "server/log.h"
+
+namespace logstar::server {
+namespace {
+
+constexpr uint32_t kStateVersion = 1;
+constexpr char kStateSuffix[] = ".session.pb";
+
+using google::protobuf::util::MessageDifferencer;
+
+// Settings whose change makes the cached parameters meaningless: what a
+// window is, what its pixels look like after normalisation, and what the
+// search bounds are.
+bool CacheSurvives(const v1::SessionSettings& a, const v1::SessionSettings& b) {
+  const v1::AnalysisSettings &x = a.analysis(), &y = b.analysis();
+  return MessageDifferencer::Equals(a.prior(), b.prior()) && x.window() == y.window() &&
+         x.has_window() == y.has_window() && x.stride() == y.stride() &&
+         x.has_stride() == y.has_stride() && x.normalize() == y.normalize() &&
+         x.column_sigma_angstrom() == y.column_sigma_angstrom() &&
+         x.has_column_sigma_angstrom() == y.has_column_sigma_angstrom();
+}
+
+}  // namespace
+
+Session::Session(std::string id, const v1::SessionSettings& settings, absl::Time now)
+    : id_(std::move(id)), created_(now), settings_(settings), last_active_(now) {
+  // Validated by the caller; a failure here would be a bug, and the
+  // defaults are a safe fallback.
+  absl::StatusOr<AnalyzerOptions> options = AnalyzerOptionsFromProto(settings.analysis());
+  if (options.ok()) options_ = *options;
+}
+
+absl::StatusOr<std::shared_ptr<LogStarAnalyzer>> Session::AnalyzerFor(bool partial,
+                                                                      double frame_pixel_size) {
+  absl::MutexLock lock(&mu_);
+  // The pixel size: the frame's, else the settings', else the last one used.
+  double pixel = frame_pixel_size;
+  if (pixel <= 0.0) pixel = settings_.prior().pixel_size_angstrom();
+  if (pixel <= 0.0 && prior_.has_value()) pixel = prior_->pixel_size_angstrom;
+  if (pixel <= 0.0) pixel = pending_pixel_size_;
+  LOGSTAR_ASSIGN_OR_RETURN(const PhysicsPrior prior, PriorFromProto(settings_.prior(), pixel));
+  if (prior_.has_value() && prior_->pixel_size_angstrom != prior.pixel_size_angstrom) {
+    // A new magnification: nothing tuned before applies.
+    Log(LogLevel::kInfo, "pixel_size_changed",
+        {{"session", id_},
+         {"from", prior_->pixel_size_angstrom},
+         {"to", prior.pixel_size_angstrom}});
+    full_.reset();
+    partial_.reset();
+  }
+  prior_ = prior;
+  std::shared_ptr<LogStarAnalyzer>& slot = partial ? partial_ : full_;
+  if (slot == nullptr) {
+    LOGSTAR_ASSIGN_OR_RETURN(std::unique_ptr<LogStarAnalyzer> a,
+                             LogStarAnalyzer::Create(options_, prior));
+    // A cache saved before a restart is valid only at the pixel size it was tuned at.
+    if (pending_.has_value() && pending_pixel_size_ == prior.pixel_size_angstrom) {
+      const absl::Status s = a->RestoreCache(partial ? pending_->partial : pending_->full);
+      if (!s.ok()) {
+        Log(LogLevel::kWarning, "cache_not_restored", {{"session", id_}, {"why", s.ToString()}});
+      }
+    }
+    slot = std::move(a);
+  }
+  return slot;
+}
+
+absl::StatusOr<Session::Analysis> Session::Analyze(const DecodedFrame& frame,
+                                                   ExecutionContext* context,
+                                                   const std::atomic<bool>* cancel) {
+  LOGSTAR_ASSIGN_OR_RETURN(std::shared_ptr<LogStarAnalyzer> analyzer,
+                           AnalyzerFor(frame.partial, frame.pixel_size_angstrom));
+  // Outside the lock: settings and counters stay available meanwhile.
+  LOGSTAR_ASSIGN_OR_RETURN(FrameAnalysis result, analyzer->Analyze(frame.image, context, cancel));
+  SteeringOptions steering;
+  {
+    absl::MutexLock lock(&mu_);
+    steering = SteeringOptionsFromProto(settings_, analyzer->options());
+  }
+  Analysis out;
+  out.regions = FindRegionsOfInterest(result, steering);
+  out.frame = std::move(result);
+  return out;
+}
+
+bool Session::WillTune(const DecodedFrame& frame) const {
+  std::shared_ptr<LogStarAnalyzer> analyzer;
+  {
+    absl::MutexLock lock(&mu_);
+    analyzer = frame.partial ? partial_ : full_;
+  }
+  if (analyzer == nullptr) return true;
+  const LogStarAnalyzer::CacheSnapshot cache = analyzer->Snapshot();
+  if (cache.width != frame.image.cols || cache.height != frame.image.rows) return true;
+  for (const auto& w : cache.windows) {
+    if (!w.has_value()) return true;
+  }
+  return false;
+}
+
+absl::Status Session::UpdateSettings(const v1::SessionSettings& settings) {
+  LOGSTAR_RETURN_IF_ERROR(ValidateSettings(settings));
+  LOGSTAR_ASSIGN_OR_RETURN(const AnalyzerOptions options,
+                           AnalyzerOptionsFromProto(settings.analysis()));
+  absl::MutexLock lock(&mu_);
+  const bool keep = CacheSurvives(settings_, settings);
+  if (!keep) pending_.reset();
+  for (std::shared_ptr<LogStarAnalyzer>* slot : {&full_, &partial_}) {
+    if (*slot == nullptr) continue;
+    if (!keep) {
+      slot->reset();  // made again, empty, at the next frame
+      continue;
+    }
+    // Same windows and prior: carry the cache over to the new options.
+    LOGSTAR_ASSIGN_OR_RETURN(std::unique_ptr<LogStarAnalyzer> a,
+                             LogStarAnalyzer::Create(options, *prior_));
+    LOGSTAR_RETURN_IF_ERROR(a->RestoreCache((*slot)->Snapshot()));
+    *slot = std::move(a);
+  }
+  if (!keep) prior_.reset();
+  settings_ = settings;
+  options_ = options;
+  return absl::OkStatus();
+}
+
+absl::Status Session::ChooseOnFront(int window, int front_index) {
+  std::shared_ptr<LogStarAnalyzer> analyzer;
+  {
+    absl::MutexLock lock(&mu_);
+    analyzer = full_;
+  }
+  if (analyzer == nullptr) {
+    return absl::FailedPreconditionError("the session has no cache yet: send a frame first");
+  }
+  LogStarAnalyzer::CacheSnapshot cache = analyzer->Snapshot();
+  const int n = static_cast<int>(cache.windows.size());
+  if (window < -1 || window >= n) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("choices.window must be -1 or in [0, ", n, "), got ", window));
+  }
+  for (int w = 0; w < n; ++w) {
+    if (window != -1 && w != window) continue;
+    std::optional<CachedWindow>& c = cache.windows[w];
+    if (!c.has_value()) {
+      if (window == -1) continue;
+      return absl::FailedPreconditionError(absl::StrCat("window ", w, " is not tuned yet"));
+    }
+    if (front_index < 0 || front_index >= static_cast<int>(c->front.size())) {
+      return absl::InvalidArgumentError(absl::StrCat("choices.front_index must be in [0, ",
+                                                     c->front.size(), ") for window ", w, ", got ",
+                                                     front_index));
+    }
+    const FrontPoint& p = c->front[front_index];
+    c->chosen = front_index;
+    c->parameters = p.parameters;
+    // Drift is measured from the chosen point's rewards from now on.
+    c->tuned_rewards.qc = p.qc;
+    c->tuned_rewards.er = p.er;
+  }
+  return analyzer->RestoreCache(cache);
+}
+
+void Session::ResetCache() {
+  absl::MutexLock lock(&mu_);
+  pending_.reset();
+  if (full_ != nullptr) full_->ClearCache();
+  if (partial_ != nullptr) partial_->ClearCache();
+}
+
+v1::SessionSettings Session::settings() const {
+  absl::MutexLock lock(&mu_);
+  return settings_;
+}
+
+v1::OverloadPolicy Session::overload_policy() const {
+  absl::MutexLock lock(&mu_);
+  return settings_.overload_policy() == v1::OVERLOAD_POLICY_UNSPECIFIED
+             ? v1::OVERLOAD_POLICY_LATEST_WINS
+             : settings_.overload_policy();
+}
+
+uint32_t Session::queue_capacity(uint32_t default_capacity) const {
+  absl::MutexLock lock(&mu_);
+  return settings_.queue_capacity() == 0 ? default_capacity : settings_.queue_capacity();
+}
+
+void Session::CountReceived() {
+  absl::MutexLock lock(&mu_);
+  counters_.set_frames_received(counters_.frames_received() + 1);
+}
+
+void Session::CountAnalysed(const FrameAnalysis& a) {
+  absl::MutexLock lock(&mu_);
+  counters_.set_frames_analysed(counters_.frames_analysed() + 1);
+  counters_.set_cache_hits(counters_.cache_hits() + a.hits);
+  counters_.set_cache_misses(counters_.cache_misses() + a.misses);
+  counters_.set_cache_retunes(counters_.cache_retunes() + a.retunes);
+}
+
+void Session::CountDropped() {
+  absl::MutexLock lock(&mu_);
+  counters_.set_frames_dropped(counters_.frames_dropped() + 1);
+}
+
+void Session::CountFailed() {
+  absl::MutexLock lock(&mu_);
+  counters_.set_frames_failed(counters_.frames_failed() + 1);
+}
+
+v1::SessionCounters Session::counters() const {
+  absl::MutexLock lock(&mu_);
+  return counters_;
+}
+
+void Session::Touch(absl::Time now) {
+  absl::MutexLock lock(&mu_);
+  last_active_ = std::max(last_active_, now);
+}
+
+absl::Time Session::last_active() const {
+  absl::MutexLock lock(&mu_);
+  return last_active_;
+}
+
+void Session::Attach() {
+  absl::MutexLock lock(&mu_);
+  ++attached_;
+}
+
+void Session::Detach() {
+  absl::MutexLock lock(&mu_);
+  --attached_;
+  last_active_ = std::max(last_active_, absl::Now());
+}
+
+int Session::attached() const {
+  absl::MutexLock lock(&mu_);
+  return attached_;
+}
+
+v1::SessionInfo Session::Info(bool include_cache, double idle_timeout_s) const {
+  v1::SessionInfo info;
+  std::shared_ptr<LogStarAnalyzer> full;
+  {
+    absl::MutexLock lock(&mu_);
+    info.set_session_id(id_);
+    *info.mutable_settings() = settings_;
+    *info.mutable_counters() = counters_;
+    info.set_attached_streams(attached_);
+    *info.mutable_created() = ToProtoTime(created_);
+    *info.mutable_last_active() = ToProtoTime(last_active_);
+    full = full_;
+    if (include_cache && full == nullptr && pending_.has_value()) {
+      CacheToProto(pending_->full, info.mutable_cache());
+    }
+  }
+  info.set_idle_timeout_s(idle_timeout_s);
+  if (include_cache && full != nullptr) CacheToProto(full->Snapshot(), info.mutable_cache());
+  return info;
+}
+
+v1::SessionState Session::State() const {
+  v1::SessionState state;
+  std::shared_ptr<LogStarAnalyzer> full, partial;
+  {
+    absl::MutexLock lock(&mu_);
+    state.set_version(kStateVersion);
+    state.set_session_id(id_);
+    *state.mutable_settings() = settings_;
+    *state.mutable_counters() = counters_;
+    full = full_;
+    partial = partial_;
+    if (prior_.has_value()) {
+      state.set_pixel_size_angstrom(prior_->pixel_size_angstrom);
+    } else if (pending_.has_value()) {
+      // Restored but not yet used: keep what was restored.
+      state.set_pixel_size_angstrom(pending_pixel_size_);
+      CacheToProto(pending_->full, state.mutable_cache());
+      CacheToProto(pending_->partial, state.mutable_partial_cache());
+    }
+  }
+  if (full != nullptr) CacheToProto(full->Snapshot(), state.mutable_cache());
+  if (partial != nullptr) CacheToProto(partial->Snapshot(), state.mutable_partial_cache());
+  return state;
+}
+
+absl::StatusOr<std::unique_ptr<Session>> Session::FromState(const v1::SessionState& state,
+                                                            absl::Time now) {
+  if (state.version() != kStateVersion) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("state version ", state.version(), " is not ", kStateVersion));
+  }
+  LOGSTAR_RETURN_IF_ERROR(SessionManager::ValidateId(state.session_id()));
+  LOGSTAR_RETURN_IF_ERROR(ValidateSettings(state.settings()));
+  LOGSTAR_ASSIGN_OR_RETURN(LogStarAnalyzer::CacheSnapshot full, CacheFromProto(state.cache()));
+  LOGSTAR_ASSIGN_OR_RETURN(LogStarAnalyzer::CacheSnapshot partial,
+                           CacheFromProto(state.partial_cache()));
+  auto session = std::make_unique<Session>(state.session_id(), state.settings(), now);
+  absl::MutexLock lock(&session->mu_);
+  session->counters_ = state.counters();
+  session->pending_ = Pending{std::move(full), std::move(partial)};
+  session->pending_pixel_size_ = state.pixel_size_angstrom();
+  return session;
+}
+
+// ---- SessionManager ----
+
+SessionManager::SessionManager(const Options& options) : options_(options) {
+  sweeper_ = std::thread([this] { Sweep(); });
+}
+
+SessionManager::~SessionManager() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  sweeper_.join();
+}
+
+void SessionManager::Sweep() {
+  // Often enough that a session lives at most a little past its timeout.
+  const absl::Duration period =
+      std::min(absl::Seconds(1), absl::Seconds(options_.idle_timeout_s / 4));
+  for (;;) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (mu_.AwaitWithTimeout(absl::Condition(&stopping_), period)) return;
+    }
+    ExpireIdle(absl::Now());
+  }
+}
+
+absl::Status SessionManager::ValidateId(const std::string& id) {
+  if (id.empty() || id.size() > 128) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("session_id must be 1 to 128 characters, got ", id.size()));
+  }
+  for (char c : id) {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-') {
+      return absl::InvalidArgumentError(
+          "session_id may only hold letters, digits, '.', '_' and '-'");
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::string SessionManager::PathFor(const std::string& id) const {
+  return (std::filesystem::path(options_.state_dir) / (id + kStateSuffix)).string();
+}
+
+absl::Status SessionManager::LoadState() {
+  if (options_.state_dir.empty()) return absl::OkStatus();
+  std::error_code ec;
+  std::filesystem::create_directories(options_.state_dir, ec);
+  if (ec) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot create state_dir ", options_.state_dir, ": ", ec.message()));
+  }
+  int loaded = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(options_.state_dir, ec)) {
+    const std::string path = entry.path().string();
+    if (!absl::EndsWith(path, kStateSuffix)) continue;
+    std::ifstream in(path, std::ios::binary);
+    v1::SessionState state;
+    if (!in || !state.ParseFromIstream(&in)) {
+      Log(LogLevel::kWarning, "state_unreadable", {{"path", path}});
+      continue;
+    }
+    absl::StatusOr<std::unique_ptr<Session>> s = Session::FromState(state, absl::Now());
+    if (!s.ok()) {
+      Log(LogLevel::kWarning, "state_rejected", {{"path", path}, {"why", s.status().ToString()}});
+      continue;
+    }
+    absl::MutexLock lock(&mu_);
+    sessions_[(*s)->id()] = std::move(*s);
+    ++loaded;
+  }
+  if (ec) return absl::UnavailableError(absl::StrCat("cannot list state_dir: ", ec.message()));
+  Log(LogLevel::kInfo, "state_loaded", {{"state_dir", options_.state_dir}, {"sessions", loaded}});
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::pair<std::shared_ptr<Session>, bool>> SessionManager::Open(
+    const std::string& requested, const v1::SessionSettings* settings) {
+  if (settings != nullptr) LOGSTAR_RETURN_IF_ERROR(ValidateSettings(*settings));
+  std::string id = requested;
+  if (!id.empty()) {
+    LOGSTAR_RETURN_IF_ERROR(ValidateId(id));
+    std::shared_ptr<Session> existing;
+    {
+      absl::MutexLock lock(&mu_);
+      auto it = sessions_.find(id);
+      if (it != sessions_.end()) {
+        existing = it->second;
+        // Under the map's lock, so the idle sweep cannot take it now.
+        existing->Touch(absl::Now());
+      }
+    }
+    if (existing != nullptr) {
+      if (settings != nullptr) LOGSTAR_RETURN_IF_ERROR(existing->UpdateSettings(*settings));
+      return std::pair{existing, true};
+    }
+  }
+  if (settings == nullptr) {
+    return absl::InvalidArgumentError("settings are required to open a new session");
+  }
+  if (id.empty()) {
+    thread_local std::mt19937_64 random{std::random_device{}()};
+    id = absl::StrCat(absl::Hex(random(), absl::kZeroPad16));
+  }
+  auto session = std::make_shared<Session>(id, *settings, absl::Now());
+  absl::MutexLock lock(&mu_);
+  // Two streams may open the same new id at once: the first one wins.
+  auto [it, inserted] = sessions_.emplace(id, session);
+  return std::pair{it->second, !inserted};
+}
+
+absl::StatusOr<std::shared_ptr<Session>> SessionManager::Find(const std::string& id) {
+  LOGSTAR_RETURN_IF_ERROR(ValidateId(id));
+  absl::MutexLock lock(&mu_);
+  auto it = sessions_.find(id);
+  if (it == sessions_.end()) return absl::NotFoundError(absl::StrCat("no session ", id));
+  return it->second;
+}
+
+absl::Status SessionManager::Remove(const std::string& id) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (sessions_.erase(id) == 0) return absl::NotFoundError(absl::StrCat("no session ", id));
+  }
+  if (!options_.state_dir.empty()) {
+    absl::MutexLock lock(&persist_mu_);
+    std::error_code ec;
+    std::filesystem::remove(PathFor(id), ec);
+  }
+  return absl::OkStatus();
+}
+
+int SessionManager::size() const {
+  absl::MutexLock lock(&mu_);
+  return static_cast<int>(sessions_.size());
+}
+
+absl::Status SessionManager::Persist(const Session& session) {
+  if (options_.state_dir.empty()) return absl::OkStatus();
+  absl::MutexLock lock(&persist_mu_);
+  {
+    // A session removed meanwhile must not come back as a file.
+    absl::MutexLock map_lock(&mu_);
+    if (sessions_.find(session.id()) == sessions_.end()) return absl::OkStatus();
+  }
+  // The snapshot is taken under persist_mu_, so files are written in the
+  // order their contents were taken.
+  const v1::SessionState state = session.State();
+  const std::string path = PathFor(session.id());
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out || !state.SerializeToOstream(&out) || !out.flush()) {
+      return absl::UnavailableError(absl::StrCat("cannot write ", tmp));
+    }
+  }
+  // rename() replaces atomically: a crash leaves the old or the new state.
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    return absl::UnavailableError(absl::StrCat("cannot rename ", tmp, " to ", path));
+  }
+  return absl::OkStatus();
+}
+
+void SessionManager::PersistAll() {
+  std::vector<std::shared_ptr<Session>> all;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [id, s] : sessions_) all.push_back(s);
+  }
+  for (const auto& s : all) {
+    const absl::Status st = Persist(*s);
+    if (!st.ok())
+      Log(LogLevel::kError, "persist_failed", {{"session", s->id()}, {"why", st.ToString()}});
+  }
+}
+
+void SessionManager::ExpireIdle(absl::Time now) {
+  std::vector<std::string> expired;
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto it = sessions_.begin(); it != sessions_.end();) {
+      const Session& s = *it->second;
+      if (s.attached() == 0 && now - s.last_active() > absl::Seconds(options_.idle_timeout_s)) {
+        expired.push_back(it->first);
+        it = sessions_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (const std::string& id : expired) {
+    if (!options_.state_dir.empty()) {
+      absl::MutexLock lock(&persist_mu_);
+      std::error_code ec;
+      std::filesystem::remove(PathFor(id), ec);
+    }
+    Log(LogLevel::kInfo, "session_expired", {{"session", id}});
+  }
+}
+
+}  // namespace logstar::server

@@ -1,0 +1,158 @@
+// Sessions: what outlives a connection. A session holds the settings, the
+// analyzers (and so the per-window cache: one analyzer for full frames, one
+// for partial frames so they never disturb it) and the counters of one
+// acquisition. Streams attach to a session by id and may come and go; a
+// session nobody used for the idle timeout is dropped. With a state
+// directory every session is also kept on disk (settings, counters and
+// caches as a SessionState message) and restored at start-up.
+//
+// Thread-safety: Session and SessionManager may be used from any thread.
+// Analyses of one session run one at a time (the analyzer serialises them);
+// settings, choices and resets apply from the next frame analysed.
+#ifndef LOGSTAR_SERVER_SESSION_H_
+#define LOGSTAR_SERVER_SESSION_H_
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "engine/analyzer.h"
+#include "engine/context.h"
+#include "logstar/v1/daemon.pb.h"
+#include "logstar/v1/result.pb.h"
+#include "logstar/v1/service.pb.h"
+#include "logstar/v1/session.pb.h"
+#include "server/convert.h"
+#include "server/steering.h"
+
+namespace logstar::server {
+
+class Session {
+ public:
+  // `settings` must pass ValidateSettings().
+  Session(std::string id, const v1::SessionSettings& settings, absl::Time now);
+
+  const std::string& id() const { return id_; }
+
+  struct Analysis {
+    FrameAnalysis frame;
+    std::vector<SteeringRegion> regions;
+  };
+  // Runs the engine on a decoded frame with this session's settings and
+  // cache. CANCELLED once *cancel is set (the cache is then unchanged).
+  absl::StatusOr<Analysis> Analyze(const DecodedFrame& frame, ExecutionContext* context,
+                                   const std::atomic<bool>* cancel);
+
+  // Whether analysing this frame will tune windows (nothing cached yet for
+  // its geometry); drift-triggered re-tunes cannot be foreseen.
+  bool WillTune(const DecodedFrame& frame) const;
+
+  // Replaces the settings (validated here). A new prior, window, stride,
+  // normalisation or column width empties the cache; other changes keep it.
+  absl::Status UpdateSettings(const v1::SessionSettings& settings);
+  // The operator's pick on a window's cached front (window -1: all).
+  absl::Status ChooseOnFront(int window, int front_index);
+  void ResetCache();
+
+  v1::SessionSettings settings() const;
+  // Resolved: unspecified → latest-wins, capacity 0 → default_capacity.
+  v1::OverloadPolicy overload_policy() const;
+  uint32_t queue_capacity(uint32_t default_capacity) const;
+
+  void CountReceived();
+  void CountAnalysed(const FrameAnalysis& analysis);
+  void CountDropped();
+  void CountFailed();
+  v1::SessionCounters counters() const;
+
+  void Touch(absl::Time now);
+  absl::Time last_active() const;
+  void Attach();
+  void Detach();
+  int attached() const;
+
+  v1::SessionInfo Info(bool include_cache, double idle_timeout_s) const;
+  v1::SessionState State() const;
+  // A session as saved; its caches are restored with the first frame.
+  static absl::StatusOr<std::unique_ptr<Session>> FromState(const v1::SessionState& state,
+                                                            absl::Time now);
+
+ private:
+  struct Pending {  // a saved cache waiting for its analyzer
+    LogStarAnalyzer::CacheSnapshot full, partial;
+  };
+  absl::StatusOr<std::shared_ptr<LogStarAnalyzer>> AnalyzerFor(bool partial,
+                                                               double frame_pixel_size);
+
+  const std::string id_;
+  const absl::Time created_;
+  mutable absl::Mutex mu_;
+  v1::SessionSettings settings_ ABSL_GUARDED_BY(mu_);
+  AnalyzerOptions options_ ABSL_GUARDED_BY(mu_);
+  // The prior the analyzers run with (its pixel size may come from frames);
+  // unset until the first frame.
+  std::optional<PhysicsPrior> prior_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<LogStarAnalyzer> full_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<LogStarAnalyzer> partial_ ABSL_GUARDED_BY(mu_);
+  std::optional<Pending> pending_ ABSL_GUARDED_BY(mu_);
+  double pending_pixel_size_ ABSL_GUARDED_BY(mu_) = 0.0;
+  v1::SessionCounters counters_ ABSL_GUARDED_BY(mu_);
+  absl::Time last_active_ ABSL_GUARDED_BY(mu_);
+  int attached_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+class SessionManager {
+ public:
+  struct Options {
+    double idle_timeout_s = 600.0;
+    std::string state_dir;  // empty: memory only
+  };
+  explicit SessionManager(const Options& options);
+  ~SessionManager();  // stops the idle sweeper; does not save (PersistAll does)
+
+  // Reads every session in the state directory (none without one).
+  // Unreadable files are reported and skipped.
+  absl::Status LoadState();
+
+  // An existing id resumes that session (settings, when given, replace
+  // its own); an unknown or empty id makes a new session (settings
+  // required). Returns the session and whether it was resumed.
+  absl::StatusOr<std::pair<std::shared_ptr<Session>, bool>> Open(
+      const std::string& id, const v1::SessionSettings* settings);
+  absl::StatusOr<std::shared_ptr<Session>> Find(const std::string& id);
+  absl::Status Remove(const std::string& id);
+  int size() const;
+
+  // Saves a session to the state directory (no-op without one).
+  absl::Status Persist(const Session& session);
+  void PersistAll();
+  // Drops sessions without streams idle for longer than the timeout.
+  void ExpireIdle(absl::Time now);
+
+  static absl::Status ValidateId(const std::string& id);
+
+ private:
+  std::string PathFor(const std::string& id) const;
+  void Sweep();
+
+  const Options options_;
+  mutable absl::Mutex mu_;
+  std::map<std::string, std::shared_ptr<Session>> sessions_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Mutex persist_mu_;  // one writer of state files at a time
+  std::thread sweeper_;
+};
+
+}  // namespace logstar::server
+
+#endif  // LOGSTAR_SERVER_SESSION_H_

@@ -1,0 +1,209 @@
+// End-to-end latency and throughput of logstard over loopback against the
+// in-process engine on the same frames: what transport and queueing add.
+//
+// For each frame size: the same settings and the same generated frames go
+// (a) straight to a LogStarAnalyzer and (b) through a Stream RPC to a
+// LogStarServer on 127.0.0.1 (TCP, float32 pixels). The first frame tunes
+// every window and is not timed (both caches then hold the same
+// parameters); the timed frames are the steady state of a live stream.
+// Latency is closed-loop (one frame in flight: send to result received),
+// engine and daemon taking turns frame by frame; throughput is open-loop
+// (all frames sent at once, block policy).
+//
+//   daemon_bench [--sizes=512,2048] [--frames=30] [--window=256] [--evals=20]
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "engine/analyzer.h"
+#include "engine/context.h"
+#include "engine/synth.h"
+#include "logstar/v1/service.grpc.pb.h"
+#include "server/server.h"
+
+namespace logstar {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
+
+double Percentile(std::vector<double> v, double p) {
+  std::sort(v.begin(), v.end());
+  const size_t i = std::min(v.size() - 1, static_cast<size_t>(p / 100.0 * (v.size() - 1) + 0.5));
+  return v[i];
+}
+
+struct Stats {
+  double p50, p95, p99, per_second;
+};
+
+void Print(const char* what, const Stats& s) {
+  std::printf("  %-8s p50 %8.2f ms  p95 %8.2f ms  p99 %8.2f ms  throughput %7.2f frames/s\n", what,
+              s.p50, s.p95, s.p99, s.per_second);
+}
+
+v1::Frame ToFrame(const SynthFrame& f, uint64_t sequence) {
+  v1::Frame frame;
+  frame.set_sequence(sequence);
+  frame.mutable_pixels()->set_dtype(v1::DTYPE_FLOAT32);
+  frame.mutable_pixels()->set_width(f.image.cols);
+  frame.mutable_pixels()->set_height(f.image.rows);
+  frame.mutable_pixels()->set_data(
+      std::string(reinterpret_cast<const char*>(f.image.data), f.image.total() * 4));
+  return frame;
+}
+
+int Run(int argc, char** argv) {
+  std::vector<int> sizes = {512, 2048};
+  int frames = 30, window = 256, evals = 20;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto value = [&](const char* name) {
+      return a.rfind(name, 0) == 0 ? a.substr(std::strlen(name)) : std::string();
+    };
+    if (!value("--sizes=").empty()) {
+      sizes.clear();
+      for (absl::string_view s : absl::StrSplit(value("--sizes="), ',')) {
+        int n = 0;
+        if (absl::SimpleAtoi(s, &n)) sizes.push_back(n);
+      }
+    } else if (!value("--frames=").empty()) {
+      (void)absl::SimpleAtoi(value("--frames="), &frames);
+    } else if (!value("--window=").empty()) {
+      (void)absl::SimpleAtoi(value("--window="), &window);
+    } else if (!value("--evals=").empty()) {
+      (void)absl::SimpleAtoi(value("--evals="), &evals);
+    } else {
+      std::fprintf(
+          stderr,
+          "usage: daemon_bench [--sizes=512,2048] [--frames=N] [--window=PX] [--evals=N]\n");
+      return 2;
+    }
+  }
+  server::ServerOptions options;
+  options.listen_address = "127.0.0.1:0";
+  options.log_level = "warning";
+  options.max_concurrent_frames = 1;  // one stream: like the engine, one frame at a time
+  auto server = server::LogStarServer::Start(options);
+  if (!server.ok()) {
+    std::fprintf(stderr, "%s\n", server.status().ToString().c_str());
+    return 1;
+  }
+  grpc::ChannelArguments channel_args;
+  channel_args.SetMaxReceiveMessageSize(-1);
+  channel_args.SetMaxSendMessageSize(-1);
+  auto stub = v1::LogStar::NewStub(
+      grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", (*server)->port()),
+                                grpc::InsecureChannelCredentials(), channel_args));
+  std::printf(
+      "logstard over loopback vs the in-process engine; %d timed frames per size, window %d, "
+      "%d evaluations when tuning, %d engine threads\n",
+      frames, window, evals, ExecutionContext::Default()->num_threads());
+
+  for (int size : sizes) {
+    std::vector<SynthFrame> synth;
+    for (int i = 0; i < 4; ++i) {
+      SynthOptions o;
+      o.width = o.height = size;
+      o.noise = 0.1;
+      o.seed = 100 + i;
+      synth.push_back(*Synthesize(o));
+    }
+    AnalyzerOptions ao;
+    ao.window = window;
+    ao.logstar.optimizer.num_evaluations = evals;
+    ao.logstar.optimizer.num_initial = std::min(10, evals);
+
+    // (a) The engine in process.
+    auto analyzer = *LogStarAnalyzer::Create(ao, synth[0].prior);
+    (void)analyzer->Analyze(synth[0].image, ExecutionContext::Default());  // tunes
+
+    // (b) The daemon: same settings, one stream.
+    v1::SessionSettings settings;
+    settings.mutable_prior()->set_pixel_size_angstrom(synth[0].prior.pixel_size_angstrom);
+    settings.mutable_prior()->set_column_density_per_nm2(synth[0].prior.ColumnDensityPerNm2());
+    settings.mutable_prior()->set_nearest_neighbor_angstrom(
+        synth[0].prior.nearest_neighbor_angstrom);
+    settings.mutable_analysis()->set_window(window);
+    settings.mutable_analysis()->set_evaluations(evals);
+    settings.set_overload_policy(v1::OVERLOAD_POLICY_BLOCK);
+    settings.set_queue_capacity(4);
+    std::vector<v1::StreamRequest> requests(4);
+    for (int i = 0; i < 4; ++i) *requests[i].mutable_frame() = ToFrame(synth[i], i);
+    grpc::ClientContext context;
+    auto stream = stub->Stream(&context);
+    v1::StreamRequest open;
+    open.mutable_open()->set_session_id(absl::StrCat("bench-", size));
+    *open.mutable_open()->mutable_settings() = settings;
+    v1::StreamResponse response;
+    stream->Write(open);
+    stream->Read(&response);
+    stream->Write(requests[0]);
+    stream->Read(&response);  // tunes
+    // Latency: the engine and the daemon take turns frame by frame, so the
+    // machine's clock drift and other load hit both alike.
+    std::vector<double> engine_ms, daemon_ms, server_ms;
+    for (int i = 0; i < frames; ++i) {
+      Clock::time_point t = Clock::now();
+      if (!analyzer->Analyze(synth[1 + i % 3].image, ExecutionContext::Default()).ok()) return 1;
+      engine_ms.push_back(Ms(Clock::now() - t));
+      t = Clock::now();
+      stream->Write(requests[1 + i % 3]);
+      if (!stream->Read(&response) || !response.has_result()) {
+        std::fprintf(stderr, "no result: %s\n", response.DebugString().c_str());
+        return 1;
+      }
+      daemon_ms.push_back(Ms(Clock::now() - t));
+      server_ms.push_back(response.result().latency().total_ms());
+    }
+    // Throughput: the engine back to back, then the daemon with every frame in flight at once.
+    const Clock::time_point e0 = Clock::now();
+    for (int i = 0; i < frames; ++i) {
+      if (!analyzer->Analyze(synth[1 + i % 3].image, ExecutionContext::Default()).ok()) return 1;
+    }
+    const double engine_total = Ms(Clock::now() - e0);
+    const Clock::time_point d0 = Clock::now();
+    std::thread writer([&] {
+      for (int i = 0; i < frames; ++i) stream->Write(requests[1 + i % 3]);
+    });
+    for (int i = 0; i < frames; ++i) stream->Read(&response);
+    const double daemon_total = Ms(Clock::now() - d0);
+    writer.join();
+    stream->WritesDone();
+    while (stream->Read(&response)) {
+    }
+    (void)stream->Finish();
+
+    const Stats engine{Percentile(engine_ms, 50), Percentile(engine_ms, 95),
+                       Percentile(engine_ms, 99), 1000.0 * frames / engine_total};
+    const Stats daemon{Percentile(daemon_ms, 50), Percentile(daemon_ms, 95),
+                       Percentile(daemon_ms, 99), 1000.0 * frames / daemon_total};
+    std::printf("%d x %d float32 (%.1f MiB per frame), cached windows:\n", size, size,
+                size * size * 4.0 / (1 << 20));
+    Print("engine", engine);
+    Print("daemon", daemon);
+    std::printf("  server-side total (queue+decode+analysis+encode) p50 %.2f ms\n",
+                Percentile(server_ms, 50));
+    std::printf("  overhead p50 %+.2f ms = %+.1f %% of engine time; throughput ratio %.3f\n",
+                daemon.p50 - engine.p50, 100.0 * (daemon.p50 - engine.p50) / engine.p50,
+                daemon.per_second / engine.per_second);
+  }
+  (*server)->Shutdown();
+  return 0;
+}
+
+}  // namespace
+}  // namespace logstar
+
+int main(int argc, char** argv) { return logstar::Run(argc, argv); }

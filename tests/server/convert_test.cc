@@ -1,0 +1,222 @@
+// server/convert.h and server/status.h: frames in every dtype, every way a
+// frame or settings can be wrong (and that the error names the field), the
+// cache round trip, and the status mapping.
+#include "server/convert.h"
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "engine/synth.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/status.h"
+
+namespace logstar::server {
+namespace {
+
+using ::testing::HasSubstr;
+
+template <typename T>
+v1::Frame FrameOf(v1::DType dtype, int width, int height, T (*value)(int x, int y)) {
+  v1::Frame f;
+  f.mutable_pixels()->set_dtype(dtype);
+  f.mutable_pixels()->set_width(width);
+  f.mutable_pixels()->set_height(height);
+  std::string data(sizeof(T) * width * height, '\0');
+  for (int y = 0; y < height; ++y) {
+    for (int x = 0; x < width; ++x) {
+      const T v = value(x, y);
+      std::memcpy(data.data() + sizeof(T) * (y * width + x), &v, sizeof(T));
+    }
+  }
+  f.mutable_pixels()->set_data(data);
+  return f;
+}
+
+TEST(DecodeFrameTest, EveryDtypeKeepsValuesAndLayout) {
+  // x = column, y = row: pixel (x, y) must land at image(y, x).
+  auto check = [](const v1::Frame& f, int depth, double at_3_1) {
+    absl::StatusOr<DecodedFrame> d = DecodeFrame(f, 1 << 20);
+    ASSERT_TRUE(d.ok()) << d.status();
+    EXPECT_EQ(d->image.depth(), depth);
+    EXPECT_EQ(d->image.cols, 5);
+    EXPECT_EQ(d->image.rows, 4);
+    cv::Mat as_double;
+    d->image.convertTo(as_double, CV_64F);
+    EXPECT_EQ(as_double.at<double>(1, 3), at_3_1);
+    EXPECT_FALSE(d->partial);
+  };
+  check(FrameOf<uint8_t>(v1::DTYPE_UINT8, 5, 4, [](int x, int y) { return uint8_t(10 * y + x); }),
+        CV_8U, 13);
+  check(FrameOf<uint16_t>(v1::DTYPE_UINT16, 5, 4,
+                          [](int x, int y) { return uint16_t(1000 * y + x); }),
+        CV_16U, 1003);
+  check(FrameOf<int16_t>(v1::DTYPE_INT16, 5, 4, [](int x, int y) { return int16_t(-100 * y - x); }),
+        CV_16S, -103);
+  check(FrameOf<float>(v1::DTYPE_FLOAT32, 5, 4, [](int x, int y) { return 0.5f * y + x; }), CV_32F,
+        3.5);
+  check(FrameOf<double>(v1::DTYPE_FLOAT64, 5, 4, [](int x, int y) { return 0.25 * y + x; }), CV_64F,
+        3.25);
+}
+
+v1::Frame Good() {
+  return FrameOf<float>(v1::DTYPE_FLOAT32, 8, 6, [](int x, int y) { return float(x + y); });
+}
+
+TEST(DecodeFrameTest, BadFramesNameTheField) {
+  v1::Frame f = Good();
+  f.mutable_pixels()->set_height(7);
+  absl::Status s = DecodeFrame(f, 1 << 20).status();
+  EXPECT_TRUE(absl::IsInvalidArgument(s));
+  EXPECT_THAT(s.message(), HasSubstr("frame.pixels.data holds 192 bytes"));
+
+  f = Good();
+  f.mutable_pixels()->set_dtype(v1::DTYPE_UNSPECIFIED);
+  EXPECT_THAT(DecodeFrame(f, 1 << 20).status().message(), HasSubstr("frame.pixels.dtype"));
+
+  f = Good();
+  f.mutable_pixels()->set_width(0);
+  EXPECT_THAT(DecodeFrame(f, 1 << 20).status().message(), HasSubstr("positive width"));
+
+  for (double bad : {std::numeric_limits<double>::quiet_NaN(), -HUGE_VAL}) {
+    v1::Frame d = FrameOf<double>(v1::DTYPE_FLOAT64, 8, 6, [](int x, int) { return double(x); });
+    std::memcpy(d.mutable_pixels()->mutable_data()->data() + 8 * (4 * 8 + 6), &bad, 8);
+    s = DecodeFrame(d, 1 << 20).status();
+    EXPECT_TRUE(absl::IsInvalidArgument(s));
+    EXPECT_THAT(s.message(), HasSubstr("pixel x=6 y=4 is NaN or infinite"));
+  }
+
+  f = Good();
+  EXPECT_TRUE(absl::IsResourceExhausted(DecodeFrame(f, 47).status()));
+  EXPECT_TRUE(absl::IsResourceExhausted(CheckFrameLimits(f, 47)));
+  EXPECT_TRUE(CheckFrameLimits(f, 48).ok());
+
+  f = Good();
+  f.set_valid_rows(7);
+  EXPECT_THAT(DecodeFrame(f, 1 << 20).status().message(), HasSubstr("frame.valid_rows"));
+  f.set_pixel_size_x_angstrom(0.1);
+  f.set_pixel_size_y_angstrom(0.2);
+  f.set_valid_rows(0);
+  EXPECT_THAT(DecodeFrame(f, 1 << 20).status().message(), HasSubstr("frame.pixel_size_y_angstrom"));
+}
+
+TEST(DecodeFrameTest, PartialFramesKeepTheirValidRowsAndNaNsBelowDoNotCount) {
+  v1::Frame f = Good();
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  std::memcpy(f.mutable_pixels()->mutable_data()->data() + 4 * (5 * 8 + 1), &nan, 4);
+  f.set_valid_rows(3);
+  f.set_pixel_size_x_angstrom(0.125);
+  absl::StatusOr<DecodedFrame> d = DecodeFrame(f, 1 << 20);
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_TRUE(d->partial);
+  EXPECT_EQ(d->image.rows, 3);
+  EXPECT_EQ(d->pixel_size_angstrom, 0.125);
+}
+
+v1::SessionSettings Valid() {
+  v1::SessionSettings s;
+  s.mutable_prior()->set_pixel_size_angstrom(0.125);
+  s.mutable_prior()->set_column_density_per_nm2(13.4);
+  s.mutable_prior()->set_nearest_neighbor_angstrom(2.55);
+  return s;
+}
+
+TEST(SettingsTest, ValidSettingsMapToTheEngine) {
+  v1::SessionSettings s = Valid();
+  EXPECT_TRUE(ValidateSettings(s).ok());
+  s.mutable_analysis()->set_window(128);
+  s.mutable_analysis()->set_evaluations(5);
+  s.mutable_analysis()->set_choice(v1::FRONT_CHOICE_RULE_WEIGHTS);
+  s.mutable_analysis()->set_weight_er(3);
+  absl::StatusOr<AnalyzerOptions> o = AnalyzerOptionsFromProto(s.analysis());
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->window, 128);
+  EXPECT_EQ(o->logstar.optimizer.num_evaluations, 5);
+  EXPECT_EQ(o->logstar.optimizer.num_initial, 5);  // cut to the budget
+  EXPECT_EQ(o->logstar.choice, FrontChoiceRule::kWeights);
+  EXPECT_EQ(o->logstar.choice_weights[1], 3.0);
+  // Unset fields keep the engine's defaults.
+  EXPECT_EQ(o->drift_tolerance, AnalyzerOptions().drift_tolerance);
+  // A frame's pixel size overrides the prior's; without either the prior is incomplete.
+  EXPECT_EQ(PriorFromProto(s.prior(), 0.2)->pixel_size_angstrom, 0.2);
+  s.mutable_prior()->set_pixel_size_angstrom(0);
+  EXPECT_TRUE(ValidateSettings(s).ok());
+  EXPECT_THAT(PriorFromProto(s.prior(), 0).status().message(),
+              HasSubstr("settings.prior.pixel_size_angstrom"));
+}
+
+TEST(SettingsTest, InvalidSettingsNameTheField) {
+  auto message = [](void (*change)(v1::SessionSettings&)) {
+    v1::SessionSettings s = Valid();
+    change(s);
+    const absl::Status st = ValidateSettings(s);
+    EXPECT_TRUE(absl::IsInvalidArgument(st));
+    return std::string(st.message());
+  };
+  EXPECT_THAT(message([](auto& s) { s.mutable_prior()->set_nearest_neighbor_angstrom(-1); }),
+              HasSubstr("settings.prior.nearest_neighbor_angstrom"));
+  EXPECT_THAT(message([](auto& s) { s.mutable_prior()->set_pixel_size_angstrom(NAN); }),
+              HasSubstr("settings.prior.pixel_size_angstrom"));
+  EXPECT_THAT(message([](auto& s) { s.mutable_prior()->clear_column_density_per_nm2(); }),
+              HasSubstr("settings.prior."));
+  EXPECT_THAT(message([](auto& s) { s.mutable_analysis()->set_window(8); }),
+              HasSubstr("settings.analysis.window"));
+  EXPECT_THAT(message([](auto& s) { s.mutable_analysis()->set_stride(1000); }),
+              HasSubstr("settings.analysis.stride"));
+  EXPECT_THAT(message([](auto& s) { s.mutable_analysis()->set_evaluations(0); }),
+              HasSubstr("settings.analysis.evaluations"));
+  EXPECT_THAT(message([](auto& s) { s.mutable_analysis()->set_drift_tolerance(0); }),
+              HasSubstr("settings.analysis.drift_tolerance"));
+  EXPECT_THAT(message([](auto& s) { s.mutable_analysis()->set_weight_qc(-1); }),
+              HasSubstr("settings.analysis.weight_qc"));
+  EXPECT_THAT(message([](auto& s) { s.set_overload_policy(static_cast<v1::OverloadPolicy>(9)); }),
+              HasSubstr("settings.overload_policy"));
+  EXPECT_THAT(message([](auto& s) { s.set_queue_capacity(5000); }),
+              HasSubstr("settings.queue_capacity"));
+}
+
+TEST(CacheConversionTest, RoundTrip) {
+  LogStarAnalyzer::CacheSnapshot s;
+  s.width = 128;
+  s.height = 64;
+  s.layout = *LayoutWindows(128, 64, 64, 64);
+  s.windows.resize(2);
+  CachedWindow c;
+  c.parameters = {1.5, 3.0, 7, 0.12, 0.3};
+  c.tuned_rewards.qc = 0.05;
+  c.tuned_rewards.er = 0.01;
+  c.front = {{c.parameters, 0.05, 0.01}, {{1.0, 2.0, 7, 0.2, 0.1}, 0.1, 0.0}};
+  c.chosen = 1;
+  s.windows[1] = c;
+  v1::CacheContents p;
+  CacheToProto(s, &p);
+  EXPECT_FALSE(p.windows(0).tuned());
+  EXPECT_EQ(p.windows(1).tile().col0(), 64);
+  absl::StatusOr<LogStarAnalyzer::CacheSnapshot> back = CacheFromProto(p);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->width, 128);
+  ASSERT_EQ(back->windows.size(), 2u);
+  EXPECT_FALSE(back->windows[0].has_value());
+  EXPECT_EQ(back->windows[1]->parameters.threshold, 0.12);
+  EXPECT_EQ(back->windows[1]->front[1].parameters.max_sigma, 2.0);
+  EXPECT_EQ(back->windows[1]->chosen, 1);
+  p.mutable_windows(1)->set_index(5);
+  EXPECT_FALSE(CacheFromProto(p).ok());
+}
+
+TEST(StatusTest, CodesAndMessagesPassThrough) {
+  const grpc::Status s = ToGrpcStatus(absl::InvalidArgumentError("frame.pixels.dtype bad"));
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(s.error_message(), "frame.pixels.dtype bad");
+  EXPECT_EQ(ToGrpcStatus(absl::ResourceExhaustedError("x")).error_code(),
+            grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(ToGrpcStatus(absl::CancelledError("x")).error_code(), grpc::StatusCode::CANCELLED);
+  EXPECT_EQ(ToGrpcStatus(absl::NotFoundError("x")).error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(ToGrpcStatus(absl::UnauthenticatedError("x")).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_TRUE(ToGrpcStatus(absl::OkStatus()).ok());
+}
+
+}  // namespace
+}  // namespace logstar::server

@@ -1,0 +1,230 @@
+// server/session.h, server/steering.h and server/options.h.
+#include "server/session.h"
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "engine/context.h"
+#include "engine/synth.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/options.h"
+#include "server/steering.h"
+
+namespace logstar::server {
+namespace {
+
+using ::testing::HasSubstr;
+
+struct Fixture {
+  SynthFrame frame;
+  v1::Frame wire;
+  v1::SessionSettings settings;
+};
+
+Fixture Make(uint64_t seed) {
+  Fixture f;
+  SynthOptions o;
+  o.width = o.height = 128;
+  o.noise = 0.05;
+  o.seed = seed;
+  f.frame = *Synthesize(o);
+  f.wire.mutable_pixels()->set_dtype(v1::DTYPE_FLOAT32);
+  f.wire.mutable_pixels()->set_width(128);
+  f.wire.mutable_pixels()->set_height(128);
+  f.wire.mutable_pixels()->set_data(
+      std::string(reinterpret_cast<const char*>(f.frame.image.data), 128 * 128 * 4));
+  v1::PhysicsPrior* p = f.settings.mutable_prior();
+  p->set_pixel_size_angstrom(f.frame.prior.pixel_size_angstrom);
+  p->set_column_density_per_nm2(f.frame.prior.ColumnDensityPerNm2());
+  p->set_nearest_neighbor_angstrom(f.frame.prior.nearest_neighbor_angstrom);
+  f.settings.mutable_analysis()->set_window(64);
+  f.settings.mutable_analysis()->set_evaluations(8);
+  return f;
+}
+
+FrameAnalysis Analyze(Session& s, const v1::Frame& wire) {
+  const DecodedFrame d = *DecodeFrame(wire, 1 << 24);
+  absl::StatusOr<Session::Analysis> a = s.Analyze(d, ExecutionContext::Default(), nullptr);
+  EXPECT_TRUE(a.ok()) << a.status();
+  return a->frame;
+}
+
+TEST(SessionTest, SettingsChangesKeepOrEmptyTheCache) {
+  const Fixture f = Make(1);
+  Session s("s", f.settings, absl::Now());
+  EXPECT_EQ(Analyze(s, f.wire).misses, 4);
+  EXPECT_EQ(Analyze(s, f.wire).misses, 0);
+  // More evaluations: the windows and prior are the same, the cache stays.
+  v1::SessionSettings more = f.settings;
+  more.mutable_analysis()->set_evaluations(10);
+  ASSERT_TRUE(s.UpdateSettings(more).ok());
+  EXPECT_EQ(Analyze(s, f.wire).misses, 0);
+  // Another window size: everything is tuned again.
+  v1::SessionSettings bigger = more;
+  bigger.mutable_analysis()->set_window(128);
+  ASSERT_TRUE(s.UpdateSettings(bigger).ok());
+  EXPECT_EQ(Analyze(s, f.wire).misses, 1);
+  // A frame at another pixel size (magnification) empties it too.
+  v1::Frame zoomed = f.wire;
+  zoomed.set_pixel_size_x_angstrom(f.frame.prior.pixel_size_angstrom * 1.5);
+  EXPECT_EQ(Analyze(s, zoomed).misses, 1);
+  s.ResetCache();
+  EXPECT_EQ(Analyze(s, zoomed).misses, 1);
+  v1::SessionSettings bad = f.settings;
+  bad.mutable_analysis()->set_evaluations(-1);
+  EXPECT_THAT(s.UpdateSettings(bad).message(), HasSubstr("settings.analysis.evaluations"));
+  EXPECT_EQ(s.counters().frames_analysed(), 0u);  // counted by the service, not here
+}
+
+TEST(SessionTest, OperatorChoiceSetsTheWindowsParameters) {
+  const Fixture f = Make(2);
+  Session s("s", f.settings, absl::Now());
+  EXPECT_THAT(s.ChooseOnFront(0, 0).message(), HasSubstr("no cache"));
+  const FrameAnalysis a = Analyze(s, f.wire);
+  const int last = static_cast<int>(a.windows[2].front.size()) - 1;
+  ASSERT_TRUE(s.ChooseOnFront(2, last).ok());
+  const v1::SessionInfo info = s.Info(true, 600);
+  const v1::CachedWindow& w = info.cache().windows(2);
+  EXPECT_EQ(w.chosen(), last);
+  EXPECT_EQ(w.parameters().threshold(), a.windows[2].front[last].parameters.threshold);
+  EXPECT_EQ(w.tuned_rewards().qc(), a.windows[2].front[last].qc);
+  EXPECT_THAT(s.ChooseOnFront(7, 0).message(), HasSubstr("choices.window"));
+  EXPECT_THAT(s.ChooseOnFront(-1, 1000).message(), HasSubstr("choices.front_index"));
+}
+
+TEST(SessionTest, StateRoundTripRestoresCacheAndCounters) {
+  const Fixture f = Make(3);
+  Session s("saved", f.settings, absl::Now());
+  const FrameAnalysis first = Analyze(s, f.wire);
+  s.CountReceived();
+  s.CountAnalysed(first);
+  const v1::SessionState state = s.State();
+  EXPECT_EQ(state.cache().windows_size(), 4);
+  absl::StatusOr<std::unique_ptr<Session>> back = Session::FromState(state, absl::Now());
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ((*back)->counters().frames_analysed(), 1u);
+  // Before any frame the restored cache is visible, and the first frame uses it.
+  EXPECT_TRUE((*back)->Info(true, 600).cache().windows(3).tuned());
+  EXPECT_EQ(Analyze(**back, f.wire).misses, 0);
+  v1::SessionState wrong = state;
+  wrong.set_version(7);
+  EXPECT_FALSE(Session::FromState(wrong, absl::Now()).ok());
+}
+
+TEST(SessionManagerTest, OpenResumePersistExpire) {
+  const Fixture f = Make(4);
+  const std::string dir = ::testing::TempDir() + "/sessions_" + std::to_string(getpid());
+  std::filesystem::remove_all(dir);
+  {
+    SessionManager m({600.0, dir});
+    ASSERT_TRUE(m.LoadState().ok());
+    EXPECT_FALSE(m.Open("x", nullptr).ok());  // new sessions need settings
+    EXPECT_THAT(m.Open("bad/id", &f.settings).status().message(), HasSubstr("session_id"));
+    auto opened = m.Open("", &f.settings);
+    ASSERT_TRUE(opened.ok());
+    EXPECT_FALSE(opened->second);
+    EXPECT_EQ(opened->first->id().size(), 16u);
+    auto a = m.Open("abc", &f.settings);
+    auto again = m.Open("abc", nullptr);
+    ASSERT_TRUE(again.ok());
+    EXPECT_TRUE(again->second);
+    EXPECT_EQ(again->first.get(), a->first.get());
+    Analyze(*a->first, f.wire);
+    ASSERT_TRUE(m.Persist(*a->first).ok());
+    EXPECT_TRUE(std::filesystem::exists(dir + "/abc.session.pb"));
+    // Idle: dropped, unless a stream is attached.
+    a->first->Attach();
+    m.ExpireIdle(absl::Now() + absl::Hours(1));
+    EXPECT_TRUE(m.Find("abc").ok());
+    EXPECT_FALSE(m.Find(opened->first->id()).ok());
+    a->first->Detach();
+  }
+  SessionManager restarted({600.0, dir});
+  ASSERT_TRUE(restarted.LoadState().ok());
+  absl::StatusOr<std::shared_ptr<Session>> back = restarted.Find("abc");
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(Analyze(**back, f.wire).misses, 0);
+  restarted.ExpireIdle(absl::Now() + absl::Hours(1));
+  EXPECT_FALSE(std::filesystem::exists(dir + "/abc.session.pb"));
+}
+
+TEST(SteeringTest, ErFlaggedAtomsMatchABruteForceCount) {
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<double> u(0, 100);
+  FrameAnalysis a;
+  a.width = a.height = 100;
+  for (int i = 0; i < 300; ++i) a.atoms.push_back({u(rng), u(rng), 1.0, 1.0f, 0});
+  for (double ds : {6.0, 12.0, 20.0}) {
+    std::vector<int> expected;
+    for (size_t i = 0; i < a.atoms.size(); ++i) {
+      std::vector<double> d;
+      for (size_t j = 0; j < a.atoms.size(); ++j) {
+        if (i != j)
+          d.push_back(std::hypot(a.atoms[i].x - a.atoms[j].x, a.atoms[i].y - a.atoms[j].y));
+      }
+      std::sort(d.begin(), d.end());
+      if (d[0] + d[1] + d[2] + d[3] < ds) expected.push_back(static_cast<int>(i));
+    }
+    EXPECT_EQ(ErFlaggedAtoms(a, ds, 4), expected) << "ds " << ds;
+  }
+}
+
+TEST(SteeringTest, RegionsAreRankedAndCapped) {
+  FrameAnalysis a;
+  a.width = a.height = 128;
+  for (int i = 0; i < 2; ++i) {
+    WindowResult w;
+    w.window = {i, {64 * i, 0, 64, 128}, {64 * i, 0, 64, 128}};
+    w.state = CacheState::kHit;
+    w.rewards.qc = i == 0 ? 0.9 : 0.01;        // window 0: count far off
+    w.tuned_rewards.qc = i == 1 ? 0.08 : 0.9;  // window 1: drifting (0.07 of 0.1)
+    w.rewards.num_expected = 50;
+    a.windows.push_back(w);
+  }
+  SteeringOptions o;
+  std::vector<SteeringRegion> r = FindRegionsOfInterest(a, o);
+  ASSERT_EQ(r.size(), 2u);
+  EXPECT_EQ(r[0].reason, SteeringRegion::Reason::kCountDeviation);
+  EXPECT_EQ(r[0].window, 0);
+  EXPECT_NEAR(r[0].score, 4.5, 1e-9);
+  EXPECT_EQ(r[1].reason, SteeringRegion::Reason::kRewardDrift);
+  EXPECT_EQ(r[1].window, 1);
+  EXPECT_NEAR(r[1].score, 0.7, 1e-9);
+  o.max_regions = 1;
+  EXPECT_EQ(FindRegionsOfInterest(a, o).size(), 1u);
+}
+
+TEST(OptionsTest, FileThenFlags) {
+  const std::string dir = ::testing::TempDir();
+  std::ofstream(dir + "/c.json") << R"({"listenAddress": "127.0.0.1:7000", "maxPixels": "1000"})";
+  bool help = false;
+  absl::StatusOr<v1::DaemonConfig> c =
+      ConfigFromCommandLine({"--config=" + dir + "/c.json", "--max_pixels=5000"}, &help);
+  ASSERT_TRUE(c.ok()) << c.status();
+  absl::StatusOr<ServerOptions> o = OptionsFromConfig(*c);
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->listen_address, "127.0.0.1:7000");
+  EXPECT_EQ(o->max_pixels, 5000);
+  EXPECT_EQ(o->max_concurrent_frames, ServerOptions().max_concurrent_frames);
+
+  std::ofstream(dir + "/c.textproto") << "state_dir: \"/tmp/x\"\nbogus: 1\n";
+  EXPECT_THAT(ConfigFromCommandLine({"--config=" + dir + "/c.textproto"}, &help).status().message(),
+              HasSubstr("bogus"));
+  EXPECT_THAT(ConfigFromCommandLine({"--max_pixels=abc"}, &help).status().message(),
+              HasSubstr("--max_pixels"));
+  EXPECT_THAT(ConfigFromCommandLine({"positional"}, &help).status().message(),
+              HasSubstr("--name=value"));
+  ASSERT_TRUE(ConfigFromCommandLine({"--help"}, &help).ok());
+  EXPECT_TRUE(help);
+  v1::DaemonConfig tls;
+  tls.set_tls_client_ca_file("ca.pem");
+  EXPECT_THAT(OptionsFromConfig(tls).status().message(), HasSubstr("tls_client_ca_file"));
+  v1::DaemonConfig level;
+  level.set_log_level("loud");
+  EXPECT_THAT(OptionsFromConfig(level).status().message(), HasSubstr("log_level"));
+}
+
+}  // namespace
+}  // namespace logstar::server
