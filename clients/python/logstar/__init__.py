@@ -17,7 +17,10 @@ frame as sent, origin at the centre of the top-left pixel; lengths in
 * :mod:`logstar.client`    Client, Session, Result/Dropped/Failed records
 * :mod:`logstar.frames`    numpy images ↔ Frame envelopes, metadata keys
 * :mod:`logstar.settings`  priors and settings from dicts and JSON files
+* :mod:`logstar.recording` .lsr recording files: read, write
+* :mod:`logstar.files`     .npy, TIFF, DM3/DM4/EMD (HyperSpy, optional)
 * :mod:`logstar.score`     matching atoms to ground truth
+* ``python3 -m logstar``  replay and record (see logstar.__main__)
 
 The messages and gRPC stubs in :mod:`logstar.v1` are generated from
 proto/logstar/v1 at build time.
@@ -34,13 +37,17 @@ from .client import Client, Dropped, Failed, Record, Result, Session, Tls
 from .errors import (AuthenticationError, FrameNotAnalysed, InvalidFrame, InvalidSettings,
                      LogstarError, MissingDependency, RecordingError, RpcFailed,
                      ServerUnavailable, StreamBroken)
+from .files import read_frames, read_image
+from .recording import (Recording, RecordedFrame, RecordingReader, RecordingWriter,
+                        read_recording)
 from .settings import session_settings
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AuthenticationError", "Client", "Dropped", "Failed", "FrameNotAnalysed", "InvalidFrame",
-    "InvalidSettings", "LogstarError", "MissingDependency", "Record", "RecordingError",
+    "InvalidSettings", "LogstarError", "MissingDependency", "Record",
+    "RecordedFrame", "Recording", "RecordingError", "RecordingReader", "RecordingWriter",
     "Result", "RpcFailed", "ServerUnavailable", "Session", "StreamBroken", "Tls",
-    "session_settings",
+    "read_frames", "read_image", "read_recording", "session_settings",
 ]
