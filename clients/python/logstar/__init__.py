@@ -19,6 +19,7 @@ frame as sent, origin at the centre of the top-left pixel; lengths in
 * :mod:`logstar.settings`  priors and settings from dicts and JSON files
 * :mod:`logstar.recording` .lsr recording files: read, write
 * :mod:`logstar.files`     .npy, TIFF, DM3/DM4/EMD (HyperSpy, optional)
+* :mod:`logstar.pull`      adapter for pull-based microscope APIs
 * :mod:`logstar.score`     matching atoms to ground truth
 * ``python3 -m logstar``  replay and record (see logstar.__main__)
 
@@ -38,6 +39,7 @@ from .errors import (AuthenticationError, FrameNotAnalysed, InvalidFrame, Invali
                      LogstarError, MissingDependency, RecordingError, RpcFailed,
                      ServerUnavailable, StreamBroken)
 from .files import read_frames, read_image
+from .pull import PullAdapter
 from .recording import (Recording, RecordedFrame, RecordingReader, RecordingWriter,
                         read_recording)
 from .settings import session_settings
@@ -46,7 +48,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AuthenticationError", "Client", "Dropped", "Failed", "FrameNotAnalysed", "InvalidFrame",
-    "InvalidSettings", "LogstarError", "MissingDependency", "Record",
+    "InvalidSettings", "LogstarError", "MissingDependency", "PullAdapter", "Record",
     "RecordedFrame", "Recording", "RecordingError", "RecordingReader", "RecordingWriter",
     "Result", "RpcFailed", "ServerUnavailable", "Session", "StreamBroken", "Tls",
     "read_frames", "read_image", "read_recording", "session_settings",
