@@ -17,6 +17,9 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   # scikit-image / scikit-learn references for goldens, tests and benchmarks
   python3 python3-numpy python3-scipy python3-skimage python3-sklearn
+  # the Python client (clients/python): gRPC and Protobuf runtimes, TIFF reading, its tests
+  # (its stubs come from protoc and protobuf-compiler-grpc's grpc_python_plugin, above)
+  python3-grpcio python3-protobuf python3-tifffile python3-pytest
 )
 
 missing=()

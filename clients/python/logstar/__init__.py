@@ -1,0 +1,55 @@
+"""logstar: the Python client of the logstar daemon (logstard).
+
+    import logstar
+    client = logstar.Client("127.0.0.1:50051")            # token=..., tls=...
+    session = client.session(prior="prior.json", settings={"window": 128},
+                             overload="block")
+    for record in session.stream(frames):                  # arrays or (array, metadata)
+        if record.ok:
+            xy = record.atoms                              # N×2 float64, x=column, y=row, px
+        else:
+            print(record)                                  # Dropped or Failed, never skipped
+
+Conventions everywhere: coordinates x = column, y = row, in pixels of the
+frame as sent, origin at the centre of the top-left pixel; lengths in
+ångström (Å) unless a name says px. Modules:
+
+* :mod:`logstar.client`    Client, Session, Result/Dropped/Failed records
+* :mod:`logstar.frames`    numpy images ↔ Frame envelopes, metadata keys
+* :mod:`logstar.settings`  priors and settings from dicts and JSON files
+* :mod:`logstar.recording` .lsr recording files: read, write
+* :mod:`logstar.files`     .npy, TIFF, DM3/DM4/EMD (HyperSpy, optional)
+* :mod:`logstar.pull`      adapter for pull-based microscope APIs
+* :mod:`logstar.score`     matching atoms to ground truth
+* ``python3 -m logstar``  replay and record (see logstar.__main__)
+
+The messages and gRPC stubs in :mod:`logstar.v1` are generated from
+proto/logstar/v1 at build time.
+"""
+try:
+    from .v1 import frame_pb2 as _frame_pb2  # noqa: F401  (generated at build time)
+except ImportError as _e:  # the source tree, not the built package
+    raise ImportError(
+        f"logstar.v1, the gRPC stubs generated from proto/ at build time, is missing "
+        f"({_e}); put BUILD_DIR/clients/python on PYTHONPATH, not the source tree") from None
+
+from . import score
+from .client import Client, Dropped, Failed, Record, Result, Session, Tls
+from .errors import (AuthenticationError, FrameNotAnalysed, InvalidFrame, InvalidSettings,
+                     LogstarError, MissingDependency, RecordingError, RpcFailed,
+                     ServerUnavailable, StreamBroken)
+from .files import read_frames, read_image
+from .pull import PullAdapter
+from .recording import (Recording, RecordedFrame, RecordingReader, RecordingWriter,
+                        read_recording)
+from .settings import session_settings
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AuthenticationError", "Client", "Dropped", "Failed", "FrameNotAnalysed", "InvalidFrame",
+    "InvalidSettings", "LogstarError", "MissingDependency", "PullAdapter", "Record",
+    "RecordedFrame", "Recording", "RecordingError", "RecordingReader", "RecordingWriter",
+    "Result", "RpcFailed", "ServerUnavailable", "Session", "StreamBroken", "Tls",
+    "read_frames", "read_image", "read_recording", "session_settings",
+]

@@ -1,0 +1,257 @@
+"""``python3 -m logstar``: replay and record recordings (.lsr).
+
+    python3 -m logstar replay FILE.lsr --server HOST:PORT [--speed 1|N|max] [--loop K]
+        [--overload block|latest-wins|reject] [--token T | --token-file F]
+        [--tls] [--tls-ca CA.pem] [--tls-cert C.pem --tls-key K.pem]
+    python3 -m logstar record --from FILE|DIR|GLOB... --prior PRIOR.json --out S.lsr [--fps F]
+
+replay sends the recorded frames at their original pace divided by
+``--speed`` (``max``: as fast as the server takes them, which implies the
+"block" overload policy unless ``--overload`` says otherwise), shows a
+progress line on stderr and a summary on stdout. Exit status: 0 when every
+frame was analysed; 1 when frames were lost (dropped, failed, unanswered,
+or a damaged file whose intact part was replayed); 2 for usage errors or an
+unreachable server.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import math
+import os
+import sys
+import time
+from typing import Iterator, List, Optional, Sequence
+
+import numpy as np
+
+from . import score
+from .client import Client, Dropped, Failed, Result, Tls
+from .errors import LogstarError, RecordingError, StreamBroken
+from .files import read_frames
+from .recording import RecordedFrame, RecordingWriter, read_recording
+from .settings import session_settings
+
+
+def _paced(frames: Sequence[RecordedFrame], speed: float, loops: int,
+           sent: List[float]) -> Iterator[tuple]:
+    """The recorded frames at their recorded offsets divided by speed
+    (speed inf: no waiting); the k-th item is tagged k."""
+    start = time.monotonic()
+    span = frames[-1].offset_ns if frames else 0
+    k = 0
+    for loop in range(loops):
+        for rf in frames:
+            if math.isfinite(speed):
+                # Later loops continue after the previous one, one mean frame interval apart.
+                gap = span / max(len(frames) - 1, 1)
+                target = start + (loop * (span + gap) + rf.offset_ns) / 1e9 / speed
+                delay = target - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            frame = type(rf.frame)()
+            frame.CopyFrom(rf.frame)
+            frame.sequence = 0  # the session numbers them, increasing over loops
+            sent.append(time.monotonic())
+            yield frame, {"tag": k}
+            k += 1
+
+
+def _percentile(values: List[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def replay(args: argparse.Namespace) -> int:
+    try:
+        rec = read_recording(args.file, allow_damaged=True)
+    except (OSError, RecordingError) as e:
+        print(f"replay: {e}", file=sys.stderr)
+        return 2
+    if rec.damage is not None:
+        print(f"replay: warning: {rec.damage}; replaying the {len(rec.frames)} intact frames",
+              file=sys.stderr)
+    speed = math.inf if args.speed == "max" else float(args.speed)
+    if not speed > 0:
+        print("replay: --speed must be > 0 or 'max'", file=sys.stderr)
+        return 2
+    overload = args.overload or ("block" if math.isinf(speed) else None)
+    token = args.token
+    if args.token_file:
+        with open(args.token_file) as f:
+            token = f.read().strip()
+    tls = False
+    if args.tls or args.tls_ca or args.tls_cert:
+        tls = Tls(ca=args.tls_ca, cert=args.tls_cert, key=args.tls_key,
+                  server_name=args.tls_server_name)
+
+    try:
+        client = Client(args.server, token=token, tls=tls, connect_timeout=args.connect_timeout)
+        prior = args.prior if args.prior else None
+        session = client.session(prior, rec.header.settings if prior is None else None,
+                                 overload=overload)
+    except LogstarError as e:
+        print(f"replay: {e}", file=sys.stderr)
+        return 2
+
+    pixel = session.settings.prior.pixel_size_angstrom
+    nn = session.settings.prior.nearest_neighbor_angstrom
+    counts = {"result": 0, "dropped": 0, "error": 0}
+    rtt_ms: List[float] = []
+    server_ms: List[float] = []
+    f1: List[float] = []
+    hits = lookups = 0
+    sent: List[float] = []
+    failures: List[str] = []
+    unanswered = 0
+    tty = sys.stderr.isatty()
+    last_progress = 0.0
+    t0 = time.monotonic()
+
+    def progress(final: bool = False) -> None:
+        elapsed = max(time.monotonic() - t0, 1e-9)
+        done = sum(counts.values())
+        line = (f"sent {len(sent)}  answered {done}  {done / elapsed:5.1f} fps  "
+                f"latency p50 {_percentile(rtt_ms, 50):6.1f} ms p99 "
+                f"{_percentile(rtt_ms, 99):6.1f} ms  cache hits "
+                f"{100.0 * hits / lookups if lookups else 0.0:5.1f} %  "
+                f"dropped {counts['dropped']}  failed {counts['error']}")
+        if tty:
+            print("\r" + line, end="\n" if final else "", file=sys.stderr, flush=True)
+        elif final or int(elapsed) != int(last_elapsed[0]):
+            print(line, file=sys.stderr, flush=True)
+        last_elapsed[0] = elapsed
+
+    last_elapsed = [0.0]
+    try:
+        for record in session.stream(_paced(rec.frames, speed, args.loop, sent)):
+            counts[record.kind] += 1
+            k = record.tag
+            if isinstance(record, Result):
+                rtt_ms.append((time.monotonic() - sent[k]) * 1e3)
+                server_ms.append(record.latency.total_ms)
+                hits += record.proto.cache_hits
+                lookups += (record.proto.cache_hits + record.proto.cache_misses
+                            + record.proto.cache_retunes)
+                rf = rec.frames[k % len(rec.frames)]
+                if rec.header.has_truth and len(rf.truth):
+                    px = pixel or rf.frame.pixel_size_x_angstrom
+                    if px > 0 and nn > 0:
+                        f1.append(score.match(record.atoms, rf.truth, 0.3 * nn / px).f1)
+            elif isinstance(record, Failed):
+                failures.append(f"frame {k}: {record.code}: {record.message}")
+            elif isinstance(record, Dropped):
+                pass
+            now = time.monotonic()
+            if now - last_progress > 0.25:
+                progress()
+                last_progress = now
+    except StreamBroken as e:
+        unanswered = len(e.unanswered)
+        failures.append(str(e))
+    except LogstarError as e:
+        print(f"\nreplay: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        failures.append("interrupted")
+    progress(final=True)
+    elapsed = time.monotonic() - t0
+
+    total = len(rec.frames) * args.loop
+    rows = [
+        ("recording", f"{args.file} ({len(rec.frames)} frames"
+                      f"{', damaged at byte ' + str(rec.damage.offset) if rec.damage else ''})"),
+        ("session", session.id),
+        ("frames sent", f"{len(sent)} of {total}"),
+        ("analysed", str(counts["result"])),
+        ("dropped", str(counts["dropped"])),
+        ("failed", str(counts["error"])),
+        ("unanswered", str(unanswered)),
+        ("wall time", f"{elapsed:.2f} s ({sum(counts.values()) / max(elapsed, 1e-9):.1f} fps)"),
+        ("latency (client)", f"p50 {_percentile(rtt_ms, 50):.1f} ms  p95 "
+                             f"{_percentile(rtt_ms, 95):.1f} ms  p99 "
+                             f"{_percentile(rtt_ms, 99):.1f} ms"),
+        ("latency (server)", f"p50 {_percentile(server_ms, 50):.1f} ms  p99 "
+                             f"{_percentile(server_ms, 99):.1f} ms"),
+        ("cache hit rate", f"{100.0 * hits / lookups:.1f} %" if lookups else "-"),
+    ]
+    if f1:
+        rows.append(("F1 vs truth", f"mean {np.mean(f1):.3f}  min {np.min(f1):.3f}"))
+    width = max(len(r[0]) for r in rows)
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
+    for line in failures[:10]:
+        print(f"replay: {line}", file=sys.stderr)
+    lost = counts["dropped"] + counts["error"] + unanswered + (total - len(sent))
+    return 1 if lost or rec.damage is not None else 0
+
+
+def record(args: argparse.Namespace) -> int:
+    paths: List[str] = []
+    for pattern in args.sources:
+        if os.path.isdir(pattern):
+            found = sorted(p for p in glob.glob(os.path.join(pattern, "*"))
+                           if os.path.splitext(p)[1].lower() in (".npy", ".tif", ".tiff", ".dm3",
+                                                                 ".dm4", ".emd"))
+        else:
+            found = sorted(glob.glob(pattern)) or [pattern]
+        paths.extend(found)
+    if not paths:
+        print("record: no input files", file=sys.stderr)
+        return 2
+    interval_ns = int(round(1e9 / args.fps))
+    try:
+        settings = session_settings(prior=args.prior)
+        n = 0
+        with RecordingWriter(args.out, settings, description=args.description,
+                             created_by="python3 -m logstar record") as w:
+            for path in paths:
+                for array, meta in read_frames(path):
+                    w.write(array, meta, offset_ns=n * interval_ns)
+                    n += 1
+    except (OSError, LogstarError) as e:
+        print(f"record: {e}", file=sys.stderr)
+        return 2
+    print(f"record: {n} frames from {len(paths)} file(s) -> {args.out}")
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python3 -m logstar",
+                                     description="logstar Python client tools")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("replay", help="replay a recording through logstard")
+    p.add_argument("file")
+    p.add_argument("--server", required=True, help="HOST:PORT of logstard")
+    p.add_argument("--speed", default="1", help="1 (recorded pace), N (N times faster) or max")
+    p.add_argument("--loop", type=int, default=1, help="replay the recording K times")
+    p.add_argument("--overload", choices=["block", "latest-wins", "reject"],
+                   help="overload policy (default: the recording's; block with --speed max)")
+    p.add_argument("--prior", help="PRIOR.json to use instead of the recording's settings")
+    p.add_argument("--token")
+    p.add_argument("--token-file")
+    p.add_argument("--tls", action="store_true", help="TLS with the system's roots")
+    p.add_argument("--tls-ca")
+    p.add_argument("--tls-cert")
+    p.add_argument("--tls-key")
+    p.add_argument("--tls-server-name")
+    p.add_argument("--connect-timeout", type=float, default=10.0)
+    p.set_defaults(run=replay)
+
+    p = sub.add_parser("record", help="write image files into a recording")
+    p.add_argument("--from", dest="sources", nargs="+", required=True,
+                   help="image files, directories or globs (.npy, .tif, .dm3/.dm4/.emd)")
+    p.add_argument("--prior", required=True, help="PRIOR.json")
+    p.add_argument("--out", required=True)
+    p.add_argument("--fps", type=float, default=1.0, help="frame rate to record (default 1)")
+    p.add_argument("--description", default="")
+    p.set_defaults(run=record)
+
+    args = parser.parse_args(argv)
+    if getattr(args, "loop", 1) < 1:
+        parser.error("--loop must be >= 1")
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,474 @@
+"""The gRPC client of logstard: :class:`Client`, :class:`Session` and the
+records a stream yields (:class:`Result`, :class:`Dropped`, :class:`Failed`).
+
+Contracts
+---------
+* Every frame sent on a stream gets exactly one record, in the order the
+  frames were given: a :class:`Result`, a :class:`Dropped` (the session's
+  overload policy dropped it) or a :class:`Failed` (the server refused it,
+  or the client could not encode it — wrong dtype or shape — in which case
+  it was not sent and the stream went on). None is skipped silently; asking
+  a Dropped or Failed record for ``atoms`` raises
+  :class:`~logstar.errors.FrameNotAnalysed`.
+* Atom positions are numpy arrays N×2 of float64 ``(x, y)``, x = column,
+  y = row, in pixels of the frame as sent, origin at the centre of the
+  top-left pixel. Lengths in settings and metadata are in ångström.
+* Sessions: :meth:`Client.session` opens (or resumes) a session on the
+  server at once, so a bad prior fails there and then; the session lives on
+  the server between streams (until its idle timeout) and ``stream`` may be
+  called again. The overload policy is the server's default (latest-wins,
+  right for live steering: stale frames are dropped) unless ``overload`` is
+  given — use ``"block"`` when every frame must be analysed.
+* Thread-safety: a Client and its Sessions may be shared between threads
+  (gRPC channels are thread-safe; the session's sequence counter is
+  locked). Each generator returned by ``stream`` must be consumed by one
+  thread; the frames iterable given to it is read from a gRPC thread.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import itertools
+import threading
+from typing import Any, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+
+import grpc
+import numpy as np
+
+from . import frames as _frames
+from . import settings as _settings
+from .errors import (AuthenticationError, FrameNotAnalysed, InvalidFrame, InvalidSettings,
+                     LogstarError, RpcFailed, ServerUnavailable, StreamBroken)
+from .v1 import frame_pb2, result_pb2, service_pb2, service_pb2_grpc, session_pb2
+
+# Frames up to 4096² float64 plus the envelope; results of dense frames can
+# exceed gRPC's 4 MiB default receive limit.
+_MAX_MESSAGE_BYTES = 256 << 20
+_HEALTH_STATUS = {0: "UNKNOWN", 1: "SERVING", 2: "NOT_SERVING", 3: "SERVICE_UNKNOWN"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Tls:
+    """TLS options. Paths of PEM files; ``ca`` verifies the server (None:
+    the system's roots); ``cert`` and ``key`` are the client's for mutual
+    TLS; ``server_name`` overrides the name checked in the server's
+    certificate (e.g. when connecting to an IP address)."""
+    ca: Optional[str] = None
+    cert: Optional[str] = None
+    key: Optional[str] = None
+    server_name: Optional[str] = None
+
+
+# ---------------------------------------------------------------------------
+# What a stream yields.
+
+class _Record:
+    ok: bool = False
+    kind: str = ""
+
+    def __init__(self, sequence: int, tag: Any) -> None:
+        self.sequence = sequence
+        self.tag = tag
+
+
+class Result(_Record):
+    """The analysis of one frame. ``atoms`` is N×2 float64 (x=column,
+    y=row, px); ``sigma`` (px) and ``response`` are per atom; ``proto``
+    is the full FrameResult (windows, rewards, regions of interest,
+    latency breakdown, counters)."""
+    ok = True
+    kind = "result"
+
+    def __init__(self, proto: result_pb2.FrameResult, tag: Any = None) -> None:
+        super().__init__(proto.sequence, tag)
+        self.proto = proto
+        n = len(proto.atoms)
+        self.atoms = np.fromiter(
+            itertools.chain.from_iterable((a.x, a.y) for a in proto.atoms),
+            dtype=np.float64, count=2 * n).reshape(n, 2)
+        self.sigma = np.fromiter((a.sigma for a in proto.atoms), dtype=np.float64, count=n)
+        self.response = np.fromiter((a.response for a in proto.atoms), dtype=np.float64, count=n)
+        self.width, self.height = proto.width, proto.height
+        self.partial = proto.partial
+        self.channel = proto.channel
+        self.rewards = proto.rewards
+        self.latency = proto.latency
+        self.regions_of_interest = list(proto.regions_of_interest)
+        self.counters = proto.counters
+
+    def __repr__(self) -> str:
+        return (f"Result(sequence={self.sequence}, atoms={len(self.atoms)}, "
+                f"total_ms={self.latency.total_ms:.1f})")
+
+
+class _NotAnalysed(_Record):
+    @property
+    def atoms(self) -> np.ndarray:
+        raise FrameNotAnalysed(f"frame {self.sequence} has no atoms: {self}")
+
+
+class Dropped(_NotAnalysed):
+    """A frame the session's overload policy dropped; ``reason`` is the
+    FrameDropped.Reason name, e.g. ``"REASON_SUPERSEDED"``."""
+    kind = "dropped"
+
+    def __init__(self, sequence: int, reason: str, tag: Any = None) -> None:
+        super().__init__(sequence, tag)
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"Dropped(sequence={self.sequence}, reason={self.reason})"
+
+
+class Failed(_NotAnalysed):
+    """A frame that could not be analysed. ``code`` is the gRPC status
+    name (e.g. ``"INVALID_ARGUMENT"``), ``message`` names the problem,
+    ``origin`` is ``"server"`` or ``"client"`` (refused before sending)."""
+    kind = "error"
+
+    def __init__(self, sequence: int, code: str, message: str, origin: str,
+                 tag: Any = None) -> None:
+        super().__init__(sequence, tag)
+        self.code = code
+        self.message = message
+        self.origin = origin
+
+    def __repr__(self) -> str:
+        return f"Failed(sequence={self.sequence}, {self.code} from {self.origin}: {self.message})"
+
+
+Record = Union[Result, Dropped, Failed]
+
+
+def _code_name(code: int) -> str:
+    for c in grpc.StatusCode:
+        if c.value[0] == code:
+            return c.name
+    return str(code)
+
+
+# ---------------------------------------------------------------------------
+
+class Client:
+    """A connection to logstard.
+
+    ``addr`` is ``host:port``. ``token`` is sent as ``authorization: Bearer
+    <token>`` on every RPC. ``tls``: False (plaintext, the daemon's default
+    on loopback), True (TLS with the system's roots) or a :class:`Tls`.
+    The constructor waits up to ``connect_timeout`` seconds for the
+    connection and raises :class:`ServerUnavailable` otherwise."""
+
+    def __init__(self, addr: str, token: Optional[str] = None,
+                 tls: Union[bool, Tls] = False, *, connect_timeout: float = 10.0) -> None:
+        self.addr = addr
+        self._metadata: Tuple[Tuple[str, str], ...] = (
+            (("authorization", f"Bearer {token}"),) if token else ())
+        options = [("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
+                   ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES)]
+        if tls is False or tls is None:
+            self._channel = grpc.insecure_channel(addr, options=options)
+        else:
+            t = Tls() if tls is True else tls
+
+            def read(path: Optional[str]) -> Optional[bytes]:
+                if path is None:
+                    return None
+                with open(path, "rb") as f:
+                    return f.read()
+            creds = grpc.ssl_channel_credentials(read(t.ca), read(t.key), read(t.cert))
+            if t.server_name:
+                options.append(("grpc.ssl_target_name_override", t.server_name))
+            self._channel = grpc.secure_channel(addr, creds, options=options)
+        try:
+            grpc.channel_ready_future(self._channel).result(timeout=connect_timeout)
+        except grpc.FutureTimeoutError:
+            self._channel.close()
+            raise ServerUnavailable(
+                f"cannot connect to logstard at {addr} within {connect_timeout:g} s "
+                f"(is it running and listening there? do the TLS settings match?)") from None
+        self._stub = service_pb2_grpc.LogStarStub(self._channel)
+        self._health = self._channel.unary_unary(
+            "/grpc.health.v1.Health/Check",
+            request_serializer=lambda b: b, response_deserializer=lambda b: b)
+
+    # -- plumbing
+    def _error(self, e: grpc.RpcError, what: str,
+               invalid: type = InvalidSettings) -> LogstarError:
+        code, details = e.code(), e.details()
+        msg = f"{what}: {code.name}: {details}"
+        if code == grpc.StatusCode.UNAVAILABLE:
+            return ServerUnavailable(f"{what}: logstard at {self.addr} is unavailable: {details}")
+        if code == grpc.StatusCode.UNAUTHENTICATED:
+            return AuthenticationError(f"{what}: {details} (give Client(token=...))")
+        if code == grpc.StatusCode.INVALID_ARGUMENT:
+            return invalid(msg)
+        return RpcFailed(msg, code.name)
+
+    # -- API
+    def health(self, service: str = "", timeout: float = 10.0) -> str:
+        """The standard gRPC health check: ``"SERVING"``, ``"NOT_SERVING"``,
+        ... for ``service`` (``""``: the server; ``"logstar.v1.LogStar"``).
+        logstard answers it without the bearer token, as probes have none."""
+        # HealthCheckRequest{string service = 1} and HealthCheckResponse
+        # {enum status = 1}, encoded by hand: Debian ships no Python stubs
+        # of grpc.health.v1.
+        name = service.encode()
+        if len(name) > 127:
+            raise ValueError("health: service name too long")
+        request = (b"\x0a" + bytes([len(name)]) + name) if name else b""
+        try:
+            response = self._health(request, metadata=self._metadata, timeout=timeout)
+        except grpc.RpcError as e:
+            raise self._error(e, "health check") from None
+        status = response[1] if len(response) >= 2 and response[0] == 0x08 else 0
+        return _HEALTH_STATUS.get(status, str(status))
+
+    def session(self, prior: Optional[_settings.PriorLike] = None,
+                settings: Optional[Union[_settings.AnalysisLike,
+                                         session_pb2.SessionSettings]] = None,
+                *, overload: Optional[str] = None, queue_capacity: Optional[int] = None,
+                session_id: str = "") -> "Session":
+        """Opens a session with a prior (and analysis settings), or resumes
+        the session ``session_id`` (its settings are kept unless given).
+
+        ``settings``: AnalysisSettings or a dict of its fields, e.g.
+        ``{"window": 128, "evaluations": 20}``; or a whole SessionSettings.
+        ``overload``: ``"block"``, ``"latest-wins"`` or ``"reject"``."""
+        given = prior is not None or settings is not None or overload is not None \
+            or queue_capacity is not None
+        if not given and not session_id:
+            raise InvalidSettings("a new session needs a prior (or settings); "
+                                  "give prior=... or session_id= of an existing session")
+        open_ = service_pb2.OpenSession(session_id=session_id)
+        if given:
+            open_.settings.CopyFrom(_settings.session_settings(
+                prior, settings, overload, queue_capacity))
+        info = self._open(open_)
+        return Session(self, info)
+
+    def _open(self, open_: service_pb2.OpenSession) -> service_pb2.SessionInfo:
+        # A stream with only the open request: the server creates (or
+        # resumes) the session, answers `opened` and ends the stream.
+        try:
+            call = self._stub.Stream(iter([service_pb2.StreamRequest(open=open_)]),
+                                     metadata=self._metadata, timeout=30)
+            responses = list(call)
+        except grpc.RpcError as e:
+            raise self._error(e, "opening the session") from None
+        if not responses or responses[0].WhichOneof("kind") != "opened":
+            raise RpcFailed("opening the session: the server did not answer `opened`")
+        return responses[0].opened
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+@dataclasses.dataclass
+class _Pending:
+    sequence: int
+    tag: Any
+    failure: Optional[InvalidFrame] = None  # set: refused by the client, not sent
+
+
+class Session:
+    """A session on the server: its id, settings and cache. Made by
+    :meth:`Client.session`."""
+
+    def __init__(self, client: Client, info: service_pb2.SessionInfo) -> None:
+        self._client = client
+        self.id: str = info.session_id
+        self._info = info
+        self._lock = threading.Lock()
+        # Sequence numbers increase over all streams of this Session object.
+        self._sequence = itertools.count(1)
+
+    @property
+    def settings(self) -> session_pb2.SessionSettings:
+        """The settings as last seen from the server."""
+        return self._info.settings
+
+    def _next_sequence(self) -> int:
+        with self._lock:
+            return next(self._sequence)
+
+    def _prepare(self, item: Any) -> Tuple[Optional[frame_pb2.Frame], _Pending]:
+        """A frame stream item to a Frame; an item the client cannot encode
+        becomes a _Pending with its failure instead."""
+        message, tag = item, None
+        if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], frame_pb2.Frame):
+            message, tag = item[0], dict(item[1] or {}).get("tag")
+        if isinstance(message, frame_pb2.Frame):  # e.g. from a recording: sent as recorded
+            f = frame_pb2.Frame()
+            f.CopyFrom(message)
+            if f.sequence == 0:
+                f.sequence = self._next_sequence()
+            f.session_id = ""
+            return f, _Pending(f.sequence, tag)
+        sequence = self._next_sequence()
+        tag = None
+        try:
+            array, meta = _frames.split_item(item)
+            tag = meta.pop("tag", None)
+            return _frames.to_frame(array, meta, sequence), _Pending(sequence, tag)
+        except InvalidFrame as e:
+            return None, _Pending(sequence, tag, e)
+
+    def stream(self, frames: Iterable[Any], *, timeout: Optional[float] = None
+               ) -> Iterator[Record]:
+        """Streams frames and yields one record per frame, in order.
+
+        Items of ``frames``: a 2-D numpy array, ``(array, metadata)`` with
+        metadata as in :data:`logstar.frames.METADATA_KEYS` (a ``"tag"``
+        comes back on the record), or a ``Frame`` message (e.g. from a
+        recording; ``(frame, {"tag": ...})`` to tag it). ``frames`` may be a generator producing frames as the
+        microscope delivers them; it is read as the server takes frames
+        (back-pressure under the "block" policy). If it raises, the frames
+        before are still answered and then the exception is re-raised.
+        Raises :class:`StreamBroken` when the stream ends before every sent
+        frame is answered (e.g. the server shut down), after yielding what
+        was answered."""
+        pending: "collections.deque[_Pending]" = collections.deque()
+        source_error: List[BaseException] = []
+        items = iter(frames)
+
+        def requests() -> Iterator[service_pb2.StreamRequest]:
+            yield service_pb2.StreamRequest(open=service_pb2.OpenSession(session_id=self.id))
+            while True:
+                try:
+                    item = next(items)
+                except StopIteration:
+                    return
+                except Exception as e:  # the caller's frame source failed: half-close
+                    source_error.append(e)
+                    return
+                frame, p = self._prepare(item)
+                # Registered before it is sent, so its answer always finds it.
+                pending.append(p)
+                if frame is not None:
+                    _frames.now_timestamp(frame.send_time)
+                    yield service_pb2.StreamRequest(frame=frame)
+
+        call = self._client._stub.Stream(requests(), metadata=self._client._metadata,
+                                         timeout=timeout)
+        opened = False
+        try:
+            for response in call:
+                kind = response.WhichOneof("kind")
+                if kind == "opened":
+                    opened = True
+                    self._info = response.opened
+                    continue
+                # Frames the client refused sit between the ones sent.
+                while pending and (pending[0].failure is not None
+                                   and pending[0].sequence != response.sequence):
+                    yield self._local_failure(pending.popleft())
+                if not pending or pending[0].sequence != response.sequence:
+                    raise LogstarError(f"stream: the server answered frame {response.sequence} "
+                                       f"out of order (protocol error)")
+                yield self._record(response, pending.popleft().tag)
+        except grpc.RpcError as e:
+            unanswered = [p.sequence for p in pending if p.failure is None]
+            if source_error and e.code() == grpc.StatusCode.CANCELLED:
+                raise source_error[0]
+            if not opened:
+                raise self._client._error(e, "stream") from None
+            raise StreamBroken(
+                f"stream of session {self.id} ended with {e.code().name}: {e.details()}; "
+                f"{len(unanswered)} frame(s) sent got no answer", e.code().name,
+                unanswered) from None
+        finally:
+            call.cancel()  # no-op when finished; frees the call when the caller stops early
+        unanswered = []
+        while pending:
+            p = pending.popleft()
+            if p.failure is not None:
+                yield self._local_failure(p)
+            else:
+                unanswered.append(p.sequence)
+        if unanswered:
+            raise StreamBroken(f"stream of session {self.id} ended OK but {len(unanswered)} "
+                               f"frame(s) got no answer", "OK", unanswered)
+        if source_error:
+            raise source_error[0]
+
+    @staticmethod
+    def _local_failure(p: _Pending) -> Failed:
+        return Failed(p.sequence, "INVALID_ARGUMENT", str(p.failure), "client", p.tag)
+
+    @staticmethod
+    def _record(response: service_pb2.StreamResponse, tag: Any) -> Record:
+        kind = response.WhichOneof("kind")
+        if kind == "result":
+            return Result(response.result, tag)
+        if kind == "dropped":
+            return Dropped(response.sequence,
+                           service_pb2.FrameDropped.Reason.Name(response.dropped.reason), tag)
+        if kind == "error":
+            return Failed(response.sequence, _code_name(response.error.code),
+                          response.error.message, "server", tag)
+        raise LogstarError(f"stream: unexpected answer {kind!r} for frame {response.sequence}")
+
+    def analyze(self, array: np.ndarray, meta: Optional[_frames.Metadata] = None,
+                timeout: Optional[float] = None) -> Result:
+        """One frame through the unary AnalyzeFrame with this session's
+        settings and cache. Raises InvalidFrame (naming the problem) for a
+        frame the client or server refuses."""
+        meta = dict(meta or {})
+        tag = meta.pop("tag", None)
+        request = service_pb2.AnalyzeFrameRequest()
+        _frames.to_frame(array, meta, self._next_sequence(), request.frame)
+        request.frame.session_id = self.id
+        _frames.now_timestamp(request.frame.send_time)
+        try:
+            result = self._client._stub.AnalyzeFrame(request, metadata=self._client._metadata,
+                                                     timeout=timeout)
+        except grpc.RpcError as e:
+            raise self._client._error(e, f"analyze (session {self.id})", InvalidFrame) from None
+        return Result(result, tag)
+
+    def update(self, prior: Optional[_settings.PriorLike] = None,
+               settings: Optional[_settings.AnalysisLike] = None, *,
+               overload: Optional[str] = None, queue_capacity: Optional[int] = None,
+               choices: Sequence[Tuple[int, int]] = ()) -> service_pb2.SessionInfo:
+        """Changes the session's settings mid-stream (only the parts given;
+        the rest stay as they are) and/or the operator's choices on Pareto
+        fronts, ``(window, front_index)`` pairs (window -1: every window).
+        Applies from the next frame analysed. Returns the SessionInfo."""
+        request = service_pb2.UpdateSessionRequest(session_id=self.id)
+        if any(v is not None for v in (prior, settings, overload, queue_capacity)):
+            request.settings.CopyFrom(_settings.session_settings(
+                prior, settings, overload, queue_capacity, base=self._info.settings))
+        for window, index in choices:
+            request.choices.add(window=window, front_index=index)
+        try:
+            info = self._client._stub.UpdateSession(request, metadata=self._client._metadata)
+        except grpc.RpcError as e:
+            raise self._client._error(e, f"update session {self.id}") from None
+        self._info = info
+        return info
+
+    def info(self, include_cache: bool = False) -> service_pb2.SessionInfo:
+        """The session's settings, counters and (optionally) cache."""
+        try:
+            info = self._client._stub.GetSession(
+                service_pb2.GetSessionRequest(session_id=self.id, include_cache=include_cache),
+                metadata=self._client._metadata)
+        except grpc.RpcError as e:
+            raise self._client._error(e, f"session {self.id}") from None
+        self._info = info
+        return info
+
+    def reset(self, delete: bool = False) -> service_pb2.SessionInfo:
+        """Empties the session's cache, or deletes the session."""
+        try:
+            return self._client._stub.ResetSession(
+                service_pb2.ResetSessionRequest(session_id=self.id, delete_session=delete),
+                metadata=self._client._metadata)
+        except grpc.RpcError as e:
+            raise self._client._error(e, f"reset session {self.id}") from None

@@ -1,0 +1,103 @@
+"""Session settings from the forms people have them in.
+
+* A physics prior: a ``PhysicsPrior`` message, a dict with its field names
+  (the ``prior.json`` that ``logstar synth`` writes and ``logstar analyze``
+  reads: ``pixel_size_angstrom``, ``column_density_per_nm2``,
+  ``nearest_neighbor_angstrom``, optionally ``lattice``), or the path of
+  such a JSON file. Lengths in Å, densities per nm².
+* Analysis settings: an ``AnalysisSettings`` message or a dict of its
+  fields (``window``, ``evaluations``, ``seed``, ...; px where lengths).
+* The overload policy by name: ``"block"``, ``"latest-wins"``,
+  ``"reject"`` (see session.proto).
+
+Pure functions; thread-safe.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Mapping, Optional, Union
+
+from google.protobuf import json_format
+
+from .errors import InvalidSettings
+from .v1 import session_pb2
+
+PriorLike = Union[session_pb2.PhysicsPrior, Mapping[str, Any], str, os.PathLike]
+AnalysisLike = Union[session_pb2.AnalysisSettings, Mapping[str, Any]]
+
+OVERLOAD_POLICIES = {
+    "block": session_pb2.OVERLOAD_POLICY_BLOCK,
+    "latest-wins": session_pb2.OVERLOAD_POLICY_LATEST_WINS,
+    "reject": session_pb2.OVERLOAD_POLICY_REJECT,
+}
+
+
+def _from_dict(message, value: Mapping[str, Any], what: str):
+    try:
+        return json_format.ParseDict(dict(value), message)
+    except json_format.ParseError as e:
+        raise InvalidSettings(f"{what}: {e}") from None
+
+
+def prior_message(prior: PriorLike) -> session_pb2.PhysicsPrior:
+    """A PhysicsPrior from a message, a dict or a JSON file's path."""
+    if isinstance(prior, session_pb2.PhysicsPrior):
+        return prior
+    if isinstance(prior, (str, os.PathLike)):
+        try:
+            with open(prior) as f:
+                value = json.load(f)
+        except (OSError, ValueError) as e:
+            raise InvalidSettings(f"prior file {os.fspath(prior)}: {e}") from None
+        return _from_dict(session_pb2.PhysicsPrior(), value, f"prior file {os.fspath(prior)}")
+    if isinstance(prior, Mapping):
+        return _from_dict(session_pb2.PhysicsPrior(), prior, "prior")
+    raise InvalidSettings(f"prior: expected a PhysicsPrior, a dict or a JSON path, "
+                          f"got {type(prior).__name__}")
+
+
+def analysis_message(settings: AnalysisLike) -> session_pb2.AnalysisSettings:
+    if isinstance(settings, session_pb2.AnalysisSettings):
+        return settings
+    if isinstance(settings, Mapping):
+        return _from_dict(session_pb2.AnalysisSettings(), settings, "settings")
+    raise InvalidSettings(f"settings: expected AnalysisSettings or a dict, "
+                          f"got {type(settings).__name__}")
+
+
+def overload_value(policy: Union[str, int]) -> int:
+    if isinstance(policy, int):
+        return policy
+    try:
+        return OVERLOAD_POLICIES[policy]
+    except KeyError:
+        raise InvalidSettings(f"overload policy {policy!r}: use one of "
+                              f"{sorted(OVERLOAD_POLICIES)}") from None
+
+
+def session_settings(prior: Optional[PriorLike] = None,
+                     settings: Optional[Union[AnalysisLike, session_pb2.SessionSettings]] = None,
+                     overload: Optional[Union[str, int]] = None,
+                     queue_capacity: Optional[int] = None,
+                     base: Optional[session_pb2.SessionSettings] = None
+                     ) -> session_pb2.SessionSettings:
+    """SessionSettings: ``base`` (copied) with the given parts replaced.
+
+    ``settings`` may also be a whole SessionSettings, which then takes the
+    place of ``base``."""
+    out = session_pb2.SessionSettings()
+    if isinstance(settings, session_pb2.SessionSettings):
+        out.CopyFrom(settings)
+        settings = None
+    elif base is not None:
+        out.CopyFrom(base)
+    if prior is not None:
+        out.prior.CopyFrom(prior_message(prior))
+    if settings is not None:
+        out.analysis.CopyFrom(analysis_message(settings))
+    if overload is not None:
+        out.overload_policy = overload_value(overload)
+    if queue_capacity is not None:
+        out.queue_capacity = int(queue_capacity)
+    return out
