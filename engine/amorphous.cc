@@ -7,6 +7,7 @@
 #include <utility>
 
 #include <opencv2/core.hpp>
+#include <opencv2/imgproc.hpp>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -19,13 +20,6 @@ namespace {
 
 constexpr CovarianceType kTypes[] = {CovarianceType::kFull, CovarianceType::kTied,
                                      CovarianceType::kDiag, CovarianceType::kSpherical};
-
-double Median(std::vector<double> v) {
-  if (v.empty()) return 0.0;
-  auto mid = v.begin() + v.size() / 2;
-  std::nth_element(v.begin(), mid, v.end());
-  return *mid;
-}
 
 // Parabolic sub-pixel offset of a peak from three samples (left, centre, right).
 double PeakOffset(double l, double c, double r) {
@@ -95,8 +89,12 @@ absl::Status AmorphousOptions::Validate() const {
         absl::StrCat("amorphous option ", field, " must be ", want, ", got ", v));
   };
   if (pca_components < 1) return bad("pca_components", pca_components, ">= 1");
-  if (!(dispersion_ratio > 0.0 && std::isfinite(dispersion_ratio)))
-    return bad("dispersion_ratio", dispersion_ratio, "> 0");
+  if (!(dispersion_ratio > 1.0 && std::isfinite(dispersion_ratio)))
+    return bad("dispersion_ratio", dispersion_ratio, "> 1");
+  if (!(floor_min_weight >= 0.0 && floor_min_weight < 1.0))
+    return bad("floor_min_weight", floor_min_weight, "in [0, 1)");
+  if (!(smoothing_sigma_nn >= 0.0 && smoothing_sigma_nn <= 1.0))
+    return bad("smoothing_sigma_nn", smoothing_sigma_nn, "in [0, 1]");
   if (num_translations < 1) return bad("num_translations", num_translations, ">= 1");
   if (!(mask_radius_nn > 0.0 && std::isfinite(mask_radius_nn)))
     return bad("mask_radius_nn", mask_radius_nn, "> 0");
@@ -114,8 +112,8 @@ absl::Status AmorphousOptions::Validate() const {
   if (!(evidence_weight >= 0.0 && std::isfinite(evidence_weight)))
     return bad("evidence_weight", evidence_weight, ">= 0");
   if (!(min_share > 0.0 && min_share < 1.0)) return bad("min_share", min_share, "in (0, 1)");
-  if (!(outlier_factor > 1.0 && std::isfinite(outlier_factor)))
-    return bad("outlier_factor", outlier_factor, "> 1");
+  if (!(evidence_separation > 0.0 && std::isfinite(evidence_separation)))
+    return bad("evidence_separation", evidence_separation, "> 0");
   GmmOptions gmm;
   gmm.reg_covar = reg_covar;
   gmm.tol = tol;
@@ -138,23 +136,28 @@ absl::StatusOr<FeatureClassification> ClassifyFeatures(const Eigen::MatrixXd& fe
   g.seed = options.seed;
   LOGSTAR_ASSIGN_OR_RETURN(const GaussianMixture mixture, GaussianMixture::Fit(features, g));
   LOGSTAR_ASSIGN_OR_RETURN(const Eigen::MatrixXd proba, mixture.PredictProba(features));
-  const Eigen::Index n = features.rows(), k = features.cols();
-  // Noise floor: median squared distance to the coordinate-wise median.
-  Eigen::RowVectorXd med(k);
-  for (Eigen::Index c = 0; c < k; ++c) {
-    med(c) = Median(std::vector<double>(features.col(c).data(), features.col(c).data() + n));
-  }
-  std::vector<double> d2(n);
-  for (Eigen::Index i = 0; i < n; ++i) d2[i] = (features.row(i) - med).squaredNorm();
+  const Eigen::Index n = features.rows();
+  const int num = mixture.num_components();
   FeatureClassification out;
-  out.noise_floor = std::max(Median(d2), std::numeric_limits<double>::min());
   out.weights = mixture.weights();
-  out.posterior = Eigen::VectorXd::Zero(n);
-  for (int c = 0; c < mixture.num_components(); ++c) {
-    const Eigen::VectorXd scatter =
+  std::vector<double> scatter(num);
+  for (int c = 0; c < num; ++c) {
+    const Eigen::VectorXd d2 =
         (features.rowwise() - mixture.means().row(c)).rowwise().squaredNorm();
     const double mass = proba.col(c).sum();
-    const double dispersion = mass > 0.0 ? proba.col(c).dot(scatter) / mass / out.noise_floor : 0.0;
+    scatter[c] = mass > 0.0 ? proba.col(c).dot(d2) / mass : 0.0;
+  }
+  // Noise floor: the tightest component big enough to be the crystal (a
+  // component of a few atoms can be tighter than the noise by chance).
+  double floor = std::numeric_limits<double>::infinity();
+  for (int c = 0; c < num; ++c) {
+    if (out.weights(c) >= options.floor_min_weight) floor = std::min(floor, scatter[c]);
+  }
+  if (!std::isfinite(floor)) floor = *std::min_element(scatter.begin(), scatter.end());
+  out.noise_floor = std::max(floor, std::numeric_limits<double>::min());
+  out.posterior = Eigen::VectorXd::Zero(n);
+  for (int c = 0; c < num; ++c) {
+    const double dispersion = scatter[c] / out.noise_floor;
     out.dispersion.push_back(dispersion);
     const bool amorphous = dispersion > options.dispersion_ratio;
     out.component_amorphous.push_back(amorphous);
@@ -170,11 +173,61 @@ PatchSizeRange ResolvePatchSizes(const AmorphousOptions& options, const PhysicsP
   return r;
 }
 
+namespace {
+
 // The evidence is read at the middle of the searched patch sizes, fixed for
 // the frame so that candidates cannot change it.
 int EvidencePatch(const AmorphousOptions& options, const PhysicsPrior& prior) {
-  return OddPatch(0.5 * (options.min_patch_nn + options.max_patch_nn) * prior.NearestNeighborPx());
+  const PatchSizeRange r = ResolvePatchSizes(options, prior);
+  return std::clamp(
+      OddPatch(0.5 * (options.min_patch_nn + options.max_patch_nn) * prior.NearestNeighborPx()),
+      r.lower, r.upper);
 }
+
+// 1 vs 2 components on the per-atom log energy (see the file comment);
+// `high` receives, per row of `d`, whether the atom counts as evidence.
+absl::StatusOr<AmorphousEvidence> ReadEvidence(const Eigen::MatrixXd& d, int size_px,
+                                               const AmorphousOptions& options,
+                                               std::vector<bool>& high) {
+  high.assign(d.rows(), false);
+  AmorphousEvidence ev;
+  ev.patch_size_px = size_px;
+  Eigen::MatrixXd energy(d.rows(), 1);
+  for (Eigen::Index i = 0; i < d.rows(); ++i) {
+    // The floor keeps log finite for a noiseless exact copy.
+    energy(i, 0) = std::log(d.row(i).squaredNorm() + 1e-12);
+  }
+  GmmOptions g;
+  g.reg_covar = options.reg_covar;
+  g.tol = options.tol;
+  g.max_iter = options.max_iter;
+  g.n_init = options.n_init;
+  g.seed = options.seed;
+  g.num_components = 1;
+  LOGSTAR_ASSIGN_OR_RETURN(const GaussianMixture one, GaussianMixture::Fit(energy, g));
+  g.num_components = 2;
+  absl::StatusOr<GaussianMixture> two = GaussianMixture::Fit(energy, g);
+  // A collapsed second component is no evidence of a second population.
+  if (!two.ok()) {
+    if (two.status().code() == absl::StatusCode::kFailedPrecondition) return ev;
+    return two.status();
+  }
+  LOGSTAR_ASSIGN_OR_RETURN(const double bic1, one.Bic(energy));
+  LOGSTAR_ASSIGN_OR_RETURN(const double bic2, two->Bic(energy));
+  const int hi = two->means()(1, 0) > two->means()(0, 0) ? 1 : 0, lo = 1 - hi;
+  ev.bic_gain = bic1 - bic2;
+  ev.high_weight = two->weights()(hi);
+  ev.separation = (two->means()(hi, 0) - two->means()(lo, 0)) /
+                  std::sqrt(std::max(two->covariances()[lo](0, 0), 1e-300));
+  if (ev.bic_gain > 0.0 && ev.separation >= options.evidence_separation) {
+    ev.share = ev.high_weight;
+    LOGSTAR_ASSIGN_OR_RETURN(const Eigen::MatrixXd proba, two->PredictProba(energy));
+    for (Eigen::Index i = 0; i < d.rows(); ++i) high[i] = proba(i, hi) > 0.5;
+  }
+  return ev;
+}
+
+}  // namespace
 
 absl::StatusOr<AmorphousScene> AmorphousScene::Create(const cv::Mat& image,
                                                       absl::Span<const PointXY> atoms,
@@ -197,42 +250,55 @@ absl::StatusOr<AmorphousScene> AmorphousScene::Create(const cv::Mat& image,
     }
   }
   AmorphousScene s;
-  s.image_ = image;
+  s.width_ = image.cols;
+  s.height_ = image.rows;
   s.atoms_.assign(atoms.begin(), atoms.end());
   s.options_ = options;
   s.nn_px_ = prior.NearestNeighborPx();
-  s.translations_ = LatticeTranslations(image, s.nn_px_, options.num_translations);
+  const double sigma = options.smoothing_sigma_nn * s.nn_px_;
+  if (sigma > 0.0) {
+    cv::GaussianBlur(image, s.smoothed_, cv::Size(), sigma, sigma, cv::BORDER_REFLECT);
+  } else {
+    s.smoothed_ = image.clone();
+  }
+  s.translations_ = LatticeTranslations(s.smoothed_, s.nn_px_, options.num_translations);
   if (s.translations_.empty()) {
     return absl::InvalidArgumentError(
         "amorphous: the frame shows no lattice period (no autocorrelation peak beyond 0.7 "
         "nearest-neighbour distances); it is too small or featureless");
   }
-  // The frame's evidence: outliers of the lattice-difference energy at the
-  // smallest patch size of the search.
-  std::vector<int> kept;
-  LOGSTAR_ASSIGN_OR_RETURN(const Eigen::MatrixXd d,
-                           s.Features(EvidencePatch(options, prior), kept));
+  const PatchSizeRange sizes = ResolvePatchSizes(options, prior);
+  s.min_half_ = sizes.lower / 2;
+  const int max_half = std::max(sizes.upper / 2, sizes.lower / 2 + 1);
+  s.sizes_.resize(max_half - s.min_half_ + 1);
+  for (int h = s.min_half_; h <= max_half; ++h) {
+    LOGSTAR_RETURN_IF_ERROR(s.Prepare(2 * h + 1, s.sizes_[h - s.min_half_]));
+  }
+  const int evidence_size = EvidencePatch(options, prior);
+  const SizeFeatures& e = s.sizes_[evidence_size / 2 - s.min_half_];
   const int need = std::max({options.max_components, options.pca_components + 1, 2});
-  if (static_cast<int>(kept.size()) < need) {
+  if (static_cast<int>(e.kept.size()) < need) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "amorphous: ", kept.size(), " of ", atoms.size(),
+        "amorphous: ", e.kept.size(), " of ", atoms.size(),
         " atoms are far enough from the border to classify; the mixture needs at least ", need));
   }
-  std::vector<double> energy(d.rows());
-  for (Eigen::Index i = 0; i < d.rows(); ++i) energy[i] = d.row(i).squaredNorm();
-  const double median = Median(energy);
-  int outliers = 0;
-  for (double e : energy) outliers += e > options.outlier_factor * median;
-  s.evidence_ = static_cast<double>(outliers) / energy.size();
+  std::vector<bool> high;
+  LOGSTAR_ASSIGN_OR_RETURN(s.evidence_, ReadEvidence(e.differences, evidence_size, options, high));
+  std::vector<PointXY> painted;
+  for (size_t r = 0; r < e.kept.size(); ++r) {
+    if (high[r]) painted.push_back(s.atoms_[e.kept[r]]);
+  }
+  LOGSTAR_ASSIGN_OR_RETURN(const RegionSet evidence_regions, s.Paint(painted));
+  s.evidence_.area_fraction = evidence_regions.area_fraction;
   return s;
 }
 
-absl::StatusOr<Eigen::MatrixXd> AmorphousScene::Features(int size_px,
-                                                         std::vector<int>& kept) const {
+absl::Status AmorphousScene::Prepare(int size_px, SizeFeatures& out) const {
   LOGSTAR_RETURN_IF_ERROR(PatchOptions{.size_px = size_px}.Validate());
   const int half = size_px / 2, d = size_px * size_px;
+  std::vector<int>& kept = out.kept;
   kept.clear();
-  Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> out(atoms_.size(), d);
+  Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> rows(atoms_.size(), d);
   Eigen::RowVectorXd p(d), q(d);
   auto normalise = [&](Eigen::RowVectorXd& v) {
     if (!options_.normalize_patches) return;
@@ -242,27 +308,79 @@ absl::StatusOr<Eigen::MatrixXd> AmorphousScene::Features(int size_px,
   };
   for (size_t i = 0; i < atoms_.size(); ++i) {
     const PointXY& a = atoms_[i];
-    if (!PatchInside(image_.cols, image_.rows, a.x, a.y, half)) continue;
-    SamplePatch(image_, a.x, a.y, size_px, p.data());
+    if (!PatchInside(width_, height_, a.x, a.y, half)) continue;
+    SamplePatch(smoothed_, a.x, a.y, size_px, p.data());
     normalise(p);
     double best = std::numeric_limits<double>::infinity();
     const Eigen::Index row = static_cast<Eigen::Index>(kept.size());
     for (const PointXY& t : translations_) {
       for (double sign : {1.0, -1.0}) {
         const double x = a.x + sign * t.x, y = a.y + sign * t.y;
-        if (!PatchInside(image_.cols, image_.rows, x, y, half)) continue;
-        SamplePatch(image_, x, y, size_px, q.data());
+        if (!PatchInside(width_, height_, x, y, half)) continue;
+        SamplePatch(smoothed_, x, y, size_px, q.data());
         normalise(q);
         const double e = (p - q).squaredNorm();
         if (e < best) {
           best = e;
-          out.row(row) = p - q;
+          rows.row(row) = p - q;
         }
       }
     }
     if (std::isfinite(best)) kept.push_back(static_cast<int>(i));
   }
-  return Eigen::MatrixXd(out.topRows(kept.size()));
+  out.differences = rows.topRows(kept.size());
+  out.projected.resize(0, 0);
+  const Eigen::Index n = out.differences.rows();
+  if (n < 2) return absl::OkStatus();  // too few atoms; Evaluate reports it
+  const int k =
+      std::min<int>(options_.pca_components, static_cast<int>(std::min<Eigen::Index>(n, d)));
+  LOGSTAR_ASSIGN_OR_RETURN(const Pca pca, Pca::Fit(out.differences, {.num_components = k}));
+  LOGSTAR_ASSIGN_OR_RETURN(out.projected, pca.Transform(out.differences));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<const AmorphousScene::SizeFeatures*> AmorphousScene::At(int size_px) const {
+  const int i = size_px / 2 - min_half_;
+  if (size_px % 2 == 0 || i < 0 || i >= static_cast<int>(sizes_.size())) {
+    return absl::InvalidArgumentError(absl::StrCat("amorphous: patch size ", size_px,
+                                                   " px is not an odd size in [", min_patch_px(),
+                                                   ", ", max_patch_px(), "]"));
+  }
+  return &sizes_[i];
+}
+
+absl::StatusOr<const Eigen::MatrixXd*> AmorphousScene::LatticeDifferences(int size_px) const {
+  LOGSTAR_ASSIGN_OR_RETURN(const SizeFeatures* f, At(size_px));
+  return &f->differences;
+}
+
+absl::StatusOr<const std::vector<int>*> AmorphousScene::KeptAtoms(int size_px) const {
+  LOGSTAR_ASSIGN_OR_RETURN(const SizeFeatures* f, At(size_px));
+  return &f->kept;
+}
+
+absl::StatusOr<RegionSet> AmorphousScene::Paint(absl::Span<const PointXY> atoms) const {
+  return PaintRegions(width_, height_, atoms,
+                      {.radius_px = options_.mask_radius_nn * nn_px_,
+                       .closing_radius_px = options_.closing_radius_nn * nn_px_});
+}
+
+Objectives2 AmorphousScene::Score(const RegionSet& regions) const {
+  const double e = evidence_.area_fraction;
+  const double c = std::abs(regions.area_fraction - e) / std::max(e, options_.min_share);
+  const double deficit = regions.regions.empty() ? 0.0 : 1.0 - regions.isoperimetric;
+  return {deficit + options_.evidence_weight * c,
+          regions.perimeter_norm + options_.evidence_weight * c};
+}
+
+absl::StatusOr<Objectives2> AmorphousScene::ScoreMask(const cv::Mat& mask) const {
+  if (mask.rows != height_ || mask.cols != width_) {
+    return absl::InvalidArgumentError(absl::StrCat("amorphous: mask of ", mask.cols, " x ",
+                                                   mask.rows, " for a frame of ", width_, " x ",
+                                                   height_));
+  }
+  LOGSTAR_ASSIGN_OR_RETURN(const RegionSet set, DescribeRegions(mask));
+  return Score(set);
 }
 
 absl::StatusOr<AmorphousEvaluation> AmorphousScene::Evaluate(
@@ -271,21 +389,17 @@ absl::StatusOr<AmorphousEvaluation> AmorphousScene::Evaluate(
     return absl::InvalidArgumentError(
         absl::StrCat("amorphous threshold must be in (0, 1), got ", parameters.threshold));
   }
+  LOGSTAR_ASSIGN_OR_RETURN(const SizeFeatures* f, At(parameters.patch_size_px));
   AmorphousEvaluation ev;
   ev.parameters = parameters;
-  std::vector<int> kept;
-  LOGSTAR_ASSIGN_OR_RETURN(const Eigen::MatrixXd d, Features(parameters.patch_size_px, kept));
+  const std::vector<int>& kept = f->kept;
   const int need = std::max({parameters.num_components, options_.pca_components + 1, 2});
   if (static_cast<int>(kept.size()) < need) {
     return absl::InvalidArgumentError(
         absl::StrCat("amorphous: ", kept.size(), " classifiable atoms; ", parameters.num_components,
                      " components need at least ", need));
   }
-  const int k =
-      std::min<int>(options_.pca_components, static_cast<int>(std::min(d.rows(), d.cols())));
-  LOGSTAR_ASSIGN_OR_RETURN(const Pca pca, Pca::Fit(d, {.num_components = k}));
-  LOGSTAR_ASSIGN_OR_RETURN(const Eigen::MatrixXd f, pca.Transform(d));
-  LOGSTAR_ASSIGN_OR_RETURN(ev.mixture, ClassifyFeatures(f, parameters, options_));
+  LOGSTAR_ASSIGN_OR_RETURN(ev.mixture, ClassifyFeatures(f->projected, parameters, options_));
   ev.atoms.assign(atoms_.size(), AtomClass{false, false, std::numeric_limits<double>::quiet_NaN()});
   std::vector<PointXY> amorphous;
   for (size_t r = 0; r < kept.size(); ++r) {
@@ -295,16 +409,10 @@ absl::StatusOr<AmorphousEvaluation> AmorphousScene::Evaluate(
     a.amorphous = a.posterior > parameters.threshold;
     if (a.amorphous) amorphous.push_back(atoms_[kept[r]]);
   }
-  LOGSTAR_ASSIGN_OR_RETURN(
-      ev.regions, PaintRegions(image_.cols, image_.rows, amorphous,
-                               {.radius_px = options_.mask_radius_nn * nn_px_,
-                                .closing_radius_px = options_.closing_radius_nn * nn_px_}));
+  LOGSTAR_ASSIGN_OR_RETURN(ev.regions, Paint(amorphous));
   ev.share = static_cast<double>(amorphous.size()) / kept.size();
-  ev.evidence = evidence_;
-  const double c = std::abs(ev.share - evidence_) / std::max(evidence_, options_.min_share);
-  const double deficit = ev.regions.regions.empty() ? 0.0 : 1.0 - ev.regions.isoperimetric;
-  ev.objectives = {deficit + options_.evidence_weight * c,
-                   ev.regions.perimeter_norm + options_.evidence_weight * c};
+  ev.evidence = evidence_.area_fraction;
+  ev.objectives = Score(ev.regions);
   return ev;
 }
 

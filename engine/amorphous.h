@@ -11,18 +11,39 @@
 // neighbourhood onto itself and D_i is noise; in amorphous material no T
 // does. The translations are the strongest peaks of the frame's
 // autocorrelation (computed once per frame, sub-pixel by parabolic fits).
-// D is reduced by PCA to k components (default 2, as published) and a GMM
-// is fitted to the result.
+// Patches are read from the frame low-passed by a Gaussian of
+// smoothing_sigma_nn × NN distance: at the noise levels of interest D_i is
+// otherwise dominated by white noise, whose bilinear samples even change
+// variance with the sub-pixel offset (by up to 4×), so that the crystal
+// itself splits into "clusters" of sub-pixel phase; atomic columns are much
+// wider than the kernel and survive. D is reduced by PCA to k components
+// (default 2, as published) and a GMM is fitted to the result. Features and
+// their PCA are computed once per patch size when the scene is created; an
+// evaluation only fits the mixture and paints the regions.
 //
 // Which components are amorphous: sign-free. A component's dispersion is
 // the trace of its posterior-weighted scatter about its mean (invariant to
-// the sign, indeed any rotation, of the PCA axes), divided by the noise
-// floor, the median squared distance of a feature to the feature median —
-// crystal atoms, assumed to be the majority, sit at the noise floor. A
-// component is amorphous when its dispersion exceeds dispersion_ratio; an
-// atom's amorphous posterior is the summed posterior of the amorphous
-// components, and it is amorphous when that exceeds the threshold. A frame
-// whose components are all at the noise floor has no amorphous atom.
+// the sign, indeed any rotation, of the PCA axes). The noise floor is the
+// dispersion of the tightest component holding at least floor_min_weight of
+// the atoms — crystal atoms, whose D is noise, form the tightest cluster
+// whatever the amorphous share. A component is amorphous when its dispersion
+// exceeds dispersion_ratio × the floor; an atom's amorphous posterior is the
+// summed posterior of the amorphous components, and it is amorphous when that
+// exceeds the threshold. A frame whose components are all near the floor has
+// no amorphous atom.
+//
+// Evidence: the mixture's own answer to "is part of this frame
+// disordered, and how much?", a property of the frame that no candidate can
+// change. On the per-atom log energy log |D_i|² at the middle of the searched
+// patch sizes, 1 and 2 component mixtures are fitted; the evidence share e is
+// the weight of the high-energy component when BIC prefers 2 components and
+// that component's mean lies at least evidence_separation standard
+// deviations of the low (crystal) component above it, and 0 otherwise. The
+// evidence area a_e is the area fraction of the regions painted (as below)
+// from the atoms whose high-component posterior exceeds 1/2 — the reward
+// compares areas, because what the mixture calls clearly disordered is a
+// subset of the atoms in the disordered area (some displaced atoms still
+// resemble their neighbours), while the disks and closing fill the area.
 //
 // Border atoms: an atom whose patch, or every translated patch, leaves the
 // frame is not classified (classified = false, posterior NaN, never amorphous).
@@ -35,16 +56,16 @@
 // px), threshold, covariance type (categorical) and number of components
 // (integer). Both objectives are minimised:
 //   f1 = (1 - Q) + λ c,   f2 = P/sqrt(WH) + λ c,
-// with Q the isoperimetric quotient of the regions (compactness maximised),
-// P their perimeter (minimised) and c the inconsistency of the classified
-// share s with the frame's evidence e:  c = |s - e| / max(e, min_share).
-// e is the share of atoms whose lattice-difference energy |D_i|² at the
-// middle of the searched patch sizes exceeds outlier_factor × its median — a
-// property of the frame, not of the candidate, so that no candidate can make
-// its own evidence vanish. Without regions Q-deficit and P are 0, so "no
-// region" scores (λ c, λ c) = (λ, λ) on a frame with evidence and the
-// utopia (0, 0) on a crystal; one tiny disk scores nearly as badly. The
-// chosen point is the one closest to the utopia on the front (normalised).
+// with Q the isoperimetric quotient 4πA/P² of the regions (compactness
+// maximised; 1 for one disk), P their perimeter (minimised) and c the
+// inconsistency of the regions' area fraction A with the evidence area:
+// c = |A - a_e| / max(a_e, min_share).
+// Without regions (1 - Q) and P count as 0, so on a frame with evidence "no
+// region" scores (λ, λ) and one tiny disk about the same, both far from what
+// a region of the evidence's area scores; on a frame without evidence
+// (a_e = 0) any painted area costs λ A / min_share and "no region" is the
+// utopia (0, 0). The chosen point is the one closest to the utopia on the
+// front (objectives normalised over the front).
 //
 // Coordinates: x = column, y = row, pixels, origin at the centre of the
 // top-left pixel. Thread-safety: AmorphousScene is immutable after Create()
@@ -80,9 +101,11 @@ struct AmorphousParameters {
 };
 
 struct AmorphousOptions {
-  int pca_components = 2;         // k, >= 1
-  double dispersion_ratio = 4.0;  // > 0, see the file comment
-  int num_translations = 4;       // autocorrelation peaks used (each with its negative), >= 1
+  int pca_components = 2;            // k, >= 1
+  double dispersion_ratio = 3.0;     // > 1, see the file comment
+  double floor_min_weight = 0.1;     // in [0, 1), see the file comment
+  double smoothing_sigma_nn = 0.05;  // >= 0, Gaussian low-pass / NN distance; 0 = none
+  int num_translations = 4;          // autocorrelation peaks used (each with its negative), >= 1
   double reg_covar = 1e-6;
   double tol = 1e-3;
   int max_iter = 100;
@@ -101,9 +124,9 @@ struct AmorphousOptions {
   int min_components = 2;
   int max_components = 4;
   // Rewards.
-  double evidence_weight = 2.0;  // λ, >= 0
-  double min_share = 0.02;       // in (0, 1)
-  double outlier_factor = 2.0;   // > 1
+  double evidence_weight = 5.0;      // λ, >= 0
+  double min_share = 0.02;           // in (0, 1)
+  double evidence_separation = 2.5;  // > 0, in standard deviations of log energy
   MoboOptions optimizer = DefaultOptimizer();
 
   static MoboOptions DefaultOptimizer() {
@@ -120,10 +143,10 @@ struct AmorphousOptions {
 // The result of classifying features with one mixture.
 struct FeatureClassification {
   Eigen::VectorXd posterior;       // amorphous posterior per row
-  std::vector<double> dispersion;  // per component, in noise floors
+  std::vector<double> dispersion;  // per component, in noise floors (the floor is 1)
   std::vector<bool> component_amorphous;
-  Eigen::VectorXd weights;  // mixture weights
-  double noise_floor = 0.0;
+  Eigen::VectorXd weights;   // mixture weights
+  double noise_floor = 0.0;  // squared feature units
 };
 
 // Fits the mixture to `features` (n × k) and applies the dispersion rule.
@@ -144,41 +167,78 @@ struct AmorphousEvaluation {
   FeatureClassification mixture;
   RegionSet regions;
   double share = 0.0;     // amorphous / classified atoms
-  double evidence = 0.0;  // the frame's outlier share (see the file comment)
+  double evidence = 0.0;  // the frame's evidence area a_e (see the file comment)
   Objectives2 objectives = {0.0, 0.0};
 };
 
-// One frame (or window) prepared for many evaluations: the normalised
-// image, the atoms, the lattice translations and the frame evidence.
+// The frame's evidence (see the file comment), with what it was decided on.
+struct AmorphousEvidence {
+  double share = 0.0;          // e, 0 when the frame shows no disorder
+  double area_fraction = 0.0;  // a_e, 0 when e is
+  int patch_size_px = 0;       // where it was read
+  double bic_gain = 0.0;       // BIC(1 component) - BIC(2 components); > 0 favours 2
+  double separation = 0.0;     // (high mean - low mean) / low standard deviation
+  double high_weight = 0.0;    // weight of the high-energy component of the 2-fit
+};
+
+// One frame (or window) prepared for many evaluations: the low-passed image,
+// the atoms, the lattice translations, features per patch size and the
+// evidence.
 class AmorphousScene {
  public:
-  // `image`: single-channel CV_32F, finite (e.g. from NormalizeFrame); the
-  // scene keeps a reference-counted header of it. `atoms` in pixels.
-  // InvalidArgument for an empty atom list, non-finite positions, or fewer
+  // `image`: single-channel CV_32F, finite (e.g. from NormalizeFrame); not
+  // kept. `atoms` in pixels. InvalidArgument for an empty atom list,
+  // non-finite positions, a frame without lattice period, or fewer
   // classifiable atoms than the components need.
   static absl::StatusOr<AmorphousScene> Create(const cv::Mat& image,
                                                absl::Span<const PointXY> atoms,
                                                const PhysicsPrior& prior,
                                                const AmorphousOptions& options);
 
+  // InvalidArgument for a threshold outside (0, 1) or a patch size outside
+  // the scene's range (patch_sizes()); FailedPrecondition when the mixture
+  // cannot be fitted.
   absl::StatusOr<AmorphousEvaluation> Evaluate(const AmorphousParameters& parameters) const;
 
+  // The objectives a given mask (CV_8U of the frame's size, non-zero =
+  // amorphous) would score: the reward alone, no mixture. For tests of the
+  // reward (e.g. on a truth mask) and for masks from elsewhere.
+  absl::StatusOr<Objectives2> ScoreMask(const cv::Mat& mask) const;
+
+  // Lattice-difference patches D of size `size_px` (rows: the atoms
+  // `kept_atoms(size_px)` lists, size_px² columns, flattened row by row).
+  // InvalidArgument for a size outside patch_sizes().
+  absl::StatusOr<const Eigen::MatrixXd*> LatticeDifferences(int size_px) const;
+  absl::StatusOr<const std::vector<int>*> KeptAtoms(int size_px) const;
+
   const std::vector<PointXY>& translations_px() const { return translations_; }
-  double evidence() const { return evidence_; }
+  const AmorphousEvidence& evidence() const { return evidence_; }
   double nearest_neighbor_px() const { return nn_px_; }
   const AmorphousOptions& options() const { return options_; }
+  int min_patch_px() const { return 2 * min_half_ + 1; }
+  int max_patch_px() const { return 2 * (min_half_ + static_cast<int>(sizes_.size()) - 1) + 1; }
 
  private:
+  struct SizeFeatures {
+    Eigen::MatrixXd differences;  // D, kept × size²
+    Eigen::MatrixXd projected;    // PCA of D, kept × k
+    std::vector<int> kept;
+  };
   AmorphousScene() = default;
-  // Lattice-difference patches of size w (rows: kept atoms).
-  absl::StatusOr<Eigen::MatrixXd> Features(int size_px, std::vector<int>& kept) const;
+  absl::StatusOr<const SizeFeatures*> At(int size_px) const;
+  absl::Status Prepare(int size_px, SizeFeatures& out) const;
+  absl::StatusOr<RegionSet> Paint(absl::Span<const PointXY> atoms) const;
+  Objectives2 Score(const RegionSet& regions) const;
 
-  cv::Mat image_;
+  cv::Mat smoothed_;
+  int width_ = 0, height_ = 0;
   std::vector<PointXY> atoms_;
   std::vector<PointXY> translations_;
   AmorphousOptions options_;
   double nn_px_ = 0.0;
-  double evidence_ = 0.0;
+  int min_half_ = 1;
+  std::vector<SizeFeatures> sizes_;  // half-size min_half_ + i
+  AmorphousEvidence evidence_;
 };
 
 // Patch sizes the search may use for `prior` (odd, >= 3).

@@ -49,7 +49,16 @@ absl::StatusOr<RegionSet> PaintRegions(int width, int height, absl::Span<const P
     cv::morphologyEx(big, big, cv::MORPH_CLOSE, disk, cv::Point(-1, -1), 1, cv::BORDER_CONSTANT,
                      cv::Scalar(0));
   }
-  set.mask = big(cv::Rect(pad, pad, width, height)).clone();
+  return DescribeRegions(big(cv::Rect(pad, pad, width, height)).clone());
+}
+
+absl::StatusOr<RegionSet> DescribeRegions(const cv::Mat& mask) {
+  if (mask.empty() || mask.type() != CV_8UC1) {
+    return absl::InvalidArgumentError("regions: the mask must be a non-empty CV_8U image");
+  }
+  const int width = mask.cols, height = mask.rows;
+  RegionSet set;
+  set.mask = mask != 0;  // 255 inside, whatever the caller's non-zero value
 
   cv::Mat labels, stats, centroids;
   const int n = cv::connectedComponentsWithStats(set.mask, labels, stats, centroids, 8, CV_32S);

@@ -57,6 +57,11 @@ struct RegionSet {
 absl::StatusOr<RegionSet> PaintRegions(int width, int height, absl::Span<const PointXY> atoms,
                                        const RegionOptions& options);
 
+// The regions (8-connected components) of a given mask and their shape, as
+// above; `mask` is CV_8U, non-zero = inside (e.g. a truth mask). The
+// returned mask is a copy with 255 inside.
+absl::StatusOr<RegionSet> DescribeRegions(const cv::Mat& mask);
+
 }  // namespace logstar
 
 #endif  // LOGSTAR_ENGINE_REGIONS_H_
