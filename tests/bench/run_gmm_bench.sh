@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Compares one evaluation of the GMM (amorphous) stage in logstar with the
+# Python reference workflow (../shared/reference/reference_logstar.py --gmm,
+# Barakati et al. 2024) on the same generated 512^2 YBCO frame (noise 0.3,
+# 20 % amorphous), in one run on this machine, and prints the ratio
+# (target >= 100x).
+#
+#   tests/bench/run_gmm_bench.sh [--build-dir DIR] [--reference DIR] [--gmm-evals N]
+#
+# The reference runs its LoG with fixed parameters (--fixed, no LoG tuning)
+# and then its GMM search with N evaluations (default 12); its per-evaluation
+# time is timing.gmm_eval.per_call_s of its JSON. logstar's figures come from
+# gmm_bench (see tests/bench/gmm_bench.cc): per evaluation amortised over a
+# tuning run (the comparable figure) and cold (scene + one evaluation).
+# Skips with a message when the reference is absent.
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+build="${repo}/build"
+reference_dir="${repo}/../shared/reference"
+gmm_evals=12
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --build-dir) build="$2"; shift 2 ;;
+    --reference) reference_dir="$2"; shift 2 ;;
+    --gmm-evals) gmm_evals="$2"; shift 2 ;;
+    *) echo "usage: $0 [--build-dir DIR] [--reference DIR] [--gmm-evals N]" >&2; exit 2 ;;
+  esac
+done
+if [[ ! -f "${reference_dir}/reference_logstar.py" ]]; then
+  echo "run_gmm_bench: reference workflow not found in ${reference_dir}; skipped"
+  exit 0
+fi
+cmake --build "${build}" --target logstar gmm_bench -j2 >/dev/null
+work="$(mktemp -d)"
+trap 'rm -rf "${work}"' EXIT
+frame="${work}/frame"
+"${build}/clients/logstar" synth --out "${frame}" --size 512 --lattice ybco --noise 0.3 \
+  --amorphous 0.2 --seed 1 >/dev/null
+
+"${build}/tests/gmm_bench" --dir="${frame}" --repeat=3 > "${work}/logstar.json"
+# Columns are 3.6 px wide here; these fixed LoG parameters find them.
+/usr/bin/python3 "${reference_dir}/reference_logstar.py" "${frame}" --fixed 2.5,5,0.05,0.5 \
+  --gmm --gmm-evals "${gmm_evals}" --no-pareto > "${work}/reference.json"
+
+/usr/bin/python3 - "${work}/logstar.json" "${work}/reference.json" <<'PY'
+import json, sys
+ls, ref = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+ref_ms = 1000.0 * ref['timing']['gmm_eval']['per_call_s']
+rows = [('per evaluation, amortised over tuning', ls['tune_per_eval_ms']),
+        ('one evaluation, scene warm', ls['eval_ms']),
+        ('one evaluation, cold (scene + evaluation)', ls['cold_eval_ms'])]
+print(f"GMM stage on a 512^2 YBCO frame, 20 % amorphous, noise 0.3 ({ls['atoms']} atoms)")
+print(f"reference: {ref_ms:.1f} ms per evaluation ({ref['gmm']['n_evals']} evaluations), "
+      f"IoU {ref['gmm']['iou']}")
+print(f"logstar:   IoU {ls['iou']:.3f}; {ls['summary']}")
+for name, ms in rows:
+    ratio = ref_ms / ms
+    print(f"  {name:45s} {ms:8.2f} ms  {ratio:7.1f}x  {'met' if ratio >= 100 else 'NOT met'} (>= 100x)")
+PY
