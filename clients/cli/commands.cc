@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <optional>
 #include <set>
@@ -23,6 +24,9 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "clients/cli/common.h"
+#include "clients/cli/remote.h"
+#include "clients/cpp/client.h"
 #include "engine/accuracy.h"
 #include "engine/analyzer.h"
 #include "engine/context.h"
@@ -45,6 +49,8 @@ double MsSince(Clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
 }
 
+}  // namespace
+
 int Fail(const absl::Status& status) {
   std::fprintf(stderr, "logstar: error: %s\n", std::string(status.message()).c_str());
   return 1;
@@ -54,87 +60,6 @@ int UsageError(const std::string& message, const char* usage) {
   std::fprintf(stderr, "logstar: error: %s\n%s", message.c_str(), usage);
   return 2;
 }
-
-// --name value and --name=value options, --name switches (`switches`: no
-// value, so that a switch cannot swallow the next argument) and positional
-// arguments. Unknown options are usage errors.
-class Flags {
- public:
-  static absl::StatusOr<Flags> Parse(const std::vector<std::string>& args,
-                                     const std::set<std::string>& known,
-                                     const std::set<std::string>& switches = {}) {
-    Flags flags;
-    for (size_t i = 0; i < args.size(); ++i) {
-      const std::string& a = args[i];
-      if (a == "--help" || a == "-h") {
-        flags.help_ = true;
-        continue;
-      }
-      if (a.rfind("--", 0) != 0) {
-        flags.positional_.push_back(a);
-        continue;
-      }
-      std::string name = a.substr(2), value;
-      const size_t eq = name.find('=');
-      if (switches.count(name.substr(0, eq))) {
-        if (eq != std::string::npos) {
-          return absl::InvalidArgumentError(
-              absl::StrCat("option --", name.substr(0, eq), " takes no value"));
-        }
-      } else if (eq != std::string::npos) {
-        value = name.substr(eq + 1);
-        name = name.substr(0, eq);
-      } else {
-        if (i + 1 >= args.size()) {
-          return absl::InvalidArgumentError(absl::StrCat("option --", name, " needs a value"));
-        }
-        value = args[++i];
-      }
-      if (!known.count(name) && !switches.count(name)) {
-        return absl::InvalidArgumentError(absl::StrCat("unknown option --", name));
-      }
-      if (flags.values_.count(name)) {
-        return absl::InvalidArgumentError(absl::StrCat("option --", name, " given twice"));
-      }
-      flags.values_[name] = value;
-    }
-    return flags;
-  }
-
-  bool help() const { return help_; }
-  bool Has(const std::string& name) const { return values_.count(name) > 0; }
-  const std::vector<std::string>& positional() const { return positional_; }
-  std::optional<std::string> Get(const std::string& name) const {
-    auto it = values_.find(name);
-    if (it == values_.end()) return std::nullopt;
-    return it->second;
-  }
-  absl::StatusOr<double> Double(const std::string& name, double fallback) const {
-    auto v = Get(name);
-    if (!v) return fallback;
-    double out;
-    if (!absl::SimpleAtod(*v, &out) || !std::isfinite(out)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--", name, " must be a finite number, got '", *v, "'"));
-    }
-    return out;
-  }
-  absl::StatusOr<int64_t> Int(const std::string& name, int64_t fallback) const {
-    auto v = Get(name);
-    if (!v) return fallback;
-    int64_t out;
-    if (!absl::SimpleAtoi(*v, &out)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--", name, " must be an integer, got '", *v, "'"));
-    }
-    return out;
-  }
-
- private:
-  bool help_ = false;
-  std::vector<std::string> positional_;
-  std::map<std::string, std::string> values_;
-};
 
 absl::Status WriteTextFile(const std::string& path, const std::string& text) {
   std::ofstream out(path, std::ios::trunc);
@@ -173,6 +98,8 @@ Json PriorToJson(const PhysicsPrior& prior) {
   return j;
 }
 
+namespace {
+
 absl::StatusOr<double> JsonNumber(const Json& obj, const std::string& key,
                                   const std::string& where) {
   const Json& v = obj.at(key);
@@ -182,6 +109,8 @@ absl::StatusOr<double> JsonNumber(const Json& obj, const std::string& key,
   }
   return v.get<double>();
 }
+
+}  // namespace
 
 // Reads the PhysicsPrior fields under their snake_case names. The lattice
 // may be nested ("lattice": {...}) or given as top-level fields. Unknown
@@ -280,6 +209,8 @@ absl::StatusOr<std::string> ReadTextFile(const std::string& path) {
   return ss.str();
 }
 
+namespace {
+
 // Reads the x and y columns of a CSV with a header row (as `logstar synth`
 // writes atoms.csv: x = column, y = row, pixels).
 absl::StatusOr<std::vector<PointXY>> ReadTruthCsv(const std::string& path) {
@@ -332,6 +263,10 @@ constexpr char kSynthUsage[] =
 }  // namespace
 
 int RunSynth(const std::vector<std::string>& args) {
+  // --frames K makes a recorded stream instead of one frame's directory.
+  for (const std::string& a : args) {
+    if (a == "--frames" || a.rfind("--frames=", 0) == 0) return RunSynthStream(args);
+  }
   auto flags = Flags::Parse(args, {"out", "size", "lattice", "noise", "amorphous", "seed", "drift",
                                    "dose", "pixel-size"});
   if (!flags.ok()) return UsageError(std::string(flags.status().message()), kSynthUsage);
@@ -433,6 +368,9 @@ constexpr char kAnalyzeUsage[] =
     "                        adds precision, recall, F1 and RMS error (IMAGE only)\n"
     "  --match-radius PX     matching distance for --truth (default 0.3 x nearest-neighbour\n"
     "                        distance)\n"
+    "  --server ADDR         analyse through logstard at host:port instead of in process (same\n"
+    "                        atoms: the session gets these settings); with --tls, --tls-ca F,\n"
+    "                        --tls-cert F --tls-key F, --token T or --token-file F\n"
     "Times are milliseconds. With --frames, the per-frame and summary times are the analyser's\n"
     "(normalisation, windows, merging), without loading, so that the cache's effect shows.\n";
 
@@ -677,6 +615,8 @@ Json AnalysisTimings(double load_ms, const FrameAnalysis& a, double overlay_ms, 
           {"analyze", a.total_ms}, {"overlay", overlay_ms},       {"total", total_ms}};
 }
 
+}  // namespace
+
 absl::Status WriteOverlay(const cv::Mat& normalized, absl::Span<const Blob> blobs,
                           const std::string& path) {
   auto picture = RenderBlobOverlay(normalized, blobs, OverlayOptions{});
@@ -684,6 +624,8 @@ absl::Status WriteOverlay(const cv::Mat& normalized, absl::Span<const Blob> blob
   if (absl::Status s = EnsureParentDir(path); !s.ok()) return s;
   return WritePng(path, *picture);
 }
+
+namespace {
 
 // Everything the analyze modes share, parsed and checked before any frame is read.
 struct AnalyzeSetup {
@@ -797,6 +739,10 @@ int AnalyzeFixed(const AnalyzeSetup& s, const std::string& image_path,
   return 0;
 }
 
+// The in-process analyzer or a stream through logstard: one frame in, its
+// analysis out, the cache carried from call to call.
+using FrameAnalyzer = std::function<absl::StatusOr<FrameAnalysis>(const cv::Mat&)>;
+
 struct AnalyzedFrame {
   cv::Mat raw;
   FrameAnalysis analysis;
@@ -807,7 +753,7 @@ struct AnalyzedFrame {
 // Loads one frame, runs the (shared, cache-holding) analyzer on it and
 // draws the overlay when `overlay_path` is given.
 absl::StatusOr<AnalyzedFrame> LoadAndAnalyze(const AnalyzeSetup& s, const std::string& path,
-                                             LogStarAnalyzer& analyzer,
+                                             const FrameAnalyzer& analyzer,
                                              const std::optional<std::string>& overlay_path) {
   AnalyzedFrame f;
   auto t0 = Clock::now();
@@ -815,7 +761,7 @@ absl::StatusOr<AnalyzedFrame> LoadAndAnalyze(const AnalyzeSetup& s, const std::s
   if (!raw.ok()) return raw.status();
   f.raw = *std::move(raw);
   f.load_ms = MsSince(t0);
-  absl::StatusOr<FrameAnalysis> analysis = analyzer.Analyze(f.raw, s.context);
+  absl::StatusOr<FrameAnalysis> analysis = analyzer(f.raw);
   if (!analysis.ok()) {
     // Engine messages do not know the file; with a sequence the reader needs it.
     return absl::Status(analysis.status().code(),
@@ -838,7 +784,8 @@ absl::StatusOr<AnalyzedFrame> LoadAndAnalyze(const AnalyzeSetup& s, const std::s
   return f;
 }
 
-int AnalyzeImage(const AnalyzeSetup& s, const std::string& image_path, LogStarAnalyzer& analyzer) {
+int AnalyzeImage(const AnalyzeSetup& s, const std::string& image_path,
+                 const FrameAnalyzer& analyzer) {
   absl::StatusOr<AnalyzedFrame> f = LoadAndAnalyze(s, image_path, analyzer, s.overlay_path);
   if (!f.ok()) return Fail(f.status());
   const FrameAnalysis& a = f->analysis;
@@ -861,6 +808,8 @@ int AnalyzeImage(const AnalyzeSetup& s, const std::string& image_path, LogStarAn
       MsSince(s.start), s.out_path.c_str());
   return 0;
 }
+
+}  // namespace
 
 bool IsFrameFile(const std::filesystem::path& p) {
   const std::string ext = absl::AsciiStrToLower(p.extension().string());
@@ -908,6 +857,8 @@ absl::StatusOr<std::vector<std::string>> ListFrames(const std::string& spec) {
   return paths;
 }
 
+namespace {
+
 // One PNG per frame in `dir`, named after the frame; a stem seen before
 // (a.npy and a.png) keeps its extension so that no picture overwrites another.
 std::vector<std::string> OverlayPaths(const std::vector<std::string>& frames,
@@ -924,7 +875,7 @@ std::vector<std::string> OverlayPaths(const std::vector<std::string>& frames,
   return out;
 }
 
-int AnalyzeFrames(const AnalyzeSetup& s, const std::string& spec, LogStarAnalyzer& analyzer) {
+int AnalyzeFrames(const AnalyzeSetup& s, const std::string& spec, const FrameAnalyzer& analyzer) {
   absl::StatusOr<std::vector<std::string>> paths = ListFrames(spec);
   if (!paths.ok()) return Fail(paths.status());
   std::vector<std::string> overlays;
@@ -980,9 +931,11 @@ int AnalyzeFrames(const AnalyzeSetup& s, const std::string& spec, LogStarAnalyze
 int RunAnalyze(const std::vector<std::string>& args) {
   auto flags = Flags::Parse(
       args,
-      {"prior", "out", "overlay", "fixed", "normalize", "threads", "truth", "match-radius",
-       "window", "stride", "evals", "seed", "choose", "num-sigma", "drift-tolerance", "frames"},
-      {"no-refine"});
+      {"prior",    "out",          "overlay",         "fixed",      "normalize",      "threads",
+       "truth",    "match-radius", "window",          "stride",     "evals",          "seed",
+       "choose",   "num-sigma",    "drift-tolerance", "frames",     "server",         "tls-ca",
+       "tls-cert", "tls-key",      "token",           "token-file", "connect-timeout"},
+      {"no-refine", "tls"});
   if (!flags.ok()) return UsageError(std::string(flags.status().message()), kAnalyzeUsage);
   if (flags->help()) {
     std::fputs(kAnalyzeUsage, stdout);
@@ -1022,6 +975,30 @@ int RunAnalyze(const std::vector<std::string>& args) {
   }
 
   const std::optional<std::string> fixed = flags->Get("fixed");
+  std::optional<ClientFlags> remote;
+  if (flags->Has("server")) {
+    if (fixed)
+      return UsageError("--fixed runs in process; it cannot go with --server", kAnalyzeUsage);
+    if (flags->Has("threads")) {
+      return UsageError("--threads is the daemon's setting; it cannot go with --server",
+                        kAnalyzeUsage);
+    }
+    remote = ClientFlags{.server = flags->Get("server"),
+                         .tls_ca = flags->Get("tls-ca"),
+                         .tls_cert = flags->Get("tls-cert"),
+                         .tls_key = flags->Get("tls-key"),
+                         .token = flags->Get("token"),
+                         .token_file = flags->Get("token-file"),
+                         .connect_timeout = flags->Get("connect-timeout"),
+                         .tls = flags->Has("tls")};
+  } else {
+    for (const char* name :
+         {"tls", "tls-ca", "tls-cert", "tls-key", "token", "token-file", "connect-timeout"}) {
+      if (flags->Has(name)) {
+        return UsageError(absl::StrCat("--", name, " needs --server"), kAnalyzeUsage);
+      }
+    }
+  }
   if (fixed) {
     for (const char* name : kLogStarOnlyFlags) {
       if (flags->Has(name)) {
@@ -1080,10 +1057,44 @@ int RunAnalyze(const std::vector<std::string>& args) {
 
   // One analyzer for the whole run: with --frames its cache carries the
   // tuned parameters from frame to frame.
+  if (remote) {
+    // Through logstard: one stream, one session, so that with --frames the
+    // session's cache carries the tuned parameters as the local one does.
+    auto client_options = ClientOptionsFromFlags(*remote);
+    if (!client_options.ok())
+      return UsageError(std::string(client_options.status().message()), kAnalyzeUsage);
+    auto client = Client::Connect(*client_options);
+    if (!client.ok()) return Fail(client.status());
+    auto stream = (*client)->OpenStream(
+        {.settings = SettingsFromOptions(analyzer_options, s.prior), .max_in_flight = 1});
+    if (!stream.ok()) return Fail(stream.status());
+    uint64_t sequence = 0;
+    FrameAnalyzer analyze = [&](const cv::Mat& raw) -> absl::StatusOr<FrameAnalysis> {
+      auto pixels = ImageToPixels(raw);
+      if (!pixels.ok()) return pixels.status();
+      v1::Frame frame;
+      frame.set_sequence(++sequence);
+      *frame.mutable_pixels() = *std::move(pixels);
+      if (absl::Status st = (*stream)->Push(std::move(frame)); !st.ok()) return st;
+      std::optional<StreamAnswer> answer = (*stream)->Read();
+      if (!answer) return (*stream)->Finish();
+      const v1::StreamResponse& r = answer->response;
+      if (r.has_error()) {
+        return absl::Status(static_cast<absl::StatusCode>(r.error().code()), r.error().message());
+      }
+      if (!r.has_result()) return absl::UnavailableError("logstard dropped the frame");
+      return AnalysisFromResult(r.result());
+    };
+    const int rc = frames ? AnalyzeFrames(s, *frames, analyze)
+                          : AnalyzeImage(s, flags->positional()[0], analyze);
+    if (absl::Status st = (*stream)->Finish(); !st.ok() && rc == 0) return Fail(st);
+    return rc;
+  }
   auto analyzer = LogStarAnalyzer::Create(analyzer_options, s.prior);
   if (!analyzer.ok()) return Fail(analyzer.status());
-  if (frames) return AnalyzeFrames(s, *frames, **analyzer);
-  return AnalyzeImage(s, flags->positional()[0], **analyzer);
+  FrameAnalyzer analyze = [&](const cv::Mat& raw) { return (*analyzer)->Analyze(raw, s.context); };
+  if (frames) return AnalyzeFrames(s, *frames, analyze);
+  return AnalyzeImage(s, flags->positional()[0], analyze);
 }
 
 }  // namespace logstar::cli

@@ -11,8 +11,14 @@
 
 namespace logstar::cli {
 
-int RunSynth(const std::vector<std::string>& args);
+int RunSynth(const std::vector<std::string>& args);  // with --frames: RunSynthStream
 int RunAnalyze(const std::vector<std::string>& args);
+
+// clients/cli/stream_commands.cc: recorded streams and the daemon.
+int RunSynthStream(const std::vector<std::string>& args);
+int RunRecord(const std::vector<std::string>& args);
+int RunReplay(const std::vector<std::string>& args);
+int RunStatus(const std::vector<std::string>& args);
 
 }  // namespace logstar::cli
 

@@ -9,10 +9,14 @@ Outputs are checked with numpy and against the ground truth that
 import argparse
 import json
 import os
+import socket
+import struct
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
+import zlib
 
 import numpy as np
 
@@ -497,6 +501,205 @@ class BadInputTest(unittest.TestCase):
         code, _, err = run('synth', '--out', self.path('s'), '--noise', '2')
         self.assertNotEqual(code, 0)
         self.assertIn('noise', err)
+
+
+# ---------------------------------------------------------------- through logstard
+
+def read_lsr(path):
+    """The records of a .lsr file as recording.proto lays them out, read here
+    by hand: [(byte offset, payload)] up to the first bad record."""
+    with open(path, 'rb') as f:
+        data = f.read()
+    assert data[:8] == b'LSR1\r\n\x1a\n', 'bad magic'
+    off, records = 8, []
+    while off + 8 <= len(data):
+        n, crc = struct.unpack_from('<II', data, off)
+        payload = data[off + 8:off + 8 + n]
+        if len(payload) < n or zlib.crc32(payload) != crc:
+            break
+        records.append((off, payload))
+        off += 8 + n
+    return records
+
+
+def proto_fields(buf):
+    """(field number, value) of a protobuf message: ints, bytes or 8-byte doubles."""
+    i, out = 0, []
+    def varint():
+        nonlocal i
+        v, shift = 0, 0
+        while True:
+            b = buf[i]
+            i += 1
+            v |= (b & 0x7f) << shift
+            shift += 7
+            if b < 0x80:
+                return v
+    while i < len(buf):
+        key = varint()
+        field, wire = key >> 3, key & 7
+        if wire == 0:
+            out.append((field, varint()))
+        elif wire == 1:
+            out.append((field, struct.unpack_from('<d', buf, i)[0]))
+            i += 8
+        elif wire == 2:
+            n = varint()
+            out.append((field, buf[i:i + n]))
+            i += n
+        elif wire == 5:
+            out.append((field, buf[i:i + 4]))
+            i += 4
+        else:
+            raise ValueError('wire type %d' % wire)
+    return out
+
+
+def truth_of(payload):
+    """A RecordedFrame's truth atoms (field 3: TruthAtom x = 1, y = 2) as an N x 2 array."""
+    xy = []
+    for field, value in proto_fields(payload):
+        if field == 3:
+            atom = dict(proto_fields(value))
+            xy.append((atom.get(1, 0.0), atom.get(2, 0.0)))
+    return np.array(xy)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(('127.0.0.1', 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+@unittest.skipUnless(os.environ.get('LOGSTARD'), 'LOGSTARD (path of logstard) not set')
+class DaemonTest(unittest.TestCase):
+    """record/synth --frames, replay, status and analyze --server against a
+    real logstard process on a free loopback port."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        port_file = os.path.join(cls.tmp.name, 'port')
+        cls.log = open(os.path.join(cls.tmp.name, 'logstard.log'), 'w')
+        cls.daemon = subprocess.Popen(
+            [os.environ['LOGSTARD'], '--listen_address=127.0.0.1:0', '--port_file=' + port_file,
+             '--engine_threads=2', '--log_level=warning'], stderr=cls.log)
+        deadline = time.time() + 60
+        port = ''
+        while not port:
+            assert cls.daemon.poll() is None and time.time() < deadline, 'logstard did not start'
+            time.sleep(0.05)
+            if os.path.exists(port_file):
+                with open(port_file) as f:
+                    port = f.read().strip()
+        cls.addr = '127.0.0.1:' + port
+        # A short drifting stream: 128^2 frames, small windows, few evaluations.
+        cls.lsr = os.path.join(cls.tmp.name, 's.lsr')
+        code, _, err = run('synth', '--frames', '4', '--size', '128', '--noise', '0.2', '--seed',
+                           '5', '--window', '64', '--evals', '8', '--out', cls.lsr)
+        assert code == 0, err
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.daemon.terminate()
+        cls.daemon.wait(timeout=60)
+        cls.log.close()
+        cls.tmp.cleanup()
+
+    def path(self, name):
+        return os.path.join(self.tmp.name, name)
+
+    def test_replay_answers_every_frame_and_finds_the_true_atoms(self):
+        records = read_lsr(self.lsr)
+        self.assertEqual(len(records), 5)  # header and 4 frames
+        results = self.path('r.jsonl')
+        code, out, err = run('replay', self.lsr, '--server', self.addr, '--speed', 'max',
+                             '--results', results, '--overlays', self.path('ov'))
+        self.assertEqual(code, 0, err)
+        self.assertIn('results                4', out)
+        with open(results) as f:
+            lines = [json.loads(l) for l in f]
+        self.assertEqual([l['sequence'] for l in lines], [1, 2, 3, 4])
+        # The prior in the header: YBCO at 0.125 A/px, nearest neighbour 2.55 A.
+        radius = 0.3 * 2.55 / 0.125
+        for line, (_, payload) in zip(lines, records[1:]):
+            self.assertEqual(line['status'], 'result')
+            det = np.array(line['atoms_xy_sigma'])[:, :2]
+            truth = truth_of(payload)
+            self.assertGreater(len(truth), 20)
+            self.assertGreaterEqual(match_f1(det, truth, radius), 0.9)
+        self.assertEqual(len(os.listdir(self.path('ov'))), 4)
+        # The stream drifts: the truth of the last frame is the first's, moved.
+        first, last = truth_of(records[1][1]), truth_of(records[4][1])
+        self.assertFalse(np.array_equal(first, last))
+
+    def test_truncated_recording_replays_its_intact_frames_and_names_the_offset(self):
+        records = read_lsr(self.lsr)
+        last_offset = records[-1][0]
+        cut = self.path('cut.lsr')
+        with open(self.lsr, 'rb') as f:
+            write_file(cut, f.read()[:last_offset + 20], 'wb')
+        results = self.path('cut.jsonl')
+        code, out, err = run('replay', cut, '--server', self.addr, '--speed', 'max', '--results',
+                             results)
+        self.assertEqual(code, 1)
+        self.assertIn('byte offset %d' % last_offset, err)
+        self.assertIn('truncated', err)
+        with open(results) as f:
+            self.assertEqual(len(f.readlines()), 3)
+
+    def test_replay_fails_when_the_server_is_down(self):
+        addr = '127.0.0.1:%d' % free_port()
+        code, _, err = run('replay', self.lsr, '--server', addr, '--connect-timeout', '1')
+        self.assertEqual(code, 1)
+        self.assertIn('cannot reach logstard at ' + addr, err)
+
+    def test_status(self):
+        code, out, err = run('status', '--server', self.addr)
+        self.assertEqual(code, 0, err)
+        self.assertIn('SERVING', out)
+        code, _, err = run('status', '--server', self.addr, '--session', 'no-such-session')
+        self.assertEqual(code, 1)
+        self.assertIn('no-such-session', err)
+
+    def test_analyze_through_the_daemon_gives_the_same_atoms(self):
+        frame = self.path('frame')
+        code, _, err = run('synth', '--out', frame, '--size', '128', '--noise', '0.1', '--seed',
+                           '9')
+        self.assertEqual(code, 0, err)
+        common = [os.path.join(frame, 'image.npy'), '--prior', os.path.join(frame, 'prior.json'),
+                  '--window', '64', '--evals', '8', '--seed', '2']
+        code, _, err = run('analyze', *common, '--out', self.path('local.json'))
+        self.assertEqual(code, 0, err)
+        code, _, err = run('analyze', *common, '--out', self.path('remote.json'), '--server',
+                           self.addr)
+        self.assertEqual(code, 0, err)
+        local = load_json(self.path('local.json'))['atoms']
+        remote = load_json(self.path('remote.json'))['atoms']
+        self.assertGreater(len(local), 20)
+        self.assertEqual(len(local), len(remote))
+        for a, b in zip(local, remote):
+            self.assertLess(abs(a['x'] - b['x']), 1e-6)
+            self.assertLess(abs(a['y'] - b['y']), 1e-6)
+
+    def test_record_from_files(self):
+        frames = self.path('frames')
+        for i in range(2):
+            run('synth', '--out', os.path.join(frames, 'f%d' % i), '--size', '64', '--seed', str(i))
+        code, out, err = run('record', '--from', os.path.join(frames, 'f*/image.npy'), '--prior',
+                             os.path.join(frames, 'f0', 'prior.json'), '--fps', '4', '--out',
+                             self.path('rec.lsr'))
+        self.assertEqual(code, 0, err)
+        records = read_lsr(self.path('rec.lsr'))
+        self.assertEqual(len(records), 3)
+        # Frame 2 (field 2: Frame; its pixels, field 5) holds image.npy's float32 bytes.
+        fields = dict(proto_fields(records[2][1]))
+        self.assertEqual(fields[1], 250_000_000)  # offset_ns at 4 fps
+        pixels = dict(proto_fields(dict(proto_fields(fields[2]))[5]))
+        expected = np.load(os.path.join(frames, 'f1', 'image.npy')).astype('<f4').tobytes()
+        self.assertEqual(pixels[4], expected)
 
 
 if __name__ == '__main__':

@@ -1,0 +1,62 @@
+// What the CLI needs to talk to logstard: images to frame envelopes and
+// back, the CLI's analysis options to session settings, results to the
+// engine's FrameAnalysis (so that RESULT.json is written by one code path
+// in-process and through the daemon), and the client options from flags.
+//
+// Coordinates pass through unchanged: x = column, y = row, px, origin at the
+// centre of the top-left pixel.
+//
+// Thread-safety: pure functions.
+#ifndef LOGSTAR_CLIENTS_CLI_REMOTE_H_
+#define LOGSTAR_CLIENTS_CLI_REMOTE_H_
+
+#include <optional>
+#include <string>
+
+#include <opencv2/core.hpp>
+
+#include "absl/status/statusor.h"
+#include "clients/cpp/client.h"
+#include "engine/analyzer.h"
+#include "engine/normalize.h"
+#include "engine/physics_prior.h"
+#include "logstar/v1/frame.pb.h"
+#include "logstar/v1/result.pb.h"
+#include "logstar/v1/session.pb.h"
+
+namespace logstar::cli {
+
+// A single-channel image (CV_8U, CV_16U, CV_16S, CV_32F or CV_64F) as the
+// wire's PixelData: row-major, little-endian (the host's order on the
+// platforms logstar runs on).
+absl::StatusOr<v1::PixelData> ImageToPixels(const cv::Mat& image);
+// The inverse; a copy of the bytes.
+absl::StatusOr<cv::Mat> PixelsToImage(const v1::PixelData& pixels);
+
+v1::PhysicsPrior PriorToProto(const PhysicsPrior& prior);
+// Settings whose analysis on the server equals LogStarAnalyzer(options, prior).
+v1::SessionSettings SettingsFromOptions(const AnalyzerOptions& options, const PhysicsPrior& prior);
+
+// A result's atoms, windows, rewards and cache counts; the times are the
+// server's (normalize and LoG stages, total from arrival to answer).
+FrameAnalysis AnalysisFromResult(const v1::FrameResult& result);
+
+// --server ADDR [--tls] [--tls-ca F] [--tls-cert F --tls-key F] [--token T]
+// [--token-file F] [--connect-timeout S]; `get` returns a flag's value.
+struct ClientFlags {
+  std::optional<std::string> server{}, tls_ca{}, tls_cert{}, tls_key{}, token{}, token_file{},
+      connect_timeout{};
+  bool tls = false;
+};
+absl::StatusOr<ClientOptions> ClientOptionsFromFlags(const ClientFlags& flags);
+inline constexpr char kClientFlagsUsage[] =
+    "  --server ADDR         logstard's host:port\n"
+    "  --tls                 connect with TLS (system roots unless --tls-ca)\n"
+    "  --tls-ca F            PEM of the CA that signed the server's certificate (implies --tls)\n"
+    "  --tls-cert F, --tls-key F  client certificate and key for mutual TLS (imply --tls)\n"
+    "  --token T             bearer token (or --token-file F, first line)\n"
+    "  --connect-timeout S   seconds to wait for the server (default 10)\n";
+
+}  // namespace logstar::cli
+
+#endif  // LOGSTAR_CLIENTS_CLI_REMOTE_H_

@@ -1,0 +1,366 @@
+#include "clients/cpp/client.h"
+
+#include <cmath>
+#include <fstream>
+#include <sstream>
+#include <utility>
+#include <vector>
+
+#include <grpcpp/generic/generic_stub.h>
+
+#include "absl/strings/str_cat.h"
+
+namespace logstar {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+absl::Status FromGrpc(const grpc::Status& status, const std::string& address,
+                      absl::string_view what) {
+  if (status.ok()) return absl::OkStatus();
+  std::string message = status.error_message();
+  if (status.error_code() == grpc::StatusCode::UNAVAILABLE && message.empty()) {
+    message = "the server is unavailable";
+  }
+  return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+                      absl::StrCat("logstard at ", address, ": ", what, ": ", message));
+}
+
+absl::StatusOr<std::string> ReadPem(const std::string& path, const char* field) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return absl::NotFoundError(absl::StrCat(field, ": cannot read '", path, "'"));
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::chrono::system_clock::time_point After(double seconds) {
+  return std::chrono::system_clock::now() +
+         std::chrono::duration_cast<std::chrono::system_clock::duration>(
+             std::chrono::duration<double>(seconds));
+}
+
+}  // namespace
+
+absl::Status ClientOptions::Validate() const {
+  if (address.empty()) return absl::InvalidArgumentError("address: empty (expected host:port)");
+  if (tls_client_cert_file.empty() != tls_client_key_file.empty()) {
+    return absl::InvalidArgumentError(
+        "tls_client_cert_file and tls_client_key_file go together (mutual TLS)");
+  }
+  if (!use_tls && (!tls_root_certs_file.empty() || !tls_client_cert_file.empty())) {
+    return absl::InvalidArgumentError("TLS files given without use_tls");
+  }
+  if (!(connect_timeout_s > 0) || !std::isfinite(connect_timeout_s)) {
+    return absl::InvalidArgumentError("connect_timeout_s must be > 0");
+  }
+  if (!(rpc_timeout_s > 0) || !std::isfinite(rpc_timeout_s)) {
+    return absl::InvalidArgumentError("rpc_timeout_s must be > 0");
+  }
+  if (max_message_bytes < 1024)
+    return absl::InvalidArgumentError("max_message_bytes must be >= 1024");
+  if (token.find_first_of("\r\n") != std::string::npos) {
+    return absl::InvalidArgumentError("token must be one line");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status StreamOptions::Validate() const {
+  if (max_in_flight < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_in_flight must be >= 1, got ", max_in_flight));
+  }
+  if (deadline_s < 0 || !std::isfinite(deadline_s)) {
+    return absl::InvalidArgumentError("deadline_s must be >= 0");
+  }
+  if (session_id.empty() && !settings) {
+    return absl::InvalidArgumentError("settings are required for a new session (no session_id)");
+  }
+  return absl::OkStatus();
+}
+
+const char* ServingStatusName(ServingStatus s) {
+  switch (s) {
+    case ServingStatus::kServing:
+      return "SERVING";
+    case ServingStatus::kNotServing:
+      return "NOT_SERVING";
+    case ServingStatus::kServiceUnknown:
+      return "SERVICE_UNKNOWN";
+    default:
+      return "UNKNOWN";
+  }
+}
+
+// ---------------------------------------------------------------- Client
+
+absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const ClientOptions& options) {
+  if (absl::Status s = options.Validate(); !s.ok()) return s;
+  std::shared_ptr<grpc::ChannelCredentials> credentials;
+  if (options.use_tls) {
+    grpc::SslCredentialsOptions ssl;
+    if (!options.tls_root_certs_file.empty()) {
+      auto pem = ReadPem(options.tls_root_certs_file, "tls_root_certs_file");
+      if (!pem.ok()) return pem.status();
+      ssl.pem_root_certs = *pem;
+    }
+    if (!options.tls_client_cert_file.empty()) {
+      auto cert = ReadPem(options.tls_client_cert_file, "tls_client_cert_file");
+      if (!cert.ok()) return cert.status();
+      auto key = ReadPem(options.tls_client_key_file, "tls_client_key_file");
+      if (!key.ok()) return key.status();
+      ssl.pem_cert_chain = *cert;
+      ssl.pem_private_key = *key;
+    }
+    credentials = grpc::SslCredentials(ssl);
+  } else {
+    credentials = grpc::InsecureChannelCredentials();
+  }
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(
+      static_cast<int>(std::min<int64_t>(options.max_message_bytes, INT32_MAX)));
+  args.SetMaxSendMessageSize(
+      static_cast<int>(std::min<int64_t>(options.max_message_bytes, INT32_MAX)));
+  std::unique_ptr<Client> client(new Client(options));
+  client->channel_ = grpc::CreateCustomChannel(options.address, credentials, args);
+  if (!client->channel_->WaitForConnected(After(options.connect_timeout_s))) {
+    return absl::UnavailableError(absl::StrCat(
+        "cannot reach logstard at ", options.address, " within ", options.connect_timeout_s,
+        " s (is it running, and do TLS and the address match the server's?)"));
+  }
+  client->stub_ = v1::LogStar::NewStub(client->channel_);
+  return client;
+}
+
+void Client::Prepare(grpc::ClientContext* context, double timeout_s) const {
+  if (timeout_s > 0) context->set_deadline(After(timeout_s));
+  if (!options_.token.empty()) context->AddMetadata("authorization", "Bearer " + options_.token);
+}
+
+absl::Status Client::ToStatus(const grpc::Status& status, const char* what) const {
+  return FromGrpc(status, options_.address, what);
+}
+
+absl::StatusOr<ServingStatus> Client::Health(const std::string& service) {
+  // Debian ships no grpc.health.v1 stubs: the request and answer are one
+  // field each, encoded here by hand.
+  std::string request;
+  if (!service.empty()) {
+    if (service.size() > 127) return absl::InvalidArgumentError("health: service name too long");
+    request.push_back(0x0a);  // field 1, length-delimited
+    request.push_back(static_cast<char>(service.size()));
+    request += service;
+  }
+  grpc::GenericStub stub(channel_);
+  grpc::ClientContext context;
+  Prepare(&context, options_.rpc_timeout_s);
+  grpc::Slice slice(request);
+  grpc::ByteBuffer in(&slice, 1), out;
+  grpc::CompletionQueue cq;
+  auto call = stub.PrepareUnaryCall(&context, "/grpc.health.v1.Health/Check", in, &cq);
+  call->StartCall();
+  grpc::Status status;
+  call->Finish(&out, &status, reinterpret_cast<void*>(1));
+  void* tag;
+  bool ok;
+  cq.Next(&tag, &ok);
+  cq.Shutdown();
+  while (cq.Next(&tag, &ok)) {
+  }
+  if (status.error_code() == grpc::StatusCode::NOT_FOUND) return ServingStatus::kServiceUnknown;
+  if (!status.ok()) return ToStatus(status, "health check");
+  std::vector<grpc::Slice> slices;
+  std::string response;
+  if (out.Dump(&slices).ok()) {
+    for (const grpc::Slice& s : slices) {
+      response.append(reinterpret_cast<const char*>(s.begin()), s.size());
+    }
+  }
+  // HealthCheckResponse{status = 1}: 0x08 then a one-byte varint; empty = UNKNOWN.
+  if (response.size() >= 2 && response[0] == 0x08 && response[1] >= 0 && response[1] <= 3) {
+    return static_cast<ServingStatus>(response[1]);
+  }
+  return ServingStatus::kUnknown;
+}
+
+absl::StatusOr<std::unique_ptr<Stream>> Client::OpenStream(const StreamOptions& options) {
+  if (absl::Status s = options.Validate(); !s.ok()) return s;
+  std::unique_ptr<Stream> stream(new Stream(options_.address, options.max_in_flight));
+  Prepare(&stream->context_, options.deadline_s);
+  stream->rpc_ = stub_->Stream(&stream->context_);
+  v1::StreamRequest open;
+  open.mutable_open()->set_session_id(options.session_id);
+  if (options.settings) *open.mutable_open()->mutable_settings() = *options.settings;
+  v1::StreamResponse first;
+  if (!stream->rpc_->Write(open) || !stream->rpc_->Read(&first)) {
+    stream->rpc_->WritesDone();
+    const grpc::Status status = stream->rpc_->Finish();
+    stream->finished_ = true;
+    if (status.ok()) {
+      return absl::UnavailableError(
+          absl::StrCat("logstard at ", options_.address, ": the stream ended before it opened"));
+    }
+    return ToStatus(status, "open stream");
+  }
+  if (!first.has_opened()) {
+    stream->context_.TryCancel();
+    stream->rpc_->Finish();
+    stream->finished_ = true;
+    return absl::InternalError(absl::StrCat("logstard at ", options_.address,
+                                            ": the stream's first answer is not `opened`"));
+  }
+  stream->opened_ = first.opened();
+  stream->reader_ = std::thread(&Stream::ReadLoop, stream.get());
+  return stream;
+}
+
+absl::StatusOr<v1::FrameResult> Client::AnalyzeFrame(const v1::Frame& frame,
+                                                     const v1::SessionSettings* settings) {
+  v1::AnalyzeFrameRequest request;
+  *request.mutable_frame() = frame;
+  if (settings != nullptr) *request.mutable_settings() = *settings;
+  grpc::ClientContext context;
+  Prepare(&context, options_.rpc_timeout_s);
+  v1::FrameResult result;
+  if (absl::Status s = ToStatus(stub_->AnalyzeFrame(&context, request, &result), "AnalyzeFrame");
+      !s.ok()) {
+    return s;
+  }
+  return result;
+}
+
+absl::StatusOr<v1::SessionInfo> Client::UpdateSession(const v1::UpdateSessionRequest& request) {
+  grpc::ClientContext context;
+  Prepare(&context, options_.rpc_timeout_s);
+  v1::SessionInfo info;
+  if (absl::Status s = ToStatus(stub_->UpdateSession(&context, request, &info), "UpdateSession");
+      !s.ok()) {
+    return s;
+  }
+  return info;
+}
+
+absl::StatusOr<v1::SessionInfo> Client::GetSession(const std::string& session_id,
+                                                   bool include_cache) {
+  v1::GetSessionRequest request;
+  request.set_session_id(session_id);
+  request.set_include_cache(include_cache);
+  grpc::ClientContext context;
+  Prepare(&context, options_.rpc_timeout_s);
+  v1::SessionInfo info;
+  if (absl::Status s = ToStatus(stub_->GetSession(&context, request, &info), "GetSession");
+      !s.ok()) {
+    return s;
+  }
+  return info;
+}
+
+absl::StatusOr<v1::SessionInfo> Client::ResetSession(const std::string& session_id,
+                                                     bool delete_session) {
+  v1::ResetSessionRequest request;
+  request.set_session_id(session_id);
+  request.set_delete_session(delete_session);
+  grpc::ClientContext context;
+  Prepare(&context, options_.rpc_timeout_s);
+  v1::SessionInfo info;
+  if (absl::Status s = ToStatus(stub_->ResetSession(&context, request, &info), "ResetSession");
+      !s.ok()) {
+    return s;
+  }
+  return info;
+}
+
+// ---------------------------------------------------------------- Stream
+
+Stream::~Stream() {
+  if (!finished_) {
+    Cancel();
+    (void)Finish();
+  }
+}
+
+void Stream::ReadLoop() {
+  v1::StreamResponse response;
+  while (rpc_->Read(&response)) {
+    const auto now = Clock::now();
+    std::lock_guard<std::mutex> lock(mu_);
+    StreamAnswer answer;
+    const bool per_frame = response.has_result() || response.has_dropped() || response.has_error();
+    if (auto it = pushed_.find(response.sequence()); it != pushed_.end()) {
+      answer.latency_ms = std::chrono::duration<double, std::milli>(now - it->second).count();
+      pushed_.erase(it);
+    }
+    if (per_frame && in_flight_ > 0) --in_flight_;
+    answer.response = std::move(response);
+    answers_.push_back(std::move(answer));
+    response = v1::StreamResponse();
+    cv_.notify_all();
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  read_done_ = true;
+  cv_.notify_all();
+}
+
+int Stream::in_flight() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return in_flight_;
+}
+
+absl::Status Stream::Push(v1::Frame frame) {
+  if (finished_) {
+    return final_status_.ok() ? absl::FailedPreconditionError("Push after the stream finished")
+                              : final_status_;
+  }
+  if (send_closed_) return absl::FailedPreconditionError("Push after CloseSend");
+  // A pixel-less end_of_stream marker gets no answer, so it takes no slot.
+  const bool answered = !(frame.end_of_stream() && !frame.has_pixels());
+  bool ended;
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return read_done_ || !answered || in_flight_ < max_in_flight_; });
+    ended = read_done_;
+    if (!ended && answered) {
+      ++in_flight_;
+      pushed_[frame.sequence()] = Clock::now();
+    }
+  }
+  v1::StreamRequest request;
+  *request.mutable_frame() = std::move(frame);
+  if (ended || !rpc_->Write(request)) {
+    absl::Status s = Finish();
+    if (s.ok()) {
+      return absl::UnavailableError(
+          absl::StrCat("logstard at ", address_, ": the server ended the stream"));
+    }
+    return s;
+  }
+  return absl::OkStatus();
+}
+
+std::optional<StreamAnswer> Stream::Read() {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait(lock, [&] { return !answers_.empty() || read_done_; });
+  if (answers_.empty()) return std::nullopt;
+  StreamAnswer answer = std::move(answers_.front());
+  answers_.pop_front();
+  return answer;
+}
+
+void Stream::CloseSend() {
+  if (send_closed_ || finished_) return;
+  send_closed_ = true;
+  rpc_->WritesDone();
+}
+
+absl::Status Stream::Finish() {
+  if (finished_) return final_status_;
+  CloseSend();
+  if (reader_.joinable()) reader_.join();
+  final_status_ = FromGrpc(rpc_->Finish(), address_, "stream");
+  finished_ = true;
+  return final_status_;
+}
+
+}  // namespace logstar

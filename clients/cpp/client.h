@@ -1,0 +1,180 @@
+// logstar::Client: a C++ client of logstard (proto/logstar/v1/service.proto).
+//
+//   auto client = Client::Connect({.address = "127.0.0.1:50051"});
+//   auto stream = (*client)->OpenStream({.settings = settings, .max_in_flight = 4});
+//   (*stream)->Push(frame);          // blocks while 4 frames are unanswered
+//   auto answer = (*stream)->Read(); // the next frame's result, dropped or error record
+//   (*stream)->CloseSend(); ... (*stream)->Finish();
+//
+// Every frame pushed gets exactly one answer, in push order (the server's
+// contract). Coordinates in results: x = column, y = row, px, origin at the
+// centre of the top-left pixel. Errors are absl::Status with gRPC's codes
+// (UNAVAILABLE: the server cannot be reached or shuts down; UNAUTHENTICATED:
+// missing or wrong token; INVALID_ARGUMENT naming the field) and messages
+// that name the server's address.
+//
+// Thread-safety: Client is thread-safe (its methods may be called from any
+// number of threads, and several streams may run at once). A Stream has two
+// sides: Push, CloseSend and Finish belong to one sending thread; Read to one
+// reading thread (it may be the same); Cancel and in_flight() may be called
+// from any thread. A Stream must not outlive its Client.
+#ifndef LOGSTAR_CLIENTS_CPP_CLIENT_H_
+#define LOGSTAR_CLIENTS_CPP_CLIENT_H_
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "logstar/v1/service.grpc.pb.h"
+
+namespace logstar {
+
+struct ClientOptions {
+  std::string address{};  // host:port of logstard, e.g. "127.0.0.1:50051"
+  // Transport security. With use_tls and no root certificates the system's
+  // trust store is used; client cert and key together give mutual TLS.
+  bool use_tls = false;
+  std::string tls_root_certs_file{};   // PEM
+  std::string tls_client_cert_file{};  // PEM, mutual TLS
+  std::string tls_client_key_file{};   // PEM, mutual TLS
+  std::string token{};                 // bearer token sent on every RPC; empty: none
+  // Connect() waits this long for the server to answer before it reports
+  // UNAVAILABLE ("cannot reach logstard at ...").
+  double connect_timeout_s = 10.0;
+  double rpc_timeout_s = 120.0;            // unary RPCs (AnalyzeFrame tunes: allow minutes)
+  int64_t max_message_bytes = 80ll << 20;  // as the server's default
+
+  // Errors name the field.
+  absl::Status Validate() const;
+};
+
+struct StreamOptions {
+  // Empty: the server makes a new session. An existing id resumes it.
+  std::string session_id{};
+  // Required for a new session; for an existing one, replaces its settings.
+  std::optional<v1::SessionSettings> settings{};
+  // Frames pushed but not yet answered; Push() blocks at this many (>= 1).
+  int max_in_flight = 4;
+  double deadline_s = 0.0;  // whole stream; 0 = none
+
+  absl::Status Validate() const;
+};
+
+// One frame's answer.
+struct StreamAnswer {
+  v1::StreamResponse response;  // result, dropped or error; sequence set
+  // From the Push() that sent the frame to the answer's arrival, ms
+  // (steady clock): what the caller waited, queue and network included.
+  double latency_ms = 0.0;
+};
+
+class Stream {
+ public:
+  ~Stream();  // cancels a stream not finished
+
+  // The server's `opened` answer: the session's id, settings, counters.
+  const v1::SessionInfo& opened() const { return opened_; }
+
+  // Sends a frame (session_id is left as given: empty or the stream's).
+  // Blocks while max_in_flight frames are unanswered. When the stream has
+  // ended (server shut down, cancelled, deadline) returns its final status,
+  // or FAILED_PRECONDITION after CloseSend().
+  absl::Status Push(v1::Frame frame);
+
+  // The next answer in push order; blocks until it arrives. nullopt once the
+  // stream is over and every answer has been read (Finish() tells why).
+  std::optional<StreamAnswer> Read();
+
+  // Half-closes: no more frames; the server answers those it has.
+  void CloseSend();
+
+  // Half-closes if needed, waits for the reading side to end (answers not yet
+  // Read() stay readable) and returns the stream's final status. Idempotent.
+  absl::Status Finish();
+
+  // Gives up: the server abandons the frame being analysed.
+  void Cancel() { context_.TryCancel(); }
+
+  int in_flight() const;
+
+ private:
+  friend class Client;
+  Stream(std::string address, int max_in_flight)
+      : address_(std::move(address)), max_in_flight_(max_in_flight) {}
+  void ReadLoop();
+
+  const std::string address_;
+  const int max_in_flight_;
+  grpc::ClientContext context_;
+  std::unique_ptr<grpc::ClientReaderWriter<v1::StreamRequest, v1::StreamResponse>> rpc_;
+  v1::SessionInfo opened_;
+  std::thread reader_;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  int in_flight_ = 0;  // guarded by mu_
+  bool read_done_ = false;
+  std::deque<StreamAnswer> answers_;
+  std::map<uint64_t, std::chrono::steady_clock::time_point> pushed_;  // sequence -> push time
+
+  // Sending side only.
+  bool send_closed_ = false;
+  bool finished_ = false;
+  absl::Status final_status_;
+};
+
+enum class ServingStatus { kUnknown = 0, kServing = 1, kNotServing = 2, kServiceUnknown = 3 };
+const char* ServingStatusName(ServingStatus s);
+
+class Client {
+ public:
+  // Checks the options, reads the TLS files and waits until the server
+  // answers (or connect_timeout_s passes: UNAVAILABLE naming the address).
+  static absl::StatusOr<std::unique_ptr<Client>> Connect(const ClientOptions& options);
+
+  const ClientOptions& options() const { return options_; }
+
+  // grpc.health.v1.Health/Check: "" is the server as a whole,
+  // "logstar.v1.LogStar" the analysis service.
+  absl::StatusOr<ServingStatus> Health(const std::string& service = "logstar.v1.LogStar");
+
+  // Opens a Stream; returns after the server's `opened` answer. The open's
+  // errors (UNAUTHENTICATED, INVALID_ARGUMENT for bad settings, ...) come back here.
+  absl::StatusOr<std::unique_ptr<Stream>> OpenStream(const StreamOptions& options);
+
+  // One frame, one result: with frame.session_id() set that session's cache
+  // is used (and made from `settings` when new); without, `settings` is
+  // required and nothing is kept.
+  absl::StatusOr<v1::FrameResult> AnalyzeFrame(const v1::Frame& frame,
+                                               const v1::SessionSettings* settings);
+
+  absl::StatusOr<v1::SessionInfo> UpdateSession(const v1::UpdateSessionRequest& request);
+  absl::StatusOr<v1::SessionInfo> GetSession(const std::string& session_id,
+                                             bool include_cache = false);
+  absl::StatusOr<v1::SessionInfo> ResetSession(const std::string& session_id,
+                                               bool delete_session = false);
+
+ private:
+  explicit Client(const ClientOptions& options) : options_(options) {}
+  void Prepare(grpc::ClientContext* context, double timeout_s) const;
+  absl::Status ToStatus(const grpc::Status& status, const char* what) const;
+
+  const ClientOptions options_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::LogStar::Stub> stub_;
+};
+
+}  // namespace logstar
+
+#endif  // LOGSTAR_CLIENTS_CPP_CLIENT_H_
