@@ -496,6 +496,7 @@ absl::StatusOr<AmorphousResult> RunAmorphous(const cv::Mat& image, absl::Span<co
   for (const Evaluation& e : run.evaluations) objectives.push_back(e.objectives);
   LOGSTAR_ASSIGN_OR_RETURN(const int chosen, ChooseOnFront(objectives, run.front, options.choice));
   AmorphousResult result;
+  result.evidence = scene.evidence();
   for (int i : run.front) {
     result.front.push_back({decode(run.evaluations[i].parameters), run.evaluations[i].objectives});
     if (i == chosen) result.chosen_index = static_cast<int>(result.front.size()) - 1;

@@ -255,6 +255,7 @@ struct AmorphousFrontPoint {
 
 struct AmorphousResult {
   AmorphousEvaluation chosen;  // the chosen point, evaluated
+  AmorphousEvidence evidence;  // the frame's, what the rewards compared with
   std::vector<AmorphousFrontPoint> front;
   int chosen_index = 0;  // into front
   int num_evaluations = 0;

@@ -3,12 +3,14 @@
 #define LOGSTAR_ENGINE_OVERLAY_H_
 
 #include <string>
+#include <vector>
 
 #include <opencv2/core.hpp>
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "engine/log_detector.h"
+#include "engine/rewards.h"
 
 namespace logstar {
 
@@ -25,6 +27,23 @@ struct OverlayOptions {
 // (BGR, as OpenCV writes it).
 absl::StatusOr<cv::Mat> RenderBlobOverlay(const cv::Mat& frame, absl::Span<const Blob> blobs,
                                           const OverlayOptions& options);
+
+// What the amorphous stage adds to the picture (engine/amorphous.h).
+struct AmorphousMarks {
+  // One flag per blob, or empty: amorphous blobs are drawn in magenta
+  // instead of green.
+  std::vector<bool> amorphous;
+  // Region outlines in frame pixels (e.g. Region::contour), each drawn as a
+  // closed yellow polygon.
+  std::vector<std::vector<PointXY>> outlines;
+};
+
+// As RenderBlobOverlay, with amorphous blobs coloured and region outlines
+// drawn. InvalidArgument when `marks.amorphous` is neither empty nor one flag
+// per blob.
+absl::StatusOr<cv::Mat> RenderAmorphousOverlay(const cv::Mat& frame, absl::Span<const Blob> blobs,
+                                               const AmorphousMarks& marks,
+                                               const OverlayOptions& options);
 
 // Writes an 8-bit image as PNG; errors name the path.
 absl::Status WritePng(const std::string& path, const cv::Mat& image);

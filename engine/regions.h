@@ -3,9 +3,16 @@
 //
 // Each amorphous atom paints a filled disk of radius `radius_px` (tied by the
 // caller to the nearest-neighbour distance, so that neighbouring amorphous
-// atoms touch); the union is closed morphologically with a disk of radius
-// `closing_radius_px` (gaps narrower than the disk fill, the outline is
-// smoothed) and split into 8-connected components (OpenCV).
+// atoms touch) about its position rounded to the nearest pixel: the pixels
+// within Euclidean distance radius_px. The union is closed morphologically
+// with a Euclidean disk of radius `closing_radius_px` (gaps narrower than the
+// disk fill, the outline is smoothed) and split into 8-connected components
+// (OpenCV). The closing is computed by separable exact disk dilations (the
+// erosion is the dilation of the complement), pixel for pixel the closing by
+// the digital disk {|v| <= closing_radius_px}, in time linear in the pixels
+// of the centres' bounding box whatever the radii. The frame's edge does not
+// erode (regions are not glued to it): the closing is that of the unbounded
+// plane, restricted to the frame.
 //
 // Per region: area (pixel count), perimeter (length of the outer contour
 // through boundary pixel centres, cv::arcLength), centroid, bounding box and

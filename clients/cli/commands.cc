@@ -24,6 +24,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "clients/cli/amorphous_output.h"
 #include "clients/cli/common.h"
 #include "clients/cli/remote.h"
 #include "clients/cpp/client.h"
@@ -368,6 +369,13 @@ constexpr char kAnalyzeUsage[] =
     "                        adds precision, recall, F1 and RMS error (IMAGE only)\n"
     "  --match-radius PX     matching distance for --truth (default 0.3 x nearest-neighbour\n"
     "                        distance)\n"
+    "  --gmm                 also find amorphous regions (Gaussian mixture on lattice-difference\n"
+    "                        patches, tuned by region rewards): per atom amorphous and\n"
+    "                        posterior, regions in angstrom, the GMM parameters and their front;\n"
+    "                        the overlay colours amorphous atoms and outlines the regions\n"
+    "                        (IMAGE only, not with --fixed)\n"
+    "  --amorphous-mask M.png  with --gmm: write the regions as an 8-bit PNG of the frame's\n"
+    "                        size, 255 = amorphous\n"
     "  --server ADDR         analyse through logstard at host:port instead of in process (same\n"
     "                        atoms: the session gets these settings); with --tls, --tls-ca F,\n"
     "                        --tls-cert F --tls-key F, --token T or --token-file F\n"
@@ -637,6 +645,8 @@ struct AnalyzeSetup {
   Json parameters;     // idem
   std::optional<std::string> truth_path;
   std::vector<PointXY> truth;
+  bool gmm = false;
+  std::optional<std::string> amorphous_mask_path;
   double match_radius = 0.0;
   ExecutionContext* context = nullptr;
   Clock::time_point start;
@@ -786,7 +796,9 @@ absl::StatusOr<AnalyzedFrame> LoadAndAnalyze(const AnalyzeSetup& s, const std::s
 
 int AnalyzeImage(const AnalyzeSetup& s, const std::string& image_path,
                  const FrameAnalyzer& analyzer) {
-  absl::StatusOr<AnalyzedFrame> f = LoadAndAnalyze(s, image_path, analyzer, s.overlay_path);
+  // With --gmm the overlay also shows the regions; the stage draws it.
+  absl::StatusOr<AnalyzedFrame> f =
+      LoadAndAnalyze(s, image_path, analyzer, s.gmm ? std::nullopt : s.overlay_path);
   if (!f.ok()) return Fail(f.status());
   const FrameAnalysis& a = f->analysis;
   std::vector<PointXY> points;
@@ -797,7 +809,22 @@ int AnalyzeImage(const AnalyzeSetup& s, const std::string& image_path,
   AddFrameAnalysis(a, result);
   absl::StatusOr<std::string> vs_truth = AddAccuracy(s, points, result);
   if (!vs_truth.ok()) return Fail(vs_truth.status());
-  result["timings_ms"] = AnalysisTimings(f->load_ms, a, f->overlay_ms, MsSince(s.start));
+  AmorphousReport amorphous;
+  if (s.gmm) {
+    absl::StatusOr<AmorphousReport> r = AddAmorphous({.raw = f->raw,
+                                                      .normalize = s.normalize,
+                                                      .prior = s.prior,
+                                                      .context = s.context,
+                                                      .mask_path = s.amorphous_mask_path,
+                                                      .overlay_path = s.overlay_path},
+                                                     a.atoms, result);
+    if (!r.ok()) return Fail(r.status());
+    amorphous = *std::move(r);
+    *vs_truth += amorphous.console;
+  }
+  result["timings_ms"] =
+      AnalysisTimings(f->load_ms, a, f->overlay_ms + amorphous.overlay_ms, MsSince(s.start));
+  if (s.gmm) result["timings_ms"]["amorphous"] = amorphous.stage_ms;
   if (absl::Status st = WriteResult(s, result); !st.ok()) return Fail(st);
 
   std::printf(
@@ -930,12 +957,12 @@ int AnalyzeFrames(const AnalyzeSetup& s, const std::string& spec, const FrameAna
 
 int RunAnalyze(const std::vector<std::string>& args) {
   auto flags = Flags::Parse(
-      args,
-      {"prior",    "out",          "overlay",         "fixed",      "normalize",      "threads",
-       "truth",    "match-radius", "window",          "stride",     "evals",          "seed",
-       "choose",   "num-sigma",    "drift-tolerance", "frames",     "server",         "tls-ca",
-       "tls-cert", "tls-key",      "token",           "token-file", "connect-timeout"},
-      {"no-refine", "tls"});
+      args, {"prior",   "out",        "overlay",         "fixed",         "normalize",
+             "threads", "truth",      "match-radius",    "window",        "stride",
+             "evals",   "seed",       "choose",          "num-sigma",     "drift-tolerance",
+             "frames",  "server",     "tls-ca",          "tls-cert",      "tls-key",
+             "token",   "token-file", "connect-timeout", "amorphous-mask"},
+      {"no-refine", "tls", "gmm"});
   if (!flags.ok()) return UsageError(std::string(flags.status().message()), kAnalyzeUsage);
   if (flags->help()) {
     std::fputs(kAnalyzeUsage, stdout);
@@ -1009,6 +1036,15 @@ int RunAnalyze(const std::vector<std::string>& args) {
   }
   if (frames && s.truth_path) {
     return UsageError("--truth checks one IMAGE; it cannot go with --frames", kAnalyzeUsage);
+  }
+  s.gmm = flags->Has("gmm");
+  s.amorphous_mask_path = flags->Get("amorphous-mask");
+  if (s.amorphous_mask_path && !s.gmm) {
+    return UsageError("--amorphous-mask needs --gmm", kAnalyzeUsage);
+  }
+  if (s.gmm && (fixed || frames)) {
+    return UsageError("--gmm analyses one IMAGE with LoG*; it cannot go with --fixed or --frames",
+                      kAnalyzeUsage);
   }
   if (flags->Has("match-radius") && !s.truth_path) {
     return UsageError("--match-radius needs --truth", kAnalyzeUsage);

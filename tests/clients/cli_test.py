@@ -405,6 +405,115 @@ class LogStarTest(unittest.TestCase):
         self.assertIn('no frames', err)
 
 
+class AmorphousTest(unittest.TestCase):
+    """analyze --gmm: the mask against synth's amorphous_mask.npy, RESULT.json's
+    amorphous fields and their units."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.frames = {}
+        # (amorphous share, noise, seed); 512 px so that the regions hold
+        # enough atoms for the mixture (about 1 s each).
+        for name, share, noise, seed in (('amorphous', 0.2, 0.3, 1), ('crystal', 0.0, 0.3, 2)):
+            d = os.path.join(cls.tmp.name, name)
+            code, _, err = run('synth', '--out', d, '--size', '512', '--lattice', 'ybco',
+                               '--noise', str(noise), '--amorphous', str(share), '--seed', str(seed))
+            assert code == 0, err
+            mask = os.path.join(d, 'mask.png')
+            result = os.path.join(d, 'result.json')
+            overlay = os.path.join(d, 'overlay.png')
+            code, out, err = run('analyze', os.path.join(d, 'image.npy'), '--prior',
+                                 os.path.join(d, 'prior.json'), '--out', result, '--gmm',
+                                 '--amorphous-mask', mask, '--overlay', overlay)
+            assert code == 0, err
+            cls.frames[name] = (d, mask, load_json(result), overlay, out)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    def read_png(self, path):
+        try:
+            from PIL import Image
+        except ImportError:
+            self.skipTest('PIL missing')
+        return np.asarray(Image.open(path))
+
+    def test_mask_matches_the_truth(self):
+        d, mask_path, _, _, out = self.frames['amorphous']
+        mask = self.read_png(mask_path)
+        truth = np.load(os.path.join(d, 'amorphous_mask.npy')) > 0
+        self.assertEqual(mask.dtype, np.uint8)
+        self.assertEqual(mask.shape, truth.shape)
+        self.assertTrue(set(np.unique(mask)) <= {0, 255})
+        inside = mask == 255
+        iou = (inside & truth).sum() / (inside | truth).sum()
+        self.assertGreaterEqual(iou, 0.6, out)
+
+    def test_crystalline_frame_has_no_region(self):
+        _, mask_path, res, _, _ = self.frames['crystal']
+        self.assertLessEqual((self.read_png(mask_path) == 255).mean(), 0.02)
+        self.assertLessEqual(res['amorphous']['area_fraction'], 0.02)
+
+    def test_result_fields_and_units(self):
+        d, mask_path, res, overlay, _ = self.frames['amorphous']
+        pixel = load_json(os.path.join(d, 'prior.json'))['pixel_size_angstrom']
+        mask = self.read_png(mask_path) == 255
+        stage = res['amorphous']
+        threshold = stage['parameters']['threshold']
+        for key in ('patch_size_px', 'threshold', 'covariance_type', 'num_components'):
+            self.assertIn(key, stage['parameters'])
+        self.assertTrue(stage['front'])
+        self.assertEqual(sum(p['chosen'] for p in stage['front']), 1)
+        self.assertTrue(stage['front'][stage['chosen_index']]['chosen'])
+        n_amorphous = 0
+        for atom in res['atoms']:
+            self.assertIsInstance(atom['amorphous'], bool)
+            if atom['posterior'] is None:  # too near the border to classify
+                self.assertFalse(atom['amorphous'])
+                continue
+            self.assertTrue(0.0 <= atom['posterior'] <= 1.0)
+            self.assertEqual(atom['amorphous'], atom['posterior'] > threshold)
+            n_amorphous += atom['amorphous']
+        self.assertEqual(n_amorphous, stage['amorphous_atoms'])
+        self.assertGreater(n_amorphous, 0)
+        regions = res['regions']
+        self.assertEqual(len(regions), stage['num_regions'])
+        self.assertTrue(regions)
+        # Areas in angstrom^2 add up to the PNG's pixel count times the pixel area.
+        total = sum(r['area_angstrom2'] for r in regions)
+        self.assertAlmostEqual(total, mask.sum() * pixel * pixel, places=6)
+        for r in regions:
+            self.assertAlmostEqual(r['perimeter_angstrom'], r['perimeter_px'] * pixel, places=9)
+            b = r['bbox']
+            inside = mask[b['row0']:b['row0'] + b['rows'], b['col0']:b['col0'] + b['cols']]
+            self.assertTrue(inside.any())
+            contour = np.array(r['contour'])
+            self.assertEqual(contour.shape[1], 2)
+            # Contour points are region pixels (x = column, y = row).
+            self.assertTrue(mask[contour[:, 1].astype(int), contour[:, 0].astype(int)].all())
+            self.assertTrue(b['col0'] <= r['centroid']['x'] < b['col0'] + b['cols'])
+            self.assertTrue(b['row0'] <= r['centroid']['y'] < b['row0'] + b['rows'])
+            # The perimeter is at least a disk's of the same area.
+            self.assertGreaterEqual(r['perimeter_angstrom'],
+                                    0.9 * 2 * np.sqrt(np.pi * r['area_angstrom2']))
+        self.assertIn('amorphous', res['timings_ms'])
+        picture = self.read_png(overlay)
+        self.assertEqual(picture.shape, (512, 512, 3))
+
+    def test_usage_errors(self):
+        d = self.frames['crystal'][0]
+        base = ['analyze', os.path.join(d, 'image.npy'), '--prior', os.path.join(d, 'prior.json'),
+                '--out', os.path.join(self.tmp.name, 'r.json')]
+        code, _, err = run(*base, '--amorphous-mask', os.path.join(self.tmp.name, 'm.png'))
+        self.assertEqual(code, 2)
+        self.assertIn('--amorphous-mask needs --gmm', err)
+        code, _, err = run(*base, '--gmm', '--fixed', '2.5,5,5,0.05,0.5')
+        self.assertEqual(code, 2)
+        self.assertIn('--gmm', err)
+
+
 class BadInputTest(unittest.TestCase):
     """Bad input: one clear line naming the problem and a non-zero exit."""
 
