@@ -4,6 +4,7 @@
 #include <bit>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -497,6 +498,121 @@ google::protobuf::Timestamp ToProtoTime(absl::Time t) {
 
 absl::Time FromProtoTime(const google::protobuf::Timestamp& t) {
   return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
+}
+
+absl::StatusOr<v1::PixelData> ImageToPixels(const cv::Mat& image) {
+  if (image.channels() != 1 || image.dims != 2) {
+    return absl::InvalidArgumentError("frames must be single-channel 2-D images");
+  }
+  for (v1::DType dtype :
+       {v1::DTYPE_UINT8, v1::DTYPE_UINT16, v1::DTYPE_INT16, v1::DTYPE_FLOAT32, v1::DTYPE_FLOAT64}) {
+    if (Wire(dtype)->cv_depth != image.depth()) continue;
+    v1::PixelData px;
+    px.set_dtype(dtype);
+    px.set_width(image.cols);
+    px.set_height(image.rows);
+    const cv::Mat c = image.isContinuous() ? image : image.clone();
+    px.set_data(std::string(reinterpret_cast<const char*>(c.data), c.total() * c.elemSize()));
+    return px;
+  }
+  return absl::InvalidArgumentError(
+      "pixel type not supported on the wire (uint8, uint16, int16, float32, float64)");
+}
+
+absl::StatusOr<cv::Mat> PixelsToImage(const v1::PixelData& px) {
+  v1::Frame frame;
+  *frame.mutable_pixels() = px;
+  LOGSTAR_ASSIGN_OR_RETURN(DecodedFrame decoded,
+                           DecodeFrame(frame, std::numeric_limits<int64_t>::max()));
+  return decoded.image.clone();
+}
+
+v1::PhysicsPrior PriorToProto(const PhysicsPrior& prior) {
+  v1::PhysicsPrior p;
+  p.set_pixel_size_angstrom(prior.pixel_size_angstrom);
+  if (prior.column_density_per_nm2) p.set_column_density_per_nm2(*prior.column_density_per_nm2);
+  if (prior.lattice) {
+    p.mutable_lattice()->set_a_angstrom(prior.lattice->a_angstrom);
+    p.mutable_lattice()->set_b_angstrom(prior.lattice->b_angstrom);
+    p.mutable_lattice()->set_gamma_deg(prior.lattice->gamma_deg);
+    p.mutable_lattice()->set_columns_per_cell(prior.lattice->columns_per_cell);
+  }
+  p.set_nearest_neighbor_angstrom(prior.nearest_neighbor_angstrom);
+  return p;
+}
+
+v1::SessionSettings SettingsFromOptions(const AnalyzerOptions& o, const PhysicsPrior& prior) {
+  v1::SessionSettings s;
+  *s.mutable_prior() = PriorToProto(prior);
+  v1::AnalysisSettings* a = s.mutable_analysis();
+  a->set_window(o.window);
+  a->set_stride(o.stride);
+  a->set_evaluations(o.logstar.optimizer.num_evaluations);
+  a->set_seed(o.logstar.optimizer.seed);
+  switch (o.logstar.choice) {
+    case FrontChoiceRule::kEuclidean:
+      a->set_choice(v1::FRONT_CHOICE_RULE_EUCLIDEAN);
+      break;
+    case FrontChoiceRule::kChebyshev:
+      a->set_choice(v1::FRONT_CHOICE_RULE_CHEBYSHEV);
+      break;
+    case FrontChoiceRule::kWeights:
+      a->set_choice(v1::FRONT_CHOICE_RULE_WEIGHTS);
+      break;
+  }
+  a->set_weight_qc(o.logstar.choice_weights[0]);
+  a->set_weight_er(o.logstar.choice_weights[1]);
+  a->set_drift_tolerance(o.drift_tolerance);
+  a->set_num_sigma(o.logstar.num_sigma);
+  a->set_column_sigma_angstrom(o.logstar.column_sigma_angstrom);
+  a->set_refine_positions(o.logstar.refine_positions);
+  a->set_normalize(o.normalize.method == NormalizeOptions::Method::kPercentile
+                       ? v1::NORMALIZE_METHOD_PERCENTILE
+                       : v1::NORMALIZE_METHOD_MIN_MAX);
+  return s;
+}
+
+FrameAnalysis AnalysisFromResult(const v1::FrameResult& r) {
+  FrameAnalysis a;
+  a.width = static_cast<int>(r.width());
+  a.height = static_cast<int>(r.height());
+  for (const v1::Atom& atom : r.atoms()) {
+    a.atoms.push_back({.x = atom.x(),
+                       .y = atom.y(),
+                       .sigma = atom.sigma(),
+                       .response = atom.response(),
+                       .window = atom.window()});
+  }
+  for (const v1::WindowResult& w : r.windows()) {
+    WindowResult out;
+    out.window.index = w.index();
+    out.window.tile = {w.tile().col0(), w.tile().row0(), w.tile().cols(), w.tile().rows()};
+    out.window.core = {w.core().col0(), w.core().row0(), w.core().cols(), w.core().rows()};
+    out.state = w.cache_state() == v1::CACHE_STATE_HIT       ? CacheState::kHit
+                : w.cache_state() == v1::CACHE_STATE_RETUNED ? CacheState::kRetuned
+                                                             : CacheState::kMiss;
+    out.parameters = ParametersFromProto(w.parameters());
+    out.rewards = RewardsFromProto(w.rewards());
+    out.tuned_rewards = RewardsFromProto(w.tuned_rewards());
+    for (const v1::FrontPoint& p : w.front()) {
+      out.front.push_back(
+          {.parameters = ParametersFromProto(p.parameters()), .qc = p.qc(), .er = p.er()});
+    }
+    out.chosen = w.chosen();
+    out.evaluations = w.evaluations();
+    out.num_atoms = w.num_atoms();
+    out.ms = w.ms();
+    a.windows.push_back(std::move(out));
+  }
+  a.rewards = RewardsFromProto(r.rewards());
+  a.hits = r.cache_hits();
+  a.misses = r.cache_misses();
+  a.retunes = r.cache_retunes();
+  a.seam_duplicates = r.seam_duplicates();
+  a.normalize_ms = r.latency().normalize_ms();
+  a.windows_ms = r.latency().log_ms();
+  a.total_ms = r.latency().total_ms();
+  return a;
 }
 
 }  // namespace logstar::server

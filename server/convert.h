@@ -82,6 +82,22 @@ absl::StatusOr<LogStarAnalyzer::CacheSnapshot> CacheFromProto(const v1::CacheCon
 google::protobuf::Timestamp ToProtoTime(absl::Time t);
 absl::Time FromProtoTime(const google::protobuf::Timestamp& t);
 
+// ---- The client's direction (the CLI and logstar::Client users) ----
+
+// A single-channel image (CV_8U, CV_16U, CV_16S, CV_32F or CV_64F) as the
+// wire's PixelData: row-major, little-endian (the host's order).
+absl::StatusOr<v1::PixelData> ImageToPixels(const cv::Mat& image);
+// The inverse, checked as DecodeFrame checks; a copy of the bytes.
+absl::StatusOr<cv::Mat> PixelsToImage(const v1::PixelData& pixels);
+v1::PhysicsPrior PriorToProto(const PhysicsPrior& prior);
+// Settings whose analysis on the server equals LogStarAnalyzer(options,
+// prior); the overload policy and queue are left to the caller.
+v1::SessionSettings SettingsFromOptions(const AnalyzerOptions& options, const PhysicsPrior& prior);
+// A result's atoms, windows, rewards and cache counts as the engine's type;
+// the times are the server's (normalize and LoG stages, total from arrival
+// to answer).
+FrameAnalysis AnalysisFromResult(const v1::FrameResult& result);
+
 }  // namespace logstar::server
 
 #endif  // LOGSTAR_SERVER_CONVERT_H_

@@ -571,71 +571,66 @@ grpc::ServerUnaryReactor* LogStarService::AnalyzeFrame(grpc::CallbackServerConte
   return reactor;
 }
 
+// The session RPCs answer inline (no analysis, only the session table): the
+// default reactor, finished with the body's status once the caller is
+// authorised.
+template <typename Body>
+grpc::ServerUnaryReactor* LogStarService::AnswerInline(grpc::CallbackServerContext* context,
+                                                       Body&& body) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  grpc::Status status = Authorize(context);
+  if (status.ok()) status = ToGrpcStatus(body());
+  reactor->Finish(status);
+  return reactor;
+}
+
 grpc::ServerUnaryReactor* LogStarService::UpdateSession(grpc::CallbackServerContext* context,
                                                         const v1::UpdateSessionRequest* request,
                                                         v1::SessionInfo* response) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  grpc::Status status = Authorize(context);
-  if (status.ok()) {
-    absl::Status s = [&]() -> absl::Status {
-      LOGSTAR_ASSIGN_OR_RETURN(std::shared_ptr<Session> session,
-                               deps_.sessions->Find(request->session_id()));
-      if (request->has_settings())
-        LOGSTAR_RETURN_IF_ERROR(session->UpdateSettings(request->settings()));
-      for (const v1::FrontChoice& c : request->choices()) {
-        LOGSTAR_RETURN_IF_ERROR(session->ChooseOnFront(c.window(), c.front_index()));
-      }
-      session->Touch(absl::Now());
-      *response = session->Info(true, deps_.options->session_idle_timeout_s);
-      PersistSoon(session);
-      return absl::OkStatus();
-    }();
-    status = ToGrpcStatus(s);
-  }
-  reactor->Finish(status);
-  return reactor;
+  return AnswerInline(context, [&]() -> absl::Status {
+    LOGSTAR_ASSIGN_OR_RETURN(std::shared_ptr<Session> session,
+                             deps_.sessions->Find(request->session_id()));
+    if (request->has_settings()) {
+      LOGSTAR_RETURN_IF_ERROR(session->UpdateSettings(request->settings()));
+    }
+    for (const v1::FrontChoice& c : request->choices()) {
+      LOGSTAR_RETURN_IF_ERROR(session->ChooseOnFront(c.window(), c.front_index()));
+    }
+    session->Touch(absl::Now());
+    *response = session->Info(true, deps_.options->session_idle_timeout_s);
+    PersistSoon(session);
+    return absl::OkStatus();
+  });
 }
 
 grpc::ServerUnaryReactor* LogStarService::GetSession(grpc::CallbackServerContext* context,
                                                      const v1::GetSessionRequest* request,
                                                      v1::SessionInfo* response) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  grpc::Status status = Authorize(context);
-  if (status.ok()) {
-    absl::StatusOr<std::shared_ptr<Session>> session = deps_.sessions->Find(request->session_id());
-    if (session.ok()) {
-      *response = (*session)->Info(request->include_cache(), deps_.options->session_idle_timeout_s);
-    }
-    status = ToGrpcStatus(session.status());
-  }
-  reactor->Finish(status);
-  return reactor;
+  return AnswerInline(context, [&]() -> absl::Status {
+    LOGSTAR_ASSIGN_OR_RETURN(std::shared_ptr<Session> session,
+                             deps_.sessions->Find(request->session_id()));
+    *response = session->Info(request->include_cache(), deps_.options->session_idle_timeout_s);
+    return absl::OkStatus();
+  });
 }
 
 grpc::ServerUnaryReactor* LogStarService::ResetSession(grpc::CallbackServerContext* context,
                                                        const v1::ResetSessionRequest* request,
                                                        v1::SessionInfo* response) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  grpc::Status status = Authorize(context);
-  if (status.ok()) {
-    absl::Status s = [&]() -> absl::Status {
-      LOGSTAR_ASSIGN_OR_RETURN(std::shared_ptr<Session> session,
-                               deps_.sessions->Find(request->session_id()));
-      if (request->delete_session()) {
-        *response = session->Info(false, deps_.options->session_idle_timeout_s);
-        // File removal is quick and must not race a later re-creation.
-        return deps_.sessions->Remove(session->id());
-      }
-      session->ResetCache();
-      session->Touch(absl::Now());
-      *response = session->Info(true, deps_.options->session_idle_timeout_s);
-      PersistSoon(session);
-      return absl::OkStatus();
-    }();
-    status = ToGrpcStatus(s);
-  }
-  reactor->Finish(status);
-  return reactor;
+  return AnswerInline(context, [&]() -> absl::Status {
+    LOGSTAR_ASSIGN_OR_RETURN(std::shared_ptr<Session> session,
+                             deps_.sessions->Find(request->session_id()));
+    if (request->delete_session()) {
+      *response = session->Info(false, deps_.options->session_idle_timeout_s);
+      // File removal is quick and must not race a later re-creation.
+      return deps_.sessions->Remove(session->id());
+    }
+    session->ResetCache();
+    session->Touch(absl::Now());
+    *response = session->Info(true, deps_.options->session_idle_timeout_s);
+    PersistSoon(session);
+    return absl::OkStatus();
+  });
 }
 
 }  // namespace logstar::server

@@ -97,6 +97,8 @@ class LogStarService final : public v1::LogStar::CallbackService {
   void PersistSoon(std::shared_ptr<Session> session);
 
  private:
+  template <typename Body>
+  grpc::ServerUnaryReactor* AnswerInline(grpc::CallbackServerContext* context, Body&& body);
   const Deps deps_;
   mutable absl::Mutex mu_;
   bool draining_ ABSL_GUARDED_BY(mu_) = false;

@@ -1101,8 +1101,10 @@ int RunAnalyze(const std::vector<std::string>& args) {
       return UsageError(std::string(client_options.status().message()), kAnalyzeUsage);
     auto client = Client::Connect(*client_options);
     if (!client.ok()) return Fail(client.status());
-    auto stream = (*client)->OpenStream(
-        {.settings = SettingsFromOptions(analyzer_options, s.prior), .max_in_flight = 1});
+    v1::SessionSettings settings = SettingsFromOptions(analyzer_options, s.prior);
+    // Nothing dropped: `analyze --server` wants every frame's result.
+    settings.set_overload_policy(v1::OVERLOAD_POLICY_BLOCK);
+    auto stream = (*client)->OpenStream({.settings = settings, .max_in_flight = 1});
     if (!stream.ok()) return Fail(stream.status());
     uint64_t sequence = 0;
     FrameAnalyzer analyze = [&](const cv::Mat& raw) -> absl::StatusOr<FrameAnalysis> {

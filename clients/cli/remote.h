@@ -1,7 +1,8 @@
-// What the CLI needs to talk to logstard: images to frame envelopes and
-// back, the CLI's analysis options to session settings, results to the
-// engine's FrameAnalysis (so that RESULT.json is written by one code path
-// in-process and through the daemon), and the client options from flags.
+// What the CLI needs to talk to logstard: the client options from flags, and
+// (from server/convert.h, where every proto <-> engine conversion lives)
+// images to frame envelopes and back, the CLI's analysis options to session
+// settings, results to the engine's FrameAnalysis (so that RESULT.json is
+// written by one code path in process and through the daemon).
 //
 // Coordinates pass through unchanged: x = column, y = row, px, origin at the
 // centre of the top-left pixel.
@@ -23,23 +24,16 @@
 #include "logstar/v1/frame.pb.h"
 #include "logstar/v1/result.pb.h"
 #include "logstar/v1/session.pb.h"
+#include "server/convert.h"
 
 namespace logstar::cli {
 
-// A single-channel image (CV_8U, CV_16U, CV_16S, CV_32F or CV_64F) as the
-// wire's PixelData: row-major, little-endian (the host's order on the
-// platforms logstar runs on).
-absl::StatusOr<v1::PixelData> ImageToPixels(const cv::Mat& image);
-// The inverse; a copy of the bytes.
-absl::StatusOr<cv::Mat> PixelsToImage(const v1::PixelData& pixels);
-
-v1::PhysicsPrior PriorToProto(const PhysicsPrior& prior);
-// Settings whose analysis on the server equals LogStarAnalyzer(options, prior).
-v1::SessionSettings SettingsFromOptions(const AnalyzerOptions& options, const PhysicsPrior& prior);
-
-// A result's atoms, windows, rewards and cache counts; the times are the
-// server's (normalize and LoG stages, total from arrival to answer).
-FrameAnalysis AnalysisFromResult(const v1::FrameResult& result);
+// The conversions live with the server's, in one place (server/convert.h).
+using server::AnalysisFromResult;
+using server::ImageToPixels;
+using server::PixelsToImage;
+using server::PriorToProto;
+using server::SettingsFromOptions;
 
 // --server ADDR [--tls] [--tls-ca F] [--tls-cert F --tls-key F] [--token T]
 // [--token-file F] [--connect-timeout S]; `get` returns a flag's value.
