@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "clients/cli/common.h"
 #include "engine/amorphous.h"
 #include "engine/gmm.h"
 #include "engine/overlay.h"
@@ -17,22 +18,6 @@ namespace {
 
 using Json = nlohmann::ordered_json;
 using Clock = std::chrono::steady_clock;
-
-double MsSince(Clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-}
-
-absl::Status MakeParentDir(const std::string& path) {
-  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
-  if (parent.empty()) return absl::OkStatus();
-  std::error_code ec;
-  std::filesystem::create_directories(parent, ec);
-  if (ec) {
-    return absl::PermissionDeniedError(
-        absl::StrCat(path, ": cannot create its directory: ", ec.message()));
-  }
-  return absl::OkStatus();
-}
 
 Json ParametersToJson(const AmorphousParameters& p) {
   return {{"patch_size_px", p.patch_size_px},
@@ -131,7 +116,7 @@ absl::StatusOr<AmorphousReport> AddAmorphous(const AmorphousRequest& request,
   result["amorphous"] = StageToJson(*run, run->evidence, request.mask_path);
 
   if (request.mask_path) {
-    if (absl::Status s = MakeParentDir(*request.mask_path); !s.ok()) return s;
+    if (absl::Status s = EnsureParentDir(*request.mask_path); !s.ok()) return s;
     if (absl::Status s = WritePng(*request.mask_path, chosen.regions.mask); !s.ok()) return s;
   }
   if (request.overlay_path) {
@@ -147,7 +132,7 @@ absl::StatusOr<AmorphousReport> AddAmorphous(const AmorphousRequest& request,
     absl::StatusOr<cv::Mat> picture =
         RenderAmorphousOverlay(*image, blobs, marks, OverlayOptions{});
     if (!picture.ok()) return picture.status();
-    if (absl::Status s = MakeParentDir(*request.overlay_path); !s.ok()) return s;
+    if (absl::Status s = EnsureParentDir(*request.overlay_path); !s.ok()) return s;
     if (absl::Status s = WritePng(*request.overlay_path, *picture); !s.ok()) return s;
     report.overlay_ms = MsSince(t0);
   }

@@ -3,6 +3,7 @@
 #ifndef LOGSTAR_CLIENTS_CLI_COMMON_H_
 #define LOGSTAR_CLIENTS_CLI_COMMON_H_
 
+#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <map>
@@ -108,6 +109,9 @@ class Flags {
   std::vector<std::string> positional_;
   std::map<std::string, std::string> values_;
 };
+
+// Milliseconds since t0, for the timings the commands report.
+double MsSince(std::chrono::steady_clock::time_point t0);
 
 absl::Status WriteTextFile(const std::string& path, const std::string& text);
 absl::Status EnsureParentDir(const std::string& path);
