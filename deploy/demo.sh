@@ -11,5 +11,7 @@ logstar=build/clients/logstar
 mkdir -p out
 "${logstar}" synth --out out/frame --size 512 --lattice ybco --noise 0.15 --amorphous 0.15 --seed 7
 "${logstar}" analyze out/frame/image.npy --prior out/frame/prior.json \
-  --out out/result.json --overlay out/overlay.png --truth out/frame/atoms.csv
-echo "demo: result in out/result.json, picture in out/overlay.png, truth in out/frame/atoms.csv"
+  --out out/result.json --overlay out/overlay.png --truth out/frame/atoms.csv \
+  --gmm --amorphous-mask out/amorphous.png
+echo "demo: result in out/result.json, picture in out/overlay.png, amorphous regions in" \
+  "out/amorphous.png, truth in out/frame/atoms.csv and out/frame/amorphous_mask.npy"
