@@ -37,35 +37,17 @@
 #include "engine/context.h"
 #include "engine/image_io.h"
 #include "engine/normalize.h"
+#include "tests/bench/bench_util.h"
 
 namespace logstar {
 namespace {
 
+using bench::Die;
+using bench::MsSince;
+using bench::Must;
+
 using Json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
-
-[[noreturn]] void Die(const std::string& message) {
-  std::fprintf(stderr, "gmm_bench: %s\n", message.c_str());
-  std::exit(1);
-}
-
-template <typename T>
-T Must(absl::StatusOr<T> v, const char* what) {
-  if (!v.ok()) Die(std::string(what) + ": " + std::string(v.status().message()));
-  return *std::move(v);
-}
-
-double Ms(Clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) Die("cannot read " + path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 struct Args {
   std::string dir;
@@ -98,11 +80,7 @@ Args Parse(int argc, char** argv) {
 
 int Main(int argc, char** argv) {
   const Args a = Parse(argc, argv);
-  const Json meta = Json::parse(ReadFile(a.dir + "/meta.json"));
-  PhysicsPrior prior;
-  prior.pixel_size_angstrom = meta.at("pixel_size_angstrom").get<double>();
-  prior.column_density_per_nm2 = meta.at("column_density_per_nm2").get<double>();
-  prior.nearest_neighbor_angstrom = meta.at("nearest_neighbor_angstrom").get<double>();
+  const PhysicsPrior prior = bench::ReadSynthPrior(a.dir);
   const cv::Mat raw = Must(LoadFrame(a.dir + "/image.npy"), "image.npy");
   const cv::Mat truth = Must(LoadFrame(a.dir + "/amorphous_mask.npy"), "amorphous_mask.npy");
   auto context = Must(ExecutionContext::Create({.num_threads = a.threads}), "context");
@@ -119,10 +97,10 @@ int Main(int argc, char** argv) {
     auto t0 = Clock::now();
     const AmorphousScene scene =
         Must(AmorphousScene::Create(image, atoms, prior, options), "scene");
-    scene_ms = std::min(scene_ms, Ms(t0));
+    scene_ms = std::min(scene_ms, MsSince(t0));
     t0 = Clock::now();
     Must(scene.Evaluate(AmorphousParameters{}), "evaluate");
-    eval_ms = std::min(eval_ms, Ms(t0));
+    eval_ms = std::min(eval_ms, MsSince(t0));
   }
   AmorphousOptions tuned = options;
   tuned.optimizer.num_evaluations = a.evals;

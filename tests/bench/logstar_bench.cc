@@ -45,9 +45,14 @@
 #include "engine/logstar.h"
 #include "engine/normalize.h"
 #include "engine/pareto.h"
+#include "tests/bench/bench_util.h"
 
 namespace logstar {
 namespace {
+
+using bench::Die;
+using bench::MsSince;
+using bench::Must;
 
 using Json = nlohmann::json;
 
@@ -64,17 +69,6 @@ struct Args {
   bool refine = true;
   std::string fixed;
 };
-
-[[noreturn]] void Die(const std::string& message) {
-  std::fprintf(stderr, "logstar_bench: %s\n", message.c_str());
-  std::exit(1);
-}
-
-template <typename T>
-T Must(absl::StatusOr<T> v, const char* what) {
-  if (!v.ok()) Die(std::string(what) + ": " + std::string(v.status().message()));
-  return *std::move(v);
-}
 
 Args ParseArgs(int argc, char** argv) {
   Args a;
@@ -105,25 +99,6 @@ Args ParseArgs(int argc, char** argv) {
   return a;
 }
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) Die("cannot read " + path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-// meta.json as `logstar synth` writes it.
-PhysicsPrior ReadPrior(const std::string& dir) {
-  const Json meta = Json::parse(ReadFile(dir + "/meta.json"));
-  PhysicsPrior p;
-  p.pixel_size_angstrom = meta.at("pixel_size_angstrom").get<double>();
-  p.column_density_per_nm2 = meta.at("column_density_per_nm2").get<double>();
-  p.nearest_neighbor_angstrom = meta.at("nearest_neighbor_angstrom").get<double>();
-  if (absl::Status s = p.Validate(); !s.ok()) Die(dir + "/meta.json: " + std::string(s.message()));
-  return p;
-}
-
 std::vector<PointXY> ReadTruth(const std::string& dir) {
   std::ifstream in(dir + "/atoms.csv");
   std::vector<PointXY> truth;
@@ -137,10 +112,6 @@ std::vector<PointXY> ReadTruth(const std::string& dir) {
     }
   }
   return truth;
-}
-
-double MsSince(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }
 
 Json Stats(std::vector<double> ms) {
@@ -196,7 +167,7 @@ int Run(const Args& a) {
   std::unique_ptr<ExecutionContext> context =
       Must(ExecutionContext::Create({.num_threads = a.threads}), "context");
   const cv::Mat raw = Must(LoadFrame(a.dir + "/image.npy"), "image.npy");
-  const PhysicsPrior prior = ReadPrior(a.dir);
+  const PhysicsPrior prior = bench::ReadSynthPrior(a.dir);
   const std::vector<PointXY> truth = ReadTruth(a.dir);
   if (!a.fixed.empty()) return RunFixed(a, raw, prior, truth, context.get());
 
