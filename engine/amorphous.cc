@@ -232,7 +232,8 @@ absl::StatusOr<AmorphousEvidence> ReadEvidence(const Eigen::MatrixXd& d, int siz
 absl::StatusOr<AmorphousScene> AmorphousScene::Create(const cv::Mat& image,
                                                       absl::Span<const PointXY> atoms,
                                                       const PhysicsPrior& prior,
-                                                      const AmorphousOptions& options) {
+                                                      const AmorphousOptions& options,
+                                                      const SceneOptions& scene) {
   LOGSTAR_RETURN_IF_ERROR(options.Validate());
   LOGSTAR_RETURN_IF_ERROR(prior.Validate());
   if (image.empty() || image.type() != CV_32FC1) {
@@ -261,7 +262,15 @@ absl::StatusOr<AmorphousScene> AmorphousScene::Create(const cv::Mat& image,
   } else {
     s.smoothed_ = image.clone();
   }
-  s.translations_ = LatticeTranslations(s.smoothed_, s.nn_px_, options.num_translations);
+  for (const PointXY& t : scene.translations_px) {
+    if (!std::isfinite(t.x) || !std::isfinite(t.y) || std::hypot(t.x, t.y) < 0.5) {
+      return absl::InvalidArgumentError(absl::StrCat("amorphous: a given lattice translation (",
+                                                     t.x, ", ", t.y, ") px is not a translation"));
+    }
+  }
+  s.translations_ = scene.translations_px.empty()
+                        ? LatticeTranslations(s.smoothed_, s.nn_px_, options.num_translations)
+                        : scene.translations_px;
   if (s.translations_.empty()) {
     return absl::InvalidArgumentError(
         "amorphous: the frame shows no lattice period (no autocorrelation peak beyond 0.7 "
@@ -271,10 +280,41 @@ absl::StatusOr<AmorphousScene> AmorphousScene::Create(const cv::Mat& image,
   s.min_half_ = sizes.lower / 2;
   const int max_half = std::max(sizes.upper / 2, sizes.lower / 2 + 1);
   s.sizes_.resize(max_half - s.min_half_ + 1);
-  for (int h = s.min_half_; h <= max_half; ++h) {
-    LOGSTAR_RETURN_IF_ERROR(s.Prepare(2 * h + 1, s.sizes_[h - s.min_half_]));
-  }
   const int evidence_size = EvidencePatch(options, prior);
+  auto slot = [&](int size) -> absl::StatusOr<SizeFeatures*> {
+    const int i = size / 2 - s.min_half_;
+    if (size % 2 == 0 || i < 0 || i >= static_cast<int>(s.sizes_.size())) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("amorphous: patch size ", size, " px is not an odd size in [",
+                       s.min_patch_px(), ", ", s.max_patch_px(), "]"));
+    }
+    return &s.sizes_[i];
+  };
+  if (scene.projection.has_value()) {
+    const PatchProjection& p = *scene.projection;
+    const int d = p.patch_size_px * p.patch_size_px;
+    if (p.mean.size() != d || p.components.cols() != d || p.components.rows() < 1 ||
+        !p.mean.allFinite() || !p.components.allFinite()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "amorphous: the given projection for ", p.patch_size_px, " px patches needs a mean of ",
+          d, " and components of ", d, " finite entries"));
+    }
+    LOGSTAR_ASSIGN_OR_RETURN(SizeFeatures * f, slot(p.patch_size_px));
+    LOGSTAR_RETURN_IF_ERROR(s.Prepare(p.patch_size_px, true, &p, *f));
+  }
+  std::vector<int> fitted = scene.patch_sizes_px;
+  if (fitted.empty() && !scene.projection.has_value()) {
+    for (int h = s.min_half_; h <= max_half; ++h) fitted.push_back(2 * h + 1);
+  }
+  for (int size : fitted) {
+    LOGSTAR_ASSIGN_OR_RETURN(SizeFeatures * f, slot(size));
+    if (!f->projected_ready) LOGSTAR_RETURN_IF_ERROR(s.Prepare(size, true, nullptr, *f));
+  }
+  {
+    LOGSTAR_ASSIGN_OR_RETURN(SizeFeatures * f, slot(evidence_size));
+    if (!f->differences_ready)
+      LOGSTAR_RETURN_IF_ERROR(s.Prepare(evidence_size, false, nullptr, *f));
+  }
   const SizeFeatures& e = s.sizes_[evidence_size / 2 - s.min_half_];
   const int need = std::max({options.max_components, options.pca_components + 1, 2});
   if (static_cast<int>(e.kept.size()) < need) {
@@ -293,7 +333,8 @@ absl::StatusOr<AmorphousScene> AmorphousScene::Create(const cv::Mat& image,
   return s;
 }
 
-absl::Status AmorphousScene::Prepare(int size_px, SizeFeatures& out) const {
+absl::Status AmorphousScene::Prepare(int size_px, bool project, const PatchProjection* basis,
+                                     SizeFeatures& out) const {
   LOGSTAR_RETURN_IF_ERROR(PatchOptions{.size_px = size_px}.Validate());
   const int half = size_px / 2, d = size_px * size_px;
   std::vector<int>& kept = out.kept;
@@ -329,34 +370,51 @@ absl::Status AmorphousScene::Prepare(int size_px, SizeFeatures& out) const {
     if (std::isfinite(best)) kept.push_back(static_cast<int>(i));
   }
   out.differences = rows.topRows(kept.size());
+  out.differences_ready = true;
   out.projected.resize(0, 0);
+  if (!project) return absl::OkStatus();
   const Eigen::Index n = out.differences.rows();
-  if (n < 2) return absl::OkStatus();  // too few atoms; Evaluate reports it
-  const int k =
-      std::min<int>(options_.pca_components, static_cast<int>(std::min<Eigen::Index>(n, d)));
-  LOGSTAR_ASSIGN_OR_RETURN(const Pca pca, Pca::Fit(out.differences, {.num_components = k}));
-  LOGSTAR_ASSIGN_OR_RETURN(out.projected, pca.Transform(out.differences));
+  if (basis != nullptr) {
+    out.basis = *basis;
+  } else if (n >= 2) {
+    const int k =
+        std::min<int>(options_.pca_components, static_cast<int>(std::min<Eigen::Index>(n, d)));
+    LOGSTAR_ASSIGN_OR_RETURN(const Pca pca, Pca::Fit(out.differences, {.num_components = k}));
+    out.basis = {size_px, pca.mean(), pca.components()};
+  } else {  // too few atoms; Evaluate reports it
+    out.projected_ready = true;
+    return absl::OkStatus();
+  }
+  out.projected = (out.differences.rowwise() - out.basis.mean) * out.basis.components.transpose();
+  out.projected_ready = true;
   return absl::OkStatus();
 }
 
-absl::StatusOr<const AmorphousScene::SizeFeatures*> AmorphousScene::At(int size_px) const {
+absl::StatusOr<const AmorphousScene::SizeFeatures*> AmorphousScene::At(int size_px,
+                                                                       bool projected) const {
   const int i = size_px / 2 - min_half_;
-  if (size_px % 2 == 0 || i < 0 || i >= static_cast<int>(sizes_.size())) {
-    return absl::InvalidArgumentError(absl::StrCat("amorphous: patch size ", size_px,
-                                                   " px is not an odd size in [", min_patch_px(),
-                                                   ", ", max_patch_px(), "]"));
+  if (size_px % 2 == 0 || i < 0 || i >= static_cast<int>(sizes_.size()) ||
+      !(projected ? sizes_[i].projected_ready : sizes_[i].differences_ready)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("amorphous: patch size ", size_px, " px is not an odd size in [",
+                     min_patch_px(), ", ", max_patch_px(), "] prepared by the scene"));
   }
   return &sizes_[i];
 }
 
 absl::StatusOr<const Eigen::MatrixXd*> AmorphousScene::LatticeDifferences(int size_px) const {
-  LOGSTAR_ASSIGN_OR_RETURN(const SizeFeatures* f, At(size_px));
+  LOGSTAR_ASSIGN_OR_RETURN(const SizeFeatures* f, At(size_px, false));
   return &f->differences;
 }
 
 absl::StatusOr<const std::vector<int>*> AmorphousScene::KeptAtoms(int size_px) const {
-  LOGSTAR_ASSIGN_OR_RETURN(const SizeFeatures* f, At(size_px));
+  LOGSTAR_ASSIGN_OR_RETURN(const SizeFeatures* f, At(size_px, false));
   return &f->kept;
+}
+
+absl::StatusOr<PatchProjection> AmorphousScene::Projection(int size_px) const {
+  LOGSTAR_ASSIGN_OR_RETURN(const SizeFeatures* f, At(size_px, true));
+  return f->basis;
 }
 
 absl::StatusOr<RegionSet> AmorphousScene::Paint(absl::Span<const PointXY> atoms) const {
@@ -389,7 +447,7 @@ absl::StatusOr<AmorphousEvaluation> AmorphousScene::Evaluate(
     return absl::InvalidArgumentError(
         absl::StrCat("amorphous threshold must be in (0, 1), got ", parameters.threshold));
   }
-  LOGSTAR_ASSIGN_OR_RETURN(const SizeFeatures* f, At(parameters.patch_size_px));
+  LOGSTAR_ASSIGN_OR_RETURN(const SizeFeatures* f, At(parameters.patch_size_px, true));
   AmorphousEvaluation ev;
   ev.parameters = parameters;
   const std::vector<int>& kept = f->kept;
@@ -497,6 +555,7 @@ absl::StatusOr<AmorphousResult> RunAmorphous(const cv::Mat& image, absl::Span<co
   LOGSTAR_ASSIGN_OR_RETURN(const int chosen, ChooseOnFront(objectives, run.front, options.choice));
   AmorphousResult result;
   result.evidence = scene.evidence();
+  result.translations_px = scene.translations_px();
   for (int i : run.front) {
     result.front.push_back({decode(run.evaluations[i].parameters), run.evaluations[i].objectives});
     if (i == chosen) result.chosen_index = static_cast<int>(result.front.size()) - 1;
@@ -504,6 +563,8 @@ absl::StatusOr<AmorphousResult> RunAmorphous(const cv::Mat& image, absl::Span<co
   result.num_evaluations = static_cast<int>(run.evaluations.size());
   LOGSTAR_ASSIGN_OR_RETURN(result.chosen,
                            scene.Evaluate(decode(run.evaluations[chosen].parameters)));
+  LOGSTAR_ASSIGN_OR_RETURN(result.projection,
+                           scene.Projection(result.chosen.parameters.patch_size_px));
   result.tuning_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   return result;

@@ -73,6 +73,7 @@
 #ifndef LOGSTAR_ENGINE_AMORPHOUS_H_
 #define LOGSTAR_ENGINE_AMORPHOUS_H_
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -181,6 +182,30 @@ struct AmorphousEvidence {
   double high_weight = 0.0;    // weight of the high-energy component of the 2-fit
 };
 
+// A PCA basis for one patch size: features are (D - mean) · componentsᵀ.
+struct PatchProjection {
+  int patch_size_px = 0;
+  Eigen::RowVectorXd mean;     // size² entries
+  Eigen::MatrixXd components;  // k × size², orthonormal rows
+};
+
+// What a scene prepares. A tuning run needs every patch size with a PCA
+// fitted to the frame. A frame that reuses a window's cached parameters
+// needs one size, projected on the basis cached with them (the principal
+// axes of a lattice's differences are a property of the lattice and the
+// imaging, not of one frame, and fitting them is most of the cost), plus
+// the evidence's size, whose log energies need no projection; it can also
+// reuse the cached lattice translations.
+struct SceneOptions {
+  // Patch sizes to prepare with a fitted PCA; empty without `projection`:
+  // every size of the search range (ResolvePatchSizes).
+  std::vector<int> patch_sizes_px;
+  // Not empty: these translations (px) instead of the autocorrelation's.
+  std::vector<PointXY> translations_px;
+  // Set: its patch size is prepared with this basis instead of a fitted one.
+  std::optional<PatchProjection> projection;
+};
+
 // One frame (or window) prepared for many evaluations: the low-passed image,
 // the atoms, the lattice translations, features per patch size and the
 // evidence.
@@ -188,16 +213,18 @@ class AmorphousScene {
  public:
   // `image`: single-channel CV_32F, finite (e.g. from NormalizeFrame); not
   // kept. `atoms` in pixels. InvalidArgument for an empty atom list,
-  // non-finite positions, a frame without lattice period, or fewer
-  // classifiable atoms than the components need.
+  // non-finite positions, a frame without lattice period, fewer
+  // classifiable atoms than the components need, or a requested patch size
+  // outside the search range.
   static absl::StatusOr<AmorphousScene> Create(const cv::Mat& image,
                                                absl::Span<const PointXY> atoms,
                                                const PhysicsPrior& prior,
-                                               const AmorphousOptions& options);
+                                               const AmorphousOptions& options,
+                                               const SceneOptions& scene = {});
 
-  // InvalidArgument for a threshold outside (0, 1) or a patch size outside
-  // the scene's range (patch_sizes()); FailedPrecondition when the mixture
-  // cannot be fitted.
+  // InvalidArgument for a threshold outside (0, 1) or a patch size the
+  // scene did not prepare; FailedPrecondition when the mixture cannot be
+  // fitted.
   absl::StatusOr<AmorphousEvaluation> Evaluate(const AmorphousParameters& parameters) const;
 
   // The objectives a given mask (CV_8U of the frame's size, non-zero =
@@ -210,6 +237,8 @@ class AmorphousScene {
   // InvalidArgument for a size outside patch_sizes().
   absl::StatusOr<const Eigen::MatrixXd*> LatticeDifferences(int size_px) const;
   absl::StatusOr<const std::vector<int>*> KeptAtoms(int size_px) const;
+  // The basis the features of `size_px` were projected on.
+  absl::StatusOr<PatchProjection> Projection(int size_px) const;
 
   const std::vector<PointXY>& translations_px() const { return translations_; }
   const AmorphousEvidence& evidence() const { return evidence_; }
@@ -220,13 +249,19 @@ class AmorphousScene {
 
  private:
   struct SizeFeatures {
-    Eigen::MatrixXd differences;  // D, kept × size²
-    Eigen::MatrixXd projected;    // PCA of D, kept × k
+    bool differences_ready = false;
+    bool projected_ready = false;  // Evaluate() can use this size
+    Eigen::MatrixXd differences;   // D, kept × size²
+    Eigen::MatrixXd projected;     // D on the basis below, kept × k
+    PatchProjection basis;
     std::vector<int> kept;
   };
   AmorphousScene() = default;
-  absl::StatusOr<const SizeFeatures*> At(int size_px) const;
-  absl::Status Prepare(int size_px, SizeFeatures& out) const;
+  absl::StatusOr<const SizeFeatures*> At(int size_px, bool projected) const;
+  // D for `size_px`; then, unless `project` is false, its projection on
+  // `basis` (when given) or on a PCA fitted to it.
+  absl::Status Prepare(int size_px, bool project, const PatchProjection* basis,
+                       SizeFeatures& out) const;
   absl::StatusOr<RegionSet> Paint(absl::Span<const PointXY> atoms) const;
   Objectives2 Score(const RegionSet& regions) const;
 
@@ -254,8 +289,10 @@ struct AmorphousFrontPoint {
 };
 
 struct AmorphousResult {
-  AmorphousEvaluation chosen;  // the chosen point, evaluated
-  AmorphousEvidence evidence;  // the frame's, what the rewards compared with
+  AmorphousEvaluation chosen;            // the chosen point, evaluated
+  AmorphousEvidence evidence;            // the frame's, what the rewards compared with
+  std::vector<PointXY> translations_px;  // the lattice translations the features used
+  PatchProjection projection;            // the basis of the chosen patch size
   std::vector<AmorphousFrontPoint> front;
   int chosen_index = 0;  // into front
   int num_evaluations = 0;

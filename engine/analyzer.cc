@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <limits>
+#include <string>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -47,6 +49,10 @@ PixelRegion Grow(const PixelRegion& r, int halo, int width, int height) {
   return {c0, r0, c1 - c0, r1 - r0};
 }
 
+bool Same(const PixelRegion& a, const PixelRegion& b) {
+  return a.col0 == b.col0 && a.row0 == b.row0 && a.cols == b.cols && a.rows == b.rows;
+}
+
 bool Inside(const PixelRegion& r, double x, double y) {
   return x >= r.col0 - 0.5 && x < r.col0 + r.cols - 0.5 && y >= r.row0 - 0.5 &&
          y < r.row0 + r.rows - 0.5;
@@ -54,6 +60,37 @@ bool Inside(const PixelRegion& r, double x, double y) {
 
 bool Drifted(const Rewards& now, const Rewards& tuned, double tolerance) {
   return std::abs(now.qc - tuned.qc) > tolerance || std::abs(now.er - tuned.er) > tolerance;
+}
+
+bool Drifted(const AmorphousEvaluation& now, const CachedAmorphousWindow& tuned,
+             const AmorphousStageOptions& options) {
+  const double disagreement = std::abs(now.regions.area_fraction - now.evidence);
+  const double tuned_disagreement = std::abs(tuned.tuned_area_fraction - tuned.tuned_evidence_area);
+  const double floor_ratio = now.mixture.noise_floor /
+                             std::max(tuned.tuned_noise_floor, std::numeric_limits<double>::min());
+  return disagreement > tuned_disagreement + options.drift_tolerance ||
+         !(floor_ratio <= options.floor_drift_ratio &&
+           floor_ratio >= 1.0 / options.floor_drift_ratio);
+}
+
+// Context around an amorphous window: a patch and a lattice translation or
+// two beyond its edge, so that atoms near the edge of its core can still be
+// compared with a neighbour cell.
+int AmorphousHalo(const AmorphousOptions& options, double nn_px) {
+  return static_cast<int>(std::ceil(0.5 * options.max_patch_nn * nn_px + 2.0 * nn_px)) + 2;
+}
+
+// The layout Analyze() uses for a frame size: window 0 is the whole frame.
+absl::StatusOr<std::vector<Window>> LayoutFor(int width, int height, int window, int stride) {
+  const int w = window == 0 ? std::max(width, height) : window;
+  return LayoutWindows(width, height, std::max(w, 16), stride == 0 ? w : stride);
+}
+
+// Stage errors that describe the frame (too few atoms, no lattice period, a
+// mixture that cannot be fitted) skip a window; others fail the frame.
+bool SkipsWindow(const absl::Status& s) {
+  return s.code() == absl::StatusCode::kInvalidArgument ||
+         s.code() == absl::StatusCode::kFailedPrecondition;
 }
 
 // Drops the weaker of two atoms of different windows closer than `radius`
@@ -140,6 +177,26 @@ absl::StatusOr<std::vector<Window>> LayoutWindows(int width, int height, int win
   return out;
 }
 
+absl::Status AmorphousStageOptions::Validate() const {
+  if (window != 0 && window < 16) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("amorphous window must be 0 or >= 16 px, got ", window));
+  }
+  if (stride < 0 || (window > 0 && stride > window)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("amorphous stride must be in [0, window = ", window, "] px, got ", stride));
+  }
+  if (!(std::isfinite(drift_tolerance) && drift_tolerance > 0.0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("amorphous drift_tolerance must be positive, got ", drift_tolerance));
+  }
+  if (!(std::isfinite(floor_drift_ratio) && floor_drift_ratio > 1.0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("amorphous floor_drift_ratio must be > 1, got ", floor_drift_ratio));
+  }
+  return options.Validate();
+}
+
 absl::Status AnalyzerOptions::Validate() const {
   if (window != 0 && window < 16) {
     return absl::InvalidArgumentError(absl::StrCat("window must be 0 or >= 16 px, got ", window));
@@ -153,6 +210,7 @@ absl::Status AnalyzerOptions::Validate() const {
         absl::StrCat("drift_tolerance must be positive, got ", drift_tolerance));
   }
   LOGSTAR_RETURN_IF_ERROR(normalize.Validate());
+  LOGSTAR_RETURN_IF_ERROR(amorphous.Validate());
   return logstar.Validate();
 }
 
@@ -180,6 +238,7 @@ absl::Status LogStarAnalyzer::SetPrior(const PhysicsPrior& prior) {
   absl::MutexLock lock(&mu_);
   prior_ = prior;
   for (auto& c : cache_) c.reset();
+  for (auto& c : amorphous_cache_) c.reset();
   ++generation_;
   return absl::OkStatus();
 }
@@ -187,6 +246,7 @@ absl::Status LogStarAnalyzer::SetPrior(const PhysicsPrior& prior) {
 void LogStarAnalyzer::ClearCache() {
   absl::MutexLock lock(&mu_);
   for (auto& c : cache_) c.reset();
+  for (auto& c : amorphous_cache_) c.reset();
   ++generation_;
 }
 
@@ -251,6 +311,140 @@ absl::Status LogStarAnalyzer::AnalyzeWindow(const cv::Mat& image, const Window& 
   return absl::OkStatus();
 }
 
+absl::Status LogStarAnalyzer::AmorphousWindow(const cv::Mat& image, const Window& w,
+                                              const std::vector<Atom>& atoms,
+                                              const PhysicsPrior& prior,
+                                              std::optional<CachedAmorphousWindow>& cache,
+                                              ExecutionContext* context, AmorphousWindowResult& out,
+                                              std::vector<std::pair<int, AtomClass>>& classes,
+                                              std::optional<RegionSet>& frame_regions) const {
+  const auto t0 = std::chrono::steady_clock::now();
+  const AmorphousOptions& options = options_.amorphous.options;
+  out.window = w;
+  const PixelRegion ctx =
+      Grow(w.tile, AmorphousHalo(options, prior.NearestNeighborPx()), image.cols, image.rows);
+  std::vector<PointXY> points;
+  std::vector<int> index;  // into atoms
+  for (size_t i = 0; i < atoms.size(); ++i) {
+    if (!Inside(ctx, atoms[i].x, atoms[i].y)) continue;
+    points.push_back({atoms[i].x - ctx.col0, atoms[i].y - ctx.row0});
+    index.push_back(static_cast<int>(i));
+  }
+  const cv::Mat tile = image(cv::Rect(ctx.col0, ctx.row0, ctx.cols, ctx.rows));
+  auto skip = [&](const absl::Status& s) {
+    if (!SkipsWindow(s)) return s;
+    // The cache stays: a blank or unusable frame says nothing about the next.
+    out.skipped = std::string(s.message());
+    out.ms = MsSince(t0);
+    return absl::OkStatus();
+  };
+
+  std::optional<AmorphousEvaluation> evaluation;
+  std::vector<AmorphousParameters> warm;
+  if (cache.has_value()) {
+    absl::StatusOr<AmorphousScene> scene =
+        AmorphousScene::Create(tile, points, prior, options,
+                               {.patch_sizes_px = {},
+                                .translations_px = cache->translations_px,
+                                .projection = cache->projection});
+    if (!scene.ok()) return skip(scene.status());
+    absl::StatusOr<AmorphousEvaluation> e = scene->Evaluate(cache->parameters);
+    if (!e.ok() && !SkipsWindow(e.status())) return e.status();
+    if (e.ok() && !Drifted(*e, *cache, options_.amorphous)) {
+      out.state = CacheState::kHit;
+      out.evidence = scene->evidence();
+      evaluation = *std::move(e);
+    } else {
+      for (const AmorphousFrontPoint& p : cache->front) warm.push_back(p.parameters);
+      out.state = CacheState::kRetuned;
+    }
+  } else {
+    out.state = CacheState::kMiss;
+  }
+  if (!evaluation.has_value()) {
+    absl::StatusOr<AmorphousResult> r = RunAmorphous(tile, points, prior, options, context, warm);
+    if (!r.ok()) return skip(r.status());
+    cache = CachedAmorphousWindow{.parameters = r->chosen.parameters,
+                                  .tuned_objectives = r->chosen.objectives,
+                                  .front = std::move(r->front),
+                                  .chosen = r->chosen_index,
+                                  .tuned_area_fraction = r->chosen.regions.area_fraction,
+                                  .tuned_evidence_area = r->chosen.evidence,
+                                  .tuned_noise_floor = r->chosen.mixture.noise_floor,
+                                  .translations_px = std::move(r->translations_px),
+                                  .projection = std::move(r->projection)};
+    out.evaluations = r->num_evaluations;
+    out.evidence = r->evidence;
+    evaluation = std::move(r->chosen);
+  }
+  out.parameters = evaluation->parameters;
+  out.objectives = evaluation->objectives;
+  out.tuned_objectives = cache->tuned_objectives;
+  out.front = cache->front;
+  out.chosen = cache->chosen;
+  for (size_t k = 0; k < index.size(); ++k) {
+    const Atom& a = atoms[index[k]];
+    if (!Inside(w.core, a.x, a.y)) continue;
+    const AtomClass& c = evaluation->atoms[k];
+    classes.emplace_back(index[k], c);
+    out.num_classified += c.classified;
+    out.num_amorphous += c.amorphous;
+  }
+  // A window that is the whole frame has painted the frame's regions.
+  const PixelRegion frame = {0, 0, image.cols, image.rows};
+  if (Same(ctx, frame) && Same(w.core, frame)) frame_regions = std::move(evaluation->regions);
+  out.ms = MsSince(t0);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<FrameAmorphous> LogStarAnalyzer::RunAmorphousStage(
+    const cv::Mat& image, const std::vector<Atom>& atoms, const PhysicsPrior& prior,
+    const std::vector<Window>& layout, std::vector<std::optional<CachedAmorphousWindow>>& cache,
+    ExecutionContext* context, const std::atomic<bool>* cancel) const {
+  const auto t0 = std::chrono::steady_clock::now();
+  FrameAmorphous out;
+  out.atoms.assign(atoms.size(), AtomClass{false, false, std::numeric_limits<double>::quiet_NaN()});
+  const int n = static_cast<int>(layout.size());
+  out.windows.resize(n);
+  std::vector<std::vector<std::pair<int, AtomClass>>> classes(n);
+  std::vector<std::optional<RegionSet>> painted(n);
+  std::vector<absl::Status> status(n);
+  context->ParallelFor(n, [&](int i) {
+    if (cancel != nullptr && cancel->load(std::memory_order_relaxed)) {
+      status[i] = absl::CancelledError("analysis cancelled");
+      return;
+    }
+    status[i] = AmorphousWindow(image, layout[i], atoms, prior, cache[i], context, out.windows[i],
+                                classes[i], painted[i]);
+  });
+  for (const absl::Status& s : status) LOGSTAR_RETURN_IF_ERROR(s);
+  std::vector<PointXY> amorphous;
+  for (int i = 0; i < n; ++i) {
+    const AmorphousWindowResult& w = out.windows[i];
+    if (!w.skipped.empty()) {
+      ++out.skipped;
+    } else {
+      out.hits += w.state == CacheState::kHit;
+      out.misses += w.state == CacheState::kMiss;
+      out.retunes += w.state == CacheState::kRetuned;
+    }
+    for (const auto& [k, c] : classes[i]) {
+      out.atoms[k] = c;
+      if (c.amorphous) amorphous.push_back({atoms[k].x, atoms[k].y});
+    }
+  }
+  // The windows' regions are painted again over the whole frame, so that a
+  // region crossing a seam is one region.
+  const AmorphousOptions& o = options_.amorphous.options;
+  const double nn = prior.NearestNeighborPx();
+  LOGSTAR_ASSIGN_OR_RETURN(out.regions,
+                           PaintRegions(image.cols, image.rows, amorphous,
+                                        {.radius_px = o.mask_radius_nn * nn,
+                                         .closing_radius_px = o.closing_radius_nn * nn}));
+  out.ms = MsSince(t0);
+  return out;
+}
+
 absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
                                                        ExecutionContext* context,
                                                        const std::atomic<bool>* cancel) {
@@ -268,21 +462,31 @@ absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
 
   std::vector<std::optional<CachedWindow>> cache;
   std::vector<Window> layout;
+  std::vector<std::optional<CachedAmorphousWindow>> amorphous_cache;
+  std::vector<Window> amorphous_layout;
   PhysicsPrior prior;
   uint64_t generation = 0;
   {
     absl::MutexLock lock(&mu_);
     if (image.cols != width_ || image.rows != height_) {
-      const int window = options_.window == 0 ? std::max(image.cols, image.rows) : options_.window;
-      const int stride = options_.stride == 0 ? window : options_.stride;
       LOGSTAR_ASSIGN_OR_RETURN(layout_,
-                               LayoutWindows(image.cols, image.rows, std::max(window, 16), stride));
+                               LayoutFor(image.cols, image.rows, options_.window, options_.stride));
+      amorphous_layout_.clear();
+      if (options_.amorphous.enabled) {
+        LOGSTAR_ASSIGN_OR_RETURN(amorphous_layout_,
+                                 LayoutFor(image.cols, image.rows, options_.amorphous.window,
+                                           options_.amorphous.stride));
+      }
       width_ = image.cols;
       height_ = image.rows;
       cache_.assign(layout_.size(), std::nullopt);
+      amorphous_cache_.assign(amorphous_layout_.size(), std::nullopt);
+      ++generation_;
     }
     cache = cache_;
     layout = layout_;
+    amorphous_cache = amorphous_cache_;
+    amorphous_layout = amorphous_layout_;
     prior = prior_;
     generation = generation_;
   }
@@ -323,22 +527,41 @@ absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
   }
   LOGSTAR_ASSIGN_OR_RETURN(result.rewards, ComputeRewards(points, {0, 0, image.cols, image.rows},
                                                           prior, options_.logstar.rewards));
+  if (options_.amorphous.enabled) {
+    LOGSTAR_ASSIGN_OR_RETURN(result.amorphous,
+                             RunAmorphousStage(image, result.atoms, prior, amorphous_layout,
+                                               amorphous_cache, context, cancel));
+    result.amorphous_ms = result.amorphous->ms;
+  }
   {
     absl::MutexLock lock(&mu_);
     // A SetPrior() or a new geometry while this frame ran has emptied the
     // cache on purpose; results tuned under the old state are not kept.
-    if (generation_ == generation) cache_ = std::move(cache);
+    if (generation_ == generation) {
+      cache_ = std::move(cache);
+      amorphous_cache_ = std::move(amorphous_cache);
+    }
   }
   result.total_ms = MsSince(t0);
   return result;
 }
 
 std::string FrameAnalysis::Summary() const {
-  return absl::StrFormat(
+  std::string s = absl::StrFormat(
       "%d x %d frame: %d atoms in %d windows (%d hits, %d misses, %d re-tuned), QC %.4f, ER "
-      "%.4f, %.1f ms",
+      "%.4f",
       width, height, static_cast<int>(atoms.size()), static_cast<int>(windows.size()), hits, misses,
-      retunes, rewards.qc, rewards.er, total_ms);
+      retunes, rewards.qc, rewards.er);
+  if (amorphous.has_value()) {
+    absl::StrAppendFormat(&s,
+                          "; amorphous: %d regions covering %.3f of the frame (%d hits, %d "
+                          "misses, %d re-tuned, %d skipped)",
+                          static_cast<int>(amorphous->regions.regions.size()),
+                          amorphous->regions.area_fraction, amorphous->hits, amorphous->misses,
+                          amorphous->retunes, amorphous->skipped);
+  }
+  absl::StrAppendFormat(&s, ", %.1f ms", total_ms);
+  return s;
 }
 
 absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
@@ -348,7 +571,7 @@ absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
 
 LogStarAnalyzer::CacheSnapshot LogStarAnalyzer::Snapshot() const {
   absl::MutexLock lock(&mu_);
-  return {width_, height_, layout_, cache_};
+  return {width_, height_, layout_, cache_, amorphous_layout_, amorphous_cache_};
 }
 
 absl::Status LogStarAnalyzer::RestoreCache(const CacheSnapshot& snapshot) {
@@ -359,13 +582,62 @@ absl::Status LogStarAnalyzer::RestoreCache(const CacheSnapshot& snapshot) {
     ClearCache();
     return absl::OkStatus();
   }
-  // The same layout Analyze() makes for this frame size.
-  const int window =
-      options_.window == 0 ? std::max(snapshot.width, snapshot.height) : options_.window;
-  const int stride = options_.stride == 0 ? window : options_.stride;
-  LOGSTAR_ASSIGN_OR_RETURN(
-      std::vector<Window> layout,
-      LayoutWindows(snapshot.width, snapshot.height, std::max(window, 16), stride));
+  // The same layouts Analyze() makes for this frame size.
+  LOGSTAR_ASSIGN_OR_RETURN(std::vector<Window> layout, LayoutFor(snapshot.width, snapshot.height,
+                                                                 options_.window, options_.stride));
+  std::vector<Window> amorphous_layout;
+  std::vector<std::optional<CachedAmorphousWindow>> amorphous(0);
+  if (options_.amorphous.enabled) {
+    LOGSTAR_ASSIGN_OR_RETURN(amorphous_layout,
+                             LayoutFor(snapshot.width, snapshot.height, options_.amorphous.window,
+                                       options_.amorphous.stride));
+    amorphous.assign(amorphous_layout.size(), std::nullopt);
+    // An empty list: nothing cached for the stage (e.g. a cache saved with
+    // the stage off).
+    if (!snapshot.amorphous.empty()) {
+      if (snapshot.amorphous.size() != amorphous_layout.size()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "the cache has ", snapshot.amorphous.size(), " amorphous windows, the layout for ",
+            snapshot.width, " x ", snapshot.height, " has ", amorphous_layout.size()));
+      }
+      for (size_t i = 0; i < snapshot.amorphous.size(); ++i) {
+        const std::optional<CachedAmorphousWindow>& c = snapshot.amorphous[i];
+        if (!c.has_value()) continue;
+        const AmorphousParameters& p = c->parameters;
+        std::string bad;
+        if (p.patch_size_px < 3 || p.patch_size_px % 2 == 0) {
+          bad = absl::StrCat("patch size ", p.patch_size_px, " px is not odd and >= 3");
+        } else if (!(p.threshold > 0.0 && p.threshold < 1.0)) {
+          bad = absl::StrCat("threshold ", p.threshold, " is not in (0, 1)");
+        } else if (p.num_components < 1) {
+          bad = absl::StrCat("num_components ", p.num_components, " is not >= 1");
+        } else if (c->front.empty()
+                       ? c->chosen != 0
+                       : c->chosen < 0 || c->chosen >= static_cast<int>(c->front.size())) {
+          bad = absl::StrCat("chosen ", c->chosen, " is not an index into a front of ",
+                             c->front.size(), " points");
+        } else if (c->translations_px.empty()) {
+          bad = "no lattice translations";
+        } else if (c->projection.patch_size_px != p.patch_size_px ||
+                   c->projection.mean.size() != p.patch_size_px * p.patch_size_px ||
+                   c->projection.components.cols() != c->projection.mean.size() ||
+                   c->projection.components.rows() < 1) {
+          bad = "the PCA basis does not fit the patch size";
+        } else if (!(c->tuned_noise_floor > 0.0 && std::isfinite(c->tuned_noise_floor))) {
+          bad = "the noise floor at tuning is not positive";
+        }
+        for (const PointXY& t : c->translations_px) {
+          if (bad.empty() && !(std::isfinite(t.x) && std::isfinite(t.y))) {
+            bad = "a lattice translation is not finite";
+          }
+        }
+        if (!bad.empty()) {
+          return absl::InvalidArgumentError(absl::StrCat("cached amorphous window ", i, ": ", bad));
+        }
+      }
+      amorphous = snapshot.amorphous;
+    }
+  }
   if (snapshot.windows.size() != layout.size()) {
     return absl::InvalidArgumentError(absl::StrCat("the cache has ", snapshot.windows.size(),
                                                    " windows, the layout for ", snapshot.width,
@@ -402,6 +674,8 @@ absl::Status LogStarAnalyzer::RestoreCache(const CacheSnapshot& snapshot) {
   height_ = snapshot.height;
   layout_ = std::move(layout);
   cache_ = snapshot.windows;
+  amorphous_layout_ = std::move(amorphous_layout);
+  amorphous_cache_ = std::move(amorphous);
   ++generation_;
   return absl::OkStatus();
 }

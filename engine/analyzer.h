@@ -19,6 +19,22 @@
 // re-tune, warm-started from the cached front). A change of frame size,
 // window layout or prior empties the cache.
 //
+// The amorphous stage (optional, engine/amorphous.h) runs on the frame's
+// atoms after LoG*, over windows of its own (the whole frame by default),
+// with a cache of the same kind: the first frame tunes the GMM parameters of
+// each of its windows; the next reuse them with the PCA basis and lattice
+// translations found at tuning (patches, projection and one mixture fit, no
+// search), and re-tune a window, warm-started from its cached front, when
+// its result drifts: when the amorphous area's disagreement with the
+// frame's evidence (amorphous.h) grows by more than drift_tolerance of the
+// window's area over its value at tuning, or when the crystal's noise floor
+// in feature space moves by more than floor_drift_ratio either way (the
+// lattice, focus or dose changed, so the cached basis and translations no
+// longer describe the frame).
+// Its windows default to the whole frame because the stage measures
+// disorder against the crystal around it: a window that is all amorphous
+// has no crystal to compare with and shows no region.
+//
 // Windows are analysed in parallel in the context's arena; results do not
 // depend on the thread count.
 //
@@ -40,6 +56,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "engine/amorphous.h"
 #include "engine/context.h"
 #include "engine/logstar.h"
 #include "engine/normalize.h"
@@ -58,6 +75,22 @@ struct Window {
 // (a window larger than the frame shrinks to it). window >= 16, 1 <= stride <= window.
 absl::StatusOr<std::vector<Window>> LayoutWindows(int width, int height, int window, int stride);
 
+// The amorphous stage of a stream (see the file comment).
+struct AmorphousStageOptions {
+  bool enabled = false;
+  int window = 0;  // px; 0 = the whole frame is one window (recommended)
+  int stride = 0;  // px; 0 = window
+  // Re-tune when |area - evidence area| grows by more than this fraction of
+  // the window over its value at tuning (see the file comment).
+  double drift_tolerance = 0.1;  // > 0
+  // Re-tune when the noise floor leaves [floor / ratio, floor × ratio] of
+  // its value at tuning.
+  double floor_drift_ratio = 4.0;  // > 1
+  AmorphousOptions options;
+
+  absl::Status Validate() const;
+};
+
 struct AnalyzerOptions {
   int window = 256;  // px; 0 = the whole frame is one window
   int stride = 0;    // px; 0 = window (no overlap)
@@ -66,6 +99,7 @@ struct AnalyzerOptions {
   // A cached window is re-tuned when |QC - QC at tuning| or |ER - ER at
   // tuning| exceeds this (rewards are fractions of the expected count).
   double drift_tolerance = 0.1;  // > 0
+  AmorphousStageOptions amorphous;
 
   absl::Status Validate() const;
 };
@@ -98,6 +132,35 @@ struct Atom {
   int window = 0;  // owner
 };
 
+// One window of the amorphous stage on one frame.
+struct AmorphousWindowResult {
+  Window window;
+  CacheState state = CacheState::kMiss;
+  // Not empty when the stage could not run on this window (e.g. too few
+  // atoms, or no lattice period): its atoms stay unclassified and nothing
+  // is cached for it.
+  std::string skipped;
+  AmorphousParameters parameters;             // used on this frame
+  Objectives2 objectives = {0.0, 0.0};        // of this frame
+  Objectives2 tuned_objectives = {0.0, 0.0};  // at tuning time
+  AmorphousEvidence evidence;                 // this frame's
+  std::vector<AmorphousFrontPoint> front;     // the cached front
+  int chosen = 0;                             // index into front
+  int evaluations = 0;                        // spent on this frame
+  int num_classified = 0;                     // owned atoms classified
+  int num_amorphous = 0;                      // owned atoms amorphous
+  double ms = 0.0;
+};
+
+// The amorphous stage's result for a frame.
+struct FrameAmorphous {
+  std::vector<AtomClass> atoms;  // parallel to FrameAnalysis::atoms
+  RegionSet regions;             // over the whole frame, px
+  std::vector<AmorphousWindowResult> windows;
+  int hits = 0, misses = 0, retunes = 0, skipped = 0;
+  double ms = 0.0;
+};
+
 struct FrameAnalysis {
   int width = 0;
   int height = 0;
@@ -105,9 +168,11 @@ struct FrameAnalysis {
   std::vector<WindowResult> windows;
   Rewards rewards;  // of all atoms over the whole frame
   int hits = 0, misses = 0, retunes = 0;
-  int seam_duplicates = 0;  // atoms dropped as seen twice across a seam
+  int seam_duplicates = 0;                  // atoms dropped as seen twice across a seam
+  std::optional<FrameAmorphous> amorphous;  // when the stage is enabled
   double normalize_ms = 0.0;
-  double windows_ms = 0.0;
+  double windows_ms = 0.0;    // LoG* over the windows
+  double amorphous_ms = 0.0;  // the amorphous stage
   double total_ms = 0.0;
 
   std::string Summary() const;
@@ -119,6 +184,23 @@ struct CachedWindow {
   Rewards tuned_rewards;
   std::vector<FrontPoint> front;
   int chosen = 0;
+};
+
+// What the cache holds for one window position of the amorphous stage.
+struct CachedAmorphousWindow {
+  AmorphousParameters parameters;
+  Objectives2 tuned_objectives = {0.0, 0.0};
+  std::vector<AmorphousFrontPoint> front;
+  int chosen = 0;
+  // What drift is measured from (see the file comment).
+  double tuned_area_fraction = 0.0;  // of the window's painted regions
+  double tuned_evidence_area = 0.0;  // the evidence's, a_e
+  double tuned_noise_floor = 0.0;    // squared feature units
+  // The lattice translations and the PCA basis of the chosen patch size:
+  // properties of the lattice and the imaging, kept so that a cached frame
+  // skips the autocorrelation and the PCA.
+  std::vector<PointXY> translations_px;
+  PatchProjection projection;
 };
 
 class LogStarAnalyzer {
@@ -144,6 +226,16 @@ class LogStarAnalyzer {
   absl::Status AnalyzeWindow(const cv::Mat& image, const Window& w, const PhysicsPrior& prior,
                              std::optional<CachedWindow>& cache, ExecutionContext* context,
                              WindowResult& out, std::vector<Blob>& blobs) const;
+  absl::Status AmorphousWindow(const cv::Mat& image, const Window& w,
+                               const std::vector<Atom>& atoms, const PhysicsPrior& prior,
+                               std::optional<CachedAmorphousWindow>& cache,
+                               ExecutionContext* context, AmorphousWindowResult& out,
+                               std::vector<std::pair<int, AtomClass>>& classes,
+                               std::optional<RegionSet>& frame_regions) const;
+  absl::StatusOr<FrameAmorphous> RunAmorphousStage(
+      const cv::Mat& image, const std::vector<Atom>& atoms, const PhysicsPrior& prior,
+      const std::vector<Window>& layout, std::vector<std::optional<CachedAmorphousWindow>>& cache,
+      ExecutionContext* context, const std::atomic<bool>* cancel) const;
 
   const AnalyzerOptions options_;
   mutable absl::Mutex mu_;
@@ -153,6 +245,8 @@ class LogStarAnalyzer {
   int height_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<Window> layout_ ABSL_GUARDED_BY(mu_);
   std::vector<std::optional<CachedWindow>> cache_ ABSL_GUARDED_BY(mu_);
+  std::vector<Window> amorphous_layout_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::optional<CachedAmorphousWindow>> amorphous_cache_ ABSL_GUARDED_BY(mu_);
   // Bumped whenever the cache is emptied, so a frame that ran meanwhile
   // does not put back what it tuned under the old state.
   uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
@@ -173,6 +267,10 @@ class LogStarAnalyzer {
     int height = 0;
     std::vector<Window> layout;
     std::vector<std::optional<CachedWindow>> windows;  // one per layout window
+    // The amorphous stage's, when it is enabled: its layout and one entry
+    // per window of it (both empty before the first frame).
+    std::vector<Window> amorphous_layout;
+    std::vector<std::optional<CachedAmorphousWindow>> amorphous;
   };
   CacheSnapshot Snapshot() const;
 
@@ -180,7 +278,8 @@ class LogStarAnalyzer {
   // for width × height is recomputed from the options; `windows` must have
   // one entry per window of it, `layout` (if not empty) must equal it, and
   // every cached entry must hold valid parameters and a chosen index into
-  // its front. The prior is the caller's business: a cache is only
+  // its front; the same for the amorphous stage's entries, which are
+  // ignored when the stage is off. The prior is the caller's business: a cache is only
   // meaningful for the prior it was tuned with. A frame running meanwhile
   // does not overwrite the restored cache.
   absl::Status RestoreCache(const CacheSnapshot& snapshot);
