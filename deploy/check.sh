@@ -10,6 +10,8 @@
 #     (the unit's, the Docker CMD, the k8s args with the ConfigMap, the
 #     chart's values), checked with `logstar status` (the Docker
 #     HEALTHCHECK), then stopped with SIGTERM: it must exit 0;
+#   - the system calls logstard makes under strace (start, a small stream, a
+#     session save, SIGTERM) against the unit's SystemCallFilter groups;
 #   - deploy/systemd/install.sh into a staging directory and as a dry run.
 #
 #   deploy/check.sh [--logstard BIN] [--logstar BIN] [--skip-code N]
@@ -147,6 +149,47 @@ run_daemon() {  # NAME ARGS_FILE: start with its args (+ local port/state), heal
   local rc=$?
   if [[ ${rc} -eq 0 ]]; then ok "${name}: SIGTERM stops it with exit 0"; else fail "${name}: exit ${rc} after SIGTERM: $(tail -3 "${d}/log")"; fi
 }
+expand_filter() {  # the system calls of a systemd syscall-filter group, nested groups expanded
+  systemd-analyze syscall-filter "$1" 2>/dev/null | tail -n +2 | grep -vE '^\s*#' | tr -d ' ' | grep . |
+    while read -r x; do if [[ "${x}" == @* ]]; then expand_filter "${x}"; else echo "${x}"; fi; done
+}
+syscall_check() {  # the unit's SystemCallFilter against what logstard really calls (strace)
+  if ! command -v strace >/dev/null || ! command -v systemd-analyze >/dev/null || [[ -z "${logstar}" ]] \
+    || ! strace -f -qq -o /dev/null true 2>/dev/null; then
+    skip "system calls: needs strace (ptrace allowed), systemd-analyze and logstar"
+    return
+  fi
+  local d="${tmp}/strace" i
+  mkdir -p "${d}"
+  mapfile -t a < "${tmp}/out/systemd.args"
+  strace -f -qq -o "${d}/trace" "${logstard}" "${a[@]}" --listen_address=127.0.0.1:0 \
+    --port_file="${d}/port" --state_dir="${d}/state" --metrics_address=127.0.0.1:0 > "${d}/log" 2>&1 &
+  local tracer=$!
+  pids+=("${tracer}")
+  for ((i = 0; i < 300; i++)); do [[ -s "${d}/port" ]] && break; sleep 0.1; done
+  local daemon; daemon=$(pgrep -P "${tracer}" | head -1)
+  if [[ ! -s "${d}/port" || -z "${daemon}" ]]; then
+    fail "system calls: logstard under strace did not start: $(tail -3 "${d}/log")"
+    return
+  fi
+  # A small stream: analysis, tuning, a session saved to the state dir.
+  "${logstar}" synth --frames 2 --size 128 --noise 0.1 --window 128 --evals 6 --out "${d}/s.lsr" > /dev/null 2>&1
+  "${logstar}" replay "${d}/s.lsr" --server "127.0.0.1:$(tr -d '[:space:]' < "${d}/port")" --speed max > "${d}/replay" 2>&1 \
+    || fail "system calls: replay under strace: $(tail -3 "${d}/replay")"
+  kill -TERM "${daemon}"
+  wait "${tracer}"
+  grep -oE '^[0-9]+ +[a-z_0-9]+\(' "${d}/trace" | awk '{print $2}' | tr -d '(' | grep -vx execve | sort -u > "${d}/used"
+  local group
+  for group in $(sed -n 's/^SystemCallFilter=\(@[a-z-]*\)$/\1/p' "${unit}"); do expand_filter "${group}"; done | sort -u > "${d}/allowed"
+  for group in $(sed -n 's/^SystemCallFilter=~\(.*\)$/\1/p' "${unit}"); do expand_filter "${group}"; done | sort -u > "${d}/denied"
+  local outside; outside=$(comm -23 "${d}/used" "${d}/allowed" | tr '\n' ' ')
+  local denied; denied=$(comm -12 "${d}/used" "${d}/denied" | tr '\n' ' ')
+  if [[ -s "${d}/used" && -s "${d}/allowed" && -z "${outside}" && -z "${denied}" ]]; then
+    ok "system calls: the $(wc -l < "${d}/used") that logstard makes (start, a stream, a save, SIGTERM) all pass the unit's SystemCallFilter"
+  else
+    fail "system calls outside the unit's SystemCallFilter: allowed-list misses [${outside}], deny-list hits [${denied}]"
+  fi
+}
 if [[ -n "${logstard}" ]]; then
   for way in systemd docker k8s; do
     if [[ -f "${tmp}/out/${way}.args" ]]; then run_daemon "${way}" "${tmp}/out/${way}.args"
@@ -156,6 +199,7 @@ if [[ -n "${logstard}" ]]; then
     echo "--config=${tmp}/out/helm-values.json" > "${tmp}/helm.args"
     run_daemon helm "${tmp}/helm.args"
   fi
+  syscall_check
   # A broken configuration must be refused (exit 2), not ignored.
   echo 'no_such_field: 1' > "${tmp}/bad.textproto"
   "${logstard}" --config="${tmp}/bad.textproto" --listen_address=127.0.0.1:0 > "${tmp}/bad.log" 2>&1
