@@ -1,0 +1,28 @@
+{{/* Names and labels shared by the templates. */}}
+{{- define "logstard.name" -}}
+{{- .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "logstard.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "logstard.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "logstard.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "logstard.labels" -}}
+{{ include "logstard.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/component: daemon
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{- define "logstard.claimName" -}}
+{{- .Values.persistence.existingClaim | default (printf "%s-state" (include "logstard.fullname" .)) -}}
+{{- end -}}
