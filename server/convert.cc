@@ -134,6 +134,35 @@ void FrontToProto(const std::vector<FrontPoint>& front,
   }
 }
 
+v1::AmorphousParameters AmorphousParametersToProto(const AmorphousParameters& p) {
+  v1::AmorphousParameters out;
+  out.set_patch_size_px(p.patch_size_px);
+  out.set_threshold(p.threshold);
+  out.set_covariance_type(CovarianceTypeName(p.covariance_type));
+  out.set_num_components(p.num_components);
+  return out;
+}
+
+absl::StatusOr<AmorphousParameters> AmorphousParametersFromProto(const v1::AmorphousParameters& p,
+                                                                 const std::string& field) {
+  AmorphousParameters out;
+  out.patch_size_px = p.patch_size_px();
+  out.threshold = p.threshold();
+  out.num_components = p.num_components();
+  absl::StatusOr<CovarianceType> type = ParseCovarianceType(p.covariance_type());
+  if (!type.ok()) return Invalid(field + ".covariance_type", std::string(type.status().message()));
+  out.covariance_type = *type;
+  return out;
+}
+
+v1::AmorphousFrontPoint AmorphousPointToProto(const AmorphousParameters& p, const Objectives2& o) {
+  v1::AmorphousFrontPoint out;
+  *out.mutable_parameters() = AmorphousParametersToProto(p);
+  out.set_compactness_objective(o[0]);
+  out.set_perimeter_objective(o[1]);
+  return out;
+}
+
 v1::CacheState CacheStateToProto(CacheState s) {
   switch (s) {
     case CacheState::kHit:
@@ -152,6 +181,8 @@ v1::RegionOfInterest::Reason ReasonToProto(SteeringRegion::Reason r) {
       return v1::RegionOfInterest::REASON_ER_FLAGGED_ATOMS;
     case SteeringRegion::Reason::kRewardDrift:
       return v1::RegionOfInterest::REASON_REWARD_DRIFT;
+    case SteeringRegion::Reason::kAmorphousRegion:
+      return v1::RegionOfInterest::REASON_AMORPHOUS_REGION;
     case SteeringRegion::Reason::kCountDeviation:
     default:
       return v1::RegionOfInterest::REASON_COUNT_DEVIATION;
@@ -375,6 +406,29 @@ absl::StatusOr<AnalyzerOptions> AnalyzerOptionsFromProto(const v1::AnalysisSetti
     default:
       return Invalid(f + "normalize", absl::StrCat("is not a known method: ", a.normalize()));
   }
+  if (a.has_amorphous()) {
+    const v1::AmorphousSettings& m = a.amorphous();
+    const std::string g = f + "amorphous.";
+    AmorphousStageOptions& st = o.amorphous;
+    st.enabled = m.enabled();
+    if (m.has_window()) st.window = m.window();
+    if (m.has_stride()) st.stride = m.stride();
+    if (m.has_evaluations()) {
+      if (m.evaluations() < 1 || m.evaluations() > 10000) {
+        return Invalid(g + "evaluations",
+                       absl::StrCat("must be in [1, 10000], got ", m.evaluations()));
+      }
+      st.options.optimizer.num_evaluations = m.evaluations();
+      st.options.optimizer.num_initial =
+          std::min(st.options.optimizer.num_initial, m.evaluations());
+    }
+    if (m.has_drift_tolerance()) st.drift_tolerance = m.drift_tolerance();
+    if (m.has_floor_drift_ratio()) st.floor_drift_ratio = m.floor_drift_ratio();
+    if (m.has_pca_components()) st.options.pca_components = m.pca_components();
+    if (a.has_seed()) st.options.seed = st.options.optimizer.seed = a.seed();
+    // The stage's own checks name its fields ("amorphous window ...").
+    LOGSTAR_RETURN_IF_ERROR(Prefixed(st.Validate(), f));
+  }
   // Whatever the checks above missed, the engine's own checks catch.
   LOGSTAR_RETURN_IF_ERROR(Prefixed(o.Validate(), f));
   return o;
@@ -386,22 +440,89 @@ SteeringOptions SteeringOptionsFromProto(const v1::SessionSettings& settings,
   if (settings.steering().has_max_regions()) o.max_regions = settings.steering().max_regions();
   o.drift_tolerance = analyzer.drift_tolerance;
   o.num_neighbors = analyzer.logstar.rewards.num_neighbors;
+  o.amorphous_min_share = analyzer.amorphous.options.min_share;
   return o;
 }
 
+namespace {
+
+void AmorphousToProto(const FrameAmorphous& m, const FrameAnalysis& a, double pixel_size_angstrom,
+                      v1::FrameResult* out) {
+  v1::AmorphousStage* st = out->mutable_amorphous();
+  for (const AmorphousWindowResult& w : m.windows) {
+    v1::AmorphousWindow* p = st->add_windows();
+    p->set_index(w.window.index);
+    *p->mutable_tile() = RegionToProto(w.window.tile);
+    *p->mutable_core() = RegionToProto(w.window.core);
+    p->set_cache_state(CacheStateToProto(w.state));
+    p->set_skipped(w.skipped);
+    if (!w.skipped.empty()) continue;
+    *p->mutable_parameters() = AmorphousParametersToProto(w.parameters);
+    *p->mutable_objectives() = AmorphousPointToProto(w.parameters, w.objectives);
+    *p->mutable_tuned_objectives() = AmorphousPointToProto(w.parameters, w.tuned_objectives);
+    p->set_evidence_share(w.evidence.share);
+    p->set_evidence_area(w.evidence.area_fraction);
+    for (const AmorphousFrontPoint& f : w.front) {
+      *p->add_front() = AmorphousPointToProto(f.parameters, f.objectives);
+    }
+    p->set_chosen(w.chosen);
+    p->set_evaluations(w.evaluations);
+    p->set_num_classified(w.num_classified);
+    p->set_num_amorphous(w.num_amorphous);
+    p->set_ms(w.ms);
+  }
+  st->set_area_fraction(m.regions.area_fraction);
+  st->set_cache_hits(m.hits);
+  st->set_cache_misses(m.misses);
+  st->set_cache_retunes(m.retunes);
+  st->set_skipped(m.skipped);
+  // Largest first: the region an operator looks at first.
+  std::vector<const Region*> order;
+  for (const Region& r : m.regions.regions) order.push_back(&r);
+  std::stable_sort(order.begin(), order.end(),
+                   [](const Region* x, const Region* y) { return x->area_px2 > y->area_px2; });
+  const double frame_px2 = static_cast<double>(a.width) * a.height;
+  const double px = pixel_size_angstrom;
+  for (const Region* r : order) {
+    v1::AmorphousRegion* p = out->add_amorphous_regions();
+    p->set_centroid_x(r->centroid.x);
+    p->set_centroid_y(r->centroid.y);
+    p->set_area_px2(r->area_px2);
+    *p->mutable_bounding_box() = RegionToProto(r->bbox);
+    p->set_score(frame_px2 > 0.0 ? r->area_px2 / frame_px2 : 0.0);
+    p->set_perimeter_px(r->perimeter_px);
+    p->set_area_angstrom2(r->area_px2 * px * px);
+    p->set_perimeter_angstrom(r->perimeter_px * px);
+    p->mutable_contour_x()->Reserve(static_cast<int>(r->contour.size()));
+    p->mutable_contour_y()->Reserve(static_cast<int>(r->contour.size()));
+    for (const PointXY& c : r->contour) {
+      p->add_contour_x(static_cast<float>(c.x));
+      p->add_contour_y(static_cast<float>(c.y));
+    }
+  }
+}
+
+}  // namespace
+
 void FrameAnalysisToProto(const FrameAnalysis& a, const std::vector<SteeringRegion>& regions,
-                          v1::FrameResult* out) {
+                          double pixel_size_angstrom, v1::FrameResult* out) {
   out->set_width(a.width);
   out->set_height(a.height);
   out->mutable_atoms()->Reserve(static_cast<int>(a.atoms.size()));
-  for (const Atom& atom : a.atoms) {
+  for (size_t i = 0; i < a.atoms.size(); ++i) {
+    const Atom& atom = a.atoms[i];
     v1::Atom* p = out->add_atoms();
     p->set_x(atom.x);
     p->set_y(atom.y);
     p->set_sigma(atom.sigma);
     p->set_response(atom.response);
     p->set_window(atom.window);
+    if (a.amorphous.has_value() && i < a.amorphous->atoms.size()) {
+      p->set_amorphous(a.amorphous->atoms[i].amorphous);
+      p->set_amorphous_posterior(a.amorphous->atoms[i].posterior);
+    }
   }
+  if (a.amorphous.has_value()) AmorphousToProto(*a.amorphous, a, pixel_size_angstrom, out);
   out->mutable_windows()->Reserve(static_cast<int>(a.windows.size()));
   for (const WindowResult& w : a.windows) {
     v1::WindowResult* p = out->add_windows();
@@ -435,6 +556,7 @@ void FrameAnalysisToProto(const FrameAnalysis& a, const std::vector<SteeringRegi
   }
   out->mutable_latency()->set_normalize_ms(a.normalize_ms);
   out->mutable_latency()->set_log_ms(a.windows_ms);
+  out->mutable_latency()->set_gmm_ms(a.amorphous_ms);
 }
 
 void CacheToProto(const LogStarAnalyzer::CacheSnapshot& cache, v1::CacheContents* out) {
@@ -454,6 +576,36 @@ void CacheToProto(const LogStarAnalyzer::CacheSnapshot& cache, v1::CacheContents
     RewardsToProto(c->tuned_rewards, p->mutable_tuned_rewards());
     FrontToProto(c->front, p->mutable_front());
     p->set_chosen(c->chosen);
+  }
+  for (size_t i = 0; i < cache.amorphous.size(); ++i) {
+    v1::CachedAmorphousWindow* p = out->add_amorphous_windows();
+    p->set_index(static_cast<int>(i));
+    if (i < cache.amorphous_layout.size()) {
+      *p->mutable_tile() = RegionToProto(cache.amorphous_layout[i].tile);
+      *p->mutable_core() = RegionToProto(cache.amorphous_layout[i].core);
+    }
+    const std::optional<CachedAmorphousWindow>& c = cache.amorphous[i];
+    p->set_tuned(c.has_value());
+    if (!c.has_value()) continue;
+    *p->mutable_parameters() = AmorphousParametersToProto(c->parameters);
+    *p->mutable_tuned_objectives() = AmorphousPointToProto(c->parameters, c->tuned_objectives);
+    for (const AmorphousFrontPoint& f : c->front) {
+      *p->add_front() = AmorphousPointToProto(f.parameters, f.objectives);
+    }
+    p->set_chosen(c->chosen);
+    p->set_tuned_area_fraction(c->tuned_area_fraction);
+    p->set_tuned_evidence_area(c->tuned_evidence_area);
+    p->set_tuned_noise_floor(c->tuned_noise_floor);
+    for (const PointXY& t : c->translations_px) {
+      p->add_translation_x(t.x);
+      p->add_translation_y(t.y);
+    }
+    const PatchProjection& b = c->projection;
+    p->mutable_pca_mean()->Add(b.mean.data(), b.mean.data() + b.mean.size());
+    for (Eigen::Index r = 0; r < b.components.rows(); ++r) {
+      for (Eigen::Index k = 0; k < b.components.cols(); ++k)
+        p->add_pca_components(b.components(r, k));
+    }
   }
 }
 
@@ -482,6 +634,51 @@ absl::StatusOr<LogStarAnalyzer::CacheSnapshot> CacheFromProto(const v1::CacheCon
     }
     c.chosen = w.chosen();
     s.windows.push_back(std::move(c));
+  }
+  for (int i = 0; i < cache.amorphous_windows_size(); ++i) {
+    const v1::CachedAmorphousWindow& w = cache.amorphous_windows(i);
+    const std::string f = absl::StrCat("cache.amorphous_windows[", i, "]");
+    if (w.index() != i) return Invalid(f, absl::StrCat("has index ", w.index()));
+    if (!w.tuned()) {
+      s.amorphous.emplace_back();
+      continue;
+    }
+    CachedAmorphousWindow c;
+    LOGSTAR_ASSIGN_OR_RETURN(c.parameters,
+                             AmorphousParametersFromProto(w.parameters(), f + ".parameters"));
+    c.tuned_objectives = {w.tuned_objectives().compactness_objective(),
+                          w.tuned_objectives().perimeter_objective()};
+    for (int k = 0; k < w.front_size(); ++k) {
+      const v1::AmorphousFrontPoint& point = w.front(k);
+      LOGSTAR_ASSIGN_OR_RETURN(
+          AmorphousParameters params,
+          AmorphousParametersFromProto(point.parameters(), absl::StrCat(f, ".front[", k, "]")));
+      c.front.push_back({params, {point.compactness_objective(), point.perimeter_objective()}});
+    }
+    c.chosen = w.chosen();
+    c.tuned_area_fraction = w.tuned_area_fraction();
+    c.tuned_evidence_area = w.tuned_evidence_area();
+    c.tuned_noise_floor = w.tuned_noise_floor();
+    if (w.translation_x_size() != w.translation_y_size()) {
+      return Invalid(f + ".translation_x", "and translation_y differ in length");
+    }
+    for (int k = 0; k < w.translation_x_size(); ++k) {
+      c.translations_px.push_back({w.translation_x(k), w.translation_y(k)});
+    }
+    const int d = c.parameters.patch_size_px * c.parameters.patch_size_px;
+    if (d <= 0 || w.pca_mean_size() != d || w.pca_components_size() % d != 0 ||
+        w.pca_components_size() == 0) {
+      return Invalid(f + ".pca_mean",
+                     absl::StrCat("and pca_components must hold ", d,
+                                  " and a multiple of that many values for patches of ",
+                                  c.parameters.patch_size_px, " px"));
+    }
+    c.projection.patch_size_px = c.parameters.patch_size_px;
+    c.projection.mean = Eigen::Map<const Eigen::RowVectorXd>(w.pca_mean().data(), d);
+    c.projection.components =
+        Eigen::Map<const Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(
+            w.pca_components().data(), w.pca_components_size() / d, d);
+    s.amorphous.push_back(std::move(c));
   }
   return s;
 }
@@ -569,6 +766,16 @@ v1::SessionSettings SettingsFromOptions(const AnalyzerOptions& o, const PhysicsP
   a->set_normalize(o.normalize.method == NormalizeOptions::Method::kPercentile
                        ? v1::NORMALIZE_METHOD_PERCENTILE
                        : v1::NORMALIZE_METHOD_MIN_MAX);
+  if (o.amorphous.enabled) {
+    v1::AmorphousSettings* m = a->mutable_amorphous();
+    m->set_enabled(true);
+    m->set_window(o.amorphous.window);
+    m->set_stride(o.amorphous.stride);
+    m->set_evaluations(o.amorphous.options.optimizer.num_evaluations);
+    m->set_drift_tolerance(o.amorphous.drift_tolerance);
+    m->set_floor_drift_ratio(o.amorphous.floor_drift_ratio);
+    m->set_pca_components(o.amorphous.options.pca_components);
+  }
   return s;
 }
 
@@ -609,8 +816,37 @@ FrameAnalysis AnalysisFromResult(const v1::FrameResult& r) {
   a.misses = r.cache_misses();
   a.retunes = r.cache_retunes();
   a.seam_duplicates = r.seam_duplicates();
+  if (r.has_amorphous()) {
+    // What the overlays and summaries need: the atoms' classes and the
+    // regions (no mask: the wire carries outlines).
+    FrameAmorphous m;
+    for (const v1::Atom& atom : r.atoms()) {
+      const bool classified = !std::isnan(atom.amorphous_posterior());
+      m.atoms.push_back({classified, atom.amorphous(), atom.amorphous_posterior()});
+    }
+    for (const v1::AmorphousRegion& g : r.amorphous_regions()) {
+      Region out;
+      out.area_px2 = g.area_px2();
+      out.perimeter_px = g.perimeter_px();
+      out.centroid = {g.centroid_x(), g.centroid_y()};
+      out.bbox = {g.bounding_box().col0(), g.bounding_box().row0(), g.bounding_box().cols(),
+                  g.bounding_box().rows()};
+      for (int k = 0; k < std::min(g.contour_x_size(), g.contour_y_size()); ++k) {
+        out.contour.push_back({g.contour_x(k), g.contour_y(k)});
+      }
+      m.regions.regions.push_back(std::move(out));
+    }
+    m.regions.area_fraction = r.amorphous().area_fraction();
+    m.hits = r.amorphous().cache_hits();
+    m.misses = r.amorphous().cache_misses();
+    m.retunes = r.amorphous().cache_retunes();
+    m.skipped = r.amorphous().skipped();
+    m.ms = r.latency().gmm_ms();
+    a.amorphous = std::move(m);
+  }
   a.normalize_ms = r.latency().normalize_ms();
   a.windows_ms = r.latency().log_ms();
+  a.amorphous_ms = r.latency().gmm_ms();
   a.total_ms = r.latency().total_ms();
   return a;
 }

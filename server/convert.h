@@ -72,8 +72,10 @@ SteeringOptions SteeringOptionsFromProto(const v1::SessionSettings& settings,
 
 // Fills the analysis part of a result: atoms, windows, rewards, cache
 // counts, regions of interest, and the engine's stages of the latency.
+// `pixel_size_angstrom` (the frame's) gives the amorphous regions' sizes
+// in ångström.
 void FrameAnalysisToProto(const FrameAnalysis& analysis, const std::vector<SteeringRegion>& regions,
-                          v1::FrameResult* out);
+                          double pixel_size_angstrom, v1::FrameResult* out);
 
 void CacheToProto(const LogStarAnalyzer::CacheSnapshot& cache, v1::CacheContents* out);
 // Structural checks only; LogStarAnalyzer::RestoreCache checks the rest.

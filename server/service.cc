@@ -523,7 +523,7 @@ absl::StatusOr<LogStarService::Processed> LogStarService::Process(Session& sessi
 
   Processed out;
   v1::FrameResult& r = out.result;
-  FrameAnalysisToProto(analysis->frame, analysis->regions, &r);
+  FrameAnalysisToProto(analysis->frame, analysis->regions, analysis->pixel_size_angstrom, &r);
   r.set_session_id(session.id());
   r.set_sequence(frame.sequence());
   r.set_channel(frame.channel());
@@ -533,7 +533,9 @@ absl::StatusOr<LogStarService::Processed> LogStarService::Process(Session& sessi
   r.set_partial(decoded.partial);
   session.CountAnalysed(analysis->frame);
   *r.mutable_counters() = session.counters();
-  out.tuned = analysis->frame.misses + analysis->frame.retunes > 0;
+  out.tuned = analysis->frame.misses + analysis->frame.retunes > 0 ||
+              (analysis->frame.amorphous.has_value() &&
+               analysis->frame.amorphous->misses + analysis->frame.amorphous->retunes > 0);
 
   Metrics& m = *deps_.metrics;
   m.frames_analysed->Increment();

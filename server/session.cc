@@ -88,11 +88,14 @@ absl::StatusOr<Session::Analysis> Session::Analyze(const DecodedFrame& frame,
   // Outside the lock: settings and counters stay available meanwhile.
   LOGSTAR_ASSIGN_OR_RETURN(FrameAnalysis result, analyzer->Analyze(frame.image, context, cancel));
   SteeringOptions steering;
+  Analysis out;
   {
     absl::MutexLock lock(&mu_);
     steering = SteeringOptionsFromProto(settings_, analyzer->options());
+    out.pixel_size_angstrom = frame.pixel_size_angstrom > 0.0
+                                  ? frame.pixel_size_angstrom
+                                  : settings_.prior().pixel_size_angstrom();
   }
-  Analysis out;
   out.regions = FindRegionsOfInterest(result, steering);
   out.frame = std::move(result);
   return out;
@@ -108,6 +111,9 @@ bool Session::WillTune(const DecodedFrame& frame) const {
   const LogStarAnalyzer::CacheSnapshot cache = analyzer->Snapshot();
   if (cache.width != frame.image.cols || cache.height != frame.image.rows) return true;
   for (const auto& w : cache.windows) {
+    if (!w.has_value()) return true;
+  }
+  for (const auto& w : cache.amorphous) {
     if (!w.has_value()) return true;
   }
   return false;
@@ -210,6 +216,11 @@ void Session::CountAnalysed(const FrameAnalysis& a) {
   counters_.set_cache_hits(counters_.cache_hits() + a.hits);
   counters_.set_cache_misses(counters_.cache_misses() + a.misses);
   counters_.set_cache_retunes(counters_.cache_retunes() + a.retunes);
+  if (a.amorphous.has_value()) {
+    counters_.set_amorphous_hits(counters_.amorphous_hits() + a.amorphous->hits);
+    counters_.set_amorphous_misses(counters_.amorphous_misses() + a.amorphous->misses);
+    counters_.set_amorphous_retunes(counters_.amorphous_retunes() + a.amorphous->retunes);
+  }
 }
 
 void Session::CountDropped() {

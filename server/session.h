@@ -47,6 +47,7 @@ class Session {
   struct Analysis {
     FrameAnalysis frame;
     std::vector<SteeringRegion> regions;
+    double pixel_size_angstrom = 0.0;  // the one the analysis used
   };
   // Runs the engine on a decoded frame with this session's settings and
   // cache. CANCELLED once *cancel is set (the cache is then unchanged).

@@ -131,6 +131,18 @@ std::vector<SteeringRegion> FindRegionsOfInterest(const FrameAnalysis& analysis,
       out.push_back(r);
     }
   }
+  if (analysis.amorphous.has_value()) {
+    const double frame_px2 = static_cast<double>(analysis.width) * analysis.height;
+    for (const Region& g : analysis.amorphous->regions.regions) {
+      SteeringRegion r;
+      r.reason = SteeringRegion::Reason::kAmorphousRegion;
+      r.x = g.centroid.x, r.y = g.centroid.y, r.box = g.bbox;
+      const double share = frame_px2 > 0.0 ? g.area_px2 / frame_px2 : 0.0;
+      r.score = share / options.amorphous_min_share;
+      r.detail = absl::StrFormat("amorphous region covering %.1f %% of the frame", 100.0 * share);
+      out.push_back(r);
+    }
+  }
   std::stable_sort(out.begin(), out.end(), [](const SteeringRegion& a, const SteeringRegion& b) {
     return std::tuple(-a.score, static_cast<int>(a.reason), a.window) <
            std::tuple(-b.score, static_cast<int>(b.reason), b.window);

@@ -13,7 +13,9 @@
 //    moved more than half the drift tolerance (score drift / tolerance).
 //  * Count deviation: a window whose QC (relative deviation of the atom
 //    count from the prior's expectation) exceeds 0.2; score = QC / 0.2.
-// Amorphous regions (issue 4) will join as another reason.
+//  * Amorphous regions (when the stage is on): each region at its
+//    centroid, with its bounding box; score = its share of the frame /
+//    the stage's min_share (the smallest share it reports, 0.02).
 //
 // Coordinates: x = column, y = row, px, origin at the centre of the
 // top-left pixel.
@@ -29,7 +31,7 @@
 namespace logstar::server {
 
 struct SteeringRegion {
-  enum class Reason { kErFlaggedAtoms, kRewardDrift, kCountDeviation };
+  enum class Reason { kErFlaggedAtoms, kRewardDrift, kCountDeviation, kAmorphousRegion };
   Reason reason = Reason::kErFlaggedAtoms;
   double x = 0.0;  // centre, px
   double y = 0.0;
@@ -40,9 +42,10 @@ struct SteeringRegion {
 };
 
 struct SteeringOptions {
-  int max_regions = 8;           // >= 0
-  double drift_tolerance = 0.1;  // the analyzer's
-  int num_neighbors = 4;         // the rewards'
+  int max_regions = 8;                // >= 0
+  double drift_tolerance = 0.1;       // the analyzer's
+  int num_neighbors = 4;              // the rewards'
+  double amorphous_min_share = 0.02;  // the amorphous stage's min_share, > 0
 };
 
 // Indices into analysis.atoms of the atoms ER counts, over the whole frame

@@ -628,7 +628,14 @@ Json AnalysisTimings(double load_ms, const FrameAnalysis& a, double overlay_ms, 
 
 absl::Status WriteOverlay(const cv::Mat& normalized, absl::Span<const Blob> blobs,
                           const std::string& path) {
-  auto picture = RenderBlobOverlay(normalized, blobs, OverlayOptions{});
+  return WriteOverlay(normalized, blobs, AmorphousMarks{}, path);
+}
+
+absl::Status WriteOverlay(const cv::Mat& normalized, absl::Span<const Blob> blobs,
+                          const AmorphousMarks& marks, const std::string& path) {
+  auto picture = marks.amorphous.empty() && marks.outlines.empty()
+                     ? RenderBlobOverlay(normalized, blobs, OverlayOptions{})
+                     : RenderAmorphousOverlay(normalized, blobs, marks, OverlayOptions{});
   if (!picture.ok()) return picture.status();
   if (absl::Status s = EnsureParentDir(path); !s.ok()) return s;
   return WritePng(path, *picture);

@@ -20,6 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/types/span.h"
 #include "engine/log_detector.h"
+#include "engine/overlay.h"
 #include "engine/physics_prior.h"
 
 namespace logstar::cli {
@@ -124,6 +125,10 @@ absl::StatusOr<std::vector<std::string>> ListFrames(const std::string& spec);
 // Draws the blobs on a normalised frame and writes a PNG (creating its directory).
 absl::Status WriteOverlay(const cv::Mat& normalized, absl::Span<const Blob> blobs,
                           const std::string& path);
+// The same with amorphous atoms coloured and region outlines drawn (an
+// empty `marks` draws as above).
+absl::Status WriteOverlay(const cv::Mat& normalized, absl::Span<const Blob> blobs,
+                          const AmorphousMarks& marks, const std::string& path);
 
 }  // namespace logstar::cli
 

@@ -65,6 +65,7 @@ absl::Status AddAnalysisFlags(const Flags& flags, v1::AnalysisSettings* a) {
     }
     a->set_evaluations(static_cast<int>(*e));
   }
+  if (flags.Has("gmm")) a->mutable_amorphous()->set_enabled(true);
   return absl::OkStatus();
 }
 
@@ -94,13 +95,14 @@ constexpr char kRecordUsage[] =
     "Writes the frames (.npy, .tif/.tiff, .png; a directory in name order or a quoted glob)\n"
     "as a recorded stream that `logstar replay` sends to logstard.\n"
     "  --fps F         frame rate for the replay timing (default 10)\n"
-    "  --window, --evals  analysis settings stored in the header (default: the daemon's)\n";
+    "  --window, --evals  analysis settings stored in the header (default: the daemon's)\n"
+    "  --gmm              the header asks for the amorphous stage too\n";
 
 }  // namespace
 
 int RunRecord(const std::vector<std::string>& args) {
-  auto flags =
-      Flags::Parse(args, {"from", "prior", "out", "fps", "window", "evals", "description"});
+  auto flags = Flags::Parse(args, {"from", "prior", "out", "fps", "window", "evals", "description"},
+                            {"gmm"});
   if (!flags.ok()) return UsageError(std::string(flags.status().message()), kRecordUsage);
   if (flags->help()) {
     std::fputs(kRecordUsage, stdout);
@@ -168,19 +170,22 @@ constexpr char kSynthStreamUsage[] =
     "usage: logstar synth --frames K --out S.lsr [--size N] [--lattice ybco|perovskite|hex]\n"
     "                     [--noise L] [--amorphous F] [--seed S] [--drift D]\n"
     "                     [--stage-drift DX,DY] [--fps F] [--pixel-size A] [--window PX]\n"
-    "                     [--evals N]\n"
+    "                     [--evals N] [--gmm]\n"
     "A drifting, noisy stream of K generated frames with their ground truth, as a recording.\n"
     "  --stage-drift DX,DY  the field of view moves DX, DY px per frame (default 0.6,0.4),\n"
     "                       in whole pixels (rounded), so the truth stays exact\n"
     "  --noise L            Gaussian noise per frame, std = L x the frame's clean range\n"
     "  --fps F              frame rate of the timing (default 10)\n"
-    "  the other options as for a single frame; --window and --evals go into the header\n";
+    "  the other options as for a single frame; --window, --evals and --gmm (the amorphous\n"
+    "  stage) go into the header\n";
 
 }  // namespace
 
 int RunSynthStream(const std::vector<std::string>& args) {
-  auto flags = Flags::Parse(args, {"frames", "out", "size", "lattice", "noise", "amorphous", "seed",
-                                   "drift", "stage-drift", "fps", "pixel-size", "window", "evals"});
+  auto flags = Flags::Parse(args,
+                            {"frames", "out", "size", "lattice", "noise", "amorphous", "seed",
+                             "drift", "stage-drift", "fps", "pixel-size", "window", "evals"},
+                            {"gmm"});
   if (!flags.ok()) return UsageError(std::string(flags.status().message()), kSynthStreamUsage);
   if (flags->help()) {
     std::fputs(kSynthStreamUsage, stdout);
@@ -322,6 +327,7 @@ constexpr char kReplayUsage[] =
     "  --session ID       the session to open or resume (default: a new one)\n"
     "  --max-in-flight N  frames sent but not answered (default 4)\n"
     "  --window, --evals  override the recording's analysis settings\n"
+    "  --gmm              also find amorphous regions (the session's amorphous stage)\n"
     "  --overload P       block, latest-wins or reject: the session's overload policy\n"
     "                     (default: the recording's; block with --speed max)\n"
     "Exit code 0 when every frame got a result; 1 when frames were dropped, failed or lost,\n"
@@ -342,6 +348,8 @@ struct ReplayStats {
   std::vector<double> server_ms;
   double f1_sum = 0.0, f1_min = 1.0;
   int64_t f1_count = 0;
+  double amorphous_area_sum = 0.0;  // over frames with the amorphous stage
+  int64_t amorphous_frames = 0;
 };
 
 // What the reader thread needs about a sent frame until it is answered.
@@ -349,6 +357,7 @@ struct SentFrame {
   uint64_t file_sequence = 0;
   int loop = 0;
   std::vector<PointXY> truth;
+  int truth_amorphous = 0;  // truth atoms in amorphous material
   bool has_truth = false;
   std::shared_ptr<const v1::PixelData> pixels;  // for --overlays
 };
@@ -360,7 +369,7 @@ int RunReplay(const std::vector<std::string>& args) {
                             With({"speed", "loop", "results", "overlays", "session",
                                   "max-in-flight", "window", "evals", "overload"},
                                  kClientFlagNames),
-                            {"tls"});
+                            {"tls", "gmm"});
   if (!flags.ok()) return UsageError(std::string(flags.status().message()), kReplayUsage);
   if (flags->help()) {
     std::fputs(kReplayUsage, stdout);
@@ -509,6 +518,29 @@ int RunReplay(const std::vector<std::string>& args) {
                          {"misses", res.cache_misses()},
                          {"retunes", res.cache_retunes()}};
         line["server_total_ms"] = res.latency().total_ms();
+        if (res.has_amorphous()) {
+          int amorphous_atoms = 0;
+          for (const v1::Atom& atom : res.atoms()) amorphous_atoms += atom.amorphous();
+          const v1::AmorphousStage& st = res.amorphous();
+          line["amorphous"] = {{"regions", res.amorphous_regions_size()},
+                               {"area_fraction", st.area_fraction()},
+                               {"atoms", amorphous_atoms},
+                               {"cache",
+                                {{"hits", st.cache_hits()},
+                                 {"misses", st.cache_misses()},
+                                 {"retunes", st.cache_retunes()},
+                                 {"skipped", st.skipped()}}},
+                               {"ms", res.latency().gmm_ms()}};
+          stats.amorphous_area_sum += st.area_fraction();
+          ++stats.amorphous_frames;
+          if (frame.has_truth && !frame.truth.empty()) {
+            line["amorphous"]["truth_atom_share"] =
+                static_cast<double>(frame.truth_amorphous) / frame.truth.size();
+            line["amorphous"]["atom_share"] =
+                res.atoms_size() > 0 ? static_cast<double>(amorphous_atoms) / res.atoms_size()
+                                     : 0.0;
+          }
+        }
         if (frame.has_truth) {
           const double nn =
               settings.prior().nearest_neighbor_angstrom() / settings.prior().pixel_size_angstrom();
@@ -529,9 +561,19 @@ int RunReplay(const std::vector<std::string>& args) {
           auto image = PixelsToImage(*frame.pixels);
           absl::StatusOr<cv::Mat> normalized =
               image.ok() ? NormalizeFrame(*image, NormalizeOptions{}) : image.status();
+          AmorphousMarks marks;
+          if (res.has_amorphous()) {
+            for (const v1::Atom& atom : res.atoms()) marks.amorphous.push_back(atom.amorphous());
+            for (const v1::AmorphousRegion& g : res.amorphous_regions()) {
+              std::vector<PointXY>& outline = marks.outlines.emplace_back();
+              for (int k = 0; k < std::min(g.contour_x_size(), g.contour_y_size()); ++k) {
+                outline.push_back({g.contour_x(k), g.contour_y(k)});
+              }
+            }
+          }
           absl::Status st =
               normalized.ok()
-                  ? WriteOverlay(*normalized, blobs,
+                  ? WriteOverlay(*normalized, blobs, marks,
                                  absl::StrFormat("%s/frame_%06d.png", *overlays, r.sequence()))
                   : normalized.status();
           if (!st.ok() && output_error.ok()) output_error = st;
@@ -588,7 +630,10 @@ int RunReplay(const std::vector<std::string>& args) {
       meta.file_sequence = rf.frame().sequence();
       meta.loop = loop;
       meta.has_truth = has_truth;
-      for (const v1::TruthAtom& t : rf.truth()) meta.truth.push_back({t.x(), t.y()});
+      for (const v1::TruthAtom& t : rf.truth()) {
+        meta.truth.push_back({t.x(), t.y()});
+        meta.truth_amorphous += t.amorphous();
+      }
       v1::Frame frame = std::move(*rf.mutable_frame());
       frame.set_sequence(++sequence);  // increasing across loops, as the server wants
       frame.clear_session_id();
@@ -639,6 +684,10 @@ int RunReplay(const std::vector<std::string>& args) {
   if (stats.f1_count > 0) {
     std::printf("  %-22s mean %.3f, min %.3f\n", "F1 vs truth", stats.f1_sum / stats.f1_count,
                 stats.f1_min);
+  }
+  if (stats.amorphous_frames > 0) {
+    std::printf("  %-22s mean %.3f of the frame\n", "amorphous area",
+                stats.amorphous_area_sum / stats.amorphous_frames);
   }
   int rc = 0;
   if (!file_error.ok()) {

@@ -7,8 +7,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <fstream>
 #include <memory>
 #include <thread>
@@ -16,6 +18,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <opencv2/imgproc.hpp>
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/server.h"
@@ -114,6 +117,80 @@ TEST_F(ServerTest, StreamAnswersEveryFrameInOrderAndFindsTheAtoms) {
   const v1::SessionCounters& c = out.responses[4].counters();
   EXPECT_EQ(c.frames_received(), 4u);
   EXPECT_EQ(c.frames_dropped() + c.frames_failed(), 0u);
+}
+
+// The amorphous stage through the daemon: regions, per-atom flags, steering
+// and the cache, checked against the generator's amorphous mask.
+TEST_F(ServerTest, AmorphousStageFindsTheTruthsRegionAndCachesItsParameters) {
+  SynthOptions o;
+  o.width = o.height = 256;
+  o.noise = 0.1;
+  o.amorphous_fraction = 0.25;
+  o.seed = 5;
+  const SynthFrame f = Synthesize(o).value();
+  v1::SessionSettings settings = SmallSettings(f, 0, 16);
+  settings.mutable_analysis()->mutable_amorphous()->set_enabled(true);
+  settings.mutable_analysis()->mutable_amorphous()->set_evaluations(16);
+  settings.set_overload_policy(v1::OVERLOAD_POLICY_BLOCK);
+  const auto out =
+      RunStream(stub_.get(), Open("amorphous", &settings), {ToFrame(f, 1), ToFrame(f, 2)});
+  ASSERT_TRUE(out.status.ok()) << out.status.error_message();
+  ASSERT_EQ(out.responses.size(), 3u);
+  for (int i = 1; i <= 2; ++i) {
+    ASSERT_TRUE(out.responses[i].has_result()) << out.responses[i].DebugString();
+    const v1::FrameResult& r = out.responses[i].result();
+    ASSERT_TRUE(r.has_amorphous());
+    ASSERT_EQ(r.amorphous().windows_size(), 1);
+    EXPECT_EQ(r.amorphous().windows(0).cache_state(),
+              i == 1 ? v1::CACHE_STATE_MISS : v1::CACHE_STATE_HIT);
+    ASSERT_GT(r.amorphous_regions_size(), 0);
+    // The regions' outlines, filled, against the truth mask.
+    cv::Mat mask = cv::Mat::zeros(256, 256, CV_8U);
+    for (const v1::AmorphousRegion& g : r.amorphous_regions()) {
+      std::vector<cv::Point> poly;
+      for (int k = 0; k < g.contour_x_size(); ++k) {
+        poly.emplace_back(static_cast<int>(g.contour_x(k)), static_cast<int>(g.contour_y(k)));
+      }
+      cv::fillPoly(mask, std::vector<std::vector<cv::Point>>{poly}, cv::Scalar(255));
+      EXPECT_NEAR(g.area_angstrom2(), g.area_px2() * std::pow(f.prior.pixel_size_angstrom, 2),
+                  1e-6 * g.area_angstrom2());
+    }
+    const double inter = cv::countNonZero(mask & (f.amorphous_mask != 0));
+    const double uni = cv::countNonZero(mask | (f.amorphous_mask != 0));
+    EXPECT_GE(inter / uni, 0.6) << "frame " << i;
+    // Atoms flagged amorphous lie in the truth's amorphous area.
+    int flagged = 0, inside = 0;
+    for (const v1::Atom& a : r.atoms()) {
+      if (!a.amorphous()) continue;
+      ++flagged;
+      const int x = std::clamp(static_cast<int>(std::lround(a.x())), 0, 255);
+      const int y = std::clamp(static_cast<int>(std::lround(a.y())), 0, 255);
+      inside += f.amorphous_mask.at<uint8_t>(y, x) != 0;
+      EXPECT_GT(a.amorphous_posterior(), 0.0);
+    }
+    ASSERT_GT(flagged, 0);
+    EXPECT_GE(static_cast<double>(inside) / flagged, 0.7);
+    bool steered = false;
+    for (const v1::RegionOfInterest& roi : r.regions_of_interest()) {
+      steered |= roi.reason() == v1::RegionOfInterest::REASON_AMORPHOUS_REGION;
+    }
+    EXPECT_TRUE(steered);
+    EXPECT_GT(r.latency().gmm_ms(), 0.0);
+  }
+  const v1::SessionCounters& c = out.responses[2].counters();
+  EXPECT_EQ(c.amorphous_misses(), 1u);
+  EXPECT_EQ(c.amorphous_hits(), 1u);
+  grpc::ClientContext ctx;
+  v1::GetSessionRequest get;
+  get.set_session_id("amorphous");
+  get.set_include_cache(true);
+  v1::SessionInfo info;
+  ASSERT_TRUE(stub_->GetSession(&ctx, get, &info).ok());
+  ASSERT_EQ(info.cache().amorphous_windows_size(), 1);
+  EXPECT_TRUE(info.cache().amorphous_windows(0).tuned());
+  EXPECT_EQ(info.cache().amorphous_windows(0).pca_mean_size(),
+            static_cast<int>(
+                std::pow(info.cache().amorphous_windows(0).parameters().patch_size_px(), 2)));
 }
 
 TEST_F(ServerTest, BadFramesGetErrorRecordsAndEveryGoodFrameIsAnswered) {

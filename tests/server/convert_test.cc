@@ -205,6 +205,53 @@ TEST(CacheConversionTest, RoundTrip) {
   EXPECT_FALSE(CacheFromProto(p).ok());
 }
 
+TEST(CacheConversionTest, AmorphousEntriesRoundTrip) {
+  LogStarAnalyzer::CacheSnapshot s;
+  s.width = s.height = 64;
+  s.layout = *LayoutWindows(64, 64, 64, 64);
+  s.windows.resize(1);
+  s.amorphous_layout = s.layout;
+  CachedAmorphousWindow c;
+  c.parameters = {5, 0.4, CovarianceType::kDiag, 3};
+  c.tuned_objectives = {0.3, 1.2};
+  c.front = {{c.parameters, c.tuned_objectives}, {{7, 0.6, CovarianceType::kTied, 2}, {0.1, 2.0}}};
+  c.chosen = 0;
+  c.tuned_area_fraction = 0.2;
+  c.tuned_evidence_area = 0.25;
+  c.tuned_noise_floor = 3.5e-4;
+  c.translations_px = {{12.5, 0.25}, {-0.5, 12.0}};
+  c.projection.patch_size_px = 5;
+  c.projection.mean = Eigen::RowVectorXd::LinSpaced(25, 0.0, 1.0);
+  c.projection.components = Eigen::MatrixXd::Zero(2, 25);
+  c.projection.components(0, 3) = 1.0;
+  c.projection.components(1, 24) = -1.0;
+  s.amorphous = {c};
+  v1::CacheContents p;
+  CacheToProto(s, &p);
+  ASSERT_EQ(p.amorphous_windows_size(), 1);
+  EXPECT_EQ(p.amorphous_windows(0).parameters().covariance_type(), "diag");
+  absl::StatusOr<LogStarAnalyzer::CacheSnapshot> back = CacheFromProto(p);
+  ASSERT_TRUE(back.ok()) << back.status();
+  ASSERT_EQ(back->amorphous.size(), 1u);
+  const CachedAmorphousWindow& b = *back->amorphous[0];
+  EXPECT_EQ(b.parameters.patch_size_px, 5);
+  EXPECT_EQ(b.parameters.covariance_type, CovarianceType::kDiag);
+  EXPECT_EQ(b.front[1].parameters.covariance_type, CovarianceType::kTied);
+  EXPECT_EQ(b.front[1].objectives[1], 2.0);
+  EXPECT_EQ(b.tuned_noise_floor, 3.5e-4);
+  EXPECT_EQ(b.translations_px[1].y, 12.0);
+  EXPECT_EQ(b.projection.mean, c.projection.mean);
+  EXPECT_EQ(b.projection.components, c.projection.components);
+  // A basis that does not fit the patch size names the field.
+  p.mutable_amorphous_windows(0)->mutable_pca_mean()->RemoveLast();
+  EXPECT_THAT(std::string(CacheFromProto(p).status().message()),
+              HasSubstr("cache.amorphous_windows[0].pca_mean"));
+  p = {};
+  CacheToProto(s, &p);
+  p.mutable_amorphous_windows(0)->mutable_parameters()->set_covariance_type("round");
+  EXPECT_THAT(std::string(CacheFromProto(p).status().message()), HasSubstr("covariance_type"));
+}
+
 TEST(StatusTest, CodesAndMessagesPassThrough) {
   const grpc::Status s = ToGrpcStatus(absl::InvalidArgumentError("frame.pixels.dtype bad"));
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
