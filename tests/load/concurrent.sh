@@ -16,7 +16,7 @@ TIMEOUT_S="${TIMEOUT_S:-600}"
 start="$(now)"
 echo "concurrent: ${STREAMS} streams x ${FRAMES} frames (${SIZE}^2, block policy) against one logstard"
 
-"${LOGSTAR}" synth --frames "${FRAMES}" --size "${SIZE}" --noise 0.1 --seed 1 --window 0 \
+"${LOGSTAR}" synth --frames "${FRAMES}" --size "${SIZE}" --noise 0.1 --seed 1 --stage-drift 0,0 --window 0 \
   --evals 30 --out "${WORK}/s.lsr" >/dev/null || exit 1
 start_daemon "${WORK}/logstard.log"
 threads_before="$(threads_of "${DAEMON_PID}")"
