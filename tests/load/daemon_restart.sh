@@ -79,6 +79,13 @@ read -r n_after n_first hits misses retunes first_seq <<<"${cache_after}"
 check "first frames after the restart are cache hits" \
   "$([[ "${n_first}" -ge 1 && "${misses}" == 0 && "${hits}" -ge 1 ]] && echo 1)" \
   "${n_after} frames answered after the restart; first ${n_first} (from sequence ${first_seq}): ${hits} window hits, ${misses} misses, ${retunes} re-tunes"
-echo "  daemon counters after the restart: $(counters restart-1 | awk '{ printf "received %s, analysed %s, dropped %s, failed %s", $1, $2, $3, $4 }')"
+# The counters come back as last saved (after the last tuning frame) plus
+# what the new daemon counted; frames in flight at the save count as dropped
+# by the crash, so they balance, but frames counted between the save and the
+# kill are not in them.
+read -r recv anal drop fail <<<"$(counters restart-1)"
+check "restored counters balance" \
+  "$([[ -n "${recv:-}" && "${recv}" == $((anal + drop + fail)) ]] && echo 1)" \
+  "received ${recv:-?} = analysed ${anal:-?} + dropped ${drop:-?} + failed ${fail:-?} (the client saw ${FRAMES} results)"
 stop_daemon
 finish "daemon_restart" "${start}"
