@@ -33,7 +33,7 @@ echo "client_killed: ${KILLS} replays SIGKILLed mid-stream, then a full replay e
 start_daemon "${WORK}/logstard.log" --session_idle_timeout_s="${IDLE_S}"
 
 # Warm-up: one full replay, so worker threads and allocator pools exist.
-timeout 300 "${LOGSTAR}" replay "${WORK}/short.lsr" --server "${ADDR}" --speed max \
+timeout 300 "${LOGSTAR}" replay "${WORK}/short.lsr" --server "${ADDR}" --connect-timeout 30 --speed max \
   --session warm >"${WORK}/warm.txt" 2>&1 || {
   echo "FAIL: warm-up replay failed:"
   tail -5 "${WORK}/warm.txt"
@@ -43,7 +43,7 @@ timeout 300 "${LOGSTAR}" replay "${WORK}/short.lsr" --server "${ADDR}" --speed m
 for k in $(seq 1 "${KILLS}"); do
   results="${WORK}/killed${k}.jsonl"
   : >"${results}"
-  "${LOGSTAR}" replay "${WORK}/long.lsr" --server "${ADDR}" --speed max --overload block \
+  "${LOGSTAR}" replay "${WORK}/long.lsr" --server "${ADDR}" --connect-timeout 30 --speed max --overload block \
     --max-in-flight 8 --session "killed-${k}" --results "${results}" \
     >"${WORK}/killed${k}.txt" 2>&1 &
   client=$!
@@ -78,7 +78,7 @@ for k in $(seq 1 "${KILLS}"); do
   check "kill ${k}: session counters balance" "${balanced}" \
     "received ${recv:-?} = analysed ${anal:-?} + dropped ${drop:-?} + failed ${fail:-?}; client had ${seen} answers (flushed); attached ${attached}"
   check "kill ${k}: daemon serving" "$([[ "$(health)" == SERVING ]] && echo 1)" "$(health)"
-  timeout 300 "${LOGSTAR}" replay "${WORK}/short.lsr" --server "${ADDR}" --speed max \
+  timeout 300 "${LOGSTAR}" replay "${WORK}/short.lsr" --server "${ADDR}" --connect-timeout 30 --speed max \
     --overload block --session "after-${k}" >"${WORK}/after${k}.txt" 2>&1
   rc=$?
   results_n="$(summary_field "${WORK}/after${k}.txt" results)"

@@ -24,7 +24,7 @@ threads_before="$(threads_of "${DAEMON_PID}")"
 replay_start="$(now)"
 pids=()
 for i in $(seq 1 "${STREAMS}"); do
-  timeout "${TIMEOUT_S}" "${LOGSTAR}" replay "${WORK}/s.lsr" --server "${ADDR}" --speed max \
+  timeout "${TIMEOUT_S}" "${LOGSTAR}" replay "${WORK}/s.lsr" --server "${ADDR}" --connect-timeout 30 --speed max \
     --overload block --max-in-flight 4 --session "load-${i}" --results "${WORK}/r${i}.jsonl" \
     >"${WORK}/replay${i}.txt" 2>&1 &
   pids+=($!)

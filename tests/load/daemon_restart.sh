@@ -21,7 +21,7 @@ port="${ADDR##*:}"
 
 results="${WORK}/r.jsonl"
 : >"${results}"
-timeout 300 "${LOGSTAR}" replay "${WORK}/s.lsr" --server "${ADDR}" --speed 1 --overload block \
+timeout 300 "${LOGSTAR}" replay "${WORK}/s.lsr" --server "${ADDR}" --connect-timeout 30 --speed 1 --overload block \
   --session restart-1 --reconnect-s 30 --results "${results}" >"${WORK}/replay.txt" \
   2>"${WORK}/replay.err" &
 client=$!

@@ -25,7 +25,7 @@ echo "soak: ${total} frames (${PER_LOOP} x ${loops} loops, 128^2, cached window)
 start_daemon "${WORK}/logstard.log"
 rss_start="$(rss_kb "${DAEMON_PID}")"
 
-timeout "${TIMEOUT_S}" "${LOGSTAR}" replay "${WORK}/s.lsr" --server "${ADDR}" --speed max \
+timeout "${TIMEOUT_S}" "${LOGSTAR}" replay "${WORK}/s.lsr" --server "${ADDR}" --connect-timeout 30 --speed max \
   --overload block --loop "${loops}" --session soak >"${WORK}/replay.txt" 2>"${WORK}/replay.err" &
 client=$!
 child_pids+=("${client}")
