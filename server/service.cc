@@ -260,7 +260,13 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
   void Run(Queued& job) {
     absl::StatusOr<LogStarService::Processed> r =
         service_->Process(*session_, job.frame, job.received, job.arrival, &cancel_);
-    bool persist = false;
+    // A frame that tuned windows is saved before its answer can leave, so a
+    // client that has the answer finds the cache after a crash and restart
+    // (it re-sends only unanswered frames). Cached frames do not write.
+    if (r.ok() && r->tuned) {
+      const absl::Status s = service_->deps().sessions->Persist(*session_);
+      if (!s.ok()) Log(LogLevel::kError, "persist_failed", {{"why", s.ToString()}});
+    }
     {
       absl::MutexLock lock(&mu_);
       running_ = false;
@@ -271,15 +277,10 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
         v1::StreamResponse& response = SlotAt(job.slot).response;
         *response.mutable_result() = std::move(r->result);
         SlotAt(job.slot).ready = true;
-        persist = r->tuned;
       } else {
         Fail(job.slot, r.status());
       }
       Pump();
-    }
-    if (persist) {
-      const absl::Status s = service_->deps().sessions->Persist(*session_);
-      if (!s.ok()) Log(LogLevel::kError, "persist_failed", {{"why", s.ToString()}});
     }
     Unref();
   }

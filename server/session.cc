@@ -324,6 +324,15 @@ absl::StatusOr<std::unique_ptr<Session>> Session::FromState(const v1::SessionSta
   auto session = std::make_unique<Session>(state.session_id(), state.settings(), now);
   absl::MutexLock lock(&session->mu_);
   session->counters_ = state.counters();
+  // A state saved mid-stream (after a tuned frame) counts frames that were
+  // then queued or running. No one will answer them after a restart: they
+  // were dropped by it, and counting them so keeps received = analysed +
+  // dropped + failed.
+  v1::SessionCounters& c = session->counters_;
+  const uint64_t settled = c.frames_analysed() + c.frames_dropped() + c.frames_failed();
+  if (c.frames_received() > settled) {
+    c.set_frames_dropped(c.frames_dropped() + c.frames_received() - settled);
+  }
   session->pending_ = Pending{std::move(full), std::move(partial)};
   session->pending_pixel_size_ = state.pixel_size_angstrom();
   return session;

@@ -11,8 +11,10 @@
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <thread>
+#include <vector>
 
 #include <google/protobuf/util/json_util.h>
 #include <nlohmann/json.hpp>
@@ -318,6 +320,7 @@ constexpr char kReplayUsage[] =
     "usage: logstar replay S.lsr --server ADDR [--speed 1|N|max] [--loop K]\n"
     "                      [--results R.jsonl] [--overlays DIR] [--session ID]\n"
     "                      [--max-in-flight N] [--window PX] [--evals N] [--overload P]\n"
+    "                      [--reconnect-s S]\n"
     "                      [--tls] [--tls-ca F] [--tls-cert F --tls-key F] [--token T]\n"
     "Sends a recorded stream to logstard at its original pace and reads every answer.\n"
     "  --speed S          1 = as recorded (default), N = N times faster, max = no waiting\n"
@@ -330,6 +333,9 @@ constexpr char kReplayUsage[] =
     "  --gmm              also find amorphous regions (the session's amorphous stage)\n"
     "  --overload P       block, latest-wins or reject: the session's overload policy\n"
     "                     (default: the recording's; block with --speed max)\n"
+    "  --reconnect-s S    when the server goes away (UNAVAILABLE), reconnect for up to S s\n"
+    "                     per outage (backoff 0.2 s doubling to 2 s), resume the same session\n"
+    "                     and re-send the frames not yet answered (default 0: give up)\n"
     "Exit code 0 when every frame got a result; 1 when frames were dropped, failed or lost,\n"
     "the recording is damaged (its intact frames are still sent) or the server is down.\n";
 
@@ -343,6 +349,8 @@ double Percentile(std::vector<double> v, double p) {
 struct ReplayStats {
   std::mutex mu;
   int64_t sent = 0, results = 0, dropped = 0, failed = 0;
+  // Reconnects: streams re-opened, frames sent again, answers already had.
+  int64_t reconnects = 0, resent = 0, duplicates = 0;
   int64_t windows = 0, hits = 0;
   std::vector<double> latency_ms;
   std::vector<double> server_ms;
@@ -360,14 +368,18 @@ struct SentFrame {
   int truth_amorphous = 0;  // truth atoms in amorphous material
   bool has_truth = false;
   std::shared_ptr<const v1::PixelData> pixels;  // for --overlays
+  // With --reconnect-s: the frame itself, to send again on a new stream.
+  std::optional<v1::Frame> frame;
 };
+
+bool Retryable(const absl::Status& s) { return absl::IsUnavailable(s); }
 
 }  // namespace
 
 int RunReplay(const std::vector<std::string>& args) {
   auto flags = Flags::Parse(args,
                             With({"speed", "loop", "results", "overlays", "session",
-                                  "max-in-flight", "window", "evals", "overload"},
+                                  "max-in-flight", "window", "evals", "overload", "reconnect-s"},
                                  kClientFlagNames),
                             {"tls", "gmm"});
   if (!flags.ok()) return UsageError(std::string(flags.status().message()), kReplayUsage);
@@ -394,6 +406,10 @@ int RunReplay(const std::vector<std::string>& args) {
   if (!loops.ok() || *loops < 1) return UsageError("--loop must be an integer >= 1", kReplayUsage);
   if (!window.ok() || *window < 1 || *window > 1024) {
     return UsageError("--max-in-flight must be in [1, 1024]", kReplayUsage);
+  }
+  auto reconnect_s = flags->Double("reconnect-s", 0.0);
+  if (!reconnect_s.ok() || !(*reconnect_s >= 0) || *reconnect_s > 86400) {
+    return UsageError("--reconnect-s must be a number of seconds in [0, 86400]", kReplayUsage);
   }
   auto client_options = ClientOptionsFromFlags(GetClientFlags(*flags));
   if (!client_options.ok()) {
@@ -434,19 +450,26 @@ int RunReplay(const std::vector<std::string>& args) {
   }
   const std::optional<std::string> overlays = flags->Get("overlays");
 
-  auto client = Client::Connect(*client_options);
-  if (!client.ok()) {
+  auto connected = Client::Connect(*client_options);
+  if (!connected.ok()) {
     if (results) std::fclose(results);
-    return Fail(client.status());
+    return Fail(connected.status());
   }
-  auto stream = (*client)->OpenStream({.session_id = flags->Get("session").value_or(""),
-                                       .settings = settings,
-                                       .max_in_flight = static_cast<int>(*window)});
-  if (!stream.ok()) {
+  const StreamOptions stream_options{.session_id = flags->Get("session").value_or(""),
+                                     .settings = settings,
+                                     .max_in_flight = static_cast<int>(*window)};
+  auto opened = (*connected)->OpenStream(stream_options);
+  if (!opened.ok()) {
     if (results) std::fclose(results);
-    return Fail(stream.status());
+    return Fail(opened.status());
   }
-  const std::string session = (*stream)->opened().session_id();
+  // The stream of the current connection; a reconnect replaces both (the
+  // stream first: it must not outlive its client).
+  std::unique_ptr<Client> client = *std::move(connected);
+  std::unique_ptr<Stream> stream = *std::move(opened);
+  int connection = 0;
+  // A reconnect resumes this id, also when the server chose it.
+  const std::string session = stream->opened().session_id();
 
   ReplayStats stats;
   std::mutex sent_mu;
@@ -480,21 +503,27 @@ int RunReplay(const std::vector<std::string>& args) {
   });
 
   absl::Status output_error;
-  std::thread answers([&] {
-    while (std::optional<StreamAnswer> a = (*stream)->Read()) {
+  // Reads one connection's answers; `k` numbers the connection in --results.
+  auto read_answers = [&](Stream* s, int k) {
+    while (std::optional<StreamAnswer> a = s->Read()) {
       const v1::StreamResponse& r = a->response;
       SentFrame frame;
       {
         std::lock_guard<std::mutex> lock(sent_mu);
         auto it = sent_frames.find(r.sequence());
-        if (it != sent_frames.end()) {
-          frame = std::move(it->second);
-          sent_frames.erase(it);
+        if (it == sent_frames.end()) {
+          // Answered already (sent again after a reconnect): counted once.
+          std::lock_guard<std::mutex> stats_lock(stats.mu);
+          ++stats.duplicates;
+          continue;
         }
+        frame = std::move(it->second);
+        sent_frames.erase(it);
       }
       Json line = {{"sequence", r.sequence()},
                    {"file_sequence", frame.file_sequence},
                    {"loop", frame.loop},
+                   {"connection", k},
                    {"latency_ms", a->latency_ms}};
       std::lock_guard<std::mutex> lock(stats.mu);
       stats.latency_ms.push_back(a->latency_ms);
@@ -592,7 +621,83 @@ int RunReplay(const std::vector<std::string>& args) {
         output_error = absl::DataLossError("--results: write failed");
       }
     }
-  });
+  };
+  std::thread answers([&, s = stream.get()] { read_answers(s, 0); });
+
+  auto unanswered = [&] {
+    std::lock_guard<std::mutex> lock(sent_mu);
+    return !sent_frames.empty();
+  };
+  // After the stream failed with `why`: ends it (its answers are read to the
+  // end), then, with --reconnect-s and a retryable error, reconnects with
+  // backoff until the budget of this outage is spent, resumes the session
+  // and sends again every frame not answered. Returns the error to give up on.
+  auto reconnect = [&](absl::Status why) -> absl::Status {
+    if (*reconnect_s <= 0 || !Retryable(why)) return why;
+    const auto outage = Clock::now();
+    double backoff_s = 0.2;
+    for (;;) {
+      if (stream != nullptr) (void)stream->Finish();
+      if (answers.joinable()) answers.join();
+      stream.reset();
+      client.reset();
+      const double left =
+          *reconnect_s - std::chrono::duration<double>(Clock::now() - outage).count();
+      if (left <= 0) {
+        return absl::UnavailableError(
+            absl::StrFormat("gave up reconnecting to session %s after %.3g s (--reconnect-s): %s",
+                            session, *reconnect_s, why.message()));
+      }
+      std::this_thread::sleep_for(std::chrono::duration<double>(std::min(backoff_s, left)));
+      backoff_s = std::min(2 * backoff_s, 2.0);
+      ClientOptions options = *client_options;
+      options.connect_timeout_s = std::max(0.1, std::min(left, options.connect_timeout_s));
+      auto c = Client::Connect(options);
+      if (!c.ok()) {
+        why = c.status();
+        if (!Retryable(why)) return why;
+        continue;
+      }
+      StreamOptions resume = stream_options;
+      resume.session_id = session;
+      auto s = (*c)->OpenStream(resume);
+      if (!s.ok()) {
+        why = s.status();
+        if (!Retryable(why)) return why;
+        continue;
+      }
+      client = *std::move(c);
+      stream = *std::move(s);
+      ++connection;
+      answers = std::thread([&, s = stream.get(), k = connection] { read_answers(s, k); });
+      std::vector<v1::Frame> again;
+      {
+        std::lock_guard<std::mutex> lock(sent_mu);
+        for (const auto& [sequence, sent] : sent_frames) {
+          if (sent.frame) again.push_back(*sent.frame);
+        }
+      }
+      std::fprintf(stderr,
+                   "replay: reconnected after %.1f s (session %s, %s), sending %zu unanswered "
+                   "frames again\n",
+                   std::chrono::duration<double>(Clock::now() - outage).count(), session.c_str(),
+                   stream->opened().resumed() ? "resumed" : "new on this server", again.size());
+      {
+        std::lock_guard<std::mutex> lock(stats.mu);
+        ++stats.reconnects;
+      }
+      absl::Status pushed;
+      for (v1::Frame& f : again) {
+        pushed = stream->Push(std::move(f));
+        if (!pushed.ok()) break;
+        std::lock_guard<std::mutex> lock(stats.mu);
+        ++stats.resent;
+      }
+      if (pushed.ok()) return absl::OkStatus();
+      why = pushed;  // down again at once: same outage, same budget
+      if (!Retryable(why)) return why;
+    }
+  };
 
   // Send: file order, at the recorded pace divided by --speed, --loop times.
   absl::Status send_error, file_error;
@@ -639,20 +744,39 @@ int RunReplay(const std::vector<std::string>& args) {
       frame.clear_session_id();
       *frame.mutable_send_time() = Now();
       if (overlays) meta.pixels = std::make_shared<v1::PixelData>(frame.pixels());
+      if (*reconnect_s > 0) meta.frame = frame;  // at most --max-in-flight kept
       {
         std::lock_guard<std::mutex> lock(sent_mu);
         sent_frames[sequence] = std::move(meta);
       }
-      if (absl::Status s = (*stream)->Push(std::move(frame)); !s.ok()) {
-        send_error = s;
-        break;
+      if (absl::Status s = stream->Push(std::move(frame)); !s.ok()) {
+        // The frame stays unanswered in sent_frames: a reconnect sends it again.
+        if (s = reconnect(s); !s.ok()) {
+          send_error = s;
+          break;
+        }
       }
       std::lock_guard<std::mutex> lock(stats.mu);
       ++stats.sent;
     }
   }
-  const absl::Status final_status = (*stream)->Finish();
-  answers.join();
+  absl::Status final_status = stream != nullptr ? stream->Finish() : absl::OkStatus();
+  if (answers.joinable()) answers.join();
+  // Lost at the end: reconnect and wait for the answers still missing.
+  while (!final_status.ok() && send_error.ok() && *reconnect_s > 0 && Retryable(final_status) &&
+         unanswered()) {
+    if (absl::Status s = reconnect(final_status); !s.ok()) {
+      final_status = s;
+      break;
+    }
+    final_status = stream->Finish();
+    answers.join();
+  }
+  // A server that ended the stream (shutdown) after answering every frame
+  // left nothing to resume: with --reconnect-s that is a complete replay.
+  if (*reconnect_s > 0 && Retryable(final_status) && send_error.ok() && !unanswered()) {
+    final_status = absl::OkStatus();
+  }
   done = true;
   progress.join();
   if (tty) std::fprintf(stderr, "\r%s\033[K\n", progress_line().c_str());
@@ -672,6 +796,11 @@ int RunReplay(const std::vector<std::string>& args) {
   std::printf("  %-22s %lld\n", "dropped", static_cast<long long>(stats.dropped));
   std::printf("  %-22s %lld\n", "failed", static_cast<long long>(stats.failed));
   std::printf("  %-22s %lld\n", "lost (never answered)", static_cast<long long>(lost));
+  if (*reconnect_s > 0) {
+    std::printf("  %-22s %lld (frames sent again %lld, duplicate answers ignored %lld)\n",
+                "reconnects", static_cast<long long>(stats.reconnects),
+                static_cast<long long>(stats.resent), static_cast<long long>(stats.duplicates));
+  }
   std::printf("  %-22s %.2f frames/s over %.1f s\n", "throughput",
               elapsed > 0 ? answered / elapsed : 0.0, elapsed);
   std::printf("  %-22s p50 %.1f  p99 %.1f ms (push to answer)\n", "latency",

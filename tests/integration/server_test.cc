@@ -11,6 +11,7 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <thread>
@@ -617,6 +618,41 @@ TEST_F(ServerTest, PrometheusEndpointCountsFramesAndStages) {
   EXPECT_THAT(text, HasSubstr("logstar_queue_depth 0"));
   EXPECT_THAT(text, HasSubstr("logstar_stage_latency_ms_count{stage=\"log\"} 2"));
   EXPECT_THAT(text, HasSubstr("logstar_tunings_running 0"));
+}
+
+// What a client that lost the daemon relies on to resume (logstar replay
+// --reconnect-s re-sends only unanswered frames): once a tuning frame's
+// answer arrives, its cache is already on disk.
+TEST_F(ServerTest, TunedFrameIsSavedBeforeItsAnswer) {
+  server_->Shutdown();
+  const std::string state = ::testing::TempDir() + "/server_test_saved_" + std::to_string(getpid());
+  std::filesystem::remove_all(state);
+  server::ServerOptions options;
+  options.state_dir = state;
+  StartServer(options);
+  const SynthFrame a = Synth(128, 80);
+  v1::SessionSettings settings = SmallSettings(a);
+  settings.set_overload_policy(v1::OVERLOAD_POLICY_BLOCK);
+  grpc::ClientContext context;
+  auto stream = stub_->Stream(&context);
+  ASSERT_TRUE(stream->Write(Open("saved", &settings)));
+  v1::StreamResponse r;
+  ASSERT_TRUE(stream->Read(&r));
+  ASSERT_TRUE(stream->Write(FrameRequest(ToFrame(a, 1))));
+  ASSERT_TRUE(stream->Read(&r));
+  ASSERT_TRUE(r.has_result());
+  EXPECT_EQ(r.result().cache_misses(), 4);
+  // Read at once, before anything else can have saved it.
+  std::ifstream in(state + "/saved.session.pb", std::ios::binary);
+  v1::SessionState saved;
+  ASSERT_TRUE(in && saved.ParseFromIstream(&in));
+  int tuned = 0;
+  for (const v1::CachedWindow& w : saved.cache().windows()) tuned += w.tuned();
+  EXPECT_EQ(tuned, 4);
+  EXPECT_EQ(saved.counters().frames_analysed(), 1u);
+  stream->WritesDone();
+  EXPECT_TRUE(stream->Finish().ok());
+  std::filesystem::remove_all(state);
 }
 
 TEST_F(ServerTest, IdleSessionsExpire) {

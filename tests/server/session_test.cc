@@ -108,6 +108,13 @@ TEST(SessionTest, StateRoundTripRestoresCacheAndCounters) {
   // Before any frame the restored cache is visible, and the first frame uses it.
   EXPECT_TRUE((*back)->Info(true, 600).cache().windows(3).tuned());
   EXPECT_EQ(Analyze(**back, f.wire).misses, 0);
+  // Saved mid-stream with two frames still in flight: the restart dropped them.
+  v1::SessionState in_flight = state;
+  in_flight.mutable_counters()->set_frames_received(3);
+  absl::StatusOr<std::unique_ptr<Session>> crashed = Session::FromState(in_flight, absl::Now());
+  ASSERT_TRUE(crashed.ok()) << crashed.status();
+  EXPECT_EQ((*crashed)->counters().frames_analysed(), 1u);
+  EXPECT_EQ((*crashed)->counters().frames_dropped(), 2u);
   v1::SessionState wrong = state;
   wrong.set_version(7);
   EXPECT_FALSE(Session::FromState(wrong, absl::Now()).ok());
