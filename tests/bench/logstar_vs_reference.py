@@ -197,7 +197,7 @@ def cmd_report(a):
     n_win = ls1024[0]['windows']
     row('tune1024', '1024² YBCO, %d windows of 256 × 30 evals, logstar\'s prior ranges, fully re-tuned' % n_win, fmt_s(t_tune),
         ref_cell, '%.0f×' % (t_ref / t_tune), '≥ 200×', t_ref / t_tune >= 200,
-        logstar_s=t_tune, reference_s=t_ref, reference_measured=measured)
+        logstar_s=t_tune, reference_s=t_ref, reference_measured=measured, windows=n_win)
 
     # --- 3. 1024^2, every window cached, vs one blob_log call
     blob = load_rounds(runs, 'blob')
