@@ -58,8 +58,13 @@ def machine(build_dir):
     model = next((line.split(':', 1)[1].strip() for line in cpuinfo.splitlines()
                   if line.startswith('model name')), platform.processor() or 'unknown CPU')
     logical = os.cpu_count() or 0
-    cores = {line.split(':', 1)[1].strip() for line in cpuinfo.splitlines()
-             if line.startswith('core id')}
+    # Physical cores: distinct (physical id, core id) pairs.
+    cores, socket = set(), '0'
+    for line in cpuinfo.splitlines():
+        if line.startswith('physical id'):
+            socket = line.split(':', 1)[1].strip()
+        elif line.startswith('core id'):
+            cores.add((socket, line.split(':', 1)[1].strip()))
     ram_kb = next((int(line.split()[1]) for line in read('/proc/meminfo').splitlines()
                    if line.startswith('MemTotal:')), 0)
     os_name = next((line.split('=', 1)[1].strip().strip('"')
@@ -71,18 +76,22 @@ def machine(build_dir):
             path = line.split('=', 1)[1]
             compiler = run([path, '--version']).splitlines()[0:1]
             compiler = compiler[0] if compiler else path
-    flags = ''
+    build_type = ''
     for line in read(os.path.join(build_dir, 'CMakeCache.txt')).splitlines():
         if line.startswith('CMAKE_BUILD_TYPE:'):
-            flags = line.split('=', 1)[1]
+            build_type = line.split('=', 1)[1]
     commit = run(['git', '-C', REPO, 'describe', '--always', '--dirty', '--abbrev=12'])
     branch = run(['git', '-C', REPO, 'rev-parse', '--abbrev-ref', 'HEAD'])
+    flags = set(next((line.split(':', 1)[1].split() for line in cpuinfo.splitlines()
+                      if line.startswith('flags')), []))
+    isa = 'AVX-512' if 'avx512f' in flags else 'AVX2' if 'avx2' in flags else 'no AVX2'
+    model = '%s (%s)' % (model, isa)
     cpus = '%d logical CPUs' % logical
     if cores:
         cpus += ' (%d cores)' % len(cores)
     return dict(cpu=model, cpus=cpus, ram='%.1f GiB RAM' % (ram_kb / 2 ** 20),
                 os='%s, Linux %s' % (os_name, platform.release()),
-                compiler='%s (%s)' % (compiler or 'unknown compiler', flags or 'build type ?'),
+                compiler='%s (%s)' % (compiler or 'unknown compiler', build_type or 'build type ?'),
                 date=datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
                 commit='%s (%s)' % (commit or 'unknown', branch or '?'),
                 python='Python %s' % platform.python_version())
@@ -327,9 +336,11 @@ def gmm_rows(t, raw, stages):
           % (size, data['atoms'], data['logstar']['evaluations']),
           fmt_ms(r['logstar_ms']), fmt_ms(r['reference_ms']) + ' (%d evaluations)'
           % data['reference']['n_evals'], fmt_x(r['ratio']), '≥ 100×', r['met'])
-    r = rows['eval_cold']
-    t.add('speed vs reference', '  same, one cold evaluation (scene + evaluation; context)',
-          fmt_ms(r['logstar_ms']), fmt_ms(r['reference_ms']), fmt_x(r['ratio']))
+    for key, what in (('eval_warm', 'one evaluation on a prepared scene'),
+                      ('eval_cold', 'one cold evaluation, scene + evaluation')):
+        r = rows[key]
+        t.add('speed vs reference', '  same, %s (context)' % what,
+              fmt_ms(r['logstar_ms']), fmt_ms(r['reference_ms']), fmt_x(r['ratio']))
     ref_iou = data['reference'].get('iou')
     t.add('accuracy', 'amorphous mask IoU with the truth, same %s frame (noise 0.3)' % size,
           '%.3f' % data['logstar']['iou'],
@@ -364,7 +375,7 @@ def daemon_rows(t, raw, stages):
               target, met)
         t.add(sec, '%d²: throughput, all frames in flight (daemon) vs back to back (engine)' % n,
               '%.2f frames/s' % d['frames_per_s'], '%.2f frames/s (engine)' % e['frames_per_s'],
-              '%.2f×' % s['throughput_ratio'])
+              'daemon / engine %.2f×' % s['throughput_ratio'])
 
 
 # ----------------------------------------------------------------- main
@@ -400,8 +411,8 @@ def main():
     t = Table()
     log_rows(t, a.raw, stages)
     logstar_rows(t, a.raw, stages, have_ref)
-    gmm_rows(t, a.raw, stages)
     accuracy_rows(t, a.raw, stages, have_ref, have_real)
+    gmm_rows(t, a.raw, stages)
     daemon_rows(t, a.raw, stages)
     # Sections in a fixed order, rows within a section in the order added.
     order = ['speed vs scikit-image', 'speed vs reference', 'quality vs reference', 'accuracy',
@@ -416,8 +427,9 @@ def main():
         '',
         'Targets met: %d of %d rows with a target. Times are each side\'s best over the rounds, '
         'the two sides taking turns in one run; logstar multi-threaded, scikit-image and the '
-        'reference single-threaded. Ratio = baseline / logstar (memory: logstar\'s share); '
-        'accuracy rows list the values at each noise level. Raw JSON and logs: %s. '
+        'reference single-threaded. Ratio = baseline / logstar for times (higher: logstar '
+        'faster), logstar\'s share for memory, daemon / engine for throughput; accuracy rows '
+        'list the values at each noise level. Raw JSON and logs: %s. '
         'Stage durations: %s.' % (n_met, len(verdicts), os.path.relpath(a.raw, REPO)
                                   if a.raw.startswith(REPO) else a.raw, durations or 'n/a'),
     ]

@@ -39,8 +39,8 @@
 # NOT publishable (the header says so): take the final figures in full mode
 # on a quiet machine.
 #
-# Machine-readable figures: each benchmark writes JSON into
-# <dir of FILE>/perf_report/ (log_bench.json, logstar_bench.json,
+# Machine-readable figures: each benchmark writes JSON into FILE without
+# its .md (default out/perf_report/: log_bench.json, logstar_bench.json,
 # accuracy.json, gmm_bench.json, daemon_bench.json; their logs *.log;
 # stages.tsv), which tests/bench/perf_report.py renders. The build directory
 # (default <repo>/build-report) is configured Release with the benchmarks
@@ -77,9 +77,13 @@ done
 [[ "${quick}" == 1 ]] && mode=quick || mode=full
 mkdir -p "$(dirname "${out}")"
 out="$(cd "$(dirname "${out}")" && pwd)/$(basename "${out}")"
-raw="$(dirname "${out}")/perf_report"
-rm -rf "${raw}"
+raw="${out%.md}"
+[[ "${raw}" != "${out}" ]] || raw="${out}.raw"
 mkdir -p "${raw}"
+# Only what this script writes there: figures of an earlier run must not
+# pass for this run's.
+rm -f "${raw}"/{stages.tsv,log_bench.json,logstar_bench.json,gmm_bench.json,accuracy.json} \
+  "${raw}"/{daemon_bench.json,log.log,logstar.log,gmm.log,accuracy.log,daemon.log}
 python=/usr/bin/python3
 [[ -x "${python}" ]] || python=python3
 load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
