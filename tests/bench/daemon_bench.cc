@@ -11,6 +11,13 @@
 // (all frames sent at once, block policy).
 //
 //   daemon_bench [--sizes=512,2048] [--frames=30] [--window=256] [--evals=20]
+//                [--json=FILE]
+//
+// --json=FILE also writes the figures as one JSON object (for
+// tests/bench/perf_report.sh): {"frames", "window", "evals", "threads",
+// "sizes": [{"size", "engine": {"p50_ms", "p95_ms", "p99_ms",
+// "frames_per_s"}, "daemon": {...}, "server_total_p50_ms", "overhead_p50_ms",
+// "overhead_p50_pct", "throughput_ratio"}]}.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -24,6 +31,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "engine/analyzer.h"
 #include "engine/context.h"
@@ -67,6 +75,7 @@ v1::Frame ToFrame(const SynthFrame& f, uint64_t sequence) {
 int Run(int argc, char** argv) {
   std::vector<int> sizes = {512, 2048};
   int frames = 30, window = 256, evals = 20;
+  std::string json_path;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto value = [&](const char* name) {
@@ -84,10 +93,13 @@ int Run(int argc, char** argv) {
       (void)absl::SimpleAtoi(value("--window="), &window);
     } else if (!value("--evals=").empty()) {
       (void)absl::SimpleAtoi(value("--evals="), &evals);
+    } else if (!value("--json=").empty()) {
+      json_path = value("--json=");
     } else {
       std::fprintf(
           stderr,
-          "usage: daemon_bench [--sizes=512,2048] [--frames=N] [--window=PX] [--evals=N]\n");
+          "usage: daemon_bench [--sizes=512,2048] [--frames=N] [--window=PX] [--evals=N] "
+          "[--json=FILE]\n");
       return 2;
     }
   }
@@ -110,6 +122,7 @@ int Run(int argc, char** argv) {
       "logstard over loopback vs the in-process engine; %d timed frames per size, window %d, "
       "%d evaluations when tuning, %d engine threads\n",
       frames, window, evals, ExecutionContext::Default()->num_threads());
+  std::string json_sizes;  // the "sizes" entries of --json
 
   for (int size : sizes) {
     std::vector<SynthFrame> synth;
@@ -198,8 +211,37 @@ int Run(int argc, char** argv) {
     std::printf("  overhead p50 %+.2f ms = %+.1f %% of engine time; throughput ratio %.3f\n",
                 daemon.p50 - engine.p50, 100.0 * (daemon.p50 - engine.p50) / engine.p50,
                 daemon.per_second / engine.per_second);
+    auto stats_json = [](const Stats& s) {
+      return absl::StrFormat(R"({"p50_ms": %.6g, "p95_ms": %.6g, "p99_ms": %.6g, )"
+                             R"("frames_per_s": %.6g})",
+                             s.p50, s.p95, s.p99, s.per_second);
+    };
+    absl::StrAppend(
+        &json_sizes, json_sizes.empty() ? "" : ",\n  ",
+        absl::StrFormat(R"({"size": %d, "engine": %s, "daemon": %s, "server_total_p50_ms": %.6g, )"
+                        R"("overhead_p50_ms": %.6g, "overhead_p50_pct": %.6g, )"
+                        R"("throughput_ratio": %.6g})",
+                        size, stats_json(engine), stats_json(daemon), Percentile(server_ms, 50),
+                        daemon.p50 - engine.p50, 100.0 * (daemon.p50 - engine.p50) / engine.p50,
+                        daemon.per_second / engine.per_second));
   }
   (*server)->Shutdown();
+  if (!json_path.empty()) {
+    FILE* f = std::fopen(json_path.c_str(), "w");
+    if (f == nullptr) {
+      std::fprintf(stderr, "cannot write %s\n", json_path.c_str());
+      return 1;
+    }
+    std::fprintf(f,
+                 "{\"frames\": %d, \"window\": %d, \"evals\": %d, \"threads\": %d,\n"
+                 " \"sizes\": [%s]}\n",
+                 frames, window, evals, ExecutionContext::Default()->num_threads(),
+                 json_sizes.c_str());
+    if (std::fclose(f) != 0) {
+      std::fprintf(stderr, "cannot write %s\n", json_path.c_str());
+      return 1;
+    }
+  }
   return 0;
 }
 

@@ -14,7 +14,10 @@ Python reference workflow, ../shared/reference/reference_logstar.py).
   report --runs DIR --out FILE [--check]
       Reads the JSON files run_logstar_bench.sh left in DIR, prints the
       markdown table and writes it as JSON to FILE. With --check exits 1
-      when a target is not met.
+      when a target is not met. Each JSON row has a stable `key`
+      (tune256, tune256_ref_ranges, tune256_vs_total, hv<E>_<side>_<opt>,
+      tune1024, cached1024_vs_blob, cached1024_vs_blob_default) for
+      tests/bench/perf_report.sh.
 
 Run with Debian's interpreter (python3-numpy, python3-skimage).
 """
@@ -117,8 +120,8 @@ def cmd_report(a):
     runs = a.runs
     rows = []
 
-    def row(what, ls, ref, ratio, target, met, counted=True, **extra):
-        rows.append(dict(what=what, logstar=ls, reference=ref, ratio=ratio, target=target,
+    def row(key, what, ls, ref, ratio, target, met, counted=True, **extra):
+        rows.append(dict(key=key, what=what, logstar=ls, reference=ref, ratio=ratio, target=target,
                          met=met, counted=counted, **extra))
 
     # --- 1. 256^2, 50 evaluations: LoG* as it runs (prior ranges) is counted;
@@ -134,15 +137,17 @@ def cmd_report(a):
     if have_ref:
         t_ref_opt = min(r['timing']['optimizer']['total_s'] for r in ref50)
         t_ref_all = min(r['timing']['total_s'] for r in ref50)
-        for what, t, counted in (('256² YBCO, 50 evals: LoG* tune time vs GP-BO optimiser time', t_ls_def, True),
-                                 ('extra: same, logstar run with the reference\'s ranges', t_ls_refr, False)):
-            row(what, fmt_s(t), fmt_s(t_ref_opt), '%.0f×' % (t_ref_opt / t), '≥ 200×',
+        for key, what, t, counted in (
+                ('tune256', '256² YBCO, 50 evals: LoG* tune time vs GP-BO optimiser time', t_ls_def, True),
+                ('tune256_ref_ranges', 'extra: same, logstar run with the reference\'s ranges', t_ls_refr,
+                 False)):
+            row(key, what, fmt_s(t), fmt_s(t_ref_opt), '%.0f×' % (t_ref_opt / t), '≥ 200×',
                 t_ref_opt / t >= 200, counted, logstar_s=t, reference_s=t_ref_opt)
-        row('  LoG* vs the whole reference run (timing.total_s)', fmt_s(t_ls_def),
+        row('tune256_vs_total', '  LoG* vs the whole reference run (timing.total_s)', fmt_s(t_ls_def),
             fmt_s(t_ref_all), '%.0f×' % (t_ref_all / t_ls_def), '—', None, False,
             logstar_s=t_ls_def, reference_s=t_ref_all)
     else:
-        row('256² YBCO, 50 evals: LoG* tune time', fmt_s(t_ls_def), 'n/a', 'n/a', '≥ 200×', None,
+        row('tune256', '256² YBCO, 50 evals: LoG* tune time', fmt_s(t_ls_def), 'n/a', 'n/a', '≥ 200×', None,
             logstar_s=t_ls_def)
 
     def mean_hv(stem, seeds, of):
@@ -160,16 +165,18 @@ def cmd_report(a):
     for evals in (20, 50):
         for side, stem, counted in (('LoG*', 'hv_ls', True),
                                     ('extra: logstar, reference ranges,', 'hv_lsref', False)):
+            side_key = 'ls' if counted else 'ls_ref_ranges'
             ls_hv, ls_vals = mean_hv('%s_e%d' % (stem, evals), seeds, ls_of)
             cell = '%.4f (%s)' % (ls_hv, ' '.join('%.4f' % v for v in ls_vals))
             for opt, rstem in (('GP-BO', 'hv_gpbo'), ('NSGA-II', 'hv_nsga2')):
+                key = 'hv%d_%s_%s' % (evals, side_key, rstem[3:])
                 what = '%s%s HV after %d evals vs %s, mean of seeds %s' % (
                     '256² ' if counted else '', side, evals, opt, ','.join(map(str, seeds)))
                 r_hv, r_vals = mean_hv('%s_e%d' % (rstem, evals), seeds, reference_hv)
                 if r_hv is None:
-                    row(what, cell, 'n/a', 'n/a', '≥ reference', None, counted, logstar_hv=ls_hv)
+                    row(key, what, cell, 'n/a', 'n/a', '≥ reference', None, counted, logstar_hv=ls_hv)
                     continue
-                row(what, cell, '%.4f (%s)' % (r_hv, ' '.join('%.4f' % v for v in r_vals)),
+                row(key, what, cell, '%.4f (%s)' % (r_hv, ' '.join('%.4f' % v for v in r_vals)),
                     '%.3f' % (ls_hv / r_hv if r_hv > 0 else float('inf')), '≥ reference',
                     ls_hv >= r_hv, counted, logstar_hv=ls_hv, logstar_hvs=ls_vals,
                     reference_hv=r_hv, reference_hvs=r_vals)
@@ -188,9 +195,9 @@ def cmd_report(a):
         ref_cell = '%s (published figure, not measured in this run)' % fmt_s(t_ref)
         measured = False
     n_win = ls1024[0]['windows']
-    row('1024² YBCO, %d windows of 256 × 30 evals, logstar\'s prior ranges, fully re-tuned' % n_win, fmt_s(t_tune),
+    row('tune1024', '1024² YBCO, %d windows of 256 × 30 evals, logstar\'s prior ranges, fully re-tuned' % n_win, fmt_s(t_tune),
         ref_cell, '%.0f×' % (t_ref / t_tune), '≥ 200×', t_ref / t_tune >= 200,
-        logstar_s=t_tune, reference_s=t_ref, reference_measured=measured)
+        logstar_s=t_tune, reference_s=t_ref, reference_measured=measured, windows=n_win)
 
     # --- 3. 1024^2, every window cached, vs one blob_log call
     blob = load_rounds(runs, 'blob')
@@ -198,14 +205,14 @@ def cmd_report(a):
     t_blob = min(b['chosen']['best_s'] for b in blob)
     t_blob_def = min(b['default']['best_s'] for b in blob)
     p = blob[0]['chosen']['params']
-    row('1024², every window cached, vs one blob_log (logstar\'s median choice: '
+    row('cached1024_vs_blob', '1024², every window cached, vs one blob_log (logstar\'s median choice: '
         'σ %.2f–%.2f, thr %.3f, overlap %.2f; %d blobs)'
         % (p['min_sigma'], p['max_sigma'], p['threshold'], p['overlap'], blob[0]['chosen']['blobs']),
         fmt_s(t_cached), fmt_s(t_blob), '%.0f×' % (t_blob / t_cached), '≥ 100×',
         t_blob / t_cached >= 100, logstar_s=t_cached, skimage_s=t_blob, skimage_params=p)
-    row('  same, vs blob_log σ 2–6, thr 0.1 (context; %d blobs)' % blob[0]['default']['blobs'],
+    row('cached1024_vs_blob_default', '  same, vs blob_log σ 2–6, thr 0.1 (context; %d blobs)' % blob[0]['default']['blobs'],
         fmt_s(t_cached), fmt_s(t_blob_def), '%.0f×' % (t_blob_def / t_cached), '—', None, False,
-        logstar_s=t_cached, skimage_s=t_blob_def)
+        logstar_s=t_cached, skimage_s=t_blob_def, skimage_params=blob[0]['default']['params'])
 
     def yn(v):
         return '—' if v is None else ('yes' if v else 'NO')
@@ -235,7 +242,8 @@ def cmd_report(a):
     if not have_ref:
         print('reference workflow not found: its columns are n/a')
 
-    json.dump(dict(rows=rows, targets_met=ok, rounds=len(ls_def),
+    json.dump(dict(rows=rows, targets_met=ok, rounds=len(ls_def), have_reference=have_ref,
+                   hv_seeds=seeds,
                    logstar_accuracy_256=ls50['accuracy'],
                    reference_accuracy_256=ref50[0]['accuracy'] if have_ref else None,
                    logstar_accuracy_1024=ls1024[0]['accuracy']),

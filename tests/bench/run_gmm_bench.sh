@@ -6,29 +6,45 @@
 # (target >= 100x).
 #
 #   tests/bench/run_gmm_bench.sh [--build-dir DIR] [--reference DIR] [--gmm-evals N]
+#                                [--repeat R] [--json FILE]
 #
 # The reference runs its LoG with fixed parameters (--fixed, no LoG tuning)
 # and then its GMM search with N evaluations (default 12); its per-evaluation
 # time is timing.gmm_eval.per_call_s of its JSON. logstar's figures come from
 # gmm_bench (see tests/bench/gmm_bench.cc): per evaluation amortised over a
 # tuning run (the comparable figure) and cold (scene + one evaluation).
-# Skips with a message when the reference is absent.
+# Skips with a message when the reference is absent. gmm_bench keeps the best
+# of R runs (default 3). --json FILE also writes the figures as one JSON
+# object (for tests/bench/perf_report.sh): {"skipped": null or the reason,
+# "atoms", "logstar": {"tune_per_eval_ms", "eval_ms", "cold_eval_ms",
+# "scene_ms", "iou", ...}, "reference": {"per_eval_ms", "n_evals", "iou"},
+# "rows": [{"key", "what", "logstar_ms", "reference_ms", "ratio", "target",
+# "met"}]}.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 build="${repo}/build"
 reference_dir="${repo}/../shared/reference"
 gmm_evals=12
+repeat=3
+json=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --build-dir) build="$2"; shift 2 ;;
     --reference) reference_dir="$2"; shift 2 ;;
     --gmm-evals) gmm_evals="$2"; shift 2 ;;
-    *) echo "usage: $0 [--build-dir DIR] [--reference DIR] [--gmm-evals N]" >&2; exit 2 ;;
+    --repeat) repeat="$2"; shift 2 ;;
+    --json) json="$2"; shift 2 ;;
+    *) echo "usage: $0 [--build-dir DIR] [--reference DIR] [--gmm-evals N] [--repeat R]" \
+         "[--json FILE]" >&2; exit 2 ;;
   esac
 done
 if [[ ! -f "${reference_dir}/reference_logstar.py" ]]; then
   echo "run_gmm_bench: reference workflow not found in ${reference_dir}; skipped"
+  if [[ -n "${json}" ]]; then
+    mkdir -p "$(dirname "${json}")"
+    printf '{"skipped": "reference workflow not found in %s"}\n' "${reference_dir}" >"${json}"
+  fi
   exit 0
 fi
 cmake --build "${build}" --target logstar gmm_bench -j2 >/dev/null
@@ -38,23 +54,33 @@ frame="${work}/frame"
 "${build}/clients/logstar" synth --out "${frame}" --size 512 --lattice ybco --noise 0.3 \
   --amorphous 0.2 --seed 1 >/dev/null
 
-"${build}/tests/gmm_bench" --dir="${frame}" --repeat=3 > "${work}/logstar.json"
+"${build}/tests/gmm_bench" --dir="${frame}" --repeat="${repeat}" > "${work}/logstar.json"
 # Columns are 3.6 px wide here; these fixed LoG parameters find them.
 /usr/bin/python3 "${reference_dir}/reference_logstar.py" "${frame}" --fixed 2.5,5,0.05,0.5 \
   --gmm --gmm-evals "${gmm_evals}" --no-pareto > "${work}/reference.json"
 
-/usr/bin/python3 - "${work}/logstar.json" "${work}/reference.json" <<'PY'
+[[ -z "${json}" ]] || mkdir -p "$(dirname "${json}")"
+/usr/bin/python3 - "${work}/logstar.json" "${work}/reference.json" "${json}" <<'PY'
 import json, sys
 ls, ref = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+json_rows = []
 ref_ms = 1000.0 * ref['timing']['gmm_eval']['per_call_s']
 rows = [('per evaluation, amortised over tuning', ls['tune_per_eval_ms']),
         ('one evaluation, scene warm', ls['eval_ms']),
         ('one evaluation, cold (scene + evaluation)', ls['cold_eval_ms'])]
+keys = ('tune_per_eval', 'eval_warm', 'eval_cold')
 print(f"GMM stage on a 512^2 YBCO frame, 20 % amorphous, noise 0.3 ({ls['atoms']} atoms)")
 print(f"reference: {ref_ms:.1f} ms per evaluation ({ref['gmm']['n_evals']} evaluations), "
       f"IoU {ref['gmm']['iou']}")
 print(f"logstar:   IoU {ls['iou']:.3f}; {ls['summary']}")
-for name, ms in rows:
+for key, (name, ms) in zip(keys, rows):
     ratio = ref_ms / ms
     print(f"  {name:45s} {ms:8.2f} ms  {ratio:7.1f}x  {'met' if ratio >= 100 else 'NOT met'} (>= 100x)")
+    json_rows.append(dict(key=key, what=name, logstar_ms=ms, reference_ms=ref_ms, ratio=ratio,
+                          target='>= 100x', met=ratio >= 100))
+if sys.argv[3]:
+    json.dump(dict(skipped=None, size=ls['size'], atoms=ls['atoms'], logstar=ls,
+                   reference=dict(per_eval_ms=ref_ms, n_evals=ref['gmm']['n_evals'],
+                                  iou=ref['gmm']['iou']),
+                   rows=json_rows), open(sys.argv[3], 'w'), indent=1)
 PY

@@ -5,6 +5,7 @@
 #
 #   tests/bench/run_log_bench.sh [--out FILE] [--sizes 256,1024,2048]
 #                                [--build-dir DIR] [--check]
+#                                [--rounds N] [--repetitions N]
 #
 # Builds log_benchmark in its own build directory (default <repo>/build-bench),
 # which writes the frames it times (lattice_<N>.npy) for
@@ -15,7 +16,9 @@
 #
 # Targets: logstar >= 100x faster than scikit-image at 1024 and 2048, and
 # logstar's peak memory <= 1/4 of scikit-image's. With --check the script
-# exits 1 when a target does not hold.
+# exits 1 when a target does not hold. --rounds (default 3) and
+# --repetitions (default 2) shrink the run for a quick look (fewer turns,
+# so noisier figures).
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -33,10 +36,14 @@ while [[ $# -gt 0 ]]; do
     --sizes) sizes="$2"; shift 2 ;;
     --build-dir) build="$2"; shift 2 ;;
     --check) check=1; shift ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    --rounds) rounds="$2"; shift 2 ;;
+    --repetitions) repetitions="$2"; shift 2 ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
     *) echo "unknown option: $1" >&2; exit 2 ;;
   esac
 done
+[[ "${rounds}" =~ ^[1-9][0-9]*$ && "${repetitions}" =~ ^[1-9][0-9]*$ ]] ||
+  { echo "--rounds and --repetitions want positive integers" >&2; exit 2; }
 out="${out:-${build}/log_bench.json}"
 # scikit-image, numpy and scipy come from Debian's packages.
 python=/usr/bin/python3
@@ -149,7 +156,9 @@ print('times: best of several runs, the two sides taking turns; peak MB = peak R
       'the frame loaded; logstar with %d threads, scikit-image single-threaded'
       % rows[0]['logstar_threads'])
 
-json.dump(dict(context=bench.get('context', {}), rows=rows, targets_hold=ok),
+json.dump(dict(context=bench.get('context', {}), rows=rows, targets_hold=ok,
+               rounds=len(benches),
+               skimage_version=json.load(open(sk_paths.split(',')[0])).get('skimage')),
           open(out_path, 'w'), indent=1)
 print('wrote %s' % out_path)
 sys.exit(1 if os.environ.get('CHECK') == '1' and not ok else 0)

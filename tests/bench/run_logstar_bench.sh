@@ -7,6 +7,7 @@
 #
 #   tests/bench/run_logstar_bench.sh [--build-dir DIR] [--out FILE] [--full]
 #                                    [--rounds N] [--reference DIR] [--check]
+#                                    [--hv-seeds 0,1,2] [--blob-calls N]
 #
 # Rows (logstar figure, reference figure, ratio, target, met):
 #   1. 256^2 YBCO frame, 50 evaluations, LoG* as it runs (search ranges from
@@ -25,7 +26,8 @@
 #
 # Builds logstar and logstar_bench in its own build directory (default
 # <repo>/build-lsbench). About 4 min with the default 2 rounds (+ ~215 s per
-# round with --full).
+# round with --full). For a quick look: --rounds 1 --hv-seeds 0 --blob-calls 1
+# (about 1 min; one seed is one draw of a noisy comparison).
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -37,6 +39,7 @@ check=0
 # only ever slows a run down, so the minimum is the least disturbed figure.
 rounds=2
 hv_seeds="0 1 2"
+blob_calls=3
 reference_dir="${repo}/../shared/reference"
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -46,11 +49,15 @@ while [[ $# -gt 0 ]]; do
     --rounds) rounds="$2"; shift 2 ;;
     --reference) reference_dir="$2"; shift 2 ;;
     --check) check=1; shift ;;
-    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+    --hv-seeds) hv_seeds="${2//,/ }"; shift 2 ;;
+    --blob-calls) blob_calls="$2"; shift 2 ;;
+    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
     *) echo "unknown option: $1" >&2; exit 2 ;;
   esac
 done
 [[ "${rounds}" =~ ^[1-9][0-9]*$ ]] || { echo "--rounds wants a positive integer" >&2; exit 2; }
+[[ "${blob_calls}" =~ ^[1-9][0-9]*$ ]] || { echo "--blob-calls wants a positive integer" >&2; exit 2; }
+[[ "${hv_seeds}" =~ ^[0-9]+( [0-9]+)*$ ]] || { echo "--hv-seeds wants seeds like 0,1,2" >&2; exit 2; }
 out="${out:-${build}/logstar_bench.json}"
 # numpy, scipy, scikit-image and scikit-learn come from Debian's packages,
 # which is also what the reference is run with.
@@ -134,7 +141,7 @@ for round in $(seq 1 "${rounds}"); do
     --cached=10 >"${runs}/ls1024_r${round}.json"
   echo "== round ${round}/${rounds}: scikit-image blob_log, 1024^2, logstar's parameters" >&2
   "${python}" "${report}" blob-log --dir "${frames}/ybco1024" \
-    --chosen-from "${runs}/ls1024_r${round}.json" --calls 3 >"${runs}/blob_r${round}.json"
+    --chosen-from "${runs}/ls1024_r${round}.json" --calls "${blob_calls}" >"${runs}/blob_r${round}.json"
   if [[ "${full}" -eq 1 && "${have_reference}" -eq 1 ]]; then
     echo "== round ${round}/${rounds}: reference GP-BO, 1024^2, 16 windows x 30 evaluations (~215 s)" >&2
     run_reference "${runs}/ref1024_r${round}.json" "${frames}/ybco1024" --optimizer gpbo \
