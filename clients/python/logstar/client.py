@@ -271,6 +271,18 @@ class Client:
         status = response[1] if len(response) >= 2 and response[0] == 0x08 else 0
         return _HEALTH_STATUS.get(status, str(status))
 
+    def sessions(self, include_settings: bool = False) -> List[service_pb2.SessionInfo]:
+        """Every session on the server, by id (ListSessions): counters,
+        attached streams, timestamps, and settings when asked; never the
+        cache (``Session.info(include_cache=True)`` has it)."""
+        try:
+            response = self._stub.ListSessions(
+                service_pb2.ListSessionsRequest(include_settings=include_settings),
+                metadata=self._metadata)
+        except grpc.RpcError as e:
+            raise self._error(e, "list sessions") from None
+        return list(response.sessions)
+
     def session(self, prior: Optional[_settings.PriorLike] = None,
                 settings: Optional[Union[_settings.AnalysisLike,
                                          session_pb2.SessionSettings]] = None,
