@@ -636,4 +636,15 @@ grpc::ServerUnaryReactor* LogStarService::ResetSession(grpc::CallbackServerConte
   });
 }
 
+grpc::ServerUnaryReactor* LogStarService::ListSessions(grpc::CallbackServerContext* context,
+                                                       const v1::ListSessionsRequest* request,
+                                                       v1::ListSessionsResponse* response) {
+  return AnswerInline(context, [&]() -> absl::Status {
+    for (v1::SessionInfo& info : deps_.sessions->List(request->include_settings())) {
+      *response->add_sessions() = std::move(info);
+    }
+    return absl::OkStatus();
+  });
+}
+
 }  // namespace logstar::server

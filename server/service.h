@@ -65,6 +65,9 @@ class LogStarService final : public v1::LogStar::CallbackService {
   grpc::ServerUnaryReactor* ResetSession(grpc::CallbackServerContext* context,
                                          const v1::ResetSessionRequest* request,
                                          v1::SessionInfo* response) override;
+  grpc::ServerUnaryReactor* ListSessions(grpc::CallbackServerContext* context,
+                                         const v1::ListSessionsRequest* request,
+                                         v1::ListSessionsResponse* response) override;
 
   // Refuses new Stream and AnalyzeFrame calls (UNAVAILABLE) and asks every
   // open stream to answer the frames it has received and end. Returns at

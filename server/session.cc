@@ -476,6 +476,22 @@ int SessionManager::size() const {
   return static_cast<int>(sessions_.size());
 }
 
+std::vector<v1::SessionInfo> SessionManager::List(bool include_settings) const {
+  std::vector<std::shared_ptr<Session>> all;
+  {
+    absl::MutexLock lock(&mu_);
+    all.reserve(sessions_.size());
+    for (const auto& [id, s] : sessions_) all.push_back(s);  // std::map: in id order
+  }
+  std::vector<v1::SessionInfo> out;
+  out.reserve(all.size());
+  for (const auto& s : all) {
+    out.push_back(s->Info(/*include_cache=*/false, options_.idle_timeout_s));
+    if (!include_settings) out.back().clear_settings();
+  }
+  return out;
+}
+
 absl::Status SessionManager::Persist(const Session& session) {
   if (options_.state_dir.empty()) return absl::OkStatus();
   absl::MutexLock lock(&persist_mu_);

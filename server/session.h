@@ -133,6 +133,11 @@ class SessionManager {
   absl::StatusOr<std::shared_ptr<Session>> Find(const std::string& id);
   absl::Status Remove(const std::string& id);
   int size() const;
+  // Every session's Info (never its cache) by id; settings only when asked.
+  // The table is copied under its lock and each session read under its
+  // own, so a frame being analysed delays this by no more than a counter
+  // read.
+  std::vector<v1::SessionInfo> List(bool include_settings) const;
 
   // Saves a session to the state directory (no-op without one).
   absl::Status Persist(const Session& session);

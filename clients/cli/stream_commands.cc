@@ -848,8 +848,76 @@ namespace {
 
 constexpr char kStatusUsage[] =
     "usage: logstar status --server ADDR [--session ID]... [--tls ...] [--token T]\n"
-    "Health of logstard and of its analysis service; with --session, that session's\n"
-    "settings, counters and cache (the API has no call that lists sessions).\n";
+    "Health of logstard and of its analysis service, then one line per session the\n"
+    "server holds (attached streams, time since last use, frame counters, window cache\n"
+    "and amorphous-stage cache counters) and their total; with --session, that\n"
+    "session's settings and cache contents too.\n"
+    "Exit code 0 when both are SERVING and every listing succeeded; 1 otherwise.\n";
+
+// Seconds since a server timestamp, by this machine's clock (the daemon's
+// and the client's clocks may differ a little; never negative).
+double SecondsSince(const google::protobuf::Timestamp& t) {
+  const absl::Time then = absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
+  return std::max(0.0, absl::ToDoubleSeconds(absl::Now() - then));
+}
+
+std::string SessionRow(const std::string& id, int id_width, const std::string& streams,
+                       const std::string& idle, const v1::SessionCounters& c) {
+  return absl::StrFormat("  %-*s %7s %9s %9u %9u %8u %7u %7u %7u %8u %8u %8u %8u\n", id_width, id,
+                         streams, idle, c.frames_received(), c.frames_analysed(),
+                         c.frames_dropped(), c.frames_failed(), c.cache_hits(), c.cache_misses(),
+                         c.cache_retunes(), c.amorphous_hits(), c.amorphous_misses(),
+                         c.amorphous_retunes());
+}
+
+// The table of every session and their total. Returns false when the
+// listing failed (reported on stderr).
+bool PrintSessionTable(Client& client) {
+  auto list = client.ListSessions();
+  if (!list.ok()) {
+    if (absl::IsUnimplemented(list.status())) {
+      // A daemon older than ListSessions: health still says what it can.
+      std::printf("sessions: not listed (this logstard has no ListSessions; use --session ID)\n");
+      return true;
+    }
+    std::fprintf(stderr, "logstar: error: %s\n", std::string(list.status().message()).c_str());
+    return false;
+  }
+  std::printf("sessions: %zu (counters since each session was created)\n", list->size());
+  if (list->empty()) return true;
+  int id_width = 7;  // "session"
+  for (const v1::SessionInfo& info : *list) {
+    id_width = std::max(id_width, static_cast<int>(info.session_id().size()));
+  }
+  // Two header lines: the column groups, then the columns.
+  std::printf("  %-*s %7s %9s %-36s %-23s %s\n", id_width, "", "", "", "frames", "cache (windows)",
+              "amorphous cache (windows)");
+  std::printf("  %-*s %7s %9s %9s %9s %8s %7s %7s %7s %8s %8s %8s %8s\n", id_width, "session",
+              "streams", "idle", "received", "analysed", "dropped", "failed", "hits", "misses",
+              "retunes", "hits", "misses", "retunes");
+  v1::SessionCounters total;
+  int total_streams = 0;
+  for (const v1::SessionInfo& info : *list) {
+    const v1::SessionCounters& c = info.counters();
+    total.set_frames_received(total.frames_received() + c.frames_received());
+    total.set_frames_analysed(total.frames_analysed() + c.frames_analysed());
+    total.set_frames_dropped(total.frames_dropped() + c.frames_dropped());
+    total.set_frames_failed(total.frames_failed() + c.frames_failed());
+    total.set_cache_hits(total.cache_hits() + c.cache_hits());
+    total.set_cache_misses(total.cache_misses() + c.cache_misses());
+    total.set_cache_retunes(total.cache_retunes() + c.cache_retunes());
+    total.set_amorphous_hits(total.amorphous_hits() + c.amorphous_hits());
+    total.set_amorphous_misses(total.amorphous_misses() + c.amorphous_misses());
+    total.set_amorphous_retunes(total.amorphous_retunes() + c.amorphous_retunes());
+    total_streams += info.attached_streams();
+    std::fputs(SessionRow(info.session_id(), id_width, absl::StrCat(info.attached_streams()),
+                          absl::StrFormat("%.1f s", SecondsSince(info.last_active())), c)
+                   .c_str(),
+               stdout);
+  }
+  std::fputs(SessionRow("total", id_width, absl::StrCat(total_streams), "", total).c_str(), stdout);
+  return true;
+}
 
 }  // namespace
 
@@ -889,6 +957,7 @@ int RunStatus(const std::vector<std::string>& args) {
                 ServingStatusName(*health));
     if (*health != ServingStatus::kServing) rc = 1;
   }
+  if (!PrintSessionTable(**client)) rc = 1;
   for (const std::string& id : sessions) {
     auto info = (*client)->GetSession(id, /*include_cache=*/true);
     if (!info.ok()) {
@@ -910,6 +979,10 @@ int RunStatus(const std::vector<std::string>& args) {
                 static_cast<unsigned long long>(c.cache_hits()),
                 static_cast<unsigned long long>(c.cache_misses()),
                 static_cast<unsigned long long>(c.cache_retunes()));
+    std::printf("  %-24s hits %llu, misses %llu, re-tunes %llu\n", "amorphous cache",
+                static_cast<unsigned long long>(c.amorphous_hits()),
+                static_cast<unsigned long long>(c.amorphous_misses()),
+                static_cast<unsigned long long>(c.amorphous_retunes()));
     std::printf("  %-24s %d of %d windows tuned (%ux%u frames)\n", "cache contents", tuned,
                 info->cache().windows_size(), info->cache().width(), info->cache().height());
     std::printf("  %-24s %.4f A/px, window %d, evaluations %d\n", "settings",

@@ -272,6 +272,19 @@ absl::StatusOr<v1::SessionInfo> Client::ResetSession(const std::string& session_
   return info;
 }
 
+absl::StatusOr<std::vector<v1::SessionInfo>> Client::ListSessions(bool include_settings) {
+  v1::ListSessionsRequest request;
+  request.set_include_settings(include_settings);
+  grpc::ClientContext context;
+  Prepare(&context, options_.rpc_timeout_s);
+  v1::ListSessionsResponse response;
+  if (absl::Status s = ToStatus(stub_->ListSessions(&context, request, &response), "ListSessions");
+      !s.ok()) {
+    return s;
+  }
+  return std::vector<v1::SessionInfo>(response.sessions().begin(), response.sessions().end());
+}
+
 // ---------------------------------------------------------------- Stream
 
 Stream::~Stream() {

@@ -31,6 +31,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <grpcpp/grpcpp.h>
 
@@ -164,6 +165,9 @@ class Client {
                                              bool include_cache = false);
   absl::StatusOr<v1::SessionInfo> ResetSession(const std::string& session_id,
                                                bool delete_session = false);
+  // Every session on the server, by id: counters, attached streams,
+  // timestamps (and settings with include_settings), never the cache.
+  absl::StatusOr<std::vector<v1::SessionInfo>> ListSessions(bool include_settings = false);
 
  private:
   explicit Client(const ClientOptions& options) : options_(options) {}

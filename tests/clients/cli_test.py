@@ -769,6 +769,26 @@ class DaemonTest(unittest.TestCase):
         code, out, err = run('status', '--server', self.addr)
         self.assertEqual(code, 0, err)
         self.assertIn('SERVING', out)
+        # A session the test makes, with a known number of frames (the
+        # recording's 4), is listed with its counters and in the total.
+        code, _, err = run('replay', self.lsr, '--server', self.addr, '--speed', 'max',
+                           '--session', 'status-probe')
+        self.assertEqual(code, 0, err)
+        code, out, err = run('status', '--server', self.addr)
+        self.assertEqual(code, 0, err)
+        rows = {l.split()[0]: l.split() for l in out.splitlines() if l.startswith('  ')}
+        self.assertIn('status-probe', rows, out)
+        # session, streams, idle, 's', received, analysed, dropped, failed, 3 cache, 3 amorphous
+        probe = rows['status-probe']
+        self.assertEqual(len(probe), 14, out)
+        self.assertEqual(probe[1], '0')  # the replay has ended: no stream attached
+        self.assertGreaterEqual(float(probe[2]), 0.0)
+        self.assertEqual(probe[4:8], ['4', '4', '0', '0'])
+        # Windows of 64 px over 128^2 frames: 4 per frame, 16 in all.
+        self.assertEqual(sum(int(v) for v in probe[8:11]), 16)
+        self.assertEqual(probe[11:14], ['0', '0', '0'])  # the recording has no amorphous stage
+        # The total has no idle column: total, streams, received, ...
+        self.assertGreaterEqual(int(rows['total'][2]), 4)
         code, _, err = run('status', '--server', self.addr, '--session', 'no-such-session')
         self.assertEqual(code, 1)
         self.assertIn('no-such-session', err)

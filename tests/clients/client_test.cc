@@ -91,7 +91,16 @@ TEST(ClientTest, EveryFrameIsAnsweredInOrderWithTheTrueAtoms) {
   auto updated = client->UpdateSession(update);
   ASSERT_TRUE(updated.ok()) << updated.status();
   EXPECT_EQ(updated->settings().analysis().evaluations(), 5);
+  auto listed = client->ListSessions();
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  ASSERT_EQ(listed->size(), 1u);  // the server's only session
+  EXPECT_EQ((*listed)[0].session_id(), id);
+  EXPECT_EQ((*listed)[0].counters().frames_analysed(), 4u);
+  EXPECT_FALSE((*listed)[0].has_cache());
   ASSERT_TRUE(client->ResetSession(id, /*delete_session=*/true).ok());
+  listed = client->ListSessions();
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  EXPECT_TRUE(listed->empty());
   auto gone = client->GetSession(id);
   EXPECT_EQ(gone.status().code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(gone.status().message(), HasSubstr(Address(*server)));

@@ -20,6 +20,8 @@
 #include <grpcpp/grpcpp.h>
 
 #include <opencv2/imgproc.hpp>
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/server.h"
@@ -576,6 +578,122 @@ TEST_F(ServerTest, BearerTokenIsRequiredOnEveryRpc) {
   out = RunStream(stub_.get(), Open("", &settings), {ToFrame(f, 1)}, &c);
   ASSERT_TRUE(out.status.ok()) << out.status.error_message();
   EXPECT_TRUE(out.responses.back().has_result());
+}
+
+TEST_F(ServerTest, ListSessionsShowsEverySessionsCountersAndNeedsTheToken) {
+  server_->Shutdown();
+  const std::string path = ::testing::TempDir() + "/list_token";
+  std::ofstream(path) << "list-s3cret\n";
+  server::ServerOptions options;
+  options.auth_token_file = path;
+  StartServer(options);
+  auto authorized = [](grpc::ClientContext* c) {
+    c->AddMetadata("authorization", "Bearer list-s3cret");
+  };
+  auto list = [&](bool include_settings, v1::ListSessionsResponse* out) {
+    v1::ListSessionsRequest request;
+    request.set_include_settings(include_settings);
+    grpc::ClientContext c;
+    authorized(&c);
+    return stub_->ListSessions(&c, request, out);
+  };
+
+  // What was sent is the truth: "list-b" gets two good frames (128² in 64 px
+  // windows: 4 windows, tuned on the first frame, reused on the second);
+  // "list-a" one good frame and one whose pixels are truncated.
+  const SynthFrame f = Synth(128, 70), g = Synth(128, 71);
+  const v1::SessionSettings settings = SmallSettings(f);
+  v1::Frame truncated = ToFrame(g, 2);
+  truncated.mutable_pixels()->mutable_data()->resize(100);
+  {
+    grpc::ClientContext c;
+    authorized(&c);
+    const auto b =
+        RunStream(stub_.get(), Open("list-b", &settings), {ToFrame(f, 1), ToFrame(g, 2)}, &c);
+    ASSERT_TRUE(b.status.ok()) << b.status.error_message();
+  }
+  {
+    grpc::ClientContext c;
+    authorized(&c);
+    const auto a =
+        RunStream(stub_.get(), Open("list-a", &settings), {ToFrame(f, 1), truncated}, &c);
+    ASSERT_TRUE(a.status.ok()) << a.status.error_message();
+  }
+
+  // A stream left open on "list-a": the listing counts it as attached.
+  grpc::ClientContext open_context;
+  authorized(&open_context);
+  auto open_stream = stub_->Stream(&open_context);
+  ASSERT_TRUE(open_stream->Write(Open("list-a", nullptr)));
+  v1::StreamResponse opened;
+  ASSERT_TRUE(open_stream->Read(&opened));
+  ASSERT_TRUE(opened.has_opened());
+
+  v1::ListSessionsResponse response;
+  const absl::Time before = absl::Now();
+  grpc::Status status = list(false, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_EQ(response.sessions_size(), 2);
+  const v1::SessionInfo& a = response.sessions(0);  // in id order
+  const v1::SessionInfo& b = response.sessions(1);
+  EXPECT_EQ(a.session_id(), "list-a");
+  EXPECT_EQ(b.session_id(), "list-b");
+  EXPECT_EQ(a.counters().frames_received(), 2u);
+  EXPECT_EQ(a.counters().frames_analysed(), 1u);
+  EXPECT_EQ(a.counters().frames_failed(), 1u);
+  EXPECT_EQ(a.counters().cache_misses(), 4u);
+  EXPECT_EQ(b.counters().frames_received(), 2u);
+  EXPECT_EQ(b.counters().frames_analysed(), 2u);
+  EXPECT_EQ(b.counters().frames_failed(), 0u);
+  EXPECT_EQ(b.counters().frames_dropped(), 0u);
+  EXPECT_EQ(b.counters().cache_misses(), 4u);
+  EXPECT_EQ(b.counters().cache_hits() + b.counters().cache_retunes(), 4u);
+  EXPECT_EQ(a.attached_streams(), 1);
+  EXPECT_EQ(b.attached_streams(), 0);
+  for (const v1::SessionInfo& s : response.sessions()) {
+    SCOPED_TRACE(s.session_id());
+    EXPECT_FALSE(s.has_cache());
+    EXPECT_FALSE(s.has_settings());  // not asked for
+    EXPECT_LE(s.created().seconds(), s.last_active().seconds());
+    EXPECT_LE(s.last_active().seconds(), absl::ToUnixSeconds(before));
+    EXPECT_GT(s.idle_timeout_s(), 0.0);
+  }
+  ASSERT_TRUE(open_stream->WritesDone());
+  ASSERT_TRUE(open_stream->Finish().ok());
+
+  response.Clear();
+  status = list(true, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_EQ(response.sessions_size(), 2);
+  EXPECT_EQ(response.sessions(0).settings().analysis().window(), 64);
+  EXPECT_EQ(response.sessions(0).attached_streams(), 0);
+
+  // Refused without the token and with a wrong one, as every LogStar RPC.
+  for (const char* token : {"", "wrong"}) {
+    SCOPED_TRACE(token);
+    grpc::ClientContext c;
+    if (*token != '\0') c.AddMetadata("authorization", absl::StrCat("Bearer ", token));
+    v1::ListSessionsResponse refused;
+    EXPECT_EQ(stub_->ListSessions(&c, v1::ListSessionsRequest(), &refused).error_code(),
+              grpc::StatusCode::UNAUTHENTICATED);
+    EXPECT_EQ(refused.sessions_size(), 0);
+  }
+
+  // A deleted session is no longer listed.
+  {
+    grpc::ClientContext c;
+    authorized(&c);
+    v1::ResetSessionRequest reset;
+    reset.set_session_id("list-b");
+    reset.set_delete_session(true);
+    v1::SessionInfo info;
+    ASSERT_TRUE(stub_->ResetSession(&c, reset, &info).ok());
+  }
+  response.Clear();
+  status = list(false, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_EQ(response.sessions_size(), 1);
+  EXPECT_EQ(response.sessions(0).session_id(), "list-a");
 }
 
 // GET /metrics over a plain socket (the endpoint speaks HTTP/1.1).

@@ -7,6 +7,8 @@
     for record in session.stream(frames):                  # arrays or (array, metadata)
         if record.ok:
             xy = record.atoms                              # N×2 float64, x=column, y=row, px
+    # client.session(prior=..., amorphous=True): record.amorphous (bool per atom),
+    # record.amorphous_posterior (NaN: unclassified), record.regions (Region: contour N×2, ...)
         else:
             print(record)                                  # Dropped or Failed, never skipped
 
@@ -34,7 +36,7 @@ except ImportError as _e:  # the source tree, not the built package
         f"({_e}); put BUILD_DIR/clients/python on PYTHONPATH, not the source tree") from None
 
 from . import score
-from .client import Client, Dropped, Failed, Record, Result, Session, Tls
+from .client import Client, Dropped, Failed, Record, Region, Result, Session, Tls
 from .errors import (AuthenticationError, FrameNotAnalysed, InvalidFrame, InvalidSettings,
                      LogstarError, MissingDependency, RecordingError, RpcFailed,
                      ServerUnavailable, StreamBroken)
@@ -50,6 +52,6 @@ __all__ = [
     "AuthenticationError", "Client", "Dropped", "Failed", "FrameNotAnalysed", "InvalidFrame",
     "InvalidSettings", "LogstarError", "MissingDependency", "PullAdapter", "Record",
     "RecordedFrame", "Recording", "RecordingError", "RecordingReader", "RecordingWriter",
-    "Result", "RpcFailed", "ServerUnavailable", "Session", "StreamBroken", "Tls",
+    "Region", "Result", "RpcFailed", "ServerUnavailable", "Session", "StreamBroken", "Tls",
     "read_frames", "read_image", "read_recording", "session_settings",
 ]

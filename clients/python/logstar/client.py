@@ -71,11 +71,46 @@ class _Record:
         self.tag = tag
 
 
+@dataclasses.dataclass(frozen=True)
+class Region:
+    """One amorphous region of a frame (result.proto AmorphousRegion):
+    amorphous atoms' disks, closed and split into connected components.
+    Pixel coordinates as everywhere (x = column, y = row); ``contour`` is
+    the outer boundary, N×2 float64 ``(x, y)`` through boundary pixel
+    centres, in order; ``bbox`` is ``(col0, row0, cols, rows)``, half-open;
+    ``score`` its share of the frame's area."""
+    area_angstrom2: float
+    perimeter_angstrom: float
+    area_px2: float
+    perimeter_px: float
+    centroid: Tuple[float, float]
+    bbox: Tuple[int, int, int, int]
+    contour: np.ndarray
+    score: float
+
+    @classmethod
+    def from_proto(cls, g: result_pb2.AmorphousRegion) -> "Region":
+        contour = np.column_stack((np.asarray(g.contour_x, dtype=np.float64),
+                                   np.asarray(g.contour_y, dtype=np.float64)))
+        b = g.bounding_box
+        return cls(g.area_angstrom2, g.perimeter_angstrom, g.area_px2, g.perimeter_px,
+                   (g.centroid_x, g.centroid_y), (b.col0, b.row0, b.cols, b.rows),
+                   contour.reshape(-1, 2), g.score)
+
+
 class Result(_Record):
     """The analysis of one frame. ``atoms`` is N×2 float64 (x=column,
     y=row, px); ``sigma`` (px) and ``response`` are per atom; ``proto``
     is the full FrameResult (windows, rewards, regions of interest,
-    latency breakdown, counters)."""
+    latency breakdown, counters).
+
+    The amorphous stage (when the session enables it, e.g.
+    ``client.session(prior, amorphous=True)``): ``amorphous`` is a bool
+    per atom, ``amorphous_posterior`` float64 per atom in [0, 1] with NaN
+    for atoms not classified (too near the border, or the stage is off);
+    ``regions`` the amorphous regions as :class:`Region`, largest first;
+    ``amorphous_stage`` the AmorphousStage message (tuned parameters,
+    fronts, cache states) or None when the stage is off."""
     ok = True
     kind = "result"
 
@@ -95,9 +130,22 @@ class Result(_Record):
         self.latency = proto.latency
         self.regions_of_interest = list(proto.regions_of_interest)
         self.counters = proto.counters
+        stage_on = proto.HasField("amorphous")
+        self.amorphous_stage: Optional[result_pb2.AmorphousStage] = (
+            proto.amorphous if stage_on else None)
+        self.amorphous = np.fromiter((a.amorphous for a in proto.atoms), dtype=bool, count=n)
+        if stage_on:
+            self.amorphous_posterior = np.fromiter(
+                (a.amorphous_posterior for a in proto.atoms), dtype=np.float64, count=n)
+        else:  # proto3's default 0.0 would read as "certainly crystalline"
+            self.amorphous_posterior = np.full(n, np.nan)
+        self.regions: List[Region] = [Region.from_proto(g) for g in proto.amorphous_regions]
 
     def __repr__(self) -> str:
-        return (f"Result(sequence={self.sequence}, atoms={len(self.atoms)}, "
+        extra = ""
+        if self.amorphous_stage is not None:
+            extra = f", amorphous={int(self.amorphous.sum())}, regions={len(self.regions)}"
+        return (f"Result(sequence={self.sequence}, atoms={len(self.atoms)}{extra}, "
                 f"total_ms={self.latency.total_ms:.1f})")
 
 
@@ -223,26 +271,43 @@ class Client:
         status = response[1] if len(response) >= 2 and response[0] == 0x08 else 0
         return _HEALTH_STATUS.get(status, str(status))
 
+    def sessions(self, include_settings: bool = False) -> List[service_pb2.SessionInfo]:
+        """Every session on the server, by id (ListSessions): counters,
+        attached streams, timestamps, and settings when asked; never the
+        cache (``Session.info(include_cache=True)`` has it)."""
+        try:
+            response = self._stub.ListSessions(
+                service_pb2.ListSessionsRequest(include_settings=include_settings),
+                metadata=self._metadata)
+        except grpc.RpcError as e:
+            raise self._error(e, "list sessions") from None
+        return list(response.sessions)
+
     def session(self, prior: Optional[_settings.PriorLike] = None,
                 settings: Optional[Union[_settings.AnalysisLike,
                                          session_pb2.SessionSettings]] = None,
                 *, overload: Optional[str] = None, queue_capacity: Optional[int] = None,
+                amorphous: Optional[_settings.AmorphousLike] = None,
                 session_id: str = "") -> "Session":
         """Opens a session with a prior (and analysis settings), or resumes
         the session ``session_id`` (its settings are kept unless given).
 
         ``settings``: AnalysisSettings or a dict of its fields, e.g.
         ``{"window": 128, "evaluations": 20}``; or a whole SessionSettings.
-        ``overload``: ``"block"``, ``"latest-wins"`` or ``"reject"``."""
+        ``overload``: ``"block"``, ``"latest-wins"`` or ``"reject"``.
+        ``amorphous``: True turns the amorphous stage on (results then carry
+        ``amorphous``, ``amorphous_posterior`` and ``regions``); a dict of
+        AmorphousSettings fields, e.g. ``{"evaluations": 16}``, turns it on
+        with those settings."""
         given = prior is not None or settings is not None or overload is not None \
-            or queue_capacity is not None
+            or queue_capacity is not None or amorphous is not None
         if not given and not session_id:
             raise InvalidSettings("a new session needs a prior (or settings); "
                                   "give prior=... or session_id= of an existing session")
         open_ = service_pb2.OpenSession(session_id=session_id)
         if given:
             open_.settings.CopyFrom(_settings.session_settings(
-                prior, settings, overload, queue_capacity))
+                prior, settings, overload, queue_capacity, amorphous=amorphous))
         info = self._open(open_)
         return Session(self, info)
 
@@ -435,15 +500,17 @@ class Session:
     def update(self, prior: Optional[_settings.PriorLike] = None,
                settings: Optional[_settings.AnalysisLike] = None, *,
                overload: Optional[str] = None, queue_capacity: Optional[int] = None,
+               amorphous: Optional[_settings.AmorphousLike] = None,
                choices: Sequence[Tuple[int, int]] = ()) -> service_pb2.SessionInfo:
         """Changes the session's settings mid-stream (only the parts given;
         the rest stay as they are) and/or the operator's choices on Pareto
         fronts, ``(window, front_index)`` pairs (window -1: every window).
         Applies from the next frame analysed. Returns the SessionInfo."""
         request = service_pb2.UpdateSessionRequest(session_id=self.id)
-        if any(v is not None for v in (prior, settings, overload, queue_capacity)):
+        if any(v is not None for v in (prior, settings, overload, queue_capacity, amorphous)):
             request.settings.CopyFrom(_settings.session_settings(
-                prior, settings, overload, queue_capacity, base=self._info.settings))
+                prior, settings, overload, queue_capacity, base=self._info.settings,
+                amorphous=amorphous))
         for window, index in choices:
             request.choices.add(window=window, front_index=index)
         try:

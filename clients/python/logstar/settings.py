@@ -7,6 +7,9 @@
   such a JSON file. Lengths in Å, densities per nm².
 * Analysis settings: an ``AnalysisSettings`` message or a dict of its
   fields (``window``, ``evaluations``, ``seed``, ...; px where lengths).
+* The amorphous stage: True/False, an ``AmorphousSettings`` message or a
+  dict of its fields (``evaluations``, ``window``, ...; a dict turns the
+  stage on unless it says ``"enabled": False``).
 * The overload policy by name: ``"block"``, ``"latest-wins"``,
   ``"reject"`` (see session.proto).
 
@@ -25,6 +28,7 @@ from .v1 import session_pb2
 
 PriorLike = Union[session_pb2.PhysicsPrior, Mapping[str, Any], str, os.PathLike]
 AnalysisLike = Union[session_pb2.AnalysisSettings, Mapping[str, Any]]
+AmorphousLike = Union[bool, session_pb2.AmorphousSettings, Mapping[str, Any]]
 
 OVERLOAD_POLICIES = {
     "block": session_pb2.OVERLOAD_POLICY_BLOCK,
@@ -66,6 +70,19 @@ def analysis_message(settings: AnalysisLike) -> session_pb2.AnalysisSettings:
                           f"got {type(settings).__name__}")
 
 
+def amorphous_message(amorphous: AmorphousLike) -> session_pb2.AmorphousSettings:
+    if isinstance(amorphous, session_pb2.AmorphousSettings):
+        return amorphous
+    if isinstance(amorphous, bool):
+        return session_pb2.AmorphousSettings(enabled=amorphous)
+    if isinstance(amorphous, Mapping):
+        value = dict(amorphous)
+        value.setdefault("enabled", True)
+        return _from_dict(session_pb2.AmorphousSettings(), value, "amorphous")
+    raise InvalidSettings(f"amorphous: expected True/False, AmorphousSettings or a dict, "
+                          f"got {type(amorphous).__name__}")
+
+
 def overload_value(policy: Union[str, int]) -> int:
     if isinstance(policy, int):
         return policy
@@ -80,12 +97,14 @@ def session_settings(prior: Optional[PriorLike] = None,
                      settings: Optional[Union[AnalysisLike, session_pb2.SessionSettings]] = None,
                      overload: Optional[Union[str, int]] = None,
                      queue_capacity: Optional[int] = None,
-                     base: Optional[session_pb2.SessionSettings] = None
+                     base: Optional[session_pb2.SessionSettings] = None,
+                     amorphous: Optional[AmorphousLike] = None
                      ) -> session_pb2.SessionSettings:
     """SessionSettings: ``base`` (copied) with the given parts replaced.
 
     ``settings`` may also be a whole SessionSettings, which then takes the
-    place of ``base``."""
+    place of ``base``. ``amorphous`` replaces ``analysis.amorphous`` after
+    ``settings`` is applied."""
     out = session_pb2.SessionSettings()
     if isinstance(settings, session_pb2.SessionSettings):
         out.CopyFrom(settings)
@@ -96,6 +115,8 @@ def session_settings(prior: Optional[PriorLike] = None,
         out.prior.CopyFrom(prior_message(prior))
     if settings is not None:
         out.analysis.CopyFrom(analysis_message(settings))
+    if amorphous is not None:
+        out.analysis.amorphous.CopyFrom(amorphous_message(amorphous))
     if overload is not None:
         out.overload_policy = overload_value(overload)
     if queue_capacity is not None:

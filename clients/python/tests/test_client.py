@@ -123,7 +123,14 @@ def test_session_update_info_and_health(client, frames):
     # A second Session object on the same id resumes it.
     again = client.session(session_id=session.id)
     assert again.info().counters.frames_analysed == 2
+    listed = {s.session_id: s for s in client.sessions()}
+    assert listed[session.id].counters.frames_analysed == 2  # the two frames sent
+    assert not listed[session.id].HasField("cache")
+    assert not listed[session.id].HasField("settings")
+    listed = {s.session_id: s for s in client.sessions(include_settings=True)}
+    assert listed[session.id].settings.analysis.evaluations == 4
     session.reset(delete=True)
+    assert session.id not in {s.session_id for s in client.sessions()}
     with pytest.raises(logstar.RpcFailed, match="NOT_FOUND"):
         session.info()
 
@@ -153,6 +160,8 @@ def test_token_authentication(token_daemon, frames):
     with logstar.Client(token_daemon.addr, token="wrong") as wrong:
         with pytest.raises(logstar.AuthenticationError):
             wrong.session(prior=f.prior, settings=FAST)
+        with pytest.raises(logstar.AuthenticationError):
+            wrong.sessions()
     with logstar.Client(token_daemon.addr, token=TOKEN) as ok:
         assert ok.health() == "SERVING"
         session = ok.session(prior=f.prior, settings=FAST, overload="block")
