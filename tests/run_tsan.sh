@@ -4,7 +4,7 @@
 # regular expression, under it. Reports fail the test (halt_on_error=1);
 # tests/tsan.supp lists the suppressions and why each is there.
 #   tests/run_tsan.sh                         every test
-#   tests/run_tsan.sh 'analyzer|session|server|client'   a subset (ctest -R)
+#   tests/run_tsan.sh 'Analyzer|Session|Server|Client'   a subset (ctest -R)
 #   LOGSTAR_TSAN_BUILD_DIR=DIR   default build-tsan/ in the repository
 #
 # Not part of deploy/test.sh (CI): on CI's 2 cores the TSan build alone took
@@ -16,7 +16,7 @@
 #
 # Known limit: Debian's oneTBB, Abseil and gRPC are not built with TSan, so
 # it cannot see their synchronisation. tests/tsan.supp covers TBB's hand-offs
-# and the engine's tests pass clean; the daemon's tests (server_test,
+# and the analyzer's tests (Analyzer*) pass clean; the daemon's tests (server_test,
 # client_test, parts of session_test) still report absl::Mutex-guarded fields
 # (e.g. WorkerPool::stopping_, written and read under mu_) and gRPC and
 # OpenSSL internals as races: read those reports with that in mind.
