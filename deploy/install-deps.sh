@@ -15,6 +15,8 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler prometheus-cpp-dev openssl
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
+  # fuzz targets (tests/fuzz): clang with libFuzzer and the sanitizer runtimes
+  clang libclang-rt-14-dev
   # scikit-image / scikit-learn references for goldens, tests and benchmarks
   python3 python3-numpy python3-scipy python3-skimage python3-sklearn
   # the Python client (clients/python): gRPC and Protobuf runtimes, TIFF reading, its tests

@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # Installs what is needed, builds, and runs every test: the Release build
 # (with the benchmark programs compiled, so they cannot rot) and an
-# AddressSanitizer + UndefinedBehaviorSanitizer build of the same tests.
-#   LOGSTAR_SKIP_SANITIZERS=1  only the Release run
+# AddressSanitizer + UndefinedBehaviorSanitizer build of the same tests, and
+# a short libFuzzer run of each fuzz target (tests/fuzz/run_fuzz_smoke.sh).
+#   LOGSTAR_SKIP_SANITIZERS=1  only the Release run (no ASan run, no fuzzing)
+#   LOGSTAR_SKIP_FUZZ=1        no fuzzing
+#   LOGSTAR_FUZZ_SECONDS=N     fuzzing time per target (default here 30)
+# The ThreadSanitizer run (tests/run_tsan.sh) is not here: it does not fit in
+# CI's time (README, "Reliability testing").
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "${repo}"
@@ -17,4 +22,11 @@ if [[ "${LOGSTAR_SKIP_SANITIZERS:-0}" != 1 ]]; then
   echo "== AddressSanitizer + UndefinedBehaviorSanitizer build and tests"
   BUILD_DIR=build-asan BUILD_TYPE=RelWithDebInfo bash deploy/build.sh -DLOGSTAR_SANITIZE=address
   ctest --test-dir build-asan --output-on-failure --parallel "${jobs}"
+fi
+
+if [[ "${LOGSTAR_SKIP_SANITIZERS:-0}" != 1 && "${LOGSTAR_SKIP_FUZZ:-0}" != 1 ]]; then
+  echo "== libFuzzer smoke run (clang, ASan+UBSan)"
+  # 30 s per target: a smoke run over the seeds and regressions plus some
+  # mutation, minutes in all with the build; longer runs are for by hand.
+  LOGSTAR_FUZZ_SECONDS="${LOGSTAR_FUZZ_SECONDS:-30}" bash tests/fuzz/run_fuzz_smoke.sh
 fi

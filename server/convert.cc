@@ -210,8 +210,10 @@ absl::Status CheckPixelSize(const v1::Frame& f) {
 }  // namespace
 
 absl::Status CheckFrameLimits(const v1::Frame& frame, int64_t max_pixels) {
-  const int64_t pixels = static_cast<int64_t>(frame.pixels().width()) * frame.pixels().height();
-  if (pixels > max_pixels) {
+  // Unsigned: two uint32 always fit, where a signed product of wire values
+  // near 2^32 overflowed and could come out negative, under any limit.
+  const uint64_t pixels = uint64_t{frame.pixels().width()} * frame.pixels().height();
+  if (max_pixels < 0 || pixels > static_cast<uint64_t>(max_pixels)) {
     return absl::ResourceExhaustedError(
         absl::StrCat("frame.pixels: ", frame.pixels().width(), " x ", frame.pixels().height(),
                      " = ", pixels, " pixels, more than the server's limit of ", max_pixels));
@@ -227,12 +229,23 @@ absl::StatusOr<DecodedFrame> DecodeFrame(const v1::Frame& frame, int64_t max_pix
     return Invalid("frame.pixels", absl::StrCat("must have a positive width and height, got ",
                                                 px.width(), " x ", px.height()));
   }
-  const int64_t expected = static_cast<int64_t>(px.width()) * px.height() * type.bytes;
-  if (static_cast<int64_t>(px.data().size()) != expected) {
+  // cv::Mat's sizes are int; no wire frame this large can hold its bytes anyway.
+  constexpr uint32_t kMaxSide = std::numeric_limits<int>::max();
+  if (px.width() > kMaxSide || px.height() > kMaxSide) {
+    return Invalid("frame.pixels",
+                   absl::StrCat("must be at most 2^31 - 1 pixels wide and high, got ", px.width(),
+                                " x ", px.height()));
+  }
+  // Compared by division: pixels × bytes can exceed 64 bits when the caller
+  // sets no pixel limit (PixelsToImage).
+  const uint64_t pixels = uint64_t{px.width()} * px.height();
+  const uint64_t size = px.data().size();
+  const uint64_t bytes = static_cast<uint64_t>(type.bytes);
+  if (size % bytes != 0 || size / bytes != pixels) {
     return Invalid(
         "frame.pixels.data",
-        absl::StrCat("holds ", px.data().size(), " bytes, but ", px.width(), " x ", px.height(),
-                     " pixels of ", v1::DType_Name(px.dtype()), " need ", expected));
+        absl::StrCat("holds ", size, " bytes, but ", px.width(), " x ", px.height(), " pixels of ",
+                     v1::DType_Name(px.dtype()), " need ", pixels, " x ", bytes));
   }
   if (frame.valid_rows() > px.height()) {
     return Invalid("frame.valid_rows",

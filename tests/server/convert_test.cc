@@ -101,6 +101,31 @@ TEST(DecodeFrameTest, BadFramesNameTheField) {
   EXPECT_THAT(DecodeFrame(f, 1 << 20).status().message(), HasSubstr("frame.pixel_size_y_angstrom"));
 }
 
+// Found by tests/fuzz/fuzz_frame: width × height of wire values near 2^32
+// overflowed a signed product (undefined; it could come out negative and
+// pass any pixel limit), and so could pixels × bytes without a limit.
+TEST(DecodeFrameTest, HugeShapesAreRejectedWithoutOverflow) {
+  v1::Frame f = Good();
+  f.mutable_pixels()->set_width(0xFFFFFFFFu);
+  f.mutable_pixels()->set_height(0xFFFFFFFFu);
+  EXPECT_TRUE(absl::IsResourceExhausted(CheckFrameLimits(f, 1 << 20)));
+  EXPECT_TRUE(absl::IsResourceExhausted(DecodeFrame(f, 1 << 20).status()));
+  EXPECT_TRUE(
+      absl::IsResourceExhausted(DecodeFrame(f, std::numeric_limits<int64_t>::max()).status()));
+
+  // No limit (the clients' direction): a shape cv::Mat cannot hold, and
+  // 2^60 float64 pixels, whose 2^63 bytes overflowed int64.
+  f.mutable_pixels()->set_data(std::string(8, '\0'));
+  f.mutable_pixels()->set_width(1u << 31);
+  f.mutable_pixels()->set_height(1);
+  EXPECT_THAT(PixelsToImage(f.pixels()).status().message(), HasSubstr("at most 2^31 - 1"));
+  f.mutable_pixels()->set_dtype(v1::DTYPE_FLOAT64);
+  f.mutable_pixels()->set_width(1u << 30);
+  f.mutable_pixels()->set_height(1u << 30);
+  EXPECT_THAT(PixelsToImage(f.pixels()).status().message(),
+              HasSubstr("frame.pixels.data holds 8 bytes"));
+}
+
 TEST(DecodeFrameTest, PartialFramesKeepTheirValidRowsAndNaNsBelowDoNotCount) {
   v1::Frame f = Good();
   const float nan = std::numeric_limits<float>::quiet_NaN();
