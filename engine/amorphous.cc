@@ -290,6 +290,9 @@ absl::StatusOr<AmorphousScene> AmorphousScene::Create(const cv::Mat& image,
     }
     return &s.sizes_[i];
   };
+  // Which sizes get which projection: the given basis, a PCA fitted here,
+  // or none (the evidence needs only the differences' energies).
+  std::vector<std::pair<int, const PatchProjection*>> projected;
   if (scene.projection.has_value()) {
     const PatchProjection& p = *scene.projection;
     const int d = p.patch_size_px * p.patch_size_px;
@@ -299,21 +302,27 @@ absl::StatusOr<AmorphousScene> AmorphousScene::Create(const cv::Mat& image,
           "amorphous: the given projection for ", p.patch_size_px, " px patches needs a mean of ",
           d, " and components of ", d, " finite entries"));
     }
-    LOGSTAR_ASSIGN_OR_RETURN(SizeFeatures * f, slot(p.patch_size_px));
-    LOGSTAR_RETURN_IF_ERROR(s.Prepare(p.patch_size_px, true, &p, *f));
+    LOGSTAR_RETURN_IF_ERROR(slot(p.patch_size_px).status());
+    projected.emplace_back(p.patch_size_px, &p);
   }
   std::vector<int> fitted = scene.patch_sizes_px;
   if (fitted.empty() && !scene.projection.has_value()) {
     for (int h = s.min_half_; h <= max_half; ++h) fitted.push_back(2 * h + 1);
   }
   for (int size : fitted) {
-    LOGSTAR_ASSIGN_OR_RETURN(SizeFeatures * f, slot(size));
-    if (!f->projected_ready) LOGSTAR_RETURN_IF_ERROR(s.Prepare(size, true, nullptr, *f));
+    LOGSTAR_RETURN_IF_ERROR(slot(size).status());
+    bool seen = false;
+    for (const auto& [other, basis] : projected) seen |= other == size;
+    if (!seen) projected.emplace_back(size, nullptr);
   }
-  {
-    LOGSTAR_ASSIGN_OR_RETURN(SizeFeatures * f, slot(evidence_size));
-    if (!f->differences_ready)
-      LOGSTAR_RETURN_IF_ERROR(s.Prepare(evidence_size, false, nullptr, *f));
+  std::vector<int> sampled = {evidence_size};
+  LOGSTAR_RETURN_IF_ERROR(slot(evidence_size).status());
+  for (const auto& [size, basis] : projected) {
+    if (std::find(sampled.begin(), sampled.end(), size) == sampled.end()) sampled.push_back(size);
+  }
+  s.SampleDifferences(sampled, scene.context);
+  for (const auto& [size, basis] : projected) {
+    LOGSTAR_RETURN_IF_ERROR(s.Project(size, basis, *slot(size).value()));
   }
   const SizeFeatures& e = s.sizes_[evidence_size / 2 - s.min_half_];
   const int need = std::max({options.max_components, options.pca_components + 1, 2});
@@ -333,52 +342,119 @@ absl::StatusOr<AmorphousScene> AmorphousScene::Create(const cv::Mat& image,
   return s;
 }
 
-absl::Status AmorphousScene::Prepare(int size_px, bool project, const PatchProjection* basis,
-                                     SizeFeatures& out) const {
-  LOGSTAR_RETURN_IF_ERROR(PatchOptions{.size_px = size_px}.Validate());
-  const int half = size_px / 2, d = size_px * size_px;
-  std::vector<int>& kept = out.kept;
-  kept.clear();
-  Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> rows(atoms_.size(), d);
-  Eigen::RowVectorXd p(d), q(d);
-  auto normalise = [&](Eigen::RowVectorXd& v) {
+void AmorphousScene::SampleDifferences(const std::vector<int>& sizes, ExecutionContext* context) {
+  const int n = static_cast<int>(atoms_.size());
+  const int big = *std::max_element(sizes.begin(), sizes.end());
+  const int big_half = big / 2, big_d = big * big;
+  using RowMajor = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  std::vector<RowMajor> rows(sizes.size());
+  std::vector<std::vector<char>> valid(sizes.size(), std::vector<char>(n, 0));
+  for (size_t k = 0; k < sizes.size(); ++k) rows[k].resize(n, sizes[k] * sizes[k]);
+  auto normalise = [&](double* v, int d) {
     if (!options_.normalize_patches) return;
-    v.array() -= v.mean();
-    const double sd = std::sqrt(v.squaredNorm() / d);
-    if (sd > 0.0) v /= sd;
+    Eigen::Map<Eigen::RowVectorXd> m(v, d);
+    m.array() -= m.mean();
+    const double sd = std::sqrt(m.squaredNorm() / d);
+    if (sd > 0.0) m /= sd;
   };
-  for (size_t i = 0; i < atoms_.size(); ++i) {
+  // The patch of size s about a point is the central s × s of the largest
+  // one about it (same sub-pixel weights), so each position is sampled once
+  // at the largest size where that fits, and per size otherwise (near the
+  // border).
+  struct Scratch {
+    std::vector<double> big_p, big_q, p, q;
+    std::vector<double> best;
+  };
+  auto crop = [](const std::vector<double>& from, int from_size, int size, double* to) {
+    const int off = (from_size - size) / 2;
+    for (int j = 0; j < size; ++j) {
+      const double* src = from.data() + (j + off) * from_size + off;
+      std::copy(src, src + size, to + j * size);
+    }
+  };
+  auto one = [&](int i, Scratch& w) {
     const PointXY& a = atoms_[i];
-    if (!PatchInside(width_, height_, a.x, a.y, half)) continue;
-    SamplePatch(smoothed_, a.x, a.y, size_px, p.data());
-    normalise(p);
-    double best = std::numeric_limits<double>::infinity();
-    const Eigen::Index row = static_cast<Eigen::Index>(kept.size());
+    const bool centre_big = PatchInside(width_, height_, a.x, a.y, big_half);
+    if (centre_big) SamplePatch(smoothed_, a.x, a.y, big, w.big_p.data());
+    w.best.assign(sizes.size(), std::numeric_limits<double>::infinity());
+    // The centre patch per size, then each translated patch per size.
+    std::vector<bool> centre_ok(sizes.size());
+    for (size_t k = 0; k < sizes.size(); ++k) {
+      const int size = sizes[k], d = size * size;
+      centre_ok[k] = PatchInside(width_, height_, a.x, a.y, size / 2);
+      if (!centre_ok[k]) continue;
+      double* p = w.p.data() + static_cast<size_t>(k) * big_d;
+      if (centre_big) {
+        crop(w.big_p, big, size, p);
+      } else {
+        SamplePatch(smoothed_, a.x, a.y, size, p);
+      }
+      normalise(p, d);
+    }
     for (const PointXY& t : translations_) {
       for (double sign : {1.0, -1.0}) {
         const double x = a.x + sign * t.x, y = a.y + sign * t.y;
-        if (!PatchInside(width_, height_, x, y, half)) continue;
-        SamplePatch(smoothed_, x, y, size_px, q.data());
-        normalise(q);
-        const double e = (p - q).squaredNorm();
-        if (e < best) {
-          best = e;
-          rows.row(row) = p - q;
+        const bool shifted_big = PatchInside(width_, height_, x, y, big_half);
+        if (shifted_big) SamplePatch(smoothed_, x, y, big, w.big_q.data());
+        for (size_t k = 0; k < sizes.size(); ++k) {
+          const int size = sizes[k], d = size * size;
+          if (!centre_ok[k] || !PatchInside(width_, height_, x, y, size / 2)) continue;
+          double* q = w.q.data();
+          if (shifted_big) {
+            crop(w.big_q, big, size, q);
+          } else {
+            SamplePatch(smoothed_, x, y, size, q);
+          }
+          normalise(q, d);
+          const double* p = w.p.data() + static_cast<size_t>(k) * big_d;
+          double e = 0.0;
+          for (int m = 0; m < d; ++m) e += (p[m] - q[m]) * (p[m] - q[m]);
+          if (e < w.best[k]) {
+            w.best[k] = e;
+            for (int m = 0; m < d; ++m) rows[k](i, m) = p[m] - q[m];
+          }
         }
       }
     }
-    if (std::isfinite(best)) kept.push_back(static_cast<int>(i));
+    for (size_t k = 0; k < sizes.size(); ++k) valid[k][i] = std::isfinite(w.best[k]);
+  };
+  constexpr int kBlock = 64;
+  const int blocks = (n + kBlock - 1) / kBlock;
+  auto block = [&](int b) {
+    Scratch w;
+    w.big_p.resize(big_d);
+    w.big_q.resize(big_d);
+    w.p.resize(static_cast<size_t>(sizes.size()) * big_d);
+    w.q.resize(big_d);
+    for (int i = b * kBlock; i < std::min(n, (b + 1) * kBlock); ++i) one(i, w);
+  };
+  if (context != nullptr && blocks > 1) {
+    context->ParallelFor(blocks, block);
+  } else {
+    for (int b = 0; b < blocks; ++b) block(b);
   }
-  out.differences = rows.topRows(kept.size());
-  out.differences_ready = true;
+  for (size_t k = 0; k < sizes.size(); ++k) {
+    SizeFeatures& out = sizes_[sizes[k] / 2 - min_half_];
+    out.kept.clear();
+    for (int i = 0; i < n; ++i) {
+      if (valid[k][i]) out.kept.push_back(i);
+    }
+    out.differences.resize(static_cast<Eigen::Index>(out.kept.size()), sizes[k] * sizes[k]);
+    for (size_t r = 0; r < out.kept.size(); ++r) out.differences.row(r) = rows[k].row(out.kept[r]);
+    out.differences_ready = true;
+  }
+}
+
+absl::Status AmorphousScene::Project(int size_px, const PatchProjection* basis,
+                                     SizeFeatures& out) const {
+  const int d = size_px * size_px;
   out.projected.resize(0, 0);
-  if (!project) return absl::OkStatus();
-  const Eigen::Index n = out.differences.rows();
+  const Eigen::Index num_kept = out.differences.rows();
   if (basis != nullptr) {
     out.basis = *basis;
-  } else if (n >= 2) {
-    const int k =
-        std::min<int>(options_.pca_components, static_cast<int>(std::min<Eigen::Index>(n, d)));
+  } else if (num_kept >= 2) {
+    const int k = std::min<int>(options_.pca_components,
+                                static_cast<int>(std::min<Eigen::Index>(num_kept, d)));
     LOGSTAR_ASSIGN_OR_RETURN(const Pca pca, Pca::Fit(out.differences, {.num_components = k}));
     out.basis = {size_px, pca.mean(), pca.components()};
   } else {  // too few atoms; Evaluate reports it
@@ -492,8 +568,10 @@ absl::StatusOr<AmorphousResult> RunAmorphous(const cv::Mat& image, absl::Span<co
                                              absl::Span<const AmorphousParameters> warm_start) {
   if (context == nullptr) return absl::InvalidArgumentError("context must not be null");
   const auto t0 = std::chrono::steady_clock::now();
+  SceneOptions scene_options;
+  scene_options.context = context;
   LOGSTAR_ASSIGN_OR_RETURN(const AmorphousScene scene,
-                           AmorphousScene::Create(image, atoms, prior, options));
+                           AmorphousScene::Create(image, atoms, prior, options, scene_options));
   const PatchSizeRange sizes = ResolvePatchSizes(options, prior);
   SearchSpace space;
   // The patch size is searched as its half-width so that every integer is odd.

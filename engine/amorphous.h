@@ -204,6 +204,9 @@ struct SceneOptions {
   std::vector<PointXY> translations_px;
   // Set: its patch size is prepared with this basis instead of a fitted one.
   std::optional<PatchProjection> projection;
+  // Not owned; when given, Create() samples the atoms' patches in its
+  // arena (the result does not depend on it).
+  ExecutionContext* context = nullptr;
 };
 
 // One frame (or window) prepared for many evaluations: the low-passed image,
@@ -258,10 +261,12 @@ class AmorphousScene {
   };
   AmorphousScene() = default;
   absl::StatusOr<const SizeFeatures*> At(int size_px, bool projected) const;
-  // D for `size_px`; then, unless `project` is false, its projection on
-  // `basis` (when given) or on a PCA fitted to it.
-  absl::Status Prepare(int size_px, bool project, const PatchProjection* basis,
-                       SizeFeatures& out) const;
+  // D for each of `sizes` (odd, in range), every atom's patches sampled
+  // once at the largest size.
+  void SampleDifferences(const std::vector<int>& sizes, ExecutionContext* context);
+  // The projection of D for `size_px` on `basis` (when given) or on a PCA
+  // fitted to it.
+  absl::Status Project(int size_px, const PatchProjection* basis, SizeFeatures& out) const;
   absl::StatusOr<RegionSet> Paint(absl::Span<const PointXY> atoms) const;
   Objectives2 Score(const RegionSet& regions) const;
 

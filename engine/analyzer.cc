@@ -346,7 +346,8 @@ absl::Status LogStarAnalyzer::AmorphousWindow(const cv::Mat& image, const Window
         AmorphousScene::Create(tile, points, prior, options,
                                {.patch_sizes_px = {},
                                 .translations_px = cache->translations_px,
-                                .projection = cache->projection});
+                                .projection = cache->projection,
+                                .context = context});
     if (!scene.ok()) return skip(scene.status());
     absl::StatusOr<AmorphousEvaluation> e = scene->Evaluate(cache->parameters);
     if (!e.ok() && !SkipsWindow(e.status())) return e.status();

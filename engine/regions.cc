@@ -54,6 +54,11 @@ void DilateByDisk(cv::Mat& set, double r, bool invert) {
   const int far = static_cast<int>(w.size());  // g >= far: too far to matter
   const int rows = set.rows, cols = set.cols;
   const uint8_t on = invert ? 0 : 255;
+  // reach[g]: how far right (and left) a pixel at vertical distance g
+  // covers; "too far" reaches nowhere (a large negative number), so the row
+  // sweeps below need no branch.
+  std::vector<int> reach_of(far + 1, -(1 << 29));
+  for (int g = 0; g < far; ++g) reach_of[g] = w[g];
   cv::Mat g(rows, cols, CV_16U);
   for (int y = 0; y < rows; ++y) {
     const uint8_t* in = set.ptr<uint8_t>(y);
@@ -70,18 +75,20 @@ void DilateByDisk(cv::Mat& set, double r, bool invert) {
     for (int x = 0; x < cols; ++x)
       gy[x] = static_cast<uint16_t>(std::min<int>(gy[x], below[x] + 1));
   }
+  const int* reach_table = reach_of.data();
   for (int y = 0; y < rows; ++y) {
     const uint16_t* gy = g.ptr<uint16_t>(y);
     uint8_t* out = set.ptr<uint8_t>(y);
+    const uint8_t off = static_cast<uint8_t>(255 - on);
     int reach = -1;  // rightmost pixel covered by an interval starting at or before x
     for (int x = 0; x < cols; ++x) {
-      if (gy[x] < far) reach = std::max(reach, x + w[gy[x]]);
-      out[x] = reach >= x ? on : static_cast<uint8_t>(255 - on);
+      reach = std::max(reach, x + reach_table[gy[x]]);
+      out[x] = reach >= x ? on : off;
     }
     reach = cols;  // leftmost pixel covered by an interval starting at or after x
     for (int x = cols - 1; x >= 0; --x) {
-      if (gy[x] < far) reach = std::min(reach, x - w[gy[x]]);
-      if (reach <= x) out[x] = on;
+      reach = std::min(reach, x - reach_table[gy[x]]);
+      out[x] = reach <= x ? on : out[x];
     }
   }
 }

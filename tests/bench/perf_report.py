@@ -344,6 +344,12 @@ def gmm_rows(t, raw, stages):
         r = rows[key]
         t.add('speed vs reference', '  same, %s (context)' % what,
               fmt_ms(r['logstar_ms']), fmt_ms(r['reference_ms']), fmt_x(r['ratio']))
+    r = rows.get('cached_frame_1024')
+    if r is not None:
+        t.add('speed vs scikit-image', '1024² cached frame, LoG* and the amorphous stage, vs one '
+              'blob_log with the windows\' median parameters (the cached-frame budget)',
+              fmt_ms(r['logstar_ms']), fmt_ms(r['reference_ms']), fmt_x(r['ratio']), '≥ 100×',
+              r['met'])
     ref_iou = data['reference'].get('iou')
     t.add('accuracy', 'amorphous mask IoU with the truth, same %s frame (noise 0.3)' % size,
           '%.3f' % data['logstar']['iou'],
