@@ -254,6 +254,7 @@ absl::StatusOr<AmorphousScene> AmorphousScene::Create(const cv::Mat& image,
   s.width_ = image.cols;
   s.height_ = image.rows;
   s.atoms_.assign(atoms.begin(), atoms.end());
+  s.context_ = scene.context;
   s.options_ = options;
   s.nn_px_ = prior.NearestNeighborPx();
   const double sigma = options.smoothing_sigma_nn * s.nn_px_;
@@ -315,14 +316,22 @@ absl::StatusOr<AmorphousScene> AmorphousScene::Create(const cv::Mat& image,
     for (const auto& [other, basis] : projected) seen |= other == size;
     if (!seen) projected.emplace_back(size, nullptr);
   }
-  std::vector<int> sampled = {evidence_size};
-  LOGSTAR_RETURN_IF_ERROR(slot(evidence_size).status());
+  std::vector<int> sampled;
+  if (!scene.evidence.has_value()) {
+    LOGSTAR_RETURN_IF_ERROR(slot(evidence_size).status());
+    sampled.push_back(evidence_size);
+  }
   for (const auto& [size, basis] : projected) {
     if (std::find(sampled.begin(), sampled.end(), size) == sampled.end()) sampled.push_back(size);
   }
+  if (sampled.empty()) return absl::InvalidArgumentError("amorphous: nothing to prepare");
   s.SampleDifferences(sampled, scene.context);
   for (const auto& [size, basis] : projected) {
     LOGSTAR_RETURN_IF_ERROR(s.Project(size, basis, *slot(size).value()));
+  }
+  if (scene.evidence.has_value()) {
+    s.evidence_ = *scene.evidence;
+    return s;
   }
   const SizeFeatures& e = s.sizes_[evidence_size / 2 - s.min_half_];
   const int need = std::max({options.max_components, options.pca_components + 1, 2});
@@ -375,10 +384,10 @@ void AmorphousScene::SampleDifferences(const std::vector<int>& sizes, ExecutionC
   auto one = [&](int i, Scratch& w) {
     const PointXY& a = atoms_[i];
     const bool centre_big = PatchInside(width_, height_, a.x, a.y, big_half);
-    if (centre_big) SamplePatch(smoothed_, a.x, a.y, big, w.big_p.data());
     w.best.assign(sizes.size(), std::numeric_limits<double>::infinity());
-    // The centre patch per size, then each translated patch per size.
+    // The centre patch per size (cropped from the big one, or sampled).
     std::vector<bool> centre_ok(sizes.size());
+    if (centre_big) SamplePatch(smoothed_, a.x, a.y, big, w.big_p.data());
     for (size_t k = 0; k < sizes.size(); ++k) {
       const int size = sizes[k], d = size * size;
       centre_ok[k] = PatchInside(width_, height_, a.x, a.y, size / 2);
@@ -399,19 +408,39 @@ void AmorphousScene::SampleDifferences(const std::vector<int>& sizes, ExecutionC
         for (size_t k = 0; k < sizes.size(); ++k) {
           const int size = sizes[k], d = size * size;
           if (!centre_ok[k] || !PatchInside(width_, height_, x, y, size / 2)) continue;
-          double* q = w.q.data();
-          if (shifted_big) {
-            crop(w.big_q, big, size, q);
-          } else {
-            SamplePatch(smoothed_, x, y, size, q);
-          }
-          normalise(q, d);
           const double* p = w.p.data() + static_cast<size_t>(k) * big_d;
+          // The common case reads the central window of the big patch in
+          // place; normalised patches and border atoms take a copy.
+          const double* q;
+          int q_stride;
+          if (shifted_big && !options_.normalize_patches) {
+            const int off = (big - size) / 2;
+            q = w.big_q.data() + off * big + off;
+            q_stride = big;
+          } else {
+            if (shifted_big) {
+              crop(w.big_q, big, size, w.q.data());
+            } else {
+              SamplePatch(smoothed_, x, y, size, w.q.data());
+            }
+            normalise(w.q.data(), d);
+            q = w.q.data();
+            q_stride = size;
+          }
           double e = 0.0;
-          for (int m = 0; m < d; ++m) e += (p[m] - q[m]) * (p[m] - q[m]);
+          for (int r = 0; r < size; ++r) {
+            const double* pr = p + r * size;
+            const double* qr = q + r * q_stride;
+            for (int c = 0; c < size; ++c) e += (pr[c] - qr[c]) * (pr[c] - qr[c]);
+          }
           if (e < w.best[k]) {
             w.best[k] = e;
-            for (int m = 0; m < d; ++m) rows[k](i, m) = p[m] - q[m];
+            double* row = rows[k].row(i).data();
+            for (int r = 0; r < size; ++r) {
+              for (int c = 0; c < size; ++c) {
+                row[r * size + c] = p[r * size + c] - q[r * q_stride + c];
+              }
+            }
           }
         }
       }
@@ -496,7 +525,8 @@ absl::StatusOr<PatchProjection> AmorphousScene::Projection(int size_px) const {
 absl::StatusOr<RegionSet> AmorphousScene::Paint(absl::Span<const PointXY> atoms) const {
   return PaintRegions(width_, height_, atoms,
                       {.radius_px = options_.mask_radius_nn * nn_px_,
-                       .closing_radius_px = options_.closing_radius_nn * nn_px_});
+                       .closing_radius_px = options_.closing_radius_nn * nn_px_},
+                      context_);
 }
 
 Objectives2 AmorphousScene::Score(const RegionSet& regions) const {

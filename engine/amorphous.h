@@ -204,8 +204,13 @@ struct SceneOptions {
   std::vector<PointXY> translations_px;
   // Set: its patch size is prepared with this basis instead of a fitted one.
   std::optional<PatchProjection> projection;
-  // Not owned; when given, Create() samples the atoms' patches in its
-  // arena (the result does not depend on it).
+  // Set: the frame's evidence is taken as given (a cached window's, read
+  // when its parameters were tuned) instead of being read from this frame,
+  // and the evidence's patch size is not prepared.
+  std::optional<AmorphousEvidence> evidence;
+  // Not owned; when given, the scene samples the atoms' patches and paints
+  // regions in its arena (the results do not depend on it). It must outlive
+  // the scene.
   ExecutionContext* context = nullptr;
 };
 
@@ -271,6 +276,7 @@ class AmorphousScene {
   Objectives2 Score(const RegionSet& regions) const;
 
   cv::Mat smoothed_;
+  ExecutionContext* context_ = nullptr;  // not owned; may be null
   int width_ = 0, height_ = 0;
   std::vector<PointXY> atoms_;
   std::vector<PointXY> translations_;

@@ -64,11 +64,10 @@ bool Drifted(const Rewards& now, const Rewards& tuned, double tolerance) {
 
 bool Drifted(const AmorphousEvaluation& now, const CachedAmorphousWindow& tuned,
              const AmorphousStageOptions& options) {
-  const double disagreement = std::abs(now.regions.area_fraction - now.evidence);
-  const double tuned_disagreement = std::abs(tuned.tuned_area_fraction - tuned.tuned_evidence_area);
   const double floor_ratio = now.mixture.noise_floor /
                              std::max(tuned.tuned_noise_floor, std::numeric_limits<double>::min());
-  return disagreement > tuned_disagreement + options.drift_tolerance ||
+  return std::abs(now.regions.area_fraction - tuned.tuned_area_fraction) >
+             options.drift_tolerance ||
          !(floor_ratio <= options.floor_drift_ratio &&
            floor_ratio >= 1.0 / options.floor_drift_ratio);
 }
@@ -342,12 +341,15 @@ absl::Status LogStarAnalyzer::AmorphousWindow(const cv::Mat& image, const Window
   std::optional<AmorphousEvaluation> evaluation;
   std::vector<AmorphousParameters> warm;
   if (cache.has_value()) {
+    SceneOptions cached;
+    cached.translations_px = cache->translations_px;
+    cached.projection = cache->projection;
+    cached.evidence = AmorphousEvidence{};
+    cached.evidence->share = cache->tuned_evidence_share;
+    cached.evidence->area_fraction = cache->tuned_evidence_area;
+    cached.context = context;
     absl::StatusOr<AmorphousScene> scene =
-        AmorphousScene::Create(tile, points, prior, options,
-                               {.patch_sizes_px = {},
-                                .translations_px = cache->translations_px,
-                                .projection = cache->projection,
-                                .context = context});
+        AmorphousScene::Create(tile, points, prior, options, cached);
     if (!scene.ok()) return skip(scene.status());
     absl::StatusOr<AmorphousEvaluation> e = scene->Evaluate(cache->parameters);
     if (!e.ok() && !SkipsWindow(e.status())) return e.status();
@@ -371,6 +373,7 @@ absl::Status LogStarAnalyzer::AmorphousWindow(const cv::Mat& image, const Window
                                   .chosen = r->chosen_index,
                                   .tuned_area_fraction = r->chosen.regions.area_fraction,
                                   .tuned_evidence_area = r->chosen.evidence,
+                                  .tuned_evidence_share = r->evidence.share,
                                   .tuned_noise_floor = r->chosen.mixture.noise_floor,
                                   .translations_px = std::move(r->translations_px),
                                   .projection = std::move(r->projection)};
@@ -441,7 +444,8 @@ absl::StatusOr<FrameAmorphous> LogStarAnalyzer::RunAmorphousStage(
   LOGSTAR_ASSIGN_OR_RETURN(out.regions,
                            PaintRegions(image.cols, image.rows, amorphous,
                                         {.radius_px = o.mask_radius_nn * nn,
-                                         .closing_radius_px = o.closing_radius_nn * nn}));
+                                         .closing_radius_px = o.closing_radius_nn * nn},
+                                        context));
   out.ms = MsSince(t0);
   return out;
 }

@@ -24,13 +24,14 @@
 // with a cache of the same kind: the first frame tunes the GMM parameters of
 // each of its windows; the next reuse them with the PCA basis and lattice
 // translations found at tuning (patches, projection and one mixture fit, no
-// search), and re-tune a window, warm-started from its cached front, when
-// its result drifts: when the amorphous area's disagreement with the
-// frame's evidence (amorphous.h) grows by more than drift_tolerance of the
-// window's area over its value at tuning, or when the crystal's noise floor
-// in feature space moves by more than floor_drift_ratio either way (the
-// lattice, focus or dose changed, so the cached basis and translations no
-// longer describe the frame).
+// search; the evidence, amorphous.h, is the one read at tuning), and re-tune
+// a window, warm-started from its cached front, when its result drifts:
+// when its amorphous area moves by more than drift_tolerance of the window
+// from its value at tuning (a region grew, shrank, appeared or went: the
+// re-tuning reads the frame's evidence afresh), or when the crystal's noise
+// floor in feature space moves by more than floor_drift_ratio either way
+// (the lattice, focus or dose changed, so the cached basis and translations
+// no longer describe the frame).
 // Its windows default to the whole frame because the stage measures
 // disorder against the crystal around it: a window that is all amorphous
 // has no crystal to compare with and shows no region.
@@ -80,8 +81,8 @@ struct AmorphousStageOptions {
   bool enabled = false;
   int window = 0;  // px; 0 = the whole frame is one window (recommended)
   int stride = 0;  // px; 0 = window
-  // Re-tune when |area - evidence area| grows by more than this fraction of
-  // the window over its value at tuning (see the file comment).
+  // Re-tune when the amorphous area moves by more than this fraction of the
+  // window from its value at tuning (see the file comment).
   double drift_tolerance = 0.1;  // > 0
   // Re-tune when the noise floor leaves [floor / ratio, floor × ratio] of
   // its value at tuning.
@@ -143,12 +144,12 @@ struct AmorphousWindowResult {
   AmorphousParameters parameters;             // used on this frame
   Objectives2 objectives = {0.0, 0.0};        // of this frame
   Objectives2 tuned_objectives = {0.0, 0.0};  // at tuning time
-  AmorphousEvidence evidence;                 // this frame's
-  std::vector<AmorphousFrontPoint> front;     // the cached front
-  int chosen = 0;                             // index into front
-  int evaluations = 0;                        // spent on this frame
-  int num_classified = 0;                     // owned atoms classified
-  int num_amorphous = 0;                      // owned atoms amorphous
+  AmorphousEvidence evidence;  // this frame's when tuned, the tuning frame's when cached
+  std::vector<AmorphousFrontPoint> front;  // the cached front
+  int chosen = 0;                          // index into front
+  int evaluations = 0;                     // spent on this frame
+  int num_classified = 0;                  // owned atoms classified
+  int num_amorphous = 0;                   // owned atoms amorphous
   double ms = 0.0;
 };
 
@@ -192,10 +193,12 @@ struct CachedAmorphousWindow {
   Objectives2 tuned_objectives = {0.0, 0.0};
   std::vector<AmorphousFrontPoint> front;
   int chosen = 0;
-  // What drift is measured from (see the file comment).
-  double tuned_area_fraction = 0.0;  // of the window's painted regions
-  double tuned_evidence_area = 0.0;  // the evidence's, a_e
-  double tuned_noise_floor = 0.0;    // squared feature units
+  // What drift is measured from (see the file comment), and the evidence
+  // cached frames are scored against.
+  double tuned_area_fraction = 0.0;   // of the window's painted regions
+  double tuned_evidence_area = 0.0;   // the evidence's, a_e
+  double tuned_evidence_share = 0.0;  // the evidence's share of atoms, e
+  double tuned_noise_floor = 0.0;     // squared feature units
   // The lattice translations and the PCA basis of the chosen patch size:
   // properties of the lattice and the imaging, kept so that a cached frame
   // skips the autocorrelation and the PCA.

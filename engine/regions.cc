@@ -49,7 +49,7 @@ std::vector<int> DiskHalfWidths(double r) {
 // Pixels outside the image count as not in the set; with `invert` the
 // complement is dilated instead and the result complemented back (an
 // erosion, for which outside pixels count as in the set).
-void DilateByDisk(cv::Mat& set, double r, bool invert) {
+void DilateByDisk(cv::Mat& set, double r, bool invert, ExecutionContext* context) {
   const std::vector<int> w = DiskHalfWidths(r);
   const int far = static_cast<int>(w.size());  // g >= far: too far to matter
   const int rows = set.rows, cols = set.cols;
@@ -60,43 +60,59 @@ void DilateByDisk(cv::Mat& set, double r, bool invert) {
   std::vector<int> reach_of(far + 1, -(1 << 29));
   for (int g = 0; g < far; ++g) reach_of[g] = w[g];
   cv::Mat g(rows, cols, CV_16U);
-  for (int y = 0; y < rows; ++y) {
-    const uint8_t* in = set.ptr<uint8_t>(y);
-    uint16_t* gy = g.ptr<uint16_t>(y);
-    const uint16_t* above = y > 0 ? g.ptr<uint16_t>(y - 1) : nullptr;
-    for (int x = 0; x < cols; ++x) {
-      const int up = above != nullptr ? std::min(above[x] + 1, far) : far;
-      gy[x] = static_cast<uint16_t>(in[x] == on ? 0 : up);
+  // Each column's pass is independent of the others, each row's pass too:
+  // blocks of them run in the context's arena when there is one.
+  auto column_block = [&](int x0, int x1) {
+    for (int y = 0; y < rows; ++y) {
+      const uint8_t* in = set.ptr<uint8_t>(y);
+      uint16_t* gy = g.ptr<uint16_t>(y);
+      const uint16_t* above = y > 0 ? g.ptr<uint16_t>(y - 1) : nullptr;
+      for (int x = x0; x < x1; ++x) {
+        const int up = above != nullptr ? std::min(above[x] + 1, far) : far;
+        gy[x] = static_cast<uint16_t>(in[x] == on ? 0 : up);
+      }
     }
-  }
-  for (int y = rows - 2; y >= 0; --y) {
-    uint16_t* gy = g.ptr<uint16_t>(y);
-    const uint16_t* below = g.ptr<uint16_t>(y + 1);
-    for (int x = 0; x < cols; ++x)
-      gy[x] = static_cast<uint16_t>(std::min<int>(gy[x], below[x] + 1));
-  }
+    for (int y = rows - 2; y >= 0; --y) {
+      uint16_t* gy = g.ptr<uint16_t>(y);
+      const uint16_t* below = g.ptr<uint16_t>(y + 1);
+      for (int x = x0; x < x1; ++x)
+        gy[x] = static_cast<uint16_t>(std::min<int>(gy[x], below[x] + 1));
+    }
+  };
+  auto blocks = [&](int n, int block, auto&& body) {
+    const int count = (n + block - 1) / block;
+    auto run = [&](int b) { body(b * block, std::min(n, (b + 1) * block)); };
+    if (context != nullptr && count > 1) {
+      context->ParallelFor(count, run);
+    } else {
+      for (int b = 0; b < count; ++b) run(b);
+    }
+  };
+  blocks(cols, 256, column_block);
   const int* reach_table = reach_of.data();
-  for (int y = 0; y < rows; ++y) {
-    const uint16_t* gy = g.ptr<uint16_t>(y);
-    uint8_t* out = set.ptr<uint8_t>(y);
-    const uint8_t off = static_cast<uint8_t>(255 - on);
-    int reach = -1;  // rightmost pixel covered by an interval starting at or before x
-    for (int x = 0; x < cols; ++x) {
-      reach = std::max(reach, x + reach_table[gy[x]]);
-      out[x] = reach >= x ? on : off;
+  const uint8_t off = static_cast<uint8_t>(255 - on);
+  blocks(rows, 64, [&](int y0, int y1) {
+    for (int y = y0; y < y1; ++y) {
+      const uint16_t* gy = g.ptr<uint16_t>(y);
+      uint8_t* out = set.ptr<uint8_t>(y);
+      int reach = -1;  // rightmost pixel covered by an interval starting at or before x
+      for (int x = 0; x < cols; ++x) {
+        reach = std::max(reach, x + reach_table[gy[x]]);
+        out[x] = reach >= x ? on : off;
+      }
+      reach = cols;  // leftmost pixel covered by an interval starting at or after x
+      for (int x = cols - 1; x >= 0; --x) {
+        reach = std::min(reach, x - reach_table[gy[x]]);
+        out[x] = reach <= x ? on : out[x];
+      }
     }
-    reach = cols;  // leftmost pixel covered by an interval starting at or after x
-    for (int x = cols - 1; x >= 0; --x) {
-      reach = std::min(reach, x - reach_table[gy[x]]);
-      out[x] = reach <= x ? on : out[x];
-    }
-  }
+  });
 }
 
 }  // namespace
 
 absl::StatusOr<RegionSet> PaintRegions(int width, int height, absl::Span<const PointXY> atoms,
-                                       const RegionOptions& options) {
+                                       const RegionOptions& options, ExecutionContext* context) {
   if (absl::Status s = options.Validate(); !s.ok()) return s;
   if (width <= 0 || height <= 0) {
     return absl::InvalidArgumentError(
@@ -151,8 +167,8 @@ absl::StatusOr<RegionSet> PaintRegions(int width, int height, absl::Span<const P
   }
   if (c > 0.0) {
     // Closing by the digital disk {|v| <= c}: dilation, then erosion.
-    DilateByDisk(canvas, c, /*invert=*/false);
-    DilateByDisk(canvas, c, /*invert=*/true);
+    DilateByDisk(canvas, c, /*invert=*/false, context);
+    DilateByDisk(canvas, c, /*invert=*/true, context);
   }
   // The frame's part of the canvas.
   const cv::Rect frame_in_canvas =

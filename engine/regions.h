@@ -33,6 +33,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "engine/context.h"
 #include "engine/rewards.h"
 
 namespace logstar {
@@ -61,8 +62,11 @@ struct RegionSet {
 };
 
 // `atoms` are the amorphous atoms only. An empty list gives an empty set.
+// With a context (not owned) the closing runs in its arena; the result does
+// not depend on it.
 absl::StatusOr<RegionSet> PaintRegions(int width, int height, absl::Span<const PointXY> atoms,
-                                       const RegionOptions& options);
+                                       const RegionOptions& options,
+                                       ExecutionContext* context = nullptr);
 
 // The regions (8-connected components) of a given mask and their shape, as
 // above; `mask` is CV_8U, non-zero = inside (e.g. a truth mask). The

@@ -608,6 +608,7 @@ void CacheToProto(const LogStarAnalyzer::CacheSnapshot& cache, v1::CacheContents
     p->set_chosen(c->chosen);
     p->set_tuned_area_fraction(c->tuned_area_fraction);
     p->set_tuned_evidence_area(c->tuned_evidence_area);
+    p->set_tuned_evidence_share(c->tuned_evidence_share);
     p->set_tuned_noise_floor(c->tuned_noise_floor);
     for (const PointXY& t : c->translations_px) {
       p->add_translation_x(t.x);
@@ -671,6 +672,7 @@ absl::StatusOr<LogStarAnalyzer::CacheSnapshot> CacheFromProto(const v1::CacheCon
     c.chosen = w.chosen();
     c.tuned_area_fraction = w.tuned_area_fraction();
     c.tuned_evidence_area = w.tuned_evidence_area();
+    c.tuned_evidence_share = w.tuned_evidence_share();
     c.tuned_noise_floor = w.tuned_noise_floor();
     if (w.translation_x_size() != w.translation_y_size()) {
       return Invalid(f + ".translation_x", "and translation_y differ in length");

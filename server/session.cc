@@ -35,6 +35,14 @@ bool CacheSurvives(const v1::SessionSettings& a, const v1::SessionSettings& b) {
          x.has_column_sigma_angstrom() == y.has_column_sigma_angstrom();
 }
 
+// Whether the amorphous stage keeps its windows (and so its cache) when the
+// settings change from `a` to `b`.
+bool AmorphousLayoutSurvives(const v1::SessionSettings& a, const v1::SessionSettings& b) {
+  const v1::AmorphousSettings &x = a.analysis().amorphous(), &y = b.analysis().amorphous();
+  return x.window() == y.window() && x.has_window() == y.has_window() && x.stride() == y.stride() &&
+         x.has_stride() == y.has_stride();
+}
+
 }  // namespace
 
 Session::Session(std::string id, const v1::SessionSettings& settings, absl::Time now)
@@ -132,10 +140,16 @@ absl::Status Session::UpdateSettings(const v1::SessionSettings& settings) {
       slot->reset();  // made again, empty, at the next frame
       continue;
     }
-    // Same windows and prior: carry the cache over to the new options.
+    // Same windows and prior: carry the cache over to the new options (the
+    // amorphous stage's only if its windows stay too).
     LOGSTAR_ASSIGN_OR_RETURN(std::unique_ptr<LogStarAnalyzer> a,
                              LogStarAnalyzer::Create(options, *prior_));
-    LOGSTAR_RETURN_IF_ERROR(a->RestoreCache((*slot)->Snapshot()));
+    LogStarAnalyzer::CacheSnapshot cache = (*slot)->Snapshot();
+    if (!AmorphousLayoutSurvives(settings_, settings)) {
+      cache.amorphous.clear();
+      cache.amorphous_layout.clear();
+    }
+    LOGSTAR_RETURN_IF_ERROR(a->RestoreCache(cache));
     *slot = std::move(a);
   }
   if (!keep) prior_.reset();

@@ -78,6 +78,28 @@ TEST(SessionTest, SettingsChangesKeepOrEmptyTheCache) {
   EXPECT_EQ(s.counters().frames_analysed(), 0u);  // counted by the service, not here
 }
 
+// A new amorphous window size mid-stream empties only the stage's cache:
+// the LoG windows stay cached, the stage's new windows start afresh.
+TEST(SessionTest, AmorphousWindowChangeKeepsTheLogCache) {
+  Fixture f = Make(2);
+  f.settings.mutable_analysis()->mutable_amorphous()->set_enabled(true);
+  f.settings.mutable_analysis()->mutable_amorphous()->set_evaluations(6);
+  Session s("a", f.settings, absl::Now());
+  const FrameAnalysis first = Analyze(s, f.wire);
+  ASSERT_TRUE(first.amorphous.has_value());
+  EXPECT_EQ(first.amorphous->windows.size(), 1u);
+  v1::SessionSettings other = f.settings;
+  other.mutable_analysis()->mutable_amorphous()->set_window(64);
+  ASSERT_TRUE(s.UpdateSettings(other).ok());
+  const FrameAnalysis next = Analyze(s, f.wire);
+  EXPECT_EQ(next.misses, 0);
+  ASSERT_TRUE(next.amorphous.has_value());
+  ASSERT_EQ(next.amorphous->windows.size(), 4u);
+  for (const AmorphousWindowResult& w : next.amorphous->windows) {
+    EXPECT_NE(w.state, CacheState::kHit) << w.window.index;
+  }
+}
+
 TEST(SessionTest, OperatorChoiceSetsTheWindowsParameters) {
   const Fixture f = Make(2);
   Session s("s", f.settings, absl::Now());
