@@ -176,19 +176,30 @@ absl::StatusOr<std::vector<Window>> LayoutWindows(int width, int height, int win
   return out;
 }
 
-absl::Status AmorphousStageOptions::Validate() const {
+namespace {
+
+// The checks both stages' windows and drift tolerances share; `prefix`
+// names the stage in the message ("" or "amorphous ").
+absl::Status ValidateWindows(const char* prefix, int window, int stride, double drift_tolerance) {
   if (window != 0 && window < 16) {
     return absl::InvalidArgumentError(
-        absl::StrCat("amorphous window must be 0 or >= 16 px, got ", window));
+        absl::StrCat(prefix, "window must be 0 or >= 16 px, got ", window));
   }
   if (stride < 0 || (window > 0 && stride > window)) {
     return absl::InvalidArgumentError(
-        absl::StrCat("amorphous stride must be in [0, window = ", window, "] px, got ", stride));
+        absl::StrCat(prefix, "stride must be in [0, window = ", window, "] px, got ", stride));
   }
   if (!(std::isfinite(drift_tolerance) && drift_tolerance > 0.0)) {
     return absl::InvalidArgumentError(
-        absl::StrCat("amorphous drift_tolerance must be positive, got ", drift_tolerance));
+        absl::StrCat(prefix, "drift_tolerance must be positive, got ", drift_tolerance));
   }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status AmorphousStageOptions::Validate() const {
+  LOGSTAR_RETURN_IF_ERROR(ValidateWindows("amorphous ", window, stride, drift_tolerance));
   if (!(std::isfinite(floor_drift_ratio) && floor_drift_ratio > 1.0)) {
     return absl::InvalidArgumentError(
         absl::StrCat("amorphous floor_drift_ratio must be > 1, got ", floor_drift_ratio));
@@ -197,17 +208,7 @@ absl::Status AmorphousStageOptions::Validate() const {
 }
 
 absl::Status AnalyzerOptions::Validate() const {
-  if (window != 0 && window < 16) {
-    return absl::InvalidArgumentError(absl::StrCat("window must be 0 or >= 16 px, got ", window));
-  }
-  if (stride < 0 || (window > 0 && stride > window)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("stride must be in [0, window = ", window, "] px, got ", stride));
-  }
-  if (!(std::isfinite(drift_tolerance) && drift_tolerance > 0.0)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("drift_tolerance must be positive, got ", drift_tolerance));
-  }
+  LOGSTAR_RETURN_IF_ERROR(ValidateWindows("", window, stride, drift_tolerance));
   LOGSTAR_RETURN_IF_ERROR(normalize.Validate());
   LOGSTAR_RETURN_IF_ERROR(amorphous.Validate());
   return logstar.Validate();

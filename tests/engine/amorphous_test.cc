@@ -12,6 +12,7 @@
 #include "engine/analyzer.h"
 #include "engine/normalize.h"
 #include "engine/synth.h"
+#include "tests/engine/mask_iou.h"
 
 namespace logstar {
 namespace {
@@ -22,17 +23,7 @@ struct Case {
   uint64_t seed;
 };
 
-double MaskIou(const cv::Mat& mine, const cv::Mat& truth) {
-  int inter = 0, uni = 0;
-  for (int y = 0; y < mine.rows; ++y) {
-    for (int x = 0; x < mine.cols; ++x) {
-      const bool a = mine.at<uint8_t>(y, x) != 0, b = truth.at<uint8_t>(y, x) != 0;
-      inter += a && b;
-      uni += a || b;
-    }
-  }
-  return uni == 0 ? 1.0 : static_cast<double>(inter) / uni;
-}
+using ::logstar::testing::MaskIou;
 
 struct Run {
   double iou = 0.0;
@@ -177,20 +168,20 @@ TEST(AmorphousTest, BadInputNamesTheProblem) {
   SynthFrame frame = Synthesize({.width = 128, .height = 128}).value();
   const cv::Mat image = NormalizeFrame(frame.image, {}).value();
   EXPECT_THAT(std::string(AmorphousScene::Create(image, {}, frame.prior, {}).status().message()),
-              testing::HasSubstr("empty atom list"));
+              ::testing::HasSubstr("empty atom list"));
   EXPECT_THAT(std::string(AmorphousScene::Create(image, std::vector<PointXY>{{60, 60}, {61, 70}},
                                                  frame.prior, {})
                               .status()
                               .message()),
-              testing::HasSubstr("needs at least"));
+              ::testing::HasSubstr("needs at least"));
   EXPECT_THAT(std::string(AmorphousScene::Create(image, std::vector<PointXY>{{std::nan(""), 1}},
                                                  frame.prior, {})
                               .status()
                               .message()),
-              testing::HasSubstr("non-finite"));
+              ::testing::HasSubstr("non-finite"));
   AmorphousOptions bad;
   bad.dispersion_ratio = 1.0;
-  EXPECT_THAT(std::string(bad.Validate().message()), testing::HasSubstr("dispersion_ratio"));
+  EXPECT_THAT(std::string(bad.Validate().message()), ::testing::HasSubstr("dispersion_ratio"));
 }
 
 }  // namespace

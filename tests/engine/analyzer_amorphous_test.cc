@@ -9,21 +9,12 @@
 
 #include "engine/analyzer.h"
 #include "engine/synth.h"
+#include "tests/engine/mask_iou.h"
 
 namespace logstar {
 namespace {
 
-double MaskIou(const cv::Mat& mine, const cv::Mat& truth) {
-  int inter = 0, uni = 0;
-  for (int y = 0; y < mine.rows; ++y) {
-    for (int x = 0; x < mine.cols; ++x) {
-      const bool a = mine.at<uint8_t>(y, x) != 0, b = truth.at<uint8_t>(y, x) != 0;
-      inter += a && b;
-      uni += a || b;
-    }
-  }
-  return uni == 0 ? 1.0 : static_cast<double>(inter) / uni;
-}
+using ::logstar::testing::MaskIou;
 
 // A stream as `logstar synth --frames` makes it: crops of one clean field
 // moved by a stage drift, each with its own white noise.
@@ -153,10 +144,10 @@ TEST(AnalyzerAmorphousTest, SnapshotRestoresTheAmorphousCache) {
   LogStarAnalyzer::CacheSnapshot bad = snap;
   bad.amorphous[0]->projection.mean.resize(3);
   EXPECT_THAT(std::string(b->RestoreCache(bad).message()),
-              testing::HasSubstr("cached amorphous window 0: the PCA basis"));
+              ::testing::HasSubstr("cached amorphous window 0: the PCA basis"));
   bad = snap;
   bad.amorphous[0]->parameters.threshold = 1.5;
-  EXPECT_THAT(std::string(b->RestoreCache(bad).message()), testing::HasSubstr("threshold"));
+  EXPECT_THAT(std::string(b->RestoreCache(bad).message()), ::testing::HasSubstr("threshold"));
 }
 
 // A window without atoms to classify (a blank frame) is skipped with the
@@ -169,7 +160,7 @@ TEST(AnalyzerAmorphousTest, BlankFrameSkipsTheStage) {
   const FrameAnalysis b = a->Analyze(blank, ExecutionContext::Default()).value();
   ASSERT_TRUE(b.amorphous.has_value());
   EXPECT_EQ(b.amorphous->skipped, 1);
-  EXPECT_THAT(b.amorphous->windows[0].skipped, testing::HasSubstr("no atoms"));
+  EXPECT_THAT(b.amorphous->windows[0].skipped, ::testing::HasSubstr("no atoms"));
   EXPECT_TRUE(a->Snapshot().amorphous[0].has_value());
 }
 
