@@ -22,6 +22,8 @@ packages=(
   # the Python client (clients/python): gRPC and Protobuf runtimes, TIFF reading, its tests
   # (its stubs come from protoc and protobuf-compiler-grpc's grpc_python_plugin, above)
   python3-grpcio python3-protobuf python3-tifffile python3-pytest
+  # its DM3/DM4/EMD reader and the EMD round-trip tests (clients/python/tests/test_hyperspy.py)
+  python3-hyperspy
   # deploy/check.sh: parses the Helm chart and Kubernetes manifests, traces logstard's system calls
   python3-yaml strace
 )

@@ -12,11 +12,18 @@ Formats
   by default) are ignored.
 * ``.dm3``/``.dm4``/``.emd`` through HyperSpy, **only when it is installed**
   (Debian's python3-hyperspy); otherwise :class:`MissingDependency` says so.
-  Pixel size from the signal axes' scale and units.
+  One image or a stack (frames along the first array axis). Pixel size
+  from the scale and units (m, cm, mm, µm, nm, Å, pm) of the image's two
+  axes. An axis without a length unit (``<undefined>``, ``px``, ``1/nm``)
+  means the file is not calibrated: no pixel size, as for ``.npy``.
+  Spectra and 4-D data are refused. Tested with EMD files HyperSpy writes
+  (tests/test_hyperspy.py); DM3/DM4 take the same path but HyperSpy cannot
+  write them, so they are not tested here.
 
 Every reader yields ``(array, metadata)`` items ready for
 :meth:`logstar.Session.stream`; metadata has ``pixel_size`` (Å) when the
-file is calibrated (``pixel_size_x``/``_y`` when they differ) and ``tag``
+file is calibrated (``pixel_size_x``/``_y`` when they differ; neither when
+it is not, or only along one axis) and ``tag``
 = ``"FILE[#index]"``. Pixel types the wire does not carry are converted
 without loss: other integers to float64, float16 to float32. Colour images
 are refused (one channel only).
@@ -136,6 +143,19 @@ def read_tiff(path: PathLike) -> Iterator[Item]:
     return _items(_frames_of(array, p, "TIFF image"), p, meta)
 
 
+def _hyperspy_signal(signal: Any, p: str) -> Any:
+    """The image signal among what ``hs.load`` returned (a list for some EMD files)."""
+    if not isinstance(signal, list):
+        return signal
+    # EMD files may hold several signals: the first image (or stack of images)
+    images = [s for s in signal if s.axes_manager.signal_dimension >= 2 and s.data.ndim in (2, 3)]
+    if not images:
+        shapes = ", ".join(str(s.data.shape) for s in signal)
+        raise InvalidFrame(f"{p}: no image or image stack among the file's signals "
+                           f"(shapes: {shapes})")
+    return images[0]
+
+
 def read_hyperspy(path: PathLike) -> Iterator[Item]:
     p = os.fspath(path)
     try:
@@ -144,21 +164,27 @@ def read_hyperspy(path: PathLike) -> Iterator[Item]:
         raise MissingDependency(
             f"{p}: reading {os.path.splitext(p)[1]} files needs HyperSpy, which is not "
             f"installed (Debian: apt-get install python3-hyperspy)") from None
-    signal = hs.load(p, lazy=False)
-    if isinstance(signal, list):  # EMD files may hold several signals: the first 2-D image
-        images = [s for s in signal if s.axes_manager.signal_dimension == 2]
-        if not images:
-            raise InvalidFrame(f"{p}: no 2-D image signal in the file")
-        signal = images[0]
-    axes = signal.axes_manager.signal_axes
-    if len(axes) != 2:
-        raise InvalidFrame(f"{p}: signal has {len(axes)} signal axes, expected an image")
+    signal = _hyperspy_signal(hs.load(p, lazy=False), p)
+    am = signal.axes_manager
+    data = np.asarray(signal.data)
+    if am.signal_dimension < 2:
+        raise InvalidFrame(f"{p}: a {am.signal_dimension}-D signal (spectrum or profile) of "
+                           f"shape {data.shape}, not an image")
+    if data.ndim not in (2, 3):
+        raise InvalidFrame(f"{p}: signal of shape {data.shape} is neither one 2-D image nor "
+                           f"a stack of them")
+    # The image is the last two array axes (rows, columns), whether a stack's
+    # frame axis is a navigation axis (HyperSpy's own files, Velox EMD) or a
+    # third signal axis (Berkeley EMD marks no axis as navigation).
+    by_index = {ax.index_in_array: ax for ax in am.navigation_axes + am.signal_axes}
     sizes = []
-    for ax in axes:  # axes[0] is x (columns), axes[1] is y (rows)
+    for ax in (by_index[data.ndim - 1], by_index[data.ndim - 2]):  # x (columns), y (rows)
         unit = str(ax.units or "").strip().lower()
-        factor = _ANGSTROM_PER.get(unit)
-        sizes.append(abs(ax.scale) * factor if factor is not None else None)
-    return _items(_frames_of(np.asarray(signal.data), p, "signal"), p, _pixel_meta(*sizes))
+        factor = _ANGSTROM_PER.get(unit)  # None: uncalibrated, or not a length (1/nm, px)
+        scale = getattr(ax, "scale", None)  # non-uniform axes (HyperSpy ≥ 1.7) have none
+        ok = factor is not None and scale is not None
+        sizes.append(abs(float(scale)) * factor if ok else None)
+    return _items(_frames_of(data, p, "signal"), p, _pixel_meta(*sizes))
 
 
 def read_frames(path: PathLike) -> Iterator[Item]:
