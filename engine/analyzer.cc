@@ -250,6 +250,18 @@ void LogStarAnalyzer::ClearCache() {
   ++generation_;
 }
 
+bool LogStarAnalyzer::FullyCached(int width, int height) const {
+  absl::MutexLock lock(&mu_);
+  if (width != width_ || height != height_) return false;
+  for (const auto& w : cache_) {
+    if (!w.has_value()) return false;
+  }
+  for (const auto& w : amorphous_cache_) {
+    if (!w.has_value()) return false;
+  }
+  return true;
+}
+
 std::vector<std::optional<CachedWindow>> LogStarAnalyzer::Cache() const {
   absl::MutexLock lock(&mu_);
   return cache_;

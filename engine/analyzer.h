@@ -220,6 +220,9 @@ class LogStarAnalyzer {
 
   // The cache, per window of the current layout (empty before a frame).
   std::vector<std::optional<CachedWindow>> Cache() const;
+  // Whether a frame of this size would find every window of both stages
+  // cached (it may still drift and be re-tuned). Copies nothing.
+  bool FullyCached(int width, int height) const;
   const AnalyzerOptions& options() const { return options_; }
 
  private:

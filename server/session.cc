@@ -115,16 +115,7 @@ bool Session::WillTune(const DecodedFrame& frame) const {
     absl::MutexLock lock(&mu_);
     analyzer = frame.partial ? partial_ : full_;
   }
-  if (analyzer == nullptr) return true;
-  const LogStarAnalyzer::CacheSnapshot cache = analyzer->Snapshot();
-  if (cache.width != frame.image.cols || cache.height != frame.image.rows) return true;
-  for (const auto& w : cache.windows) {
-    if (!w.has_value()) return true;
-  }
-  for (const auto& w : cache.amorphous) {
-    if (!w.has_value()) return true;
-  }
-  return false;
+  return analyzer == nullptr || !analyzer->FullyCached(frame.image.cols, frame.image.rows);
 }
 
 absl::Status Session::UpdateSettings(const v1::SessionSettings& settings) {
