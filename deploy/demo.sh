@@ -15,7 +15,7 @@ logstard=build/server/logstard
 frames="${FRAMES:-24}"
 size="${SIZE:-512}"
 
-rm -rf out/stream out/overlays out/results.jsonl out/summary.txt
+rm -rf out/stream.lsr out/overlays out/results.jsonl out/summary.txt out/state
 mkdir -p out
 "${logstar}" synth --frames "${frames}" --size "${size}" --lattice ybco --noise 0.15 \
   --amorphous 0.15 --seed 7 --gmm --out out/stream.lsr
