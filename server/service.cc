@@ -112,7 +112,10 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
       service_->Unregister(this);
       service_->deps().metrics->streams_open->Decrement();
     }
-    if (session_ != nullptr) session_->Detach();
+    {
+      absl::MutexLock lock(&mu_);
+      if (session_ != nullptr && !detached_) session_->Detach();
+    }
     Unref();
   }
 
@@ -314,18 +317,26 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
     if (finished_) return;
     if (abort_.has_value()) {
       if (running_ || writing_) return;
-      finished_ = true;
-      Finish(*abort_);
+      FinishStream(*abort_);
       return;
     }
     if (!(read_closed_ || draining_)) return;
     if (running_ || writing_ || !queue_.empty() || !out_.empty()) return;
+    FinishStream(read_closed_ ? grpc::Status::OK
+                              : grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                             "the server is shutting down"));
+  }
+
+  // Detaches before the status goes out: a client that has seen its stream
+  // end must find the session unattached in the next ListSessions (OnDone
+  // runs later, on gRPC's schedule).
+  void FinishStream(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     finished_ = true;
-    if (read_closed_) {
-      Finish(grpc::Status::OK);
-    } else {
-      Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is shutting down"));
+    if (session_ != nullptr) {
+      session_->Detach();
+      detached_ = true;
     }
+    Finish(status);
   }
 
   LogStarService* const service_;
@@ -347,6 +358,7 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
   bool running_ ABSL_GUARDED_BY(mu_) = false;
   bool draining_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  bool detached_ ABSL_GUARDED_BY(mu_) = false;  // from session_, at FinishStream
   std::optional<grpc::Status> abort_ ABSL_GUARDED_BY(mu_);
 };
 
