@@ -18,6 +18,67 @@ double Drift(const Rewards& now, const Rewards& tuned) {
   return std::max(std::abs(now.qc - tuned.qc), std::abs(now.er - tuned.er));
 }
 
+// Atoms bucketed into square cells of a given size (compressed rows:
+// one index array, one offset per cell).
+class AtomGrid {
+ public:
+  AtomGrid(const std::vector<Atom>& atoms, double cell) : cell_(cell) {
+    min_x_ = max_x_ = atoms[0].x;
+    min_y_ = max_y_ = atoms[0].y;
+    for (const Atom& a : atoms) {
+      min_x_ = std::min(min_x_, a.x), max_x_ = std::max(max_x_, a.x);
+      min_y_ = std::min(min_y_, a.y), max_y_ = std::max(max_y_, a.y);
+    }
+    // At most ~2 sqrt(n) cells a side: a DS far below the atoms' spacing
+    // must not allocate a grid far larger than the atoms. Larger cells
+    // only add candidates, never lose one.
+    const double side = std::max(max_x_ - min_x_, max_y_ - min_y_);
+    cell_ = std::max(cell_, side / (2.0 * std::ceil(std::sqrt(atoms.size()))));
+    gw_ = static_cast<int>((max_x_ - min_x_) / cell_) + 1;
+    gh_ = static_cast<int>((max_y_ - min_y_) / cell_) + 1;
+    start_.assign(static_cast<size_t>(gw_) * gh_ + 1, 0);
+    for (const Atom& a : atoms) ++start_[Cell(a) + 1];
+    for (size_t c = 1; c < start_.size(); ++c) start_[c] += start_[c - 1];
+    members_.resize(atoms.size());
+    std::vector<int> fill(start_.begin(), start_.end() - 1);
+    for (size_t i = 0; i < atoms.size(); ++i) members_[fill[Cell(atoms[i])]++] = i;
+  }
+
+  // Calls f(j, squared distance) for every other atom j in the 3 x 3 cells
+  // around atom i: every atom closer than one cell, and some farther.
+  template <typename F>
+  void ForNeighbours(const std::vector<Atom>& atoms, int i, F&& f) const {
+    const Atom& a = atoms[i];
+    const int x = Col(a), y = Row(a);
+    for (int gy = std::max(y - 1, 0); gy <= std::min(y + 1, gh_ - 1); ++gy) {
+      const int row = gy * gw_;
+      const int from = start_[row + std::max(x - 1, 0)];
+      const int to = start_[row + std::min(x + 1, gw_ - 1) + 1];
+      for (int m = from; m < to; ++m) {
+        const int j = members_[m];
+        if (j == i) continue;
+        const double dx = atoms[j].x - a.x, dy = atoms[j].y - a.y;
+        f(j, dx * dx + dy * dy);
+      }
+    }
+  }
+
+ private:
+  int Col(const Atom& a) const {
+    return std::min(static_cast<int>((a.x - min_x_) / cell_), gw_ - 1);
+  }
+  int Row(const Atom& a) const {
+    return std::min(static_cast<int>((a.y - min_y_) / cell_), gh_ - 1);
+  }
+  size_t Cell(const Atom& a) const { return static_cast<size_t>(Row(a)) * gw_ + Col(a); }
+
+  double cell_;
+  double min_x_, min_y_, max_x_, max_y_;
+  int gw_ = 0, gh_ = 0;
+  std::vector<int> start_;    // cell c holds members_[start_[c], start_[c + 1])
+  std::vector<int> members_;  // atom indices, cell by cell
+};
+
 }  // namespace
 
 std::vector<int> ErFlaggedAtoms(const FrameAnalysis& analysis, double ds_px, int num_neighbors) {
@@ -26,40 +87,29 @@ std::vector<int> ErFlaggedAtoms(const FrameAnalysis& analysis, double ds_px, int
   if (!(ds_px > 0.0) || num_neighbors < 1 || static_cast<int>(atoms.size()) <= num_neighbors) {
     return flagged;
   }
-  // A flagged atom has all k neighbours within DS (their distances sum to
-  // less than DS), so only cells of size DS around it need a look.
-  double min_x = atoms[0].x, min_y = atoms[0].y, max_x = min_x, max_y = min_y;
-  for (const Atom& a : atoms) {
-    min_x = std::min(min_x, a.x), max_x = std::max(max_x, a.x);
-    min_y = std::min(min_y, a.y), max_y = std::max(max_y, a.y);
-  }
-  const int gw = static_cast<int>((max_x - min_x) / ds_px) + 1;
-  const int gh = static_cast<int>((max_y - min_y) / ds_px) + 1;
-  std::vector<std::vector<int>> cells(static_cast<size_t>(gw) * gh);
-  auto cx = [&](const Atom& a) {
-    return std::min(static_cast<int>((a.x - min_x) / ds_px), gw - 1);
-  };
-  auto cy = [&](const Atom& a) {
-    return std::min(static_cast<int>((a.y - min_y) / ds_px), gh - 1);
-  };
-  for (size_t i = 0; i < atoms.size(); ++i) cells[cy(atoms[i]) * gw + cx(atoms[i])].push_back(i);
+  // A flagged atom's k nearest distances sum to less than DS, so all k lie
+  // within DS and the nearest within DS / k. The fine grid (cells of DS / k)
+  // rules out most atoms of a crystal with ~9 comparisons each; only the
+  // rest search the coarse grid (cells of DS). Squared distances throughout:
+  // a square root per pair dominated the daemon's per-frame cost at 2048².
+  const AtomGrid fine(atoms, ds_px / num_neighbors);
+  const AtomGrid coarse(atoms, ds_px);
+  const double ds2 = ds_px * ds_px;
+  const double near2 = ds2 / (num_neighbors * num_neighbors);
   std::vector<double> near;
   for (size_t i = 0; i < atoms.size(); ++i) {
-    const Atom& a = atoms[i];
+    bool any = false;
+    fine.ForNeighbours(atoms, static_cast<int>(i),
+                       [&](int, double d2) { any = any || d2 < near2; });
+    if (!any) continue;
     near.clear();
-    for (int gy = std::max(cy(a) - 1, 0); gy <= std::min(cy(a) + 1, gh - 1); ++gy) {
-      for (int gx = std::max(cx(a) - 1, 0); gx <= std::min(cx(a) + 1, gw - 1); ++gx) {
-        for (int j : cells[gy * gw + gx]) {
-          if (j == static_cast<int>(i)) continue;
-          const double d = std::hypot(atoms[j].x - a.x, atoms[j].y - a.y);
-          if (d < ds_px) near.push_back(d);
-        }
-      }
-    }
+    coarse.ForNeighbours(atoms, static_cast<int>(i), [&](int, double d2) {
+      if (d2 < ds2) near.push_back(d2);
+    });
     if (static_cast<int>(near.size()) < num_neighbors) continue;
     std::partial_sort(near.begin(), near.begin() + num_neighbors, near.end());
     double sum = 0.0;
-    for (int k = 0; k < num_neighbors; ++k) sum += near[k];
+    for (int k = 0; k < num_neighbors; ++k) sum += std::sqrt(near[k]);
     if (sum < ds_px) flagged.push_back(static_cast<int>(i));
   }
   return flagged;

@@ -185,19 +185,30 @@ TEST(SteeringTest, ErFlaggedAtomsMatchABruteForceCount) {
   FrameAnalysis a;
   a.width = a.height = 100;
   for (int i = 0; i < 300; ++i) a.atoms.push_back({u(rng), u(rng), 1.0, 1.0f, 0});
-  for (double ds : {6.0, 12.0, 20.0}) {
-    std::vector<int> expected;
-    for (size_t i = 0; i < a.atoms.size(); ++i) {
-      std::vector<double> d;
-      for (size_t j = 0; j < a.atoms.size(); ++j) {
-        if (i != j)
-          d.push_back(std::hypot(a.atoms[i].x - a.atoms[j].x, a.atoms[i].y - a.atoms[j].y));
+  // A tight cluster and an exact duplicate: the atoms ER is meant to catch.
+  for (int i = 0; i < 5; ++i) a.atoms.push_back({50.0 + 0.3 * i, 50.0, 1.0, 1.0f, 0});
+  a.atoms.push_back(a.atoms[0]);
+  int partly_flagged = 0;
+  // DS from far below the spacing (the grids' size bound) to far above it.
+  for (int k : {1, 2, 4}) {
+    for (double ds : {0.5, 1.0, 6.0, 12.0, 20.0, 40.0}) {
+      std::vector<int> expected;
+      for (size_t i = 0; i < a.atoms.size(); ++i) {
+        std::vector<double> d;
+        for (size_t j = 0; j < a.atoms.size(); ++j) {
+          if (i != j)
+            d.push_back(std::hypot(a.atoms[i].x - a.atoms[j].x, a.atoms[i].y - a.atoms[j].y));
+        }
+        std::sort(d.begin(), d.end());
+        double sum = 0.0;
+        for (int n = 0; n < k; ++n) sum += d[n];
+        if (sum < ds) expected.push_back(static_cast<int>(i));
       }
-      std::sort(d.begin(), d.end());
-      if (d[0] + d[1] + d[2] + d[3] < ds) expected.push_back(static_cast<int>(i));
+      partly_flagged += !expected.empty() && expected.size() < a.atoms.size();
+      EXPECT_EQ(ErFlaggedAtoms(a, ds, k), expected) << "k " << k << ", ds " << ds;
     }
-    EXPECT_EQ(ErFlaggedAtoms(a, ds, 4), expected) << "ds " << ds;
   }
+  EXPECT_GE(partly_flagged, 10);  // the cases discriminate
 }
 
 TEST(SteeringTest, RegionsAreRankedAndCapped) {
