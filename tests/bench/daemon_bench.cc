@@ -167,6 +167,7 @@ int Run(int argc, char** argv) {
     // Latency: the engine and the daemon take turns frame by frame, so the
     // machine's clock drift and other load hit both alike.
     std::vector<double> engine_ms, daemon_ms, server_ms;
+    std::vector<double> queue_ms, decode_ms, normalize_ms, log_ms, gmm_ms, encode_ms;
     for (int i = 0; i < frames; ++i) {
       Clock::time_point t = Clock::now();
       if (!analyzer->Analyze(synth[1 + i % 3].image, ExecutionContext::Default()).ok()) return 1;
@@ -178,7 +179,14 @@ int Run(int argc, char** argv) {
         return 1;
       }
       daemon_ms.push_back(Ms(Clock::now() - t));
-      server_ms.push_back(response.result().latency().total_ms());
+      const v1::LatencyBreakdown& l = response.result().latency();
+      server_ms.push_back(l.total_ms());
+      queue_ms.push_back(l.queue_ms());
+      decode_ms.push_back(l.decode_ms());
+      normalize_ms.push_back(l.normalize_ms());
+      log_ms.push_back(l.log_ms());
+      gmm_ms.push_back(l.gmm_ms());
+      encode_ms.push_back(l.encode_ms());
     }
     // Throughput: the engine back to back, then the daemon with every frame in flight at once.
     const Clock::time_point e0 = Clock::now();
@@ -208,6 +216,11 @@ int Run(int argc, char** argv) {
     Print("daemon", daemon);
     std::printf("  server-side total (queue+decode+analysis+encode) p50 %.2f ms\n",
                 Percentile(server_ms, 50));
+    std::printf(
+        "    p50 by stage: queue %.2f, decode %.2f, normalize %.2f, LoG %.2f, GMM %.2f, "
+        "encode %.2f ms\n",
+        Percentile(queue_ms, 50), Percentile(decode_ms, 50), Percentile(normalize_ms, 50),
+        Percentile(log_ms, 50), Percentile(gmm_ms, 50), Percentile(encode_ms, 50));
     std::printf("  overhead p50 %+.2f ms = %+.1f %% of engine time; throughput ratio %.3f\n",
                 daemon.p50 - engine.p50, 100.0 * (daemon.p50 - engine.p50) / engine.p50,
                 daemon.per_second / engine.per_second);
