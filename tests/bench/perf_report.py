@@ -376,13 +376,18 @@ def daemon_rows(t, raw, stages):
             target, met = '—', None
         lat = lambda x: '%s / %s / %s' % (fmt_ms(x['p50_ms']), fmt_ms(x['p95_ms']),  # noqa: E731
                                           fmt_ms(x['p99_ms']))
-        t.add(sec, '%d² float32, cached windows, %d frames: latency p50 / p95 / p99, logstard over '
-              'loopback vs the engine in process' % (n, data['frames']),
+        dtype = s.get('dtype', 'float32')
+        transport = ('; transport %s' % fmt_ms(s['transport_p50_ms'])
+                     if 'transport_p50_ms' in s else '')
+        t.add(sec, '%d² %s, cached windows, %d frames: latency p50 / p95 / p99, logstard over '
+              'loopback vs the engine in process' % (n, dtype, data['frames']),
               lat(d), lat(e) + ' (engine)',
-              '%+.2f ms (%+.1f %%) at p50; server side %s'
-              % (s['overhead_p50_ms'], s['overhead_p50_pct'], fmt_ms(s['server_total_p50_ms'])),
+              '%+.2f ms (%+.1f %%) at p50; server side %s%s'
+              % (s['overhead_p50_ms'], s['overhead_p50_pct'], fmt_ms(s['server_total_p50_ms']),
+                 transport),
               target, met)
-        t.add(sec, '%d²: throughput, all frames in flight (daemon) vs back to back (engine)' % n,
+        t.add(sec, '%d² %s: throughput, all frames in flight (daemon) vs back to back (engine)'
+              % (n, dtype),
               '%.2f frames/s' % d['frames_per_s'], '%.2f frames/s (engine)' % e['frames_per_s'],
               'daemon / engine %.2f×' % s['throughput_ratio'])
 
