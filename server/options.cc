@@ -53,6 +53,8 @@ absl::Status ServerOptions::Validate() const {
   LOGSTAR_RETURN_IF_ERROR(Field(max_pixels >= 1, "max_pixels", "must be >= 1"));
   LOGSTAR_RETURN_IF_ERROR(Field(std::isfinite(session_idle_timeout_s) && session_idle_timeout_s > 0,
                                 "session_idle_timeout_s", "must be positive"));
+  LOGSTAR_RETURN_IF_ERROR(Field(std::isfinite(state_save_interval_s) && state_save_interval_s > 0,
+                                "state_save_interval_s", "must be positive"));
   LOGSTAR_RETURN_IF_ERROR(
       Field(default_queue_capacity >= 1, "default_queue_capacity", "must be >= 1"));
   LOGSTAR_RETURN_IF_ERROR(
@@ -75,6 +77,7 @@ absl::StatusOr<ServerOptions> OptionsFromConfig(const v1::DaemonConfig& c) {
   if (c.has_max_pixels()) o.max_pixels = c.max_pixels();
   if (c.has_session_idle_timeout_s()) o.session_idle_timeout_s = c.session_idle_timeout_s();
   if (c.has_state_dir()) o.state_dir = c.state_dir();
+  if (c.has_state_save_interval_s()) o.state_save_interval_s = c.state_save_interval_s();
   if (c.has_default_queue_capacity()) o.default_queue_capacity = c.default_queue_capacity();
   if (c.has_max_pending_responses()) o.max_pending_responses = c.max_pending_responses();
   if (c.has_shutdown_grace_s()) o.shutdown_grace_s = c.shutdown_grace_s();

@@ -25,6 +25,7 @@ struct ServerOptions {
   int64_t max_pixels = 4096ll * 4096;
   double session_idle_timeout_s = 600.0;  // > 0
   std::string state_dir;                  // empty: sessions live in memory only
+  double state_save_interval_s = 5.0;     // > 0; see DaemonConfig
   uint32_t default_queue_capacity = 2;    // >= 1
   uint32_t max_pending_responses = 64;    // >= 1
   double shutdown_grace_s = 30.0;         // >= 0

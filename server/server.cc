@@ -59,7 +59,8 @@ absl::StatusOr<std::unique_ptr<LogStarServer>> LogStarServer::Start(const Server
     LOGSTAR_RETURN_IF_ERROR(s->metrics_->Serve(options.metrics_address));
   }
   s->sessions_ = std::make_unique<SessionManager>(
-      SessionManager::Options{options.session_idle_timeout_s, options.state_dir});
+      SessionManager::Options{options.session_idle_timeout_s, options.state_dir,
+                              options.state_save_interval_s});
   LOGSTAR_RETURN_IF_ERROR(s->sessions_->LoadState());
   s->pool_ = std::make_unique<WorkerPool>(options.max_concurrent_frames);
   LogStarService::Deps deps;

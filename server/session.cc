@@ -212,11 +212,13 @@ uint32_t Session::queue_capacity(uint32_t default_capacity) const {
 
 void Session::CountReceived() {
   absl::MutexLock lock(&mu_);
+  ++generation_;
   counters_.set_frames_received(counters_.frames_received() + 1);
 }
 
 void Session::CountAnalysed(const FrameAnalysis& a) {
   absl::MutexLock lock(&mu_);
+  ++generation_;
   counters_.set_frames_analysed(counters_.frames_analysed() + 1);
   counters_.set_cache_hits(counters_.cache_hits() + a.hits);
   counters_.set_cache_misses(counters_.cache_misses() + a.misses);
@@ -230,17 +232,34 @@ void Session::CountAnalysed(const FrameAnalysis& a) {
 
 void Session::CountDropped() {
   absl::MutexLock lock(&mu_);
+  ++generation_;
   counters_.set_frames_dropped(counters_.frames_dropped() + 1);
 }
 
 void Session::CountFailed() {
   absl::MutexLock lock(&mu_);
+  ++generation_;
   counters_.set_frames_failed(counters_.frames_failed() + 1);
 }
 
 v1::SessionCounters Session::counters() const {
   absl::MutexLock lock(&mu_);
   return counters_;
+}
+
+uint64_t Session::generation() const {
+  absl::MutexLock lock(&mu_);
+  return generation_;
+}
+
+bool Session::SavedSince(uint64_t generation) const {
+  absl::MutexLock lock(&mu_);
+  return saved_generation_ >= generation;
+}
+
+void Session::MarkSaved(uint64_t generation) {
+  absl::MutexLock lock(&mu_);
+  saved_generation_ = std::max(saved_generation_, generation);
 }
 
 void Session::Touch(absl::Time now) {
@@ -358,15 +377,23 @@ SessionManager::~SessionManager() {
 }
 
 void SessionManager::Sweep() {
-  // Often enough that a session lives at most a little past its timeout.
+  // Often enough that a session lives at most a little past its timeout,
+  // and is saved at most a little past its save interval.
+  const absl::Duration save_interval = absl::Seconds(options_.save_interval_s);
   const absl::Duration period =
-      std::min(absl::Seconds(1), absl::Seconds(options_.idle_timeout_s / 4));
+      std::min({absl::Seconds(1), absl::Seconds(options_.idle_timeout_s / 4), save_interval / 2});
+  absl::Time last_save = absl::Now();
   for (;;) {
     {
       absl::MutexLock lock(&mu_);
       if (mu_.AwaitWithTimeout(absl::Condition(&stopping_), period)) return;
     }
-    ExpireIdle(absl::Now());
+    const absl::Time now = absl::Now();
+    ExpireIdle(now);
+    if (now - last_save >= save_interval) {
+      PersistChanged();
+      last_save = now;
+    }
   }
 }
 
@@ -497,7 +524,7 @@ std::vector<v1::SessionInfo> SessionManager::List(bool include_settings) const {
   return out;
 }
 
-absl::Status SessionManager::Persist(const Session& session) {
+absl::Status SessionManager::Persist(Session& session) {
   if (options_.state_dir.empty()) return absl::OkStatus();
   absl::MutexLock lock(&persist_mu_);
   {
@@ -506,7 +533,9 @@ absl::Status SessionManager::Persist(const Session& session) {
     if (sessions_.find(session.id()) == sessions_.end()) return absl::OkStatus();
   }
   // The snapshot is taken under persist_mu_, so files are written in the
-  // order their contents were taken.
+  // order their contents were taken. The generation is read first: counts
+  // landing in between are saved now and once more later, never lost.
+  const uint64_t generation = session.generation();
   const v1::SessionState state = session.State();
   const std::string path = PathFor(session.id());
   const std::string tmp = path + ".tmp";
@@ -520,16 +549,23 @@ absl::Status SessionManager::Persist(const Session& session) {
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
     return absl::UnavailableError(absl::StrCat("cannot rename ", tmp, " to ", path));
   }
+  session.MarkSaved(generation);
   return absl::OkStatus();
 }
 
-void SessionManager::PersistAll() {
+void SessionManager::PersistAll() { PersistWhere(/*changed_only=*/false); }
+
+void SessionManager::PersistChanged() { PersistWhere(/*changed_only=*/true); }
+
+void SessionManager::PersistWhere(bool changed_only) {
+  if (options_.state_dir.empty()) return;
   std::vector<std::shared_ptr<Session>> all;
   {
     absl::MutexLock lock(&mu_);
     for (const auto& [id, s] : sessions_) all.push_back(s);
   }
   for (const auto& s : all) {
+    if (changed_only && s->SavedSince(s->generation())) continue;
     const absl::Status st = Persist(*s);
     if (!st.ok())
       Log(LogLevel::kError, "persist_failed", {{"session", s->id()}, {"why", st.ToString()}});

@@ -75,6 +75,11 @@ class Session {
   void CountDropped();
   void CountFailed();
   v1::SessionCounters counters() const;
+  // Moves with every count; Persist records the value it saved, so the
+  // sweeper saves only sessions that changed since.
+  uint64_t generation() const;
+  bool SavedSince(uint64_t generation) const;
+  void MarkSaved(uint64_t generation);
 
   void Touch(absl::Time now);
   absl::Time last_active() const;
@@ -110,6 +115,8 @@ class Session {
   v1::SessionCounters counters_ ABSL_GUARDED_BY(mu_);
   absl::Time last_active_ ABSL_GUARDED_BY(mu_);
   int attached_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t saved_generation_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 class SessionManager {
@@ -117,9 +124,12 @@ class SessionManager {
   struct Options {
     double idle_timeout_s = 600.0;
     std::string state_dir;  // empty: memory only
+    // How often the sweeper saves sessions whose counters moved (with a
+    // state_dir): a SIGKILL loses at most this long of counts.
+    double save_interval_s = 5.0;
   };
   explicit SessionManager(const Options& options);
-  ~SessionManager();  // stops the idle sweeper; does not save (PersistAll does)
+  ~SessionManager();  // stops the sweeper; does not save (PersistAll does)
 
   // Reads every session in the state directory (none without one).
   // Unreadable files are reported and skipped.
@@ -140,8 +150,11 @@ class SessionManager {
   std::vector<v1::SessionInfo> List(bool include_settings) const;
 
   // Saves a session to the state directory (no-op without one).
-  absl::Status Persist(const Session& session);
+  absl::Status Persist(Session& session);
   void PersistAll();
+  // Saves the sessions whose counters moved since their last save (the
+  // sweeper calls it every save_interval_s).
+  void PersistChanged();
   // Drops sessions without streams idle for longer than the timeout.
   void ExpireIdle(absl::Time now);
 
@@ -149,6 +162,7 @@ class SessionManager {
 
  private:
   std::string PathFor(const std::string& id) const;
+  void PersistWhere(bool changed_only);
   void Sweep();
 
   const Options options_;

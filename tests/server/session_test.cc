@@ -179,6 +179,45 @@ TEST(SessionManagerTest, OpenResumePersistExpire) {
   EXPECT_FALSE(std::filesystem::exists(dir + "/abc.session.pb"));
 }
 
+// Counts between tuning frames reach the disk on the sweeper's timer, so a
+// SIGKILL (no PersistAll) loses at most one interval of them; a session
+// that did not change is not written again.
+TEST(SessionManagerTest, ChangedSessionsAreSavedOnTheTimer) {
+  const Fixture f = Make(4);
+  const std::string dir = ::testing::TempDir() + "/timer_" + std::to_string(getpid());
+  std::filesystem::remove_all(dir);
+  const std::string path = dir + "/t.session.pb";
+  auto saved_counts = [&]() -> uint64_t {
+    SessionManager reader({600.0, dir, 3600.0});
+    if (!reader.LoadState().ok()) return 0;
+    absl::StatusOr<std::shared_ptr<Session>> s = reader.Find("t");
+    return s.ok() ? (*s)->counters().frames_analysed() : 0;
+  };
+  {
+    SessionManager m({600.0, dir, /*save_interval_s=*/0.2});
+    ASSERT_TRUE(m.LoadState().ok());
+    auto t = m.Open("t", &f.settings);
+    ASSERT_TRUE(t.ok());
+    const FrameAnalysis first = Analyze(*t->first, f.wire);
+    ASSERT_TRUE(m.Persist(*t->first).ok());  // as the daemon does after a tuning frame
+    ASSERT_EQ(saved_counts(), 0u);
+    for (int i = 0; i < 3; ++i) {
+      t->first->CountReceived();
+      t->first->CountAnalysed(first);
+    }
+    // Within a few intervals the file holds the three counts.
+    const absl::Time deadline = absl::Now() + absl::Seconds(5);
+    while (saved_counts() != 3u && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(50));
+    EXPECT_EQ(saved_counts(), 3u);
+    // Unchanged: not rewritten.
+    const auto written = std::filesystem::last_write_time(path);
+    absl::SleepFor(absl::Milliseconds(700));
+    EXPECT_EQ(std::filesystem::last_write_time(path), written);
+  }  // destroyed without PersistAll: what a SIGKILL leaves
+  EXPECT_EQ(saved_counts(), 3u);
+  std::filesystem::remove_all(dir);
+}
+
 TEST(SteeringTest, ErFlaggedAtomsMatchABruteForceCount) {
   std::mt19937 rng(5);
   std::uniform_real_distribution<double> u(0, 100);
