@@ -13,18 +13,19 @@
 // (all frames sent at once, block policy).
 //
 //   daemon_bench [--sizes=512,2048] [--dtypes=float32,uint16] [--frames=30]
-//                [--window=256] [--evals=20] [--json=FILE]
+//                [--window=256] [--evals=20] [--transport=tcp|unix] [--json=FILE]
 //
 // Besides the p50 difference (the target's figure) it prints the server's
 // p50 by stage, the transport (round trip minus the server's own total,
 // paired per frame) and the per-frame paired difference, which a slow
-// drift of the machine's speed moves less.
+// drift of the machine's speed moves less, and the floor: the same pixel
+// bytes through a bare TCP loopback socket, no gRPC.
 //
 // --json=FILE also writes the figures as one JSON object (for
 // tests/bench/perf_report.sh): {"frames", "window", "evals", "threads",
 // "sizes": [{"size", "dtype", "engine": {"p50_ms", "p95_ms", "p99_ms",
 // "frames_per_s"}, "daemon": {...}, "server_total_p50_ms",
-// "transport_p50_ms", "paired_overhead_p50_ms", "overhead_p50_ms",
+// "transport_p50_ms", "paired_overhead_p50_ms", "raw_tcp_p50_ms", "overhead_p50_ms",
 // "overhead_p50_pct", "throughput_ratio"}]}.
 #include <algorithm>
 #include <chrono>
@@ -36,7 +37,11 @@
 #include <thread>
 #include <vector>
 
+#include <arpa/inet.h>
 #include <grpcpp/grpcpp.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -88,6 +93,66 @@ v1::Frame ToFrame(const cv::Mat& image, v1::DType dtype, uint64_t sequence) {
   frame.mutable_pixels()->set_data(
       std::string(reinterpret_cast<const char*>(image.data), image.total() * image.elemSize()));
   return frame;
+}
+
+// The floor under any RPC over TCP loopback: the same bytes through a bare
+// socket pair (send all, receive all into a ready buffer, one byte back),
+// p50 over `rounds`. What gRPC and protobuf add is the transport figure
+// minus this. Returns -1 if a socket call fails.
+double RawTcpLoopbackMs(const std::string& bytes, int rounds) {
+  const int listener = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  if (listener < 0 || bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      listen(listener, 1) != 0 ||
+      getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    if (listener >= 0) close(listener);
+    return -1;
+  }
+  const int sender = socket(AF_INET, SOCK_STREAM, 0);
+  if (sender < 0 || connect(sender, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    close(listener);
+    if (sender >= 0) close(sender);
+    return -1;
+  }
+  const int receiver = accept(listener, nullptr, nullptr);
+  close(listener);
+  if (receiver < 0) {
+    close(sender);
+    return -1;
+  }
+  std::thread reader([&] {
+    std::string buffer(bytes.size(), '\0');
+    for (int r = 0; r < rounds; ++r) {
+      size_t got = 0;
+      while (got < buffer.size()) {
+        const ssize_t n = recv(receiver, buffer.data() + got, buffer.size() - got, 0);
+        if (n <= 0) return;
+        got += static_cast<size_t>(n);
+      }
+      if (send(receiver, "x", 1, 0) != 1) return;
+    }
+  });
+  std::vector<double> ms;
+  for (int r = 0; r < rounds; ++r) {
+    const Clock::time_point t = Clock::now();
+    size_t sent = 0;
+    while (sent < bytes.size()) {
+      const ssize_t n = send(sender, bytes.data() + sent, bytes.size() - sent, 0);
+      if (n <= 0) break;
+      sent += static_cast<size_t>(n);
+    }
+    char ack;
+    if (sent < bytes.size() || recv(sender, &ack, 1, 0) != 1) break;
+    ms.push_back(Ms(Clock::now() - t));
+  }
+  shutdown(sender, SHUT_RDWR);
+  reader.join();
+  close(sender);
+  close(receiver);
+  return ms.size() == static_cast<size_t>(rounds) ? Percentile(ms, 50) : -1;
 }
 
 // One frame size and dtype: the latency and throughput of both paths, and
@@ -180,6 +245,7 @@ std::optional<std::string> RunCase(v1::LogStar::Stub* stub, const PhysicsPrior& 
     paired_ms.push_back(daemon_ms[i] - engine_ms[i]);
   }
   const double overhead = daemon.p50 - engine.p50;
+  const double raw_tcp = RawTcpLoopbackMs(requests[1].frame().pixels().data(), frames);
   std::printf("%d x %d %s (%.1f MiB per frame), cached windows:\n", size, size, dtype_name.c_str(),
               images[0].total() * images[0].elemSize() / double{1 << 20});
   Print("engine", engine);
@@ -194,6 +260,8 @@ std::optional<std::string> RunCase(v1::LogStar::Stub* stub, const PhysicsPrior& 
   std::printf(
       "  transport (round trip minus server-side) p50 %.2f ms; paired difference p50 %.2f ms\n",
       Percentile(transport_ms, 50), Percentile(paired_ms, 50));
+  std::printf("  the same pixel bytes through a bare TCP loopback socket p50 %.2f ms (the floor)\n",
+              raw_tcp);
   std::printf("  overhead p50 %+.2f ms = %+.1f %% of engine time; throughput ratio %.3f\n",
               overhead, 100.0 * overhead / engine.p50, daemon.per_second / engine.per_second);
   auto stats_json = [](const Stats& s) {
@@ -203,10 +271,10 @@ std::optional<std::string> RunCase(v1::LogStar::Stub* stub, const PhysicsPrior& 
   };
   return absl::StrFormat(
       R"({"size": %d, "dtype": "%s", "engine": %s, "daemon": %s, "server_total_p50_ms": %.6g, )"
-      R"("transport_p50_ms": %.6g, "paired_overhead_p50_ms": %.6g, )"
+      R"("transport_p50_ms": %.6g, "paired_overhead_p50_ms": %.6g, "raw_tcp_p50_ms": %.6g, )"
       R"("overhead_p50_ms": %.6g, "overhead_p50_pct": %.6g, "throughput_ratio": %.6g})",
       size, dtype_name, stats_json(engine), stats_json(daemon), Percentile(server_ms, 50),
-      Percentile(transport_ms, 50), Percentile(paired_ms, 50), overhead,
+      Percentile(transport_ms, 50), Percentile(paired_ms, 50), raw_tcp, overhead,
       100.0 * overhead / engine.p50, daemon.per_second / engine.per_second);
 }
 
@@ -215,6 +283,7 @@ int Run(int argc, char** argv) {
   std::vector<v1::DType> dtypes = {v1::DTYPE_FLOAT32, v1::DTYPE_UINT16};
   int frames = 30, window = 256, evals = 20;
   std::string json_path;
+  bool unix_socket = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto value = [&](const char* name) {
@@ -244,17 +313,22 @@ int Run(int argc, char** argv) {
       (void)absl::SimpleAtoi(value("--window="), &window);
     } else if (!value("--evals=").empty()) {
       (void)absl::SimpleAtoi(value("--evals="), &evals);
+    } else if (a == "--transport=unix" || a == "--transport=tcp") {
+      unix_socket = a == "--transport=unix";
     } else if (!value("--json=").empty()) {
       json_path = value("--json=");
     } else {
       std::fprintf(stderr,
                    "usage: daemon_bench [--sizes=512,2048] [--dtypes=float32,uint16] [--frames=N] "
-                   "[--window=PX] [--evals=N] [--json=FILE]\n");
+                   "[--window=PX] [--evals=N] [--transport=tcp|unix] [--json=FILE]\n");
       return 2;
     }
   }
   server::ServerOptions options;
-  options.listen_address = "127.0.0.1:0";
+  // A Unix socket is the other local transport (the daemon beside the
+  // microscope's control software): same RPCs, no TCP stack.
+  const std::string socket_path = absl::StrCat("/tmp/logstar-bench-", getpid(), ".sock");
+  options.listen_address = unix_socket ? "unix:" + socket_path : "127.0.0.1:0";
   options.log_level = "warning";
   options.max_concurrent_frames = 1;  // one stream: like the engine, one frame at a time
   auto server = server::LogStarServer::Start(options);
@@ -265,13 +339,14 @@ int Run(int argc, char** argv) {
   grpc::ChannelArguments channel_args;
   channel_args.SetMaxReceiveMessageSize(-1);
   channel_args.SetMaxSendMessageSize(-1);
-  auto stub = v1::LogStar::NewStub(
-      grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", (*server)->port()),
-                                grpc::InsecureChannelCredentials(), channel_args));
+  auto stub = v1::LogStar::NewStub(grpc::CreateCustomChannel(
+      unix_socket ? options.listen_address : absl::StrCat("127.0.0.1:", (*server)->port()),
+      grpc::InsecureChannelCredentials(), channel_args));
   std::printf(
-      "logstard over loopback vs the in-process engine; %d timed frames per size, window %d, "
+      "logstard over %s vs the in-process engine; %d timed frames per size, window %d, "
       "%d evaluations when tuning, %d engine threads\n",
-      frames, window, evals, ExecutionContext::Default()->num_threads());
+      unix_socket ? "a Unix socket" : "TCP loopback", frames, window, evals,
+      ExecutionContext::Default()->num_threads());
   std::string json_sizes;  // the "sizes" entries of --json
 
   for (int size : sizes) {
@@ -294,6 +369,7 @@ int Run(int argc, char** argv) {
     }
   }
   (*server)->Shutdown();
+  if (unix_socket) std::remove(socket_path.c_str());
   if (!json_path.empty()) {
     FILE* f = std::fopen(json_path.c_str(), "w");
     if (f == nullptr) {
@@ -301,10 +377,11 @@ int Run(int argc, char** argv) {
       return 1;
     }
     std::fprintf(f,
-                 "{\"frames\": %d, \"window\": %d, \"evals\": %d, \"threads\": %d,\n"
+                 "{\"frames\": %d, \"window\": %d, \"evals\": %d, \"threads\": %d, "
+                 "\"transport\": \"%s\",\n"
                  " \"sizes\": [%s]}\n",
                  frames, window, evals, ExecutionContext::Default()->num_threads(),
-                 json_sizes.c_str());
+                 unix_socket ? "unix" : "tcp", json_sizes.c_str());
     if (std::fclose(f) != 0) {
       std::fprintf(stderr, "cannot write %s\n", json_path.c_str());
       return 1;
