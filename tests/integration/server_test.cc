@@ -776,13 +776,15 @@ TEST_F(ServerTest, TunedFrameIsSavedBeforeItsAnswer) {
 TEST_F(ServerTest, IdleSessionsExpire) {
   server_->Shutdown();
   server::ServerOptions options;
-  options.session_idle_timeout_s = 0.3;
+  // Long enough that a slow (sanitizer) build still sees the session
+  // right after its stream, which detaches it as the stream ends.
+  options.session_idle_timeout_s = 1.0;
   StartServer(options);
   const SynthFrame f = Synth(128, 70);
   const v1::SessionSettings settings = SmallSettings(f);
   ASSERT_TRUE(RunStream(stub_.get(), Open("short-lived", &settings), {}).status.ok());
   EXPECT_EQ(server_->sessions().size(), 1);
-  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  std::this_thread::sleep_for(std::chrono::milliseconds(3000));
   EXPECT_EQ(server_->sessions().size(), 0);
 }
 
