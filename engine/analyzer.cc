@@ -470,7 +470,8 @@ absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
   absl::MutexLock serial(&analyze_mu_);
   const auto t0 = std::chrono::steady_clock::now();
   FrameAnalysis result;
-  LOGSTAR_ASSIGN_OR_RETURN(const cv::Mat image, NormalizeFrame(frame, options_.normalize));
+  LOGSTAR_ASSIGN_OR_RETURN(const cv::Mat image,
+                           NormalizeFrame(frame, options_.normalize, context));
   result.width = image.cols;
   result.height = image.rows;
   result.normalize_ms = MsSince(t0);

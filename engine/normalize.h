@@ -15,6 +15,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "engine/context.h"
 
 namespace logstar {
 
@@ -33,8 +34,13 @@ struct NormalizeOptions {
 
 // Returns a CV_32F frame in [0, 1]. A constant frame maps to all zeros.
 // Rejects empty frames, more than one channel, unsupported element types and
-// non-finite pixels (the error gives the first such pixel's x and y).
-absl::StatusOr<cv::Mat> NormalizeFrame(const cv::Mat& frame, const NormalizeOptions& options);
+// non-finite pixels (the error gives the first such pixel's x and y, in
+// row-major order).
+//
+// With a context, min-max normalisation runs in its arena by row blocks;
+// the result (and any error) is the same as without one.
+absl::StatusOr<cv::Mat> NormalizeFrame(const cv::Mat& frame, const NormalizeOptions& options,
+                                       ExecutionContext* context = nullptr);
 
 }  // namespace logstar
 

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -10,6 +11,7 @@
 #include <opencv2/core.hpp>
 
 #include "absl/status/status.h"
+#include "engine/context.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -110,6 +112,46 @@ TEST(NormalizeTest, InfPixelIsInvalidArgumentWithPosition) {
   ASSERT_FALSE(out.ok());
   EXPECT_EQ(out.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(out.status().message()), HasSubstr("x=0, y=2"));
+}
+
+// With a context the frame is normalised by row blocks in parallel: every
+// depth gives exactly the serial result and the closed form (v - min) /
+// (max - min), also for a non-contiguous view, and the error names the
+// first non-finite pixel in row order even when later blocks also hold one.
+TEST(NormalizeTest, ParallelRowBlocksMatchTheClosedFormExactly) {
+  absl::StatusOr<std::unique_ptr<ExecutionContext>> context =
+      ExecutionContext::Create({.num_threads = 4});
+  ASSERT_TRUE(context.ok()) << context.status();
+  cv::RNG rng(11);
+  for (int depth : {CV_8U, CV_16U, CV_16S, CV_32F, CV_64F}) {
+    SCOPED_TRACE(depth);
+    cv::Mat full(420, 710, CV_MAKETYPE(depth, 1));  // 92 rows a block: 5 blocks
+    rng.fill(full, cv::RNG::UNIFORM, -200, 30000);
+    for (const cv::Mat& frame : {full, full(cv::Rect(3, 5, 700, 400))}) {
+      absl::StatusOr<cv::Mat> serial = NormalizeFrame(frame, {});
+      absl::StatusOr<cv::Mat> parallel = NormalizeFrame(frame, {}, context->get());
+      ASSERT_TRUE(serial.ok() && parallel.ok());
+      double lo, hi;
+      cv::minMaxLoc(frame, &lo, &hi);
+      ASSERT_GT(hi, lo);
+      for (int y = 0; y < frame.rows; ++y) {
+        for (int x = 0; x < frame.cols; ++x) {
+          cv::Mat pixel;
+          frame(cv::Rect(x, y, 1, 1)).convertTo(pixel, CV_64F);
+          const float expected = static_cast<float>((pixel.at<double>(0, 0) - lo) / (hi - lo));
+          ASSERT_EQ(parallel->at<float>(y, x), expected) << "x=" << x << ", y=" << y;
+          ASSERT_EQ(serial->at<float>(y, x), expected) << "x=" << x << ", y=" << y;
+        }
+      }
+    }
+  }
+  cv::Mat frame(420, 710, CV_32F, cv::Scalar(0.5));
+  frame.at<float>(400, 2) = std::numeric_limits<float>::infinity();   // last block
+  frame.at<float>(200, 9) = std::numeric_limits<float>::quiet_NaN();  // a middle block
+  absl::StatusOr<cv::Mat> out = NormalizeFrame(frame, {}, context->get());
+  ASSERT_FALSE(out.ok());
+  EXPECT_EQ(out.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(out.status().message()), HasSubstr("x=9, y=200"));
 }
 
 TEST(NormalizeTest, EmptyFrameIsError) {
