@@ -221,7 +221,8 @@ absl::Status CheckFrameLimits(const v1::Frame& frame, int64_t max_pixels) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<DecodedFrame> DecodeFrame(const v1::Frame& frame, int64_t max_pixels) {
+absl::StatusOr<DecodedFrame> DecodeFrame(const v1::Frame& frame, int64_t max_pixels,
+                                         const SharedMemoryRegistry* shared_memory) {
   LOGSTAR_RETURN_IF_ERROR(CheckFrameLimits(frame, max_pixels));
   const v1::PixelData& px = frame.pixels();
   LOGSTAR_ASSIGN_OR_RETURN(const WireType type, Wire(px.dtype()));
@@ -239,13 +240,21 @@ absl::StatusOr<DecodedFrame> DecodeFrame(const v1::Frame& frame, int64_t max_pix
   // Compared by division: pixels × bytes can exceed 64 bits when the caller
   // sets no pixel limit (PixelsToImage).
   const uint64_t pixels = uint64_t{px.width()} * px.height();
-  const uint64_t size = px.data().size();
   const uint64_t bytes = static_cast<uint64_t>(type.bytes);
-  if (size % bytes != 0 || size / bytes != pixels) {
-    return Invalid(
-        "frame.pixels.data",
-        absl::StrCat("holds ", size, " bytes, but ", px.width(), " x ", px.height(), " pixels of ",
-                     v1::DType_Name(px.dtype()), " need ", pixels, " x ", bytes));
+  const bool shared = px.source_case() == v1::PixelData::kSharedMemory;
+  if (shared && shared_memory == nullptr) {
+    return Invalid("frame.pixels.shared_memory",
+                   "is not available here (only logstard reads shared memory, and only for "
+                   "clients on its host)");
+  }
+  if (!shared) {
+    const uint64_t size = px.data().size();
+    if (size % bytes != 0 || size / bytes != pixels) {
+      return Invalid(
+          "frame.pixels.data",
+          absl::StrCat("holds ", size, " bytes, but ", px.width(), " x ", px.height(),
+                       " pixels of ", v1::DType_Name(px.dtype()), " need ", pixels, " x ", bytes));
+    }
   }
   if (frame.valid_rows() > px.height()) {
     return Invalid("frame.valid_rows",
@@ -259,7 +268,24 @@ absl::StatusOr<DecodedFrame> DecodeFrame(const v1::Frame& frame, int64_t max_pix
   const int cols = static_cast<int>(px.width());
   out.pixel_size_angstrom = frame.pixel_size_x_angstrom();
 
-  const char* data = px.data().data();
+  const int cv_type = CV_MAKETYPE(type.cv_depth, 1);
+  cv::Mat image;
+  if (shared) {
+    // Only the valid rows are read; the copy is the daemon's own, so the
+    // client may reuse the region once the frame is answered.
+    image.create(rows, cols, cv_type);
+    const v1::SharedMemoryRef& ref = px.shared_memory();
+    LOGSTAR_RETURN_IF_ERROR(shared_memory->Read(ref.region(), ref.offset(),
+                                                static_cast<uint64_t>(rows) * cols * bytes,
+                                                image.data, "frame.pixels.shared_memory"));
+  } else {
+    // View the bytes in place when they are aligned for the type (they are,
+    // from protobuf's allocations); copy otherwise.
+    const char* data = px.data().data();
+    const cv::Mat view(rows, cols, cv_type, const_cast<char*>(data));
+    image = reinterpret_cast<uintptr_t>(data) % type.bytes == 0 ? view : view.clone();
+  }
+  const auto* data = reinterpret_cast<const char*>(image.data);
   const int64_t n = static_cast<int64_t>(rows) * cols;
   int64_t bad = -1;
   if (type.cv_depth == CV_32F) bad = FirstNonFinite<float, uint32_t, 0x7f800000u>(data, n);
@@ -267,13 +293,10 @@ absl::StatusOr<DecodedFrame> DecodeFrame(const v1::Frame& frame, int64_t max_pix
     bad = FirstNonFinite<double, uint64_t, 0x7ff0000000000000ull>(data, n);
   }
   if (bad >= 0) {
-    return Invalid("frame.pixels.data",
+    return Invalid(shared ? "frame.pixels.shared_memory" : "frame.pixels.data",
                    absl::StrCat("pixel x=", bad % cols, " y=", bad / cols, " is NaN or infinite"));
   }
-  // View the bytes in place when they are aligned for the type (they are,
-  // from protobuf's allocations); copy otherwise.
-  const cv::Mat view(rows, cols, CV_MAKETYPE(type.cv_depth, 1), const_cast<char*>(data));
-  out.image = reinterpret_cast<uintptr_t>(data) % type.bytes == 0 ? view : view.clone();
+  out.image = std::move(image);
   return out;
 }
 

@@ -29,6 +29,7 @@
 #include "logstar/v1/frame.pb.h"
 #include "logstar/v1/result.pb.h"
 #include "logstar/v1/session.pb.h"
+#include "server/shared_memory.h"
 #include "server/steering.h"
 
 namespace logstar::server {
@@ -37,8 +38,8 @@ namespace logstar::server {
 
 struct DecodedFrame {
   // valid rows × width, of the wire's element type (CV_8U, CV_16U, CV_16S,
-  // CV_32F, CV_64F). Usually a view of frame.pixels().data() (no copy): the
-  // frame must outlive it.
+  // CV_32F, CV_64F). For pixels in the message usually a view of
+  // frame.pixels().data() (no copy): the frame must outlive it.
   cv::Mat image;
   bool partial = false;              // valid_rows < height
   double pixel_size_angstrom = 0.0;  // from the frame; 0 when it gives none
@@ -49,8 +50,12 @@ struct DecodedFrame {
 absl::Status CheckFrameLimits(const v1::Frame& frame, int64_t max_pixels);
 
 // Everything: limits, dtype, shape against byte count, valid_rows, pixel
-// sizes, finite pixels (the first bad pixel's x and y are named).
-absl::StatusOr<DecodedFrame> DecodeFrame(const v1::Frame& frame, int64_t max_pixels);
+// sizes, finite pixels (the first bad pixel's x and y are named). Pixels
+// in shared memory are copied out of `shared_memory` (INVALID_ARGUMENT
+// naming frame.pixels.shared_memory without one, or for a region not held
+// or too short); pixels in the message are viewed in place.
+absl::StatusOr<DecodedFrame> DecodeFrame(const v1::Frame& frame, int64_t max_pixels,
+                                         const SharedMemoryRegistry* shared_memory = nullptr);
 
 // ---- Settings ----
 

@@ -58,17 +58,18 @@ absl::StatusOr<std::unique_ptr<LogStarServer>> LogStarServer::Start(const Server
   if (!options.metrics_address.empty()) {
     LOGSTAR_RETURN_IF_ERROR(s->metrics_->Serve(options.metrics_address));
   }
-  s->sessions_ = std::make_unique<SessionManager>(
-      SessionManager::Options{options.session_idle_timeout_s, options.state_dir,
-                              options.state_save_interval_s});
+  s->sessions_ = std::make_unique<SessionManager>(SessionManager::Options{
+      options.session_idle_timeout_s, options.state_dir, options.state_save_interval_s});
   LOGSTAR_RETURN_IF_ERROR(s->sessions_->LoadState());
   s->pool_ = std::make_unique<WorkerPool>(options.max_concurrent_frames);
+  LOGSTAR_ASSIGN_OR_RETURN(s->shared_memory_, SharedMemoryRegistry::Create({}));
   LogStarService::Deps deps;
   deps.options = &s->options_;
   deps.sessions = s->sessions_.get();
   deps.context = s->context_.get();
   deps.pool = s->pool_.get();
   deps.metrics = s->metrics_.get();
+  deps.shared_memory = s->shared_memory_.get();
   deps.auth_token = token;
   s->service_ = std::make_unique<LogStarService>(deps);
 

@@ -27,6 +27,7 @@
 #include "server/options.h"
 #include "server/service.h"
 #include "server/session.h"
+#include "server/shared_memory.h"
 #include "server/worker_pool.h"
 
 namespace logstar::server {
@@ -53,6 +54,7 @@ class LogStarServer {
   std::unique_ptr<Metrics> metrics_;
   std::unique_ptr<SessionManager> sessions_;
   std::unique_ptr<WorkerPool> pool_;
+  std::unique_ptr<SharedMemoryRegistry> shared_memory_;
   std::unique_ptr<LogStarService> service_;
   std::unique_ptr<grpc::Server> server_;
   absl::Mutex shutdown_mu_;  // one Shutdown() at a time

@@ -31,8 +31,8 @@ bool ConstantTimeEquals(absl::string_view a, absl::string_view b) {
 
 // A frame that only marks the end of a stream.
 bool IsEndMarker(const v1::Frame& f) {
-  return f.end_of_stream() && f.pixels().data().empty() && f.pixels().width() == 0 &&
-         f.pixels().height() == 0;
+  return f.end_of_stream() && !f.pixels().has_shared_memory() && f.pixels().data().empty() &&
+         f.pixels().width() == 0 && f.pixels().height() == 0;
 }
 
 }  // namespace
@@ -322,9 +322,9 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
     }
     if (!(read_closed_ || draining_)) return;
     if (running_ || writing_ || !queue_.empty() || !out_.empty()) return;
-    FinishStream(read_closed_ ? grpc::Status::OK
-                              : grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                                             "the server is shutting down"));
+    FinishStream(read_closed_
+                     ? grpc::Status::OK
+                     : grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is shutting down"));
   }
 
   // Detaches before the status goes out: a client that has seen its stream
@@ -522,7 +522,7 @@ absl::StatusOr<LogStarService::Processed> LogStarService::Process(Session& sessi
   const Clock::time_point start = Clock::now();
   if (cancel->load(std::memory_order_relaxed)) return absl::CancelledError("cancelled");
   LOGSTAR_ASSIGN_OR_RETURN(const DecodedFrame decoded,
-                           DecodeFrame(frame, deps_.options->max_pixels));
+                           DecodeFrame(frame, deps_.options->max_pixels, deps_.shared_memory));
   const Clock::time_point decoded_at = Clock::now();
 
   const bool tuning = session.WillTune(decoded);
@@ -654,6 +654,55 @@ grpc::ServerUnaryReactor* LogStarService::ListSessions(grpc::CallbackServerConte
   return AnswerInline(context, [&]() -> absl::Status {
     for (v1::SessionInfo& info : deps_.sessions->List(request->include_settings())) {
       *response->add_sessions() = std::move(info);
+    }
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* LogStarService::RegisterSharedMemory(
+    grpc::CallbackServerContext* context, const v1::RegisterSharedMemoryRequest* request,
+    v1::SharedMemoryRegion* response) {
+  return AnswerInline(context, [&]() -> absl::Status {
+    if (!IsLocalPeer(context->peer())) {
+      return absl::PermissionDeniedError(
+          absl::StrCat("shared memory is for clients on the daemon's host (loopback or a Unix "
+                       "socket); this call came from ",
+                       context->peer(), ": send pixels.data instead"));
+    }
+    // Opening a tmpfs object is quick: no reason to leave the reaction.
+    LOGSTAR_RETURN_IF_ERROR(
+        deps_.shared_memory->Register(request->region(), request->key(), request->byte_size()));
+    response->set_region(request->region());
+    response->set_key(request->key());
+    response->set_byte_size(request->byte_size());
+    Log(LogLevel::kInfo, "shared_memory_registered",
+        {{"region", request->region()},
+         {"key", request->key()},
+         {"byte_size", request->byte_size()},
+         {"peer", context->peer()}});
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* LogStarService::UnregisterSharedMemory(
+    grpc::CallbackServerContext* context, const v1::UnregisterSharedMemoryRequest* request,
+    v1::UnregisterSharedMemoryResponse* /*response*/) {
+  return AnswerInline(context, [&]() -> absl::Status {
+    LOGSTAR_RETURN_IF_ERROR(deps_.shared_memory->Unregister(request->region()));
+    Log(LogLevel::kInfo, "shared_memory_unregistered", {{"region", request->region()}});
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* LogStarService::ListSharedMemory(
+    grpc::CallbackServerContext* context, const v1::ListSharedMemoryRequest* /*request*/,
+    v1::ListSharedMemoryResponse* response) {
+  return AnswerInline(context, [&]() -> absl::Status {
+    for (const SharedMemoryRegistry::RegionInfo& r : deps_.shared_memory->List()) {
+      v1::SharedMemoryRegion* out = response->add_regions();
+      out->set_region(r.region);
+      out->set_key(r.key);
+      out->set_byte_size(r.byte_size);
     }
     return absl::OkStatus();
   });

@@ -1,6 +1,7 @@
 // The logstar.v1.LogStar service on gRPC's callback API: one reactor class
 // per RPC that does work (StreamReactor, AnalyzeFrameReactor); the session
-// RPCs only touch session state under short locks and answer at once.
+// and shared memory RPCs only touch their tables under short locks (and
+// open or close a shared memory object's descriptor) and answer at once.
 //
 // Reactions never block: they check cheap things (auth, limits, the overload
 // policy), queue frames and return. Decoding, analysis and encoding run on
@@ -32,6 +33,7 @@
 #include "server/metrics.h"
 #include "server/options.h"
 #include "server/session.h"
+#include "server/shared_memory.h"
 #include "server/worker_pool.h"
 
 namespace logstar::server {
@@ -47,6 +49,7 @@ class LogStarService final : public v1::LogStar::CallbackService {
     ExecutionContext* context = nullptr;
     WorkerPool* pool = nullptr;
     Metrics* metrics = nullptr;
+    SharedMemoryRegistry* shared_memory = nullptr;
     std::string auth_token;  // empty: no token required
   };
   explicit LogStarService(const Deps& deps);
@@ -68,6 +71,15 @@ class LogStarService final : public v1::LogStar::CallbackService {
   grpc::ServerUnaryReactor* ListSessions(grpc::CallbackServerContext* context,
                                          const v1::ListSessionsRequest* request,
                                          v1::ListSessionsResponse* response) override;
+  grpc::ServerUnaryReactor* RegisterSharedMemory(grpc::CallbackServerContext* context,
+                                                 const v1::RegisterSharedMemoryRequest* request,
+                                                 v1::SharedMemoryRegion* response) override;
+  grpc::ServerUnaryReactor* UnregisterSharedMemory(
+      grpc::CallbackServerContext* context, const v1::UnregisterSharedMemoryRequest* request,
+      v1::UnregisterSharedMemoryResponse* response) override;
+  grpc::ServerUnaryReactor* ListSharedMemory(grpc::CallbackServerContext* context,
+                                             const v1::ListSharedMemoryRequest* request,
+                                             v1::ListSharedMemoryResponse* response) override;
 
   // Refuses new Stream and AnalyzeFrame calls (UNAVAILABLE) and asks every
   // open stream to answer the frames it has received and end. Returns at

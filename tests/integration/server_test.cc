@@ -1,9 +1,12 @@
 // The daemon through real RPCs against an in-process server: streams,
 // overload policies, bad frames, cancel, deadline, shutdown, concurrency,
-// reconnects, the session RPCs, limits and the bearer token. Results are
+// reconnects, the session RPCs, shared memory frames, limits and the bearer
+// token. Results are
 // checked against the generated frames' ground truth.
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -240,6 +243,116 @@ TEST_F(ServerTest, BadFramesGetErrorRecordsAndEveryGoodFrameIsAnswered) {
   EXPECT_THAT(error(8).message(), HasSubstr("frame.valid_rows"));
   EXPECT_EQ(out.responses[9].counters().frames_failed(), 5u);
   EXPECT_EQ(out.responses[9].counters().frames_analysed(), 4u);
+}
+
+// Frames whose pixels stay in a registered POSIX shared memory region are
+// analysed as the same frames sent in the message; a region's problems
+// (beyond its size, not registered, shrunk by the client) are errors of
+// that frame alone, and the stream goes on.
+TEST_F(ServerTest, SharedMemoryFramesAreAnalysedLikeFramesInTheMessage) {
+  const std::vector<SynthFrame> truth = {Synth(128, 70), Synth(128, 71)};
+  const uint64_t frame_bytes = 128 * 128 * sizeof(float);
+  const uint64_t first = 4096;  // row 0 of truth[0]; truth[1] follows it
+  const uint64_t region_bytes = first + 2 * frame_bytes;
+  const std::string key = absl::StrCat("/logstar-server-test-", getpid());
+  shm_unlink(key.c_str());
+  const int fd = shm_open(key.c_str(), O_CREAT | O_EXCL | O_RDWR, 0600);
+  ASSERT_GE(fd, 0) << std::strerror(errno);
+  ASSERT_EQ(ftruncate(fd, static_cast<off_t>(region_bytes)), 0);
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_TRUE(truth[i].image.isContinuous());
+    ASSERT_EQ(pwrite(fd, truth[i].image.data, frame_bytes, first + i * frame_bytes),
+              static_cast<ssize_t>(frame_bytes));
+  }
+  {
+    v1::RegisterSharedMemoryRequest req;
+    req.set_region("cam");
+    req.set_key(key);
+    req.set_byte_size(region_bytes);
+    v1::SharedMemoryRegion region;
+    grpc::ClientContext c;
+    const grpc::Status s = stub_->RegisterSharedMemory(&c, req, &region);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    EXPECT_EQ(region.byte_size(), region_bytes);
+  }
+  {
+    v1::ListSharedMemoryResponse list;
+    grpc::ClientContext c;
+    ASSERT_TRUE(stub_->ListSharedMemory(&c, {}, &list).ok());
+    ASSERT_EQ(list.regions_size(), 1);
+    EXPECT_EQ(list.regions(0).region(), "cam");
+    EXPECT_EQ(list.regions(0).key(), key);
+  }
+  auto shared = [](const SynthFrame& f, uint64_t sequence, const std::string& region,
+                   uint64_t offset) {
+    v1::Frame frame = ToFrame(f, sequence);
+    frame.mutable_pixels()->mutable_shared_memory()->set_region(region);
+    frame.mutable_pixels()->mutable_shared_memory()->set_offset(offset);
+    return frame;  // setting the oneof dropped the bytes
+  };
+  ASSERT_FALSE(shared(truth[0], 0, "cam", 0).pixels().has_data());
+  std::vector<v1::Frame> frames = {
+      ToFrame(truth[0], 1),                                 // tunes the windows
+      shared(truth[0], 2, "cam", first),                    //
+      ToFrame(truth[0], 3),                                 // the same frame in the message
+      shared(truth[1], 4, "cam", first + frame_bytes),      //
+      shared(truth[1], 5, "cam", first + frame_bytes + 4),  // runs 4 bytes past the region
+      shared(truth[1], 6, "nope", 0),                       // not registered
+      ToFrame(truth[1], 7)};
+  v1::SessionSettings settings = SmallSettings(truth[0]);
+  settings.set_overload_policy(v1::OVERLOAD_POLICY_BLOCK);
+  auto out = RunStream(stub_.get(), Open("shm", &settings), frames);
+  ASSERT_TRUE(out.status.ok()) << out.status.error_message();
+  ASSERT_EQ(out.responses.size(), 8u);
+  for (int seq : {1, 2, 3, 4, 7}) {
+    ASSERT_TRUE(out.responses[seq].has_result()) << seq << ": " << out.responses[seq].DebugString();
+    EXPECT_GT(Score(truth[seq < 4 ? 0 : 1], out.responses[seq].result()).f1, 0.85) << seq;
+  }
+  const v1::FrameResult& via_shm = out.responses[2].result();
+  const v1::FrameResult& via_message = out.responses[3].result();
+  ASSERT_EQ(via_shm.atoms_size(), via_message.atoms_size());
+  for (int i = 0; i < via_shm.atoms_size(); ++i) {
+    EXPECT_EQ(via_shm.atoms(i).x(), via_message.atoms(i).x());
+    EXPECT_EQ(via_shm.atoms(i).y(), via_message.atoms(i).y());
+  }
+  EXPECT_EQ(out.responses[5].error().code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(out.responses[5].error().message(),
+              HasSubstr("frame.pixels.shared_memory: bytes [69636, 135172) of the frame are "
+                        "beyond the 135168 bytes"));
+  EXPECT_THAT(out.responses[6].error().message(),
+              HasSubstr("frame.pixels.shared_memory.region \"nope\" is not registered"));
+
+  // The client shrinks its object: that frame fails, the next is answered.
+  ASSERT_EQ(ftruncate(fd, 100), 0);
+  close(fd);
+  out = RunStream(stub_.get(), Open("shm", nullptr),
+                  {shared(truth[0], 8, "cam", first), ToFrame(truth[0], 9)});
+  ASSERT_TRUE(out.status.ok()) << out.status.error_message();
+  ASSERT_EQ(out.responses.size(), 3u);
+  EXPECT_THAT(out.responses[1].error().message(), HasSubstr("the object was shrunk"));
+  EXPECT_TRUE(out.responses[2].has_result());
+  shm_unlink(key.c_str());
+
+  v1::UnregisterSharedMemoryRequest unregister;
+  unregister.set_region("cam");
+  v1::UnregisterSharedMemoryResponse unregistered;
+  {
+    grpc::ClientContext c;
+    EXPECT_TRUE(stub_->UnregisterSharedMemory(&c, unregister, &unregistered).ok());
+  }
+  {
+    grpc::ClientContext c;
+    EXPECT_EQ(stub_->UnregisterSharedMemory(&c, unregister, &unregistered).error_code(),
+              grpc::StatusCode::NOT_FOUND);
+  }
+  v1::RegisterSharedMemoryRequest missing;
+  missing.set_region("cam");
+  missing.set_key(key);  // unlinked above
+  missing.set_byte_size(1);
+  v1::SharedMemoryRegion region;
+  grpc::ClientContext c;
+  EXPECT_EQ(stub_->RegisterSharedMemory(&c, missing, &region).error_code(),
+            grpc::StatusCode::NOT_FOUND);
 }
 
 TEST_F(ServerTest, LatestWinsDropsTheOldestQueuedFrameAndAnswersTheNewest) {
@@ -572,6 +685,12 @@ TEST_F(ServerTest, BearerTokenIsRequiredOnEveryRpc) {
     grpc::ClientContext c;
     c.AddMetadata("authorization", "Bearer wrong");
     EXPECT_EQ(stub_->GetSession(&c, get, &info).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  }
+  {
+    grpc::ClientContext c;
+    v1::ListSharedMemoryResponse list;
+    EXPECT_EQ(stub_->ListSharedMemory(&c, {}, &list).error_code(),
+              grpc::StatusCode::UNAUTHENTICATED);
   }
   grpc::ClientContext c;
   c.AddMetadata("authorization", "Bearer s3cret");

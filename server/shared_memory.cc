@@ -1,0 +1,177 @@
+#include "server/shared_memory.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+
+namespace logstar::server {
+
+struct SharedMemoryRegistry::Region {
+  RegionInfo info;
+  int fd = -1;
+  ~Region() {
+    if (fd >= 0) close(fd);
+  }
+};
+
+namespace {
+
+bool ValidRegionName(absl::string_view name) {
+  if (name.empty() || name.size() > 128) return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == '-';
+  });
+}
+
+// shm_open's portable form: one leading slash, no other; "." and ".." would
+// name /dev/shm itself or its parent.
+bool ValidKey(absl::string_view key) {
+  if (key.size() < 2 || key.size() > 251 || key[0] != '/') return false;
+  const absl::string_view rest = key.substr(1);
+  return rest != "." && rest != ".." && rest.find('/') == absl::string_view::npos &&
+         rest.find('\0') == absl::string_view::npos;
+}
+
+}  // namespace
+
+absl::Status SharedMemoryRegistry::Options::Validate() const {
+  if (max_regions < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("max_regions must be >= 1, got ", max_regions));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<SharedMemoryRegistry>> SharedMemoryRegistry::Create(
+    const Options& options) {
+  if (absl::Status s = options.Validate(); !s.ok()) return s;
+  return std::unique_ptr<SharedMemoryRegistry>(new SharedMemoryRegistry(options));
+}
+
+absl::Status SharedMemoryRegistry::Register(const std::string& region, const std::string& key,
+                                            uint64_t byte_size) {
+  if (!ValidRegionName(region)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("region must be 1-128 characters of [A-Za-z0-9._-], got \"", region, "\""));
+  }
+  if (!ValidKey(key)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "key must be \"/\" and then 1-250 characters without \"/\" (a shm_open name), got \"", key,
+        "\""));
+  }
+  if (byte_size == 0) return absl::InvalidArgumentError("byte_size must be > 0");
+  auto r = std::make_shared<Region>();
+  r->info = {region, key, byte_size};
+  r->fd = shm_open(key.c_str(), O_RDONLY | O_CLOEXEC, 0);
+  if (r->fd < 0) {
+    const int e = errno;
+    const std::string why =
+        absl::StrCat("cannot open shared memory object ", key, " for reading: ", std::strerror(e));
+    if (e == ENOENT) return absl::NotFoundError(why);
+    if (e == EACCES) {
+      return absl::PermissionDeniedError(
+          absl::StrCat(why,
+                       " (the daemon's user must be able to read it: create it with mode "
+                       "0644, or 0640 and a group the daemon is in)"));
+    }
+    return absl::InvalidArgumentError(why);
+  }
+  struct stat st {};
+  if (fstat(r->fd, &st) != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot stat shared memory object ", key, ": ", std::strerror(errno)));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("key ", key, " is not a shared memory object (not a regular file)"));
+  }
+  if (static_cast<uint64_t>(st.st_size) < byte_size) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("byte_size ", byte_size, " is more than the ", st.st_size, " bytes of ", key));
+  }
+  absl::MutexLock lock(&mu_);
+  if (!regions_.contains(region) && static_cast<int>(regions_.size()) >= options_.max_regions) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("the daemon holds ", regions_.size(),
+                     " shared memory regions, its limit; unregister one first"));
+  }
+  regions_[region] = std::move(r);  // a replaced region closes when its last Read ends
+  return absl::OkStatus();
+}
+
+absl::Status SharedMemoryRegistry::Unregister(absl::string_view region) {
+  absl::MutexLock lock(&mu_);
+  auto it = regions_.find(region);
+  if (it == regions_.end()) {
+    return absl::NotFoundError(
+        absl::StrCat("no shared memory region \"", region, "\" is registered"));
+  }
+  regions_.erase(it);
+  return absl::OkStatus();
+}
+
+std::vector<SharedMemoryRegistry::RegionInfo> SharedMemoryRegistry::List() const {
+  std::vector<RegionInfo> out;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [name, r] : regions_) out.push_back(r->info);
+  }
+  std::sort(out.begin(), out.end(),
+            [](const RegionInfo& a, const RegionInfo& b) { return a.region < b.region; });
+  return out;
+}
+
+absl::Status SharedMemoryRegistry::Read(absl::string_view region, uint64_t offset, uint64_t size,
+                                        void* out, absl::string_view field) const {
+  std::shared_ptr<const Region> r;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = regions_.find(region);
+    if (it != regions_.end()) r = it->second;
+  }
+  if (r == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ".region \"", region,
+                     "\" is not registered (RegisterSharedMemory; the daemon forgets regions "
+                     "when it restarts)"));
+  }
+  if (offset > r->info.byte_size || size > r->info.byte_size - offset) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, ": bytes [", offset, ", ", offset + size, ") of the frame are beyond the ",
+        r->info.byte_size, " bytes registered for region \"", region, "\""));
+  }
+  auto* dst = static_cast<char*>(out);
+  uint64_t done = 0;
+  while (done < size) {
+    const ssize_t n = pread(r->fd, dst + done, size - done, static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ": cannot read region \"", region, "\": ", std::strerror(errno)));
+    }
+    if (n == 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, ": region \"", region, "\" (", r->info.key, ") ends at byte ", offset + done,
+          ", before the frame's end at ", offset + size, ": the object was shrunk"));
+    }
+    done += static_cast<uint64_t>(n);
+  }
+  return absl::OkStatus();
+}
+
+bool IsLocalPeer(absl::string_view peer) {
+  return absl::StartsWith(peer, "unix:") || absl::StartsWith(peer, "unix-abstract:") ||
+         absl::StartsWith(peer, "ipv4:127.") || absl::StartsWith(peer, "ipv6:[::1]:") ||
+         absl::StartsWith(peer, "ipv6:%5B::1%5D:") || absl::StartsWith(peer, "ipv6:[::ffff:127.") ||
+         absl::StartsWith(peer, "ipv6:%5B::ffff:127.");
+}
+
+}  // namespace logstar::server

@@ -1,0 +1,239 @@
+// SharedMemoryRegistry and DecodeFrame's shared memory path against bytes
+// the test writes itself into real POSIX shared memory objects.
+#include "server/shared_memory.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/convert.h"
+
+namespace logstar::server {
+namespace {
+
+using ::testing::HasSubstr;
+
+// A shm object holding `bytes`, unlinked when the test ends.
+class ShmObject {
+ public:
+  ShmObject(const std::string& tag, const std::string& bytes, mode_t mode = 0600)
+      : key_(absl::StrCat("/logstar-test-", getpid(), "-", tag)) {
+    shm_unlink(key_.c_str());
+    const int fd = shm_open(key_.c_str(), O_CREAT | O_EXCL | O_RDWR, mode);
+    EXPECT_GE(fd, 0) << std::strerror(errno);
+    EXPECT_EQ(write(fd, bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
+    fchmod(fd, mode);  // not narrowed by the umask
+    close(fd);
+  }
+  ~ShmObject() { shm_unlink(key_.c_str()); }
+  const std::string& key() const { return key_; }
+  void Truncate(off_t size) {
+    const int fd = shm_open(key_.c_str(), O_RDWR, 0);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(ftruncate(fd, size), 0);
+    close(fd);
+  }
+
+ private:
+  std::string key_;
+};
+
+std::string Counting(size_t n) {
+  std::string s(n, '\0');
+  for (size_t i = 0; i < n; ++i) s[i] = static_cast<char>(i * 7 + 3);
+  return s;
+}
+
+std::unique_ptr<SharedMemoryRegistry> NewRegistry(int max_regions = 64) {
+  auto r = SharedMemoryRegistry::Create({max_regions});
+  EXPECT_TRUE(r.ok()) << r.status();
+  return *std::move(r);
+}
+
+TEST(SharedMemoryRegistryTest, ReadsTheBytesAtTheOffset) {
+  const std::string bytes = Counting(10000);
+  ShmObject obj("read", bytes);
+  auto reg = NewRegistry();
+  ASSERT_TRUE(reg->Register("cam", obj.key(), bytes.size()).ok());
+  std::string out(1234, '\0');
+  ASSERT_TRUE(reg->Read("cam", 4321, out.size(), out.data(), "f").ok());
+  EXPECT_EQ(out, bytes.substr(4321, 1234));
+  // The last byte of the registered range is readable; one past it is not.
+  ASSERT_TRUE(reg->Read("cam", bytes.size() - 1, 1, out.data(), "f").ok());
+  EXPECT_EQ(out[0], bytes.back());
+  const absl::Status beyond = reg->Read("cam", bytes.size() - 1, 2, out.data(), "frame.x");
+  EXPECT_EQ(beyond.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(beyond.message(), HasSubstr("frame.x: bytes [9999, 10001)"));
+  // An offset so large that offset + size wraps around 64 bits.
+  EXPECT_EQ(reg->Read("cam", std::numeric_limits<uint64_t>::max() - 2, 8, out.data(), "f").code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(SharedMemoryRegistryTest, ARegisteredPrefixBoundsTheReads) {
+  const std::string bytes = Counting(4096);
+  ShmObject obj("prefix", bytes);
+  auto reg = NewRegistry();
+  ASSERT_TRUE(reg->Register("cam", obj.key(), 1000).ok());
+  char c;
+  EXPECT_TRUE(reg->Read("cam", 999, 1, &c, "f").ok());
+  EXPECT_FALSE(reg->Read("cam", 1000, 1, &c, "f").ok());
+}
+
+TEST(SharedMemoryRegistryTest, AShrunkObjectIsAnErrorNotACrash) {
+  const std::string bytes = Counting(1 << 20);
+  ShmObject obj("shrink", bytes);
+  auto reg = NewRegistry();
+  ASSERT_TRUE(reg->Register("cam", obj.key(), bytes.size()).ok());
+  obj.Truncate(1000);
+  std::string out(4096, '\0');
+  const absl::Status s = reg->Read("cam", 0, out.size(), out.data(), "frame.pixels.shared_memory");
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("ends at byte 1000, before the frame's end at 4096"));
+  EXPECT_TRUE(reg->Read("cam", 0, 1000, out.data(), "f").ok());
+  EXPECT_EQ(out.substr(0, 1000), bytes.substr(0, 1000));
+}
+
+TEST(SharedMemoryRegistryTest, RegistrationChecksNameKeySizeAndObject) {
+  const std::string bytes = Counting(100);
+  ShmObject obj("checks", bytes);
+  auto reg = NewRegistry();
+  auto code = [&](const std::string& region, const std::string& key, uint64_t size) {
+    return reg->Register(region, key, size).code();
+  };
+  EXPECT_EQ(code("", obj.key(), 10), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(code("a b", obj.key(), 10), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(code(std::string(129, 'a'), obj.key(), 10), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(code("r", "no-slash", 10), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(code("r", "/a/b", 10), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(code("r", "/..", 10), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(code("r", "/", 10), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(code("r", obj.key(), 0), absl::StatusCode::kInvalidArgument);
+  const absl::Status big = reg->Register("r", obj.key(), 101);
+  EXPECT_EQ(big.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(big.message(), HasSubstr("byte_size 101 is more than the 100 bytes"));
+  const absl::Status missing = reg->Register("r", "/logstar-test-no-such-object", 10);
+  EXPECT_EQ(missing.code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(missing.message(), HasSubstr("/logstar-test-no-such-object"));
+  EXPECT_TRUE(reg->List().empty());  // nothing half-registered
+  if (geteuid() != 0) {              // root reads anything
+    ShmObject unreadable("unreadable", bytes, 0200);
+    const absl::Status denied = reg->Register("r", unreadable.key(), 10);
+    EXPECT_EQ(denied.code(), absl::StatusCode::kPermissionDenied);
+    EXPECT_THAT(denied.message(), HasSubstr("mode 0644"));
+  }
+}
+
+TEST(SharedMemoryRegistryTest, ReRegisteringReplacesAndTheLimitCountsNames) {
+  ShmObject a("a", Counting(100));
+  ShmObject b("b", std::string(50, 'b'));
+  auto reg = NewRegistry(2);
+  ASSERT_TRUE(reg->Register("one", a.key(), 100).ok());
+  ASSERT_TRUE(reg->Register("two", a.key(), 100).ok());
+  EXPECT_EQ(reg->Register("three", a.key(), 100).code(), absl::StatusCode::kResourceExhausted);
+  ASSERT_TRUE(reg->Register("one", b.key(), 50).ok());  // same name: replaced, not a third
+  const std::vector<SharedMemoryRegistry::RegionInfo> list = reg->List();
+  ASSERT_EQ(list.size(), 2u);
+  EXPECT_EQ(list[0].region, "one");
+  EXPECT_EQ(list[0].key, b.key());
+  EXPECT_EQ(list[0].byte_size, 50u);
+  EXPECT_EQ(list[1].region, "two");
+  char c;
+  ASSERT_TRUE(reg->Read("one", 10, 1, &c, "f").ok());
+  EXPECT_EQ(c, 'b');
+  ASSERT_TRUE(reg->Unregister("one").ok());
+  EXPECT_EQ(reg->Unregister("one").code(), absl::StatusCode::kNotFound);
+  const absl::Status gone = reg->Read("one", 0, 1, &c, "frame.pixels.shared_memory");
+  EXPECT_EQ(gone.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(gone.message(),
+              HasSubstr("frame.pixels.shared_memory.region \"one\" is not registered"));
+}
+
+TEST(SharedMemoryRegistryTest, AnUnlinkedObjectStaysReadableWhileRegistered) {
+  const std::string bytes = Counting(100);
+  auto reg = NewRegistry();
+  {
+    ShmObject obj("unlinked", bytes);
+    ASSERT_TRUE(reg->Register("cam", obj.key(), 100).ok());
+  }  // unlinked here
+  std::string out(100, '\0');
+  ASSERT_TRUE(reg->Read("cam", 0, 100, out.data(), "f").ok());
+  EXPECT_EQ(out, bytes);
+}
+
+TEST(IsLocalPeerTest, LoopbackAndUnixSocketsOnly) {
+  EXPECT_TRUE(IsLocalPeer("ipv4:127.0.0.1:50051"));
+  EXPECT_TRUE(IsLocalPeer("ipv4:127.1.2.3:1"));
+  EXPECT_TRUE(IsLocalPeer("ipv6:[::1]:50051"));
+  EXPECT_TRUE(IsLocalPeer("ipv6:%5B::1%5D:50051"));
+  EXPECT_TRUE(IsLocalPeer("ipv6:[::ffff:127.0.0.1]:50051"));
+  EXPECT_TRUE(IsLocalPeer("unix:/run/logstar.sock"));
+  EXPECT_FALSE(IsLocalPeer("ipv4:10.0.0.5:50051"));
+  EXPECT_FALSE(IsLocalPeer("ipv4:128.0.0.1:50051"));
+  EXPECT_FALSE(IsLocalPeer("ipv6:[::2]:50051"));
+  EXPECT_FALSE(IsLocalPeer("ipv6:[::1234]:50051"));
+  EXPECT_FALSE(IsLocalPeer("ipv6:[::ffff:10.0.0.1]:50051"));
+  EXPECT_FALSE(IsLocalPeer(""));
+}
+
+// DecodeFrame: pixels from a region equal the bytes written there, row 0
+// at the offset; only the valid rows are read; NaN is named as in the
+// message path.
+TEST(DecodeSharedFrameTest, PixelsComeFromTheRegionAtTheOffset) {
+  const int w = 5, h = 3;
+  std::vector<float> values(w * h);
+  for (int i = 0; i < w * h; ++i) values[i] = 0.5f * i - 2.0f;
+  std::string bytes(64, 'x');  // 64 bytes before row 0
+  bytes.append(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(float));
+  ShmObject obj("decode", bytes);
+  auto reg = NewRegistry();
+  ASSERT_TRUE(reg->Register("cam", obj.key(), bytes.size()).ok());
+  v1::Frame frame;
+  frame.mutable_pixels()->set_dtype(v1::DTYPE_FLOAT32);
+  frame.mutable_pixels()->set_width(w);
+  frame.mutable_pixels()->set_height(h);
+  frame.mutable_pixels()->mutable_shared_memory()->set_region("cam");
+  frame.mutable_pixels()->mutable_shared_memory()->set_offset(64);
+  absl::StatusOr<DecodedFrame> d = DecodeFrame(frame, 1 << 20, reg.get());
+  ASSERT_TRUE(d.ok()) << d.status();
+  ASSERT_EQ(d->image.type(), CV_32F);
+  ASSERT_EQ(d->image.rows, h);
+  ASSERT_EQ(d->image.cols, w);
+  for (int y = 0; y < h; ++y) {
+    for (int x = 0; x < w; ++x) EXPECT_EQ(d->image.at<float>(y, x), 0.5f * (y * w + x) - 2.0f);
+  }
+  // Two valid rows need only 2 × 5 floats: a region ending there suffices.
+  ASSERT_TRUE(reg->Register("short", obj.key(), 64 + 2 * w * 4).ok());
+  frame.mutable_pixels()->mutable_shared_memory()->set_region("short");
+  EXPECT_FALSE(DecodeFrame(frame, 1 << 20, reg.get()).ok());
+  frame.set_valid_rows(2);
+  d = DecodeFrame(frame, 1 << 20, reg.get());
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_TRUE(d->partial);
+  EXPECT_EQ(d->image.rows, 2);
+
+  // A NaN at x=3, y=1 in the region.
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  std::memcpy(bytes.data() + 64 + 4 * (1 * w + 3), &nan, 4);
+  ShmObject bad("decode-nan", bytes);
+  ASSERT_TRUE(reg->Register("cam", bad.key(), bytes.size()).ok());
+  frame.mutable_pixels()->mutable_shared_memory()->set_region("cam");
+  const absl::Status s = DecodeFrame(frame, 1 << 20, reg.get()).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("frame.pixels.shared_memory pixel x=3 y=1 is NaN"));
+
+  // Without a registry (the clients' decoding) shared memory is refused.
+  EXPECT_THAT(DecodeFrame(frame, 1 << 20).status().message(),
+              HasSubstr("frame.pixels.shared_memory is not available here"));
+}
+
+}  // namespace
+}  // namespace logstar::server
