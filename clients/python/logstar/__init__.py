@@ -18,6 +18,7 @@ frame as sent, origin at the centre of the top-left pixel; lengths in
 
 * :mod:`logstar.client`    Client, Session, Result/Dropped/Failed records
 * :mod:`logstar.frames`    numpy images ↔ Frame envelopes, metadata keys
+* :mod:`logstar.shared_memory`  pixels through shared memory on the daemon's host
 * :mod:`logstar.settings`  priors and settings from dicts and JSON files
 * :mod:`logstar.recording` .lsr recording files: read, write
 * :mod:`logstar.files`     .npy, TIFF, DM3/DM4/EMD (HyperSpy, optional)
@@ -45,6 +46,7 @@ from .pull import PullAdapter
 from .recording import (Recording, RecordedFrame, RecordingReader, RecordingWriter,
                         read_recording)
 from .settings import session_settings
+from .shared_memory import SharedMemoryRing
 
 __version__ = "0.1.0"
 
@@ -52,6 +54,7 @@ __all__ = [
     "AuthenticationError", "Client", "Dropped", "Failed", "FrameNotAnalysed", "InvalidFrame",
     "InvalidSettings", "LogstarError", "MissingDependency", "PullAdapter", "Record",
     "RecordedFrame", "Recording", "RecordingError", "RecordingReader", "RecordingWriter",
-    "Region", "Result", "RpcFailed", "ServerUnavailable", "Session", "StreamBroken", "Tls",
+    "Region", "Result", "RpcFailed", "ServerUnavailable", "Session", "SharedMemoryRing",
+    "StreamBroken", "Tls",
     "read_frames", "read_image", "read_recording", "session_settings",
 ]

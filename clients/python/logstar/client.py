@@ -37,6 +37,7 @@ import numpy as np
 
 from . import frames as _frames
 from . import settings as _settings
+from . import shared_memory as _shared_memory
 from .errors import (AuthenticationError, FrameNotAnalysed, InvalidFrame, InvalidSettings,
                      LogstarError, RpcFailed, ServerUnavailable, StreamBroken)
 from .v1 import frame_pb2, result_pb2, service_pb2, service_pb2_grpc, session_pb2
@@ -324,6 +325,38 @@ class Client:
             raise RpcFailed("opening the session: the server did not answer `opened`")
         return responses[0].opened
 
+    def shared_memory_ring(self, slots: int, slot_bytes: int, *, region: Optional[str] = None,
+                           mode: int = 0o600) -> "_shared_memory.SharedMemoryRing":
+        """A ring of ``slots`` shared memory slots of ``slot_bytes`` each,
+        registered with the daemon, for ``Session.stream(...,
+        shared_memory=ring)``: pixels go through shared memory instead of
+        the message. Only for a client on the daemon's host; see
+        :mod:`logstar.shared_memory` for the contract."""
+        return _shared_memory.SharedMemoryRing(self, slots, slot_bytes, region=region, mode=mode)
+
+    def shared_memory_regions(self) -> List[service_pb2.SharedMemoryRegion]:
+        """The shared memory regions the daemon holds (ListSharedMemory)."""
+        try:
+            response = self._stub.ListSharedMemory(service_pb2.ListSharedMemoryRequest(),
+                                                   metadata=self._metadata)
+        except grpc.RpcError as e:
+            raise self._error(e, "list shared memory") from None
+        return list(response.regions)
+
+    def _register_shared_memory(self, region: str, key: str, byte_size: int) -> None:
+        try:
+            self._stub.RegisterSharedMemory(service_pb2.RegisterSharedMemoryRequest(
+                region=region, key=key, byte_size=byte_size), metadata=self._metadata)
+        except grpc.RpcError as e:
+            raise self._error(e, f"registering shared memory {key}") from None
+
+    def _unregister_shared_memory(self, region: str) -> None:
+        try:
+            self._stub.UnregisterSharedMemory(
+                service_pb2.UnregisterSharedMemoryRequest(region=region), metadata=self._metadata)
+        except grpc.RpcError as e:
+            raise self._error(e, f"unregistering shared memory region {region}") from None
+
     def close(self) -> None:
         self._channel.close()
 
@@ -339,6 +372,7 @@ class _Pending:
     sequence: int
     tag: Any
     failure: Optional[InvalidFrame] = None  # set: refused by the client, not sent
+    holds_slot: bool = False  # its pixels sit in a shared memory slot until answered
 
 
 class Session:
@@ -362,9 +396,11 @@ class Session:
         with self._lock:
             return next(self._sequence)
 
-    def _prepare(self, item: Any) -> Tuple[Optional[frame_pb2.Frame], _Pending]:
+    def _prepare(self, item: Any, ring: Optional["_shared_memory.SharedMemoryRing"] = None,
+                 slot: int = -1) -> Tuple[Optional[frame_pb2.Frame], _Pending]:
         """A frame stream item to a Frame; an item the client cannot encode
-        becomes a _Pending with its failure instead."""
+        becomes a _Pending with its failure instead. With a ring, an array's
+        pixels go to ``slot`` (a Frame message is sent as it is)."""
         message, tag = item, None
         if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], frame_pb2.Frame):
             message, tag = item[0], dict(item[1] or {}).get("tag")
@@ -380,11 +416,14 @@ class Session:
         try:
             array, meta = _frames.split_item(item)
             tag = meta.pop("tag", None)
-            return _frames.to_frame(array, meta, sequence), _Pending(sequence, tag)
+            sink = ring._sink(slot) if ring is not None else None
+            return (_frames.to_frame(array, meta, sequence, sink=sink),
+                    _Pending(sequence, tag, holds_slot=sink is not None))
         except InvalidFrame as e:
             return None, _Pending(sequence, tag, e)
 
-    def stream(self, frames: Iterable[Any], *, timeout: Optional[float] = None
+    def stream(self, frames: Iterable[Any], *, timeout: Optional[float] = None,
+               shared_memory: Optional["_shared_memory.SharedMemoryRing"] = None
                ) -> Iterator[Record]:
         """Streams frames and yields one record per frame, in order.
 
@@ -397,10 +436,16 @@ class Session:
         before are still answered and then the exception is re-raised.
         Raises :class:`StreamBroken` when the stream ends before every sent
         frame is answered (e.g. the server shut down), after yielding what
-        was answered."""
+        was answered.
+
+        ``shared_memory``: a ring from :meth:`Client.shared_memory_ring`;
+        arrays' pixels then go through it instead of the message (client
+        and daemon on one host), at most its ``slots`` frames in flight."""
         pending: "collections.deque[_Pending]" = collections.deque()
         source_error: List[BaseException] = []
         items = iter(frames)
+        ring = shared_memory
+        ended = threading.Event()  # wakes a sender waiting for a slot
 
         def requests() -> Iterator[service_pb2.StreamRequest]:
             yield service_pb2.StreamRequest(open=service_pb2.OpenSession(session_id=self.id))
@@ -412,7 +457,16 @@ class Session:
                 except Exception as e:  # the caller's frame source failed: half-close
                     source_error.append(e)
                     return
-                frame, p = self._prepare(item)
+                slot = -1
+                if ring is not None and not isinstance(item, frame_pb2.Frame) and not (
+                        isinstance(item, tuple) and len(item) == 2
+                        and isinstance(item[0], frame_pb2.Frame)):
+                    slot = ring._acquire(ended)
+                    if slot < 0:
+                        return
+                frame, p = self._prepare(item, ring if slot >= 0 else None, slot)
+                if slot >= 0 and not p.holds_slot:
+                    ring._give_back(slot)
                 # Registered before it is sent, so its answer always finds it.
                 pending.append(p)
                 if frame is not None:
@@ -436,7 +490,10 @@ class Session:
                 if not pending or pending[0].sequence != response.sequence:
                     raise LogstarError(f"stream: the server answered frame {response.sequence} "
                                        f"out of order (protocol error)")
-                yield self._record(response, pending.popleft().tag)
+                answered = pending.popleft()
+                if answered.holds_slot:
+                    ring._release()
+                yield self._record(response, answered.tag)
         except grpc.RpcError as e:
             unanswered = [p.sequence for p in pending if p.failure is None]
             if source_error and e.code() == grpc.StatusCode.CANCELLED:
@@ -448,7 +505,13 @@ class Session:
                 f"{len(unanswered)} frame(s) sent got no answer", e.code().name,
                 unanswered) from None
         finally:
+            ended.set()
             call.cancel()  # no-op when finished; frees the call when the caller stops early
+            # The stream is over: the daemon reads none of its frames any more.
+            for p in pending:
+                if p.holds_slot:
+                    p.holds_slot = False
+                    ring._release()
         unanswered = []
         while pending:
             p = pending.popleft()

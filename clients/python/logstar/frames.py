@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import time
-from typing import Any, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
@@ -105,24 +105,33 @@ def _number(meta: Metadata, key: str) -> float:
     return v
 
 
+#: Where pixels go instead of ``pixels.data``: called with the image and its
+#: wire dtype, it stores the pixels and returns ``(region, offset)`` of
+#: row 0 in a registered shared memory region (see logstar.shared_memory).
+PixelSink = Callable[[np.ndarray, np.dtype], Tuple[str, int]]
+
+
 def to_frame(array: np.ndarray, meta: Optional[Metadata] = None, sequence: int = 0,
-             frame: Optional[frame_pb2.Frame] = None) -> frame_pb2.Frame:
+             frame: Optional[frame_pb2.Frame] = None,
+             sink: Optional[PixelSink] = None) -> frame_pb2.Frame:
     """Builds a Frame envelope from an image and its metadata.
 
-    ``sequence`` is written as given; send_time is left to the sender."""
+    ``sequence`` is written as given; send_time is left to the sender.
+    With ``sink`` the pixels are handed to it (called last, once everything
+    else was checked) and the frame refers to where it put them."""
     check_image(array)
     meta = dict(meta or {})
     unknown = sorted(set(meta) - set(METADATA_KEYS))
     if unknown:
         raise InvalidFrame(f"unknown metadata key(s) {unknown}; known: {sorted(METADATA_KEYS)}")
     wire = wire_dtype(array)
-    data = np.ascontiguousarray(array, dtype=_WIRE_DTYPES[wire])
 
     f = frame if frame is not None else frame_pb2.Frame()
     f.sequence = sequence
     f.pixels.dtype = wire
-    f.pixels.height, f.pixels.width = (int(n) for n in data.shape)
-    f.pixels.data = data.tobytes()
+    f.pixels.height, f.pixels.width = (int(n) for n in array.shape)
+    if sink is None:
+        f.pixels.data = np.ascontiguousarray(array, dtype=_WIRE_DTYPES[wire]).tobytes()
 
     if "pixel_size" in meta:
         f.pixel_size_x_angstrom = f.pixel_size_y_angstrom = _number(meta, "pixel_size")
@@ -140,13 +149,17 @@ def to_frame(array: np.ndarray, meta: Optional[Metadata] = None, sequence: int =
         f.scan_rotation_deg = float(meta["scan_rotation_deg"])
     if "valid_rows" in meta:
         rows = int(meta["valid_rows"])
-        if not 0 <= rows <= data.shape[0]:
-            raise InvalidFrame(f"valid_rows {rows} is outside [0, {data.shape[0]}]")
+        if not 0 <= rows <= array.shape[0]:
+            raise InvalidFrame(f"valid_rows {rows} is outside [0, {array.shape[0]}]")
         f.valid_rows = rows
     if "channel" in meta:
         f.channel = str(meta["channel"])
     if "acquisition_time" in meta:
         _timestamp(meta["acquisition_time"], "acquisition_time", f.acquisition_time)
+    if sink is not None:
+        region, offset = sink(array, _WIRE_DTYPES[wire])
+        f.pixels.shared_memory.region = region
+        f.pixels.shared_memory.offset = offset
     return f
 
 
