@@ -1,19 +1,23 @@
 // logstar::Client against an in-process logstard (server::LogStarServer):
 // every frame answered in order with atoms that match the generated frames'
 // ground truth, back-pressure, the session RPCs, health, the bearer token,
-// mutual TLS and an unreachable server.
+// mutual TLS and an unreachable server. SharedMemoryBuffer against what
+// /dev/shm shows and the images' own bytes.
 #include "clients/cpp/client.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <memory>
 #include <vector>
 
+#include "clients/cpp/shared_memory.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/server.h"
@@ -238,6 +242,167 @@ TEST(ClientTest, MutualTls) {
           .status()
           .code(),
       absl::StatusCode::kNotFound);
+}
+
+// ---------------------------------------------------------------- shared memory
+
+// What the kernel says about a key's object: nullopt when there is none.
+std::optional<struct stat> StatShm(const std::string& key) {
+  struct stat st;
+  if (stat(("/dev/shm" + key).c_str(), &st) != 0) return std::nullopt;
+  return st;
+}
+
+std::string UniqueKey(const char* what) {
+  return absl::StrCat("/logstar-client-test-", getpid(), "-", what);
+}
+
+TEST(SharedMemoryBufferTest, CreatesTheObjectWithTheSizeAndModeAskedAndUnlinksIt) {
+  for (const mode_t mode : {mode_t{0600}, mode_t{0644}, mode_t{0660}}) {
+    SCOPED_TRACE(mode);
+    const std::string key = UniqueKey("mode");
+    {
+      auto buffer = SharedMemoryBuffer::Create(12345, {.key = key, .mode = mode});
+      ASSERT_TRUE(buffer.ok()) << buffer.status();
+      EXPECT_EQ((*buffer)->key(), key);
+      EXPECT_EQ((*buffer)->size(), 12345u);
+      const std::optional<struct stat> st = StatShm(key);
+      ASSERT_TRUE(st.has_value());
+      EXPECT_EQ(st->st_size, 12345);
+      EXPECT_EQ(st->st_mode & 0777, mode);  // the umask notwithstanding
+      EXPECT_EQ(st->st_uid, getuid());
+      // The mapping is the object: what is written shows in /dev/shm.
+      std::memcpy((*buffer)->data() + 12340, "tail", 4);
+      std::ifstream in("/dev/shm" + key, std::ios::binary);
+      in.seekg(12340);
+      char got[4] = {};
+      in.read(got, 4);
+      EXPECT_EQ(std::string(got, 4), "tail");
+    }
+    EXPECT_FALSE(StatShm(key).has_value()) << "the destructor unlinks " << key;
+  }
+}
+
+TEST(SharedMemoryBufferTest, DefaultKeyIsFreshAndPrivate) {
+  auto a = SharedMemoryBuffer::Create(4096, {});
+  auto b = SharedMemoryBuffer::Create(4096, {});
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_THAT((*a)->key(), ::testing::StartsWith(absl::StrCat("/logstar-", getpid(), "-")));
+  EXPECT_NE((*a)->key(), (*b)->key());
+  const std::optional<struct stat> st = StatShm((*a)->key());
+  ASSERT_TRUE(st.has_value());
+  EXPECT_EQ(st->st_mode & 0777, 0600u);
+}
+
+TEST(SharedMemoryBufferTest, BadOptionsAndExistingKeysAreRefusedNamingThem) {
+  for (const char* key : {"no-slash", "/", "/a/b", "//x"}) {
+    SCOPED_TRACE(key);
+    auto b = SharedMemoryBuffer::Create(64, {.key = key});
+    EXPECT_EQ(b.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(b.status().message(), HasSubstr(absl::StrCat("key '", key, "'")));
+  }
+  EXPECT_EQ(SharedMemoryBuffer::Create(64, {.key = "/" + std::string(251, 'k')}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(SharedMemoryBuffer::Create(64, {.mode = 04600}).status().message(),
+              HasSubstr("mode 04600"));
+  const std::string key = UniqueKey("size");
+  auto zero = SharedMemoryBuffer::Create(0, {.key = key});
+  EXPECT_EQ(zero.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(zero.status().message(), HasSubstr(key));
+  EXPECT_FALSE(StatShm(key).has_value());
+
+  // O_EXCL: another's object is never taken over, nor unlinked.
+  auto first = SharedMemoryBuffer::Create(64, {.key = key});
+  ASSERT_TRUE(first.ok()) << first.status();
+  auto second = SharedMemoryBuffer::Create(64, {.key = key});
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_THAT(second.status().message(), HasSubstr("'" + key + "'"));
+  EXPECT_THAT(second.status().message(), HasSubstr(std::strerror(EEXIST)));
+  EXPECT_TRUE(StatShm(key).has_value());
+}
+
+// The bytes at [offset, offset + n) of the buffer, and whether every byte
+// outside that range still holds `fill`.
+std::string BytesAt(const SharedMemoryBuffer& b, uint64_t offset, size_t n) {
+  return std::string(b.data() + offset, n);
+}
+bool UntouchedOutside(const SharedMemoryBuffer& b, uint64_t offset, size_t n, char fill) {
+  for (uint64_t i = 0; i < b.size(); ++i) {
+    if ((i < offset || i >= offset + n) && b.data()[i] != fill) return false;
+  }
+  return true;
+}
+
+// The image's pixels row-major with no padding, from OpenCV's own accessors.
+std::string RowMajorBytes(const cv::Mat& image) {
+  std::string out;
+  for (int y = 0; y < image.rows; ++y) {
+    out.append(reinterpret_cast<const char*>(image.ptr(y)), image.cols * image.elemSize());
+  }
+  return out;
+}
+
+TEST(SharedMemoryBufferTest, ImageToSharedPixelsWritesExactlyTheImagesBytesAtTheOffset) {
+  auto buffer = SharedMemoryBuffer::Create(64 << 10, {});
+  ASSERT_TRUE(buffer.ok()) << buffer.status();
+  SharedMemoryBuffer& b = **buffer;
+  cv::RNG rng(7);
+  // The wire's dtypes as proto/logstar/v1/frame.proto lists them.
+  const std::vector<std::pair<int, v1::DType>> types = {{CV_8U, v1::DTYPE_UINT8},
+                                                        {CV_16U, v1::DTYPE_UINT16},
+                                                        {CV_16S, v1::DTYPE_INT16},
+                                                        {CV_32F, v1::DTYPE_FLOAT32},
+                                                        {CV_64F, v1::DTYPE_FLOAT64}};
+  for (const auto& [depth, dtype] : types) {
+    for (const bool roi : {false, true}) {
+      SCOPED_TRACE(absl::StrCat(v1::DType_Name(dtype), roi ? " ROI" : ""));
+      cv::Mat full(40, 50, CV_MAKETYPE(depth, 1));
+      rng.fill(full, cv::RNG::UNIFORM, -1000, 1000);
+      // A 23 x 17 view from inside: rows are 50 elements apart, not 23.
+      const cv::Mat image = roi ? full(cv::Rect(5, 9, 23, 17)) : full;
+      ASSERT_EQ(image.isContinuous(), !roi);
+      const uint64_t offset = roi ? 1001 : 4096;  // unaligned too: the daemon pread()s
+      std::memset(b.data(), 0x5a, b.size());
+      auto pixels = ImageToSharedPixels(image, b, "frames", offset);
+      ASSERT_TRUE(pixels.ok()) << pixels.status();
+      EXPECT_EQ(pixels->dtype(), dtype);
+      EXPECT_EQ(pixels->width(), static_cast<uint32_t>(image.cols));
+      EXPECT_EQ(pixels->height(), static_cast<uint32_t>(image.rows));
+      EXPECT_EQ(pixels->source_case(), v1::PixelData::kSharedMemory);
+      EXPECT_EQ(pixels->shared_memory().region(), "frames");
+      EXPECT_EQ(pixels->shared_memory().offset(), offset);
+      const size_t n = image.total() * image.elemSize();
+      const cv::Mat copy = image.clone();  // OpenCV's own packed copy
+      EXPECT_EQ(BytesAt(b, offset, n), std::string(reinterpret_cast<const char*>(copy.data), n));
+      EXPECT_EQ(BytesAt(b, offset, n), RowMajorBytes(image));
+      EXPECT_TRUE(UntouchedOutside(b, offset, n, 0x5a));
+    }
+  }
+}
+
+TEST(SharedMemoryBufferTest, ImageToSharedPixelsRefusesWhatDoesNotFitOrIsNotAFrame) {
+  auto buffer = SharedMemoryBuffer::Create(1000, {});
+  ASSERT_TRUE(buffer.ok()) << buffer.status();
+  SharedMemoryBuffer& b = **buffer;
+  std::memset(b.data(), 0x5a, b.size());
+  const cv::Mat image(10, 25, CV_32F, cv::Scalar(1.0f));  // exactly 1000 bytes
+  EXPECT_TRUE(ImageToSharedPixels(image, b, "r", 0).ok());
+  std::memset(b.data(), 0x5a, b.size());
+  for (const uint64_t offset : {uint64_t{1}, uint64_t{1000}, uint64_t{5000}, ~uint64_t{0} - 10}) {
+    SCOPED_TRACE(offset);
+    auto p = ImageToSharedPixels(image, b, "r", offset);
+    EXPECT_EQ(p.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(p.status().message(), HasSubstr(absl::StrCat("1000 bytes at offset ", offset)));
+    EXPECT_THAT(p.status().message(), HasSubstr(absl::StrCat("'", b.key(), "' of 1000 bytes")));
+  }
+  EXPECT_EQ(ImageToSharedPixels(cv::Mat(4, 4, CV_32FC3), b, "r", 0).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ImageToSharedPixels(cv::Mat(4, 4, CV_32S), b, "r", 0).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ImageToSharedPixels(cv::Mat(), b, "r", 0).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(UntouchedOutside(b, 0, 0, 0x5a)) << "nothing is written on error";
 }
 
 }  // namespace

@@ -1,0 +1,139 @@
+#include "clients/cpp/shared_memory.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "server/convert.h"
+
+namespace logstar {
+namespace {
+
+absl::StatusCode CodeOf(int err) {
+  switch (err) {
+    case EEXIST:
+      return absl::StatusCode::kAlreadyExists;
+    case EACCES:
+    case EPERM:
+      return absl::StatusCode::kPermissionDenied;
+    case ENOSPC:
+    case ENOMEM:
+    case EMFILE:
+    case ENFILE:
+    case EFBIG:
+      return absl::StatusCode::kResourceExhausted;
+    case EINVAL:
+    case ENAMETOOLONG:
+      return absl::StatusCode::kInvalidArgument;
+    default:
+      return absl::StatusCode::kInternal;
+  }
+}
+
+absl::Status SystemError(int err, const std::string& key, const char* call) {
+  return absl::Status(CodeOf(err),
+                      absl::StrCat("shared memory '", key, "': ", call, ": ", std::strerror(err)));
+}
+
+std::string RandomKey() {
+  std::random_device random;
+  const uint64_t bits = (uint64_t{random()} << 32) ^ random();
+  return absl::StrFormat("/logstar-%d-%016x", getpid(), bits);
+}
+
+}  // namespace
+
+absl::Status SharedMemoryBuffer::Options::Validate() const {
+  if (!key.empty()) {
+    // The daemon's rule for RegisterSharedMemory's key; shm_open itself
+    // would take a key without the leading "/" on glibc, which the daemon
+    // then could not name.
+    if (key[0] != '/' || key.size() < 2 || key.size() > 251 ||
+        key.find('/', 1) != std::string::npos) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("key '", key, "': must be \"/\" and then 1-250 characters without \"/\""));
+    }
+  }
+  if ((mode & ~mode_t{0777}) != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("mode %#o: only permission bits (0777) are allowed", mode));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<SharedMemoryBuffer>> SharedMemoryBuffer::Create(
+    uint64_t byte_size, const Options& options) {
+  if (absl::Status s = options.Validate(); !s.ok()) return s;
+  const std::string key = options.key.empty() ? RandomKey() : options.key;
+  if (byte_size == 0 || byte_size > static_cast<uint64_t>(std::numeric_limits<off_t>::max())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("shared memory '", key, "': byte_size must be > 0, got ", byte_size));
+  }
+  const int fd = shm_open(key.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, options.mode);
+  if (fd < 0) return SystemError(errno, key, "shm_open");
+  // From here on a failure removes what was made.
+  auto fail = [&](int err, const char* call) {
+    close(fd);
+    shm_unlink(key.c_str());
+    return SystemError(err, key, call);
+  };
+  // shm_open's mode passes through the umask; the caller asked for this one.
+  if (fchmod(fd, options.mode) != 0) return fail(errno, "fchmod");
+  if (ftruncate(fd, static_cast<off_t>(byte_size)) != 0) return fail(errno, "ftruncate");
+  // tmpfs hands out pages when they are first written, and a full /dev/shm
+  // (64 MiB in a default Docker container) answers that write with SIGBUS.
+  // Reserving them now turns it into an error here.
+  if (const int err = posix_fallocate(fd, 0, static_cast<off_t>(byte_size)); err != 0) {
+    return fail(err, "posix_fallocate");
+  }
+  void* data = mmap(nullptr, byte_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (data == MAP_FAILED) return fail(errno, "mmap");
+  close(fd);  // the mapping keeps the object
+  return std::unique_ptr<SharedMemoryBuffer>(
+      new SharedMemoryBuffer(key, byte_size, static_cast<char*>(data)));
+}
+
+SharedMemoryBuffer::~SharedMemoryBuffer() {
+  munmap(data_, size_);
+  shm_unlink(key_.c_str());
+}
+
+absl::StatusOr<v1::PixelData> ImageToSharedPixels(const cv::Mat& image, SharedMemoryBuffer& buffer,
+                                                  const std::string& region, uint64_t offset) {
+  if (image.empty()) return absl::InvalidArgumentError("ImageToSharedPixels: the image is empty");
+  // server::ImageToPixels holds the wire's dtype mapping and its checks;
+  // asked about a one-pixel view it copies one pixel, not the frame.
+  const cv::Mat probe = image.dims == 2 ? image(cv::Rect(0, 0, 1, 1)) : image;
+  absl::StatusOr<v1::PixelData> pixels = server::ImageToPixels(probe);
+  if (!pixels.ok()) return pixels.status();
+  const uint64_t row_bytes = static_cast<uint64_t>(image.cols) * image.elemSize();
+  const uint64_t bytes = row_bytes * static_cast<uint64_t>(image.rows);
+  if (offset > buffer.size() || bytes > buffer.size() - offset) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "a ", image.cols, " x ", image.rows, " frame of ", bytes, " bytes at offset ", offset,
+        " does not fit in shared memory '", buffer.key(), "' of ", buffer.size(), " bytes"));
+  }
+  char* out = buffer.data() + offset;
+  if (image.isContinuous()) {
+    std::memcpy(out, image.data, bytes);
+  } else {
+    for (int y = 0; y < image.rows; ++y) std::memcpy(out + y * row_bytes, image.ptr(y), row_bytes);
+  }
+  pixels->clear_data();
+  pixels->set_width(image.cols);
+  pixels->set_height(image.rows);
+  pixels->mutable_shared_memory()->set_region(region);
+  pixels->mutable_shared_memory()->set_offset(offset);
+  return pixels;
+}
+
+}  // namespace logstar
