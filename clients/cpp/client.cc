@@ -9,6 +9,7 @@
 #include <grpcpp/generic/generic_stub.h>
 
 #include "absl/strings/str_cat.h"
+#include "clients/cpp/shared_memory.h"
 
 namespace logstar {
 namespace {
@@ -283,6 +284,52 @@ absl::StatusOr<std::vector<v1::SessionInfo>> Client::ListSessions(bool include_s
     return s;
   }
   return std::vector<v1::SessionInfo>(response.sessions().begin(), response.sessions().end());
+}
+
+absl::StatusOr<v1::SharedMemoryRegion> Client::RegisterSharedMemory(const std::string& region,
+                                                                    const std::string& key,
+                                                                    uint64_t byte_size) {
+  v1::RegisterSharedMemoryRequest request;
+  request.set_region(region);
+  request.set_key(key);
+  request.set_byte_size(byte_size);
+  grpc::ClientContext context;
+  Prepare(&context, options_.rpc_timeout_s);
+  v1::SharedMemoryRegion registered;
+  if (absl::Status s = ToStatus(stub_->RegisterSharedMemory(&context, request, &registered),
+                                "RegisterSharedMemory");
+      !s.ok()) {
+    return s;
+  }
+  return registered;
+}
+
+absl::StatusOr<v1::SharedMemoryRegion> Client::RegisterSharedMemory(
+    const std::string& region, const SharedMemoryBuffer& buffer) {
+  return RegisterSharedMemory(region, buffer.key(), buffer.size());
+}
+
+absl::Status Client::UnregisterSharedMemory(const std::string& region) {
+  v1::UnregisterSharedMemoryRequest request;
+  request.set_region(region);
+  grpc::ClientContext context;
+  Prepare(&context, options_.rpc_timeout_s);
+  v1::UnregisterSharedMemoryResponse response;
+  return ToStatus(stub_->UnregisterSharedMemory(&context, request, &response),
+                  "UnregisterSharedMemory");
+}
+
+absl::StatusOr<std::vector<v1::SharedMemoryRegion>> Client::ListSharedMemory() {
+  v1::ListSharedMemoryRequest request;
+  grpc::ClientContext context;
+  Prepare(&context, options_.rpc_timeout_s);
+  v1::ListSharedMemoryResponse response;
+  if (absl::Status s =
+          ToStatus(stub_->ListSharedMemory(&context, request, &response), "ListSharedMemory");
+      !s.ok()) {
+    return s;
+  }
+  return std::vector<v1::SharedMemoryRegion>(response.regions().begin(), response.regions().end());
 }
 
 // ---------------------------------------------------------------- Stream

@@ -6,6 +6,10 @@
 //   auto answer = (*stream)->Read(); // the next frame's result, dropped or error record
 //   (*stream)->CloseSend(); ... (*stream)->Finish();
 //
+// On the daemon's host, pixels may instead stay in shared memory
+// (clients/cpp/shared_memory.h): RegisterSharedMemory once, then frames
+// whose pixels come from ImageToSharedPixels.
+//
 // Every frame pushed gets exactly one answer, in push order (the server's
 // contract). Coordinates in results: x = column, y = row, px, origin at the
 // centre of the top-left pixel. Errors are absl::Status with gRPC's codes
@@ -40,6 +44,8 @@
 #include "logstar/v1/service.grpc.pb.h"
 
 namespace logstar {
+
+class SharedMemoryBuffer;  // clients/cpp/shared_memory.h
 
 struct ClientOptions {
   std::string address{};  // host:port of logstard, e.g. "127.0.0.1:50051"
@@ -168,6 +174,26 @@ class Client {
   // Every session on the server, by id: counters, attached streams,
   // timestamps (and settings with include_settings), never the cache.
   absl::StatusOr<std::vector<v1::SessionInfo>> ListSessions(bool include_settings = false);
+
+  // Shared memory on the daemon's host (clients/cpp/shared_memory.h): frames
+  // may then give pixels.shared_memory {region, offset} instead of bytes.
+  // Registers `key` (a POSIX shared memory object the daemon's user may
+  // read) under `region`, its first byte_size bytes usable; registering a
+  // region again replaces it. PERMISSION_DENIED from a client not on the
+  // daemon's host or for an object the daemon may not read; NOT_FOUND for
+  // a key with no object; INVALID_ARGUMENT for a bad name, key or size;
+  // UNIMPLEMENTED from a daemon older than shared memory.
+  absl::StatusOr<v1::SharedMemoryRegion> RegisterSharedMemory(const std::string& region,
+                                                              const std::string& key,
+                                                              uint64_t byte_size);
+  // The whole buffer, under its key.
+  absl::StatusOr<v1::SharedMemoryRegion> RegisterSharedMemory(const std::string& region,
+                                                              const SharedMemoryBuffer& buffer);
+  // NOT_FOUND for a region not registered. Frames still queued that use it
+  // are answered with an error record.
+  absl::Status UnregisterSharedMemory(const std::string& region);
+  // Every region the daemon holds, by name.
+  absl::StatusOr<std::vector<v1::SharedMemoryRegion>> ListSharedMemory();
 
  private:
   explicit Client(const ClientOptions& options) : options_(options) {}
