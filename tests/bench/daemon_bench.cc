@@ -3,7 +3,16 @@
 //
 // For each frame size: the same settings and the same generated frames go
 // (a) straight to a LogStarAnalyzer and (b) through a Stream RPC to a
-// LogStarServer on 127.0.0.1 (TCP). Pixels as float32 (16 MiB at 2048²)
+// LogStarServer, by one or more transports (--transport, a comma list):
+//   tcp   pixels in the message over TCP loopback (the default);
+//   unix  pixels in the message over a Unix socket;
+//   shm   pixels in one shared memory buffer (clients/cpp/shared_memory.h)
+//         registered once, frames at different offsets in it (a ring of 4
+//         slots), the messages over TCP loopback. Each timed frame includes
+//         copying its pixels into the buffer: a real client has its frame in
+//         its own memory unless it acquires straight into the buffer.
+// With several transports each frame size and dtype runs them one after
+// the other, so they see the machine in the same state. Pixels as float32 (16 MiB at 2048²)
 // and as uint16 detector counts (half the bytes; most detectors' native
 // type): the transport's share scales with the bytes. The first frame tunes
 // every window and is not timed (both caches then hold the same
@@ -13,25 +22,29 @@
 // (all frames sent at once, block policy).
 //
 //   daemon_bench [--sizes=512,2048] [--dtypes=float32,uint16] [--frames=30]
-//                [--window=256] [--evals=20] [--transport=tcp|unix] [--json=FILE]
+//                [--window=256] [--evals=20] [--transport=tcp|unix|shm[,...]] [--json=FILE]
 //
 // Besides the p50 difference (the target's figure) it prints the server's
 // p50 by stage, the transport (round trip minus the server's own total,
 // paired per frame) and the per-frame paired difference, which a slow
 // drift of the machine's speed moves less, and the floor: the same pixel
-// bytes through a bare TCP loopback socket, no gRPC.
+// bytes through a bare TCP loopback socket, no gRPC. For shm also the p50
+// of the copy into the buffer (part of the round trip).
 //
 // --json=FILE also writes the figures as one JSON object (for
 // tests/bench/perf_report.sh): {"frames", "window", "evals", "threads",
-// "sizes": [{"size", "dtype", "engine": {"p50_ms", "p95_ms", "p99_ms",
-// "frames_per_s"}, "daemon": {...}, "server_total_p50_ms",
+// "transport" (the --transport list), "sizes": [{"size", "dtype",
+// "transport" ("tcp", "unix" or "shm"), "engine": {"p50_ms", "p95_ms",
+// "p99_ms", "frames_per_s"}, "daemon": {...}, "server_total_p50_ms",
 // "transport_p50_ms", "paired_overhead_p50_ms", "raw_tcp_p50_ms", "overhead_p50_ms",
-// "overhead_p50_pct", "throughput_ratio"}]}.
+// "overhead_p50_pct", "throughput_ratio", and for shm "shm_copy_p50_ms"}]}.
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -46,7 +59,9 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "clients/cpp/shared_memory.h"
 #include "engine/analyzer.h"
 #include "engine/context.h"
 #include "engine/synth.h"
@@ -155,12 +170,44 @@ double RawTcpLoopbackMs(const std::string& bytes, int rounds) {
   return ms.size() == static_cast<size_t>(rounds) ? Percentile(ms, 50) : -1;
 }
 
-// One frame size and dtype: the latency and throughput of both paths, and
-// its "sizes" entry for --json (nullopt after printing what failed).
-std::optional<std::string> RunCase(v1::LogStar::Stub* stub, const PhysicsPrior& prior,
+// How the daemon's frames travel.
+struct Transport {
+  std::string name;  // "tcp", "unix" or "shm"
+  v1::LogStar::Stub* stub = nullptr;
+  // shm: the buffer registered as kRegion, kSlots frames of slot_bytes.
+  SharedMemoryBuffer* shm = nullptr;
+  uint64_t slot_bytes = 0;
+};
+constexpr char kRegion[] = "daemon-bench";
+// Frames in flight at most in the shm throughput run: each slot is written
+// again only after its frame's answer (the proto's contract). Enough to
+// keep the server's queue fed (capacity 4, one frame analysed at a time).
+constexpr int kSlots = 4;
+
+// shm: copies `image` into `slot` of the buffer and makes the request that
+// points there (nullopt after printing what failed).
+std::optional<v1::StreamRequest> ShmRequest(const Transport& t, const cv::Mat& image,
+                                            uint64_t sequence, int slot) {
+  absl::StatusOr<v1::PixelData> pixels =
+      ImageToSharedPixels(image, *t.shm, kRegion, slot * t.slot_bytes);
+  if (!pixels.ok()) {
+    std::fprintf(stderr, "%s\n", pixels.status().ToString().c_str());
+    return std::nullopt;
+  }
+  v1::StreamRequest request;
+  request.mutable_frame()->set_sequence(sequence);
+  *request.mutable_frame()->mutable_pixels() = *std::move(pixels);
+  return request;
+}
+
+// One frame size, dtype and transport: the latency and throughput of both
+// paths, and its "sizes" entry for --json (nullopt after printing what failed).
+std::optional<std::string> RunCase(const Transport& transport, const PhysicsPrior& prior,
                                    const std::vector<cv::Mat>& images, int size, v1::DType dtype,
                                    const std::string& dtype_name, int frames, int window,
                                    int evals) {
+  v1::LogStar::Stub* stub = transport.stub;
+  const bool shm = transport.shm != nullptr;
   AnalyzerOptions ao;
   ao.window = window;
   ao.logstar.optimizer.num_evaluations = evals;
@@ -179,21 +226,32 @@ std::optional<std::string> RunCase(v1::LogStar::Stub* stub, const PhysicsPrior& 
   settings.mutable_analysis()->set_evaluations(evals);
   settings.set_overload_policy(v1::OVERLOAD_POLICY_BLOCK);
   settings.set_queue_capacity(4);
+  // tcp and unix: the messages with their pixels, made before the clock runs.
   std::vector<v1::StreamRequest> requests(4);
   for (int i = 0; i < 4; ++i) *requests[i].mutable_frame() = ToFrame(images[i], dtype, i);
   grpc::ClientContext context;
   auto stream = stub->Stream(&context);
   v1::StreamRequest open;
-  open.mutable_open()->set_session_id(absl::StrCat("bench-", size, "-", dtype_name));
+  open.mutable_open()->set_session_id(
+      absl::StrCat("bench-", size, "-", dtype_name, "-", transport.name));
   *open.mutable_open()->mutable_settings() = settings;
   v1::StreamResponse response;
   stream->Write(open);
   stream->Read(&response);
-  stream->Write(requests[0]);
-  stream->Read(&response);  // tunes
+  if (shm) {
+    std::optional<v1::StreamRequest> first = ShmRequest(transport, images[0], 0, 0);
+    if (!first.has_value()) return std::nullopt;
+    stream->Write(*first);
+  } else {
+    stream->Write(requests[0]);
+  }
+  if (!stream->Read(&response) || !response.has_result()) {  // tunes
+    std::fprintf(stderr, "no result: %s\n", response.DebugString().c_str());
+    return std::nullopt;
+  }
   // Latency: the engine and the daemon take turns frame by frame, so the
   // machine's clock drift and other load hit both alike.
-  std::vector<double> engine_ms, daemon_ms, server_ms;
+  std::vector<double> engine_ms, daemon_ms, server_ms, copy_ms;
   std::vector<double> queue_ms, decode_ms, normalize_ms, log_ms, gmm_ms, encode_ms;
   for (int i = 0; i < frames; ++i) {
     Clock::time_point t = Clock::now();
@@ -201,7 +259,16 @@ std::optional<std::string> RunCase(v1::LogStar::Stub* stub, const PhysicsPrior& 
       return std::nullopt;
     engine_ms.push_back(Ms(Clock::now() - t));
     t = Clock::now();
-    stream->Write(requests[1 + i % 3]);
+    if (shm) {
+      // The copy into the buffer is on the clock: see the file's comment.
+      std::optional<v1::StreamRequest> request =
+          ShmRequest(transport, images[1 + i % 3], 1 + i % 3, i % kSlots);
+      if (!request.has_value()) return std::nullopt;
+      copy_ms.push_back(Ms(Clock::now() - t));
+      stream->Write(*request);
+    } else {
+      stream->Write(requests[1 + i % 3]);
+    }
     if (!stream->Read(&response) || !response.has_result()) {
       std::fprintf(stderr, "no result: %s\n", response.DebugString().c_str());
       return std::nullopt;
@@ -223,13 +290,45 @@ std::optional<std::string> RunCase(v1::LogStar::Stub* stub, const PhysicsPrior& 
       return std::nullopt;
   }
   const double engine_total = Ms(Clock::now() - e0);
+  // shm: the writer fills slot i % kSlots only once frame i - kSlots has been
+  // answered, as a client must; tcp and unix send everything at once.
+  std::mutex mu;
+  std::condition_variable answered_cv;
+  int answered = 0;  // guarded by mu
+  bool failed = false;
   const Clock::time_point d0 = Clock::now();
   std::thread writer([&] {
-    for (int i = 0; i < frames; ++i) stream->Write(requests[1 + i % 3]);
+    for (int i = 0; i < frames; ++i) {
+      if (!shm) {
+        stream->Write(requests[1 + i % 3]);
+        continue;
+      }
+      {
+        std::unique_lock<std::mutex> lock(mu);
+        answered_cv.wait(lock, [&] { return answered > i - kSlots; });
+      }
+      std::optional<v1::StreamRequest> request =
+          ShmRequest(transport, images[1 + i % 3], 1 + i % 3, i % kSlots);
+      if (!request.has_value() || !stream->Write(*request)) {
+        context.TryCancel();  // ends the reader's Read
+        break;
+      }
+    }
   });
-  for (int i = 0; i < frames; ++i) stream->Read(&response);
+  for (int i = 0; i < frames; ++i) {
+    if (!stream->Read(&response) || !response.has_result()) {
+      std::fprintf(stderr, "no result: %s\n", response.DebugString().c_str());
+      failed = true;
+      context.TryCancel();  // ends the writer's Write
+    }
+    std::lock_guard<std::mutex> lock(mu);
+    answered = failed ? frames : answered + 1;
+    answered_cv.notify_all();
+    if (failed) break;
+  }
   const double daemon_total = Ms(Clock::now() - d0);
   writer.join();
+  if (failed) return std::nullopt;
   stream->WritesDone();
   while (stream->Read(&response)) {
   }
@@ -246,8 +345,9 @@ std::optional<std::string> RunCase(v1::LogStar::Stub* stub, const PhysicsPrior& 
   }
   const double overhead = daemon.p50 - engine.p50;
   const double raw_tcp = RawTcpLoopbackMs(requests[1].frame().pixels().data(), frames);
-  std::printf("%d x %d %s (%.1f MiB per frame), cached windows:\n", size, size, dtype_name.c_str(),
-              images[0].total() * images[0].elemSize() / double{1 << 20});
+  std::printf("%d x %d %s (%.1f MiB per frame), cached windows, %s:\n", size, size,
+              dtype_name.c_str(), images[0].total() * images[0].elemSize() / double{1 << 20},
+              transport.name.c_str());
   Print("engine", engine);
   Print("daemon", daemon);
   std::printf("  server-side total (queue+decode+analysis+encode) p50 %.2f ms\n",
@@ -260,8 +360,20 @@ std::optional<std::string> RunCase(v1::LogStar::Stub* stub, const PhysicsPrior& 
   std::printf(
       "  transport (round trip minus server-side) p50 %.2f ms; paired difference p50 %.2f ms\n",
       Percentile(transport_ms, 50), Percentile(paired_ms, 50));
-  std::printf("  the same pixel bytes through a bare TCP loopback socket p50 %.2f ms (the floor)\n",
-              raw_tcp);
+  if (shm) {
+    std::printf(
+        "    of which copying the pixels into shared memory p50 %.2f ms (a client that "
+        "acquires straight into the buffer saves it)\n",
+        Percentile(copy_ms, 50));
+    std::printf(
+        "  the same pixel bytes through a bare TCP loopback socket p50 %.2f ms "
+        "(the floor of the tcp path; shm does without)\n",
+        raw_tcp);
+  } else {
+    std::printf(
+        "  the same pixel bytes through a bare TCP loopback socket p50 %.2f ms (the floor)\n",
+        raw_tcp);
+  }
   std::printf("  overhead p50 %+.2f ms = %+.1f %% of engine time; throughput ratio %.3f\n",
               overhead, 100.0 * overhead / engine.p50, daemon.per_second / engine.per_second);
   auto stats_json = [](const Stats& s) {
@@ -270,20 +382,43 @@ std::optional<std::string> RunCase(v1::LogStar::Stub* stub, const PhysicsPrior& 
                            s.p50, s.p95, s.p99, s.per_second);
   };
   return absl::StrFormat(
-      R"({"size": %d, "dtype": "%s", "engine": %s, "daemon": %s, "server_total_p50_ms": %.6g, )"
+      R"({"size": %d, "dtype": "%s", "transport": "%s", "engine": %s, "daemon": %s, )"
+      R"("server_total_p50_ms": %.6g, )"
       R"("transport_p50_ms": %.6g, "paired_overhead_p50_ms": %.6g, "raw_tcp_p50_ms": %.6g, )"
-      R"("overhead_p50_ms": %.6g, "overhead_p50_pct": %.6g, "throughput_ratio": %.6g})",
-      size, dtype_name, stats_json(engine), stats_json(daemon), Percentile(server_ms, 50),
-      Percentile(transport_ms, 50), Percentile(paired_ms, 50), raw_tcp, overhead,
-      100.0 * overhead / engine.p50, daemon.per_second / engine.per_second);
+      R"("overhead_p50_ms": %.6g, "overhead_p50_pct": %.6g, "throughput_ratio": %.6g%s})",
+      size, dtype_name, transport.name, stats_json(engine), stats_json(daemon),
+      Percentile(server_ms, 50), Percentile(transport_ms, 50), Percentile(paired_ms, 50), raw_tcp,
+      overhead, 100.0 * overhead / engine.p50, daemon.per_second / engine.per_second,
+      shm ? absl::StrFormat(R"(, "shm_copy_p50_ms": %.6g)", Percentile(copy_ms, 50)) : "");
+}
+
+// Starts a server for the bench: on TCP loopback, or on a Unix socket at
+// `unix_path` when it is not empty.
+absl::StatusOr<std::unique_ptr<server::LogStarServer>> StartServer(const std::string& unix_path) {
+  server::ServerOptions options;
+  options.listen_address = unix_path.empty() ? "127.0.0.1:0" : "unix:" + unix_path;
+  options.log_level = "warning";
+  options.max_concurrent_frames = 1;  // one stream: like the engine, one frame at a time
+  return server::LogStarServer::Start(options);
+}
+
+std::unique_ptr<v1::LogStar::Stub> Connect(const std::string& target) {
+  grpc::ChannelArguments channel_args;
+  channel_args.SetMaxReceiveMessageSize(-1);
+  channel_args.SetMaxSendMessageSize(-1);
+  return v1::LogStar::NewStub(
+      grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), channel_args));
 }
 
 int Run(int argc, char** argv) {
   std::vector<int> sizes = {512, 2048};
   std::vector<v1::DType> dtypes = {v1::DTYPE_FLOAT32, v1::DTYPE_UINT16};
+  std::vector<std::string> transports = {"tcp"};
   int frames = 30, window = 256, evals = 20;
   std::string json_path;
-  bool unix_socket = false;
+  const char* usage =
+      "usage: daemon_bench [--sizes=512,2048] [--dtypes=float32,uint16] [--frames=N] "
+      "[--window=PX] [--evals=N] [--transport=tcp|unix|shm[,...]] [--json=FILE]\n";
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto value = [&](const char* name) {
@@ -313,39 +448,106 @@ int Run(int argc, char** argv) {
       (void)absl::SimpleAtoi(value("--window="), &window);
     } else if (!value("--evals=").empty()) {
       (void)absl::SimpleAtoi(value("--evals="), &evals);
-    } else if (a == "--transport=unix" || a == "--transport=tcp") {
-      unix_socket = a == "--transport=unix";
+    } else if (!value("--transport=").empty()) {
+      transports.clear();
+      for (absl::string_view s : absl::StrSplit(value("--transport="), ',')) {
+        if (s != "tcp" && s != "unix" && s != "shm") {
+          std::fprintf(stderr, "--transport: tcp, unix or shm, got '%s'\n%s",
+                       std::string(s).c_str(), usage);
+          return 2;
+        }
+        if (std::find(transports.begin(), transports.end(), s) == transports.end()) {
+          transports.emplace_back(s);
+        }
+      }
     } else if (!value("--json=").empty()) {
       json_path = value("--json=");
     } else {
-      std::fprintf(stderr,
-                   "usage: daemon_bench [--sizes=512,2048] [--dtypes=float32,uint16] [--frames=N] "
-                   "[--window=PX] [--evals=N] [--transport=tcp|unix] [--json=FILE]\n");
+      std::fprintf(stderr, "%s", usage);
       return 2;
     }
   }
-  server::ServerOptions options;
-  // A Unix socket is the other local transport (the daemon beside the
-  // microscope's control software): same RPCs, no TCP stack.
-  const std::string socket_path = absl::StrCat("/tmp/logstar-bench-", getpid(), ".sock");
-  options.listen_address = unix_socket ? "unix:" + socket_path : "127.0.0.1:0";
-  options.log_level = "warning";
-  options.max_concurrent_frames = 1;  // one stream: like the engine, one frame at a time
-  auto server = server::LogStarServer::Start(options);
-  if (!server.ok()) {
-    std::fprintf(stderr, "%s\n", server.status().ToString().c_str());
-    return 1;
+  if (sizes.empty() || frames < 1) {
+    std::fprintf(stderr, "%s", usage);
+    return 2;
   }
-  grpc::ChannelArguments channel_args;
-  channel_args.SetMaxReceiveMessageSize(-1);
-  channel_args.SetMaxSendMessageSize(-1);
-  auto stub = v1::LogStar::NewStub(grpc::CreateCustomChannel(
-      unix_socket ? options.listen_address : absl::StrCat("127.0.0.1:", (*server)->port()),
-      grpc::InsecureChannelCredentials(), channel_args));
+  auto uses = [&](const char* name) {
+    return std::find(transports.begin(), transports.end(), name) != transports.end();
+  };
+
+  // tcp and shm share a server on TCP loopback. A Unix socket is the other
+  // local transport (the daemon beside the microscope's control software):
+  // same RPCs, no TCP stack.
+  std::unique_ptr<server::LogStarServer> tcp_server, unix_server;
+  std::unique_ptr<v1::LogStar::Stub> tcp_stub, unix_stub;
+  const std::string socket_path = absl::StrCat("/tmp/logstar-bench-", getpid(), ".sock");
+  if (uses("tcp") || uses("shm")) {
+    auto started = StartServer("");
+    if (!started.ok()) {
+      std::fprintf(stderr, "%s\n", started.status().ToString().c_str());
+      return 1;
+    }
+    tcp_server = *std::move(started);
+    tcp_stub = Connect(absl::StrCat("127.0.0.1:", tcp_server->port()));
+  }
+  if (uses("unix")) {
+    auto started = StartServer(socket_path);
+    if (!started.ok()) {
+      std::fprintf(stderr, "%s\n", started.status().ToString().c_str());
+      return 1;
+    }
+    unix_server = *std::move(started);
+    unix_stub = Connect("unix:" + socket_path);
+  }
+  // shm: one buffer for the whole run, kSlots frames of the largest size
+  // and dtype, registered once as a client would.
+  std::unique_ptr<SharedMemoryBuffer> buffer;
+  uint64_t slot_bytes = 0;
+  if (uses("shm")) {
+    const int largest = *std::max_element(sizes.begin(), sizes.end());
+    const bool has_float32 =
+        std::find(dtypes.begin(), dtypes.end(), v1::DTYPE_FLOAT32) != dtypes.end();
+    slot_bytes = static_cast<uint64_t>(largest) * largest * (has_float32 ? 4 : 2);
+    auto created = SharedMemoryBuffer::Create(kSlots * slot_bytes, {});
+    if (!created.ok()) {
+      std::fprintf(stderr, "%s\n", created.status().ToString().c_str());
+      return 1;
+    }
+    buffer = *std::move(created);
+    v1::RegisterSharedMemoryRequest request;
+    request.set_region(kRegion);
+    request.set_key(buffer->key());
+    request.set_byte_size(buffer->size());
+    grpc::ClientContext context;
+    v1::SharedMemoryRegion registered;
+    if (const grpc::Status s = tcp_stub->RegisterSharedMemory(&context, request, &registered);
+        !s.ok()) {
+      std::fprintf(stderr, "RegisterSharedMemory: %s: %s\n",
+                   absl::StatusCodeToString(static_cast<absl::StatusCode>(s.error_code())).c_str(),
+                   s.error_message().c_str());
+      return 1;
+    }
+  }
+  std::vector<Transport> runs;
+  std::vector<std::string> described;
+  for (const std::string& name : transports) {
+    Transport t{.name = name, .stub = name == "unix" ? unix_stub.get() : tcp_stub.get()};
+    if (name == "shm") {
+      t.shm = buffer.get();
+      t.slot_bytes = slot_bytes;
+      described.push_back(absl::StrFormat(
+          "shm (pixels in a %.0f MiB shared memory buffer of %d slots, messages over TCP "
+          "loopback; the round trip includes copying each frame into the buffer)",
+          buffer->size() / double{1 << 20}, kSlots));
+    } else {
+      described.push_back(name == "tcp" ? "tcp (TCP loopback)" : "unix (a Unix socket)");
+    }
+    runs.push_back(t);
+  }
   std::printf(
-      "logstard over %s vs the in-process engine; %d timed frames per size, window %d, "
+      "logstard vs the in-process engine, over %s; %d timed frames per size, window %d, "
       "%d evaluations when tuning, %d engine threads\n",
-      unix_socket ? "a Unix socket" : "TCP loopback", frames, window, evals,
+      absl::StrJoin(described, "; ").c_str(), frames, window, evals,
       ExecutionContext::Default()->num_threads());
   std::string json_sizes;  // the "sizes" entries of --json
 
@@ -362,14 +564,26 @@ int Run(int argc, char** argv) {
       std::vector<cv::Mat> images;
       for (const SynthFrame& f : synth) images.push_back(AsDtype(f.image, dtype));
       const std::string dtype_name = dtype == v1::DTYPE_FLOAT32 ? "float32" : "uint16";
-      std::optional<std::string> entry = RunCase(stub.get(), synth[0].prior, images, size, dtype,
-                                                 dtype_name, frames, window, evals);
-      if (!entry.has_value()) return 1;
-      absl::StrAppend(&json_sizes, json_sizes.empty() ? "" : ",\n  ", *entry);
+      for (const Transport& t : runs) {
+        std::optional<std::string> entry =
+            RunCase(t, synth[0].prior, images, size, dtype, dtype_name, frames, window, evals);
+        if (!entry.has_value()) return 1;
+        absl::StrAppend(&json_sizes, json_sizes.empty() ? "" : ",\n  ", *entry);
+      }
     }
   }
-  (*server)->Shutdown();
-  if (unix_socket) std::remove(socket_path.c_str());
+  if (buffer != nullptr) {
+    v1::UnregisterSharedMemoryRequest request;
+    request.set_region(kRegion);
+    grpc::ClientContext context;
+    v1::UnregisterSharedMemoryResponse response;
+    (void)tcp_stub->UnregisterSharedMemory(&context, request, &response);
+  }
+  if (tcp_server != nullptr) tcp_server->Shutdown();
+  if (unix_server != nullptr) {
+    unix_server->Shutdown();
+    std::remove(socket_path.c_str());
+  }
   if (!json_path.empty()) {
     FILE* f = std::fopen(json_path.c_str(), "w");
     if (f == nullptr) {
@@ -381,7 +595,7 @@ int Run(int argc, char** argv) {
                  "\"transport\": \"%s\",\n"
                  " \"sizes\": [%s]}\n",
                  frames, window, evals, ExecutionContext::Default()->num_threads(),
-                 unix_socket ? "unix" : "tcp", json_sizes.c_str());
+                 absl::StrJoin(transports, ",").c_str(), json_sizes.c_str());
     if (std::fclose(f) != 0) {
       std::fprintf(stderr, "cannot write %s\n", json_path.c_str());
       return 1;
