@@ -11,7 +11,8 @@ DIR (what perf_report.sh leaves there; a missing file makes its rows say so):
   logstar_bench.json   run_logstar_bench.sh --out (rows with stable keys)
   accuracy.json        run_logstar_accuracy.sh --out
   gmm_bench.json       run_gmm_bench.sh --json
-  daemon_bench.json    run_daemon_bench.sh --json=
+  daemon_bench.json    run_daemon_bench.sh --json= (--transport=tcp,shm: a row per
+                       transport)
   stages.tsv           stage, exit code, seconds, log file (one line a stage)
 Targets are the issue's, as the benchmarks state them; where a benchmark
 gives a verdict (met / not met) the table shows that verdict.
@@ -364,8 +365,18 @@ def daemon_rows(t, raw, stages):
     if why:
         t.missing(sec, 'latency and throughput (run_daemon_bench.sh)', why)
         return
+    # Each row names its transport: tcp (pixels in the message over TCP
+    # loopback), unix (the same over a Unix socket) or shm (pixels in shared
+    # memory, the copy into it on the clock). Older JSON has one transport
+    # for the whole run, at the top.
+    labels = {'tcp': 'logstard over TCP loopback, pixels in the message',
+              'unix': 'logstard over a Unix socket, pixels in the message',
+              'shm': 'logstard, pixels in shared memory (copying them in included), '
+                     'messages over TCP loopback'}
     for s in data['sizes']:
         e, d, n = s['engine'], s['daemon'], s['size']
+        transport = s.get('transport', data.get('transport', 'tcp'))
+        label = labels.get(transport, 'logstard over %s' % transport)
         if n <= 512:
             target, met = 'overhead p50 ≤ %g ms' % DAEMON_OVERHEAD_MS_512, \
                 s['overhead_p50_ms'] <= DAEMON_OVERHEAD_MS_512
@@ -377,17 +388,20 @@ def daemon_rows(t, raw, stages):
         lat = lambda x: '%s / %s / %s' % (fmt_ms(x['p50_ms']), fmt_ms(x['p95_ms']),  # noqa: E731
                                           fmt_ms(x['p99_ms']))
         dtype = s.get('dtype', 'float32')
-        transport = ('; transport %s' % fmt_ms(s['transport_p50_ms'])
-                     if 'transport_p50_ms' in s else '')
-        t.add(sec, '%d² %s, cached windows, %d frames: latency p50 / p95 / p99, logstard over '
-              'loopback vs the engine in process' % (n, dtype, data['frames']),
+        extra = ('; transport %s' % fmt_ms(s['transport_p50_ms'])
+                 if 'transport_p50_ms' in s else '')
+        if 'shm_copy_p50_ms' in s:
+            extra += ' (copy into shared memory %s)' % fmt_ms(s['shm_copy_p50_ms'])
+        t.add(sec, '%d² %s, cached windows, %d frames: latency p50 / p95 / p99, %s (%s) vs the '
+              'engine in process' % (n, dtype, data['frames'], label, transport),
               lat(d), lat(e) + ' (engine)',
               '%+.2f ms (%+.1f %%) at p50; server side %s%s'
               % (s['overhead_p50_ms'], s['overhead_p50_pct'], fmt_ms(s['server_total_p50_ms']),
-                 transport),
+                 extra),
               target, met)
-        t.add(sec, '%d² %s: throughput, all frames in flight (daemon) vs back to back (engine)'
-              % (n, dtype),
+        inflight = 'at most 4 frames in flight' if transport == 'shm' else 'all frames in flight'
+        t.add(sec, '%d² %s, %s: throughput, %s (daemon) vs back to back (engine)'
+              % (n, dtype, transport, inflight),
               '%.2f frames/s' % d['frames_per_s'], '%.2f frames/s (engine)' % e['frames_per_s'],
               'daemon / engine %.2f×' % s['throughput_ratio'])
 

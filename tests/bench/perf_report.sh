@@ -14,7 +14,9 @@
 #     noise level, the real images (run_logstar_accuracy.sh), the amorphous
 #     mask IoU (run_gmm_bench.sh);
 #   - the daemon: latency p50 / p95 / p99 and throughput, logstard vs the
-#     engine in process, 512² and 2048² (run_daemon_bench.sh).
+#     engine in process, 512² and 2048², pixels in the message over TCP
+#     loopback and pixels in shared memory (run_daemon_bench.sh
+#     --transport=tcp,shm; a row per transport).
 # Each row: logstar's figure, the baseline's, the ratio, the issue's target
 # and whether it is met. Rows that need ../shared say "skipped" when it is
 # absent; a benchmark that fails is reported in its rows and makes the exit
@@ -145,7 +147,7 @@ stage accuracy bash "${bench_dir}/run_logstar_accuracy.sh" --build-dir "${build}
   --out "${raw}/accuracy.json" --reference "${shared}/reference" \
   --real "${shared}/data/real" "${quick_accuracy[@]}"
 stage daemon env BUILD_DIR="${build}" bash "${bench_dir}/run_daemon_bench.sh" \
-  --json="${raw}/daemon_bench.json" "${quick_daemon[@]}"
+  --transport=tcp,shm --json="${raw}/daemon_bench.json" "${quick_daemon[@]}"
 
 "${python}" "${bench_dir}/perf_report.py" --raw "${raw}" --out "${out}" --build-dir "${build}" \
   --mode "${mode}" --shared "${shared}" --load-before "${load_before}"
