@@ -95,7 +95,9 @@ absl::StatusOr<std::unique_ptr<SharedMemoryBuffer>> SharedMemoryBuffer::Create(
   if (const int err = posix_fallocate(fd, 0, static_cast<off_t>(byte_size)); err != 0) {
     return fail(err, "posix_fallocate");
   }
-  void* data = mmap(nullptr, byte_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  // MAP_POPULATE: the page tables are filled now, so the first frames
+  // written do not pay a page fault per 4 KiB on the clock.
+  void* data = mmap(nullptr, byte_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
   if (data == MAP_FAILED) return fail(errno, "mmap");
   close(fd);  // the mapping keeps the object
   return std::unique_ptr<SharedMemoryBuffer>(
