@@ -20,6 +20,7 @@
 #include "clients/cpp/shared_memory.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/convert.h"
 #include "server/server.h"
 #include "tests/integration/harness.h"
 
@@ -403,6 +404,128 @@ TEST(SharedMemoryBufferTest, ImageToSharedPixelsRefusesWhatDoesNotFitOrIsNotAFra
   EXPECT_EQ(ImageToSharedPixels(cv::Mat(), b, "r", 0).status().code(),
             absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE(UntouchedOutside(b, 0, 0, 0x5a)) << "nothing is written on error";
+}
+
+// ---------------------------------------------------------------- shared memory RPCs
+
+// A frame whose pixels travel in the message.
+v1::Frame BytesFrame(const cv::Mat& image, uint64_t sequence) {
+  v1::Frame frame;
+  frame.set_sequence(sequence);
+  absl::StatusOr<v1::PixelData> pixels = server::ImageToPixels(image);
+  EXPECT_TRUE(pixels.ok()) << pixels.status();
+  *frame.mutable_pixels() = *std::move(pixels);
+  return frame;
+}
+
+// Pushes the frames one at a time, each answered before the next goes, and
+// returns the answers.
+std::vector<v1::StreamResponse> PushEach(Stream& stream, const std::vector<v1::Frame>& frames) {
+  std::vector<v1::StreamResponse> answers;
+  for (const v1::Frame& f : frames) {
+    EXPECT_TRUE(stream.Push(f).ok());
+    std::optional<StreamAnswer> a = stream.Read();
+    EXPECT_TRUE(a.has_value());
+    if (!a.has_value()) break;
+    answers.push_back(a->response);
+  }
+  return answers;
+}
+
+// The same images through one stream as bytes and through another (same
+// settings and seed: the same tuning) from shared memory give the same
+// atoms; the region's life through Register, List and Unregister.
+TEST(ClientTest, SharedMemoryFramesGiveTheAtomsOfTheSameFramesInTheMessage) {
+  auto server = StartServer();
+  ASSERT_NE(server, nullptr);
+  auto client = ConnectOrDie({.address = Address(*server)});
+  ASSERT_NE(client, nullptr);
+
+  const std::vector<SynthFrame> truth = {Synth(128, 40), Synth(128, 41), Synth(160, 42)};
+  // The third image is a 128² view inside a 160² frame: its rows are not
+  // contiguous, as a crop of a detector's frame would be.
+  const std::vector<cv::Mat> images = {truth[0].image, truth[1].image,
+                                       truth[2].image(cv::Rect(16, 8, 128, 128))};
+  ASSERT_FALSE(images[2].isContinuous());
+  const uint64_t slot = 128 * 128 * sizeof(float) + 100;  // offsets not page-aligned
+  auto buffer = SharedMemoryBuffer::Create(3 * slot, {});
+  ASSERT_TRUE(buffer.ok()) << buffer.status();
+
+  auto registered = client->RegisterSharedMemory("camera-0", **buffer);
+  ASSERT_TRUE(registered.ok()) << registered.status();
+  EXPECT_EQ(registered->region(), "camera-0");
+  EXPECT_EQ(registered->key(), (*buffer)->key());
+  EXPECT_EQ(registered->byte_size(), 3 * slot);
+  auto listed = client->ListSharedMemory();
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  ASSERT_EQ(listed->size(), 1u);
+  EXPECT_EQ((*listed)[0].region(), "camera-0");
+  EXPECT_EQ((*listed)[0].key(), (*buffer)->key());
+  EXPECT_EQ((*listed)[0].byte_size(), 3 * slot);
+
+  std::vector<v1::Frame> in_message, in_shm;
+  for (int i = 0; i < 3; ++i) {
+    in_message.push_back(BytesFrame(images[i], 1 + i));
+    v1::Frame f;
+    f.set_sequence(1 + i);
+    auto pixels = ImageToSharedPixels(images[i], **buffer, "camera-0", i * slot);
+    ASSERT_TRUE(pixels.ok()) << pixels.status();
+    *f.mutable_pixels() = *std::move(pixels);
+    in_shm.push_back(f);
+  }
+  const v1::SessionSettings settings = SmallSettings(truth[0]);
+  auto by_message = client->OpenStream({.settings = settings, .max_in_flight = 1});
+  ASSERT_TRUE(by_message.ok()) << by_message.status();
+  auto by_shm = client->OpenStream({.settings = settings, .max_in_flight = 1});
+  ASSERT_TRUE(by_shm.ok()) << by_shm.status();
+  const std::vector<v1::StreamResponse> expected = PushEach(**by_message, in_message);
+  const std::vector<v1::StreamResponse> got = PushEach(**by_shm, in_shm);
+  ASSERT_EQ(expected.size(), 3u);
+  ASSERT_EQ(got.size(), 3u);
+  for (int i = 0; i < 3; ++i) {
+    SCOPED_TRACE(i);
+    ASSERT_TRUE(expected[i].has_result()) << expected[i].DebugString();
+    ASSERT_TRUE(got[i].has_result()) << got[i].DebugString();
+    if (i < 2) {  // the view's atoms are shifted from its frame's truth
+      EXPECT_GT(Score(truth[i], got[i].result()).f1, 0.85);
+    }
+    const auto& a = expected[i].result().atoms();
+    const auto& b = got[i].result().atoms();
+    ASSERT_GT(a.size(), 0);
+    ASSERT_EQ(a.size(), b.size());
+    for (int k = 0; k < a.size(); ++k) {
+      EXPECT_EQ(a[k].x(), b[k].x()) << k;
+      EXPECT_EQ(a[k].y(), b[k].y()) << k;
+      EXPECT_EQ(a[k].sigma(), b[k].sigma()) << k;
+    }
+  }
+  EXPECT_TRUE((*by_message)->Finish().ok());
+
+  // Unregistered: a frame that names the region gets an error record that
+  // names it, and the stream answers the next frame.
+  ASSERT_TRUE(client->UnregisterSharedMemory("camera-0").ok());
+  listed = client->ListSharedMemory();
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  EXPECT_TRUE(listed->empty());
+  in_shm[0].set_sequence(10);
+  const std::vector<v1::StreamResponse> after =
+      PushEach(**by_shm, {in_shm[0], BytesFrame(images[0], 11)});
+  ASSERT_EQ(after.size(), 2u);
+  ASSERT_TRUE(after[0].has_error()) << after[0].DebugString();
+  EXPECT_EQ(after[0].sequence(), 10u);
+  EXPECT_THAT(after[0].error().message(), HasSubstr("camera-0"));
+  EXPECT_TRUE(after[1].has_result()) << after[1].DebugString();
+  EXPECT_TRUE((*by_shm)->Finish().ok());
+
+  const absl::Status unknown = client->UnregisterSharedMemory("camera-0");
+  EXPECT_EQ(unknown.code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(unknown.message(), HasSubstr(Address(*server)));
+  EXPECT_THAT(unknown.message(), HasSubstr("UnregisterSharedMemory"));
+  EXPECT_EQ(client->UnregisterSharedMemory("never-registered").code(), absl::StatusCode::kNotFound);
+  // A key with no object behind it.
+  EXPECT_EQ(
+      client->RegisterSharedMemory("camera-1", "/logstar-client-test-missing", 64).status().code(),
+      absl::StatusCode::kNotFound);
 }
 
 }  // namespace
