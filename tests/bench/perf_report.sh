@@ -31,12 +31,14 @@
 # per round; --published-ref1024 uses the reference README's 215.5 s
 # instead, labelled so). About 30 min on a 2-core machine (LoG bench ~2 min,
 # LoG* vs reference ~4.5 min + ~7 min for the measured 1024² reference,
-# accuracy sweep ~13 min, GMM ~0.5 min, daemon ~1 min, plus the build);
+# accuracy sweep ~13 min, GMM ~0.5 min, daemon ~1 min for tcp and shm
+# together, plus the build);
 # ~23 min with --published-ref1024.
 #
 # --quick (or PERF_REPORT_QUICK=1): a check that everything runs: measured
 # 10 min on this project's 2-core machine at a load average of 9 (log 1,
-# LoG* 2.3, GMM 0.4, accuracy 5.7, daemon 0.4 min), so about 5 min when it is
+# LoG* 2.3, GMM 0.4, accuracy 5.7, daemon 0.4 min; the daemon's tcp and
+# shm together take 0.4 min quiet), so about 5 min when it is
 # quiet (an estimate). One round everywhere, one seed (hypervolumes: seed 0;
 # accuracy: seed 1 of 1,2,3), one blob_log call, 8 daemon frames, best of 1
 # for the GMM stage, the published 1024² reference figure. Its numbers are
