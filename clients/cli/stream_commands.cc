@@ -7,6 +7,7 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <cstdio>
 #include <fstream>
 #include <map>
@@ -28,6 +29,7 @@
 #include "clients/cli/remote.h"
 #include "clients/cpp/client.h"
 #include "clients/cpp/recording.h"
+#include "clients/cpp/shared_memory.h"
 #include "engine/accuracy.h"
 #include "engine/image_io.h"
 #include "engine/normalize.h"
@@ -320,7 +322,7 @@ constexpr char kReplayUsage[] =
     "usage: logstar replay S.lsr --server ADDR [--speed 1|N|max] [--loop K]\n"
     "                      [--results R.jsonl] [--overlays DIR] [--session ID]\n"
     "                      [--max-in-flight N] [--window PX] [--evals N] [--overload P]\n"
-    "                      [--reconnect-s S]\n"
+    "                      [--reconnect-s S] [--shared-memory [--shared-memory-mode M]]\n"
     "                      [--tls] [--tls-ca F] [--tls-cert F --tls-key F] [--token T]\n"
     "Sends a recorded stream to logstard at its original pace and reads every answer.\n"
     "  --speed S          1 = as recorded (default), N = N times faster, max = no waiting\n"
@@ -336,6 +338,13 @@ constexpr char kReplayUsage[] =
     "  --reconnect-s S    when the server goes away (UNAVAILABLE), reconnect for up to S s\n"
     "                     per outage (backoff 0.2 s doubling to 2 s), resume the same session\n"
     "                     and re-send the frames not yet answered (default 0: give up)\n"
+    "  --shared-memory    pixels through a POSIX shared memory buffer registered with the\n"
+    "                     daemon (same host only) instead of in the messages: --max-in-flight\n"
+    "                     slots of the first frame's size, a slot written again only after its\n"
+    "                     frame was answered; frames that do not fit or do not decode go in\n"
+    "                     the message\n"
+    "  --shared-memory-mode M  the buffer's permissions, octal (default 600: a daemon of the\n"
+    "                     same user; 644 for one running as another user, e.g. systemd's)\n"
     "Exit code 0 when every frame got a result; 1 when frames were dropped, failed or lost,\n"
     "the recording is damaged (its intact frames are still sent) or the server is down.\n";
 
@@ -374,14 +383,31 @@ struct SentFrame {
 
 bool Retryable(const absl::Status& s) { return absl::IsUnavailable(s); }
 
+// --shared-memory: a ring of slots in one buffer, made and registered at the
+// first frame (its size sets the slots'). A slot is written again only after
+// the frame in it was answered: the daemon reads a frame's bytes when it
+// analyses it. Only the sending thread uses it (and reconnects, which run
+// there).
+struct ReplaySharedMemory {
+  mode_t mode = 0600;
+  int slots = 0;
+  uint64_t slot_bytes = 0;
+  std::unique_ptr<SharedMemoryBuffer> buffer;  // null until the first frame
+  std::string region;                          // its name on the daemon
+  std::vector<uint64_t> owner;                 // per slot: the sequence in it, 0 = none
+  int next = 0;                                // the slot the next frame takes
+  int64_t frames = 0, in_message = 0;
+};
+
 }  // namespace
 
 int RunReplay(const std::vector<std::string>& args) {
-  auto flags = Flags::Parse(args,
-                            With({"speed", "loop", "results", "overlays", "session",
-                                  "max-in-flight", "window", "evals", "overload", "reconnect-s"},
-                                 kClientFlagNames),
-                            {"tls", "gmm"});
+  auto flags =
+      Flags::Parse(args,
+                   With({"speed", "loop", "results", "overlays", "session", "max-in-flight",
+                         "window", "evals", "overload", "reconnect-s", "shared-memory-mode"},
+                        kClientFlagNames),
+                   {"tls", "gmm", "shared-memory"});
   if (!flags.ok()) return UsageError(std::string(flags.status().message()), kReplayUsage);
   if (flags->help()) {
     std::fputs(kReplayUsage, stdout);
@@ -410,6 +436,26 @@ int RunReplay(const std::vector<std::string>& args) {
   auto reconnect_s = flags->Double("reconnect-s", 0.0);
   if (!reconnect_s.ok() || !(*reconnect_s >= 0) || *reconnect_s > 86400) {
     return UsageError("--reconnect-s must be a number of seconds in [0, 86400]", kReplayUsage);
+  }
+  std::optional<ReplaySharedMemory> shm;
+  if (flags->Has("shared-memory")) {
+    shm.emplace();
+    shm->slots = static_cast<int>(*window);
+    shm->owner.assign(shm->slots, 0);
+    if (auto text = flags->Get("shared-memory-mode")) {
+      unsigned mode = 0;
+      if (text->empty() || text->size() > 4 ||
+          text->find_first_not_of("01234567") != std::string::npos ||
+          std::sscanf(text->c_str(), "%o", &mode) != 1) {
+        return UsageError(
+            absl::StrCat("--shared-memory-mode must be octal permissions like 600 or 644, got '",
+                         *text, "'"),
+            kReplayUsage);
+      }
+      shm->mode = static_cast<mode_t>(mode);
+    }
+  } else if (flags->Has("shared-memory-mode")) {
+    return UsageError("--shared-memory-mode needs --shared-memory", kReplayUsage);
   }
   auto client_options = ClientOptionsFromFlags(GetClientFlags(*flags));
   if (!client_options.ok()) {
@@ -473,7 +519,9 @@ int RunReplay(const std::vector<std::string>& args) {
 
   ReplayStats stats;
   std::mutex sent_mu;
+  std::condition_variable answered_cv;  // a frame left sent_frames, or a reader ended
   std::map<uint64_t, SentFrame> sent_frames;
+  bool reader_done = false;  // the current connection's answers are all read; guarded by sent_mu
   const auto start = Clock::now();
   const bool tty = isatty(fileno(stderr));
   std::atomic<bool> done{false};
@@ -519,6 +567,7 @@ int RunReplay(const std::vector<std::string>& args) {
         }
         frame = std::move(it->second);
         sent_frames.erase(it);
+        answered_cv.notify_all();
       }
       Json line = {{"sequence", r.sequence()},
                    {"file_sequence", frame.file_sequence},
@@ -621,6 +670,9 @@ int RunReplay(const std::vector<std::string>& args) {
         output_error = absl::DataLossError("--results: write failed");
       }
     }
+    std::lock_guard<std::mutex> lock(sent_mu);
+    reader_done = true;
+    answered_cv.notify_all();
   };
   std::thread answers([&, s = stream.get()] { read_answers(s, 0); });
 
@@ -666,9 +718,23 @@ int RunReplay(const std::vector<std::string>& args) {
         if (!Retryable(why)) return why;
         continue;
       }
+      // A restarted daemon forgot the region: register it again before the
+      // frames that use it are sent again.
+      if (shm && shm->buffer != nullptr) {
+        auto registered = (*c)->RegisterSharedMemory(shm->region, *shm->buffer);
+        if (!registered.ok()) {
+          why = registered.status();
+          if (!Retryable(why)) return why;
+          continue;
+        }
+      }
       client = *std::move(c);
       stream = *std::move(s);
       ++connection;
+      {
+        std::lock_guard<std::mutex> lock(sent_mu);
+        reader_done = false;
+      }
       answers = std::thread([&, s = stream.get(), k = connection] { read_answers(s, k); });
       std::vector<v1::Frame> again;
       {
@@ -697,6 +763,58 @@ int RunReplay(const std::vector<std::string>& args) {
       why = pushed;  // down again at once: same outage, same budget
       if (!Retryable(why)) return why;
     }
+  };
+
+  // --shared-memory: puts the frame's pixels into the next slot of the ring
+  // (making and registering the buffer at the first frame), waiting until
+  // the slot's last frame was answered. A frame that does not decode or fit
+  // stays as it is, in the message: the daemon then reports it as usual.
+  auto to_shared_memory = [&](v1::Frame& frame) -> absl::Status {
+    absl::StatusOr<cv::Mat> image = PixelsToImage(frame.pixels());
+    const uint64_t bytes = image.ok() ? image->total() * image->elemSize() : 0;
+    if (shm->buffer == nullptr && bytes > 0) {
+      shm->slot_bytes = bytes;
+      auto buffer = SharedMemoryBuffer::Create(shm->slots * bytes, {.mode = shm->mode});
+      if (!buffer.ok()) {
+        return absl::Status(
+            buffer.status().code(),
+            absl::StrFormat("--shared-memory: %d slots (--max-in-flight) of %d bytes: %s",
+                            shm->slots, bytes, buffer.status().message()));
+      }
+      shm->buffer = *std::move(buffer);
+      shm->region = shm->buffer->key().substr(1);  // "logstar-<pid>-<hex>": a valid name
+      auto registered = client->RegisterSharedMemory(shm->region, *shm->buffer);
+      if (!registered.ok()) {
+        return absl::Status(registered.status().code(),
+                            absl::StrCat("--shared-memory: ", registered.status().message()));
+      }
+    }
+    if (bytes == 0 || bytes > shm->slot_bytes) {
+      ++shm->in_message;
+      return absl::OkStatus();
+    }
+    const int slot = shm->next;
+    for (;;) {
+      {
+        std::unique_lock<std::mutex> lock(sent_mu);
+        answered_cv.wait(lock,
+                         [&] { return !sent_frames.contains(shm->owner[slot]) || reader_done; });
+        if (!sent_frames.contains(shm->owner[slot])) break;
+      }
+      // The stream ended with the slot's frame unanswered: as a failed Push,
+      // reconnect (which sends it again) or give up.
+      absl::Status why = stream->Finish();
+      if (why.ok()) why = absl::UnavailableError("the server ended the stream");
+      if (absl::Status s = reconnect(why); !s.ok()) return s;
+    }
+    absl::StatusOr<v1::PixelData> pixels =
+        ImageToSharedPixels(*image, *shm->buffer, shm->region, slot * shm->slot_bytes);
+    if (!pixels.ok()) return pixels.status();
+    *frame.mutable_pixels() = *std::move(pixels);
+    shm->owner[slot] = frame.sequence();
+    shm->next = (slot + 1) % shm->slots;
+    ++shm->frames;
+    return absl::OkStatus();
   };
 
   // Send: file order, at the recorded pace divided by --speed, --loop times.
@@ -744,6 +862,12 @@ int RunReplay(const std::vector<std::string>& args) {
       frame.clear_session_id();
       *frame.mutable_send_time() = Now();
       if (overlays) meta.pixels = std::make_shared<v1::PixelData>(frame.pixels());
+      if (shm) {
+        if (absl::Status s = to_shared_memory(frame); !s.ok()) {
+          send_error = s;
+          break;
+        }
+      }
       if (*reconnect_s > 0) meta.frame = frame;  // at most --max-in-flight kept
       {
         std::lock_guard<std::mutex> lock(sent_mu);
@@ -777,6 +901,10 @@ int RunReplay(const std::vector<std::string>& args) {
   if (*reconnect_s > 0 && Retryable(final_status) && send_error.ok() && !unanswered()) {
     final_status = absl::OkStatus();
   }
+  if (shm && shm->buffer != nullptr && client != nullptr) {
+    // Every frame is answered or lost: the daemon may let go of the buffer.
+    (void)client->UnregisterSharedMemory(shm->region);
+  }
   done = true;
   progress.join();
   if (tty) std::fprintf(stderr, "\r%s\033[K\n", progress_line().c_str());
@@ -800,6 +928,14 @@ int RunReplay(const std::vector<std::string>& args) {
     std::printf("  %-22s %lld (frames sent again %lld, duplicate answers ignored %lld)\n",
                 "reconnects", static_cast<long long>(stats.reconnects),
                 static_cast<long long>(stats.resent), static_cast<long long>(stats.duplicates));
+  }
+  if (shm) {
+    std::printf(
+        "  %-22s %lld frames through region %s (%d slots of %llu bytes), %lld in the "
+        "message\n",
+        "shared memory", static_cast<long long>(shm->frames),
+        shm->region.empty() ? "(none)" : shm->region.c_str(), shm->slots,
+        static_cast<unsigned long long>(shm->slot_bytes), static_cast<long long>(shm->in_message));
   }
   std::printf("  %-22s %.2f frames/s over %.1f s\n", "throughput",
               elapsed > 0 ? answered / elapsed : 0.0, elapsed);

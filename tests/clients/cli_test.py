@@ -744,6 +744,41 @@ class DaemonTest(unittest.TestCase):
         first, last = truth_of(records[1][1]), truth_of(records[4][1])
         self.assertFalse(np.array_equal(first, last))
 
+    def test_replay_through_shared_memory_gives_the_atoms_of_the_messages(self):
+        # Two slots for four frames: the ring wraps, so a slot is rewritten
+        # once its frame was answered. The reference is the same recording
+        # replayed with its pixels in the messages (the same settings and
+        # seed: the same tuning).
+        by_message, by_shm = self.path('msg.jsonl'), self.path('shm.jsonl')
+        code, _, err = run('replay', self.lsr, '--server', self.addr, '--speed', 'max',
+                           '--max-in-flight', '2', '--results', by_message)
+        self.assertEqual(code, 0, err)
+        code, out, err = run('replay', self.lsr, '--server', self.addr, '--speed', 'max',
+                             '--max-in-flight', '2', '--results', by_shm, '--shared-memory')
+        self.assertEqual(code, 0, err)
+        line = next(l for l in out.splitlines() if l.strip().startswith('shared memory'))
+        self.assertIn('4 frames through region logstar-', line)
+        self.assertIn('(2 slots of %d bytes), 0 in the message' % (128 * 128 * 4), line)
+        region = line.split('region ')[1].split()[0]
+        self.assertFalse(os.path.exists('/dev/shm/' + region), 'the buffer outlived the replay')
+        with open(by_message) as f:
+            expected = [json.loads(l) for l in f]
+        with open(by_shm) as f:
+            got = [json.loads(l) for l in f]
+        self.assertEqual([l['status'] for l in got], ['result'] * 4)
+        self.assertEqual([l['atoms_xy_sigma'] for l in got],
+                         [l['atoms_xy_sigma'] for l in expected])
+
+    def test_shared_memory_mode_is_checked(self):
+        code, _, err = run('replay', self.lsr, '--server', self.addr, '--shared-memory',
+                           '--shared-memory-mode', '0x1a4')
+        self.assertEqual(code, 2)
+        self.assertIn('--shared-memory-mode', err)
+        code, _, err = run('replay', self.lsr, '--server', self.addr, '--shared-memory-mode',
+                           '644')
+        self.assertEqual(code, 2)
+        self.assertIn('needs --shared-memory', err)
+
     def test_truncated_recording_replays_its_intact_frames_and_names_the_offset(self):
         records = read_lsr(self.lsr)
         last_offset = records[-1][0]
