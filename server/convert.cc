@@ -222,7 +222,8 @@ absl::Status CheckFrameLimits(const v1::Frame& frame, int64_t max_pixels) {
 }
 
 absl::StatusOr<DecodedFrame> DecodeFrame(const v1::Frame& frame, int64_t max_pixels,
-                                         const SharedMemoryRegistry* shared_memory) {
+                                         const SharedMemoryRegistry* shared_memory,
+                                         ExecutionContext* context) {
   LOGSTAR_RETURN_IF_ERROR(CheckFrameLimits(frame, max_pixels));
   const v1::PixelData& px = frame.pixels();
   LOGSTAR_ASSIGN_OR_RETURN(const WireType type, Wire(px.dtype()));
@@ -277,7 +278,7 @@ absl::StatusOr<DecodedFrame> DecodeFrame(const v1::Frame& frame, int64_t max_pix
     const v1::SharedMemoryRef& ref = px.shared_memory();
     LOGSTAR_RETURN_IF_ERROR(shared_memory->Read(ref.region(), ref.offset(),
                                                 static_cast<uint64_t>(rows) * cols * bytes,
-                                                image.data, "frame.pixels.shared_memory"));
+                                                image.data, "frame.pixels.shared_memory", context));
   } else {
     // View the bytes in place when they are aligned for the type (they are,
     // from protobuf's allocations); copy otherwise.

@@ -53,9 +53,11 @@ absl::Status CheckFrameLimits(const v1::Frame& frame, int64_t max_pixels);
 // sizes, finite pixels (the first bad pixel's x and y are named). Pixels
 // in shared memory are copied out of `shared_memory` (INVALID_ARGUMENT
 // naming frame.pixels.shared_memory without one, or for a region not held
-// or too short); pixels in the message are viewed in place.
+// or too short), with the context's threads when one is given; pixels in
+// the message are viewed in place.
 absl::StatusOr<DecodedFrame> DecodeFrame(const v1::Frame& frame, int64_t max_pixels,
-                                         const SharedMemoryRegistry* shared_memory = nullptr);
+                                         const SharedMemoryRegistry* shared_memory = nullptr,
+                                         ExecutionContext* context = nullptr);
 
 // ---- Settings ----
 

@@ -521,8 +521,9 @@ absl::StatusOr<LogStarService::Processed> LogStarService::Process(Session& sessi
                                                                   const std::atomic<bool>* cancel) {
   const Clock::time_point start = Clock::now();
   if (cancel->load(std::memory_order_relaxed)) return absl::CancelledError("cancelled");
-  LOGSTAR_ASSIGN_OR_RETURN(const DecodedFrame decoded,
-                           DecodeFrame(frame, deps_.options->max_pixels, deps_.shared_memory));
+  LOGSTAR_ASSIGN_OR_RETURN(
+      const DecodedFrame decoded,
+      DecodeFrame(frame, deps_.options->max_pixels, deps_.shared_memory, deps_.context));
   const Clock::time_point decoded_at = Clock::now();
 
   const bool tuning = session.WillTune(decoded);

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -130,7 +131,8 @@ std::vector<SharedMemoryRegistry::RegionInfo> SharedMemoryRegistry::List() const
 }
 
 absl::Status SharedMemoryRegistry::Read(absl::string_view region, uint64_t offset, uint64_t size,
-                                        void* out, absl::string_view field) const {
+                                        void* out, absl::string_view field,
+                                        ExecutionContext* context) const {
   std::shared_ptr<const Region> r;
   {
     absl::MutexLock lock(&mu_);
@@ -148,21 +150,46 @@ absl::Status SharedMemoryRegistry::Read(absl::string_view region, uint64_t offse
         field, ": bytes [", offset, ", ", offset + size, ") of the frame are beyond the ",
         r->info.byte_size, " bytes registered for region \"", region, "\""));
   }
-  auto* dst = static_cast<char*>(out);
-  uint64_t done = 0;
-  while (done < size) {
-    const ssize_t n = pread(r->fd, dst + done, size - done, static_cast<off_t>(offset + done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(field, ": cannot read region \"", region, "\": ", std::strerror(errno)));
+  // pread from tmpfs copies page by page at about 4 GB/s on one core, half
+  // of memcpy's speed: a 16 MiB frame is read in 1 MiB chunks by the
+  // context's threads. The first failing chunk (in byte order) is reported.
+  constexpr uint64_t kChunk = uint64_t{1} << 20;
+  const int chunks = static_cast<int>(std::max<uint64_t>(1, (size + kChunk - 1) / kChunk));
+  std::vector<uint64_t> short_at(chunks, 0);  // 0: chunk read; else where the object ended
+  std::vector<int> error(chunks, 0);
+  auto read_chunk = [&](int c) {
+    const uint64_t begin = static_cast<uint64_t>(c) * kChunk;
+    const uint64_t end = std::min(size, begin + kChunk);
+    auto* dst = static_cast<char*>(out);
+    for (uint64_t at = begin; at < end;) {
+      const ssize_t n = pread(r->fd, dst + at, end - at, static_cast<off_t>(offset + at));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        error[c] = errno;
+        return;
+      }
+      if (n == 0) {
+        short_at[c] = offset + at + 1;  // + 1: byte 0 is a valid place to end
+        return;
+      }
+      at += static_cast<uint64_t>(n);
     }
-    if (n == 0) {
+  };
+  if (context != nullptr && chunks > 1) {
+    context->ParallelFor(chunks, read_chunk);
+  } else {
+    for (int c = 0; c < chunks; ++c) read_chunk(c);
+  }
+  for (int c = 0; c < chunks; ++c) {
+    if (error[c] != 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ": cannot read region \"", region, "\": ", std::strerror(error[c])));
+    }
+    if (short_at[c] != 0) {
       return absl::InvalidArgumentError(absl::StrCat(
-          field, ": region \"", region, "\" (", r->info.key, ") ends at byte ", offset + done,
+          field, ": region \"", region, "\" (", r->info.key, ") ends at byte ", short_at[c] - 1,
           ", before the frame's end at ", offset + size, ": the object was shrunk"));
     }
-    done += static_cast<uint64_t>(n);
   }
   return absl::OkStatus();
 }

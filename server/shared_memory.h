@@ -33,6 +33,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "engine/context.h"
 
 namespace logstar::server {
 
@@ -63,12 +64,14 @@ class SharedMemoryRegistry {
   absl::Status Unregister(absl::string_view region);
   std::vector<RegionInfo> List() const;  // by name
 
-  // Copies bytes [offset, offset + size) of `region` to `out`.
-  // INVALID_ARGUMENT naming `field` (e.g. "frame.pixels.shared_memory") for
-  // a region not held, a range beyond its registered byte_size, or an
-  // object shrunk below the range since it was registered.
+  // Copies bytes [offset, offset + size) of `region` to `out`, with the
+  // context's threads when one is given (the bytes are the same either
+  // way). INVALID_ARGUMENT naming `field` (e.g.
+  // "frame.pixels.shared_memory") for a region not held, a range beyond its
+  // registered byte_size, or an object shrunk below the range since it was
+  // registered.
   absl::Status Read(absl::string_view region, uint64_t offset, uint64_t size, void* out,
-                    absl::string_view field) const;
+                    absl::string_view field, ExecutionContext* context = nullptr) const;
 
  private:
   struct Region;

@@ -78,6 +78,26 @@ TEST(SharedMemoryRegistryTest, ReadsTheBytesAtTheOffset) {
             absl::StatusCode::kInvalidArgument);
 }
 
+// Frames of megabytes are read in 1 MiB chunks by the context's threads:
+// the same bytes as one thread, and a shrink names the frame's end.
+TEST(SharedMemoryRegistryTest, ThreadsReadTheSameBytesInChunks) {
+  const std::string bytes = Counting((7 << 19) + 12345);  // 3.5 MiB and a bit
+  ShmObject obj("chunks", bytes);
+  auto reg = NewRegistry();
+  ASSERT_TRUE(reg->Register("cam", obj.key(), bytes.size()).ok());
+  absl::StatusOr<std::unique_ptr<ExecutionContext>> context = ExecutionContext::Create({2});
+  ASSERT_TRUE(context.ok());
+  const uint64_t offset = 777, size = bytes.size() - 1000;
+  std::string out(size, '\0');
+  ASSERT_TRUE(reg->Read("cam", offset, size, out.data(), "f", context->get()).ok());
+  EXPECT_TRUE(out == bytes.substr(offset, size));
+  obj.Truncate(3 << 19);  // 1.5 MiB: the second chunk ends short, the rest are empty
+  const absl::Status s = reg->Read("cam", offset, size, out.data(), "f", context->get());
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr(absl::StrCat("ends at byte ", 3 << 19,
+                                                  ", before the frame's end at ", offset + size)));
+}
+
 TEST(SharedMemoryRegistryTest, ARegisteredPrefixBoundsTheReads) {
   const std::string bytes = Counting(4096);
   ShmObject obj("prefix", bytes);

@@ -68,6 +68,9 @@ class SharedMemoryRing:
         try:
             os.fchmod(fd, mode)  # the umask narrowed what os.open set
             os.ftruncate(fd, size)
+            # tmpfs allocates a page on its first write: on a full /dev/shm
+            # that write would be SIGBUS. Reserving now makes it an OSError.
+            os.posix_fallocate(fd, 0, size)
             self._map = mmap.mmap(fd, size)
         except BaseException:
             os.close(fd)
