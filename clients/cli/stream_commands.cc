@@ -9,7 +9,9 @@
 #include <cmath>
 #include <condition_variable>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -770,8 +772,11 @@ int RunReplay(const std::vector<std::string>& args) {
   // the slot's last frame was answered. A frame that does not decode or fit
   // stays as it is, in the message: the daemon then reports it as usual.
   auto to_shared_memory = [&](v1::Frame& frame) -> absl::Status {
-    absl::StatusOr<cv::Mat> image = PixelsToImage(frame.pixels());
-    const uint64_t bytes = image.ok() ? image->total() * image->elemSize() : 0;
+    // The frame is already in wire form: checked as the daemon checks it
+    // (DecodeFrame views the bytes, no copy), its bytes go to the slot as
+    // they are.
+    const bool decodes = server::DecodeFrame(frame, std::numeric_limits<int64_t>::max()).ok();
+    const uint64_t bytes = decodes ? frame.pixels().data().size() : 0;
     if (shm->buffer == nullptr && bytes > 0) {
       shm->slot_bytes = bytes;
       auto buffer = SharedMemoryBuffer::Create(shm->slots * bytes, {.mode = shm->mode});
@@ -807,10 +812,11 @@ int RunReplay(const std::vector<std::string>& args) {
       if (why.ok()) why = absl::UnavailableError("the server ended the stream");
       if (absl::Status s = reconnect(why); !s.ok()) return s;
     }
-    absl::StatusOr<v1::PixelData> pixels =
-        ImageToSharedPixels(*image, *shm->buffer, shm->region, slot * shm->slot_bytes);
-    if (!pixels.ok()) return pixels.status();
-    *frame.mutable_pixels() = *std::move(pixels);
+    const uint64_t offset = slot * shm->slot_bytes;
+    std::memcpy(shm->buffer->data() + offset, frame.pixels().data().data(), bytes);
+    v1::SharedMemoryRef* ref = frame.mutable_pixels()->mutable_shared_memory();  // drops the data
+    ref->set_region(shm->region);
+    ref->set_offset(offset);
     shm->owner[slot] = frame.sequence();
     shm->next = (slot + 1) % shm->slots;
     ++shm->frames;
