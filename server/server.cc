@@ -9,7 +9,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "engine/status_macros.h"
+#include "engine/base/status_macros.h"
 #include "server/log.h"
 
 namespace logstar::server {

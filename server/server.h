@@ -22,7 +22,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
-#include "engine/context.h"
+#include "engine/base/context.h"
 #include "server/metrics.h"
 #include "server/options.h"
 #include "server/service.h"

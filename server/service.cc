@@ -7,7 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "engine/status_macros.h"
+#include "engine/base/status_macros.h"
 #include "server/convert.h"
 #include "server/log.h"
 #include "server/status.h"

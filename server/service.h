@@ -28,7 +28,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "engine/context.h"
+#include "engine/base/context.h"
 #include "logstar/v1/service.grpc.pb.h"
 #include "server/metrics.h"
 #include "server/options.h"

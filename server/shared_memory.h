@@ -33,7 +33,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
-#include "engine/context.h"
+#include "engine/base/context.h"
 
 namespace logstar::server {
 

@@ -5,7 +5,7 @@
 // Reasons and scores (a score is how far past its threshold a region is, so
 // regions of different reasons rank on one scale; above 1 = past it):
 //  * ER-flagged atoms: atoms whose summed distance to their k nearest
-//    neighbours (k and DS as in engine/rewards.h) is below DS — spurious
+//    neighbours (k and DS as in engine/physics/rewards.h) is below DS — spurious
 //    detections or a defect. Flagged atoms are grouped by window; score =
 //    the group's share of the window's expected atoms / 0.05.
 //  * Reward drift: a window re-tuned on this frame (score 1 + drift, as
@@ -25,8 +25,8 @@
 #include <string>
 #include <vector>
 
-#include "engine/analyzer.h"
-#include "engine/rewards.h"
+#include "engine/analysis/analyzer.h"
+#include "engine/physics/rewards.h"
 
 namespace logstar::server {
 

@@ -9,9 +9,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "clients/cli/common.h"
-#include "engine/amorphous.h"
-#include "engine/gmm.h"
-#include "engine/overlay.h"
+#include "engine/amorphous/amorphous.h"
+#include "engine/amorphous/gmm.h"
+#include "engine/image/overlay.h"
 
 namespace logstar::cli {
 namespace {
@@ -57,7 +57,7 @@ Json StageToJson(const AmorphousResult& r, const AmorphousEvidence& evidence,
   return {
       {"method",
        "lattice-difference patches, low-pass, PCA, Gaussian mixture; amorphous = the components "
-       "more dispersed than the noise floor (engine/amorphous.h)"},
+       "more dispersed than the noise floor (engine/amorphous/amorphous.h)"},
       {"parameters", ParametersToJson(c.parameters)},
       {"objectives", {c.objectives[0], c.objectives[1]}},
       {"objective_names", {"(1 - isoperimetric) + lambda c", "perimeter/sqrt(WH) + lambda c"}},

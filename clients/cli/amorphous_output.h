@@ -1,4 +1,4 @@
-// `logstar analyze --gmm`: the amorphous stage (engine/amorphous.h) on an
+// `logstar analyze --gmm`: the amorphous stage (engine/amorphous/amorphous.h) on an
 // analysed frame and what it adds to RESULT.json, the mask PNG and the
 // overlay. Kept apart from commands.cc so that analyze only calls it.
 //
@@ -27,10 +27,10 @@
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
-#include "engine/analyzer.h"
-#include "engine/context.h"
-#include "engine/normalize.h"
-#include "engine/physics_prior.h"
+#include "engine/analysis/analyzer.h"
+#include "engine/base/context.h"
+#include "engine/image/normalize.h"
+#include "engine/physics/physics_prior.h"
 
 namespace logstar::cli {
 

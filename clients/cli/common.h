@@ -19,9 +19,9 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/types/span.h"
-#include "engine/log_detector.h"
-#include "engine/overlay.h"
-#include "engine/physics_prior.h"
+#include "engine/log/log_detector.h"
+#include "engine/image/overlay.h"
+#include "engine/physics/physics_prior.h"
 
 namespace logstar::cli {
 

@@ -18,9 +18,9 @@
 
 #include "absl/status/statusor.h"
 #include "clients/cpp/client.h"
-#include "engine/analyzer.h"
-#include "engine/normalize.h"
-#include "engine/physics_prior.h"
+#include "engine/analysis/analyzer.h"
+#include "engine/image/normalize.h"
+#include "engine/physics/physics_prior.h"
 #include "logstar/v1/frame.pb.h"
 #include "logstar/v1/result.pb.h"
 #include "logstar/v1/session.pb.h"

@@ -32,10 +32,10 @@
 #include "clients/cpp/client.h"
 #include "clients/cpp/recording.h"
 #include "clients/cpp/shared_memory.h"
-#include "engine/accuracy.h"
-#include "engine/image_io.h"
-#include "engine/normalize.h"
-#include "engine/synth.h"
+#include "engine/physics/accuracy.h"
+#include "engine/image/image_io.h"
+#include "engine/image/normalize.h"
+#include "engine/image/synth.h"
 
 namespace logstar::cli {
 namespace {

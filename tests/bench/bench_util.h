@@ -19,7 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/status/statusor.h"
-#include "engine/physics_prior.h"
+#include "engine/physics/physics_prior.h"
 
 namespace logstar::bench {
 

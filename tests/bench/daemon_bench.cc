@@ -62,9 +62,9 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "clients/cpp/shared_memory.h"
-#include "engine/analyzer.h"
-#include "engine/context.h"
-#include "engine/synth.h"
+#include "engine/analysis/analyzer.h"
+#include "engine/base/context.h"
+#include "engine/image/synth.h"
 #include "logstar/v1/service.grpc.pb.h"
 #include "server/server.h"
 

@@ -1,4 +1,4 @@
-// GMM-stage benchmark: the amorphous stage (engine/amorphous.h) on a frame in
+// GMM-stage benchmark: the amorphous stage (engine/amorphous/amorphous.h) on a frame in
 // the layout `logstar synth` writes, the frame tests/bench/run_gmm_bench.sh
 // also gives the reference workflow (--gmm).
 //
@@ -42,11 +42,11 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
-#include "engine/amorphous.h"
-#include "engine/analyzer.h"
-#include "engine/context.h"
-#include "engine/image_io.h"
-#include "engine/normalize.h"
+#include "engine/amorphous/amorphous.h"
+#include "engine/analysis/analyzer.h"
+#include "engine/base/context.h"
+#include "engine/image/image_io.h"
+#include "engine/image/normalize.h"
 #include "tests/bench/bench_util.h"
 
 namespace logstar {

@@ -53,11 +53,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
-#include "engine/context.h"
-#include "engine/image_io.h"
-#include "engine/log_detector.h"
-#include "engine/log_scale_grid.h"
-#include "engine/normalize.h"
+#include "engine/base/context.h"
+#include "engine/image/image_io.h"
+#include "engine/log/log_detector.h"
+#include "engine/log/log_scale_grid.h"
+#include "engine/image/normalize.h"
 
 namespace logstar {
 namespace {

@@ -2,7 +2,7 @@
 """Writes the LoG conformance goldens: scikit-image blob_log outputs.
 
 logstar's DetectBlobsLog promises scikit-image 0.19 `blob_log` semantics
-(engine/log_detector.h). This script fixes what "the same" means by running
+(engine/log/log_detector.h). This script fixes what "the same" means by running
 scikit-image itself on a set of frames and parameter sets and committing the
 results; tests/engine/log_conformance_test.cc compares logstar against them.
 

@@ -1,11 +1,11 @@
 #!/usr/bin/python3
 """Writes the Gaussian-process and Sobol goldens: scikit-learn and scipy outputs.
 
-engine/gaussian_process.h promises the model of scikit-learn 1.2's
+engine/optimize/gaussian_process.h promises the model of scikit-learn 1.2's
     GaussianProcessRegressor(ConstantKernel(1.0, (1e-3, 1e3))
         * Matern(ones(d), (1e-2, 1e2), nu=2.5) + WhiteKernel(1e-3, (1e-6, 1)),
         alpha=1e-10, normalize_y=True)
-and engine/sobol.h promises scipy.stats.qmc.Sobol(d, scramble=False)'s points.
+and engine/optimize/sobol.h promises scipy.stats.qmc.Sobol(d, scramble=False)'s points.
 This script fixes both by running the libraries on fixed data;
 tests/engine/gaussian_process_test.cc and sobol_test.cc compare against them.
 

@@ -14,7 +14,7 @@
 #include <cstring>
 #include <string>
 
-#include "engine/normalize.h"
+#include "engine/image/normalize.h"
 #include "logstar/v1/service.pb.h"
 #include "server/convert.h"
 

@@ -1,5 +1,5 @@
 // Helpers for tests that talk to logstard through real RPCs: frames made
-// from generated images (engine/synth.h) whose ground truth the tests score
+// from generated images (engine/image/synth.h) whose ground truth the tests score
 // against, session settings small enough for a 2-core CI machine, a raw
 // caller for the standard health and reflection services, and a logstard
 // child process.
@@ -24,8 +24,8 @@
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
-#include "engine/accuracy.h"
-#include "engine/synth.h"
+#include "engine/physics/accuracy.h"
+#include "engine/image/synth.h"
 #include "gtest/gtest.h"
 #include "logstar/v1/service.grpc.pb.h"
 

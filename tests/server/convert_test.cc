@@ -7,7 +7,7 @@
 #include <cstring>
 #include <limits>
 
-#include "engine/synth.h"
+#include "engine/image/synth.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/status.h"

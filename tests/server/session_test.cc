@@ -5,8 +5,8 @@
 #include <fstream>
 #include <random>
 
-#include "engine/context.h"
-#include "engine/synth.h"
+#include "engine/base/context.h"
+#include "engine/image/synth.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/options.h"

@@ -1,0 +1,681 @@
+#include "engine/amorphous/amorphous.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <limits>
+#include <utility>
+
+#include <opencv2/core.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "engine/amorphous/patches.h"
+#include "engine/amorphous/pca.h"
+#include "engine/base/status_macros.h"
+
+namespace logstar {
+namespace {
+
+constexpr CovarianceType kTypes[] = {CovarianceType::kFull, CovarianceType::kTied,
+                                     CovarianceType::kDiag, CovarianceType::kSpherical};
+
+// Parabolic sub-pixel offset of a peak from three samples (left, centre, right).
+double PeakOffset(double l, double c, double r) {
+  const double denom = l - 2.0 * c + r;
+  return denom < 0.0 ? std::clamp(0.5 * (l - r) / denom, -0.5, 0.5) : 0.0;
+}
+
+// The strongest peaks of the image's (linear, unnormalised) autocorrelation
+// in one half-plane, between 0.7 NN distances and a quarter of the frame.
+std::vector<PointXY> LatticeTranslations(const cv::Mat& image, double nn_px, int count) {
+  const int h = image.rows, w = image.cols;
+  const int reach = std::max(2, std::min(h, w) / 4);
+  cv::Mat centred = image - cv::mean(image)[0];
+  const int ph = cv::getOptimalDFTSize(h + reach + 1), pw = cv::getOptimalDFTSize(w + reach + 1);
+  cv::Mat padded = cv::Mat::zeros(ph, pw, CV_32F);
+  centred.copyTo(padded(cv::Rect(0, 0, w, h)));
+  cv::Mat spectrum, power, ac;
+  cv::dft(padded, spectrum, cv::DFT_COMPLEX_OUTPUT);
+  cv::mulSpectrums(spectrum, spectrum, power, 0, /*conjB=*/true);
+  cv::idft(power, ac, cv::DFT_REAL_OUTPUT | cv::DFT_SCALE);
+  auto at = [&](int dx, int dy) { return ac.at<float>((dy + ph) % ph, (dx + pw) % pw); };
+  struct Peak {
+    float value;
+    int dx, dy;
+  };
+  std::vector<Peak> peaks;
+  const double rmin = 0.7 * nn_px;
+  for (int dy = 0; dy <= reach; ++dy) {
+    for (int dx = -reach; dx <= reach; ++dx) {
+      if (dy == 0 && dx <= 0) continue;
+      const double r = std::hypot(dx, dy);
+      if (r < rmin || r > reach) continue;
+      const float v = at(dx, dy);
+      bool is_max = true;
+      for (int j = -1; j <= 1 && is_max; ++j) {
+        for (int i = -1; i <= 1; ++i) {
+          if ((i != 0 || j != 0) && at(dx + i, dy + j) > v) {
+            is_max = false;
+            break;
+          }
+        }
+      }
+      if (is_max) peaks.push_back({v, dx, dy});
+    }
+  }
+  std::stable_sort(peaks.begin(), peaks.end(),
+                   [](const Peak& a, const Peak& b) { return a.value > b.value; });
+  std::vector<PointXY> out;
+  for (const Peak& p : peaks) {
+    if (static_cast<int>(out.size()) >= count) break;
+    const double ox = PeakOffset(at(p.dx - 1, p.dy), p.value, at(p.dx + 1, p.dy));
+    const double oy = PeakOffset(at(p.dx, p.dy - 1), p.value, at(p.dx, p.dy + 1));
+    out.push_back({p.dx + ox, p.dy + oy});
+  }
+  return out;
+}
+
+int OddPatch(double px) {
+  return std::max(3, 2 * static_cast<int>(std::lround((px - 1.0) / 2.0)) + 1);
+}
+
+}  // namespace
+
+absl::Status AmorphousOptions::Validate() const {
+  auto bad = [](const char* field, double v, const char* want) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("amorphous option ", field, " must be ", want, ", got ", v));
+  };
+  if (pca_components < 1) return bad("pca_components", pca_components, ">= 1");
+  if (!(dispersion_ratio > 1.0 && std::isfinite(dispersion_ratio)))
+    return bad("dispersion_ratio", dispersion_ratio, "> 1");
+  if (!(floor_min_weight >= 0.0 && floor_min_weight < 1.0))
+    return bad("floor_min_weight", floor_min_weight, "in [0, 1)");
+  if (!(smoothing_sigma_nn >= 0.0 && smoothing_sigma_nn <= 1.0))
+    return bad("smoothing_sigma_nn", smoothing_sigma_nn, "in [0, 1]");
+  if (num_translations < 1) return bad("num_translations", num_translations, ">= 1");
+  if (!(mask_radius_nn > 0.0 && std::isfinite(mask_radius_nn)))
+    return bad("mask_radius_nn", mask_radius_nn, "> 0");
+  if (!(closing_radius_nn >= 0.0 && std::isfinite(closing_radius_nn)))
+    return bad("closing_radius_nn", closing_radius_nn, ">= 0");
+  if (!(min_patch_nn > 0.0 && max_patch_nn >= min_patch_nn && std::isfinite(max_patch_nn))) {
+    return bad("max_patch_nn", max_patch_nn, ">= min_patch_nn > 0");
+  }
+  if (!(min_threshold > 0.0 && max_threshold > min_threshold && max_threshold < 1.0)) {
+    return bad("max_threshold", max_threshold, "> min_threshold > 0 and < 1");
+  }
+  if (min_components < 1 || max_components < min_components) {
+    return bad("max_components", max_components, ">= min_components >= 1");
+  }
+  if (!(evidence_weight >= 0.0 && std::isfinite(evidence_weight)))
+    return bad("evidence_weight", evidence_weight, ">= 0");
+  if (!(min_share > 0.0 && min_share < 1.0)) return bad("min_share", min_share, "in (0, 1)");
+  if (!(evidence_separation > 0.0 && std::isfinite(evidence_separation)))
+    return bad("evidence_separation", evidence_separation, "> 0");
+  GmmOptions gmm;
+  gmm.reg_covar = reg_covar;
+  gmm.tol = tol;
+  gmm.max_iter = max_iter;
+  gmm.n_init = n_init;
+  LOGSTAR_RETURN_IF_ERROR(gmm.Validate());
+  return optimizer.Validate();
+}
+
+absl::StatusOr<FeatureClassification> ClassifyFeatures(const Eigen::MatrixXd& features,
+                                                       const AmorphousParameters& parameters,
+                                                       const AmorphousOptions& options) {
+  GmmOptions g;
+  g.num_components = parameters.num_components;
+  g.covariance_type = parameters.covariance_type;
+  g.reg_covar = options.reg_covar;
+  g.tol = options.tol;
+  g.max_iter = options.max_iter;
+  g.n_init = options.n_init;
+  g.seed = options.seed;
+  LOGSTAR_ASSIGN_OR_RETURN(const GaussianMixture mixture, GaussianMixture::Fit(features, g));
+  LOGSTAR_ASSIGN_OR_RETURN(const Eigen::MatrixXd proba, mixture.PredictProba(features));
+  const Eigen::Index n = features.rows();
+  const int num = mixture.num_components();
+  FeatureClassification out;
+  out.weights = mixture.weights();
+  std::vector<double> scatter(num);
+  for (int c = 0; c < num; ++c) {
+    const Eigen::VectorXd d2 =
+        (features.rowwise() - mixture.means().row(c)).rowwise().squaredNorm();
+    const double mass = proba.col(c).sum();
+    scatter[c] = mass > 0.0 ? proba.col(c).dot(d2) / mass : 0.0;
+  }
+  // Noise floor: the tightest component big enough to be the crystal (a
+  // component of a few atoms can be tighter than the noise by chance).
+  double floor = std::numeric_limits<double>::infinity();
+  for (int c = 0; c < num; ++c) {
+    if (out.weights(c) >= options.floor_min_weight) floor = std::min(floor, scatter[c]);
+  }
+  if (!std::isfinite(floor)) floor = *std::min_element(scatter.begin(), scatter.end());
+  out.noise_floor = std::max(floor, std::numeric_limits<double>::min());
+  out.posterior = Eigen::VectorXd::Zero(n);
+  for (int c = 0; c < num; ++c) {
+    const double dispersion = scatter[c] / out.noise_floor;
+    out.dispersion.push_back(dispersion);
+    const bool amorphous = dispersion > options.dispersion_ratio;
+    out.component_amorphous.push_back(amorphous);
+    if (amorphous) out.posterior += proba.col(c);
+  }
+  return out;
+}
+
+PatchSizeRange ResolvePatchSizes(const AmorphousOptions& options, const PhysicsPrior& prior) {
+  const double nn = prior.NearestNeighborPx();
+  PatchSizeRange r{OddPatch(options.min_patch_nn * nn), OddPatch(options.max_patch_nn * nn)};
+  r.upper = std::max(r.upper, r.lower);
+  return r;
+}
+
+namespace {
+
+// The evidence is read at the middle of the searched patch sizes, fixed for
+// the frame so that candidates cannot change it.
+int EvidencePatch(const AmorphousOptions& options, const PhysicsPrior& prior) {
+  const PatchSizeRange r = ResolvePatchSizes(options, prior);
+  return std::clamp(
+      OddPatch(0.5 * (options.min_patch_nn + options.max_patch_nn) * prior.NearestNeighborPx()),
+      r.lower, r.upper);
+}
+
+// 1 vs 2 components on the per-atom log energy (see the file comment);
+// `high` receives, per row of `d`, whether the atom counts as evidence.
+absl::StatusOr<AmorphousEvidence> ReadEvidence(const Eigen::MatrixXd& d, int size_px,
+                                               const AmorphousOptions& options,
+                                               std::vector<bool>& high) {
+  high.assign(d.rows(), false);
+  AmorphousEvidence ev;
+  ev.patch_size_px = size_px;
+  Eigen::MatrixXd energy(d.rows(), 1);
+  for (Eigen::Index i = 0; i < d.rows(); ++i) {
+    // The floor keeps log finite for a noiseless exact copy.
+    energy(i, 0) = std::log(d.row(i).squaredNorm() + 1e-12);
+  }
+  GmmOptions g;
+  g.reg_covar = options.reg_covar;
+  g.tol = options.tol;
+  g.max_iter = options.max_iter;
+  g.n_init = options.n_init;
+  g.seed = options.seed;
+  g.num_components = 1;
+  LOGSTAR_ASSIGN_OR_RETURN(const GaussianMixture one, GaussianMixture::Fit(energy, g));
+  g.num_components = 2;
+  absl::StatusOr<GaussianMixture> two = GaussianMixture::Fit(energy, g);
+  // A collapsed second component is no evidence of a second population.
+  if (!two.ok()) {
+    if (two.status().code() == absl::StatusCode::kFailedPrecondition) return ev;
+    return two.status();
+  }
+  LOGSTAR_ASSIGN_OR_RETURN(const double bic1, one.Bic(energy));
+  LOGSTAR_ASSIGN_OR_RETURN(const double bic2, two->Bic(energy));
+  const int hi = two->means()(1, 0) > two->means()(0, 0) ? 1 : 0, lo = 1 - hi;
+  ev.bic_gain = bic1 - bic2;
+  ev.high_weight = two->weights()(hi);
+  ev.separation = (two->means()(hi, 0) - two->means()(lo, 0)) /
+                  std::sqrt(std::max(two->covariances()[lo](0, 0), 1e-300));
+  if (ev.bic_gain > 0.0 && ev.separation >= options.evidence_separation) {
+    ev.share = ev.high_weight;
+    LOGSTAR_ASSIGN_OR_RETURN(const Eigen::MatrixXd proba, two->PredictProba(energy));
+    for (Eigen::Index i = 0; i < d.rows(); ++i) high[i] = proba(i, hi) > 0.5;
+  }
+  return ev;
+}
+
+}  // namespace
+
+absl::StatusOr<AmorphousScene> AmorphousScene::Create(const cv::Mat& image,
+                                                      absl::Span<const PointXY> atoms,
+                                                      const PhysicsPrior& prior,
+                                                      const AmorphousOptions& options,
+                                                      const SceneOptions& scene) {
+  LOGSTAR_RETURN_IF_ERROR(options.Validate());
+  LOGSTAR_RETURN_IF_ERROR(prior.Validate());
+  if (image.empty() || image.type() != CV_32FC1) {
+    return absl::InvalidArgumentError(
+        "amorphous: the image must be a non-empty single-channel CV_32F");
+  }
+  if (!cv::checkRange(image))
+    return absl::InvalidArgumentError("amorphous: the image has non-finite pixels");
+  if (atoms.empty())
+    return absl::InvalidArgumentError("amorphous: no atoms to classify (empty atom list)");
+  for (size_t i = 0; i < atoms.size(); ++i) {
+    if (!std::isfinite(atoms[i].x) || !std::isfinite(atoms[i].y)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("amorphous: atom ", i, " has a non-finite position"));
+    }
+  }
+  AmorphousScene s;
+  s.width_ = image.cols;
+  s.height_ = image.rows;
+  s.atoms_.assign(atoms.begin(), atoms.end());
+  s.context_ = scene.context;
+  s.options_ = options;
+  s.nn_px_ = prior.NearestNeighborPx();
+  const double sigma = options.smoothing_sigma_nn * s.nn_px_;
+  if (sigma > 0.0) {
+    cv::GaussianBlur(image, s.smoothed_, cv::Size(), sigma, sigma, cv::BORDER_REFLECT);
+  } else {
+    s.smoothed_ = image.clone();
+  }
+  for (const PointXY& t : scene.translations_px) {
+    if (!std::isfinite(t.x) || !std::isfinite(t.y) || std::hypot(t.x, t.y) < 0.5) {
+      return absl::InvalidArgumentError(absl::StrCat("amorphous: a given lattice translation (",
+                                                     t.x, ", ", t.y, ") px is not a translation"));
+    }
+  }
+  s.translations_ = scene.translations_px.empty()
+                        ? LatticeTranslations(s.smoothed_, s.nn_px_, options.num_translations)
+                        : scene.translations_px;
+  if (s.translations_.empty()) {
+    return absl::InvalidArgumentError(
+        "amorphous: the frame shows no lattice period (no autocorrelation peak beyond 0.7 "
+        "nearest-neighbour distances); it is too small or featureless");
+  }
+  const PatchSizeRange sizes = ResolvePatchSizes(options, prior);
+  s.min_half_ = sizes.lower / 2;
+  const int max_half = std::max(sizes.upper / 2, sizes.lower / 2 + 1);
+  s.sizes_.resize(max_half - s.min_half_ + 1);
+  const int evidence_size = EvidencePatch(options, prior);
+  auto slot = [&](int size) -> absl::StatusOr<SizeFeatures*> {
+    const int i = size / 2 - s.min_half_;
+    if (size % 2 == 0 || i < 0 || i >= static_cast<int>(s.sizes_.size())) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("amorphous: patch size ", size, " px is not an odd size in [",
+                       s.min_patch_px(), ", ", s.max_patch_px(), "]"));
+    }
+    return &s.sizes_[i];
+  };
+  // Which sizes get which projection: the given basis, a PCA fitted here,
+  // or none (the evidence needs only the differences' energies).
+  std::vector<std::pair<int, const PatchProjection*>> projected;
+  if (scene.projection.has_value()) {
+    const PatchProjection& p = *scene.projection;
+    const int d = p.patch_size_px * p.patch_size_px;
+    if (p.mean.size() != d || p.components.cols() != d || p.components.rows() < 1 ||
+        !p.mean.allFinite() || !p.components.allFinite()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "amorphous: the given projection for ", p.patch_size_px, " px patches needs a mean of ",
+          d, " and components of ", d, " finite entries"));
+    }
+    LOGSTAR_RETURN_IF_ERROR(slot(p.patch_size_px).status());
+    projected.emplace_back(p.patch_size_px, &p);
+  }
+  std::vector<int> fitted = scene.patch_sizes_px;
+  if (fitted.empty() && !scene.projection.has_value()) {
+    for (int h = s.min_half_; h <= max_half; ++h) fitted.push_back(2 * h + 1);
+  }
+  for (int size : fitted) {
+    LOGSTAR_RETURN_IF_ERROR(slot(size).status());
+    bool seen = false;
+    for (const auto& [other, basis] : projected) seen |= other == size;
+    if (!seen) projected.emplace_back(size, nullptr);
+  }
+  std::vector<int> sampled;
+  if (!scene.evidence.has_value()) {
+    LOGSTAR_RETURN_IF_ERROR(slot(evidence_size).status());
+    sampled.push_back(evidence_size);
+  }
+  for (const auto& [size, basis] : projected) {
+    if (std::find(sampled.begin(), sampled.end(), size) == sampled.end()) sampled.push_back(size);
+  }
+  if (sampled.empty()) return absl::InvalidArgumentError("amorphous: nothing to prepare");
+  s.SampleDifferences(sampled, scene.context);
+  for (const auto& [size, basis] : projected) {
+    LOGSTAR_RETURN_IF_ERROR(s.Project(size, basis, *slot(size).value()));
+  }
+  if (scene.evidence.has_value()) {
+    s.evidence_ = *scene.evidence;
+    return s;
+  }
+  const SizeFeatures& e = s.sizes_[evidence_size / 2 - s.min_half_];
+  const int need = std::max({options.max_components, options.pca_components + 1, 2});
+  if (static_cast<int>(e.kept.size()) < need) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "amorphous: ", e.kept.size(), " of ", atoms.size(),
+        " atoms are far enough from the border to classify; the mixture needs at least ", need));
+  }
+  std::vector<bool> high;
+  LOGSTAR_ASSIGN_OR_RETURN(s.evidence_, ReadEvidence(e.differences, evidence_size, options, high));
+  std::vector<PointXY> painted;
+  for (size_t r = 0; r < e.kept.size(); ++r) {
+    if (high[r]) painted.push_back(s.atoms_[e.kept[r]]);
+  }
+  LOGSTAR_ASSIGN_OR_RETURN(const RegionSet evidence_regions, s.Paint(painted));
+  s.evidence_.area_fraction = evidence_regions.area_fraction;
+  return s;
+}
+
+void AmorphousScene::SampleDifferences(const std::vector<int>& sizes, ExecutionContext* context) {
+  const int n = static_cast<int>(atoms_.size());
+  const int big = *std::max_element(sizes.begin(), sizes.end());
+  const int big_half = big / 2, big_d = big * big;
+  using RowMajor = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  std::vector<RowMajor> rows(sizes.size());
+  std::vector<std::vector<char>> valid(sizes.size(), std::vector<char>(n, 0));
+  for (size_t k = 0; k < sizes.size(); ++k) rows[k].resize(n, sizes[k] * sizes[k]);
+  auto normalise = [&](double* v, int d) {
+    if (!options_.normalize_patches) return;
+    Eigen::Map<Eigen::RowVectorXd> m(v, d);
+    m.array() -= m.mean();
+    const double sd = std::sqrt(m.squaredNorm() / d);
+    if (sd > 0.0) m /= sd;
+  };
+  // The patch of size s about a point is the central s × s of the largest
+  // one about it (same sub-pixel weights), so each position is sampled once
+  // at the largest size where that fits, and per size otherwise (near the
+  // border).
+  struct Scratch {
+    std::vector<double> big_p, big_q, p, q;
+    std::vector<double> best;
+  };
+  auto crop = [](const std::vector<double>& from, int from_size, int size, double* to) {
+    const int off = (from_size - size) / 2;
+    for (int j = 0; j < size; ++j) {
+      const double* src = from.data() + (j + off) * from_size + off;
+      std::copy(src, src + size, to + j * size);
+    }
+  };
+  auto one = [&](int i, Scratch& w) {
+    const PointXY& a = atoms_[i];
+    const bool centre_big = PatchInside(width_, height_, a.x, a.y, big_half);
+    w.best.assign(sizes.size(), std::numeric_limits<double>::infinity());
+    // The centre patch per size (cropped from the big one, or sampled).
+    std::vector<bool> centre_ok(sizes.size());
+    if (centre_big) SamplePatch(smoothed_, a.x, a.y, big, w.big_p.data());
+    for (size_t k = 0; k < sizes.size(); ++k) {
+      const int size = sizes[k], d = size * size;
+      centre_ok[k] = PatchInside(width_, height_, a.x, a.y, size / 2);
+      if (!centre_ok[k]) continue;
+      double* p = w.p.data() + static_cast<size_t>(k) * big_d;
+      if (centre_big) {
+        crop(w.big_p, big, size, p);
+      } else {
+        SamplePatch(smoothed_, a.x, a.y, size, p);
+      }
+      normalise(p, d);
+    }
+    for (const PointXY& t : translations_) {
+      for (double sign : {1.0, -1.0}) {
+        const double x = a.x + sign * t.x, y = a.y + sign * t.y;
+        const bool shifted_big = PatchInside(width_, height_, x, y, big_half);
+        if (shifted_big) SamplePatch(smoothed_, x, y, big, w.big_q.data());
+        for (size_t k = 0; k < sizes.size(); ++k) {
+          const int size = sizes[k], d = size * size;
+          if (!centre_ok[k] || !PatchInside(width_, height_, x, y, size / 2)) continue;
+          const double* p = w.p.data() + static_cast<size_t>(k) * big_d;
+          // The common case reads the central window of the big patch in
+          // place; normalised patches and border atoms take a copy.
+          const double* q;
+          int q_stride;
+          if (shifted_big && !options_.normalize_patches) {
+            const int off = (big - size) / 2;
+            q = w.big_q.data() + off * big + off;
+            q_stride = big;
+          } else {
+            if (shifted_big) {
+              crop(w.big_q, big, size, w.q.data());
+            } else {
+              SamplePatch(smoothed_, x, y, size, w.q.data());
+            }
+            normalise(w.q.data(), d);
+            q = w.q.data();
+            q_stride = size;
+          }
+          double e = 0.0;
+          for (int r = 0; r < size; ++r) {
+            const double* pr = p + r * size;
+            const double* qr = q + r * q_stride;
+            for (int c = 0; c < size; ++c) e += (pr[c] - qr[c]) * (pr[c] - qr[c]);
+          }
+          if (e < w.best[k]) {
+            w.best[k] = e;
+            double* row = rows[k].row(i).data();
+            for (int r = 0; r < size; ++r) {
+              for (int c = 0; c < size; ++c) {
+                row[r * size + c] = p[r * size + c] - q[r * q_stride + c];
+              }
+            }
+          }
+        }
+      }
+    }
+    for (size_t k = 0; k < sizes.size(); ++k) valid[k][i] = std::isfinite(w.best[k]);
+  };
+  constexpr int kBlock = 64;
+  const int blocks = (n + kBlock - 1) / kBlock;
+  auto block = [&](int b) {
+    Scratch w;
+    w.big_p.resize(big_d);
+    w.big_q.resize(big_d);
+    w.p.resize(static_cast<size_t>(sizes.size()) * big_d);
+    w.q.resize(big_d);
+    for (int i = b * kBlock; i < std::min(n, (b + 1) * kBlock); ++i) one(i, w);
+  };
+  if (context != nullptr && blocks > 1) {
+    context->ParallelFor(blocks, block);
+  } else {
+    for (int b = 0; b < blocks; ++b) block(b);
+  }
+  for (size_t k = 0; k < sizes.size(); ++k) {
+    SizeFeatures& out = sizes_[sizes[k] / 2 - min_half_];
+    out.kept.clear();
+    for (int i = 0; i < n; ++i) {
+      if (valid[k][i]) out.kept.push_back(i);
+    }
+    out.differences.resize(static_cast<Eigen::Index>(out.kept.size()), sizes[k] * sizes[k]);
+    for (size_t r = 0; r < out.kept.size(); ++r) out.differences.row(r) = rows[k].row(out.kept[r]);
+    out.differences_ready = true;
+  }
+}
+
+absl::Status AmorphousScene::Project(int size_px, const PatchProjection* basis,
+                                     SizeFeatures& out) const {
+  const int d = size_px * size_px;
+  out.projected.resize(0, 0);
+  const Eigen::Index num_kept = out.differences.rows();
+  if (basis != nullptr) {
+    out.basis = *basis;
+  } else if (num_kept >= 2) {
+    const int k = std::min<int>(options_.pca_components,
+                                static_cast<int>(std::min<Eigen::Index>(num_kept, d)));
+    LOGSTAR_ASSIGN_OR_RETURN(const Pca pca, Pca::Fit(out.differences, {.num_components = k}));
+    out.basis = {size_px, pca.mean(), pca.components()};
+  } else {  // too few atoms; Evaluate reports it
+    out.projected_ready = true;
+    return absl::OkStatus();
+  }
+  out.projected = (out.differences.rowwise() - out.basis.mean) * out.basis.components.transpose();
+  out.projected_ready = true;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<const AmorphousScene::SizeFeatures*> AmorphousScene::At(int size_px,
+                                                                       bool projected) const {
+  const int i = size_px / 2 - min_half_;
+  if (size_px % 2 == 0 || i < 0 || i >= static_cast<int>(sizes_.size()) ||
+      !(projected ? sizes_[i].projected_ready : sizes_[i].differences_ready)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("amorphous: patch size ", size_px, " px is not an odd size in [",
+                     min_patch_px(), ", ", max_patch_px(), "] prepared by the scene"));
+  }
+  return &sizes_[i];
+}
+
+absl::StatusOr<const Eigen::MatrixXd*> AmorphousScene::LatticeDifferences(int size_px) const {
+  LOGSTAR_ASSIGN_OR_RETURN(const SizeFeatures* f, At(size_px, false));
+  return &f->differences;
+}
+
+absl::StatusOr<const std::vector<int>*> AmorphousScene::KeptAtoms(int size_px) const {
+  LOGSTAR_ASSIGN_OR_RETURN(const SizeFeatures* f, At(size_px, false));
+  return &f->kept;
+}
+
+absl::StatusOr<PatchProjection> AmorphousScene::Projection(int size_px) const {
+  LOGSTAR_ASSIGN_OR_RETURN(const SizeFeatures* f, At(size_px, true));
+  return f->basis;
+}
+
+absl::StatusOr<RegionSet> AmorphousScene::Paint(absl::Span<const PointXY> atoms) const {
+  return PaintRegions(width_, height_, atoms,
+                      {.radius_px = options_.mask_radius_nn * nn_px_,
+                       .closing_radius_px = options_.closing_radius_nn * nn_px_},
+                      context_);
+}
+
+Objectives2 AmorphousScene::Score(const RegionSet& regions) const {
+  const double e = evidence_.area_fraction;
+  const double c = std::abs(regions.area_fraction - e) / std::max(e, options_.min_share);
+  const double deficit = regions.regions.empty() ? 0.0 : 1.0 - regions.isoperimetric;
+  return {deficit + options_.evidence_weight * c,
+          regions.perimeter_norm + options_.evidence_weight * c};
+}
+
+absl::StatusOr<Objectives2> AmorphousScene::ScoreMask(const cv::Mat& mask) const {
+  if (mask.rows != height_ || mask.cols != width_) {
+    return absl::InvalidArgumentError(absl::StrCat("amorphous: mask of ", mask.cols, " x ",
+                                                   mask.rows, " for a frame of ", width_, " x ",
+                                                   height_));
+  }
+  LOGSTAR_ASSIGN_OR_RETURN(const RegionSet set, DescribeRegions(mask));
+  return Score(set);
+}
+
+absl::StatusOr<AmorphousEvaluation> AmorphousScene::Evaluate(
+    const AmorphousParameters& parameters) const {
+  if (!(parameters.threshold > 0.0 && parameters.threshold < 1.0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("amorphous threshold must be in (0, 1), got ", parameters.threshold));
+  }
+  LOGSTAR_ASSIGN_OR_RETURN(const SizeFeatures* f, At(parameters.patch_size_px, true));
+  AmorphousEvaluation ev;
+  ev.parameters = parameters;
+  const std::vector<int>& kept = f->kept;
+  const int need = std::max({parameters.num_components, options_.pca_components + 1, 2});
+  if (static_cast<int>(kept.size()) < need) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("amorphous: ", kept.size(), " classifiable atoms; ", parameters.num_components,
+                     " components need at least ", need));
+  }
+  LOGSTAR_ASSIGN_OR_RETURN(ev.mixture, ClassifyFeatures(f->projected, parameters, options_));
+  ev.atoms.assign(atoms_.size(), AtomClass{false, false, std::numeric_limits<double>::quiet_NaN()});
+  std::vector<PointXY> amorphous;
+  for (size_t r = 0; r < kept.size(); ++r) {
+    AtomClass& a = ev.atoms[kept[r]];
+    a.classified = true;
+    a.posterior = ev.mixture.posterior(r);
+    a.amorphous = a.posterior > parameters.threshold;
+    if (a.amorphous) amorphous.push_back(atoms_[kept[r]]);
+  }
+  LOGSTAR_ASSIGN_OR_RETURN(ev.regions, Paint(amorphous));
+  ev.share = static_cast<double>(amorphous.size()) / kept.size();
+  ev.evidence = evidence_.area_fraction;
+  ev.objectives = Score(ev.regions);
+  return ev;
+}
+
+std::string AmorphousResult::Summary() const {
+  const AmorphousParameters& p = chosen.parameters;
+  return absl::StrFormat(
+      "amorphous: patch %d px, threshold %.3f, %s, %d components; share %.3f (evidence %.3f), "
+      "%d regions covering %.3f; objectives (%.4f, %.4f); %d evaluations, front of %d, %.1f ms",
+      p.patch_size_px, p.threshold, CovarianceTypeName(p.covariance_type), p.num_components,
+      chosen.share, chosen.evidence, static_cast<int>(chosen.regions.regions.size()),
+      chosen.regions.area_fraction, chosen.objectives[0], chosen.objectives[1], num_evaluations,
+      static_cast<int>(front.size()), tuning_ms);
+}
+
+absl::StatusOr<AmorphousResult> RunAmorphous(const cv::Mat& image, absl::Span<const PointXY> atoms,
+                                             const PhysicsPrior& prior,
+                                             const AmorphousOptions& options,
+                                             ExecutionContext* context,
+                                             absl::Span<const AmorphousParameters> warm_start) {
+  if (context == nullptr) return absl::InvalidArgumentError("context must not be null");
+  const auto t0 = std::chrono::steady_clock::now();
+  SceneOptions scene_options;
+  scene_options.context = context;
+  LOGSTAR_ASSIGN_OR_RETURN(const AmorphousScene scene,
+                           AmorphousScene::Create(image, atoms, prior, options, scene_options));
+  const PatchSizeRange sizes = ResolvePatchSizes(options, prior);
+  SearchSpace space;
+  // The patch size is searched as its half-width so that every integer is odd.
+  space.parameters.push_back(
+      {.name = "patch_half_px",
+       .kind = ParameterSpec::Kind::kInteger,
+       .lower = static_cast<double>(sizes.lower / 2),
+       .upper = static_cast<double>(std::max(sizes.upper / 2, sizes.lower / 2 + 1))});
+  space.parameters.push_back(
+      {.name = "threshold", .lower = options.min_threshold, .upper = options.max_threshold});
+  space.parameters.push_back({.name = "covariance_type",
+                              .kind = ParameterSpec::Kind::kCategorical,
+                              .categories = {"full", "tied", "diag", "spherical"}});
+  const bool one_k = options.min_components == options.max_components;
+  space.parameters.push_back(
+      {.name = "num_components",
+       .kind = ParameterSpec::Kind::kInteger,
+       .lower = static_cast<double>(options.min_components),
+       .upper = static_cast<double>(options.max_components + (one_k ? 1 : 0))});
+  auto decode = [&](const ParameterValues& v) {
+    AmorphousParameters p;
+    p.patch_size_px = 2 * static_cast<int>(v[0]) + 1;
+    p.threshold = v[1];
+    p.covariance_type = kTypes[static_cast<int>(v[2])];
+    p.num_components = std::min(static_cast<int>(v[3]), options.max_components);
+    return p;
+  };
+  // A candidate whose mixture cannot be fitted (a collapsed component) scores
+  // worse than any region could.
+  const double worst = 2.0 + 2.0 * options.evidence_weight;
+  const Objective objective = [&](const ParameterValues& v) -> absl::StatusOr<Objectives2> {
+    absl::StatusOr<AmorphousEvaluation> ev = scene.Evaluate(decode(v));
+    if (!ev.ok()) {
+      if (ev.status().code() == absl::StatusCode::kFailedPrecondition)
+        return Objectives2{worst, worst + 1.0};
+      return ev.status();
+    }
+    return ev->objectives;
+  };
+  std::vector<ParameterValues> warm;
+  for (const AmorphousParameters& p : warm_start) {
+    int type = 0;
+    for (int t = 0; t < 4; ++t) type = kTypes[t] == p.covariance_type ? t : type;
+    ParameterValues v = {
+        static_cast<double>(std::clamp(p.patch_size_px / 2, sizes.lower / 2, sizes.upper / 2)),
+        std::clamp(p.threshold, options.min_threshold, options.max_threshold),
+        static_cast<double>(type),
+        static_cast<double>(
+            std::clamp(p.num_components, options.min_components, options.max_components))};
+    if (space.CheckValues(v).ok()) warm.push_back(std::move(v));
+  }
+  if (static_cast<int>(warm.size()) > options.optimizer.num_evaluations)
+    warm.resize(options.optimizer.num_evaluations);
+  LOGSTAR_ASSIGN_OR_RETURN(
+      const MoboResult run,
+      MinimizeTwoObjectives(space, objective, options.optimizer, context, warm));
+  std::vector<Objectives2> objectives;
+  for (const Evaluation& e : run.evaluations) objectives.push_back(e.objectives);
+  LOGSTAR_ASSIGN_OR_RETURN(const int chosen, ChooseOnFront(objectives, run.front, options.choice));
+  AmorphousResult result;
+  result.evidence = scene.evidence();
+  result.translations_px = scene.translations_px();
+  for (int i : run.front) {
+    result.front.push_back({decode(run.evaluations[i].parameters), run.evaluations[i].objectives});
+    if (i == chosen) result.chosen_index = static_cast<int>(result.front.size()) - 1;
+  }
+  result.num_evaluations = static_cast<int>(run.evaluations.size());
+  LOGSTAR_ASSIGN_OR_RETURN(result.chosen,
+                           scene.Evaluate(decode(run.evaluations[chosen].parameters)));
+  LOGSTAR_ASSIGN_OR_RETURN(result.projection,
+                           scene.Projection(result.chosen.parameters.patch_size_px));
+  result.tuning_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  return result;
+}
+
+}  // namespace logstar

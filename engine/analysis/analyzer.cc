@@ -1,0 +1,702 @@
+#include "engine/analysis/analyzer.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <limits>
+#include <string>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "engine/base/status_macros.h"
+
+namespace logstar {
+namespace {
+
+double MsSince(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// Window starts along one axis: every stride, the last moved in to end at
+// the edge (as the reference workflow lays them out).
+std::vector<int> Starts(int n, int w, int stride) {
+  std::vector<int> s;
+  for (int a = 0; a <= n - w; a += stride) s.push_back(a);
+  if (s.back() != n - w) s.push_back(n - w);
+  return s;
+}
+
+// Core boundaries: the middle of each overlap (the seam itself without one).
+std::vector<int> CoreBounds(const std::vector<int>& starts, int w, int n) {
+  std::vector<int> b = {0};
+  for (size_t i = 0; i + 1 < starts.size(); ++i) b.push_back((starts[i + 1] + starts[i] + w) / 2);
+  b.push_back(n);
+  return b;
+}
+
+// Context around a window: the LoG kernels' reach for peaks at its edge and
+// the pruning reach (2·√2·sigma), so that atoms at the edge are judged as in
+// the whole frame.
+int HaloFor(double max_sigma) {
+  return static_cast<int>(std::ceil(2.0 * std::sqrt(2.0) * max_sigma)) + 2;
+}
+
+PixelRegion Grow(const PixelRegion& r, int halo, int width, int height) {
+  const int c0 = std::max(r.col0 - halo, 0), r0 = std::max(r.row0 - halo, 0);
+  const int c1 = std::min(r.col0 + r.cols + halo, width);
+  const int r1 = std::min(r.row0 + r.rows + halo, height);
+  return {c0, r0, c1 - c0, r1 - r0};
+}
+
+bool Same(const PixelRegion& a, const PixelRegion& b) {
+  return a.col0 == b.col0 && a.row0 == b.row0 && a.cols == b.cols && a.rows == b.rows;
+}
+
+bool Inside(const PixelRegion& r, double x, double y) {
+  return x >= r.col0 - 0.5 && x < r.col0 + r.cols - 0.5 && y >= r.row0 - 0.5 &&
+         y < r.row0 + r.rows - 0.5;
+}
+
+bool Drifted(const Rewards& now, const Rewards& tuned, double tolerance) {
+  return std::abs(now.qc - tuned.qc) > tolerance || std::abs(now.er - tuned.er) > tolerance;
+}
+
+bool Drifted(const AmorphousEvaluation& now, const CachedAmorphousWindow& tuned,
+             const AmorphousStageOptions& options) {
+  const double floor_ratio = now.mixture.noise_floor /
+                             std::max(tuned.tuned_noise_floor, std::numeric_limits<double>::min());
+  return std::abs(now.regions.area_fraction - tuned.tuned_area_fraction) >
+             options.drift_tolerance ||
+         !(floor_ratio <= options.floor_drift_ratio &&
+           floor_ratio >= 1.0 / options.floor_drift_ratio);
+}
+
+// Context around an amorphous window: a patch and a lattice translation or
+// two beyond its edge, so that atoms near the edge of its core can still be
+// compared with a neighbour cell.
+int AmorphousHalo(const AmorphousOptions& options, double nn_px) {
+  return static_cast<int>(std::ceil(0.5 * options.max_patch_nn * nn_px + 2.0 * nn_px)) + 2;
+}
+
+// The layout Analyze() uses for a frame size: window 0 is the whole frame.
+absl::StatusOr<std::vector<Window>> LayoutFor(int width, int height, int window, int stride) {
+  const int w = window == 0 ? std::max(width, height) : window;
+  return LayoutWindows(width, height, std::max(w, 16), stride == 0 ? w : stride);
+}
+
+// Stage errors that describe the frame (too few atoms, no lattice period, a
+// mixture that cannot be fitted) skip a window; others fail the frame.
+bool SkipsWindow(const absl::Status& s) {
+  return s.code() == absl::StatusCode::kInvalidArgument ||
+         s.code() == absl::StatusCode::kFailedPrecondition;
+}
+
+// Drops the weaker of two atoms of different windows closer than `radius`
+// (one column seen from both sides of a seam). Returns how many went.
+int MergeSeams(std::vector<Atom>& atoms, double radius) {
+  if (atoms.size() < 2) return 0;
+  // Bucket grid of radius-sized cells: only neighbouring cells can hold a pair.
+  double min_x = atoms[0].x, min_y = atoms[0].y, max_x = min_x, max_y = min_y;
+  for (const Atom& a : atoms) {
+    min_x = std::min(min_x, a.x), max_x = std::max(max_x, a.x);
+    min_y = std::min(min_y, a.y), max_y = std::max(max_y, a.y);
+  }
+  const int gw = static_cast<int>((max_x - min_x) / radius) + 1;
+  const int gh = static_cast<int>((max_y - min_y) / radius) + 1;
+  std::vector<std::vector<int>> cells(static_cast<size_t>(gw) * gh);
+  auto cx = [&](const Atom& a) {
+    return std::min(static_cast<int>((a.x - min_x) / radius), gw - 1);
+  };
+  auto cy = [&](const Atom& a) {
+    return std::min(static_cast<int>((a.y - min_y) / radius), gh - 1);
+  };
+  for (size_t i = 0; i < atoms.size(); ++i) cells[cy(atoms[i]) * gw + cx(atoms[i])].push_back(i);
+  std::vector<char> dropped(atoms.size(), 0);
+  const double r2 = radius * radius;
+  for (size_t i = 0; i < atoms.size(); ++i) {
+    const Atom& a = atoms[i];
+    for (int gy = std::max(cy(a) - 1, 0); gy <= std::min(cy(a) + 1, gh - 1); ++gy) {
+      for (int gx = std::max(cx(a) - 1, 0); gx <= std::min(cx(a) + 1, gw - 1); ++gx) {
+        for (int j : cells[gy * gw + gx]) {
+          if (j <= static_cast<int>(i) || atoms[j].window == a.window) continue;
+          if (dropped[i] || dropped[j]) continue;
+          const double dx = atoms[j].x - a.x, dy = atoms[j].y - a.y;
+          if (dx * dx + dy * dy >= r2) continue;
+          // Ties keep the earlier atom, so the result never depends on order.
+          if (atoms[j].response > a.response) {
+            dropped[i] = 1;
+          } else {
+            dropped[j] = 1;
+          }
+        }
+      }
+    }
+  }
+  int n = 0;
+  std::vector<Atom> kept;
+  kept.reserve(atoms.size());
+  for (size_t i = 0; i < atoms.size(); ++i) {
+    if (dropped[i]) {
+      ++n;
+    } else {
+      kept.push_back(atoms[i]);
+    }
+  }
+  atoms.swap(kept);
+  return n;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<Window>> LayoutWindows(int width, int height, int window, int stride) {
+  if (width <= 0 || height <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("frame size must be positive, got ", width, " x ", height));
+  }
+  if (window < 16)
+    return absl::InvalidArgumentError(absl::StrCat("window must be >= 16 px, got ", window));
+  if (stride < 1 || stride > window) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("stride must be in [1, window = ", window, "] px, got ", stride));
+  }
+  const int wx = std::min(window, width), wy = std::min(window, height);
+  const std::vector<int> sx = Starts(width, wx, stride), sy = Starts(height, wy, stride);
+  const std::vector<int> bx = CoreBounds(sx, wx, width), by = CoreBounds(sy, wy, height);
+  std::vector<Window> out;
+  for (size_t j = 0; j < sy.size(); ++j) {
+    for (size_t i = 0; i < sx.size(); ++i) {
+      Window w;
+      w.index = static_cast<int>(out.size());
+      w.tile = {sx[i], sy[j], wx, wy};
+      w.core = {bx[i], by[j], bx[i + 1] - bx[i], by[j + 1] - by[j]};
+      out.push_back(w);
+    }
+  }
+  return out;
+}
+
+namespace {
+
+// The checks both stages' windows and drift tolerances share; `prefix`
+// names the stage in the message ("" or "amorphous ").
+absl::Status ValidateWindows(const char* prefix, int window, int stride, double drift_tolerance) {
+  if (window != 0 && window < 16) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(prefix, "window must be 0 or >= 16 px, got ", window));
+  }
+  if (stride < 0 || (window > 0 && stride > window)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(prefix, "stride must be in [0, window = ", window, "] px, got ", stride));
+  }
+  if (!(std::isfinite(drift_tolerance) && drift_tolerance > 0.0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(prefix, "drift_tolerance must be positive, got ", drift_tolerance));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status AmorphousStageOptions::Validate() const {
+  LOGSTAR_RETURN_IF_ERROR(ValidateWindows("amorphous ", window, stride, drift_tolerance));
+  if (!(std::isfinite(floor_drift_ratio) && floor_drift_ratio > 1.0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("amorphous floor_drift_ratio must be > 1, got ", floor_drift_ratio));
+  }
+  return options.Validate();
+}
+
+absl::Status AnalyzerOptions::Validate() const {
+  LOGSTAR_RETURN_IF_ERROR(ValidateWindows("", window, stride, drift_tolerance));
+  LOGSTAR_RETURN_IF_ERROR(normalize.Validate());
+  LOGSTAR_RETURN_IF_ERROR(amorphous.Validate());
+  return logstar.Validate();
+}
+
+const char* CacheStateName(CacheState state) {
+  switch (state) {
+    case CacheState::kHit:
+      return "hit";
+    case CacheState::kRetuned:
+      return "retuned";
+    case CacheState::kMiss:
+    default:
+      return "miss";
+  }
+}
+
+absl::StatusOr<std::unique_ptr<LogStarAnalyzer>> LogStarAnalyzer::Create(
+    const AnalyzerOptions& options, const PhysicsPrior& prior) {
+  LOGSTAR_RETURN_IF_ERROR(options.Validate());
+  LOGSTAR_RETURN_IF_ERROR(ResolveBounds(options.logstar, prior).status());
+  return std::unique_ptr<LogStarAnalyzer>(new LogStarAnalyzer(options, prior));
+}
+
+absl::Status LogStarAnalyzer::SetPrior(const PhysicsPrior& prior) {
+  LOGSTAR_RETURN_IF_ERROR(ResolveBounds(options_.logstar, prior).status());
+  absl::MutexLock lock(&mu_);
+  prior_ = prior;
+  for (auto& c : cache_) c.reset();
+  for (auto& c : amorphous_cache_) c.reset();
+  ++generation_;
+  return absl::OkStatus();
+}
+
+void LogStarAnalyzer::ClearCache() {
+  absl::MutexLock lock(&mu_);
+  for (auto& c : cache_) c.reset();
+  for (auto& c : amorphous_cache_) c.reset();
+  ++generation_;
+}
+
+bool LogStarAnalyzer::FullyCached(int width, int height) const {
+  absl::MutexLock lock(&mu_);
+  if (width != width_ || height != height_) return false;
+  for (const auto& w : cache_) {
+    if (!w.has_value()) return false;
+  }
+  for (const auto& w : amorphous_cache_) {
+    if (!w.has_value()) return false;
+  }
+  return true;
+}
+
+std::vector<std::optional<CachedWindow>> LogStarAnalyzer::Cache() const {
+  absl::MutexLock lock(&mu_);
+  return cache_;
+}
+
+absl::Status LogStarAnalyzer::AnalyzeWindow(const cv::Mat& image, const Window& w,
+                                            const PhysicsPrior& prior,
+                                            std::optional<CachedWindow>& cache,
+                                            ExecutionContext* context, WindowResult& out,
+                                            std::vector<Blob>& blobs) const {
+  const auto t0 = std::chrono::steady_clock::now();
+  out.window = w;
+  auto local = [](const PixelRegion& tile, const PixelRegion& context_region) {
+    return PixelRegion{tile.col0 - context_region.col0, tile.row0 - context_region.row0, tile.cols,
+                       tile.rows};
+  };
+  std::vector<LogParameters> warm;
+  if (cache.has_value()) {
+    const PixelRegion ctx =
+        Grow(w.tile, HaloFor(cache->parameters.max_sigma), image.cols, image.rows);
+    LOGSTAR_ASSIGN_OR_RETURN(
+        LogDetection d,
+        DetectAndScore(image(cv::Rect(ctx.col0, ctx.row0, ctx.cols, ctx.rows)), local(w.tile, ctx),
+                       prior, cache->parameters, options_.logstar, context));
+    if (!Drifted(d.rewards, cache->tuned_rewards, options_.drift_tolerance)) {
+      out.state = CacheState::kHit;
+      out.parameters = cache->parameters;
+      out.rewards = d.rewards;
+      out.tuned_rewards = cache->tuned_rewards;
+      out.front = cache->front;
+      out.chosen = cache->chosen;
+      for (Blob& b : d.blobs) b.x += ctx.col0, b.y += ctx.row0;
+      blobs = std::move(d.blobs);
+      out.ms = MsSince(t0);
+      return absl::OkStatus();
+    }
+    for (const FrontPoint& p : cache->front) warm.push_back(p.parameters);
+    out.state = CacheState::kRetuned;
+  } else {
+    out.state = CacheState::kMiss;
+  }
+  LOGSTAR_ASSIGN_OR_RETURN(const LogStarBounds bounds, ResolveBounds(options_.logstar, prior));
+  const PixelRegion ctx =
+      Grow(w.tile, HaloFor(std::max(bounds.max_sigma.upper, bounds.min_sigma.upper)), image.cols,
+           image.rows);
+  LOGSTAR_ASSIGN_OR_RETURN(LogStarResult r,
+                           RunLogStar(image(cv::Rect(ctx.col0, ctx.row0, ctx.cols, ctx.rows)),
+                                      local(w.tile, ctx), prior, options_.logstar, context, warm));
+  cache = CachedWindow{r.parameters, r.rewards, r.front, r.chosen};
+  out.parameters = r.parameters;
+  out.rewards = r.rewards;
+  out.tuned_rewards = r.rewards;
+  out.front = std::move(r.front);
+  out.chosen = r.chosen;
+  out.evaluations = r.num_evaluations;
+  for (Blob& b : r.blobs) b.x += ctx.col0, b.y += ctx.row0;
+  blobs = std::move(r.blobs);
+  out.ms = MsSince(t0);
+  return absl::OkStatus();
+}
+
+absl::Status LogStarAnalyzer::AmorphousWindow(const cv::Mat& image, const Window& w,
+                                              const std::vector<Atom>& atoms,
+                                              const PhysicsPrior& prior,
+                                              std::optional<CachedAmorphousWindow>& cache,
+                                              ExecutionContext* context, AmorphousWindowResult& out,
+                                              std::vector<std::pair<int, AtomClass>>& classes,
+                                              std::optional<RegionSet>& frame_regions) const {
+  const auto t0 = std::chrono::steady_clock::now();
+  const AmorphousOptions& options = options_.amorphous.options;
+  out.window = w;
+  const PixelRegion ctx =
+      Grow(w.tile, AmorphousHalo(options, prior.NearestNeighborPx()), image.cols, image.rows);
+  std::vector<PointXY> points;
+  std::vector<int> index;  // into atoms
+  for (size_t i = 0; i < atoms.size(); ++i) {
+    if (!Inside(ctx, atoms[i].x, atoms[i].y)) continue;
+    points.push_back({atoms[i].x - ctx.col0, atoms[i].y - ctx.row0});
+    index.push_back(static_cast<int>(i));
+  }
+  const cv::Mat tile = image(cv::Rect(ctx.col0, ctx.row0, ctx.cols, ctx.rows));
+  auto skip = [&](const absl::Status& s) {
+    if (!SkipsWindow(s)) return s;
+    // The cache stays: a blank or unusable frame says nothing about the next.
+    out.skipped = std::string(s.message());
+    out.ms = MsSince(t0);
+    return absl::OkStatus();
+  };
+
+  std::optional<AmorphousEvaluation> evaluation;
+  std::vector<AmorphousParameters> warm;
+  if (cache.has_value()) {
+    SceneOptions cached;
+    cached.translations_px = cache->translations_px;
+    cached.projection = cache->projection;
+    cached.evidence = AmorphousEvidence{};
+    cached.evidence->share = cache->tuned_evidence_share;
+    cached.evidence->area_fraction = cache->tuned_evidence_area;
+    cached.context = context;
+    absl::StatusOr<AmorphousScene> scene =
+        AmorphousScene::Create(tile, points, prior, options, cached);
+    if (!scene.ok()) return skip(scene.status());
+    absl::StatusOr<AmorphousEvaluation> e = scene->Evaluate(cache->parameters);
+    if (!e.ok() && !SkipsWindow(e.status())) return e.status();
+    if (e.ok() && !Drifted(*e, *cache, options_.amorphous)) {
+      out.state = CacheState::kHit;
+      out.evidence = scene->evidence();
+      evaluation = *std::move(e);
+    } else {
+      for (const AmorphousFrontPoint& p : cache->front) warm.push_back(p.parameters);
+      out.state = CacheState::kRetuned;
+    }
+  } else {
+    out.state = CacheState::kMiss;
+  }
+  if (!evaluation.has_value()) {
+    absl::StatusOr<AmorphousResult> r = RunAmorphous(tile, points, prior, options, context, warm);
+    if (!r.ok()) return skip(r.status());
+    cache = CachedAmorphousWindow{.parameters = r->chosen.parameters,
+                                  .tuned_objectives = r->chosen.objectives,
+                                  .front = std::move(r->front),
+                                  .chosen = r->chosen_index,
+                                  .tuned_area_fraction = r->chosen.regions.area_fraction,
+                                  .tuned_evidence_area = r->chosen.evidence,
+                                  .tuned_evidence_share = r->evidence.share,
+                                  .tuned_noise_floor = r->chosen.mixture.noise_floor,
+                                  .translations_px = std::move(r->translations_px),
+                                  .projection = std::move(r->projection)};
+    out.evaluations = r->num_evaluations;
+    out.evidence = r->evidence;
+    evaluation = std::move(r->chosen);
+  }
+  out.parameters = evaluation->parameters;
+  out.objectives = evaluation->objectives;
+  out.tuned_objectives = cache->tuned_objectives;
+  out.front = cache->front;
+  out.chosen = cache->chosen;
+  for (size_t k = 0; k < index.size(); ++k) {
+    const Atom& a = atoms[index[k]];
+    if (!Inside(w.core, a.x, a.y)) continue;
+    const AtomClass& c = evaluation->atoms[k];
+    classes.emplace_back(index[k], c);
+    out.num_classified += c.classified;
+    out.num_amorphous += c.amorphous;
+  }
+  // A window that is the whole frame has painted the frame's regions.
+  const PixelRegion frame = {0, 0, image.cols, image.rows};
+  if (Same(ctx, frame) && Same(w.core, frame)) frame_regions = std::move(evaluation->regions);
+  out.ms = MsSince(t0);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<FrameAmorphous> LogStarAnalyzer::RunAmorphousStage(
+    const cv::Mat& image, const std::vector<Atom>& atoms, const PhysicsPrior& prior,
+    const std::vector<Window>& layout, std::vector<std::optional<CachedAmorphousWindow>>& cache,
+    ExecutionContext* context, const std::atomic<bool>* cancel) const {
+  const auto t0 = std::chrono::steady_clock::now();
+  FrameAmorphous out;
+  out.atoms.assign(atoms.size(), AtomClass{false, false, std::numeric_limits<double>::quiet_NaN()});
+  const int n = static_cast<int>(layout.size());
+  out.windows.resize(n);
+  std::vector<std::vector<std::pair<int, AtomClass>>> classes(n);
+  std::vector<std::optional<RegionSet>> painted(n);
+  std::vector<absl::Status> status(n);
+  context->ParallelFor(n, [&](int i) {
+    if (cancel != nullptr && cancel->load(std::memory_order_relaxed)) {
+      status[i] = absl::CancelledError("analysis cancelled");
+      return;
+    }
+    status[i] = AmorphousWindow(image, layout[i], atoms, prior, cache[i], context, out.windows[i],
+                                classes[i], painted[i]);
+  });
+  for (const absl::Status& s : status) LOGSTAR_RETURN_IF_ERROR(s);
+  std::vector<PointXY> amorphous;
+  for (int i = 0; i < n; ++i) {
+    const AmorphousWindowResult& w = out.windows[i];
+    if (!w.skipped.empty()) {
+      ++out.skipped;
+    } else {
+      out.hits += w.state == CacheState::kHit;
+      out.misses += w.state == CacheState::kMiss;
+      out.retunes += w.state == CacheState::kRetuned;
+    }
+    for (const auto& [k, c] : classes[i]) {
+      out.atoms[k] = c;
+      if (c.amorphous) amorphous.push_back({atoms[k].x, atoms[k].y});
+    }
+  }
+  // The windows' regions are painted again over the whole frame, so that a
+  // region crossing a seam is one region.
+  const AmorphousOptions& o = options_.amorphous.options;
+  const double nn = prior.NearestNeighborPx();
+  LOGSTAR_ASSIGN_OR_RETURN(out.regions,
+                           PaintRegions(image.cols, image.rows, amorphous,
+                                        {.radius_px = o.mask_radius_nn * nn,
+                                         .closing_radius_px = o.closing_radius_nn * nn},
+                                        context));
+  out.ms = MsSince(t0);
+  return out;
+}
+
+absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
+                                                       ExecutionContext* context,
+                                                       const std::atomic<bool>* cancel) {
+  if (context == nullptr) return absl::InvalidArgumentError("context must not be null");
+  absl::MutexLock serial(&analyze_mu_);
+  const auto t0 = std::chrono::steady_clock::now();
+  FrameAnalysis result;
+  LOGSTAR_ASSIGN_OR_RETURN(const cv::Mat image,
+                           NormalizeFrame(frame, options_.normalize, context));
+  result.width = image.cols;
+  result.height = image.rows;
+  result.normalize_ms = MsSince(t0);
+  if (cancel != nullptr && cancel->load(std::memory_order_relaxed)) {
+    return absl::CancelledError("analysis cancelled");
+  }
+
+  std::vector<std::optional<CachedWindow>> cache;
+  std::vector<Window> layout;
+  std::vector<std::optional<CachedAmorphousWindow>> amorphous_cache;
+  std::vector<Window> amorphous_layout;
+  PhysicsPrior prior;
+  uint64_t generation = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    if (image.cols != width_ || image.rows != height_) {
+      LOGSTAR_ASSIGN_OR_RETURN(layout_,
+                               LayoutFor(image.cols, image.rows, options_.window, options_.stride));
+      amorphous_layout_.clear();
+      if (options_.amorphous.enabled) {
+        LOGSTAR_ASSIGN_OR_RETURN(amorphous_layout_,
+                                 LayoutFor(image.cols, image.rows, options_.amorphous.window,
+                                           options_.amorphous.stride));
+      }
+      width_ = image.cols;
+      height_ = image.rows;
+      cache_.assign(layout_.size(), std::nullopt);
+      amorphous_cache_.assign(amorphous_layout_.size(), std::nullopt);
+      ++generation_;
+    }
+    cache = cache_;
+    layout = layout_;
+    amorphous_cache = amorphous_cache_;
+    amorphous_layout = amorphous_layout_;
+    prior = prior_;
+    generation = generation_;
+  }
+
+  const auto t1 = std::chrono::steady_clock::now();
+  const int n = static_cast<int>(layout.size());
+  result.windows.resize(n);
+  std::vector<std::vector<Blob>> blobs(n);
+  std::vector<absl::Status> status(n);
+  context->ParallelFor(n, [&](int i) {
+    if (cancel != nullptr && cancel->load(std::memory_order_relaxed)) {
+      status[i] = absl::CancelledError("analysis cancelled");
+      return;
+    }
+    status[i] =
+        AnalyzeWindow(image, layout[i], prior, cache[i], context, result.windows[i], blobs[i]);
+  });
+  for (const absl::Status& s : status) LOGSTAR_RETURN_IF_ERROR(s);
+  result.windows_ms = MsSince(t1);
+
+  for (int i = 0; i < n; ++i) {
+    WindowResult& w = result.windows[i];
+    result.hits += w.state == CacheState::kHit;
+    result.misses += w.state == CacheState::kMiss;
+    result.retunes += w.state == CacheState::kRetuned;
+    for (const Blob& b : blobs[i]) {
+      if (Inside(w.window.core, b.x, b.y)) {
+        result.atoms.push_back({b.x, b.y, b.sigma, b.response, i});
+      }
+    }
+  }
+  if (n > 1) result.seam_duplicates = MergeSeams(result.atoms, 0.5 * prior.NearestNeighborPx());
+  std::vector<PointXY> points;
+  points.reserve(result.atoms.size());
+  for (const Atom& a : result.atoms) {
+    points.push_back({a.x, a.y});
+    ++result.windows[a.window].num_atoms;
+  }
+  LOGSTAR_ASSIGN_OR_RETURN(result.rewards, ComputeRewards(points, {0, 0, image.cols, image.rows},
+                                                          prior, options_.logstar.rewards));
+  if (options_.amorphous.enabled) {
+    LOGSTAR_ASSIGN_OR_RETURN(result.amorphous,
+                             RunAmorphousStage(image, result.atoms, prior, amorphous_layout,
+                                               amorphous_cache, context, cancel));
+    result.amorphous_ms = result.amorphous->ms;
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    // A SetPrior() or a new geometry while this frame ran has emptied the
+    // cache on purpose; results tuned under the old state are not kept.
+    if (generation_ == generation) {
+      cache_ = std::move(cache);
+      amorphous_cache_ = std::move(amorphous_cache);
+    }
+  }
+  result.total_ms = MsSince(t0);
+  return result;
+}
+
+std::string FrameAnalysis::Summary() const {
+  std::string s = absl::StrFormat(
+      "%d x %d frame: %d atoms in %d windows (%d hits, %d misses, %d re-tuned), QC %.4f, ER "
+      "%.4f",
+      width, height, static_cast<int>(atoms.size()), static_cast<int>(windows.size()), hits, misses,
+      retunes, rewards.qc, rewards.er);
+  if (amorphous.has_value()) {
+    absl::StrAppendFormat(&s,
+                          "; amorphous: %d regions covering %.3f of the frame (%d hits, %d "
+                          "misses, %d re-tuned, %d skipped)",
+                          static_cast<int>(amorphous->regions.regions.size()),
+                          amorphous->regions.area_fraction, amorphous->hits, amorphous->misses,
+                          amorphous->retunes, amorphous->skipped);
+  }
+  absl::StrAppendFormat(&s, ", %.1f ms", total_ms);
+  return s;
+}
+
+absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
+                                                       ExecutionContext* context) {
+  return Analyze(frame, context, nullptr);
+}
+
+LogStarAnalyzer::CacheSnapshot LogStarAnalyzer::Snapshot() const {
+  absl::MutexLock lock(&mu_);
+  return {width_, height_, layout_, cache_, amorphous_layout_, amorphous_cache_};
+}
+
+absl::Status LogStarAnalyzer::RestoreCache(const CacheSnapshot& snapshot) {
+  if (snapshot.width <= 0 || snapshot.height <= 0) {
+    if (!snapshot.windows.empty()) {
+      return absl::InvalidArgumentError("a cache without a frame size must be empty");
+    }
+    ClearCache();
+    return absl::OkStatus();
+  }
+  // The same layouts Analyze() makes for this frame size.
+  LOGSTAR_ASSIGN_OR_RETURN(std::vector<Window> layout, LayoutFor(snapshot.width, snapshot.height,
+                                                                 options_.window, options_.stride));
+  std::vector<Window> amorphous_layout;
+  std::vector<std::optional<CachedAmorphousWindow>> amorphous(0);
+  if (options_.amorphous.enabled) {
+    LOGSTAR_ASSIGN_OR_RETURN(amorphous_layout,
+                             LayoutFor(snapshot.width, snapshot.height, options_.amorphous.window,
+                                       options_.amorphous.stride));
+    amorphous.assign(amorphous_layout.size(), std::nullopt);
+    // An empty list: nothing cached for the stage (e.g. a cache saved with
+    // the stage off).
+    if (!snapshot.amorphous.empty()) {
+      if (snapshot.amorphous.size() != amorphous_layout.size()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "the cache has ", snapshot.amorphous.size(), " amorphous windows, the layout for ",
+            snapshot.width, " x ", snapshot.height, " has ", amorphous_layout.size()));
+      }
+      for (size_t i = 0; i < snapshot.amorphous.size(); ++i) {
+        const std::optional<CachedAmorphousWindow>& c = snapshot.amorphous[i];
+        if (!c.has_value()) continue;
+        const AmorphousParameters& p = c->parameters;
+        std::string bad;
+        if (p.patch_size_px < 3 || p.patch_size_px % 2 == 0) {
+          bad = absl::StrCat("patch size ", p.patch_size_px, " px is not odd and >= 3");
+        } else if (!(p.threshold > 0.0 && p.threshold < 1.0)) {
+          bad = absl::StrCat("threshold ", p.threshold, " is not in (0, 1)");
+        } else if (p.num_components < 1) {
+          bad = absl::StrCat("num_components ", p.num_components, " is not >= 1");
+        } else if (c->front.empty()
+                       ? c->chosen != 0
+                       : c->chosen < 0 || c->chosen >= static_cast<int>(c->front.size())) {
+          bad = absl::StrCat("chosen ", c->chosen, " is not an index into a front of ",
+                             c->front.size(), " points");
+        } else if (c->translations_px.empty()) {
+          bad = "no lattice translations";
+        } else if (c->projection.patch_size_px != p.patch_size_px ||
+                   c->projection.mean.size() != p.patch_size_px * p.patch_size_px ||
+                   c->projection.components.cols() != c->projection.mean.size() ||
+                   c->projection.components.rows() < 1) {
+          bad = "the PCA basis does not fit the patch size";
+        } else if (!(c->tuned_noise_floor > 0.0 && std::isfinite(c->tuned_noise_floor))) {
+          bad = "the noise floor at tuning is not positive";
+        }
+        for (const PointXY& t : c->translations_px) {
+          if (bad.empty() && !(std::isfinite(t.x) && std::isfinite(t.y))) {
+            bad = "a lattice translation is not finite";
+          }
+        }
+        if (!bad.empty()) {
+          return absl::InvalidArgumentError(absl::StrCat("cached amorphous window ", i, ": ", bad));
+        }
+      }
+      amorphous = snapshot.amorphous;
+    }
+  }
+  if (snapshot.windows.size() != layout.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("the cache has ", snapshot.windows.size(),
+                                                   " windows, the layout for ", snapshot.width,
+                                                   " x ", snapshot.height, " has ", layout.size()));
+  }
+  if (!snapshot.layout.empty()) {
+    if (snapshot.layout.size() != layout.size()) {
+      return absl::InvalidArgumentError("the cache's layout differs from the options' layout");
+    }
+    for (size_t i = 0; i < layout.size(); ++i) {
+      const PixelRegion &a = snapshot.layout[i].tile, &b = layout[i].tile;
+      if (a.col0 != b.col0 || a.row0 != b.row0 || a.cols != b.cols || a.rows != b.rows) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("window ", i, " of the cache has another tile than the options give"));
+      }
+    }
+  }
+  for (size_t i = 0; i < snapshot.windows.size(); ++i) {
+    const std::optional<CachedWindow>& c = snapshot.windows[i];
+    if (!c.has_value()) continue;
+    absl::Status s = c->parameters.ToLogOptions().Validate();
+    if (s.ok() &&
+        (c->front.empty() ? c->chosen != 0
+                          : c->chosen < 0 || c->chosen >= static_cast<int>(c->front.size()))) {
+      s = absl::InvalidArgumentError(absl::StrCat(
+          "chosen ", c->chosen, " is not an index into a front of ", c->front.size(), " points"));
+    }
+    if (!s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("cached window ", i, ": ", s.message()));
+    }
+  }
+  absl::MutexLock lock(&mu_);
+  width_ = snapshot.width;
+  height_ = snapshot.height;
+  layout_ = std::move(layout);
+  cache_ = snapshot.windows;
+  amorphous_layout_ = std::move(amorphous_layout);
+  amorphous_cache_ = std::move(amorphous);
+  ++generation_;
+  return absl::OkStatus();
+}
+
+}  // namespace logstar

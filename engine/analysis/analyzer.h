@@ -1,0 +1,296 @@
+// LogStarAnalyzer: LoG* over sliding windows of a stream of frames, with a
+// cache of tuned parameters per window position.
+//
+// A frame is cut into windows of `window` × `window` pixels every `stride`
+// pixels (the last window of a row or column is moved in to end at the
+// frame's edge, so every pixel is covered and no window is clipped). Each
+// window is analysed on its own pixels plus a halo (context for the LoG
+// kernels and for pruning), and owns the atoms whose centre falls in its
+// core: with overlapping windows the cores split the overlaps at their
+// middle, so the cores tile the frame and each atom is reported by exactly
+// one window. Atoms of neighbouring windows closer than half the
+// nearest-neighbour distance across a core boundary are the same column
+// seen twice; the weaker one is dropped.
+//
+// The cache: the first frame tunes every window (a miss). The next frames
+// run each window with its cached parameters — one exact detection and the
+// rewards, no search (a hit) — and re-tune a window only when its rewards
+// drift more than drift_tolerance from their values at tuning time (a
+// re-tune, warm-started from the cached front). A change of frame size,
+// window layout or prior empties the cache.
+//
+// The amorphous stage (optional, engine/amorphous/amorphous.h) runs on the frame's
+// atoms after LoG*, over windows of its own (the whole frame by default),
+// with a cache of the same kind: the first frame tunes the GMM parameters of
+// each of its windows; the next reuse them with the PCA basis and lattice
+// translations found at tuning (patches, projection and one mixture fit, no
+// search; the evidence, amorphous.h, is the one read at tuning), and re-tune
+// a window, warm-started from its cached front, when its result drifts:
+// when its amorphous area moves by more than drift_tolerance of the window
+// from its value at tuning (a region grew, shrank, appeared or went: the
+// re-tuning reads the frame's evidence afresh), or when the crystal's noise
+// floor in feature space moves by more than floor_drift_ratio either way
+// (the lattice, focus or dose changed, so the cached basis and translations
+// no longer describe the frame).
+// Its windows default to the whole frame because the stage measures
+// disorder against the crystal around it: a window that is all amorphous
+// has no crystal to compare with and shows no region.
+//
+// Windows are analysed in parallel in the context's arena; results do not
+// depend on the thread count.
+//
+// Thread-safety: Analyze() calls are serialised internally (one stream per
+// analyzer); the accessors may be called from any thread.
+#ifndef LOGSTAR_ENGINE_ANALYSIS_ANALYZER_H_
+#define LOGSTAR_ENGINE_ANALYSIS_ANALYZER_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <opencv2/core.hpp>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "engine/amorphous/amorphous.h"
+#include "engine/base/context.h"
+#include "engine/analysis/logstar.h"
+#include "engine/image/normalize.h"
+#include "engine/physics/physics_prior.h"
+#include "engine/physics/rewards.h"
+
+namespace logstar {
+
+struct Window {
+  int index = 0;     // row-major over the layout
+  PixelRegion tile;  // the window's pixels: rewards and tuning
+  PixelRegion core;  // where its atoms must lie to be reported by it
+};
+
+// Windows of size `window` every `stride` pixels over a width × height frame
+// (a window larger than the frame shrinks to it). window >= 16, 1 <= stride <= window.
+absl::StatusOr<std::vector<Window>> LayoutWindows(int width, int height, int window, int stride);
+
+// The amorphous stage of a stream (see the file comment).
+struct AmorphousStageOptions {
+  bool enabled = false;
+  int window = 0;  // px; 0 = the whole frame is one window (recommended)
+  int stride = 0;  // px; 0 = window
+  // Re-tune when the amorphous area moves by more than this fraction of the
+  // window from its value at tuning (see the file comment).
+  double drift_tolerance = 0.1;  // > 0
+  // Re-tune when the noise floor leaves [floor / ratio, floor × ratio] of
+  // its value at tuning.
+  double floor_drift_ratio = 4.0;  // > 1
+  AmorphousOptions options;
+
+  absl::Status Validate() const;
+};
+
+struct AnalyzerOptions {
+  int window = 256;  // px; 0 = the whole frame is one window
+  int stride = 0;    // px; 0 = window (no overlap)
+  LogStarOptions logstar;
+  NormalizeOptions normalize;
+  // A cached window is re-tuned when |QC - QC at tuning| or |ER - ER at
+  // tuning| exceeds this (rewards are fractions of the expected count).
+  double drift_tolerance = 0.1;  // > 0
+  AmorphousStageOptions amorphous;
+
+  absl::Status Validate() const;
+};
+
+enum class CacheState {
+  kMiss,     // nothing cached: tuned
+  kHit,      // cached parameters used
+  kRetuned,  // cached parameters drifted: tuned again, warm-started
+};
+const char* CacheStateName(CacheState state);
+
+struct WindowResult {
+  Window window;
+  CacheState state = CacheState::kMiss;
+  LogParameters parameters;       // used on this frame
+  Rewards rewards;                // of this frame's atoms in the tile
+  Rewards tuned_rewards;          // at tuning time (drift is measured from these)
+  std::vector<FrontPoint> front;  // the cached front
+  int chosen = 0;                 // index into front
+  int evaluations = 0;            // objective evaluations spent on this frame
+  int num_atoms = 0;              // atoms owned (in the core, after seam merging)
+  double ms = 0.0;
+};
+
+struct Atom {
+  double x = 0.0;      // column, px (sub-pixel when refinement is on)
+  double y = 0.0;      // row, px
+  double sigma = 0.0;  // px, the LoG scale it was found at
+  float response = 0.0f;
+  int window = 0;  // owner
+};
+
+// One window of the amorphous stage on one frame.
+struct AmorphousWindowResult {
+  Window window;
+  CacheState state = CacheState::kMiss;
+  // Not empty when the stage could not run on this window (e.g. too few
+  // atoms, or no lattice period): its atoms stay unclassified and nothing
+  // is cached for it.
+  std::string skipped;
+  AmorphousParameters parameters;             // used on this frame
+  Objectives2 objectives = {0.0, 0.0};        // of this frame
+  Objectives2 tuned_objectives = {0.0, 0.0};  // at tuning time
+  AmorphousEvidence evidence;  // this frame's when tuned, the tuning frame's when cached
+  std::vector<AmorphousFrontPoint> front;  // the cached front
+  int chosen = 0;                          // index into front
+  int evaluations = 0;                     // spent on this frame
+  int num_classified = 0;                  // owned atoms classified
+  int num_amorphous = 0;                   // owned atoms amorphous
+  double ms = 0.0;
+};
+
+// The amorphous stage's result for a frame.
+struct FrameAmorphous {
+  std::vector<AtomClass> atoms;  // parallel to FrameAnalysis::atoms
+  RegionSet regions;             // over the whole frame, px
+  std::vector<AmorphousWindowResult> windows;
+  int hits = 0, misses = 0, retunes = 0, skipped = 0;
+  double ms = 0.0;
+};
+
+struct FrameAnalysis {
+  int width = 0;
+  int height = 0;
+  std::vector<Atom> atoms;  // by window, then decreasing response
+  std::vector<WindowResult> windows;
+  Rewards rewards;  // of all atoms over the whole frame
+  int hits = 0, misses = 0, retunes = 0;
+  int seam_duplicates = 0;                  // atoms dropped as seen twice across a seam
+  std::optional<FrameAmorphous> amorphous;  // when the stage is enabled
+  double normalize_ms = 0.0;
+  double windows_ms = 0.0;    // LoG* over the windows
+  double amorphous_ms = 0.0;  // the amorphous stage
+  double total_ms = 0.0;
+
+  std::string Summary() const;
+};
+
+// What the cache holds for one window position.
+struct CachedWindow {
+  LogParameters parameters;
+  Rewards tuned_rewards;
+  std::vector<FrontPoint> front;
+  int chosen = 0;
+};
+
+// What the cache holds for one window position of the amorphous stage.
+struct CachedAmorphousWindow {
+  AmorphousParameters parameters;
+  Objectives2 tuned_objectives = {0.0, 0.0};
+  std::vector<AmorphousFrontPoint> front;
+  int chosen = 0;
+  // What drift is measured from (see the file comment), and the evidence
+  // cached frames are scored against.
+  double tuned_area_fraction = 0.0;   // of the window's painted regions
+  double tuned_evidence_area = 0.0;   // the evidence's, a_e
+  double tuned_evidence_share = 0.0;  // the evidence's share of atoms, e
+  double tuned_noise_floor = 0.0;     // squared feature units
+  // The lattice translations and the PCA basis of the chosen patch size:
+  // properties of the lattice and the imaging, kept so that a cached frame
+  // skips the autocorrelation and the PCA.
+  std::vector<PointXY> translations_px;
+  PatchProjection projection;
+};
+
+class LogStarAnalyzer {
+ public:
+  static absl::StatusOr<std::unique_ptr<LogStarAnalyzer>> Create(const AnalyzerOptions& options,
+                                                                 const PhysicsPrior& prior);
+
+  // Normalises `frame` (any type NormalizeFrame takes) and analyses it.
+  absl::StatusOr<FrameAnalysis> Analyze(const cv::Mat& frame, ExecutionContext* context);
+
+  // A new prior (e.g. the operator changed magnification) empties the cache.
+  absl::Status SetPrior(const PhysicsPrior& prior);
+  void ClearCache();
+
+  // The cache, per window of the current layout (empty before a frame).
+  std::vector<std::optional<CachedWindow>> Cache() const;
+  // Whether a frame of this size would find every window of both stages
+  // cached (it may still drift and be re-tuned). Copies nothing.
+  bool FullyCached(int width, int height) const;
+  const AnalyzerOptions& options() const { return options_; }
+
+ private:
+  LogStarAnalyzer(const AnalyzerOptions& options, const PhysicsPrior& prior)
+      : options_(options), prior_(prior) {}
+
+  absl::Status AnalyzeWindow(const cv::Mat& image, const Window& w, const PhysicsPrior& prior,
+                             std::optional<CachedWindow>& cache, ExecutionContext* context,
+                             WindowResult& out, std::vector<Blob>& blobs) const;
+  absl::Status AmorphousWindow(const cv::Mat& image, const Window& w,
+                               const std::vector<Atom>& atoms, const PhysicsPrior& prior,
+                               std::optional<CachedAmorphousWindow>& cache,
+                               ExecutionContext* context, AmorphousWindowResult& out,
+                               std::vector<std::pair<int, AtomClass>>& classes,
+                               std::optional<RegionSet>& frame_regions) const;
+  absl::StatusOr<FrameAmorphous> RunAmorphousStage(
+      const cv::Mat& image, const std::vector<Atom>& atoms, const PhysicsPrior& prior,
+      const std::vector<Window>& layout, std::vector<std::optional<CachedAmorphousWindow>>& cache,
+      ExecutionContext* context, const std::atomic<bool>* cancel) const;
+
+  const AnalyzerOptions options_;
+  mutable absl::Mutex mu_;
+  absl::Mutex analyze_mu_;  // serialises Analyze
+  PhysicsPrior prior_ ABSL_GUARDED_BY(mu_);
+  int width_ ABSL_GUARDED_BY(mu_) = 0;
+  int height_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<Window> layout_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::optional<CachedWindow>> cache_ ABSL_GUARDED_BY(mu_);
+  std::vector<Window> amorphous_layout_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::optional<CachedAmorphousWindow>> amorphous_cache_ ABSL_GUARDED_BY(mu_);
+  // Bumped whenever the cache is emptied, so a frame that ran meanwhile
+  // does not put back what it tuned under the old state.
+  uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
+
+ public:
+  // For the daemon (server/): cancelling a frame, saving and restoring the cache.
+
+  // As Analyze(), but gives up with CANCELLED once *cancel (not null) is
+  // true: checked after normalisation and before each window starts, so a
+  // cancelled frame costs at most the windows already running. The cache is
+  // then left as it was.
+  absl::StatusOr<FrameAnalysis> Analyze(const cv::Mat& frame, ExecutionContext* context,
+                                        const std::atomic<bool>* cancel);
+
+  // The cache with the geometry it belongs to.
+  struct CacheSnapshot {
+    int width = 0;  // of the frames it was tuned on; 0 before the first frame
+    int height = 0;
+    std::vector<Window> layout;
+    std::vector<std::optional<CachedWindow>> windows;  // one per layout window
+    // The amorphous stage's, when it is enabled: its layout and one entry
+    // per window of it (both empty before the first frame).
+    std::vector<Window> amorphous_layout;
+    std::vector<std::optional<CachedAmorphousWindow>> amorphous;
+  };
+  CacheSnapshot Snapshot() const;
+
+  // Replaces the cache with a saved one (e.g. after a restart). The layout
+  // for width × height is recomputed from the options; `windows` must have
+  // one entry per window of it, `layout` (if not empty) must equal it, and
+  // every cached entry must hold valid parameters and a chosen index into
+  // its front; the same for the amorphous stage's entries, which are
+  // ignored when the stage is off. The prior is the caller's business: a cache is only
+  // meaningful for the prior it was tuned with. A frame running meanwhile
+  // does not overwrite the restored cache.
+  absl::Status RestoreCache(const CacheSnapshot& snapshot);
+};
+
+}  // namespace logstar
+
+#endif  // LOGSTAR_ENGINE_ANALYSIS_ANALYZER_H_

@@ -1,0 +1,419 @@
+#include "engine/analysis/logstar.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "engine/log/log_scale_grid.h"
+#include "engine/base/status_macros.h"
+
+namespace logstar {
+namespace {
+
+double MsSince(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+absl::Status CheckInterval(const char* name, const Interval& v, double min_lower,
+                           double max_upper) {
+  if (!(std::isfinite(v.lower) && std::isfinite(v.upper) && v.lower >= min_lower &&
+        v.upper <= max_upper && v.lower < v.upper)) {
+    return absl::InvalidArgumentError(absl::StrCat(name, " bounds must satisfy ", min_lower,
+                                                   " <= lower < upper <= ", max_upper, ", got [",
+                                                   v.lower, ", ", v.upper, "]"));
+  }
+  return absl::OkStatus();
+}
+
+// Index order of the search space below.
+enum { kMinSigma, kMaxSigma, kThreshold, kOverlap };
+
+SearchSpace MakeSpace(const LogStarBounds& b) {
+  auto continuous = [](const char* name, const Interval& v, bool log_scale) {
+    ParameterSpec p;
+    p.name = name;
+    p.kind = ParameterSpec::Kind::kContinuous;
+    p.lower = v.lower;
+    p.upper = v.upper;
+    p.log_scale = log_scale;
+    return p;
+  };
+  SearchSpace space;
+  // Sigmas and threshold act multiplicatively (a 10 % change matters alike
+  // at 1 px and at 5 px), so the GP sees them on a log scale.
+  space.parameters = {
+      continuous("min_sigma", b.min_sigma, true), continuous("max_sigma", b.max_sigma, true),
+      continuous("threshold", b.threshold, true), continuous("overlap", b.overlap, false)};
+  return space;
+}
+
+LogParameters FromValues(const ParameterValues& v, int num_sigma) {
+  LogParameters p;
+  p.min_sigma = v[kMinSigma];
+  p.max_sigma = std::max(v[kMaxSigma], v[kMinSigma]);
+  p.num_sigma = num_sigma;
+  p.threshold = v[kThreshold];
+  p.overlap = v[kOverlap];
+  return p;
+}
+
+// Clamps a (cached) point into the space so it can seed a new search.
+ParameterValues ToValues(const LogParameters& p, const LogStarBounds& b) {
+  auto clamp = [](double v, const Interval& i) { return std::clamp(v, i.lower, i.upper); };
+  return {clamp(p.min_sigma, b.min_sigma), clamp(p.max_sigma, b.max_sigma),
+          clamp(p.threshold, b.threshold), clamp(p.overlap, b.overlap)};
+}
+
+std::vector<PointXY> Points(const std::vector<Blob>& blobs) {
+  std::vector<PointXY> points;
+  points.reserve(blobs.size());
+  for (const Blob& b : blobs) points.push_back({b.x, b.y});
+  return points;
+}
+
+absl::Status CheckRegion(const cv::Mat& image, const PixelRegion& r) {
+  if (r.cols <= 0 || r.rows <= 0 || r.col0 < 0 || r.row0 < 0 || r.col0 + r.cols > image.cols ||
+      r.row0 + r.rows > image.rows) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "region [", r.col0, ", ", r.col0 + r.cols, ") x [", r.row0, ", ", r.row0 + r.rows,
+        ") is empty or outside the ", image.cols, " x ", image.rows, " image"));
+  }
+  return absl::OkStatus();
+}
+
+// Evaluates parameters with blob_log's own sigmas (no grid). One
+// scale-space is kept per sigma set, so variations of threshold and overlap
+// cost a peak scan and pruning only.
+class ExactEvaluator {
+ public:
+  ExactEvaluator(const cv::Mat& image, const PixelRegion& region, const PhysicsPrior& prior,
+                 const LogStarOptions& options, double response_floor, ExecutionContext* context)
+      : image_(image),
+        region_(region),
+        prior_(prior),
+        options_(options),
+        response_floor_(response_floor),
+        context_(context) {}
+
+  absl::StatusOr<Rewards> operator()(const LogParameters& p) {
+    LogOptions o = p.ToLogOptions();
+    o.scale.response_floor = response_floor_;
+    const LogScaleSpace* space = nullptr;
+    for (const auto& [key, s] : spaces_) {
+      if (key.min_sigma == o.scale.min_sigma && key.max_sigma == o.scale.max_sigma) space = &s;
+    }
+    if (space == nullptr) {
+      LOGSTAR_ASSIGN_OR_RETURN(LogScaleSpace s, LogScaleSpace::Compute(image_, o.scale, context_));
+      spaces_.emplace_back(o.scale, std::move(s));
+      space = &spaces_.back().second;
+    }
+    LOGSTAR_ASSIGN_OR_RETURN(const std::vector<Blob> blobs, space->Detect(o.detect));
+    return ComputeRewards(Points(blobs), region_, prior_, options_.rewards);
+  }
+
+ private:
+  const cv::Mat& image_;
+  const PixelRegion& region_;
+  const PhysicsPrior& prior_;
+  const LogStarOptions& options_;
+  const double response_floor_;
+  ExecutionContext* const context_;
+  std::vector<std::pair<LogScaleOptions, LogScaleSpace>> spaces_;
+};
+
+// Every evaluated point of a run, grid or exact.
+struct Evaluated {
+  LogParameters parameters;
+  Objectives2 objectives;
+  int num_found = -1;  // exact evaluations only
+};
+
+}  // namespace
+
+LogOptions LogParameters::ToLogOptions() const {
+  LogOptions o;
+  o.scale.min_sigma = min_sigma;
+  o.scale.max_sigma = std::max(max_sigma, min_sigma);
+  o.scale.num_sigma = num_sigma;
+  o.detect.threshold = threshold;
+  o.detect.overlap = overlap;
+  return o;
+}
+
+absl::Status LogStarOptions::Validate() const {
+  if (!(std::isfinite(column_sigma_angstrom) && column_sigma_angstrom > 0.0)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "column_sigma_angstrom must be positive and finite, got ", column_sigma_angstrom));
+  }
+  if (min_sigma_px) LOGSTAR_RETURN_IF_ERROR(CheckInterval("min_sigma", *min_sigma_px, 0.1, 64.0));
+  if (max_sigma_px) LOGSTAR_RETURN_IF_ERROR(CheckInterval("max_sigma", *max_sigma_px, 0.1, 64.0));
+  LOGSTAR_RETURN_IF_ERROR(CheckInterval("threshold", threshold, 1e-4, 10.0));
+  LOGSTAR_RETURN_IF_ERROR(CheckInterval("overlap", overlap, 0.0, 1.0));
+  if (num_sigma < 1 || num_sigma > 64) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("num_sigma must be in [1, 64], got ", num_sigma));
+  }
+  if (!(grid_spacing > 0.0 && grid_spacing <= 0.2)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("grid_spacing must be in (0, 0.2], got ", grid_spacing));
+  }
+  LOGSTAR_RETURN_IF_ERROR(rewards.Validate());
+  if (polish_evaluations < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("polish_evaluations must be >= 0, got ", polish_evaluations));
+  }
+  if (!(objective_cap >= 1.0 && std::isfinite(objective_cap))) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("objective_cap must be finite and >= 1, got ", objective_cap));
+  }
+  LOGSTAR_RETURN_IF_ERROR(optimizer.Validate());
+  if (choice == FrontChoiceRule::kWeights &&
+      !(choice_weights[0] >= 0 && choice_weights[1] >= 0 &&
+        choice_weights[0] + choice_weights[1] > 0 && std::isfinite(choice_weights[0]) &&
+        std::isfinite(choice_weights[1]))) {
+    return absl::InvalidArgumentError("choice weights must be finite, >= 0 and not both 0");
+  }
+  if (refine_positions) LOGSTAR_RETURN_IF_ERROR(refine.Validate());
+  return absl::OkStatus();
+}
+
+absl::StatusOr<LogStarBounds> ResolveBounds(const LogStarOptions& options,
+                                            const PhysicsPrior& prior) {
+  LOGSTAR_RETURN_IF_ERROR(options.Validate());
+  LOGSTAR_RETURN_IF_ERROR(prior.Validate());
+  const double sc = options.column_sigma_angstrom / prior.pixel_size_angstrom;
+  LogStarBounds b;
+  b.min_sigma = options.min_sigma_px.value_or(Interval{0.25 * sc, 1.5 * sc});
+  b.max_sigma = options.max_sigma_px.value_or(Interval{0.75 * sc, 2.0 * sc});
+  b.threshold = options.threshold;
+  b.overlap = options.overlap;
+  if (!options.min_sigma_px || !options.max_sigma_px) {
+    // Prior-derived bounds inherit the limits explicit ones are held to.
+    const Interval* derived[] = {&b.min_sigma, &b.max_sigma};
+    for (const Interval* i : derived) {
+      if (!(i->lower >= 0.1 && i->upper <= 64.0)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "the sigma bounds derived from column_sigma_angstrom ", options.column_sigma_angstrom,
+            " and pixel_size_angstrom ", prior.pixel_size_angstrom, " are [", i->lower, ", ",
+            i->upper, "] px, outside [0.1, 64]; give min_sigma/max_sigma bounds in pixels"));
+      }
+    }
+  }
+  if (b.max_sigma.upper < b.min_sigma.lower) {
+    return absl::InvalidArgumentError("max_sigma bounds lie entirely below the min_sigma bounds");
+  }
+  return b;
+}
+
+absl::StatusOr<LogDetection> DetectAndScore(const cv::Mat& image, const PixelRegion& region,
+                                            const PhysicsPrior& prior,
+                                            const LogParameters& parameters,
+                                            const LogStarOptions& options,
+                                            ExecutionContext* context) {
+  LOGSTAR_RETURN_IF_ERROR(CheckRegion(image, region));
+  LogDetection out;
+  LOGSTAR_ASSIGN_OR_RETURN(std::vector<Blob> blobs,
+                           DetectBlobsLog(image, parameters.ToLogOptions(), context));
+  // Blobs of the context around the region are never reported; refining
+  // them would be wasted work. A margin keeps those that refinement may
+  // move into the region.
+  constexpr double kMargin = 2.5;
+  for (const Blob& b : blobs) {
+    if (b.x >= region.col0 - kMargin && b.x < region.col0 + region.cols - 1 + kMargin &&
+        b.y >= region.row0 - kMargin && b.y < region.row0 + region.rows - 1 + kMargin) {
+      out.blobs.push_back(b);
+    }
+  }
+  if (options.refine_positions) {
+    LOGSTAR_RETURN_IF_ERROR(RefinePositions(image, absl::MakeSpan(out.blobs), options.refine));
+  }
+  LOGSTAR_ASSIGN_OR_RETURN(out.rewards,
+                           ComputeRewards(Points(out.blobs), region, prior, options.rewards));
+  return out;
+}
+
+absl::StatusOr<LogStarResult> RunLogStar(const cv::Mat& image, const PixelRegion& region,
+                                         const PhysicsPrior& prior, const LogStarOptions& options,
+                                         ExecutionContext* context,
+                                         absl::Span<const LogParameters> warm_start) {
+  if (context == nullptr) return absl::InvalidArgumentError("context must not be null");
+  LOGSTAR_ASSIGN_OR_RETURN(const LogStarBounds bounds, ResolveBounds(options, prior));
+  LOGSTAR_RETURN_IF_ERROR(CheckRegion(image, region));
+  const auto t0 = std::chrono::steady_clock::now();
+
+  LogGridOptions grid_options;
+  grid_options.min_sigma = bounds.min_sigma.lower;
+  grid_options.max_sigma = std::max(bounds.max_sigma.upper, bounds.min_sigma.upper);
+  grid_options.spacing = options.grid_spacing;
+  grid_options.response_floor = bounds.threshold.lower;
+  LOGSTAR_ASSIGN_OR_RETURN(const LogScaleGrid grid,
+                           LogScaleGrid::Compute(image, grid_options, context));
+
+  const SearchSpace space = MakeSpace(bounds);
+  const double cap = options.objective_cap;
+  const double expected = prior.ColumnDensityPerPx2() * region.cols * region.rows;
+  const auto max_blobs = static_cast<size_t>(std::floor((1.0 + cap) * expected));
+  const Objective objective = [&](const ParameterValues& v) -> absl::StatusOr<Objectives2> {
+    const LogOptions o = FromValues(v, options.num_sigma).ToLogOptions();
+    LOGSTAR_ASSIGN_OR_RETURN(const std::optional<std::vector<Blob>> blobs,
+                             grid.DetectAtMost(o.scale, o.detect, region, max_blobs));
+    if (!blobs) return Objectives2{cap, cap};
+    LOGSTAR_ASSIGN_OR_RETURN(const Rewards r,
+                             ComputeRewards(Points(*blobs), region, prior, options.rewards));
+    return Objectives2{std::min(r.qc, cap), std::min(r.er, cap)};
+  };
+  // The last evaluations of the budget polish the front with exact ones.
+  const int polish = std::min(options.polish_evaluations, options.optimizer.num_evaluations / 5);
+  MoboOptions search = options.optimizer;
+  search.num_evaluations -= polish;
+  search.num_initial = std::min(search.num_initial, search.num_evaluations);
+  std::vector<ParameterValues> seeds;
+  for (const LogParameters& p : warm_start) {
+    if (static_cast<int>(seeds.size()) < search.num_evaluations) {
+      seeds.push_back(ToValues(p, bounds));
+    }
+  }
+  LOGSTAR_ASSIGN_OR_RETURN(const MoboResult run,
+                           MinimizeTwoObjectives(space, objective, search, context, seeds));
+
+  std::vector<Evaluated> points;
+  for (const Evaluation& e : run.evaluations) {
+    points.push_back({FromValues(e.parameters, options.num_sigma), e.objectives});
+  }
+  auto objectives_of = [&] {
+    std::vector<Objectives2> all;
+    for (const Evaluated& p : points) all.push_back(p.objectives);
+    return all;
+  };
+  auto front_and_choice = [&]() -> absl::StatusOr<std::pair<std::vector<int>, int>> {
+    const std::vector<Objectives2> all = objectives_of();
+    LOGSTAR_ASSIGN_OR_RETURN(std::vector<int> front, ParetoFront(all));
+    LOGSTAR_ASSIGN_OR_RETURN(const int chosen,
+                             ChooseOnFront(all, front, options.choice, options.choice_weights));
+    return std::make_pair(std::move(front), chosen);
+  };
+
+  // Polish. Grid sigmas are within spacing/2 of blob_log's, which can move
+  // a column or two in or out: the front is re-evaluated exactly (chosen
+  // point first), so the front reported is exact; what budget is left moves
+  // the chosen point's threshold toward the expected count (the count falls
+  // as the threshold rises), each step an exact evaluation.
+  ExactEvaluator exact(image, region, prior, options, bounds.threshold.lower, context);
+  int num_polished = 0;
+  for (; num_polished < polish; ++num_polished) {
+    LOGSTAR_ASSIGN_OR_RETURN(const auto fc, front_and_choice());
+    const auto& [front, chosen] = fc;
+    int target = points[chosen].num_found < 0 ? chosen : -1;
+    for (int i : front) {
+      if (target < 0 && points[i].num_found < 0) target = i;
+    }
+    if (target >= 0) {
+      LOGSTAR_ASSIGN_OR_RETURN(const Rewards r, exact(points[target].parameters));
+      points[target].objectives = {std::min(r.qc, cap), std::min(r.er, cap)};
+      points[target].num_found = r.num_found;
+      continue;
+    }
+    const LogParameters& base = points[chosen].parameters;
+    const int wanted = static_cast<int>(std::lround(expected));
+    if (points[chosen].num_found == wanted) break;
+    const bool too_many = points[chosen].num_found > wanted;
+    // Two knobs move the count: it falls as the threshold rises and rises
+    // with the overlap allowed before pruning. The threshold is tried first;
+    // the overlap when the threshold sits at the bound it would cross.
+    struct Knob {
+      double LogParameters::*field;
+      Interval range;
+      bool count_falls;  // as the value rises
+    };
+    const Knob knobs[] = {{&LogParameters::threshold, bounds.threshold, true},
+                          {&LogParameters::overlap, bounds.overlap, false}};
+    std::optional<LogParameters> next;
+    for (const Knob& k : knobs) {
+      const bool raise = too_many == k.count_falls;
+      const double now = base.*k.field;
+      if (raise ? now >= k.range.upper : now <= k.range.lower) continue;
+      // Bracket the expected count among the exact points that differ from
+      // the chosen one in this knob only.
+      double lo = k.range.lower, hi = k.range.upper;  // values with the count off each way
+      bool have_lo = false, have_hi = false;
+      for (const Evaluated& p : points) {
+        LogParameters q = p.parameters;
+        const double v = q.*k.field;
+        q.*k.field = now;
+        if (p.num_found < 0 || q.min_sigma != base.min_sigma || q.max_sigma != base.max_sigma ||
+            q.threshold != base.threshold || q.overlap != base.overlap || p.num_found == wanted) {
+          continue;
+        }
+        // On the side of `now` (count off the same way) or across it.
+        const bool same_side = (p.num_found > wanted) == too_many;
+        const bool below_now = raise ? same_side : !same_side;
+        if (below_now && v >= lo) lo = v, have_lo = true;
+        if (!below_now && v <= hi) hi = v, have_hi = true;
+      }
+      // Bisection once bracketed, steps until then: 15 % for the threshold
+      // (geometric, as the search sees it), a fifth of the range for the
+      // overlap (linear).
+      const bool geometric = k.field == &LogParameters::threshold;
+      double value;
+      if (have_lo && have_hi) {
+        value = geometric ? std::sqrt(lo * hi) : 0.5 * (lo + hi);
+      } else if (geometric) {
+        value = raise ? now * 1.15 : now / 1.15;
+      } else {
+        const double step = 0.2 * (k.range.upper - k.range.lower);
+        value = raise ? now + step : now - step;
+      }
+      value = std::clamp(value, k.range.lower, k.range.upper);
+      if (value == now) continue;
+      next = base;
+      (*next).*k.field = value;
+      break;
+    }
+    if (!next) break;
+    Evaluated step{*next, {}, 0};
+    LOGSTAR_ASSIGN_OR_RETURN(const Rewards r, exact(step.parameters));
+    step.objectives = {std::min(r.qc, cap), std::min(r.er, cap)};
+    step.num_found = r.num_found;
+    points.push_back(step);
+  }
+
+  LogStarResult result;
+  result.num_evaluations = static_cast<int>(run.evaluations.size()) + num_polished;
+  LOGSTAR_ASSIGN_OR_RETURN(const auto fc, front_and_choice());
+  const auto& [front, chosen] = fc;
+  std::vector<Objectives2> front_values;
+  for (int i : front) {
+    if (i == chosen) result.chosen = static_cast<int>(result.front.size());
+    const Evaluated& e = points[i];
+    result.front.push_back({e.parameters, e.objectives[0], e.objectives[1]});
+    front_values.push_back(e.objectives);
+  }
+  LOGSTAR_ASSIGN_OR_RETURN(result.hypervolume, Hypervolume(front_values, {1.0, 1.0}));
+  result.parameters = result.front[result.chosen].parameters;
+  result.tuning_ms = MsSince(t0);
+
+  const auto t1 = std::chrono::steady_clock::now();
+  LOGSTAR_ASSIGN_OR_RETURN(LogDetection final, DetectAndScore(image, region, prior,
+                                                              result.parameters, options, context));
+  result.blobs = std::move(final.blobs);
+  result.rewards = final.rewards;
+  result.detect_ms = MsSince(t1);
+  return result;
+}
+
+std::string LogStarResult::Summary() const {
+  std::string s = absl::StrFormat(
+      "LoG*: %d evaluations, %d points on the front (hypervolume %.4f), tuning %.1f ms\n"
+      "chosen: min_sigma %.3f px, max_sigma %.3f px, num_sigma %d, threshold %.4f, overlap "
+      "%.3f\n"
+      "rewards: QC %.4f, ER %.4f, %d atoms found, %.1f expected\n",
+      num_evaluations, static_cast<int>(front.size()), hypervolume, tuning_ms, parameters.min_sigma,
+      parameters.max_sigma, parameters.num_sigma, parameters.threshold, parameters.overlap,
+      rewards.qc, rewards.er, rewards.num_found, rewards.num_expected);
+  return s;
+}
+
+}  // namespace logstar

@@ -1,0 +1,53 @@
+// Pictures of what was found: detections drawn on the frame.
+#ifndef LOGSTAR_ENGINE_IMAGE_OVERLAY_H_
+#define LOGSTAR_ENGINE_IMAGE_OVERLAY_H_
+
+#include <string>
+#include <vector>
+
+#include <opencv2/core.hpp>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "engine/log/log_detector.h"
+#include "engine/physics/rewards.h"
+
+namespace logstar {
+
+struct OverlayOptions {
+  // Output pixels per frame pixel; small frames are enlarged so that the
+  // circles stay legible. 0 picks 1 for frames of 512 px or more, else
+  // enough to reach about 512 px.
+  int zoom = 0;
+  bool draw_centers = true;
+};
+
+// Renders `frame` (single-channel CV_32F in [0, 1], as from NormalizeFrame)
+// in grey with a circle of radius sigma·√2 around every blob. Returns CV_8UC3
+// (BGR, as OpenCV writes it).
+absl::StatusOr<cv::Mat> RenderBlobOverlay(const cv::Mat& frame, absl::Span<const Blob> blobs,
+                                          const OverlayOptions& options);
+
+// What the amorphous stage adds to the picture (engine/amorphous/amorphous.h).
+struct AmorphousMarks {
+  // One flag per blob, or empty: amorphous blobs are drawn in magenta
+  // instead of green.
+  std::vector<bool> amorphous;
+  // Region outlines in frame pixels (e.g. Region::contour), each drawn as a
+  // closed yellow polygon.
+  std::vector<std::vector<PointXY>> outlines;
+};
+
+// As RenderBlobOverlay, with amorphous blobs coloured and region outlines
+// drawn. InvalidArgument when `marks.amorphous` is neither empty nor one flag
+// per blob.
+absl::StatusOr<cv::Mat> RenderAmorphousOverlay(const cv::Mat& frame, absl::Span<const Blob> blobs,
+                                               const AmorphousMarks& marks,
+                                               const OverlayOptions& options);
+
+// Writes an 8-bit image as PNG; errors name the path.
+absl::Status WritePng(const std::string& path, const cv::Mat& image);
+
+}  // namespace logstar
+
+#endif  // LOGSTAR_ENGINE_IMAGE_OVERLAY_H_

@@ -1,0 +1,646 @@
+#include "engine/image/synth.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <limits>
+#include <map>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <opencv2/core.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "engine/image/image_io.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace logstar {
+namespace {
+
+using ::testing::HasSubstr;
+
+SynthOptions Opts(SynthLattice lattice, int size, double noise = 0.0, uint64_t seed = 1) {
+  SynthOptions o;
+  o.lattice = lattice;
+  o.width = size;
+  o.height = size;
+  o.noise = noise;
+  o.seed = seed;
+  return o;
+}
+
+SynthFrame MustSynthesize(const SynthOptions& o) {
+  absl::StatusOr<SynthFrame> f = Synthesize(o);
+  EXPECT_TRUE(f.ok()) << f.status();
+  if (!f.ok()) return SynthFrame{};
+  return *std::move(f);
+}
+
+int PixelOf(double v, int size) {
+  return std::clamp(static_cast<int>(std::floor(v + 0.5)), 0, size - 1);
+}
+
+double MinPairwiseDistance(const std::vector<SynthAtom>& atoms) {
+  double best = std::numeric_limits<double>::infinity();
+  for (size_t i = 0; i < atoms.size(); ++i) {
+    for (size_t j = i + 1; j < atoms.size(); ++j) {
+      best = std::min(best, std::hypot(atoms[i].x - atoms[j].x, atoms[i].y - atoms[j].y));
+    }
+  }
+  return best;
+}
+
+// Peak heights from Z^1.7, brightest element of the lattice = 1.
+std::map<std::string, double> ClosedFormIntensity(SynthLattice lattice) {
+  switch (lattice) {
+    case SynthLattice::kYbco:
+      return {{"Ba", 1.0}, {"Y", std::pow(39.0 / 56.0, 1.7)}, {"Cu", std::pow(29.0 / 56.0, 1.7)}};
+    case SynthLattice::kPerovskite:
+      return {{"Sr", 1.0}, {"Ti", std::pow(22.0 / 38.0, 1.7)}};
+    case SynthLattice::kHex:
+      return {{"C", 1.0}};
+  }
+  return {};
+}
+
+struct LatticeTruth {
+  SynthLattice lattice;
+  double pixel_size;       // default, Å/px
+  double density_per_nm2;  // closed form
+  double nn_angstrom;      // closed form
+};
+
+std::vector<LatticeTruth> AllLattices() {
+  const double a_hex = 2.46;
+  return {
+      {SynthLattice::kYbco, 0.125, 6.0 / (3.82 * 11.68) * 100.0,
+       std::hypot(0.5 * 3.82, (0.5 - 0.355) * 11.68)},
+      {SynthLattice::kPerovskite, 0.125, 2.0 / (3.905 * 3.905) * 100.0, 3.905 / std::sqrt(2.0)},
+      {SynthLattice::kHex, 0.078, 2.0 / (a_hex * a_hex * std::sqrt(3.0) / 2.0) * 100.0,
+       a_hex / std::sqrt(3.0)},
+  };
+}
+
+std::string TempDirFor(const std::string& name) {
+  return absl::StrCat(::testing::TempDir(), "/synth_test_", getpid(), "_", name);
+}
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// Minimal JSON look-up: the number after "key":.
+double JsonNumber(const std::string& json, const std::string& key) {
+  std::smatch m;
+  const std::regex re("\"" + key + "\"\\s*:\\s*([-+0-9.eE]+)");
+  if (!std::regex_search(json, m, re)) {
+    ADD_FAILURE() << "key " << key << " not found in " << json;
+    return std::nan("");
+  }
+  return std::stod(m[1].str());
+}
+
+TEST(SynthLatticeTest, ParseAndNameRoundTrip) {
+  for (SynthLattice l : {SynthLattice::kYbco, SynthLattice::kPerovskite, SynthLattice::kHex}) {
+    absl::StatusOr<SynthLattice> parsed = ParseSynthLattice(SynthLatticeName(l));
+    ASSERT_TRUE(parsed.ok()) << parsed.status();
+    EXPECT_EQ(*parsed, l);
+  }
+  EXPECT_STREQ(SynthLatticeName(SynthLattice::kYbco), "ybco");
+  EXPECT_STREQ(SynthLatticeName(SynthLattice::kPerovskite), "perovskite");
+  EXPECT_STREQ(SynthLatticeName(SynthLattice::kHex), "hex");
+  absl::StatusOr<SynthLattice> bad = ParseSynthLattice("graphite");
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(bad.status().message(), HasSubstr("graphite"));
+}
+
+TEST(SynthOptionsTest, DefaultsAreValid) { EXPECT_TRUE(SynthOptions{}.Validate().ok()); }
+
+TEST(SynthOptionsTest, InvalidOptionsNameTheField) {
+  struct Case {
+    void (*mutate)(SynthOptions&);
+    const char* field;
+  };
+  const Case cases[] = {
+      {[](SynthOptions& o) { o.width = 7; }, "width"},
+      {[](SynthOptions& o) { o.width = 8193; }, "width"},
+      {[](SynthOptions& o) { o.height = 0; }, "height"},
+      {[](SynthOptions& o) { o.height = 100000; }, "height"},
+      {[](SynthOptions& o) { o.noise = 1.5; }, "noise"},
+      {[](SynthOptions& o) { o.noise = -0.1; }, "noise"},
+      {[](SynthOptions& o) { o.noise = std::numeric_limits<double>::quiet_NaN(); }, "noise"},
+      {[](SynthOptions& o) { o.amorphous_fraction = 0.95; }, "amorphous_fraction"},
+      {[](SynthOptions& o) { o.amorphous_fraction = -0.01; }, "amorphous_fraction"},
+      {[](SynthOptions& o) { o.drift_px = std::numeric_limits<double>::infinity(); }, "drift_px"},
+      {[](SynthOptions& o) { o.drift_px = std::numeric_limits<double>::quiet_NaN(); }, "drift_px"},
+      {[](SynthOptions& o) { o.drift_px = -2e6; }, "drift_px"},
+      {[](SynthOptions& o) { o.dose = -1.0; }, "dose"},
+      {[](SynthOptions& o) { o.dose = std::numeric_limits<double>::infinity(); }, "dose"},
+      {[](SynthOptions& o) { o.pixel_size_angstrom = std::numeric_limits<double>::quiet_NaN(); },
+       "pixel_size_angstrom"},
+      {[](SynthOptions& o) { o.pixel_size_angstrom = 50.0; }, "pixel_size_angstrom"},
+      {[](SynthOptions& o) {
+         o.lattice = SynthLattice::kHex;
+         o.pixel_size_angstrom = 0.75;  // C-C 1.42 Å would span < 2 px
+       },
+       "pixel_size_angstrom"},
+  };
+  for (const Case& c : cases) {
+    SynthOptions o;
+    c.mutate(o);
+    absl::Status s = o.Validate();
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << c.field;
+    EXPECT_THAT(s.message(), HasSubstr(c.field));
+    absl::StatusOr<SynthFrame> f = Synthesize(o);
+    EXPECT_EQ(f.status().code(), absl::StatusCode::kInvalidArgument) << c.field;
+    EXPECT_THAT(f.status().message(), HasSubstr(c.field));
+  }
+  SynthOptions o;
+  o.noise = 1.5;
+  EXPECT_THAT(o.Validate().message(), HasSubstr("noise must be in [0, 1], got 1.5"));
+}
+
+TEST(SynthTest, FrameShapeTypesAndResolvedOptions) {
+  SynthOptions o = Opts(SynthLattice::kHex, 64);
+  o.height = 48;
+  SynthFrame f = MustSynthesize(o);
+  EXPECT_EQ(f.image.type(), CV_32F);
+  EXPECT_EQ(f.image.rows, 48);
+  EXPECT_EQ(f.image.cols, 64);
+  EXPECT_EQ(f.amorphous_mask.type(), CV_8U);
+  EXPECT_EQ(f.amorphous_mask.size(), f.image.size());
+  EXPECT_DOUBLE_EQ(f.options.pixel_size_angstrom, 0.078);
+  EXPECT_DOUBLE_EQ(f.prior.pixel_size_angstrom, 0.078);
+  for (const SynthAtom& a : f.atoms) {
+    EXPECT_GE(a.x, -0.5);
+    EXPECT_LT(a.x, 63.5);
+    EXPECT_GE(a.y, -0.5);
+    EXPECT_LT(a.y, 47.5);
+  }
+
+  o.pixel_size_angstrom = 0.2;
+  f = MustSynthesize(o);
+  EXPECT_DOUBLE_EQ(f.options.pixel_size_angstrom, 0.2);
+  EXPECT_NEAR(f.atoms.at(0).sigma_px, 0.35 / 0.2, 1e-12);
+}
+
+TEST(SynthTest, SameSeedSameFrameDifferentSeedDifferentFrame) {
+  SynthOptions o = Opts(SynthLattice::kYbco, 128, 0.2, 42);
+  o.amorphous_fraction = 0.2;
+  o.dose = 50.0;
+  o.drift_px = 2.5;
+  SynthFrame a = MustSynthesize(o);
+  SynthFrame b = MustSynthesize(o);
+  ASSERT_FALSE(a.image.empty());
+  EXPECT_EQ(cv::norm(a.image, b.image, cv::NORM_INF), 0.0);
+  EXPECT_EQ(cv::norm(a.amorphous_mask, b.amorphous_mask, cv::NORM_INF), 0.0);
+  ASSERT_EQ(a.atoms.size(), b.atoms.size());
+  for (size_t i = 0; i < a.atoms.size(); ++i) {
+    EXPECT_EQ(a.atoms[i].x, b.atoms[i].x);
+    EXPECT_EQ(a.atoms[i].y, b.atoms[i].y);
+    EXPECT_EQ(a.atoms[i].intensity, b.atoms[i].intensity);
+    EXPECT_EQ(a.atoms[i].amorphous, b.atoms[i].amorphous);
+  }
+
+  o.seed = 43;
+  SynthFrame c = MustSynthesize(o);
+  EXPECT_GT(cv::norm(a.image, c.image, cv::NORM_INF), 0.1);
+  EXPECT_GT(cv::norm(a.amorphous_mask, c.amorphous_mask, cv::NORM_L1), 0.0);
+  ASSERT_FALSE(c.atoms.empty());
+  // The origin offset is random, so the first atom moves too.
+  EXPECT_NE(a.atoms[0].x, c.atoms[0].x);
+}
+
+TEST(SynthTest, PriorMatchesClosedFormLattice) {
+  for (const LatticeTruth& t : AllLattices()) {
+    SCOPED_TRACE(SynthLatticeName(t.lattice));
+    SynthFrame f = MustSynthesize(Opts(t.lattice, 64));
+    EXPECT_TRUE(f.prior.Validate().ok()) << f.prior.Validate();
+    EXPECT_DOUBLE_EQ(f.prior.pixel_size_angstrom, t.pixel_size);
+    ASSERT_TRUE(f.prior.column_density_per_nm2.has_value());
+    EXPECT_NEAR(*f.prior.column_density_per_nm2, t.density_per_nm2, 1e-9);
+    EXPECT_NEAR(f.prior.nearest_neighbor_angstrom, t.nn_angstrom, 1e-9);
+  }
+  // The figures the header quotes.
+  EXPECT_NEAR(AllLattices()[0].density_per_nm2, 13.45, 0.01);
+  EXPECT_NEAR(AllLattices()[0].nn_angstrom, 2.55, 0.01);
+  EXPECT_NEAR(AllLattices()[2].nn_angstrom, 1.42, 0.001);
+}
+
+TEST(SynthTest, AtomCountMatchesDensityTimesArea) {
+  for (const LatticeTruth& t : AllLattices()) {
+    SCOPED_TRACE(SynthLatticeName(t.lattice));
+    SynthFrame f = MustSynthesize(Opts(t.lattice, 2048));
+    const double per_px2 = t.density_per_nm2 / 100.0 * t.pixel_size * t.pixel_size;
+    const double expected = per_px2 * 2048.0 * 2048.0;
+    EXPECT_NEAR(static_cast<double>(f.atoms.size()) / expected, 1.0, 0.02)
+        << f.atoms.size() << " atoms, expected " << expected;
+    for (const SynthAtom& a : f.atoms) EXPECT_FALSE(a.amorphous);
+    EXPECT_EQ(cv::countNonZero(f.amorphous_mask), 0);
+  }
+}
+
+TEST(SynthTest, MinimumSpacingOfTruthIsThePriorNearestNeighbour) {
+  for (const LatticeTruth& t : AllLattices()) {
+    SCOPED_TRACE(SynthLatticeName(t.lattice));
+    SynthFrame f = MustSynthesize(Opts(t.lattice, 384));
+    ASSERT_GT(f.atoms.size(), 50u);
+    const double closed_form_px = t.nn_angstrom / t.pixel_size;
+    EXPECT_NEAR(MinPairwiseDistance(f.atoms), closed_form_px, 1e-6 * closed_form_px);
+    EXPECT_NEAR(f.prior.NearestNeighborPx(), closed_form_px, 1e-9 * closed_form_px);
+  }
+}
+
+TEST(SynthTest, ColumnIntensityFollowsZToThe1Point7) {
+  for (const LatticeTruth& t : AllLattices()) {
+    SCOPED_TRACE(SynthLatticeName(t.lattice));
+    SynthFrame f = MustSynthesize(Opts(t.lattice, 256));
+    const std::map<std::string, double> want = ClosedFormIntensity(t.lattice);
+    std::map<std::string, int> seen;
+    for (const SynthAtom& a : f.atoms) {
+      ASSERT_TRUE(want.count(a.element)) << a.element;
+      EXPECT_NEAR(a.intensity, want.at(a.element), 1e-12);
+      ++seen[a.element];
+    }
+    EXPECT_EQ(seen.size(), want.size());
+    const double sigma_angstrom = t.lattice == SynthLattice::kHex ? 0.35 : 0.45;
+    EXPECT_NEAR(f.atoms.at(0).sigma_px, sigma_angstrom / t.pixel_size, 1e-12);
+  }
+}
+
+TEST(SynthTest, YbcoHasTheExpectedColumnsPerCell) {
+  SynthFrame f = MustSynthesize(Opts(SynthLattice::kYbco, 2048));
+  std::map<std::string, int> n;
+  for (const SynthAtom& a : f.atoms) ++n[a.element];
+  // Per cell: 2 Ba, 1 Y, 3 Cu.
+  EXPECT_NEAR(static_cast<double>(n["Ba"]) / n["Y"], 2.0, 0.1);
+  EXPECT_NEAR(static_cast<double>(n["Cu"]) / n["Y"], 3.0, 0.15);
+}
+
+TEST(SynthTest, BrightestPixelIsAtABariumColumn) {
+  SynthFrame f = MustSynthesize(Opts(SynthLattice::kYbco, 256, 0.0, 7));
+  double max_v = 0.0;
+  double min_v = 0.0;
+  cv::Point max_loc;
+  cv::minMaxLoc(f.image, &min_v, &max_v, nullptr, &max_loc);
+  const SynthAtom* nearest = nullptr;
+  double best = std::numeric_limits<double>::infinity();
+  for (const SynthAtom& a : f.atoms) {
+    const double d = std::hypot(a.x - max_loc.x, a.y - max_loc.y);
+    if (d < best) {
+      best = d;
+      nearest = &a;
+    }
+  }
+  ASSERT_NE(nearest, nullptr);
+  EXPECT_EQ(nearest->element, "Ba");
+  EXPECT_LE(best, std::sqrt(0.5) + 1e-9);
+  // Peak 1 on background 0.05; the pixel misses the centre by at most
+  // (0.5, 0.5) px for sigma = 3.6 px.
+  const double sigma = 0.45 / 0.125;
+  EXPECT_LE(max_v, 1.05 + 1e-3);
+  EXPECT_GE(max_v, 0.05 + std::exp(-0.5 / (2 * sigma * sigma)) - 1e-3);
+  // Background far from any column is 0.05 (Y–Cu spacing leaves some
+  // overlap, so the minimum is close to but not exactly it).
+  EXPECT_NEAR(min_v, 0.05, 2e-3);
+}
+
+TEST(SynthTest, NoiseStdIsNoiseTimesDynamicRange) {
+  for (double noise : {0.05, 0.1, 0.5}) {
+    SCOPED_TRACE(noise);
+    SynthOptions o = Opts(SynthLattice::kYbco, 256, 0.0, 11);
+    SynthFrame clean = MustSynthesize(o);
+    o.noise = noise;
+    SynthFrame noisy = MustSynthesize(o);
+    double lo = 0.0;
+    double hi = 0.0;
+    cv::minMaxLoc(clean.image, &lo, &hi);
+    cv::Mat diff = noisy.image - clean.image;
+    cv::Scalar mean, stddev;
+    cv::meanStdDev(diff, mean, stddev);
+    const double want = noise * (hi - lo);
+    EXPECT_NEAR(stddev[0] / want, 1.0, 0.05);
+    EXPECT_NEAR(mean[0], 0.0, 0.05 * want);
+    // Noise does not move the truth.
+    ASSERT_EQ(clean.atoms.size(), noisy.atoms.size());
+    EXPECT_EQ(clean.atoms[0].x, noisy.atoms[0].x);
+  }
+}
+
+TEST(SynthTest, DoseGivesPoissonCounts) {
+  for (double dose : {8.0, 30.0, 2000.0}) {
+    SCOPED_TRACE(dose);
+    SynthOptions o = Opts(SynthLattice::kPerovskite, 256, 0.0, 5);
+    SynthFrame clean = MustSynthesize(o);
+    o.dose = dose;
+    SynthFrame shot = MustSynthesize(o);
+    double lo = 0.0;
+    double hi = 0.0;
+    cv::minMaxLoc(clean.image, &lo, &hi);
+    const double to_counts = dose / hi;
+    double sum_lambda = 0.0;
+    double sum_d = 0.0;
+    double sum_d2 = 0.0;
+    double worst_fraction = 0.0;
+    for (int y = 0; y < clean.image.rows; ++y) {
+      for (int x = 0; x < clean.image.cols; ++x) {
+        const double lambda = clean.image.at<float>(y, x) * to_counts;
+        const double k = shot.image.at<float>(y, x) * to_counts;
+        worst_fraction = std::max(worst_fraction, std::fabs(k - std::round(k)));
+        sum_lambda += lambda;
+        sum_d += k - lambda;
+        sum_d2 += (k - lambda) * (k - lambda);
+      }
+    }
+    // Counts are whole numbers, mean = variance = lambda.
+    EXPECT_LT(worst_fraction, 1e-2);
+    EXPECT_NEAR(sum_d / sum_lambda, 0.0, 0.01);
+    EXPECT_NEAR(sum_d2 / sum_lambda, 1.0, 0.05);
+  }
+}
+
+TEST(SynthTest, AmorphousMaskCoversTheRequestedFraction) {
+  for (double fraction : {0.02, 0.15, 0.3, 0.6, 0.9}) {
+    for (uint64_t seed : {1u, 2u, 3u}) {
+      SCOPED_TRACE(absl::StrCat("F=", fraction, " seed=", seed));
+      SynthOptions o = Opts(SynthLattice::kYbco, 256, 0.0, seed);
+      o.height = 200;
+      o.amorphous_fraction = fraction;
+      SynthFrame f = MustSynthesize(o);
+      double lo = 0.0;
+      double hi = 0.0;
+      cv::minMaxLoc(f.amorphous_mask, &lo, &hi);
+      EXPECT_EQ(lo, 0.0);
+      EXPECT_EQ(hi, 1.0);
+      const double share = cv::countNonZero(f.amorphous_mask) / (256.0 * 200.0);
+      EXPECT_NEAR(share, fraction, 0.015);
+    }
+  }
+}
+
+TEST(SynthTest, AmorphousRegionIsOneMainBlob) {
+  SynthOptions o = Opts(SynthLattice::kYbco, 512, 0.0, 9);
+  o.amorphous_fraction = 0.15;
+  SynthFrame f = MustSynthesize(o);
+  cv::Mat labels;
+  cv::Mat stats;
+  cv::Mat centroids;
+  const int n = cv::connectedComponentsWithStats(f.amorphous_mask, labels, stats, centroids, 8);
+  int largest = 0;
+  for (int i = 1; i < n; ++i) largest = std::max(largest, stats.at<int>(i, cv::CC_STAT_AREA));
+  EXPECT_GT(largest, 0.5 * cv::countNonZero(f.amorphous_mask));
+}
+
+TEST(SynthTest, AmorphousFlagMatchesMaskAndAtomsAreDisordered) {
+  const int size = 512;
+  const double fraction = 0.3;
+  SynthOptions o = Opts(SynthLattice::kYbco, size, 0.0, 3);
+  SynthFrame crystal = MustSynthesize(o);
+  o.amorphous_fraction = fraction;
+  SynthFrame f = MustSynthesize(o);
+  const std::map<std::string, double> base = ClosedFormIntensity(SynthLattice::kYbco);
+
+  int n_amorphous = 0;
+  int n_crystal = 0;
+  for (const SynthAtom& a : f.atoms) {
+    const bool in_mask = f.amorphous_mask.at<uint8_t>(PixelOf(a.y, size), PixelOf(a.x, size)) != 0;
+    EXPECT_EQ(a.amorphous, in_mask) << a.x << "," << a.y;
+    if (a.amorphous) {
+      ++n_amorphous;
+      EXPECT_GE(a.intensity, 0.35 * base.at(a.element) - 1e-12);
+      EXPECT_LE(a.intensity, 0.8 * base.at(a.element) + 1e-12);
+    } else {
+      ++n_crystal;
+      EXPECT_DOUBLE_EQ(a.intensity, base.at(a.element));
+    }
+  }
+  // Outside the region the crystal is untouched: the same columns as with
+  // F = 0 and the same seed.
+  int n_crystal_reference = 0;
+  for (const SynthAtom& a : crystal.atoms) {
+    if (f.amorphous_mask.at<uint8_t>(PixelOf(a.y, size), PixelOf(a.x, size)) == 0) {
+      ++n_crystal_reference;
+    }
+  }
+  EXPECT_EQ(n_crystal, n_crystal_reference);
+
+  // Inside: each lattice column is removed with probability 0.25, and 15 %
+  // of the lattice count is added back as disordered columns.
+  const int lattice_in_region = static_cast<int>(crystal.atoms.size()) - n_crystal_reference;
+  ASSERT_GT(lattice_in_region, 50);
+  const double want = (0.75 + 0.15) * lattice_in_region;
+  const double binomial_std = std::sqrt(0.25 * 0.75 * lattice_in_region);
+  EXPECT_NEAR(n_amorphous, want, 4.0 * binomial_std + 1.0);
+  // ... and the region holds roughly its share of the frame's columns.
+  const double per_px2 = 6.0 / (3.82 * 11.68) * 0.125 * 0.125;
+  EXPECT_NEAR(lattice_in_region / (per_px2 * fraction * size * size), 1.0, 0.25);
+
+  // The kept amorphous columns are displaced: few sit on a lattice site.
+  int on_site = 0;
+  int amorphous_seen = 0;
+  for (const SynthAtom& a : f.atoms) {
+    if (!a.amorphous) continue;
+    ++amorphous_seen;
+    for (const SynthAtom& c : crystal.atoms) {
+      if (std::hypot(a.x - c.x, a.y - c.y) < 1e-6) {
+        ++on_site;
+        break;
+      }
+    }
+  }
+  ASSERT_GT(amorphous_seen, 0);
+  EXPECT_LT(on_site, 0.1 * amorphous_seen);
+}
+
+TEST(SynthTest, DriftShiftsEachAtomByItsRow) {
+  const int size = 256;
+  const double drift = 6.0;
+  SynthOptions o = Opts(SynthLattice::kYbco, size, 0.0, 4);
+  SynthFrame still = MustSynthesize(o);
+  o.drift_px = drift;
+  SynthFrame moved = MustSynthesize(o);
+
+  int matched = 0;
+  double max_shift = 0.0;
+  const SynthAtom* bottom = nullptr;
+  const SynthAtom* bottom_still = nullptr;
+  for (const SynthAtom& m : moved.atoms) {
+    const double want_shift = drift * m.y / (size - 1);
+    const SynthAtom* match = nullptr;
+    for (const SynthAtom& s : still.atoms) {
+      if (std::fabs(s.y - m.y) < 1e-9 && std::fabs(m.x - s.x - want_shift) < 1e-9) match = &s;
+    }
+    if (m.x - want_shift < -0.5) continue;  // entered from outside the undrifted frame
+    ASSERT_NE(match, nullptr) << m.x << "," << m.y;
+    ++matched;
+    max_shift = std::max(max_shift, m.x - match->x);
+    if (m.element == "Ba" && m.x > 20 && m.x < size - 20 && (!bottom || m.y > bottom->y)) {
+      bottom = &m;
+      bottom_still = match;
+    }
+  }
+  EXPECT_GT(matched, 50);
+  // The lowest atom row is within one Cu1–Ba spacing (~17 px) of the last row.
+  EXPECT_GT(max_shift, drift * (size - 1 - 18) / (size - 1));
+  EXPECT_LE(max_shift, drift * (size - 0.5) / (size - 1));
+
+  // The image moved with the truth: the local maximum of the lowest Ba column.
+  ASSERT_NE(bottom, nullptr);
+  auto local_max = [](const cv::Mat& image, double x, double y) {
+    cv::Rect r(static_cast<int>(x) - 3, static_cast<int>(y) - 3, 7, 7);
+    r &= cv::Rect(0, 0, image.cols, image.rows);
+    cv::Point loc;
+    cv::minMaxLoc(image(r), nullptr, nullptr, nullptr, &loc);
+    return loc.x + r.x;
+  };
+  const int x_moved = local_max(moved.image, bottom->x, bottom->y);
+  const int x_still = local_max(still.image, bottom_still->x, bottom_still->y);
+  EXPECT_NEAR(x_moved - x_still, drift * bottom->y / (size - 1), 1.0);
+}
+
+TEST(SynthTest, WriteSynthFrameRoundTrip) {
+  SynthOptions o = Opts(SynthLattice::kYbco, 96, 0.1, 12);
+  o.amorphous_fraction = 0.2;
+  o.drift_px = 1.5;
+  SynthFrame f = MustSynthesize(o);
+  const std::string dir = TempDirFor("roundtrip") + "/nested";
+  std::filesystem::remove_all(TempDirFor("roundtrip"));
+  ASSERT_TRUE(WriteSynthFrame(f, dir).ok());
+  for (const char* name : {"image.npy", "meta.json", "atoms.csv", "amorphous_mask.npy"}) {
+    EXPECT_TRUE(std::filesystem::exists(dir + "/" + name)) << name;
+  }
+
+  const std::string meta = ReadAll(dir + "/meta.json");
+  const double px = 0.125;
+  const double density = 6.0 / (3.82 * 11.68) * 100.0;
+  const double nn = std::hypot(0.5 * 3.82, (0.5 - 0.355) * 11.68);
+  EXPECT_DOUBLE_EQ(JsonNumber(meta, "pixel_size_angstrom"), px);
+  EXPECT_NEAR(JsonNumber(meta, "px_per_angstrom"), 1.0 / px, 1e-12);
+  EXPECT_NEAR(JsonNumber(meta, "atom_density_per_px2"), density / 100.0 * px * px, 1e-14);
+  EXPECT_NEAR(JsonNumber(meta, "nn_min_px"), nn / px, 1e-9);
+  EXPECT_NEAR(JsonNumber(meta, "column_density_per_nm2"), density, 1e-9);
+  EXPECT_NEAR(JsonNumber(meta, "nearest_neighbor_angstrom"), nn, 1e-12);
+  EXPECT_DOUBLE_EQ(JsonNumber(meta, "noise"), 0.1);
+  EXPECT_DOUBLE_EQ(JsonNumber(meta, "amorphous_fraction"), 0.2);
+  EXPECT_DOUBLE_EQ(JsonNumber(meta, "drift_px"), 1.5);
+  EXPECT_DOUBLE_EQ(JsonNumber(meta, "dose"), 0.0);
+  EXPECT_DOUBLE_EQ(JsonNumber(meta, "seed"), 12.0);
+  EXPECT_DOUBLE_EQ(JsonNumber(meta, "width"), 96.0);
+  EXPECT_DOUBLE_EQ(JsonNumber(meta, "height"), 96.0);
+  EXPECT_THAT(meta, HasSubstr("\"lattice\": \"ybco\""));
+  EXPECT_EQ(meta.front(), '{');
+  EXPECT_EQ(meta[meta.find_last_not_of("\n")], '}');
+
+  std::istringstream csv(ReadAll(dir + "/atoms.csv"));
+  std::string line;
+  std::vector<std::string> lines;
+  while (std::getline(csv, line)) lines.push_back(line);
+  ASSERT_EQ(lines.size(), f.atoms.size() + 1);
+  EXPECT_EQ(lines[0].rfind("x,y", 0), 0u);
+  EXPECT_THAT(lines[0], HasSubstr("amorphous"));
+  int amorphous_rows = 0;
+  for (size_t i = 1; i < lines.size(); ++i) {
+    std::vector<std::string> cells;
+    std::stringstream ss(lines[i]);
+    std::string cell;
+    while (std::getline(ss, cell, ',')) cells.push_back(cell);
+    ASSERT_EQ(cells.size(), 6u) << lines[i];
+    const SynthAtom& a = f.atoms[i - 1];
+    EXPECT_EQ(std::stod(cells[0]), a.x);
+    EXPECT_EQ(std::stod(cells[1]), a.y);
+    EXPECT_EQ(cells[2], a.element);
+    EXPECT_EQ(cells[5], a.amorphous ? "1" : "0");
+    amorphous_rows += a.amorphous;
+  }
+  EXPECT_GT(amorphous_rows, 0);
+
+  absl::StatusOr<cv::Mat> image = LoadFrame(dir + "/image.npy");
+  ASSERT_TRUE(image.ok()) << image.status();
+  ASSERT_EQ(image->type(), CV_32F);
+  EXPECT_EQ(cv::norm(*image, f.image, cv::NORM_INF), 0.0);
+  absl::StatusOr<cv::Mat> mask = LoadFrame(dir + "/amorphous_mask.npy");
+  ASSERT_TRUE(mask.ok()) << mask.status();
+  ASSERT_EQ(mask->type(), CV_8U);
+  EXPECT_EQ(cv::norm(*mask, f.amorphous_mask, cv::NORM_INF), 0.0);
+
+  // meta.json is also a prior: the fields agree with the frame's.
+  EXPECT_NEAR(JsonNumber(meta, "nearest_neighbor_angstrom"), f.prior.nearest_neighbor_angstrom,
+              0.0);
+  std::filesystem::remove_all(TempDirFor("roundtrip"));
+}
+
+TEST(SynthTest, WriteSynthFrameErrorsNameThePath) {
+  SynthFrame f = MustSynthesize(Opts(SynthLattice::kPerovskite, 32));
+  const std::string base = TempDirFor("errors");
+  std::filesystem::remove_all(base);
+  std::filesystem::create_directories(base);
+  const std::string file = base + "/a_file";
+  std::ofstream(file) << "x";
+  const std::string dir = file + "/sub";
+  absl::Status s = WriteSynthFrame(f, dir);
+  EXPECT_FALSE(s.ok());
+  EXPECT_THAT(s.message(), HasSubstr(file));
+
+  SynthFrame empty;
+  s = WriteSynthFrame(empty, base + "/out");
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr(base + "/out"));
+  std::filesystem::remove_all(base);
+}
+
+TEST(SynthTest, ExtremeButValidOptions) {
+  for (SynthLattice l : {SynthLattice::kYbco, SynthLattice::kPerovskite, SynthLattice::kHex}) {
+    SCOPED_TRACE(SynthLatticeName(l));
+    SynthOptions o = Opts(l, 8, 1.0, 99);
+    o.height = 300;
+    o.amorphous_fraction = 0.9;
+    o.drift_px = l == SynthLattice::kHex ? 1e6 : -500.0;
+    o.dose = 1e-3;
+    o.pixel_size_angstrom = l == SynthLattice::kHex ? 0.7 : 1.0;
+    SynthFrame f = MustSynthesize(o);
+    EXPECT_EQ(f.image.rows, 300);
+    EXPECT_EQ(f.image.cols, 8);
+    EXPECT_TRUE(cv::checkRange(f.image));
+    for (const SynthAtom& a : f.atoms) {
+      EXPECT_TRUE(a.x >= -0.5 && a.x < 7.5) << a.x;
+      EXPECT_TRUE(a.y >= -0.5 && a.y < 299.5) << a.y;
+    }
+    o.dose = 1e12;
+    o.noise = 0.0;
+    o.amorphous_fraction = 0.0;
+    o.drift_px = 0.0;
+    SynthFrame clean_dose = MustSynthesize(o);
+    o.dose = 0.0;
+    SynthFrame clean = MustSynthesize(o);
+    // At a huge dose shot noise vanishes.
+    EXPECT_LT(cv::norm(clean_dose.image, clean.image, cv::NORM_INF), 1e-4);
+  }
+}
+
+// Every effect at once on a frame of the size benchmarks use: sizes and the
+// amorphous share still hold (speed is measured by the benchmarks, not here).
+TEST(SynthTest, LargeFrameWithAllEffects) {
+  SynthOptions o = Opts(SynthLattice::kYbco, 2048, 0.1, 1);
+  o.amorphous_fraction = 0.15;
+  o.drift_px = 3.0;
+  SynthFrame f = MustSynthesize(o);
+  EXPECT_EQ(f.image.rows, 2048);
+  EXPECT_EQ(f.image.cols, 2048);
+  EXPECT_NEAR(cv::mean(f.amorphous_mask)[0], 0.15, 0.015);
+  EXPECT_FALSE(f.atoms.empty());
+}
+
+}  // namespace
+}  // namespace logstar

@@ -1,0 +1,342 @@
+// GaussianProcess against scikit-learn 1.2's GaussianProcessRegressor on the
+// goldens of tests/conformance/make_gp_goldens.py (tests/data/gp/).
+#include "engine/optimize/gaussian_process.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <Eigen/Core>
+#include <nlohmann/json.hpp>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "engine/optimize/sobol.h"
+
+namespace logstar {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr double kPredictionTolerance = 1e-6;  // relative to max(1, |value|)
+constexpr double kLmlRelTolerance = 0.01;      // fitted LML vs sklearn's
+
+struct FittedGolden {
+  int n_restarts = 0;
+  double lml = 0.0;
+  std::vector<double> theta;
+};
+
+struct GpCase {
+  std::string name;
+  Eigen::MatrixXd x;
+  Eigen::VectorXd y;
+  Eigen::MatrixXd x_test;
+  GpHyperparameters fixed;
+  Eigen::VectorXd mean;
+  Eigen::VectorXd std;
+  double lml = 0.0;
+  Eigen::VectorXd gradient;
+  std::vector<FittedGolden> fitted;
+};
+
+Eigen::MatrixXd ToMatrix(const nlohmann::json& j) {
+  Eigen::MatrixXd m(j.size(), j.at(0).size());
+  for (size_t r = 0; r < j.size(); ++r) {
+    for (size_t c = 0; c < j[r].size(); ++c) m(r, c) = j[r][c].get<double>();
+  }
+  return m;
+}
+
+Eigen::VectorXd ToVector(const nlohmann::json& j) {
+  Eigen::VectorXd v(j.size());
+  for (size_t i = 0; i < j.size(); ++i) v[i] = j[i].get<double>();
+  return v;
+}
+
+nlohmann::json ReadJson(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return nlohmann::json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
+}
+
+std::vector<GpCase> LoadCases() {
+  const std::string dir = std::string(LOGSTAR_TEST_DATA_DIR) + "/gp/";
+  const nlohmann::json index = ReadJson(dir + "index.json");
+  std::vector<GpCase> cases;
+  if (index.is_discarded() || !index.contains("cases")) return cases;
+  for (const nlohmann::json& name : index["cases"]) {
+    const nlohmann::json j = ReadJson(dir + name.get<std::string>() + ".json");
+    if (j.is_discarded()) continue;
+    GpCase c;
+    c.name = j["name"];
+    c.x = ToMatrix(j["x"]);
+    c.y = ToVector(j["y"]);
+    c.x_test = ToMatrix(j["x_test"]);
+    const nlohmann::json& f = j["fixed"];
+    c.fixed.signal_variance = f["signal_variance"];
+    c.fixed.length_scales = f["length_scales"].get<std::vector<double>>();
+    c.fixed.noise_variance = f["noise_variance"];
+    c.mean = ToVector(f["mean"]);
+    c.std = ToVector(f["std"]);
+    c.lml = f["log_marginal_likelihood"];
+    c.gradient = ToVector(f["lml_gradient"]);
+    for (const nlohmann::json& r : j["fitted"]) {
+      c.fitted.push_back({r["n_restarts"].get<int>(), r["log_marginal_likelihood"].get<double>(),
+                          r["theta"].get<std::vector<double>>()});
+    }
+    cases.push_back(std::move(c));
+  }
+  return cases;
+}
+
+const std::vector<GpCase>& Cases() {
+  static const std::vector<GpCase>* const cases = new std::vector<GpCase>(LoadCases());
+  return *cases;
+}
+
+double Tolerance(double value) { return kPredictionTolerance * std::max(1.0, std::abs(value)); }
+
+// sklearn's standardisation, for calling LogMarginalLikelihood directly.
+Eigen::VectorXd Standardise(const Eigen::VectorXd& y) {
+  const double mean = y.mean();
+  double std = std::sqrt((y.array() - mean).square().mean());
+  if (y.maxCoeff() == y.minCoeff()) std = 0.0;
+  return (y.array() - (std == 0.0 ? y[0] : mean)) / (std == 0.0 ? 1.0 : std);
+}
+
+TEST(GaussianProcessTest, GoldensArePresent) {
+  ASSERT_GE(Cases().size(), 5u) << "run tests/conformance/make_gp_goldens.py";
+  int dims_seen = 0;
+  for (const GpCase& c : Cases()) dims_seen |= 1 << c.x.cols();
+  EXPECT_EQ(dims_seen & 0b10110, 0b10110) << "want d = 1, 2 and 4";
+}
+
+TEST(GaussianProcessTest, FixedHyperparametersMatchSklearnPredictions) {
+  for (const GpCase& c : Cases()) {
+    SCOPED_TRACE(c.name);
+    GaussianProcessOptions options;
+    options.optimize = false;
+    absl::StatusOr<GaussianProcess> gp = GaussianProcess::Fit(c.x, c.y, options, &c.fixed);
+    ASSERT_TRUE(gp.ok()) << gp.status();
+    Eigen::VectorXd mean, std;
+    ASSERT_TRUE(gp->Predict(c.x_test, &mean, &std).ok());
+    ASSERT_EQ(mean.size(), c.mean.size());
+    for (Eigen::Index i = 0; i < mean.size(); ++i) {
+      EXPECT_NEAR(mean[i], c.mean[i], Tolerance(c.mean[i])) << "mean at test point " << i;
+      EXPECT_NEAR(std[i], c.std[i], Tolerance(c.std[i])) << "std at test point " << i;
+    }
+    EXPECT_NEAR(gp->log_marginal_likelihood(), c.lml, Tolerance(c.lml));
+    EXPECT_EQ(gp->jitter(), 1e-10);
+  }
+}
+
+TEST(GaussianProcessTest, LmlAndGradientMatchSklearn) {
+  for (const GpCase& c : Cases()) {
+    SCOPED_TRACE(c.name);
+    Eigen::VectorXd gradient;
+    absl::StatusOr<double> lml =
+        LogMarginalLikelihood(c.x, Standardise(c.y), c.fixed, 1e-10, &gradient);
+    ASSERT_TRUE(lml.ok()) << lml.status();
+    EXPECT_NEAR(*lml, c.lml, Tolerance(c.lml));
+    ASSERT_EQ(gradient.size(), c.gradient.size());
+    for (Eigen::Index i = 0; i < gradient.size(); ++i) {
+      EXPECT_NEAR(gradient[i], c.gradient[i], Tolerance(c.gradient[i])) << "component " << i;
+    }
+  }
+}
+
+TEST(GaussianProcessTest, FittedLmlMatchesSklearn) {
+  int compared = 0;
+  for (const GpCase& c : Cases()) {
+    for (const FittedGolden& golden : c.fitted) {
+      SCOPED_TRACE(c.name + " restarts " + std::to_string(golden.n_restarts));
+      GaussianProcessOptions options;
+      options.num_restarts = golden.n_restarts;
+      options.seed = golden.n_restarts;
+      absl::StatusOr<GaussianProcess> gp = GaussianProcess::Fit(c.x, c.y, options);
+      ASSERT_TRUE(gp.ok()) << gp.status();
+      const double ours = gp->log_marginal_likelihood();
+      std::printf("%-16s restarts %d: LML sklearn %.9g, logstar %.9g\n", c.name.c_str(),
+                  golden.n_restarts, golden.lml, ours);
+      const double tolerance = kLmlRelTolerance * std::max(1.0, std::abs(golden.lml));
+      // Never much worse; better (another local optimum) is fine.
+      EXPECT_GE(ours, golden.lml - tolerance) << "sklearn " << golden.lml << ", ours " << ours;
+      EXPECT_LE(ours, golden.lml + 10 * tolerance) << "suspiciously better than sklearn";
+      const GpHyperparameters& h = gp->hyperparameters();
+      EXPECT_GE(h.signal_variance, 1e-3);
+      EXPECT_LE(h.signal_variance, 1e3);
+      EXPECT_GE(h.noise_variance, 1e-6);
+      EXPECT_LE(h.noise_variance, 1.0);
+      for (double l : h.length_scales) {
+        EXPECT_GE(l, 1e-2);
+        EXPECT_LE(l, 1e2);
+      }
+      ++compared;
+    }
+  }
+  EXPECT_GE(compared, 8);
+}
+
+TEST(GaussianProcessTest, FitIsDeterministicForASeed) {
+  const GpCase& c = Cases().at(2);
+  GaussianProcessOptions options;
+  options.seed = 7;
+  absl::StatusOr<GaussianProcess> a = GaussianProcess::Fit(c.x, c.y, options);
+  absl::StatusOr<GaussianProcess> b = GaussianProcess::Fit(c.x, c.y, options);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(a->log_marginal_likelihood(), b->log_marginal_likelihood());
+  EXPECT_EQ(a->hyperparameters().length_scales, b->hyperparameters().length_scales);
+}
+
+TEST(GaussianProcessTest, WarmStartAtOptimumStaysThere) {
+  const GpCase& c = Cases().at(0);
+  GaussianProcessOptions options;
+  absl::StatusOr<GaussianProcess> first = GaussianProcess::Fit(c.x, c.y, options);
+  ASSERT_TRUE(first.ok());
+  options.num_restarts = 0;
+  absl::StatusOr<GaussianProcess> second =
+      GaussianProcess::Fit(c.x, c.y, options, &first->hyperparameters());
+  ASSERT_TRUE(second.ok());
+  EXPECT_NEAR(second->log_marginal_likelihood(), first->log_marginal_likelihood(), 1e-6);
+}
+
+TEST(GaussianProcessTest, GradientMatchesFiniteDifferences) {
+  SplitMix64 rng(42);
+  for (int d : {1, 2, 3, 5}) {
+    const int n = 6 + 5 * d;
+    Eigen::MatrixXd x(n, d);
+    Eigen::VectorXd y(n);
+    for (int i = 0; i < n; ++i) {
+      for (int j = 0; j < d; ++j) x(i, j) = rng.Uniform();
+      y[i] = std::sin(3 * x(i, 0)) + 0.1 * rng.Uniform();
+    }
+    GpHyperparameters h;
+    h.signal_variance = rng.Uniform(0.3, 3.0);
+    for (int j = 0; j < d; ++j) h.length_scales.push_back(rng.Uniform(0.1, 2.0));
+    h.noise_variance = rng.Uniform(1e-3, 0.1);
+    Eigen::VectorXd gradient;
+    absl::StatusOr<double> lml = LogMarginalLikelihood(x, y, h, 1e-10, &gradient);
+    ASSERT_TRUE(lml.ok());
+    ASSERT_EQ(gradient.size(), d + 2);
+    // Central differences in θ = (log s², log ℓ, log noise²).
+    auto at = [&](int p, double delta) {
+      GpHyperparameters g = h;
+      if (p == 0) g.signal_variance *= std::exp(delta);
+      if (p >= 1 && p <= d) g.length_scales[p - 1] *= std::exp(delta);
+      if (p == d + 1) g.noise_variance *= std::exp(delta);
+      return *LogMarginalLikelihood(x, y, g, 1e-10);
+    };
+    constexpr double kStep = 1e-5;
+    for (int p = 0; p < d + 2; ++p) {
+      const double numeric = (at(p, kStep) - at(p, -kStep)) / (2 * kStep);
+      EXPECT_NEAR(gradient[p], numeric, 1e-5 * std::max(1.0, std::abs(numeric)))
+          << "d " << d << ", component " << p;
+    }
+  }
+}
+
+TEST(GaussianProcessTest, LatentStddevExcludesNoise) {
+  const GpCase& c = Cases().at(1);
+  GaussianProcessOptions options;
+  options.optimize = false;
+  absl::StatusOr<GaussianProcess> gp = GaussianProcess::Fit(c.x, c.y, options, &c.fixed);
+  ASSERT_TRUE(gp.ok());
+  Eigen::VectorXd mean_noisy, noisy, mean_latent, latent;
+  ASSERT_TRUE(gp->Predict(c.x_test, &mean_noisy, &noisy, /*with_noise=*/true).ok());
+  ASSERT_TRUE(gp->Predict(c.x_test, &mean_latent, &latent, /*with_noise=*/false).ok());
+  const double noise = c.fixed.noise_variance * gp->target_scale() * gp->target_scale();
+  for (Eigen::Index i = 0; i < noisy.size(); ++i) {
+    EXPECT_EQ(mean_noisy[i], mean_latent[i]);
+    EXPECT_NEAR(noisy[i] * noisy[i], latent[i] * latent[i] + noise, 1e-9);
+  }
+  Eigen::VectorXd mean_only;
+  EXPECT_TRUE(gp->Predict(c.x_test, &mean_only, nullptr).ok());
+  EXPECT_EQ(mean_only, mean_noisy);
+}
+
+TEST(GaussianProcessTest, JitterEscalatesOnASingularCovariance) {
+  Eigen::MatrixXd x(4, 1);
+  x << 0.1, 0.5, 0.5, 0.9;  // a repeated input and (almost) no noise
+  Eigen::VectorXd y(4);
+  y << 0.0, 1.0, 1.0, 0.5;
+  GaussianProcessOptions options;
+  options.optimize = false;
+  options.jitter = 0.0;
+  GpHyperparameters h{1.0, {0.3}, 1e-300};
+  absl::StatusOr<GaussianProcess> gp = GaussianProcess::Fit(x, y, options, &h);
+  ASSERT_TRUE(gp.ok()) << gp.status();
+  EXPECT_GT(gp->jitter(), 0.0);
+  EXPECT_LE(gp->jitter(), 1e-2);
+  Eigen::VectorXd mean, std;
+  ASSERT_TRUE(gp->Predict(x, &mean, &std).ok());
+  EXPECT_NEAR(mean[1], 1.0, 1e-3);
+}
+
+TEST(GaussianProcessTest, BadInputIsInvalidArgumentNamingTheProblem) {
+  Eigen::MatrixXd x(3, 2);
+  x << 0.1, 0.2, 0.3, 0.4, 0.5, 0.6;
+  Eigen::VectorXd y(3);
+  y << 1, 2, 3;
+  const GaussianProcessOptions options;
+  auto expect = [&](const Eigen::MatrixXd& xs, const Eigen::VectorXd& ys, const char* text) {
+    absl::StatusOr<GaussianProcess> gp = GaussianProcess::Fit(xs, ys, options);
+    ASSERT_FALSE(gp.ok()) << text;
+    EXPECT_EQ(gp.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(gp.status().message(), HasSubstr(text));
+  };
+  Eigen::MatrixXd bad = x;
+  bad(1, 1) = std::nan("");
+  expect(bad, y, "x(1, 1) is not finite");
+  Eigen::VectorXd bad_y = y;
+  bad_y[2] = std::numeric_limits<double>::infinity();
+  expect(x, bad_y, "y(2) is not finite");
+  expect(x, Eigen::VectorXd(2), "2 values but x has 3 rows");
+  expect(Eigen::MatrixXd(0, 2), Eigen::VectorXd(0), "empty");
+  expect(Eigen::MatrixXd(3, 0), y, "no dimensions");
+  bad = x;
+  bad(2, 0) = 1.5;
+  expect(bad, y, "outside the unit box");
+  bad = x;
+  bad(0, 1) = -1e-9;
+  expect(bad, y, "outside the unit box");
+
+  GpHyperparameters wrong{1.0, {1.0}, 1e-3};
+  absl::StatusOr<GaussianProcess> gp = GaussianProcess::Fit(x, y, options, &wrong);
+  EXPECT_THAT(gp.status().message(), HasSubstr("1 length scales for 2 input dimensions"));
+  wrong.length_scales = {1.0, -2.0};
+  gp = GaussianProcess::Fit(x, y, options, &wrong);
+  EXPECT_THAT(gp.status().message(), HasSubstr("length_scales[1]"));
+
+  GaussianProcessOptions bad_options;
+  bad_options.length_scale_min = 0.0;
+  EXPECT_THAT(bad_options.Validate().message(), HasSubstr("length_scale_min/_max"));
+  bad_options = {};
+  bad_options.num_restarts = -1;
+  EXPECT_THAT(bad_options.Validate().message(), HasSubstr("num_restarts"));
+  bad_options = {};
+  bad_options.jitter = -1;
+  EXPECT_THAT(GaussianProcess::Fit(x, y, bad_options).status().message(), HasSubstr("jitter"));
+  bad_options = {};
+  bad_options.max_iterations = 0;
+  EXPECT_THAT(bad_options.Validate().message(), HasSubstr("max_iterations"));
+
+  gp = GaussianProcess::Fit(x, y, options);
+  ASSERT_TRUE(gp.ok());
+  Eigen::VectorXd mean;
+  EXPECT_THAT(gp->Predict(Eigen::MatrixXd(2, 3), &mean, nullptr).message(),
+              HasSubstr("3 columns, the model has 2"));
+  EXPECT_FALSE(gp->Predict(x, nullptr, nullptr).ok());
+  EXPECT_EQ(LogMarginalLikelihood(x, y, {1.0, {1.0, 1.0}, 0.0}, 1e-10).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace logstar

@@ -1,0 +1,403 @@
+#include "engine/physics/rewards.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "engine/physics/physics_prior.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace logstar {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr double kPixelAngstrom = 0.125;
+// Square lattice used throughout: 20 px = 2.5 Å spacing, 16 columns per nm²,
+// so n_expected is exactly one atom per 400 px².
+constexpr double kSpacingPx = 20.0;
+
+PhysicsPrior SquareLatticePrior() {
+  const double spacing_angstrom = kSpacingPx * kPixelAngstrom;
+  PhysicsPrior prior;
+  prior.pixel_size_angstrom = kPixelAngstrom;
+  prior.column_density_per_nm2 = 100.0 / (spacing_angstrom * spacing_angstrom);
+  prior.nearest_neighbor_angstrom = spacing_angstrom;
+  return prior;
+}
+
+RewardOptions Options(double ds_factor, int num_neighbors = 4) {
+  RewardOptions options;
+  options.ds_factor = ds_factor;
+  options.num_neighbors = num_neighbors;
+  return options;
+}
+
+// A 200 x 200 px region holding a 10 x 10 square lattice, half a spacing in
+// from every edge.
+constexpr PixelRegion kLatticeRegion = {.col0 = 100, .row0 = 50, .cols = 200, .rows = 200};
+constexpr int kLatticeSites = 10;
+
+PointXY Site(int i, int j) {
+  return {kLatticeRegion.col0 - 0.5 + kSpacingPx / 2 + i * kSpacingPx,
+          kLatticeRegion.row0 - 0.5 + kSpacingPx / 2 + j * kSpacingPx};
+}
+
+std::vector<PointXY> SquareLattice() {
+  std::vector<PointXY> atoms;
+  for (int j = 0; j < kLatticeSites; ++j) {
+    for (int i = 0; i < kLatticeSites; ++i) atoms.push_back(Site(i, j));
+  }
+  return atoms;
+}
+
+Rewards MustCompute(const std::vector<PointXY>& atoms, const PixelRegion& region,
+                    const PhysicsPrior& prior, const RewardOptions& options) {
+  absl::StatusOr<Rewards> rewards = ComputeRewards(atoms, region, prior, options);
+  EXPECT_TRUE(rewards.ok()) << rewards.status();
+  return rewards.ok() ? *rewards : Rewards{};
+}
+
+TEST(RewardsTest, PerfectLatticeHasNoErrors) {
+  const PhysicsPrior prior = SquareLatticePrior();
+  ASSERT_TRUE(prior.Validate().ok()) << prior.Validate();
+  const Rewards r = MustCompute(SquareLattice(), kLatticeRegion, prior, RewardOptions{});
+  EXPECT_EQ(r.num_found, 100);
+  EXPECT_NEAR(r.num_expected, 100.0, 1e-9);
+  EXPECT_NEAR(r.qc, 0.0, 1e-12);
+  EXPECT_EQ(r.num_erroneous, 0);
+  EXPECT_EQ(r.er, 0.0);
+  EXPECT_NEAR(r.ds_px, 4 * 0.6 * kSpacingPx, 1e-12);
+}
+
+TEST(RewardsTest, ThresholdIsStrict) {
+  // Interior sites have four neighbours at exactly 20 px (sum 80); edge sites
+  // have three at 20 and one at 20*sqrt(2) (sum 88.3), corners more.
+  const std::vector<PointXY> atoms = SquareLattice();
+  const PhysicsPrior prior = SquareLatticePrior();
+  EXPECT_EQ(MustCompute(atoms, kLatticeRegion, prior, Options(1.0)).num_erroneous, 0);
+  const Rewards r = MustCompute(atoms, kLatticeRegion, prior, Options(1.01));
+  EXPECT_EQ(r.num_erroneous, 8 * 8);
+  EXPECT_NEAR(r.er, 0.64, 1e-9);
+  EXPECT_EQ(MustCompute(atoms, kLatticeRegion, prior, Options(1.2)).num_erroneous, 100 - 4);
+}
+
+TEST(RewardsTest, SpuriousAtomsOnePixelAwayFormErroneousPairs) {
+  // Real atom A with a spurious B 1 px away (unit vector u): A sums
+  // 1 + 3*20 = 61 and B at most 1 + 19 + 2*sqrt(401 + 40 |u.e|) < 62, while
+  // every lattice atom keeps a sum >= 19 + 3*20 = 79. With DS = 4*0.875*20 =
+  // 70 each pair counts twice; with the default DS = 48 not at all.
+  const PointXY offsets[] = {{1, 0}, {0, 1}, {-1, 0}, {0.6, -0.8}, {-0.8, 0.6}};
+  const int sites[][2] = {{2, 2}, {2, 6}, {6, 2}, {6, 6}, {4, 4}};
+  const PhysicsPrior prior = SquareLatticePrior();
+  for (int k = 0; k <= 5; ++k) {
+    SCOPED_TRACE(absl::StrCat("pairs: ", k));
+    std::vector<PointXY> atoms = SquareLattice();
+    for (int p = 0; p < k; ++p) {
+      const PointXY a = Site(sites[p][0], sites[p][1]);
+      atoms.push_back({a.x + offsets[p].x, a.y + offsets[p].y});
+    }
+    const Rewards r = MustCompute(atoms, kLatticeRegion, prior, Options(0.875));
+    EXPECT_EQ(r.num_found, 100 + k);
+    EXPECT_NEAR(r.qc, k / 100.0, 1e-9);
+    EXPECT_EQ(r.num_erroneous, 2 * k);
+    EXPECT_NEAR(r.er, 2 * k / 100.0, 1e-9);
+    EXPECT_EQ(MustCompute(atoms, kLatticeRegion, prior, RewardOptions{}).num_erroneous, 0);
+  }
+}
+
+TEST(RewardsTest, TightClusterIsErroneousWithDefaultOptions) {
+  // Five atoms in a plus shape of arm 1 px: the centre sums 4, each arm
+  // 1 + 2*sqrt(2) + 2 = 5.8, both far below DS = 48; the lattice neighbours
+  // of the centre still sum >= 19 + 20 + 2*20.02 > 48.
+  std::vector<PointXY> atoms = SquareLattice();
+  const PointXY c = Site(5, 5);
+  for (const PointXY d : {PointXY{1, 0}, PointXY{-1, 0}, PointXY{0, 1}, PointXY{0, -1}}) {
+    atoms.push_back({c.x + d.x, c.y + d.y});
+  }
+  const Rewards r = MustCompute(atoms, kLatticeRegion, SquareLatticePrior(), RewardOptions{});
+  EXPECT_EQ(r.num_found, 104);
+  EXPECT_EQ(r.num_erroneous, 5);
+}
+
+TEST(RewardsTest, ExactDuplicatesAreNeighbours) {
+  const PhysicsPrior prior = SquareLatticePrior();
+  // One duplicate: each copy sums 0 + 3*20 = 60 (< 70, > 48).
+  std::vector<PointXY> atoms = SquareLattice();
+  atoms.push_back(Site(3, 3));
+  EXPECT_EQ(MustCompute(atoms, kLatticeRegion, prior, Options(0.875)).num_erroneous, 2);
+  EXPECT_EQ(MustCompute(atoms, kLatticeRegion, prior, RewardOptions{}).num_erroneous, 0);
+  // Three copies: each sums 0 + 0 + 2*20 = 40 < 48. Treating every zero
+  // distance as "self" and summing the next four would give 80 and miss them.
+  atoms.push_back(Site(3, 3));
+  EXPECT_EQ(MustCompute(atoms, kLatticeRegion, prior, RewardOptions{}).num_erroneous, 3);
+  // Six copies at (3, 3): more than k + 1 points at distance 0, so the
+  // query may not even return the atom itself; each still sums 0. Of four
+  // copies at (7, 7) each has only three others at 0 and sums 20; the fifth
+  // copy brings all five to 0.
+  for (int i = 0; i < 3; ++i) atoms.push_back(Site(3, 3));
+  for (int i = 0; i < 3; ++i) atoms.push_back(Site(7, 7));
+  EXPECT_EQ(MustCompute(atoms, kLatticeRegion, prior, Options(0.001)).num_erroneous, 6);
+  atoms.push_back(Site(7, 7));
+  EXPECT_EQ(MustCompute(atoms, kLatticeRegion, prior, Options(0.001)).num_erroneous, 6 + 5);
+}
+
+TEST(RewardsTest, FewerThanFiveAtomsGiveNoErrors) {
+  const PhysicsPrior prior = SquareLatticePrior();
+  const PointXY p = Site(4, 4);
+  std::vector<PointXY> atoms(4, p);
+  Rewards r = MustCompute(atoms, kLatticeRegion, prior, RewardOptions{});
+  EXPECT_EQ(r.num_found, 4);
+  EXPECT_EQ(r.num_erroneous, 0);
+  EXPECT_EQ(r.er, 0.0);
+  atoms.push_back(p);
+  r = MustCompute(atoms, kLatticeRegion, prior, RewardOptions{});
+  EXPECT_EQ(r.num_erroneous, 5);
+  EXPECT_NEAR(r.er, 0.05, 1e-9);
+  // The minimum follows num_neighbors.
+  EXPECT_EQ(MustCompute({p, p}, kLatticeRegion, prior, Options(0.6, 2)).num_erroneous, 0);
+  EXPECT_EQ(MustCompute({p, p, p}, kLatticeRegion, prior, Options(0.6, 2)).num_erroneous, 3);
+  EXPECT_EQ(MustCompute({}, kLatticeRegion, prior, RewardOptions{}).num_found, 0);
+}
+
+TEST(RewardsTest, NumExpectedIsDensityTimesArea) {
+  PhysicsPrior prior;
+  prior.pixel_size_angstrom = 0.125;
+  prior.column_density_per_nm2 = 13.4;
+  prior.nearest_neighbor_angstrom = 2.55;
+  const PixelRegion region = {.col0 = 7, .row0 = -3, .cols = 37, .rows = 53};
+  const Rewards r = MustCompute({}, region, prior, RewardOptions{});
+  // 0.125 Å = 0.0125 nm per pixel.
+  const double expected = 13.4 * 0.0125 * 0.0125 * 37 * 53;
+  EXPECT_NEAR(r.num_expected, expected, 1e-12);
+  EXPECT_NEAR(r.qc, 1.0, 1e-12);  // nothing found
+  EXPECT_NEAR(r.ds_px, 4 * 0.6 * 2.55 / 0.125, 1e-12);
+}
+
+TEST(RewardsTest, RegionIsHalfOpenAroundPixelCentres) {
+  const PhysicsPrior prior = SquareLatticePrior();
+  const PixelRegion region = {.col0 = 10, .row0 = 20, .cols = 30, .rows = 40};
+  auto found = [&](double x, double y) {
+    return MustCompute({PointXY{x, y}}, region, prior, RewardOptions{}).num_found;
+  };
+  EXPECT_EQ(found(9.5, 30), 1);  // col0 - 0.5
+  EXPECT_EQ(found(std::nextafter(9.5, 0.0), 30), 0);
+  EXPECT_EQ(found(39.5, 30), 0);  // col0 + cols - 0.5
+  EXPECT_EQ(found(std::nextafter(39.5, 0.0), 30), 1);
+  EXPECT_EQ(found(20, 19.5), 1);  // row0 - 0.5
+  EXPECT_EQ(found(20, std::nextafter(19.5, 0.0)), 0);
+  EXPECT_EQ(found(20, 59.5), 0);  // row0 + rows - 0.5
+  EXPECT_EQ(found(20, std::nextafter(59.5, 0.0)), 1);
+  EXPECT_EQ(found(9.5, 19.5), 1);
+  EXPECT_EQ(found(39.5, 59.5), 0);
+}
+
+TEST(RewardsTest, TilingCountsEveryAtomOnce) {
+  // A 400 x 300 frame cut into four 200 x 150 tiles.
+  constexpr int kCols = 400, kRows = 300;
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<double> ux(-0.5, kCols - 0.5), uy(-0.5, kRows - 0.5);
+  std::vector<PointXY> atoms;
+  for (int i = 0; i < 2000; ++i) atoms.push_back({ux(rng), uy(rng)});
+  // Atoms exactly on the tile borders and the frame's top-left corner.
+  for (double y : {-0.5, 10.0, 149.5, 200.0}) atoms.push_back({199.5, y});
+  for (double x : {-0.5, 10.0, 199.5, 300.0}) atoms.push_back({x, 149.5});
+  // Atoms outside the frame (the far edges are exclusive).
+  atoms.push_back({399.5, 10.0});
+  atoms.push_back({10.0, 299.5});
+  atoms.push_back({-1.0, 10.0});
+  const int in_frame = static_cast<int>(atoms.size()) - 3;
+
+  const PhysicsPrior prior = SquareLatticePrior();
+  const PixelRegion frame = {.col0 = 0, .row0 = 0, .cols = kCols, .rows = kRows};
+  EXPECT_EQ(MustCompute(atoms, frame, prior, RewardOptions{}).num_found, in_frame);
+  int total = 0;
+  double expected_total = 0.0;
+  for (int row0 : {0, 150}) {
+    for (int col0 : {0, 200}) {
+      const PixelRegion tile = {.col0 = col0, .row0 = row0, .cols = 200, .rows = 150};
+      const Rewards r = MustCompute(atoms, tile, prior, RewardOptions{});
+      total += r.num_found;
+      expected_total += r.num_expected;
+    }
+  }
+  EXPECT_EQ(total, in_frame);
+  EXPECT_NEAR(expected_total, kCols * kRows / (kSpacingPx * kSpacingPx), 1e-9);
+}
+
+TEST(RewardsTest, NeighboursComeOnlyFromTheRegion) {
+  // A spurious atom B 1 px right of the right-most lattice column, exactly on
+  // the (exclusive) right edge: outside the region it is nobody's neighbour.
+  // Once the region grows by a pixel, A sums 1 + 3*20 = 61 and B
+  // 1 + 21 + 2*sqrt(401) = 62.05, both below DS = 70.
+  std::vector<PointXY> atoms = SquareLattice();
+  const PointXY a = Site(9, 4);
+  atoms.push_back({a.x + 1.0, a.y});
+  const PhysicsPrior prior = SquareLatticePrior();
+  PixelRegion region = kLatticeRegion;
+  region.cols = static_cast<int>(a.x + 1.0 + 0.5) - region.col0;
+  ASSERT_EQ(region.col0 + region.cols - 0.5, a.x + 1.0);
+  Rewards r = MustCompute(atoms, region, prior, Options(0.875));
+  EXPECT_EQ(r.num_found, 100);
+  EXPECT_EQ(r.num_erroneous, 0);
+  region.cols += 1;
+  r = MustCompute(atoms, region, prior, Options(0.875));
+  EXPECT_EQ(r.num_found, 101);
+  EXPECT_EQ(r.num_erroneous, 2);
+}
+
+TEST(RewardsTest, RejectsBadInputsNamingTheField) {
+  const PhysicsPrior prior = SquareLatticePrior();
+  const std::vector<PointXY> atoms = SquareLattice();
+
+  PhysicsPrior bad_prior = prior;
+  bad_prior.pixel_size_angstrom = 0.0;
+  absl::StatusOr<Rewards> r = ComputeRewards(atoms, kLatticeRegion, bad_prior, RewardOptions{});
+  EXPECT_EQ(r.status(), bad_prior.Validate());
+  EXPECT_THAT(r.status().message(), HasSubstr("pixel_size_angstrom"));
+
+  bad_prior = prior;
+  bad_prior.nearest_neighbor_angstrom = 0.1;  // under 2 px
+  r = ComputeRewards(atoms, kLatticeRegion, bad_prior, RewardOptions{});
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(r.status().message(), HasSubstr("nearest_neighbor_angstrom"));
+
+  for (double ds : {0.0, -0.6, std::numeric_limits<double>::quiet_NaN(),
+                    std::numeric_limits<double>::infinity()}) {
+    r = ComputeRewards(atoms, kLatticeRegion, prior, Options(ds));
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(r.status().message(), HasSubstr("ds_factor"));
+  }
+  for (int k : {0, -4}) {
+    r = ComputeRewards(atoms, kLatticeRegion, prior, Options(0.6, k));
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(r.status().message(), HasSubstr("num_neighbors"));
+  }
+
+  PixelRegion region = kLatticeRegion;
+  region.cols = 0;
+  r = ComputeRewards(atoms, region, prior, RewardOptions{});
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(r.status().message(), HasSubstr("cols"));
+  region = kLatticeRegion;
+  region.rows = -5;
+  r = ComputeRewards(atoms, region, prior, RewardOptions{});
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(r.status().message(), HasSubstr("rows"));
+}
+
+TEST(RewardsTest, RejectsNonFiniteAtomsNamingTheIndex) {
+  const PhysicsPrior prior = SquareLatticePrior();
+  for (const PointXY bad : {PointXY{std::numeric_limits<double>::quiet_NaN(), 60.0},
+                            PointXY{120.0, std::numeric_limits<double>::infinity()},
+                            PointXY{-std::numeric_limits<double>::infinity(), 0.0}}) {
+    std::vector<PointXY> atoms = SquareLattice();
+    atoms[37] = bad;
+    const absl::StatusOr<Rewards> r = ComputeRewards(atoms, kLatticeRegion, prior, RewardOptions{});
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(r.status().message(), HasSubstr("atoms[37]"));
+  }
+}
+
+// Independent O(n^2) reference: the sklearn recipe, kneighbors on the region's
+// atoms with the atom itself as the first (distance 0) of k + 1 neighbours.
+int BruteForceErroneous(const std::vector<PointXY>& atoms, const PixelRegion& region, int k,
+                        double ds_px) {
+  std::vector<PointXY> in;
+  for (const PointXY& p : atoms) {
+    if (p.x >= region.col0 - 0.5 && p.x < region.col0 + region.cols - 0.5 &&
+        p.y >= region.row0 - 0.5 && p.y < region.row0 + region.rows - 0.5) {
+      in.push_back(p);
+    }
+  }
+  if (in.size() <= static_cast<size_t>(k)) return 0;
+  int count = 0;
+  std::vector<double> d2;
+  for (size_t i = 0; i < in.size(); ++i) {
+    d2.clear();
+    for (size_t j = 0; j < in.size(); ++j) {
+      if (j == i) continue;
+      const double dx = in[i].x - in[j].x, dy = in[i].y - in[j].y;
+      d2.push_back(dx * dx + dy * dy);
+    }
+    std::sort(d2.begin(), d2.end());
+    double sum = 0.0;
+    for (int n = 0; n < k; ++n) sum += std::sqrt(d2[n]);
+    if (sum < ds_px) ++count;
+  }
+  return count;
+}
+
+TEST(RewardsTest, MatchesBruteForceWithDuplicates) {
+  const PixelRegion region = {.col0 = 0, .row0 = 0, .cols = 300, .rows = 300};
+  std::mt19937 rng(20240611);
+  std::uniform_real_distribution<double> u(-20.0, 320.0);  // some fall outside
+  std::uniform_real_distribution<double> jitter(-0.5, 0.5);
+  std::vector<PointXY> atoms;
+  for (int i = 0; i < 400; ++i) atoms.push_back({u(rng), u(rng)});
+  for (int i = 0; i < 100; ++i) {
+    const PointXY p = atoms[std::uniform_int_distribution<size_t>(0, atoms.size() - 1)(rng)];
+    switch (i % 3) {
+      case 0:  // exact duplicate
+        atoms.push_back(p);
+        break;
+      case 1:  // sub-pixel near-duplicate
+        atoms.push_back({p.x + jitter(rng), p.y + jitter(rng)});
+        break;
+      default:  // a duplicate off by one ulp
+        atoms.push_back({std::nextafter(p.x, 1e9), p.y});
+        break;
+    }
+  }
+
+  // ~500 atoms in 300^2 px: about 35.6 per nm^2 at 0.125 Å/px; nn = 8 px.
+  PhysicsPrior prior;
+  prior.pixel_size_angstrom = 0.125;
+  prior.column_density_per_nm2 = 500.0 / (300.0 * 300.0) / (0.0125 * 0.0125);
+  prior.nearest_neighbor_angstrom = 1.0;
+  ASSERT_TRUE(prior.Validate().ok()) << prior.Validate();
+
+  int nontrivial = 0;
+  for (int k : {1, 2, 4, 6}) {
+    for (double f : {0.05, 0.25, 0.6, 1.0, 1.5, 3.0}) {
+      SCOPED_TRACE(absl::StrCat("k=", k, " ds_factor=", f));
+      const Rewards r = MustCompute(atoms, region, prior, Options(f, k));
+      const double ds_px = k * f * 8.0;
+      EXPECT_NEAR(r.ds_px, ds_px, 1e-12);
+      const int expected = BruteForceErroneous(atoms, region, k, ds_px);
+      EXPECT_EQ(r.num_erroneous, expected);
+      if (expected > 0 && expected < r.num_found) ++nontrivial;
+    }
+  }
+  // The comparison must exercise both sides of the threshold.
+  EXPECT_GE(nontrivial, 12);
+}
+
+TEST(RewardsTest, ScalesToManyAtoms) {
+  // 200k atoms; an O(n^2) neighbour search would not finish in reasonable time.
+  constexpr int kSide = 4000, kNum = 200000;
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<double> u(-0.5, kSide - 0.5);
+  std::vector<PointXY> atoms(kNum);
+  for (PointXY& p : atoms) p = {u(rng), u(rng)};
+  PhysicsPrior prior;
+  prior.pixel_size_angstrom = 0.125;
+  prior.column_density_per_nm2 = double{kNum} / (double{kSide} * kSide) / (0.0125 * 0.0125);
+  prior.nearest_neighbor_angstrom = 1.0;
+  const Rewards r =
+      MustCompute(atoms, {.col0 = 0, .row0 = 0, .cols = kSide, .rows = kSide}, prior, {});
+  EXPECT_EQ(r.num_found, kNum);
+  EXPECT_NEAR(r.num_expected, kNum, 1e-6);
+  EXPECT_GT(r.num_erroneous, 0);
+  EXPECT_LT(r.num_erroneous, kNum);
+}
+
+}  // namespace
+}  // namespace logstar
