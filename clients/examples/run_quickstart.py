@@ -1,0 +1,97 @@
+"""Runs a quickstart program against a real logstard and checks what it prints.
+
+    run_quickstart.py --logstard build/server/logstard -- PROGRAM [ARGS...]
+
+Starts logstard on a loopback port the kernel picks, runs PROGRAM ARGS...
+ADDRESS, and checks that it exits 0 and prints one line per frame,
+"frame N: K atoms, e.g. x=X y=Y", for frames 1..5, where K is the number of
+columns the quickstarts generate (a 16 × 16 lattice of 16 px on 256²) within
+2 %, and (X, Y) lies within 0.5 px of a lattice site (8 + 16 i, 8 + 16 j).
+The expectation comes from the lattice the programs draw, not from logstar.
+Then stops logstard with SIGTERM and requires exit code 0. Run by ctest
+(tests/CMakeLists.txt: quickstart_cc_test, quickstart_py_test).
+"""
+import argparse
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+FRAMES = 5
+COLUMNS = 16 * 16
+SPACING, FIRST = 16.0, 8.0
+LINE = re.compile(r"frame (\d+): (\d+) atoms, e\.g\. x=([-\d.]+) y=([-\d.]+)$")
+
+
+def start_daemon(logstard, directory):
+    port_file = os.path.join(directory, "port")
+    log = open(os.path.join(directory, "logstard.log"), "wb")
+    proc = subprocess.Popen([logstard, "--listen_address=127.0.0.1:0", f"--port_file={port_file}",
+                             "--engine_threads=2", "--log_level=warning"],
+                            stdout=log, stderr=log)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if os.path.exists(port_file):
+            text = open(port_file).read().strip()
+            if text:
+                return proc, f"127.0.0.1:{int(text)}"
+        time.sleep(0.02)
+    proc.kill()
+    proc.wait()
+    sys.exit(f"FAIL: logstard did not come up:\n{open(log.name, errors='replace').read()}")
+
+
+def near_site(v):
+    return abs((v - FIRST) / SPACING - round((v - FIRST) / SPACING)) * SPACING <= 0.5
+
+
+def check(output):
+    """The problems with the program's output; empty when it is right."""
+    problems, seen = [], []
+    for line in output.splitlines():
+        m = LINE.match(line.strip())
+        if not m:
+            problems.append(f"unexpected line: {line!r}")
+            continue
+        sequence, count, x, y = int(m[1]), int(m[2]), float(m[3]), float(m[4])
+        seen.append(sequence)
+        if abs(count - COLUMNS) > 0.02 * COLUMNS:
+            problems.append(f"frame {sequence}: {count} atoms, expected {COLUMNS} ± 2 %")
+        if not (near_site(x) and near_site(y)):
+            problems.append(f"frame {sequence}: atom at ({x}, {y}) is not on a lattice site")
+    if seen != list(range(1, FRAMES + 1)):
+        problems.append(f"frames answered {seen}, expected 1..{FRAMES} in order")
+    return problems
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--logstard", required=True)
+    parser.add_argument("program", nargs="+")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="logstar-quickstart-") as directory:
+        daemon, address = start_daemon(args.logstard, directory)
+        try:
+            run = subprocess.run([*args.program, address], capture_output=True, text=True,
+                                 timeout=240)
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            daemon_code = daemon.wait(timeout=60)
+        print(run.stdout, end="")
+        print(run.stderr, end="", file=sys.stderr)
+        problems = check(run.stdout)
+        if run.returncode != 0:
+            problems.append(f"exit code {run.returncode}")
+        if daemon_code != 0:
+            problems.append(f"logstard exited with {daemon_code}")
+        if problems:
+            log = open(os.path.join(directory, "logstard.log"), errors="replace").read()
+            sys.exit("FAIL:\n  " + "\n  ".join(problems) + f"\nlogstard's log:\n{log}")
+    print("PASS")
+
+
+if __name__ == "__main__":
+    main()
