@@ -7,7 +7,7 @@
 #   LOGSTAR_SKIP_FUZZ=1        no fuzzing
 #   LOGSTAR_FUZZ_SECONDS=N     fuzzing time per target (default here 30)
 # The ThreadSanitizer run (tests/run_tsan.sh) is not here: it does not fit in
-# CI's time (README, "Reliability testing").
+# CI's time (docs/operations.md, "Sanitizers").
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "${repo}"

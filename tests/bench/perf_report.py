@@ -28,7 +28,7 @@ import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-# The daemon's targets (issue 5, README "The daemon"): overhead of a round
+# The daemon's targets (issue 5, docs/performance.md, "The daemon"): overhead of a round
 # trip through logstard over the in-process engine, p50.
 DAEMON_OVERHEAD_MS_512 = 2.0
 DAEMON_OVERHEAD_PCT_2048 = 15.0
