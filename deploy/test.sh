@@ -3,6 +3,8 @@
 # (with the benchmark programs compiled, so they cannot rot) and an
 # AddressSanitizer + UndefinedBehaviorSanitizer build of the same tests, and
 # a short libFuzzer run of each fuzz target (tests/fuzz/run_fuzz_smoke.sh).
+# The Release build's sources are also checked by clang's thread-safety
+# analysis (tests/check_thread_safety.sh, compile only).
 #   LOGSTAR_SKIP_SANITIZERS=1  only the Release run (no ASan run, no fuzzing)
 #   LOGSTAR_SKIP_FUZZ=1        no fuzzing
 #   LOGSTAR_FUZZ_SECONDS=N     fuzzing time per target (default here 30)
@@ -16,6 +18,8 @@ jobs="$(nproc)"
 
 echo "== Release build and tests"
 BUILD_DIR=build bash deploy/build.sh -DLOGSTAR_BUILD_BENCHMARKS=ON
+echo "== Lock annotations: clang -Wthread-safety over the Release build's sources"
+bash tests/check_thread_safety.sh build
 ctest --test-dir build --output-on-failure --parallel "${jobs}"
 
 if [[ "${LOGSTAR_SKIP_SANITIZERS:-0}" != 1 ]]; then

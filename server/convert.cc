@@ -1,10 +1,7 @@
 #include "server/convert.h"
 
 #include <algorithm>
-#include <bit>
 #include <cmath>
-#include <cstring>
-#include <limits>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -12,10 +9,6 @@
 
 namespace logstar::server {
 namespace {
-
-// The wire is little-endian; frames are viewed in place, which needs a
-// little-endian host (x86-64, arm64).
-static_assert(std::endian::native == std::endian::little, "big-endian hosts are not supported");
 
 absl::Status Invalid(const std::string& field, const std::string& what) {
   return absl::InvalidArgumentError(absl::StrCat(field, " ", what));
@@ -26,54 +19,6 @@ absl::Status Invalid(const std::string& field, const std::string& what) {
 absl::Status Prefixed(const absl::Status& s, const std::string& prefix) {
   if (s.ok()) return s;
   return absl::Status(s.code(), absl::StrCat(prefix, s.message()));
-}
-
-struct WireType {
-  int cv_depth;
-  int bytes;
-};
-
-absl::StatusOr<WireType> Wire(v1::DType dtype) {
-  switch (dtype) {
-    case v1::DTYPE_UINT8:
-      return WireType{CV_8U, 1};
-    case v1::DTYPE_UINT16:
-      return WireType{CV_16U, 2};
-    case v1::DTYPE_INT16:
-      return WireType{CV_16S, 2};
-    case v1::DTYPE_FLOAT32:
-      return WireType{CV_32F, 4};
-    case v1::DTYPE_FLOAT64:
-      return WireType{CV_64F, 8};
-    default:
-      return Invalid("frame.pixels.dtype",
-                     absl::StrCat("must be uint8, uint16, int16, float32 or float64, got ",
-                                  static_cast<int>(dtype)));
-  }
-}
-
-// Index of the first NaN or infinite value, or -1. Tests the exponent bits
-// (all ones for NaN and infinities) with integer operations, which the
-// compiler vectorises, one block at a time so a clean frame costs one pass.
-template <typename Float, typename Bits, Bits kExponent>
-int64_t FirstNonFinite(const char* data, int64_t n) {
-  constexpr int64_t kBlock = 4096;
-  for (int64_t b = 0; b < n; b += kBlock) {
-    const int64_t e = std::min(n, b + kBlock);
-    Bits bad = 0;
-    for (int64_t i = b; i < e; ++i) {
-      Bits v;
-      std::memcpy(&v, data + i * sizeof(Bits), sizeof(Bits));
-      bad |= static_cast<Bits>((v & kExponent) == kExponent);
-    }
-    if (bad == 0) continue;
-    for (int64_t i = b; i < e; ++i) {
-      Float v;
-      std::memcpy(&v, data + i * sizeof(Float), sizeof(Float));
-      if (!std::isfinite(v)) return i;
-    }
-  }
-  return -1;
 }
 
 v1::PixelRegion RegionToProto(const PixelRegion& r) {
@@ -226,37 +171,9 @@ absl::StatusOr<DecodedFrame> DecodeFrame(const v1::Frame& frame, int64_t max_pix
                                          ExecutionContext* context) {
   LOGSTAR_RETURN_IF_ERROR(CheckFrameLimits(frame, max_pixels));
   const v1::PixelData& px = frame.pixels();
-  LOGSTAR_ASSIGN_OR_RETURN(const WireType type, Wire(px.dtype()));
-  if (px.width() == 0 || px.height() == 0) {
-    return Invalid("frame.pixels", absl::StrCat("must have a positive width and height, got ",
-                                                px.width(), " x ", px.height()));
-  }
-  // cv::Mat's sizes are int; no wire frame this large can hold its bytes anyway.
-  constexpr uint32_t kMaxSide = std::numeric_limits<int>::max();
-  if (px.width() > kMaxSide || px.height() > kMaxSide) {
-    return Invalid("frame.pixels",
-                   absl::StrCat("must be at most 2^31 - 1 pixels wide and high, got ", px.width(),
-                                " x ", px.height()));
-  }
-  // Compared by division: pixels × bytes can exceed 64 bits when the caller
-  // sets no pixel limit (PixelsToImage).
-  const uint64_t pixels = uint64_t{px.width()} * px.height();
-  const uint64_t bytes = static_cast<uint64_t>(type.bytes);
+  LOGSTAR_ASSIGN_OR_RETURN(const wire::Dtype type, wire::CheckPixels(px));
   const bool shared = px.source_case() == v1::PixelData::kSharedMemory;
-  if (shared && shared_memory == nullptr) {
-    return Invalid("frame.pixels.shared_memory",
-                   "is not available here (only logstard reads shared memory, and only for "
-                   "clients on its host)");
-  }
-  if (!shared) {
-    const uint64_t size = px.data().size();
-    if (size % bytes != 0 || size / bytes != pixels) {
-      return Invalid(
-          "frame.pixels.data",
-          absl::StrCat("holds ", size, " bytes, but ", px.width(), " x ", px.height(),
-                       " pixels of ", v1::DType_Name(px.dtype()), " need ", pixels, " x ", bytes));
-    }
-  }
+  if (shared && shared_memory == nullptr) return wire::SharedMemoryUnavailable();
   if (frame.valid_rows() > px.height()) {
     return Invalid("frame.valid_rows",
                    absl::StrCat("must be <= height ", px.height(), ", got ", frame.valid_rows()));
@@ -269,34 +186,20 @@ absl::StatusOr<DecodedFrame> DecodeFrame(const v1::Frame& frame, int64_t max_pix
   const int cols = static_cast<int>(px.width());
   out.pixel_size_angstrom = frame.pixel_size_x_angstrom();
 
-  const int cv_type = CV_MAKETYPE(type.cv_depth, 1);
   cv::Mat image;
   if (shared) {
     // Only the valid rows are read; the copy is the daemon's own, so the
     // client may reuse the region once the frame is answered.
-    image.create(rows, cols, cv_type);
+    image.create(rows, cols, CV_MAKETYPE(type.cv_depth, 1));
     const v1::SharedMemoryRef& ref = px.shared_memory();
     LOGSTAR_RETURN_IF_ERROR(shared_memory->Read(ref.region(), ref.offset(),
-                                                static_cast<uint64_t>(rows) * cols * bytes,
+                                                static_cast<uint64_t>(rows) * cols * type.bytes,
                                                 image.data, "frame.pixels.shared_memory", context));
   } else {
-    // View the bytes in place when they are aligned for the type (they are,
-    // from protobuf's allocations); copy otherwise.
-    const char* data = px.data().data();
-    const cv::Mat view(rows, cols, cv_type, const_cast<char*>(data));
-    image = reinterpret_cast<uintptr_t>(data) % type.bytes == 0 ? view : view.clone();
+    image = wire::ViewPixels(px, type, rows);
   }
-  const auto* data = reinterpret_cast<const char*>(image.data);
-  const int64_t n = static_cast<int64_t>(rows) * cols;
-  int64_t bad = -1;
-  if (type.cv_depth == CV_32F) bad = FirstNonFinite<float, uint32_t, 0x7f800000u>(data, n);
-  if (type.cv_depth == CV_64F) {
-    bad = FirstNonFinite<double, uint64_t, 0x7ff0000000000000ull>(data, n);
-  }
-  if (bad >= 0) {
-    return Invalid(shared ? "frame.pixels.shared_memory" : "frame.pixels.data",
-                   absl::StrCat("pixel x=", bad % cols, " y=", bad / cols, " is NaN or infinite"));
-  }
+  LOGSTAR_RETURN_IF_ERROR(
+      wire::CheckFinite(image, shared ? "frame.pixels.shared_memory" : "frame.pixels.data"));
   out.image = std::move(image);
   return out;
 }
@@ -734,33 +637,6 @@ google::protobuf::Timestamp ToProtoTime(absl::Time t) {
 
 absl::Time FromProtoTime(const google::protobuf::Timestamp& t) {
   return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
-}
-
-absl::StatusOr<v1::PixelData> ImageToPixels(const cv::Mat& image) {
-  if (image.channels() != 1 || image.dims != 2) {
-    return absl::InvalidArgumentError("frames must be single-channel 2-D images");
-  }
-  for (v1::DType dtype :
-       {v1::DTYPE_UINT8, v1::DTYPE_UINT16, v1::DTYPE_INT16, v1::DTYPE_FLOAT32, v1::DTYPE_FLOAT64}) {
-    if (Wire(dtype)->cv_depth != image.depth()) continue;
-    v1::PixelData px;
-    px.set_dtype(dtype);
-    px.set_width(image.cols);
-    px.set_height(image.rows);
-    const cv::Mat c = image.isContinuous() ? image : image.clone();
-    px.set_data(std::string(reinterpret_cast<const char*>(c.data), c.total() * c.elemSize()));
-    return px;
-  }
-  return absl::InvalidArgumentError(
-      "pixel type not supported on the wire (uint8, uint16, int16, float32, float64)");
-}
-
-absl::StatusOr<cv::Mat> PixelsToImage(const v1::PixelData& px) {
-  v1::Frame frame;
-  *frame.mutable_pixels() = px;
-  LOGSTAR_ASSIGN_OR_RETURN(DecodedFrame decoded,
-                           DecodeFrame(frame, std::numeric_limits<int64_t>::max()));
-  return decoded.image.clone();
 }
 
 v1::PhysicsPrior PriorToProto(const PhysicsPrior& prior) {

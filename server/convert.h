@@ -29,6 +29,7 @@
 #include "logstar/v1/frame.pb.h"
 #include "logstar/v1/result.pb.h"
 #include "logstar/v1/session.pb.h"
+#include "proto/wire/pixels.h"
 #include "server/shared_memory.h"
 #include "server/steering.h"
 
@@ -93,11 +94,11 @@ absl::Time FromProtoTime(const google::protobuf::Timestamp& t);
 
 // ---- The client's direction (the CLI and logstar::Client users) ----
 
-// A single-channel image (CV_8U, CV_16U, CV_16S, CV_32F or CV_64F) as the
-// wire's PixelData: row-major, little-endian (the host's order).
-absl::StatusOr<v1::PixelData> ImageToPixels(const cv::Mat& image);
-// The inverse, checked as DecodeFrame checks; a copy of the bytes.
-absl::StatusOr<cv::Mat> PixelsToImage(const v1::PixelData& pixels);
+// Images to the wire's PixelData and back live in proto/wire/pixels.h
+// (logstar_wire, which a client links without the engine); named here too
+// for the CLI's and the tests' sake.
+using wire::ImageToPixels;
+using wire::PixelsToImage;
 v1::PhysicsPrior PriorToProto(const PhysicsPrior& prior);
 // Settings whose analysis on the server equals LogStarAnalyzer(options,
 // prior); the overload policy and queue are left to the caller.

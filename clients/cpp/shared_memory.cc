@@ -13,7 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "server/convert.h"
+#include "proto/wire/pixels.h"
 
 namespace logstar {
 namespace {
@@ -112,29 +112,21 @@ SharedMemoryBuffer::~SharedMemoryBuffer() {
 absl::StatusOr<v1::PixelData> ImageToSharedPixels(const cv::Mat& image, SharedMemoryBuffer& buffer,
                                                   const std::string& region, uint64_t offset) {
   if (image.empty()) return absl::InvalidArgumentError("ImageToSharedPixels: the image is empty");
-  // server::ImageToPixels holds the wire's dtype mapping and its checks;
-  // asked about a one-pixel view it copies one pixel, not the frame.
-  const cv::Mat probe = image.dims == 2 ? image(cv::Rect(0, 0, 1, 1)) : image;
-  absl::StatusOr<v1::PixelData> pixels = server::ImageToPixels(probe);
-  if (!pixels.ok()) return pixels.status();
-  const uint64_t row_bytes = static_cast<uint64_t>(image.cols) * image.elemSize();
-  const uint64_t bytes = row_bytes * static_cast<uint64_t>(image.rows);
+  const absl::StatusOr<wire::Dtype> type = wire::CheckImage(image);
+  if (!type.ok()) return type.status();
+  const uint64_t bytes = static_cast<uint64_t>(image.cols) * image.rows * type->bytes;
   if (offset > buffer.size() || bytes > buffer.size() - offset) {
     return absl::InvalidArgumentError(absl::StrCat(
         "a ", image.cols, " x ", image.rows, " frame of ", bytes, " bytes at offset ", offset,
         " does not fit in shared memory '", buffer.key(), "' of ", buffer.size(), " bytes"));
   }
-  char* out = buffer.data() + offset;
-  if (image.isContinuous()) {
-    std::memcpy(out, image.data, bytes);
-  } else {
-    for (int y = 0; y < image.rows; ++y) std::memcpy(out + y * row_bytes, image.ptr(y), row_bytes);
-  }
-  pixels->clear_data();
-  pixels->set_width(image.cols);
-  pixels->set_height(image.rows);
-  pixels->mutable_shared_memory()->set_region(region);
-  pixels->mutable_shared_memory()->set_offset(offset);
+  wire::CopyRows(image, buffer.data() + offset);
+  v1::PixelData pixels;
+  pixels.set_dtype(type->dtype);
+  pixels.set_width(image.cols);
+  pixels.set_height(image.rows);
+  pixels.mutable_shared_memory()->set_region(region);
+  pixels.mutable_shared_memory()->set_offset(offset);
   return pixels;
 }
 
