@@ -1,10 +1,10 @@
-// The one place where proto messages (proto/logstar/v1) and engine types
-// meet: frames to images, settings to engine options, engine results and
-// caches to messages and back. Nothing else in server/ reads pixel bytes or
-// builds engine options.
+// Where proto messages (proto/logstar/v1) and engine types meet: frames to
+// images, engine results (with their steering) and caches to messages and
+// back. Settings become engine options in server/session_config.h. Nothing
+// else in server/ reads pixel bytes.
 //
 // Errors are INVALID_ARGUMENT naming the offending field by its path in the
-// request (e.g. "frame.pixels.data", "settings.prior.nearest_neighbor_angstrom"),
+// request (e.g. "frame.pixels.data", "cache.windows"),
 // or RESOURCE_EXHAUSTED for frames over the server's pixel limit.
 //
 // Coordinates pass through unchanged: x = column, y = row, px, origin at the
@@ -24,6 +24,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "engine/analysis/analyzer.h"
+#include "engine/analysis/steering.h"
 #include "engine/physics/physics_prior.h"
 #include "logstar/v1/daemon.pb.h"
 #include "logstar/v1/frame.pb.h"
@@ -31,7 +32,6 @@
 #include "logstar/v1/session.pb.h"
 #include "proto/wire/pixels.h"
 #include "server/shared_memory.h"
-#include "server/steering.h"
 
 namespace logstar::server {
 
@@ -59,22 +59,6 @@ absl::Status CheckFrameLimits(const v1::Frame& frame, int64_t max_pixels);
 absl::StatusOr<DecodedFrame> DecodeFrame(const v1::Frame& frame, int64_t max_pixels,
                                          const SharedMemoryRegistry* shared_memory = nullptr,
                                          ExecutionContext* context = nullptr);
-
-// ---- Settings ----
-
-// Checks a session's settings (prior and analysis) up front; a prior
-// without pixel size is checked as far as it can be until frames give one.
-absl::Status ValidateSettings(const v1::SessionSettings& settings);
-
-// The engine's prior with the given pixel size (the frame's, when it gives
-// one, else the settings'); errors name settings.prior.* fields.
-absl::StatusOr<PhysicsPrior> PriorFromProto(const v1::PhysicsPrior& prior,
-                                            double frame_pixel_size_angstrom);
-
-absl::StatusOr<AnalyzerOptions> AnalyzerOptionsFromProto(const v1::AnalysisSettings& analysis);
-
-SteeringOptions SteeringOptionsFromProto(const v1::SessionSettings& settings,
-                                         const AnalyzerOptions& analyzer);
 
 // ---- Results and caches ----
 

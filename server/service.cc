@@ -383,10 +383,9 @@ class AnalyzeFrameReactor final : public grpc::ServerUnaryReactor {
         return Finish(ToGrpcStatus(
             absl::InvalidArgumentError("settings are required without frame.session_id")));
       }
-      if (absl::Status s = ValidateSettings(request_->settings()); !s.ok()) {
-        return Finish(ToGrpcStatus(s));
-      }
-      session_ = std::make_shared<Session>("", request_->settings(), absl::Now());
+      absl::StatusOr<SessionConfig> config = deps.sessions->ParseSettings(request_->settings());
+      if (!config.ok()) return Finish(ToGrpcStatus(config.status()));
+      session_ = std::make_shared<Session>("", *std::move(config), absl::Now());
     } else {
       absl::StatusOr<std::shared_ptr<Session>> found = deps.sessions->Find(frame.session_id());
       if (!found.ok() && absl::IsNotFound(found.status()) && request_->has_settings()) {
@@ -607,7 +606,9 @@ grpc::ServerUnaryReactor* LogStarService::UpdateSession(grpc::CallbackServerCont
     LOGSTAR_ASSIGN_OR_RETURN(std::shared_ptr<Session> session,
                              deps_.sessions->Find(request->session_id()));
     if (request->has_settings()) {
-      LOGSTAR_RETURN_IF_ERROR(session->UpdateSettings(request->settings()));
+      LOGSTAR_ASSIGN_OR_RETURN(SessionConfig config,
+                               deps_.sessions->ParseSettings(request->settings()));
+      LOGSTAR_RETURN_IF_ERROR(session->UpdateSettings(std::move(config)));
     }
     for (const v1::FrontChoice& c : request->choices()) {
       LOGSTAR_RETURN_IF_ERROR(session->ChooseOnFront(c.window(), c.front_index()));

@@ -45,23 +45,17 @@ bool AmorphousLayoutSurvives(const v1::SessionSettings& a, const v1::SessionSett
 
 }  // namespace
 
-Session::Session(std::string id, const v1::SessionSettings& settings, absl::Time now)
-    : id_(std::move(id)), created_(now), settings_(settings), last_active_(now) {
-  // Validated by the caller; a failure here would be a bug, and the
-  // defaults are a safe fallback.
-  absl::StatusOr<AnalyzerOptions> options = AnalyzerOptionsFromProto(settings.analysis());
-  if (options.ok()) options_ = *options;
-}
+Session::Session(std::string id, SessionConfig config, absl::Time now)
+    : id_(std::move(id)), created_(now), config_(std::move(config)), last_active_(now) {}
 
-absl::StatusOr<std::shared_ptr<LogStarAnalyzer>> Session::AnalyzerFor(bool partial,
-                                                                      double frame_pixel_size) {
+absl::StatusOr<Session::Run> Session::RunFor(bool partial, double frame_pixel_size) {
   absl::MutexLock lock(&mu_);
   // The pixel size: the frame's, else the settings', else the last one used.
   double pixel = frame_pixel_size;
-  if (pixel <= 0.0) pixel = settings_.prior().pixel_size_angstrom();
+  if (pixel <= 0.0) pixel = config_.prior.pixel_size_angstrom;
   if (pixel <= 0.0 && prior_.has_value()) pixel = prior_->pixel_size_angstrom;
   if (pixel <= 0.0) pixel = pending_pixel_size_;
-  LOGSTAR_ASSIGN_OR_RETURN(const PhysicsPrior prior, PriorFromProto(settings_.prior(), pixel));
+  LOGSTAR_ASSIGN_OR_RETURN(const PhysicsPrior prior, config_.PriorAt(pixel));
   if (prior_.has_value() && prior_->pixel_size_angstrom != prior.pixel_size_angstrom) {
     // A new magnification: nothing tuned before applies.
     Log(LogLevel::kInfo, "pixel_size_changed",
@@ -75,7 +69,7 @@ absl::StatusOr<std::shared_ptr<LogStarAnalyzer>> Session::AnalyzerFor(bool parti
   std::shared_ptr<LogStarAnalyzer>& slot = partial ? partial_ : full_;
   if (slot == nullptr) {
     LOGSTAR_ASSIGN_OR_RETURN(std::unique_ptr<LogStarAnalyzer> a,
-                             LogStarAnalyzer::Create(options_, prior));
+                             LogStarAnalyzer::Create(config_.analyzer, prior));
     // A cache saved before a restart is valid only at the pixel size it was tuned at.
     if (pending_.has_value() && pending_pixel_size_ == prior.pixel_size_angstrom) {
       const absl::Status s = a->RestoreCache(partial ? pending_->partial : pending_->full);
@@ -85,26 +79,22 @@ absl::StatusOr<std::shared_ptr<LogStarAnalyzer>> Session::AnalyzerFor(bool parti
     }
     slot = std::move(a);
   }
-  return slot;
+  return Run{.analyzer = slot,
+             .steering = config_.steering,
+             .pixel_size_angstrom =
+                 frame_pixel_size > 0.0 ? frame_pixel_size : config_.prior.pixel_size_angstrom};
 }
 
 absl::StatusOr<Session::Analysis> Session::Analyze(const DecodedFrame& frame,
                                                    ExecutionContext* context,
                                                    const std::atomic<bool>* cancel) {
-  LOGSTAR_ASSIGN_OR_RETURN(std::shared_ptr<LogStarAnalyzer> analyzer,
-                           AnalyzerFor(frame.partial, frame.pixel_size_angstrom));
+  LOGSTAR_ASSIGN_OR_RETURN(const Run run, RunFor(frame.partial, frame.pixel_size_angstrom));
   // Outside the lock: settings and counters stay available meanwhile.
-  LOGSTAR_ASSIGN_OR_RETURN(FrameAnalysis result, analyzer->Analyze(frame.image, context, cancel));
-  SteeringOptions steering;
+  LOGSTAR_ASSIGN_OR_RETURN(FrameAnalysis result,
+                           run.analyzer->Analyze(frame.image, context, cancel));
   Analysis out;
-  {
-    absl::MutexLock lock(&mu_);
-    steering = SteeringOptionsFromProto(settings_, analyzer->options());
-    out.pixel_size_angstrom = frame.pixel_size_angstrom > 0.0
-                                  ? frame.pixel_size_angstrom
-                                  : settings_.prior().pixel_size_angstrom();
-  }
-  out.regions = FindRegionsOfInterest(result, steering);
+  out.pixel_size_angstrom = run.pixel_size_angstrom;
+  out.regions = FindRegionsOfInterest(result, run.steering);
   out.frame = std::move(result);
   return out;
 }
@@ -118,12 +108,9 @@ bool Session::WillTune(const DecodedFrame& frame) const {
   return analyzer == nullptr || !analyzer->FullyCached(frame.image.cols, frame.image.rows);
 }
 
-absl::Status Session::UpdateSettings(const v1::SessionSettings& settings) {
-  LOGSTAR_RETURN_IF_ERROR(ValidateSettings(settings));
-  LOGSTAR_ASSIGN_OR_RETURN(const AnalyzerOptions options,
-                           AnalyzerOptionsFromProto(settings.analysis()));
+absl::Status Session::UpdateSettings(SessionConfig config) {
   absl::MutexLock lock(&mu_);
-  const bool keep = CacheSurvives(settings_, settings);
+  const bool keep = CacheSurvives(config_.settings, config.settings);
   if (!keep) pending_.reset();
   for (std::shared_ptr<LogStarAnalyzer>* slot : {&full_, &partial_}) {
     if (*slot == nullptr) continue;
@@ -134,9 +121,9 @@ absl::Status Session::UpdateSettings(const v1::SessionSettings& settings) {
     // Same windows and prior: carry the cache over to the new options (the
     // amorphous stage's only if its windows stay too).
     LOGSTAR_ASSIGN_OR_RETURN(std::unique_ptr<LogStarAnalyzer> a,
-                             LogStarAnalyzer::Create(options, *prior_));
+                             LogStarAnalyzer::Create(config.analyzer, *prior_));
     LogStarAnalyzer::CacheSnapshot cache = (*slot)->Snapshot();
-    if (!AmorphousLayoutSurvives(settings_, settings)) {
+    if (!AmorphousLayoutSurvives(config_.settings, config.settings)) {
       cache.amorphous.clear();
       cache.amorphous_layout.clear();
     }
@@ -144,8 +131,7 @@ absl::Status Session::UpdateSettings(const v1::SessionSettings& settings) {
     *slot = std::move(a);
   }
   if (!keep) prior_.reset();
-  settings_ = settings;
-  options_ = options;
+  config_ = std::move(config);
   return absl::OkStatus();
 }
 
@@ -195,19 +181,17 @@ void Session::ResetCache() {
 
 v1::SessionSettings Session::settings() const {
   absl::MutexLock lock(&mu_);
-  return settings_;
+  return config_.settings;
 }
 
 v1::OverloadPolicy Session::overload_policy() const {
   absl::MutexLock lock(&mu_);
-  return settings_.overload_policy() == v1::OVERLOAD_POLICY_UNSPECIFIED
-             ? v1::OVERLOAD_POLICY_LATEST_WINS
-             : settings_.overload_policy();
+  return config_.overload_policy;
 }
 
 uint32_t Session::queue_capacity(uint32_t default_capacity) const {
   absl::MutexLock lock(&mu_);
-  return settings_.queue_capacity() == 0 ? default_capacity : settings_.queue_capacity();
+  return config_.queue_capacity == 0 ? default_capacity : config_.queue_capacity;
 }
 
 void Session::CountReceived() {
@@ -294,7 +278,7 @@ v1::SessionInfo Session::Info(bool include_cache, double idle_timeout_s) const {
   {
     absl::MutexLock lock(&mu_);
     info.set_session_id(id_);
-    *info.mutable_settings() = settings_;
+    *info.mutable_settings() = config_.settings;
     *info.mutable_counters() = counters_;
     info.set_attached_streams(attached_);
     *info.mutable_created() = ToProtoTime(created_);
@@ -316,7 +300,7 @@ v1::SessionState Session::State() const {
     absl::MutexLock lock(&mu_);
     state.set_version(kStateVersion);
     state.set_session_id(id_);
-    *state.mutable_settings() = settings_;
+    *state.mutable_settings() = config_.settings;
     *state.mutable_counters() = counters_;
     full = full_;
     partial = partial_;
@@ -335,17 +319,18 @@ v1::SessionState Session::State() const {
 }
 
 absl::StatusOr<std::unique_ptr<Session>> Session::FromState(const v1::SessionState& state,
+                                                            const SettingsCaps& caps,
                                                             absl::Time now) {
   if (state.version() != kStateVersion) {
     return absl::InvalidArgumentError(
         absl::StrCat("state version ", state.version(), " is not ", kStateVersion));
   }
   LOGSTAR_RETURN_IF_ERROR(SessionManager::ValidateId(state.session_id()));
-  LOGSTAR_RETURN_IF_ERROR(ValidateSettings(state.settings()));
+  LOGSTAR_ASSIGN_OR_RETURN(SessionConfig config, ParseSessionSettings(state.settings(), caps));
   LOGSTAR_ASSIGN_OR_RETURN(LogStarAnalyzer::CacheSnapshot full, CacheFromProto(state.cache()));
   LOGSTAR_ASSIGN_OR_RETURN(LogStarAnalyzer::CacheSnapshot partial,
                            CacheFromProto(state.partial_cache()));
-  auto session = std::make_unique<Session>(state.session_id(), state.settings(), now);
+  auto session = std::make_unique<Session>(state.session_id(), std::move(config), now);
   absl::MutexLock lock(&session->mu_);
   session->counters_ = state.counters();
   // A state saved mid-stream (after a tuned frame) counts frames that were
@@ -364,7 +349,8 @@ absl::StatusOr<std::unique_ptr<Session>> Session::FromState(const v1::SessionSta
 
 // ---- SessionManager ----
 
-SessionManager::SessionManager(const Options& options) : options_(options) {
+SessionManager::SessionManager(const Options& options, const SettingsCaps& caps)
+    : options_(options), caps_(caps) {
   sweeper_ = std::thread([this] { Sweep(); });
 }
 
@@ -433,7 +419,7 @@ absl::Status SessionManager::LoadState() {
       Log(LogLevel::kWarning, "state_unreadable", {{"path", path}});
       continue;
     }
-    absl::StatusOr<std::unique_ptr<Session>> s = Session::FromState(state, absl::Now());
+    absl::StatusOr<std::unique_ptr<Session>> s = Session::FromState(state, caps_, absl::Now());
     if (!s.ok()) {
       Log(LogLevel::kWarning, "state_rejected", {{"path", path}, {"why", s.status().ToString()}});
       continue;
@@ -447,9 +433,17 @@ absl::Status SessionManager::LoadState() {
   return absl::OkStatus();
 }
 
+absl::StatusOr<SessionConfig> SessionManager::ParseSettings(
+    const v1::SessionSettings& settings) const {
+  return ParseSessionSettings(settings, caps_);
+}
+
 absl::StatusOr<std::pair<std::shared_ptr<Session>, bool>> SessionManager::Open(
     const std::string& requested, const v1::SessionSettings* settings) {
-  if (settings != nullptr) LOGSTAR_RETURN_IF_ERROR(ValidateSettings(*settings));
+  std::optional<SessionConfig> config;
+  if (settings != nullptr) {
+    LOGSTAR_ASSIGN_OR_RETURN(config, ParseSettings(*settings));
+  }
   std::string id = requested;
   if (!id.empty()) {
     LOGSTAR_RETURN_IF_ERROR(ValidateId(id));
@@ -464,18 +458,18 @@ absl::StatusOr<std::pair<std::shared_ptr<Session>, bool>> SessionManager::Open(
       }
     }
     if (existing != nullptr) {
-      if (settings != nullptr) LOGSTAR_RETURN_IF_ERROR(existing->UpdateSettings(*settings));
+      if (config.has_value()) LOGSTAR_RETURN_IF_ERROR(existing->UpdateSettings(*std::move(config)));
       return std::pair{existing, true};
     }
   }
-  if (settings == nullptr) {
+  if (!config.has_value()) {
     return absl::InvalidArgumentError("settings are required to open a new session");
   }
   if (id.empty()) {
     thread_local std::mt19937_64 random{std::random_device{}()};
     id = absl::StrCat(absl::Hex(random(), absl::kZeroPad16));
   }
-  auto session = std::make_shared<Session>(id, *settings, absl::Now());
+  auto session = std::make_shared<Session>(id, *std::move(config), absl::Now());
   absl::MutexLock lock(&mu_);
   // Two streams may open the same new id at once: the first one wins.
   auto [it, inserted] = sessions_.emplace(id, session);

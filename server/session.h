@@ -27,20 +27,20 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "engine/analysis/analyzer.h"
+#include "engine/analysis/steering.h"
 #include "engine/base/context.h"
 #include "logstar/v1/daemon.pb.h"
 #include "logstar/v1/result.pb.h"
 #include "logstar/v1/service.pb.h"
 #include "logstar/v1/session.pb.h"
 #include "server/convert.h"
-#include "server/steering.h"
+#include "server/session_config.h"
 
 namespace logstar::server {
 
 class Session {
  public:
-  // `settings` must pass ValidateSettings().
-  Session(std::string id, const v1::SessionSettings& settings, absl::Time now);
+  Session(std::string id, SessionConfig config, absl::Time now);
 
   const std::string& id() const { return id_; }
 
@@ -58,15 +58,16 @@ class Session {
   // its geometry); drift-triggered re-tunes cannot be foreseen.
   bool WillTune(const DecodedFrame& frame) const;
 
-  // Replaces the settings (validated here). A new prior, window, stride,
-  // normalisation or column width empties the cache; other changes keep it.
-  absl::Status UpdateSettings(const v1::SessionSettings& settings);
+  // Replaces the settings. A new prior, window, stride, normalisation or
+  // column width empties the cache; other changes keep it. Fails only when
+  // a cache cannot be carried over to the new options.
+  absl::Status UpdateSettings(SessionConfig config);
   // The operator's pick on a window's cached front (window -1: all).
   absl::Status ChooseOnFront(int window, int front_index);
   void ResetCache();
 
   v1::SessionSettings settings() const;
-  // Resolved: unspecified → latest-wins, capacity 0 → default_capacity.
+  // Resolved: never unspecified; capacity 0 → default_capacity.
   v1::OverloadPolicy overload_policy() const;
   uint32_t queue_capacity(uint32_t default_capacity) const;
 
@@ -89,22 +90,28 @@ class Session {
 
   v1::SessionInfo Info(bool include_cache, double idle_timeout_s) const;
   v1::SessionState State() const;
-  // A session as saved; its caches are restored with the first frame.
+  // A session as saved, its settings parsed under `caps`; its caches are
+  // restored with the first frame.
   static absl::StatusOr<std::unique_ptr<Session>> FromState(const v1::SessionState& state,
+                                                            const SettingsCaps& caps,
                                                             absl::Time now);
 
  private:
   struct Pending {  // a saved cache waiting for its analyzer
     LogStarAnalyzer::CacheSnapshot full, partial;
   };
-  absl::StatusOr<std::shared_ptr<LogStarAnalyzer>> AnalyzerFor(bool partial,
-                                                               double frame_pixel_size);
+  // What a frame runs with, taken together under the lock.
+  struct Run {
+    std::shared_ptr<LogStarAnalyzer> analyzer;
+    SteeringOptions steering;
+    double pixel_size_angstrom = 0.0;  // reported with the result
+  };
+  absl::StatusOr<Run> RunFor(bool partial, double frame_pixel_size);
 
   const std::string id_;
   const absl::Time created_;
   mutable absl::Mutex mu_;
-  v1::SessionSettings settings_ ABSL_GUARDED_BY(mu_);
-  AnalyzerOptions options_ ABSL_GUARDED_BY(mu_);
+  SessionConfig config_ ABSL_GUARDED_BY(mu_);
   // The prior the analyzers run with (its pixel size may come from frames);
   // unset until the first frame.
   std::optional<PhysicsPrior> prior_ ABSL_GUARDED_BY(mu_);
@@ -128,12 +135,16 @@ class SessionManager {
     // state_dir): a SIGKILL loses at most this long of counts.
     double save_interval_s = 5.0;
   };
-  explicit SessionManager(const Options& options);
+  // `caps`: what a session's settings may ask for.
+  explicit SessionManager(const Options& options, const SettingsCaps& caps = {});
   ~SessionManager();  // stops the sweeper; does not save (PersistAll does)
 
   // Reads every session in the state directory (none without one).
   // Unreadable files are reported and skipped.
   absl::Status LoadState();
+
+  // Parses settings under this manager's caps (ParseSessionSettings).
+  absl::StatusOr<SessionConfig> ParseSettings(const v1::SessionSettings& settings) const;
 
   // An existing id resumes that session (settings, when given, replace
   // its own); an unknown or empty id makes a new session (settings
@@ -166,6 +177,7 @@ class SessionManager {
   void Sweep();
 
   const Options options_;
+  const SettingsCaps caps_;
   mutable absl::Mutex mu_;
   std::map<std::string, std::shared_ptr<Session>> sessions_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

@@ -58,6 +58,15 @@ bool Inside(const PixelRegion& r, double x, double y) {
          y < r.row0 + r.rows - 0.5;
 }
 
+// Where the atoms a window's ER counted lie: blobs[indices], already in
+// frame coordinates.
+std::vector<PointXY> PositionsOf(const std::vector<Blob>& blobs, const std::vector<int>& indices) {
+  std::vector<PointXY> out;
+  out.reserve(indices.size());
+  for (int i : indices) out.push_back({blobs[i].x, blobs[i].y});
+  return out;
+}
+
 bool Drifted(const Rewards& now, const Rewards& tuned, double tolerance) {
   return std::abs(now.qc - tuned.qc) > tolerance || std::abs(now.er - tuned.er) > tolerance;
 }
@@ -294,6 +303,7 @@ absl::Status LogStarAnalyzer::AnalyzeWindow(const cv::Mat& image, const Window& 
       out.front = cache->front;
       out.chosen = cache->chosen;
       for (Blob& b : d.blobs) b.x += ctx.col0, b.y += ctx.row0;
+      out.er_flagged = PositionsOf(d.blobs, d.erroneous);
       blobs = std::move(d.blobs);
       out.ms = MsSince(t0);
       return absl::OkStatus();
@@ -318,6 +328,7 @@ absl::Status LogStarAnalyzer::AnalyzeWindow(const cv::Mat& image, const Window& 
   out.chosen = r.chosen;
   out.evaluations = r.num_evaluations;
   for (Blob& b : r.blobs) b.x += ctx.col0, b.y += ctx.row0;
+  out.er_flagged = PositionsOf(r.blobs, r.erroneous);
   blobs = std::move(r.blobs);
   out.ms = MsSince(t0);
   return absl::OkStatus();

@@ -123,6 +123,10 @@ struct WindowResult {
   int evaluations = 0;            // objective evaluations spent on this frame
   int num_atoms = 0;              // atoms owned (in the core, after seam merging)
   double ms = 0.0;
+  // The atoms rewards.num_erroneous counts (px, frame coordinates): of the
+  // window's own detection in its tile, so near a seam they may include an
+  // atom another window reports, or one dropped as seen twice.
+  std::vector<PointXY> er_flagged;
 };
 
 struct Atom {

@@ -230,8 +230,8 @@ absl::StatusOr<LogDetection> DetectAndScore(const cv::Mat& image, const PixelReg
   if (options.refine_positions) {
     LOGSTAR_RETURN_IF_ERROR(RefinePositions(image, absl::MakeSpan(out.blobs), options.refine));
   }
-  LOGSTAR_ASSIGN_OR_RETURN(out.rewards,
-                           ComputeRewards(Points(out.blobs), region, prior, options.rewards));
+  LOGSTAR_ASSIGN_OR_RETURN(out.rewards, ComputeRewards(Points(out.blobs), region, prior,
+                                                       options.rewards, &out.erroneous));
   return out;
 }
 
@@ -400,6 +400,7 @@ absl::StatusOr<LogStarResult> RunLogStar(const cv::Mat& image, const PixelRegion
                                                               result.parameters, options, context));
   result.blobs = std::move(final.blobs);
   result.rewards = final.rewards;
+  result.erroneous = std::move(final.erroneous);
   result.detect_ms = MsSince(t1);
   return result;
 }

@@ -132,6 +132,7 @@ struct LogStarResult {
   // slightly from the chosen point's during the search (sigma grid).
   Rewards rewards;
   std::vector<Blob> blobs;        // the final detection's blobs in or within 2 px of the region
+  std::vector<int> erroneous;     // indices into blobs of the atoms rewards.num_erroneous counts
   std::vector<FrontPoint> front;  // by increasing QC
   int chosen = 0;                 // index into front
   int num_evaluations = 0;
@@ -156,6 +157,8 @@ absl::StatusOr<LogStarResult> RunLogStar(const cv::Mat& image, const PixelRegion
 struct LogDetection {
   std::vector<Blob> blobs;  // found in or within 2 px of the region, then refined
   Rewards rewards;          // of the atoms inside region
+  // Indices into blobs of the atoms rewards.num_erroneous counts.
+  std::vector<int> erroneous;
 };
 absl::StatusOr<LogDetection> DetectAndScore(const cv::Mat& image, const PixelRegion& region,
                                             const PhysicsPrior& prior,

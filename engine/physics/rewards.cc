@@ -1,40 +1,20 @@
 #include "engine/physics/rewards.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <limits>
 #include <vector>
 
-#include <nanoflann.hpp>
-
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/types/span.h"
-#include "engine/physics/physics_prior.h"
 #include "engine/base/status_macros.h"
+#include "engine/physics/physics_prior.h"
 
 namespace logstar {
 namespace {
-
-// nanoflann's dataset adaptor over the atoms of one region.
-struct RegionCloud {
-  std::vector<PointXY> points;
-
-  size_t kdtree_get_point_count() const { return points.size(); }
-  double kdtree_get_pt(size_t index, size_t dim) const {
-    return dim == 0 ? points[index].x : points[index].y;
-  }
-  // No precomputed bounding box: let nanoflann compute it.
-  template <class BBox>
-  bool kdtree_get_bbox(BBox& /*bbox*/) const {
-    return false;
-  }
-};
-
-using KdTree = nanoflann::KDTreeSingleIndexAdaptor<
-    nanoflann::L2_Simple_Adaptor<double, RegionCloud, double, size_t>, RegionCloud, /*DIM=*/2,
-    size_t>;
 
 absl::Status ValidateRegion(const PixelRegion& region) {
   if (region.cols <= 0) {
@@ -48,38 +28,137 @@ absl::Status ValidateRegion(const PixelRegion& region) {
   return absl::OkStatus();
 }
 
-// Number of atoms whose summed distance to their `k` nearest other atoms is
-// below `ds_px`. The caller guarantees more than k points.
-int CountErroneous(const RegionCloud& cloud, int k, double ds_px) {
-  const KdTree tree(/*dimensionality=*/2, cloud, nanoflann::KDTreeSingleIndexAdaptorParams(10));
-  const size_t num_query = static_cast<size_t>(k) + 1;
-  std::vector<size_t> indices(num_query);
-  std::vector<double> dist2(num_query);
-  int count = 0;
-  for (size_t i = 0; i < cloud.points.size(); ++i) {
-    const double query[2] = {cloud.points[i].x, cloud.points[i].y};
-    const size_t found = tree.knnSearch(query, num_query, indices.data(), dist2.data());
-    // Drop exactly one self-match, identified by index: an exact duplicate
-    // also sits at distance 0 but is a genuine (suspicious) neighbour. When
-    // more than k duplicates tie at 0, self may be crowded out of the list;
-    // then the farthest entry goes, which leaves the same k distances.
-    size_t skip = found - 1;
-    for (size_t j = 0; j < found; ++j) {
-      if (indices[j] == i) {
-        skip = j;
-        break;
+// Points bucketed into square cells (compressed rows: one index array, one
+// offset per cell).
+class PointGrid {
+ public:
+  // Cells of at least `min_cell` px (> 0), and at most ~2 sqrt(n) a side:
+  // a DS far below the points' spacing must not allocate a grid far larger
+  // than the points. Larger cells only make the search visit more points.
+  PointGrid(absl::Span<const PointXY> points, double min_cell) {
+    min_x_ = max_x_ = points[0].x;
+    min_y_ = max_y_ = points[0].y;
+    for (const PointXY& p : points) {
+      min_x_ = std::min(min_x_, p.x), max_x_ = std::max(max_x_, p.x);
+      min_y_ = std::min(min_y_, p.y), max_y_ = std::max(max_y_, p.y);
+    }
+    const double side = std::max(max_x_ - min_x_, max_y_ - min_y_);
+    cell_ = std::max(min_cell, side / (2.0 * std::ceil(std::sqrt(points.size()))));
+    // How far rounding may move a point across a cell boundary, with a wide
+    // margin: a point closer than r cells less this is within r rings.
+    const double magnitude =
+        std::max({std::abs(min_x_), std::abs(max_x_), std::abs(min_y_), std::abs(max_y_)});
+    slack_ = 1e-9 * (cell_ + magnitude);
+    cols_ = static_cast<int>((max_x_ - min_x_) / cell_) + 1;
+    rows_ = static_cast<int>((max_y_ - min_y_) / cell_) + 1;
+    start_.assign(static_cast<size_t>(cols_) * rows_ + 1, 0);
+    for (const PointXY& p : points) ++start_[Cell(p) + 1];
+    for (size_t c = 1; c < start_.size(); ++c) start_[c] += start_[c - 1];
+    members_.resize(points.size());
+    std::vector<int> fill(start_.begin(), start_.end() - 1);
+    for (size_t i = 0; i < points.size(); ++i) members_[fill[Cell(points[i])]++] = i;
+  }
+
+  double cell() const { return cell_; }
+  double slack() const { return slack_; }
+  int Col(const PointXY& p) const {
+    return std::min(static_cast<int>((p.x - min_x_) / cell_), cols_ - 1);
+  }
+  int Row(const PointXY& p) const {
+    return std::min(static_cast<int>((p.y - min_y_) / cell_), rows_ - 1);
+  }
+
+  // Calls f(j) for every point j in cells col0..col1 of row `row` (clipped
+  // to the grid).
+  template <typename F>
+  void ForRow(int row, int col0, int col1, F&& f) const {
+    if (row < 0 || row >= rows_) return;
+    col0 = std::max(col0, 0);
+    col1 = std::min(col1, cols_ - 1);
+    if (col0 > col1) return;
+    const size_t base = static_cast<size_t>(row) * cols_;
+    for (int m = start_[base + col0]; m < start_[base + col1 + 1]; ++m) f(members_[m]);
+  }
+
+ private:
+  size_t Cell(const PointXY& p) const { return static_cast<size_t>(Row(p)) * cols_ + Col(p); }
+
+  double cell_ = 0.0, slack_ = 0.0;
+  double min_x_, min_y_, max_x_, max_y_;
+  int cols_ = 0, rows_ = 0;
+  std::vector<int> start_;    // cell c holds members_[start_[c], start_[c + 1])
+  std::vector<int> members_;  // point indices, cell by cell
+};
+
+// Whether point i's summed distance to its k nearest other points is below
+// ds_px. Rings of cells are searched outward from the point's cell; after
+// ring r every point closer than R = r cells (less the slack) has been
+// seen, so the k nearest are known once the k-th seen is closer than R, and
+// no unseen point can bring the sum below ds_px once the seen ones capped
+// at R cannot. The two margins keep those early decisions away from any
+// rounding: the sum that decides is formed as a k-d tree search forms it.
+// `nearest` (size k) is scratch space.
+bool Flagged(const PointGrid& grid, absl::Span<const PointXY> points, int i, int k, double ds_px,
+             std::vector<double>& nearest) {
+  const PointXY& p = points[i];
+  int found = 0;  // nearest[0, found): the smallest squared distances seen, ascending
+  auto visit = [&](int j) {
+    if (j == i) return;
+    const double dx = points[j].x - p.x, dy = points[j].y - p.y;
+    const double d2 = dx * dx + dy * dy;
+    if (found == k && d2 >= nearest[k - 1]) return;
+    int at = found < k ? found++ : k - 1;
+    for (; at > 0 && nearest[at - 1] > d2; --at) nearest[at] = nearest[at - 1];
+    nearest[at] = d2;
+  };
+  const int col = grid.Col(p), row = grid.Row(p);
+  // Cells are at least DS / k wide, so R >= DS after at most k + 1 rings;
+  // from there the sum is decided either way (the bound is a safeguard).
+  const int max_ring = static_cast<int>(std::ceil(ds_px / grid.cell())) + 2;
+  for (int r = 1; r <= max_ring; ++r) {
+    if (r == 1) {
+      for (int y = row - 1; y <= row + 1; ++y) grid.ForRow(y, col - 1, col + 1, visit);
+    } else {
+      grid.ForRow(row - r, col - r, col + r, visit);
+      grid.ForRow(row + r, col - r, col + r, visit);
+      for (int y = row - r + 1; y <= row + r - 1; ++y) {
+        grid.ForRow(y, col - r, col - r, visit);
+        grid.ForRow(y, col + r, col + r, visit);
       }
     }
-    double sum = 0.0;
-    for (size_t j = 0; j < found; ++j) {
-      if (j != skip) sum += std::sqrt(dist2[j]);
+    const double reach = r * grid.cell() - grid.slack();
+    const double reach2 = reach * reach;
+    if (found == k && nearest[k - 1] < reach2) {
+      double sum = 0.0;
+      for (int n = 0; n < k; ++n) sum += std::sqrt(nearest[n]);
+      return sum < ds_px;
     }
-    if (sum < ds_px) ++count;
+    double bound = (k - found) * reach;  // unseen neighbours are at least this far
+    for (int n = 0; n < found; ++n) bound += nearest[n] < reach2 ? std::sqrt(nearest[n]) : reach;
+    if (bound >= ds_px * (1.0 + 1e-9)) return false;
   }
-  return count;
+  return false;
 }
 
 }  // namespace
+
+std::vector<int> ErFlaggedPoints(absl::Span<const PointXY> points, double ds_px,
+                                 int num_neighbors) {
+  std::vector<int> flagged;
+  if (!(ds_px > 0.0) || num_neighbors < 1 || points.size() <= static_cast<size_t>(num_neighbors)) {
+    return flagged;
+  }
+  // A flagged point's nearest neighbour is closer than DS / k; cells a
+  // little wider than that rule out every other point after one ring.
+  const PointGrid grid(points, 1.001 * ds_px / num_neighbors);
+  std::vector<double> nearest(num_neighbors);
+  for (size_t i = 0; i < points.size(); ++i) {
+    if (Flagged(grid, points, static_cast<int>(i), num_neighbors, ds_px, nearest)) {
+      flagged.push_back(static_cast<int>(i));
+    }
+  }
+  return flagged;
+}
 
 absl::Status RewardOptions::Validate() const {
   if (!std::isfinite(ds_factor) || ds_factor <= 0.0) {
@@ -94,7 +173,8 @@ absl::Status RewardOptions::Validate() const {
 }
 
 absl::StatusOr<Rewards> ComputeRewards(absl::Span<const PointXY> atoms, const PixelRegion& region,
-                                       const PhysicsPrior& prior, const RewardOptions& options) {
+                                       const PhysicsPrior& prior, const RewardOptions& options,
+                                       std::vector<int>* erroneous) {
   LOGSTAR_RETURN_IF_ERROR(options.Validate());
   LOGSTAR_RETURN_IF_ERROR(prior.Validate());
   LOGSTAR_RETURN_IF_ERROR(ValidateRegion(region));
@@ -105,7 +185,8 @@ absl::StatusOr<Rewards> ComputeRewards(absl::Span<const PointXY> atoms, const Pi
   const double y_min = static_cast<double>(region.row0) - 0.5;
   const double y_end = static_cast<double>(region.row0) + region.rows - 0.5;
 
-  RegionCloud cloud;
+  std::vector<PointXY> inside;
+  std::vector<int> index;  // into atoms, when the caller wants the flagged ones
   for (size_t i = 0; i < atoms.size(); ++i) {
     const PointXY& p = atoms[i];
     // A NaN would silently fall outside every region and vanish from QC.
@@ -113,24 +194,30 @@ absl::StatusOr<Rewards> ComputeRewards(absl::Span<const PointXY> atoms, const Pi
       return absl::InvalidArgumentError(
           absl::StrCat("atoms[", i, "] has non-finite coordinates (", p.x, ", ", p.y, ")"));
     }
-    if (p.x >= x_min && p.x < x_end && p.y >= y_min && p.y < y_end) cloud.points.push_back(p);
+    if (p.x >= x_min && p.x < x_end && p.y >= y_min && p.y < y_end) {
+      inside.push_back(p);
+      if (erroneous != nullptr) index.push_back(static_cast<int>(i));
+    }
   }
-  if (cloud.points.size() > static_cast<size_t>(std::numeric_limits<int>::max())) {
+  if (inside.size() > static_cast<size_t>(std::numeric_limits<int>::max())) {
     return absl::InvalidArgumentError(
-        absl::StrCat("region holds ", cloud.points.size(), " atoms, more than an int can count"));
+        absl::StrCat("region holds ", inside.size(), " atoms, more than an int can count"));
   }
 
   Rewards rewards;
-  rewards.num_found = static_cast<int>(cloud.points.size());
+  rewards.num_found = static_cast<int>(inside.size());
   rewards.num_expected = prior.ColumnDensityPerPx2() * static_cast<double>(region.cols) *
                          static_cast<double>(region.rows);
   rewards.ds_px =
       static_cast<double>(options.num_neighbors) * options.ds_factor * prior.NearestNeighborPx();
   rewards.qc = std::abs(rewards.num_found - rewards.num_expected) / rewards.num_expected;
-  if (cloud.points.size() > static_cast<size_t>(options.num_neighbors)) {
-    rewards.num_erroneous = CountErroneous(cloud, options.num_neighbors, rewards.ds_px);
-  }
+  std::vector<int> flagged = ErFlaggedPoints(inside, rewards.ds_px, options.num_neighbors);
+  rewards.num_erroneous = static_cast<int>(flagged.size());
   rewards.er = rewards.num_erroneous / rewards.num_expected;
+  if (erroneous != nullptr) {
+    for (int& f : flagged) f = index[f];
+    *erroneous = std::move(flagged);
+  }
   return rewards;
 }
 

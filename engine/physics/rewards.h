@@ -17,6 +17,10 @@
 // so tiling a frame with regions counts every atom exactly once. Neighbours
 // for ER are searched among the atoms of the same region only (as when the
 // region is analysed on its own); with fewer than 5 atoms ER is 0.
+//
+// One implementation of the ER rule (ErFlaggedPoints) serves the rewards and
+// whoever needs to know which atoms ER counted (the steering's regions of
+// interest, engine/analysis/steering.h).
 #ifndef LOGSTAR_ENGINE_PHYSICS_REWARDS_H_
 #define LOGSTAR_ENGINE_PHYSICS_REWARDS_H_
 
@@ -45,9 +49,25 @@ struct Rewards {
   double ds_px = 0.0;         // the DS threshold used
 };
 
-// O(n log n) via a k-d tree. `prior` must pass Validate().
+// `prior` must pass Validate(). When `erroneous` is not null it receives the
+// indices into `atoms` of the atoms ER counted (num_erroneous of them),
+// increasing. O(n) for a crystal's detections (see ErFlaggedPoints).
 absl::StatusOr<Rewards> ComputeRewards(absl::Span<const PointXY> atoms, const PixelRegion& region,
-                                       const PhysicsPrior& prior, const RewardOptions& options);
+                                       const PhysicsPrior& prior, const RewardOptions& options,
+                                       std::vector<int>* erroneous = nullptr);
+
+// The ER rule alone: indices (increasing) into `points` of the points whose
+// summed distance to their `num_neighbors` nearest other points is below
+// `ds_px` (an exact duplicate is a neighbour at distance 0). With
+// num_neighbors or fewer points, none. Points must be finite; none are
+// flagged unless ds_px > 0 and num_neighbors >= 1.
+//
+// A bucket grid of DS / num_neighbors cells searched ring by ring: an atom
+// of a crystal is ruled out by its own 3 x 3 cells (its nearest neighbour
+// is farther than DS / k), and a dense cluster of detections stops after a
+// ring or two. The sums are formed as a k-d tree search would (square roots
+// of squared distances, ascending), so the result is exactly the rule's.
+std::vector<int> ErFlaggedPoints(absl::Span<const PointXY> points, double ds_px, int num_neighbors);
 
 }  // namespace logstar
 

@@ -17,6 +17,7 @@
 #include "engine/image/normalize.h"
 #include "logstar/v1/service.pb.h"
 #include "server/convert.h"
+#include "server/session_config.h"
 
 namespace {
 
@@ -56,10 +57,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     case 0: {
       logstar::v1::AnalyzeFrameRequest request;
       if (!request.ParseFromArray(data, static_cast<int>(size))) return 0;
-      if (logstar::server::ValidateSettings(request.settings()).ok()) {
-        (void)logstar::server::PriorFromProto(request.settings().prior(),
-                                              request.frame().pixel_size_x_angstrom());
-      }
+      const auto config = logstar::server::ParseSessionSettings(request.settings());
+      if (config.ok()) (void)config->PriorAt(request.frame().pixel_size_x_angstrom());
       Decode(request.frame(), kMaxPixels);
       break;
     }

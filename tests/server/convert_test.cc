@@ -1,6 +1,6 @@
-// server/convert.h and server/status.h: frames in every dtype, every way a
-// frame or settings can be wrong (and that the error names the field), the
-// cache round trip, and the status mapping.
+// server/convert.h, server/session_config.h and server/status.h: frames in
+// every dtype, every way a frame or settings can be wrong (and that the error
+// names the field), the cache round trip, and the status mapping.
 #include "server/convert.h"
 
 #include <cmath>
@@ -10,6 +10,7 @@
 #include "engine/image/synth.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/session_config.h"
 #include "server/status.h"
 
 namespace logstar::server {
@@ -138,33 +139,50 @@ v1::SessionSettings Valid() {
 
 TEST(SettingsTest, ValidSettingsMapToTheEngine) {
   v1::SessionSettings s = Valid();
-  EXPECT_TRUE(ValidateSettings(s).ok());
+  EXPECT_TRUE(ParseSessionSettings(s).ok());
   s.mutable_analysis()->set_window(128);
   s.mutable_analysis()->set_evaluations(5);
   s.mutable_analysis()->set_choice(v1::FRONT_CHOICE_RULE_WEIGHTS);
   s.mutable_analysis()->set_weight_er(3);
-  absl::StatusOr<AnalyzerOptions> o = AnalyzerOptionsFromProto(s.analysis());
-  ASSERT_TRUE(o.ok()) << o.status();
-  EXPECT_EQ(o->window, 128);
-  EXPECT_EQ(o->logstar.optimizer.num_evaluations, 5);
-  EXPECT_EQ(o->logstar.optimizer.num_initial, 5);  // cut to the budget
-  EXPECT_EQ(o->logstar.choice, FrontChoiceRule::kWeights);
-  EXPECT_EQ(o->logstar.choice_weights[1], 3.0);
+  s.mutable_analysis()->set_drift_tolerance(0.25);
+  s.mutable_steering()->set_max_regions(3);
+  s.set_queue_capacity(7);
+  absl::StatusOr<SessionConfig> c = ParseSessionSettings(s);
+  ASSERT_TRUE(c.ok()) << c.status();
+  const AnalyzerOptions& o = c->analyzer;
+  EXPECT_EQ(o.window, 128);
+  EXPECT_EQ(o.logstar.optimizer.num_evaluations, 5);
+  EXPECT_EQ(o.logstar.optimizer.num_initial, 5);  // cut to the budget
+  EXPECT_EQ(o.logstar.choice, FrontChoiceRule::kWeights);
+  EXPECT_EQ(o.logstar.choice_weights[1], 3.0);
   // Unset fields keep the engine's defaults.
-  EXPECT_EQ(o->drift_tolerance, AnalyzerOptions().drift_tolerance);
+  EXPECT_EQ(o.stride, AnalyzerOptions().stride);
+  EXPECT_EQ(o.logstar.num_sigma, AnalyzerOptions().logstar.num_sigma);
+  // Steering follows the analyzer's thresholds.
+  EXPECT_EQ(c->steering.max_regions, 3);
+  EXPECT_EQ(c->steering.drift_tolerance, 0.25);
+  EXPECT_EQ(c->steering.amorphous_min_share, AmorphousOptions().min_share);
+  // Unspecified policy: latest wins; capacity 0 (the server's default) unless given.
+  EXPECT_EQ(c->overload_policy, v1::OVERLOAD_POLICY_LATEST_WINS);
+  EXPECT_EQ(c->queue_capacity, 7u);
+  EXPECT_EQ(c->settings.analysis().window(), 128);  // the message as sent
   // A frame's pixel size overrides the prior's; without either the prior is incomplete.
-  EXPECT_EQ(PriorFromProto(s.prior(), 0.2)->pixel_size_angstrom, 0.2);
+  EXPECT_EQ(c->PriorAt(0.2)->pixel_size_angstrom, 0.2);
+  EXPECT_EQ(c->PriorAt(0)->pixel_size_angstrom, 0.125);
   s.mutable_prior()->set_pixel_size_angstrom(0);
-  EXPECT_TRUE(ValidateSettings(s).ok());
-  EXPECT_THAT(PriorFromProto(s.prior(), 0).status().message(),
-              HasSubstr("settings.prior.pixel_size_angstrom"));
+  c = ParseSessionSettings(s);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_THAT(c->PriorAt(0).status().message(), HasSubstr("settings.prior.pixel_size_angstrom"));
+  EXPECT_EQ(c->PriorAt(0.2)->pixel_size_angstrom, 0.2);
+  // The sampling check waits for the pixel size: 2.55 Å at 2 Å/px is too coarse.
+  EXPECT_THAT(c->PriorAt(2.0).status().message(), HasSubstr("settings.prior."));
 }
 
 TEST(SettingsTest, InvalidSettingsNameTheField) {
   auto message = [](void (*change)(v1::SessionSettings&)) {
     v1::SessionSettings s = Valid();
     change(s);
-    const absl::Status st = ValidateSettings(s);
+    const absl::Status st = ParseSessionSettings(s).status();
     EXPECT_TRUE(absl::IsInvalidArgument(st));
     return std::string(st.message());
   };
@@ -182,12 +200,35 @@ TEST(SettingsTest, InvalidSettingsNameTheField) {
               HasSubstr("settings.analysis.evaluations"));
   EXPECT_THAT(message([](auto& s) { s.mutable_analysis()->set_drift_tolerance(0); }),
               HasSubstr("settings.analysis.drift_tolerance"));
+  EXPECT_THAT(message([](auto& s) { s.mutable_analysis()->set_num_sigma(65); }),
+              HasSubstr("settings.analysis.num_sigma"));
+  EXPECT_THAT(message([](auto& s) { s.mutable_analysis()->set_column_sigma_angstrom(-1); }),
+              HasSubstr("settings.analysis.column_sigma_angstrom"));
   EXPECT_THAT(message([](auto& s) { s.mutable_analysis()->set_weight_qc(-1); }),
               HasSubstr("settings.analysis.weight_qc"));
   EXPECT_THAT(message([](auto& s) { s.set_overload_policy(static_cast<v1::OverloadPolicy>(9)); }),
               HasSubstr("settings.overload_policy"));
   EXPECT_THAT(message([](auto& s) { s.set_queue_capacity(5000); }),
               HasSubstr("settings.queue_capacity"));
+  EXPECT_THAT(message([](auto& s) { s.mutable_steering()->set_max_regions(-1); }),
+              HasSubstr("settings.steering.max_regions"));
+  EXPECT_THAT(message([](auto& s) { s.mutable_steering()->set_max_regions(1001); }),
+              HasSubstr("settings.steering.max_regions"));
+}
+
+TEST(SettingsTest, PolicyCapsAreTheDaemons) {
+  v1::SessionSettings s = Valid();
+  s.mutable_analysis()->set_evaluations(50);
+  s.set_queue_capacity(16);
+  EXPECT_TRUE(ParseSessionSettings(s).ok());
+  SettingsCaps caps;
+  caps.max_evaluations = 20;
+  EXPECT_THAT(ParseSessionSettings(s, caps).status().message(),
+              HasSubstr("settings.analysis.evaluations must be in [1, 20], got 50"));
+  caps = {};
+  caps.max_queue_capacity = 8;
+  EXPECT_THAT(ParseSessionSettings(s, caps).status().message(),
+              HasSubstr("settings.queue_capacity must be <= 8, got 16"));
 }
 
 TEST(CacheConversionTest, RoundTrip) {

@@ -1,16 +1,15 @@
-// server/session.h, server/steering.h and server/options.h.
+// server/session.h and server/options.h.
 #include "server/session.h"
 
 #include <filesystem>
 #include <fstream>
-#include <random>
 
 #include "engine/base/context.h"
 #include "engine/image/synth.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/options.h"
-#include "server/steering.h"
+#include "server/session_config.h"
 
 namespace logstar::server {
 namespace {
@@ -44,6 +43,12 @@ Fixture Make(uint64_t seed) {
   return f;
 }
 
+SessionConfig Config(const v1::SessionSettings& settings) {
+  absl::StatusOr<SessionConfig> c = ParseSessionSettings(settings);
+  EXPECT_TRUE(c.ok()) << c.status();
+  return c.ok() ? *std::move(c) : SessionConfig{};
+}
+
 FrameAnalysis Analyze(Session& s, const v1::Frame& wire) {
   const DecodedFrame d = *DecodeFrame(wire, 1 << 24);
   absl::StatusOr<Session::Analysis> a = s.Analyze(d, ExecutionContext::Default(), nullptr);
@@ -53,18 +58,18 @@ FrameAnalysis Analyze(Session& s, const v1::Frame& wire) {
 
 TEST(SessionTest, SettingsChangesKeepOrEmptyTheCache) {
   const Fixture f = Make(1);
-  Session s("s", f.settings, absl::Now());
+  Session s("s", Config(f.settings), absl::Now());
   EXPECT_EQ(Analyze(s, f.wire).misses, 4);
   EXPECT_EQ(Analyze(s, f.wire).misses, 0);
   // More evaluations: the windows and prior are the same, the cache stays.
   v1::SessionSettings more = f.settings;
   more.mutable_analysis()->set_evaluations(10);
-  ASSERT_TRUE(s.UpdateSettings(more).ok());
+  ASSERT_TRUE(s.UpdateSettings(Config(more)).ok());
   EXPECT_EQ(Analyze(s, f.wire).misses, 0);
   // Another window size: everything is tuned again.
   v1::SessionSettings bigger = more;
   bigger.mutable_analysis()->set_window(128);
-  ASSERT_TRUE(s.UpdateSettings(bigger).ok());
+  ASSERT_TRUE(s.UpdateSettings(Config(bigger)).ok());
   EXPECT_EQ(Analyze(s, f.wire).misses, 1);
   // A frame at another pixel size (magnification) empties it too.
   v1::Frame zoomed = f.wire;
@@ -72,9 +77,6 @@ TEST(SessionTest, SettingsChangesKeepOrEmptyTheCache) {
   EXPECT_EQ(Analyze(s, zoomed).misses, 1);
   s.ResetCache();
   EXPECT_EQ(Analyze(s, zoomed).misses, 1);
-  v1::SessionSettings bad = f.settings;
-  bad.mutable_analysis()->set_evaluations(-1);
-  EXPECT_THAT(s.UpdateSettings(bad).message(), HasSubstr("settings.analysis.evaluations"));
   EXPECT_EQ(s.counters().frames_analysed(), 0u);  // counted by the service, not here
 }
 
@@ -84,13 +86,13 @@ TEST(SessionTest, AmorphousWindowChangeKeepsTheLogCache) {
   Fixture f = Make(2);
   f.settings.mutable_analysis()->mutable_amorphous()->set_enabled(true);
   f.settings.mutable_analysis()->mutable_amorphous()->set_evaluations(6);
-  Session s("a", f.settings, absl::Now());
+  Session s("a", Config(f.settings), absl::Now());
   const FrameAnalysis first = Analyze(s, f.wire);
   ASSERT_TRUE(first.amorphous.has_value());
   EXPECT_EQ(first.amorphous->windows.size(), 1u);
   v1::SessionSettings other = f.settings;
   other.mutable_analysis()->mutable_amorphous()->set_window(64);
-  ASSERT_TRUE(s.UpdateSettings(other).ok());
+  ASSERT_TRUE(s.UpdateSettings(Config(other)).ok());
   const FrameAnalysis next = Analyze(s, f.wire);
   EXPECT_EQ(next.misses, 0);
   ASSERT_TRUE(next.amorphous.has_value());
@@ -102,7 +104,7 @@ TEST(SessionTest, AmorphousWindowChangeKeepsTheLogCache) {
 
 TEST(SessionTest, OperatorChoiceSetsTheWindowsParameters) {
   const Fixture f = Make(2);
-  Session s("s", f.settings, absl::Now());
+  Session s("s", Config(f.settings), absl::Now());
   EXPECT_THAT(s.ChooseOnFront(0, 0).message(), HasSubstr("no cache"));
   const FrameAnalysis a = Analyze(s, f.wire);
   const int last = static_cast<int>(a.windows[2].front.size()) - 1;
@@ -118,13 +120,13 @@ TEST(SessionTest, OperatorChoiceSetsTheWindowsParameters) {
 
 TEST(SessionTest, StateRoundTripRestoresCacheAndCounters) {
   const Fixture f = Make(3);
-  Session s("saved", f.settings, absl::Now());
+  Session s("saved", Config(f.settings), absl::Now());
   const FrameAnalysis first = Analyze(s, f.wire);
   s.CountReceived();
   s.CountAnalysed(first);
   const v1::SessionState state = s.State();
   EXPECT_EQ(state.cache().windows_size(), 4);
-  absl::StatusOr<std::unique_ptr<Session>> back = Session::FromState(state, absl::Now());
+  absl::StatusOr<std::unique_ptr<Session>> back = Session::FromState(state, {}, absl::Now());
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_EQ((*back)->counters().frames_analysed(), 1u);
   // Before any frame the restored cache is visible, and the first frame uses it.
@@ -133,13 +135,18 @@ TEST(SessionTest, StateRoundTripRestoresCacheAndCounters) {
   // Saved mid-stream with two frames still in flight: the restart dropped them.
   v1::SessionState in_flight = state;
   in_flight.mutable_counters()->set_frames_received(3);
-  absl::StatusOr<std::unique_ptr<Session>> crashed = Session::FromState(in_flight, absl::Now());
+  absl::StatusOr<std::unique_ptr<Session>> crashed = Session::FromState(in_flight, {}, absl::Now());
   ASSERT_TRUE(crashed.ok()) << crashed.status();
   EXPECT_EQ((*crashed)->counters().frames_analysed(), 1u);
   EXPECT_EQ((*crashed)->counters().frames_dropped(), 2u);
   v1::SessionState wrong = state;
   wrong.set_version(7);
-  EXPECT_FALSE(Session::FromState(wrong, absl::Now()).ok());
+  EXPECT_FALSE(Session::FromState(wrong, {}, absl::Now()).ok());
+  // Saved settings are parsed under the daemon's caps of today.
+  SettingsCaps tight;
+  tight.max_evaluations = 4;
+  EXPECT_THAT(Session::FromState(state, tight, absl::Now()).status().message(),
+              HasSubstr("settings.analysis.evaluations"));
 }
 
 TEST(SessionManagerTest, OpenResumePersistExpire) {
@@ -160,6 +167,14 @@ TEST(SessionManagerTest, OpenResumePersistExpire) {
     ASSERT_TRUE(again.ok());
     EXPECT_TRUE(again->second);
     EXPECT_EQ(again->first.get(), a->first.get());
+    // Bad settings are rejected, naming the field, before they reach the
+    // session, which keeps its own.
+    v1::SessionSettings bad = f.settings;
+    bad.mutable_analysis()->set_evaluations(-1);
+    EXPECT_THAT(m.Open("abc", &bad).status().message(), HasSubstr("settings.analysis.evaluations"));
+    EXPECT_THAT(m.Open("new", &bad).status().message(), HasSubstr("settings.analysis.evaluations"));
+    EXPECT_FALSE(m.Find("new").ok());
+    EXPECT_EQ(a->first->settings().analysis().evaluations(), 8);
     Analyze(*a->first, f.wire);
     ASSERT_TRUE(m.Persist(*a->first).ok());
     EXPECT_TRUE(std::filesystem::exists(dir + "/abc.session.pb"));
@@ -177,6 +192,18 @@ TEST(SessionManagerTest, OpenResumePersistExpire) {
   EXPECT_EQ(Analyze(**back, f.wire).misses, 0);
   restarted.ExpireIdle(absl::Now() + absl::Hours(1));
   EXPECT_FALSE(std::filesystem::exists(dir + "/abc.session.pb"));
+}
+
+TEST(SessionManagerTest, SettingsAreParsedUnderTheDaemonsCaps) {
+  const Fixture f = Make(4);
+  SettingsCaps caps;
+  caps.max_evaluations = 4;  // the fixture asks for 8
+  SessionManager m({600.0, ""}, caps);
+  EXPECT_THAT(m.Open("", &f.settings).status().message(),
+              HasSubstr("settings.analysis.evaluations must be in [1, 4], got 8"));
+  EXPECT_THAT(m.ParseSettings(f.settings).status().message(),
+              HasSubstr("settings.analysis.evaluations"));
+  EXPECT_EQ(m.size(), 0);
 }
 
 // Counts between tuning frames reach the disk on the sweeper's timer, so a
@@ -218,63 +245,6 @@ TEST(SessionManagerTest, ChangedSessionsAreSavedOnTheTimer) {
   }  // destroyed without PersistAll: what a SIGKILL leaves
   EXPECT_EQ(saved_counts(), 3u);
   std::filesystem::remove_all(dir);
-}
-
-TEST(SteeringTest, ErFlaggedAtomsMatchABruteForceCount) {
-  std::mt19937 rng(5);
-  std::uniform_real_distribution<double> u(0, 100);
-  FrameAnalysis a;
-  a.width = a.height = 100;
-  for (int i = 0; i < 300; ++i) a.atoms.push_back({u(rng), u(rng), 1.0, 1.0f, 0});
-  // A tight cluster and an exact duplicate: the atoms ER is meant to catch.
-  for (int i = 0; i < 5; ++i) a.atoms.push_back({50.0 + 0.3 * i, 50.0, 1.0, 1.0f, 0});
-  a.atoms.push_back(a.atoms[0]);
-  int partly_flagged = 0;
-  // DS from far below the spacing (the grids' size bound) to far above it.
-  for (int k : {1, 2, 4}) {
-    for (double ds : {0.5, 1.0, 6.0, 12.0, 20.0, 40.0}) {
-      std::vector<int> expected;
-      for (size_t i = 0; i < a.atoms.size(); ++i) {
-        std::vector<double> d;
-        for (size_t j = 0; j < a.atoms.size(); ++j) {
-          if (i != j)
-            d.push_back(std::hypot(a.atoms[i].x - a.atoms[j].x, a.atoms[i].y - a.atoms[j].y));
-        }
-        std::sort(d.begin(), d.end());
-        double sum = 0.0;
-        for (int n = 0; n < k; ++n) sum += d[n];
-        if (sum < ds) expected.push_back(static_cast<int>(i));
-      }
-      partly_flagged += !expected.empty() && expected.size() < a.atoms.size();
-      EXPECT_EQ(ErFlaggedAtoms(a, ds, k), expected) << "k " << k << ", ds " << ds;
-    }
-  }
-  EXPECT_GE(partly_flagged, 10);  // the cases discriminate
-}
-
-TEST(SteeringTest, RegionsAreRankedAndCapped) {
-  FrameAnalysis a;
-  a.width = a.height = 128;
-  for (int i = 0; i < 2; ++i) {
-    WindowResult w;
-    w.window = {i, {64 * i, 0, 64, 128}, {64 * i, 0, 64, 128}};
-    w.state = CacheState::kHit;
-    w.rewards.qc = i == 0 ? 0.9 : 0.01;        // window 0: count far off
-    w.tuned_rewards.qc = i == 1 ? 0.08 : 0.9;  // window 1: drifting (0.07 of 0.1)
-    w.rewards.num_expected = 50;
-    a.windows.push_back(w);
-  }
-  SteeringOptions o;
-  std::vector<SteeringRegion> r = FindRegionsOfInterest(a, o);
-  ASSERT_EQ(r.size(), 2u);
-  EXPECT_EQ(r[0].reason, SteeringRegion::Reason::kCountDeviation);
-  EXPECT_EQ(r[0].window, 0);
-  EXPECT_NEAR(r[0].score, 4.5, 1e-9);
-  EXPECT_EQ(r[1].reason, SteeringRegion::Reason::kRewardDrift);
-  EXPECT_EQ(r[1].window, 1);
-  EXPECT_NEAR(r[1].score, 0.7, 1e-9);
-  o.max_regions = 1;
-  EXPECT_EQ(FindRegionsOfInterest(a, o).size(), 1u);
 }
 
 TEST(OptionsTest, FileThenFlags) {

@@ -308,31 +308,33 @@ TEST(RewardsTest, RejectsNonFiniteAtomsNamingTheIndex) {
 
 // Independent O(n^2) reference: the sklearn recipe, kneighbors on the region's
 // atoms with the atom itself as the first (distance 0) of k + 1 neighbours.
-int BruteForceErroneous(const std::vector<PointXY>& atoms, const PixelRegion& region, int k,
-                        double ds_px) {
-  std::vector<PointXY> in;
-  for (const PointXY& p : atoms) {
+// Returns the indices into `atoms` of the atoms it counts.
+std::vector<int> BruteForceErroneous(const std::vector<PointXY>& atoms, const PixelRegion& region,
+                                     int k, double ds_px) {
+  std::vector<int> in;
+  for (size_t i = 0; i < atoms.size(); ++i) {
+    const PointXY& p = atoms[i];
     if (p.x >= region.col0 - 0.5 && p.x < region.col0 + region.cols - 0.5 &&
         p.y >= region.row0 - 0.5 && p.y < region.row0 + region.rows - 0.5) {
-      in.push_back(p);
+      in.push_back(static_cast<int>(i));
     }
   }
-  if (in.size() <= static_cast<size_t>(k)) return 0;
-  int count = 0;
+  std::vector<int> flagged;
+  if (in.size() <= static_cast<size_t>(k)) return flagged;
   std::vector<double> d2;
-  for (size_t i = 0; i < in.size(); ++i) {
+  for (int i : in) {
     d2.clear();
-    for (size_t j = 0; j < in.size(); ++j) {
+    for (int j : in) {
       if (j == i) continue;
-      const double dx = in[i].x - in[j].x, dy = in[i].y - in[j].y;
+      const double dx = atoms[i].x - atoms[j].x, dy = atoms[i].y - atoms[j].y;
       d2.push_back(dx * dx + dy * dy);
     }
     std::sort(d2.begin(), d2.end());
     double sum = 0.0;
     for (int n = 0; n < k; ++n) sum += std::sqrt(d2[n]);
-    if (sum < ds_px) ++count;
+    if (sum < ds_px) flagged.push_back(i);
   }
-  return count;
+  return flagged;
 }
 
 TEST(RewardsTest, MatchesBruteForceWithDuplicates) {
@@ -368,16 +370,73 @@ TEST(RewardsTest, MatchesBruteForceWithDuplicates) {
   for (int k : {1, 2, 4, 6}) {
     for (double f : {0.05, 0.25, 0.6, 1.0, 1.5, 3.0}) {
       SCOPED_TRACE(absl::StrCat("k=", k, " ds_factor=", f));
-      const Rewards r = MustCompute(atoms, region, prior, Options(f, k));
+      std::vector<int> flagged;
+      const absl::StatusOr<Rewards> r =
+          ComputeRewards(atoms, region, prior, Options(f, k), &flagged);
+      ASSERT_TRUE(r.ok()) << r.status();
       const double ds_px = k * f * 8.0;
-      EXPECT_NEAR(r.ds_px, ds_px, 1e-12);
-      const int expected = BruteForceErroneous(atoms, region, k, ds_px);
-      EXPECT_EQ(r.num_erroneous, expected);
-      if (expected > 0 && expected < r.num_found) ++nontrivial;
+      EXPECT_NEAR(r->ds_px, ds_px, 1e-12);
+      const std::vector<int> expected = BruteForceErroneous(atoms, region, k, ds_px);
+      EXPECT_EQ(r->num_erroneous, static_cast<int>(expected.size()));
+      // The atoms counted, as indices into the caller's atoms.
+      EXPECT_EQ(flagged, expected);
+      if (!expected.empty() && static_cast<int>(expected.size()) < r->num_found) ++nontrivial;
     }
   }
   // The comparison must exercise both sides of the threshold.
   EXPECT_GE(nontrivial, 12);
+}
+
+TEST(RewardsTest, ErFlaggedPointsMatchABruteForceList) {
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<double> u(0, 100);
+  std::vector<PointXY> points;
+  for (int i = 0; i < 300; ++i) points.push_back({u(rng), u(rng)});
+  // A tight cluster and an exact duplicate: the atoms ER is meant to catch.
+  for (int i = 0; i < 5; ++i) points.push_back({50.0 + 0.3 * i, 50.0});
+  points.push_back(points[0]);
+  int partly_flagged = 0;
+  // DS from far below the spacing (the grid's size bound) to far above it.
+  for (int k : {1, 2, 4}) {
+    for (double ds : {0.5, 1.0, 6.0, 12.0, 20.0, 40.0}) {
+      std::vector<int> expected;
+      for (size_t i = 0; i < points.size(); ++i) {
+        std::vector<double> d;
+        for (size_t j = 0; j < points.size(); ++j) {
+          if (i != j) d.push_back(std::hypot(points[i].x - points[j].x, points[i].y - points[j].y));
+        }
+        std::sort(d.begin(), d.end());
+        double sum = 0.0;
+        for (int n = 0; n < k; ++n) sum += d[n];
+        if (sum < ds) expected.push_back(static_cast<int>(i));
+      }
+      partly_flagged += !expected.empty() && expected.size() < points.size();
+      EXPECT_EQ(ErFlaggedPoints(points, ds, k), expected) << "k " << k << ", ds " << ds;
+    }
+  }
+  EXPECT_GE(partly_flagged, 10);  // the cases discriminate
+}
+
+TEST(RewardsTest, ErFlaggedPointsOnALatticeWithExactTies) {
+  // Integer coordinates: many neighbours tie exactly, and the sum of the 4
+  // nearest on a square lattice of spacing 1 is exactly 4.
+  std::vector<PointXY> points;
+  for (int y = 0; y < 12; ++y) {
+    for (int x = 0; x < 12; ++x) points.push_back({static_cast<double>(x), static_cast<double>(y)});
+  }
+  // Interior atoms (10 x 10) have 4 neighbours at 1, summing to 4 exactly;
+  // the threshold is strict.
+  EXPECT_TRUE(ErFlaggedPoints(points, 4.0, 4).empty());
+  EXPECT_EQ(ErFlaggedPoints(points, std::nextafter(4.0, 5.0), 4).size(), 100u);
+  // Edge atoms (4 x 10): 3 at 1 and one at sqrt(2); corners: 2 at 1, one at
+  // sqrt(2) and one at 2.
+  EXPECT_EQ(ErFlaggedPoints(points, 3.0 + std::sqrt(2.0) + 1e-9, 4).size(), 140u);
+  EXPECT_EQ(ErFlaggedPoints(points, 4.0 + std::sqrt(2.0) - 1e-9, 4).size(), 140u);
+  EXPECT_EQ(ErFlaggedPoints(points, 4.0 + std::sqrt(2.0) + 1e-9, 4).size(), 144u);
+  // Degenerate inputs flag nothing.
+  EXPECT_TRUE(ErFlaggedPoints(points, 0.0, 4).empty());
+  EXPECT_TRUE(ErFlaggedPoints(points, 10.0, 0).empty());
+  EXPECT_TRUE(ErFlaggedPoints(absl::MakeSpan(points).first(4), 10.0, 4).empty());
 }
 
 TEST(RewardsTest, ScalesToManyAtoms) {

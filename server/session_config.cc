@@ -1,0 +1,208 @@
+#include "server/session_config.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "engine/base/status_macros.h"
+
+namespace logstar::server {
+namespace {
+
+absl::Status Invalid(const std::string& field, const std::string& what) {
+  return absl::InvalidArgumentError(absl::StrCat(field, " ", what));
+}
+
+// Prefixes an engine error (which names the engine's field) with where in
+// the request that field lives.
+absl::Status Prefixed(const absl::Status& s, const std::string& prefix) {
+  if (s.ok()) return s;
+  return absl::Status(s.code(), absl::StrCat(prefix, s.message()));
+}
+
+// The prior as given (pixel size 0: from the frames), checked as far as it
+// can be without a pixel size.
+absl::StatusOr<PhysicsPrior> ParsePrior(const v1::PhysicsPrior& p) {
+  if (!std::isfinite(p.pixel_size_angstrom()) || p.pixel_size_angstrom() < 0.0) {
+    return Invalid(
+        "settings.prior.pixel_size_angstrom",
+        absl::StrCat("must be >= 0 (0: from the frames), got ", p.pixel_size_angstrom()));
+  }
+  PhysicsPrior prior;
+  prior.pixel_size_angstrom = p.pixel_size_angstrom();
+  if (p.has_column_density_per_nm2()) prior.column_density_per_nm2 = p.column_density_per_nm2();
+  if (p.has_lattice()) {
+    ProjectedLattice l;
+    l.a_angstrom = p.lattice().a_angstrom();
+    l.b_angstrom = p.lattice().b_angstrom();
+    l.gamma_deg = p.lattice().gamma_deg() == 0.0 ? 90.0 : p.lattice().gamma_deg();
+    l.columns_per_cell = p.lattice().columns_per_cell();
+    prior.lattice = l;
+  }
+  prior.nearest_neighbor_angstrom = p.nearest_neighbor_angstrom();
+  // Without a pixel size, check the rest at one where the sampling check
+  // (>= 2 px per nearest-neighbour distance) cannot fail.
+  PhysicsPrior check = prior;
+  if (check.pixel_size_angstrom == 0.0) {
+    check.pixel_size_angstrom =
+        std::isfinite(p.nearest_neighbor_angstrom()) && p.nearest_neighbor_angstrom() > 0
+            ? p.nearest_neighbor_angstrom() / 8.0
+            : 0.1;
+  }
+  LOGSTAR_RETURN_IF_ERROR(Prefixed(check.Validate(), "settings.prior."));
+  return prior;
+}
+
+absl::Status CheckEvaluations(const std::string& field, int evaluations, const SettingsCaps& caps) {
+  if (evaluations < 1 || evaluations > caps.max_evaluations) {
+    return Invalid(field,
+                   absl::StrCat("must be in [1, ", caps.max_evaluations, "], got ", evaluations));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<FrontChoiceRule> ParseChoice(v1::FrontChoiceRule choice) {
+  switch (choice) {
+    case v1::FRONT_CHOICE_RULE_UNSPECIFIED:
+    case v1::FRONT_CHOICE_RULE_EUCLIDEAN:
+      return FrontChoiceRule::kEuclidean;
+    case v1::FRONT_CHOICE_RULE_CHEBYSHEV:
+      return FrontChoiceRule::kChebyshev;
+    case v1::FRONT_CHOICE_RULE_WEIGHTS:
+      return FrontChoiceRule::kWeights;
+    default:
+      return Invalid("settings.analysis.choice", absl::StrCat("is not a known rule: ", choice));
+  }
+}
+
+// The weights are checked whatever the rule (the engine checks them only
+// for kWeights), so a bad pair is reported when it is sent, not when the
+// rule later changes.
+absl::Status CheckWeights(const Objectives2& weights) {
+  for (int k = 0; k < 2; ++k) {
+    if (!std::isfinite(weights[k]) || weights[k] < 0.0) {
+      return Invalid(k == 0 ? "settings.analysis.weight_qc" : "settings.analysis.weight_er",
+                     absl::StrCat("must be >= 0 and finite, got ", weights[k]));
+    }
+  }
+  if (weights[0] == 0.0 && weights[1] == 0.0) {
+    return Invalid("settings.analysis.weight_qc", "and weight_er must not both be 0");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<NormalizeOptions::Method> ParseNormalize(v1::NormalizeMethod method) {
+  switch (method) {
+    case v1::NORMALIZE_METHOD_UNSPECIFIED:
+    case v1::NORMALIZE_METHOD_MIN_MAX:
+      return NormalizeOptions::Method::kMinMax;
+    case v1::NORMALIZE_METHOD_PERCENTILE:
+      return NormalizeOptions::Method::kPercentile;
+    default:
+      return Invalid("settings.analysis.normalize",
+                     absl::StrCat("is not a known method: ", method));
+  }
+}
+
+absl::Status ParseAmorphous(const v1::AmorphousSettings& m, const v1::AnalysisSettings& a,
+                            const SettingsCaps& caps, AmorphousStageOptions& st) {
+  st.enabled = m.enabled();
+  if (m.has_window()) st.window = m.window();
+  if (m.has_stride()) st.stride = m.stride();
+  if (m.has_evaluations()) {
+    LOGSTAR_RETURN_IF_ERROR(
+        CheckEvaluations("settings.analysis.amorphous.evaluations", m.evaluations(), caps));
+    st.options.optimizer.num_evaluations = m.evaluations();
+    st.options.optimizer.num_initial = std::min(st.options.optimizer.num_initial, m.evaluations());
+  }
+  if (m.has_drift_tolerance()) st.drift_tolerance = m.drift_tolerance();
+  if (m.has_floor_drift_ratio()) st.floor_drift_ratio = m.floor_drift_ratio();
+  if (m.has_pca_components()) st.options.pca_components = m.pca_components();
+  if (a.has_seed()) st.options.seed = st.options.optimizer.seed = a.seed();
+  return absl::OkStatus();
+}
+
+// The analysis settings over the engine's defaults, then the engine's checks.
+absl::StatusOr<AnalyzerOptions> ParseAnalysis(const v1::AnalysisSettings& a,
+                                              const SettingsCaps& caps) {
+  AnalyzerOptions o;
+  if (a.has_window()) o.window = a.window();
+  if (a.has_stride()) o.stride = a.stride();
+  if (a.has_evaluations()) {
+    LOGSTAR_RETURN_IF_ERROR(
+        CheckEvaluations("settings.analysis.evaluations", a.evaluations(), caps));
+    o.logstar.optimizer.num_evaluations = a.evaluations();
+    // The initial design cannot exceed the budget.
+    o.logstar.optimizer.num_initial = std::min(o.logstar.optimizer.num_initial, a.evaluations());
+  }
+  if (a.has_seed()) o.logstar.optimizer.seed = a.seed();
+  LOGSTAR_ASSIGN_OR_RETURN(o.logstar.choice, ParseChoice(a.choice()));
+  if (a.has_weight_qc()) o.logstar.choice_weights[0] = a.weight_qc();
+  if (a.has_weight_er()) o.logstar.choice_weights[1] = a.weight_er();
+  LOGSTAR_RETURN_IF_ERROR(CheckWeights(o.logstar.choice_weights));
+  if (a.has_drift_tolerance()) o.drift_tolerance = a.drift_tolerance();
+  if (a.has_num_sigma()) o.logstar.num_sigma = a.num_sigma();
+  if (a.has_column_sigma_angstrom()) o.logstar.column_sigma_angstrom = a.column_sigma_angstrom();
+  if (a.has_refine_positions()) o.logstar.refine_positions = a.refine_positions();
+  LOGSTAR_ASSIGN_OR_RETURN(o.normalize.method, ParseNormalize(a.normalize()));
+  if (a.has_amorphous())
+    LOGSTAR_RETURN_IF_ERROR(ParseAmorphous(a.amorphous(), a, caps, o.amorphous));
+  // The engine's messages name its fields, which are the request's
+  // ("window", "stride", "drift_tolerance", "amorphous window", ...).
+  LOGSTAR_RETURN_IF_ERROR(Prefixed(o.Validate(), "settings.analysis."));
+  return o;
+}
+
+absl::StatusOr<SteeringOptions> ParseSteering(const v1::SteeringSettings& s,
+                                              const AnalyzerOptions& analyzer,
+                                              const SettingsCaps& caps) {
+  SteeringOptions o = SteeringOptionsFor(analyzer, SteeringOptions().max_regions);
+  if (s.has_max_regions()) {
+    if (s.max_regions() > caps.max_regions) {
+      return Invalid("settings.steering.max_regions",
+                     absl::StrCat("must be <= ", caps.max_regions, ", got ", s.max_regions()));
+    }
+    o.max_regions = s.max_regions();
+  }
+  LOGSTAR_RETURN_IF_ERROR(Prefixed(o.Validate(), "settings.steering."));
+  return o;
+}
+
+}  // namespace
+
+absl::StatusOr<PhysicsPrior> SessionConfig::PriorAt(double frame_pixel_size_angstrom) const {
+  PhysicsPrior p = prior;
+  if (frame_pixel_size_angstrom > 0.0) p.pixel_size_angstrom = frame_pixel_size_angstrom;
+  if (p.pixel_size_angstrom == 0.0) {
+    return Invalid("settings.prior.pixel_size_angstrom",
+                   "is 0 and the frame gives no pixel_size_x_angstrom");
+  }
+  LOGSTAR_RETURN_IF_ERROR(Prefixed(p.Validate(), "settings.prior."));
+  return p;
+}
+
+absl::StatusOr<SessionConfig> ParseSessionSettings(const v1::SessionSettings& settings,
+                                                   const SettingsCaps& caps) {
+  SessionConfig c;
+  LOGSTAR_ASSIGN_OR_RETURN(c.prior, ParsePrior(settings.prior()));
+  LOGSTAR_ASSIGN_OR_RETURN(c.analyzer, ParseAnalysis(settings.analysis(), caps));
+  if (!v1::OverloadPolicy_IsValid(settings.overload_policy())) {
+    return Invalid("settings.overload_policy",
+                   absl::StrCat("is not a known policy: ", settings.overload_policy()));
+  }
+  if (settings.overload_policy() != v1::OVERLOAD_POLICY_UNSPECIFIED) {
+    c.overload_policy = settings.overload_policy();
+  }
+  if (settings.queue_capacity() > caps.max_queue_capacity) {
+    return Invalid("settings.queue_capacity", absl::StrCat("must be <= ", caps.max_queue_capacity,
+                                                           ", got ", settings.queue_capacity()));
+  }
+  c.queue_capacity = settings.queue_capacity();
+  LOGSTAR_ASSIGN_OR_RETURN(c.steering, ParseSteering(settings.steering(), c.analyzer, caps));
+  c.settings = settings;
+  return c;
+}
+
+}  // namespace logstar::server

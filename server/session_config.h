@@ -1,0 +1,60 @@
+// A session's settings, parsed once ("parse, don't validate"): the
+// SessionSettings message a client sends becomes the engine's validated
+// options here and nowhere else, and a Session holds the result, so what a
+// session runs with can no longer be invalid or converted twice.
+//
+// Each bound is checked in one place. What the engine accepts its own
+// Validate() methods check (AnalyzerOptions, PhysicsPrior, SteeringOptions),
+// their messages prefixed with where the field lives in the request
+// ("settings.analysis.window must be 0 or >= 16 px, got 8"). This file adds
+// only what exists on the wire alone (enum values, a missing pixel size) and
+// the daemon's own policy caps (SettingsCaps): limits on what one session
+// may cost, not rules of the analysis.
+//
+// Errors are INVALID_ARGUMENT naming the field by its path in the request
+// (settings.prior.*, settings.analysis.*, settings.steering.*, ...).
+//
+// Thread-safety: pure functions; SessionConfig is a value.
+#ifndef LOGSTAR_SERVER_SESSION_CONFIG_H_
+#define LOGSTAR_SERVER_SESSION_CONFIG_H_
+
+#include <cstdint>
+
+#include "absl/status/statusor.h"
+#include "engine/analysis/analyzer.h"
+#include "engine/analysis/steering.h"
+#include "engine/physics/physics_prior.h"
+#include "logstar/v1/session.pb.h"
+
+namespace logstar::server {
+
+// The daemon's limits on what a session may ask for.
+struct SettingsCaps {
+  int max_evaluations = 10000;         // settings.analysis[.amorphous].evaluations, >= 1
+  int max_regions = 1000;              // settings.steering.max_regions
+  uint32_t max_queue_capacity = 1024;  // settings.queue_capacity
+};
+
+struct SessionConfig {
+  v1::SessionSettings settings;  // as sent: reported back and saved with the session
+  AnalyzerOptions analyzer;
+  // Its pixel_size_angstrom is 0 when the frames give it (see PriorAt).
+  PhysicsPrior prior;
+  SteeringOptions steering;
+  v1::OverloadPolicy overload_policy = v1::OVERLOAD_POLICY_LATEST_WINS;  // never UNSPECIFIED
+  uint32_t queue_capacity = 0;                                           // 0: the server's default
+
+  // The prior at a frame's pixel size when it gives one (> 0), else at the
+  // settings'. Fails, naming settings.prior.*, without either, or when the
+  // pixel size samples the lattice too coarsely.
+  absl::StatusOr<PhysicsPrior> PriorAt(double frame_pixel_size_angstrom) const;
+};
+
+// The one conversion of a session's settings. A prior without pixel size is
+// checked as far as it can be until frames give one.
+absl::StatusOr<SessionConfig> ParseSessionSettings(const v1::SessionSettings& settings,
+                                                   const SettingsCaps& caps = {});
+
+}  // namespace logstar::server
+
+#endif  // LOGSTAR_SERVER_SESSION_CONFIG_H_
