@@ -7,8 +7,8 @@ set -euo pipefail
 packages=(
   # toolchain
   cmake ninja-build g++ pkg-config
-  # engine: OpenCV, Eigen, oneTBB, Abseil, nanoflann
-  libopencv-dev libeigen3-dev libtbb-dev libabsl-dev libnanoflann-dev
+  # engine: OpenCV, Eigen, oneTBB, Abseil
+  libopencv-dev libeigen3-dev libtbb-dev libabsl-dev
   # command-line tool
   nlohmann-json3-dev
   # the daemon: gRPC, Protobuf, Prometheus metrics; openssl makes the TLS test certificates
