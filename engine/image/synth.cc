@@ -21,8 +21,9 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "engine/image/image_io.h"
+#include "engine/base/random.h"
 #include "engine/base/status_macros.h"
+#include "engine/image/image_io.h"
 
 namespace logstar {
 namespace {
@@ -121,23 +122,16 @@ double ColumnDensityPerNm2(const LatticeSpec& spec) {
   return static_cast<double>(spec.sites.size()) / (spec.ax * spec.ay) * 100.0;
 }
 
-uint64_t SplitMix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
-
 // The std:: distributions differ between standard libraries; these
 // transforms of the raw engine output do not, so a seed names one frame.
 class Rng {
  public:
   // Independent streams per purpose: turning noise on or off must not change
   // the lattice or the amorphous region drawn from the same seed.
-  Rng(uint64_t seed, uint64_t stream) : engine_(SplitMix64(seed ^ SplitMix64(stream))) {}
+  Rng(uint64_t seed, uint64_t stream) : engine_(SplitMix64Hash(seed ^ SplitMix64Hash(stream))) {}
 
   // [0, 1)
-  double Uniform() { return static_cast<double>(engine_() >> 11) * 0x1.0p-53; }
+  double Uniform() { return UnitIntervalFromBits(engine_()); }
   double Uniform(double lo, double hi) { return lo + (hi - lo) * Uniform(); }
 
   // Box–Muller.
@@ -146,7 +140,8 @@ class Rng {
       has_spare_ = false;
       return spare_;
     }
-    const double u1 = static_cast<double>((engine_() >> 11) + 1) * 0x1.0p-53;  // (0, 1]
+    // (0, 1], exactly: k·2^-53 + 2^-53 for k < 2^53 is representable.
+    const double u1 = UnitIntervalFromBits(engine_()) + 0x1.0p-53;
     const double u2 = Uniform();
     const double r = std::sqrt(-2.0 * std::log(u1));
     const double t = 2.0 * std::numbers::pi * u2;

@@ -18,7 +18,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
-#include "engine/optimize/sobol.h"
+#include "engine/base/random.h"
 #include "engine/base/status_macros.h"
 
 namespace logstar {

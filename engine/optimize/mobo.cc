@@ -20,10 +20,11 @@
 #include "absl/strings/str_format.h"
 #include "absl/types/span.h"
 #include "engine/base/context.h"
+#include "engine/base/random.h"
+#include "engine/base/status_macros.h"
 #include "engine/optimize/gaussian_process.h"
 #include "engine/optimize/pareto.h"
 #include "engine/optimize/sobol.h"
-#include "engine/base/status_macros.h"
 
 namespace logstar {
 namespace {

@@ -17,7 +17,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "engine/optimize/sobol.h"
+#include "engine/base/random.h"
 
 namespace logstar {
 namespace {
