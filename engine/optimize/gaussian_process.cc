@@ -218,6 +218,98 @@ class LmlEvaluator {
   Eigen::VectorXd alpha_;
 };
 
+// (s, y) pairs of the last L-BFGS steps, oldest first.
+using LbfgsMemory = std::deque<std::pair<Eigen::VectorXd, Eigen::VectorXd>>;
+
+// Marks in *free (1 or 0) the variables that may move: a variable at a bound
+// whose gradient pushes outward is held. Returns the largest gradient
+// component of the free ones (the projected gradient's norm).
+double MarkFreeVariables(const Eigen::VectorXd& x, const Eigen::VectorXd& g,
+                         const Eigen::VectorXd& lo, const Eigen::VectorXd& hi,
+                         Eigen::VectorXd* free) {
+  double pg_norm = 0.0;
+  for (Eigen::Index i = 0; i < x.size(); ++i) {
+    const bool held = (x[i] <= lo[i] && g[i] > 0.0) || (x[i] >= hi[i] && g[i] < 0.0);
+    (*free)[i] = held ? 0.0 : 1.0;
+    pg_norm = std::max(pg_norm, held ? 0.0 : std::abs(g[i]));
+  }
+  return pg_norm;
+}
+
+// The quasi-Newton direction: the L-BFGS two-loop recursion restricted to
+// the free variables. Without memory, or when that direction does not
+// descend, the memory is cleared and the direction is steepest descent.
+void SearchDirection(const Eigen::VectorXd& g, const Eigen::VectorXd& free, LbfgsMemory& memory,
+                     Eigen::VectorXd* dir) {
+  Eigen::VectorXd q = g.cwiseProduct(free);
+  const int m = static_cast<int>(memory.size());
+  std::vector<double> a(m);
+  for (int k = m - 1; k >= 0; --k) {
+    const Eigen::VectorXd& s = memory[k].first;
+    const Eigen::VectorXd& yv = memory[k].second;
+    const double sy = s.cwiseProduct(free).dot(yv);
+    if (sy <= 0.0) {
+      a[k] = 0.0;
+      continue;
+    }
+    a[k] = s.cwiseProduct(free).dot(q) / sy;
+    q -= a[k] * yv.cwiseProduct(free);
+  }
+  if (m > 0) {
+    const Eigen::VectorXd yf = memory.back().second.cwiseProduct(free);
+    const double yy = yf.squaredNorm();
+    const double sy = memory.back().first.cwiseProduct(free).dot(yf);
+    if (yy > 0.0 && sy > 0.0) q *= sy / yy;
+  }
+  for (int k = 0; k < m; ++k) {
+    const Eigen::VectorXd& s = memory[k].first;
+    const Eigen::VectorXd& yv = memory[k].second;
+    const double sy = s.cwiseProduct(free).dot(yv);
+    if (sy <= 0.0) continue;
+    const double b = yv.cwiseProduct(free).dot(q) / sy;
+    q += (a[k] - b) * s.cwiseProduct(free);
+  }
+  *dir = -q;
+  if (m == 0 || !(dir->dot(g) < 0.0)) {
+    memory.clear();
+    *dir = -g.cwiseProduct(free);
+  }
+}
+
+// A point along x + t·dir projected into the box [lo, hi] that satisfies
+// the Armijo condition, from step t down. Each rejected trial shrinks t to
+// the minimiser of the quadratic through f(x), its slope and the trial
+// value, kept within [0.001, 0.5] of the step: far fewer evaluations than
+// halving when the first step overshoots by orders of magnitude. On
+// success, *x_new, *step = *x_new - x, *f_new and *g_new describe the
+// point; false when the projected step vanishes or the backtracks run out.
+template <typename F>
+bool ProjectedLineSearch(F& f, const Eigen::VectorXd& x, double fx, const Eigen::VectorXd& g,
+                         const Eigen::VectorXd& dir, double t, const Eigen::VectorXd& lo,
+                         const Eigen::VectorXd& hi, Eigen::VectorXd* x_new, Eigen::VectorXd* step,
+                         double* f_new, Eigen::VectorXd* g_new) {
+  constexpr double kArmijo = 1e-4;
+  constexpr int kMaxBacktracks = 30;
+  for (int backtrack = 0; backtrack < kMaxBacktracks; ++backtrack) {
+    *x_new = (x + t * dir).cwiseMax(lo).cwiseMin(hi);
+    *step = *x_new - x;
+    if (step->cwiseAbs().maxCoeff() == 0.0) return false;
+    *f_new = f.Value(*x_new);
+    const double slope = g.dot(*step);
+    if (std::isfinite(*f_new) && *f_new <= fx + kArmijo * slope) {
+      f.Gradient(*x_new, g_new);
+      return true;
+    }
+    double shrink = 0.25;
+    const double curvature = *f_new - fx - slope;
+    if (std::isfinite(*f_new) && slope < 0.0 && curvature > 0.0) {
+      shrink = std::clamp(-slope / (2.0 * curvature), 1e-3, 0.5);
+    }
+    t *= shrink;
+  }
+  return false;
+}
+
 // Minimises f over the box [lo, hi] by projected L-BFGS: the quasi-Newton
 // step is taken in the variables not held at a bound by the gradient, the
 // trial point is projected back into the box, and the step shrinks until
@@ -229,92 +321,26 @@ template <typename F>
 double MinimizeInBox(F& f, const Eigen::VectorXd& lo, const Eigen::VectorXd& hi,
                      const GaussianProcessOptions& options, Eigen::VectorXd* x_inout) {
   constexpr int kMemory = 10;
-  constexpr double kArmijo = 1e-4;
-  constexpr int kMaxBacktracks = 30;
   const Eigen::Index p = lo.size();
 
   Eigen::VectorXd x = x_inout->cwiseMax(lo).cwiseMin(hi);
-  Eigen::VectorXd g(p), g_new(p), x_new(p), dir(p), free(p), q(p), step(p);
+  Eigen::VectorXd g(p), g_new(p), x_new(p), dir(p), free(p), step(p);
   double fx = f.Value(x);
   if (!std::isfinite(fx)) {
     *x_inout = x;
     return kInf;
   }
   f.Gradient(x, &g);
-  std::deque<std::pair<Eigen::VectorXd, Eigen::VectorXd>> memory;  // (s, y) pairs
-  std::vector<double> a(kMemory);
+  LbfgsMemory memory;
 
   for (int iteration = 0; iteration < options.max_iterations; ++iteration) {
-    // Variables at a bound whose gradient pushes outward are held.
-    double pg_norm = 0.0;
-    for (Eigen::Index i = 0; i < p; ++i) {
-      const bool held = (x[i] <= lo[i] && g[i] > 0.0) || (x[i] >= hi[i] && g[i] < 0.0);
-      free[i] = held ? 0.0 : 1.0;
-      pg_norm = std::max(pg_norm, held ? 0.0 : std::abs(g[i]));
-    }
-    if (pg_norm < options.gradient_tolerance) break;
-
-    // Two-loop recursion restricted to the free variables.
-    q = g.cwiseProduct(free);
-    const int m = static_cast<int>(memory.size());
-    for (int k = m - 1; k >= 0; --k) {
-      const Eigen::VectorXd& s = memory[k].first;
-      const Eigen::VectorXd& yv = memory[k].second;
-      const double sy = s.cwiseProduct(free).dot(yv);
-      if (sy <= 0.0) {
-        a[k] = 0.0;
-        continue;
-      }
-      a[k] = s.cwiseProduct(free).dot(q) / sy;
-      q -= a[k] * yv.cwiseProduct(free);
-    }
-    if (m > 0) {
-      const Eigen::VectorXd yf = memory.back().second.cwiseProduct(free);
-      const double yy = yf.squaredNorm();
-      const double sy = memory.back().first.cwiseProduct(free).dot(yf);
-      if (yy > 0.0 && sy > 0.0) q *= sy / yy;
-    }
-    for (int k = 0; k < m; ++k) {
-      const Eigen::VectorXd& s = memory[k].first;
-      const Eigen::VectorXd& yv = memory[k].second;
-      const double sy = s.cwiseProduct(free).dot(yv);
-      if (sy <= 0.0) continue;
-      const double b = yv.cwiseProduct(free).dot(q) / sy;
-      q += (a[k] - b) * s.cwiseProduct(free);
-    }
-    dir = -q;
-    if (m == 0 || !(dir.dot(g) < 0.0)) {
-      memory.clear();
-      dir = -g.cwiseProduct(free);
-    }
+    if (MarkFreeVariables(x, g, lo, hi, &free) < options.gradient_tolerance) break;
+    SearchDirection(g, free, memory, &dir);
     // Without curvature information the first step is scaled to move the
     // largest coordinate by at most 1 (a factor e in a hyperparameter).
-    double t = memory.empty() ? std::min(1.0, 1.0 / dir.cwiseAbs().maxCoeff()) : 1.0;
-
-    bool accepted = false;
+    const double t = memory.empty() ? std::min(1.0, 1.0 / dir.cwiseAbs().maxCoeff()) : 1.0;
     double f_new = kInf;
-    for (int backtrack = 0; backtrack < kMaxBacktracks; ++backtrack) {
-      x_new = (x + t * dir).cwiseMax(lo).cwiseMin(hi);
-      step = x_new - x;
-      if (step.cwiseAbs().maxCoeff() == 0.0) break;
-      f_new = f.Value(x_new);
-      const double slope = g.dot(step);
-      if (std::isfinite(f_new) && f_new <= fx + kArmijo * slope) {
-        accepted = true;
-        f.Gradient(x_new, &g_new);
-        break;
-      }
-      // Shrink to the minimiser of the quadratic through f(x), its slope and
-      // f(x_new), kept within [0.001, 0.5] of the step: far fewer evaluations
-      // than halving when the first step overshoots by orders of magnitude.
-      double shrink = 0.25;
-      const double curvature = f_new - fx - slope;
-      if (std::isfinite(f_new) && slope < 0.0 && curvature > 0.0) {
-        shrink = std::clamp(-slope / (2.0 * curvature), 1e-3, 0.5);
-      }
-      t *= shrink;
-    }
-    if (!accepted) {
+    if (!ProjectedLineSearch(f, x, fx, g, dir, t, lo, hi, &x_new, &step, &f_new, &g_new)) {
       if (memory.empty()) break;
       memory.clear();  // a poor quasi-Newton model; retry from steepest descent
       continue;
@@ -335,6 +361,81 @@ double MinimizeInBox(F& f, const Eigen::VectorXd& lo, const Eigen::VectorXd& hi,
   }
   *x_inout = x;
   return fx;
+}
+
+// sklearn's standardisation: mean and population std; a std of exactly 0
+// becomes 1. Equal targets are caught before summing, since rounding in the
+// mean could otherwise leave a spurious std of 1e-17.
+void StandardizeTargets(const Eigen::VectorXd& y, double* mean, double* scale) {
+  const bool constant = y.maxCoeff() == y.minCoeff();
+  *mean = constant ? y[0] : y.mean();
+  const double std = constant ? 0.0 : std::sqrt((y.array() - *mean).square().mean());
+  *scale = std == 0.0 ? 1.0 : std;
+}
+
+// The θ maximising the LML inside the log-bounds of `options`: L-BFGS from
+// `start` and from options.num_restarts starts drawn uniformly in the
+// log-bounds, the best kept (the earlier of equals). If no start had a
+// positive definite covariance, the start itself, clamped into the bounds.
+Eigen::VectorXd MaximizeLml(LmlEvaluator& evaluator, const Eigen::VectorXd& start,
+                            const GaussianProcessOptions& options) {
+  const Eigen::Index p = start.size();
+  Eigen::VectorXd lo(p), hi(p);
+  lo[0] = std::log(options.signal_variance_min);
+  hi[0] = std::log(options.signal_variance_max);
+  lo.segment(1, p - 2).setConstant(std::log(options.length_scale_min));
+  hi.segment(1, p - 2).setConstant(std::log(options.length_scale_max));
+  lo[p - 1] = std::log(options.noise_variance_min);
+  hi[p - 1] = std::log(options.noise_variance_max);
+  struct NegativeLml {
+    LmlEvaluator& evaluator;
+    double Value(const Eigen::VectorXd& t) { return -evaluator.Value(t); }
+    void Gradient(const Eigen::VectorXd& t, Eigen::VectorXd* g) {
+      evaluator.Gradient(t, g);
+      *g = -*g;
+    }
+  } negative_lml{evaluator};
+  SplitMix64 rng(options.seed);
+  Eigen::VectorXd best = start;
+  double best_value = MinimizeInBox(negative_lml, lo, hi, options, &best);
+  for (int r = 0; r < options.num_restarts; ++r) {
+    Eigen::VectorXd candidate(p);
+    for (Eigen::Index i = 0; i < p; ++i) candidate[i] = rng.Uniform(lo[i], hi[i]);
+    const double value = MinimizeInBox(negative_lml, lo, hi, options, &candidate);
+    if (value < best_value) {
+      best_value = value;
+      best = candidate;
+    }
+  }
+  return best.cwiseMax(lo).cwiseMin(hi);
+}
+
+// exp(log(bound)) can land an ulp outside the bound.
+void ClampToBounds(const GaussianProcessOptions& options, GpHyperparameters* h) {
+  h->signal_variance =
+      std::clamp(h->signal_variance, options.signal_variance_min, options.signal_variance_max);
+  for (double& l : h->length_scales) {
+    l = std::clamp(l, options.length_scale_min, options.length_scale_max);
+  }
+  h->noise_variance =
+      std::clamp(h->noise_variance, options.noise_variance_min, options.noise_variance_max);
+}
+
+// The final factorisation into *chol (lower, zero above), with jitter
+// escalation for the rare θ whose covariance is numerically singular:
+// returns the jitter used.
+absl::StatusOr<double> FactorWithJitter(LmlEvaluator& evaluator, const Eigen::VectorXd& theta,
+                                        double jitter, Eigen::MatrixXd* chol) {
+  while (true) {
+    *chol = evaluator.Covariance(theta, jitter);
+    if (CholeskyInPlace(chol)) break;
+    jitter = jitter <= 0.0 ? 1e-12 : 10.0 * jitter;
+    if (jitter > kMaxJitter) {
+      return absl::InternalError("GP covariance is not positive definite even with jitter 1e-2");
+    }
+  }
+  chol->triangularView<Eigen::StrictlyUpper>().setZero();
+  return jitter;
 }
 
 }  // namespace
@@ -405,79 +506,23 @@ absl::StatusOr<GaussianProcess> GaussianProcess::Fit(const Eigen::MatrixXd& x,
 
   GaussianProcess gp;
   gp.x_ = x;
-  // sklearn: mean and population std; a std of exactly 0 becomes 1. Equal
-  // targets are caught before summing, since rounding in the mean could
-  // otherwise leave a spurious std of 1e-17.
-  const bool constant = y.maxCoeff() == y.minCoeff();
-  gp.y_mean_ = constant ? y[0] : y.mean();
-  const double std = constant ? 0.0 : std::sqrt((y.array() - gp.y_mean_).square().mean());
-  gp.y_scale_ = std == 0.0 ? 1.0 : std;
+  StandardizeTargets(y, &gp.y_mean_, &gp.y_scale_);
   const Eigen::VectorXd y_std = (y.array() - gp.y_mean_) / gp.y_scale_;
 
   LmlEvaluator evaluator(x, y_std, options.jitter);
-  Eigen::VectorXd theta = ToTheta(start);
   if (options.optimize) {
-    Eigen::VectorXd lo(d + 2), hi(d + 2);
-    lo[0] = std::log(options.signal_variance_min);
-    hi[0] = std::log(options.signal_variance_max);
-    lo.segment(1, d).setConstant(std::log(options.length_scale_min));
-    hi.segment(1, d).setConstant(std::log(options.length_scale_max));
-    lo[d + 1] = std::log(options.noise_variance_min);
-    hi[d + 1] = std::log(options.noise_variance_max);
-    struct NegativeLml {
-      LmlEvaluator& evaluator;
-      double Value(const Eigen::VectorXd& t) { return -evaluator.Value(t); }
-      void Gradient(const Eigen::VectorXd& t, Eigen::VectorXd* g) {
-        evaluator.Gradient(t, g);
-        *g = -*g;
-      }
-    } negative_lml{evaluator};
-    SplitMix64 rng(options.seed);
-    Eigen::VectorXd best = theta;
-    double best_value = MinimizeInBox(negative_lml, lo, hi, options, &best);
-    for (int r = 0; r < options.num_restarts; ++r) {
-      Eigen::VectorXd candidate(d + 2);
-      for (Eigen::Index i = 0; i < d + 2; ++i) candidate[i] = rng.Uniform(lo[i], hi[i]);
-      const double value = MinimizeInBox(negative_lml, lo, hi, options, &candidate);
-      if (value < best_value) {
-        best_value = value;
-        best = candidate;
-      }
-    }
-    // If no start had a positive definite covariance, the start itself
-    // (clamped) goes on to the jitter escalation below.
-    theta = best.cwiseMax(lo).cwiseMin(hi);
-  }
-  gp.hyperparameters_ = FromTheta(theta);
-  if (options.optimize) {
-    // exp(log(bound)) can land an ulp outside the bound.
-    GpHyperparameters& h = gp.hyperparameters_;
-    h.signal_variance =
-        std::clamp(h.signal_variance, options.signal_variance_min, options.signal_variance_max);
-    for (double& l : h.length_scales) {
-      l = std::clamp(l, options.length_scale_min, options.length_scale_max);
-    }
-    h.noise_variance =
-        std::clamp(h.noise_variance, options.noise_variance_min, options.noise_variance_max);
+    gp.hyperparameters_ = FromTheta(MaximizeLml(evaluator, ToTheta(start), options));
+    ClampToBounds(options, &gp.hyperparameters_);
+  } else {
+    gp.hyperparameters_ = FromTheta(ToTheta(start));
   }
 
-  // The final factorisation, with jitter escalation for the rare θ whose
-  // covariance is numerically singular.
   const GpHyperparameters& h = gp.hyperparameters_;
   gp.x_over_length_ = x;
   for (Eigen::Index j = 0; j < d; ++j) gp.x_over_length_.col(j) /= h.length_scales[j];
-  const Eigen::VectorXd final_theta = ToTheta(h);
-  double jitter = options.jitter;
-  while (true) {
-    gp.chol_ = evaluator.Covariance(final_theta, jitter);
-    if (CholeskyInPlace(&gp.chol_)) break;
-    jitter = jitter <= 0.0 ? 1e-12 : 10.0 * jitter;
-    if (jitter > kMaxJitter) {
-      return absl::InternalError("GP covariance is not positive definite even with jitter 1e-2");
-    }
-  }
-  gp.jitter_ = jitter;
-  gp.chol_.triangularView<Eigen::StrictlyUpper>().setZero();
+  LOGSTAR_ASSIGN_OR_RETURN(gp.jitter_,
+                           FactorWithJitter(evaluator, ToTheta(h), options.jitter, &gp.chol_));
+  // The posterior's precomputed parts: K⁻¹ y and (L⁻¹)ᵀ.
   gp.weights_ = y_std;
   gp.chol_.triangularView<Eigen::Lower>().solveInPlace(gp.weights_);
   gp.chol_.triangularView<Eigen::Lower>().transpose().solveInPlace(gp.weights_);
