@@ -9,8 +9,7 @@
 namespace logstar::internal {
 
 #ifdef LOGSTAR_HAVE_X86_KERNELS
-const GpKernelFns& Avx2GpKernels();    // gp_kernels_avx2.cc
-const GpKernelFns& Avx512GpKernels();  // gp_kernels_avx512.cc
+const GpKernelFns& Avx2GpKernels();  // gp_kernels_avx2.cc
 #endif
 
 const GpKernelFns& GenericGpKernels() { return gp_generic::kGpFns; }
@@ -22,24 +21,11 @@ const GpKernelFns* Avx2GpKernelsOrNull() {
   return nullptr;
 }
 
-const GpKernelFns* Avx512GpKernelsOrNull() {
-#ifdef LOGSTAR_HAVE_X86_KERNELS
-  if (CpuHasAvx512()) return &Avx512GpKernels();
-#endif
-  return nullptr;
-}
-
 const GpKernelFns& GpKernels() {
   static const GpKernelFns* const chosen = [] {
-    switch (ChosenKernelIsa()) {
-      case KernelIsa::kAvx512:
-        if (const GpKernelFns* k = Avx512GpKernelsOrNull()) return k;
-        [[fallthrough]];
-      case KernelIsa::kAvx2:
-        if (const GpKernelFns* k = Avx2GpKernelsOrNull()) return k;
-        [[fallthrough]];
-      case KernelIsa::kGeneric:
-        break;
+    // AVX2 also on AVX-512 CPUs (see gp_kernels.h).
+    if (ChosenKernelIsa() != KernelIsa::kGeneric) {
+      if (const GpKernelFns* k = Avx2GpKernelsOrNull()) return k;
     }
     return &GenericGpKernels();
   }();

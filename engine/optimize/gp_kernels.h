@@ -6,15 +6,20 @@
 // predicts at a thousand candidates; at these sizes Eigen's blocked routines,
 // built for baseline x86-64, spend most of their time in packing and
 // blocking overhead, and glibc's scalar exp is several times slower than a
-// vector one. These plain loops are compiled for baseline x86-64, for
-// AVX2 + FMA and for AVX-512 from one source (gp_kernels_impl.inc) and
-// GpKernels() picks the best the CPU runs (engine/base/kernel_isa.h).
+// vector one. These plain loops are compiled for baseline x86-64 and for
+// AVX2 + FMA from one source (gp_kernels_impl.inc), and GpKernels() picks
+// the best the CPU runs (engine/base/kernel_isa.h).
+//
+// Not for AVX-512, unlike the LoG kernels: built from the same source it
+// gave the same bits as AVX2 and ran the kernels alone up to 2.5 times as
+// fast, but a MOBO run took 40% more CPU time (MoboTest.Timing, Xeon with
+// AVX-512): the short bursts of 512-bit FMAs lower the clock for the
+// scalar code between them (EHVI, the optimiser, Eigen), which dominates.
 //
 // Rounding: products are fused into FMAs where the source says so, and
-// only there (the files are built with -ffp-contract=off). The AVX2 and
-// AVX-512 variants give the same bits: every element's arithmetic is the
-// same whatever the vector width. The generic variant rounds each product
-// separately, so its results differ in the last bits.
+// only there (the files are built with -ffp-contract=off); every element's
+// arithmetic is the same whatever the vector width. The generic variant
+// rounds each product separately, so its results differ in the last bits.
 //
 // Matrices are column-major with the leading dimension stated. Nothing
 // allocates. All functions are pure and may run concurrently on distinct
@@ -88,7 +93,6 @@ const GpKernelFns& GpKernels();
 // Exposed for tests that compare the variants.
 const GpKernelFns& GenericGpKernels();
 const GpKernelFns* Avx2GpKernelsOrNull();
-const GpKernelFns* Avx512GpKernelsOrNull();
 
 // GpKernels().exp_non_positive, for the EHVI's Gaussian densities.
 void ExpNonPositive(double* values, int64_t count);

@@ -8,7 +8,6 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
-#include <cstring>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -349,11 +348,10 @@ TEST(GaussianProcessTest, BadInputIsInvalidArgumentNamingTheProblem) {
 std::vector<const internal::GpKernelFns*> KernelVariants() {
   std::vector<const internal::GpKernelFns*> out = {&internal::GenericGpKernels()};
   if (const auto* k = internal::Avx2GpKernelsOrNull()) out.push_back(k);
-  if (const auto* k = internal::Avx512GpKernelsOrNull()) out.push_back(k);
   return out;
 }
 
-// Sizes around the vector widths (2, 4, 8 lanes; blocks of 2 vectors).
+// Sizes around the vector widths (2 and 4 lanes; blocks of 2 vectors; groups of 4).
 constexpr int kSizes[] = {1, 2, 3, 4, 5, 7, 8, 9, 13, 16, 17, 31, 33};
 
 Eigen::MatrixXd UniformMatrix(SplitMix64& rng, int rows, int cols) {
@@ -486,56 +484,6 @@ TEST(GpKernelsTest, CholeskyRejectsWhatIsNotPositiveDefinite) {
     copy(3, 0) = std::nan("");
     copy.diagonal().array() += 1e-6;
     EXPECT_FALSE(k->cholesky(copy.data(), 5));
-  }
-}
-
-// The AVX2 and AVX-512 variants fuse the same products and sum in the same
-// order, so a fit does not depend on which of them the CPU runs.
-TEST(GpKernelsTest, Avx2AndAvx512GiveTheSameBits) {
-  const internal::GpKernelFns* avx2 = internal::Avx2GpKernelsOrNull();
-  const internal::GpKernelFns* avx512 = internal::Avx512GpKernelsOrNull();
-  if (avx2 == nullptr || avx512 == nullptr) GTEST_SKIP() << "the CPU lacks AVX2 or AVX-512";
-  auto same = [](const Eigen::MatrixXd& a, const Eigen::MatrixXd& b) {
-    return a.size() == b.size() && std::memcmp(a.data(), b.data(), sizeof(double) * a.size()) == 0;
-  };
-  SplitMix64 rng(13);
-  for (int n : kSizes) {
-    SCOPED_TRACE(n);
-    const int d = 1 + n % 10;
-    const Eigen::MatrixXd q = UniformMatrix(rng, n + 3, d);
-    const Eigen::MatrixXd t = UniformMatrix(rng, n, d);
-    const Eigen::MatrixXd inv_sq_length = UniformMatrix(rng, d, 1);
-    const Eigen::MatrixXd a = SpdMatrix(rng, n);
-    Eigen::MatrixXd cross[2], quad[2], s[2], decay[2], km[2], l[2], kinv[2], e[2];
-    int v = 0;
-    for (const internal::GpKernelFns* k : {avx2, avx512}) {
-      cross[v].resize(n + 3, n);
-      k->matern_cross(q.data(), n + 3, t.data(), n, d, 1.3, cross[v].data());
-      s[v].resize(n + 3, 1);
-      decay[v].resize(n + 3, 1);
-      km[v].resize(n + 3, 1);
-      k->matern_pairs(q.data(), n + 3, d, inv_sq_length.data(), 0.8, s[v].data(), decay[v].data(),
-                      km[v].data());
-      l[v] = a;
-      ASSERT_TRUE(k->cholesky(l[v].data(), n));
-      l[v].triangularView<Eigen::StrictlyUpper>().setZero();
-      Eigen::MatrixXd work(internal::InverseWorkRows(n), n);
-      kinv[v].resize(n, n);
-      k->inverse_from_cholesky(l[v].data(), n, work.data(), kinv[v].data());
-      kinv[v].triangularView<Eigen::StrictlyUpper>().setZero();
-      quad[v].resize(n + 3, 1);
-      const Eigen::MatrixXd linv_t = kinv[v].transpose();  // any upper triangle will do
-      k->quadratic_forms(cross[v].data(), n + 3, linv_t.data(), n, quad[v].data());
-      e[v] = -100.0 * q;
-      k->exp_non_positive(e[v].data(), e[v].size());
-      ++v;
-    }
-    EXPECT_TRUE(same(cross[0], cross[1]));
-    EXPECT_TRUE(same(s[0], s[1]) && same(decay[0], decay[1]) && same(km[0], km[1]));
-    EXPECT_TRUE(same(l[0], l[1]));
-    EXPECT_TRUE(same(kinv[0], kinv[1]));
-    EXPECT_TRUE(same(quad[0], quad[1]));
-    EXPECT_TRUE(same(e[0], e[1]));
   }
 }
 
