@@ -227,13 +227,10 @@ absl::StatusOr<AmorphousEvidence> ReadEvidence(const Eigen::MatrixXd& d, int siz
   return ev;
 }
 
-}  // namespace
-
-absl::StatusOr<AmorphousScene> AmorphousScene::Create(const cv::Mat& image,
-                                                      absl::Span<const PointXY> atoms,
-                                                      const PhysicsPrior& prior,
-                                                      const AmorphousOptions& options,
-                                                      const SceneOptions& scene) {
+// The inputs of AmorphousScene::Create, checked as amorphous.h states.
+absl::Status CheckSceneInputs(const cv::Mat& image, absl::Span<const PointXY> atoms,
+                              const PhysicsPrior& prior, const AmorphousOptions& options,
+                              const SceneOptions& scene) {
   LOGSTAR_RETURN_IF_ERROR(options.Validate());
   LOGSTAR_RETURN_IF_ERROR(prior.Validate());
   if (image.empty() || image.type() != CV_32FC1) {
@@ -250,6 +247,237 @@ absl::StatusOr<AmorphousScene> AmorphousScene::Create(const cv::Mat& image,
           absl::StrCat("amorphous: atom ", i, " has a non-finite position"));
     }
   }
+  for (const PointXY& t : scene.translations_px) {
+    if (!std::isfinite(t.x) || !std::isfinite(t.y) || std::hypot(t.x, t.y) < 0.5) {
+      return absl::InvalidArgumentError(absl::StrCat("amorphous: a given lattice translation (",
+                                                     t.x, ", ", t.y, ") px is not a translation"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// The patch sizes a scene holds: odd, from 2·min_half + 1 to 2·max_half + 1.
+struct SceneSizes {
+  int min_half = 1;
+  int max_half = 1;
+
+  absl::Status Check(int size) const {
+    if (size % 2 == 0 || size / 2 < min_half || size / 2 > max_half) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("amorphous: patch size ", size, " px is not an odd size in [",
+                       2 * min_half + 1, ", ", 2 * max_half + 1, "]"));
+    }
+    return absl::OkStatus();
+  }
+};
+
+// What a scene prepares (see SceneOptions).
+struct ScenePlan {
+  // The sizes projected, each on the given basis, or on a PCA fitted to the
+  // frame (null).
+  std::vector<std::pair<int, const PatchProjection*>> projected;
+  // Every size whose differences are sampled: the evidence's (unless the
+  // evidence is given; it needs only the differences' energies) and the
+  // projected ones.
+  std::vector<int> sampled;
+};
+
+absl::StatusOr<ScenePlan> PlanScene(const SceneOptions& scene, const SceneSizes& sizes,
+                                    int evidence_size) {
+  ScenePlan plan;
+  if (scene.projection.has_value()) {
+    const PatchProjection& p = *scene.projection;
+    const int d = p.patch_size_px * p.patch_size_px;
+    if (p.mean.size() != d || p.components.cols() != d || p.components.rows() < 1 ||
+        !p.mean.allFinite() || !p.components.allFinite()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "amorphous: the given projection for ", p.patch_size_px, " px patches needs a mean of ",
+          d, " and components of ", d, " finite entries"));
+    }
+    LOGSTAR_RETURN_IF_ERROR(sizes.Check(p.patch_size_px));
+    plan.projected.emplace_back(p.patch_size_px, &p);
+  }
+  std::vector<int> fitted = scene.patch_sizes_px;
+  if (fitted.empty() && !scene.projection.has_value()) {
+    for (int h = sizes.min_half; h <= sizes.max_half; ++h) fitted.push_back(2 * h + 1);
+  }
+  for (int size : fitted) {
+    LOGSTAR_RETURN_IF_ERROR(sizes.Check(size));
+    bool seen = false;
+    for (const auto& [other, basis] : plan.projected) seen |= other == size;
+    if (!seen) plan.projected.emplace_back(size, nullptr);
+  }
+  if (!scene.evidence.has_value()) {
+    LOGSTAR_RETURN_IF_ERROR(sizes.Check(evidence_size));
+    plan.sampled.push_back(evidence_size);
+  }
+  for (const auto& [size, basis] : plan.projected) {
+    if (std::find(plan.sampled.begin(), plan.sampled.end(), size) == plan.sampled.end()) {
+      plan.sampled.push_back(size);
+    }
+  }
+  if (plan.sampled.empty()) return absl::InvalidArgumentError("amorphous: nothing to prepare");
+  return plan;
+}
+
+// Lattice-difference patches of a frame's atoms for several patch sizes at
+// once: per atom and size, the atom's patch minus the patch one lattice
+// translation (either sign) away that matches it best (least squared
+// difference). The patch of size s about a point is the central s × s of
+// the largest one about it (same sub-pixel weights), so each position is
+// sampled once at the largest size where that fits, and per size otherwise
+// (near the border). Sample() may run concurrently for distinct atoms.
+class DifferenceSampler {
+ public:
+  using RowMajorMatrix = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+  // The buffers of one thread.
+  struct Scratch {
+    std::vector<double> big_p, big_q, p, q;
+    std::vector<double> best;     // per size, the best squared difference so far
+    std::vector<bool> centre_ok;  // per size, whether the atom's patch fits
+  };
+
+  DifferenceSampler(const cv::Mat& smoothed, const std::vector<PointXY>& translations,
+                    const std::vector<int>& sizes, bool normalize, int num_atoms)
+      : smoothed_(smoothed),
+        translations_(translations),
+        sizes_(sizes),
+        normalize_(normalize),
+        big_(*std::max_element(sizes.begin(), sizes.end())),
+        big_d_(big_ * big_),
+        rows_(sizes.size()),
+        valid_(sizes.size(), std::vector<char>(num_atoms, 0)) {
+    for (size_t k = 0; k < sizes.size(); ++k) rows_[k].resize(num_atoms, sizes[k] * sizes[k]);
+  }
+
+  Scratch MakeScratch() const {
+    Scratch w;
+    w.big_p.resize(big_d_);
+    w.big_q.resize(big_d_);
+    w.p.resize(static_cast<size_t>(sizes_.size()) * big_d_);
+    w.q.resize(big_d_);
+    return w;
+  }
+
+  // Row i of every size's differences, for the atom at `a`.
+  void Sample(const PointXY& a, int i, Scratch& w) {
+    w.best.assign(sizes_.size(), std::numeric_limits<double>::infinity());
+    SampleCentres(a, w);
+    for (const PointXY& t : translations_) {
+      for (double sign : {1.0, -1.0}) CompareShifted(a.x + sign * t.x, a.y + sign * t.y, i, w);
+    }
+    for (size_t k = 0; k < sizes_.size(); ++k) valid_[k][i] = std::isfinite(w.best[k]);
+  }
+
+  // Whether atom i has differences of size sizes[k] (a translated patch
+  // fitted in the frame), and those differences (row i).
+  bool valid(size_t k, int i) const { return valid_[k][i] != 0; }
+  const RowMajorMatrix& differences(size_t k) const { return rows_[k]; }
+
+ private:
+  bool Inside(double x, double y, int half) const {
+    return PatchInside(smoothed_.cols, smoothed_.rows, x, y, half);
+  }
+
+  void Normalise(double* v, int d) const {
+    if (!normalize_) return;
+    Eigen::Map<Eigen::RowVectorXd> m(v, d);
+    m.array() -= m.mean();
+    const double sd = std::sqrt(m.squaredNorm() / d);
+    if (sd > 0.0) m /= sd;
+  }
+
+  // The central size × size of a from_size × from_size patch.
+  static void Crop(const std::vector<double>& from, int from_size, int size, double* to) {
+    const int off = (from_size - size) / 2;
+    for (int j = 0; j < size; ++j) {
+      const double* src = from.data() + (j + off) * from_size + off;
+      std::copy(src, src + size, to + j * size);
+    }
+  }
+
+  // The atom's patch per size into w.p (cropped from the big one, or
+  // sampled), where it fits (w.centre_ok).
+  void SampleCentres(const PointXY& a, Scratch& w) const {
+    const bool centre_big = Inside(a.x, a.y, big_ / 2);
+    w.centre_ok.assign(sizes_.size(), false);
+    if (centre_big) SamplePatch(smoothed_, a.x, a.y, big_, w.big_p.data());
+    for (size_t k = 0; k < sizes_.size(); ++k) {
+      const int size = sizes_[k], d = size * size;
+      w.centre_ok[k] = Inside(a.x, a.y, size / 2);
+      if (!w.centre_ok[k]) continue;
+      double* p = w.p.data() + static_cast<size_t>(k) * big_d_;
+      if (centre_big) {
+        Crop(w.big_p, big_, size, p);
+      } else {
+        SamplePatch(smoothed_, a.x, a.y, size, p);
+      }
+      Normalise(p, d);
+    }
+  }
+
+  // The patches about (x, y) against the atom's: row i of a size's
+  // differences becomes theirs where they match better than any so far.
+  void CompareShifted(double x, double y, int i, Scratch& w) {
+    const bool shifted_big = Inside(x, y, big_ / 2);
+    if (shifted_big) SamplePatch(smoothed_, x, y, big_, w.big_q.data());
+    for (size_t k = 0; k < sizes_.size(); ++k) {
+      const int size = sizes_[k], d = size * size;
+      if (!w.centre_ok[k] || !Inside(x, y, size / 2)) continue;
+      const double* p = w.p.data() + static_cast<size_t>(k) * big_d_;
+      // The common case reads the central window of the big patch in
+      // place; normalised patches and border atoms take a copy.
+      const double* q;
+      int q_stride;
+      if (shifted_big && !normalize_) {
+        const int off = (big_ - size) / 2;
+        q = w.big_q.data() + off * big_ + off;
+        q_stride = big_;
+      } else {
+        if (shifted_big) {
+          Crop(w.big_q, big_, size, w.q.data());
+        } else {
+          SamplePatch(smoothed_, x, y, size, w.q.data());
+        }
+        Normalise(w.q.data(), d);
+        q = w.q.data();
+        q_stride = size;
+      }
+      double e = 0.0;
+      for (int r = 0; r < size; ++r) {
+        const double* pr = p + r * size;
+        const double* qr = q + r * q_stride;
+        for (int c = 0; c < size; ++c) e += (pr[c] - qr[c]) * (pr[c] - qr[c]);
+      }
+      if (e < w.best[k]) {
+        w.best[k] = e;
+        double* row = rows_[k].row(i).data();
+        for (int r = 0; r < size; ++r) {
+          for (int c = 0; c < size; ++c) row[r * size + c] = p[r * size + c] - q[r * q_stride + c];
+        }
+      }
+    }
+  }
+
+  const cv::Mat& smoothed_;
+  const std::vector<PointXY>& translations_;
+  const std::vector<int>& sizes_;
+  const bool normalize_;
+  const int big_;
+  const int big_d_;
+  std::vector<RowMajorMatrix> rows_;      // per size: one row per atom
+  std::vector<std::vector<char>> valid_;  // per size and atom (char: written concurrently)
+};
+
+}  // namespace
+
+absl::StatusOr<AmorphousScene> AmorphousScene::Create(const cv::Mat& image,
+                                                      absl::Span<const PointXY> atoms,
+                                                      const PhysicsPrior& prior,
+                                                      const AmorphousOptions& options,
+                                                      const SceneOptions& scene) {
+  LOGSTAR_RETURN_IF_ERROR(CheckSceneInputs(image, atoms, prior, options, scene));
   AmorphousScene s;
   s.width_ = image.cols;
   s.height_ = image.rows;
@@ -263,12 +491,6 @@ absl::StatusOr<AmorphousScene> AmorphousScene::Create(const cv::Mat& image,
   } else {
     s.smoothed_ = image.clone();
   }
-  for (const PointXY& t : scene.translations_px) {
-    if (!std::isfinite(t.x) || !std::isfinite(t.y) || std::hypot(t.x, t.y) < 0.5) {
-      return absl::InvalidArgumentError(absl::StrCat("amorphous: a given lattice translation (",
-                                                     t.x, ", ", t.y, ") px is not a translation"));
-    }
-  }
   s.translations_ = scene.translations_px.empty()
                         ? LatticeTranslations(s.smoothed_, s.nn_px_, options.num_translations)
                         : scene.translations_px;
@@ -277,185 +499,53 @@ absl::StatusOr<AmorphousScene> AmorphousScene::Create(const cv::Mat& image,
         "amorphous: the frame shows no lattice period (no autocorrelation peak beyond 0.7 "
         "nearest-neighbour distances); it is too small or featureless");
   }
-  const PatchSizeRange sizes = ResolvePatchSizes(options, prior);
-  s.min_half_ = sizes.lower / 2;
-  const int max_half = std::max(sizes.upper / 2, sizes.lower / 2 + 1);
-  s.sizes_.resize(max_half - s.min_half_ + 1);
+
+  const PatchSizeRange range = ResolvePatchSizes(options, prior);
+  const SceneSizes sizes{range.lower / 2, std::max(range.upper / 2, range.lower / 2 + 1)};
+  s.min_half_ = sizes.min_half;
+  s.sizes_.resize(sizes.max_half - sizes.min_half + 1);
   const int evidence_size = EvidencePatch(options, prior);
-  auto slot = [&](int size) -> absl::StatusOr<SizeFeatures*> {
-    const int i = size / 2 - s.min_half_;
-    if (size % 2 == 0 || i < 0 || i >= static_cast<int>(s.sizes_.size())) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("amorphous: patch size ", size, " px is not an odd size in [",
-                       s.min_patch_px(), ", ", s.max_patch_px(), "]"));
-    }
-    return &s.sizes_[i];
-  };
-  // Which sizes get which projection: the given basis, a PCA fitted here,
-  // or none (the evidence needs only the differences' energies).
-  std::vector<std::pair<int, const PatchProjection*>> projected;
-  if (scene.projection.has_value()) {
-    const PatchProjection& p = *scene.projection;
-    const int d = p.patch_size_px * p.patch_size_px;
-    if (p.mean.size() != d || p.components.cols() != d || p.components.rows() < 1 ||
-        !p.mean.allFinite() || !p.components.allFinite()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "amorphous: the given projection for ", p.patch_size_px, " px patches needs a mean of ",
-          d, " and components of ", d, " finite entries"));
-    }
-    LOGSTAR_RETURN_IF_ERROR(slot(p.patch_size_px).status());
-    projected.emplace_back(p.patch_size_px, &p);
-  }
-  std::vector<int> fitted = scene.patch_sizes_px;
-  if (fitted.empty() && !scene.projection.has_value()) {
-    for (int h = s.min_half_; h <= max_half; ++h) fitted.push_back(2 * h + 1);
-  }
-  for (int size : fitted) {
-    LOGSTAR_RETURN_IF_ERROR(slot(size).status());
-    bool seen = false;
-    for (const auto& [other, basis] : projected) seen |= other == size;
-    if (!seen) projected.emplace_back(size, nullptr);
-  }
-  std::vector<int> sampled;
-  if (!scene.evidence.has_value()) {
-    LOGSTAR_RETURN_IF_ERROR(slot(evidence_size).status());
-    sampled.push_back(evidence_size);
-  }
-  for (const auto& [size, basis] : projected) {
-    if (std::find(sampled.begin(), sampled.end(), size) == sampled.end()) sampled.push_back(size);
-  }
-  if (sampled.empty()) return absl::InvalidArgumentError("amorphous: nothing to prepare");
-  s.SampleDifferences(sampled, scene.context);
-  for (const auto& [size, basis] : projected) {
-    LOGSTAR_RETURN_IF_ERROR(s.Project(size, basis, *slot(size).value()));
+  LOGSTAR_ASSIGN_OR_RETURN(const ScenePlan plan, PlanScene(scene, sizes, evidence_size));
+  s.SampleDifferences(plan.sampled, scene.context);
+  for (const auto& [size, basis] : plan.projected) {
+    LOGSTAR_RETURN_IF_ERROR(s.Project(size, basis, s.sizes_[size / 2 - s.min_half_]));
   }
   if (scene.evidence.has_value()) {
     s.evidence_ = *scene.evidence;
-    return s;
+  } else {
+    LOGSTAR_RETURN_IF_ERROR(s.ReadFrameEvidence(evidence_size));
   }
-  const SizeFeatures& e = s.sizes_[evidence_size / 2 - s.min_half_];
-  const int need = std::max({options.max_components, options.pca_components + 1, 2});
+  return s;
+}
+
+absl::Status AmorphousScene::ReadFrameEvidence(int size_px) {
+  const SizeFeatures& e = sizes_[size_px / 2 - min_half_];
+  const int need = std::max({options_.max_components, options_.pca_components + 1, 2});
   if (static_cast<int>(e.kept.size()) < need) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "amorphous: ", e.kept.size(), " of ", atoms.size(),
+        "amorphous: ", e.kept.size(), " of ", atoms_.size(),
         " atoms are far enough from the border to classify; the mixture needs at least ", need));
   }
   std::vector<bool> high;
-  LOGSTAR_ASSIGN_OR_RETURN(s.evidence_, ReadEvidence(e.differences, evidence_size, options, high));
+  LOGSTAR_ASSIGN_OR_RETURN(evidence_, ReadEvidence(e.differences, size_px, options_, high));
   std::vector<PointXY> painted;
   for (size_t r = 0; r < e.kept.size(); ++r) {
-    if (high[r]) painted.push_back(s.atoms_[e.kept[r]]);
+    if (high[r]) painted.push_back(atoms_[e.kept[r]]);
   }
-  LOGSTAR_ASSIGN_OR_RETURN(const RegionSet evidence_regions, s.Paint(painted));
-  s.evidence_.area_fraction = evidence_regions.area_fraction;
-  return s;
+  LOGSTAR_ASSIGN_OR_RETURN(const RegionSet evidence_regions, Paint(painted));
+  evidence_.area_fraction = evidence_regions.area_fraction;
+  return absl::OkStatus();
 }
 
 void AmorphousScene::SampleDifferences(const std::vector<int>& sizes, ExecutionContext* context) {
   const int n = static_cast<int>(atoms_.size());
-  const int big = *std::max_element(sizes.begin(), sizes.end());
-  const int big_half = big / 2, big_d = big * big;
-  using RowMajor = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-  std::vector<RowMajor> rows(sizes.size());
-  std::vector<std::vector<char>> valid(sizes.size(), std::vector<char>(n, 0));
-  for (size_t k = 0; k < sizes.size(); ++k) rows[k].resize(n, sizes[k] * sizes[k]);
-  auto normalise = [&](double* v, int d) {
-    if (!options_.normalize_patches) return;
-    Eigen::Map<Eigen::RowVectorXd> m(v, d);
-    m.array() -= m.mean();
-    const double sd = std::sqrt(m.squaredNorm() / d);
-    if (sd > 0.0) m /= sd;
-  };
-  // The patch of size s about a point is the central s × s of the largest
-  // one about it (same sub-pixel weights), so each position is sampled once
-  // at the largest size where that fits, and per size otherwise (near the
-  // border).
-  struct Scratch {
-    std::vector<double> big_p, big_q, p, q;
-    std::vector<double> best;
-  };
-  auto crop = [](const std::vector<double>& from, int from_size, int size, double* to) {
-    const int off = (from_size - size) / 2;
-    for (int j = 0; j < size; ++j) {
-      const double* src = from.data() + (j + off) * from_size + off;
-      std::copy(src, src + size, to + j * size);
-    }
-  };
-  auto one = [&](int i, Scratch& w) {
-    const PointXY& a = atoms_[i];
-    const bool centre_big = PatchInside(width_, height_, a.x, a.y, big_half);
-    w.best.assign(sizes.size(), std::numeric_limits<double>::infinity());
-    // The centre patch per size (cropped from the big one, or sampled).
-    std::vector<bool> centre_ok(sizes.size());
-    if (centre_big) SamplePatch(smoothed_, a.x, a.y, big, w.big_p.data());
-    for (size_t k = 0; k < sizes.size(); ++k) {
-      const int size = sizes[k], d = size * size;
-      centre_ok[k] = PatchInside(width_, height_, a.x, a.y, size / 2);
-      if (!centre_ok[k]) continue;
-      double* p = w.p.data() + static_cast<size_t>(k) * big_d;
-      if (centre_big) {
-        crop(w.big_p, big, size, p);
-      } else {
-        SamplePatch(smoothed_, a.x, a.y, size, p);
-      }
-      normalise(p, d);
-    }
-    for (const PointXY& t : translations_) {
-      for (double sign : {1.0, -1.0}) {
-        const double x = a.x + sign * t.x, y = a.y + sign * t.y;
-        const bool shifted_big = PatchInside(width_, height_, x, y, big_half);
-        if (shifted_big) SamplePatch(smoothed_, x, y, big, w.big_q.data());
-        for (size_t k = 0; k < sizes.size(); ++k) {
-          const int size = sizes[k], d = size * size;
-          if (!centre_ok[k] || !PatchInside(width_, height_, x, y, size / 2)) continue;
-          const double* p = w.p.data() + static_cast<size_t>(k) * big_d;
-          // The common case reads the central window of the big patch in
-          // place; normalised patches and border atoms take a copy.
-          const double* q;
-          int q_stride;
-          if (shifted_big && !options_.normalize_patches) {
-            const int off = (big - size) / 2;
-            q = w.big_q.data() + off * big + off;
-            q_stride = big;
-          } else {
-            if (shifted_big) {
-              crop(w.big_q, big, size, w.q.data());
-            } else {
-              SamplePatch(smoothed_, x, y, size, w.q.data());
-            }
-            normalise(w.q.data(), d);
-            q = w.q.data();
-            q_stride = size;
-          }
-          double e = 0.0;
-          for (int r = 0; r < size; ++r) {
-            const double* pr = p + r * size;
-            const double* qr = q + r * q_stride;
-            for (int c = 0; c < size; ++c) e += (pr[c] - qr[c]) * (pr[c] - qr[c]);
-          }
-          if (e < w.best[k]) {
-            w.best[k] = e;
-            double* row = rows[k].row(i).data();
-            for (int r = 0; r < size; ++r) {
-              for (int c = 0; c < size; ++c) {
-                row[r * size + c] = p[r * size + c] - q[r * q_stride + c];
-              }
-            }
-          }
-        }
-      }
-    }
-    for (size_t k = 0; k < sizes.size(); ++k) valid[k][i] = std::isfinite(w.best[k]);
-  };
+  DifferenceSampler sampler(smoothed_, translations_, sizes, options_.normalize_patches, n);
   constexpr int kBlock = 64;
   const int blocks = (n + kBlock - 1) / kBlock;
   auto block = [&](int b) {
-    Scratch w;
-    w.big_p.resize(big_d);
-    w.big_q.resize(big_d);
-    w.p.resize(static_cast<size_t>(sizes.size()) * big_d);
-    w.q.resize(big_d);
-    for (int i = b * kBlock; i < std::min(n, (b + 1) * kBlock); ++i) one(i, w);
+    DifferenceSampler::Scratch w = sampler.MakeScratch();
+    for (int i = b * kBlock; i < std::min(n, (b + 1) * kBlock); ++i)
+      sampler.Sample(atoms_[i], i, w);
   };
   if (context != nullptr && blocks > 1) {
     context->ParallelFor(blocks, block);
@@ -466,10 +556,12 @@ void AmorphousScene::SampleDifferences(const std::vector<int>& sizes, ExecutionC
     SizeFeatures& out = sizes_[sizes[k] / 2 - min_half_];
     out.kept.clear();
     for (int i = 0; i < n; ++i) {
-      if (valid[k][i]) out.kept.push_back(i);
+      if (sampler.valid(k, i)) out.kept.push_back(i);
     }
     out.differences.resize(static_cast<Eigen::Index>(out.kept.size()), sizes[k] * sizes[k]);
-    for (size_t r = 0; r < out.kept.size(); ++r) out.differences.row(r) = rows[k].row(out.kept[r]);
+    for (size_t r = 0; r < out.kept.size(); ++r) {
+      out.differences.row(r) = sampler.differences(k).row(out.kept[r]);
+    }
     out.differences_ready = true;
   }
 }

@@ -83,12 +83,12 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
-#include "engine/base/context.h"
 #include "engine/amorphous/gmm.h"
+#include "engine/amorphous/regions.h"
+#include "engine/base/context.h"
 #include "engine/optimize/mobo.h"
 #include "engine/optimize/pareto.h"
 #include "engine/physics/physics_prior.h"
-#include "engine/amorphous/regions.h"
 #include "engine/physics/rewards.h"
 
 namespace logstar {
@@ -272,6 +272,9 @@ class AmorphousScene {
   // The projection of D for `size_px` on `basis` (when given) or on a PCA
   // fitted to it.
   absl::Status Project(int size_px, const PatchProjection* basis, SizeFeatures& out) const;
+  // The frame's evidence (see the file comment), read from the differences
+  // of `size_px` (sampled).
+  absl::Status ReadFrameEvidence(int size_px);
   absl::StatusOr<RegionSet> Paint(absl::Span<const PointXY> atoms) const;
   Objectives2 Score(const RegionSet& regions) const;
 

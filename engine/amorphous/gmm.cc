@@ -8,27 +8,11 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "engine/base/random.h"
 #include "engine/base/status_macros.h"
 
 namespace logstar {
 namespace {
-
-// Tiny deterministic generator (SplitMix64): the same stream on every
-// platform, unlike the standard distributions.
-class Rng {
- public:
-  explicit Rng(uint64_t seed) : state_(seed) {}
-  uint64_t Next() {
-    uint64_t z = (state_ += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
-  double Uniform() { return static_cast<double>(Next() >> 11) * 0x1.0p-53; }
-
- private:
-  uint64_t state_;
-};
 
 constexpr double kEps = std::numeric_limits<double>::epsilon();
 
@@ -46,7 +30,7 @@ Eigen::VectorXd LogSumExpRows(const Eigen::MatrixXd& a) {
 
 // Hard k-means assignment: k-means++ seeding (D² sampling), then Lloyd
 // iterations. Returns one label per row.
-std::vector<int> KMeansLabels(const Eigen::MatrixXd& x, int k, int iterations, Rng& rng) {
+std::vector<int> KMeansLabels(const Eigen::MatrixXd& x, int k, int iterations, SplitMix64& rng) {
   const Eigen::Index n = x.rows();
   Eigen::MatrixXd centers(k, x.cols());
   centers.row(0) = x.row(static_cast<Eigen::Index>(rng.Uniform() * n) % n);
@@ -277,7 +261,7 @@ absl::StatusOr<GaussianMixture> GaussianMixture::Fit(const Eigen::MatrixXd& x,
       }
       LOGSTAR_RETURN_IF_ERROR(GmmFitter::Factor(g));
     } else {
-      Rng rng(options.seed * 0x100000001B3ull + static_cast<uint64_t>(run) + 1);
+      SplitMix64 rng(options.seed * 0x100000001B3ull + static_cast<uint64_t>(run) + 1);
       const std::vector<int> labels = KMeansLabels(x, k, options.kmeans_iter, rng);
       Eigen::MatrixXd resp = Eigen::MatrixXd::Zero(x.rows(), k);
       for (Eigen::Index i = 0; i < x.rows(); ++i) resp(i, labels[i]) = 1.0;

@@ -21,8 +21,9 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "engine/image/image_io.h"
+#include "engine/base/random.h"
 #include "engine/base/status_macros.h"
+#include "engine/image/image_io.h"
 
 namespace logstar {
 namespace {
@@ -121,23 +122,16 @@ double ColumnDensityPerNm2(const LatticeSpec& spec) {
   return static_cast<double>(spec.sites.size()) / (spec.ax * spec.ay) * 100.0;
 }
 
-uint64_t SplitMix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
-
 // The std:: distributions differ between standard libraries; these
 // transforms of the raw engine output do not, so a seed names one frame.
 class Rng {
  public:
   // Independent streams per purpose: turning noise on or off must not change
   // the lattice or the amorphous region drawn from the same seed.
-  Rng(uint64_t seed, uint64_t stream) : engine_(SplitMix64(seed ^ SplitMix64(stream))) {}
+  Rng(uint64_t seed, uint64_t stream) : engine_(SplitMix64Hash(seed ^ SplitMix64Hash(stream))) {}
 
   // [0, 1)
-  double Uniform() { return static_cast<double>(engine_() >> 11) * 0x1.0p-53; }
+  double Uniform() { return UnitIntervalFromBits(engine_()); }
   double Uniform(double lo, double hi) { return lo + (hi - lo) * Uniform(); }
 
   // Box–Muller.
@@ -146,7 +140,8 @@ class Rng {
       has_spare_ = false;
       return spare_;
     }
-    const double u1 = static_cast<double>((engine_() >> 11) + 1) * 0x1.0p-53;  // (0, 1]
+    // (0, 1], exactly: k·2^-53 + 2^-53 for k < 2^53 is representable.
+    const double u1 = UnitIntervalFromBits(engine_()) + 0x1.0p-53;
     const double u2 = Uniform();
     const double r = std::sqrt(-2.0 * std::log(u1));
     const double t = 2.0 * std::numbers::pi * u2;
@@ -282,34 +277,22 @@ void RenderAtom(const SynthAtom& atom, cv::Mat& image, std::vector<float>& ex) {
   }
 }
 
-absl::StatusOr<SynthFrame> SynthesizeImpl(const SynthOptions& options) {
-  const LatticeSpec spec = SpecFor(options.lattice);
-  SynthFrame frame;
-  frame.options = options;
-  if (!(frame.options.pixel_size_angstrom > 0.0)) {
-    frame.options.pixel_size_angstrom = spec.default_pixel_size_angstrom;
-  }
-  const SynthOptions& opt = frame.options;
+// Relative peak height of a site's column: (Z / Z_max)^1.7, as HAADF
+// contrast goes.
+double PeakIntensity(const LatticeSpec& spec, const Site& site) {
+  int max_z = 0;
+  for (const Site& s : spec.sites) max_z = std::max(max_z, s.z);
+  return std::pow(static_cast<double>(site.z) / max_z, kZExponent);
+}
+
+// The lattice's columns inside the frame: axis aligned, with a random origin
+// inside one cell so that column centres fall at arbitrary sub-pixel
+// positions, each row shifted by the drift.
+std::vector<SynthAtom> PlaceLattice(const LatticeSpec& spec, const SynthOptions& opt,
+                                    double sigma_px) {
   const int width = opt.width;
   const int height = opt.height;
   const double px = opt.pixel_size_angstrom;
-  const double nn_angstrom = MinSpacingAngstrom(spec);
-  const double nn_px = nn_angstrom / px;
-  const double sigma_px = spec.sigma_angstrom / px;
-
-  frame.prior.pixel_size_angstrom = px;
-  frame.prior.column_density_per_nm2 = ColumnDensityPerNm2(spec);
-  frame.prior.nearest_neighbor_angstrom = nn_angstrom;
-  LOGSTAR_RETURN_IF_ERROR(frame.prior.Validate());
-
-  int max_z = 0;
-  for (const Site& s : spec.sites) max_z = std::max(max_z, s.z);
-  auto peak_of = [&](const Site& s) {
-    return std::pow(static_cast<double>(s.z) / max_z, kZExponent);
-  };
-
-  // Lattice, axis aligned, with a random origin inside one cell so that
-  // column centres fall at arbitrary sub-pixel positions.
   Rng lattice_rng(opt.seed, kLatticeStream);
   const double ox = lattice_rng.Uniform() * spec.ax;
   const double oy = lattice_rng.Uniform() * spec.ay;
@@ -317,10 +300,9 @@ absl::StatusOr<SynthFrame> SynthesizeImpl(const SynthOptions& options) {
   const int j0 = static_cast<int>(std::floor((-0.5 * px - oy) / spec.ay)) - 1;
   const int j1 = static_cast<int>(std::ceil(((height - 0.5) * px - oy) / spec.ay)) + 1;
 
-  std::vector<SynthAtom>& atoms = frame.atoms;
-  atoms.reserve(static_cast<size_t>(frame.prior.column_density_per_nm2.value() * px * px / 100.0 *
-                                    width * height * 1.1) +
-                16);
+  std::vector<SynthAtom> atoms;
+  atoms.reserve(
+      static_cast<size_t>(ColumnDensityPerNm2(spec) * px * px / 100.0 * width * height * 1.1) + 16);
   for (int j = j0; j <= j1; ++j) {
     for (const Site& s : spec.sites) {
       const double y = (oy + (j + s.fy) * spec.ay) / px;
@@ -338,109 +320,153 @@ absl::StatusOr<SynthFrame> SynthesizeImpl(const SynthOptions& options) {
         atom.x = x;
         atom.y = y;
         atom.element = s.element;
-        atom.intensity = peak_of(s);
+        atom.intensity = PeakIntensity(spec, s);
         atom.sigma_px = sigma_px;
         atoms.push_back(std::move(atom));
       }
     }
   }
+  return atoms;
+}
 
-  // Amorphous region.
-  Rng amorphous_rng(opt.seed, kAmorphousStream);
-  frame.amorphous_mask = AmorphousMask(width, height, opt.amorphous_fraction, amorphous_rng);
-  if (opt.amorphous_fraction > 0.0) {
-    const cv::Mat& mask = frame.amorphous_mask;
-    auto masked = [&](double x, double y) {
-      return InFrame(x, y, width, height) &&
-             mask.at<uint8_t>(PixelOf(y, height), PixelOf(x, width)) != 0;
-    };
-    const double displacement = kAmorphousDisplacementPerNn * nn_px;
-    std::vector<SynthAtom> kept;
-    kept.reserve(atoms.size());
-    int64_t touched = 0;
-    for (SynthAtom& atom : atoms) {
-      if (!masked(atom.x, atom.y)) {
-        kept.push_back(std::move(atom));
-        continue;
-      }
-      ++touched;
-      if (amorphous_rng.Uniform() < kAmorphousRemoveProbability) continue;
-      // Displaced atoms stay inside the region, so the flag always agrees
-      // with the mask at the atom's pixel and the region edge stays sharp.
-      for (int t = 0; t < kDisplacementTries; ++t) {
-        const double nx = atom.x + displacement * amorphous_rng.Normal();
-        const double ny = atom.y + displacement * amorphous_rng.Normal();
-        if (masked(nx, ny)) {
-          atom.x = nx;
-          atom.y = ny;
-          break;
-        }
-      }
-      atom.intensity *= amorphous_rng.Uniform(kAmorphousDimMin, kAmorphousDimMax);
-      atom.amorphous = true;
+// Whether (x, y) lies in the frame and in the region of `mask` (CV_8U).
+bool InRegion(const cv::Mat& mask, double x, double y) {
+  return InFrame(x, y, mask.cols, mask.rows) &&
+         mask.at<uint8_t>(PixelOf(y, mask.rows), PixelOf(x, mask.cols)) != 0;
+}
+
+// The columns inside the amorphous region: each is removed or displaced by
+// `displacement` px (staying inside the region) and dimmed. Returns how many
+// were inside.
+int64_t DisorderAtoms(const cv::Mat& mask, double displacement, Rng& rng,
+                      std::vector<SynthAtom>* atoms) {
+  std::vector<SynthAtom> kept;
+  kept.reserve(atoms->size());
+  int64_t touched = 0;
+  for (SynthAtom& atom : *atoms) {
+    if (!InRegion(mask, atom.x, atom.y)) {
       kept.push_back(std::move(atom));
+      continue;
     }
-    // Amorphous material still scatters: extra disordered columns at random
-    // places in the region.
-    std::vector<int64_t> region;
-    for (int y = 0; y < height; ++y) {
-      const uint8_t* m = mask.ptr<uint8_t>(y);
-      for (int x = 0; x < width; ++x) {
-        if (m[x]) region.push_back(static_cast<int64_t>(y) * width + x);
+    ++touched;
+    if (rng.Uniform() < kAmorphousRemoveProbability) continue;
+    // Displaced atoms stay inside the region, so the flag always agrees
+    // with the mask at the atom's pixel and the region edge stays sharp.
+    for (int t = 0; t < kDisplacementTries; ++t) {
+      const double nx = atom.x + displacement * rng.Normal();
+      const double ny = atom.y + displacement * rng.Normal();
+      if (InRegion(mask, nx, ny)) {
+        atom.x = nx;
+        atom.y = ny;
+        break;
       }
     }
-    const int64_t extra = std::llround(kAmorphousExtraShare * static_cast<double>(touched));
-    for (int64_t e = 0; e < extra && !region.empty(); ++e) {
-      const size_t pick =
-          std::min(region.size() - 1, static_cast<size_t>(amorphous_rng.Uniform() * region.size()));
-      const Site& s = spec.sites[std::min(
-          spec.sites.size() - 1, static_cast<size_t>(amorphous_rng.Uniform() * spec.sites.size()))];
-      SynthAtom atom;
-      // Jitter within [-0.5, 0.5) keeps the atom in its pixel.
-      atom.x = static_cast<double>(region[pick] % width) + amorphous_rng.Uniform() - 0.5;
-      atom.y = static_cast<double>(region[pick] / width) + amorphous_rng.Uniform() - 0.5;
-      atom.element = s.element;
-      atom.intensity = peak_of(s) * amorphous_rng.Uniform(kAmorphousDimMin, kAmorphousDimMax);
-      atom.sigma_px = sigma_px;
-      atom.amorphous = true;
-      kept.push_back(std::move(atom));
-    }
-    atoms = std::move(kept);
+    atom.intensity *= rng.Uniform(kAmorphousDimMin, kAmorphousDimMax);
+    atom.amorphous = true;
+    kept.push_back(std::move(atom));
   }
+  *atoms = std::move(kept);
+  return touched;
+}
 
-  // Clean frame.
+// Amorphous material still scatters: `count` extra disordered columns at
+// random places in the region of `mask`.
+void AddDisorderedColumns(const LatticeSpec& spec, const cv::Mat& mask, int64_t count,
+                          double sigma_px, Rng& rng, std::vector<SynthAtom>* atoms) {
+  const int width = mask.cols;
+  std::vector<int64_t> region;
+  for (int y = 0; y < mask.rows; ++y) {
+    const uint8_t* m = mask.ptr<uint8_t>(y);
+    for (int x = 0; x < width; ++x) {
+      if (m[x]) region.push_back(static_cast<int64_t>(y) * width + x);
+    }
+  }
+  for (int64_t e = 0; e < count && !region.empty(); ++e) {
+    const size_t pick =
+        std::min(region.size() - 1, static_cast<size_t>(rng.Uniform() * region.size()));
+    const Site& s = spec.sites[std::min(spec.sites.size() - 1,
+                                        static_cast<size_t>(rng.Uniform() * spec.sites.size()))];
+    SynthAtom atom;
+    // Jitter within [-0.5, 0.5) keeps the atom in its pixel.
+    atom.x = static_cast<double>(region[pick] % width) + rng.Uniform() - 0.5;
+    atom.y = static_cast<double>(region[pick] / width) + rng.Uniform() - 0.5;
+    atom.element = s.element;
+    atom.intensity = PeakIntensity(spec, s) * rng.Uniform(kAmorphousDimMin, kAmorphousDimMax);
+    atom.sigma_px = sigma_px;
+    atom.amorphous = true;
+    atoms->push_back(std::move(atom));
+  }
+}
+
+// The clean frame: every atom's Gaussian on the background.
+cv::Mat RenderClean(const std::vector<SynthAtom>& atoms, int width, int height) {
   cv::Mat image = cv::Mat::zeros(height, width, CV_32F);
-  {
-    std::vector<float> ex;
-    for (const SynthAtom& atom : atoms) RenderAtom(atom, image, ex);
-  }
+  std::vector<float> ex;
+  for (const SynthAtom& atom : atoms) RenderAtom(atom, image, ex);
   image += cv::Scalar(kBackground);
+  return image;
+}
+
+// Shot noise: the frame scaled to `dose` counts at its brightest pixel
+// (clean_max), drawn as Poisson counts and scaled back.
+void AddShotNoise(double dose, double clean_max, uint64_t seed, cv::Mat& image) {
+  Rng dose_rng(seed, kDoseStream);
+  const double to_counts = dose / clean_max;
+  const double from_counts = clean_max / dose;
+  for (int y = 0; y < image.rows; ++y) {
+    float* row = image.ptr<float>(y);
+    for (int x = 0; x < image.cols; ++x) {
+      row[x] = static_cast<float>(dose_rng.Poisson(row[x] * to_counts) * from_counts);
+    }
+  }
+}
+
+void AddGaussianNoise(double noise_std, uint64_t seed, cv::Mat& image) {
+  Rng noise_rng(seed, kNoiseStream);
+  for (int y = 0; y < image.rows; ++y) {
+    float* row = image.ptr<float>(y);
+    for (int x = 0; x < image.cols; ++x) {
+      row[x] = static_cast<float>(row[x] + noise_std * noise_rng.Normal());
+    }
+  }
+}
+
+absl::StatusOr<SynthFrame> SynthesizeImpl(const SynthOptions& options) {
+  const LatticeSpec spec = SpecFor(options.lattice);
+  SynthFrame frame;
+  frame.options = options;
+  if (!(frame.options.pixel_size_angstrom > 0.0)) {
+    frame.options.pixel_size_angstrom = spec.default_pixel_size_angstrom;
+  }
+  const SynthOptions& opt = frame.options;
+  const double px = opt.pixel_size_angstrom;
+  const double nn_angstrom = MinSpacingAngstrom(spec);
+  const double sigma_px = spec.sigma_angstrom / px;
+  frame.prior.pixel_size_angstrom = px;
+  frame.prior.column_density_per_nm2 = ColumnDensityPerNm2(spec);
+  frame.prior.nearest_neighbor_angstrom = nn_angstrom;
+  LOGSTAR_RETURN_IF_ERROR(frame.prior.Validate());
+
+  frame.atoms = PlaceLattice(spec, opt, sigma_px);
+  Rng amorphous_rng(opt.seed, kAmorphousStream);
+  frame.amorphous_mask =
+      AmorphousMask(opt.width, opt.height, opt.amorphous_fraction, amorphous_rng);
+  if (opt.amorphous_fraction > 0.0) {
+    const double nn_px = nn_angstrom / px;
+    const double displacement = kAmorphousDisplacementPerNn * nn_px;
+    const int64_t touched =
+        DisorderAtoms(frame.amorphous_mask, displacement, amorphous_rng, &frame.atoms);
+    const int64_t extra = std::llround(kAmorphousExtraShare * static_cast<double>(touched));
+    AddDisorderedColumns(spec, frame.amorphous_mask, extra, sigma_px, amorphous_rng, &frame.atoms);
+  }
+
+  frame.image = RenderClean(frame.atoms, opt.width, opt.height);
   double clean_min = 0.0;
   double clean_max = 0.0;
-  cv::minMaxLoc(image, &clean_min, &clean_max);
-
-  if (opt.dose > 0.0 && clean_max > 0.0) {
-    Rng dose_rng(opt.seed, kDoseStream);
-    const double to_counts = opt.dose / clean_max;
-    const double from_counts = clean_max / opt.dose;
-    for (int y = 0; y < height; ++y) {
-      float* row = image.ptr<float>(y);
-      for (int x = 0; x < width; ++x) {
-        row[x] = static_cast<float>(dose_rng.Poisson(row[x] * to_counts) * from_counts);
-      }
-    }
-  }
+  cv::minMaxLoc(frame.image, &clean_min, &clean_max);
+  if (opt.dose > 0.0 && clean_max > 0.0) AddShotNoise(opt.dose, clean_max, opt.seed, frame.image);
   const double noise_std = opt.noise * (clean_max - clean_min);
-  if (noise_std > 0.0) {
-    Rng noise_rng(opt.seed, kNoiseStream);
-    for (int y = 0; y < height; ++y) {
-      float* row = image.ptr<float>(y);
-      for (int x = 0; x < width; ++x) {
-        row[x] = static_cast<float>(row[x] + noise_std * noise_rng.Normal());
-      }
-    }
-  }
-  frame.image = std::move(image);
+  if (noise_std > 0.0) AddGaussianNoise(noise_std, opt.seed, frame.image);
   return frame;
 }
 

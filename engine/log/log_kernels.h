@@ -10,7 +10,8 @@
 // i ± k moved by one, which halves the loads). Unaligned loads along a row,
 // the alternative for the second pass, straddle cache lines and were the
 // bottleneck. These loops are compiled for baseline x86-64 and for
-// AVX2+FMA and for AVX-512; Kernels() picks the best the CPU runs.
+// AVX2+FMA and for AVX-512; Kernels() picks the best the CPU runs
+// (engine/base/kernel_isa.h).
 #ifndef LOGSTAR_ENGINE_LOG_LOG_KERNELS_H_
 #define LOGSTAR_ENGINE_LOG_LOG_KERNELS_H_
 

@@ -20,8 +20,9 @@
 // sklearn's initial values) plus `num_restarts` starts drawn uniformly in
 // the log-bounds from a seeded SplitMix64: results depend only on the inputs,
 // the seed and whether the CPU has AVX2 + FMA (the hot loops — the kernel's
-// exponentials, Cholesky, K⁻¹, posterior variances — have hand-vectorised
-// versions chosen at run time, whose rounding differs in the last bits).
+// exponentials, Cholesky, K⁻¹, posterior variances — are hand-vectorised in
+// gp_kernels.h, chosen at run time; without FMA their rounding differs in
+// the last bits).
 // An LML value costs a Cholesky factorisation, its gradient also K⁻¹, both
 // O(n³): about 5 and 10 µs at n = 30 on a 2.6 GHz EPYC; fits are for the
 // tens to hundreds of points of Bayesian optimisation, not for big data.
@@ -128,18 +129,6 @@ class GaussianProcess {
 absl::StatusOr<double> LogMarginalLikelihood(const Eigen::MatrixXd& x, const Eigen::VectorXd& y,
                                              const GpHyperparameters& hyperparameters,
                                              double jitter, Eigen::VectorXd* gradient = nullptr);
-
-namespace internal {
-
-// e^x for each x <= 0 of values[0, count), in place, to about 2 ulp (x < -708
-// gives 0), vectorised (AVX2 + FMA when the CPU has them, else SSE2). The
-// Matérn kernel and the Gaussian densities of the EHVI (pareto.cc), the
-// optimiser's hottest loops, spend most of their time in exp, and glibc's
-// scalar exp is several times slower. Every element gets the same bits
-// whatever its position in the array.
-void ExpNonPositive(double* values, int64_t count);
-
-}  // namespace internal
 }  // namespace logstar
 
 #endif  // LOGSTAR_ENGINE_OPTIMIZE_GAUSSIAN_PROCESS_H_

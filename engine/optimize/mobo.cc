@@ -20,10 +20,11 @@
 #include "absl/strings/str_format.h"
 #include "absl/types/span.h"
 #include "engine/base/context.h"
+#include "engine/base/random.h"
+#include "engine/base/status_macros.h"
 #include "engine/optimize/gaussian_process.h"
 #include "engine/optimize/pareto.h"
 #include "engine/optimize/sobol.h"
-#include "engine/base/status_macros.h"
 
 namespace logstar {
 namespace {
@@ -278,17 +279,359 @@ GpHyperparameters RandomHyperparameters(const GaussianProcessOptions& options, i
   return h;
 }
 
+// What candidates are scored with: the two objectives' GPs and the front of
+// the evaluations so far, all in transformed units.
+struct Acquisition {
+  const GaussianProcess& gp0;
+  const GaussianProcess& gp1;
+  const HypervolumeFront& front;
+};
+
 // EHVI of each row of `x` (already projected) under the two GPs.
-absl::Status ScoreRows(const Eigen::MatrixXd& x, const GaussianProcess& gp0,
-                       const GaussianProcess& gp1, const HypervolumeFront& front, double* scores) {
+absl::Status ScoreRows(const Eigen::MatrixXd& x, const Acquisition& acquisition, double* scores) {
   Eigen::VectorXd mean0, sd0, mean1, sd1;
-  LOGSTAR_RETURN_IF_ERROR(gp0.Predict(x, &mean0, &sd0, /*with_noise=*/false));
-  LOGSTAR_RETURN_IF_ERROR(gp1.Predict(x, &mean1, &sd1, /*with_noise=*/false));
+  LOGSTAR_RETURN_IF_ERROR(acquisition.gp0.Predict(x, &mean0, &sd0, /*with_noise=*/false));
+  LOGSTAR_RETURN_IF_ERROR(acquisition.gp1.Predict(x, &mean1, &sd1, /*with_noise=*/false));
   for (Eigen::Index r = 0; r < x.rows(); ++r) {
-    const double s = front.ExpectedImprovement({mean0[r], mean1[r]}, {sd0[r], sd1[r]});
+    const double s = acquisition.front.ExpectedImprovement({mean0[r], mean1[r]}, {sd0[r], sd1[r]});
     scores[r] = std::isnan(s) ? -1.0 : s;
   }
   return absl::OkStatus();
+}
+
+// The arguments MinimizeTwoObjectives takes, checked as mobo.h states.
+absl::Status CheckArguments(const SearchSpace& space, const Objective& objective,
+                            const MoboOptions& options, const ExecutionContext* context,
+                            absl::Span<const ParameterValues> warm_start) {
+  LOGSTAR_RETURN_IF_ERROR(space.Validate());
+  LOGSTAR_RETURN_IF_ERROR(options.Validate());
+  if (context == nullptr) return absl::InvalidArgumentError("context must not be null");
+  if (!objective) return absl::InvalidArgumentError("objective is empty");
+  if (static_cast<int>(warm_start.size()) > options.num_evaluations) {
+    return absl::InvalidArgumentError(absl::StrCat(warm_start.size(),
+                                                   " warm-start points exceed num_evaluations (",
+                                                   options.num_evaluations, ")"));
+  }
+  for (size_t i = 0; i < warm_start.size(); ++i) {
+    if (absl::Status s = space.CheckValues(warm_start[i]); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("warm-start point ", i, ": ", s.message()));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Initial design: warm start, then Sobol points not evaluated yet (a
+// discrete space can make many Sobol points decode alike; the attempts are
+// bounded so a tiny space cannot loop).
+absl::Status EvaluateInitialDesign(absl::Span<const ParameterValues> warm_start,
+                                   const MoboOptions& options, Run& run) {
+  for (const ParameterValues& values : warm_start) LOGSTAR_RETURN_IF_ERROR(run.Evaluate(values));
+  LOGSTAR_ASSIGN_OR_RETURN(
+      const SobolSequence design,
+      SobolSequence::Create({.dimensions = run.codec().dims(),
+                             .scramble = true,
+                             .seed = DeriveSeed(options.seed, kDesignStream)}));
+  const int max_attempts = 64 * options.num_initial;
+  Eigen::MatrixXd point;
+  ParameterValues values;
+  for (int i = 0; run.size() < options.num_initial && i < max_attempts; ++i) {
+    LOGSTAR_RETURN_IF_ERROR(design.Generate(i, 1, &point));
+    run.codec().Decode(point.data(), &values);
+    if (run.Evaluated(values)) continue;
+    LOGSTAR_RETURN_IF_ERROR(run.Evaluate(values));
+  }
+  return absl::OkStatus();
+}
+
+// One per objective.
+using GpPair = std::array<GaussianProcess, 2>;
+using HyperparameterPair = std::array<std::optional<GpHyperparameters>, 2>;
+
+// The two fits, in parallel. A full refit runs every start as its own task
+// (the previous optimum, then gp.num_restarts log-uniform draws), so the
+// restarts spread over the threads too; per objective the start with the
+// highest LML wins, ties to the earlier start. `previous` holds each
+// objective's last hyperparameters and is updated to the winners'.
+absl::StatusOr<GpPair> FitObjectives(const Run& run, int iteration, const MoboOptions& options,
+                                     ExecutionContext* context, HyperparameterPair& previous) {
+  const int dims = run.codec().dims();
+  const Eigen::MatrixXd x = run.EncodedMatrix();
+  const int n = run.size();
+  std::array<Eigen::VectorXd, 2> y = {Eigen::VectorXd(n), Eigen::VectorXd(n)};
+  for (int i = 0; i < n; ++i) {
+    y[0][i] = run.transformed()[i][0];
+    y[1][i] = run.transformed()[i][1];
+  }
+
+  const bool full_refit = iteration % options.full_refit_every == 0;
+  const int starts = full_refit ? 1 + options.gp.num_restarts : 1;
+  std::vector<std::optional<GpHyperparameters>> start_points(2 * starts);
+  for (int k = 0; k < 2; ++k) {
+    start_points[k * starts] = previous[k];
+    SplitMix64 rng(DeriveSeed(options.seed, kGpStream + 4 * (2 * iteration + k)));
+    for (int r = 1; r < starts; ++r) {
+      start_points[k * starts + r] = RandomHyperparameters(options.gp, dims, rng);
+    }
+  }
+  std::vector<absl::StatusOr<GaussianProcess>> fits(2 * starts, absl::UnknownError(""));
+  context->ParallelFor(2 * starts, [&](int task) {
+    GaussianProcessOptions gp_options = options.gp;
+    gp_options.num_restarts = 0;
+    const std::optional<GpHyperparameters>& start = start_points[task];
+    fits[task] = GaussianProcess::Fit(x, y[task / starts], gp_options,
+                                      start.has_value() ? &*start : nullptr);
+  });
+  std::array<int, 2> best = {-1, -1};
+  for (int task = 0; task < 2 * starts; ++task) {
+    if (!fits[task].ok()) return fits[task].status();
+    int& b = best[task / starts];
+    if (b < 0 || fits[task]->log_marginal_likelihood() > fits[b]->log_marginal_likelihood()) {
+      b = task;
+    }
+  }
+  for (int k = 0; k < 2; ++k) previous[k] = fits[best[k]]->hyperparameters();
+  return GpPair{*std::move(fits[best[0]]), *std::move(fits[best[1]])};
+}
+
+// Candidates: a freshly shifted Sobol set (num_candidates × dims),
+// projected onto decodable points, scored in fixed chunks.
+absl::Status ScoreCandidates(const Codec& codec, int iteration, const MoboOptions& options,
+                             const Acquisition& acquisition, ExecutionContext* context,
+                             Eigen::MatrixXd* candidates, std::vector<double>* scores) {
+  const int dims = codec.dims();
+  LOGSTAR_ASSIGN_OR_RETURN(
+      const SobolSequence sobol,
+      SobolSequence::Create({.dimensions = dims,
+                             .scramble = true,
+                             .seed = DeriveSeed(options.seed, kCandidateStream + 4 * iteration)}));
+  LOGSTAR_RETURN_IF_ERROR(sobol.Generate(0, options.num_candidates, candidates));
+  const int num_candidates = options.num_candidates;
+  scores->assign(num_candidates, 0.0);
+  const int num_chunks = (num_candidates + kChunkRows - 1) / kChunkRows;
+  std::vector<absl::Status> chunk_status(num_chunks);
+  context->ParallelFor(num_chunks, [&](int c) {
+    const int begin = c * kChunkRows;
+    const int rows = std::min(kChunkRows, num_candidates - begin);
+    Eigen::MatrixXd block = candidates->middleRows(begin, rows);
+    ParameterValues values;
+    Eigen::VectorXd row(dims);
+    for (int r = 0; r < rows; ++r) {
+      row = block.row(r).transpose();
+      codec.Project(row.data(), &values);
+      block.row(r) = row.transpose();
+    }
+    candidates->middleRows(begin, rows) = block;
+    chunk_status[c] = ScoreRows(block, acquisition, &(*scores)[begin]);
+  });
+  for (const absl::Status& s : chunk_status) LOGSTAR_RETURN_IF_ERROR(s);
+  return absl::OkStatus();
+}
+
+// Candidate indices ranked by score, ties by position (so the order is
+// deterministic). Only the head of the ranking is normally needed: it is
+// sorted at once, the rest only if the search gets that far.
+class CandidateRanking {
+ public:
+  CandidateRanking(const std::vector<double>& scores, int head)
+      : scores_(scores),
+        order_(scores.size()),
+        sorted_(std::min(static_cast<int>(scores.size()), head)) {
+    std::iota(order_.begin(), order_.end(), 0);
+    std::partial_sort(order_.begin(), order_.begin() + sorted_, order_.end(), Better{scores_});
+  }
+
+  int size() const { return static_cast<int>(order_.size()); }
+  // The index of the candidate ranked k-th (from 0).
+  int At(int k) {
+    if (k >= sorted_) {
+      std::sort(order_.begin() + sorted_, order_.end(), Better{scores_});
+      sorted_ = size();
+    }
+    return order_[k];
+  }
+
+ private:
+  struct Better {
+    const std::vector<double>& scores;
+    bool operator()(int a, int b) const {
+      return scores[a] > scores[b] || (scores[a] == scores[b] && a < b);
+    }
+  };
+
+  const std::vector<double>& scores_;
+  std::vector<int> order_;
+  int sorted_;
+};
+
+// The best candidates refined by compass search, in parallel: each round
+// scores the 2·dims neighbours of the current point at once, moves to the
+// best if it improves and halves the step otherwise. Rows of *refined (and
+// *refined_scores) are the refined points, in ranking order of their starts.
+absl::Status RefineBest(const Codec& codec, const Eigen::MatrixXd& candidates,
+                        const std::vector<double>& scores, CandidateRanking& ranking,
+                        int num_refine, const Acquisition& acquisition, ExecutionContext* context,
+                        Eigen::MatrixXd* refined, std::vector<double>* refined_scores) {
+  const int dims = codec.dims();
+  refined->resize(num_refine, dims);
+  refined_scores->resize(num_refine);
+  for (int r = 0; r < num_refine; ++r) {
+    refined->row(r) = candidates.row(ranking.At(r));
+    (*refined_scores)[r] = scores[ranking.At(r)];
+  }
+  std::vector<absl::Status> refine_status(num_refine);
+  context->ParallelFor(num_refine, [&](int r) {
+    double step = kRefineInitialStep;
+    Eigen::MatrixXd neighbours(2 * dims, dims);
+    std::vector<double> neighbour_scores(2 * dims);
+    Eigen::VectorXd row(dims);
+    ParameterValues values;
+    for (int round = 0; round < kRefineRounds; ++round) {
+      for (int j = 0; j < dims; ++j) {
+        for (int sign = 0; sign < 2; ++sign) {
+          row = refined->row(r).transpose();
+          row[j] = std::clamp(row[j] + (sign == 0 ? -step : step), 0.0, 1.0);
+          codec.Project(row.data(), &values);
+          neighbours.row(2 * j + sign) = row.transpose();
+        }
+      }
+      refine_status[r] = ScoreRows(neighbours, acquisition, neighbour_scores.data());
+      if (!refine_status[r].ok()) return;
+      int best = -1;
+      double best_score = (*refined_scores)[r];
+      for (int i = 0; i < 2 * dims; ++i) {
+        if (neighbour_scores[i] > best_score) {
+          best = i;
+          best_score = neighbour_scores[i];
+        }
+      }
+      if (best < 0) {
+        step *= 0.5;
+      } else {
+        refined->row(r) = neighbours.row(best);
+        (*refined_scores)[r] = best_score;
+      }
+    }
+  });
+  for (const absl::Status& s : refine_status) LOGSTAR_RETURN_IF_ERROR(s);
+  return absl::OkStatus();
+}
+
+using RowMajorMatrix = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+struct Proposal {
+  ParameterValues values;
+  double score = 0.0;
+};
+
+// The best unevaluated point of the pool: refined points first, then every
+// candidate, each ranked by score (a later point must score strictly
+// higher). None if the whole pool has been evaluated. Rows are row-major so
+// a row's coordinates are contiguous for Decode.
+std::optional<Proposal> BestUnevaluated(const Run& run, const RowMajorMatrix& refined,
+                                        const std::vector<double>& refined_scores,
+                                        const RowMajorMatrix& candidates,
+                                        const std::vector<double>& scores,
+                                        CandidateRanking& ranking) {
+  std::optional<Proposal> chosen;
+  ParameterValues values;
+  auto consider = [&](const double* unit, double score) {
+    if (chosen.has_value() && score <= chosen->score) return;
+    run.codec().Decode(unit, &values);
+    if (run.Evaluated(values)) return;
+    chosen = Proposal{values, score};
+  };
+  std::vector<int> refined_order(refined_scores.size());
+  std::iota(refined_order.begin(), refined_order.end(), 0);
+  std::stable_sort(refined_order.begin(), refined_order.end(),
+                   [&](int a, int b) { return refined_scores[a] > refined_scores[b]; });
+  for (int r : refined_order) consider(refined.row(r).data(), refined_scores[r]);
+  for (int k = 0; k < ranking.size(); ++k) {
+    const int i = ranking.At(k);
+    if (chosen.has_value() && scores[i] <= chosen->score) break;
+    consider(candidates.row(i).data(), scores[i]);
+  }
+  return chosen;
+}
+
+// When nothing is expected to improve (to double precision), space is
+// filled instead: the unevaluated candidate farthest from every evaluated
+// point (the first of equals). None if every candidate has been evaluated.
+std::optional<ParameterValues> FarthestFromEvaluated(const Run& run,
+                                                     const RowMajorMatrix& candidates) {
+  const int dims = run.codec().dims();
+  const std::vector<double>& encoded = run.encoded();
+  std::optional<ParameterValues> chosen;
+  ParameterValues values;
+  double farthest = -1.0;
+  for (Eigen::Index i = 0; i < candidates.rows(); ++i) {
+    const double* unit = candidates.row(i).data();
+    double nearest = std::numeric_limits<double>::infinity();
+    for (int e = 0; e < run.size(); ++e) {
+      double d2 = 0.0;
+      for (int j = 0; j < dims; ++j) {
+        const double diff = unit[j] - encoded[static_cast<size_t>(e) * dims + j];
+        d2 += diff * diff;
+      }
+      nearest = std::min(nearest, d2);
+    }
+    if (nearest > farthest) {
+      run.codec().Decode(unit, &values);
+      if (run.Evaluated(values)) continue;
+      farthest = nearest;
+      chosen = values;
+    }
+  }
+  return chosen;
+}
+
+// One iteration of the search: fit the GPs, score candidates, refine the
+// best and propose the best unevaluated point. None when no new point is
+// left.
+absl::StatusOr<std::optional<ParameterValues>> ProposeNext(const Run& run, int iteration,
+                                                           const MoboOptions& options,
+                                                           ExecutionContext* context,
+                                                           HyperparameterPair& previous) {
+  LOGSTAR_ASSIGN_OR_RETURN(const GpPair gps,
+                           FitObjectives(run, iteration, options, context, previous));
+  LOGSTAR_ASSIGN_OR_RETURN(
+      const HypervolumeFront front,
+      HypervolumeFront::Create(run.transformed(), DerivedReference(run.transformed())));
+  const Acquisition acquisition{gps[0], gps[1], front};
+
+  Eigen::MatrixXd candidates;
+  std::vector<double> scores;
+  LOGSTAR_RETURN_IF_ERROR(
+      ScoreCandidates(run.codec(), iteration, options, acquisition, context, &candidates, &scores));
+  CandidateRanking ranking(scores, std::max(options.num_refine, kSortedHead));
+  Eigen::MatrixXd refined;
+  std::vector<double> refined_scores;
+  LOGSTAR_RETURN_IF_ERROR(RefineBest(run.codec(), candidates, scores, ranking,
+                                     std::min(options.num_refine, options.num_candidates),
+                                     acquisition, context, &refined, &refined_scores));
+
+  const RowMajorMatrix refined_rows = refined;
+  const RowMajorMatrix candidate_rows = candidates;
+  std::optional<Proposal> best =
+      BestUnevaluated(run, refined_rows, refined_scores, candidate_rows, scores, ranking);
+  if (best.has_value() && best->score > 0.0) return std::move(best->values);
+  return FarthestFromEvaluated(run, candidate_rows);
+}
+
+// The run's evaluations with their front and its hypervolume.
+absl::StatusOr<MoboResult> Summarize(Run& run, int num_design, bool exhausted,
+                                     const MoboOptions& options) {
+  MoboResult result;
+  result.evaluations = std::move(run.evaluations());
+  result.num_design = num_design;
+  result.exhausted = exhausted;
+  std::vector<Objectives2> values;
+  values.reserve(result.evaluations.size());
+  for (const Evaluation& e : result.evaluations) values.push_back(e.objectives);
+  LOGSTAR_ASSIGN_OR_RETURN(result.front, ParetoFront(values));
+  result.reference_point =
+      options.reference_point.has_value() ? *options.reference_point : DerivedReference(values);
+  LOGSTAR_ASSIGN_OR_RETURN(result.hypervolume, Hypervolume(values, result.reference_point));
+  return result;
 }
 
 }  // namespace
@@ -425,255 +768,23 @@ absl::StatusOr<MoboResult> MinimizeTwoObjectives(const SearchSpace& space,
                                                  const MoboOptions& options,
                                                  ExecutionContext* context,
                                                  absl::Span<const ParameterValues> warm_start) {
-  LOGSTAR_RETURN_IF_ERROR(space.Validate());
-  LOGSTAR_RETURN_IF_ERROR(options.Validate());
-  if (context == nullptr) return absl::InvalidArgumentError("context must not be null");
-  if (!objective) return absl::InvalidArgumentError("objective is empty");
-  if (static_cast<int>(warm_start.size()) > options.num_evaluations) {
-    return absl::InvalidArgumentError(absl::StrCat(warm_start.size(),
-                                                   " warm-start points exceed num_evaluations (",
-                                                   options.num_evaluations, ")"));
-  }
-  for (size_t i = 0; i < warm_start.size(); ++i) {
-    if (absl::Status s = space.CheckValues(warm_start[i]); !s.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat("warm-start point ", i, ": ", s.message()));
-    }
-  }
-
+  LOGSTAR_RETURN_IF_ERROR(CheckArguments(space, objective, options, context, warm_start));
   Run run(space, objective, options);
-  const Codec& codec = run.codec();
-  const int dims = codec.dims();
-  ParameterValues scratch;
-
-  // Initial design: warm start, then Sobol points not evaluated yet (a
-  // discrete space can make many Sobol points decode alike; the attempts
-  // are bounded so a tiny space cannot loop).
-  for (const ParameterValues& values : warm_start) LOGSTAR_RETURN_IF_ERROR(run.Evaluate(values));
-  {
-    LOGSTAR_ASSIGN_OR_RETURN(
-        const SobolSequence design,
-        SobolSequence::Create({.dimensions = dims,
-                               .scramble = true,
-                               .seed = DeriveSeed(options.seed, kDesignStream)}));
-    const int max_attempts = 64 * options.num_initial;
-    Eigen::MatrixXd point;
-    for (int i = 0; run.size() < options.num_initial && i < max_attempts; ++i) {
-      LOGSTAR_RETURN_IF_ERROR(design.Generate(i, 1, &point));
-      codec.Decode(point.data(), &scratch);
-      if (run.Evaluated(scratch)) continue;
-      LOGSTAR_RETURN_IF_ERROR(run.Evaluate(scratch));
-    }
-  }
+  LOGSTAR_RETURN_IF_ERROR(EvaluateInitialDesign(warm_start, options, run));
   const int num_design = run.size();
 
   bool exhausted = false;
-  std::array<std::optional<GpHyperparameters>, 2> previous;
+  HyperparameterPair previous;
   for (int iteration = 0; run.size() < options.num_evaluations; ++iteration) {
-    const Eigen::MatrixXd x = run.EncodedMatrix();
-    const int n = run.size();
-    std::array<Eigen::VectorXd, 2> y = {Eigen::VectorXd(n), Eigen::VectorXd(n)};
-    for (int i = 0; i < n; ++i) {
-      y[0][i] = run.transformed()[i][0];
-      y[1][i] = run.transformed()[i][1];
-    }
-
-    // The two fits, in parallel. A full refit runs every start as its own
-    // task (the previous optimum, then gp.num_restarts log-uniform draws),
-    // so the restarts spread over the threads too; per objective the start
-    // with the highest LML wins, ties to the earlier start.
-    const bool full_refit = iteration % options.full_refit_every == 0;
-    const int starts = full_refit ? 1 + options.gp.num_restarts : 1;
-    std::vector<std::optional<GpHyperparameters>> start_points(2 * starts);
-    for (int k = 0; k < 2; ++k) {
-      start_points[k * starts] = previous[k];
-      SplitMix64 rng(DeriveSeed(options.seed, kGpStream + 4 * (2 * iteration + k)));
-      for (int r = 1; r < starts; ++r) {
-        start_points[k * starts + r] = RandomHyperparameters(options.gp, dims, rng);
-      }
-    }
-    std::vector<absl::StatusOr<GaussianProcess>> fits(2 * starts, absl::UnknownError(""));
-    context->ParallelFor(2 * starts, [&](int task) {
-      GaussianProcessOptions gp_options = options.gp;
-      gp_options.num_restarts = 0;
-      const std::optional<GpHyperparameters>& start = start_points[task];
-      fits[task] = GaussianProcess::Fit(x, y[task / starts], gp_options,
-                                        start.has_value() ? &*start : nullptr);
-    });
-    std::array<const GaussianProcess*, 2> gps = {nullptr, nullptr};
-    for (int task = 0; task < 2 * starts; ++task) {
-      if (!fits[task].ok()) return fits[task].status();
-      const GaussianProcess*& best = gps[task / starts];
-      if (best == nullptr ||
-          fits[task]->log_marginal_likelihood() > best->log_marginal_likelihood()) {
-        best = &*fits[task];
-      }
-    }
-    for (int k = 0; k < 2; ++k) previous[k] = gps[k]->hyperparameters();
-    const GaussianProcess& gp0 = *gps[0];
-    const GaussianProcess& gp1 = *gps[1];
-
-    LOGSTAR_ASSIGN_OR_RETURN(
-        const HypervolumeFront front,
-        HypervolumeFront::Create(run.transformed(), DerivedReference(run.transformed())));
-
-    // Candidates: a freshly shifted Sobol set, projected onto decodable
-    // points, scored in fixed chunks.
-    LOGSTAR_ASSIGN_OR_RETURN(
-        const SobolSequence sobol,
-        SobolSequence::Create(
-            {.dimensions = dims,
-             .scramble = true,
-             .seed = DeriveSeed(options.seed, kCandidateStream + 4 * iteration)}));
-    Eigen::MatrixXd candidates;
-    LOGSTAR_RETURN_IF_ERROR(sobol.Generate(0, options.num_candidates, &candidates));
-    const int num_candidates = options.num_candidates;
-    std::vector<double> scores(num_candidates);
-    const int num_chunks = (num_candidates + kChunkRows - 1) / kChunkRows;
-    std::vector<absl::Status> chunk_status(num_chunks);
-    context->ParallelFor(num_chunks, [&](int c) {
-      const int begin = c * kChunkRows;
-      const int rows = std::min(kChunkRows, num_candidates - begin);
-      Eigen::MatrixXd block = candidates.middleRows(begin, rows);
-      ParameterValues values;
-      Eigen::VectorXd row(dims);
-      for (int r = 0; r < rows; ++r) {
-        row = block.row(r).transpose();
-        codec.Project(row.data(), &values);
-        block.row(r) = row.transpose();
-      }
-      candidates.middleRows(begin, rows) = block;
-      chunk_status[c] = ScoreRows(block, gp0, gp1, front, &scores[begin]);
-    });
-    for (const absl::Status& s : chunk_status) LOGSTAR_RETURN_IF_ERROR(s);
-
-    // Pool of proposals: refined points first, then every candidate, each
-    // ranked by score (ties by position, so the order is deterministic).
-    // Only the head of the ranking is normally needed: sort it, and the
-    // rest only if every candidate there decodes to an evaluated point.
-    auto better = [&](int a, int b) {
-      return scores[a] > scores[b] || (scores[a] == scores[b] && a < b);
-    };
-    std::vector<int> order(num_candidates);
-    std::iota(order.begin(), order.end(), 0);
-    const int num_sorted = std::min(num_candidates, std::max(options.num_refine, kSortedHead));
-    std::partial_sort(order.begin(), order.begin() + num_sorted, order.end(), better);
-    const int num_refine = std::min(options.num_refine, num_candidates);
-    Eigen::MatrixXd refined(num_refine, dims);
-    std::vector<double> refined_scores(num_refine);
-    for (int r = 0; r < num_refine; ++r) {
-      refined.row(r) = candidates.row(order[r]);
-      refined_scores[r] = scores[order[r]];
-    }
-    // Compass search from each start, in parallel: each round scores the
-    // 2·dims neighbours of the current point at once.
-    std::vector<absl::Status> refine_status(num_refine);
-    context->ParallelFor(num_refine, [&](int r) {
-      double step = kRefineInitialStep;
-      Eigen::MatrixXd neighbours(2 * dims, dims);
-      std::vector<double> neighbour_scores(2 * dims);
-      Eigen::VectorXd row(dims);
-      ParameterValues values;
-      for (int round = 0; round < kRefineRounds; ++round) {
-        for (int j = 0; j < dims; ++j) {
-          for (int sign = 0; sign < 2; ++sign) {
-            row = refined.row(r).transpose();
-            row[j] = std::clamp(row[j] + (sign == 0 ? -step : step), 0.0, 1.0);
-            codec.Project(row.data(), &values);
-            neighbours.row(2 * j + sign) = row.transpose();
-          }
-        }
-        refine_status[r] = ScoreRows(neighbours, gp0, gp1, front, neighbour_scores.data());
-        if (!refine_status[r].ok()) return;
-        int best = -1;
-        double best_score = refined_scores[r];
-        for (int i = 0; i < 2 * dims; ++i) {
-          if (neighbour_scores[i] > best_score) {
-            best = i;
-            best_score = neighbour_scores[i];
-          }
-        }
-        if (best < 0) {
-          step *= 0.5;
-        } else {
-          refined.row(r) = neighbours.row(best);
-          refined_scores[r] = best_score;
-        }
-      }
-    });
-    for (const absl::Status& s : refine_status) LOGSTAR_RETURN_IF_ERROR(s);
-
-    // The best unevaluated point of the pool.
-    const double* chosen = nullptr;
-    double chosen_score = 0.0;
-    std::vector<int> refined_order(num_refine);
-    std::iota(refined_order.begin(), refined_order.end(), 0);
-    std::stable_sort(refined_order.begin(), refined_order.end(),
-                     [&](int a, int b) { return refined_scores[a] > refined_scores[b]; });
-    // Row-major copies so a row's coordinates are contiguous for Decode.
-    const Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> refined_rows =
-        refined;
-    const Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> candidate_rows =
-        candidates;
-    auto consider = [&](const double* unit, double score) {
-      if (chosen != nullptr && score <= chosen_score) return;
-      codec.Decode(unit, &scratch);
-      if (run.Evaluated(scratch)) return;
-      chosen = unit;
-      chosen_score = score;
-    };
-    for (int r : refined_order) consider(refined_rows.row(r).data(), refined_scores[r]);
-    for (int k = 0; k < num_candidates; ++k) {
-      if (k == num_sorted) std::sort(order.begin() + num_sorted, order.end(), better);
-      const int i = order[k];
-      if (chosen != nullptr && scores[i] <= chosen_score) break;
-      consider(candidate_rows.row(i).data(), scores[i]);
-    }
-    if (chosen == nullptr || chosen_score <= 0.0) {
-      // No expected improvement anywhere (to double precision): fill space
-      // instead, taking the candidate farthest from every evaluated point.
-      chosen = nullptr;
-      double farthest = -1.0;
-      const std::vector<double>& encoded = run.encoded();
-      for (int i = 0; i < num_candidates; ++i) {
-        const double* unit = candidate_rows.row(i).data();
-        double nearest = std::numeric_limits<double>::infinity();
-        for (int e = 0; e < n; ++e) {
-          double d2 = 0.0;
-          for (int j = 0; j < dims; ++j) {
-            const double diff = unit[j] - encoded[static_cast<size_t>(e) * dims + j];
-            d2 += diff * diff;
-          }
-          nearest = std::min(nearest, d2);
-        }
-        if (nearest > farthest) {
-          codec.Decode(unit, &scratch);
-          if (run.Evaluated(scratch)) continue;
-          farthest = nearest;
-          chosen = unit;
-        }
-      }
-    }
-    if (chosen == nullptr) {
+    LOGSTAR_ASSIGN_OR_RETURN(std::optional<ParameterValues> proposal,
+                             ProposeNext(run, iteration, options, context, previous));
+    if (!proposal.has_value()) {
       exhausted = true;
       break;
     }
-    codec.Decode(chosen, &scratch);
-    const ParameterValues proposal = scratch;
-    LOGSTAR_RETURN_IF_ERROR(run.Evaluate(proposal));
+    LOGSTAR_RETURN_IF_ERROR(run.Evaluate(*proposal));
   }
-
-  MoboResult result;
-  result.evaluations = std::move(run.evaluations());
-  result.num_design = num_design;
-  result.exhausted = exhausted;
-  std::vector<Objectives2> values;
-  values.reserve(result.evaluations.size());
-  for (const Evaluation& e : result.evaluations) values.push_back(e.objectives);
-  LOGSTAR_ASSIGN_OR_RETURN(result.front, ParetoFront(values));
-  result.reference_point =
-      options.reference_point.has_value() ? *options.reference_point : DerivedReference(values);
-  LOGSTAR_ASSIGN_OR_RETURN(result.hypervolume, Hypervolume(values, result.reference_point));
-  return result;
+  return Summarize(run, num_design, exhausted, options);
 }
 
 }  // namespace logstar

@@ -18,8 +18,8 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/types/span.h"
-#include "engine/optimize/gaussian_process.h"
 #include "engine/base/status_macros.h"
+#include "engine/optimize/gp_kernels.h"
 
 namespace logstar {
 namespace {

@@ -1,5 +1,4 @@
-// Quasi-random points for initial designs and candidate sets, and the
-// engine's deterministic pseudo-random generator.
+// Quasi-random points for initial designs and candidate sets.
 //
 // SobolSequence: the Sobol sequence in [0, 1)^d, d <= kMaxDimensions, with the
 // Joe–Kuo direction numbers (file new-joe-kuo-6.21201, as scipy.stats.qmc
@@ -11,12 +10,10 @@
 // equal bins of every 1-D projection, but the origin and the other dyadic
 // corners, where a GP learns least, are no longer sampled.
 //
-// SplitMix64: a 64-bit generator whose output is fixed by its seed on every
-// platform and standard library (std:: distributions are not), so runs
-// reproduce bit for bit.
+// The digital shift is drawn from SplitMix64 (engine/base/random.h), so a
+// seed gives the same points on every platform.
 //
-// Thread-safety: SobolSequence is immutable after Create() and may be shared;
-// a SplitMix64 must not be used by two threads at once.
+// Thread-safety: SobolSequence is immutable after Create() and may be shared.
 #ifndef LOGSTAR_ENGINE_OPTIMIZE_SOBOL_H_
 #define LOGSTAR_ENGINE_OPTIMIZE_SOBOL_H_
 
@@ -29,33 +26,6 @@
 #include "absl/status/statusor.h"
 
 namespace logstar {
-
-class SplitMix64 {
- public:
-  explicit SplitMix64(uint64_t seed) : state_(seed) {}
-
-  uint64_t Next() {
-    uint64_t z = (state_ += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-  }
-  // Uniform in [0, 1) with 53 random bits.
-  double Uniform() { return static_cast<double>(Next() >> 11) * 0x1.0p-53; }
-  // Uniform in [lo, hi).
-  double Uniform(double lo, double hi) { return lo + (hi - lo) * Uniform(); }
-
- private:
-  uint64_t state_;
-};
-
-// A seed for an independent stream derived from `seed` and a stream label
-// (iteration, objective, ...): different labels give unrelated streams.
-inline uint64_t DeriveSeed(uint64_t seed, uint64_t label) {
-  SplitMix64 mix(seed ^ (label * 0xd1b54a32d192ed03ULL + 0x8cb92ba72f3d8dd7ULL));
-  mix.Next();
-  return mix.Next();
-}
 
 class SobolSequence {
  public:

@@ -1,9 +1,12 @@
 // GaussianProcess against scikit-learn 1.2's GaussianProcessRegressor on the
-// goldens of tests/conformance/make_gp_goldens.py (tests/data/gp/).
+// goldens of tests/conformance/make_gp_goldens.py (tests/data/gp/), and its
+// vector kernels (gp_kernels.h), every variant the CPU runs, against Eigen's
+// dense routines and the closed forms with std::exp.
 #include "engine/optimize/gaussian_process.h"
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -12,12 +15,15 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <Eigen/Cholesky>
 #include <Eigen/Core>
+#include <Eigen/LU>
 #include <nlohmann/json.hpp>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "engine/optimize/sobol.h"
+#include "engine/base/random.h"
+#include "engine/optimize/gp_kernels.h"
 
 namespace logstar {
 namespace {
@@ -336,6 +342,149 @@ TEST(GaussianProcessTest, BadInputIsInvalidArgumentNamingTheProblem) {
   EXPECT_FALSE(gp->Predict(x, nullptr, nullptr).ok());
   EXPECT_EQ(LogMarginalLikelihood(x, y, {1.0, {1.0, 1.0}, 0.0}, 1e-10).status().code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+// The kernel variants this CPU runs: generic first.
+std::vector<const internal::GpKernelFns*> KernelVariants() {
+  std::vector<const internal::GpKernelFns*> out = {&internal::GenericGpKernels()};
+  if (const auto* k = internal::Avx2GpKernelsOrNull()) out.push_back(k);
+  return out;
+}
+
+// Sizes around the vector widths (2 and 4 lanes; blocks of 2 vectors; groups of 4).
+constexpr int kSizes[] = {1, 2, 3, 4, 5, 7, 8, 9, 13, 16, 17, 31, 33};
+
+Eigen::MatrixXd UniformMatrix(SplitMix64& rng, int rows, int cols) {
+  Eigen::MatrixXd m(rows, cols);
+  for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = rng.Uniform();
+  return m;
+}
+
+// Symmetric positive definite with condition number well below 1e3.
+Eigen::MatrixXd SpdMatrix(SplitMix64& rng, int n) {
+  const Eigen::MatrixXd b = UniformMatrix(rng, n, n);
+  return b * b.transpose() / n + Eigen::MatrixXd::Identity(n, n);
+}
+
+double Matern52(double r2, double signal) {
+  const double s = std::sqrt(5.0 * r2);
+  return signal * (1.0 + s + s * s / 3.0) * std::exp(-s);
+}
+
+TEST(GpKernelsTest, ExpMatchesStdExp) {
+  std::vector<double> x;
+  for (double v = -745.0; v <= 0.0; v += 0.37) x.push_back(v);
+  x.insert(x.end(), {0.0, -0.0, -1e-300, -708.0, -708.5, -800.0, -1e308});
+  for (const internal::GpKernelFns* k : KernelVariants()) {
+    SCOPED_TRACE(k->lanes);
+    for (size_t count : {size_t{1}, size_t{3}, x.size()}) {
+      std::vector<double> e(x.begin(), x.begin() + count);
+      k->exp_non_positive(e.data(), static_cast<int64_t>(count));
+      for (size_t i = 0; i < count; ++i) {
+        if (x[i] < -708.0) {
+          EXPECT_EQ(e[i], 0.0) << x[i];
+        } else {
+          EXPECT_NEAR(e[i], std::exp(x[i]), 4e-16 * std::exp(x[i])) << x[i];
+        }
+      }
+    }
+  }
+}
+
+TEST(GpKernelsTest, MaternMatchesTheClosedForm) {
+  SplitMix64 rng(11);
+  for (const internal::GpKernelFns* k : KernelVariants()) {
+    SCOPED_TRACE(k->lanes);
+    for (int d : {1, 3, 9}) {  // 9: more coordinates than the block holds in registers
+      for (int m : kSizes) {
+        const int n = 7;
+        const Eigen::MatrixXd q = 3.0 * UniformMatrix(rng, m, d);
+        const Eigen::MatrixXd t = 3.0 * UniformMatrix(rng, n, d);
+        Eigen::MatrixXd out(m, n);
+        k->matern_cross(q.data(), m, t.data(), n, d, 1.7, out.data());
+        for (int i = 0; i < m; ++i) {
+          for (int c = 0; c < n; ++c) {
+            const double expected = Matern52((q.row(i) - t.row(c)).squaredNorm(), 1.7);
+            EXPECT_NEAR(out(i, c), expected, 1e-14 * expected) << i << ", " << c;
+          }
+        }
+        // The packed pairs of the training covariance: squared differences
+        // scaled by 1 / ℓ².
+        const Eigen::MatrixXd sq = UniformMatrix(rng, m, d);
+        const Eigen::VectorXd inv_sq_length = 4.0 * UniformMatrix(rng, d, 1);
+        Eigen::VectorXd s(m), decay(m), km(m);
+        k->matern_pairs(sq.data(), m, d, inv_sq_length.data(), 0.6, s.data(), decay.data(),
+                        km.data());
+        for (int p = 0; p < m; ++p) {
+          const double r2 = sq.row(p).dot(inv_sq_length);
+          EXPECT_NEAR(s[p], std::sqrt(5.0 * r2), 1e-15 * s[p]);
+          EXPECT_NEAR(decay[p], std::exp(-std::sqrt(5.0 * r2)), 1e-15 * decay[p]);
+          EXPECT_NEAR(km[p], Matern52(r2, 0.6), 1e-14 * km[p]);
+        }
+      }
+    }
+  }
+}
+
+TEST(GpKernelsTest, CholeskyInverseAndQuadraticFormsMatchEigen) {
+  SplitMix64 rng(12);
+  for (const internal::GpKernelFns* k : KernelVariants()) {
+    SCOPED_TRACE(k->lanes);
+    for (int n : kSizes) {
+      SCOPED_TRACE(n);
+      const Eigen::MatrixXd a = SpdMatrix(rng, n);
+      const Eigen::MatrixXd l_eigen = a.llt().matrixL();
+      Eigen::MatrixXd l = a;
+      l.triangularView<Eigen::StrictlyUpper>().setConstant(std::nan(""));  // must not be read
+      ASSERT_TRUE(k->cholesky(l.data(), n));
+      l.triangularView<Eigen::StrictlyUpper>().setZero();
+      EXPECT_LE((l - l_eigen).cwiseAbs().maxCoeff(), 1e-14 * n);
+
+      Eigen::MatrixXd work(internal::InverseWorkRows(n), n), kinv(n, n);
+      k->inverse_from_cholesky(l.data(), n, work.data(), kinv.data());
+      const Eigen::MatrixXd inverse = a.inverse();
+      for (int c = 0; c < n; ++c) {
+        for (int r = c; r < n; ++r) EXPECT_NEAR(kinv(r, c), inverse(r, c), 1e-13 * n);
+      }
+
+      const Eigen::MatrixXd linv_t =
+          l.triangularView<Eigen::Lower>().solve(Eigen::MatrixXd::Identity(n, n)).transpose();
+      for (int m : {1, 5, 8, 17, 33}) {
+        const Eigen::MatrixXd cross = UniformMatrix(rng, m, n);
+        Eigen::VectorXd out(m);
+        k->quadratic_forms(cross.data(), m, linv_t.data(), n, out.data());
+        const Eigen::MatrixXd solved =
+            l_eigen.triangularView<Eigen::Lower>().solve(cross.transpose());  // L⁻¹ c_r
+        for (int r = 0; r < m; ++r) {
+          const double expected = solved.col(r).squaredNorm();
+          EXPECT_NEAR(out[r], expected, 1e-13 * expected) << m << ", " << r;
+        }
+      }
+    }
+  }
+}
+
+TEST(GpKernelsTest, CholeskyRejectsWhatIsNotPositiveDefinite) {
+  for (const internal::GpKernelFns* k : KernelVariants()) {
+    SCOPED_TRACE(k->lanes);
+    // The covariance of a repeated input without noise: a pivot of rounding noise.
+    Eigen::MatrixXd a(5, 5);
+    const double x[5] = {0.1, 0.4, 0.4, 0.7, 0.9};
+    for (int r = 0; r < 5; ++r) {
+      for (int c = 0; c < 5; ++c) a(r, c) = Matern52(25.0 * (x[r] - x[c]) * (x[r] - x[c]), 1.0);
+    }
+    Eigen::MatrixXd copy = a;
+    EXPECT_FALSE(k->cholesky(copy.data(), 5));
+    copy = a;
+    copy.diagonal().array() += 1e-6;
+    EXPECT_TRUE(k->cholesky(copy.data(), 5));
+    copy = -a;
+    EXPECT_FALSE(k->cholesky(copy.data(), 5));
+    copy = a;
+    copy(3, 0) = std::nan("");
+    copy.diagonal().array() += 1e-6;
+    EXPECT_FALSE(k->cholesky(copy.data(), 5));
+  }
 }
 
 }  // namespace

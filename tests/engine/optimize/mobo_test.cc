@@ -16,8 +16,8 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "engine/base/context.h"
+#include "engine/base/random.h"
 #include "engine/optimize/pareto.h"
-#include "engine/optimize/sobol.h"
 
 namespace logstar {
 namespace {

@@ -9,7 +9,7 @@
 #include <gtest/gtest.h>
 
 #include "absl/status/statusor.h"
-#include "engine/optimize/sobol.h"
+#include "engine/base/random.h"
 
 namespace logstar {
 namespace {
