@@ -231,7 +231,8 @@ absl::Status ReconnectingStream::Reconnect(absl::Status why) {
     }
     ++connection_;
     StartForwarder();
-    ReconnectEvent event{.outage_s = SecondsSince(outage),
+    ReconnectEvent event{.session_id = session_id_,
+                         .outage_s = SecondsSince(outage),
                          .connection = connection_,
                          .resumed = stream_->opened().resumed()};
     {

@@ -64,6 +64,7 @@ namespace logstar {
 // What the sending thread learns after a reconnect, before the unanswered
 // frames go out again.
 struct ReconnectEvent {
+  std::string session_id{};
   double outage_s = 0.0;  // from the break to the new stream's `opened`
   int connection = 0;     // 1 for the first reconnect
   bool resumed = false;   // the daemon still had the session (else made it anew)
