@@ -1,4 +1,4 @@
-// The subcommands of the `logstar` command-line tool.
+// The subcommands of the `logstar` command-line tool, one file each.
 //
 // Each takes the arguments after its name and returns a process exit code:
 // 0 on success, 1 when the work failed (the message names the problem),
@@ -11,13 +11,16 @@
 
 namespace logstar::cli {
 
-int RunSynth(const std::vector<std::string>& args);  // with --frames: RunSynthStream
-int RunAnalyze(const std::vector<std::string>& args);
-
-// clients/cli/stream_commands.cc: recorded streams and the daemon.
+// synth.cc: a generated frame; with --frames, RunSynthStream.
+int RunSynth(const std::vector<std::string>& args);
 int RunSynthStream(const std::vector<std::string>& args);
+// analyze.cc: a frame's (or a sequence's) atoms, in process or through logstard.
+int RunAnalyze(const std::vector<std::string>& args);
+// record.cc: image files as a recorded stream.
 int RunRecord(const std::vector<std::string>& args);
+// replay.cc: a recorded stream through logstard.
 int RunReplay(const std::vector<std::string>& args);
+// status.cc: logstard's health and sessions.
 int RunStatus(const std::vector<std::string>& args);
 
 }  // namespace logstar::cli

@@ -10,6 +10,20 @@
 
 namespace logstar::cli {
 
+const std::set<std::string> kClientFlagNames = {"server", "tls-ca",     "tls-cert",       "tls-key",
+                                                "token",  "token-file", "connect-timeout"};
+
+ClientFlags ClientFlagsFrom(const Flags& flags) {
+  return ClientFlags{.server = flags.Get("server"),
+                     .tls_ca = flags.Get("tls-ca"),
+                     .tls_cert = flags.Get("tls-cert"),
+                     .tls_key = flags.Get("tls-key"),
+                     .token = flags.Get("token"),
+                     .token_file = flags.Get("token-file"),
+                     .connect_timeout = flags.Get("connect-timeout"),
+                     .tls = flags.Has("tls")};
+}
+
 absl::StatusOr<ClientOptions> ClientOptionsFromFlags(const ClientFlags& f) {
   ClientOptions o;
   if (!f.server || f.server->empty()) {

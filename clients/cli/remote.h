@@ -12,11 +12,13 @@
 #define LOGSTAR_CLIENTS_CLI_REMOTE_H_
 
 #include <optional>
+#include <set>
 #include <string>
 
 #include <opencv2/core.hpp>
 
 #include "absl/status/statusor.h"
+#include "clients/cli/common.h"
 #include "clients/cpp/client.h"
 #include "engine/analysis/analyzer.h"
 #include "engine/image/normalize.h"
@@ -30,10 +32,12 @@ namespace logstar::cli {
 
 // The conversions live with the server's, in one place (server/convert.h).
 using server::AnalysisFromResult;
+using server::DecodeFrame;
 using server::ImageToPixels;
 using server::PixelsToImage;
 using server::PriorToProto;
 using server::SettingsFromOptions;
+using server::ToProtoTime;
 
 // --server ADDR [--tls] [--tls-ca F] [--tls-cert F --tls-key F] [--token T]
 // [--token-file F] [--connect-timeout S]; `get` returns a flag's value.
@@ -43,6 +47,10 @@ struct ClientFlags {
   bool tls = false;
 };
 absl::StatusOr<ClientOptions> ClientOptionsFromFlags(const ClientFlags& flags);
+// The client flags among a command's parsed flags.
+ClientFlags ClientFlagsFrom(const Flags& flags);
+// The names of the client flags that take a value (--tls is a switch).
+extern const std::set<std::string> kClientFlagNames;
 inline constexpr char kClientFlagsUsage[] =
     "  --server ADDR         logstard's host:port\n"
     "  --tls                 connect with TLS (system roots unless --tls-ca)\n"

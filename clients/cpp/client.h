@@ -8,7 +8,10 @@
 //
 // On the daemon's host, pixels may instead stay in shared memory
 // (clients/cpp/shared_memory.h): RegisterSharedMemory once, then frames
-// whose pixels come from ImageToSharedPixels.
+// whose pixels come from ImageToSharedPixels, or a ring of slots that are
+// reused only after their frame's answer (clients/cpp/shared_memory_ring.h).
+// A stream that survives the daemon's restarts, resending what was not
+// answered: clients/cpp/reconnecting_stream.h.
 //
 // Every frame pushed gets exactly one answer, in push order (the server's
 // contract). Coordinates in results: x = column, y = row, px, origin at the

@@ -22,33 +22,20 @@
 #include "gtest/gtest.h"
 #include "server/convert.h"
 #include "server/server.h"
+#include "tests/clients/client_harness.h"
 #include "tests/integration/harness.h"
 
 namespace logstar {
 namespace {
 
+using ::logstar::testing::Address;
+using ::logstar::testing::ConnectOrDie;
 using ::logstar::testing::Score;
 using ::logstar::testing::SmallSettings;
+using ::logstar::testing::StartServer;
 using ::logstar::testing::Synth;
 using ::logstar::testing::ToFrame;
 using ::testing::HasSubstr;
-
-std::unique_ptr<server::LogStarServer> StartServer(server::ServerOptions options = {}) {
-  options.listen_address = "127.0.0.1:0";
-  options.engine_threads = 2;
-  options.log_level = "warning";
-  auto s = server::LogStarServer::Start(options);
-  EXPECT_TRUE(s.ok()) << s.status();
-  return s.ok() ? *std::move(s) : nullptr;
-}
-
-std::string Address(const server::LogStarServer& s) { return absl::StrCat("127.0.0.1:", s.port()); }
-
-std::unique_ptr<Client> ConnectOrDie(ClientOptions options) {
-  auto c = Client::Connect(options);
-  EXPECT_TRUE(c.ok()) << c.status();
-  return c.ok() ? *std::move(c) : nullptr;
-}
 
 TEST(ClientTest, EveryFrameIsAnsweredInOrderWithTheTrueAtoms) {
   auto server = StartServer();

@@ -19,6 +19,7 @@ frame as sent, origin at the centre of the top-left pixel; lengths in
 * :mod:`logstar.client`    Client, Session, Result/Dropped/Failed records
 * :mod:`logstar.frames`    numpy images ↔ Frame envelopes, metadata keys
 * :mod:`logstar.shared_memory`  pixels through shared memory on the daemon's host
+* :mod:`logstar.streaming` one stream's connections: ``stream(..., reconnect=S)``
 * :mod:`logstar.settings`  priors and settings from dicts and JSON files
 * :mod:`logstar.recording` .lsr recording files: read, write
 * :mod:`logstar.files`     .npy, TIFF, DM3/DM4/EMD (HyperSpy, optional)
@@ -47,6 +48,7 @@ from .recording import (Recording, RecordedFrame, RecordingReader, RecordingWrit
                         read_recording)
 from .settings import session_settings
 from .shared_memory import SharedMemoryRing
+from .streaming import StreamStats
 
 __version__ = "0.1.0"
 
@@ -55,6 +57,6 @@ __all__ = [
     "InvalidSettings", "LogstarError", "MissingDependency", "PullAdapter", "Record",
     "RecordedFrame", "Recording", "RecordingError", "RecordingReader", "RecordingWriter",
     "Region", "Result", "RpcFailed", "ServerUnavailable", "Session", "SharedMemoryRing",
-    "StreamBroken", "Tls",
+    "StreamBroken", "StreamStats", "Tls",
     "read_frames", "read_image", "read_recording", "session_settings",
 ]

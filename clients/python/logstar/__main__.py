@@ -1,7 +1,7 @@
 """``python3 -m logstar``: replay and record recordings (.lsr).
 
     python3 -m logstar replay FILE.lsr --server HOST:PORT [--speed 1|N|max] [--loop K]
-        [--overload block|latest-wins|reject] [--token T | --token-file F]
+        [--overload block|latest-wins|reject] [--reconnect-s S] [--token T | --token-file F]
         [--tls] [--tls-ca CA.pem] [--tls-cert C.pem --tls-key K.pem]
     python3 -m logstar record --from FILE|DIR|GLOB... --prior PRIOR.json --out S.lsr [--fps F]
 
@@ -123,7 +123,8 @@ def replay(args: argparse.Namespace) -> int:
 
     last_elapsed = [0.0]
     try:
-        for record in session.stream(_paced(rec.frames, speed, args.loop, sent)):
+        for record in session.stream(_paced(rec.frames, speed, args.loop, sent),
+                                     reconnect=args.reconnect_s):
             counts[record.kind] += 1
             k = record.tag
             if isinstance(record, Result):
@@ -228,6 +229,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--overload", choices=["block", "latest-wins", "reject"],
                    help="overload policy (default: the recording's; block with --speed max)")
     p.add_argument("--prior", help="PRIOR.json to use instead of the recording's settings")
+    p.add_argument("--reconnect-s", type=float, default=0.0,
+                   help="when logstard goes away, reconnect for up to S s per outage and send "
+                        "the unanswered frames again (default 0: give up)")
     p.add_argument("--token")
     p.add_argument("--token-file")
     p.add_argument("--tls", action="store_true", help="TLS with the system's roots")
@@ -250,6 +254,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     if getattr(args, "loop", 1) < 1:
         parser.error("--loop must be >= 1")
+    if getattr(args, "reconnect_s", 0.0) < 0:
+        parser.error("--reconnect-s must be >= 0")
     return args.run(args)
 
 

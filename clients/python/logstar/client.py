@@ -26,7 +26,6 @@ Contracts
 """
 from __future__ import annotations
 
-import collections
 import dataclasses
 import itertools
 import threading
@@ -38,8 +37,9 @@ import numpy as np
 from . import frames as _frames
 from . import settings as _settings
 from . import shared_memory as _shared_memory
+from . import streaming as _streaming
 from .errors import (AuthenticationError, FrameNotAnalysed, InvalidFrame, InvalidSettings,
-                     LogstarError, RpcFailed, ServerUnavailable, StreamBroken)
+                     LogstarError, RpcFailed, ServerUnavailable)
 from .v1 import frame_pb2, result_pb2, service_pb2, service_pb2_grpc, session_pb2
 
 # Frames up to 4096² float64 plus the envelope; results of dense frames can
@@ -213,7 +213,12 @@ class Client:
         self._metadata: Tuple[Tuple[str, str], ...] = (
             (("authorization", f"Bearer {token}"),) if token else ())
         options = [("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
-                   ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES)]
+                   ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
+                   # After the daemon went away, try it again every 0.2 s
+                   # doubling to 2 s (gRPC's default grows to 2 min), so that
+                   # a stream with `reconnect` finds a restarted daemon soon.
+                   ("grpc.initial_reconnect_backoff_ms", 200),
+                   ("grpc.max_reconnect_backoff_ms", 2000)]
         if tls is False or tls is None:
             self._channel = grpc.insecure_channel(addr, options=options)
         else:
@@ -241,6 +246,14 @@ class Client:
             request_serializer=lambda b: b, response_deserializer=lambda b: b)
 
     # -- plumbing
+    def _wait_ready(self, timeout: float) -> bool:
+        """Whether the channel connects within ``timeout`` seconds."""
+        try:
+            grpc.channel_ready_future(self._channel).result(timeout=timeout)
+            return True
+        except grpc.FutureTimeoutError:
+            return False
+
     def _error(self, e: grpc.RpcError, what: str,
                invalid: type = InvalidSettings) -> LogstarError:
         code, details = e.code(), e.details()
@@ -367,14 +380,6 @@ class Client:
         self.close()
 
 
-@dataclasses.dataclass
-class _Pending:
-    sequence: int
-    tag: Any
-    failure: Optional[InvalidFrame] = None  # set: refused by the client, not sent
-    holds_slot: bool = False  # its pixels sit in a shared memory slot until answered
-
-
 class Session:
     """A session on the server: its id, settings and cache. Made by
     :meth:`Client.session`."""
@@ -386,6 +391,8 @@ class Session:
         self._lock = threading.Lock()
         # Sequence numbers increase over all streams of this Session object.
         self._sequence = itertools.count(1)
+        # The last stream's reconnects, frames sent again, duplicate answers.
+        self.stream_stats = _streaming.StreamStats()
 
     @property
     def settings(self) -> session_pb2.SessionSettings:
@@ -397,9 +404,9 @@ class Session:
             return next(self._sequence)
 
     def _prepare(self, item: Any, ring: Optional["_shared_memory.SharedMemoryRing"] = None,
-                 slot: int = -1) -> Tuple[Optional[frame_pb2.Frame], _Pending]:
+                 slot: int = -1) -> Tuple[Optional[frame_pb2.Frame], _streaming.Pending]:
         """A frame stream item to a Frame; an item the client cannot encode
-        becomes a _Pending with its failure instead. With a ring, an array's
+        becomes a Pending with its failure instead. With a ring, an array's
         pixels go to ``slot`` (a Frame message is sent as it is)."""
         message, tag = item, None
         if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], frame_pb2.Frame):
@@ -410,7 +417,7 @@ class Session:
             if f.sequence == 0:
                 f.sequence = self._next_sequence()
             f.session_id = ""
-            return f, _Pending(f.sequence, tag)
+            return f, _streaming.Pending(f.sequence, tag)
         sequence = self._next_sequence()
         tag = None
         try:
@@ -418,13 +425,13 @@ class Session:
             tag = meta.pop("tag", None)
             sink = ring._sink(slot) if ring is not None else None
             return (_frames.to_frame(array, meta, sequence, sink=sink),
-                    _Pending(sequence, tag, holds_slot=sink is not None))
+                    _streaming.Pending(sequence, tag, holds_slot=sink is not None))
         except InvalidFrame as e:
-            return None, _Pending(sequence, tag, e)
+            return None, _streaming.Pending(sequence, tag, e)
 
     def stream(self, frames: Iterable[Any], *, timeout: Optional[float] = None,
-               shared_memory: Optional["_shared_memory.SharedMemoryRing"] = None
-               ) -> Iterator[Record]:
+               shared_memory: Optional["_shared_memory.SharedMemoryRing"] = None,
+               reconnect: float = 0.0) -> Iterator[Record]:
         """Streams frames and yields one record per frame, in order.
 
         Items of ``frames``: a 2-D numpy array, ``(array, metadata)`` with
@@ -440,93 +447,22 @@ class Session:
 
         ``shared_memory``: a ring from :meth:`Client.shared_memory_ring`;
         arrays' pixels then go through it instead of the message (client
-        and daemon on one host), at most its ``slots`` frames in flight."""
-        pending: "collections.deque[_Pending]" = collections.deque()
-        source_error: List[BaseException] = []
-        items = iter(frames)
-        ring = shared_memory
-        ended = threading.Event()  # wakes a sender waiting for a slot
+        and daemon on one host), at most its ``slots`` frames in flight.
 
-        def requests() -> Iterator[service_pb2.StreamRequest]:
-            yield service_pb2.StreamRequest(open=service_pb2.OpenSession(session_id=self.id))
-            while True:
-                try:
-                    item = next(items)
-                except StopIteration:
-                    return
-                except Exception as e:  # the caller's frame source failed: half-close
-                    source_error.append(e)
-                    return
-                slot = -1
-                if ring is not None and not isinstance(item, frame_pb2.Frame) and not (
-                        isinstance(item, tuple) and len(item) == 2
-                        and isinstance(item[0], frame_pb2.Frame)):
-                    slot = ring._acquire(ended)
-                    if slot < 0:
-                        return
-                frame, p = self._prepare(item, ring if slot >= 0 else None, slot)
-                if slot >= 0 and not p.holds_slot:
-                    ring._give_back(slot)
-                # Registered before it is sent, so its answer always finds it.
-                pending.append(p)
-                if frame is not None:
-                    _frames.now_timestamp(frame.send_time)
-                    yield service_pb2.StreamRequest(frame=frame)
-
-        call = self._client._stub.Stream(requests(), metadata=self._client._metadata,
-                                         timeout=timeout)
-        opened = False
-        try:
-            for response in call:
-                kind = response.WhichOneof("kind")
-                if kind == "opened":
-                    opened = True
-                    self._info = response.opened
-                    continue
-                # Frames the client refused sit between the ones sent.
-                while pending and (pending[0].failure is not None
-                                   and pending[0].sequence != response.sequence):
-                    yield self._local_failure(pending.popleft())
-                if not pending or pending[0].sequence != response.sequence:
-                    raise LogstarError(f"stream: the server answered frame {response.sequence} "
-                                       f"out of order (protocol error)")
-                answered = pending.popleft()
-                if answered.holds_slot:
-                    ring._release()
-                yield self._record(response, answered.tag)
-        except grpc.RpcError as e:
-            unanswered = [p.sequence for p in pending if p.failure is None]
-            if source_error and e.code() == grpc.StatusCode.CANCELLED:
-                raise source_error[0]
-            if not opened:
-                raise self._client._error(e, "stream") from None
-            raise StreamBroken(
-                f"stream of session {self.id} ended with {e.code().name}: {e.details()}; "
-                f"{len(unanswered)} frame(s) sent got no answer", e.code().name,
-                unanswered) from None
-        finally:
-            ended.set()
-            call.cancel()  # no-op when finished; frees the call when the caller stops early
-            # The stream is over: the daemon reads none of its frames any more.
-            for p in pending:
-                if p.holds_slot:
-                    p.holds_slot = False
-                    ring._release()
-        unanswered = []
-        while pending:
-            p = pending.popleft()
-            if p.failure is not None:
-                yield self._local_failure(p)
-            else:
-                unanswered.append(p.sequence)
-        if unanswered:
-            raise StreamBroken(f"stream of session {self.id} ended OK but {len(unanswered)} "
-                               f"frame(s) got no answer", "OK", unanswered)
-        if source_error:
-            raise source_error[0]
+        ``reconnect``: seconds to keep trying, per outage, when the stream
+        breaks because the daemon went away (UNAVAILABLE): the stream is
+        opened again on this session, the ring registered again, and the
+        frames sent but not answered are sent again; every frame still gets
+        exactly one record, in order (see :mod:`logstar.streaming`). 0 (the
+        default): raise :class:`StreamBroken` at once. ``stream_stats``
+        counts the stream's reconnects, frames sent again and duplicate
+        answers."""
+        self.stream_stats = _streaming.StreamStats()
+        return _streaming.Streamer(self, frames, timeout, shared_memory, reconnect,
+                                   self.stream_stats).records()
 
     @staticmethod
-    def _local_failure(p: _Pending) -> Failed:
+    def _local_failure(p: _streaming.Pending) -> Failed:
         return Failed(p.sequence, "INVALID_ARGUMENT", str(p.failure), "client", p.tag)
 
     @staticmethod

@@ -37,7 +37,31 @@ OVERLOAD_POLICIES = {
 }
 
 
+def _reject_bools(value: Any, descriptor, what: str) -> None:
+    """Refuses true/false for a field that is not a bool. json_format takes
+    them as 1 and 0 (a Python bool is an int); the protobuf JSON mapping,
+    and so the C++ parser the CLI reads prior files with, refuses them."""
+    if not isinstance(value, Mapping):
+        return
+    for key, v in value.items():
+        field = (descriptor.fields_by_name.get(key)
+                 or descriptor.fields_by_camelcase_name.get(key))
+        if field is None:
+            continue  # ParseDict names the unknown field
+        if field.type == field.TYPE_MESSAGE:
+            for item in (v if isinstance(v, list) else [v]):
+                _reject_bools(item, field.message_type, f"{what}.{key}")
+        elif field.type != field.TYPE_BOOL and any(
+                isinstance(item, bool) for item in (v if isinstance(v, list) else [v])):
+            raise InvalidSettings(f"{what}: {key}: invalid value {v!r} for a "
+                                  f"{'number' if field.type != field.TYPE_ENUM else 'name'}")
+
+
 def _from_dict(message, value: Mapping[str, Any], what: str):
+    if not isinstance(value, Mapping):
+        raise InvalidSettings(f"{what}: expected a JSON object of {message.DESCRIPTOR.name} "
+                              f"fields, got {type(value).__name__}")
+    _reject_bools(value, message.DESCRIPTOR, what)
     try:
         return json_format.ParseDict(dict(value), message)
     except json_format.ParseError as e:

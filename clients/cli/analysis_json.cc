@@ -1,0 +1,107 @@
+#include "clients/cli/analysis_json.h"
+
+#include <cmath>
+
+namespace logstar::cli {
+
+namespace {
+
+const char* DepthName(int depth) {
+  switch (depth) {
+    case CV_8U:
+      return "uint8";
+    case CV_16U:
+      return "uint16";
+    case CV_16S:
+      return "int16";
+    case CV_32F:
+      return "float32";
+    case CV_64F:
+      return "float64";
+    default:
+      return "unknown";
+  }
+}
+
+Json RegionToJson(const PixelRegion& r) {
+  return {{"col0", r.col0}, {"row0", r.row0}, {"cols", r.cols}, {"rows", r.rows}};
+}
+
+Json WindowToJson(const WindowResult& w) {
+  Json front = Json::array();
+  for (const FrontPoint& p : w.front) {
+    Json point = LogParametersToJson(p.parameters);
+    point["qc"] = p.qc;
+    point["er"] = p.er;
+    front.push_back(std::move(point));
+  }
+  return {{"index", w.window.index},
+          {"tile", RegionToJson(w.window.tile)},
+          {"core", RegionToJson(w.window.core)},
+          {"cache", CacheStateName(w.state)},
+          {"evaluations", w.evaluations},
+          {"parameters", LogParametersToJson(w.parameters)},
+          {"rewards", RewardsToJson(w.rewards)},
+          {"tuned_rewards", {{"qc", w.tuned_rewards.qc}, {"er", w.tuned_rewards.er}}},
+          {"front", std::move(front)},
+          {"chosen", w.chosen},
+          {"num_atoms", w.num_atoms},
+          {"ms", w.ms}};
+}
+
+}  // namespace
+
+Json RewardsToJson(const Rewards& r) {
+  return {{"qc", r.qc},
+          {"er", r.er},
+          {"num_found", r.num_found},
+          {"num_expected", r.num_expected},
+          {"num_erroneous", r.num_erroneous},
+          {"ds_px", r.ds_px}};
+}
+
+Json LogParametersToJson(const LogParameters& p, Json j) {
+  j["min_sigma"] = p.min_sigma;
+  j["max_sigma"] = p.max_sigma;
+  j["num_sigma"] = p.num_sigma;
+  j["threshold"] = p.threshold;
+  j["overlap"] = p.overlap;
+  return j;
+}
+
+Json AtomToJson(double x, double y, double sigma, float response) {
+  return {{"x", x},
+          {"y", y},
+          {"sigma", sigma},
+          {"radius", sigma * std::sqrt(2.0)},
+          {"response", response}};
+}
+
+void AddFrameAnalysis(const FrameAnalysis& a, Json& out) {
+  Json atoms = Json::array();
+  for (const Atom& atom : a.atoms) {
+    Json j = AtomToJson(atom.x, atom.y, atom.sigma, atom.response);
+    j["window"] = atom.window;
+    atoms.push_back(std::move(j));
+  }
+  out["num_atoms"] = a.atoms.size();
+  out["atoms"] = std::move(atoms);
+  out["rewards"] = RewardsToJson(a.rewards);
+  Json windows = Json::array();
+  for (const WindowResult& w : a.windows) windows.push_back(WindowToJson(w));
+  out["windows"] = std::move(windows);
+  out["cache"] = {{"hits", a.hits}, {"misses", a.misses}, {"retunes", a.retunes}};
+  out["seam_duplicates"] = a.seam_duplicates;
+}
+
+Json AnalysisTimings(double load_ms, const FrameAnalysis& a, double overlay_ms, double total_ms) {
+  return {{"load", load_ms},       {"normalize", a.normalize_ms}, {"windows", a.windows_ms},
+          {"analyze", a.total_ms}, {"overlay", overlay_ms},       {"total", total_ms}};
+}
+
+Json ImageToJson(const std::string& path, const cv::Mat& raw) {
+  return {
+      {"path", path}, {"width", raw.cols}, {"height", raw.rows}, {"dtype", DepthName(raw.depth())}};
+}
+
+}  // namespace logstar::cli

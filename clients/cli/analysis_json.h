@@ -1,0 +1,40 @@
+// `logstar analyze`'s RESULT.json: one writer per kind of record, so that
+// the frame, its windows and the --fixed path report rewards, parameters and
+// atoms under the same keys. Coordinates as kCoordinates says; lengths in
+// pixels, times in milliseconds. Defined in analysis_json.cc.
+//
+// Thread-safety: pure functions.
+#ifndef LOGSTAR_CLIENTS_CLI_ANALYSIS_JSON_H_
+#define LOGSTAR_CLIENTS_CLI_ANALYSIS_JSON_H_
+
+#include <string>
+
+#include <nlohmann/json.hpp>
+#include <opencv2/core.hpp>
+
+#include "engine/analysis/analyzer.h"
+#include "engine/log/log_detector.h"
+#include "engine/physics/rewards.h"
+
+namespace logstar::cli {
+
+using Json = nlohmann::ordered_json;
+
+inline constexpr char kCoordinates[] =
+    "x = column, y = row, in pixels, origin at the centre of the top-left pixel; "
+    "radius = sigma * sqrt(2)";
+
+Json RewardsToJson(const Rewards& r);
+// Appends to `j`, which may already hold keys that must come first.
+Json LogParametersToJson(const LogParameters& p, Json j = Json::object());
+Json AtomToJson(double x, double y, double sigma, float response);
+// What a frame's analysis adds to RESULT.json, for one IMAGE and per frame:
+// atoms, rewards, windows (with their Pareto fronts), cache counts.
+void AddFrameAnalysis(const FrameAnalysis& a, Json& out);
+Json AnalysisTimings(double load_ms, const FrameAnalysis& a, double overlay_ms, double total_ms);
+// The input image: path, size, dtype as loaded.
+Json ImageToJson(const std::string& path, const cv::Mat& raw);
+
+}  // namespace logstar::cli
+
+#endif  // LOGSTAR_CLIENTS_CLI_ANALYSIS_JSON_H_

@@ -1,0 +1,42 @@
+// Helpers for the C++ client library's tests (tests/clients/): an
+// in-process logstard (server::LogStarServer) on a loopback port, and a
+// client connected to it. Frames and settings come from
+// tests/integration/harness.h.
+#ifndef LOGSTAR_TESTS_CLIENTS_CLIENT_HARNESS_H_
+#define LOGSTAR_TESTS_CLIENTS_CLIENT_HARNESS_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "clients/cpp/client.h"
+#include "gtest/gtest.h"
+#include "server/server.h"
+
+namespace logstar::testing {
+
+// A server on 127.0.0.1:`port` (0: one the kernel picks), two engine
+// threads; null (and a test failure) when it cannot start.
+inline std::unique_ptr<server::LogStarServer> StartServer(server::ServerOptions options = {},
+                                                          int port = 0) {
+  options.listen_address = absl::StrCat("127.0.0.1:", port);
+  options.engine_threads = 2;
+  options.log_level = "warning";
+  auto s = server::LogStarServer::Start(options);
+  EXPECT_TRUE(s.ok()) << s.status();
+  return s.ok() ? *std::move(s) : nullptr;
+}
+
+inline std::string Address(const server::LogStarServer& s) {
+  return absl::StrCat("127.0.0.1:", s.port());
+}
+
+inline std::unique_ptr<Client> ConnectOrDie(ClientOptions options) {
+  auto c = Client::Connect(options);
+  EXPECT_TRUE(c.ok()) << c.status();
+  return c.ok() ? *std::move(c) : nullptr;
+}
+
+}  // namespace logstar::testing
+
+#endif  // LOGSTAR_TESTS_CLIENTS_CLIENT_HARNESS_H_
