@@ -22,39 +22,6 @@ absl::Status Prefixed(const absl::Status& s, const std::string& prefix) {
   return absl::Status(s.code(), absl::StrCat(prefix, s.message()));
 }
 
-// The prior as given (pixel size 0: from the frames), checked as far as it
-// can be without a pixel size.
-absl::StatusOr<PhysicsPrior> ParsePrior(const v1::PhysicsPrior& p) {
-  if (!std::isfinite(p.pixel_size_angstrom()) || p.pixel_size_angstrom() < 0.0) {
-    return Invalid(
-        "settings.prior.pixel_size_angstrom",
-        absl::StrCat("must be >= 0 (0: from the frames), got ", p.pixel_size_angstrom()));
-  }
-  PhysicsPrior prior;
-  prior.pixel_size_angstrom = p.pixel_size_angstrom();
-  if (p.has_column_density_per_nm2()) prior.column_density_per_nm2 = p.column_density_per_nm2();
-  if (p.has_lattice()) {
-    ProjectedLattice l;
-    l.a_angstrom = p.lattice().a_angstrom();
-    l.b_angstrom = p.lattice().b_angstrom();
-    l.gamma_deg = p.lattice().gamma_deg() == 0.0 ? 90.0 : p.lattice().gamma_deg();
-    l.columns_per_cell = p.lattice().columns_per_cell();
-    prior.lattice = l;
-  }
-  prior.nearest_neighbor_angstrom = p.nearest_neighbor_angstrom();
-  // Without a pixel size, check the rest at one where the sampling check
-  // (>= 2 px per nearest-neighbour distance) cannot fail.
-  PhysicsPrior check = prior;
-  if (check.pixel_size_angstrom == 0.0) {
-    check.pixel_size_angstrom =
-        std::isfinite(p.nearest_neighbor_angstrom()) && p.nearest_neighbor_angstrom() > 0
-            ? p.nearest_neighbor_angstrom() / 8.0
-            : 0.1;
-  }
-  LOGSTAR_RETURN_IF_ERROR(Prefixed(check.Validate(), "settings.prior."));
-  return prior;
-}
-
 absl::Status CheckEvaluations(const std::string& field, int evaluations, const SettingsCaps& caps) {
   if (evaluations < 1 || evaluations > caps.max_evaluations) {
     return Invalid(field,
@@ -172,15 +139,49 @@ absl::StatusOr<SteeringOptions> ParseSteering(const v1::SteeringSettings& s,
 
 }  // namespace
 
-absl::StatusOr<PhysicsPrior> SessionConfig::PriorAt(double frame_pixel_size_angstrom) const {
-  PhysicsPrior p = prior;
-  if (frame_pixel_size_angstrom > 0.0) p.pixel_size_angstrom = frame_pixel_size_angstrom;
-  if (p.pixel_size_angstrom == 0.0) {
+absl::StatusOr<PhysicsPrior> ParsePrior(const v1::PhysicsPrior& p) {
+  if (!std::isfinite(p.pixel_size_angstrom()) || p.pixel_size_angstrom() < 0.0) {
+    return Invalid(
+        "settings.prior.pixel_size_angstrom",
+        absl::StrCat("must be >= 0 (0: from the frames), got ", p.pixel_size_angstrom()));
+  }
+  PhysicsPrior prior;
+  prior.pixel_size_angstrom = p.pixel_size_angstrom();
+  if (p.has_column_density_per_nm2()) prior.column_density_per_nm2 = p.column_density_per_nm2();
+  if (p.has_lattice()) {
+    ProjectedLattice l;
+    l.a_angstrom = p.lattice().a_angstrom();
+    l.b_angstrom = p.lattice().b_angstrom();
+    l.gamma_deg = p.lattice().gamma_deg() == 0.0 ? 90.0 : p.lattice().gamma_deg();
+    l.columns_per_cell = p.lattice().columns_per_cell();
+    prior.lattice = l;
+  }
+  prior.nearest_neighbor_angstrom = p.nearest_neighbor_angstrom();
+  // Without a pixel size, check the rest at one where the sampling check
+  // (>= 2 px per nearest-neighbour distance) cannot fail.
+  PhysicsPrior check = prior;
+  if (check.pixel_size_angstrom == 0.0) {
+    check.pixel_size_angstrom =
+        std::isfinite(p.nearest_neighbor_angstrom()) && p.nearest_neighbor_angstrom() > 0
+            ? p.nearest_neighbor_angstrom() / 8.0
+            : 0.1;
+  }
+  LOGSTAR_RETURN_IF_ERROR(Prefixed(check.Validate(), "settings.prior."));
+  return prior;
+}
+
+absl::StatusOr<PhysicsPrior> ResolvePrior(PhysicsPrior prior, double frame_pixel_size_angstrom) {
+  if (frame_pixel_size_angstrom > 0.0) prior.pixel_size_angstrom = frame_pixel_size_angstrom;
+  if (prior.pixel_size_angstrom == 0.0) {
     return Invalid("settings.prior.pixel_size_angstrom",
                    "is 0 and the frame gives no pixel_size_x_angstrom");
   }
-  LOGSTAR_RETURN_IF_ERROR(Prefixed(p.Validate(), "settings.prior."));
-  return p;
+  LOGSTAR_RETURN_IF_ERROR(Prefixed(prior.Validate(), "settings.prior."));
+  return prior;
+}
+
+absl::StatusOr<PhysicsPrior> SessionConfig::PriorAt(double frame_pixel_size_angstrom) const {
+  return ResolvePrior(prior, frame_pixel_size_angstrom);
 }
 
 absl::StatusOr<SessionConfig> ParseSessionSettings(const v1::SessionSettings& settings,

@@ -50,6 +50,16 @@ struct SessionConfig {
   absl::StatusOr<PhysicsPrior> PriorAt(double frame_pixel_size_angstrom) const;
 };
 
+// The prior as given (pixel_size_angstrom 0: from the frames), checked as far
+// as it can be without a pixel size; errors name "settings.prior.<field>".
+// Every reader of a prior goes through it: sessions, and the CLI's prior
+// files (protobuf JSON mapping, then this), so both accept the same files.
+absl::StatusOr<PhysicsPrior> ParsePrior(const v1::PhysicsPrior& prior);
+
+// `prior` (from ParsePrior) at a frame's pixel size (> 0 replaces the
+// prior's), fully checked. INVALID_ARGUMENT when neither gives one.
+absl::StatusOr<PhysicsPrior> ResolvePrior(PhysicsPrior prior, double frame_pixel_size_angstrom);
+
 // The one conversion of a session's settings. A prior without pixel size is
 // checked as far as it can be until frames give one.
 absl::StatusOr<SessionConfig> ParseSessionSettings(const v1::SessionSettings& settings,

@@ -5,7 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "clients/cli/common.h"
 #include "logstar/v1/session.pb.h"
-#include "server/convert.h"
+#include "server/session_config.h"
 
 namespace logstar::cli {
 
@@ -26,7 +26,8 @@ absl::StatusOr<PhysicsPrior> ParsePrior(const std::string& text, const std::stri
   }
   // The daemon's conversion and checks; the CLI's frames carry no pixel
   // size, so the prior must give one.
-  absl::StatusOr<PhysicsPrior> prior = server::PriorFromProto(proto, 0.0);
+  absl::StatusOr<PhysicsPrior> prior = server::ParsePrior(proto);
+  if (prior.ok()) prior = server::ResolvePrior(*prior, 0.0);
   if (!prior.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(where, ": ", prior.status().message()));
   }
