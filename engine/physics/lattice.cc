@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include <Eigen/Dense>
 #include <opencv2/core.hpp>
 #include <opencv2/imgproc.hpp>
 
@@ -35,15 +36,27 @@ constexpr double kMinIndependentSine = 0.2;
 // then covers the top 2 px of the peak, where any peak wider than a pixel is
 // close to a paraboloid.
 constexpr double kAcfPeakSigmaPx = 1.5;
-// Fraction of the preliminary column spacing RefinePositions assumes as a
-// column's width in the folded cell (columns are imaged about 0.15-0.25
-// spacings wide; the fit then stays on the column's top).
-constexpr double kColumnSigmaPerSpacing = 0.25;
+// ChooseBasis scores a lattice over the lags up to kScoreCells × its longer
+// basis vector, and starts from the finest lattice scoring within
+// kFirstBasisScoreFraction of the best (see there).
+constexpr double kScoreCells = 3.0;
+constexpr double kFirstBasisScoreFraction = 0.9;
 // Steps that change the cell to a sub- or superlattice; each at least halves
 // or doubles it, so more would mean the two tests disagree.
 constexpr int kMaxCellSteps = 6;
 // Fold grid: about one bin per pixel along each cell edge, at least this many.
 constexpr int kMinFoldBins = 4;
+// The columns' fit (FitColumns): Gaussians are drawn out to this many
+// widths; widths stay within [kMinModelWidth px, kMaxModelWidthRatio × the
+// brightest column's]; iterations stop when the cost falls by less than
+// kFitTolerance of itself.
+constexpr double kModelReach = 5.0;
+constexpr double kMinModelWidth = 0.3;
+constexpr double kMaxModelWidthRatio = 4.0;
+constexpr int kMaxFitIterations = 50;
+constexpr double kFitTolerance = 1e-9;
+// RefineWithoutEdges runs on frames whose shorter side is below this.
+constexpr int kEdgeRefineMaxSide = 1024;
 // Rows per block of the parallel fold.
 constexpr int kFoldRowsPerBlock = 64;
 // The two halves of the frame whose folds estimate the fold's noise: a
@@ -155,6 +168,44 @@ std::optional<Autocorrelation> Autocorrelate(const cv::Mat& frame, int radius,
     }
   }
   return acf;
+}
+
+// How many pixels of the frame vary together, for the spread of the
+// autocorrelation of a frame without a lattice (Bartlett's formula: the
+// variance of the estimate at a lag is Σ ρ(k)² / N over the correlation
+// ρ of the frame's short-range structure): Σ ρ(d)² over the central peak,
+// out to the first minimum of its radial mean. 1 for white noise; the area
+// of a column for an amorphous frame of columns, whose random correlations
+// at large lags are that much stronger than white noise's.
+double CorrelationArea(const Autocorrelation& acf) {
+  const int r_max = acf.radius - 1;
+  std::vector<double> sum(r_max + 2, 0.0);
+  std::vector<int> count(r_max + 2, 0);
+  for (int dy = -r_max; dy <= r_max; ++dy) {
+    for (int dx = -r_max; dx <= r_max; ++dx) {
+      const int r = static_cast<int>(std::lround(std::hypot(dx, dy)));
+      if (r > r_max) continue;
+      sum[r] += acf.at(dx, dy);
+      ++count[r];
+    }
+  }
+  int edge = r_max;
+  for (int r = 1; r < r_max; ++r) {
+    const double here = sum[r] / count[r], next = sum[r + 1] / count[r + 1];
+    if (here <= 0.0 || next >= here) {
+      edge = r;
+      break;
+    }
+  }
+  double area = 0.0;
+  for (int dy = -edge; dy <= edge; ++dy) {
+    for (int dx = -edge; dx <= edge; ++dx) {
+      if (std::hypot(dx, dy) > edge + 0.5) continue;
+      const double v = acf.at(dx, dy);
+      area += v * v;
+    }
+  }
+  return std::max(area, 1.0);
 }
 
 // A local maximum of the autocorrelation; lag in px, value normalised.
@@ -302,6 +353,7 @@ std::optional<Basis> Refine(const std::vector<AcfPeak>& peaks, Basis basis, doub
 struct LatticePoint {
   int i = 0, j = 0;
   double height = 0.0;  // the autocorrelation there
+  double lag = 0.0;     // |i·a + j·b|, px
 };
 
 // The lattice points of the half plane with min_r <= |q| <= reach, with the
@@ -318,7 +370,7 @@ std::vector<LatticePoint> LatticePoints(const Autocorrelation& acf, const Basis&
       if (q.y < 0.0 || (q.y == 0.0 && q.x <= 0.0)) continue;
       const double d = Norm(q);
       if (d < min_r || d > reach) continue;
-      points.push_back({i, j, acf.Sample(q)});
+      points.push_back({i, j, acf.Sample(q), d});
     }
   }
   return points;
@@ -330,38 +382,106 @@ double MeanHeight(const std::vector<LatticePoint>& points) {
   return points.empty() ? 0.0 : sum / points.size();
 }
 
-// The lattice the strongest peaks span best: every pair of independent
-// candidates spans a lattice, scored by its mean autocorrelation over the
-// search disk; lattices with too few points there cannot be judged.
+// A first lattice from the strongest peaks: every pair of independent
+// candidates spans a lattice, scored by its mean autocorrelation over its
+// first few cells (lags up to kScoreCells × its longer basis vector;
+// lattices with fewer than min_lattice_points there cannot be judged). A
+// lattice with a pseudo translation scores less than the true one; a
+// multiple of the true cell about as well, or less where the crystal's
+// self-overlap falls with the lag (a particle, amorphous patches). The
+// finest lattice within kFirstBasisScoreFraction of the best score is a
+// good start for SettleBasis, which decides.
 std::optional<Basis> ChooseBasis(const Autocorrelation& acf, const std::vector<AcfPeak>& peaks,
                                  const LatticeOptions& options) {
-  std::vector<Vec> candidates;
-  for (const AcfPeak& p : peaks) {
-    if (static_cast<int>(candidates.size()) >= options.num_candidates) break;
-    candidates.push_back(p.lag);
-  }
-  std::optional<Basis> best;
-  double best_score = 0.0;
+  struct Scored {
+    Basis basis;
+    double score;
+  };
+  std::vector<Scored> scored;
+  const size_t num = std::min(peaks.size(), static_cast<size_t>(options.num_candidates));
   const double min_area = options.min_translation_px * options.min_translation_px;
-  for (size_t p = 0; p < candidates.size(); ++p) {
-    for (size_t q = p + 1; q < candidates.size(); ++q) {
-      const Vec u = candidates[p], v = candidates[q];
+  for (size_t p = 0; p < num; ++p) {
+    for (size_t q = p + 1; q < num; ++q) {
+      const Vec u = peaks[p].lag, v = peaks[q].lag;
       if (std::abs(Cross(u, v)) < kMinIndependentSine * Norm(u) * Norm(v)) continue;
       const Basis basis = Reduce({u, v});
       if (basis.Area() < min_area) continue;
+      const double reach =
+          std::min(acf.radius - 1.0, kScoreCells * std::max(Norm(basis.a), Norm(basis.b)));
       const std::vector<LatticePoint> points =
-          LatticePoints(acf, basis, options.min_translation_px, acf.radius - 1.0);
+          LatticePoints(acf, basis, options.min_translation_px, reach);
       if (static_cast<int>(points.size()) < options.min_lattice_points) continue;
-      const double score = MeanHeight(points);
-      if (score > best_score) best = basis, best_score = score;
+      scored.push_back({basis, MeanHeight(points)});
     }
   }
-  return best;
+  double best = 0.0;
+  for (const Scored& s : scored) best = std::max(best, s.score);
+  std::optional<Basis> finest;
+  for (const Scored& s : scored) {
+    if (s.score >= kFirstBasisScoreFraction * best && s.score > 0.0 &&
+        (!finest.has_value() || s.basis.Area() < finest->Area())) {
+      finest = s.basis;
+    }
+  }
+  return finest;
 }
 
-// A lattice next to the current one, with how its points off the other
-// score: ratio = mean height of the points one lattice has and the other
-// lacks / mean height of the common points.
+// How a finer lattice's extra points score against the coarser one's own,
+// locally: each point of `fine` that `coarse` lacks is compared with the
+// bilinear interpolation of the autocorrelation at the four corners of the
+// coarse cell holding it. A crystal that fills part of the frame (a
+// particle; a crystal beside amorphous material) overlaps itself less at long
+// lags, and differently in different directions, so even true translations
+// score less far out; the local comparison cancels any such linear trend.
+// Cells with a corner at the zero lag (noise peaks there) or beyond `reach`
+// are skipped. Nullopt when fewer than two points can be compared.
+std::optional<double> LocalRatio(const Autocorrelation& acf, const Basis& coarse, const Basis& fine,
+                                 double min_r, double reach) {
+  double sum = 0.0;
+  int n = 0;
+  for (const LatticePoint& p : LatticePoints(acf, fine, min_r, reach)) {
+    const Vec q = fine.ToPixels(p.i, p.j);
+    const Vec f = coarse.ToFractional(q);
+    if (std::abs(f.x - std::round(f.x)) < 1e-6 && std::abs(f.y - std::round(f.y)) < 1e-6) {
+      continue;  // a coarse point itself
+    }
+    const double u0 = std::floor(f.x), v0 = std::floor(f.y);
+    const double fu = f.x - u0, fv = f.y - v0;
+    double expected = 0.0;
+    bool usable = true;
+    for (int c = 0; c < 4 && usable; ++c) {
+      const double du = c & 1, dv = c >> 1;
+      const Vec corner = coarse.ToPixels(u0 + du, v0 + dv);
+      const double r = Norm(corner);
+      usable = r >= min_r && r <= reach;
+      if (usable) expected += (du > 0 ? fu : 1 - fu) * (dv > 0 ? fv : 1 - fv) * acf.Sample(corner);
+    }
+    if (!usable || !(expected > 0.0)) continue;
+    sum += p.height / expected;
+    ++n;
+  }
+  if (n < 2) return std::nullopt;
+  return sum / n;
+}
+
+// The mean autocorrelation at the points of `fine` that `coarse` lacks over
+// the mean at coarse's own points: LocalRatio for a coarse cell too large
+// for whole cells to fit in the disk (a first guess several cells long).
+double GlobalRatio(const Autocorrelation& acf, const Basis& coarse, const Basis& fine, double min_r,
+                   double reach) {
+  std::vector<LatticePoint> added;
+  for (const LatticePoint& p : LatticePoints(acf, fine, min_r, reach)) {
+    const Vec f = coarse.ToFractional(fine.ToPixels(p.i, p.j));
+    if (std::abs(f.x - std::round(f.x)) > 1e-6 || std::abs(f.y - std::round(f.y)) > 1e-6) {
+      added.push_back(p);
+    }
+  }
+  const double own = MeanHeight(LatticePoints(acf, coarse, min_r, reach));
+  return added.empty() || !(own > 0.0) ? 0.0 : MeanHeight(added) / own;
+}
+
+// A lattice next to the current one and its LocalRatio (the finer one's
+// extra points against the coarser one's).
 struct Neighbour {
   Basis basis;
   double ratio = 0.0;
@@ -371,23 +491,18 @@ struct Neighbour {
 // (α, β) = (1, 0) and (c, 1), c in [0, p). Returns the one whose dropped
 // points score worst: pseudo translations (YBCO's near c/3, the centre of a
 // cell whose two columns differ) score less than true ones.
-std::optional<Neighbour> WeakestSublattice(const Basis& basis,
-                                           const std::vector<LatticePoint>& own) {
+std::optional<Neighbour> WeakestSublattice(const Autocorrelation& acf, const Basis& basis,
+                                           double min_r, double reach) {
   std::optional<Neighbour> sub;
   for (int p : {2, 3}) {
     for (int c = -1; c < p; ++c) {
-      const int alpha = c < 0 ? 1 : c, beta = c < 0 ? 0 : 1;
-      std::vector<LatticePoint> on, off;
-      for (const LatticePoint& q : own) {
-        (((alpha * q.i + beta * q.j) % p + p) % p == 0 ? on : off).push_back(q);
+      const Basis kernel = Reduce(c < 0 ? Basis{static_cast<double>(p) * basis.a, basis.b}
+                                        : Basis{basis.a - static_cast<double>(c) * basis.b,
+                                                static_cast<double>(p) * basis.b});
+      const std::optional<double> ratio = LocalRatio(acf, kernel, basis, min_r, reach);
+      if (ratio.has_value() && (!sub.has_value() || *ratio < sub->ratio)) {
+        sub = Neighbour{kernel, *ratio};
       }
-      if (on.size() < 2 || off.size() < 2 || !(MeanHeight(on) > 0.0)) continue;
-      const double ratio = MeanHeight(off) / MeanHeight(on);
-      if (sub.has_value() && ratio >= sub->ratio) continue;
-      const Basis kernel = c < 0 ? Basis{static_cast<double>(p) * basis.a, basis.b}
-                                 : Basis{basis.a - static_cast<double>(c) * basis.b,
-                                         static_cast<double>(p) * basis.b};
-      sub = Neighbour{Reduce(kernel), ratio};
     }
   }
   return sub;
@@ -414,24 +529,19 @@ std::optional<Basis> SpanWith(const Basis& basis, Vec w) {
   return std::nullopt;
 }
 
-// The superlattice L + Z·w (w = an autocorrelation peak within match
-// tolerance of a point of L / q, q <= kMaxSuperIndex) whose added points
-// score best: a finer lattice the pair scoring could not tell from L (a
-// multiple of a cell scores as well as the cell).
-constexpr int kMaxSuperIndex = 6;
+// The superlattice L + Z·w (w = an autocorrelation peak within a pixel or so
+// of a point of L / q, q <= kMaxSuperIndex) whose added points score best: a
+// finer lattice the pair scoring could not tell from L (a multiple of a cell
+// scores as well as the cell).
+constexpr int kMaxSuperIndex = 12;
 constexpr double kSuperTolerancePx = 1.0;
 constexpr double kSuperToleranceFraction = 0.01;
 constexpr int kMaxSuperCandidates = 64;
 
 std::optional<Neighbour> StrongestSuperlattice(const Autocorrelation& acf,
                                                const std::vector<AcfPeak>& candidates,
-                                               const Basis& basis,
-                                               const std::vector<LatticePoint>& own,
-                                               const LatticeOptions& options) {
+                                               const Basis& basis, double min_r, double reach) {
   std::optional<Neighbour> super;
-  const double own_height = MeanHeight(own);
-  if (own.size() < 2 || !(own_height > 0.0)) return super;
-  const double reach = acf.radius - 1.0;
   // A true translation is among the strongest peaks.
   const size_t num = std::min(candidates.size(), static_cast<size_t>(kMaxSuperCandidates));
   for (const AcfPeak& peak : absl::MakeConstSpan(candidates).first(num)) {
@@ -444,19 +554,9 @@ std::optional<Neighbour> StrongestSuperlattice(const Autocorrelation& acf,
       const Vec exact = (1.0 / q) * basis.ToPixels(std::round(q * f.x), std::round(q * f.y));
       if (Norm(peak.lag - exact) >= tolerance) continue;
       const std::optional<Basis> finer = SpanWith(basis, exact);
-      if (!finer.has_value() ||
-          std::min(Norm(finer->a), Norm(finer->b)) < options.min_translation_px) {
-        break;
-      }
-      std::vector<LatticePoint> added;
-      for (const LatticePoint& p : LatticePoints(acf, *finer, options.min_translation_px, reach)) {
-        const Vec g = basis.ToFractional(finer->ToPixels(p.i, p.j));
-        if (std::abs(g.x - std::round(g.x)) > 1e-6 || std::abs(g.y - std::round(g.y)) > 1e-6) {
-          added.push_back(p);
-        }
-      }
-      if (added.size() >= 2) {
-        const double ratio = MeanHeight(added) / own_height;
+      if (finer.has_value() && std::min(Norm(finer->a), Norm(finer->b)) >= min_r) {
+        const double ratio = LocalRatio(acf, basis, *finer, min_r, reach)
+                                 .value_or(GlobalRatio(acf, basis, *finer, min_r, reach));
         if (!super.has_value() || ratio > super->ratio) super = Neighbour{*finer, ratio};
       }
       break;  // the smallest q that fits is the peak's index
@@ -471,18 +571,22 @@ std::optional<Neighbour> StrongestSuperlattice(const Autocorrelation& acf,
 // pseudo translation. The basis is refitted after each step.
 std::optional<Basis> SettleBasis(const Autocorrelation& acf, const std::vector<AcfPeak>& peaks,
                                  Basis basis, const LatticeOptions& options) {
-  const double radius = acf.radius - 1.0;
+  const double radius = acf.radius - 1.0, min_r = options.min_translation_px;
   std::optional<Basis> fitted = Refine(peaks, basis, options.match_tolerance, radius);
+  std::vector<double> visited;  // cell areas: the tests never go back
   for (int step = 0; step < kMaxCellSteps && fitted.has_value(); ++step) {
-    const std::vector<LatticePoint> own =
-        LatticePoints(acf, *fitted, options.min_translation_px, radius);
-    std::optional<Neighbour> next = StrongestSuperlattice(acf, peaks, *fitted, own, options);
+    visited.push_back(fitted->Area());
+    std::optional<Neighbour> next = StrongestSuperlattice(acf, peaks, *fitted, min_r, radius);
     if (!next.has_value() || next->ratio < options.sublattice_ratio) {
-      next = WeakestSublattice(*fitted, own);
+      next = WeakestSublattice(acf, *fitted, min_r, radius);
       if (!next.has_value() || next->ratio >= options.sublattice_ratio) break;
     }
     std::optional<Basis> refitted = Refine(peaks, next->basis, options.match_tolerance, radius);
-    if (!refitted.has_value()) break;
+    if (!refitted.has_value() || std::any_of(visited.begin(), visited.end(), [&](double area) {
+          return std::abs(area - refitted->Area()) < 1e-3 * area;
+        })) {
+      break;
+    }
     fitted = refitted;
   }
   return fitted;
@@ -705,19 +809,20 @@ double PeriodicDistance(const Basis& basis, Vec p, Vec q) {
 struct ColumnCopies {
   Vec position;            // frame coordinates, of the copy nearest the cell's centre
   double centre_distance;  // of that copy, in fractional units
-  double prominence;       // the least over the copies (see FindColumns)
+  double prominence;       // the least over the copies (see DetectColumns)
   double height;           // tile value at the chosen copy
 };
 
-// Columns of the folded cell (see the file comment of lattice.h). Every
-// maximum of the tile whose cell coordinates lie in [-1/4, 5/4)² is a copy of
-// a column; copies closer than min_translation_px (periodically) are one
-// column. A column's prominence is the least over its copies: near the tile's
-// edge a higher neighbour may be cut off, which can only raise it. A column
-// must reach min_column_height of the brightest's prominence and
-// noise_sigmas × the fold's noise (`noise`, per pixel of the tile).
-std::vector<LatticeColumn> FindColumns(const CellTile& tile, const Basis& basis, double noise,
-                                       const LatticeOptions& options) {
+// The columns of the smoothed folded cell (see the file comment of
+// lattice.h), brightest first, at whole pixels of the frame's coordinates.
+// Every maximum of the tile whose cell coordinates lie in [-1/4, 5/4)² is a
+// copy of a column; copies closer than min_translation_px (periodically)
+// are one column. A column's prominence is the least over its copies: near
+// the tile's edge a higher neighbour may be cut off, which can only raise
+// it. A column must reach min_column_height of the brightest's prominence
+// and noise_sigmas × the fold's noise (`noise`, per pixel of the tile).
+std::vector<Vec> DetectColumns(const CellTile& tile, const Basis& basis, double noise,
+                               const LatticeOptions& options) {
   const cv::Mat& img = tile.image;
   const cv::Mat prominence = Prominence(img);
   std::vector<ColumnCopies> columns;
@@ -742,46 +847,254 @@ std::vector<LatticeColumn> FindColumns(const CellTile& tile, const Basis& basis,
       }
     }
   }
-  std::vector<LatticeColumn> out;
-  if (columns.empty()) return out;
   std::stable_sort(
       columns.begin(), columns.end(),
       [](const ColumnCopies& p, const ColumnCopies& q) { return p.height > q.height; });
-  double floor = std::numeric_limits<double>::infinity(), top_prominence = 0.0;
-  for (const ColumnCopies& c : columns) top_prominence = std::max(top_prominence, c.prominence);
-  double lo, hi;
-  cv::minMaxLoc(img, &lo, &hi);
-  floor = lo;
-  const double threshold =
-      std::max(options.min_column_height * top_prominence, options.noise_sigmas * noise);
-  std::vector<Blob> kept;
-  std::vector<double> heights;
+  double floor, top;
+  cv::minMaxLoc(img, &floor, &top);
+  std::vector<Vec> seeds;
   for (const ColumnCopies& c : columns) {
-    if (c.prominence < threshold) continue;
-    Blob blob;
-    blob.x = c.position.x - tile.x0;
-    blob.y = c.position.y - tile.y0;
-    kept.push_back(blob);
-    heights.push_back(c.height);
-  }
-  // Refine with a width from the columns' preliminary spacing.
-  double spacing = std::min(Norm(basis.a), Norm(basis.b));
-  for (size_t p = 0; p < kept.size(); ++p) {
-    for (size_t q = p + 1; q < kept.size(); ++q) {
-      spacing = std::min(spacing,
-                         PeriodicDistance(basis, {kept[p].x, kept[p].y}, {kept[q].x, kept[q].y}));
+    if (c.prominence >= options.noise_sigmas * noise &&
+        c.height - floor >= options.min_column_height * (top - floor)) {
+      seeds.push_back(c.position);
     }
   }
-  for (Blob& b : kept) b.sigma = kColumnSigmaPerSpacing * spacing;
-  (void)RefinePositions(img, absl::MakeSpan(kept), RefineOptions{});
-  const double top = heights.empty() ? hi : heights.front();
-  for (size_t k = 0; k < kept.size(); ++k) {
-    const Vec f = basis.ToFractional({tile.x0 + kept[k].x, tile.y0 + kept[k].y});
-    const Vec in_cell = basis.ToPixels(f.x - std::floor(f.x), f.y - std::floor(f.y));
-    out.push_back(
-        {{in_cell.x, in_cell.y}, top > floor ? (heights[k] - floor) / (top - floor) : 1.0});
+  return seeds;
+}
+
+// Pixels of the tile inside the cell (cell coordinates in [0, 1)²): each
+// point of the crystal once.
+std::vector<cv::Point> CellPixels(const CellTile& tile, const Basis& basis) {
+  std::vector<cv::Point> pixels;
+  for (int ty = 0; ty < tile.image.rows; ++ty) {
+    for (int tx = 0; tx < tile.image.cols; ++tx) {
+      const Vec f = basis.ToFractional(
+          {static_cast<double>(tile.x0 + tx), static_cast<double>(tile.y0 + ty)});
+      if (f.x >= 0.0 && f.x < 1.0 && f.y >= 0.0 && f.y < 1.0) pixels.emplace_back(tx, ty);
+    }
   }
-  return out;
+  return pixels;
+}
+
+// The width (Gaussian sigma, px) of the brightest column of the unsmoothed
+// cell: its half width at half its height above the cell's floor, the
+// median over 8 directions, / sqrt(2 ln 2). It sets the smoothing and starts
+// the columns' fit.
+double ColumnWidth(const CellTile& raw, const Basis& basis) {
+  const std::vector<cv::Point> pixels = CellPixels(raw, basis);
+  cv::Point top = pixels.front();
+  double lo = std::numeric_limits<double>::infinity(), hi = -lo;
+  for (const cv::Point& p : pixels) {
+    const double v = raw.image.at<float>(p);
+    lo = std::min(lo, v);
+    if (v > hi) hi = v, top = p;
+  }
+  const double half = 0.5 * (lo + hi);
+  std::vector<double> radii;
+  for (int k = 0; k < 8; ++k) {
+    const double angle = k * std::numbers::pi / 4.0;
+    const Vec step{0.25 * std::cos(angle), 0.25 * std::sin(angle)};
+    double previous = hi;
+    for (int i = 1;; ++i) {
+      const Vec at{top.x + i * step.x, top.y + i * step.y};
+      if (at.x < 0 || at.y < 0 || at.x > raw.image.cols - 2 || at.y > raw.image.rows - 2) break;
+      const int x0 = static_cast<int>(at.x), y0 = static_cast<int>(at.y);
+      const double fx = at.x - x0, fy = at.y - y0;
+      const double v = (1 - fy) * ((1 - fx) * raw.image.at<float>(y0, x0) +
+                                   fx * raw.image.at<float>(y0, x0 + 1)) +
+                       fy * ((1 - fx) * raw.image.at<float>(y0 + 1, x0) +
+                             fx * raw.image.at<float>(y0 + 1, x0 + 1));
+      if (v <= half) {
+        radii.push_back(0.25 * (i - 1 + (previous - half) / std::max(previous - v, 1e-12)));
+        break;
+      }
+      previous = v;
+    }
+  }
+  if (radii.empty()) return 1.0;
+  std::nth_element(radii.begin(), radii.begin() + radii.size() / 2, radii.end());
+  return std::max(0.5, radii[radii.size() / 2] / std::sqrt(2.0 * std::log(2.0)));
+}
+
+// A sum of periodic Gaussians over the cell: parameters θ = (background,
+// then x, y, amplitude, width per column); column k is drawn at each of its
+// copies near the cell.
+class CellModel {
+ public:
+  CellModel(const CellTile& raw, const Basis& basis, const std::vector<Vec>& centres, double width)
+      : raw_(raw), pixels_(CellPixels(raw, basis)) {
+    // Copies within reach of the cell, decided once with room for the
+    // columns to move by a width.
+    const Vec corners[] = {{0, 0}, basis.a, basis.b, basis.a + basis.b};
+    double reach = 0.0;
+    for (const Vec& c : corners) reach = std::max(reach, Norm(c - 0.5 * (basis.a + basis.b)));
+    reach += kModelReach * width + width;
+    copies_.resize(centres.size());
+    for (size_t k = 0; k < centres.size(); ++k) {
+      for (int i = -2; i <= 2; ++i) {
+        for (int j = -2; j <= 2; ++j) {
+          const Vec t = basis.ToPixels(i, j);
+          if (Norm(centres[k] + t - 0.5 * (basis.a + basis.b)) <= reach) copies_[k].push_back(t);
+        }
+      }
+    }
+  }
+
+  int num_params() const { return 1 + 4 * static_cast<int>(copies_.size()); }
+  const std::vector<cv::Point>& pixels() const { return pixels_; }
+
+  // Sum of squared residuals; with `jtj` and `jtr`, also the normal
+  // equations of the linearised problem.
+  double Evaluate(const Eigen::VectorXd& theta, Eigen::MatrixXd* jtj, Eigen::VectorXd* jtr) const {
+    const int n = static_cast<int>(copies_.size());
+    if (jtj != nullptr) {
+      jtj->setZero(num_params(), num_params());
+      jtr->setZero(num_params());
+    }
+    std::vector<std::pair<int, double>> row;
+    double cost = 0.0;
+    for (const cv::Point& px : pixels_) {
+      const Vec p{static_cast<double>(raw_.x0 + px.x), static_cast<double>(raw_.y0 + px.y)};
+      double model = theta(0);
+      row.assign(1, {0, 1.0});
+      for (int k = 0; k < n; ++k) {
+        const double cx = theta(1 + 4 * k), cy = theta(2 + 4 * k);
+        const double amp = theta(3 + 4 * k), w = theta(4 + 4 * k);
+        const double inv = 1.0 / (w * w), cut = kModelReach * kModelReach * w * w;
+        double e_sum = 0.0, gx = 0.0, gy = 0.0, gw = 0.0;
+        for (const Vec& t : copies_[k]) {
+          const double dx = p.x - cx - t.x, dy = p.y - cy - t.y, r2 = dx * dx + dy * dy;
+          if (r2 > cut) continue;
+          const double e = std::exp(-0.5 * r2 * inv);
+          e_sum += e, gx += e * dx, gy += e * dy, gw += e * r2;
+        }
+        if (e_sum == 0.0) continue;
+        model += amp * e_sum;
+        if (jtj != nullptr) {
+          row.push_back({1 + 4 * k, amp * gx * inv});
+          row.push_back({2 + 4 * k, amp * gy * inv});
+          row.push_back({3 + 4 * k, e_sum});
+          row.push_back({4 + 4 * k, amp * gw * inv / w});
+        }
+      }
+      const double r = raw_.image.at<float>(px) - model;
+      cost += r * r;
+      if (jtj == nullptr) continue;
+      for (const auto& [i, vi] : row) {
+        (*jtr)(i) += vi * r;
+        for (const auto& [j, vj] : row) (*jtj)(i, j) += vi * vj;
+      }
+    }
+    return cost;
+  }
+
+ private:
+  const CellTile& raw_;
+  std::vector<cv::Point> pixels_;
+  std::vector<std::vector<Vec>> copies_;  // per column, the translations drawn
+};
+
+// Column positions from a Levenberg-Marquardt fit of CellModel to the
+// unsmoothed cell. Maxima of an image are not column centres where columns
+// overlap (a bright neighbour's flank pulls a faint column's maximum towards
+// it); a model of the whole cell is, and it weighs every pixel of a column,
+// not only its top. Nullopt when the fit wanders off (a column moving more
+// than a width, or a width or amplitude out of bounds).
+std::optional<std::vector<LatticeColumn>> FitColumns(const CellTile& raw, const Basis& basis,
+                                                     const std::vector<Vec>& seeds, double width) {
+  const CellModel model(raw, basis, seeds, width);
+  const int n = static_cast<int>(seeds.size());
+  double lo = std::numeric_limits<double>::infinity();
+  for (const cv::Point& p : model.pixels()) lo = std::min<double>(lo, raw.image.at<float>(p));
+  Eigen::VectorXd theta(model.num_params());
+  theta(0) = lo;
+  for (int k = 0; k < n; ++k) {
+    const cv::Point at(static_cast<int>(std::lround(seeds[k].x)) - raw.x0,
+                       static_cast<int>(std::lround(seeds[k].y)) - raw.y0);
+    theta.segment<4>(1 + 4 * k) << seeds[k].x, seeds[k].y,
+        std::max(1e-6, raw.image.at<float>(at) - lo), width;
+  }
+  auto plausible = [&](const Eigen::VectorXd& t) {
+    for (int k = 0; k < n; ++k) {
+      const double w = t(4 + 4 * k);
+      if (!(t(3 + 4 * k) > 0.0) || !(w > kMinModelWidth) || !(w < kMaxModelWidthRatio * width) ||
+          Norm(Vec{t(1 + 4 * k), t(2 + 4 * k)} - seeds[k]) > width) {
+        return false;
+      }
+    }
+    return true;
+  };
+  Eigen::MatrixXd jtj;
+  Eigen::VectorXd jtr;
+  double cost = model.Evaluate(theta, &jtj, &jtr);
+  double lambda = 1e-3;
+  for (int iteration = 0; iteration < kMaxFitIterations; ++iteration) {
+    Eigen::MatrixXd damped = jtj;
+    damped.diagonal() *= 1.0 + lambda;
+    const Eigen::VectorXd next = theta + damped.ldlt().solve(jtr);
+    const double next_cost = plausible(next) ? model.Evaluate(next, nullptr, nullptr)
+                                             : std::numeric_limits<double>::infinity();
+    if (next_cost < cost) {
+      const bool converged = cost - next_cost <= kFitTolerance * cost;
+      theta = next;
+      cost = model.Evaluate(theta, &jtj, &jtr);
+      lambda = std::max(lambda / 3.0, 1e-9);
+      if (converged) break;
+    } else {
+      lambda *= 4.0;
+      if (lambda > 1e8) break;
+    }
+  }
+  if (!plausible(theta)) return std::nullopt;
+  double top = 0.0;
+  for (int k = 0; k < n; ++k) top = std::max(top, theta(3 + 4 * k));
+  std::vector<LatticeColumn> columns;
+  for (int k = 0; k < n; ++k) {
+    const Vec f = basis.ToFractional({theta(1 + 4 * k), theta(2 + 4 * k)});
+    const Vec in_cell = basis.ToPixels(f.x - std::floor(f.x), f.y - std::floor(f.y));
+    columns.push_back({{in_cell.x, in_cell.y}, theta(3 + 4 * k) / top});
+  }
+  std::stable_sort(columns.begin(), columns.end(),
+                   [](const LatticeColumn& p, const LatticeColumn& q) {
+                     return p.relative_height > q.relative_height;
+                   });
+  return columns;
+}
+
+// The seeds refined on the unsmoothed cell (paraboloid fits of their tops,
+// RefinePositions), in the cell, with heights above the cell's floor: the
+// columns when FitColumns cannot do better.
+std::vector<LatticeColumn> RefinedColumns(const CellTile& raw, const Basis& basis,
+                                          const std::vector<Vec>& seeds, double width) {
+  std::vector<Blob> blobs(seeds.size());
+  for (size_t k = 0; k < seeds.size(); ++k) {
+    blobs[k].x = seeds[k].x - raw.x0;
+    blobs[k].y = seeds[k].y - raw.y0;
+    blobs[k].sigma = width;
+  }
+  // The defaults are valid and the image is a finite CV_32F: this cannot fail.
+  (void)RefinePositions(raw.image, absl::MakeSpan(blobs), RefineOptions{});
+  double lo, hi;
+  cv::minMaxLoc(raw.image, &lo, &hi);
+  std::vector<double> heights(seeds.size());
+  double top = 0.0;
+  for (size_t k = 0; k < seeds.size(); ++k) {
+    heights[k] = raw.image.at<float>(static_cast<int>(std::lround(seeds[k].y)) - raw.y0,
+                                     static_cast<int>(std::lround(seeds[k].x)) - raw.x0) -
+                 lo;
+    top = std::max(top, heights[k]);
+  }
+  std::vector<LatticeColumn> columns;
+  for (size_t k = 0; k < seeds.size(); ++k) {
+    const Vec f = basis.ToFractional({raw.x0 + blobs[k].x, raw.y0 + blobs[k].y});
+    const Vec in_cell = basis.ToPixels(f.x - std::floor(f.x), f.y - std::floor(f.y));
+    columns.push_back({{in_cell.x, in_cell.y}, top > 0.0 ? heights[k] / top : 1.0});
+  }
+  std::stable_sort(columns.begin(), columns.end(),
+                   [](const LatticeColumn& p, const LatticeColumn& q) {
+                     return p.relative_height > q.relative_height;
+                   });
+  return columns;
 }
 
 // The fold's noise per tile pixel: half the standard deviation of the two
@@ -866,10 +1179,6 @@ LatticeMeasurement FindBasis(const cv::Mat& frame, const LatticeOptions& options
   LatticeMeasurement m;
   m.search_radius_px = radius;
   m.correlation = 0.5 * (acf->Sample(basis->a) + acf->Sample(basis->b));
-  auto overlap = [&](Vec lag) {
-    return (frame.cols - std::abs(lag.x)) * (frame.rows - std::abs(lag.y));
-  };
-  m.significance = m.correlation * std::sqrt(std::min(overlap(basis->a), overlap(basis->b)));
   const double reach = std::min(radius - 1.0, options.order_radius_cells * Norm(basis->b));
   const std::vector<LatticePoint> checked =
       LatticePoints(*acf, *basis, options.min_translation_px, reach);
@@ -879,11 +1188,22 @@ LatticeMeasurement FindBasis(const cv::Mat& frame, const LatticeOptions& options
         return q.height >= options.order_peak_fraction * m.correlation;
       }));
   m.ordered_fraction = checked.empty() ? 0.0 : static_cast<double>(ordered) / checked.size();
+  // The mean autocorrelation over the checked points against its spread in a
+  // frame without lattice: sqrt(correlation area / overlap) per point (at
+  // the smallest overlap), over sqrt(n) points.
+  double least_overlap = static_cast<double>(frame.cols) * frame.rows;
+  for (const LatticePoint& q : checked) {
+    const Vec lag = basis->ToPixels(q.i, q.j);
+    least_overlap =
+        std::min(least_overlap, (frame.cols - std::abs(lag.x)) * (frame.rows - std::abs(lag.y)));
+  }
+  m.significance =
+      MeanHeight(checked) * std::sqrt(checked.size() * least_overlap / CorrelationArea(*acf));
   if (m.significance < options.min_significance) {
     m.reason = absl::StrFormat(
-        "no significant periodicity: the translations correlate %.3g, %.1f standard deviations "
-        "of a noise frame's autocorrelation (%.1f needed)",
-        m.correlation, m.significance, options.min_significance);
+        "no significant periodicity: the lattice's %d points correlate %.3g on average, %.1f "
+        "standard deviations of a frame without lattice (%.1f needed)",
+        m.num_lattice_points, MeanHeight(checked), m.significance, options.min_significance);
   } else if (m.num_lattice_points < options.min_lattice_points) {
     m.reason =
         absl::StrFormat("the frame holds too few cells: %d lattice points checked, %d needed",
@@ -897,6 +1217,31 @@ LatticeMeasurement FindBasis(const cv::Mat& frame, const LatticeOptions& options
   }
   if (!m.reason.empty()) basis.reset();
   return m;
+}
+
+// The basis refitted to the autocorrelation of the frame less its edge
+// margin (see Fold): the edge columns of a generated frame, which lack their
+// neighbours' tails, bias the peaks by up to a few thousandths of the lag on
+// a 256² frame, which the fold would multiply by the number of cells. Only
+// when the inner frame still reaches two cells (fewer and noisier peaks
+// would cost more than the bias) and the frame is smaller than
+// kEdgeRefineMaxSide (the bias falls with the frame's size; there a second
+// autocorrelation would cost more than it gains).
+Basis RefineWithoutEdges(const cv::Mat& frame, const Basis& basis, int margin,
+                         const LatticeOptions& options) {
+  if (margin <= 0 || std::min(frame.rows, frame.cols) >= kEdgeRefineMaxSide) return basis;
+  const cv::Mat inner =
+      frame(cv::Rect(margin, margin, frame.cols - 2 * margin, frame.rows - 2 * margin));
+  const int side = std::min(inner.rows, inner.cols);
+  const int radius =
+      std::min(options.max_lag_px, static_cast<int>(std::floor(options.max_lag_fraction * side)));
+  if (radius < 2.0 * std::max(Norm(basis.a), Norm(basis.b))) return basis;
+  const std::optional<Autocorrelation> acf =
+      Autocorrelate(inner, radius, options.highpass_sigma_fraction * side);
+  if (!acf.has_value()) return basis;
+  const std::vector<AcfPeak> peaks =
+      FindPeaks(*acf, options.min_translation_px, options.candidate_peak_fraction);
+  return Refine(peaks, basis, options.match_tolerance, radius - 1.0).value_or(basis);
 }
 
 }  // namespace
@@ -931,8 +1276,8 @@ absl::Status LatticeOptions::Validate() const {
     return bad("min_significance", min_significance, ">= 0");
   if (!(edge_margin_cells >= 0.0 && edge_margin_cells <= 2.0))
     return bad("edge_margin_cells", edge_margin_cells, "in [0, 2]");
-  if (!(smoothing_fraction >= 0.0 && smoothing_fraction <= 0.5))
-    return bad("smoothing_fraction", smoothing_fraction, "in [0, 0.5]");
+  if (!(smoothing_fraction >= 0.0 && smoothing_fraction <= 2.0))
+    return bad("smoothing_fraction", smoothing_fraction, "in [0, 2]");
   if (!(min_column_height > 0.0 && min_column_height < 1.0))
     return bad("min_column_height", min_column_height, "in (0, 1)");
   if (!(noise_sigmas >= 0.0 && std::isfinite(noise_sigmas)))
@@ -968,18 +1313,22 @@ absl::StatusOr<LatticeMeasurement> MeasureLattice(const cv::Mat& frame,
   std::optional<Basis> found;
   LatticeMeasurement m = FindBasis(frame, options, found);
   if (!found.has_value()) return m;
-  const Basis& basis = *found;
   const int margin =
-      std::min(static_cast<int>(std::ceil(options.edge_margin_cells * Norm(basis.a))),
+      std::min(static_cast<int>(std::ceil(options.edge_margin_cells * Norm(found->a))),
                std::min(frame.rows, frame.cols) / 8);
+  const Basis basis = RefineWithoutEdges(frame, *found, margin, options);
   const Folds folds = Fold(frame, basis, margin, context);
-  const double sigma = options.smoothing_fraction * Norm(basis.a);
-  const CellTile tile = RenderCell(folds.whole, sigma);
-  m.columns = FindColumns(tile, basis, FoldNoise(folds, sigma), options);
-  if (m.columns.empty()) {
+  const CellTile raw = RenderCell(folds.whole, 0.0);
+  const double width = ColumnWidth(raw, basis);
+  const double sigma = options.smoothing_fraction * width;
+  const std::vector<Vec> seeds =
+      DetectColumns(RenderCell(folds.whole, sigma), basis, FoldNoise(folds, sigma), options);
+  if (seeds.empty()) {
     m.reason = "the folded unit cell shows no column above its noise";
     return m;
   }
+  m.columns =
+      FitColumns(raw, basis, seeds, width).value_or(RefinedColumns(raw, basis, seeds, width));
   m.found = true;
   m.a = {basis.a.x, basis.a.y};
   m.b = {basis.b.x, basis.b.y};
@@ -1012,18 +1361,75 @@ bool Disagrees(double given, double measured, double tolerance) {
   return std::abs(std::log(given / measured)) > std::log1p(tolerance);
 }
 
-// " (it matches the brightest k of the n columns per cell: a sublattice)"
-// when the given density is that of the k brightest columns, else "".
-std::string SublatticeHint(const LatticeMeasurement& m, double given_px2, double tolerance) {
+// A prior for the k brightest columns of the cell only (0 < k < n): their
+// density k / cell area agrees with the given one, and so does their own
+// spacing when `spacing` is set. The brightest k, as DetectColumns ranks them.
+std::optional<int> SublatticeOf(const LatticeMeasurement& m, double density_px2,
+                                std::optional<double> spacing_px,
+                                const PriorTolerances& tolerances) {
+  const Basis basis{{m.a.x, m.a.y}, {m.b.x, m.b.y}};
   for (int k = 1; k < m.columns_per_cell; ++k) {
-    if (!Disagrees(given_px2, k / m.cell_area_px2, tolerance)) {
-      return absl::StrFormat(
-          "; it matches the brightest %d of the %d columns per cell, a sublattice, so the "
-          "detector would make up its count from any columns",
-          k, m.columns_per_cell);
+    if (Disagrees(density_px2, k / m.cell_area_px2, tolerances.density)) continue;
+    if (spacing_px.has_value()) {
+      const std::vector<LatticeColumn> brightest(m.columns.begin(), m.columns.begin() + k);
+      const double spacing = NearestNeighbor(brightest, basis, LatticeOptions{}.nn_merge_fraction);
+      if (Disagrees(*spacing_px, spacing, tolerances.spacing)) continue;
+    }
+    return k;
+  }
+  return std::nullopt;
+}
+
+// What a prior and the measurement say, in the prior's units.
+struct Comparison {
+  double px = 0.0;  // the prior's pixel size
+  double nn_given = 0.0, nn_measured = 0.0;
+  double density_given = 0.0, density_measured = 0.0;
+  bool spacing_off = false, density_off = false;
+  // The pixel size the spacing, and the density, would need: nn_Å / nn_px
+  // and 10 √(ρ_px² / ρ_nm²); set when both agree within the spacing's
+  // tolerance (one pixel size explains both).
+  std::optional<double> pixel_size;
+};
+
+Comparison Compare(const PhysicsPrior& prior, const LatticeMeasurement& m,
+                   const PriorTolerances& tolerances) {
+  Comparison c;
+  c.px = prior.pixel_size_angstrom;
+  c.nn_given = prior.nearest_neighbor_angstrom;
+  c.nn_measured = m.NearestNeighborAngstrom(c.px);
+  c.density_given = prior.ColumnDensityPerNm2();
+  c.density_measured = m.ColumnDensityPerNm2(c.px);
+  c.spacing_off = Disagrees(c.nn_given, c.nn_measured, tolerances.spacing);
+  c.density_off = Disagrees(c.density_given, c.density_measured, tolerances.density);
+  const double from_spacing = c.nn_given / m.nearest_neighbor_px;
+  const double from_density = 10.0 * std::sqrt(m.column_density_per_px2 / c.density_given);
+  if (!Disagrees(from_spacing, from_density, tolerances.spacing)) {
+    c.pixel_size = std::sqrt(from_spacing * from_density);
+  }
+  return c;
+}
+
+PriorWarning DensityWarning(const PhysicsPrior& prior, const LatticeMeasurement& m,
+                            const Comparison& c, const PriorTolerances& tolerances,
+                            std::optional<int> sublattice, bool sublattice_spacing) {
+  std::string why;
+  if (sublattice.has_value()) {
+    why = absl::StrFormat(
+        "; it matches the brightest %d of the %d columns per cell%s, a sublattice, so the "
+        "detector would make up the sublattice's count from any columns",
+        *sublattice, m.columns_per_cell, sublattice_spacing ? " and their spacing" : "");
+    if (sublattice_spacing && c.pixel_size.has_value()) {
+      why += absl::StrFormat(" (or the pixel size is %.4g A/px)", *c.pixel_size);
     }
   }
-  return "";
+  return {"column_density_per_nm2", c.density_given, c.density_measured,
+          absl::StrFormat("column_density_per_nm2 is %g%s but the frame shows %.3g per nm^2 "
+                          "(%d columns per cell of %.1f px^2 at %g A/px); tolerance %.0f %%%s",
+                          c.density_given,
+                          prior.column_density_per_nm2.has_value() ? "" : " (from the lattice)",
+                          c.density_measured, m.columns_per_cell, m.cell_area_px2, c.px,
+                          100.0 * tolerances.density, why)};
 }
 
 }  // namespace
@@ -1038,48 +1444,40 @@ absl::StatusOr<std::vector<PriorWarning>> CheckPrior(const PhysicsPrior& prior,
         absl::StrCat("lattice: cannot check a prior against a frame without lattice (",
                      measurement.reason, ")"));
   }
-  const double px = prior.pixel_size_angstrom;
-  const double nn_given = prior.nearest_neighbor_angstrom;
-  const double nn_measured = measurement.NearestNeighborAngstrom(px);
-  const double density_given = prior.ColumnDensityPerNm2();
-  const double density_measured = measurement.ColumnDensityPerNm2(px);
-  const bool spacing_off = Disagrees(nn_given, nn_measured, tolerances.spacing);
-  const bool density_off = Disagrees(density_given, density_measured, tolerances.density);
-  // The pixel size each field implies: nn_Å / nn_px, and 10 √(ρ_px² / ρ_nm²).
-  const double px_from_spacing = nn_given / measurement.nearest_neighbor_px;
-  const double px_from_density =
-      10.0 * std::sqrt(measurement.column_density_per_px2 / density_given);
-  std::vector<PriorWarning> warnings;
-  if (spacing_off && density_off &&
-      !Disagrees(px_from_spacing, px_from_density, tolerances.spacing)) {
-    const double measured = std::sqrt(px_from_spacing * px_from_density);
-    warnings.push_back(
-        {"pixel_size_angstrom", px, measured,
+  const Comparison c = Compare(prior, measurement, tolerances);
+  const double density_px2 = prior.ColumnDensityPerPx2();
+  // A sublattice explains a prior at least as specifically as a pixel size:
+  // the brightest columns' density and spacing both match.
+  if (c.density_off) {
+    const std::optional<int> k =
+        SublatticeOf(measurement, density_px2, prior.NearestNeighborPx(), tolerances);
+    if (k.has_value())
+      return std::vector<PriorWarning>{
+          DensityWarning(prior, measurement, c, tolerances, k, /*sublattice_spacing=*/true)};
+  }
+  if (c.spacing_off && c.density_off && c.pixel_size.has_value()) {
+    return std::vector<PriorWarning>{
+        {"pixel_size_angstrom", c.px, *c.pixel_size,
          absl::StrFormat("pixel_size_angstrom is %g but the frame's lattice (nearest neighbour "
                          "%.2f px, %.4g columns per 100 px^2) fits the prior's spacing and "
                          "density at %.4g A/px",
-                         px, measurement.nearest_neighbor_px,
-                         100.0 * measurement.column_density_per_px2, measured)});
-    return warnings;
+                         c.px, measurement.nearest_neighbor_px,
+                         100.0 * measurement.column_density_per_px2, *c.pixel_size)}};
   }
-  if (spacing_off) {
+  std::vector<PriorWarning> warnings;
+  if (c.spacing_off) {
     warnings.push_back(
-        {"nearest_neighbor_angstrom", nn_given, nn_measured,
+        {"nearest_neighbor_angstrom", c.nn_given, c.nn_measured,
          absl::StrFormat("nearest_neighbor_angstrom is %g but the frame's columns are %.3g A "
                          "apart (%.2f px at %g A/px); tolerance %.0f %%",
-                         nn_given, nn_measured, measurement.nearest_neighbor_px, px,
+                         c.nn_given, c.nn_measured, measurement.nearest_neighbor_px, c.px,
                          100.0 * tolerances.spacing)});
   }
-  if (density_off) {
+  if (c.density_off) {
     warnings.push_back(
-        {"column_density_per_nm2", density_given, density_measured,
-         absl::StrFormat(
-             "column_density_per_nm2 is %g%s but the frame shows %.3g per nm^2 (%d "
-             "columns per cell of %.1f px^2 at %g A/px); tolerance %.0f %%%s",
-             density_given, prior.column_density_per_nm2.has_value() ? "" : " (from the lattice)",
-             density_measured, measurement.columns_per_cell, measurement.cell_area_px2, px,
-             100.0 * tolerances.density,
-             SublatticeHint(measurement, prior.ColumnDensityPerPx2(), tolerances.density))});
+        DensityWarning(prior, measurement, c, tolerances,
+                       SublatticeOf(measurement, density_px2, std::nullopt, tolerances),
+                       /*sublattice_spacing=*/false));
   }
   return warnings;
 }
