@@ -57,8 +57,9 @@ constexpr int kMaxFitIterations = 50;
 constexpr double kFitTolerance = 1e-9;
 // RefineWithoutEdges runs on frames whose shorter side is below this.
 constexpr int kEdgeRefineMaxSide = 1024;
-// Rows per block of the parallel fold.
+// Rows per block of the parallel fold (at least), and blocks (at most).
 constexpr int kFoldRowsPerBlock = 64;
+constexpr int kMaxFoldBlocks = 16;
 // The two halves of the frame whose folds estimate the fold's noise: a
 // checkerboard of squares this many pixels wide, wider than the correlation
 // of a scan's noise, so the halves' noise is independent.
@@ -268,7 +269,7 @@ std::vector<AcfPeak> FindPeaks(const Autocorrelation& acf, double min_r, double 
 }
 
 // ---------------------------------------------------------------------------
-// Stage 2: the least-squares fit of a basis to the peaks.
+// A basis fitted to the peaks by least squares.
 
 // A peak assigned to the lattice point i·a + j·b.
 struct Assignment {
@@ -353,8 +354,13 @@ std::optional<Basis> Refine(const std::vector<AcfPeak>& peaks, Basis basis, doub
 struct LatticePoint {
   int i = 0, j = 0;
   double height = 0.0;  // the autocorrelation there
-  double lag = 0.0;     // |i·a + j·b|, px
 };
+
+// Whether `q` (px) is a point of the lattice (to rounding).
+bool OnLattice(const Basis& basis, Vec q) {
+  const Vec f = basis.ToFractional(q);
+  return std::abs(f.x - std::round(f.x)) < 1e-6 && std::abs(f.y - std::round(f.y)) < 1e-6;
+}
 
 // The lattice points of the half plane with min_r <= |q| <= reach, with the
 // autocorrelation at each.
@@ -370,7 +376,7 @@ std::vector<LatticePoint> LatticePoints(const Autocorrelation& acf, const Basis&
       if (q.y < 0.0 || (q.y == 0.0 && q.x <= 0.0)) continue;
       const double d = Norm(q);
       if (d < min_r || d > reach) continue;
-      points.push_back({i, j, acf.Sample(q), d});
+      points.push_back({i, j, acf.Sample(q)});
     }
   }
   return points;
@@ -441,10 +447,8 @@ std::optional<double> LocalRatio(const Autocorrelation& acf, const Basis& coarse
   int n = 0;
   for (const LatticePoint& p : LatticePoints(acf, fine, min_r, reach)) {
     const Vec q = fine.ToPixels(p.i, p.j);
+    if (OnLattice(coarse, q)) continue;
     const Vec f = coarse.ToFractional(q);
-    if (std::abs(f.x - std::round(f.x)) < 1e-6 && std::abs(f.y - std::round(f.y)) < 1e-6) {
-      continue;  // a coarse point itself
-    }
     const double u0 = std::floor(f.x), v0 = std::floor(f.y);
     const double fu = f.x - u0, fv = f.y - v0;
     double expected = 0.0;
@@ -471,10 +475,7 @@ double GlobalRatio(const Autocorrelation& acf, const Basis& coarse, const Basis&
                    double reach) {
   std::vector<LatticePoint> added;
   for (const LatticePoint& p : LatticePoints(acf, fine, min_r, reach)) {
-    const Vec f = coarse.ToFractional(fine.ToPixels(p.i, p.j));
-    if (std::abs(f.x - std::round(f.x)) > 1e-6 || std::abs(f.y - std::round(f.y)) > 1e-6) {
-      added.push_back(p);
-    }
+    if (!OnLattice(coarse, fine.ToPixels(p.i, p.j))) added.push_back(p);
   }
   const double own = MeanHeight(LatticePoints(acf, coarse, min_r, reach));
   return added.empty() || !(own > 0.0) ? 0.0 : MeanHeight(added) / own;
@@ -666,15 +667,18 @@ Folds Fold(const cv::Mat& frame, const Basis& basis, int margin, ExecutionContex
   const int nv = std::max(kMinFoldBins, static_cast<int>(std::ceil(Norm(basis.b))));
   const size_t bins = static_cast<size_t>(nu) * nv;
   const int rows = frame.rows - 2 * margin;
-  const int blocks = (rows + kFoldRowsPerBlock - 1) / kFoldRowsPerBlock;
+  // Each block holds its own bins: at most kMaxFoldBlocks of them.
+  const int rows_per_block =
+      std::max(kFoldRowsPerBlock, (rows + kMaxFoldBlocks - 1) / kMaxFoldBlocks);
+  const int blocks = (rows + rows_per_block - 1) / rows_per_block;
   std::vector<FoldSums> sums(2 * static_cast<size_t>(blocks));  // [block][half]
   const Vec du = basis.ToFractional({1.0, 0.0});
   auto block = [&](int k) {
     FoldSums* half = &sums[2 * static_cast<size_t>(k)];
     half[0].Resize(bins);
     half[1].Resize(bins);
-    const int y1 = margin + std::min(rows, (k + 1) * kFoldRowsPerBlock);
-    for (int y = margin + k * kFoldRowsPerBlock; y < y1; ++y) {
+    const int y1 = margin + std::min(rows, (k + 1) * rows_per_block);
+    for (int y = margin + k * rows_per_block; y < y1; ++y) {
       const float* row = frame.ptr<float>(y);
       const Vec start = basis.ToFractional({0.0, static_cast<double>(y)});
       for (int x = margin; x < frame.cols - margin; ++x) {
@@ -819,8 +823,12 @@ struct ColumnCopies {
 // copy of a column; copies closer than min_translation_px (periodically)
 // are one column. A column's prominence is the least over its copies: near
 // the tile's edge a higher neighbour may be cut off, which can only raise
-// it. A column must reach min_column_height of the brightest's prominence
-// and noise_sigmas × the fold's noise (`noise`, per pixel of the tile).
+// it. A column's height above the tile's floor must reach
+// min_column_height of the brightest's (a physical threshold: faint
+// features such as oxygen columns stay out), its prominence noise_sigmas ×
+// the fold's noise (`noise`, per pixel of the tile: bumps of noise stay out,
+// also on a column's flank, while a faint column beside a bright one, whose
+// saddle is high, still counts).
 std::vector<Vec> DetectColumns(const CellTile& tile, const Basis& basis, double noise,
                                const LatticeOptions& options) {
   const cv::Mat& img = tile.image;

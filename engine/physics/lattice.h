@@ -47,9 +47,10 @@
 //     basis' correlation. Noise and vacuum fail (a); amorphous material,
 //     which correlates with itself at the nearest-neighbour distance but not
 //     several cells away, fails (a) or (c). Otherwise the result has
-//     found = false and a reason; that is not an error. On 256² frames a
-//     random packing of columns reaches at most about 7.5 (80 frames), the
-//     generated crystals at noise <= 0.6 at least 30, the real images 37.
+//     found = false and a reason; that is not an error. Measured: white
+//     noise reaches at most 2.7 (40 frames of 256² and 512²), a random
+//     packing of columns at most 7.6 (80 frames), the generated crystals at
+//     noise <= 0.6 at least 31 (256²), the real images at least 37.
 //  4. Columns. The frame (less a margin of edge_margin_cells × |a| at its
 //     edges, where a generated frame lacks the tails of the columns outside
 //     it) is folded into the unit cell: every pixel is averaged into a grid
@@ -78,13 +79,14 @@
 // Density and spacing do not depend on which basis of the lattice is found:
 // a cell twice as large folds twice the columns.
 //
-// Accuracy (tests/engine/physics/lattice_test.cc, generated 256² frames):
-// the spacing within 2 % and the density within 1 % at noise <= 0.6 for
-// the ybco, perovskite and hex lattices. YBCO's faint Cu columns limit the
-// spacing at noise 0.6 on 256² (about 1.5 %, near the Cramér-Rao bound for
-// 17 cells); at noise 0.9 they drop below the fold's noise and the density
-// comes out low. A partly amorphous frame still shows its lattice, with
-// the disorder adding to the noise.
+// Accuracy (tests/engine/physics/lattice_test.cc, generated 256² frames,
+// seeds held back from tuning): at noise <= 0.6 the spacing is within 1.7 %
+// (ybco; perovskite and hex within 0.3 %) and the density within 1.2 %; on
+// 512² within 0.6 % and 0.2 %. YBCO's faint Cu columns set its precision
+// (near the Cramér-Rao bound of its ~17 cells at noise 0.6); at noise 0.9
+// on 256² they can drop below the fold's noise and the density then comes
+// out low. Frames a third amorphous still show their lattice on 9 of 10
+// seeds, the disorder adding to the noise.
 //
 // Units and coordinates: x = column, y = row, pixels, origin at the centre of
 // the top-left pixel; everything measured is in pixels; the *Angstrom /
