@@ -518,7 +518,8 @@ TEST(SynthTest, WriteSynthFrameRoundTrip) {
   const std::string dir = TempDirFor("roundtrip") + "/nested";
   std::filesystem::remove_all(TempDirFor("roundtrip"));
   ASSERT_TRUE(WriteSynthFrame(f, dir).ok());
-  for (const char* name : {"image.npy", "meta.json", "atoms.csv", "amorphous_mask.npy"}) {
+  for (const char* name : {"image.npy", "meta.json", "atoms.csv", "amorphous_mask.npy",
+                           "crystalline_mask.npy", "support_atoms.csv"}) {
     EXPECT_TRUE(std::filesystem::exists(dir + "/" + name)) << name;
   }
 
@@ -548,20 +549,23 @@ TEST(SynthTest, WriteSynthFrameRoundTrip) {
   std::vector<std::string> lines;
   while (std::getline(csv, line)) lines.push_back(line);
   ASSERT_EQ(lines.size(), f.atoms.size() + 1);
-  EXPECT_EQ(lines[0].rfind("x,y", 0), 0u);
-  EXPECT_THAT(lines[0], HasSubstr("amorphous"));
+  EXPECT_EQ(lines[0], "x,y,element,intensity,sigma_px,amorphous,sublattice,crystal");
   int amorphous_rows = 0;
   for (size_t i = 1; i < lines.size(); ++i) {
     std::vector<std::string> cells;
     std::stringstream ss(lines[i]);
     std::string cell;
     while (std::getline(ss, cell, ',')) cells.push_back(cell);
-    ASSERT_EQ(cells.size(), 6u) << lines[i];
+    // The first six columns keep their places; sublattice and crystal are
+    // appended.
+    ASSERT_EQ(cells.size(), 8u) << lines[i];
     const SynthAtom& a = f.atoms[i - 1];
     EXPECT_EQ(std::stod(cells[0]), a.x);
     EXPECT_EQ(std::stod(cells[1]), a.y);
     EXPECT_EQ(cells[2], a.element);
     EXPECT_EQ(cells[5], a.amorphous ? "1" : "0");
+    EXPECT_EQ(cells[6], a.element);  // YBCO's sublattices are its elements
+    EXPECT_EQ(cells[7], a.amorphous ? "-1" : "0");
     amorphous_rows += a.amorphous;
   }
   EXPECT_GT(amorphous_rows, 0);
