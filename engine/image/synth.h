@@ -102,7 +102,7 @@ struct SynthOptions {
   // kInterface only: the second crystal's lattice (unset = `lattice`) and its
   // rotation against the first, degrees in [-180, 180], from +x towards +y
   // (clockwise on screen, as rows grow downwards).
-  std::optional<SynthLattice> interface_lattice;
+  std::optional<SynthLattice> interface_lattice = std::nullopt;
   double interface_rotation_deg = 30.0;
 
   absl::Status Validate() const;
