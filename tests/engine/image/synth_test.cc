@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <initializer_list>
 #include <iostream>
 #include <iterator>
 #include <limits>
@@ -15,6 +16,7 @@
 #include <regex>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <opencv2/core.hpp>
@@ -113,28 +115,54 @@ double JsonNumber(const std::string& json, const std::string& key) {
   return std::stod(m[1].str());
 }
 
-TEST(SynthLatticeTest, ParseAndNameRoundTrip) {
-  for (SynthLattice l : {SynthLattice::kYbco, SynthLattice::kPerovskite, SynthLattice::kHex}) {
-    absl::StatusOr<SynthLattice> parsed = ParseSynthLattice(SynthLatticeName(l));
+// Options made invalid by `mutate`: Validate() and Synthesize() refuse them
+// with an error that names `field`.
+struct InvalidCase {
+  void (*mutate)(SynthOptions&);
+  const char* field;
+};
+
+void ExpectInvalidNamingTheField(const InvalidCase& c) {
+  SynthOptions o;
+  c.mutate(o);
+  absl::Status s = o.Validate();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << c.field;
+  EXPECT_THAT(s.message(), HasSubstr(c.field));
+  absl::StatusOr<SynthFrame> f = Synthesize(o);
+  EXPECT_EQ(f.status().code(), absl::StatusCode::kInvalidArgument) << c.field;
+  EXPECT_THAT(f.status().message(), HasSubstr(c.field));
+}
+
+// Every value's name parses back to it, the names are as documented, and an
+// unknown name is refused naming it and `what`.
+template <typename Enum>
+void ExpectNamesRoundTrip(std::initializer_list<std::pair<Enum, const char*>> names,
+                          absl::StatusOr<Enum> (*parse)(const std::string&),
+                          const char* (*name_of)(Enum), const std::string& unknown,
+                          const std::string& what) {
+  for (const auto& [value, name] : names) {
+    EXPECT_STREQ(name_of(value), name);
+    absl::StatusOr<Enum> parsed = parse(name);
     ASSERT_TRUE(parsed.ok()) << parsed.status();
-    EXPECT_EQ(*parsed, l);
+    EXPECT_EQ(*parsed, value);
   }
-  EXPECT_STREQ(SynthLatticeName(SynthLattice::kYbco), "ybco");
-  EXPECT_STREQ(SynthLatticeName(SynthLattice::kPerovskite), "perovskite");
-  EXPECT_STREQ(SynthLatticeName(SynthLattice::kHex), "hex");
-  absl::StatusOr<SynthLattice> bad = ParseSynthLattice("graphite");
+  absl::StatusOr<Enum> bad = parse(unknown);
   EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(bad.status().message(), HasSubstr("graphite"));
+  EXPECT_THAT(bad.status().message(), HasSubstr(unknown));
+  EXPECT_THAT(bad.status().message(), HasSubstr(what));
+}
+
+TEST(SynthLatticeTest, ParseAndNameRoundTrip) {
+  ExpectNamesRoundTrip<SynthLattice>({{SynthLattice::kYbco, "ybco"},
+                                      {SynthLattice::kPerovskite, "perovskite"},
+                                      {SynthLattice::kHex, "hex"}},
+                                     ParseSynthLattice, SynthLatticeName, "graphite", "lattice");
 }
 
 TEST(SynthOptionsTest, DefaultsAreValid) { EXPECT_TRUE(SynthOptions{}.Validate().ok()); }
 
 TEST(SynthOptionsTest, InvalidOptionsNameTheField) {
-  struct Case {
-    void (*mutate)(SynthOptions&);
-    const char* field;
-  };
-  const Case cases[] = {
+  const InvalidCase cases[] = {
       {[](SynthOptions& o) { o.width = 7; }, "width"},
       {[](SynthOptions& o) { o.width = 8193; }, "width"},
       {[](SynthOptions& o) { o.height = 0; }, "height"},
@@ -158,16 +186,7 @@ TEST(SynthOptionsTest, InvalidOptionsNameTheField) {
        },
        "pixel_size_angstrom"},
   };
-  for (const Case& c : cases) {
-    SynthOptions o;
-    c.mutate(o);
-    absl::Status s = o.Validate();
-    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << c.field;
-    EXPECT_THAT(s.message(), HasSubstr(c.field));
-    absl::StatusOr<SynthFrame> f = Synthesize(o);
-    EXPECT_EQ(f.status().code(), absl::StatusCode::kInvalidArgument) << c.field;
-    EXPECT_THAT(f.status().message(), HasSubstr(c.field));
-  }
+  for (const InvalidCase& c : cases) ExpectInvalidNamingTheField(c);
   SynthOptions o;
   o.noise = 1.5;
   EXPECT_THAT(o.Validate().message(), HasSubstr("noise must be in [0, 1], got 1.5"));
@@ -197,6 +216,29 @@ TEST(SynthTest, FrameShapeTypesAndResolvedOptions) {
   EXPECT_NEAR(f.atoms.at(0).sigma_px, 0.35 / 0.2, 1e-12);
 }
 
+void ExpectSameAtoms(const std::vector<SynthAtom>& a, const std::vector<SynthAtom>& b) {
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].x, b[i].x);
+    EXPECT_EQ(a[i].y, b[i].y);
+    EXPECT_EQ(a[i].intensity, b[i].intensity);
+    EXPECT_EQ(a[i].amorphous, b[i].amorphous);
+    EXPECT_EQ(a[i].crystal, b[i].crystal);
+    EXPECT_EQ(a[i].sublattice, b[i].sublattice);
+  }
+}
+
+// Bit for bit: the frame, its masks and its truth.
+void ExpectSameFrame(const SynthFrame& a, const SynthFrame& b) {
+  ASSERT_FALSE(a.image.empty());
+  EXPECT_EQ(cv::norm(a.image, b.image, cv::NORM_INF), 0.0);
+  EXPECT_EQ(cv::norm(a.amorphous_mask, b.amorphous_mask, cv::NORM_INF), 0.0);
+  EXPECT_EQ(cv::norm(a.crystal_map, b.crystal_map, cv::NORM_INF), 0.0);
+  EXPECT_EQ(cv::norm(a.crystalline_mask, b.crystalline_mask, cv::NORM_INF), 0.0);
+  ExpectSameAtoms(a.atoms, b.atoms);
+  ExpectSameAtoms(a.support_atoms, b.support_atoms);
+}
+
 TEST(SynthTest, SameSeedSameFrameDifferentSeedDifferentFrame) {
   SynthOptions o = Opts(SynthLattice::kYbco, 128, 0.2, 42);
   o.amorphous_fraction = 0.2;
@@ -204,16 +246,7 @@ TEST(SynthTest, SameSeedSameFrameDifferentSeedDifferentFrame) {
   o.drift_px = 2.5;
   SynthFrame a = MustSynthesize(o);
   SynthFrame b = MustSynthesize(o);
-  ASSERT_FALSE(a.image.empty());
-  EXPECT_EQ(cv::norm(a.image, b.image, cv::NORM_INF), 0.0);
-  EXPECT_EQ(cv::norm(a.amorphous_mask, b.amorphous_mask, cv::NORM_INF), 0.0);
-  ASSERT_EQ(a.atoms.size(), b.atoms.size());
-  for (size_t i = 0; i < a.atoms.size(); ++i) {
-    EXPECT_EQ(a.atoms[i].x, b.atoms[i].x);
-    EXPECT_EQ(a.atoms[i].y, b.atoms[i].y);
-    EXPECT_EQ(a.atoms[i].intensity, b.atoms[i].intensity);
-    EXPECT_EQ(a.atoms[i].amorphous, b.atoms[i].amorphous);
-  }
+  ExpectSameFrame(a, b);
 
   o.seed = 43;
   SynthFrame c = MustSynthesize(o);
@@ -725,49 +758,17 @@ FittedLine FitLine(const std::vector<cv::Point2d>& points) {
   return line;
 }
 
-void ExpectSameFrame(const SynthFrame& a, const SynthFrame& b) {
-  EXPECT_EQ(cv::norm(a.image, b.image, cv::NORM_INF), 0.0);
-  EXPECT_EQ(cv::norm(a.crystal_map, b.crystal_map, cv::NORM_INF), 0.0);
-  EXPECT_EQ(cv::norm(a.crystalline_mask, b.crystalline_mask, cv::NORM_INF), 0.0);
-  ASSERT_EQ(a.atoms.size(), b.atoms.size());
-  for (size_t i = 0; i < a.atoms.size(); ++i) {
-    EXPECT_EQ(a.atoms[i].x, b.atoms[i].x);
-    EXPECT_EQ(a.atoms[i].y, b.atoms[i].y);
-    EXPECT_EQ(a.atoms[i].intensity, b.atoms[i].intensity);
-    EXPECT_EQ(a.atoms[i].crystal, b.atoms[i].crystal);
-    EXPECT_EQ(a.atoms[i].sublattice, b.atoms[i].sublattice);
-  }
-  ASSERT_EQ(a.support_atoms.size(), b.support_atoms.size());
-  for (size_t i = 0; i < a.support_atoms.size(); ++i) {
-    EXPECT_EQ(a.support_atoms[i].x, b.support_atoms[i].x);
-    EXPECT_EQ(a.support_atoms[i].y, b.support_atoms[i].y);
-    EXPECT_EQ(a.support_atoms[i].intensity, b.support_atoms[i].intensity);
-  }
-}
-
 TEST(SynthSceneTest, ParseAndNameRoundTrip) {
-  for (SynthScene scene : kAllScenes) {
-    absl::StatusOr<SynthScene> parsed = ParseSynthScene(SynthSceneName(scene));
-    ASSERT_TRUE(parsed.ok()) << parsed.status();
-    EXPECT_EQ(*parsed, scene);
-  }
-  EXPECT_STREQ(SynthSceneName(SynthScene::kCrystal), "crystal");
-  EXPECT_STREQ(SynthSceneName(SynthScene::kNanoparticle), "nanoparticle");
-  EXPECT_STREQ(SynthSceneName(SynthScene::kEdge), "edge");
-  EXPECT_STREQ(SynthSceneName(SynthScene::kSupport), "support");
-  EXPECT_STREQ(SynthSceneName(SynthScene::kInterface), "interface");
-  absl::StatusOr<SynthScene> bad = ParseSynthScene("vacuum");
-  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(bad.status().message(), HasSubstr("vacuum"));
-  EXPECT_THAT(bad.status().message(), HasSubstr("scene"));
+  ExpectNamesRoundTrip<SynthScene>({{SynthScene::kCrystal, "crystal"},
+                                    {SynthScene::kNanoparticle, "nanoparticle"},
+                                    {SynthScene::kEdge, "edge"},
+                                    {SynthScene::kSupport, "support"},
+                                    {SynthScene::kInterface, "interface"}},
+                                   ParseSynthScene, SynthSceneName, "vacuum", "scene");
 }
 
 TEST(SynthSceneTest, InvalidSceneOptionsNameTheField) {
-  struct Case {
-    void (*mutate)(SynthOptions&);
-    const char* field;
-  };
-  const Case cases[] = {
+  const InvalidCase cases[] = {
       {[](SynthOptions& o) { o.scene = static_cast<SynthScene>(99); }, "scene"},
       {[](SynthOptions& o) { o.crystal_fraction = 0.01; }, "crystal_fraction"},
       {[](SynthOptions& o) { o.crystal_fraction = 0.99; }, "crystal_fraction"},
@@ -808,16 +809,7 @@ TEST(SynthSceneTest, InvalidSceneOptionsNameTheField) {
        },
        "interface_lattice"},
   };
-  for (const Case& c : cases) {
-    SynthOptions o;
-    c.mutate(o);
-    absl::Status s = o.Validate();
-    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << c.field;
-    EXPECT_THAT(s.message(), HasSubstr(c.field));
-    absl::StatusOr<SynthFrame> f = Synthesize(o);
-    EXPECT_EQ(f.status().code(), absl::StatusCode::kInvalidArgument) << c.field;
-    EXPECT_THAT(f.status().message(), HasSubstr(c.field));
-  }
+  for (const InvalidCase& c : cases) ExpectInvalidNamingTheField(c);
   // The bounds themselves are valid, and a ratio of 0 means Z^1.7.
   SynthOptions o;
   o.lattice = SynthLattice::kPerovskite;
