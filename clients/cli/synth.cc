@@ -20,6 +20,7 @@
 #include "clients/cli/recording_flags.h"
 #include "clients/cli/remote.h"
 #include "clients/cpp/recording.h"
+#include "engine/base/status_macros.h"
 #include "engine/image/synth.h"
 
 namespace logstar::cli {
@@ -27,16 +28,47 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// The scene flags of a single frame (the ranges are SynthOptions::Validate()'s).
+absl::Status ParseSceneFlags(const Flags& flags, SynthOptions* options) {
+  if (std::optional<std::string> scene = flags.Get("scene")) {
+    LOGSTAR_ASSIGN_OR_RETURN(options->scene, ParseSynthScene(*scene));
+  }
+  LOGSTAR_ASSIGN_OR_RETURN(options->crystal_fraction,
+                           flags.Double("crystal-fraction", options->crystal_fraction));
+  LOGSTAR_ASSIGN_OR_RETURN(options->ab_brightness_ratio,
+                           flags.Double("ab-ratio", options->ab_brightness_ratio));
+  if (std::optional<std::string> second = flags.Get("interface-lattice")) {
+    LOGSTAR_ASSIGN_OR_RETURN(options->interface_lattice, ParseSynthLattice(*second));
+  }
+  LOGSTAR_ASSIGN_OR_RETURN(options->interface_rotation_deg,
+                           flags.Double("interface-rotation", options->interface_rotation_deg));
+  return absl::OkStatus();
+}
+
 constexpr char kSynthUsage[] =
     "usage: logstar synth --out DIR [--size N] [--lattice ybco|perovskite|hex] [--noise L]\n"
     "                     [--amorphous F] [--seed S] [--drift D] [--dose C] [--pixel-size A]\n"
+    "                     [--scene crystal|nanoparticle|edge|support|interface]\n"
+    "                     [--crystal-fraction F] [--ab-ratio R]\n"
+    "                     [--interface-lattice ybco|perovskite|hex] [--interface-rotation DEG]\n"
     "  --size N        frame side in pixels (default 256)\n"
     "  --noise L       Gaussian noise, std = L x dynamic range of the clean frame (default 0.1)\n"
-    "  --amorphous F   share of the frame that is amorphous (default 0)\n"
+    "  --amorphous F   share of the frame that is amorphous (default 0; scene crystal only)\n"
     "  --drift D       horizontal scan drift, pixels from first to last row (default 0)\n"
     "  --dose C        Poisson counts at the brightest pixel; 0 = none (default 0)\n"
     "  --pixel-size A  angstrom per pixel (default: 0.125, hex 0.078)\n"
-    "Writes DIR/image.npy, meta.json, atoms.csv, amorphous_mask.npy and prior.json.\n";
+    "  --scene S       crystal (whole frame, default), nanoparticle (in vacuum), edge (crystal\n"
+    "                  ending along a straight line), support (a particle on an amorphous film\n"
+    "                  with light atoms), interface (two crystals meeting along a line)\n"
+    "  --crystal-fraction F  share of the frame the (first) crystal covers, [0.05, 0.95]\n"
+    "                  (default 0.4; scenes other than crystal)\n"
+    "  --ab-ratio R    A/B column brightness ratio for perovskite and hex, 0 = Z^1.7 or\n"
+    "                  [1, 10] (default 0)\n"
+    "  --interface-lattice L, --interface-rotation DEG  the second crystal of the interface\n"
+    "                  scene (default: --lattice, rotated by 30 degrees)\n"
+    "Writes DIR/image.npy, meta.json, atoms.csv (x, y, element, intensity, sigma_px, amorphous,\n"
+    "sublattice, crystal), amorphous_mask.npy, crystalline_mask.npy, support_atoms.csv and\n"
+    "prior.json.\n";
 
 constexpr char kSynthStreamUsage[] =
     "usage: logstar synth --frames K --out S.lsr [--size N] [--lattice ybco|perovskite|hex]\n"
@@ -221,7 +253,8 @@ int RunSynth(const std::vector<std::string>& args) {
     if (a == "--frames" || a.rfind("--frames=", 0) == 0) return RunSynthStream(args);
   }
   auto flags = Flags::Parse(args, {"out", "size", "lattice", "noise", "amorphous", "seed", "drift",
-                                   "dose", "pixel-size"});
+                                   "dose", "pixel-size", "scene", "crystal-fraction", "ab-ratio",
+                                   "interface-lattice", "interface-rotation"});
   if (!flags.ok()) return UsageError(std::string(flags.status().message()), kSynthUsage);
   if (flags->help()) {
     std::fputs(kSynthUsage, stdout);
@@ -261,6 +294,7 @@ int RunSynth(const std::vector<std::string>& args) {
   options.drift_px = *drift;
   options.dose = *dose;
   options.pixel_size_angstrom = *pixel;
+  if (absl::Status s = ParseSceneFlags(*flags, &options); !s.ok()) return Fail(s);
 
   const auto t0 = Clock::now();
   absl::StatusOr<SynthFrame> frame = Synthesize(options);
@@ -273,12 +307,16 @@ int RunSynth(const std::vector<std::string>& args) {
   }
   size_t amorphous_atoms = 0;
   for (const SynthAtom& a : frame->atoms) amorphous_atoms += a.amorphous ? 1 : 0;
+  const std::string support =
+      frame->support_atoms.empty()
+          ? ""
+          : absl::StrCat(", ", frame->support_atoms.size(), " support atoms");
   std::printf(
-      "synth: %dx%d %s frame, %.4f A/px, noise %.2f, %zu atoms (%zu amorphous) -> %s "
+      "synth: %dx%d %s %s frame, %.4f A/px, noise %.2f, %zu atoms (%zu amorphous%s) -> %s "
       "(%.0f ms)\n",
       frame->image.cols, frame->image.rows, SynthLatticeName(options.lattice),
-      frame->prior.pixel_size_angstrom, options.noise, frame->atoms.size(), amorphous_atoms,
-      out->c_str(), MsSince(t0));
+      SynthSceneName(options.scene), frame->prior.pixel_size_angstrom, options.noise,
+      frame->atoms.size(), amorphous_atoms, support.c_str(), out->c_str(), MsSince(t0));
   return 0;
 }
 

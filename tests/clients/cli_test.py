@@ -611,6 +611,37 @@ class BadInputTest(unittest.TestCase):
         self.assertNotEqual(code, 0)
         self.assertIn('noise', err)
 
+    def test_synth_scene_flags(self):
+        """--scene and its options reach the generator: the crystal covers the
+        asked share of the frame (crystalline_mask.npy), every true atom lies
+        on the mask, and the A/B labels and brightness ratio are as asked."""
+        d = self.path('particle')
+        code, out, err = run('synth', '--out', d, '--size', '192', '--lattice', 'perovskite',
+                             '--scene', 'nanoparticle', '--crystal-fraction', '0.3',
+                             '--ab-ratio', '2', '--noise', '0', '--seed', '4')
+        self.assertEqual(code, 0, err)
+        self.assertIn('nanoparticle', out)
+        mask = np.load(os.path.join(d, 'crystalline_mask.npy'))
+        self.assertAlmostEqual(float(mask.mean()), 0.3, delta=0.02)
+        atoms = np.genfromtxt(os.path.join(d, 'atoms.csv'), delimiter=',', names=True,
+                              dtype=None, encoding='utf-8')
+        rows = np.clip(np.round(atoms['y']).astype(int), 0, mask.shape[0] - 1)
+        cols = np.clip(np.round(atoms['x']).astype(int), 0, mask.shape[1] - 1)
+        self.assertGreater(len(atoms), 20)
+        self.assertTrue(np.all(mask[rows, cols] == 1))
+        self.assertEqual(set(atoms['sublattice']), {'A', 'B'})
+        a = atoms['intensity'][atoms['sublattice'] == 'A']
+        b = atoms['intensity'][atoms['sublattice'] == 'B']
+        self.assertAlmostEqual(float(np.median(a) / np.median(b)), 2.0, delta=0.05)
+        meta = load_json(os.path.join(d, 'meta.json'))
+        self.assertEqual(meta['scene'], 'nanoparticle')
+        for flags, field in ((['--scene', 'cloud'], 'scene'),
+                             (['--scene', 'edge', '--crystal-fraction', '2'], 'crystal_fraction'),
+                             (['--lattice', 'ybco', '--ab-ratio', '2'], 'ab_brightness_ratio')):
+            code, _, err = run('synth', '--out', self.path('bad'), *flags)
+            self.assertEqual(code, 1, err)
+            self.assertIn(field, err)
+
 
 # ---------------------------------------------------------------- through logstard
 
