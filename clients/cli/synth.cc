@@ -252,9 +252,9 @@ int RunSynth(const std::vector<std::string>& args) {
   for (const std::string& a : args) {
     if (a == "--frames" || a.rfind("--frames=", 0) == 0) return RunSynthStream(args);
   }
-  auto flags = Flags::Parse(args, {"out", "size", "lattice", "noise", "amorphous", "seed", "drift",
-                                   "dose", "pixel-size", "scene", "crystal-fraction", "ab-ratio",
-                                   "interface-lattice", "interface-rotation"});
+  auto flags = Flags::Parse(
+      args, {"out", "size", "lattice", "noise", "amorphous", "seed", "drift", "dose", "pixel-size",
+             "scene", "crystal-fraction", "ab-ratio", "interface-lattice", "interface-rotation"});
   if (!flags.ok()) return UsageError(std::string(flags.status().message()), kSynthUsage);
   if (flags->help()) {
     std::fputs(kSynthUsage, stdout);
