@@ -46,6 +46,9 @@ struct RegionOptions {
 };
 
 struct Region {
+  // Identity across the frames of a stream (engine/amorphous/region_tracker.h);
+  // 0 = none (PaintRegions and DescribeRegions leave it 0).
+  int id = 0;
   double area_px2 = 0.0;
   double perimeter_px = 0.0;
   PointXY centroid;
