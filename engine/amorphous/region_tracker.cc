@@ -56,6 +56,10 @@ absl::Status RegionTrackerOptions::Validate() const {
     return absl::InvalidArgumentError(
         absl::StrCat("region tracking min_overlap must be in (0, 1], got ", min_overlap));
   }
+  if (!(keep_ratio > 0.0 && keep_ratio <= 1.0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("region tracking keep_ratio must be in (0, 1], got ", keep_ratio));
+  }
   if (memory_frames < 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("region tracking memory_frames must be >= 0, got ", memory_frames));
@@ -90,15 +94,14 @@ absl::Status RegionTracker::Check(const RegionTrackerState& state) {
   return absl::OkStatus();
 }
 
-void RegionTracker::Update(std::vector<Region>& regions) {
+std::vector<std::tuple<double, int, int>> RegionTracker::Pairs(
+    const std::vector<Region>& regions) const {
   std::vector<Shape> now;
   now.reserve(regions.size());
   for (const Region& r : regions) now.push_back(MakeShape(r.contour, r.area_px2));
   std::vector<Shape> before;
   before.reserve(state_.tracks.size());
   for (const RegionTrack& t : state_.tracks) before.push_back(MakeShape(t.contour, t.area_px2));
-
-  // Candidate pairs: (overlap px, track id, region index), best first.
   std::vector<std::tuple<double, int, int>> pairs;
   for (size_t j = 0; j < before.size(); ++j) {
     for (size_t i = 0; i < now.size(); ++i) {
@@ -116,6 +119,21 @@ void RegionTracker::Update(std::vector<Region>& regions) {
     if (ida != idb) return ida < idb;
     return std::get<2>(a) < std::get<2>(b);
   });
+  return pairs;
+}
+
+std::vector<bool> RegionTracker::Reportable(const std::vector<Region>& regions,
+                                            double appear_area_px2) const {
+  std::vector<bool> out(regions.size());
+  for (size_t i = 0; i < regions.size(); ++i) out[i] = regions[i].area_px2 >= appear_area_px2;
+  for (const auto& [overlap, j, i] : Pairs(regions)) {
+    if (regions[i].area_px2 >= options_.keep_ratio * appear_area_px2) out[i] = true;
+  }
+  return out;
+}
+
+void RegionTracker::Update(std::vector<Region>& regions) {
+  const std::vector<std::tuple<double, int, int>> pairs = Pairs(regions);
   std::vector<int> track_of(regions.size(), -1);
   std::vector<char> used(state_.tracks.size(), 0);
   for (const auto& [overlap, j, i] : pairs) {
@@ -128,9 +146,10 @@ void RegionTracker::Update(std::vector<Region>& regions) {
   for (size_t i = 0; i < regions.size(); ++i) {
     const int j = track_of[i];
     regions[i].id = j >= 0 ? state_.tracks[j].id : state_.next_id++;
-    if (now[i].points.empty() || !(regions[i].area_px2 > 0.0)) continue;  // nothing to track
-    next.push_back(
-        {regions[i].id, 0, regions[i].area_px2, ToPixelRegion(now[i].box), regions[i].contour});
+    if (regions[i].contour.empty() || !(regions[i].area_px2 > 0.0)) continue;  // nothing to track
+    next.push_back({regions[i].id, 0, regions[i].area_px2,
+                    ToPixelRegion(cv::boundingRect(ToPoints(regions[i].contour))),
+                    regions[i].contour});
   }
   for (size_t j = 0; j < state_.tracks.size(); ++j) {
     if (used[j] || state_.tracks[j].missed >= options_.memory_frames) continue;

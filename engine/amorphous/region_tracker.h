@@ -20,6 +20,12 @@
 //  * an unmatched track is kept for memory_frames frames (with its last
 //    outline), so a region missed in one frame gets its id back; then it
 //    ends. Ids are never reused: the next id only grows.
+// Hysteresis against flicker (Reportable): a small region is reported only
+// once it reaches an area threshold (the stage's min_share of the frame),
+// and a region continuing a track stays reported while it keeps keep_ratio
+// of that; so single amorphous atoms flickering in and out of the noise do
+// not change the count from frame to frame, while a region that shrinks
+// a little does not vanish.
 // Ids start at 1 (0 means "no id", Region::id's default). Deterministic:
 // the same frames in the same order give the same ids.
 //
@@ -28,6 +34,7 @@
 #ifndef LOGSTAR_ENGINE_AMORPHOUS_REGION_TRACKER_H_
 #define LOGSTAR_ENGINE_AMORPHOUS_REGION_TRACKER_H_
 
+#include <tuple>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -39,6 +46,7 @@ namespace logstar {
 struct RegionTrackerOptions {
   double min_overlap = 0.2;  // overlap share to keep an id, in (0, 1]
   int memory_frames = 2;     // frames an unseen track is kept, >= 0
+  double keep_ratio = 0.5;   // of the appearance area, for a tracked region, in (0, 1]
 
   absl::Status Validate() const;
 };
@@ -65,6 +73,11 @@ class RegionTracker {
   // advances the tracks. Regions without contour get a new id and no track.
   void Update(std::vector<Region>& regions);
 
+  // Which of `regions` to report (see the file comment): those of at least
+  // `appear_area_px2`, and those of at least keep_ratio × that which overlap
+  // a track as Update would match them. Does not change the tracks.
+  std::vector<bool> Reportable(const std::vector<Region>& regions, double appear_area_px2) const;
+
   const RegionTrackerState& state() const { return state_; }
 
   // InvalidArgument (naming the problem) for ids < 1 or not below next_id,
@@ -72,6 +85,10 @@ class RegionTracker {
   static absl::Status Check(const RegionTrackerState& state);
 
  private:
+  // Region-track pairs whose overlap share reaches min_overlap: (overlap
+  // px, track index, region index), best first (see the file comment).
+  std::vector<std::tuple<double, int, int>> Pairs(const std::vector<Region>& regions) const;
+
   RegionTrackerOptions options_;
   RegionTrackerState state_;
 };

@@ -76,6 +76,11 @@ absl::StatusOr<RegionSet> PaintRegions(int width, int height, absl::Span<const P
 // returned mask is a copy with 255 inside.
 absl::StatusOr<RegionSet> DescribeRegions(const cv::Mat& mask);
 
+// `set` without the regions whose `keep` flag (one per region) is false:
+// their pixels leave the mask and the rest is described afresh, as above
+// (ids are not kept). InvalidArgument when `keep` has another length.
+absl::StatusOr<RegionSet> DropRegions(const RegionSet& set, const std::vector<bool>& keep);
+
 }  // namespace logstar
 
 #endif  // LOGSTAR_ENGINE_AMORPHOUS_REGIONS_H_

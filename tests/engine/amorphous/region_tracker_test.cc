@@ -115,6 +115,25 @@ TEST(RegionTrackerTest, ARegionMissedBrieflyGetsItsIdBack) {
   EXPECT_EQ(r[0].id, 2);  // ids are never reused
 }
 
+// Hysteresis: a small region appears only at the appearance area; once
+// tracked it stays while it keeps keep_ratio (0.5) of it.
+TEST(RegionTrackerTest, SmallRegionsNeedToGrowToAppear) {
+  RegionTracker tracker;
+  const double appear = 1500.0;  // px²; a disk of radius 20 has about 1257
+  std::vector<Region> r = RegionsOf({{50, 50, 20}, {150, 150, 30}});
+  std::vector<bool> keep = tracker.Reportable(r, appear);
+  EXPECT_EQ(keep, (std::vector<bool>{false, true}));
+  r = RegionsOf({{50, 50, 25}});  // about 1963 px²: appears
+  EXPECT_EQ(tracker.Reportable(r, appear), std::vector<bool>{true});
+  tracker.Update(r);
+  r = RegionsOf({{52, 50, 16}});  // about 800 px² >= 750: stays
+  EXPECT_EQ(tracker.Reportable(r, appear), std::vector<bool>{true});
+  r = RegionsOf({{52, 50, 14}});  // about 615 px² < 750: goes
+  EXPECT_EQ(tracker.Reportable(r, appear), std::vector<bool>{false});
+  r = RegionsOf({{150, 50, 18}});  // elsewhere, small: not tracked, does not appear
+  EXPECT_EQ(tracker.Reportable(r, appear), std::vector<bool>{false});
+}
+
 TEST(RegionTrackerTest, StateIsChecked) {
   RegionTracker tracker;
   std::vector<Region> r = RegionsOf({{50, 50, 20}});
