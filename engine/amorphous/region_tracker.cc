@@ -47,8 +47,6 @@ double Overlap(const Shape& a, const Shape& b) {
   return cv::countNonZero(ma & mb);
 }
 
-PixelRegion ToPixelRegion(const cv::Rect& r) { return {r.x, r.y, r.width, r.height}; }
-
 }  // namespace
 
 absl::Status RegionTrackerOptions::Validate() const {
@@ -147,9 +145,7 @@ void RegionTracker::Update(std::vector<Region>& regions) {
     const int j = track_of[i];
     regions[i].id = j >= 0 ? state_.tracks[j].id : state_.next_id++;
     if (regions[i].contour.empty() || !(regions[i].area_px2 > 0.0)) continue;  // nothing to track
-    next.push_back({regions[i].id, 0, regions[i].area_px2,
-                    ToPixelRegion(cv::boundingRect(ToPoints(regions[i].contour))),
-                    regions[i].contour});
+    next.push_back({regions[i].id, 0, regions[i].area_px2, regions[i].contour});
   }
   for (size_t j = 0; j < state_.tracks.size(); ++j) {
     if (used[j] || state_.tracks[j].missed >= options_.memory_frames) continue;

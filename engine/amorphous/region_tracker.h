@@ -55,7 +55,6 @@ struct RegionTrack {
   int id = 0;                    // >= 1
   int missed = 0;                // consecutive frames unseen, 0 when seen in the last one
   double area_px2 = 0.0;         // of the last region seen, > 0
-  PixelRegion bbox;              // of `contour`
   std::vector<PointXY> contour;  // last outline, pixel centres, not empty
 };
 
