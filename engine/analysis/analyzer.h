@@ -41,7 +41,11 @@
 // uncertain (kNotRun). The frame's verdict is its first uncertain window's
 // (prefixed with the window when there are several), else confident.
 // The frame's regions get ids that last while a region overlaps its
-// predecessor (engine/amorphous/region_tracker.h); the tracks are kept per
+// predecessor (engine/amorphous/region_tracker.h). A region smaller than
+// min_share of the frame is reported only when it continues a tracked one
+// of at least half that (hysteresis: single amorphous atoms flickering in
+// the noise would otherwise change the count from frame to frame); its
+// atoms keep their amorphous flag. The tracks are kept per
 // analyzer (one stream), saved and restored with the cache, and reset
 // whenever the cache is emptied (new geometry, SetPrior, ClearCache).
 //
