@@ -101,6 +101,59 @@ v1::AmorphousFrontPoint AmorphousPointToProto(const AmorphousParameters& p, cons
   return out;
 }
 
+v1::AmorphousVerdict VerdictToProto(const AmorphousVerdict& v) {
+  v1::AmorphousVerdict out;
+  out.set_state(v.uncertain() ? v1::AmorphousVerdict::STATE_UNCERTAIN
+                              : v1::AmorphousVerdict::STATE_CONFIDENT);
+  using Code = AmorphousVerdict::Code;
+  switch (v.code) {
+    case Code::kTooFewAtoms:
+      out.set_code(v1::AmorphousVerdict::CODE_TOO_FEW_ATOMS);
+      break;
+    case Code::kEvidenceDisagrees:
+      out.set_code(v1::AmorphousVerdict::CODE_EVIDENCE_DISAGREES);
+      break;
+    case Code::kBelowResolution:
+      out.set_code(v1::AmorphousVerdict::CODE_BELOW_RESOLUTION);
+      break;
+    case Code::kNotRun:
+      out.set_code(v1::AmorphousVerdict::CODE_NOT_RUN);
+      break;
+    case Code::kNone:
+    default:
+      out.set_code(v1::AmorphousVerdict::CODE_UNSPECIFIED);
+      break;
+  }
+  out.set_reason(v.reason);
+  return out;
+}
+
+// An unset state (a server without verdicts) reads as confident, as the
+// results always did; an unknown code (a newer server) as not_run.
+AmorphousVerdict VerdictFromProto(const v1::AmorphousVerdict& v) {
+  using Code = AmorphousVerdict::Code;
+  AmorphousVerdict out;
+  if (v.state() != v1::AmorphousVerdict::STATE_UNCERTAIN) return out;
+  out.state = AmorphousVerdict::State::kUncertain;
+  switch (v.code()) {
+    case v1::AmorphousVerdict::CODE_TOO_FEW_ATOMS:
+      out.code = Code::kTooFewAtoms;
+      break;
+    case v1::AmorphousVerdict::CODE_EVIDENCE_DISAGREES:
+      out.code = Code::kEvidenceDisagrees;
+      break;
+    case v1::AmorphousVerdict::CODE_BELOW_RESOLUTION:
+      out.code = Code::kBelowResolution;
+      break;
+    case v1::AmorphousVerdict::CODE_NOT_RUN:
+    default:
+      out.code = Code::kNotRun;
+      break;
+  }
+  out.reason = v.reason();
+  return out;
+}
+
 v1::CacheState CacheStateToProto(CacheState s) {
   switch (s) {
     case CacheState::kHit:
@@ -209,6 +262,7 @@ void AmorphousToProto(const FrameAmorphous& m, const FrameAnalysis& a, double pi
     *p->mutable_core() = RegionToProto(w.window.core);
     p->set_cache_state(CacheStateToProto(w.state));
     p->set_skipped(w.skipped);
+    *p->mutable_verdict() = VerdictToProto(w.verdict);
     if (!w.skipped.empty()) continue;
     *p->mutable_parameters() = AmorphousParametersToProto(w.parameters);
     *p->mutable_objectives() = AmorphousPointToProto(w.parameters, w.objectives);
@@ -229,6 +283,7 @@ void AmorphousToProto(const FrameAmorphous& m, const FrameAnalysis& a, double pi
   st->set_cache_misses(m.misses);
   st->set_cache_retunes(m.retunes);
   st->set_skipped(m.skipped);
+  *st->mutable_verdict() = VerdictToProto(m.verdict);
   // Largest first: the region an operator looks at first.
   std::vector<const Region*> order;
   for (const Region& r : m.regions.regions) order.push_back(&r);
@@ -238,6 +293,7 @@ void AmorphousToProto(const FrameAmorphous& m, const FrameAnalysis& a, double pi
   const double px = pixel_size_angstrom;
   for (const Region* r : order) {
     v1::AmorphousRegion* p = out->add_amorphous_regions();
+    p->set_id(r->id);
     p->set_centroid_x(r->centroid.x);
     p->set_centroid_y(r->centroid.y);
     p->set_area_px2(r->area_px2);
@@ -350,6 +406,9 @@ void CacheToProto(const LogStarAnalyzer::CacheSnapshot& cache, v1::CacheContents
     p->set_tuned_evidence_area(c->tuned_evidence_area);
     p->set_tuned_evidence_share(c->tuned_evidence_share);
     p->set_tuned_noise_floor(c->tuned_noise_floor);
+    p->set_tuned_evidence_bic_gain(c->tuned_evidence_bic_gain);
+    p->set_tuned_evidence_separation(c->tuned_evidence_separation);
+    p->set_tuned_evidence_high_weight(c->tuned_evidence_high_weight);
     for (const PointXY& t : c->translations_px) {
       p->add_translation_x(t.x);
       p->add_translation_y(t.y);
@@ -359,6 +418,17 @@ void CacheToProto(const LogStarAnalyzer::CacheSnapshot& cache, v1::CacheContents
     for (Eigen::Index r = 0; r < b.components.rows(); ++r) {
       for (Eigen::Index k = 0; k < b.components.cols(); ++k)
         p->add_pca_components(b.components(r, k));
+    }
+  }
+  out->set_amorphous_next_region_id(cache.amorphous_tracks.next_id);
+  for (const RegionTrack& t : cache.amorphous_tracks.tracks) {
+    v1::AmorphousRegionTrack* p = out->add_amorphous_tracks();
+    p->set_id(t.id);
+    p->set_missed(t.missed);
+    p->set_area_px2(t.area_px2);
+    for (const PointXY& c : t.contour) {
+      p->add_contour_x(static_cast<float>(c.x));
+      p->add_contour_y(static_cast<float>(c.y));
     }
   }
 }
@@ -414,6 +484,9 @@ absl::StatusOr<LogStarAnalyzer::CacheSnapshot> CacheFromProto(const v1::CacheCon
     c.tuned_evidence_area = w.tuned_evidence_area();
     c.tuned_evidence_share = w.tuned_evidence_share();
     c.tuned_noise_floor = w.tuned_noise_floor();
+    c.tuned_evidence_bic_gain = w.tuned_evidence_bic_gain();
+    c.tuned_evidence_separation = w.tuned_evidence_separation();
+    c.tuned_evidence_high_weight = w.tuned_evidence_high_weight();
     if (w.translation_x_size() != w.translation_y_size()) {
       return Invalid(f + ".translation_x", "and translation_y differ in length");
     }
@@ -434,6 +507,23 @@ absl::StatusOr<LogStarAnalyzer::CacheSnapshot> CacheFromProto(const v1::CacheCon
         Eigen::Map<const Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(
             w.pca_components().data(), w.pca_components_size() / d, d);
     s.amorphous.push_back(std::move(c));
+  }
+  // Caches saved before region tracking have neither: ids start at 1.
+  s.amorphous_tracks.next_id = std::max(1, cache.amorphous_next_region_id());
+  for (int i = 0; i < cache.amorphous_tracks_size(); ++i) {
+    const v1::AmorphousRegionTrack& t = cache.amorphous_tracks(i);
+    if (t.contour_x_size() != t.contour_y_size()) {
+      return Invalid(absl::StrCat("cache.amorphous_tracks[", i, "].contour_x"),
+                     "and contour_y differ in length");
+    }
+    RegionTrack track;
+    track.id = t.id();
+    track.missed = t.missed();
+    track.area_px2 = t.area_px2();
+    for (int k = 0; k < t.contour_x_size(); ++k) {
+      track.contour.push_back({t.contour_x(k), t.contour_y(k)});
+    }
+    s.amorphous_tracks.tracks.push_back(std::move(track));
   }
   return s;
 }
@@ -554,6 +644,7 @@ FrameAnalysis AnalysisFromResult(const v1::FrameResult& r) {
     }
     for (const v1::AmorphousRegion& g : r.amorphous_regions()) {
       Region out;
+      out.id = g.id();
       out.area_px2 = g.area_px2();
       out.perimeter_px = g.perimeter_px();
       out.centroid = {g.centroid_x(), g.centroid_y()};
@@ -569,6 +660,7 @@ FrameAnalysis AnalysisFromResult(const v1::FrameResult& r) {
     m.misses = r.amorphous().cache_misses();
     m.retunes = r.amorphous().cache_retunes();
     m.skipped = r.amorphous().skipped();
+    m.verdict = VerdictFromProto(r.amorphous().verdict());
     m.ms = r.latency().gmm_ms();
     a.amorphous = std::move(m);
   }

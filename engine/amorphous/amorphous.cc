@@ -114,6 +114,10 @@ absl::Status AmorphousOptions::Validate() const {
   if (!(min_share > 0.0 && min_share < 1.0)) return bad("min_share", min_share, "in (0, 1)");
   if (!(evidence_separation > 0.0 && std::isfinite(evidence_separation)))
     return bad("evidence_separation", evidence_separation, "> 0");
+  if (!(disagreement_tolerance > 0.0 && std::isfinite(disagreement_tolerance)))
+    return bad("disagreement_tolerance", disagreement_tolerance, "> 0");
+  if (!(resolution_bic_gain >= 0.0 && std::isfinite(resolution_bic_gain)))
+    return bad("resolution_bic_gain", resolution_bic_gain, ">= 0");
   GmmOptions gmm;
   gmm.reg_covar = reg_covar;
   gmm.tol = tol;
@@ -121,6 +125,63 @@ absl::Status AmorphousOptions::Validate() const {
   gmm.n_init = n_init;
   LOGSTAR_RETURN_IF_ERROR(gmm.Validate());
   return optimizer.Validate();
+}
+
+const char* VerdictCodeName(AmorphousVerdict::Code code) {
+  switch (code) {
+    case AmorphousVerdict::Code::kTooFewAtoms:
+      return "too_few_atoms";
+    case AmorphousVerdict::Code::kEvidenceDisagrees:
+      return "evidence_disagrees";
+    case AmorphousVerdict::Code::kBelowResolution:
+      return "below_resolution";
+    case AmorphousVerdict::Code::kNotRun:
+      return "not_run";
+    case AmorphousVerdict::Code::kNone:
+    default:
+      return "none";
+  }
+}
+
+AmorphousVerdict JudgeAmorphous(const AmorphousEvidence& evidence, double area_fraction,
+                                int num_classified, const AmorphousOptions& options) {
+  using Code = AmorphousVerdict::Code;
+  // A region of min_share of the area must be able to hold an atom.
+  const double min_atoms = 1.0 / options.min_share;
+  if (num_classified < min_atoms) {
+    return AmorphousVerdict::Uncertain(
+        Code::kTooFewAtoms,
+        absl::StrFormat("only %d atoms could be classified; a region of %.3g of the area (the "
+                        "smallest reported) would hold less than one atom, so regions or their "
+                        "absence mean little below %.0f atoms",
+                        num_classified, options.min_share, std::ceil(min_atoms)));
+  }
+  // The consistency term of the rewards (file comment), the one measure of
+  // how far the result is from the evidence.
+  const double a_e = evidence.area_fraction;
+  const double c = std::abs(area_fraction - a_e) / std::max(a_e, options.min_share);
+  if (c > options.disagreement_tolerance) {
+    return AmorphousVerdict::Uncertain(
+        Code::kEvidenceDisagrees,
+        absl::StrFormat("the evidence marks %.3f of the area as disordered (%.1f %% of the atoms) "
+                        "but the chosen regions cover %.3f: they differ by %.2f x max(evidence, "
+                        "min_share), more than the %.2g tolerated",
+                        a_e, 100.0 * evidence.share, area_fraction, c,
+                        options.disagreement_tolerance));
+  }
+  if (evidence.share == 0.0 && evidence.bic_gain > options.resolution_bic_gain &&
+      evidence.separation < options.evidence_separation) {
+    return AmorphousVerdict::Uncertain(
+        Code::kBelowResolution,
+        absl::StrFormat("a second population of %.1f %% of the atoms differs from the lattice "
+                        "(BIC gain %.1f > %.3g) but stands only %.2f standard deviations of the "
+                        "crystal's log energy above it, below the %.3g the stage resolves: "
+                        "disorder may be present and cannot be located (too much noise?)",
+                        100.0 * evidence.high_weight, evidence.bic_gain,
+                        options.resolution_bic_gain, evidence.separation,
+                        options.evidence_separation));
+  }
+  return {};
 }
 
 absl::StatusOr<FeatureClassification> ClassifyFeatures(const Eigen::MatrixXd& features,
@@ -669,6 +730,8 @@ absl::StatusOr<AmorphousEvaluation> AmorphousScene::Evaluate(
   ev.share = static_cast<double>(amorphous.size()) / kept.size();
   ev.evidence = evidence_.area_fraction;
   ev.objectives = Score(ev.regions);
+  ev.verdict =
+      JudgeAmorphous(evidence_, ev.regions.area_fraction, static_cast<int>(kept.size()), options_);
   return ev;
 }
 
@@ -676,11 +739,15 @@ std::string AmorphousResult::Summary() const {
   const AmorphousParameters& p = chosen.parameters;
   return absl::StrFormat(
       "amorphous: patch %d px, threshold %.3f, %s, %d components; share %.3f (evidence %.3f), "
-      "%d regions covering %.3f; objectives (%.4f, %.4f); %d evaluations, front of %d, %.1f ms",
+      "%d regions covering %.3f; objectives (%.4f, %.4f); %d evaluations, front of %d, %.1f ms%s",
       p.patch_size_px, p.threshold, CovarianceTypeName(p.covariance_type), p.num_components,
       chosen.share, chosen.evidence, static_cast<int>(chosen.regions.regions.size()),
       chosen.regions.area_fraction, chosen.objectives[0], chosen.objectives[1], num_evaluations,
-      static_cast<int>(front.size()), tuning_ms);
+      static_cast<int>(front.size()), tuning_ms,
+      chosen.verdict.uncertain()
+          ? absl::StrCat("; UNCERTAIN (", VerdictCodeName(chosen.verdict.code),
+                         "): ", chosen.verdict.reason)
+          : std::string("; confident"));
 }
 
 absl::StatusOr<AmorphousResult> RunAmorphous(const cv::Mat& image, absl::Span<const PointXY> atoms,

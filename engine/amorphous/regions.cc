@@ -217,4 +217,26 @@ absl::StatusOr<RegionSet> DescribeRegions(const cv::Mat& mask) {
   return set;
 }
 
+absl::StatusOr<RegionSet> DropRegions(const RegionSet& set, const std::vector<bool>& keep) {
+  if (keep.size() != set.regions.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("regions: ", keep.size(), " keep flags for ", set.regions.size(), " regions"));
+  }
+  if (std::all_of(keep.begin(), keep.end(), [](bool k) { return k; })) return set;
+  // Each dropped region is the connected component holding a point of its
+  // outer contour (a pixel of the region itself).
+  cv::Mat labels;
+  cv::connectedComponents(set.mask, labels, 8, CV_32S);
+  cv::Mat mask = set.mask.clone();
+  for (size_t k = 0; k < keep.size(); ++k) {
+    if (keep[k] || set.regions[k].contour.empty()) continue;
+    const PointXY& p = set.regions[k].contour[0];
+    const int x = static_cast<int>(std::lround(p.x)), y = static_cast<int>(std::lround(p.y));
+    if (x < 0 || y < 0 || x >= mask.cols || y >= mask.rows) continue;
+    const int label = labels.at<int>(y, x);
+    if (label > 0) mask.setTo(0, labels == label);
+  }
+  return DescribeRegions(mask);
+}
+
 }  // namespace logstar

@@ -46,6 +46,9 @@ struct RegionOptions {
 };
 
 struct Region {
+  // Identity across the frames of a stream (engine/amorphous/region_tracker.h);
+  // 0 = none (PaintRegions and DescribeRegions leave it 0).
+  int id = 0;
   double area_px2 = 0.0;
   double perimeter_px = 0.0;
   PointXY centroid;
@@ -72,6 +75,11 @@ absl::StatusOr<RegionSet> PaintRegions(int width, int height, absl::Span<const P
 // above; `mask` is CV_8U, non-zero = inside (e.g. a truth mask). The
 // returned mask is a copy with 255 inside.
 absl::StatusOr<RegionSet> DescribeRegions(const cv::Mat& mask);
+
+// `set` without the regions whose `keep` flag (one per region) is false:
+// their pixels leave the mask and the rest is described afresh, as above
+// (ids are not kept). InvalidArgument when `keep` has another length.
+absl::StatusOr<RegionSet> DropRegions(const RegionSet& set, const std::vector<bool>& keep);
 
 }  // namespace logstar
 

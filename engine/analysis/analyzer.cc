@@ -213,6 +213,7 @@ absl::Status AmorphousStageOptions::Validate() const {
     return absl::InvalidArgumentError(
         absl::StrCat("amorphous floor_drift_ratio must be > 1, got ", floor_drift_ratio));
   }
+  LOGSTAR_RETURN_IF_ERROR(tracking.Validate());
   return options.Validate();
 }
 
@@ -248,6 +249,7 @@ absl::Status LogStarAnalyzer::SetPrior(const PhysicsPrior& prior) {
   prior_ = prior;
   for (auto& c : cache_) c.reset();
   for (auto& c : amorphous_cache_) c.reset();
+  amorphous_tracks_ = {};
   ++generation_;
   return absl::OkStatus();
 }
@@ -256,6 +258,7 @@ void LogStarAnalyzer::ClearCache() {
   absl::MutexLock lock(&mu_);
   for (auto& c : cache_) c.reset();
   for (auto& c : amorphous_cache_) c.reset();
+  amorphous_tracks_ = {};
   ++generation_;
 }
 
@@ -358,6 +361,8 @@ absl::Status LogStarAnalyzer::AmorphousWindow(const cv::Mat& image, const Window
     if (!SkipsWindow(s)) return s;
     // The cache stays: a blank or unusable frame says nothing about the next.
     out.skipped = std::string(s.message());
+    out.verdict = AmorphousVerdict::Uncertain(
+        AmorphousVerdict::Code::kNotRun, absl::StrCat("the stage could not run: ", out.skipped));
     out.ms = MsSince(t0);
     return absl::OkStatus();
   };
@@ -371,6 +376,9 @@ absl::Status LogStarAnalyzer::AmorphousWindow(const cv::Mat& image, const Window
     cached.evidence = AmorphousEvidence{};
     cached.evidence->share = cache->tuned_evidence_share;
     cached.evidence->area_fraction = cache->tuned_evidence_area;
+    cached.evidence->bic_gain = cache->tuned_evidence_bic_gain;
+    cached.evidence->separation = cache->tuned_evidence_separation;
+    cached.evidence->high_weight = cache->tuned_evidence_high_weight;
     cached.context = context;
     absl::StatusOr<AmorphousScene> scene =
         AmorphousScene::Create(tile, points, prior, options, cached);
@@ -399,6 +407,9 @@ absl::Status LogStarAnalyzer::AmorphousWindow(const cv::Mat& image, const Window
                                   .tuned_evidence_area = r->chosen.evidence,
                                   .tuned_evidence_share = r->evidence.share,
                                   .tuned_noise_floor = r->chosen.mixture.noise_floor,
+                                  .tuned_evidence_bic_gain = r->evidence.bic_gain,
+                                  .tuned_evidence_separation = r->evidence.separation,
+                                  .tuned_evidence_high_weight = r->evidence.high_weight,
                                   .translations_px = std::move(r->translations_px),
                                   .projection = std::move(r->projection)};
     out.evaluations = r->num_evaluations;
@@ -407,6 +418,7 @@ absl::Status LogStarAnalyzer::AmorphousWindow(const cv::Mat& image, const Window
   }
   out.parameters = evaluation->parameters;
   out.objectives = evaluation->objectives;
+  out.verdict = evaluation->verdict;
   out.tuned_objectives = cache->tuned_objectives;
   out.front = cache->front;
   out.chosen = cache->chosen;
@@ -460,6 +472,10 @@ absl::StatusOr<FrameAmorphous> LogStarAnalyzer::RunAmorphousStage(
       out.atoms[k] = c;
       if (c.amorphous) amorphous.push_back({atoms[k].x, atoms[k].y});
     }
+    if (w.verdict.uncertain() && !out.verdict.uncertain()) {
+      out.verdict = w.verdict;
+      if (n > 1) out.verdict.reason = absl::StrCat("window ", i, ": ", w.verdict.reason);
+    }
   }
   // The windows' regions are painted again over the whole frame, so that a
   // region crossing a seam is one region.
@@ -494,6 +510,7 @@ absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
   std::vector<Window> layout;
   std::vector<std::optional<CachedAmorphousWindow>> amorphous_cache;
   std::vector<Window> amorphous_layout;
+  RegionTrackerState amorphous_tracks;
   PhysicsPrior prior;
   uint64_t generation = 0;
   {
@@ -511,12 +528,14 @@ absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
       height_ = image.rows;
       cache_.assign(layout_.size(), std::nullopt);
       amorphous_cache_.assign(amorphous_layout_.size(), std::nullopt);
+      amorphous_tracks_ = {};
       ++generation_;
     }
     cache = cache_;
     layout = layout_;
     amorphous_cache = amorphous_cache_;
     amorphous_layout = amorphous_layout_;
+    amorphous_tracks = amorphous_tracks_;
     prior = prior_;
     generation = generation_;
   }
@@ -561,6 +580,15 @@ absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
     LOGSTAR_ASSIGN_OR_RETURN(result.amorphous,
                              RunAmorphousStage(image, result.atoms, prior, amorphous_layout,
                                                amorphous_cache, context, cancel));
+    // Regions below min_share appear only by growing from a tracked one
+    // (hysteresis, region_tracker.h), then get their ids.
+    RegionTracker tracker(options_.amorphous.tracking, std::move(amorphous_tracks));
+    RegionSet& regions = result.amorphous->regions;
+    const double appear_px2 = options_.amorphous.options.min_share * image.cols * image.rows;
+    LOGSTAR_ASSIGN_OR_RETURN(regions,
+                             DropRegions(regions, tracker.Reportable(regions.regions, appear_px2)));
+    tracker.Update(regions.regions);
+    amorphous_tracks = tracker.state();
     result.amorphous_ms = result.amorphous->ms;
   }
   {
@@ -570,6 +598,7 @@ absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
     if (generation_ == generation) {
       cache_ = std::move(cache);
       amorphous_cache_ = std::move(amorphous_cache);
+      amorphous_tracks_ = std::move(amorphous_tracks);
     }
   }
   result.total_ms = MsSince(t0);
@@ -589,6 +618,10 @@ std::string FrameAnalysis::Summary() const {
                           static_cast<int>(amorphous->regions.regions.size()),
                           amorphous->regions.area_fraction, amorphous->hits, amorphous->misses,
                           amorphous->retunes, amorphous->skipped);
+    if (amorphous->verdict.uncertain()) {
+      absl::StrAppend(&s, "; UNCERTAIN (", VerdictCodeName(amorphous->verdict.code),
+                      "): ", amorphous->verdict.reason);
+    }
   }
   absl::StrAppendFormat(&s, ", %.1f ms", total_ms);
   return s;
@@ -601,7 +634,7 @@ absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
 
 LogStarAnalyzer::CacheSnapshot LogStarAnalyzer::Snapshot() const {
   absl::MutexLock lock(&mu_);
-  return {width_, height_, layout_, cache_, amorphous_layout_, amorphous_cache_};
+  return {width_, height_, layout_, cache_, amorphous_layout_, amorphous_cache_, amorphous_tracks_};
 }
 
 absl::Status LogStarAnalyzer::RestoreCache(const CacheSnapshot& snapshot) {
@@ -667,6 +700,7 @@ absl::Status LogStarAnalyzer::RestoreCache(const CacheSnapshot& snapshot) {
       }
       amorphous = snapshot.amorphous;
     }
+    LOGSTAR_RETURN_IF_ERROR(RegionTracker::Check(snapshot.amorphous_tracks));
   }
   if (snapshot.windows.size() != layout.size()) {
     return absl::InvalidArgumentError(absl::StrCat("the cache has ", snapshot.windows.size(),
@@ -706,6 +740,7 @@ absl::Status LogStarAnalyzer::RestoreCache(const CacheSnapshot& snapshot) {
   cache_ = snapshot.windows;
   amorphous_layout_ = std::move(amorphous_layout);
   amorphous_cache_ = std::move(amorphous);
+  amorphous_tracks_ = options_.amorphous.enabled ? snapshot.amorphous_tracks : RegionTrackerState{};
   ++generation_;
   return absl::OkStatus();
 }

@@ -35,6 +35,19 @@
 // Its windows default to the whole frame because the stage measures
 // disorder against the crystal around it: a window that is all amorphous
 // has no crystal to compare with and shows no region.
+// Each window's result carries the stage's verdict (confident or uncertain,
+// with a code and a reason; amorphous.h), read against the evidence it was
+// scored with (a cached window's: the tuning frame's); a skipped window is
+// uncertain (kNotRun). The frame's verdict is its first uncertain window's
+// (prefixed with the window when there are several), else confident.
+// The frame's regions get ids that last while a region overlaps its
+// predecessor (engine/amorphous/region_tracker.h). A region smaller than
+// min_share of the frame is reported only when it continues a tracked one
+// of at least half that (hysteresis: single amorphous atoms flickering in
+// the noise would otherwise change the count from frame to frame); its
+// atoms keep their amorphous flag. The tracks are kept per
+// analyzer (one stream), saved and restored with the cache, and reset
+// whenever the cache is emptied (new geometry, SetPrior, ClearCache).
 //
 // Windows are analysed in parallel in the context's arena; results do not
 // depend on the thread count.
@@ -58,6 +71,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "engine/amorphous/amorphous.h"
+#include "engine/amorphous/region_tracker.h"
 #include "engine/base/context.h"
 #include "engine/analysis/logstar.h"
 #include "engine/image/normalize.h"
@@ -88,6 +102,7 @@ struct AmorphousStageOptions {
   // its value at tuning.
   double floor_drift_ratio = 4.0;  // > 1
   AmorphousOptions options;
+  RegionTrackerOptions tracking;  // region ids across frames
 
   absl::Status Validate() const;
 };
@@ -155,13 +170,15 @@ struct AmorphousWindowResult {
   int num_classified = 0;                  // owned atoms classified
   int num_amorphous = 0;                   // owned atoms amorphous
   double ms = 0.0;
+  AmorphousVerdict verdict;  // kNotRun when skipped
 };
 
 // The amorphous stage's result for a frame.
 struct FrameAmorphous {
   std::vector<AtomClass> atoms;  // parallel to FrameAnalysis::atoms
-  RegionSet regions;             // over the whole frame, px
+  RegionSet regions;             // over the whole frame, px; Region::id set (file comment)
   std::vector<AmorphousWindowResult> windows;
+  AmorphousVerdict verdict;  // the frame's (see the file comment)
   int hits = 0, misses = 0, retunes = 0, skipped = 0;
   double ms = 0.0;
 };
@@ -203,6 +220,11 @@ struct CachedAmorphousWindow {
   double tuned_evidence_area = 0.0;   // the evidence's, a_e
   double tuned_evidence_share = 0.0;  // the evidence's share of atoms, e
   double tuned_noise_floor = 0.0;     // squared feature units
+  // The rest of the evidence at tuning, for the verdict on cached frames
+  // (0 in caches saved before they were kept: no "below resolution").
+  double tuned_evidence_bic_gain = 0.0;
+  double tuned_evidence_separation = 0.0;
+  double tuned_evidence_high_weight = 0.0;
   // The lattice translations and the PCA basis of the chosen patch size:
   // properties of the lattice and the imaging, kept so that a cached frame
   // skips the autocorrelation and the PCA.
@@ -257,6 +279,7 @@ class LogStarAnalyzer {
   std::vector<std::optional<CachedWindow>> cache_ ABSL_GUARDED_BY(mu_);
   std::vector<Window> amorphous_layout_ ABSL_GUARDED_BY(mu_);
   std::vector<std::optional<CachedAmorphousWindow>> amorphous_cache_ ABSL_GUARDED_BY(mu_);
+  RegionTrackerState amorphous_tracks_ ABSL_GUARDED_BY(mu_);
   // Bumped whenever the cache is emptied, so a frame that ran meanwhile
   // does not put back what it tuned under the old state.
   uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
@@ -281,6 +304,8 @@ class LogStarAnalyzer {
     // per window of it (both empty before the first frame).
     std::vector<Window> amorphous_layout;
     std::vector<std::optional<CachedAmorphousWindow>> amorphous;
+    // The amorphous regions' identities (empty when nothing was tracked).
+    RegionTrackerState amorphous_tracks;
   };
   CacheSnapshot Snapshot() const;
 
@@ -288,9 +313,9 @@ class LogStarAnalyzer {
   // for width × height is recomputed from the options; `windows` must have
   // one entry per window of it, `layout` (if not empty) must equal it, and
   // every cached entry must hold valid parameters and a chosen index into
-  // its front; the same for the amorphous stage's entries, which are
-  // ignored when the stage is off. The prior is the caller's business: a cache is only
-  // meaningful for the prior it was tuned with. A frame running meanwhile
+  // its front; the same for the amorphous stage's entries and region tracks
+  // (RegionTracker::Check), which are ignored when the stage is off. The prior is the caller's
+  // business: a cache is only meaningful for the prior it was tuned with. A frame running meanwhile
   // does not overwrite the restored cache.
   absl::Status RestoreCache(const CacheSnapshot& snapshot);
 };

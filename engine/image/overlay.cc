@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <string>
 #include <vector>
 
 #include <opencv2/imgcodecs.hpp>
@@ -12,6 +13,34 @@
 namespace logstar {
 
 namespace {
+
+// A closed polygon (points in the caller's fixed-point units, `shift`
+// fractional bits) drawn as dashes of `dash` output pixels with gaps as
+// long, the pattern running on along the whole outline.
+void DrawDashedPolygon(cv::Mat& bgr, const std::vector<cv::Point>& polygon,
+                       const cv::Scalar& colour, int thickness, double dash, int shift) {
+  const double scale = 1 << shift;
+  double phase = 0.0;  // distance along the outline, output pixels
+  for (size_t i = 0; i < polygon.size(); ++i) {
+    const cv::Point2d a = cv::Point2d(polygon[i]) / scale;
+    const cv::Point2d b = cv::Point2d(polygon[(i + 1) % polygon.size()]) / scale;
+    const double length = cv::norm(b - a);
+    double t = 0.0;
+    while (t < length) {
+      const double in_period = std::fmod(phase + t, 2.0 * dash);
+      const double step =
+          std::min(length - t, in_period < dash ? dash - in_period : 2.0 * dash - in_period);
+      if (in_period < dash && length > 0.0) {
+        const cv::Point2d p = a + (b - a) * (t / length), q = a + (b - a) * ((t + step) / length);
+        cv::line(bgr, cv::Point(cvRound(p.x * scale), cvRound(p.y * scale)),
+                 cv::Point(cvRound(q.x * scale), cvRound(q.y * scale)), colour, thickness,
+                 cv::LINE_AA, shift);
+      }
+      t += std::max(step, 1e-9);
+    }
+    phase += length;
+  }
+}
 
 absl::StatusOr<cv::Mat> Render(const cv::Mat& frame, absl::Span<const Blob> blobs,
                                const AmorphousMarks* marks, const OverlayOptions& options) {
@@ -41,6 +70,7 @@ absl::StatusOr<cv::Mat> Render(const cv::Mat& frame, absl::Span<const Blob> blob
     const cv::Scalar kCenter(40, 40, 255);      // red
     const cv::Scalar kAmorphous(255, 60, 255);  // magenta
     const cv::Scalar kOutline(0, 230, 255);     // yellow
+    const cv::Scalar kUncertain(0, 140, 255);   // orange
     auto at = [&](double x, double y) {
       return cv::Point(static_cast<int>(std::lround((x + 0.5) * zoom * kScale)),
                        static_cast<int>(std::lround((y + 0.5) * zoom * kScale)));
@@ -52,8 +82,24 @@ absl::StatusOr<cv::Mat> Render(const cv::Mat& frame, absl::Span<const Blob> blob
         std::vector<cv::Point>& polygon = polygons.emplace_back();
         for (const PointXY& p : outline) polygon.push_back(at(p.x, p.y));
       }
-      cv::polylines(bgr, polygons, /*isClosed=*/true, kOutline, std::max(1, zoom / 2), cv::LINE_AA,
-                    kShift);
+      const int thickness = std::max(1, zoom / 2);
+      const cv::Scalar colour = marks->uncertain ? kUncertain : kOutline;
+      if (marks->uncertain) {
+        for (const std::vector<cv::Point>& polygon : polygons) {
+          DrawDashedPolygon(bgr, polygon, colour, thickness, 6.0 * thickness, kShift);
+        }
+      } else {
+        cv::polylines(bgr, polygons, /*isClosed=*/true, colour, thickness, cv::LINE_AA, kShift);
+      }
+      for (size_t k = 0; k < marks->ids.size() && k < polygons.size(); ++k) {
+        if (marks->ids[k] < 1 || polygons[k].empty()) continue;
+        const cv::Point top =
+            *std::min_element(polygons[k].begin(), polygons[k].end(),
+                              [](const cv::Point& a, const cv::Point& b) { return a.y < b.y; });
+        const cv::Point text(top.x >> kShift, std::max(12, (top.y >> kShift) - 4));
+        cv::putText(bgr, absl::StrCat("#", marks->ids[k]), text, cv::FONT_HERSHEY_SIMPLEX, 0.45,
+                    colour, 1, cv::LINE_AA);
+      }
     }
     for (size_t i = 0; i < blobs.size(); ++i) {
       const Blob& b = blobs[i];
@@ -63,6 +109,15 @@ absl::StatusOr<cv::Mat> Render(const cv::Mat& frame, absl::Span<const Blob> blob
       cv::circle(bgr, c, r, amorphous ? kAmorphous : kCircle, 1, cv::LINE_AA, kShift);
       if (options.draw_centers)
         cv::circle(bgr, c, static_cast<int>(kScale), kCenter, -1, cv::LINE_AA, kShift);
+    }
+    // Last, so that nothing covers it.
+    if (marks != nullptr && marks->uncertain) {
+      const std::string banner =
+          absl::StrCat("amorphous: UNCERTAIN", marks->uncertain_label.empty() ? "" : " (",
+                       marks->uncertain_label, marks->uncertain_label.empty() ? "" : ")");
+      cv::rectangle(bgr, cv::Rect(0, 0, bgr.cols, 22), cv::Scalar(0, 0, 0), cv::FILLED);
+      cv::putText(bgr, banner, cv::Point(6, 16), cv::FONT_HERSHEY_SIMPLEX, 0.5, kUncertain, 1,
+                  cv::LINE_AA);
     }
     return bgr;
   } catch (const cv::Exception& e) {
@@ -80,6 +135,11 @@ absl::StatusOr<cv::Mat> RenderBlobOverlay(const cv::Mat& frame, absl::Span<const
 absl::StatusOr<cv::Mat> RenderAmorphousOverlay(const cv::Mat& frame, absl::Span<const Blob> blobs,
                                                const AmorphousMarks& marks,
                                                const OverlayOptions& options) {
+  if (!marks.ids.empty() && marks.ids.size() != marks.outlines.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("overlay: ", marks.ids.size(),
+                                                   " region ids for ", marks.outlines.size(),
+                                                   " outlines (one per outline or none)"));
+  }
   if (!marks.amorphous.empty() && marks.amorphous.size() != blobs.size()) {
     return absl::InvalidArgumentError(absl::StrCat("overlay: ", marks.amorphous.size(),
                                                    " amorphous flags for ", blobs.size(),

@@ -36,11 +36,21 @@ struct AmorphousMarks {
   // Region outlines in frame pixels (e.g. Region::contour), each drawn as a
   // closed yellow polygon.
   std::vector<std::vector<PointXY>> outlines;
+  // One id per outline (Region::id), or empty: each outline is labelled
+  // "#id" in its colour at its topmost point (ids < 1 are not labelled).
+  std::vector<int> ids;
+  // The stage's verdict was uncertain (AmorphousVerdict): the outlines are
+  // drawn dashed in orange instead of solid yellow — "may be here", not
+  // "is here" — and a banner across the top reads "amorphous: UNCERTAIN"
+  // followed by `uncertain_label` (e.g. the verdict's code), also when there
+  // is no outline: "0 regions" is then "cannot tell", not "crystalline".
+  bool uncertain = false;
+  std::string uncertain_label;
 };
 
 // As RenderBlobOverlay, with amorphous blobs coloured and region outlines
 // drawn. InvalidArgument when `marks.amorphous` is neither empty nor one flag
-// per blob.
+// per blob, or `marks.ids` neither empty nor one id per outline.
 absl::StatusOr<cv::Mat> RenderAmorphousOverlay(const cv::Mat& frame, absl::Span<const Blob> blobs,
                                                const AmorphousMarks& marks,
                                                const OverlayOptions& options);

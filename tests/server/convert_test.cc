@@ -274,6 +274,9 @@ TEST(CacheConversionTest, AmorphousEntriesRoundTrip) {
   c.tuned_area_fraction = 0.2;
   c.tuned_evidence_area = 0.25;
   c.tuned_noise_floor = 3.5e-4;
+  c.tuned_evidence_bic_gain = 43.0;
+  c.tuned_evidence_separation = 1.4;
+  c.tuned_evidence_high_weight = 0.11;
   c.translations_px = {{12.5, 0.25}, {-0.5, 12.0}};
   c.projection.patch_size_px = 5;
   c.projection.mean = Eigen::RowVectorXd::LinSpaced(25, 0.0, 1.0);
@@ -281,6 +284,9 @@ TEST(CacheConversionTest, AmorphousEntriesRoundTrip) {
   c.projection.components(0, 3) = 1.0;
   c.projection.components(1, 24) = -1.0;
   s.amorphous = {c};
+  s.amorphous_tracks.next_id = 4;
+  s.amorphous_tracks.tracks = {
+      {.id = 3, .missed = 1, .area_px2 = 9.0, .contour = {{1, 1}, {3, 1}, {3, 3}, {1, 3}}}};
   v1::CacheContents p;
   CacheToProto(s, &p);
   ASSERT_EQ(p.amorphous_windows_size(), 1);
@@ -297,6 +303,21 @@ TEST(CacheConversionTest, AmorphousEntriesRoundTrip) {
   EXPECT_EQ(b.translations_px[1].y, 12.0);
   EXPECT_EQ(b.projection.mean, c.projection.mean);
   EXPECT_EQ(b.projection.components, c.projection.components);
+  EXPECT_EQ(b.tuned_evidence_bic_gain, 43.0);
+  EXPECT_EQ(b.tuned_evidence_separation, 1.4);
+  EXPECT_EQ(b.tuned_evidence_high_weight, 0.11);
+  EXPECT_EQ(back->amorphous_tracks.next_id, 4);
+  ASSERT_EQ(back->amorphous_tracks.tracks.size(), 1u);
+  EXPECT_EQ(back->amorphous_tracks.tracks[0].id, 3);
+  EXPECT_EQ(back->amorphous_tracks.tracks[0].missed, 1);
+  EXPECT_EQ(back->amorphous_tracks.tracks[0].area_px2, 9.0);
+  EXPECT_EQ(back->amorphous_tracks.tracks[0].contour[2].x, 3.0);
+  // A cache saved before region tracking: no tracks, ids start at 1.
+  v1::CacheContents old = p;
+  old.clear_amorphous_tracks();
+  old.clear_amorphous_next_region_id();
+  EXPECT_EQ(CacheFromProto(old)->amorphous_tracks.next_id, 1);
+  EXPECT_TRUE(CacheFromProto(old)->amorphous_tracks.tracks.empty());
   // A basis that does not fit the patch size names the field.
   p.mutable_amorphous_windows(0)->mutable_pca_mean()->RemoveLast();
   EXPECT_THAT(std::string(CacheFromProto(p).status().message()),
@@ -305,6 +326,45 @@ TEST(CacheConversionTest, AmorphousEntriesRoundTrip) {
   CacheToProto(s, &p);
   p.mutable_amorphous_windows(0)->mutable_parameters()->set_covariance_type("round");
   EXPECT_THAT(std::string(CacheFromProto(p).status().message()), HasSubstr("covariance_type"));
+}
+
+// The amorphous verdict and region ids reach the wire and come back.
+TEST(ResultConversionTest, AmorphousVerdictAndRegionIds) {
+  FrameAnalysis a;
+  a.width = a.height = 64;
+  FrameAmorphous m;
+  m.verdict = AmorphousVerdict::Uncertain(AmorphousVerdict::Code::kBelowResolution, "too noisy");
+  Region r;
+  r.id = 7;
+  r.area_px2 = 10.0;
+  r.contour = {{1, 1}, {2, 1}};
+  m.regions.regions = {r};
+  AmorphousWindowResult w;
+  w.skipped = "no atoms";
+  w.verdict = AmorphousVerdict::Uncertain(AmorphousVerdict::Code::kNotRun, "no atoms");
+  m.windows = {w};
+  a.amorphous = m;
+  v1::FrameResult p;
+  FrameAnalysisToProto(a, {}, 0.1, &p);
+  EXPECT_EQ(p.amorphous().verdict().state(), v1::AmorphousVerdict::STATE_UNCERTAIN);
+  EXPECT_EQ(p.amorphous().verdict().code(), v1::AmorphousVerdict::CODE_BELOW_RESOLUTION);
+  EXPECT_EQ(p.amorphous().verdict().reason(), "too noisy");
+  EXPECT_EQ(p.amorphous().windows(0).verdict().code(), v1::AmorphousVerdict::CODE_NOT_RUN);
+  ASSERT_EQ(p.amorphous_regions_size(), 1);
+  EXPECT_EQ(p.amorphous_regions(0).id(), 7);
+  const FrameAnalysis back = AnalysisFromResult(p);
+  ASSERT_TRUE(back.amorphous.has_value());
+  EXPECT_EQ(back.amorphous->verdict.code, AmorphousVerdict::Code::kBelowResolution);
+  EXPECT_TRUE(back.amorphous->verdict.uncertain());
+  EXPECT_EQ(back.amorphous->regions.regions[0].id, 7);
+  // A confident verdict, and a result from a server without verdicts, read
+  // as confident.
+  a.amorphous->verdict = {};
+  p.Clear();
+  FrameAnalysisToProto(a, {}, 0.1, &p);
+  EXPECT_EQ(p.amorphous().verdict().state(), v1::AmorphousVerdict::STATE_CONFIDENT);
+  p.mutable_amorphous()->clear_verdict();
+  EXPECT_FALSE(AnalysisFromResult(p).amorphous->verdict.uncertain());
 }
 
 TEST(StatusTest, CodesAndMessagesPassThrough) {

@@ -34,6 +34,7 @@ from typing import Any, Iterable, Iterator, List, Optional, Sequence, Tuple, Uni
 import grpc
 import numpy as np
 
+from . import amorphous as _amorphous
 from . import frames as _frames
 from . import settings as _settings
 from . import shared_memory as _shared_memory
@@ -79,7 +80,8 @@ class Region:
     Pixel coordinates as everywhere (x = column, y = row); ``contour`` is
     the outer boundary, N×2 float64 ``(x, y)`` through boundary pixel
     centres, in order; ``bbox`` is ``(col0, row0, cols, rows)``, half-open;
-    ``score`` its share of the frame's area."""
+    ``score`` its share of the frame's area; ``id`` its identity across the
+    session's frames (kept while it overlaps its predecessor; 0: none)."""
     area_angstrom2: float
     perimeter_angstrom: float
     area_px2: float
@@ -88,6 +90,7 @@ class Region:
     bbox: Tuple[int, int, int, int]
     contour: np.ndarray
     score: float
+    id: int = 0
 
     @classmethod
     def from_proto(cls, g: result_pb2.AmorphousRegion) -> "Region":
@@ -96,7 +99,7 @@ class Region:
         b = g.bounding_box
         return cls(g.area_angstrom2, g.perimeter_angstrom, g.area_px2, g.perimeter_px,
                    (g.centroid_x, g.centroid_y), (b.col0, b.row0, b.cols, b.rows),
-                   contour.reshape(-1, 2), g.score)
+                   contour.reshape(-1, 2), g.score, g.id)
 
 
 class Result(_Record):
@@ -111,7 +114,10 @@ class Result(_Record):
     for atoms not classified (too near the border, or the stage is off);
     ``regions`` the amorphous regions as :class:`Region`, largest first;
     ``amorphous_stage`` the AmorphousStage message (tuned parameters,
-    fronts, cache states) or None when the stage is off."""
+    fronts, cache states) or None when the stage is off;
+    ``amorphous_verdict`` (:class:`logstar.amorphous.AmorphousVerdict`,
+    None when off), ``amorphous_uncertain`` and ``amorphous_reason``: an
+    uncertain frame's regions (or their absence) mean "cannot tell"."""
     ok = True
     kind = "result"
 
@@ -141,6 +147,8 @@ class Result(_Record):
         else:  # proto3's default 0.0 would read as "certainly crystalline"
             self.amorphous_posterior = np.full(n, np.nan)
         self.regions: List[Region] = [Region.from_proto(g) for g in proto.amorphous_regions]
+        self.amorphous_verdict, self.amorphous_uncertain, self.amorphous_reason = (
+            _amorphous.verdict_fields(proto))
 
     def __repr__(self) -> str:
         extra = ""

@@ -116,6 +116,51 @@ def test_regions_and_flagged_atoms_match_the_truth_mask(client, amorphous_frame)
     inside = truth[rows_, cols_].mean()
     assert inside >= 0.7, f"{inside:.2f} of the flagged atoms lie in the truth mask"
 
+    # A clear region (a quarter of the frame at noise 0.1): the daemon stands
+    # by it, and each region has an id.
+    assert r.amorphous_verdict is not None
+    assert r.amorphous_verdict.state == "confident", r.amorphous_reason
+    assert not r.amorphous_uncertain and r.amorphous_reason == ""
+    ids = [g.id for g in r.regions]
+    assert all(i >= 1 for i in ids) and len(set(ids)) == len(ids)
+
+
+def test_region_ids_last_over_a_stream(client, amorphous_frame):
+    """The same field shifted by 2 px per frame: the largest region keeps
+    its id from frame to frame."""
+    image, prior, truth, pixel_size = amorphous_frame
+    session = client.session(prior=prior, settings={"window": 0, "evaluations": 16, "seed": 1},
+                             overload="block", amorphous={"evaluations": 16})
+    frames = [(np.ascontiguousarray(image[2 * k:2 * k + 224, 2 * k:2 * k + 224]),
+               {"pixel_size": pixel_size}) for k in range(4)]
+    largest = []
+    for r in session.stream(frames):
+        assert r.ok, r
+        assert r.regions, "no amorphous region found"
+        largest.append(max(r.regions, key=lambda g: g.area_px2).id)
+    assert largest[0] >= 1 and largest == [largest[0]] * len(largest), largest
+
+
+def test_uncertain_verdict_reads_from_the_proto():
+    """The verdict fields of a result, from a hand-made FrameResult."""
+    from logstar.amorphous import verdict_fields
+    from logstar.v1 import result_pb2
+    p = result_pb2.FrameResult()
+    assert verdict_fields(p) == (None, False, "")  # the stage is off
+    v = p.amorphous.verdict
+    v.state = result_pb2.AmorphousVerdict.STATE_UNCERTAIN
+    v.code = result_pb2.AmorphousVerdict.CODE_BELOW_RESOLUTION
+    v.reason = "a second population ..."
+    p.amorphous_regions.add(id=3, area_px2=10.0)
+    r = logstar.Result(p)
+    assert r.amorphous_uncertain and r.amorphous_reason == "a second population ..."
+    assert r.amorphous_verdict.code == "below_resolution"
+    assert r.regions[0].id == 3
+    # A daemon without verdicts: the stage is on, the state unknown, not uncertain.
+    p.amorphous.ClearField("verdict")
+    verdict, uncertain, reason = verdict_fields(p)
+    assert verdict.state == "unknown" and not uncertain and reason == ""
+
 
 def test_without_the_stage_nothing_is_classified(client, workdir):
     f = synth(workdir, seed=11)
@@ -123,5 +168,6 @@ def test_without_the_stage_nothing_is_classified(client, workdir):
     (r,) = session.stream([f.image])
     assert r.ok and len(r.atoms) > 0
     assert r.amorphous_stage is None and r.regions == []
+    assert r.amorphous_verdict is None and not r.amorphous_uncertain
     assert not r.amorphous.any()
     assert np.isnan(r.amorphous_posterior).all()

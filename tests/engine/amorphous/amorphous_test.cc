@@ -3,6 +3,7 @@
 #include "engine/amorphous/amorphous.h"
 
 #include <cmath>
+#include <string>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -10,6 +11,7 @@
 
 #include "absl/strings/str_format.h"
 #include "engine/analysis/analyzer.h"
+#include "engine/image/image_io.h"
 #include "engine/image/normalize.h"
 #include "engine/image/synth.h"
 #include "tests/engine/amorphous/mask_iou.h"
@@ -162,6 +164,108 @@ TEST(AmorphousTest, DispersedMinorityIsTheAmorphousOne) {
     EXPECT_GT(a.posterior.tail(15).minCoeff(), 0.5) << CovarianceTypeName(type);
     EXPECT_LT(a.posterior.head(45).maxCoeff(), 0.5) << CovarianceTypeName(type);
   }
+}
+
+// Issue 15: the stage says when it is unsure instead of a silent "0
+// regions". At noise 0.5 with 10 % amorphous area the evidence cannot locate
+// the disorder (its upper population sits < 2.5 standard deviations above
+// the crystal), so the result must be "uncertain" — or find the region.
+// Seed 2 of the same case is not tested: there the frame's log energies show
+// no second population at all (BIC prefers one by 19), which no verdict read
+// from them can tell from a crystal.
+TEST(AmorphousTest, NoisyAmorphousFrameIsUncertainNotSilent) {
+  for (const Case& c : {Case{0.1, 0.5, 1}, Case{0.1, 0.5, 3}, Case{0.2, 0.5, 1}}) {
+    const auto run = RunOn(c);
+    const AmorphousVerdict& v = run.result.chosen.verdict;
+    EXPECT_TRUE(v.uncertain() || run.iou >= 0.5) << c.fraction << " " << c.seed;
+    if (v.uncertain()) {
+      EXPECT_FALSE(v.reason.empty());
+    }
+  }
+}
+
+// A perfect crystal at low noise: confidently no region.
+TEST(AmorphousTest, CleanCrystalIsConfidentlyEmpty) {
+  for (const Case& c : {Case{0.0, 0.05, 1}, Case{0.0, 0.1, 3}}) {
+    const auto run = RunOn(c);
+    EXPECT_EQ(run.result.chosen.verdict.state, AmorphousVerdict::State::kConfident)
+        << run.result.chosen.verdict.reason;
+    EXPECT_EQ(run.result.chosen.verdict.code, AmorphousVerdict::Code::kNone);
+    EXPECT_TRUE(run.result.chosen.regions.regions.empty());
+  }
+}
+
+// A clear region: confident, and the region is where the truth has it.
+TEST(AmorphousTest, ClearRegionIsConfidentlyFound) {
+  const auto run = RunOn({0.2, 0.1, 2});
+  EXPECT_EQ(run.result.chosen.verdict.state, AmorphousVerdict::State::kConfident)
+      << run.result.chosen.verdict.reason;
+  EXPECT_FALSE(run.result.chosen.regions.regions.empty());
+  EXPECT_GE(run.iou, 0.6);
+}
+
+// The rules on hand-made evidence, at their documented bounds.
+TEST(AmorphousTest, VerdictRules) {
+  const AmorphousOptions o;  // min_share 0.02, tolerance 0.5, BIC gain 6, separation 2.5
+  using Code = AmorphousVerdict::Code;
+  AmorphousEvidence crystal{.bic_gain = -15.0, .separation = 1.5, .high_weight = 0.5};
+  EXPECT_EQ(JudgeAmorphous(crystal, 0.0, 300, o).code, Code::kNone);
+  // 1 / min_share = 50 atoms.
+  EXPECT_EQ(JudgeAmorphous(crystal, 0.0, 49, o).code, Code::kTooFewAtoms);
+  EXPECT_EQ(JudgeAmorphous(crystal, 0.0, 50, o).code, Code::kNone);
+  // No evidence: painting more than 0.5 × min_share = 0.01 of the area disagrees.
+  EXPECT_EQ(JudgeAmorphous(crystal, 0.009, 300, o).code, Code::kNone);
+  EXPECT_EQ(JudgeAmorphous(crystal, 0.011, 300, o).code, Code::kEvidenceDisagrees);
+  // Evidence 0.8 of the area (the real SrTiO3 image): 0 regions disagree,
+  // 0.5-1.1 agree (|A - 0.8| <= 0.4).
+  const AmorphousEvidence wide{
+      .share = 0.44, .area_fraction = 0.8, .bic_gain = 7.0, .separation = 2.9, .high_weight = 0.44};
+  const AmorphousVerdict none = JudgeAmorphous(wide, 0.0, 300, o);
+  EXPECT_EQ(none.code, Code::kEvidenceDisagrees);
+  EXPECT_THAT(none.reason, ::testing::HasSubstr("0.800"));
+  EXPECT_EQ(JudgeAmorphous(wide, 0.41, 300, o).code, Code::kNone);
+  EXPECT_EQ(JudgeAmorphous(wide, 0.39, 300, o).code, Code::kEvidenceDisagrees);
+  // A second population the evidence cannot resolve.
+  AmorphousEvidence hidden{.bic_gain = 43.0, .separation = 1.4, .high_weight = 0.11};
+  const AmorphousVerdict below = JudgeAmorphous(hidden, 0.0, 300, o);
+  EXPECT_EQ(below.code, Code::kBelowResolution);
+  EXPECT_EQ(below.state, AmorphousVerdict::State::kUncertain);
+  EXPECT_THAT(below.reason, ::testing::HasSubstr("1.40 standard deviations"));
+  hidden.bic_gain = 5.9;  // not "strong"
+  EXPECT_EQ(JudgeAmorphous(hidden, 0.0, 300, o).code, Code::kNone);
+}
+
+// The real SrTiO3 [110] image (../shared/data/real): its evidence marks
+// most of the frame, the issue measured 0 regions chosen. Whatever the
+// stage chooses, it must not be a confident 0 against that evidence.
+TEST(AmorphousTest, RealSrTiO3IsNotASilentZero) {
+  const std::string path = std::string(LOGSTAR_SHARED_DIR) + "/data/real/srtio3_110_haadf.npy";
+  absl::StatusOr<cv::Mat> raw = LoadFrame(path);
+  if (!raw.ok()) GTEST_SKIP() << "shared image not found: " << path << " (" << raw.status() << ")";
+  // SrTiO3 along [110] (as tests/bench/logstar_accuracy.py): cation columns
+  // a/2 = 1.95 A apart, 2 sqrt(2) / a^2 columns per A^2; 0.09326 A/px.
+  PhysicsPrior prior;
+  prior.pixel_size_angstrom = 0.09326;
+  prior.nearest_neighbor_angstrom = 3.905 / 2;
+  prior.column_density_per_nm2 = 100.0 * 2.0 * std::sqrt(2.0) / (3.905 * 3.905);
+  AnalyzerOptions ao;
+  ao.logstar.optimizer.num_evaluations = 30;
+  auto analyzer = LogStarAnalyzer::Create(ao, prior).value();
+  const FrameAnalysis a = analyzer->Analyze(*raw, ExecutionContext::Default()).value();
+  std::vector<PointXY> atoms;
+  for (const Atom& atom : a.atoms) atoms.push_back({atom.x, atom.y});
+  const cv::Mat image = NormalizeFrame(*raw, {}).value();
+  AmorphousOptions options;
+  options.optimizer.num_evaluations = 24;
+  const AmorphousResult r =
+      RunAmorphous(image, atoms, prior, options, ExecutionContext::Default()).value();
+  std::printf("SrTiO3: %s\n", r.Summary().c_str());
+  const double gap = std::abs(r.chosen.regions.area_fraction - r.evidence.area_fraction);
+  if (gap > 0.5 * std::max(r.evidence.area_fraction, options.min_share)) {
+    EXPECT_EQ(r.chosen.verdict.code, AmorphousVerdict::Code::kEvidenceDisagrees);
+  }
+  EXPECT_FALSE(!r.chosen.verdict.uncertain() && r.chosen.regions.regions.empty() &&
+               r.evidence.area_fraction > 0.1);
 }
 
 TEST(AmorphousTest, BadInputNamesTheProblem) {

@@ -123,3 +123,26 @@ TEST(RegionsTest, BadInputNamesTheProblem) {
 
 }  // namespace
 }  // namespace logstar
+
+namespace logstar {
+namespace {
+
+// DropRegions removes exactly the flagged components, holes and all.
+TEST(RegionsTest, DropRegionsRemovesTheFlaggedOnes) {
+  cv::Mat mask = cv::Mat::zeros(100, 100, CV_8U);
+  cv::rectangle(mask, cv::Rect(5, 5, 20, 10), cv::Scalar(255), cv::FILLED);    // 200 px
+  cv::rectangle(mask, cv::Rect(50, 50, 30, 30), cv::Scalar(255), cv::FILLED);  // 900 px
+  const RegionSet set = DescribeRegions(mask).value();
+  ASSERT_EQ(set.regions.size(), 2u);
+  std::vector<bool> keep(2);
+  for (size_t k = 0; k < 2; ++k) keep[k] = set.regions[k].area_px2 > 500;
+  const RegionSet kept = DropRegions(set, keep).value();
+  ASSERT_EQ(kept.regions.size(), 1u);
+  EXPECT_EQ(kept.regions[0].area_px2, 900);
+  EXPECT_EQ(cv::countNonZero(kept.mask), 900);
+  EXPECT_DOUBLE_EQ(kept.area_fraction, 0.09);
+  EXPECT_FALSE(DropRegions(set, {true}).ok());
+}
+
+}  // namespace
+}  // namespace logstar

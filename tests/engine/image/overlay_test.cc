@@ -2,6 +2,10 @@
 // checked on the pixels.
 #include "engine/image/overlay.h"
 
+#include <algorithm>
+#include <cstdlib>
+#include <vector>
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -33,6 +37,64 @@ TEST(OverlayTest, AmorphousBlobsAreMagentaAndOutlinesYellow) {
   EXPECT_GT(edge[2], 100);
   EXPECT_LT(edge[0], 60);
   EXPECT_EQ(At(*picture, 100, 350), cv::Vec3b(0, 0, 0));  // inside: not filled
+}
+
+// Pixels of `bgr` in `r` of the hue of `colour` (a red-green mix without
+// blue, as yellow and orange are: the ratio green / red within 0.15 of
+// `colour`'s), at any brightness from anti-aliasing.
+int CountNear(const cv::Mat& bgr, const cv::Rect& r, const cv::Vec3b& colour) {
+  const double want = static_cast<double>(colour[1]) / colour[2];
+  int n = 0;
+  for (int y = r.y; y < r.y + r.height; ++y) {
+    for (int x = r.x; x < r.x + r.width; ++x) {
+      const cv::Vec3b p = At(bgr, x, y);
+      n += p[2] > 40 && p[0] < 0.2 * p[2] &&
+           std::abs(static_cast<double>(p[1]) / p[2] - want) < 0.15;
+    }
+  }
+  return n;
+}
+
+// An uncertain verdict: the outline is dashed and orange, the banner says
+// so even without any outline, and region ids are written by the outlines.
+TEST(OverlayTest, UncertainRegionsAreDashedOrangeUnderABanner) {
+  const cv::Mat frame(512, 512, CV_32F, cv::Scalar(0.0f));  // black: zoom 1
+  const cv::Vec3b orange(0, 140, 255), yellow(0, 230, 255);
+  AmorphousMarks marks;
+  marks.outlines = {{{50, 300}, {250, 300}, {250, 400}, {50, 400}}};
+  marks.ids = {4};
+  const cv::Rect top_edge(60, 299, 181, 3), banner(0, 0, 512, 22), label(45, 280, 40, 18);
+  const cv::Mat sure = RenderAmorphousOverlay(frame, {}, marks, {}).value();
+  EXPECT_GT(CountNear(sure, top_edge, yellow), 150);
+  EXPECT_EQ(cv::countNonZero(sure(banner).reshape(1)), 0);
+  EXPECT_GT(CountNear(sure, label, yellow), 10);  // "#4" above the outline
+
+  marks.uncertain = true;
+  marks.uncertain_label = "below_resolution";
+  const cv::Mat unsure = RenderAmorphousOverlay(frame, {}, marks, {}).value();
+  EXPECT_EQ(CountNear(unsure, top_edge, yellow), 0);
+  // Dashes as long as gaps: about half of the edge's 181 columns are drawn.
+  std::vector<bool> drawn(181);
+  for (int x = 0; x < 181; ++x) drawn[x] = CountNear(unsure, {60 + x, 299, 1, 3}, orange) > 0;
+  const int on = static_cast<int>(std::count(drawn.begin(), drawn.end(), true));
+  EXPECT_GT(on, 60);
+  EXPECT_LT(on, 125);
+  EXPECT_GT(CountNear(unsure, banner, orange), 50);
+  EXPECT_GT(CountNear(unsure, label, orange), 10);
+
+  // No region, uncertain: still the banner.
+  const cv::Mat empty = RenderAmorphousOverlay(frame, {},
+                                               AmorphousMarks{.amorphous = {},
+                                                              .outlines = {},
+                                                              .ids = {},
+                                                              .uncertain = true,
+                                                              .uncertain_label = "not_run"},
+                                               {})
+                            .value();
+  EXPECT_GT(CountNear(empty, banner, orange), 50);
+  // One id per outline or none.
+  marks.ids = {1, 2};
+  EXPECT_FALSE(RenderAmorphousOverlay(frame, {}, marks, {}).ok());
 }
 
 TEST(OverlayTest, FlagCountMustMatchTheBlobs) {
