@@ -14,7 +14,6 @@
 #include <limits>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -22,9 +21,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "clients/cli/commands.h"
 #include "clients/cli/common.h"
@@ -177,15 +178,21 @@ absl::Status ApplySettingsFlags(const Flags& flags, double speed, v1::SessionSet
 // ---------------------------------------------------------------- answers
 
 struct ReplayStats {
-  std::mutex mu;
-  int64_t sent = 0, results = 0, dropped = 0, failed = 0;
-  int64_t windows = 0, hits = 0;
-  std::vector<double> latency_ms;
-  std::vector<double> server_ms;
-  double f1_sum = 0.0, f1_min = 1.0;
-  int64_t f1_count = 0;
-  double amorphous_area_sum = 0.0;  // over frames with the amorphous stage
-  int64_t amorphous_frames = 0;
+  absl::Mutex mu;
+  int64_t sent ABSL_GUARDED_BY(mu) = 0;
+  int64_t results ABSL_GUARDED_BY(mu) = 0;
+  int64_t dropped ABSL_GUARDED_BY(mu) = 0;
+  int64_t failed ABSL_GUARDED_BY(mu) = 0;
+  int64_t windows ABSL_GUARDED_BY(mu) = 0;
+  int64_t hits ABSL_GUARDED_BY(mu) = 0;
+  std::vector<double> latency_ms ABSL_GUARDED_BY(mu);
+  std::vector<double> server_ms ABSL_GUARDED_BY(mu);
+  double f1_sum ABSL_GUARDED_BY(mu) = 0.0;
+  double f1_min ABSL_GUARDED_BY(mu) = 1.0;
+  int64_t f1_count ABSL_GUARDED_BY(mu) = 0;
+  // Over frames with the amorphous stage.
+  double amorphous_area_sum ABSL_GUARDED_BY(mu) = 0.0;
+  int64_t amorphous_frames ABSL_GUARDED_BY(mu) = 0;
 };
 
 // What the reading side needs about a sent frame until it is answered.
@@ -207,16 +214,16 @@ class AnswerReader {
                std::optional<std::string> overlays, ReplayStats& stats)
       : settings_(settings), results_(results), overlays_(std::move(overlays)), stats_(stats) {}
 
-  void Expect(uint64_t sequence, SentFrame frame) {
-    std::lock_guard<std::mutex> lock(mu_);
+  void Expect(uint64_t sequence, SentFrame frame) ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
     expected_[sequence] = std::move(frame);
   }
 
-  void Take(const ReconnectingStream::Answer& a) {
+  void Take(const ReconnectingStream::Answer& a) ABSL_LOCKS_EXCLUDED(mu_, stats_.mu) {
     const v1::StreamResponse& r = a.response;
     SentFrame frame;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       auto it = expected_.find(r.sequence());
       if (it != expected_.end()) {
         frame = std::move(it->second);
@@ -229,7 +236,7 @@ class AnswerReader {
                  {"connection", a.connection},
                  {"latency_ms", a.latency_ms}};
     {
-      std::lock_guard<std::mutex> lock(stats_.mu);
+      absl::MutexLock lock(&stats_.mu);
       stats_.latency_ms.push_back(a.latency_ms);
       if (r.has_result()) {
         TakeResult(r.result(), frame, line);
@@ -260,8 +267,9 @@ class AnswerReader {
     if (!s.ok() && output_error_.ok()) output_error_ = s;
   }
 
-  // A result's line and statistics; stats_.mu held.
-  void TakeResult(const v1::FrameResult& res, const SentFrame& frame, Json& line) {
+  // A result's line and statistics.
+  void TakeResult(const v1::FrameResult& res, const SentFrame& frame, Json& line)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(stats_.mu) {
     ++stats_.results;
     stats_.hits += res.cache_hits();
     stats_.windows += res.cache_hits() + res.cache_misses() + res.cache_retunes();
@@ -294,8 +302,9 @@ class AnswerReader {
     }
   }
 
-  // The amorphous stage's part of a result's line; stats_.mu held.
-  void TakeAmorphous(const v1::FrameResult& res, const SentFrame& frame, Json& line) {
+  // The amorphous stage's part of a result's line.
+  void TakeAmorphous(const v1::FrameResult& res, const SentFrame& frame, Json& line)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(stats_.mu) {
     int amorphous_atoms = 0;
     for (const v1::Atom& atom : res.atoms()) amorphous_atoms += atom.amorphous();
     const v1::AmorphousStage& st = res.amorphous();
@@ -349,8 +358,8 @@ class AnswerReader {
   const std::optional<std::string> overlays_;
   ReplayStats& stats_;
   absl::Status output_error_;  // reading thread only
-  std::mutex mu_;
-  std::map<uint64_t, SentFrame> expected_;  // guarded by mu_
+  absl::Mutex mu_;
+  std::map<uint64_t, SentFrame> expected_ ABSL_GUARDED_BY(mu_);
 };
 
 // Live progress on stderr: rewritten in place on a terminal, a line every
@@ -383,8 +392,8 @@ class Progress {
     }
   }
 
-  std::string Line() {
-    std::lock_guard<std::mutex> lock(stats_.mu);
+  std::string Line() ABSL_LOCKS_EXCLUDED(stats_.mu) {
+    absl::MutexLock lock(&stats_.mu);
     const double s = std::chrono::duration<double>(Clock::now() - start_).count();
     const int64_t received = stats_.results + stats_.dropped + stats_.failed;
     return absl::StrFormat(
@@ -496,7 +505,7 @@ class Sender {
     if (request_.overlays) meta.pixels = std::make_shared<v1::PixelData>(frame.pixels());
     answers_.Expect(sequence_, std::move(meta));
     if (absl::Status s = Push(std::move(frame)); !s.ok()) return s;
-    std::lock_guard<std::mutex> lock(stats_.mu);
+    absl::MutexLock lock(&stats_.mu);
     ++stats_.sent;
     return absl::OkStatus();
   }
@@ -562,6 +571,9 @@ int Summarize(const ReplayRequest& request, const std::string& session, ReplaySt
               const ReconnectingStream::Counters& counters, const std::optional<ReplayRing>& ring,
               const SendOutcome& sent, const absl::Status& final_status,
               const absl::Status& output_error, double elapsed) {
+  // The threads that wrote the statistics have ended; the lock is for the
+  // thread-safety analysis.
+  absl::MutexLock lock(&stats.mu);
   const int64_t answered = stats.results + stats.dropped + stats.failed;
   const int64_t lost = stats.sent - answered;
   std::printf("replay: %s -> logstard at %s, session %s\n", request.path.c_str(),

@@ -345,7 +345,7 @@ void Stream::ReadLoop() {
   v1::StreamResponse response;
   while (rpc_->Read(&response)) {
     const auto now = Clock::now();
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     StreamAnswer answer;
     const bool per_frame = response.has_result() || response.has_dropped() || response.has_error();
     if (auto it = pushed_.find(response.sequence()); it != pushed_.end()) {
@@ -356,15 +356,15 @@ void Stream::ReadLoop() {
     answer.response = std::move(response);
     answers_.push_back(std::move(answer));
     response = v1::StreamResponse();
-    cv_.notify_all();
+    cv_.SignalAll();
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   read_done_ = true;
-  cv_.notify_all();
+  cv_.SignalAll();
 }
 
 int Stream::in_flight() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   return in_flight_;
 }
 
@@ -378,8 +378,8 @@ absl::Status Stream::Push(v1::Frame frame) {
   const bool answered = !(frame.end_of_stream() && !frame.has_pixels());
   bool ended;
   {
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait(lock, [&] { return read_done_ || !answered || in_flight_ < max_in_flight_; });
+    absl::MutexLock lock(&mu_);
+    while (!(read_done_ || !answered || in_flight_ < max_in_flight_)) cv_.Wait(&mu_);
     ended = read_done_;
     if (!ended && answered) {
       ++in_flight_;
@@ -400,8 +400,8 @@ absl::Status Stream::Push(v1::Frame frame) {
 }
 
 std::optional<StreamAnswer> Stream::Read() {
-  std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait(lock, [&] { return !answers_.empty() || read_done_; });
+  absl::MutexLock lock(&mu_);
+  while (answers_.empty() && !read_done_) cv_.Wait(&mu_);
   if (answers_.empty()) return std::nullopt;
   StreamAnswer answer = std::move(answers_.front());
   answers_.pop_front();

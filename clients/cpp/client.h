@@ -29,12 +29,10 @@
 #define LOGSTAR_CLIENTS_CPP_CLIENT_H_
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -42,8 +40,10 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "logstar/v1/service.grpc.pb.h"
 
 namespace logstar {
@@ -100,11 +100,11 @@ class Stream {
   // Blocks while max_in_flight frames are unanswered. When the stream has
   // ended (server shut down, cancelled, deadline) returns its final status,
   // or FAILED_PRECONDITION after CloseSend().
-  absl::Status Push(v1::Frame frame);
+  absl::Status Push(v1::Frame frame) ABSL_LOCKS_EXCLUDED(mu_);
 
   // The next answer in push order; blocks until it arrives. nullopt once the
   // stream is over and every answer has been read (Finish() tells why).
-  std::optional<StreamAnswer> Read();
+  std::optional<StreamAnswer> Read() ABSL_LOCKS_EXCLUDED(mu_);
 
   // Half-closes: no more frames; the server answers those it has.
   void CloseSend();
@@ -116,13 +116,13 @@ class Stream {
   // Gives up: the server abandons the frame being analysed.
   void Cancel() { context_.TryCancel(); }
 
-  int in_flight() const;
+  int in_flight() const ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   friend class Client;
   Stream(std::string address, int max_in_flight)
       : address_(std::move(address)), max_in_flight_(max_in_flight) {}
-  void ReadLoop();
+  void ReadLoop() ABSL_LOCKS_EXCLUDED(mu_);
 
   const std::string address_;
   const int max_in_flight_;
@@ -131,12 +131,13 @@ class Stream {
   v1::SessionInfo opened_;
   std::thread reader_;
 
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  int in_flight_ = 0;  // guarded by mu_
-  bool read_done_ = false;
-  std::deque<StreamAnswer> answers_;
-  std::map<uint64_t, std::chrono::steady_clock::time_point> pushed_;  // sequence -> push time
+  mutable absl::Mutex mu_;
+  absl::CondVar cv_;  // signalled when an answer arrives or the reading side ends
+  int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  bool read_done_ ABSL_GUARDED_BY(mu_) = false;
+  std::deque<StreamAnswer> answers_ ABSL_GUARDED_BY(mu_);
+  // sequence -> push time
+  std::map<uint64_t, std::chrono::steady_clock::time_point> pushed_ ABSL_GUARDED_BY(mu_);
 
   // Sending side only.
   bool send_closed_ = false;

@@ -69,8 +69,13 @@ ReconnectingStream::~ReconnectingStream() {
 }
 
 void ReconnectingStream::UseSharedMemory(SharedMemoryRing* ring) {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   ring_ = ring;
+}
+
+SharedMemoryRing* ReconnectingStream::CurrentRing() const {
+  absl::MutexLock lock(&mu_);
+  return ring_;
 }
 
 // ---------------------------------------------------------------- answers
@@ -82,7 +87,7 @@ void ReconnectingStream::StartForwarder() {
 
 void ReconnectingStream::Forward(Stream* stream, int connection) {
   while (std::optional<StreamAnswer> a = stream->Read()) {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     auto it = pending_.find(a->response.sequence());
     if (it == pending_.end()) {
       // Answered already (sent again after a reconnect): counted once.
@@ -94,17 +99,17 @@ void ReconnectingStream::Forward(Stream* stream, int connection) {
     if (it->second.holds_slot && ring_ != nullptr) ring_->Release();
     pending_.erase(it);
     answers_.push_back({std::move(a->response), a->latency_ms, connection});
-    cv_.notify_all();
+    cv_.SignalAll();
   }
   connection_ended_ = true;
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   if (ring_ != nullptr) ring_->Wake();  // a sender waiting for a slot reconnects
-  cv_.notify_all();
+  cv_.SignalAll();
 }
 
 std::optional<ReconnectingStream::Answer> ReconnectingStream::Read() {
-  std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait(lock, [&] { return !answers_.empty() || closed_; });
+  absl::MutexLock lock(&mu_);
+  while (answers_.empty() && !closed_) cv_.Wait(&mu_);
   if (answers_.empty()) return std::nullopt;
   Answer answer = std::move(answers_.front());
   answers_.pop_front();
@@ -112,12 +117,12 @@ std::optional<ReconnectingStream::Answer> ReconnectingStream::Read() {
 }
 
 bool ReconnectingStream::Unanswered() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   return !pending_.empty();
 }
 
 ReconnectingStream::Counters ReconnectingStream::counters() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   return counters_;
 }
 
@@ -137,7 +142,7 @@ absl::Status ReconnectingStream::Send(v1::Frame frame, bool via_ring) {
     if (absl::Status s = PlaceInRing(frame); !s.ok()) return s;
   }
   if (GetsAnswer(frame)) {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     Pending& p = pending_[frame.sequence()];
     p.holds_slot = via_ring;
     if (reconnect_.reconnect_s > 0) p.frame = frame;  // at most max_in_flight (+1) kept
@@ -149,11 +154,12 @@ absl::Status ReconnectingStream::Send(v1::Frame frame, bool via_ring) {
 }
 
 absl::Status ReconnectingStream::PlaceInRing(v1::Frame& frame) {
-  if (ring_ == nullptr) {
+  SharedMemoryRing* const ring = CurrentRing();
+  if (ring == nullptr) {
     return absl::FailedPreconditionError("PushViaSharedMemory before UseSharedMemory");
   }
   for (;;) {
-    absl::Status placed = ring_->Place(frame, [this] { return connection_ended_.load(); });
+    absl::Status placed = ring->Place(frame, [this] { return connection_ended_.load(); });
     if (!absl::IsCancelled(placed)) return placed;
     // The stream ended with the slot's frame unanswered: as a failed Push,
     // reconnect (which sends it again) or give up.
@@ -186,14 +192,14 @@ absl::Status ReconnectingStream::Finish() {
 
 void ReconnectingStream::Close(absl::Status final_status) {
   final_ = std::move(final_status);
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   closed_ = true;
   // The daemon reads none of these frames any more: their slots are free.
   for (auto& [sequence, p] : pending_) {
     if (p.holds_slot && ring_ != nullptr) ring_->Release();
     p.holds_slot = false;
   }
-  cv_.notify_all();
+  cv_.SignalAll();
 }
 
 // ---------------------------------------------------------------- reconnecting
@@ -236,7 +242,7 @@ absl::Status ReconnectingStream::Reconnect(absl::Status why) {
                          .connection = connection_,
                          .resumed = stream_->opened().resumed()};
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       ++counters_.reconnects;
       for (const auto& [sequence, p] : pending_) event.resending += p.frame.has_value();
     }
@@ -259,8 +265,8 @@ absl::Status ReconnectingStream::ConnectOnce(double left_s) {
   if (!opened.ok()) return opened.status();
   // A restarted daemon forgot the region: register it again before the
   // frames that use it are sent again.
-  if (ring_ != nullptr) {
-    if (absl::Status s = ring_->Register(**connected); !s.ok()) return s;
+  if (SharedMemoryRing* const ring = CurrentRing(); ring != nullptr) {
+    if (absl::Status s = ring->Register(**connected); !s.ok()) return s;
   }
   client_ = *std::move(connected);
   stream_ = *std::move(opened);
@@ -270,14 +276,14 @@ absl::Status ReconnectingStream::ConnectOnce(double left_s) {
 absl::Status ReconnectingStream::Resend() {
   std::vector<v1::Frame> again;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     for (const auto& [sequence, p] : pending_) {
       if (p.frame) again.push_back(*p.frame);
     }
   }
   for (v1::Frame& f : again) {
     if (absl::Status s = stream_->Push(std::move(f)); !s.ok()) return s;
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     ++counters_.resent;
   }
   return absl::OkStatus();

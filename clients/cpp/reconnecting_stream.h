@@ -43,19 +43,19 @@
 #define LOGSTAR_CLIENTS_CPP_RECONNECTING_STREAM_H_
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "clients/cpp/client.h"
 #include "clients/cpp/shared_memory_ring.h"
 
@@ -116,29 +116,29 @@ class ReconnectingStream {
 
   // Frames pushed with PushViaSharedMemory go through `ring`, registered
   // by the caller (with client()) and again here after every reconnect.
-  void UseSharedMemory(SharedMemoryRing* ring);
+  void UseSharedMemory(SharedMemoryRing* ring) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Sends a frame (sequence numbers unique and increasing; session_id
   // empty); blocks while max_in_flight frames are unanswered. A broken
   // connection is repaired here (the frame is sent on the new one).
   // Returns the error that ended the stream otherwise.
-  absl::Status Push(v1::Frame frame);
+  absl::Status Push(v1::Frame frame) ABSL_LOCKS_EXCLUDED(mu_);
 
   // The same with the frame's pixels (in the message) moved into the ring's
   // next slot first, waiting until the slot's frame was answered.
   // INVALID_ARGUMENT (nothing sent) for pixels the ring refuses.
-  absl::Status PushViaSharedMemory(v1::Frame frame);
+  absl::Status PushViaSharedMemory(v1::Frame frame) ABSL_LOCKS_EXCLUDED(mu_);
 
   // The next answer in push order; blocks until it arrives. nullopt once
   // the stream is over and every answer has been read.
-  std::optional<Answer> Read();
+  std::optional<Answer> Read() ABSL_LOCKS_EXCLUDED(mu_);
 
   // Half-closes, waits for the answers of every frame pushed (reconnecting
   // when the connection breaks meanwhile) and returns the final status.
   // Idempotent.
-  absl::Status Finish();
+  absl::Status Finish() ABSL_LOCKS_EXCLUDED(mu_);
 
-  Counters counters() const;
+  Counters counters() const ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   // A frame pushed and not answered yet.
@@ -151,33 +151,35 @@ class ReconnectingStream {
                      const ReconnectOptions& reconnect)
       : client_options_(client), stream_options_(stream), reconnect_(reconnect) {}
 
-  absl::Status Send(v1::Frame frame, bool via_ring);
+  absl::Status Send(v1::Frame frame, bool via_ring) ABSL_LOCKS_EXCLUDED(mu_);
   // Waits for the ring's next slot and moves the frame's pixels there,
   // repairing the connection if it breaks meanwhile.
-  absl::Status PlaceInRing(v1::Frame& frame);
+  absl::Status PlaceInRing(v1::Frame& frame) ABSL_LOCKS_EXCLUDED(mu_);
   // Starts reading the current connection's answers into answers_.
   void StartForwarder();
-  void Forward(Stream* stream, int connection);
+  void Forward(Stream* stream, int connection) ABSL_LOCKS_EXCLUDED(mu_);
   // Ends the current connection: finishes its stream, waits for its
   // answers to be forwarded.
   absl::Status EndConnection();
   // After the connection broke with `why`: reconnects within the budget,
   // resumes the session and sends every unanswered frame again. Returns
   // the error to give up on (`why` itself when no reconnect is allowed).
-  absl::Status Reconnect(absl::Status why);
+  absl::Status Reconnect(absl::Status why) ABSL_LOCKS_EXCLUDED(mu_);
   // One attempt: connect, open, register the ring. Sets client_, stream_.
-  absl::Status ConnectOnce(double left_s);
+  absl::Status ConnectOnce(double left_s) ABSL_LOCKS_EXCLUDED(mu_);
   // Sends the unanswered frames again, in push order.
-  absl::Status Resend();
-  bool Unanswered() const;
+  absl::Status Resend() ABSL_LOCKS_EXCLUDED(mu_);
+  bool Unanswered() const ABSL_LOCKS_EXCLUDED(mu_);
   // Marks the stream over for Read() and frees the slots still held.
-  void Close(absl::Status final_status);
+  void Close(absl::Status final_status) ABSL_LOCKS_EXCLUDED(mu_);
+  // ring_ for the sending thread. As its only writer that thread could read
+  // it unlocked, but the analysis cannot tell threads apart: it locks.
+  SharedMemoryRing* CurrentRing() const ABSL_LOCKS_EXCLUDED(mu_);
 
   const ClientOptions client_options_;
   const StreamOptions stream_options_;
   const ReconnectOptions reconnect_;
   std::string session_id_;
-  SharedMemoryRing* ring_ = nullptr;  // written by the sender under mu_
 
   // Sending side only. A reconnect replaces both (the stream first: it must
   // not outlive its client).
@@ -191,12 +193,14 @@ class ReconnectingStream {
   // waiting for a ring slot.
   std::atomic<bool> connection_ended_{false};
 
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  std::map<uint64_t, Pending> pending_;  // by sequence; guarded by mu_
-  std::deque<Answer> answers_;           // guarded by mu_
-  bool closed_ = false;                  // no more answers; guarded by mu_
-  Counters counters_;                    // guarded by mu_
+  mutable absl::Mutex mu_;
+  absl::CondVar cv_;  // signalled when an answer is queued or the stream closes
+  // Written by the sender; read by the forwarder (to release slots).
+  SharedMemoryRing* ring_ ABSL_GUARDED_BY(mu_) = nullptr;
+  std::map<uint64_t, Pending> pending_ ABSL_GUARDED_BY(mu_);  // by sequence
+  std::deque<Answer> answers_ ABSL_GUARDED_BY(mu_);
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;  // no more answers
+  Counters counters_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace logstar

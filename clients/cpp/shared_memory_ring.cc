@@ -61,8 +61,9 @@ absl::Status SharedMemoryRing::Close(Client* client) {
 }
 
 absl::StatusOr<int> SharedMemoryRing::Acquire(const std::function<bool()>& stop) {
-  std::unique_lock<std::mutex> lock(mu_);
-  freed_.wait(lock, [&] { return in_use_ < slots_ || (stop && stop()); });
+  absl::MutexLock lock(&mu_);
+  // `stop` is evaluated here, under mu_, by the waiting thread (the contract).
+  while (!(in_use_ < slots_ || (stop && stop()))) freed_.Wait(&mu_);
   if (in_use_ >= slots_) {
     return absl::CancelledError(
         absl::StrCat("shared memory ring ", region_, ": gave up waiting for a free slot"));
@@ -74,25 +75,25 @@ absl::StatusOr<int> SharedMemoryRing::Acquire(const std::function<bool()>& stop)
 }
 
 void SharedMemoryRing::GiveBack(int slot) {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   next_ = slot;
   --in_use_;
-  freed_.notify_all();
+  freed_.SignalAll();
 }
 
 void SharedMemoryRing::Release() {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   if (in_use_ > 0) --in_use_;
-  freed_.notify_all();
+  freed_.SignalAll();
 }
 
 void SharedMemoryRing::Wake() {
-  std::lock_guard<std::mutex> lock(mu_);
-  freed_.notify_all();
+  absl::MutexLock lock(&mu_);
+  freed_.SignalAll();
 }
 
 int SharedMemoryRing::in_use() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   return in_use_;
 }
 

@@ -39,17 +39,17 @@
 
 #include <sys/types.h>
 
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 
 #include <opencv2/core.hpp>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "clients/cpp/shared_memory.h"
 #include "logstar/v1/frame.pb.h"
 
@@ -100,26 +100,28 @@ class SharedMemoryRing {
   // when what it reads changes) says to give up: CANCELLED, frame unchanged.
   // INVALID_ARGUMENT, frame unchanged and no slot taken, for pixels that
   // are not in the message, empty or larger than a slot.
-  absl::Status Place(v1::Frame& frame, const std::function<bool()>& stop = nullptr);
+  absl::Status Place(v1::Frame& frame, const std::function<bool()>& stop = nullptr)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   // The same for an image (as ImageToSharedPixels: CV_8U, CV_16U, CV_16S,
   // CV_32F or CV_64F, one channel): its pixels go straight into the next
   // slot; returns the PixelData that points there.
   absl::StatusOr<v1::PixelData> PlaceImage(const cv::Mat& image,
-                                           const std::function<bool()>& stop = nullptr);
+                                           const std::function<bool()>& stop = nullptr)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   // The oldest placed frame was answered: its slot may be written again.
   // Does nothing when no slot is in use.
-  void Release();
+  void Release() ABSL_LOCKS_EXCLUDED(mu_);
 
   // Wakes a Place() waiting for a slot, so that it evaluates `stop` again.
-  void Wake();
+  void Wake() ABSL_LOCKS_EXCLUDED(mu_);
 
   const std::string& region() const { return region_; }
   const std::string& key() const { return key_; }
   int slots() const { return slots_; }
   uint64_t slot_bytes() const { return slot_bytes_; }
-  int in_use() const;  // slots whose frame is not answered yet
+  int in_use() const ABSL_LOCKS_EXCLUDED(mu_);  // slots whose frame is not answered yet
 
  private:
   SharedMemoryRing(std::unique_ptr<SharedMemoryBuffer> buffer, std::string region, int slots,
@@ -127,9 +129,9 @@ class SharedMemoryRing {
 
   // Waits for the next slot (the caller already checked the frame): its
   // index, or CANCELLED when `stop` gave up first.
-  absl::StatusOr<int> Acquire(const std::function<bool()>& stop);
+  absl::StatusOr<int> Acquire(const std::function<bool()>& stop) ABSL_LOCKS_EXCLUDED(mu_);
   // The slot just acquired was not used: the next frame takes it.
-  void GiveBack(int slot);
+  void GiveBack(int slot) ABSL_LOCKS_EXCLUDED(mu_);
 
   const std::string region_;
   const std::string key_;
@@ -138,10 +140,10 @@ class SharedMemoryRing {
   std::unique_ptr<SharedMemoryBuffer> buffer_;  // null after Close()
   bool registered_ = false;
 
-  mutable std::mutex mu_;
-  std::condition_variable freed_;
-  int in_use_ = 0;  // guarded by mu_
-  int next_ = 0;    // the slot the next frame takes; guarded by mu_
+  mutable absl::Mutex mu_;
+  absl::CondVar freed_;  // signalled when a slot is freed, or by Wake()
+  int in_use_ ABSL_GUARDED_BY(mu_) = 0;
+  int next_ ABSL_GUARDED_BY(mu_) = 0;  // the slot the next frame takes
 };
 
 }  // namespace logstar
