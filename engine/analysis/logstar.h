@@ -52,8 +52,9 @@
 #include "engine/log/log_detector.h"
 #include "engine/optimize/mobo.h"
 #include "engine/optimize/pareto.h"
-#include "engine/physics/physics_prior.h"
 #include "engine/log/refine.h"
+#include "engine/physics/lattice.h"
+#include "engine/physics/physics_prior.h"
 #include "engine/physics/rewards.h"
 
 namespace logstar {
@@ -74,6 +75,20 @@ struct Interval {
   double upper = 0.0;
 };
 
+// The two objectives the search minimises.
+//  kPublished: (QC, ER) as published (engine/physics/rewards.h). ER is 0 in
+//    nearly every window of a crystal (blob pruning removes the dense
+//    clusters it counts), so the front usually has one point and the
+//    search is in effect QC alone; kept so the published method stays
+//    reproducible.
+//  kLattice: (misses, spurious), the lattice pair of engine/physics/rewards.h,
+//    measured against the lattice of the image passed to RunLogStar (the
+//    window with its context; MeasureLattice). One end of its front finds
+//    every expected site (higher recall), the other admits only detections
+//    the lattice supports (higher precision). When the image shows no
+//    lattice the run falls back to kPublished and says so.
+enum class ObjectivePair { kPublished, kLattice };
+
 struct LogStarOptions {
   // Expected Gaussian width (sigma) of one column's image; with the prior's
   // pixel size it sets the default sigma bounds (see the file comment).
@@ -88,7 +103,9 @@ struct LogStarOptions {
 
   // Relative spacing of the sigma grid evaluations run on.
   double grid_spacing = 0.04;
+  ObjectivePair objectives = ObjectivePair::kPublished;
   RewardOptions rewards;
+  LatticeOptions lattice;  // kLattice: how the window's lattice is measured
   // The search sees each reward as min(reward, objective_cap). A candidate
   // that certainly finds at least (1 + objective_cap) × the expected count —
   // a window flooded with noise peaks — is scored (cap, cap) without being
@@ -103,7 +120,11 @@ struct LogStarOptions {
   // num_evaluations defaults to 50 as published; seed fixes the run.
   MoboOptions optimizer;
   FrontChoiceRule choice = FrontChoiceRule::kEuclidean;
-  Objectives2 choice_weights = {1.0, 1.0};  // (QC, ER), for kWeights
+  // For kWeights, on the pair searched: (QC, ER) or (misses, spurious).
+  // With the lattice pair, weight on misses moves the choice toward the
+  // high-recall end of the front, weight on spurious toward the
+  // high-precision end.
+  Objectives2 choice_weights = {1.0, 1.0};
   // Sub-pixel refinement of the final positions; off reports pixel centres
   // exactly as blob_log does.
   bool refine_positions = true;
@@ -120,10 +141,14 @@ absl::StatusOr<LogStarBounds> ResolveBounds(const LogStarOptions& options,
                                             const PhysicsPrior& prior);
 
 // One evaluated point that is on the Pareto front.
+// qc and er are always filled; misses and spurious when the lattice pair
+// was searched (else 0).
 struct FrontPoint {
   LogParameters parameters;
   double qc = 0.0;
   double er = 0.0;
+  double misses = 0.0;
+  double spurious = 0.0;
 };
 
 struct LogStarResult {
@@ -133,10 +158,16 @@ struct LogStarResult {
   Rewards rewards;
   std::vector<Blob> blobs;        // the final detection's blobs in or within 2 px of the region
   std::vector<int> erroneous;     // indices into blobs of the atoms rewards.num_erroneous counts
-  std::vector<FrontPoint> front;  // by increasing QC
+  // The pair searched: options.objectives, or kPublished when the lattice
+  // pair was asked for and the image shows no lattice (lattice_note says
+  // why). lattice_rewards: of the final detection, with the lattice pair.
+  ObjectivePair objectives = ObjectivePair::kPublished;
+  std::string lattice_note;
+  std::optional<LatticeRewards> lattice_rewards;
+  std::vector<FrontPoint> front;  // by increasing first objective
   int chosen = 0;                 // index into front
   int num_evaluations = 0;
-  double hypervolume = 0.0;  // of the front, reference point (1, 1) in (QC, ER)
+  double hypervolume = 0.0;  // of the front, reference point (1, 1), in the pair searched
   double tuning_ms = 0.0;    // grid + optimiser
   double detect_ms = 0.0;    // final detection, refinement and rewards
 
@@ -147,10 +178,14 @@ struct LogStarResult {
 // rewards of the atoms inside `region` (a sub-rectangle of the image; the
 // rest is context so that atoms near the region's edges are seen whole).
 // `warm_start` parameters (e.g. a cached front) are evaluated first.
+// With the lattice pair, `lattice` is the lattice the rewards check (e.g.
+// measured once on the whole frame, which sees it through more noise than a
+// window does; must outlive the call); null = measured on `image`.
 absl::StatusOr<LogStarResult> RunLogStar(const cv::Mat& image, const PixelRegion& region,
                                          const PhysicsPrior& prior, const LogStarOptions& options,
                                          ExecutionContext* context,
-                                         absl::Span<const LogParameters> warm_start = {});
+                                         absl::Span<const LogParameters> warm_start = {},
+                                         const LatticeMeasurement* lattice = nullptr);
 
 // The final step alone, for cached parameters: exact detection with
 // `parameters` on `image`, optional refinement, rewards inside `region`.
@@ -159,12 +194,15 @@ struct LogDetection {
   Rewards rewards;          // of the atoms inside region
   // Indices into blobs of the atoms rewards.num_erroneous counts.
   std::vector<int> erroneous;
+  // With `sites`: the lattice pair of the atoms inside region.
+  std::optional<LatticeRewards> lattice_rewards;
 };
 absl::StatusOr<LogDetection> DetectAndScore(const cv::Mat& image, const PixelRegion& region,
                                             const PhysicsPrior& prior,
                                             const LogParameters& parameters,
                                             const LogStarOptions& options,
-                                            ExecutionContext* context);
+                                            ExecutionContext* context,
+                                            const LatticeSites* sites = nullptr);
 
 }  // namespace logstar
 
