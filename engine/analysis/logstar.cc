@@ -8,8 +8,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "engine/log/log_scale_grid.h"
 #include "engine/base/status_macros.h"
+#include "engine/log/log_scale_grid.h"
 
 namespace logstar {
 namespace {
@@ -90,7 +90,6 @@ absl::Status CheckRegion(const cv::Mat& image, const PixelRegion& r) {
 // than a quarter of the threshold weighs less than 1/16 of an admitted one.
 constexpr double kBelowFraction = 1.0 / 16.0;
 
-
 // Both reward sets of one detection: the published (QC, ER) always, the
 // lattice pair when sites are given. `below` holds the maxima found with
 // the threshold lowered to kBelowFraction of it (a superset of `blobs` up
@@ -108,8 +107,7 @@ absl::StatusOr<Scored> Score(const std::vector<Blob>& blobs,
                              std::vector<int>* erroneous = nullptr) {
   Scored out;
   const std::vector<PointXY> points = Points(blobs);
-  LOGSTAR_ASSIGN_OR_RETURN(out.rewards,
-                           ComputeRewards(points, region, prior, options, erroneous));
+  LOGSTAR_ASSIGN_OR_RETURN(out.rewards, ComputeRewards(points, region, prior, options, erroneous));
   if (sites != nullptr) {
     std::vector<double> ratio;
     for (const Blob& b : blobs) ratio.push_back(std::max(1.0, b.response / threshold));
@@ -124,8 +122,7 @@ absl::StatusOr<Scored> Score(const std::vector<Blob>& blobs,
       }
     }
     const LatticeMargins margins{ratio, under, under_ratio};
-    LOGSTAR_ASSIGN_OR_RETURN(out.lattice,
-                             ComputeLatticeRewards(points, region, *sites, &margins));
+    LOGSTAR_ASSIGN_OR_RETURN(out.lattice, ComputeLatticeRewards(points, region, *sites, &margins));
     if (!below) out.lattice->spurious = 1.0;
   }
   return out;
@@ -336,9 +333,8 @@ absl::StatusOr<LogDetection> DetectAndScore(const cv::Mat& image, const PixelReg
   if (options.refine_positions) {
     LOGSTAR_RETURN_IF_ERROR(RefinePositions(image, absl::MakeSpan(out.blobs), options.refine));
   }
-  LOGSTAR_ASSIGN_OR_RETURN(Scored scored,
-                           Score(out.blobs, below, parameters.threshold, region, prior,
-                                 options.rewards, sites, &out.erroneous));
+  LOGSTAR_ASSIGN_OR_RETURN(Scored scored, Score(out.blobs, below, parameters.threshold, region,
+                                                prior, options.rewards, sites, &out.erroneous));
   out.rewards = scored.rewards;
   out.lattice_rewards = scored.lattice;
   return out;
@@ -394,9 +390,8 @@ absl::StatusOr<LogStarResult> RunLogStar(const cv::Mat& image, const PixelRegion
     }
     std::optional<std::vector<Blob>> below;
     if (sites_ptr != nullptr) {
-      LOGSTAR_ASSIGN_OR_RETURN(below, grid.DetectAtMost(o.scale,
-                                                        Lowered(o.detect, response_floor),
-                                                        region, max_blobs));
+      LOGSTAR_ASSIGN_OR_RETURN(
+          below, grid.DetectAtMost(o.scale, Lowered(o.detect, response_floor), region, max_blobs));
     }
     LOGSTAR_ASSIGN_OR_RETURN(const Scored scored, Score(*blobs, below, o.detect.threshold, region,
                                                         prior, options.rewards, sites_ptr));
@@ -544,9 +539,9 @@ absl::StatusOr<LogStarResult> RunLogStar(const cv::Mat& image, const PixelRegion
   result.tuning_ms = MsSince(t0);
 
   const auto t1 = std::chrono::steady_clock::now();
-  LOGSTAR_ASSIGN_OR_RETURN(LogDetection final,
-                           DetectAndScore(image, region, prior, result.parameters, options,
-                                          context, sites_ptr));
+  LOGSTAR_ASSIGN_OR_RETURN(
+      LogDetection final,
+      DetectAndScore(image, region, prior, result.parameters, options, context, sites_ptr));
   result.objectives = sites ? ObjectivePair::kLattice : ObjectivePair::kPublished;
   result.lattice_note = std::move(lattice_note);
   result.lattice_rewards = final.lattice_rewards;

@@ -50,9 +50,9 @@
 #include "absl/types/span.h"
 #include "engine/base/context.h"
 #include "engine/log/log_detector.h"
+#include "engine/log/refine.h"
 #include "engine/optimize/mobo.h"
 #include "engine/optimize/pareto.h"
-#include "engine/log/refine.h"
 #include "engine/physics/lattice.h"
 #include "engine/physics/physics_prior.h"
 #include "engine/physics/rewards.h"
@@ -103,6 +103,13 @@ struct LogStarOptions {
 
   // Relative spacing of the sigma grid evaluations run on.
   double grid_spacing = 0.04;
+  // On generated frames the lattice pair's chosen point has F1 at least the
+  // published pair's at every noise level and lattice tried
+  // (tests/bench/rewards_sweep.cc), and daemon sessions use it unless they
+  // ask otherwise (server/session_config.cc). The engine's default stays
+  // published while callers that report only (QC, ER) fronts remain (the
+  // CLI), and because the lattice pair counts atoms off the lattice as
+  // spurious, which the amorphous stage needs to see.
   ObjectivePair objectives = ObjectivePair::kPublished;
   RewardOptions rewards;
   LatticeOptions lattice;  // kLattice: how the window's lattice is measured
@@ -156,8 +163,8 @@ struct LogStarResult {
   // Rewards of the final (exact) detection in the region; they can differ
   // slightly from the chosen point's during the search (sigma grid).
   Rewards rewards;
-  std::vector<Blob> blobs;        // the final detection's blobs in or within 2 px of the region
-  std::vector<int> erroneous;     // indices into blobs of the atoms rewards.num_erroneous counts
+  std::vector<Blob> blobs;     // the final detection's blobs in or within 2 px of the region
+  std::vector<int> erroneous;  // indices into blobs of the atoms rewards.num_erroneous counts
   // The pair searched: options.objectives, or kPublished when the lattice
   // pair was asked for and the image shows no lattice (lattice_note says
   // why). lattice_rewards: of the final detection, with the lattice pair.

@@ -244,8 +244,9 @@ absl::StatusOr<LatticeSites> MakeLatticeSites(const LatticeMeasurement& lattice,
         double best_d2 = std::numeric_limits<double>::infinity();
         for (int i = -1; i <= 1; ++i) {
           for (int m = -1; m <= 1; ++m) {
-            const PointXY v{columns[j].position_px.x - columns[k].position_px.x + i * a.x + m * b.x,
-                            columns[j].position_px.y - columns[k].position_px.y + i * a.y + m * b.y};
+            const PointXY v{
+                columns[j].position_px.x - columns[k].position_px.x + i * a.x + m * b.x,
+                columns[j].position_px.y - columns[k].position_px.y + i * a.y + m * b.y};
             const double d2 = v.x * v.x + v.y * v.y;
             if (d2 < best_d2) best_d2 = d2, best = v;
           }
@@ -368,7 +369,8 @@ absl::StatusOr<LatticeRewards> ComputeLatticeRewards(absl::Span<const PointXY> p
       if (!inside(q) || occupied(q)) continue;
       bool supported = false;
       for (const PointXY& t : sites.translations) {
-        supported = supported || occupied({q.x + t.x, q.y + t.y}) || occupied({q.x - t.x, q.y - t.y});
+        supported =
+            supported || occupied({q.x + t.x, q.y + t.y}) || occupied({q.x - t.x, q.y - t.y});
       }
       if (!supported) spurious_sum += margins->below_ratio[m] * margins->below_ratio[m];
     }

@@ -122,8 +122,8 @@ struct LatticeRewards {
 // The responses behind the detections, for the ambiguities (see above);
 // ratios are response / threshold.
 struct LatticeMargins {
-  absl::Span<const double> detected;  // one per point, >= 1
-  absl::Span<const PointXY> below;    // maxima under the threshold (context too)
+  absl::Span<const double> detected;     // one per point, >= 1
+  absl::Span<const PointXY> below;       // maxima under the threshold (context too)
   absl::Span<const double> below_ratio;  // one per `below`, in (0, 1)
 };
 

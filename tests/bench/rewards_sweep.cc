@@ -97,7 +97,8 @@ int Run(int argc, char** argv) {
   }
   std::unique_ptr<ExecutionContext> context =
       Must(ExecutionContext::Create({.num_threads = threads}), "context");
-  std::printf("lattice\tnoise\tseed\tpair\tP\tR\tF1\tfront3\tP_end1\tR_end1\tP_end2\tR_end2\tfallback\n");
+  std::printf(
+      "lattice\tnoise\tseed\tpair\tP\tR\tF1\tfront3\tP_end1\tR_end1\tP_end2\tR_end2\tfallback\n");
   constexpr int kHalo = 16;
   for (const std::string& name : lattices) {
     for (double noise : noises) {
@@ -126,18 +127,21 @@ int Run(int argc, char** argv) {
               const int r1 = std::min(r0 + window + kHalo, size);
               const cv::Mat tile = image(cv::Rect(c, r, c1 - c, r1 - r));
               const PixelRegion core{c0 - c, r0 - r, window, window};
-              const LogStarResult res =
-                  Must(RunLogStar(tile, core, frame.prior, o, context.get(), {},
-                                        window_lattice ? nullptr : &lattice), "logstar");
+              const LogStarResult res = Must(RunLogStar(tile, core, frame.prior, o, context.get(),
+                                                        {}, window_lattice ? nullptr : &lattice),
+                                             "logstar");
               ++windows;
               if (verbose) {
                 for (const FrontPoint& f : res.front) {
-                  std::fprintf(stderr, "  w%d thr %.4f ms %.2f Ms %.2f ov %.2f | qc %.3f er %.3f | mi %.3f sp %.3f%s\n",
+                  std::fprintf(stderr,
+                               "  w%d thr %.4f ms %.2f Ms %.2f ov %.2f | qc %.3f er %.3f | mi %.3f "
+                               "sp %.3f%s\n",
                                windows, f.parameters.threshold, f.parameters.min_sigma,
                                f.parameters.max_sigma, f.parameters.overlap, f.qc, f.er, f.misses,
                                f.spurious, &f == &res.front[res.chosen] ? " *" : "");
                 }
-                if (!res.lattice_note.empty()) std::fprintf(stderr, "  note %s\n", res.lattice_note.c_str());
+                if (!res.lattice_note.empty())
+                  std::fprintf(stderr, "  note %s\n", res.lattice_note.c_str());
               }
               if (res.front.size() >= 3) ++front3;
               if (pair == ObjectivePair::kLattice && res.objectives != pair) ++fallback;
@@ -160,14 +164,14 @@ int Run(int argc, char** argv) {
                 return Must(MatchToTruth(det, truth, radius), "match");
               };
               chosen.Add(score(res.blobs));
-              const LogDetection d1 = Must(DetectAndScore(tile, core, frame.prior,
-                                                          res.front.front().parameters, o,
-                                                          context.get()),
-                                           "end1");
-              const LogDetection d2 = Must(DetectAndScore(tile, core, frame.prior,
-                                                          res.front.back().parameters, o,
-                                                          context.get()),
-                                           "end2");
+              const LogDetection d1 =
+                  Must(DetectAndScore(tile, core, frame.prior, res.front.front().parameters, o,
+                                      context.get()),
+                       "end1");
+              const LogDetection d2 =
+                  Must(DetectAndScore(tile, core, frame.prior, res.front.back().parameters, o,
+                                      context.get()),
+                       "end2");
               end1.Add(score(d1.blobs));
               end2.Add(score(d2.blobs));
             }
