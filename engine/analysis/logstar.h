@@ -7,13 +7,17 @@
 //     covering every sigma the search may ask for (engine/log/log_scale_grid.h);
 //  2. MinimizeTwoObjectives (engine/optimize/mobo.h) searches min_sigma, max_sigma,
 //     threshold and overlap; an evaluation is a peak search and pruning on
-//     the grid plus the rewards QC and ER of the atoms in the window
-//     (engine/physics/rewards.h) — no convolution;
+//     the grid plus the rewards of the atoms in the window
+//     (engine/physics/rewards.h) — no convolution: QC and ER as published,
+//     or the lattice pair (misses, spurious; see ObjectivePair), which also
+//     looks at the maxima down to 1/16 of the threshold (a second peak
+//     search on the same grid, whose floor is lowered to keep them);
 //  3. one point of the Pareto front is chosen (FrontChoiceRule on the
 //     normalised rewards, or operator weights). The last few evaluations of
 //     the budget are exact (blob_log's own sigmas, no grid): the front's
-//     points are re-evaluated so the front reported is exact, then the
-//     chosen point's threshold is stepped toward the expected count;
+//     points are re-evaluated so the front reported is exact, then (published
+//     pair only: the lattice pair is count-free) the chosen point's
+//     threshold is stepped toward the expected count;
 //  4. the chosen parameters are run once more with the exact blob_log
 //     semantics (DetectBlobsLog), positions are refined to sub-pixel
 //     (engine/log/refine.h), and the rewards of that final detection reported.
