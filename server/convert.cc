@@ -69,7 +69,23 @@ void FrontToProto(const std::vector<FrontPoint>& front,
     ParametersToProto(f.parameters, p->mutable_parameters());
     p->set_qc(f.qc);
     p->set_er(f.er);
+    p->set_misses(f.misses);
+    p->set_spurious(f.spurious);
   }
+}
+
+v1::ObjectivePair ObjectivePairToProto(ObjectivePair pair) {
+  return pair == ObjectivePair::kLattice ? v1::OBJECTIVE_PAIR_LATTICE
+                                         : v1::OBJECTIVE_PAIR_PUBLISHED;
+}
+
+void LatticeRewardsToProto(const LatticeRewards& r, v1::LatticeRewards* out) {
+  out->set_misses(r.misses);
+  out->set_spurious(r.spurious);
+  out->set_num_found(r.num_found);
+  out->set_num_sites(r.num_sites);
+  out->set_num_missing(r.num_missing);
+  out->set_num_spurious(r.num_spurious);
 }
 
 v1::AmorphousParameters AmorphousParametersToProto(const AmorphousParameters& p) {
@@ -347,8 +363,12 @@ void FrameAnalysisToProto(const FrameAnalysis& a, const std::vector<SteeringRegi
     p->set_evaluations(w.evaluations);
     p->set_num_atoms(w.num_atoms);
     p->set_ms(w.ms);
+    p->set_objectives(ObjectivePairToProto(w.objectives));
+    p->set_lattice_note(w.lattice_note);
+    if (w.lattice_rewards) LatticeRewardsToProto(*w.lattice_rewards, p->mutable_lattice_rewards());
   }
   RewardsToProto(a.rewards, out->mutable_rewards());
+  if (a.lattice_rewards) LatticeRewardsToProto(*a.lattice_rewards, out->mutable_lattice_rewards());
   out->set_cache_hits(a.hits);
   out->set_cache_misses(a.misses);
   out->set_cache_retunes(a.retunes);
@@ -385,6 +405,8 @@ void CacheToProto(const LogStarAnalyzer::CacheSnapshot& cache, v1::CacheContents
     RewardsToProto(c->tuned_rewards, p->mutable_tuned_rewards());
     FrontToProto(c->front, p->mutable_front());
     p->set_chosen(c->chosen);
+    p->set_objectives(ObjectivePairToProto(c->objectives));
+    p->set_lattice_note(c->lattice_note);
   }
   for (size_t i = 0; i < cache.amorphous.size(); ++i) {
     v1::CachedAmorphousWindow* p = out->add_amorphous_windows();
@@ -454,9 +476,13 @@ absl::StatusOr<LogStarAnalyzer::CacheSnapshot> CacheFromProto(const v1::CacheCon
     c.parameters = ParametersFromProto(w.parameters());
     c.tuned_rewards = RewardsFromProto(w.tuned_rewards());
     for (const v1::FrontPoint& f : w.front()) {
-      c.front.push_back({ParametersFromProto(f.parameters()), f.qc(), f.er()});
+      c.front.push_back(
+          {ParametersFromProto(f.parameters()), f.qc(), f.er(), f.misses(), f.spurious()});
     }
     c.chosen = w.chosen();
+    c.objectives = w.objectives() == v1::OBJECTIVE_PAIR_LATTICE ? ObjectivePair::kLattice
+                                                                : ObjectivePair::kPublished;
+    c.lattice_note = w.lattice_note();
     s.windows.push_back(std::move(c));
   }
   for (int i = 0; i < cache.amorphous_windows_size(); ++i) {
@@ -577,6 +603,8 @@ v1::SessionSettings SettingsFromOptions(const AnalyzerOptions& o, const PhysicsP
   }
   a->set_weight_qc(o.logstar.choice_weights[0]);
   a->set_weight_er(o.logstar.choice_weights[1]);
+  a->set_objectives(o.logstar.objectives == ObjectivePair::kLattice ? v1::OBJECTIVE_PAIR_LATTICE
+                                                                    : v1::OBJECTIVE_PAIR_PUBLISHED);
   a->set_drift_tolerance(o.drift_tolerance);
   a->set_num_sigma(o.logstar.num_sigma);
   a->set_column_sigma_angstrom(o.logstar.column_sigma_angstrom);

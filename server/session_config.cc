@@ -30,6 +30,22 @@ absl::Status CheckEvaluations(const std::string& field, int evaluations, const S
   return absl::OkStatus();
 }
 
+// Unset: the lattice pair (on generated frames its chosen point's F1 is at
+// least the published pair's at every noise level, tests/bench/rewards_sweep.cc),
+// except with the amorphous stage, which needs the atoms off the lattice
+// that the lattice pair counts as spurious.
+absl::StatusOr<ObjectivePair> ParseObjectives(v1::ObjectivePair pair) {
+  switch (pair) {
+    case v1::OBJECTIVE_PAIR_UNSPECIFIED:
+    case v1::OBJECTIVE_PAIR_PUBLISHED:
+      return ObjectivePair::kPublished;
+    case v1::OBJECTIVE_PAIR_LATTICE:
+      return ObjectivePair::kLattice;
+    default:
+      return Invalid("settings.analysis.objectives", absl::StrCat("is not a known pair: ", pair));
+  }
+}
+
 absl::StatusOr<FrontChoiceRule> ParseChoice(v1::FrontChoiceRule choice) {
   switch (choice) {
     case v1::FRONT_CHOICE_RULE_UNSPECIFIED:
@@ -116,6 +132,7 @@ absl::StatusOr<AnalyzerOptions> ParseAnalysis(const v1::AnalysisSettings& a,
   LOGSTAR_ASSIGN_OR_RETURN(o.normalize.method, ParseNormalize(a.normalize()));
   if (a.has_amorphous())
     LOGSTAR_RETURN_IF_ERROR(ParseAmorphous(a.amorphous(), a, caps, o.amorphous));
+  LOGSTAR_ASSIGN_OR_RETURN(o.logstar.objectives, ParseObjectives(a.objectives()));
   // The engine's messages name its fields, which are the request's
   // ("window", "stride", "drift_tolerance", "amorphous window", ...).
   LOGSTAR_RETURN_IF_ERROR(Prefixed(o.Validate(), "settings.analysis."));

@@ -33,20 +33,31 @@ Json WindowToJson(const WindowResult& w) {
     Json point = LogParametersToJson(p.parameters);
     point["qc"] = p.qc;
     point["er"] = p.er;
+    if (w.objectives == ObjectivePair::kLattice) {
+      point["misses"] = p.misses;
+      point["spurious"] = p.spurious;
+    }
     front.push_back(std::move(point));
   }
-  return {{"index", w.window.index},
-          {"tile", RegionToJson(w.window.tile)},
-          {"core", RegionToJson(w.window.core)},
-          {"cache", CacheStateName(w.state)},
-          {"evaluations", w.evaluations},
-          {"parameters", LogParametersToJson(w.parameters)},
-          {"rewards", RewardsToJson(w.rewards)},
-          {"tuned_rewards", {{"qc", w.tuned_rewards.qc}, {"er", w.tuned_rewards.er}}},
-          {"front", std::move(front)},
-          {"chosen", w.chosen},
-          {"num_atoms", w.num_atoms},
-          {"ms", w.ms}};
+  Json j = {{"index", w.window.index},
+            {"tile", RegionToJson(w.window.tile)},
+            {"core", RegionToJson(w.window.core)},
+            {"cache", CacheStateName(w.state)},
+            {"evaluations", w.evaluations},
+            {"parameters", LogParametersToJson(w.parameters)},
+            {"rewards", RewardsToJson(w.rewards)},
+            {"tuned_rewards", {{"qc", w.tuned_rewards.qc}, {"er", w.tuned_rewards.er}}},
+            {"front", std::move(front)},
+            {"chosen", w.chosen},
+            {"num_atoms", w.num_atoms},
+            {"ms", w.ms},
+            {"objectives", w.objectives == ObjectivePair::kLattice ? "lattice" : "published"}};
+  if (!w.lattice_note.empty()) j["lattice_note"] = w.lattice_note;
+  if (w.lattice_rewards) {
+    j["lattice_rewards"] = {{"misses", w.lattice_rewards->misses},
+                            {"spurious", w.lattice_rewards->spurious}};
+  }
+  return j;
 }
 
 }  // namespace

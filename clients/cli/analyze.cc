@@ -66,6 +66,10 @@ constexpr char kAnalyzeUsage[] =
     "  --choose RULE         point of each window's Pareto front: euclidean (default, closest\n"
     "                        to QC = ER = 0), chebyshev (smallest max) or weights:WQ,WE\n"
     "                        (smallest WQ x QC + WE x ER); rewards normalised over the front\n"
+    "  --objectives PAIR     what LoG* minimises: published (QC, ER; default) or lattice\n"
+    "                        (misses, spurious: expected lattice sites without a detection,\n"
+    "                        detections the measured lattice does not support); its fronts\n"
+    "                        are a real trade-off (docs/science.md)\n"
     "  --num-sigma N         LoG scales from min_sigma to max_sigma, 1..64 (default 10)\n"
     "  --no-refine           pixel-centre positions as blob_log gives them (default: sub-pixel)\n"
     "  --drift-tolerance X   re-tune a cached window when its QC or ER moves by more than X\n"
@@ -92,9 +96,9 @@ constexpr char kAnalyzeUsage[] =
     "(normalisation, windows, merging), without loading, so that the cache's effect shows.\n";
 
 // Options that only LoG* reads: with --fixed they would be silently ignored.
-const char* const kLogStarOnlyFlags[] = {"window",    "stride",          "evals",
-                                         "seed",      "choose",          "num-sigma",
-                                         "no-refine", "drift-tolerance", "frames"};
+const char* const kLogStarOnlyFlags[] = {"window", "stride",    "evals",     "seed",
+                                         "choose", "num-sigma", "no-refine", "drift-tolerance",
+                                         "frames", "objectives"};
 
 absl::StatusOr<LogOptions> ParseFixed(const std::string& text) {
   std::vector<std::string> parts = absl::StrSplit(text, ',');
@@ -192,6 +196,13 @@ absl::StatusOr<AnalyzerOptions> ParseAnalyzerFlags(const Flags& flags,
   }
   auto choose = ParseChoose(flags.Get("choose").value_or("euclidean"), o.logstar);
   if (!choose.ok()) return choose.status();
+  const std::string objectives = flags.Get("objectives").value_or("published");
+  if (objectives == "lattice") {
+    o.logstar.objectives = ObjectivePair::kLattice;
+  } else if (objectives != "published") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--objectives must be published or lattice; got '", objectives, "'"));
+  }
 
   o.drift_tolerance = *drift;
   o.logstar.num_sigma = static_cast<int>(*num_sigma);
@@ -208,7 +219,8 @@ absl::StatusOr<AnalyzerOptions> ParseAnalyzerFlags(const Flags& flags,
                 {"stride", o.stride},
                 {"evaluations_per_window", o.logstar.optimizer.num_evaluations},
                 {"seed", o.logstar.optimizer.seed},
-                {"choose", *choose}};
+                {"choose", *choose},
+                {"objectives", objectives}};
   if (o.logstar.choice == FrontChoiceRule::kWeights) {
     parameters["choice_weights"] = {o.logstar.choice_weights[0], o.logstar.choice_weights[1]};
   }
@@ -718,8 +730,8 @@ int RunAnalyze(const std::vector<std::string>& args) {
   auto flags =
       Flags::Parse(args,
                    With({"prior", "out", "overlay", "fixed", "normalize", "threads", "truth",
-                         "match-radius", "window", "stride", "evals", "seed", "choose", "num-sigma",
-                         "drift-tolerance", "frames", "amorphous-mask"},
+                         "match-radius", "window", "stride", "evals", "seed", "choose",
+                         "objectives", "num-sigma", "drift-tolerance", "frames", "amorphous-mask"},
                         kClientFlagNames),
                    {"no-refine", "tls", "gmm"});
   if (!flags.ok()) return UsageError(std::string(flags.status().message()), kAnalyzeUsage);

@@ -250,6 +250,7 @@ absl::Status LogStarAnalyzer::SetPrior(const PhysicsPrior& prior) {
   for (auto& c : cache_) c.reset();
   for (auto& c : amorphous_cache_) c.reset();
   amorphous_tracks_ = {};
+  lattice_.reset();
   ++generation_;
   return absl::OkStatus();
 }
@@ -259,6 +260,7 @@ void LogStarAnalyzer::ClearCache() {
   for (auto& c : cache_) c.reset();
   for (auto& c : amorphous_cache_) c.reset();
   amorphous_tracks_ = {};
+  lattice_.reset();
   ++generation_;
 }
 
@@ -281,6 +283,7 @@ std::vector<std::optional<CachedWindow>> LogStarAnalyzer::Cache() const {
 
 absl::Status LogStarAnalyzer::AnalyzeWindow(const cv::Mat& image, const Window& w,
                                             const PhysicsPrior& prior,
+                                            const LatticeMeasurement* lattice,
                                             std::optional<CachedWindow>& cache,
                                             ExecutionContext* context, WindowResult& out,
                                             std::vector<Blob>& blobs) const {
@@ -294,12 +297,21 @@ absl::Status LogStarAnalyzer::AnalyzeWindow(const cv::Mat& image, const Window& 
   if (cache.has_value()) {
     const PixelRegion ctx =
         Grow(w.tile, HaloFor(cache->parameters.max_sigma), image.cols, image.rows);
+    // The sites of the pair the window was tuned with.
+    std::optional<LatticeSites> sites;
+    if (cache->objectives == ObjectivePair::kLattice && lattice != nullptr && lattice->found) {
+      LOGSTAR_ASSIGN_OR_RETURN(sites, MakeLatticeSites(*lattice, options_.logstar.rewards));
+    }
     LOGSTAR_ASSIGN_OR_RETURN(
         LogDetection d,
         DetectAndScore(image(cv::Rect(ctx.col0, ctx.row0, ctx.cols, ctx.rows)), local(w.tile, ctx),
-                       prior, cache->parameters, options_.logstar, context));
+                       prior, cache->parameters, options_.logstar, context,
+                       sites ? &*sites : nullptr));
     if (!Drifted(d.rewards, cache->tuned_rewards, options_.drift_tolerance)) {
       out.state = CacheState::kHit;
+      out.objectives = sites ? ObjectivePair::kLattice : ObjectivePair::kPublished;
+      out.lattice_note = cache->lattice_note;
+      out.lattice_rewards = d.lattice_rewards;
       out.parameters = cache->parameters;
       out.rewards = d.rewards;
       out.tuned_rewards = cache->tuned_rewards;
@@ -322,8 +334,12 @@ absl::Status LogStarAnalyzer::AnalyzeWindow(const cv::Mat& image, const Window& 
            image.rows);
   LOGSTAR_ASSIGN_OR_RETURN(LogStarResult r,
                            RunLogStar(image(cv::Rect(ctx.col0, ctx.row0, ctx.cols, ctx.rows)),
-                                      local(w.tile, ctx), prior, options_.logstar, context, warm));
-  cache = CachedWindow{r.parameters, r.rewards, r.front, r.chosen};
+                                      local(w.tile, ctx), prior, options_.logstar, context, warm,
+                                      lattice));
+  cache = CachedWindow{r.parameters, r.rewards, r.front, r.chosen, r.objectives, r.lattice_note};
+  out.objectives = r.objectives;
+  out.lattice_note = r.lattice_note;
+  out.lattice_rewards = r.lattice_rewards;
   out.parameters = r.parameters;
   out.rewards = r.rewards;
   out.tuned_rewards = r.rewards;
@@ -512,10 +528,12 @@ absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
   std::vector<Window> amorphous_layout;
   RegionTrackerState amorphous_tracks;
   PhysicsPrior prior;
+  std::optional<LatticeMeasurement> lattice;
   uint64_t generation = 0;
   {
     absl::MutexLock lock(&mu_);
     if (image.cols != width_ || image.rows != height_) {
+      lattice_.reset();
       LOGSTAR_ASSIGN_OR_RETURN(layout_,
                                LayoutFor(image.cols, image.rows, options_.window, options_.stride));
       amorphous_layout_.clear();
@@ -532,12 +550,29 @@ absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
       ++generation_;
     }
     cache = cache_;
+    lattice = lattice_;
     layout = layout_;
     amorphous_cache = amorphous_cache_;
     amorphous_layout = amorphous_layout_;
     amorphous_tracks = amorphous_tracks_;
     prior = prior_;
     generation = generation_;
+  }
+
+  const bool measure_lattice =
+      options_.logstar.objectives == ObjectivePair::kLattice && !lattice.has_value();
+  if (measure_lattice) {
+    absl::StatusOr<LatticeMeasurement> m =
+        MeasureLattice(image, options_.logstar.lattice, context);
+    // A frame too small to measure has no lattice to check: the windows
+    // fall back to the published pair.
+    if (!m.ok() && m.status().code() != absl::StatusCode::kInvalidArgument) return m.status();
+    if (m.ok()) {
+      lattice = *std::move(m);
+    } else {
+      lattice.emplace();
+      lattice->reason = std::string(m.status().message());
+    }
   }
 
   const auto t1 = std::chrono::steady_clock::now();
@@ -550,8 +585,8 @@ absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
       status[i] = absl::CancelledError("analysis cancelled");
       return;
     }
-    status[i] =
-        AnalyzeWindow(image, layout[i], prior, cache[i], context, result.windows[i], blobs[i]);
+    status[i] = AnalyzeWindow(image, layout[i], prior, lattice ? &*lattice : nullptr, cache[i],
+                              context, result.windows[i], blobs[i]);
   });
   for (const absl::Status& s : status) LOGSTAR_RETURN_IF_ERROR(s);
   result.windows_ms = MsSince(t1);
@@ -576,6 +611,12 @@ absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
   }
   LOGSTAR_ASSIGN_OR_RETURN(result.rewards, ComputeRewards(points, {0, 0, image.cols, image.rows},
                                                           prior, options_.logstar.rewards));
+  if (options_.logstar.objectives == ObjectivePair::kLattice && lattice && lattice->found) {
+    LOGSTAR_ASSIGN_OR_RETURN(const LatticeSites sites,
+                             MakeLatticeSites(*lattice, options_.logstar.rewards));
+    LOGSTAR_ASSIGN_OR_RETURN(result.lattice_rewards,
+                             ComputeLatticeRewards(points, {0, 0, image.cols, image.rows}, sites));
+  }
   if (options_.amorphous.enabled) {
     LOGSTAR_ASSIGN_OR_RETURN(result.amorphous,
                              RunAmorphousStage(image, result.atoms, prior, amorphous_layout,
@@ -599,6 +640,7 @@ absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
       cache_ = std::move(cache);
       amorphous_cache_ = std::move(amorphous_cache);
       amorphous_tracks_ = std::move(amorphous_tracks);
+      if (measure_lattice) lattice_ = std::move(lattice);
     }
   }
   result.total_ms = MsSince(t0);

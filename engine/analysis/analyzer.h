@@ -142,6 +142,12 @@ struct WindowResult {
   // window's own detection in its tile, so near a seam they may include an
   // atom another window reports, or one dropped as seen twice.
   std::vector<PointXY> er_flagged;
+  // The objective pair the window was tuned with (kPublished when the
+  // lattice pair was asked for and the frame shows no lattice: lattice_note
+  // says why), and with the lattice pair this frame's (misses, spurious).
+  ObjectivePair objectives = ObjectivePair::kPublished;
+  std::string lattice_note;
+  std::optional<LatticeRewards> lattice_rewards;
 };
 
 struct Atom {
@@ -189,6 +195,9 @@ struct FrameAnalysis {
   std::vector<Atom> atoms;  // by window, then decreasing response
   std::vector<WindowResult> windows;
   Rewards rewards;  // of all atoms over the whole frame
+  // With the lattice pair and a lattice found: the pair of all atoms over
+  // the whole frame (counts only: no responses under the threshold).
+  std::optional<LatticeRewards> lattice_rewards;
   int hits = 0, misses = 0, retunes = 0;
   int seam_duplicates = 0;                  // atoms dropped as seen twice across a seam
   std::optional<FrameAmorphous> amorphous;  // when the stage is enabled
@@ -206,6 +215,8 @@ struct CachedWindow {
   Rewards tuned_rewards;
   std::vector<FrontPoint> front;
   int chosen = 0;
+  ObjectivePair objectives = ObjectivePair::kPublished;  // the pair tuned with
+  std::string lattice_note;
 };
 
 // What the cache holds for one window position of the amorphous stage.
@@ -255,7 +266,9 @@ class LogStarAnalyzer {
   LogStarAnalyzer(const AnalyzerOptions& options, const PhysicsPrior& prior)
       : options_(options), prior_(prior) {}
 
+  // `lattice`: the frame's, with the lattice pair (else null).
   absl::Status AnalyzeWindow(const cv::Mat& image, const Window& w, const PhysicsPrior& prior,
+                             const LatticeMeasurement* lattice,
                              std::optional<CachedWindow>& cache, ExecutionContext* context,
                              WindowResult& out, std::vector<Blob>& blobs) const;
   absl::Status AmorphousWindow(const cv::Mat& image, const Window& w,
@@ -280,6 +293,11 @@ class LogStarAnalyzer {
   std::vector<Window> amorphous_layout_ ABSL_GUARDED_BY(mu_);
   std::vector<std::optional<CachedAmorphousWindow>> amorphous_cache_ ABSL_GUARDED_BY(mu_);
   RegionTrackerState amorphous_tracks_ ABSL_GUARDED_BY(mu_);
+  // With the lattice pair: the lattice measured on the first frame of the
+  // current geometry (the frame sees it through more noise than a window;
+  // a stream keeps its lattice, so later frames do not pay the FFT).
+  // Emptied with the cache.
+  std::optional<LatticeMeasurement> lattice_ ABSL_GUARDED_BY(mu_);
   // Bumped whenever the cache is emptied, so a frame that ran meanwhile
   // does not put back what it tuned under the old state.
   uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;

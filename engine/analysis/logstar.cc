@@ -3,12 +3,13 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <map>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "engine/log/log_scale_grid.h"
 #include "engine/base/status_macros.h"
+#include "engine/log/log_scale_grid.h"
 
 namespace logstar {
 namespace {
@@ -84,21 +85,77 @@ absl::Status CheckRegion(const cv::Mat& image, const PixelRegion& r) {
   return absl::OkStatus();
 }
 
+// Maxima down to this fraction of the threshold are the "below" set of the
+// lattice pair's ambiguities (engine/physics/rewards.h): a maximum weaker
+// than a quarter of the threshold weighs less than 1/16 of an admitted one.
+constexpr double kBelowFraction = 1.0 / 16.0;
+
+// Both reward sets of one detection: the published (QC, ER) always, the
+// lattice pair when sites are given. `below` holds the maxima found with
+// the threshold lowered to kBelowFraction of it (a superset of `blobs` up
+// to pruning), or nullopt when there were too many to look at: then the
+// threshold sits in the noise and spurious is 1.
+struct Scored {
+  Rewards rewards;
+  std::optional<LatticeRewards> lattice;
+};
+
+absl::StatusOr<Scored> Score(const std::vector<Blob>& blobs,
+                             const std::optional<std::vector<Blob>>& below, double threshold,
+                             const PixelRegion& region, const PhysicsPrior& prior,
+                             const RewardOptions& options, const LatticeSites* sites,
+                             std::vector<int>* erroneous = nullptr) {
+  Scored out;
+  const std::vector<PointXY> points = Points(blobs);
+  LOGSTAR_ASSIGN_OR_RETURN(out.rewards, ComputeRewards(points, region, prior, options, erroneous));
+  if (sites != nullptr) {
+    std::vector<double> ratio;
+    for (const Blob& b : blobs) ratio.push_back(std::max(1.0, b.response / threshold));
+    std::vector<PointXY> under;
+    std::vector<double> under_ratio;
+    if (below) {
+      for (const Blob& b : *below) {
+        if (b.response < threshold) {
+          under.push_back({b.x, b.y});
+          under_ratio.push_back(b.response / threshold);
+        }
+      }
+    }
+    const LatticeMargins margins{ratio, under, under_ratio};
+    LOGSTAR_ASSIGN_OR_RETURN(out.lattice, ComputeLatticeRewards(points, region, *sites, &margins));
+    if (!below) out.lattice->spurious = 1.0;
+  }
+  return out;
+}
+
+// The objectives the search sees: the pair searched, published ones capped.
+Objectives2 Searched(const Scored& s, double cap) {
+  if (s.lattice) return {s.lattice->misses, s.lattice->spurious};
+  return {std::min(s.rewards.qc, cap), std::min(s.rewards.er, cap)};
+}
+
+LogDetectOptions Lowered(LogDetectOptions d, double floor) {
+  d.threshold = std::max(floor, kBelowFraction * d.threshold);
+  return d;
+}
+
 // Evaluates parameters with blob_log's own sigmas (no grid). One
 // scale-space is kept per sigma set, so variations of threshold and overlap
 // cost a peak scan and pruning only.
 class ExactEvaluator {
  public:
   ExactEvaluator(const cv::Mat& image, const PixelRegion& region, const PhysicsPrior& prior,
-                 const LogStarOptions& options, double response_floor, ExecutionContext* context)
+                 const LogStarOptions& options, double response_floor, const LatticeSites* sites,
+                 ExecutionContext* context)
       : image_(image),
         region_(region),
         prior_(prior),
         options_(options),
         response_floor_(response_floor),
+        sites_(sites),
         context_(context) {}
 
-  absl::StatusOr<Rewards> operator()(const LogParameters& p) {
+  absl::StatusOr<Scored> operator()(const LogParameters& p) {
     LogOptions o = p.ToLogOptions();
     o.scale.response_floor = response_floor_;
     const LogScaleSpace* space = nullptr;
@@ -111,7 +168,11 @@ class ExactEvaluator {
       space = &spaces_.back().second;
     }
     LOGSTAR_ASSIGN_OR_RETURN(const std::vector<Blob> blobs, space->Detect(o.detect));
-    return ComputeRewards(Points(blobs), region_, prior_, options_.rewards);
+    std::optional<std::vector<Blob>> below;
+    if (sites_ != nullptr) {
+      LOGSTAR_ASSIGN_OR_RETURN(below, space->Detect(Lowered(o.detect, response_floor_)));
+    }
+    return Score(blobs, below, o.detect.threshold, region_, prior_, options_.rewards, sites_);
   }
 
  private:
@@ -120,6 +181,7 @@ class ExactEvaluator {
   const PhysicsPrior& prior_;
   const LogStarOptions& options_;
   const double response_floor_;
+  const LatticeSites* const sites_;
   ExecutionContext* const context_;
   std::vector<std::pair<LogScaleOptions, LogScaleSpace>> spaces_;
 };
@@ -127,9 +189,36 @@ class ExactEvaluator {
 // Every evaluated point of a run, grid or exact.
 struct Evaluated {
   LogParameters parameters;
-  Objectives2 objectives;
-  int num_found = -1;  // exact evaluations only
+  Objectives2 objectives;  // the pair searched
+  int num_found = -1;      // exact evaluations only
+  Objectives2 published;   // (QC, ER), capped
 };
+
+// The lattice sites of `image` for the lattice pair, or why there are none.
+absl::StatusOr<std::optional<LatticeSites>> WindowLattice(const cv::Mat& image,
+                                                          const LogStarOptions& options,
+                                                          const LatticeMeasurement* given,
+                                                          ExecutionContext* context,
+                                                          std::string* note) {
+  absl::StatusOr<LatticeMeasurement> m =
+      given != nullptr ? *given : MeasureLattice(image, options.lattice, context);
+  if (!m.ok()) {
+    // Too small a window to measure is no error of the run: it falls back.
+    if (m.status().code() != absl::StatusCode::kInvalidArgument) return m.status();
+    *note = absl::StrCat("lattice not measured: ", m.status().message());
+    return std::nullopt;
+  }
+  if (!m->found) {
+    *note = absl::StrCat("no lattice: ", m->reason);
+    return std::nullopt;
+  }
+  absl::StatusOr<LatticeSites> sites = MakeLatticeSites(*m, options.rewards);
+  if (!sites.ok()) {
+    *note = absl::StrCat("lattice unusable: ", sites.status().message());
+    return std::nullopt;
+  }
+  return *std::move(sites);
+}
 
 }  // namespace
 
@@ -212,11 +301,25 @@ absl::StatusOr<LogDetection> DetectAndScore(const cv::Mat& image, const PixelReg
                                             const PhysicsPrior& prior,
                                             const LogParameters& parameters,
                                             const LogStarOptions& options,
-                                            ExecutionContext* context) {
+                                            ExecutionContext* context, const LatticeSites* sites) {
   LOGSTAR_RETURN_IF_ERROR(CheckRegion(image, region));
   LogDetection out;
-  LOGSTAR_ASSIGN_OR_RETURN(std::vector<Blob> blobs,
-                           DetectBlobsLog(image, parameters.ToLogOptions(), context));
+  std::vector<Blob> blobs;
+  std::optional<std::vector<Blob>> below;
+  if (sites == nullptr) {
+    LOGSTAR_ASSIGN_OR_RETURN(blobs, DetectBlobsLog(image, parameters.ToLogOptions(), context));
+  } else {
+    // One scale-space for both thresholds; its floor is the lower one, which
+    // does not change what the higher threshold finds.
+    LogOptions o = parameters.ToLogOptions();
+    LOGSTAR_RETURN_IF_ERROR(o.Validate());
+    const LogDetectOptions lowered = Lowered(o.detect, 0.0);
+    o.scale.response_floor = lowered.threshold;
+    LOGSTAR_ASSIGN_OR_RETURN(const LogScaleSpace space,
+                             LogScaleSpace::Compute(image, o.scale, context));
+    LOGSTAR_ASSIGN_OR_RETURN(blobs, space.Detect(o.detect));
+    LOGSTAR_ASSIGN_OR_RETURN(below, space.Detect(lowered));
+  }
   // Blobs of the context around the region are never reported; refining
   // them would be wasted work. A margin keeps those that refinement may
   // move into the region.
@@ -230,25 +333,39 @@ absl::StatusOr<LogDetection> DetectAndScore(const cv::Mat& image, const PixelReg
   if (options.refine_positions) {
     LOGSTAR_RETURN_IF_ERROR(RefinePositions(image, absl::MakeSpan(out.blobs), options.refine));
   }
-  LOGSTAR_ASSIGN_OR_RETURN(out.rewards, ComputeRewards(Points(out.blobs), region, prior,
-                                                       options.rewards, &out.erroneous));
+  LOGSTAR_ASSIGN_OR_RETURN(Scored scored, Score(out.blobs, below, parameters.threshold, region,
+                                                prior, options.rewards, sites, &out.erroneous));
+  out.rewards = scored.rewards;
+  out.lattice_rewards = scored.lattice;
   return out;
 }
 
 absl::StatusOr<LogStarResult> RunLogStar(const cv::Mat& image, const PixelRegion& region,
                                          const PhysicsPrior& prior, const LogStarOptions& options,
                                          ExecutionContext* context,
-                                         absl::Span<const LogParameters> warm_start) {
+                                         absl::Span<const LogParameters> warm_start,
+                                         const LatticeMeasurement* lattice) {
   if (context == nullptr) return absl::InvalidArgumentError("context must not be null");
   LOGSTAR_ASSIGN_OR_RETURN(const LogStarBounds bounds, ResolveBounds(options, prior));
   LOGSTAR_RETURN_IF_ERROR(CheckRegion(image, region));
   const auto t0 = std::chrono::steady_clock::now();
 
+  std::optional<LatticeSites> sites;
+  std::string lattice_note;
+  if (options.objectives == ObjectivePair::kLattice) {
+    LOGSTAR_ASSIGN_OR_RETURN(sites, WindowLattice(image, options, lattice, context, &lattice_note));
+  }
+  const LatticeSites* const sites_ptr = sites ? &*sites : nullptr;
+  // The lattice pair also looks at maxima under the threshold (down to
+  // kBelowFraction of it), so the grid keeps them.
+  const double response_floor =
+      sites ? kBelowFraction * bounds.threshold.lower : bounds.threshold.lower;
+
   LogGridOptions grid_options;
   grid_options.min_sigma = bounds.min_sigma.lower;
   grid_options.max_sigma = std::max(bounds.max_sigma.upper, bounds.min_sigma.upper);
   grid_options.spacing = options.grid_spacing;
-  grid_options.response_floor = bounds.threshold.lower;
+  grid_options.response_floor = response_floor;
   LOGSTAR_ASSIGN_OR_RETURN(const LogScaleGrid grid,
                            LogScaleGrid::Compute(image, grid_options, context));
 
@@ -256,14 +373,30 @@ absl::StatusOr<LogStarResult> RunLogStar(const cv::Mat& image, const PixelRegion
   const double cap = options.objective_cap;
   const double expected = prior.ColumnDensityPerPx2() * region.cols * region.rows;
   const auto max_blobs = static_cast<size_t>(std::floor((1.0 + cap) * expected));
+
+  // A flooded candidate is as bad as can be in either pair.
+  const Objectives2 flooded = sites ? Objectives2{1.0, 1.0} : Objectives2{cap, cap};
+  // (QC, ER) of every grid evaluation, for the front's report when the
+  // lattice pair is searched (the optimiser calls the objective from this
+  // thread only).
+  std::map<ParameterValues, Objectives2> published_of;
   const Objective objective = [&](const ParameterValues& v) -> absl::StatusOr<Objectives2> {
     const LogOptions o = FromValues(v, options.num_sigma).ToLogOptions();
     LOGSTAR_ASSIGN_OR_RETURN(const std::optional<std::vector<Blob>> blobs,
                              grid.DetectAtMost(o.scale, o.detect, region, max_blobs));
-    if (!blobs) return Objectives2{cap, cap};
-    LOGSTAR_ASSIGN_OR_RETURN(const Rewards r,
-                             ComputeRewards(Points(*blobs), region, prior, options.rewards));
-    return Objectives2{std::min(r.qc, cap), std::min(r.er, cap)};
+    if (!blobs) {
+      published_of[v] = {cap, cap};
+      return flooded;
+    }
+    std::optional<std::vector<Blob>> below;
+    if (sites_ptr != nullptr) {
+      LOGSTAR_ASSIGN_OR_RETURN(
+          below, grid.DetectAtMost(o.scale, Lowered(o.detect, response_floor), region, max_blobs));
+    }
+    LOGSTAR_ASSIGN_OR_RETURN(const Scored scored, Score(*blobs, below, o.detect.threshold, region,
+                                                        prior, options.rewards, sites_ptr));
+    published_of[v] = {std::min(scored.rewards.qc, cap), std::min(scored.rewards.er, cap)};
+    return Searched(scored, cap);
   };
   // The last evaluations of the budget polish the front with exact ones.
   const int polish = std::min(options.polish_evaluations, options.optimizer.num_evaluations / 5);
@@ -281,7 +414,9 @@ absl::StatusOr<LogStarResult> RunLogStar(const cv::Mat& image, const PixelRegion
 
   std::vector<Evaluated> points;
   for (const Evaluation& e : run.evaluations) {
-    points.push_back({FromValues(e.parameters, options.num_sigma), e.objectives});
+    const auto it = published_of.find(e.parameters);
+    points.push_back({FromValues(e.parameters, options.num_sigma), e.objectives, -1,
+                      it != published_of.end() ? it->second : e.objectives});
   }
   auto objectives_of = [&] {
     std::vector<Objectives2> all;
@@ -301,7 +436,12 @@ absl::StatusOr<LogStarResult> RunLogStar(const cv::Mat& image, const PixelRegion
   // point first), so the front reported is exact; what budget is left moves
   // the chosen point's threshold toward the expected count (the count falls
   // as the threshold rises), each step an exact evaluation.
-  ExactEvaluator exact(image, region, prior, options, bounds.threshold.lower, context);
+  ExactEvaluator exact(image, region, prior, options, response_floor, sites_ptr, context);
+  auto record = [&](Evaluated& e, const Scored& r) {
+    e.objectives = Searched(r, cap);
+    e.published = {std::min(r.rewards.qc, cap), std::min(r.rewards.er, cap)};
+    e.num_found = r.rewards.num_found;
+  };
   int num_polished = 0;
   for (; num_polished < polish; ++num_polished) {
     LOGSTAR_ASSIGN_OR_RETURN(const auto fc, front_and_choice());
@@ -311,11 +451,13 @@ absl::StatusOr<LogStarResult> RunLogStar(const cv::Mat& image, const PixelRegion
       if (target < 0 && points[i].num_found < 0) target = i;
     }
     if (target >= 0) {
-      LOGSTAR_ASSIGN_OR_RETURN(const Rewards r, exact(points[target].parameters));
-      points[target].objectives = {std::min(r.qc, cap), std::min(r.er, cap)};
-      points[target].num_found = r.num_found;
+      LOGSTAR_ASSIGN_OR_RETURN(const Scored r, exact(points[target].parameters));
+      record(points[target], r);
       continue;
     }
+    // The lattice pair is count-free: its chosen point is not moved toward
+    // the prior's count.
+    if (sites) break;
     const LogParameters& base = points[chosen].parameters;
     const int wanted = static_cast<int>(std::lround(expected));
     if (points[chosen].num_found == wanted) break;
@@ -373,10 +515,9 @@ absl::StatusOr<LogStarResult> RunLogStar(const cv::Mat& image, const PixelRegion
       break;
     }
     if (!next) break;
-    Evaluated step{*next, {}, 0};
-    LOGSTAR_ASSIGN_OR_RETURN(const Rewards r, exact(step.parameters));
-    step.objectives = {std::min(r.qc, cap), std::min(r.er, cap)};
-    step.num_found = r.num_found;
+    Evaluated step{*next, {}, 0, {}};
+    LOGSTAR_ASSIGN_OR_RETURN(const Scored r, exact(step.parameters));
+    record(step, r);
     points.push_back(step);
   }
 
@@ -388,7 +529,9 @@ absl::StatusOr<LogStarResult> RunLogStar(const cv::Mat& image, const PixelRegion
   for (int i : front) {
     if (i == chosen) result.chosen = static_cast<int>(result.front.size());
     const Evaluated& e = points[i];
-    result.front.push_back({e.parameters, e.objectives[0], e.objectives[1]});
+    FrontPoint f{e.parameters, e.published[0], e.published[1], 0.0, 0.0};
+    if (sites) f.misses = e.objectives[0], f.spurious = e.objectives[1];
+    result.front.push_back(f);
     front_values.push_back(e.objectives);
   }
   LOGSTAR_ASSIGN_OR_RETURN(result.hypervolume, Hypervolume(front_values, {1.0, 1.0}));
@@ -396,8 +539,12 @@ absl::StatusOr<LogStarResult> RunLogStar(const cv::Mat& image, const PixelRegion
   result.tuning_ms = MsSince(t0);
 
   const auto t1 = std::chrono::steady_clock::now();
-  LOGSTAR_ASSIGN_OR_RETURN(LogDetection final, DetectAndScore(image, region, prior,
-                                                              result.parameters, options, context));
+  LOGSTAR_ASSIGN_OR_RETURN(
+      LogDetection final,
+      DetectAndScore(image, region, prior, result.parameters, options, context, sites_ptr));
+  result.objectives = sites ? ObjectivePair::kLattice : ObjectivePair::kPublished;
+  result.lattice_note = std::move(lattice_note);
+  result.lattice_rewards = final.lattice_rewards;
   result.blobs = std::move(final.blobs);
   result.rewards = final.rewards;
   result.erroneous = std::move(final.erroneous);

@@ -7,13 +7,17 @@
 //     covering every sigma the search may ask for (engine/log/log_scale_grid.h);
 //  2. MinimizeTwoObjectives (engine/optimize/mobo.h) searches min_sigma, max_sigma,
 //     threshold and overlap; an evaluation is a peak search and pruning on
-//     the grid plus the rewards QC and ER of the atoms in the window
-//     (engine/physics/rewards.h) — no convolution;
+//     the grid plus the rewards of the atoms in the window
+//     (engine/physics/rewards.h) — no convolution: QC and ER as published,
+//     or the lattice pair (misses, spurious; see ObjectivePair), which also
+//     looks at the maxima down to 1/16 of the threshold (a second peak
+//     search on the same grid, whose floor is lowered to keep them);
 //  3. one point of the Pareto front is chosen (FrontChoiceRule on the
 //     normalised rewards, or operator weights). The last few evaluations of
 //     the budget are exact (blob_log's own sigmas, no grid): the front's
-//     points are re-evaluated so the front reported is exact, then the
-//     chosen point's threshold is stepped toward the expected count;
+//     points are re-evaluated so the front reported is exact, then (published
+//     pair only: the lattice pair is count-free) the chosen point's
+//     threshold is stepped toward the expected count;
 //  4. the chosen parameters are run once more with the exact blob_log
 //     semantics (DetectBlobsLog), positions are refined to sub-pixel
 //     (engine/log/refine.h), and the rewards of that final detection reported.
@@ -50,10 +54,11 @@
 #include "absl/types/span.h"
 #include "engine/base/context.h"
 #include "engine/log/log_detector.h"
+#include "engine/log/refine.h"
 #include "engine/optimize/mobo.h"
 #include "engine/optimize/pareto.h"
+#include "engine/physics/lattice.h"
 #include "engine/physics/physics_prior.h"
-#include "engine/log/refine.h"
 #include "engine/physics/rewards.h"
 
 namespace logstar {
@@ -74,6 +79,20 @@ struct Interval {
   double upper = 0.0;
 };
 
+// The two objectives the search minimises.
+//  kPublished: (QC, ER) as published (engine/physics/rewards.h). ER is 0 in
+//    nearly every window of a crystal (blob pruning removes the dense
+//    clusters it counts), so the front usually has one point and the
+//    search is in effect QC alone; kept so the published method stays
+//    reproducible.
+//  kLattice: (misses, spurious), the lattice pair of engine/physics/rewards.h,
+//    measured against the lattice of the image passed to RunLogStar (the
+//    window with its context; MeasureLattice). One end of its front finds
+//    every expected site (higher recall), the other admits only detections
+//    the lattice supports (higher precision). When the image shows no
+//    lattice the run falls back to kPublished and says so.
+enum class ObjectivePair { kPublished, kLattice };
+
 struct LogStarOptions {
   // Expected Gaussian width (sigma) of one column's image; with the prior's
   // pixel size it sets the default sigma bounds (see the file comment).
@@ -88,7 +107,16 @@ struct LogStarOptions {
 
   // Relative spacing of the sigma grid evaluations run on.
   double grid_spacing = 0.04;
+  // On generated frames the lattice pair's chosen point has F1 at least the
+  // published pair's at every noise level and lattice tried
+  // (tests/bench/rewards_sweep.cc). The default stays published, in process
+  // and in the daemon alike, until the lattice pair also serves the
+  // amorphous stage: it counts atoms off the lattice as spurious, which
+  // that stage needs to see (with it, the amorphous mask IoU test falls
+  // from >= 0.6 to 0.575).
+  ObjectivePair objectives = ObjectivePair::kPublished;
   RewardOptions rewards;
+  LatticeOptions lattice;  // kLattice: how the window's lattice is measured
   // The search sees each reward as min(reward, objective_cap). A candidate
   // that certainly finds at least (1 + objective_cap) × the expected count —
   // a window flooded with noise peaks — is scored (cap, cap) without being
@@ -103,7 +131,11 @@ struct LogStarOptions {
   // num_evaluations defaults to 50 as published; seed fixes the run.
   MoboOptions optimizer;
   FrontChoiceRule choice = FrontChoiceRule::kEuclidean;
-  Objectives2 choice_weights = {1.0, 1.0};  // (QC, ER), for kWeights
+  // For kWeights, on the pair searched: (QC, ER) or (misses, spurious).
+  // With the lattice pair, weight on misses moves the choice toward the
+  // high-recall end of the front, weight on spurious toward the
+  // high-precision end.
+  Objectives2 choice_weights = {1.0, 1.0};
   // Sub-pixel refinement of the final positions; off reports pixel centres
   // exactly as blob_log does.
   bool refine_positions = true;
@@ -120,10 +152,14 @@ absl::StatusOr<LogStarBounds> ResolveBounds(const LogStarOptions& options,
                                             const PhysicsPrior& prior);
 
 // One evaluated point that is on the Pareto front.
+// qc and er are always filled; misses and spurious when the lattice pair
+// was searched (else 0).
 struct FrontPoint {
   LogParameters parameters;
   double qc = 0.0;
   double er = 0.0;
+  double misses = 0.0;
+  double spurious = 0.0;
 };
 
 struct LogStarResult {
@@ -131,12 +167,18 @@ struct LogStarResult {
   // Rewards of the final (exact) detection in the region; they can differ
   // slightly from the chosen point's during the search (sigma grid).
   Rewards rewards;
-  std::vector<Blob> blobs;        // the final detection's blobs in or within 2 px of the region
-  std::vector<int> erroneous;     // indices into blobs of the atoms rewards.num_erroneous counts
-  std::vector<FrontPoint> front;  // by increasing QC
+  std::vector<Blob> blobs;     // the final detection's blobs in or within 2 px of the region
+  std::vector<int> erroneous;  // indices into blobs of the atoms rewards.num_erroneous counts
+  // The pair searched: options.objectives, or kPublished when the lattice
+  // pair was asked for and the image shows no lattice (lattice_note says
+  // why). lattice_rewards: of the final detection, with the lattice pair.
+  ObjectivePair objectives = ObjectivePair::kPublished;
+  std::string lattice_note;
+  std::optional<LatticeRewards> lattice_rewards;
+  std::vector<FrontPoint> front;  // by increasing first objective
   int chosen = 0;                 // index into front
   int num_evaluations = 0;
-  double hypervolume = 0.0;  // of the front, reference point (1, 1) in (QC, ER)
+  double hypervolume = 0.0;  // of the front, reference point (1, 1), in the pair searched
   double tuning_ms = 0.0;    // grid + optimiser
   double detect_ms = 0.0;    // final detection, refinement and rewards
 
@@ -147,10 +189,14 @@ struct LogStarResult {
 // rewards of the atoms inside `region` (a sub-rectangle of the image; the
 // rest is context so that atoms near the region's edges are seen whole).
 // `warm_start` parameters (e.g. a cached front) are evaluated first.
+// With the lattice pair, `lattice` is the lattice the rewards check (e.g.
+// measured once on the whole frame, which sees it through more noise than a
+// window does; must outlive the call); null = measured on `image`.
 absl::StatusOr<LogStarResult> RunLogStar(const cv::Mat& image, const PixelRegion& region,
                                          const PhysicsPrior& prior, const LogStarOptions& options,
                                          ExecutionContext* context,
-                                         absl::Span<const LogParameters> warm_start = {});
+                                         absl::Span<const LogParameters> warm_start = {},
+                                         const LatticeMeasurement* lattice = nullptr);
 
 // The final step alone, for cached parameters: exact detection with
 // `parameters` on `image`, optional refinement, rewards inside `region`.
@@ -159,12 +205,15 @@ struct LogDetection {
   Rewards rewards;          // of the atoms inside region
   // Indices into blobs of the atoms rewards.num_erroneous counts.
   std::vector<int> erroneous;
+  // With `sites`: the lattice pair of the atoms inside region.
+  std::optional<LatticeRewards> lattice_rewards;
 };
 absl::StatusOr<LogDetection> DetectAndScore(const cv::Mat& image, const PixelRegion& region,
                                             const PhysicsPrior& prior,
                                             const LogParameters& parameters,
                                             const LogStarOptions& options,
-                                            ExecutionContext* context);
+                                            ExecutionContext* context,
+                                            const LatticeSites* sites = nullptr);
 
 }  // namespace logstar
 

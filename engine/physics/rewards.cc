@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/types/span.h"
 #include "engine/base/status_macros.h"
+#include "engine/physics/lattice.h"
 #include "engine/physics/physics_prior.h"
 
 namespace logstar {
@@ -57,6 +58,20 @@ class PointGrid {
     members_.resize(points.size());
     std::vector<int> fill(start_.begin(), start_.end() - 1);
     for (size_t i = 0; i < points.size(); ++i) members_[fill[Cell(points[i])]++] = i;
+  }
+
+  // Calls f(j) for every point j whose cell meets the square of half-side r
+  // around c (c may lie outside the points' extent); f checks the distance.
+  template <typename F>
+  void ForSquare(const PointXY& c, double r, F&& f) const {
+    const double x0 = (c.x - r - min_x_) / cell_, x1 = (c.x + r - min_x_) / cell_;
+    const double y0 = (c.y - r - min_y_) / cell_, y1 = (c.y + r - min_y_) / cell_;
+    if (x1 < 0 || y1 < 0 || x0 >= cols_ || y0 >= rows_) return;
+    const int col0 = static_cast<int>(std::floor(std::max(x0, 0.0)));
+    const int col1 = static_cast<int>(std::min(x1, cols_ - 1.0));
+    const int row0 = static_cast<int>(std::floor(std::max(y0, 0.0)));
+    const int row1 = static_cast<int>(std::min(y1, rows_ - 1.0));
+    for (int row = row0; row <= row1; ++row) ForRow(row, col0, col1, f);
   }
 
   double cell() const { return cell_; }
@@ -169,7 +184,200 @@ absl::Status RewardOptions::Validate() const {
     return absl::InvalidArgumentError(
         absl::StrCat("num_neighbors must be at least 1, got ", num_neighbors));
   }
+  if (!(site_radius_fraction > 0.0 && site_radius_fraction <= 0.5)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("site_radius_fraction must be in (0, 0.5], got ", site_radius_fraction));
+  }
+  if (!(duplicate_fraction >= 0.0 && duplicate_fraction < 1.0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("duplicate_fraction must be in [0, 1), got ", duplicate_fraction));
+  }
   return absl::OkStatus();
+}
+
+absl::Status LatticeSites::Validate() const {
+  if (translations.empty()) return absl::InvalidArgumentError("lattice sites need translations");
+  if (!(std::isfinite(match_radius_px) && match_radius_px > 0.0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("match_radius_px must be positive and finite, got ", match_radius_px));
+  }
+  if (!(std::isfinite(duplicate_px) && duplicate_px >= 0.0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("duplicate_px must be finite and >= 0, got ", duplicate_px));
+  }
+  auto check = [&](const PointXY& v) -> absl::Status {
+    const double n = std::hypot(v.x, v.y);
+    if (!(std::isfinite(n) && n > match_radius_px && n > duplicate_px)) {
+      return absl::InvalidArgumentError(absl::StrCat("site vector (", v.x, ", ", v.y,
+                                                     ") is not longer than the match radius ",
+                                                     match_radius_px, " px and duplicate_px"));
+    }
+    return absl::OkStatus();
+  };
+  for (const PointXY& t : translations) LOGSTAR_RETURN_IF_ERROR(check(t));
+  for (const auto& offsets : column_offsets) {
+    for (const PointXY& v : offsets) LOGSTAR_RETURN_IF_ERROR(check(v));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<LatticeSites> MakeLatticeSites(const LatticeMeasurement& lattice,
+                                              const RewardOptions& options) {
+  LOGSTAR_RETURN_IF_ERROR(options.Validate());
+  if (!lattice.found) {
+    return absl::InvalidArgumentError(absl::StrCat("no lattice: ", lattice.reason));
+  }
+  const PointXY a = lattice.a, b = lattice.b;
+  LatticeSites sites;
+  sites.translations = {a, b, {a.x + b.x, a.y + b.y}, {a.x - b.x, a.y - b.y}};
+  sites.match_radius_px = options.site_radius_fraction * lattice.nearest_neighbor_px;
+  sites.duplicate_px = options.duplicate_fraction * lattice.nearest_neighbor_px;
+  const auto& columns = lattice.columns;
+  if (columns.size() > 1) {
+    for (size_t k = 0; k < columns.size(); ++k) {
+      std::vector<PointXY> offsets;
+      for (size_t j = 0; j < columns.size(); ++j) {
+        if (j == k) continue;
+        // The shortest image of the offset (the cell is reduced, so the
+        // images one translation away include it).
+        PointXY best{};
+        double best_d2 = std::numeric_limits<double>::infinity();
+        for (int i = -1; i <= 1; ++i) {
+          for (int m = -1; m <= 1; ++m) {
+            const PointXY v{
+                columns[j].position_px.x - columns[k].position_px.x + i * a.x + m * b.x,
+                columns[j].position_px.y - columns[k].position_px.y + i * a.y + m * b.y};
+            const double d2 = v.x * v.x + v.y * v.y;
+            if (d2 < best_d2) best_d2 = d2, best = v;
+          }
+        }
+        offsets.push_back(best);
+      }
+      sites.column_offsets.push_back(std::move(offsets));
+    }
+  }
+  LOGSTAR_RETURN_IF_ERROR(sites.Validate());
+  return sites;
+}
+
+absl::StatusOr<LatticeRewards> ComputeLatticeRewards(absl::Span<const PointXY> points,
+                                                     const PixelRegion& region,
+                                                     const LatticeSites& sites,
+                                                     const LatticeMargins* margins,
+                                                     std::vector<int>* spurious) {
+  LOGSTAR_RETURN_IF_ERROR(ValidateRegion(region));
+  LOGSTAR_RETURN_IF_ERROR(sites.Validate());
+  if (margins != nullptr && (margins->detected.size() != points.size() ||
+                             margins->below.size() != margins->below_ratio.size())) {
+    return absl::InvalidArgumentError("margins must give one ratio per point and per maximum");
+  }
+  for (size_t i = 0; i < points.size(); ++i) {
+    if (!std::isfinite(points[i].x) || !std::isfinite(points[i].y)) {
+      return absl::InvalidArgumentError(absl::StrCat("points[", i, "] has non-finite coordinates"));
+    }
+  }
+  if (spurious != nullptr) spurious->clear();
+  const double x_min = region.col0 - 0.5, x_end = region.col0 + region.cols - 0.5;
+  const double y_min = region.row0 - 0.5, y_end = region.row0 + region.rows - 0.5;
+  auto inside = [&](const PointXY& p) {
+    return p.x >= x_min && p.x < x_end && p.y >= y_min && p.y < y_end;
+  };
+  LatticeRewards out;
+  if (points.empty()) {
+    out.misses = out.spurious = 1.0;
+    return out;
+  }
+  const double r = sites.match_radius_px, r2 = r * r;
+  const PointGrid grid(points, r);
+  // The nearest detection within r of c, or -1.
+  auto nearest = [&](const PointXY& c) {
+    int best = -1;
+    double best_d2 = r2;
+    grid.ForSquare(c, r, [&](int j) {
+      const double dx = points[j].x - c.x, dy = points[j].y - c.y;
+      const double d2 = dx * dx + dy * dy;
+      if (d2 < best_d2 || (d2 == best_d2 && best < 0)) best_d2 = d2, best = j;
+    });
+    return best;
+  };
+  auto occupied = [&](const PointXY& c) { return nearest(c) >= 0; };
+  // What a site found by detection j adds to misses.
+  auto found_cost = [&](int j) {
+    if (margins == nullptr) return 0.0;
+    const double q = 1.0 / margins->detected[j];
+    return q * q;
+  };
+  double missed = 0.0, spurious_sum = 0.0;
+  const double dup2 = sites.duplicate_px * sites.duplicate_px;
+  for (size_t i = 0; i < points.size(); ++i) {
+    const PointXY& p = points[i];
+    if (!inside(p)) continue;
+    ++out.num_found;
+    bool duplicated = false;
+    if (dup2 > 0.0) {
+      grid.ForSquare(p, sites.duplicate_px, [&](int j) {
+        const double dx = points[j].x - p.x, dy = points[j].y - p.y;
+        if (static_cast<size_t>(j) != i && dx * dx + dy * dy < dup2) duplicated = true;
+      });
+    }
+    // Translation sites first: they decide support.
+    int num_sites = 0, num_missing = 0;
+    double cost = 0.0;
+    auto visit = [&](const PointXY& site) {
+      const int j = nearest(site);
+      if (inside(site)) {
+        ++num_sites, num_missing += j < 0 ? 1 : 0;
+        cost += j < 0 ? 1.0 : found_cost(j);
+      }
+      return j >= 0;
+    };
+    bool supported = false;
+    for (const PointXY& t : sites.translations) {
+      supported |= visit({p.x + t.x, p.y + t.y});
+      supported |= visit({p.x - t.x, p.y - t.y});
+    }
+    if (duplicated || !supported) {
+      ++out.num_spurious;
+      if (spurious != nullptr) spurious->push_back(static_cast<int>(i));
+      continue;  // its sites say nothing about the crystal
+    }
+    // The cell's other columns, seen from the column p most likely is.
+    int best_hits = -1;
+    int best_sites = 0, best_missing = 0;
+    double best_cost = 0.0;
+    for (const auto& offsets : sites.column_offsets) {
+      int hits = 0, n = 0, missing = 0;
+      double c = 0.0;
+      for (const PointXY& v : offsets) {
+        const PointXY site{p.x + v.x, p.y + v.y};
+        const int j = nearest(site);
+        hits += j >= 0 ? 1 : 0;
+        if (inside(site)) ++n, missing += j < 0 ? 1 : 0, c += j < 0 ? 1.0 : found_cost(j);
+      }
+      if (hits > best_hits) best_hits = hits, best_sites = n, best_missing = missing, best_cost = c;
+    }
+    out.num_sites += num_sites + best_sites;
+    out.num_missing += num_missing + best_missing;
+    missed += cost + best_cost;
+  }
+  spurious_sum = out.num_spurious;
+  if (margins != nullptr) {
+    // Maxima under the threshold: unsupported ones not on a detected column
+    // are noise peaks, weighed by how nearly they were admitted.
+    for (size_t m = 0; m < margins->below.size(); ++m) {
+      const PointXY& q = margins->below[m];
+      if (!inside(q) || occupied(q)) continue;
+      bool supported = false;
+      for (const PointXY& t : sites.translations) {
+        supported =
+            supported || occupied({q.x + t.x, q.y + t.y}) || occupied({q.x - t.x, q.y - t.y});
+      }
+      if (!supported) spurious_sum += margins->below_ratio[m] * margins->below_ratio[m];
+    }
+  }
+  out.misses = out.num_sites > 0 ? missed / out.num_sites : 1.0;
+  out.spurious = out.num_found > 0 ? std::min(1.0, spurious_sum / out.num_found) : 1.0;
+  return out;
 }
 
 absl::StatusOr<Rewards> ComputeRewards(absl::Span<const PointXY> atoms, const PixelRegion& region,

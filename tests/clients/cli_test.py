@@ -291,6 +291,29 @@ class LogStarTest(unittest.TestCase):
         self.assertEqual(res['cache'], {'hits': 0, 'misses': 1, 'retunes': 0})
         self.assertIn('windows', res['timings_ms'])
 
+    def test_lattice_objectives(self):
+        """--objectives lattice: each window's front is non-dominated in (misses,
+        spurious), its ends trade recall for precision against the truth, and
+        the chosen point finds the true atoms."""
+        _, res = self.analyze('lattice.json', '--objectives', 'lattice', '--window', '128',
+                              image=self.image)
+        self.assertEqual(res['parameters']['objectives'], 'lattice')
+        meta = load_json(os.path.join(self.dir, 'meta.json'))
+        truth = read_truth(self.dir)
+        f1 = match_f1(atoms_xy(res), truth, 0.3 * meta['nn_min_px'])
+        self.assertGreaterEqual(f1, 0.95, f'F1 {f1:.3f} against the ground truth')
+        for w in res['windows']:
+            self.assertEqual(w['objectives'], 'lattice', w.get('lattice_note'))
+            self.assertIn('lattice_rewards', w)
+            pts = [(p['misses'], p['spurious']) for p in w['front']]
+            for i, a in enumerate(pts):
+                for j, b in enumerate(pts):
+                    self.assertFalse(i != j and b[0] <= a[0] and b[1] <= a[1] and b != a, pts)
+        code, _, err = run('analyze', self.image, '--prior', self.prior, '--out',
+                           os.path.join(self.tmp.name, 'x.json'), '--objectives', 'count')
+        self.assertEqual(code, 2, err)  # a usage error, as a bad --choose
+        self.assertIn('--objectives', err)
+
     def test_overlapping_windows(self):
         _, res = self.analyze('overlap.json', '--window', '128', '--stride', '96', '--evals', '20',
                               image=self.image)

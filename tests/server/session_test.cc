@@ -22,18 +22,18 @@ struct Fixture {
   v1::SessionSettings settings;
 };
 
-Fixture Make(uint64_t seed) {
+Fixture Make(uint64_t seed, int size = 128) {
   Fixture f;
   SynthOptions o;
-  o.width = o.height = 128;
+  o.width = o.height = size;
   o.noise = 0.05;
   o.seed = seed;
   f.frame = *Synthesize(o);
   f.wire.mutable_pixels()->set_dtype(v1::DTYPE_FLOAT32);
-  f.wire.mutable_pixels()->set_width(128);
-  f.wire.mutable_pixels()->set_height(128);
+  f.wire.mutable_pixels()->set_width(size);
+  f.wire.mutable_pixels()->set_height(size);
   f.wire.mutable_pixels()->set_data(
-      std::string(reinterpret_cast<const char*>(f.frame.image.data), 128 * 128 * 4));
+      std::string(reinterpret_cast<const char*>(f.frame.image.data), size * size * 4));
   v1::PhysicsPrior* p = f.settings.mutable_prior();
   p->set_pixel_size_angstrom(f.frame.prior.pixel_size_angstrom);
   p->set_column_density_per_nm2(f.frame.prior.ColumnDensityPerNm2());
@@ -204,6 +204,43 @@ TEST(SessionManagerTest, SettingsAreParsedUnderTheDaemonsCaps) {
   EXPECT_THAT(m.ParseSettings(f.settings).status().message(),
               HasSubstr("settings.analysis.evaluations"));
   EXPECT_EQ(m.size(), 0);
+}
+
+// Unset objectives: the published pair, as in process; each can be asked
+// for, with or without the amorphous stage; an unknown value names the field.
+TEST(SessionConfigTest, ObjectivePairDefaultsAndChoices) {
+  Fixture f = Make(5);
+  EXPECT_EQ(Config(f.settings).analyzer.logstar.objectives, ObjectivePair::kPublished);
+  f.settings.mutable_analysis()->mutable_amorphous()->set_enabled(true);
+  EXPECT_EQ(Config(f.settings).analyzer.logstar.objectives, ObjectivePair::kPublished);
+  f.settings.mutable_analysis()->set_objectives(v1::OBJECTIVE_PAIR_LATTICE);
+  EXPECT_EQ(Config(f.settings).analyzer.logstar.objectives, ObjectivePair::kLattice);
+  f.settings.mutable_analysis()->mutable_amorphous()->set_enabled(false);
+  f.settings.mutable_analysis()->set_objectives(v1::OBJECTIVE_PAIR_PUBLISHED);
+  EXPECT_EQ(Config(f.settings).analyzer.logstar.objectives, ObjectivePair::kPublished);
+  f.settings.mutable_analysis()->set_objectives(static_cast<v1::ObjectivePair>(7));
+  EXPECT_THAT(ParseSessionSettings(f.settings).status().message(),
+              HasSubstr("settings.analysis.objectives"));
+}
+
+// A session on the lattice pair reports it per window, with its rewards,
+// and for the frame; a cached frame reports them too.
+TEST(SessionTest, LatticePairIsReported) {
+  // YBCO's cell is 93 px tall: the frame must hold a few of them.
+  Fixture f = Make(6, 256);
+  f.settings.mutable_analysis()->set_window(128);
+  f.settings.mutable_analysis()->set_objectives(v1::OBJECTIVE_PAIR_LATTICE);
+  Session s("s", Config(f.settings), absl::Now());
+  for (int frame = 0; frame < 2; ++frame) {
+    const FrameAnalysis a = Analyze(s, f.wire);
+    ASSERT_TRUE(a.lattice_rewards.has_value()) << a.windows[0].lattice_note;
+    EXPECT_LT(a.lattice_rewards->misses, 0.2);
+    EXPECT_LT(a.lattice_rewards->spurious, 0.2);
+    for (const WindowResult& w : a.windows) {
+      EXPECT_EQ(w.objectives, ObjectivePair::kLattice) << w.lattice_note;
+      EXPECT_TRUE(w.lattice_rewards.has_value());
+    }
+  }
 }
 
 // Counts between tuning frames reach the disk on the sweeper's timer, so a

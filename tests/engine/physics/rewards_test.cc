@@ -458,5 +458,130 @@ TEST(RewardsTest, ScalesToManyAtoms) {
   EXPECT_LT(r.num_erroneous, kNum);
 }
 
+// The lattice pair on a square lattice of kSpacingPx: translations a = (20,
+// 0), b = (0, 20), one column per cell, r = 4 px, duplicates under 10 px.
+LatticeSites SquareSites() {
+  LatticeSites sites;
+  sites.translations = {{kSpacingPx, 0}, {0, kSpacingPx}, {kSpacingPx, kSpacingPx},
+                        {kSpacingPx, -kSpacingPx}};
+  sites.match_radius_px = 4.0;
+  sites.duplicate_px = 10.0;
+  return sites;
+}
+
+// Columns at (20 i, 20 j), i, j in [0, n), and the region [0, 20 n) px
+// shifted by half a pixel so the box holds exactly those columns.
+std::vector<PointXY> SquareColumns(int n) {
+  std::vector<PointXY> points;
+  for (int j = 0; j < n; ++j) {
+    for (int i = 0; i < n; ++i) points.push_back({kSpacingPx * i, kSpacingPx * j});
+  }
+  return points;
+}
+
+// Sites inside an n × n block seen from its columns: for each translation
+// pair, 2 (n - 1) n sites along a or b, 2 (n - 1)² along a diagonal.
+int SquareSiteCount(int n) { return 2 * (2 * (n - 1) * n) + 2 * (2 * (n - 1) * (n - 1)); }
+
+TEST(LatticeRewardsTest, PerfectLatticeHasNoMissesAndNothingSpurious) {
+  const std::vector<PointXY> points = SquareColumns(6);
+  const PixelRegion region{0, 0, 120, 120};
+  absl::StatusOr<LatticeRewards> r = ComputeLatticeRewards(points, region, SquareSites());
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->num_found, 36);
+  EXPECT_EQ(r->num_sites, SquareSiteCount(6));
+  EXPECT_EQ(r->num_missing, 0);
+  EXPECT_DOUBLE_EQ(r->misses, 0.0);
+  EXPECT_DOUBLE_EQ(r->spurious, 0.0);
+}
+
+TEST(LatticeRewardsTest, AHoleIsMissedByEachOfItsEightNeighbours) {
+  std::vector<PointXY> points = SquareColumns(6);
+  points.erase(points.begin() + 2 * 6 + 2);  // the column at (40, 40)
+  absl::StatusOr<LatticeRewards> r =
+      ComputeLatticeRewards(points, {0, 0, 120, 120}, SquareSites());
+  ASSERT_TRUE(r.ok()) << r.status();
+  // The hole's 8 neighbours each miss it; its own 8 sites are no longer
+  // counted.
+  EXPECT_EQ(r->num_sites, SquareSiteCount(6) - 8);
+  EXPECT_EQ(r->num_missing, 8);
+  EXPECT_DOUBLE_EQ(r->misses, 8.0 / (SquareSiteCount(6) - 8));
+  EXPECT_DOUBLE_EQ(r->spurious, 0.0);
+}
+
+TEST(LatticeRewardsTest, NoisePeaksAndSplitColumnsAreSpurious) {
+  std::vector<PointXY> points = SquareColumns(6);
+  points.push_back({50, 50});  // a cell centre: its translations hit no column
+  points.push_back({82, 80});  // 2 px from (80, 80): a split column, both flagged
+  std::vector<int> flagged;
+  absl::StatusOr<LatticeRewards> r =
+      ComputeLatticeRewards(points, {0, 0, 120, 120}, SquareSites(), nullptr, &flagged);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->num_found, 38);
+  EXPECT_EQ(r->num_spurious, 3);
+  EXPECT_DOUBLE_EQ(r->spurious, 3.0 / 38.0);
+  EXPECT_THAT(flagged, ::testing::ElementsAre(4 * 6 + 4, 36, 37));
+}
+
+TEST(LatticeRewardsTest, MarginsWeighNearThresholdMaxima) {
+  const std::vector<PointXY> points = SquareColumns(6);
+  // Every column twice the threshold: each found site costs (1/2)² = 1/4.
+  const std::vector<double> detected(points.size(), 2.0);
+  // Maxima under the threshold: a noise peak at 0.5 of it costs 0.5² = 1/4;
+  // one on a detected column (a weaker copy) and one outside the region
+  // cost nothing.
+  const std::vector<PointXY> below = {{50, 50}, {40.5, 40}, {150, 150}};
+  const std::vector<double> below_ratio = {0.5, 0.9, 0.9};
+  const LatticeMargins margins{detected, below, below_ratio};
+  absl::StatusOr<LatticeRewards> r =
+      ComputeLatticeRewards(points, {0, 0, 120, 120}, SquareSites(), &margins);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_DOUBLE_EQ(r->misses, 0.25);
+  EXPECT_DOUBLE_EQ(r->spurious, 0.25 / 36.0);
+  EXPECT_EQ(r->num_spurious, 0);
+}
+
+TEST(LatticeRewardsTest, NothingFoundIsTheWorst) {
+  absl::StatusOr<LatticeRewards> r = ComputeLatticeRewards({}, {0, 0, 120, 120}, SquareSites());
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_DOUBLE_EQ(r->misses, 1.0);
+  EXPECT_DOUBLE_EQ(r->spurious, 1.0);
+}
+
+TEST(LatticeRewardsTest, ColumnOffsetsFindAMissingSublattice) {
+  // Two columns per cell, (0, 0) and (10, 10) in 20 px cells: each column's
+  // offset to the other one (the shortest image; one per column here).
+  LatticeSites sites = SquareSites();
+  sites.duplicate_px = 5.0;
+  sites.column_offsets = {{{10, 10}}, {{-10, -10}}};
+  const std::vector<PointXY> first = SquareColumns(6);
+  absl::StatusOr<LatticeRewards> r = ComputeLatticeRewards(first, {0, 0, 120, 120}, sites);
+  ASSERT_TRUE(r.ok()) << r.status();
+  // Each column's offset site (20 i + 10, 20 j + 10) lies inside the region
+  // and is empty; the translation sites are all found.
+  EXPECT_EQ(r->num_missing, 36);
+  EXPECT_EQ(r->num_sites, SquareSiteCount(6) + 36);
+  std::vector<PointXY> both = first;
+  for (const PointXY& p : first) both.push_back({p.x + 10, p.y + 10});
+  r = ComputeLatticeRewards(both, {0, 0, 120, 120}, sites);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->num_missing, 0);
+  EXPECT_DOUBLE_EQ(r->spurious, 0.0);
+}
+
+TEST(LatticeRewardsTest, InvalidSitesAreRejected) {
+  LatticeSites sites = SquareSites();
+  sites.match_radius_px = 0.0;
+  EXPECT_EQ(ComputeLatticeRewards({}, {0, 0, 10, 10}, sites).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  sites = SquareSites();
+  sites.translations = {{3, 0}};  // shorter than r: every point supports itself
+  EXPECT_EQ(ComputeLatticeRewards({}, {0, 0, 10, 10}, sites).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  RewardOptions options;
+  options.site_radius_fraction = 0.6;
+  EXPECT_THAT(std::string(options.Validate().message()), HasSubstr("site_radius_fraction"));
+}
+
 }  // namespace
 }  // namespace logstar
