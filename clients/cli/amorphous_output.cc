@@ -69,11 +69,16 @@ Json StageToJson(const AmorphousResult& r, const AmorphousEvidence& evidence,
       {"atom_share", c.share},
       {"area_fraction", c.regions.area_fraction},
       {"num_regions", c.regions.regions.size()},
+      {"verdict",
+       {{"state", c.verdict.uncertain() ? "uncertain" : "confident"},
+        {"code", VerdictCodeName(c.verdict.code)},
+        {"reason", c.verdict.reason}}},
       {"evidence",
        {{"share", evidence.share},
         {"area_fraction", evidence.area_fraction},
         {"patch_size_px", evidence.patch_size_px},
         {"bic_gain", evidence.bic_gain},
+        {"high_weight", evidence.high_weight},
         {"separation", evidence.separation}}},
       {"mask", mask_path ? Json(*mask_path) : Json()},
       {"tuning_ms", r.tuning_ms}};
@@ -129,6 +134,8 @@ absl::StatusOr<AmorphousReport> AddAmorphous(const AmorphousRequest& request,
       marks.amorphous.push_back(chosen.atoms[i].amorphous);
     }
     for (const Region& g : chosen.regions.regions) marks.outlines.push_back(g.contour);
+    marks.uncertain = chosen.verdict.uncertain();
+    marks.uncertain_label = VerdictCodeName(chosen.verdict.code);
     absl::StatusOr<cv::Mat> picture =
         RenderAmorphousOverlay(*image, blobs, marks, OverlayOptions{});
     if (!picture.ok()) return picture.status();
@@ -140,6 +147,11 @@ absl::StatusOr<AmorphousReport> AddAmorphous(const AmorphousRequest& request,
       "; amorphous: %d regions, %.1f %% of the area, %.1f %% of the atoms (GMM %.1f ms)",
       static_cast<int>(chosen.regions.regions.size()), 100.0 * chosen.regions.area_fraction,
       100.0 * chosen.share, report.stage_ms);
+  // "0 regions" alone would read as "no disorder" when the stage cannot tell.
+  if (chosen.verdict.uncertain()) {
+    absl::StrAppend(&report.console, "; UNCERTAIN (", VerdictCodeName(chosen.verdict.code),
+                    "): ", chosen.verdict.reason);
+  }
   return report;
 }
 

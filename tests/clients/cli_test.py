@@ -478,6 +478,26 @@ class AmorphousTest(unittest.TestCase):
         _, mask_path, res, _, _ = self.frames['crystal']
         self.assertLessEqual((self.read_png(mask_path) == 255).mean(), 0.02)
         self.assertLessEqual(res['amorphous']['area_fraction'], 0.02)
+        # A clean crystal: the stage stands by its "no region".
+        self.assertEqual(res['amorphous']['verdict']['state'], 'confident',
+                         res['amorphous']['verdict'])
+
+    def test_uncertain_when_the_disorder_is_below_resolution(self):
+        """Noise 0.5 and 10 % amorphous (512², seed 1): the regions are not
+        resolved, and RESULT.json, the console and the overlay say so instead
+        of a plain "0 regions"."""
+        d = os.path.join(self.tmp.name, 'faint')
+        code, _, err = run('synth', '--out', d, '--size', '512', '--lattice', 'ybco', '--noise',
+                           '0.5', '--amorphous', '0.1', '--seed', '1')
+        self.assertEqual(code, 0, err)
+        out_path = os.path.join(d, 'r.json')
+        code, out, err = run('analyze', os.path.join(d, 'image.npy'), '--prior',
+                             os.path.join(d, 'prior.json'), '--out', out_path, '--gmm')
+        self.assertEqual(code, 0, err)
+        verdict = load_json(out_path)['amorphous']['verdict']
+        self.assertEqual(verdict['state'], 'uncertain', verdict)
+        self.assertEqual(verdict['code'], 'below_resolution')
+        self.assertIn('UNCERTAIN (below_resolution)', out)
 
     def test_result_fields_and_units(self):
         d, mask_path, res, overlay, _ = self.frames['amorphous']
