@@ -72,11 +72,12 @@
 #include "absl/synchronization/mutex.h"
 #include "engine/amorphous/amorphous.h"
 #include "engine/amorphous/region_tracker.h"
-#include "engine/base/context.h"
 #include "engine/analysis/logstar.h"
+#include "engine/base/context.h"
 #include "engine/image/normalize.h"
 #include "engine/physics/physics_prior.h"
 #include "engine/physics/rewards.h"
+#include "engine/physics/sublattice.h"
 
 namespace logstar {
 
@@ -116,6 +117,12 @@ struct AnalyzerOptions {
   // tuning| exceeds this (rewards are fractions of the expected count).
   double drift_tolerance = 0.1;  // > 0
   AmorphousStageOptions amorphous;
+  // Report only the atoms of this sublattice (a name in the prior's
+  // sublattices); empty = all atoms.
+  std::string sublattice;
+  // How far the prior may be from the lattice measured on the frame before
+  // every result carries a warning (engine/physics/lattice.h, CheckPrior).
+  PriorTolerances prior_tolerances;
 
   absl::Status Validate() const;
 };
@@ -148,6 +155,11 @@ struct WindowResult {
   ObjectivePair objectives = ObjectivePair::kPublished;
   std::string lattice_note;
   std::optional<LatticeRewards> lattice_rewards;
+  // Share of the tile that shows the frame's lattice (its expected counts
+  // are over that area). Not empty when the tile has too little crystal to
+  // be tuned toward a count: says so and what was done instead.
+  double crystalline_fraction = 1.0;
+  std::string crystal_note;
 };
 
 struct Atom {
@@ -156,6 +168,9 @@ struct Atom {
   double sigma = 0.0;  // px, the LoG scale it was found at
   float response = 0.0f;
   int window = 0;  // owner
+  // Index into the prior's sublattices; -1 when the prior has none or the
+  // atom was not assigned (engine/physics/sublattice.h).
+  int sublattice = -1;
 };
 
 // One window of the amorphous stage on one frame.
@@ -201,6 +216,20 @@ struct FrameAnalysis {
   int hits = 0, misses = 0, retunes = 0;
   int seam_duplicates = 0;                  // atoms dropped as seen twice across a seam
   std::optional<FrameAmorphous> amorphous;  // when the stage is enabled
+  // The prior checked against the lattice measured on the frame (on the
+  // first frame of a geometry; repeated on every result until the cache is
+  // emptied): empty when they agree or the frame shows no lattice.
+  std::vector<PriorWarning> warnings;
+  // The frame's lattice as measured (found = false with a reason when it
+  // shows none); not set when it was not measured.
+  std::optional<LatticeMeasurement> lattice;
+  // Share of the frame that shows the lattice; expected counts are over it.
+  double crystalline_fraction = 1.0;
+  // With prior sublattices: per-sublattice counts over the frame, in the
+  // prior's order (all of them, also when only one is reported), and a note
+  // when the frame does not show them as the prior says.
+  std::vector<SublatticeCount> sublattices;
+  std::string sublattice_note;
   double normalize_ms = 0.0;
   double windows_ms = 0.0;    // LoG* over the windows
   double amorphous_ms = 0.0;  // the amorphous stage
@@ -268,9 +297,9 @@ class LogStarAnalyzer {
 
   // `lattice`: the frame's, with the lattice pair (else null).
   absl::Status AnalyzeWindow(const cv::Mat& image, const Window& w, const PhysicsPrior& prior,
-                             const LatticeMeasurement* lattice,
-                             std::optional<CachedWindow>& cache, ExecutionContext* context,
-                             WindowResult& out, std::vector<Blob>& blobs) const;
+                             const LatticeMeasurement* lattice, std::optional<CachedWindow>& cache,
+                             ExecutionContext* context, WindowResult& out,
+                             std::vector<Blob>& blobs) const;
   absl::Status AmorphousWindow(const cv::Mat& image, const Window& w,
                                const std::vector<Atom>& atoms, const PhysicsPrior& prior,
                                std::optional<CachedAmorphousWindow>& cache,

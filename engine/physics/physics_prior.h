@@ -8,6 +8,8 @@
 #define LOGSTAR_ENGINE_PHYSICS_PHYSICS_PRIOR_H_
 
 #include <optional>
+#include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 
@@ -25,6 +27,20 @@ struct ProjectedLattice {
   double ColumnDensityPerNm2() const;
 };
 
+// One sublattice of the columns (e.g. the A and B sites of a perovskite):
+// columns of different brightness that the prior tells apart.
+struct SublatticePrior {
+  // Unique within the prior; letters, digits, '_' and '-' ("A", "Sr", "Ti-O").
+  std::string name;
+  // This sublattice's visible columns per nm²; the sublattices' densities
+  // add up to the prior's column density.
+  double column_density_per_nm2 = 0.0;
+  // Peak brightness relative to the brightest sublattice (which has 1), in
+  // (0, 1]; 0 = not known, only the order (sublattices are listed brightest
+  // first).
+  double relative_brightness = 0.0;
+};
+
 struct PhysicsPrior {
   // Edge length of one (square) pixel.
   double pixel_size_angstrom = 0.0;
@@ -36,6 +52,10 @@ struct PhysicsPrior {
 
   // Smallest plausible distance between two projected columns.
   double nearest_neighbor_angstrom = 0.0;
+
+  // Empty: the columns are of one kind. Otherwise at least two, brightest
+  // first, whose densities add up to the column density (within 5 %).
+  std::vector<SublatticePrior> sublattices;
 
   // Checks that every field is finite and positive and that the fields are
   // consistent with each other. Errors name the offending field.
