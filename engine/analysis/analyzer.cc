@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "engine/base/status_macros.h"
 
 namespace logstar {
@@ -205,6 +206,23 @@ absl::Status ValidateWindows(const char* prefix, int window, int stride, double 
   return absl::OkStatus();
 }
 
+// The sublattice a stream reports must be one the prior describes.
+absl::Status CheckSublatticeChoice(const std::string& name, const PhysicsPrior& prior) {
+  if (name.empty()) return absl::OkStatus();
+  std::vector<std::string> names;
+  for (const SublatticePrior& s : prior.sublattices) {
+    if (s.name == name) return absl::OkStatus();
+    names.push_back(s.name);
+  }
+  if (names.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "sublattice \"", name, "\" asked for, but the prior describes no sublattices"));
+  }
+  return absl::InvalidArgumentError(absl::StrCat("sublattice \"", name,
+                                                 "\" is not one of the prior's sublattices (",
+                                                 absl::StrJoin(names, ", "), ")"));
+}
+
 }  // namespace
 
 absl::Status AmorphousStageOptions::Validate() const {
@@ -221,6 +239,7 @@ absl::Status AnalyzerOptions::Validate() const {
   LOGSTAR_RETURN_IF_ERROR(ValidateWindows("", window, stride, drift_tolerance));
   LOGSTAR_RETURN_IF_ERROR(normalize.Validate());
   LOGSTAR_RETURN_IF_ERROR(amorphous.Validate());
+  LOGSTAR_RETURN_IF_ERROR(prior_tolerances.Validate());
   return logstar.Validate();
 }
 
@@ -240,11 +259,13 @@ absl::StatusOr<std::unique_ptr<LogStarAnalyzer>> LogStarAnalyzer::Create(
     const AnalyzerOptions& options, const PhysicsPrior& prior) {
   LOGSTAR_RETURN_IF_ERROR(options.Validate());
   LOGSTAR_RETURN_IF_ERROR(ResolveBounds(options.logstar, prior).status());
+  LOGSTAR_RETURN_IF_ERROR(CheckSublatticeChoice(options.sublattice, prior));
   return std::unique_ptr<LogStarAnalyzer>(new LogStarAnalyzer(options, prior));
 }
 
 absl::Status LogStarAnalyzer::SetPrior(const PhysicsPrior& prior) {
   LOGSTAR_RETURN_IF_ERROR(ResolveBounds(options_.logstar, prior).status());
+  LOGSTAR_RETURN_IF_ERROR(CheckSublatticeChoice(options_.sublattice, prior));
   absl::MutexLock lock(&mu_);
   prior_ = prior;
   for (auto& c : cache_) c.reset();
@@ -559,8 +580,10 @@ absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
     generation = generation_;
   }
 
-  const bool measure_lattice =
-      options_.logstar.objectives == ObjectivePair::kLattice && !lattice.has_value();
+  // The lattice is measured on the first frame of a geometry whatever the
+  // objectives: the prior is checked against it on every result, and the
+  // lattice pair scores against it.
+  const bool measure_lattice = !lattice.has_value();
   if (measure_lattice) {
     absl::StatusOr<LatticeMeasurement> m =
         MeasureLattice(image, options_.logstar.lattice, context);
@@ -590,6 +613,11 @@ absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
   });
   for (const absl::Status& s : status) LOGSTAR_RETURN_IF_ERROR(s);
   result.windows_ms = MsSince(t1);
+  if (lattice->found) {
+    LOGSTAR_ASSIGN_OR_RETURN(result.warnings,
+                             CheckPrior(prior, *lattice, options_.prior_tolerances));
+  }
+  result.lattice = lattice;
 
   for (int i = 0; i < n; ++i) {
     WindowResult& w = result.windows[i];
