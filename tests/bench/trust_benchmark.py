@@ -13,7 +13,8 @@ and as "LoG* as published", and scores every result against the truth.
       [--crystal-fractions 0.2,0.4,0.6] [--threads 2] [--evals 50]
       [--published-flags "--objectives published --choose euclidean --no-refine"]
       [--sublattice-only 0|1] [--real DIR | --no-real]
-      [--first-result BIN [--first-result-size 2048]] [--check]
+      [--first-result BIN [--first-result-size 2048] [--first-result-repeat 2]]
+      [--check]
 
 (tests/bench/run_trust_benchmark.sh builds the binaries and calls this.)
 Needs only /usr/bin/python3 with numpy.
@@ -102,7 +103,8 @@ particle's rows for pb_nanoparticle_adf (the first 212); graphene: 38.2 /nm^2
 CsPbBr3 gets sublattices Pb and Cs (order only) when the CLI knows them.
 
 --first-result BIN runs tests/bench/first_result.cc's program (a 2048^2 frame
-with every window tuned, then cached) with --threads T and adds its figures.
+with every window tuned, best of --first-result-repeat fresh analyzers, then
+the same frame cached) with --threads T and adds its figures.
 
 Output: progress on stderr; Markdown (machine, commands, summary table, the
 full table, real images, notes) on stdout and in --out-md; the table as CSV
@@ -384,7 +386,8 @@ def real_frames(a, sublattices_known):
             continue
         frames.append(real_frame(a, name, image, sublattices_known))
     for f in sorted(os.listdir(a.real)):
-        if f.endswith('.npy') and not os.path.exists(os.path.join(a.real, f[:-4] + '.positions.csv')):
+        stem = os.path.join(a.real, f[:-4])
+        if f.endswith('.npy') and not os.path.exists(stem + '.positions.csv'):
             notes.append('real image %s: no reference positions, not scored' % f[:-4])
     return frames, notes
 
@@ -418,8 +421,9 @@ def real_frame(a, name, image, sublattices_known):
                  nearest_neighbor_angstrom=nn_a)
     if sub and sublattices_known:
         order = spec.get('sublattice_order') or list(dict.fromkeys(sub))
-        prior['sublattices'] = [dict(name=s, column_density_per_nm2=density * sub.count(s) / len(sub),
-                                     relative_brightness=0.0) for s in order]
+        prior['sublattices'] = [dict(name=s, relative_brightness=0.0,
+                                     column_density_per_nm2=density * sub.count(s) / len(sub))
+                                for s in order]
     prior_path = os.path.join(d, 'prior.json')
     json.dump(prior, open(prior_path, 'w'), indent=1)
     frame = Frame('real', name, None, None, image, prior_path, truth, nn_a / px, d)
@@ -528,8 +532,8 @@ def aggregate(records):
         row['warnings'] = mean(r['warnings'] for r in ok)
         row['warning_text'] = next((r['warning_text'] for r in ok if r['warning_text']), '')
         subs = [r['sub'] for r in ok if r.get('sub') is not None]
-        row['sub'] = {n: mean(s.get(n) for s in subs) for n in sorted({n for s in subs for n in s})} \
-            if subs else None
+        sub_names = sorted({n for s in subs for n in s})
+        row['sub'] = {n: mean(s.get(n) for s in subs) for n in sub_names} if subs else None
         rows.append(row)
     return rows
 
@@ -543,7 +547,9 @@ def pct(v):
 
 
 def sub_cell(sub):
-    return '-' if not sub else ', '.join('%s %.2f' % (n, v) for n, v in sub.items() if v is not None)
+    if not sub:
+        return '-'
+    return ', '.join('%s %.2f' % (n, v) for n, v in sub.items() if v is not None)
 
 
 def row_cells(r):
@@ -559,41 +565,50 @@ DETAIL_HEAD = ['precision', 'recall', 'F1', 'F1 (CLI)', 'count err', 'fronts ≥
                'mean front', 'warnings', 'sublattice F1', 'ms']
 
 
+def md_table(head, rows):
+    return ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)] + \
+        ['| ' + ' | '.join(r) + ' |' for r in rows]
+
+
+def percent0(v):
+    return '-' if v is None else '%.0f %%' % (100 * v)
+
+
+def summary_table(gen, configs):
+    """Per kind: F1 and count error per configuration, noise levels side by side."""
+    noises = list(dict.fromkeys(r['noise'] for r in gen))
+    label = ' / '.join('%g' % n for n in noises)
+
+    def cell(kind, config, key, f):
+        vals = [next((r[key] for r in gen if r['kind'] == kind and r['noise'] == n
+                      and r['config'] == config), None) for n in noises]
+        return ' / '.join(f(v) for v in vals)
+
+    head = ['kind'] + ['F1 %s' % c for c in configs] + ['count err %s' % c for c in configs] + \
+        ['fronts ≥ 3 (%s)' % configs[0]]
+    rows = [[kind] + [cell(kind, c, 'f1', lambda v: fmt(v, '%.2f')) for c in configs] +
+            [cell(kind, c, 'count_err', percent0) for c in configs] +
+            [cell(kind, configs[0], 'fronts_ge3', percent0)]
+            for kind in dict.fromkeys(r['kind'] for r in gen)]
+    return ['### Summary: F1 and count error per kind (noise %s; mean over seeds)' % label, ''] + \
+        md_table(head, rows)
+
+
 def markdown_tables(rows, configs):
     gen = [r for r in rows if r['group'] == 'generated']
     real = [r for r in rows if r['group'] == 'real']
     out = []
     if gen:
-        noises = list(dict.fromkeys(r['noise'] for r in gen))
-        kinds = list(dict.fromkeys(r['kind'] for r in gen))
-        label = ' / '.join('%g' % n for n in noises)
-        out += ['### Summary: F1 and count error per kind (noise %s; mean over seeds)' % label, '']
-        head = ['kind'] + ['F1 %s' % c for c in configs] + ['count err %s' % c for c in configs] + \
-            ['fronts ≥ 3 (%s)' % configs[0]]
-        out += ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
-        for kind in kinds:
-            def cell(config, key, f):
-                vals = [next((r[key] for r in gen if r['kind'] == kind and r['noise'] == n
-                              and r['config'] == config), None) for n in noises]
-                return ' / '.join(f(v) for v in vals)
-            cells = [kind] + [cell(c, 'f1', lambda v: fmt(v, '%.2f')) for c in configs] + \
-                [cell(c, 'count_err', lambda v: '-' if v is None else '%.0f %%' % (100 * v))
-                 for c in configs] + \
-                [cell(configs[0], 'fronts_ge3', lambda v: '-' if v is None else '%.0f %%' % (100 * v))]
-            out.append('| ' + ' | '.join(cells) + ' |')
+        out += summary_table(gen, configs)
         out += ['', '### Generated frames, per kind, noise and configuration', '']
-        head = ['kind', 'noise', 'config', 'frames'] + DETAIL_HEAD
-        out += ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
-        for r in gen:
-            out.append('| ' + ' | '.join([r['kind'], '%g' % r['noise'], r['config'],
-                                          str(r['frames'])] + row_cells(r)) + ' |')
+        out += md_table(['kind', 'noise', 'config', 'frames'] + DETAIL_HEAD,
+                        [[r['kind'], '%g' % r['noise'], r['config'], str(r['frames'])] +
+                         row_cells(r) for r in gen])
     if real:
         out += ['', '### Real images (../shared/data/real)', '']
-        head = ['image', 'config', 'true', 'found'] + DETAIL_HEAD
-        out += ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
-        for r in real:
-            out.append('| ' + ' | '.join([r['kind'], r['config'], fmt(r['n_true'], '%.0f'),
-                                          fmt(r['n_found'], '%.0f')] + row_cells(r)) + ' |')
+        out += md_table(['image', 'config', 'true', 'found'] + DETAIL_HEAD,
+                        [[r['kind'], r['config'], fmt(r['n_true'], '%.0f'),
+                          fmt(r['n_found'], '%.0f')] + row_cells(r) for r in real])
     return out
 
 
@@ -641,7 +656,8 @@ def machine():
 
 
 def first_result(a):
-    cmd = [a.first_result, '--size=%d' % a.first_result_size, '--threads=%d' % a.threads]
+    cmd = [a.first_result, '--size=%d' % a.first_result_size, '--threads=%d' % a.threads,
+           '--repeat=%d' % a.first_result_repeat]
     log('== ' + ' '.join(cmd))
     p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode != 0:
@@ -654,13 +670,15 @@ def first_result_lines(cmd, res, err):
            '`%s`' % ' '.join(os.path.basename(c) if k == 0 else c for k, c in enumerate(cmd)), '']
     if res is None:
         return out + ['failed: %s' % err]
-    return out + [
-        '| frame | windows × evaluations | threads | first frame | cached frame | ratio |',
-        '|---|---|---|---|---|---|',
-        '| %d² %s, noise %g | %d × %d | %d | %.2f s | %.1f ms | %.0f× |' % (
-            res['frame']['size'][0], res['frame']['lattice'], res['frame']['noise'],
-            res['windows'], res['evals_per_window'], res['threads'], res['first_ms']['best'] / 1e3,
-            res['cached_ms']['best'], res['ratio_first_to_cached'])]
+    f, first, cached = res['frame'], res['first_ms'], res['cached_ms']
+    return out + md_table(
+        ['frame', 'windows × evaluations', 'threads', 'first frame', 'cached frame', 'ratio'],
+        [['%d² %s, noise %g, seed %d' % (f['size'][0], f['lattice'], f['noise'], f['seed']),
+          '%d × %d' % (res['windows'], res['evals_per_window']), str(res['threads']),
+          '%.2f s (best of %d, median %.2f s)' % (first['best'] / 1e3, first['runs'],
+                                                  first['median'] / 1e3),
+          '%.1f ms (best of %d)' % (cached['best'], cached['runs']),
+          '%.0f×' % res['ratio_first_to_cached']]])
 
 
 # --------------------------------------------------------------- main
@@ -692,6 +710,7 @@ def parse_args():
     p.add_argument('--no-real', action='store_true')
     p.add_argument('--first-result', default=None, help='first_result_bench binary')
     p.add_argument('--first-result-size', type=int, default=2048)
+    p.add_argument('--first-result-repeat', type=int, default=2, help='first frames, best of')
     p.add_argument('--check', action='store_true',
                    help='exit 1 on a failed run or F1 disagreeing with the CLI by > %g'
                    % F1_AGREEMENT)
@@ -733,6 +752,32 @@ def check(records):
     return problems
 
 
+def header_lines(a, configs, analyses, elapsed, sublattices_known):
+    """The machine, the command and what the columns mean."""
+    m = machine()
+    only = ('; brightest only = default settings asking for the brightest sublattice alone '
+            '(A/B, interface, real images with sublattices; %s), scored against its columns'
+            % ('prior with sublattices and `--sublattice NAME`' if sublattices_known else
+               'a prior for that sublattice alone: its density and spacing')
+            if 'brightest only' in configs else '')
+    auto = '; auto = default with `--prior auto`' if 'auto' in configs else ''
+    return [
+        '## LoG* on generated scenes and real images, default vs as published', '',
+        'Machine: %s, %d cores (nproc), load %s at the start; %s; logstar %s.' % (
+            m['cpu'], m['nproc'], m['load'], m['date'], m['commit']),
+        'Command: `tests/bench/trust_benchmark.py %s` — %d analyses, %.0f s.' % (
+            ' '.join(shlex.quote(v) for v in sys.argv[1:]), analyses, elapsed),
+        'Configurations: default = `logstar analyze IMAGE --prior prior.json --truth atoms.csv '
+        '--match-radius R --threads %d --evals %d`; published = the same with `%s`%s%s.' % (
+            a.threads, a.evals, a.published_flags, only, auto),
+        'Frames: %d² (`logstar synth`), noise %s, seeds %s (held back), crystal fractions %s '
+        'in turn over the seeds; means over seeds. Matching: mutual nearest neighbours within '
+        'R = 0.3 × the nearest-neighbour distance; count err = |found − true| / true; '
+        'fronts ≥ 3 = share of tuned windows with a Pareto front of ≥ 3 points.' % (
+            a.size, a.noise.replace(',', ' / '), a.seeds.replace(',', ', '),
+            a.crystal_fractions.replace(',', ' / ')), '']
+
+
 def main():
     a = parse_args()
     t0 = time.time()
@@ -745,7 +790,8 @@ def main():
     sublattices_known = 'sublattice' in help_text
     configs, notes = configurations(a, help_text)
     if not sublattices_known:
-        notes.append('sublattices: not in `logstar analyze --help` of this build; priors without them')
+        notes.append('sublattices: not in `logstar analyze --help` of this build; '
+                     'priors without them')
     frames = synth_frames(a, sublattices_known)
     real, real_notes = real_frames(a, sublattices_known)
     frames += real
@@ -755,32 +801,13 @@ def main():
     fr = first_result(a) if a.first_result else None
     elapsed = time.time() - t0
 
-    m = machine()
     names_ = [c[0] for c in configs]
-    md = ['## LoG* on generated scenes and real images, default vs as published', '',
-          'Machine: %s, %d cores (nproc), load %s at the start; %s; logstar %s.' % (
-              m['cpu'], m['nproc'], m['load'], m['date'], m['commit']),
-          'Command: `tests/bench/trust_benchmark.py %s` — %d analyses, %.0f s.' % (
-              ' '.join(shlex.quote(v) for v in sys.argv[1:]), len(records), elapsed),
-          'Configurations: default = `logstar analyze IMAGE --prior prior.json --truth atoms.csv '
-          '--match-radius R --threads %d --evals %d`; published = the same with `%s`%s%s.' % (
-              a.threads, a.evals, a.published_flags,
-              '; brightest only = default settings asking for the brightest sublattice alone '
-              '(A/B, interface, real images with sublattices; %s), scored against its columns'
-              % ('prior with sublattices and `--sublattice NAME`' if sublattices_known else
-                 'a prior for that sublattice alone: its density and spacing')
-              if 'brightest only' in names_ else '',
-              '; auto = default with `--prior auto`' if 'auto' in names_ else ''),
-          'Frames: %d² (`logstar synth`), noise %s, seeds %s (held back), crystal fractions %s '
-          'in turn over the seeds; means over seeds. Matching: mutual nearest neighbours within '
-          '0.3 × the nearest-neighbour distance; count err = |found − true| / true; fronts ≥ 3 = '
-          'share of tuned windows with a Pareto front of ≥ 3 points.' % (
-              a.size, a.noise.replace(',', ' / '), a.seeds.replace(',', ', '),
-              a.crystal_fractions.replace(',', ' / ')), '']
+    md = header_lines(a, names_, len(records), elapsed, sublattices_known)
     md += markdown_tables(rows, names_)
     if fr is not None:
         md += first_result_lines(*fr)
-    md += ['', 'Notes:'] + ['- ' + s for s in notes + real_notes + [n for f in real for n in f.notes]]
+    notes += real_notes + [n for f in real for n in f.notes]
+    md += ['', 'Notes:'] + ['- ' + s for s in notes]
     text = '\n'.join(md) + '\n'
     print(text, end='')
     os.makedirs(os.path.dirname(os.path.abspath(a.out_md)), exist_ok=True)
