@@ -1,6 +1,7 @@
 // What the benchmark programs share: dying with a message, unwrapping
-// StatusOr, timing, and reading a frame directory written by `logstar synth`
-// (meta.json with the prior, image.npy, atoms.csv).
+// StatusOr, timing, parsing --name=value flags, and reading a frame
+// directory written by `logstar synth` (meta.json with the prior, image.npy,
+// atoms.csv).
 //
 // Benchmarks are tools, not services: on bad input they print
 // "<program>: <message>" and exit 1.
@@ -19,6 +20,8 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/string_view.h"
 #include "engine/physics/physics_prior.h"
 
 namespace logstar::bench {
@@ -44,6 +47,25 @@ inline std::string ReadFile(const std::string& path) {
   std::stringstream s;
   s << in.rdbuf();
   return s.str();
+}
+
+// Flag parsing: when `arg` starts with `prefix` (e.g. "--evals="), parses
+// the rest into *out (dying with `arg` on a bad value) and returns true;
+// otherwise returns false and leaves both alone.
+inline bool ParseFlag(absl::string_view arg, absl::string_view prefix, int* out) {
+  if (arg.substr(0, prefix.size()) != prefix) return false;
+  if (!absl::SimpleAtoi(arg.substr(prefix.size()), out)) Die("bad value: " + std::string(arg));
+  return true;
+}
+inline bool ParseFlag(absl::string_view arg, absl::string_view prefix, double* out) {
+  if (arg.substr(0, prefix.size()) != prefix) return false;
+  if (!absl::SimpleAtod(arg.substr(prefix.size()), out)) Die("bad value: " + std::string(arg));
+  return true;
+}
+inline bool ParseFlag(absl::string_view arg, absl::string_view prefix, std::string* out) {
+  if (arg.substr(0, prefix.size()) != prefix) return false;
+  *out = std::string(arg.substr(prefix.size()));
+  return true;
 }
 
 // The prior of a synth frame directory, from its meta.json.

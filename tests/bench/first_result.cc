@@ -38,9 +38,7 @@
 #include <nlohmann/json.hpp>
 #include <opencv2/core.hpp>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/string_view.h"
-#include "absl/strings/strip.h"
 #include "engine/analysis/analyzer.h"
 #include "engine/base/context.h"
 #include "engine/image/synth.h"
@@ -52,6 +50,7 @@ namespace {
 using bench::Die;
 using bench::MsSince;
 using bench::Must;
+using bench::ParseFlag;
 
 using Json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
@@ -72,23 +71,13 @@ struct Args {
 Args ParseArgs(int argc, char** argv) {
   Args a;
   for (int i = 1; i < argc; ++i) {
-    absl::string_view arg = argv[i];
-    auto integer = [&](absl::string_view prefix, int* out) {
-      if (!absl::ConsumePrefix(&arg, prefix)) return false;
-      if (!absl::SimpleAtoi(arg, out)) Die(std::string("bad value: ") + argv[i]);
-      return true;
-    };
-    if (absl::ConsumePrefix(&arg, "--lattice=")) {
-      a.lattice = std::string(arg);
-    } else if (absl::ConsumePrefix(&arg, "--objectives=")) {
-      a.objectives = std::string(arg);
-    } else if (absl::ConsumePrefix(&arg, "--noise=")) {
-      if (!absl::SimpleAtod(arg, &a.noise)) Die(std::string("bad value: ") + argv[i]);
-    } else if (integer("--size=", &a.size) || integer("--window=", &a.window) ||
-               integer("--evals=", &a.evals) || integer("--threads=", &a.threads) ||
-               integer("--seed=", &a.seed) || integer("--repeat=", &a.repeat) ||
-               integer("--cached=", &a.cached)) {
-    } else {
+    const absl::string_view arg = argv[i];
+    if (!ParseFlag(arg, "--size=", &a.size) && !ParseFlag(arg, "--window=", &a.window) &&
+        !ParseFlag(arg, "--evals=", &a.evals) && !ParseFlag(arg, "--threads=", &a.threads) &&
+        !ParseFlag(arg, "--lattice=", &a.lattice) && !ParseFlag(arg, "--noise=", &a.noise) &&
+        !ParseFlag(arg, "--seed=", &a.seed) && !ParseFlag(arg, "--repeat=", &a.repeat) &&
+        !ParseFlag(arg, "--cached=", &a.cached) &&
+        !ParseFlag(arg, "--objectives=", &a.objectives)) {
       Die(std::string("unknown argument: ") + argv[i] +
           " (usage: first_result_bench [--size=N] [--window=W] [--evals=N] [--threads=T] "
           "[--lattice=L] [--noise=X] [--seed=S] [--repeat=R] [--cached=C] "
