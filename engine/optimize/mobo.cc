@@ -218,6 +218,9 @@ class Run {
   std::vector<Evaluation>& evaluations() { return evaluations_; }
 
   absl::Status Evaluate(const ParameterValues& values) {
+    if (options_.cancel != nullptr && options_.cancel->load(std::memory_order_relaxed)) {
+      return absl::CancelledError(absl::StrCat("search cancelled after ", size(), " evaluations"));
+    }
     const int index = size();
     absl::StatusOr<Objectives2> f = objective_(values);
     if (!f.ok()) return f.status();

@@ -1,6 +1,7 @@
 #include "engine/optimize/mobo.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -125,6 +126,30 @@ TEST(MoboTest, ReachesTheTwoBowlsFront) {
     sum_random += random;
   }
   EXPECT_GT(sum_mobo, sum_random);
+}
+
+// A flag raised from inside the 7th evaluation (as another thread would
+// raise it) stops the run before the 8th: no evaluation runs after it.
+TEST(MoboTest, CancelStopsBeforeTheNextEvaluation) {
+  auto context = Context(2);
+  std::atomic<bool> cancel{false};
+  int calls = 0;
+  const Objective counted = [&](const ParameterValues& v) -> absl::StatusOr<Objectives2> {
+    if (++calls == 7) cancel.store(true);
+    return TwoBowls(v);
+  };
+  MoboOptions options;
+  options.cancel = &cancel;
+  absl::StatusOr<MoboResult> result =
+      MinimizeTwoObjectives(UnitCube(2), counted, options, context.get());
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kCancelled) << result.status();
+  EXPECT_EQ(calls, 7);
+
+  // Raised before the run: nothing is evaluated.
+  calls = 0;
+  result = MinimizeTwoObjectives(UnitCube(2), counted, options, context.get());
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kCancelled);
+  EXPECT_EQ(calls, 0);
 }
 
 TEST(MoboTest, SameSeedSameRunWithOneOrTwoThreads) {
