@@ -419,7 +419,7 @@ class Progress {
 // in the message: the daemon then reports them as usual.
 struct ReplayRing {
   mode_t mode = 0600;
-  int slots = 0;                           // --max-in-flight
+  int slots = 0;                             // --max-in-flight
   std::unique_ptr<SharedMemoryRing> ring{};  // null until the first frame
   int64_t frames = 0, in_message = 0;
 };
