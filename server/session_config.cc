@@ -256,15 +256,20 @@ absl::StatusOr<AnalyzerOptions> OptionsForDerived(AnalyzerOptions options,
   return options;
 }
 
+absl::StatusOr<LatticeMeasurement> MeasureFrameLattice(const cv::Mat& frame,
+                                                       const AnalyzerOptions& options,
+                                                       ExecutionContext* context) {
+  // The frame the analyzer sees, with its options, so that the analyzer's
+  // own measurement of the frame agrees (an auto prior then checks clean).
+  LOGSTAR_ASSIGN_OR_RETURN(const cv::Mat normalized,
+                           NormalizeFrame(frame, options.normalize, context));
+  return MeasureLattice(normalized, options.logstar.lattice, context);
+}
+
 absl::StatusOr<DerivedPrior> DeriveFramePrior(const cv::Mat& frame, const AnalyzerOptions& options,
                                               std::optional<double> pixel_size_angstrom,
                                               ExecutionContext* context, const std::string& field) {
-  // Measured on the frame the analyzer sees, with its options, so that the
-  // analyzer's own measurement of this frame agrees with the prior.
-  LOGSTAR_ASSIGN_OR_RETURN(const cv::Mat normalized,
-                           NormalizeFrame(frame, options.normalize, context));
-  absl::StatusOr<LatticeMeasurement> lattice =
-      MeasureLattice(normalized, options.logstar.lattice, context);
+  absl::StatusOr<LatticeMeasurement> lattice = MeasureFrameLattice(frame, options, context);
   if (!lattice.ok()) {
     return absl::Status(
         lattice.status().code(),

@@ -81,10 +81,16 @@ absl::StatusOr<PriorSetting> ParsePrior(const v1::PhysicsPrior& prior);
 std::optional<double> AutoPixelSize(const PriorSetting& setting, double frame_pixel_size_angstrom,
                                     double fallback = 0.0);
 
-// An auto prior from one frame (the raw pixels as decoded, any supported
-// depth): normalised as the analyzer normalises it (options.normalize), its
-// lattice measured with the analyzer's lattice options
-// (engine/physics/lattice.h MeasureLattice, DerivePrior) at
+// The lattice of one frame (the raw pixels as decoded, any supported depth)
+// as the analyzer measures it: normalised with options.normalize, measured
+// with the analyzer's lattice options (engine/physics/lattice.h
+// MeasureLattice). A frame without lattice is not an error (found = false).
+absl::StatusOr<LatticeMeasurement> MeasureFrameLattice(const cv::Mat& frame,
+                                                       const AnalyzerOptions& options,
+                                                       ExecutionContext* context);
+
+// An auto prior from one frame: its lattice (MeasureFrameLattice) made a
+// prior (engine/physics/lattice.h DerivePrior) at
 // `pixel_size_angstrom` (nullopt: the prior is in pixels). A frame without
 // lattice is INVALID_ARGUMENT "<field>: auto: the frame shows no lattice:
 // <reason>". `context` may be null. Shared by sessions and `logstar analyze

@@ -62,7 +62,16 @@ Json WindowToJson(const WindowResult& w) {
   return j;
 }
 
-// Pixels, and angstrom when the pixel size is known (> 0).
+Json SublatticeCountToJson(const SublatticeCount& c) {
+  return {{"name", c.name},
+          {"num_found", c.num_found},
+          {"num_expected", c.num_expected},
+          {"qc", c.qc},
+          {"relative_brightness", c.relative_brightness}};
+}
+
+}  // namespace
+
 Json LatticeToJson(const LatticeMeasurement& m, double pixel_size_angstrom) {
   Json j = {{"found", m.found}};
   if (!m.found) {
@@ -84,16 +93,6 @@ Json LatticeToJson(const LatticeMeasurement& m, double pixel_size_angstrom) {
   j["significance"] = m.significance;
   return j;
 }
-
-Json SublatticeCountToJson(const SublatticeCount& c) {
-  return {{"name", c.name},
-          {"num_found", c.num_found},
-          {"num_expected", c.num_expected},
-          {"qc", c.qc},
-          {"relative_brightness", c.relative_brightness}};
-}
-
-}  // namespace
 
 Json WarningToJson(const PriorWarning& w) {
   return {{"field", w.field}, {"given", w.given}, {"measured", w.measured}, {"message", w.message}};

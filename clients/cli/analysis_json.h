@@ -41,6 +41,8 @@ void AddFrameAnalysis(const FrameAnalysis& a, const PhysicsPrior& prior, bool pi
                       Json& out);
 // A prior warning as RESULT.json and the summaries give it.
 Json WarningToJson(const PriorWarning& w);
+// A measured lattice: px, and angstrom when the pixel size is known (> 0).
+Json LatticeToJson(const LatticeMeasurement& m, double pixel_size_angstrom);
 Json AnalysisTimings(double load_ms, const FrameAnalysis& a, double overlay_ms, double total_ms);
 // The input image: path, size, dtype as loaded.
 Json ImageToJson(const std::string& path, const cv::Mat& raw);
