@@ -68,11 +68,6 @@ int main(int argc, char** argv) {
         const logstar::v1::Atom& atom = r.result().atoms(0);  // x = column, y = row, px
         std::printf("frame %llu: %d atoms, e.g. x=%.2f y=%.2f\n", sequence, r.result().atoms_size(),
                     atom.x(), atom.y());
-        // The prior checked against the lattice the frame shows: a wrong
-        // pixel size or density says so here ({"auto": true}: derived instead).
-        for (const logstar::v1::PriorWarning& w : r.result().warnings()) {
-          std::fprintf(stderr, "frame %llu: warning: %s\n", sequence, w.message().c_str());
-        }
       } else {
         std::printf("frame %llu: %s\n", sequence, r.ShortDebugString().c_str());
       }

@@ -33,8 +33,5 @@ for record in session.stream(acquire()):
     if record.ok:  # atoms: N×2 float64, x = column, y = row, px
         x, y = record.atoms[0]
         print(f"frame {record.sequence}: {len(record.atoms)} atoms, e.g. x={x:.2f} y={y:.2f}")
-        # The prior checked against the lattice the frame shows (prior="auto": derived).
-        for w in record.warnings:
-            print(f"frame {record.sequence}: warning: {w.message}", file=sys.stderr)
     else:  # Dropped or Failed, with the reason
         print(f"frame {record.sequence}: {record}")
