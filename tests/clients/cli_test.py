@@ -892,6 +892,28 @@ class PriorChecksTest(unittest.TestCase):
         # Printed once: the second frame's are the first's.
         self.assertEqual(err.count('warning:'), 1, err)
 
+    def test_recording_headers_carry_the_new_prior_fields(self):
+        """RecordingHeader.settings (field 2) .prior (field 1): auto (field 6)
+        from `record --prior auto`, the sublattices (field 5: name 1,
+        density 2, brightness 3) from `synth --frames`, read by hand."""
+        code, _, err = run('record', '--from', os.path.join(self.ybco, 'image.npy'), '--prior',
+                           'auto', '--out', self.path('auto.lsr'))
+        self.assertEqual(code, 0, err)
+        header = read_lsr(self.path('auto.lsr'))[0][1]
+        prior = dict(proto_fields(dict(proto_fields(dict(proto_fields(header))[2]))[1]))
+        self.assertEqual(prior.get(6), 1)
+        code, _, err = run('synth', '--frames', '2', '--size', '64', '--lattice', 'perovskite',
+                           '--out', self.path('perovskite.lsr'))
+        self.assertEqual(code, 0, err)
+        header = read_lsr(self.path('perovskite.lsr'))[0][1]
+        prior = proto_fields(dict(proto_fields(dict(proto_fields(header))[2]))[1])
+        subs = [dict(proto_fields(v)) for f, v in prior if f == 5]
+        self.assertEqual([s[1] for s in subs], [b'A', b'B'])
+        for sub in subs:
+            self.assertAlmostEqual(sub[2], 100 / 3.905 ** 2, places=6)
+        self.assertEqual(subs[0][3], 1.0)
+        self.assertLess(subs[1][3], 1.0)
+
     def test_prior_command_checks_a_file_against_a_frame(self):
         image = os.path.join(self.ybco, 'image.npy')
         code, out, err = run('prior', os.path.join(self.ybco, 'prior.json'))
