@@ -327,10 +327,109 @@ void AmorphousToProto(const FrameAmorphous& m, const FrameAnalysis& a, double pi
   }
 }
 
+void WarningToProto(const PriorWarning& w, v1::PriorWarning* out) {
+  out->set_field(w.field);
+  out->set_given(w.given);
+  out->set_measured(w.measured);
+  out->set_message(w.message);
+}
+
+// `pixel_size_angstrom` <= 0: the ångström figures stay 0.
+void LatticeToProto(const LatticeMeasurement& m, double pixel_size_angstrom,
+                    v1::MeasuredLattice* out) {
+  out->set_found(m.found);
+  out->set_reason(m.reason);
+  out->set_correlation(m.correlation);
+  out->set_significance(m.significance);
+  out->set_ordered_fraction(m.ordered_fraction);
+  if (!m.found) return;
+  out->set_a_x(m.a.x);
+  out->set_a_y(m.a.y);
+  out->set_b_x(m.b.x);
+  out->set_b_y(m.b.y);
+  out->set_a_px(std::hypot(m.a.x, m.a.y));
+  out->set_b_px(std::hypot(m.b.x, m.b.y));
+  out->set_gamma_deg(m.gamma_deg);
+  out->set_cell_area_px2(m.cell_area_px2);
+  out->set_columns_per_cell(m.columns_per_cell);
+  out->set_nearest_neighbor_px(m.nearest_neighbor_px);
+  out->set_column_density_per_px2(m.column_density_per_px2);
+  if (pixel_size_angstrom > 0.0) {
+    out->set_nearest_neighbor_angstrom(m.NearestNeighborAngstrom(pixel_size_angstrom));
+    out->set_column_density_per_nm2(m.ColumnDensityPerNm2(pixel_size_angstrom));
+  }
+}
+
+// What the wire carries of a measurement (not the cell's columns).
+LatticeMeasurement LatticeFromProto(const v1::MeasuredLattice& p) {
+  LatticeMeasurement m;
+  m.found = p.found();
+  m.reason = p.reason();
+  m.a = {p.a_x(), p.a_y()};
+  m.b = {p.b_x(), p.b_y()};
+  m.cell_area_px2 = p.cell_area_px2();
+  m.gamma_deg = p.gamma_deg();
+  m.columns_per_cell = p.columns_per_cell();
+  m.nearest_neighbor_px = p.nearest_neighbor_px();
+  m.column_density_per_px2 = p.column_density_per_px2();
+  m.correlation = p.correlation();
+  m.significance = p.significance();
+  m.ordered_fraction = p.ordered_fraction();
+  return m;
+}
+
+// The prior's warnings, the measured lattice, the crystalline share and
+// the sublattice counts of a frame.
+void FrameChecksToProto(const FrameAnalysis& a, double pixel_size_angstrom, v1::FrameResult* out) {
+  for (const PriorWarning& w : a.warnings) WarningToProto(w, out->add_warnings());
+  if (a.lattice) LatticeToProto(*a.lattice, pixel_size_angstrom, out->mutable_lattice());
+  out->set_crystalline_fraction(a.crystalline_fraction);
+  for (const SublatticeCount& c : a.sublattices) {
+    v1::SublatticeCount* p = out->add_sublattices();
+    p->set_name(c.name);
+    p->set_num_found(c.num_found);
+    p->set_num_expected(c.num_expected);
+    p->set_qc(c.qc);
+    p->set_relative_brightness(c.relative_brightness);
+  }
+  out->set_sublattice_note(a.sublattice_note);
+}
+
+void FrameChecksFromProto(const v1::FrameResult& r, FrameAnalysis& a) {
+  for (const v1::PriorWarning& w : r.warnings()) {
+    a.warnings.push_back(
+        {.field = w.field(), .given = w.given(), .measured = w.measured(), .message = w.message()});
+  }
+  if (r.has_lattice()) a.lattice = LatticeFromProto(r.lattice());
+  // A server without crystalline shares analysed the whole frame as crystal.
+  a.crystalline_fraction = r.has_crystalline_fraction() ? r.crystalline_fraction() : 1.0;
+  for (const v1::SublatticeCount& c : r.sublattices()) {
+    a.sublattices.push_back({.name = c.name(),
+                             .num_found = c.num_found(),
+                             .num_expected = c.num_expected(),
+                             .qc = c.qc(),
+                             .relative_brightness = c.relative_brightness()});
+  }
+  a.sublattice_note = r.sublattice_note();
+}
+
 }  // namespace
 
+void PriorUsedToProto(const PriorInUse& prior, v1::PriorUsed* out) {
+  *out->mutable_prior() = PriorToProto(prior.prior);
+  out->set_derived(prior.derived);
+  out->set_pixel_units(prior.pixel_units);
+}
+
+PriorInUse PriorUsedFromProto(const v1::PriorUsed& prior) {
+  return {.prior = PriorFromProto(prior.prior()),
+          .derived = prior.derived(),
+          .pixel_units = prior.pixel_units()};
+}
+
 void FrameAnalysisToProto(const FrameAnalysis& a, const std::vector<SteeringRegion>& regions,
-                          double pixel_size_angstrom, v1::FrameResult* out) {
+                          double pixel_size_angstrom, v1::FrameResult* out,
+                          const PriorInUse* prior) {
   out->set_width(a.width);
   out->set_height(a.height);
   out->mutable_atoms()->Reserve(static_cast<int>(a.atoms.size()));
@@ -342,6 +441,7 @@ void FrameAnalysisToProto(const FrameAnalysis& a, const std::vector<SteeringRegi
     p->set_sigma(atom.sigma);
     p->set_response(atom.response);
     p->set_window(atom.window);
+    p->set_sublattice(atom.sublattice + 1);  // 1-based on the wire: 0 is none
     if (a.amorphous.has_value() && i < a.amorphous->atoms.size()) {
       p->set_amorphous(a.amorphous->atoms[i].amorphous);
       p->set_amorphous_posterior(a.amorphous->atoms[i].posterior);
@@ -366,9 +466,18 @@ void FrameAnalysisToProto(const FrameAnalysis& a, const std::vector<SteeringRegi
     p->set_objectives(ObjectivePairToProto(w.objectives));
     p->set_lattice_note(w.lattice_note);
     if (w.lattice_rewards) LatticeRewardsToProto(*w.lattice_rewards, p->mutable_lattice_rewards());
+    p->set_crystalline_fraction(w.crystalline_fraction);
+    p->set_crystal_note(w.crystal_note);
   }
   RewardsToProto(a.rewards, out->mutable_rewards());
   if (a.lattice_rewards) LatticeRewardsToProto(*a.lattice_rewards, out->mutable_lattice_rewards());
+  if (prior != nullptr) PriorUsedToProto(*prior, out->mutable_prior_used());
+  const bool angstrom_known = prior != nullptr ? !prior->pixel_units : pixel_size_angstrom > 0.0;
+  FrameChecksToProto(
+      a,
+      angstrom_known ? (prior != nullptr ? prior->prior.pixel_size_angstrom : pixel_size_angstrom)
+                     : 0.0,
+      out);
   out->set_cache_hits(a.hits);
   out->set_cache_misses(a.misses);
   out->set_cache_retunes(a.retunes);
@@ -579,7 +688,42 @@ v1::PhysicsPrior PriorToProto(const PhysicsPrior& prior) {
     p.mutable_lattice()->set_columns_per_cell(prior.lattice->columns_per_cell);
   }
   p.set_nearest_neighbor_angstrom(prior.nearest_neighbor_angstrom);
+  for (const SublatticePrior& s : prior.sublattices) {
+    v1::SublatticePrior* q = p.add_sublattices();
+    q->set_name(s.name);
+    q->set_column_density_per_nm2(s.column_density_per_nm2);
+    q->set_relative_brightness(s.relative_brightness);
+  }
   return p;
+}
+
+v1::PhysicsPrior PriorToProto(const PriorSetting& prior) {
+  if (!prior.derive) return PriorToProto(prior.prior);
+  v1::PhysicsPrior p;
+  p.set_auto_(true);
+  p.set_pixel_size_angstrom(prior.prior.pixel_size_angstrom);
+  return p;
+}
+
+PhysicsPrior PriorFromProto(const v1::PhysicsPrior& p) {
+  PhysicsPrior prior;
+  prior.pixel_size_angstrom = p.pixel_size_angstrom();
+  if (p.has_column_density_per_nm2()) prior.column_density_per_nm2 = p.column_density_per_nm2();
+  if (p.has_lattice()) {
+    ProjectedLattice l;
+    l.a_angstrom = p.lattice().a_angstrom();
+    l.b_angstrom = p.lattice().b_angstrom();
+    l.gamma_deg = p.lattice().gamma_deg() == 0.0 ? 90.0 : p.lattice().gamma_deg();
+    l.columns_per_cell = p.lattice().columns_per_cell();
+    prior.lattice = l;
+  }
+  prior.nearest_neighbor_angstrom = p.nearest_neighbor_angstrom();
+  for (const v1::SublatticePrior& s : p.sublattices()) {
+    prior.sublattices.push_back({.name = s.name(),
+                                 .column_density_per_nm2 = s.column_density_per_nm2(),
+                                 .relative_brightness = s.relative_brightness()});
+  }
+  return prior;
 }
 
 v1::SessionSettings SettingsFromOptions(const AnalyzerOptions& o, const PhysicsPrior& prior) {
@@ -606,6 +750,9 @@ v1::SessionSettings SettingsFromOptions(const AnalyzerOptions& o, const PhysicsP
   a->set_objectives(o.logstar.objectives == ObjectivePair::kLattice ? v1::OBJECTIVE_PAIR_LATTICE
                                                                     : v1::OBJECTIVE_PAIR_PUBLISHED);
   a->set_drift_tolerance(o.drift_tolerance);
+  a->set_sublattice(o.sublattice);
+  a->mutable_prior_tolerances()->set_spacing(o.prior_tolerances.spacing);
+  a->mutable_prior_tolerances()->set_density(o.prior_tolerances.density);
   a->set_num_sigma(o.logstar.num_sigma);
   a->set_column_sigma_angstrom(o.logstar.column_sigma_angstrom);
   a->set_refine_positions(o.logstar.refine_positions);
@@ -625,6 +772,12 @@ v1::SessionSettings SettingsFromOptions(const AnalyzerOptions& o, const PhysicsP
   return s;
 }
 
+v1::SessionSettings SettingsFromOptions(const AnalyzerOptions& options, const PriorSetting& prior) {
+  v1::SessionSettings s = SettingsFromOptions(options, prior.prior);
+  *s.mutable_prior() = PriorToProto(prior);
+  return s;
+}
+
 FrameAnalysis AnalysisFromResult(const v1::FrameResult& r) {
   FrameAnalysis a;
   a.width = static_cast<int>(r.width());
@@ -634,7 +787,8 @@ FrameAnalysis AnalysisFromResult(const v1::FrameResult& r) {
                        .y = atom.y(),
                        .sigma = atom.sigma(),
                        .response = atom.response(),
-                       .window = atom.window()});
+                       .window = atom.window(),
+                       .sublattice = atom.sublattice() - 1});
   }
   for (const v1::WindowResult& w : r.windows()) {
     WindowResult out;
@@ -655,6 +809,8 @@ FrameAnalysis AnalysisFromResult(const v1::FrameResult& r) {
     out.evaluations = w.evaluations();
     out.num_atoms = w.num_atoms();
     out.ms = w.ms();
+    out.crystalline_fraction = w.has_crystalline_fraction() ? w.crystalline_fraction() : 1.0;
+    out.crystal_note = w.crystal_note();
     a.windows.push_back(std::move(out));
   }
   a.rewards = RewardsFromProto(r.rewards());
@@ -662,6 +818,7 @@ FrameAnalysis AnalysisFromResult(const v1::FrameResult& r) {
   a.misses = r.cache_misses();
   a.retunes = r.cache_retunes();
   a.seam_duplicates = r.seam_duplicates();
+  FrameChecksFromProto(r, a);
   if (r.has_amorphous()) {
     // What the overlays and summaries need: the atoms' classes and the
     // regions (no mask: the wire carries outlines).

@@ -31,6 +31,7 @@
 #include "logstar/v1/result.pb.h"
 #include "logstar/v1/session.pb.h"
 #include "proto/wire/pixels.h"
+#include "server/session_config.h"
 #include "server/shared_memory.h"
 
 namespace logstar::server {
@@ -62,12 +63,27 @@ absl::StatusOr<DecodedFrame> DecodeFrame(const v1::Frame& frame, int64_t max_pix
 
 // ---- Results and caches ----
 
-// Fills the analysis part of a result: atoms, windows, rewards, cache
-// counts, regions of interest, and the engine's stages of the latency.
-// `pixel_size_angstrom` (the frame's) gives the amorphous regions' sizes
-// in ångström.
+// The prior a frame ran with, as its result reports it (FrameResult.prior_used).
+struct PriorInUse {
+  PhysicsPrior prior;
+  bool derived = false;      // from a frame (settings.prior.auto)
+  bool pixel_units = false;  // derived without pixel size: its lengths are px
+};
+void PriorUsedToProto(const PriorInUse& prior, v1::PriorUsed* out);
+// Structural only (the prior is not validated); an unset message gives an
+// empty prior.
+PriorInUse PriorUsedFromProto(const v1::PriorUsed& prior);
+
+// Fills the analysis part of a result: atoms (with their 1-based
+// sublattice), windows, rewards, cache counts, regions of interest, the
+// prior's warnings, the measured lattice, crystalline shares, sublattice
+// counts, and the engine's stages of the latency. `pixel_size_angstrom`
+// (the frame's) gives the amorphous regions' sizes in ångström; `prior`
+// (optional) fills prior_used, and its pixel size (unless in pixel units)
+// the measured lattice's ångström figures.
 void FrameAnalysisToProto(const FrameAnalysis& analysis, const std::vector<SteeringRegion>& regions,
-                          double pixel_size_angstrom, v1::FrameResult* out);
+                          double pixel_size_angstrom, v1::FrameResult* out,
+                          const PriorInUse* prior = nullptr);
 
 void CacheToProto(const LogStarAnalyzer::CacheSnapshot& cache, v1::CacheContents* out);
 // Structural checks only; LogStarAnalyzer::RestoreCache checks the rest.
@@ -84,12 +100,22 @@ absl::Time FromProtoTime(const google::protobuf::Timestamp& t);
 using wire::ImageToPixels;
 using wire::PixelsToImage;
 v1::PhysicsPrior PriorToProto(const PhysicsPrior& prior);
+// `auto: true` with its pixel size when derived, else the prior.
+v1::PhysicsPrior PriorToProto(const PriorSetting& prior);
+// The message's fields as the engine's prior (gamma_deg 0 read as 90),
+// unchecked: ParsePrior (session_config.h) is the reader that checks.
+PhysicsPrior PriorFromProto(const v1::PhysicsPrior& prior);
 // Settings whose analysis on the server equals LogStarAnalyzer(options,
 // prior); the overload policy and queue are left to the caller.
 v1::SessionSettings SettingsFromOptions(const AnalyzerOptions& options, const PhysicsPrior& prior);
-// A result's atoms, windows, rewards and cache counts as the engine's type;
-// the times are the server's (normalize and LoG stages, total from arrival
-// to answer).
+// The same with a prior that may be auto (derived by the server from the
+// stream's first frame).
+v1::SessionSettings SettingsFromOptions(const AnalyzerOptions& options, const PriorSetting& prior);
+// A result's atoms (sublattice as the engine's index, -1 none), windows,
+// rewards, cache counts, warnings, measured lattice, crystalline shares and
+// sublattice counts as the engine's type; the times are the server's
+// (normalize and LoG stages, total from arrival to answer). The prior used
+// is PriorUsedFromProto(result.prior_used()).
 FrameAnalysis AnalysisFromResult(const v1::FrameResult& result);
 
 }  // namespace logstar::server

@@ -536,7 +536,8 @@ absl::StatusOr<LogStarService::Processed> LogStarService::Process(Session& sessi
 
   Processed out;
   v1::FrameResult& r = out.result;
-  FrameAnalysisToProto(analysis->frame, analysis->regions, analysis->pixel_size_angstrom, &r);
+  FrameAnalysisToProto(analysis->frame, analysis->regions, analysis->pixel_size_angstrom, &r,
+                       &analysis->prior);
   r.set_session_id(session.id());
   r.set_sequence(frame.sequence());
   r.set_channel(frame.channel());

@@ -32,7 +32,8 @@ bool CacheSurvives(const v1::SessionSettings& a, const v1::SessionSettings& b) {
          x.has_window() == y.has_window() && x.stride() == y.stride() &&
          x.has_stride() == y.has_stride() && x.normalize() == y.normalize() &&
          x.column_sigma_angstrom() == y.column_sigma_angstrom() &&
-         x.has_column_sigma_angstrom() == y.has_column_sigma_angstrom();
+         x.has_column_sigma_angstrom() == y.has_column_sigma_angstrom() &&
+         x.sublattice() == y.sublattice();
 }
 
 // Whether the amorphous stage keeps its windows (and so its cache) when the
@@ -48,14 +49,77 @@ bool AmorphousLayoutSurvives(const v1::SessionSettings& a, const v1::SessionSett
 Session::Session(std::string id, SessionConfig config, absl::Time now)
     : id_(std::move(id)), created_(now), config_(std::move(config)), last_active_(now) {}
 
+absl::Status Session::DeriveIfAuto(const DecodedFrame& frame, ExecutionContext* context) {
+  AnalyzerOptions options;
+  std::optional<double> pixel;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!config_.prior.derive) return absl::OkStatus();
+    // The frame's pixel size, else the settings', else the one the stream used.
+    const double used =
+        derived_.has_value() ? derived_->pixel_size.value_or(0.0) : pending_pixel_size_;
+    pixel = AutoPixelSize(config_.prior, frame.pixel_size_angstrom, used);
+    if (derived_.has_value() && derived_->pixel_size == pixel) return absl::OkStatus();
+    options = config_.analyzer;
+  }
+  // Outside the lock: the lattice is measured on the whole frame.
+  LOGSTAR_ASSIGN_OR_RETURN(DerivedPrior derived,
+                           DeriveFramePrior(frame.image, options, pixel, context));
+  absl::MutexLock lock(&mu_);
+  // Settings changed meanwhile (RunFor then says so), or another frame of
+  // the session derived it first.
+  if (!config_.prior.derive || (derived_.has_value() && derived_->pixel_size == pixel)) {
+    return absl::OkStatus();
+  }
+  Log(LogLevel::kInfo, "prior_derived",
+      {{"session", id_},
+       {"pixel_size_angstrom", pixel.value_or(0.0)},
+       {"nearest_neighbor", derived.prior.nearest_neighbor_angstrom},
+       {"column_density", derived.prior.ColumnDensityPerNm2()}});
+  derived_ = Derived{std::move(derived), pixel};
+  // Whatever was tuned (or restored) was tuned for another prior.
+  full_.reset();
+  partial_.reset();
+  prior_.reset();
+  pending_.reset();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<AnalyzerOptions> Session::OptionsLocked(const SessionConfig& config) const {
+  if (!config.prior.derive || !derived_.has_value()) return config.analyzer;
+  return OptionsForDerived(config.analyzer, derived_->derived,
+                           config.settings.analysis().has_column_sigma_angstrom());
+}
+
+std::optional<PriorInUse> Session::UsedLocked() const {
+  if (!prior_.has_value()) return std::nullopt;
+  const bool derived = config_.prior.derive && derived_.has_value();
+  return PriorInUse{.prior = *prior_,
+                    .derived = derived,
+                    .pixel_units = derived && !derived_->derived.pixel_size_known};
+}
+
 absl::StatusOr<Session::Run> Session::RunFor(bool partial, double frame_pixel_size) {
   absl::MutexLock lock(&mu_);
-  // The pixel size: the frame's, else the settings', else the last one used.
-  double pixel = frame_pixel_size;
-  if (pixel <= 0.0) pixel = config_.prior.pixel_size_angstrom;
-  if (pixel <= 0.0 && prior_.has_value()) pixel = prior_->pixel_size_angstrom;
-  if (pixel <= 0.0) pixel = pending_pixel_size_;
-  LOGSTAR_ASSIGN_OR_RETURN(const PhysicsPrior prior, config_.PriorAt(pixel));
+  PhysicsPrior prior;
+  double reported_pixel = 0.0;  // for the result's ångström figures
+  if (config_.prior.derive) {
+    if (!derived_.has_value()) {
+      return absl::UnavailableError(
+          "settings.prior: auto: the settings changed while the frame was read; send it again");
+    }
+    prior = derived_->derived.prior;
+    reported_pixel = derived_->pixel_size.value_or(0.0);
+  } else {
+    // The pixel size: the frame's, else the settings', else the last one used.
+    double pixel = frame_pixel_size;
+    if (pixel <= 0.0) pixel = config_.prior.prior.pixel_size_angstrom;
+    if (pixel <= 0.0 && prior_.has_value()) pixel = prior_->pixel_size_angstrom;
+    if (pixel <= 0.0) pixel = pending_pixel_size_;
+    LOGSTAR_ASSIGN_OR_RETURN(prior, config_.PriorAt(pixel));
+    reported_pixel =
+        frame_pixel_size > 0.0 ? frame_pixel_size : config_.prior.prior.pixel_size_angstrom;
+  }
   if (prior_.has_value() && prior_->pixel_size_angstrom != prior.pixel_size_angstrom) {
     // A new magnification: nothing tuned before applies.
     Log(LogLevel::kInfo, "pixel_size_changed",
@@ -68,10 +132,14 @@ absl::StatusOr<Session::Run> Session::RunFor(bool partial, double frame_pixel_si
   prior_ = prior;
   std::shared_ptr<LogStarAnalyzer>& slot = partial ? partial_ : full_;
   if (slot == nullptr) {
+    LOGSTAR_ASSIGN_OR_RETURN(const AnalyzerOptions options, OptionsLocked(config_));
     LOGSTAR_ASSIGN_OR_RETURN(std::unique_ptr<LogStarAnalyzer> a,
-                             LogStarAnalyzer::Create(config_.analyzer, prior));
-    // A cache saved before a restart is valid only at the pixel size it was tuned at.
-    if (pending_.has_value() && pending_pixel_size_ == prior.pixel_size_angstrom) {
+                             LogStarAnalyzer::Create(options, prior));
+    // A cache saved before a restart is valid only at the pixel size it was
+    // tuned at (an auto prior's: with the prior it was tuned with, which
+    // DeriveIfAuto keeps only then).
+    if (pending_.has_value() &&
+        (config_.prior.derive || pending_pixel_size_ == prior.pixel_size_angstrom)) {
       const absl::Status s = a->RestoreCache(partial ? pending_->partial : pending_->full);
       if (!s.ok()) {
         Log(LogLevel::kWarning, "cache_not_restored", {{"session", id_}, {"why", s.ToString()}});
@@ -81,19 +149,21 @@ absl::StatusOr<Session::Run> Session::RunFor(bool partial, double frame_pixel_si
   }
   return Run{.analyzer = slot,
              .steering = config_.steering,
-             .pixel_size_angstrom =
-                 frame_pixel_size > 0.0 ? frame_pixel_size : config_.prior.pixel_size_angstrom};
+             .pixel_size_angstrom = reported_pixel,
+             .prior = *UsedLocked()};
 }
 
 absl::StatusOr<Session::Analysis> Session::Analyze(const DecodedFrame& frame,
                                                    ExecutionContext* context,
                                                    const std::atomic<bool>* cancel) {
+  LOGSTAR_RETURN_IF_ERROR(DeriveIfAuto(frame, context));
   LOGSTAR_ASSIGN_OR_RETURN(const Run run, RunFor(frame.partial, frame.pixel_size_angstrom));
   // Outside the lock: settings and counters stay available meanwhile.
   LOGSTAR_ASSIGN_OR_RETURN(FrameAnalysis result,
                            run.analyzer->Analyze(frame.image, context, cancel));
   Analysis out;
   out.pixel_size_angstrom = run.pixel_size_angstrom;
+  out.prior = run.prior;
   out.regions = FindRegionsOfInterest(result, run.steering);
   out.frame = std::move(result);
   return out;
@@ -120,8 +190,9 @@ absl::Status Session::UpdateSettings(SessionConfig config) {
     }
     // Same windows and prior: carry the cache over to the new options (the
     // amorphous stage's only if its windows stay too).
+    LOGSTAR_ASSIGN_OR_RETURN(const AnalyzerOptions options, OptionsLocked(config));
     LOGSTAR_ASSIGN_OR_RETURN(std::unique_ptr<LogStarAnalyzer> a,
-                             LogStarAnalyzer::Create(config.analyzer, *prior_));
+                             LogStarAnalyzer::Create(options, *prior_));
     LogStarAnalyzer::CacheSnapshot cache = (*slot)->Snapshot();
     if (!AmorphousLayoutSurvives(config_.settings, config.settings)) {
       cache.amorphous.clear();
@@ -131,6 +202,10 @@ absl::Status Session::UpdateSettings(SessionConfig config) {
     *slot = std::move(a);
   }
   if (!keep) prior_.reset();
+  // A derived prior lasts while the settings' prior says the same.
+  if (!MessageDifferencer::Equals(config_.settings.prior(), config.settings.prior())) {
+    derived_.reset();
+  }
   config_ = std::move(config);
   return absl::OkStatus();
 }
@@ -175,6 +250,9 @@ absl::Status Session::ChooseOnFront(int window, int front_index) {
 void Session::ResetCache() {
   absl::MutexLock lock(&mu_);
   pending_.reset();
+  // An auto prior is derived again from the next frame (which then also
+  // makes the analyzers afresh).
+  derived_.reset();
   if (full_ != nullptr) full_->ClearCache();
   if (partial_ != nullptr) partial_->ClearCache();
 }
@@ -284,6 +362,9 @@ v1::SessionInfo Session::Info(bool include_cache, double idle_timeout_s) const {
     *info.mutable_created() = ToProtoTime(created_);
     *info.mutable_last_active() = ToProtoTime(last_active_);
     full = full_;
+    if (std::optional<PriorInUse> used = UsedLocked()) {
+      PriorUsedToProto(*used, info.mutable_prior_used());
+    }
     if (include_cache && full == nullptr && pending_.has_value()) {
       CacheToProto(pending_->full, info.mutable_cache());
     }
@@ -304,8 +385,17 @@ v1::SessionState Session::State() const {
     *state.mutable_counters() = counters_;
     full = full_;
     partial = partial_;
+    if (config_.prior.derive && derived_.has_value()) {
+      const bool pixel_units = !derived_->derived.pixel_size_known;
+      PriorUsedToProto(
+          {.prior = derived_->derived.prior, .derived = true, .pixel_units = pixel_units},
+          state.mutable_derived_prior());
+    }
     if (prior_.has_value()) {
-      state.set_pixel_size_angstrom(prior_->pixel_size_angstrom);
+      // An auto prior in pixels has no pixel size (its prior's is 1).
+      state.set_pixel_size_angstrom(config_.prior.derive && derived_.has_value()
+                                        ? derived_->pixel_size.value_or(0.0)
+                                        : prior_->pixel_size_angstrom);
     } else if (pending_.has_value()) {
       // Restored but not yet used: keep what was restored.
       state.set_pixel_size_angstrom(pending_pixel_size_);
@@ -344,6 +434,17 @@ absl::StatusOr<std::unique_ptr<Session>> Session::FromState(const v1::SessionSta
   }
   session->pending_ = Pending{std::move(full), std::move(partial)};
   session->pending_pixel_size_ = state.pixel_size_angstrom();
+  if (session->config_.prior.derive && state.has_derived_prior()) {
+    // The prior the caches were tuned with; one that does not pass the
+    // engine's checks is derived again (and the caches dropped) instead.
+    const PriorInUse used = PriorUsedFromProto(state.derived_prior());
+    if (used.prior.Validate().ok()) {
+      session->derived_ = Derived{
+          .derived = {.prior = used.prior, .pixel_size_known = !used.pixel_units},
+          .pixel_size = used.pixel_units ? std::nullopt
+                                         : std::optional<double>(used.prior.pixel_size_angstrom)};
+    }
+  }
   return session;
 }
 

@@ -6,6 +6,14 @@
 // directory every session is also kept on disk (settings, counters and
 // caches as a SessionState message) and restored at start-up.
 //
+// An auto prior (settings.prior.auto) is derived from the session's first
+// frame that shows a lattice (DeriveFramePrior, session_config.h; a frame
+// without one fails, naming settings.prior, and the next frame tries again)
+// at the pixel size AutoPixelSize gives, and kept: a new frame size keeps it
+// (same sample, same magnification), while a new pixel size, a new prior in
+// the settings or ResetCache derive it again from the next frame (and empty
+// the cache, which was tuned for the old one). It is saved with the session.
+//
 // Thread-safety: Session and SessionManager may be used from any thread.
 // Analyses of one session run one at a time (the analyzer serialises them);
 // settings, choices and resets apply from the next frame analysed.
@@ -48,6 +56,7 @@ class Session {
     FrameAnalysis frame;
     std::vector<SteeringRegion> regions;
     double pixel_size_angstrom = 0.0;  // the one the analysis used
+    PriorInUse prior;                  // idem
   };
   // Runs the engine on a decoded frame with this session's settings and
   // cache. CANCELLED once *cancel is set (the cache is then unchanged).
@@ -105,8 +114,23 @@ class Session {
     std::shared_ptr<LogStarAnalyzer> analyzer;
     SteeringOptions steering;
     double pixel_size_angstrom = 0.0;  // reported with the result
+    PriorInUse prior;
+  };
+  // An auto prior as derived, with the pixel size it was derived at
+  // (nullopt: none, the prior is in pixels).
+  struct Derived {
+    DerivedPrior derived;
+    std::optional<double> pixel_size;
   };
   absl::StatusOr<Run> RunFor(bool partial, double frame_pixel_size);
+  // With an auto prior: derives it from `frame` unless one is held for the
+  // frame's pixel size (see the file comment).
+  absl::Status DeriveIfAuto(const DecodedFrame& frame, ExecutionContext* context);
+  // `config`'s analyzer options for the prior in use (OptionsForDerived).
+  absl::StatusOr<AnalyzerOptions> OptionsLocked(const SessionConfig& config) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The prior of the last frame, as results report it; unset before one.
+  std::optional<PriorInUse> UsedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const std::string id_;
   const absl::Time created_;
@@ -115,6 +139,8 @@ class Session {
   // The prior the analyzers run with (its pixel size may come from frames);
   // unset until the first frame.
   std::optional<PhysicsPrior> prior_ ABSL_GUARDED_BY(mu_);
+  // With settings.prior.auto: the prior derived from a frame (see the file comment).
+  std::optional<Derived> derived_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<LogStarAnalyzer> full_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<LogStarAnalyzer> partial_ ABSL_GUARDED_BY(mu_);
   std::optional<Pending> pending_ ABSL_GUARDED_BY(mu_);

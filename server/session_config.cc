@@ -3,10 +3,14 @@
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "engine/base/status_macros.h"
+#include "engine/image/normalize.h"
+#include "server/convert.h"
 
 namespace logstar::server {
 namespace {
@@ -133,6 +137,14 @@ absl::StatusOr<AnalyzerOptions> ParseAnalysis(const v1::AnalysisSettings& a,
   if (a.has_amorphous())
     LOGSTAR_RETURN_IF_ERROR(ParseAmorphous(a.amorphous(), a, caps, o.amorphous));
   LOGSTAR_ASSIGN_OR_RETURN(o.logstar.objectives, ParseObjectives(a.objectives()));
+  o.sublattice = a.sublattice();
+  if (a.prior_tolerances().has_spacing())
+    o.prior_tolerances.spacing = a.prior_tolerances().spacing();
+  if (a.prior_tolerances().has_density())
+    o.prior_tolerances.density = a.prior_tolerances().density();
+  // The engine names these "prior tolerance spacing/density".
+  LOGSTAR_RETURN_IF_ERROR(
+      Prefixed(o.prior_tolerances.Validate(), "settings.analysis.prior_tolerances: "));
   // The engine's messages name its fields, which are the request's
   // ("window", "stride", "drift_tolerance", "amorphous window", ...).
   LOGSTAR_RETURN_IF_ERROR(Prefixed(o.Validate(), "settings.analysis."));
@@ -154,37 +166,126 @@ absl::StatusOr<SteeringOptions> ParseSteering(const v1::SteeringSettings& s,
   return o;
 }
 
+// A prior without pixel size at one where the sampling check (>= 2 px per
+// nearest-neighbour distance) cannot fail, so the rest can be checked.
+PhysicsPrior CheckablePrior(PhysicsPrior prior) {
+  if (prior.pixel_size_angstrom == 0.0) {
+    const double nn = prior.nearest_neighbor_angstrom;
+    prior.pixel_size_angstrom = std::isfinite(nn) && nn > 0 ? nn / 8.0 : 0.1;
+  }
+  return prior;
+}
+
+// The fields of settings.prior besides pixel_size_angstrom that are set
+// (what `auto` must not come with), by name.
+std::vector<std::string> FieldsBesidesPixelSize(const v1::PhysicsPrior& p) {
+  std::vector<std::string> fields;
+  if (p.has_column_density_per_nm2()) fields.push_back("column_density_per_nm2");
+  if (p.has_lattice()) fields.push_back("lattice");
+  if (p.nearest_neighbor_angstrom() != 0.0) fields.push_back("nearest_neighbor_angstrom");
+  if (p.sublattices_size() > 0) fields.push_back("sublattices");
+  return fields;
+}
+
+// settings.analysis.sublattice against the prior, by the engine's own check
+// (LogStarAnalyzer::Create), so that an unknown name fails when the settings
+// are sent rather than on every frame. When the prior cannot be checked
+// without the frames' pixel size even with default options, the first frame
+// reports it.
+absl::Status CheckSublatticeChoice(const AnalyzerOptions& analyzer, const PriorSetting& prior) {
+  if (analyzer.sublattice.empty()) return absl::OkStatus();
+  if (prior.derive) {
+    return Invalid("settings.analysis.sublattice",
+                   absl::StrCat("is \"", analyzer.sublattice,
+                                "\", but settings.prior is auto, which describes no sublattices"));
+  }
+  const PhysicsPrior checkable = CheckablePrior(prior.prior);
+  if (!LogStarAnalyzer::Create(AnalyzerOptions{}, checkable).ok()) return absl::OkStatus();
+  AnalyzerOptions probe;
+  probe.sublattice = analyzer.sublattice;
+  return Prefixed(LogStarAnalyzer::Create(probe, checkable).status(), "settings.analysis.");
+}
+
 }  // namespace
 
-absl::StatusOr<PhysicsPrior> ParsePrior(const v1::PhysicsPrior& p) {
+absl::StatusOr<PriorSetting> ParsePrior(const v1::PhysicsPrior& p) {
   if (!std::isfinite(p.pixel_size_angstrom()) || p.pixel_size_angstrom() < 0.0) {
     return Invalid(
         "settings.prior.pixel_size_angstrom",
         absl::StrCat("must be >= 0 (0: from the frames), got ", p.pixel_size_angstrom()));
   }
-  PhysicsPrior prior;
-  prior.pixel_size_angstrom = p.pixel_size_angstrom();
-  if (p.has_column_density_per_nm2()) prior.column_density_per_nm2 = p.column_density_per_nm2();
-  if (p.has_lattice()) {
-    ProjectedLattice l;
-    l.a_angstrom = p.lattice().a_angstrom();
-    l.b_angstrom = p.lattice().b_angstrom();
-    l.gamma_deg = p.lattice().gamma_deg() == 0.0 ? 90.0 : p.lattice().gamma_deg();
-    l.columns_per_cell = p.lattice().columns_per_cell();
-    prior.lattice = l;
+  const std::vector<std::string> others = FieldsBesidesPixelSize(p);
+  PriorSetting setting;
+  // A pixel size alone says what `auto` says: everything else from the frame.
+  if (p.auto_() || (others.empty() && p.pixel_size_angstrom() > 0.0)) {
+    if (!others.empty()) {
+      return Invalid("settings.prior.auto",
+                     absl::StrCat("derives the prior from the frame and takes only "
+                                  "pixel_size_angstrom; remove ",
+                                  absl::StrJoin(others, ", "), " (or auto)"));
+    }
+    setting.derive = true;
+    setting.prior.pixel_size_angstrom = p.pixel_size_angstrom();
+    return setting;
   }
-  prior.nearest_neighbor_angstrom = p.nearest_neighbor_angstrom();
-  // Without a pixel size, check the rest at one where the sampling check
-  // (>= 2 px per nearest-neighbour distance) cannot fail.
-  PhysicsPrior check = prior;
-  if (check.pixel_size_angstrom == 0.0) {
-    check.pixel_size_angstrom =
-        std::isfinite(p.nearest_neighbor_angstrom()) && p.nearest_neighbor_angstrom() > 0
-            ? p.nearest_neighbor_angstrom() / 8.0
-            : 0.1;
+  setting.prior = PriorFromProto(p);
+  LOGSTAR_RETURN_IF_ERROR(Prefixed(CheckablePrior(setting.prior).Validate(), "settings.prior."));
+  return setting;
+}
+
+std::optional<double> AutoPixelSize(const PriorSetting& setting, double frame_pixel_size_angstrom,
+                                    double fallback) {
+  for (double px : {frame_pixel_size_angstrom, setting.prior.pixel_size_angstrom, fallback}) {
+    if (px > 0.0) return px;
   }
-  LOGSTAR_RETURN_IF_ERROR(Prefixed(check.Validate(), "settings.prior."));
-  return prior;
+  return std::nullopt;
+}
+
+absl::StatusOr<AnalyzerOptions> OptionsForDerived(AnalyzerOptions options,
+                                                  const DerivedPrior& derived,
+                                                  bool column_sigma_given) {
+  if (derived.pixel_size_known) return options;
+  if (column_sigma_given) {
+    return Invalid("settings.analysis.column_sigma_angstrom",
+                   "is in Å, but the auto prior has no pixel size (neither "
+                   "settings.prior.pixel_size_angstrom nor the frames give one); give one, or "
+                   "leave the column width to the measured spacing");
+  }
+  options.logstar.column_sigma_angstrom =
+      kColumnSigmaPerSpacing * derived.prior.nearest_neighbor_angstrom;  // px: see DerivedPrior
+  return options;
+}
+
+absl::StatusOr<LatticeMeasurement> MeasureFrameLattice(const cv::Mat& frame,
+                                                       const AnalyzerOptions& options,
+                                                       ExecutionContext* context) {
+  // The frame the analyzer sees, with its options, so that the analyzer's
+  // own measurement of the frame agrees (an auto prior then checks clean).
+  LOGSTAR_ASSIGN_OR_RETURN(const cv::Mat normalized,
+                           NormalizeFrame(frame, options.normalize, context));
+  return MeasureLattice(normalized, options.logstar.lattice, context);
+}
+
+absl::StatusOr<DerivedPrior> DeriveFramePrior(const cv::Mat& frame, const AnalyzerOptions& options,
+                                              std::optional<double> pixel_size_angstrom,
+                                              ExecutionContext* context, const std::string& field) {
+  absl::StatusOr<LatticeMeasurement> lattice = MeasureFrameLattice(frame, options, context);
+  if (!lattice.ok()) {
+    return absl::Status(
+        lattice.status().code(),
+        absl::StrCat(field, ": auto: cannot measure the lattice: ", lattice.status().message()));
+  }
+  if (!lattice->found) {
+    return Invalid(absl::StrCat(field, ":"),
+                   absl::StrCat("auto: the frame shows no lattice: ", lattice->reason,
+                                "; send a frame of the crystal or give the prior"));
+  }
+  absl::StatusOr<DerivedPrior> derived = DerivePrior(*lattice, pixel_size_angstrom);
+  if (!derived.ok()) {
+    return absl::Status(derived.status().code(),
+                        absl::StrCat(field, ": auto: ", derived.status().message()));
+  }
+  return derived;
 }
 
 absl::StatusOr<PhysicsPrior> ResolvePrior(PhysicsPrior prior, double frame_pixel_size_angstrom) {
@@ -198,7 +299,10 @@ absl::StatusOr<PhysicsPrior> ResolvePrior(PhysicsPrior prior, double frame_pixel
 }
 
 absl::StatusOr<PhysicsPrior> SessionConfig::PriorAt(double frame_pixel_size_angstrom) const {
-  return ResolvePrior(prior, frame_pixel_size_angstrom);
+  if (prior.derive) {
+    return absl::FailedPreconditionError("settings.prior is auto: it is derived from a frame");
+  }
+  return ResolvePrior(prior.prior, frame_pixel_size_angstrom);
 }
 
 absl::StatusOr<SessionConfig> ParseSessionSettings(const v1::SessionSettings& settings,
@@ -206,6 +310,7 @@ absl::StatusOr<SessionConfig> ParseSessionSettings(const v1::SessionSettings& se
   SessionConfig c;
   LOGSTAR_ASSIGN_OR_RETURN(c.prior, ParsePrior(settings.prior()));
   LOGSTAR_ASSIGN_OR_RETURN(c.analyzer, ParseAnalysis(settings.analysis(), caps));
+  LOGSTAR_RETURN_IF_ERROR(CheckSublatticeChoice(c.analyzer, c.prior));
   if (!v1::OverloadPolicy_IsValid(settings.overload_policy())) {
     return Invalid("settings.overload_policy",
                    absl::StrCat("is not a known policy: ", settings.overload_policy()));

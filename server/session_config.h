@@ -19,10 +19,16 @@
 #define LOGSTAR_SERVER_SESSION_CONFIG_H_
 
 #include <cstdint>
+#include <optional>
+#include <string>
+
+#include <opencv2/core.hpp>
 
 #include "absl/status/statusor.h"
 #include "engine/analysis/analyzer.h"
 #include "engine/analysis/steering.h"
+#include "engine/base/context.h"
+#include "engine/physics/lattice.h"
 #include "engine/physics/physics_prior.h"
 #include "logstar/v1/session.pb.h"
 
@@ -35,26 +41,75 @@ struct SettingsCaps {
   uint32_t max_queue_capacity = 1024;  // settings.queue_capacity
 };
 
+// settings.prior parsed: a prior to analyse with, or `auto`, a prior to
+// derive from the stream's first frame (DeriveFramePrior).
+struct PriorSetting {
+  // `auto: true`, or a prior that gives pixel_size_angstrom and nothing else.
+  bool derive = false;
+  // Given: the prior, its pixel_size_angstrom 0 when the frames give it.
+  // With derive only pixel_size_angstrom is set (0: the frames', or none).
+  PhysicsPrior prior;
+};
+
 struct SessionConfig {
   v1::SessionSettings settings;  // as sent: reported back and saved with the session
   AnalyzerOptions analyzer;
-  // Its pixel_size_angstrom is 0 when the frames give it (see PriorAt).
-  PhysicsPrior prior;
+  // Its prior's pixel_size_angstrom is 0 when the frames give it (see PriorAt).
+  PriorSetting prior;
   SteeringOptions steering;
   v1::OverloadPolicy overload_policy = v1::OVERLOAD_POLICY_LATEST_WINS;  // never UNSPECIFIED
   uint32_t queue_capacity = 0;                                           // 0: the server's default
 
-  // The prior at a frame's pixel size when it gives one (> 0), else at the
-  // settings'. Fails, naming settings.prior.*, without either, or when the
-  // pixel size samples the lattice too coarsely.
+  // A given prior at a frame's pixel size when it gives one (> 0), else at
+  // the settings'. Fails, naming settings.prior.*, without either, or when
+  // the pixel size samples the lattice too coarsely. Not for an auto prior
+  // (FAILED_PRECONDITION): that one comes from DeriveFramePrior.
   absl::StatusOr<PhysicsPrior> PriorAt(double frame_pixel_size_angstrom) const;
 };
 
 // The prior as given (pixel_size_angstrom 0: from the frames), checked as far
-// as it can be without a pixel size; errors name "settings.prior.<field>".
+// as it can be without a pixel size, or `auto`; errors name
+// "settings.prior.<field>" (sublattices included: "settings.prior.
+// sublattices..." as the engine's PhysicsPrior::Validate names them).
 // Every reader of a prior goes through it: sessions, and the CLI's prior
 // files (protobuf JSON mapping, then this), so both accept the same files.
-absl::StatusOr<PhysicsPrior> ParsePrior(const v1::PhysicsPrior& prior);
+absl::StatusOr<PriorSetting> ParsePrior(const v1::PhysicsPrior& prior);
+
+// The pixel size an auto prior is derived at: the frame's (> 0), else the
+// settings' (> 0), else `fallback` (> 0: e.g. the one the stream used
+// before), else none (the derived prior is then in pixels).
+std::optional<double> AutoPixelSize(const PriorSetting& setting, double frame_pixel_size_angstrom,
+                                    double fallback = 0.0);
+
+// The lattice of one frame (the raw pixels as decoded, any supported depth)
+// as the analyzer measures it: normalised with options.normalize, measured
+// with the analyzer's lattice options (engine/physics/lattice.h
+// MeasureLattice). A frame without lattice is not an error (found = false).
+absl::StatusOr<LatticeMeasurement> MeasureFrameLattice(const cv::Mat& frame,
+                                                       const AnalyzerOptions& options,
+                                                       ExecutionContext* context);
+
+// An auto prior from one frame: its lattice (MeasureFrameLattice) made a
+// prior (engine/physics/lattice.h DerivePrior) at
+// `pixel_size_angstrom` (nullopt: the prior is in pixels). A frame without
+// lattice is INVALID_ARGUMENT "<field>: auto: the frame shows no lattice:
+// <reason>". `context` may be null. Shared by sessions and `logstar analyze
+// --prior auto`.
+// The analyzer options for a derived prior. One in pixels (no pixel size
+// anywhere) has no ångström to read column_sigma_angstrom in, so the column
+// width becomes kColumnSigmaPerSpacing × its nearest-neighbour spacing, in
+// its pixel units; other priors keep the options. INVALID_ARGUMENT naming
+// settings.analysis.column_sigma_angstrom when that was given explicitly
+// (`column_sigma_given`): a width in Å needs a pixel size.
+inline constexpr double kColumnSigmaPerSpacing = 0.18;  // the defaults': 0.45 Å / YBCO's 2.55 Å
+absl::StatusOr<AnalyzerOptions> OptionsForDerived(AnalyzerOptions options,
+                                                  const DerivedPrior& derived,
+                                                  bool column_sigma_given);
+
+absl::StatusOr<DerivedPrior> DeriveFramePrior(const cv::Mat& frame, const AnalyzerOptions& options,
+                                              std::optional<double> pixel_size_angstrom,
+                                              ExecutionContext* context,
+                                              const std::string& field = "settings.prior");
 
 // `prior` (from ParsePrior) at a frame's pixel size (> 0 replaces the
 // prior's), fully checked. INVALID_ARGUMENT when neither gives one.

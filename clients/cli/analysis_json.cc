@@ -57,10 +57,46 @@ Json WindowToJson(const WindowResult& w) {
     j["lattice_rewards"] = {{"misses", w.lattice_rewards->misses},
                             {"spurious", w.lattice_rewards->spurious}};
   }
+  j["crystalline_fraction"] = w.crystalline_fraction;
+  if (!w.crystal_note.empty()) j["crystal_note"] = w.crystal_note;
   return j;
 }
 
+Json SublatticeCountToJson(const SublatticeCount& c) {
+  return {{"name", c.name},
+          {"num_found", c.num_found},
+          {"num_expected", c.num_expected},
+          {"qc", c.qc},
+          {"relative_brightness", c.relative_brightness}};
+}
+
 }  // namespace
+
+Json LatticeToJson(const LatticeMeasurement& m, double pixel_size_angstrom) {
+  Json j = {{"found", m.found}};
+  if (!m.found) {
+    j["reason"] = m.reason;
+    return j;
+  }
+  j["a_px"] = std::hypot(m.a.x, m.a.y);
+  j["b_px"] = std::hypot(m.b.x, m.b.y);
+  j["a"] = {m.a.x, m.a.y};
+  j["b"] = {m.b.x, m.b.y};
+  j["gamma_deg"] = m.gamma_deg;
+  j["columns_per_cell"] = m.columns_per_cell;
+  j["nearest_neighbor_px"] = m.nearest_neighbor_px;
+  j["column_density_per_px2"] = m.column_density_per_px2;
+  if (pixel_size_angstrom > 0.0) {
+    j["nearest_neighbor_angstrom"] = m.NearestNeighborAngstrom(pixel_size_angstrom);
+    j["column_density_per_nm2"] = m.ColumnDensityPerNm2(pixel_size_angstrom);
+  }
+  j["significance"] = m.significance;
+  return j;
+}
+
+Json WarningToJson(const PriorWarning& w) {
+  return {{"field", w.field}, {"given", w.given}, {"measured", w.measured}, {"message", w.message}};
+}
 
 Json RewardsToJson(const Rewards& r) {
   return {{"qc", r.qc},
@@ -88,11 +124,18 @@ Json AtomToJson(double x, double y, double sigma, float response) {
           {"response", response}};
 }
 
-void AddFrameAnalysis(const FrameAnalysis& a, Json& out) {
+void AddFrameAnalysis(const FrameAnalysis& a, const PhysicsPrior& prior, bool pixel_units,
+                      Json& out) {
+  const int num_sublattices = static_cast<int>(prior.sublattices.size());
   Json atoms = Json::array();
   for (const Atom& atom : a.atoms) {
     Json j = AtomToJson(atom.x, atom.y, atom.sigma, atom.response);
     j["window"] = atom.window;
+    if (num_sublattices > 0) {
+      j["sublattice"] = atom.sublattice >= 0 && atom.sublattice < num_sublattices
+                            ? Json(prior.sublattices[atom.sublattice].name)
+                            : Json();
+    }
     atoms.push_back(std::move(j));
   }
   out["num_atoms"] = a.atoms.size();
@@ -103,6 +146,19 @@ void AddFrameAnalysis(const FrameAnalysis& a, Json& out) {
   out["windows"] = std::move(windows);
   out["cache"] = {{"hits", a.hits}, {"misses", a.misses}, {"retunes", a.retunes}};
   out["seam_duplicates"] = a.seam_duplicates;
+  Json warnings = Json::array();
+  for (const PriorWarning& w : a.warnings) warnings.push_back(WarningToJson(w));
+  out["warnings"] = std::move(warnings);
+  out["crystalline_fraction"] = a.crystalline_fraction;
+  if (a.lattice) {
+    out["lattice"] = LatticeToJson(*a.lattice, pixel_units ? 0.0 : prior.pixel_size_angstrom);
+  }
+  if (num_sublattices > 0 || !a.sublattices.empty()) {
+    Json counts = Json::array();
+    for (const SublatticeCount& c : a.sublattices) counts.push_back(SublatticeCountToJson(c));
+    out["sublattices"] = std::move(counts);
+    out["sublattice_note"] = a.sublattice_note;
+  }
 }
 
 Json AnalysisTimings(double load_ms, const FrameAnalysis& a, double overlay_ms, double total_ms) {

@@ -14,6 +14,8 @@
 
 #include "engine/analysis/analyzer.h"
 #include "engine/log/log_detector.h"
+#include "engine/physics/lattice.h"
+#include "engine/physics/physics_prior.h"
 #include "engine/physics/rewards.h"
 
 namespace logstar::cli {
@@ -29,8 +31,18 @@ Json RewardsToJson(const Rewards& r);
 Json LogParametersToJson(const LogParameters& p, Json j = Json::object());
 Json AtomToJson(double x, double y, double sigma, float response);
 // What a frame's analysis adds to RESULT.json, for one IMAGE and per frame:
-// atoms, rewards, windows (with their Pareto fronts), cache counts.
-void AddFrameAnalysis(const FrameAnalysis& a, Json& out);
+// atoms (with their sublattice's name, or null, when `prior` has
+// sublattices), rewards, windows (with their Pareto fronts and crystalline
+// share), cache counts, and the checks of the prior: warnings (always, [] when
+// none), crystalline_fraction, lattice (as measured, when it was), and with
+// sublattices their counts and sublattice_note. `prior` is the one analysed
+// with; its pixel size (unless `pixel_units`) gives the lattice in angstrom.
+void AddFrameAnalysis(const FrameAnalysis& a, const PhysicsPrior& prior, bool pixel_units,
+                      Json& out);
+// A prior warning as RESULT.json and the summaries give it.
+Json WarningToJson(const PriorWarning& w);
+// A measured lattice: px, and angstrom when the pixel size is known (> 0).
+Json LatticeToJson(const LatticeMeasurement& m, double pixel_size_angstrom);
 Json AnalysisTimings(double load_ms, const FrameAnalysis& a, double overlay_ms, double total_ms);
 // The input image: path, size, dtype as loaded.
 Json ImageToJson(const std::string& path, const cv::Mat& raw);

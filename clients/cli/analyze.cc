@@ -44,8 +44,9 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 constexpr char kAnalyzeUsage[] =
-    "usage: logstar analyze IMAGE --prior PRIOR.json --out RESULT.json [options]\n"
-    "       logstar analyze --frames DIR_OR_GLOB --prior PRIOR.json --out RESULT.json [options]\n"
+    "usage: logstar analyze IMAGE --prior PRIOR.json|auto --out RESULT.json [options]\n"
+    "       logstar analyze --frames DIR_OR_GLOB --prior PRIOR.json|auto --out RESULT.json "
+    "[options]\n"
     "By default LoG*: the frame is cut into windows and each window's LoG parameters are tuned\n"
     "against the physics rewards (QC, ER) by Bayesian optimisation; tuned parameters are cached\n"
     "per window position and reused on the next frames of a sequence. Lengths are in pixels.\n"
@@ -55,7 +56,19 @@ constexpr char kAnalyzeUsage[] =
     "                        files a glob pattern matches (quote it)\n"
     "  --prior PRIOR.json    pixel_size_angstrom, nearest_neighbor_angstrom and\n"
     "                        column_density_per_nm2 or a lattice {a_angstrom, b_angstrom,\n"
-    "                        gamma_deg, columns_per_cell}\n"
+    "                        gamma_deg, columns_per_cell}; optionally sublattices [{name,\n"
+    "                        column_density_per_nm2, relative_brightness}], brightest first.\n"
+    "                        Every result is checked against the lattice measured on the\n"
+    "                        (first) frame: a pixel size, spacing or density that disagrees\n"
+    "                        adds a warning (RESULT.json \"warnings\", and on stderr)\n"
+    "  --prior auto          derive the prior from the (first) frame: the lattice measured on\n"
+    "                        it gives the nearest-neighbour distance and the density; in pixels\n"
+    "                        unless --pixel-size is given. So does a PRIOR.json with\n"
+    "                        {\"auto\": true} or only pixel_size_angstrom\n"
+    "  --pixel-size A        with an auto prior: angstrom per pixel\n"
+    "  --sublattice NAME     report only the columns of this sublattice of the prior\n"
+    "  --strict              exit 3 when any result carries prior warnings (RESULT.json is\n"
+    "                        still written; the warnings go to stderr)\n"
     "  --overlay OUT.png     draw the atoms on the frame; with --frames a directory that\n"
     "                        receives one STEM.png per frame\n"
     "  --window PX           window side; 0 = the whole frame is one window (default 256)\n"
@@ -93,12 +106,17 @@ constexpr char kAnalyzeUsage[] =
     "                        atoms: the session gets these settings); with --tls, --tls-ca F,\n"
     "                        --tls-cert F --tls-key F, --token T or --token-file F\n"
     "Times are milliseconds. With --frames, the per-frame and summary times are the analyser's\n"
-    "(normalisation, windows, merging), without loading, so that the cache's effect shows.\n";
+    "(normalisation, windows, merging), without loading, so that the cache's effect shows.\n"
+    "Exit codes: 0 done, 1 failed (the message names the problem), 2 usage error, 3 done but\n"
+    "--strict and a result carries prior warnings.\n";
+
+// `--strict` and a result with prior warnings (commands.h lists the codes).
+constexpr int kExitPriorWarnings = 3;
 
 // Options that only LoG* reads: with --fixed they would be silently ignored.
-const char* const kLogStarOnlyFlags[] = {"window", "stride",    "evals",     "seed",
-                                         "choose", "num-sigma", "no-refine", "drift-tolerance",
-                                         "frames", "objectives"};
+const char* const kLogStarOnlyFlags[] = {"window", "stride",     "evals",      "seed",
+                                         "choose", "num-sigma",  "no-refine",  "drift-tolerance",
+                                         "frames", "objectives", "sublattice", "strict"};
 
 absl::StatusOr<LogOptions> ParseFixed(const std::string& text) {
   std::vector<std::string> parts = absl::StrSplit(text, ',');
@@ -212,6 +230,7 @@ absl::StatusOr<AnalyzerOptions> ParseAnalyzerFlags(const Flags& flags,
       std::min(o.logstar.optimizer.num_initial, o.logstar.optimizer.num_evaluations);
   o.logstar.optimizer.seed = static_cast<uint64_t>(*seed);
   o.logstar.refine_positions = !flags.Has("no-refine");
+  o.sublattice = flags.Get("sublattice").value_or("");
   if (absl::Status s = o.Validate(); !s.ok()) return s;
 
   parameters = {{"source", "logstar"},
@@ -227,6 +246,7 @@ absl::StatusOr<AnalyzerOptions> ParseAnalyzerFlags(const Flags& flags,
   parameters["num_sigma"] = o.logstar.num_sigma;
   parameters["refine_positions"] = o.logstar.refine_positions;
   parameters["drift_tolerance"] = o.drift_tolerance;
+  if (!o.sublattice.empty()) parameters["sublattice"] = o.sublattice;
   return o;
 }
 
@@ -270,7 +290,8 @@ absl::StatusOr<std::vector<PointXY>> ReadTruthCsv(const std::string& path) {
 struct AnalyzeSetup {
   std::string out_path;
   std::optional<std::string> overlay_path;
-  PhysicsPrior prior;
+  // A given prior (resolved), or auto: derived from the first frame.
+  server::PriorSetting prior;
   NormalizeOptions normalize;
   Json normalization;  // as RESULT.json reports it
   Json parameters;     // idem
@@ -278,31 +299,36 @@ struct AnalyzeSetup {
   std::vector<PointXY> truth;
   bool gmm = false;
   std::optional<std::string> amorphous_mask_path;
-  double match_radius = 0.0;
+  std::optional<double> match_radius;  // --match-radius; else 0.3 x the prior's spacing
+  bool strict = false;
   ExecutionContext* context = nullptr;
   Clock::time_point start;
 };
 
 // The keys every RESULT.json starts with; `image` is null with --frames.
-Json ResultHeader(const AnalyzeSetup& s, Json image) {
+// `prior`: the one analysed with (derived with --prior auto).
+Json ResultHeader(const AnalyzeSetup& s, const server::PriorInUse& prior, Json image) {
   Json r;
   r["logstar_version"] = LOGSTAR_VERSION;
   if (!image.is_null()) r["image"] = std::move(image);
   r["coordinates"] = kCoordinates;
-  r["prior"] = PriorToJson(s.prior);
+  r["prior"] = PriorUsedToJson(prior);
   r["normalization"] = s.normalization;
   r["parameters"] = s.parameters;
   return r;
 }
 
-// With --truth, adds the accuracy block and returns the console's account of it.
-absl::StatusOr<std::string> AddAccuracy(const AnalyzeSetup& s, absl::Span<const PointXY> points,
-                                        Json& result) {
+// With --truth, adds the accuracy block and returns the console's account of
+// it. Without --match-radius the radius is 0.3 x the nearest-neighbour
+// spacing of `prior` (the one analysed with).
+absl::StatusOr<std::string> AddAccuracy(const AnalyzeSetup& s, const PhysicsPrior& prior,
+                                        absl::Span<const PointXY> points, Json& result) {
   if (!s.truth_path) return std::string();
-  auto accuracy = MatchToTruth(points, s.truth, s.match_radius);
+  const double radius = s.match_radius.value_or(0.3 * prior.NearestNeighborPx());
+  auto accuracy = MatchToTruth(points, s.truth, radius);
   if (!accuracy.ok()) return accuracy.status();
   result["accuracy"] = {{"truth", *s.truth_path},
-                        {"match_radius_px", s.match_radius},
+                        {"match_radius_px", radius},
                         {"num_true", accuracy->num_true},
                         {"true_positives", accuracy->true_positives},
                         {"precision", accuracy->precision},
@@ -343,7 +369,7 @@ int AnalyzeFixed(const AnalyzeSetup& s, const std::string& image_path,
   points.reserve(blobs->size());
   for (const Blob& b : *blobs) points.push_back({b.x, b.y});
   const PixelRegion whole{0, 0, frame->cols, frame->rows};
-  absl::StatusOr<Rewards> rewards = ComputeRewards(points, whole, s.prior, RewardOptions{});
+  absl::StatusOr<Rewards> rewards = ComputeRewards(points, whole, s.prior.prior, RewardOptions{});
   if (!rewards.ok()) return Fail(rewards.status());
   const double rewards_ms = MsSince(t0);
 
@@ -354,13 +380,13 @@ int AnalyzeFixed(const AnalyzeSetup& s, const std::string& image_path,
     overlay_ms = MsSince(t0);
   }
 
-  Json result = ResultHeader(s, ImageToJson(image_path, *raw));
+  Json result = ResultHeader(s, {.prior = s.prior.prior}, ImageToJson(image_path, *raw));
   Json atoms = Json::array();
   for (const Blob& b : *blobs) atoms.push_back(AtomToJson(b.x, b.y, b.sigma, b.response));
   result["num_atoms"] = blobs->size();
   result["atoms"] = std::move(atoms);
   result["rewards"] = RewardsToJson(*rewards);
-  absl::StatusOr<std::string> vs_truth = AddAccuracy(s, points, result);
+  absl::StatusOr<std::string> vs_truth = AddAccuracy(s, s.prior.prior, points, result);
   if (!vs_truth.ok()) return Fail(vs_truth.status());
   result["timings_ms"] = {{"load", load_ms},       {"normalize", normalize_ms},
                           {"log", log_ms},         {"rewards", rewards_ms},
@@ -375,16 +401,36 @@ int AnalyzeFixed(const AnalyzeSetup& s, const std::string& image_path,
   return 0;
 }
 
+// What one frame's analysis gives: the engine's result and the prior it
+// ran with (derived from the first frame with --prior auto).
+struct FrameOutcome {
+  FrameAnalysis analysis;
+  server::PriorInUse prior;
+};
+
 // The in-process analyzer or a stream through logstard: one frame in, its
 // analysis out, the cache carried from call to call.
-using FrameAnalyzer = std::function<absl::StatusOr<FrameAnalysis>(const cv::Mat&)>;
+using FrameAnalyzer = std::function<absl::StatusOr<FrameOutcome>(const cv::Mat&)>;
 
 struct AnalyzedFrame {
   cv::Mat raw;
   FrameAnalysis analysis;
+  server::PriorInUse prior;
   double load_ms = 0.0;
   double overlay_ms = 0.0;
 };
+
+// The prior's warnings and the sublattice note on stderr, each line
+// starting with `where` (the file).
+void PrintChecks(const FrameAnalysis& a, const std::string& where) {
+  for (const PriorWarning& w : a.warnings) {
+    std::fprintf(stderr, "logstar: warning: %s: prior %s: %s\n", where.c_str(), w.field.c_str(),
+                 w.message.c_str());
+  }
+  if (!a.sublattice_note.empty()) {
+    std::fprintf(stderr, "logstar: note: %s: %s\n", where.c_str(), a.sublattice_note.c_str());
+  }
+}
 
 // Loads one frame, runs the (shared, cache-holding) analyzer on it and
 // draws the overlay when `overlay_path` is given.
@@ -397,13 +443,14 @@ absl::StatusOr<AnalyzedFrame> LoadAndAnalyze(const AnalyzeSetup& s, const std::s
   if (!raw.ok()) return raw.status();
   f.raw = *std::move(raw);
   f.load_ms = MsSince(t0);
-  absl::StatusOr<FrameAnalysis> analysis = analyzer(f.raw);
+  absl::StatusOr<FrameOutcome> analysis = analyzer(f.raw);
   if (!analysis.ok()) {
     // Engine messages do not know the file; with a sequence the reader needs it.
     return absl::Status(analysis.status().code(),
                         absl::StrCat(path, ": ", analysis.status().message()));
   }
-  f.analysis = *std::move(analysis);
+  f.analysis = std::move(analysis->analysis);
+  f.prior = std::move(analysis->prior);
   if (overlay_path) {
     t0 = Clock::now();
     // The analyzer normalises internally; the picture needs the same frame.
@@ -431,15 +478,15 @@ int AnalyzeImage(const AnalyzeSetup& s, const std::string& image_path,
   points.reserve(a.atoms.size());
   for (const Atom& atom : a.atoms) points.push_back({atom.x, atom.y});
 
-  Json result = ResultHeader(s, ImageToJson(image_path, f->raw));
-  AddFrameAnalysis(a, result);
-  absl::StatusOr<std::string> vs_truth = AddAccuracy(s, points, result);
+  Json result = ResultHeader(s, f->prior, ImageToJson(image_path, f->raw));
+  AddFrameAnalysis(a, f->prior.prior, f->prior.pixel_units, result);
+  absl::StatusOr<std::string> vs_truth = AddAccuracy(s, f->prior.prior, points, result);
   if (!vs_truth.ok()) return Fail(vs_truth.status());
   AmorphousReport amorphous;
   if (s.gmm) {
     absl::StatusOr<AmorphousReport> r = AddAmorphous({.raw = f->raw,
                                                       .normalize = s.normalize,
-                                                      .prior = s.prior,
+                                                      .prior = f->prior.prior,
                                                       .context = s.context,
                                                       .mask_path = s.amorphous_mask_path,
                                                       .overlay_path = s.overlay_path},
@@ -459,7 +506,8 @@ int AnalyzeImage(const AnalyzeSetup& s, const std::string& image_path,
       image_path.c_str(), a.width, a.height, a.atoms.size(), a.rewards.num_expected, a.rewards.qc,
       a.rewards.er, vs_truth->c_str(), a.windows.size(), a.hits, a.misses, a.retunes, a.total_ms,
       MsSince(s.start), s.out_path.c_str());
-  return 0;
+  PrintChecks(a, image_path);
+  return s.strict && !a.warnings.empty() ? kExitPriorWarnings : 0;
 }
 
 // One PNG per frame in `dir`, named after the frame; a stem seen before
@@ -485,6 +533,9 @@ int AnalyzeFrames(const AnalyzeSetup& s, const std::string& spec, const FrameAna
   if (s.overlay_path) overlays = OverlayPaths(*paths, *s.overlay_path);
 
   Json frames = Json::array();
+  server::PriorInUse prior;  // the first frame's: with auto, derived from it
+  std::vector<std::string> last_warnings;
+  int with_warnings = 0;
   int hits = 0, misses = 0, retunes = 0;
   double total_ms = 0.0, first_ms = 0.0;
   const int n = static_cast<int>(paths->size());
@@ -496,8 +547,9 @@ int AnalyzeFrames(const AnalyzeSetup& s, const std::string& spec, const FrameAna
     absl::StatusOr<AnalyzedFrame> f = LoadAndAnalyze(s, path, analyzer, overlay);
     if (!f.ok()) return Fail(f.status());
     const FrameAnalysis& a = f->analysis;
+    if (i == 0) prior = f->prior;
     Json frame = {{"path", path}, {"width", a.width}, {"height", a.height}};
-    AddFrameAnalysis(a, frame);
+    AddFrameAnalysis(a, f->prior.prior, f->prior.pixel_units, frame);
     frame["timings_ms"] = AnalysisTimings(f->load_ms, a, f->overlay_ms, MsSince(t0));
     frames.push_back(std::move(frame));
     hits += a.hits;
@@ -510,15 +562,23 @@ int AnalyzeFrames(const AnalyzeSetup& s, const std::string& spec, const FrameAna
         "re-tuned; %.1f ms\n",
         i + 1, n, path.c_str(), a.atoms.size(), a.rewards.qc, a.rewards.er, a.windows.size(),
         a.hits, a.misses, a.retunes, a.total_ms);
+    // A stream's warnings repeat on every frame until the cache is emptied:
+    // printed when they change.
+    std::vector<std::string> warnings;
+    for (const PriorWarning& w : a.warnings) warnings.push_back(w.message);
+    if (warnings != last_warnings || !a.sublattice_note.empty()) PrintChecks(a, path);
+    last_warnings = std::move(warnings);
+    with_warnings += a.warnings.empty() ? 0 : 1;
   }
 
-  Json result = ResultHeader(s, Json());
+  Json result = ResultHeader(s, prior, Json());
   result["frames"] = std::move(frames);
   Json summary = {{"frames", n},          {"hits", hits},
                   {"misses", misses},     {"retunes", retunes},
                   {"total_ms", total_ms}, {"mean_ms_per_frame", total_ms / n}};
   // Frame 1 tunes every window; the later ones show what the cache saves.
   summary["mean_ms_after_first"] = n > 1 ? Json((total_ms - first_ms) / (n - 1)) : Json();
+  summary["frames_with_warnings"] = with_warnings;
   result["summary"] = summary;
   if (absl::Status st = WriteResult(s, result); !st.ok()) return Fail(st);
   std::printf(
@@ -526,7 +586,7 @@ int AnalyzeFrames(const AnalyzeSetup& s, const std::string& spec, const FrameAna
       "(%.1f after the first) -> %s\n",
       n, hits, misses, retunes, total_ms, total_ms / n,
       n > 1 ? (total_ms - first_ms) / (n - 1) : total_ms, s.out_path.c_str());
-  return 0;
+  return s.strict && with_warnings > 0 ? kExitPriorWarnings : 0;
 }
 
 // What the flags ask for, decided before any file is read.
@@ -538,7 +598,7 @@ struct AnalyzeRequest {
   std::optional<ClientFlags> remote;  // --server and its client flags
   AnalyzerOptions analyzer_options;   // LoG* (not with --fixed)
   int64_t threads = 0;
-  std::optional<double> match_radius;
+  std::optional<double> pixel_size;  // --pixel-size, for an auto prior
 };
 
 // IMAGE or --frames, --prior and --out.
@@ -553,7 +613,7 @@ absl::Status CheckInputFlags(const Flags& flags, AnalyzeSetup& s, AnalyzeRequest
   if (!r.frames) r.image = flags.positional()[0];
   const std::optional<std::string> prior_path = flags.Get("prior");
   const std::optional<std::string> out_path = flags.Get("out");
-  if (!prior_path) return absl::InvalidArgumentError("--prior PRIOR.json is required");
+  if (!prior_path) return absl::InvalidArgumentError("--prior PRIOR.json (or auto) is required");
   if (!out_path) return absl::InvalidArgumentError("--out RESULT.json is required");
   r.prior_path = *prior_path;
   s.out_path = *out_path;
@@ -633,7 +693,20 @@ absl::Status ParseAnalyzeFlags(const Flags& flags, AnalyzeSetup& s, AnalyzeReque
   if (absl::Status st = CheckModeFlags(flags, s, r); !st.ok()) return st;
   auto match_radius = flags.Double("match-radius", 0.0);
   if (!match_radius.ok()) return match_radius.status();
-  if (flags.Has("match-radius")) r.match_radius = *match_radius;
+  if (flags.Has("match-radius")) s.match_radius = *match_radius;
+  if (flags.Has("pixel-size")) {
+    auto pixel = flags.Double("pixel-size", 0.0);
+    if (!pixel.ok()) return pixel.status();
+    if (!(*pixel > 0.0)) {
+      return absl::InvalidArgumentError(absl::StrCat("--pixel-size must be > 0, got ", *pixel));
+    }
+    r.pixel_size = *pixel;
+  }
+  if (r.prior_path == "auto" && r.fixed) {
+    return absl::InvalidArgumentError(
+        "--prior auto derives the prior for LoG*; --fixed needs a PRIOR.json");
+  }
+  s.strict = flags.Has("strict");
   if (!r.fixed) {
     auto parsed = ParseAnalyzerFlags(flags, s.normalize, s.parameters);
     if (!parsed.ok()) return parsed.status();
@@ -645,10 +718,29 @@ absl::Status ParseAnalyzeFlags(const Flags& flags, AnalyzeSetup& s, AnalyzeReque
 // Phase 2: the prior, the truth and the threads; errors exit 1.
 absl::Status LoadAnalyzeInputs(const AnalyzeRequest& r, AnalyzeSetup& s,
                                std::unique_ptr<ExecutionContext>& context) {
-  absl::StatusOr<PhysicsPrior> prior = ReadPriorFile(r.prior_path);
-  if (!prior.ok()) return prior.status();
-  s.prior = *prior;
-  s.match_radius = r.match_radius.value_or(0.3 * s.prior.NearestNeighborPx());
+  if (r.prior_path == "auto") {
+    s.prior.derive = true;
+  } else {
+    absl::StatusOr<server::PriorSetting> prior = ReadPriorFile(r.prior_path);
+    if (!prior.ok()) return prior.status();
+    s.prior = *std::move(prior);
+  }
+  if (r.pixel_size) {
+    if (!s.prior.derive) {
+      return absl::InvalidArgumentError(absl::StrCat("--pixel-size goes with an auto prior; ",
+                                                     r.prior_path, " gives the pixel size"));
+    }
+    s.prior.prior.pixel_size_angstrom = *r.pixel_size;
+  }
+  if (s.prior.derive && r.fixed) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        r.prior_path, " is an auto prior, which is derived for LoG*; --fixed needs a given one"));
+  }
+  if (s.prior.derive && !r.analyzer_options.sublattice.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--sublattice ", r.analyzer_options.sublattice,
+                     " needs a prior with sublattices; an auto prior derives none"));
+  }
   if (s.truth_path) {
     // Read before the analysis, so that a bad file costs no tuning.
     auto truth = ReadTruthCsv(*s.truth_path);
@@ -686,13 +778,14 @@ int RunThroughDaemon(const AnalyzeSetup& s, const AnalyzeRequest& r) {
   }
   auto client = Client::Connect(*client_options);
   if (!client.ok()) return Fail(client.status());
+  // The daemon derives an auto prior from the first frame as RunInProcess does.
   v1::SessionSettings settings = SettingsFromOptions(r.analyzer_options, s.prior);
   // Nothing dropped: `analyze --server` wants every frame's result.
   settings.set_overload_policy(v1::OVERLOAD_POLICY_BLOCK);
   auto stream = (*client)->OpenStream({.settings = settings, .max_in_flight = 1});
   if (!stream.ok()) return Fail(stream.status());
   uint64_t sequence = 0;
-  FrameAnalyzer analyze = [&](const cv::Mat& raw) -> absl::StatusOr<FrameAnalysis> {
+  FrameAnalyzer analyze = [&](const cv::Mat& raw) -> absl::StatusOr<FrameOutcome> {
     auto pixels = ImageToPixels(raw);
     if (!pixels.ok()) return pixels.status();
     v1::Frame frame;
@@ -706,7 +799,8 @@ int RunThroughDaemon(const AnalyzeSetup& s, const AnalyzeRequest& r) {
       return absl::Status(static_cast<absl::StatusCode>(a.error().code()), a.error().message());
     }
     if (!a.has_result()) return absl::UnavailableError("logstard dropped the frame");
-    return AnalysisFromResult(a.result());
+    return FrameOutcome{AnalysisFromResult(a.result()),
+                        server::PriorUsedFromProto(a.result().prior_used())};
   };
   const int rc =
       r.frames ? AnalyzeFrames(s, *r.frames, analyze) : AnalyzeImage(s, r.image, analyze);
@@ -715,11 +809,39 @@ int RunThroughDaemon(const AnalyzeSetup& s, const AnalyzeRequest& r) {
 }
 
 // In process: one analyzer for the whole run, so that with --frames its
-// cache carries the tuned parameters from frame to frame.
+// cache carries the tuned parameters from frame to frame. An auto prior is
+// derived from the first frame as the daemon derives it
+// (server::DeriveFramePrior), and kept for the run.
 int RunInProcess(const AnalyzeSetup& s, const AnalyzeRequest& r) {
-  auto analyzer = LogStarAnalyzer::Create(r.analyzer_options, s.prior);
-  if (!analyzer.ok()) return Fail(analyzer.status());
-  FrameAnalyzer analyze = [&](const cv::Mat& raw) { return (*analyzer)->Analyze(raw, s.context); };
+  std::unique_ptr<LogStarAnalyzer> analyzer;
+  server::PriorInUse used;
+  if (!s.prior.derive) {
+    // Made before the first frame is read, so that bad options cost nothing.
+    auto made = LogStarAnalyzer::Create(r.analyzer_options, s.prior.prior);
+    if (!made.ok()) return Fail(made.status());
+    analyzer = *std::move(made);
+    used.prior = s.prior.prior;
+  }
+  FrameAnalyzer analyze = [&](const cv::Mat& raw) -> absl::StatusOr<FrameOutcome> {
+    if (analyzer == nullptr) {
+      const double pixel = s.prior.prior.pixel_size_angstrom;
+      absl::StatusOr<DerivedPrior> derived = server::DeriveFramePrior(
+          raw, r.analyzer_options, pixel > 0.0 ? std::optional<double>(pixel) : std::nullopt,
+          s.context, "--prior");
+      if (!derived.ok()) return derived.status();
+      used = {.prior = derived->prior, .derived = true, .pixel_units = !derived->pixel_size_known};
+      // The CLI has no column width flag: never given.
+      absl::StatusOr<AnalyzerOptions> options =
+          server::OptionsForDerived(r.analyzer_options, *derived, /*column_sigma_given=*/false);
+      if (!options.ok()) return options.status();
+      auto made = LogStarAnalyzer::Create(*options, used.prior);
+      if (!made.ok()) return made.status();
+      analyzer = *std::move(made);
+    }
+    absl::StatusOr<FrameAnalysis> a = analyzer->Analyze(raw, s.context);
+    if (!a.ok()) return a.status();
+    return FrameOutcome{*std::move(a), used};
+  };
   if (r.frames) return AnalyzeFrames(s, *r.frames, analyze);
   return AnalyzeImage(s, r.image, analyze);
 }
@@ -729,11 +851,12 @@ int RunInProcess(const AnalyzeSetup& s, const AnalyzeRequest& r) {
 int RunAnalyze(const std::vector<std::string>& args) {
   auto flags =
       Flags::Parse(args,
-                   With({"prior", "out", "overlay", "fixed", "normalize", "threads", "truth",
-                         "match-radius", "window", "stride", "evals", "seed", "choose",
-                         "objectives", "num-sigma", "drift-tolerance", "frames", "amorphous-mask"},
+                   With({"prior",           "out",    "overlay",        "fixed",      "normalize",
+                         "threads",         "truth",  "match-radius",   "window",     "stride",
+                         "evals",           "seed",   "choose",         "objectives", "num-sigma",
+                         "drift-tolerance", "frames", "amorphous-mask", "pixel-size", "sublattice"},
                         kClientFlagNames),
-                   {"no-refine", "tls", "gmm"});
+                   {"no-refine", "tls", "gmm", "strict"});
   if (!flags.ok()) return UsageError(std::string(flags.status().message()), kAnalyzeUsage);
   if (flags->help()) {
     std::fputs(kAnalyzeUsage, stdout);

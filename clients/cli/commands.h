@@ -2,7 +2,10 @@
 //
 // Each takes the arguments after its name and returns a process exit code:
 // 0 on success, 1 when the work failed (the message names the problem),
-// 2 for a usage error. Messages go to stderr as one line each.
+// 2 for a usage error, 3 (analyze and prior with --strict) when the work was
+// done but a result's prior disagrees with the frame (its warnings are
+// printed and, for analyze, in RESULT.json). Messages go to stderr as one
+// line each.
 #ifndef LOGSTAR_CLIENTS_CLI_COMMANDS_H_
 #define LOGSTAR_CLIENTS_CLI_COMMANDS_H_
 
@@ -22,6 +25,8 @@ int RunRecord(const std::vector<std::string>& args);
 int RunReplay(const std::vector<std::string>& args);
 // status.cc: logstard's health and sessions.
 int RunStatus(const std::vector<std::string>& args);
+// prior_command.cc: a prior file checked (against a frame) and shown.
+int RunPrior(const std::vector<std::string>& args);
 
 }  // namespace logstar::cli
 

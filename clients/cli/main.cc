@@ -18,21 +18,26 @@ constexpr char kUsage[] =
     "           logstar synth --frames K --out S.lsr [...]: a recorded stream (see --frames "
     "--help)\n"
     "  analyze  find the atoms in a frame (or a sequence) with LoG* per window\n"
-    "           logstar analyze IMAGE|--frames DIR_OR_GLOB --prior PRIOR.json --out RESULT.json\n"
+    "           logstar analyze IMAGE|--frames DIR_OR_GLOB --prior PRIOR.json|auto --out "
+    "RESULT.json\n"
     "                 [--window PX] [--stride PX] [--evals N] [--seed S]\n"
+    "                 [--pixel-size A] [--sublattice NAME] [--strict]\n"
     "                 [--choose euclidean|chebyshev|weights:WQ,WE] [--overlay OUT.png]\n"
     "                 [--fixed min_sigma,max_sigma,num_sigma,threshold,overlap]\n"
     "                 [--normalize minmax|percentile] [--threads N]\n"
     "  synth --frames K --out S.lsr   a drifting, noisy generated stream with its ground truth\n"
     "  record   write image files as a recorded stream\n"
-    "           logstar record --from DIR|GLOB --prior PRIOR.json --out S.lsr [--fps F]\n"
+    "           logstar record --from DIR|GLOB --prior PRIOR.json|auto --out S.lsr [--fps F]\n"
     "  replay   send a recorded stream to logstard and read every answer\n"
     "           logstar replay S.lsr --server ADDR [--speed 1|N|max] [--loop K]\n"
     "                 [--results R.jsonl] [--overlays DIR] [--tls ...] [--token T]\n"
     "  status   health of logstard and its sessions: logstar status --server ADDR [--session ID]\n"
+    "  prior    check a prior file (against a frame's lattice) and show it\n"
+    "           logstar prior PRIOR.json|auto [--frame IMAGE] [--pixel-size A] [--strict]\n"
     "  version  print the version\n"
     "\n"
-    "Run 'logstar <command> --help' for the options of a command.\n";
+    "Run 'logstar <command> --help' for the options of a command.\n"
+    "Exit codes: 0 done, 1 failed, 2 usage error, 3 done but --strict and prior warnings.\n";
 
 }  // namespace
 
@@ -48,6 +53,7 @@ int main(int argc, char** argv) {
   if (command == "record") return logstar::cli::RunRecord(args);
   if (command == "replay") return logstar::cli::RunReplay(args);
   if (command == "status") return logstar::cli::RunStatus(args);
+  if (command == "prior") return logstar::cli::RunPrior(args);
   if (command == "version" || command == "--version") {
     std::printf("logstar %s\n", LOGSTAR_VERSION);
     return 0;

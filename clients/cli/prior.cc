@@ -5,11 +5,10 @@
 #include "absl/strings/str_cat.h"
 #include "clients/cli/common.h"
 #include "logstar/v1/session.pb.h"
-#include "server/session_config.h"
 
 namespace logstar::cli {
 
-absl::StatusOr<PhysicsPrior> ParsePrior(const std::string& text, const std::string& where) {
+absl::StatusOr<server::PriorSetting> ParsePrior(const std::string& text, const std::string& where) {
   v1::PhysicsPrior proto;
   // Unknown fields are errors (the default): a misspelt field must not
   // silently fall back.
@@ -21,20 +20,28 @@ absl::StatusOr<PhysicsPrior> ParsePrior(const std::string& text, const std::stri
         absl::StrCat(where,
                      ": not a valid prior JSON (pixel_size_angstrom, column_density_per_nm2, "
                      "nearest_neighbor_angstrom, lattice {a_angstrom, b_angstrom, gamma_deg, "
-                     "columns_per_cell}): ",
+                     "columns_per_cell}, sublattices [{name, column_density_per_nm2, "
+                     "relative_brightness}], auto): ",
                      message.substr(0, message.find('\n'))));
   }
   // The daemon's conversion and checks; the CLI's frames carry no pixel
-  // size, so the prior must give one.
-  absl::StatusOr<PhysicsPrior> prior = server::ParsePrior(proto);
-  if (prior.ok()) prior = server::ResolvePrior(*prior, 0.0);
+  // size, so a given prior must give one.
+  absl::StatusOr<server::PriorSetting> prior = server::ParsePrior(proto);
+  if (prior.ok() && !prior->derive) {
+    absl::StatusOr<PhysicsPrior> resolved = server::ResolvePrior(prior->prior, 0.0);
+    if (resolved.ok()) {
+      prior->prior = *std::move(resolved);
+    } else {
+      prior = resolved.status();
+    }
+  }
   if (!prior.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(where, ": ", prior.status().message()));
   }
   return prior;
 }
 
-absl::StatusOr<PhysicsPrior> ReadPriorFile(const std::string& path) {
+absl::StatusOr<server::PriorSetting> ReadPriorFile(const std::string& path) {
   absl::StatusOr<std::string> text = ReadTextFile(path);
   if (!text.ok()) return text.status();
   return ParsePrior(*text, path);
@@ -51,6 +58,27 @@ nlohmann::ordered_json PriorToJson(const PhysicsPrior& prior) {
                     {"columns_per_cell", prior.lattice->columns_per_cell}};
   }
   j["nearest_neighbor_angstrom"] = prior.nearest_neighbor_angstrom;
+  if (!prior.sublattices.empty()) {
+    nlohmann::ordered_json list = nlohmann::ordered_json::array();
+    for (const SublatticePrior& s : prior.sublattices) {
+      list.push_back({{"name", s.name},
+                      {"column_density_per_nm2", s.column_density_per_nm2},
+                      {"relative_brightness", s.relative_brightness}});
+    }
+    j["sublattices"] = std::move(list);
+  }
+  return j;
+}
+
+nlohmann::ordered_json PriorUsedToJson(const server::PriorInUse& used) {
+  nlohmann::ordered_json j = PriorToJson(used.prior);
+  // In pixel units the "angstrom" fields hold px (DerivedPrior): say so
+  // rather than report a pixel size of 1 A.
+  if (used.pixel_units) j["pixel_size_angstrom"] = nullptr;
+  j["derived"] = used.derived;
+  j["pixel_units"] = used.pixel_units;
+  j["nearest_neighbor_px"] = used.prior.NearestNeighborPx();
+  j["column_density_per_px2"] = used.prior.ColumnDensityPerPx2();
   return j;
 }
 

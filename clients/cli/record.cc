@@ -19,10 +19,13 @@ namespace logstar::cli {
 namespace {
 
 constexpr char kRecordUsage[] =
-    "usage: logstar record --from DIR|GLOB --prior PRIOR.json --out S.lsr [--fps F]\n"
+    "usage: logstar record --from DIR|GLOB --prior PRIOR.json|auto --out S.lsr [--fps F]\n"
     "                      [--window PX] [--evals N] [--description TEXT]\n"
     "Writes the frames (.npy, .tif/.tiff, .png; a directory in name order or a quoted glob)\n"
     "as a recorded stream that `logstar replay` sends to logstard.\n"
+    "  --prior P       the prior the header carries, sublattices included; auto (or a\n"
+    "                  PRIOR.json with {\"auto\": true} or only pixel_size_angstrom): the\n"
+    "                  daemon derives it from the first frame\n"
     "  --fps F         frame rate for the replay timing (default 10)\n"
     "  --window, --evals  analysis settings stored in the header (default: the daemon's)\n"
     "  --gmm              the header asks for the amorphous stage too\n";
@@ -57,7 +60,8 @@ int RunRecord(const std::vector<std::string>& args) {
       !s.ok()) {
     return UsageError(std::string(s.message()), kRecordUsage);
   }
-  auto prior = ReadPriorFile(*flags->Get("prior"));
+  absl::StatusOr<server::PriorSetting> prior = server::PriorSetting{.derive = true, .prior = {}};
+  if (*flags->Get("prior") != "auto") prior = ReadPriorFile(*flags->Get("prior"));
   if (!prior.ok()) return Fail(prior.status());
   *header.mutable_settings()->mutable_prior() = PriorToProto(*prior);
   auto paths = ListFrames(*flags->Get("from"));
@@ -78,8 +82,9 @@ int RunRecord(const std::vector<std::string>& args) {
     v1::RecordedFrame f;
     f.set_offset_ns(static_cast<int64_t>(std::llround(1e9 * static_cast<double>(i) / *fps)));
     f.mutable_frame()->set_sequence(i + 1);
-    f.mutable_frame()->set_pixel_size_x_angstrom(prior->pixel_size_angstrom);
-    f.mutable_frame()->set_pixel_size_y_angstrom(prior->pixel_size_angstrom);
+    // 0 with an auto prior without pixel size: the frames give none either.
+    f.mutable_frame()->set_pixel_size_x_angstrom(prior->prior.pixel_size_angstrom);
+    f.mutable_frame()->set_pixel_size_y_angstrom(prior->prior.pixel_size_angstrom);
     *f.mutable_frame()->mutable_pixels() = *std::move(pixels);
     if (absl::Status s = (*writer)->Append(f); !s.ok()) return Fail(s);
   }

@@ -193,6 +193,10 @@ struct ReplayStats {
   // Over frames with the amorphous stage.
   double amorphous_area_sum ABSL_GUARDED_BY(mu) = 0.0;
   int64_t amorphous_frames ABSL_GUARDED_BY(mu) = 0;
+  // Results whose prior disagrees with the frame's lattice, and the last
+  // distinct warnings (printed once each in the summary).
+  int64_t with_warnings ABSL_GUARDED_BY(mu) = 0;
+  std::vector<std::string> warnings ABSL_GUARDED_BY(mu);
 };
 
 // What the reading side needs about a sent frame until it is answered.
@@ -288,10 +292,32 @@ class AnswerReader {
                      {"misses", res.cache_misses()},
                      {"retunes", res.cache_retunes()}};
     line["server_total_ms"] = res.latency().total_ms();
+    Json warnings = Json::array();
+    for (const v1::PriorWarning& w : res.warnings()) {
+      warnings.push_back({{"field", w.field()},
+                          {"given", w.given()},
+                          {"measured", w.measured()},
+                          {"message", w.message()}});
+      if (std::find(stats_.warnings.begin(), stats_.warnings.end(), w.message()) ==
+          stats_.warnings.end()) {
+        stats_.warnings.push_back(w.message());
+      }
+    }
+    stats_.with_warnings += res.warnings_size() > 0 ? 1 : 0;
+    line["warnings"] = std::move(warnings);
+    if (res.prior_used().derived()) {
+      line["prior_derived"] = {
+          {"nearest_neighbor", res.prior_used().prior().nearest_neighbor_angstrom()},
+          {"column_density", res.prior_used().prior().column_density_per_nm2()},
+          {"pixel_units", res.prior_used().pixel_units()}};
+    }
     if (res.has_amorphous()) TakeAmorphous(res, frame, line);
     if (frame.has_truth) {
-      const double nn =
-          settings_.prior().nearest_neighbor_angstrom() / settings_.prior().pixel_size_angstrom();
+      // The prior the frame ran with (an auto one is only known from it);
+      // a server without prior_used: the header's.
+      const v1::PhysicsPrior& prior =
+          res.has_prior_used() ? res.prior_used().prior() : settings_.prior();
+      const double nn = prior.nearest_neighbor_angstrom() / prior.pixel_size_angstrom();
       auto acc = MatchToTruth(points, frame.truth, 0.3 * nn);
       if (acc.ok()) {
         line["f1"] = acc->f1;
@@ -419,7 +445,7 @@ class Progress {
 // in the message: the daemon then reports them as usual.
 struct ReplayRing {
   mode_t mode = 0600;
-  int slots = 0;                           // --max-in-flight
+  int slots = 0;                             // --max-in-flight
   std::unique_ptr<SharedMemoryRing> ring{};  // null until the first frame
   int64_t frames = 0, in_message = 0;
 };
@@ -617,6 +643,11 @@ int Summarize(const ReplayRequest& request, const std::string& session, ReplaySt
   if (stats.amorphous_frames > 0) {
     std::printf("  %-22s mean %.3f of the frame\n", "amorphous area",
                 stats.amorphous_area_sum / stats.amorphous_frames);
+  }
+  std::printf("  %-22s %lld results\n", "prior warnings",
+              static_cast<long long>(stats.with_warnings));
+  for (const std::string& w : stats.warnings) {
+    std::fprintf(stderr, "logstar: warning: prior: %s\n", w.c_str());
   }
   int rc = 0;
   if (!sent.file_error.ok()) {

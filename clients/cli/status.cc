@@ -134,6 +134,18 @@ bool PrintSession(Client& client, const std::string& id) {
   std::printf("  %-24s %.4f A/px, window %d, evaluations %d\n", "settings",
               info->settings().prior().pixel_size_angstrom(), info->settings().analysis().window(),
               info->settings().analysis().evaluations());
+  if (info->has_prior_used()) {
+    // What the last frame ran with: with an auto prior, the one derived.
+    const v1::PriorUsed& used = info->prior_used();
+    const char* unit = used.pixel_units() ? "px" : "A";
+    std::printf("  %-24s %s: nearest neighbour %.4g %s, %.4g columns per %s, %d sublattices\n",
+                "prior", used.derived() ? "derived from the first frame" : "as given",
+                used.prior().nearest_neighbor_angstrom(), unit,
+                used.prior().column_density_per_nm2(), used.pixel_units() ? "100 px^2" : "nm^2",
+                used.prior().sublattices_size());
+  } else if (info->settings().prior().auto_()) {
+    std::printf("  %-24s auto: derived from the first frame with a lattice (none yet)\n", "prior");
+  }
   return true;
 }
 

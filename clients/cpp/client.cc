@@ -82,6 +82,13 @@ absl::Status StreamOptions::Validate() const {
   return absl::OkStatus();
 }
 
+v1::PhysicsPrior AutoPrior(double pixel_size_angstrom) {
+  v1::PhysicsPrior prior;
+  prior.set_auto_(true);
+  prior.set_pixel_size_angstrom(pixel_size_angstrom);
+  return prior;
+}
+
 const char* ServingStatusName(ServingStatus s) {
   switch (s) {
     case ServingStatus::kServing:

@@ -145,6 +145,14 @@ class Stream {
   absl::Status final_status_;
 };
 
+// settings.prior for `prior: auto` (session.proto): the daemon derives the
+// prior from the stream's first frame that shows a lattice, at
+// `pixel_size_angstrom` when > 0 (else the frames'; with neither, in
+// pixels). Every result says which prior it ran with (FrameResult.prior_used)
+// and, for a given prior, how it disagrees with the frame
+// (FrameResult.warnings). In C++ the proto field is auto_() (a keyword).
+v1::PhysicsPrior AutoPrior(double pixel_size_angstrom = 0.0);
+
 enum class ServingStatus { kUnknown = 0, kServing = 1, kNotServing = 2, kServiceUnknown = 3 };
 const char* ServingStatusName(ServingStatus s);
 

@@ -688,6 +688,264 @@ class BadInputTest(unittest.TestCase):
 
 # ---------------------------------------------------------------- through logstard
 
+class PriorChecksTest(unittest.TestCase):
+    """The prior against the frame (issue 15): --strict, --prior auto, the
+    warnings and the prior used in RESULT.json, synth's sublattices and
+    `logstar prior`, checked against the generator's meta.json and atoms.csv."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        # At 0.1 A/px, so that a pixel size 10x too large still samples the
+        # columns (2.55 A at 1 A/px) and the analysis runs to its warning.
+        cls.ybco = os.path.join(cls.tmp.name, 'ybco')
+        code, _, err = run('synth', '--out', cls.ybco, '--size', '256', '--noise', '0.1',
+                           '--seed', '11', '--pixel-size', '0.1')
+        assert code == 0, err
+        cls.perovskite = os.path.join(cls.tmp.name, 'perovskite')
+        code, _, err = run('synth', '--out', cls.perovskite, '--size', '256', '--noise', '0.3',
+                           '--seed', '12', '--lattice', 'perovskite')
+        assert code == 0, err
+        cls.noise = os.path.join(cls.tmp.name, 'noise.npy')
+        np.save(cls.noise, np.random.default_rng(3).normal(size=(256, 256)).astype(np.float32))
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    def path(self, name):
+        return os.path.join(self.tmp.name, name)
+
+    def prior_with(self, frame, name, change):
+        prior = load_json(os.path.join(frame, 'prior.json'))
+        change(prior)
+        path = self.path(name)
+        write_file(path, json.dumps(prior))
+        return path
+
+    def analyze(self, frame, prior, *extra):
+        """(exit code, stderr, RESULT.json or None) of analyze with --truth."""
+        out = self.path('r-%d.json' % len(os.listdir(self.tmp.name)))
+        code, _, err = run('analyze', os.path.join(frame, 'image.npy'), '--prior', prior, '--out',
+                           out, '--truth', os.path.join(frame, 'atoms.csv'), '--window', '128',
+                           '--evals', '20', *extra)
+        return code, err, load_json(out) if os.path.exists(out) else None
+
+    def test_synth_prior_lists_the_first_crystals_sublattices_of_meta(self):
+        for frame in (self.ybco, self.perovskite):
+            prior = load_json(os.path.join(frame, 'prior.json'))
+            meta = load_json(os.path.join(frame, 'meta.json'))
+            expected = [s for s in meta['sublattices'] if s['crystal'] == 0]
+            got = prior['sublattices']
+            self.assertEqual([s['name'] for s in got], [s['name'] for s in expected])
+            for g, e in zip(got, expected):
+                self.assertAlmostEqual(g['column_density_per_nm2'], e['density_per_nm2'], places=6)
+                self.assertAlmostEqual(g['relative_brightness'], e['relative_brightness'], places=6)
+                self.assertRegex(g['name'], r'^[A-Za-z0-9_-]+$')
+            # Brightest first, each in (0, 1], adding up to the column density.
+            brightness = [g['relative_brightness'] for g in got]
+            self.assertEqual(brightness, sorted(brightness, reverse=True))
+            self.assertEqual(brightness[0], 1.0)
+            total = sum(g['column_density_per_nm2'] for g in got)
+            self.assertLess(abs(total / meta['column_density_per_nm2'] - 1), 0.05)
+        # SrTiO3 [100]: one Sr and one Ti-O column per 3.905 A cell each.
+        prior = load_json(os.path.join(self.perovskite, 'prior.json'))
+        self.assertEqual([s['name'] for s in prior['sublattices']], ['A', 'B'])
+        for s in prior['sublattices']:
+            self.assertAlmostEqual(s['column_density_per_nm2'], 100 / 3.905 ** 2, places=6)
+
+    def test_the_true_prior_passes_strict_with_its_sublattices(self):
+        code, err, res = self.analyze(self.ybco, os.path.join(self.ybco, 'prior.json'), '--strict')
+        self.assertEqual(code, 0, err)
+        self.assertEqual(res['warnings'], [])
+        self.assertFalse(res['prior']['derived'])
+        self.assertEqual(len(res['prior']['sublattices']), 3)
+        meta = load_json(os.path.join(self.ybco, 'meta.json'))
+        self.assertTrue(res['lattice']['found'])
+        self.assertLess(abs(res['lattice']['nearest_neighbor_px'] / meta['nn_min_px'] - 1), 0.02)
+        self.assertGreater(res['accuracy']['f1'], 0.9)
+        self.assertTrue(0.0 <= res['crystalline_fraction'] <= 1.0)
+        names = {s['name'] for s in res['prior']['sublattices']}
+        for atom in res['atoms']:
+            self.assertIn('sublattice', atom)
+            self.assertTrue(atom['sublattice'] is None or atom['sublattice'] in names)
+        self.assertIn('sublattices', res)
+        self.assertIn('sublattice_note', res)
+
+    def test_strict_exits_3_on_a_pixel_size_10x_too_large(self):
+        meta = load_json(os.path.join(self.ybco, 'meta.json'))
+        prior = self.prior_with(self.ybco, 'p10.json',
+                                lambda p: p.update(pixel_size_angstrom=10 * p['pixel_size_angstrom']))
+        code, err, res = self.analyze(self.ybco, prior, '--strict')
+        self.assertEqual(code, 3, err)
+        self.assertIn('warning', err)
+        self.assertIn('pixel_size_angstrom', err)
+        self.assertEqual([w['field'] for w in res['warnings']], ['pixel_size_angstrom'])
+        self.assertLess(abs(res['warnings'][0]['measured'] / meta['pixel_size_angstrom'] - 1), 0.05)
+        # Without --strict the same run exits 0, the warning still reported.
+        code, err, res = self.analyze(self.ybco, prior)
+        self.assertEqual(code, 0, err)
+        self.assertEqual(len(res['warnings']), 1)
+
+    def test_strict_exits_3_on_a_density_100x_too_low(self):
+        meta = load_json(os.path.join(self.ybco, 'meta.json'))
+
+        def lower(p):
+            p['column_density_per_nm2'] /= 100
+            for s in p['sublattices']:
+                s['column_density_per_nm2'] /= 100
+        prior = self.prior_with(self.ybco, 'd100.json', lower)
+        code, err, res = self.analyze(self.ybco, prior, '--strict')
+        self.assertEqual(code, 3, err)
+        self.assertEqual([w['field'] for w in res['warnings']], ['column_density_per_nm2'])
+        self.assertLess(abs(res['warnings'][0]['measured'] / meta['column_density_per_nm2'] - 1),
+                        0.10)
+
+    def test_auto_prior_is_as_good_as_the_true_one(self):
+        for frame in (self.ybco, self.perovskite):
+            meta = load_json(os.path.join(frame, 'meta.json'))
+            code, err, true = self.analyze(frame, os.path.join(frame, 'prior.json'))
+            self.assertEqual(code, 0, err)
+            code, err, auto = self.analyze(frame, 'auto', '--strict')
+            self.assertEqual(code, 0, err)
+            code, err, auto_a = self.analyze(frame, 'auto', '--pixel-size',
+                                             str(meta['pixel_size_angstrom']))
+            self.assertEqual(code, 0, err)
+            # In pixels without a pixel size; in angstrom with one.
+            self.assertTrue(auto['prior']['derived'] and auto['prior']['pixel_units'])
+            self.assertIsNone(auto['prior']['pixel_size_angstrom'])
+            self.assertLess(abs(auto['prior']['nearest_neighbor_px'] / meta['nn_min_px'] - 1), 0.02)
+            self.assertLess(abs(auto['prior']['column_density_per_px2']
+                                / meta['atom_density_per_px2'] - 1), 0.10)
+            p = auto_a['prior']
+            self.assertTrue(p['derived'] and not p['pixel_units'])
+            self.assertEqual(p['pixel_size_angstrom'], meta['pixel_size_angstrom'])
+            self.assertLess(abs(p['nearest_neighbor_angstrom'] / meta['nearest_neighbor_angstrom']
+                                - 1), 0.02)
+            self.assertLess(abs(p['column_density_per_nm2'] / meta['column_density_per_nm2'] - 1),
+                            0.10)
+            # F1 against the truth, each at its own (derived) matching radius.
+            det = np.array([[a['x'], a['y']] for a in auto['atoms']])
+            gt = np.genfromtxt(os.path.join(frame, 'atoms.csv'), delimiter=',', names=True,
+                               dtype=None, encoding=None)
+            f1_auto = match_f1(det, np.column_stack([gt['x'], gt['y']]), 0.3 * meta['nn_min_px'])
+            for f1 in (f1_auto, auto_a['accuracy']['f1']):
+                self.assertGreaterEqual(f1, true['accuracy']['f1'] - 0.03, frame)
+
+    def test_a_prior_file_with_only_a_pixel_size_is_auto(self):
+        meta = load_json(os.path.join(self.ybco, 'meta.json'))
+        path = self.path('pixel-only.json')
+        write_file(path, json.dumps({'pixel_size_angstrom': meta['pixel_size_angstrom']}))
+        code, err, res = self.analyze(self.ybco, path)
+        self.assertEqual(code, 0, err)
+        self.assertTrue(res['prior']['derived'])
+        self.assertEqual(res['prior']['pixel_size_angstrom'], meta['pixel_size_angstrom'])
+        write_file(path, json.dumps({'auto': True}))
+        code, err, res = self.analyze(self.ybco, path)
+        self.assertEqual(code, 0, err)
+        self.assertTrue(res['prior']['pixel_units'])
+
+    def test_auto_on_a_frame_without_lattice_names_the_prior(self):
+        code, _, err = run('analyze', self.noise, '--prior', 'auto', '--out', self.path('n.json'))
+        self.assertEqual(code, 1)
+        self.assertTrue(err.startswith('logstar: error: '), err)
+        self.assertIn('--prior', err)
+        self.assertIn('no lattice', err)
+
+    def test_flag_combinations(self):
+        prior = os.path.join(self.ybco, 'prior.json')
+        image = os.path.join(self.ybco, 'image.npy')
+        base = ['analyze', image, '--out', self.path('f.json')]
+        code, _, err = run(*base, '--prior', prior, '--pixel-size', '0.1')
+        self.assertEqual(code, 1)
+        self.assertIn('--pixel-size', err)
+        code, _, err = run(*base, '--prior', 'auto', '--sublattice', 'Ba')
+        self.assertEqual(code, 1)
+        self.assertIn('--sublattice', err)
+        code, _, err = run(*base, '--prior', prior, '--sublattice', 'Sr')
+        self.assertEqual(code, 1)
+        self.assertIn('Sr', err)
+        code, _, err = run(*base, '--prior', prior, '--fixed', '2,6,5,0.1,0.5', '--strict')
+        self.assertEqual(code, 2)
+        code, _, err = run(*base, '--prior', 'auto', '--fixed', '2,6,5,0.1,0.5')
+        self.assertEqual(code, 2)
+        code, _, err = run(*base, '--prior', prior, '--sublattice', 'Ba', '--window', '128',
+                           '--evals', '10')
+        self.assertEqual(code, 0, err)
+        self.assertEqual(load_json(self.path('f.json'))['parameters']['sublattice'], 'Ba')
+
+    def test_frames_carry_the_warnings_of_every_frame(self):
+        seq = self.path('seq')
+        os.makedirs(seq, exist_ok=True)
+        for i in range(2):
+            os.link(os.path.join(self.ybco, 'image.npy'), os.path.join(seq, 'f%d.npy' % i))
+        prior = self.prior_with(self.ybco, 'p10f.json',
+                                lambda p: p.update(pixel_size_angstrom=10 * p['pixel_size_angstrom']))
+        out = self.path('frames.json')
+        code, _, err = run('analyze', '--frames', seq, '--prior', prior, '--out', out, '--window',
+                           '128', '--evals', '10', '--strict')
+        self.assertEqual(code, 3, err)
+        res = load_json(out)
+        self.assertEqual(res['summary']['frames_with_warnings'], 2)
+        for frame in res['frames']:
+            self.assertEqual([w['field'] for w in frame['warnings']], ['pixel_size_angstrom'])
+        # Printed once: the second frame's are the first's.
+        self.assertEqual(err.count('warning:'), 1, err)
+
+    def test_recording_headers_carry_the_new_prior_fields(self):
+        """RecordingHeader.settings (field 2) .prior (field 1): auto (field 6)
+        from `record --prior auto`, the sublattices (field 5: name 1,
+        density 2, brightness 3) from `synth --frames`, read by hand."""
+        code, _, err = run('record', '--from', os.path.join(self.ybco, 'image.npy'), '--prior',
+                           'auto', '--out', self.path('auto.lsr'))
+        self.assertEqual(code, 0, err)
+        header = read_lsr(self.path('auto.lsr'))[0][1]
+        prior = dict(proto_fields(dict(proto_fields(dict(proto_fields(header))[2]))[1]))
+        self.assertEqual(prior.get(6), 1)
+        code, _, err = run('synth', '--frames', '2', '--size', '64', '--lattice', 'perovskite',
+                           '--out', self.path('perovskite.lsr'))
+        self.assertEqual(code, 0, err)
+        header = read_lsr(self.path('perovskite.lsr'))[0][1]
+        prior = proto_fields(dict(proto_fields(dict(proto_fields(header))[2]))[1])
+        subs = [dict(proto_fields(v)) for f, v in prior if f == 5]
+        self.assertEqual([s[1] for s in subs], [b'A', b'B'])
+        for sub in subs:
+            self.assertAlmostEqual(sub[2], 100 / 3.905 ** 2, places=6)
+        self.assertEqual(subs[0][3], 1.0)
+        self.assertLess(subs[1][3], 1.0)
+
+    def test_prior_command_checks_a_file_against_a_frame(self):
+        image = os.path.join(self.ybco, 'image.npy')
+        code, out, err = run('prior', os.path.join(self.ybco, 'prior.json'))
+        self.assertEqual(code, 0, err)
+        shown = json.loads(out)['prior']
+        self.assertEqual(len(shown['sublattices']), 3)
+        meta = load_json(os.path.join(self.ybco, 'meta.json'))
+        self.assertAlmostEqual(shown['nearest_neighbor_px'], meta['nn_min_px'], places=6)
+        code, out, err = run('prior', os.path.join(self.ybco, 'prior.json'), '--frame', image,
+                             '--strict')
+        self.assertEqual(code, 0, err)
+        self.assertEqual(json.loads(out)['warnings'], [])
+        prior = self.prior_with(self.ybco, 'p10c.json',
+                                lambda p: p.update(pixel_size_angstrom=10 * p['pixel_size_angstrom']))
+        code, out, err = run('prior', prior, '--frame', image, '--strict')
+        self.assertEqual(code, 3, err)
+        self.assertEqual([w['field'] for w in json.loads(out)['warnings']], ['pixel_size_angstrom'])
+        code, out, err = run('prior', 'auto', '--frame', image, '--pixel-size', '0.1')
+        self.assertEqual(code, 0, err)
+        derived = json.loads(out)['prior']
+        self.assertLess(abs(derived['nearest_neighbor_angstrom'] / meta['nearest_neighbor_angstrom']
+                            - 1), 0.02)
+        code, _, err = run('prior', 'auto', '--frame', self.noise)
+        self.assertEqual(code, 1)
+        self.assertIn('no lattice', err)
+        bad = self.path('bad-prior.json')
+        write_file(bad, json.dumps({'auto': True, 'nearest_neighbor_angstrom': 2.55}))
+        code, _, err = run('prior', bad)
+        self.assertEqual(code, 1)
+        self.assertIn('auto', err)
+
+
 def read_lsr(path):
     """The records of a .lsr file as recording.proto lays them out, read here
     by hand: [(byte offset, payload)] up to the first bad record."""
@@ -921,6 +1179,36 @@ class DaemonTest(unittest.TestCase):
         for a, b in zip(local, remote):
             self.assertLess(abs(a['x'] - b['x']), 1e-6)
             self.assertLess(abs(a['y'] - b['y']), 1e-6)
+
+    def test_analyze_through_the_daemon_derives_the_same_auto_prior(self):
+        frame = self.path('auto-frame')
+        code, _, err = run('synth', '--out', frame, '--size', '128', '--noise', '0.1', '--seed',
+                           '19')
+        self.assertEqual(code, 0, err)
+        common = [os.path.join(frame, 'image.npy'), '--prior', 'auto', '--pixel-size', '0.125',
+                  '--window', '64', '--evals', '8', '--seed', '2']
+        code, _, err = run('analyze', *common, '--out', self.path('auto-local.json'))
+        self.assertEqual(code, 0, err)
+        code, _, err = run('analyze', *common, '--out', self.path('auto-remote.json'), '--server',
+                           self.addr)
+        self.assertEqual(code, 0, err)
+        local = load_json(self.path('auto-local.json'))
+        remote = load_json(self.path('auto-remote.json'))
+        self.assertTrue(remote['prior']['derived'])
+        for key in ('nearest_neighbor_angstrom', 'column_density_per_nm2', 'pixel_size_angstrom'):
+            self.assertAlmostEqual(local['prior'][key], remote['prior'][key], places=9)
+        self.assertEqual(len(local['atoms']), len(remote['atoms']))
+        # The daemon's results carry the checks too: a pixel size 4x too large warns.
+        prior = load_json(os.path.join(frame, 'prior.json'))
+        prior['pixel_size_angstrom'] *= 4
+        write_file(self.path('p4.json'), json.dumps(prior))
+        code, _, err = run('analyze', os.path.join(frame, 'image.npy'), '--prior',
+                           self.path('p4.json'), '--window', '64', '--evals', '8', '--out',
+                           self.path('p4-remote.json'), '--server', self.addr, '--strict')
+        self.assertEqual(code, 3, err)
+        warnings = load_json(self.path('p4-remote.json'))['warnings']
+        self.assertEqual([w['field'] for w in warnings], ['pixel_size_angstrom'])
+        self.assertLess(abs(warnings[0]['measured'] / 0.125 - 1), 0.05)
 
     def test_record_from_files(self):
         frames = self.path('frames')

@@ -98,6 +98,27 @@ TEST(ClientTest, EveryFrameIsAnsweredInOrderWithTheTrueAtoms) {
   EXPECT_THAT(gone.status().message(), HasSubstr(Address(*server)));
 }
 
+// AutoPrior: the daemon derives the prior from the first frame, and the
+// unary result says so with the derived spacing (against the generator's).
+TEST(ClientTest, AutoPriorIsDerivedByTheDaemon) {
+  auto server = StartServer();
+  ASSERT_NE(server, nullptr);
+  auto client = ConnectOrDie({.address = Address(*server)});
+  ASSERT_NE(client, nullptr);
+  const SynthFrame f = Synth(256, 120);
+  v1::SessionSettings settings = SmallSettings(f, 128);
+  *settings.mutable_prior() = AutoPrior(f.prior.pixel_size_angstrom);
+  EXPECT_TRUE(settings.prior().auto_());
+  auto result = client->AnalyzeFrame(ToFrame(f, 1), &settings);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_TRUE(result->prior_used().derived());
+  EXPECT_NEAR(result->prior_used().prior().nearest_neighbor_angstrom() /
+                  f.prior.nearest_neighbor_angstrom,
+              1.0, 0.02);
+  EXPECT_EQ(result->warnings_size(), 0);
+  EXPECT_GT(Score(f, *result).f1, 0.85);
+}
+
 TEST(ClientTest, PushBlocksWhileTheWindowIsFull) {
   auto server = StartServer();
   ASSERT_NE(server, nullptr);

@@ -658,6 +658,112 @@ TEST_F(ServerTest, InvalidSettingsAndOversizedMessages) {
   EXPECT_EQ(out.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
 }
 
+// A pixel size 10× too large: every result of the stream carries a warning
+// on pixel_size_angstrom that names the generator's pixel size, and the
+// daemon goes on serving (a session with the true prior gets none).
+TEST_F(ServerTest, WrongPixelSizeWarnsOnEveryResultAndTheDaemonKeepsServing) {
+  SynthOptions o;
+  o.width = o.height = 256;
+  o.noise = 0.05;
+  o.seed = 21;
+  o.pixel_size_angstrom = 0.1;  // so that 10× still samples the columns
+  const SynthFrame f = *Synthesize(o);
+  v1::SessionSettings wrong = SmallSettings(f);
+  wrong.mutable_prior()->set_pixel_size_angstrom(10 * o.pixel_size_angstrom);
+  wrong.set_overload_policy(v1::OVERLOAD_POLICY_BLOCK);
+  auto out = RunStream(stub_.get(), Open("wrong-pixel", &wrong), {ToFrame(f, 1), ToFrame(f, 2)});
+  ASSERT_TRUE(out.status.ok()) << out.status.error_message();
+  ASSERT_EQ(out.responses.size(), 3u);
+  for (int i = 1; i <= 2; ++i) {
+    ASSERT_TRUE(out.responses[i].has_result()) << out.responses[i].ShortDebugString();
+    const v1::FrameResult& r = out.responses[i].result();
+    ASSERT_EQ(r.warnings_size(), 1) << r.ShortDebugString();
+    EXPECT_EQ(r.warnings(0).field(), "pixel_size_angstrom");
+    EXPECT_EQ(r.warnings(0).given(), 10 * o.pixel_size_angstrom);
+    EXPECT_NEAR(r.warnings(0).measured(), o.pixel_size_angstrom, 0.05 * o.pixel_size_angstrom);
+    EXPECT_THAT(r.warnings(0).message(), HasSubstr("pixel_size_angstrom"));
+    EXPECT_FALSE(r.prior_used().derived());
+    EXPECT_EQ(r.prior_used().prior().pixel_size_angstrom(), 10 * o.pixel_size_angstrom);
+    EXPECT_TRUE(r.lattice().found());
+  }
+  v1::SessionSettings right = SmallSettings(f);
+  right.set_overload_policy(v1::OVERLOAD_POLICY_BLOCK);
+  out = RunStream(stub_.get(), Open("right-pixel", &right), {ToFrame(f, 1)});
+  ASSERT_TRUE(out.status.ok()) << out.status.error_message();
+  ASSERT_EQ(out.responses.size(), 2u);
+  ASSERT_TRUE(out.responses[1].has_result());
+  EXPECT_EQ(out.responses[1].result().warnings_size(), 0);
+  EXPECT_GT(Score(f, out.responses[1].result()).f1, 0.85);
+}
+
+// prior auto through real RPCs: a noise frame gets an error record naming
+// settings.prior and the stream goes on; the next frame derives the prior
+// (checked against the generator's spacing and density) and finds the atoms;
+// the third uses the cache; GetSession shows the prior.
+TEST_F(ServerTest, AutoPriorIsDerivedFromTheFirstFrameWithALattice) {
+  const SynthFrame f = Synth(256, 31);
+  const SynthFrame g = Synth(256, 32);
+  v1::SessionSettings settings = SmallSettings(f);
+  settings.clear_prior();
+  settings.mutable_prior()->set_auto_(true);  // the frames give the pixel size
+  settings.set_overload_policy(v1::OVERLOAD_POLICY_BLOCK);
+  cv::Mat noise(256, 256, CV_32F);
+  cv::randn(noise, 0.0, 1.0);
+  SynthFrame noisy = f;
+  noisy.image = noise;
+  std::vector<v1::Frame> frames = {ToFrame(noisy, 1), ToFrame(f, 2), ToFrame(g, 3)};
+  for (v1::Frame& frame : frames) {
+    frame.set_pixel_size_x_angstrom(f.prior.pixel_size_angstrom);
+    frame.set_pixel_size_y_angstrom(f.prior.pixel_size_angstrom);
+  }
+  const auto out = RunStream(stub_.get(), Open("auto", &settings), frames);
+  ASSERT_TRUE(out.status.ok()) << out.status.error_message();
+  ASSERT_EQ(out.responses.size(), 4u);
+  ASSERT_TRUE(out.responses[1].has_error()) << out.responses[1].ShortDebugString();
+  EXPECT_EQ(out.responses[1].error().code(), static_cast<int>(grpc::StatusCode::INVALID_ARGUMENT));
+  EXPECT_THAT(out.responses[1].error().message(), HasSubstr("settings.prior"));
+  EXPECT_THAT(out.responses[1].error().message(), HasSubstr("no lattice"));
+
+  ASSERT_TRUE(out.responses[2].has_result()) << out.responses[2].ShortDebugString();
+  const v1::FrameResult& r = out.responses[2].result();
+  EXPECT_TRUE(r.prior_used().derived());
+  EXPECT_FALSE(r.prior_used().pixel_units());
+  const v1::PhysicsPrior& derived = r.prior_used().prior();
+  EXPECT_EQ(derived.pixel_size_angstrom(), f.prior.pixel_size_angstrom);
+  EXPECT_NEAR(derived.nearest_neighbor_angstrom() / f.prior.nearest_neighbor_angstrom, 1.0, 0.02);
+  EXPECT_NEAR(derived.column_density_per_nm2() / f.prior.ColumnDensityPerNm2(), 1.0, 0.10);
+  EXPECT_EQ(r.warnings_size(), 0);
+  EXPECT_GT(Score(f, r).f1, 0.85);
+
+  ASSERT_TRUE(out.responses[3].has_result());
+  const v1::FrameResult& next = out.responses[3].result();
+  EXPECT_EQ(next.prior_used().prior().nearest_neighbor_angstrom(),
+            derived.nearest_neighbor_angstrom());
+  EXPECT_EQ(next.cache_misses(), 0);
+  EXPECT_GT(Score(g, next).f1, 0.85);
+  EXPECT_EQ(next.counters().frames_failed(), 1u);
+
+  v1::GetSessionRequest get;
+  get.set_session_id("auto");
+  v1::SessionInfo info;
+  grpc::ClientContext c;
+  ASSERT_TRUE(stub_->GetSession(&c, get, &info).ok());
+  EXPECT_TRUE(info.prior_used().derived());
+  EXPECT_TRUE(info.settings().prior().auto_());
+}
+
+// A sublattice the prior does not describe: the open fails naming the field.
+TEST_F(ServerTest, UnknownSublatticeIsRefusedNamingTheField) {
+  const SynthFrame f = Synth(128, 50);
+  v1::SessionSettings settings = SmallSettings(f);
+  settings.mutable_analysis()->set_sublattice("Sr");
+  const auto out = RunStream(stub_.get(), Open("", &settings), {ToFrame(f, 1)});
+  EXPECT_EQ(out.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(out.status.error_message(), HasSubstr("settings.analysis.sublattice"));
+  EXPECT_THAT(out.status.error_message(), HasSubstr("Sr"));
+  EXPECT_EQ(HealthStatus(channel_.get(), ""), 1);
+}
+
 TEST_F(ServerTest, HealthServesUntilShutdown) {
   EXPECT_EQ(HealthStatus(channel_.get(), ""), 1);
   EXPECT_EQ(HealthStatus(channel_.get(), "logstar.v1.LogStar"), 1);

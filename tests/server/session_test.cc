@@ -4,8 +4,11 @@
 #include <filesystem>
 #include <fstream>
 
+#include <opencv2/core.hpp>
+
 #include "engine/base/context.h"
 #include "engine/image/synth.h"
+#include "engine/physics/accuracy.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/options.h"
@@ -147,6 +150,112 @@ TEST(SessionTest, StateRoundTripRestoresCacheAndCounters) {
   tight.max_evaluations = 4;
   EXPECT_THAT(Session::FromState(state, tight, absl::Now()).status().message(),
               HasSubstr("settings.analysis.evaluations"));
+}
+
+// A frame of white noise in the fixture's envelope: no lattice.
+v1::Frame NoiseFrame(const Fixture& f) {
+  cv::Mat noise(f.frame.image.size(), CV_32F);
+  cv::randn(noise, 0.0, 1.0);
+  v1::Frame wire = f.wire;
+  wire.mutable_pixels()->set_data(
+      std::string(reinterpret_cast<const char*>(noise.data), noise.total() * sizeof(float)));
+  return wire;
+}
+
+v1::SessionSettings AutoSettings(const Fixture& f, double pixel_size_angstrom) {
+  v1::SessionSettings s = f.settings;
+  s.clear_prior();
+  s.mutable_prior()->set_auto_(true);
+  s.mutable_prior()->set_pixel_size_angstrom(pixel_size_angstrom);
+  return s;
+}
+
+absl::StatusOr<Session::Analysis> AnalyzeFull(Session& s, const v1::Frame& wire) {
+  const DecodedFrame d = *DecodeFrame(wire, 1 << 24);
+  return s.Analyze(d, ExecutionContext::Default(), nullptr);
+}
+
+// prior auto: derived from the first frame against the generator's truth
+// (spacing within 2 %, density within 10 %), kept for the next frames and
+// across a restart, derived again after a reset.
+TEST(SessionTest, AutoPriorIsDerivedFromTheFirstFrameAndKept) {
+  const Fixture f = Make(3, 256);
+  const double pixel = f.frame.prior.pixel_size_angstrom;
+  Session s("auto", Config(AutoSettings(f, pixel)), absl::Now());
+  EXPECT_FALSE(s.Info(false, 600).has_prior_used());
+  absl::StatusOr<Session::Analysis> first = AnalyzeFull(s, f.wire);
+  ASSERT_TRUE(first.ok()) << first.status();
+  const PhysicsPrior& derived = first->prior.prior;
+  EXPECT_TRUE(first->prior.derived);
+  EXPECT_FALSE(first->prior.pixel_units);
+  EXPECT_EQ(derived.pixel_size_angstrom, pixel);
+  EXPECT_NEAR(derived.nearest_neighbor_angstrom / f.frame.prior.nearest_neighbor_angstrom, 1.0,
+              0.02);
+  EXPECT_NEAR(derived.ColumnDensityPerNm2() / f.frame.prior.ColumnDensityPerNm2(), 1.0, 0.10);
+  EXPECT_EQ(first->frame.misses, 16);
+  EXPECT_TRUE(first->frame.warnings.empty());  // checked against itself
+  EXPECT_TRUE(s.Info(false, 600).prior_used().derived());
+
+  // The next frame (another one of the same crystal) keeps the prior and the cache.
+  const Fixture g = Make(4, 256);
+  absl::StatusOr<Session::Analysis> second = AnalyzeFull(s, g.wire);
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(second->prior.prior.nearest_neighbor_angstrom, derived.nearest_neighbor_angstrom);
+  EXPECT_EQ(second->frame.misses, 0);
+
+  // A restart keeps it with the cache it was tuned for.
+  const v1::SessionState state = s.State();
+  EXPECT_TRUE(state.derived_prior().derived());
+  absl::StatusOr<std::unique_ptr<Session>> back = Session::FromState(state, {}, absl::Now());
+  ASSERT_TRUE(back.ok()) << back.status();
+  absl::StatusOr<Session::Analysis> restored = AnalyzeFull(**back, g.wire);
+  ASSERT_TRUE(restored.ok()) << restored.status();
+  EXPECT_EQ(restored->prior.prior.nearest_neighbor_angstrom, derived.nearest_neighbor_angstrom);
+  EXPECT_EQ(restored->frame.misses, 0);
+
+  // A reset derives it again (from this frame) and tunes afresh.
+  s.ResetCache();
+  absl::StatusOr<Session::Analysis> again = AnalyzeFull(s, g.wire);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->frame.misses, 16);
+  EXPECT_NEAR(again->prior.prior.nearest_neighbor_angstrom / derived.nearest_neighbor_angstrom, 1.0,
+              0.02);
+}
+
+// Without any pixel size the derived prior is in pixels, and LoG* still
+// finds the columns (its column width then follows the measured spacing).
+TEST(SessionTest, AutoPriorWithoutPixelSizeIsInPixels) {
+  const Fixture f = Make(3, 256);
+  Session s("px", Config(AutoSettings(f, 0.0)), absl::Now());
+  absl::StatusOr<Session::Analysis> a = AnalyzeFull(s, f.wire);
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_TRUE(a->prior.pixel_units);
+  EXPECT_NEAR(a->prior.prior.NearestNeighborPx() / f.frame.prior.NearestNeighborPx(), 1.0, 0.02);
+  std::vector<PointXY> found, truth;
+  for (const Atom& atom : a->frame.atoms) found.push_back({atom.x, atom.y});
+  for (const SynthAtom& t : f.frame.atoms) truth.push_back({t.x, t.y});
+  const Accuracy acc = *MatchToTruth(found, truth, 0.3 * f.frame.prior.NearestNeighborPx());
+  EXPECT_GT(acc.f1, 0.9) << acc.precision << " " << acc.recall;
+  // A column width in Å cannot be read without a pixel size.
+  v1::SessionSettings width = AutoSettings(f, 0.0);
+  width.mutable_analysis()->set_column_sigma_angstrom(0.45);
+  Session w("width", Config(width), absl::Now());
+  EXPECT_THAT(AnalyzeFull(w, f.wire).status().message(),
+              HasSubstr("settings.analysis.column_sigma_angstrom"));
+}
+
+// A frame without lattice fails naming the prior; the session goes on and
+// the next frame derives the prior.
+TEST(SessionTest, AutoPriorOnANoiseFrameFailsAndTheNextFrameDerivesIt) {
+  const Fixture f = Make(3, 256);
+  Session s("noise", Config(AutoSettings(f, f.frame.prior.pixel_size_angstrom)), absl::Now());
+  const absl::Status st = AnalyzeFull(s, NoiseFrame(f)).status();
+  EXPECT_TRUE(absl::IsInvalidArgument(st)) << st;
+  EXPECT_THAT(st.message(), HasSubstr("settings.prior"));
+  EXPECT_THAT(st.message(), HasSubstr("no lattice"));
+  absl::StatusOr<Session::Analysis> next = AnalyzeFull(s, f.wire);
+  ASSERT_TRUE(next.ok()) << next.status();
+  EXPECT_TRUE(next->prior.derived);
 }
 
 TEST(SessionManagerTest, OpenResumePersistExpire) {

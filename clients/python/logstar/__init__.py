@@ -9,6 +9,8 @@
             xy = record.atoms                              # N×2 float64, x=column, y=row, px
     # client.session(prior=..., amorphous=True): record.amorphous (bool per atom),
     # record.amorphous_posterior (NaN: unclassified), record.regions (Region: contour N×2, ...)
+    # record.warnings (PriorWarning: the prior against the frame's lattice), record.prior_used;
+    # client.session(prior="auto"): the prior derived from the first frame
         else:
             print(record)                                  # Dropped or Failed, never skipped
 
@@ -17,6 +19,7 @@ frame as sent, origin at the centre of the top-left pixel; lengths in
 ångström (Å) unless a name says px. Modules:
 
 * :mod:`logstar.client`    Client, Session, Result/Dropped/Failed records
+* :mod:`logstar.checks`    a result's prior warnings, measured lattice, sublattices
 * :mod:`logstar.frames`    numpy images ↔ Frame envelopes, metadata keys
 * :mod:`logstar.shared_memory`  pixels through shared memory on the daemon's host
 * :mod:`logstar.streaming` one stream's connections: ``stream(..., reconnect=S)``
@@ -38,6 +41,7 @@ except ImportError as _e:  # the source tree, not the built package
         f"({_e}); put BUILD_DIR/clients/python on PYTHONPATH, not the source tree") from None
 
 from . import score
+from .checks import MeasuredLattice, PriorWarning, SublatticeCount
 from .client import Client, Dropped, Failed, Record, Region, Result, Session, Tls
 from .errors import (AuthenticationError, FrameNotAnalysed, InvalidFrame, InvalidSettings,
                      LogstarError, MissingDependency, RecordingError, RpcFailed,
@@ -54,9 +58,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AuthenticationError", "Client", "Dropped", "Failed", "FrameNotAnalysed", "InvalidFrame",
-    "InvalidSettings", "LogstarError", "MissingDependency", "PullAdapter", "Record",
+    "InvalidSettings", "LogstarError", "MeasuredLattice", "MissingDependency", "PriorWarning",
+    "PullAdapter", "Record",
     "RecordedFrame", "Recording", "RecordingError", "RecordingReader", "RecordingWriter",
     "Region", "Result", "RpcFailed", "ServerUnavailable", "Session", "SharedMemoryRing",
-    "StreamBroken", "StreamStats", "Tls",
+    "StreamBroken", "StreamStats", "SublatticeCount", "Tls",
     "read_frames", "read_image", "read_recording", "session_settings",
 ]

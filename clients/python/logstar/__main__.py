@@ -102,6 +102,8 @@ def replay(args: argparse.Namespace) -> int:
     hits = lookups = 0
     sent: List[float] = []
     failures: List[str] = []
+    warnings: List[str] = []  # distinct prior warnings, in order
+    with_warnings = 0
     unanswered = 0
     tty = sys.stderr.isatty()
     last_progress = 0.0
@@ -133,11 +135,17 @@ def replay(args: argparse.Namespace) -> int:
                 hits += record.proto.cache_hits
                 lookups += (record.proto.cache_hits + record.proto.cache_misses
                             + record.proto.cache_retunes)
+                with_warnings += bool(record.warnings)
+                warnings.extend(w.message for w in record.warnings if w.message not in warnings)
                 rf = rec.frames[k % len(rec.frames)]
                 if rec.header.has_truth and len(rf.truth):
-                    px = pixel or rf.frame.pixel_size_x_angstrom
-                    if px > 0 and nn > 0:
-                        f1.append(score.match(record.atoms, rf.truth, 0.3 * nn / px).f1)
+                    if record.prior_used is not None:  # the prior it ran with (auto: derived)
+                        px, spacing = (record.prior_used.pixel_size_angstrom,
+                                       record.prior_used.nearest_neighbor_angstrom)
+                    else:
+                        px, spacing = pixel or rf.frame.pixel_size_x_angstrom, nn
+                    if px > 0 and spacing > 0:
+                        f1.append(score.match(record.atoms, rf.truth, 0.3 * spacing / px).f1)
             elif isinstance(record, Failed):
                 failures.append(f"frame {k}: {record.code}: {record.message}")
             elif isinstance(record, Dropped):
@@ -177,9 +185,12 @@ def replay(args: argparse.Namespace) -> int:
     ]
     if f1:
         rows.append(("F1 vs truth", f"mean {np.mean(f1):.3f}  min {np.min(f1):.3f}"))
+    rows.append(("prior warnings", f"{with_warnings} results"))
     width = max(len(r[0]) for r in rows)
     for name, value in rows:
         print(f"{name:<{width}}  {value}")
+    for line in warnings:
+        print(f"replay: warning: prior: {line}", file=sys.stderr)
     for line in failures[:10]:
         print(f"replay: {line}", file=sys.stderr)
     lost = counts["dropped"] + counts["error"] + unanswered + (total - len(sent))

@@ -35,6 +35,7 @@ import grpc
 import numpy as np
 
 from . import amorphous as _amorphous
+from . import checks as _checks
 from . import frames as _frames
 from . import settings as _settings
 from . import shared_memory as _shared_memory
@@ -117,7 +118,17 @@ class Result(_Record):
     fronts, cache states) or None when the stage is off;
     ``amorphous_verdict`` (:class:`logstar.amorphous.AmorphousVerdict`,
     None when off), ``amorphous_uncertain`` and ``amorphous_reason``: an
-    uncertain frame's regions (or their absence) mean "cannot tell"."""
+    uncertain frame's regions (or their absence) mean "cannot tell".
+
+    The prior and the frame (:mod:`logstar.checks`): ``warnings`` (list of
+    PriorWarning, empty when the prior agrees with the lattice the frame
+    shows), ``prior_used`` (the PhysicsPrior the frame ran with; derived from
+    the frame with ``prior="auto"``: ``prior_derived``; in px when derived
+    without a pixel size: ``prior_pixel_units``), ``lattice``
+    (MeasuredLattice or None), ``crystalline_fraction``, and with prior
+    sublattices ``sublattice`` (int per atom: index into
+    ``sublattice_names``, -1 none), ``sublattices`` (SublatticeCount per
+    sublattice) and ``sublattice_note``."""
     ok = True
     kind = "result"
 
@@ -149,11 +160,24 @@ class Result(_Record):
         self.regions: List[Region] = [Region.from_proto(g) for g in proto.amorphous_regions]
         self.amorphous_verdict, self.amorphous_uncertain, self.amorphous_reason = (
             _amorphous.verdict_fields(proto))
+        checks = _checks.checks_of(proto)
+        self.warnings: List[_checks.PriorWarning] = checks.warnings
+        self.prior_used: Optional[session_pb2.PhysicsPrior] = checks.prior_used
+        self.prior_derived = checks.prior_derived
+        self.prior_pixel_units = checks.prior_pixel_units
+        self.lattice: Optional[_checks.MeasuredLattice] = checks.lattice
+        self.crystalline_fraction = checks.crystalline_fraction
+        self.sublattice = checks.sublattice
+        self.sublattice_names = checks.sublattice_names
+        self.sublattices: List[_checks.SublatticeCount] = checks.sublattices
+        self.sublattice_note = checks.sublattice_note
 
     def __repr__(self) -> str:
         extra = ""
         if self.amorphous_stage is not None:
             extra = f", amorphous={int(self.amorphous.sum())}, regions={len(self.regions)}"
+        if self.warnings:
+            extra += f", warnings={len(self.warnings)}"
         return (f"Result(sequence={self.sequence}, atoms={len(self.atoms)}{extra}, "
                 f"total_ms={self.latency.total_ms:.1f})")
 

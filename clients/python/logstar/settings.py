@@ -3,8 +3,16 @@
 * A physics prior: a ``PhysicsPrior`` message, a dict with its field names
   (the ``prior.json`` that ``logstar synth`` writes and ``logstar analyze``
   reads: ``pixel_size_angstrom``, ``column_density_per_nm2``,
-  ``nearest_neighbor_angstrom``, optionally ``lattice``), or the path of
-  such a JSON file. Lengths in Å, densities per nm².
+  ``nearest_neighbor_angstrom``, optionally ``lattice`` and ``sublattices``
+  [{``name``, ``column_density_per_nm2``, ``relative_brightness``}], brightest
+  first), or the path of such a JSON file. Lengths in Å, densities per nm².
+  ``"auto"`` (or ``{"auto": True}``, optionally with
+  ``pixel_size_angstrom``; or a dict or file with only a pixel size): the
+  daemon derives the prior from the stream's first frame. A file literally
+  named ``auto`` is given as ``"./auto"``.
+* The analysis settings may ask for one sublattice (``"sublattice": "A"``)
+  and set how far the prior may be from the frame before results carry a
+  warning (``"prior_tolerances": {"spacing": 0.15, "density": 0.3225}``).
 * Analysis settings: an ``AnalysisSettings`` message or a dict of its
   fields (``window``, ``evaluations``, ``seed``, ...; px where lengths).
 * The amorphous stage: True/False, an ``AmorphousSettings`` message or a
@@ -69,9 +77,12 @@ def _from_dict(message, value: Mapping[str, Any], what: str):
 
 
 def prior_message(prior: PriorLike) -> session_pb2.PhysicsPrior:
-    """A PhysicsPrior from a message, a dict or a JSON file's path."""
+    """A PhysicsPrior from a message, a dict, a JSON file's path, or
+    ``"auto"`` (derived by the daemon from the first frame)."""
     if isinstance(prior, session_pb2.PhysicsPrior):
         return prior
+    if isinstance(prior, str) and prior == "auto":
+        return session_pb2.PhysicsPrior(auto=True)
     if isinstance(prior, (str, os.PathLike)):
         try:
             with open(prior) as f:

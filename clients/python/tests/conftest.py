@@ -132,14 +132,16 @@ class SynthFrame:
 
 
 def synth(workdir: str, seed: int, noise: float = 0.1, size: int = 128,
-          drift: float = 0.0) -> SynthFrame:
-    """A frame made by `logstar synth`, with its ground truth."""
+          drift: float = 0.0, pixel_size: float = 0.0) -> SynthFrame:
+    """A frame made by `logstar synth`, with its ground truth (pixel_size 0:
+    synth's default)."""
     if not LOGSTAR_CLI:
         pytest.skip("LOGSTAR_CLI not set (run through ctest)")
-    out = os.path.join(workdir, f"synth-{seed}-{noise}-{size}-{drift}")
+    out = os.path.join(workdir, f"synth-{seed}-{noise}-{size}-{drift}-{pixel_size}")
     if not os.path.exists(os.path.join(out, "meta.json")):
         subprocess.run([LOGSTAR_CLI, "synth", "--out", out, "--size", str(size), "--noise",
-                        str(noise), "--seed", str(seed), "--drift", str(drift)],
+                        str(noise), "--seed", str(seed), "--drift", str(drift),
+                        "--pixel-size", str(pixel_size)],
                        check=True, capture_output=True, timeout=60)
     with open(os.path.join(out, "meta.json")) as f:
         meta = json.load(f)
