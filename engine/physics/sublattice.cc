@@ -282,12 +282,12 @@ Mixture FitMixture(absl::Span<const double> values, absl::Span<const double> sha
 struct Link {
   int tail = 0;  // indices into the measured columns
   int head = 0;
-  PointXY v;  // head - tail, with v.x > 0 or (v.x == 0 and v.y >= 0)
+  PointXY v;  // head - tail
   int pile = -1;
 };
 
 // Every pair closer than `radius`, found through a grid of radius-sized
-// cells (each pair once, tail < head before the sign is folded).
+// cells (each pair once, tail < head).
 std::vector<Link> FindLinks(absl::Span<const PointXY> points, double radius) {
   std::vector<Link> links;
   if (points.empty()) return links;
@@ -311,21 +311,15 @@ std::vector<Link> FindLinks(absl::Span<const PointXY> points, double radius) {
     const auto [cx, cy] = cell_of(points[i]);
     cells[static_cast<size_t>(cy) * cols + cx].push_back(static_cast<int>(i));
   }
-  const double r2 = radius * radius;
   for (size_t i = 0; i < points.size(); ++i) {
     const auto [cx, cy] = cell_of(points[i]);
     for (int y = std::max(0, cy - 1); y <= std::min(rows - 1, cy + 1); ++y) {
       for (int x = std::max(0, cx - 1); x <= std::min(cols - 1, cx + 1); ++x) {
         for (const int j : cells[static_cast<size_t>(y) * cols + x]) {
-          if (j <= static_cast<int>(i)) continue;
-          PointXY v{points[j].x - points[i].x, points[j].y - points[i].y};
-          if (v.x * v.x + v.y * v.y >= r2) continue;
-          Link link{.tail = static_cast<int>(i), .head = j, .v = v};
-          if (v.x < 0.0 || (v.x == 0.0 && v.y < 0.0)) {
-            std::swap(link.tail, link.head);
-            link.v = {-v.x, -v.y};
+          const PointXY v{points[j].x - points[i].x, points[j].y - points[i].y};
+          if (j > static_cast<int>(i) && v.x * v.x + v.y * v.y < radius * radius) {
+            links.push_back({.tail = static_cast<int>(i), .head = j, .v = v});
           }
-          links.push_back(link);
         }
       }
     }
@@ -333,120 +327,172 @@ std::vector<Link> FindLinks(absl::Span<const PointXY> points, double radius) {
   return links;
 }
 
-// The piles of link vectors: a histogram of bins of half the tolerance, its
-// local maxima (3 × 3 sums) as seeds, each moved to the mean of the vectors
-// within `tolerance` (three mean-shift steps on the bins' sums) and kept
-// when it is not within `tolerance` of a stronger pile and holds at least
-// `min_links`. Noise peaks link to columns at random vectors, and on a frame
-// of few columns those would make piles of their own, so a second pass
-// keeps only the piles clearly above chance: the links outside every pile,
-// spread evenly over the half disk of `radius`, would put m = outside ×
-// tolerance² / (radius² / 2) into a pile's disk, and a pile needs m +
-// kPileSigmas·sqrt(m). Then every link joins the nearest pile within
-// tolerance. Returns the number of piles.
-int PileLinks(std::vector<Link>& links, double radius, double tolerance, int min_links) {
-  const double bin = 0.5 * tolerance;
-  const int side = static_cast<int>(std::ceil(2.0 * radius / bin)) + 1;
-  auto index_of = [&](double c) {
-    return std::clamp(static_cast<int>(std::floor((c + radius) / bin)), 0, side - 1);
-  };
-  auto centre_of = [&](int i) { return -radius + (i + 0.5) * bin; };
-  std::vector<double> count(static_cast<size_t>(side) * side), sx(count.size()), sy(count.size());
-  for (const Link& l : links) {
-    const size_t b = static_cast<size_t>(index_of(l.v.y)) * side + index_of(l.v.x);
-    count[b] += 1.0;
-    sx[b] += l.v.x;
-    sy[b] += l.v.y;
+// A 2-D histogram of link vectors over [-radius, radius]², bins of half the
+// tolerance. A link has no direction of its own, so each enters as v and
+// as -v: the histogram is point-symmetric, and a pile that straddles any
+// line through the origin is not cut in two. Bins keep their vectors' sums
+// for exact means.
+class VectorHistogram {
+ public:
+  VectorHistogram(const std::vector<Link>& links, double radius, double tolerance)
+      : radius_(radius),
+        bin_(0.5 * tolerance),
+        side_(static_cast<int>(std::ceil(2.0 * radius / bin_)) + 1),
+        count_(static_cast<size_t>(side_) * side_),
+        sx_(count_.size()),
+        sy_(count_.size()) {
+    for (const Link& l : links) {
+      for (const double sign : {1.0, -1.0}) {
+        const size_t b = Bin(sign * l.v.x, sign * l.v.y);
+        count_[b] += 1.0;
+        sx_[b] += sign * l.v.x;
+        sy_[b] += sign * l.v.y;
+      }
+    }
   }
-  auto box = [&](int bx, int by) {
-    double s = 0.0;
-    for (int y = std::max(0, by - 1); y <= std::min(side - 1, by + 1); ++y)
-      for (int x = std::max(0, bx - 1); x <= std::min(side - 1, bx + 1); ++x)
-        s += count[static_cast<size_t>(y) * side + x];
-    return s;
-  };
+
+  int side() const { return side_; }
+  int Index(double c) const {
+    return std::clamp(static_cast<int>(std::floor((c + radius_) / bin_)), 0, side_ - 1);
+  }
+  size_t Bin(double x, double y) const { return static_cast<size_t>(Index(y)) * side_ + Index(x); }
+  double Centre(int i) const { return -radius_ + (i + 0.5) * bin_; }
+  double Count(int bx, int by) const { return count_[static_cast<size_t>(by) * side_ + bx]; }
+
+  // The bins whose centre lies within `reach` of c: calls f(bin index, bin
+  // centre).
+  template <typename F>
+  void ForBinsNear(const PointXY& c, double reach, F&& f) const {
+    const int span = static_cast<int>(std::ceil(reach / bin_)) + 1;
+    const int cx = Index(c.x), cy = Index(c.y);
+    for (int y = std::max(0, cy - span); y <= std::min(side_ - 1, cy + span); ++y) {
+      for (int x = std::max(0, cx - span); x <= std::min(side_ - 1, cx + span); ++x) {
+        const PointXY centre{Centre(x), Centre(y)};
+        if (std::hypot(centre.x - c.x, centre.y - c.y) <= reach) {
+          f(static_cast<size_t>(y) * side_ + x, centre);
+        }
+      }
+    }
+  }
+
+  // The number of vectors in the bins within `reach` of c; their mean goes
+  // to *mean.
+  double Gather(const PointXY& c, double reach, PointXY* mean) const {
+    double n = 0.0, mx = 0.0, my = 0.0;
+    ForBinsNear(c, reach, [&](size_t b, const PointXY&) {
+      n += count_[b];
+      mx += sx_[b];
+      my += sy_[b];
+    });
+    if (n > 0.0) *mean = {mx / n, my / n};
+    return n;
+  }
+
+ private:
+  double radius_, bin_;
+  int side_;
+  std::vector<double> count_, sx_, sy_;
+};
+
+// The piles of link vectors, one of each ± pair (see the header, 3.): the
+// histogram's local maxima (of single bins: sums over several would merge
+// piles a few bins apart, as YBCO's Ba-Y, Cu-Cu and Cu-Cu vectors along c
+// are) as seeds, strongest first, each
+// moved to the mean of the vectors within `tolerance` (three mean-shift
+// steps) and kept when it holds at least `min_links` and neither it nor its
+// mirror is within `tolerance` of a pile kept before. Noise peaks link to
+// columns at random vectors, and on a frame of few columns those would
+// make piles of their own, so a second pass keeps only the piles clearly
+// above chance: the links outside every pile, spread evenly over the disk
+// of `radius` (as v and -v), would put m = outside × 2 tolerance² /
+// radius² into a pile's disk, and a pile needs m + kPileSigmas·sqrt(m).
+std::vector<PointXY> FindPiles(const VectorHistogram& h, size_t num_links, double tolerance,
+                               double radius, int min_links) {
   struct Seed {
     double score;
     int bx, by;
   };
   std::vector<Seed> seeds;
-  for (int by = 0; by < side; ++by) {
-    for (int bx = 0; bx < side; ++bx) {
-      if (count[static_cast<size_t>(by) * side + bx] == 0.0) continue;
-      const double s = box(bx, by);
-      if (s < 0.5 * min_links) continue;
+  for (int by = 0; by < h.side(); ++by) {
+    for (int bx = 0; bx < h.side(); ++bx) {
+      const double s = h.Count(bx, by);
+      if (s == 0.0) continue;
       bool peak = true;
       for (int dy = -1; dy <= 1 && peak; ++dy)
         for (int dx = -1; dx <= 1 && peak; ++dx)
-          if ((dx || dy) && bx + dx >= 0 && bx + dx < side && by + dy >= 0 && by + dy < side)
-            peak = box(bx + dx, by + dy) <= s;
+          if ((dx || dy) && bx + dx >= 0 && bx + dx < h.side() && by + dy >= 0 &&
+              by + dy < h.side())
+            peak = h.Count(bx + dx, by + dy) <= s;
       if (peak) seeds.push_back({s, bx, by});
     }
   }
   std::stable_sort(seeds.begin(), seeds.end(),
                    [](const Seed& a, const Seed& b) { return a.score > b.score; });
-  const int reach = static_cast<int>(std::ceil(tolerance / bin)) + 1;
-  auto gather = [&](const PointXY& c, PointXY* mean) {
-    double n = 0.0, mx = 0.0, my = 0.0;
-    const int cx = index_of(c.x), cy = index_of(c.y);
-    for (int y = std::max(0, cy - reach); y <= std::min(side - 1, cy + reach); ++y) {
-      for (int x = std::max(0, cx - reach); x <= std::min(side - 1, cx + reach); ++x) {
-        const size_t b = static_cast<size_t>(y) * side + x;
-        if (count[b] == 0.0 || std::hypot(centre_of(x) - c.x, centre_of(y) - c.y) > tolerance)
-          continue;
-        n += count[b];
-        mx += sx[b];
-        my += sy[b];
-      }
-    }
-    if (n > 0.0) *mean = {mx / n, my / n};
-    return n;
-  };
   std::vector<PointXY> piles;
   std::vector<double> held;
-  for (const Seed& seed : seeds) {
-    PointXY c{centre_of(seed.bx), centre_of(seed.by)};
-    double n = 0.0;
-    for (int step = 0; step < 3; ++step) n = gather(c, &c);
-    if (n < min_links) continue;
-    const bool taken = std::any_of(piles.begin(), piles.end(), [&](const PointXY& q) {
-      return std::hypot(q.x - c.x, q.y - c.y) <= tolerance;
+  auto near_kept = [&](const PointXY& c) {
+    return std::any_of(piles.begin(), piles.end(), [&](const PointXY& q) {
+      return std::hypot(q.x - c.x, q.y - c.y) <= tolerance ||
+             std::hypot(q.x + c.x, q.y + c.y) <= tolerance;
     });
-    if (!taken) {
-      piles.push_back(c);
-      held.push_back(n);
-    }
+  };
+  for (const Seed& seed : seeds) {
+    PointXY c{h.Centre(seed.bx), h.Centre(seed.by)};
+    double n = 0.0;
+    for (int step = 0; step < 3; ++step) n = h.Gather(c, tolerance, &c);
+    // A pile at the origin would be its own mirror: two detections of one
+    // column, not a vector between columns.
+    if (n < min_links || std::hypot(c.x, c.y) <= tolerance || near_kept(c)) continue;
+    piles.push_back(c);
+    held.push_back(n);
   }
-  // Second pass: above chance.
-  const double outside =
-      std::max(0.0, links.size() - std::accumulate(held.begin(), held.end(), 0.0));
+  const double outside = std::max(0.0, num_links - std::accumulate(held.begin(), held.end(), 0.0));
   const double chance = outside * 2.0 * tolerance * tolerance / (radius * radius);
   const double least = chance + kPileSigmas * std::sqrt(chance);
   std::vector<PointXY> significant;
   for (size_t p = 0; p < piles.size(); ++p) {
     if (held[p] >= least) significant.push_back(piles[p]);
   }
-  piles = std::move(significant);
-  // Per bin, the piles a vector in it can join.
-  std::vector<std::vector<int>> near(count.size());
-  const double slack = tolerance + bin;
+  return significant;
+}
+
+// Every link joins the nearest pile (or mirror of one) within `tolerance`;
+// a link that matches a mirror is turned round, so that along each pile
+// tail and head mean the same ends.
+void JoinPiles(const VectorHistogram& h, const std::vector<PointXY>& piles, double tolerance,
+               std::vector<Link>& links) {
+  // Per bin, the piles (index, sign) a vector in it can join.
+  std::vector<std::vector<std::pair<int, double>>> near(static_cast<size_t>(h.side()) * h.side());
   for (size_t p = 0; p < piles.size(); ++p) {
-    const int cx = index_of(piles[p].x), cy = index_of(piles[p].y);
-    for (int y = std::max(0, cy - reach); y <= std::min(side - 1, cy + reach); ++y)
-      for (int x = std::max(0, cx - reach); x <= std::min(side - 1, cx + reach); ++x)
-        if (std::hypot(centre_of(x) - piles[p].x, centre_of(y) - piles[p].y) <= slack)
-          near[static_cast<size_t>(y) * side + x].push_back(static_cast<int>(p));
+    for (const double sign : {1.0, -1.0}) {
+      const PointXY c{sign * piles[p].x, sign * piles[p].y};
+      h.ForBinsNear(c, tolerance + h.Centre(1) - h.Centre(0), [&](size_t b, const PointXY&) {
+        near[b].push_back({static_cast<int>(p), sign});
+      });
+    }
   }
   for (Link& l : links) {
-    double best = tolerance;
-    for (const int p : near[static_cast<size_t>(index_of(l.v.y)) * side + index_of(l.v.x)]) {
-      const double d = std::hypot(l.v.x - piles[p].x, l.v.y - piles[p].y);
+    double best = tolerance, turn = 1.0;
+    for (const auto& [p, sign] : near[h.Bin(l.v.x, l.v.y)]) {
+      const double d = std::hypot(l.v.x - sign * piles[p].x, l.v.y - sign * piles[p].y);
       if (d <= best) {
         best = d;
         l.pile = p;
+        turn = sign;
       }
     }
+    if (turn < 0.0) {
+      std::swap(l.tail, l.head);
+      l.v = {-l.v.x, -l.v.y};
+    }
   }
+}
+
+// The links' piles; returns their number.
+int PileLinks(std::vector<Link>& links, double radius, double tolerance, int min_links) {
+  const VectorHistogram h(links, radius, tolerance);
+  const std::vector<PointXY> piles = FindPiles(h, links.size(), tolerance, radius, min_links);
+  JoinPiles(h, piles, tolerance, links);
   return static_cast<int>(piles.size());
 }
 
@@ -662,6 +708,11 @@ void CheckShares(const PhysicsPrior& prior, absl::Span<const int> found,
   const size_t k = found.size();
   const double total = std::accumulate(found.begin(), found.end(), 0.0);
   if (total <= 0.0) return;
+  for (size_t a = 0; a < k; ++a) {
+    if (found[a] == 0) {
+      notes.push_back(absl::StrCat(SublatticeName(prior, a), ": no columns of its brightness"));
+    }
+  }
   double density = 0.0;
   for (const SublatticePrior& s : prior.sublattices) density += s.column_density_per_nm2;
   std::vector<double> share(k), expected(k);

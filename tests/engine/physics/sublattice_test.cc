@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <limits>
 #include <map>
 #include <optional>
 #include <random>
@@ -238,6 +239,383 @@ TEST(AssignSublatticesTest, F1OnGeneratedFrames) {
                           r.brightness, r.brightness_truth);
   }
   std::cout << table;
+}
+
+// ---------------------------------------------------------------------------
+// Real images (../shared/data/real, README there).
+
+std::string RealDir() { return std::string(LOGSTAR_SHARED_DIR) + "/data/real/"; }
+
+// The image normalised min-max, or nullopt when ../shared is absent.
+std::optional<cv::Mat> LoadReal(const std::string& name) {
+  const std::string path = RealDir() + name + ".npy";
+  if (!std::filesystem::exists(path)) return std::nullopt;
+  absl::StatusOr<cv::Mat> frame = LoadFrame(path);
+  EXPECT_TRUE(frame.ok()) << frame.status();
+  if (!frame.ok()) return std::nullopt;
+  cv::Mat f;
+  frame->convertTo(f, CV_32F);
+  return NormalizeFrame(f, NormalizeOptions{}).value();
+}
+
+// A prior for two sublattices of one column per measured cell each, their
+// brightness order only.
+PhysicsPrior TwoSublatticePrior(const LatticeMeasurement& m, double pixel_size_angstrom,
+                                const std::string& bright, const std::string& faint) {
+  PhysicsPrior prior;
+  prior.pixel_size_angstrom = pixel_size_angstrom;
+  const double pixel_nm = pixel_size_angstrom / 10.0;
+  const double per_sublattice = 1.0 / (m.cell_area_px2 * pixel_nm * pixel_nm);
+  prior.column_density_per_nm2 = 2.0 * per_sublattice;
+  prior.nearest_neighbor_angstrom = m.nearest_neighbor_px * pixel_size_angstrom;
+  prior.sublattices = {{.name = bright, .column_density_per_nm2 = per_sublattice},
+                       {.name = faint, .column_density_per_nm2 = per_sublattice}};
+  return prior;
+}
+
+// SrTiO3 along [110]: bright Sr (SrO) and fainter Ti columns alternating
+// 21 px apart along [001]. No reference positions, so the columns are
+// found by LoG, and the reference label of each is the column of the
+// lattice's fold (engine/physics/lattice.h: the cell folded from the whole
+// frame, its columns ordered by height) its position falls on: geometry
+// from the autocorrelation, independent of the per-column brightness and
+// link votes being tested. Writes the overlay for the docs to
+// $LOGSTAR_SUBLATTICE_OVERLAY (default: the test's temporary directory).
+TEST(AssignSublatticesRealTest, SrTiO3SrAndTiColumnsToldApart) {
+  const std::optional<cv::Mat> image = LoadReal("srtio3_110_haadf");
+  if (!image.has_value()) GTEST_SKIP() << "shared images not found in " << RealDir();
+  const LatticeMeasurement lattice = MeasureLattice(*image, {}, Context()).value();
+  ASSERT_TRUE(lattice.found) << lattice.reason;
+  ASSERT_EQ(lattice.columns_per_cell, 2);
+  LogOptions log;
+  // Not on the outermost pixels: a column whose centre lies outside the
+  // frame peaks there, 1-2 px from where it is.
+  log.scale = {.min_sigma = 4.0, .max_sigma = 10.0, .num_sigma = 6, .exclude_border = 2};
+  log.detect = {.threshold = 0.05, .overlap = 0.5};
+  const std::vector<Blob> blobs = DetectBlobsLog(*image, log, Context()).value();
+  std::vector<PointXY> positions;
+  std::vector<double> sigmas;
+  for (const Blob& b : blobs) {
+    positions.push_back({b.x, b.y});
+    sigmas.push_back(b.sigma);
+  }
+  const PhysicsPrior prior = TwoSublatticePrior(lattice, 0.09326, "Sr", "Ti-O");
+  const SublatticeAssignment a = AssignSublattices(*image, positions, sigmas, prior, &lattice,
+                                                   static_cast<double>(image->rows) * image->cols)
+                                     .value();
+
+  // The fold's label: the cell column k minimising the distance of p -
+  // column_k to the nearest lattice point (within a quarter of nn).
+  const double det = lattice.a.x * lattice.b.y - lattice.a.y * lattice.b.x;
+  std::vector<int> reference;
+  for (const PointXY& p : positions) {
+    int best = -1;
+    double best_d = 0.25 * lattice.nearest_neighbor_px;
+    for (size_t k = 0; k < lattice.columns.size(); ++k) {
+      const double dx = p.x - lattice.columns[k].position_px.x;
+      const double dy = p.y - lattice.columns[k].position_px.y;
+      const double u = std::round((dx * lattice.b.y - dy * lattice.b.x) / det);
+      const double v = std::round((lattice.a.x * dy - lattice.a.y * dx) / det);
+      const double d = std::hypot(dx - u * lattice.a.x - v * lattice.b.x,
+                                  dy - u * lattice.a.y - v * lattice.b.y);
+      if (d < best_d) best_d = d, best = static_cast<int>(k);
+    }
+    reference.push_back(best);
+  }
+  std::vector<int> truth, got;
+  for (size_t i = 0; i < positions.size(); ++i) {
+    if (reference[i] < 0) continue;
+    truth.push_back(reference[i]);
+    got.push_back(a.labels[i]);
+  }
+  const double f1 = SublatticeF1(truth, got, 2);
+  std::cout << absl::StrFormat(
+      "SrTiO3: %d columns found; Sr %d (expected %.1f), Ti-O %d (expected %.1f), unassigned %d; "
+      "Ti-O/Sr brightness %.2f (fold %.2f); F1 against the fold's labels %.3f over %d columns\n",
+      positions.size(), a.counts[0].num_found, a.counts[0].num_expected, a.counts[1].num_found,
+      a.counts[1].num_expected, std::count(a.labels.begin(), a.labels.end(), -1),
+      a.counts[1].relative_brightness, lattice.columns[1].relative_height, f1, truth.size());
+  EXPECT_THAT(a.note, IsEmpty());
+  EXPECT_GE(truth.size(), 0.9 * positions.size());
+  EXPECT_GE(f1, 0.97);
+  for (int s = 0; s < 2; ++s) {
+    const auto in_fold = std::count(truth.begin(), truth.end(), s);
+    EXPECT_NEAR(a.counts[s].num_found, in_fold, 0.03 * in_fold) << prior.sublattices[s].name;
+  }
+  // Ti-O fainter than Sr by about what the fold says.
+  EXPECT_NEAR(a.counts[1].relative_brightness, lattice.columns[1].relative_height, 0.1);
+
+  const char* out = std::getenv("LOGSTAR_SUBLATTICE_OVERLAY");
+  const std::string path =
+      out != nullptr ? std::string(out) : ::testing::TempDir() + "/sublattice-srtio3.png";
+  const cv::Mat picture =
+      RenderOverlay(*image, blobs, {}, {.labels = a.labels, .names = {"Sr", "Ti-O"}}, {.zoom = 2})
+          .value();
+  ASSERT_TRUE(WritePng(path, picture).ok()) << path;
+  std::cout << "overlay: " << path << "\n";
+}
+
+// CsPbBr3 along [100] with StatSTEM's columns, types set by hand in the
+// source: Pb (brightest) and Cs. Classified at the reference positions.
+TEST(AssignSublatticesRealTest, CsPbBr3AgainstHandTypedColumns) {
+  const std::optional<cv::Mat> image = LoadReal("cspbbr3_100_adf");
+  if (!image.has_value()) GTEST_SKIP() << "shared images not found in " << RealDir();
+  std::ifstream in(RealDir() + "cspbbr3_100_adf.positions.csv");
+  std::string line;
+  std::getline(in, line);  // x,y,sublattice
+  std::vector<PointXY> positions;
+  std::vector<int> truth;
+  while (std::getline(in, line)) {
+    const std::vector<std::string> f = absl::StrSplit(line, ',');
+    double x = 0, y = 0;
+    ASSERT_EQ(f.size(), 3u) << line;
+    ASSERT_TRUE(absl::SimpleAtod(f[0], &x) && absl::SimpleAtod(f[1], &y)) << line;
+    positions.push_back({x, y});
+    truth.push_back(f[2] == "Pb" ? 0 : 1);
+  }
+  ASSERT_EQ(positions.size(), 415u);
+  const LatticeMeasurement lattice = MeasureLattice(*image, {}, Context()).value();
+  ASSERT_TRUE(lattice.found) << lattice.reason;
+  // The frame's Pb-Cs spacing (the fold also holds the faint Br columns, so
+  // its cell holds 3): 11.3 px (README); one Pb and one Cs per cell.
+  PhysicsPrior prior = TwoSublatticePrior(lattice, 0.3109, "Pb", "Cs");
+  prior.nearest_neighbor_angstrom = 11.3 * 0.3109;
+  const std::vector<double> sigmas(positions.size(), 0.0);  // width from nn
+  const SublatticeAssignment a = AssignSublattices(*image, positions, sigmas, prior, &lattice,
+                                                   static_cast<double>(image->rows) * image->cols)
+                                     .value();
+  const double f1 = SublatticeF1(truth, a.labels, 2);
+  std::cout << absl::StrFormat(
+      "CsPbBr3: Pb %d, Cs %d (hand: 217, 198), Cs/Pb brightness %.2f, "
+      "F1 %.3f; note: %s\n",
+      a.counts[0].num_found, a.counts[1].num_found, a.counts[1].relative_brightness, f1, a.note);
+  EXPECT_GE(f1, 0.97);
+}
+
+// ---------------------------------------------------------------------------
+// Three sublattices, the notes, the contract.
+
+Case YbcoCase(double noise, uint64_t seed) {
+  SynthOptions options;
+  options.lattice = SynthLattice::kYbco;
+  options.noise = noise;
+  options.seed = seed;
+  return MakeCase(options);
+}
+
+// YBCO along [100]: Ba, Y and Cu columns (Z^1.7: Y 0.54, Cu 0.33 of Ba),
+// 2 : 1 : 3 per cell.
+TEST(AssignSublatticesTest, ThreeSublatticesOfYbco) {
+  for (const double noise : {0.1, 0.3}) {
+    for (const uint64_t seed : {101, 102, 103}) {
+      const Case c = YbcoCase(noise, seed);
+      ASSERT_EQ(c.prior.sublattices.size(), 3u);
+      const SublatticeAssignment a = Assign(c, c.positions, c.sigmas);
+      EXPECT_GE(SublatticeF1(c.truth, a.labels, 3), 0.95) << "noise " << noise << " seed " << seed;
+      EXPECT_THAT(a.note, IsEmpty());
+      EXPECT_NEAR(a.counts[1].relative_brightness, c.prior.sublattices[1].relative_brightness,
+                  0.06);
+      EXPECT_NEAR(a.counts[2].relative_brightness, c.prior.sublattices[2].relative_brightness,
+                  0.06);
+    }
+  }
+}
+
+// A prior that lists YBCO's sublattices in the wrong order (Cu as the
+// brightest): the groups' shares (2 : 1 : 3, brightest first) fit Ba, Y, Cu
+// and the note says so.
+TEST(AssignSublatticesTest, OrderContradictingThePriorIsNamed) {
+  Case c = YbcoCase(0.1, 101);
+  std::vector<SublatticePrior> wrong = {c.prior.sublattices[2], c.prior.sublattices[0],
+                                        c.prior.sublattices[1]};  // Cu, Ba, Y
+  for (SublatticePrior& s : wrong) s.relative_brightness = 0.0;   // the order only
+  c.prior.sublattices = wrong;
+  ASSERT_TRUE(c.prior.Validate().ok());
+  const SublatticeAssignment a = Assign(c, c.positions, c.sigmas);
+  EXPECT_THAT(a.note, HasSubstr("fit the sublattices in the order Ba, Y, Cu"));
+  EXPECT_THAT(a.note, HasSubstr("brightness order or densities may be wrong"));
+}
+
+// Equal brightness (graphene-like hex, perovskite at ratio 1) under a prior
+// of two sublattices: one brightness, nothing assigned.
+TEST(AssignSublatticesTest, OneBrightnessIsSaidAndNothingAssigned) {
+  for (const SynthLattice lattice : {SynthLattice::kHex, SynthLattice::kPerovskite}) {
+    for (const double noise : {0.1, 0.3}) {
+      SynthOptions options;
+      options.lattice = lattice;
+      options.ab_brightness_ratio = 1.0;
+      options.noise = noise;
+      options.seed = 101;
+      const Case c = MakeCase(options);
+      const SublatticeAssignment a = Assign(c, c.positions, c.sigmas);
+      EXPECT_THAT(a.note, HasSubstr("the frame shows one brightness of columns where the prior "
+                                    "lists 2 sublattices (A, B): none assigned"))
+          << SynthLatticeName(lattice) << " noise " << noise;
+      EXPECT_EQ(std::count(a.labels.begin(), a.labels.end(), -1),
+                static_cast<long>(a.labels.size()));
+      EXPECT_EQ(a.counts[0].num_found, 0);
+      EXPECT_EQ(a.counts[1].num_found, 0);
+    }
+  }
+}
+
+TEST(AssignSublatticesTest, BrightnessOffThePriorIsNamed) {
+  SynthOptions options;
+  options.lattice = SynthLattice::kPerovskite;
+  options.ab_brightness_ratio = 3.0;
+  options.noise = 0.1;
+  options.seed = 101;
+  Case c = MakeCase(options);
+  c.prior.sublattices[1].relative_brightness = 0.9;
+  const SublatticeAssignment a = Assign(c, c.positions, c.sigmas);
+  EXPECT_THAT(a.note, HasSubstr("sublattices[1] 'B': measured relative brightness 0.3"));
+  EXPECT_THAT(a.note, HasSubstr("the prior says 0.90"));
+  EXPECT_DOUBLE_EQ(SublatticeF1(c.truth, a.labels, 2), 1.0);  // labelled all the same
+}
+
+// Expected counts are density × area (with the pixel size), qc against them.
+TEST(AssignSublatticesTest, CountsAgainstDensityTimesArea) {
+  SynthOptions options;
+  options.lattice = SynthLattice::kPerovskite;
+  options.ab_brightness_ratio = 2.0;
+  options.noise = 0.1;
+  options.seed = 102;
+  const Case c = MakeCase(options);
+  for (const double area : {0.0, 40000.0, 65536.0}) {
+    const SublatticeAssignment a =
+        AssignSublattices(c.image, c.positions, c.sigmas, c.prior, nullptr, area).value();
+    for (int s = 0; s < 2; ++s) {
+      const double expected = c.prior.sublattices[s].column_density_per_nm2 *
+                              (c.prior.pixel_size_angstrom / 10.0) *
+                              (c.prior.pixel_size_angstrom / 10.0) * area;
+      EXPECT_EQ(a.counts[s].name, c.prior.sublattices[s].name);
+      EXPECT_EQ(a.counts[s].num_found, std::count(c.truth.begin(), c.truth.end(), s));
+      EXPECT_NEAR(a.counts[s].num_expected, expected, 1e-9 * (1 + expected));
+      EXPECT_NEAR(a.counts[s].qc,
+                  expected > 0 ? std::abs(a.counts[s].num_found - expected) / expected : 0.0,
+                  1e-12);
+    }
+  }
+}
+
+// Detections at the background between the columns (where a noise peak
+// would be) are no column of either sublattice; the columns keep theirs.
+TEST(AssignSublatticesTest, PositionsOnTheBackgroundStayUnassigned) {
+  SynthOptions options;
+  options.lattice = SynthLattice::kPerovskite;
+  options.ab_brightness_ratio = 2.0;
+  options.noise = 0.1;
+  options.seed = 103;
+  const Case c = MakeCase(options);
+  std::vector<PointXY> positions = c.positions;
+  std::vector<double> sigmas = c.sigmas;
+  // Midway between two A columns along x: half a cell from A and from B.
+  const double a_px = 3.905 / c.prior.pixel_size_angstrom;
+  int added = 0;
+  for (size_t i = 0; i < c.positions.size() && added < 8; ++i) {
+    const PointXY p{c.positions[i].x + 0.5 * a_px, c.positions[i].y};
+    if (c.truth[i] != 0 || p.x > c.image.cols - 10 || p.y < 10 || p.y > c.image.rows - 10) continue;
+    positions.push_back(p);
+    sigmas.push_back(c.sigmas[i]);
+    ++added;
+  }
+  ASSERT_EQ(added, 8);
+  const SublatticeAssignment a = Assign(c, positions, sigmas);
+  for (size_t i = c.positions.size(); i < positions.size(); ++i) EXPECT_EQ(a.labels[i], -1);
+  const std::vector<int> columns(a.labels.begin(), a.labels.begin() + c.positions.size());
+  EXPECT_DOUBLE_EQ(SublatticeF1(c.truth, columns, 2), 1.0);
+}
+
+TEST(AssignSublatticesTest, TooFewColumnsToTell) {
+  SynthOptions options;
+  options.lattice = SynthLattice::kPerovskite;
+  options.ab_brightness_ratio = 2.0;
+  options.seed = 101;
+  const Case c = MakeCase(options);
+  const std::vector<PointXY> few(c.positions.begin(), c.positions.begin() + 5);
+  const std::vector<double> sigmas(5, c.sigmas[0]);
+  const SublatticeAssignment a = Assign(c, few, sigmas);
+  EXPECT_EQ(a.note,
+            "only 5 columns could be measured; at least 6 are needed to tell 2 "
+            "sublattices apart: none assigned");
+  EXPECT_EQ(a.labels, std::vector<int>(5, -1));
+  const SublatticeAssignment none = Assign(c, {}, {});
+  EXPECT_THAT(none.labels, IsEmpty());
+  EXPECT_EQ(none.counts.size(), 2u);
+}
+
+TEST(AssignSublatticesTest, SameResultWithAnyContext) {
+  SynthOptions options;
+  options.lattice = SynthLattice::kHex;
+  options.ab_brightness_ratio = 1.5;
+  options.noise = 0.3;
+  options.width = options.height = 512;  // several blocks of columns
+  options.seed = 102;
+  const Case c = MakeCase(options);
+  const std::vector<PointXY> positions = Jitter(c.positions, 0.5, 7);
+  const SublatticeAssignment serial =
+      AssignSublattices(c.image, positions, c.sigmas, c.prior, &*c.lattice, c.crystalline_area_px2,
+                        {}, nullptr)
+          .value();
+  const SublatticeAssignment parallel =
+      AssignSublattices(c.image, positions, c.sigmas, c.prior, &*c.lattice, c.crystalline_area_px2,
+                        {}, Context())
+          .value();
+  EXPECT_EQ(serial.labels, parallel.labels);
+  EXPECT_EQ(serial.note, parallel.note);
+  for (int s = 0; s < 2; ++s) {
+    EXPECT_EQ(serial.counts[s].num_found, parallel.counts[s].num_found);
+    EXPECT_EQ(serial.counts[s].relative_brightness, parallel.counts[s].relative_brightness);
+  }
+  EXPECT_GE(SublatticeF1(c.truth, serial.labels, 2), 0.99);
+}
+
+TEST(AssignSublatticesTest, RejectsBadInputs) {
+  SynthOptions options;
+  options.lattice = SynthLattice::kPerovskite;
+  options.ab_brightness_ratio = 2.0;
+  options.seed = 101;
+  const Case c = MakeCase(options);
+  auto expect = [&](const absl::StatusOr<SublatticeAssignment>& r, const std::string& text) {
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << r.status();
+    EXPECT_THAT(std::string(r.status().message()), HasSubstr(text));
+  };
+  const double area = c.crystalline_area_px2;
+  expect(AssignSublattices(cv::Mat(), c.positions, c.sigmas, c.prior, nullptr, area),
+         "single-channel float32");
+  cv::Mat as_double;
+  c.image.convertTo(as_double, CV_64F);
+  expect(AssignSublattices(as_double, c.positions, c.sigmas, c.prior, nullptr, area),
+         "single-channel float32");
+  cv::Mat with_nan = c.image.clone();
+  with_nan.at<float>(3, 4) = std::numeric_limits<float>::quiet_NaN();
+  expect(AssignSublattices(with_nan, c.positions, c.sigmas, c.prior, nullptr, area), "non-finite");
+  const std::vector<double> short_sigmas(c.sigmas.begin(), c.sigmas.end() - 1);
+  expect(AssignSublattices(c.image, c.positions, short_sigmas, c.prior, nullptr, area),
+         "sigmas for");
+  PhysicsPrior plain = c.prior;
+  plain.sublattices.clear();
+  expect(AssignSublattices(c.image, c.positions, c.sigmas, plain, nullptr, area),
+         "the prior lists no sublattices");
+  PhysicsPrior contradicting = c.prior;
+  contradicting.sublattices[1].name = "A";
+  expect(AssignSublattices(c.image, c.positions, c.sigmas, contradicting, nullptr, area),
+         "sublattices[1].name \"A\" repeats");
+  for (const double bad : {-1.0, std::numeric_limits<double>::infinity()}) {
+    expect(AssignSublattices(c.image, c.positions, c.sigmas, c.prior, nullptr, bad),
+           "crystalline_area_px2");
+  }
+  expect(AssignSublattices(c.image, c.positions, c.sigmas, c.prior, nullptr, area,
+                           {.link_tolerance_nn = 0.5}),
+         "link_tolerance_nn");
+  expect(AssignSublattices(c.image, c.positions, c.sigmas, c.prior, nullptr, area,
+                           {.filter_radius_sigmas = 0.5}),
+         "filter_radius_sigmas");
+  // A position that is not finite is not an error: that atom stays out.
+  std::vector<PointXY> positions = c.positions;
+  positions[0] = {std::numeric_limits<double>::quiet_NaN(), 3.0};
+  const SublatticeAssignment a = Assign(c, positions, c.sigmas);
+  EXPECT_EQ(a.labels[0], -1);
 }
 
 }  // namespace
