@@ -695,6 +695,41 @@ bool GroupsTellApart(const Groups& g, const std::vector<Link>& links, int num_pi
          PilesTellApart(links, num_piles, values, g.inlier, min_links);
 }
 
+// The prior's density shares of its sublattices (summing to 1).
+std::vector<double> DensityShares(const PhysicsPrior& prior) {
+  std::vector<double> shares;
+  for (const SublatticePrior& s : prior.sublattices) shares.push_back(s.column_density_per_nm2);
+  const double total = std::accumulate(shares.begin(), shares.end(), 0.0);
+  for (double& s : shares) s /= total;
+  return shares;
+}
+
+// The groups fitted to the supported columns (noise peaks stay out) when
+// there are enough of them and they show the groups, else to all columns
+// when those do (a sublattice too faint to be found at its sites leaves
+// the supported set with fewer groups); `shown` says whether the chosen
+// fit tells the groups apart.
+Groups ChooseGroups(absl::Span<const double> values, const std::vector<Link>& links, int num_piles,
+                    const std::vector<bool>& supported, absl::Span<const double> shares,
+                    const SublatticeOptions& options, size_t needed, bool& shown) {
+  const int min_links = options.min_links_per_vector;
+  std::optional<Groups> groups;
+  shown = false;
+  if (static_cast<size_t>(std::count(supported.begin(), supported.end(), true)) >= needed) {
+    groups = FitGroups(values, &supported, shares, options.outlier_sigmas, needed);
+    shown = GroupsTellApart(*groups, links, num_piles, values, min_links);
+  }
+  if (!shown) {
+    Groups all = FitGroups(values, nullptr, shares, options.outlier_sigmas, needed);
+    const bool all_shown = GroupsTellApart(all, links, num_piles, values, min_links);
+    if (all_shown || !groups.has_value()) {
+      groups = std::move(all);
+      shown = all_shown;
+    }
+  }
+  return *std::move(groups);
+}
+
 std::string SublatticeName(const PhysicsPrior& prior, size_t a) {
   return absl::StrCat("sublattices[", a, "] '", prior.sublattices[a].name, "'");
 }
@@ -933,37 +968,19 @@ absl::StatusOr<SublatticeAssignment> AssignSublattices(
   const int num_piles =
       PileLinks(links, radius, options.link_tolerance_nn * nn, options.min_links_per_vector);
 
-  // 3. Groups of brightness, fitted to the columns the lattice supports
-  // (noise peaks stay out), or to all when those do not show the groups (a
-  // sublattice too faint to be found at its sites); the columns too faint
-  // for any group leave the links.
-  std::vector<double> shares;
-  for (const SublatticePrior& s : prior.sublattices) shares.push_back(s.column_density_per_nm2);
-  const double total = std::accumulate(shares.begin(), shares.end(), 0.0);
-  for (double& s : shares) s /= total;
-  const int min_links = options.min_links_per_vector;
+  // 3. Groups of brightness (see ChooseGroups); the columns too faint for
+  // any group leave the links; the votes.
   const std::vector<bool> supported = Supported(links, values.size(), kCrowdedNn * nn);
-  std::optional<Groups> groups;
   bool shown = false;
-  if (static_cast<size_t>(std::count(supported.begin(), supported.end(), true)) >= needed) {
-    groups = FitGroups(values, &supported, shares, options.outlier_sigmas, needed);
-    shown = GroupsTellApart(*groups, links, num_piles, values, min_links);
-  }
-  if (!shown) {
-    Groups all = FitGroups(values, nullptr, shares, options.outlier_sigmas, needed);
-    const bool all_shown = GroupsTellApart(all, links, num_piles, values, min_links);
-    if (all_shown || !groups.has_value()) {
-      groups = std::move(all);
-      shown = all_shown;
-    }
-  }
-  const std::vector<bool>& inlier = groups->inlier;
+  const Groups groups = ChooseGroups(values, links, num_piles, supported, DensityShares(prior),
+                                     options, needed, shown);
+  const std::vector<bool>& inlier = groups.inlier;
   for (Link& l : links) {
     if (!inlier[l.tail] || !inlier[l.head]) l.pile = -1;
   }
-  const std::vector<double> own = ComponentLogLikelihoods(values, groups->mixture);
+  const std::vector<double> own = ComponentLogLikelihoods(values, groups.mixture);
   std::vector<double> log_weight;
-  for (const double w : groups->mixture.weight) log_weight.push_back(std::log(w));
+  for (const double w : groups.mixture.weight) log_weight.push_back(std::log(w));
   const std::vector<double> post =
       VoteAlongLinks(links, num_piles, own, log_weight, options.message_iterations);
 

@@ -618,5 +618,29 @@ TEST(AssignSublatticesTest, RejectsBadInputs) {
   EXPECT_EQ(a.labels[0], -1);
 }
 
+// A heterointerface: perovskite beside a honeycomb (narrower columns,
+// another lattice), both with A/B columns. One set of brightness groups
+// serves the frame, so the columns' different widths shift the amplitudes
+// of one crystal against the other's: at ratio 2 and more the groups stay
+// apart (at 1.2 F1 falls to 0.84-0.97, see the header).
+TEST(AssignSublatticesTest, HeterointerfaceAtRatioTwoAndMore) {
+  for (const double ratio : {2.0, 3.0}) {
+    for (const uint64_t seed : {101, 102, 103}) {
+      SynthOptions options;
+      options.lattice = SynthLattice::kPerovskite;
+      options.scene = SynthScene::kInterface;
+      options.interface_lattice = SynthLattice::kHex;
+      options.crystal_fraction = 0.5;
+      options.pixel_size_angstrom = 0.1;
+      options.ab_brightness_ratio = ratio;
+      options.noise = 0.3;
+      options.seed = seed;
+      const Case c = MakeCase(options);
+      const SublatticeAssignment a = Assign(c, Jitter(c.positions, 0.5, seed), c.sigmas);
+      EXPECT_GE(SublatticeF1(c.truth, a.labels, 2), 0.95) << "ratio " << ratio << " seed " << seed;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace logstar
