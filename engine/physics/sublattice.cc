@@ -35,7 +35,7 @@ constexpr double kDefaultColumnSigmaNn = 0.25;
 // pile of a few links cannot claim certainty (a vote is worth at most
 // log((n + 0.5) / 0.5)).
 constexpr double kPileSmoothing = 0.5;
-// Verdict (see the header, 4.).
+// Verdict (see the header, 5.).
 constexpr double kLinkSignificance = 4.0;   // standard errors between two piles
 constexpr double kMinCorrelationGap = 0.2;  // and at least this much
 constexpr double kFoldHeightGap = 0.1;      // of the brightest column's height
@@ -119,7 +119,7 @@ double Background(const cv::Mat& frame, absl::Span<const PointXY> positions, dou
                  radius, cv::Scalar(1), cv::FILLED);
     }
   }
-  std::vector<float> clear, all(frame.begin<float>(), frame.end<float>());
+  std::vector<float> clear;
   for (int y = 0; y < frame.rows; ++y) {
     const float* row = frame.ptr<float>(y);
     const uint8_t* mask = near.ptr<uint8_t>(y);
@@ -127,12 +127,14 @@ double Background(const cv::Mat& frame, absl::Span<const PointXY> positions, dou
       if (!mask[x]) clear.push_back(row[x]);
     }
   }
-  std::vector<float>& use = clear.size() >= kMinClearPixels ? clear : all;
-  const size_t at = &use == &clear
-                        ? use.size() / 2
-                        : static_cast<size_t>(kFallbackPercentile / 100.0 * (use.size() - 1));
-  std::nth_element(use.begin(), use.begin() + at, use.end());
-  return use[at];
+  if (clear.size() >= kMinClearPixels) {
+    std::nth_element(clear.begin(), clear.begin() + clear.size() / 2, clear.end());
+    return clear[clear.size() / 2];
+  }
+  std::vector<float> all(frame.begin<float>(), frame.end<float>());
+  const size_t at = static_cast<size_t>(kFallbackPercentile / 100.0 * (all.size() - 1));
+  std::nth_element(all.begin(), all.begin() + at, all.end());
+  return all[at];
 }
 
 // Measures every column (in `context`'s arena when given) and sets the
@@ -164,7 +166,7 @@ std::vector<ColumnMeasure> MeasureColumns(const cv::Mat& frame, absl::Span<const
 }
 
 // ---------------------------------------------------------------------------
-// 2. Groups of brightness: a 1-D Gaussian mixture with a shared variance.
+// 3. Groups of brightness: a 1-D Gaussian mixture with a shared variance.
 
 struct Mixture {
   std::vector<double> mean;    // brightest first
@@ -235,8 +237,8 @@ Mixture FitMixture(absl::Span<const double> values, absl::Span<const double> sha
   for (int iteration = 0; iteration < kEmIterations; ++iteration) {
     const std::vector<double> ll = ComponentLogLikelihoods(values, m);
     double total = 0.0;
+    std::vector<double> row(k);
     for (size_t i = 0; i < n; ++i) {
-      std::vector<double> row(k);
       for (size_t a = 0; a < k; ++a) row[a] = ll[i * k + a] + std::log(m.weight[a]);
       total += Softmax(row.data(), k, &resp[i * k]);
     }
@@ -277,7 +279,7 @@ Mixture FitMixture(absl::Span<const double> values, absl::Span<const double> sha
 }
 
 // ---------------------------------------------------------------------------
-// 3. Links between neighbours, their piles of vectors, and the votes.
+// 2. Links between neighbours and their piles of vectors; 4. the votes.
 
 struct Link {
   int tail = 0;  // indices into the measured columns
@@ -394,7 +396,7 @@ class VectorHistogram {
   std::vector<double> count_, sx_, sy_;
 };
 
-// The piles of link vectors, one of each ± pair (see the header, 3.): the
+// The piles of link vectors, one of each ± pair (see the header, 2.): the
 // histogram's local maxima (of single bins: sums over several would merge
 // piles a few bins apart, as YBCO's Ba-Y, Cu-Cu and Cu-Cu vectors along c
 // are) as seeds, strongest first, each
@@ -496,7 +498,7 @@ int PileLinks(std::vector<Link>& links, double radius, double tolerance, int min
   return static_cast<int>(piles.size());
 }
 
-// The votes (see the header, 3.): returns each column's log posterior (k per
+// The votes (see the header, 4.): returns each column's log posterior (k per
 // column, up to a constant per column). `own`: the columns' component
 // log-likelihoods; `log_weight`: the mixture's log weights.
 std::vector<double> VoteAlongLinks(const std::vector<Link>& links, int num_piles,
@@ -635,7 +637,7 @@ Groups FitGroups(absl::Span<const double> values, const std::vector<bool>* among
 }
 
 // ---------------------------------------------------------------------------
-// 4. Does the frame show the sublattices?
+// 5. Does the frame show the sublattices?
 
 // The inliers' amplitudes' correlation along each pile's links (between
 // inliers), and whether two piles differ by more than kLinkSignificance standard errors (and
@@ -969,7 +971,7 @@ absl::StatusOr<SublatticeAssignment> AssignSublattices(
       PileLinks(links, radius, options.link_tolerance_nn * nn, options.min_links_per_vector);
 
   // 3. Groups of brightness (see ChooseGroups); the columns too faint for
-  // any group leave the links; the votes.
+  // any group leave the links. 4. The votes.
   const std::vector<bool> supported = Supported(links, values.size(), kCrowdedNn * nn);
   bool shown = false;
   const Groups groups = ChooseGroups(values, links, num_piles, supported, DensityShares(prior),
@@ -984,7 +986,7 @@ absl::StatusOr<SublatticeAssignment> AssignSublattices(
   const std::vector<double> post =
       VoteAlongLinks(links, num_piles, own, log_weight, options.message_iterations);
 
-  // 4. Does the frame show them (the fold of the lattice may say so too)?
+  // 5. Does the frame show them (the fold of the lattice may say so too)?
   // Then the labels, the counts and the notes.
   if (!shown && !FoldShowsLevels(lattice)) {
     std::vector<std::string> names;
