@@ -89,6 +89,17 @@ Case MakeCase(const SynthOptions& options) {
   return c;
 }
 
+// A frame of `lattice` with A/B brightness ratio `ratio` (0: the lattice's
+// own), 256², the crystal filling it.
+SynthOptions AbOptions(SynthLattice lattice, double ratio, double noise, uint64_t seed) {
+  SynthOptions options;
+  options.lattice = lattice;
+  options.ab_brightness_ratio = ratio;
+  options.noise = noise;
+  options.seed = seed;
+  return options;
+}
+
 // The smallest per-sublattice F1 (a label -1 is a miss of the true class).
 double SublatticeF1(const std::vector<int>& truth, const std::vector<int>& labels, int k) {
   double worst = 1.0;
@@ -182,12 +193,8 @@ Row Sweep(SynthLattice lattice, SynthScene scene, double ratio, double noise) {
           .ratio = ratio,
           .noise = noise};
   for (const uint64_t seed : {101, 102, 103}) {
-    SynthOptions options;
-    options.lattice = lattice;
+    SynthOptions options = AbOptions(lattice, ratio, noise, seed);
     options.scene = scene;
-    options.ab_brightness_ratio = ratio;
-    options.noise = noise;
-    options.seed = seed;
     if (scene == SynthScene::kInterface) options.crystal_fraction = 0.5;
     const Case c = MakeCase(options);
     const int k = static_cast<int>(c.prior.sublattices.size());
@@ -396,11 +403,7 @@ TEST(AssignSublatticesRealTest, CsPbBr3AgainstHandTypedColumns) {
 // Three sublattices, the notes, the contract.
 
 Case YbcoCase(double noise, uint64_t seed) {
-  SynthOptions options;
-  options.lattice = SynthLattice::kYbco;
-  options.noise = noise;
-  options.seed = seed;
-  return MakeCase(options);
+  return MakeCase(AbOptions(SynthLattice::kYbco, 0.0, noise, seed));
 }
 
 // YBCO along [100]: Ba, Y and Cu columns (Z^1.7: Y 0.54, Cu 0.33 of Ba),
@@ -441,12 +444,7 @@ TEST(AssignSublatticesTest, OrderContradictingThePriorIsNamed) {
 TEST(AssignSublatticesTest, OneBrightnessIsSaidAndNothingAssigned) {
   for (const SynthLattice lattice : {SynthLattice::kHex, SynthLattice::kPerovskite}) {
     for (const double noise : {0.1, 0.3}) {
-      SynthOptions options;
-      options.lattice = lattice;
-      options.ab_brightness_ratio = 1.0;
-      options.noise = noise;
-      options.seed = 101;
-      const Case c = MakeCase(options);
+      const Case c = MakeCase(AbOptions(lattice, 1.0, noise, 101));
       const SublatticeAssignment a = Assign(c, c.positions, c.sigmas);
       EXPECT_THAT(a.note, HasSubstr("the frame shows one brightness of columns where the prior "
                                     "lists 2 sublattices (A, B): none assigned"))
@@ -460,12 +458,7 @@ TEST(AssignSublatticesTest, OneBrightnessIsSaidAndNothingAssigned) {
 }
 
 TEST(AssignSublatticesTest, BrightnessOffThePriorIsNamed) {
-  SynthOptions options;
-  options.lattice = SynthLattice::kPerovskite;
-  options.ab_brightness_ratio = 3.0;
-  options.noise = 0.1;
-  options.seed = 101;
-  Case c = MakeCase(options);
+  Case c = MakeCase(AbOptions(SynthLattice::kPerovskite, 3.0, 0.1, 101));
   c.prior.sublattices[1].relative_brightness = 0.9;
   const SublatticeAssignment a = Assign(c, c.positions, c.sigmas);
   EXPECT_THAT(a.note, HasSubstr("sublattices[1] 'B': measured relative brightness 0.3"));
@@ -475,12 +468,7 @@ TEST(AssignSublatticesTest, BrightnessOffThePriorIsNamed) {
 
 // Expected counts are density × area (with the pixel size), qc against them.
 TEST(AssignSublatticesTest, CountsAgainstDensityTimesArea) {
-  SynthOptions options;
-  options.lattice = SynthLattice::kPerovskite;
-  options.ab_brightness_ratio = 2.0;
-  options.noise = 0.1;
-  options.seed = 102;
-  const Case c = MakeCase(options);
+  const Case c = MakeCase(AbOptions(SynthLattice::kPerovskite, 2.0, 0.1, 102));
   for (const double area : {0.0, 40000.0, 65536.0}) {
     const SublatticeAssignment a =
         AssignSublattices(c.image, c.positions, c.sigmas, c.prior, nullptr, area).value();
@@ -501,12 +489,7 @@ TEST(AssignSublatticesTest, CountsAgainstDensityTimesArea) {
 // Detections at the background between the columns (where a noise peak
 // would be) are no column of either sublattice; the columns keep theirs.
 TEST(AssignSublatticesTest, PositionsOnTheBackgroundStayUnassigned) {
-  SynthOptions options;
-  options.lattice = SynthLattice::kPerovskite;
-  options.ab_brightness_ratio = 2.0;
-  options.noise = 0.1;
-  options.seed = 103;
-  const Case c = MakeCase(options);
+  const Case c = MakeCase(AbOptions(SynthLattice::kPerovskite, 2.0, 0.1, 103));
   std::vector<PointXY> positions = c.positions;
   std::vector<double> sigmas = c.sigmas;
   // Midway between two A columns along x: half a cell from A and from B.
@@ -527,11 +510,7 @@ TEST(AssignSublatticesTest, PositionsOnTheBackgroundStayUnassigned) {
 }
 
 TEST(AssignSublatticesTest, TooFewColumnsToTell) {
-  SynthOptions options;
-  options.lattice = SynthLattice::kPerovskite;
-  options.ab_brightness_ratio = 2.0;
-  options.seed = 101;
-  const Case c = MakeCase(options);
+  const Case c = MakeCase(AbOptions(SynthLattice::kPerovskite, 2.0, 0.1, 101));
   const std::vector<PointXY> few(c.positions.begin(), c.positions.begin() + 5);
   const std::vector<double> sigmas(5, c.sigmas[0]);
   const SublatticeAssignment a = Assign(c, few, sigmas);
@@ -545,12 +524,8 @@ TEST(AssignSublatticesTest, TooFewColumnsToTell) {
 }
 
 TEST(AssignSublatticesTest, SameResultWithAnyContext) {
-  SynthOptions options;
-  options.lattice = SynthLattice::kHex;
-  options.ab_brightness_ratio = 1.5;
-  options.noise = 0.3;
+  SynthOptions options = AbOptions(SynthLattice::kHex, 1.5, 0.3, 102);
   options.width = options.height = 512;  // several blocks of columns
-  options.seed = 102;
   const Case c = MakeCase(options);
   const std::vector<PointXY> positions = Jitter(c.positions, 0.5, 7);
   const SublatticeAssignment serial =
@@ -571,11 +546,7 @@ TEST(AssignSublatticesTest, SameResultWithAnyContext) {
 }
 
 TEST(AssignSublatticesTest, RejectsBadInputs) {
-  SynthOptions options;
-  options.lattice = SynthLattice::kPerovskite;
-  options.ab_brightness_ratio = 2.0;
-  options.seed = 101;
-  const Case c = MakeCase(options);
+  const Case c = MakeCase(AbOptions(SynthLattice::kPerovskite, 2.0, 0.1, 101));
   auto expect = [&](const absl::StatusOr<SublatticeAssignment>& r, const std::string& text) {
     EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << r.status();
     EXPECT_THAT(std::string(r.status().message()), HasSubstr(text));
@@ -626,15 +597,11 @@ TEST(AssignSublatticesTest, RejectsBadInputs) {
 TEST(AssignSublatticesTest, HeterointerfaceAtRatioTwoAndMore) {
   for (const double ratio : {2.0, 3.0}) {
     for (const uint64_t seed : {101, 102, 103}) {
-      SynthOptions options;
-      options.lattice = SynthLattice::kPerovskite;
+      SynthOptions options = AbOptions(SynthLattice::kPerovskite, ratio, 0.3, seed);
       options.scene = SynthScene::kInterface;
       options.interface_lattice = SynthLattice::kHex;
       options.crystal_fraction = 0.5;
       options.pixel_size_angstrom = 0.1;
-      options.ab_brightness_ratio = ratio;
-      options.noise = 0.3;
-      options.seed = seed;
       const Case c = MakeCase(options);
       const SublatticeAssignment a = Assign(c, Jitter(c.positions, 0.5, seed), c.sigmas);
       EXPECT_GE(SublatticeF1(c.truth, a.labels, 2), 0.95) << "ratio " << ratio << " seed " << seed;
