@@ -640,10 +640,10 @@ Groups FitGroups(absl::Span<const double> values, const std::vector<bool>* among
 // 5. Does the frame show the sublattices?
 
 // The inliers' amplitudes' correlation along each pile's links (between
-// inliers), and whether two piles differ by more than kLinkSignificance standard errors (and
-// kMinCorrelationGap): a translation correlates, a vector between
-// different sites anti-correlates, a gradient of thickness or background
-// correlates every pile alike.
+// inliers), and whether two piles differ by more than kLinkSignificance
+// standard errors (and kMinCorrelationGap): a translation correlates, a
+// vector between different sites anti-correlates, a gradient of thickness
+// or background correlates every pile alike.
 bool PilesTellApart(const std::vector<Link>& links, int num_piles, absl::Span<const double> values,
                     const std::vector<bool>& inlier, int min_links) {
   if (num_piles < 2) return false;
@@ -750,13 +750,9 @@ void CheckShares(const PhysicsPrior& prior, absl::Span<const int> found,
       notes.push_back(absl::StrCat(SublatticeName(prior, a), ": no columns of its brightness"));
     }
   }
-  double density = 0.0;
-  for (const SublatticePrior& s : prior.sublattices) density += s.column_density_per_nm2;
-  std::vector<double> share(k), expected(k);
-  for (size_t a = 0; a < k; ++a) {
-    share[a] = found[a] / total;
-    expected[a] = prior.sublattices[a].column_density_per_nm2 / density;
-  }
+  const std::vector<double> expected = DensityShares(prior);
+  std::vector<double> share(k);
+  for (size_t a = 0; a < k; ++a) share[a] = found[a] / total;
   // mismatch(order): Σ_a |share of the group order[a] - expected[a]|.
   auto mismatch = [&](const std::vector<size_t>& order) {
     double m = 0.0;
