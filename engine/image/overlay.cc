@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -42,8 +43,60 @@ void DrawDashedPolygon(cv::Mat& bgr, const std::vector<cv::Point>& polygon,
   }
 }
 
+// The legend: one row per sublattice, a filled disk in its colour and the
+// name, on black in the bottom-left corner.
+void DrawLegend(cv::Mat& bgr, const std::vector<std::string>& names) {
+  constexpr int kRow = 18, kPad = 6;
+  constexpr double kFont = 0.45;
+  int width = 0;
+  for (const std::string& name : names) {
+    int baseline = 0;
+    width =
+        std::max(width, cv::getTextSize(name, cv::FONT_HERSHEY_SIMPLEX, kFont, 1, &baseline).width);
+  }
+  const int box_w = std::min(bgr.cols, 3 * kPad + 10 + width);
+  const int box_h = std::min(bgr.rows, kPad + kRow * static_cast<int>(names.size()));
+  cv::rectangle(bgr, cv::Rect(0, bgr.rows - box_h, box_w, box_h), cv::Scalar(0, 0, 0), cv::FILLED);
+  for (size_t i = 0; i < names.size(); ++i) {
+    const int y = bgr.rows - box_h + kPad / 2 + kRow * static_cast<int>(i) + kRow / 2;
+    const cv::Scalar colour = SublatticeColour(static_cast<int>(i));
+    cv::circle(bgr, cv::Point(kPad + 5, y), 5, colour, cv::FILLED, cv::LINE_AA);
+    cv::putText(bgr, names[i], cv::Point(2 * kPad + 10, y + 5), cv::FONT_HERSHEY_SIMPLEX, kFont,
+                colour, 1, cv::LINE_AA);
+  }
+}
+
+absl::Status CheckMarks(absl::Span<const Blob> blobs, const AmorphousMarks& marks,
+                        const SublatticeMarks& sublattices) {
+  if (!marks.ids.empty() && marks.ids.size() != marks.outlines.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("overlay: ", marks.ids.size(),
+                                                   " region ids for ", marks.outlines.size(),
+                                                   " outlines (one per outline or none)"));
+  }
+  if (!marks.amorphous.empty() && marks.amorphous.size() != blobs.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("overlay: ", marks.amorphous.size(),
+                                                   " amorphous flags for ", blobs.size(),
+                                                   " blobs (one per blob or none)"));
+  }
+  if (!sublattices.labels.empty() && sublattices.labels.size() != blobs.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("overlay: ", sublattices.labels.size(),
+                                                   " sublattice labels for ", blobs.size(),
+                                                   " blobs (one per blob or none)"));
+  }
+  for (const int label : sublattices.labels) {
+    if (label < -1 ||
+        (!sublattices.names.empty() && label >= static_cast<int>(sublattices.names.size()))) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("overlay: sublattice label ", label, " is neither -1 nor an index into the ",
+                       sublattices.names.size(), " sublattice names"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<cv::Mat> Render(const cv::Mat& frame, absl::Span<const Blob> blobs,
-                               const AmorphousMarks* marks, const OverlayOptions& options) {
+                               const AmorphousMarks* marks, const SublatticeMarks* sublattices,
+                               const OverlayOptions& options) {
   if (frame.empty() || frame.type() != CV_32FC1) {
     return absl::InvalidArgumentError("overlay needs a non-empty single-channel float32 frame");
   }
@@ -106,10 +159,15 @@ absl::StatusOr<cv::Mat> Render(const cv::Mat& frame, absl::Span<const Blob> blob
       const cv::Point c = at(b.x, b.y);
       const int r = static_cast<int>(std::lround(b.sigma * std::sqrt(2.0) * zoom * kScale));
       const bool amorphous = marks != nullptr && !marks->amorphous.empty() && marks->amorphous[i];
-      cv::circle(bgr, c, r, amorphous ? kAmorphous : kCircle, 1, cv::LINE_AA, kShift);
+      const int label =
+          sublattices != nullptr && !sublattices->labels.empty() ? sublattices->labels[i] : -1;
+      const cv::Scalar colour =
+          amorphous ? kAmorphous : (label >= 0 ? SublatticeColour(label) : kCircle);
+      cv::circle(bgr, c, r, colour, 1, cv::LINE_AA, kShift);
       if (options.draw_centers)
         cv::circle(bgr, c, static_cast<int>(kScale), kCenter, -1, cv::LINE_AA, kShift);
     }
+    if (sublattices != nullptr && !sublattices->names.empty()) DrawLegend(bgr, sublattices->names);
     // Last, so that nothing covers it.
     if (marks != nullptr && marks->uncertain) {
       const std::string banner =
@@ -127,25 +185,34 @@ absl::StatusOr<cv::Mat> Render(const cv::Mat& frame, absl::Span<const Blob> blob
 
 }  // namespace
 
+cv::Scalar SublatticeColour(int index) {
+  static const cv::Scalar kPalette[] = {
+      cv::Scalar(255, 255, 0),    // cyan
+      cv::Scalar(255, 100, 0),    // blue
+      cv::Scalar(255, 255, 255),  // white
+      cv::Scalar(211, 0, 148),    // violet
+  };
+  constexpr int kSize = static_cast<int>(std::size(kPalette));
+  return kPalette[((index % kSize) + kSize) % kSize];
+}
+
 absl::StatusOr<cv::Mat> RenderBlobOverlay(const cv::Mat& frame, absl::Span<const Blob> blobs,
                                           const OverlayOptions& options) {
-  return Render(frame, blobs, nullptr, options);
+  return Render(frame, blobs, nullptr, nullptr, options);
 }
 
 absl::StatusOr<cv::Mat> RenderAmorphousOverlay(const cv::Mat& frame, absl::Span<const Blob> blobs,
                                                const AmorphousMarks& marks,
                                                const OverlayOptions& options) {
-  if (!marks.ids.empty() && marks.ids.size() != marks.outlines.size()) {
-    return absl::InvalidArgumentError(absl::StrCat("overlay: ", marks.ids.size(),
-                                                   " region ids for ", marks.outlines.size(),
-                                                   " outlines (one per outline or none)"));
-  }
-  if (!marks.amorphous.empty() && marks.amorphous.size() != blobs.size()) {
-    return absl::InvalidArgumentError(absl::StrCat("overlay: ", marks.amorphous.size(),
-                                                   " amorphous flags for ", blobs.size(),
-                                                   " blobs (one per blob or none)"));
-  }
-  return Render(frame, blobs, &marks, options);
+  return RenderOverlay(frame, blobs, marks, SublatticeMarks{}, options);
+}
+
+absl::StatusOr<cv::Mat> RenderOverlay(const cv::Mat& frame, absl::Span<const Blob> blobs,
+                                      const AmorphousMarks& amorphous,
+                                      const SublatticeMarks& sublattices,
+                                      const OverlayOptions& options) {
+  if (absl::Status s = CheckMarks(blobs, amorphous, sublattices); !s.ok()) return s;
+  return Render(frame, blobs, &amorphous, &sublattices, options);
 }
 
 absl::Status WritePng(const std::string& path, const cv::Mat& image) {

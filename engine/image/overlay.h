@@ -1,4 +1,9 @@
-// Pictures of what was found: detections drawn on the frame.
+// Pictures of what was found: detections drawn on the frame, coloured by
+// amorphous flag and sublattice, with region outlines and a legend.
+//
+// Coordinates: blobs and outlines in frame pixels (x = column, y = row,
+// origin at the centre of the top-left pixel). Thread-safety: pure
+// functions; may run concurrently.
 #ifndef LOGSTAR_ENGINE_IMAGE_OVERLAY_H_
 #define LOGSTAR_ENGINE_IMAGE_OVERLAY_H_
 
@@ -54,6 +59,38 @@ struct AmorphousMarks {
 absl::StatusOr<cv::Mat> RenderAmorphousOverlay(const cv::Mat& frame, absl::Span<const Blob> blobs,
                                                const AmorphousMarks& marks,
                                                const OverlayOptions& options);
+
+// What the sublattice assignment adds to the picture
+// (engine/physics/sublattice.h, SublatticeAssignment).
+struct SublatticeMarks {
+  // One label per blob (an index into the prior's sublattices, -1 = not
+  // assigned), or empty. Sublattice i's circles are drawn in
+  // SublatticeColour(i); unassigned blobs keep the ordinary green, and
+  // amorphous blobs (AmorphousMarks) stay magenta whatever their label.
+  std::vector<int> labels;
+  // The sublattices' names, in the prior's order, or empty. When given, a
+  // legend in the bottom-left corner shows each name in its colour.
+  std::vector<std::string> names;
+};
+
+// The palette, in the prior's order (brightest first), repeating after
+// four: cyan, blue, white, violet (BGR (255, 255, 0), (255, 100, 0), (255,
+// 255, 255), (211, 0, 148)). Chosen apart from the overlay's other marks:
+// green (an atom without sublattice), magenta (amorphous), yellow and
+// orange (region outlines), red (centres); cyan and blue differ in
+// lightness as well as hue, so they stay apart for colour-blind readers.
+cv::Scalar SublatticeColour(int index);
+
+// Everything at once: the blobs coloured by sublattice (and amorphous flag),
+// region outlines, the uncertain banner and the legend. InvalidArgument for
+// marks whose sizes do not match the blobs or outlines (as
+// RenderAmorphousOverlay), labels below -1, or labels outside `names` when
+// names are given. RenderBlobOverlay and RenderAmorphousOverlay are this
+// with empty marks.
+absl::StatusOr<cv::Mat> RenderOverlay(const cv::Mat& frame, absl::Span<const Blob> blobs,
+                                      const AmorphousMarks& amorphous,
+                                      const SublatticeMarks& sublattices,
+                                      const OverlayOptions& options);
 
 // Writes an 8-bit image as PNG; errors name the path.
 absl::Status WritePng(const std::string& path, const cv::Mat& image);

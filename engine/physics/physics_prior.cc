@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <numbers>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -12,8 +13,9 @@
 namespace logstar {
 namespace {
 
-// A lattice given next to an explicit density is a cross-check; 5 % leaves
-// room for rounded literature values without hiding a wrong unit or cell.
+// A lattice given next to an explicit density is a cross-check, and so are
+// the sublattices' densities against the total; 5 % leaves room for rounded
+// literature values without hiding a wrong unit, cell or sublattice.
 constexpr double kDensityAgreement = 0.05;
 
 // Guards the physical bounds below against rounding of values that sit
@@ -47,6 +49,89 @@ absl::Status ValidateLattice(const ProjectedLattice& lattice) {
         "lattice gives a column density that is not positive and finite: ", density, " per nm^2"));
   }
   return absl::OkStatus();
+}
+
+// A sublattice name travels through file names, JSON keys and command-line
+// flags (`--sublattice Ti-O`), so it is kept to characters that need no
+// quoting anywhere.
+bool IsNameChar(char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
+         c == '-';
+}
+
+absl::Status ValidateSublatticeName(const std::vector<SublatticePrior>& sublattices, size_t i) {
+  const std::string& name = sublattices[i].name;
+  if (name.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("sublattices[", i, "].name must not be empty"));
+  }
+  for (const char c : name) {
+    if (!IsNameChar(c)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("sublattices[", i,
+                       "].name may hold only letters, digits, '_' and '-', got \"", name, "\""));
+    }
+  }
+  for (size_t j = 0; j < i; ++j) {
+    if (sublattices[j].name == name) {
+      return absl::InvalidArgumentError(absl::StrCat("sublattices[", i, "].name \"", name,
+                                                     "\" repeats sublattices[", j, "].name"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// relative_brightness is 0 (unknown) or in (0, 1]; the known ones never grow
+// down the list, because the list is brightest first (the classifier labels
+// its brightest group with sublattices[0]) and the first is the reference.
+absl::Status ValidateSublatticeBrightness(const std::vector<SublatticePrior>& sublattices) {
+  int last_known = -1;
+  for (size_t i = 0; i < sublattices.size(); ++i) {
+    const double b = sublattices[i].relative_brightness;
+    if (!std::isfinite(b) || b < 0.0 || b > 1.0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "sublattices[", i, "].relative_brightness must be 0 (unknown) or in (0, 1], got ", b));
+    }
+    if (i == 0 && b != 0.0 && b != 1.0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "sublattices[0].relative_brightness must be 1 (it is the brightest, the reference) or 0 "
+          "(unknown), got ",
+          b));
+    }
+    if (b == 0.0) continue;
+    if (last_known >= 0 && b > sublattices[last_known].relative_brightness) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "sublattices[", i, "].relative_brightness (", b, ") must not exceed sublattices[",
+          last_known, "].relative_brightness (", sublattices[last_known].relative_brightness,
+          "): sublattices are listed brightest first"));
+    }
+    last_known = static_cast<int>(i);
+  }
+  return absl::OkStatus();
+}
+
+// `column_density_per_nm2`: the prior's (validated) total.
+absl::Status ValidateSublattices(const std::vector<SublatticePrior>& sublattices,
+                                 double column_density_per_nm2) {
+  if (sublattices.empty()) return absl::OkStatus();
+  if (sublattices.size() < 2) {
+    return absl::InvalidArgumentError(
+        "sublattices must be empty (columns of one kind) or list at least 2, got 1");
+  }
+  double total = 0.0;
+  for (size_t i = 0; i < sublattices.size(); ++i) {
+    LOGSTAR_RETURN_IF_ERROR(ValidateSublatticeName(sublattices, i));
+    LOGSTAR_RETURN_IF_ERROR(
+        CheckPositive(absl::StrCat("sublattices[", i, "].column_density_per_nm2"),
+                      sublattices[i].column_density_per_nm2));
+    total += sublattices[i].column_density_per_nm2;
+  }
+  if (std::abs(total - column_density_per_nm2) > kDensityAgreement * column_density_per_nm2) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "sublattices[*].column_density_per_nm2 add up to %g per nm^2, more than 5 %% from the "
+        "column density (%g per nm^2)",
+        total, column_density_per_nm2));
+  }
+  return ValidateSublatticeBrightness(sublattices);
 }
 
 }  // namespace
@@ -107,7 +192,7 @@ absl::Status PhysicsPrior::Validate() const {
         "pixel_size_angstrom ", pixel_size_angstrom,
         " gives a column density per pixel that is not positive and finite: ", density_px2));
   }
-  return absl::OkStatus();
+  return ValidateSublattices(sublattices, ColumnDensityPerNm2());
 }
 
 double PhysicsPrior::ColumnDensityPerNm2() const {

@@ -30,7 +30,8 @@ struct ProjectedLattice {
 // One sublattice of the columns (e.g. the A and B sites of a perovskite):
 // columns of different brightness that the prior tells apart.
 struct SublatticePrior {
-  // Unique within the prior; letters, digits, '_' and '-' ("A", "Sr", "Ti-O").
+  // Unique within the prior, not empty; letters, digits, '_' and '-' only
+  // ("A", "Sr", "Ti-O"), so that it needs no quoting in flags and files.
   std::string name;
   // This sublattice's visible columns per nm²; the sublattices' densities
   // add up to the prior's column density.
@@ -58,7 +59,11 @@ struct PhysicsPrior {
   std::vector<SublatticePrior> sublattices;
 
   // Checks that every field is finite and positive and that the fields are
-  // consistent with each other. Errors name the offending field.
+  // consistent with each other. Errors name the offending field
+  // ("sublattices[1].relative_brightness must be ..."). Sublattices: none or
+  // at least 2; names unique, not empty, [A-Za-z0-9_-]; densities positive,
+  // adding up to the column density within 5 %; relative_brightness 0
+  // (unknown) or in (0, 1], the first 1 or 0, the known ones non-increasing.
   absl::Status Validate() const;
 
   // Derived quantities; call only on a prior that passed Validate().

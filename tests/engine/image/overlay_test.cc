@@ -107,5 +107,72 @@ TEST(OverlayTest, FlagCountMustMatchTheBlobs) {
   EXPECT_TRUE(RenderAmorphousOverlay(frame, blobs, AmorphousMarks{}, {}).ok());
 }
 
+// Each sublattice in its own colour, unassigned atoms in the ordinary green,
+// an amorphous atom magenta whatever its label; the legend only with names.
+TEST(OverlayTest, SublatticesInTheirOwnColours) {
+  const cv::Mat frame(512, 512, CV_32F, cv::Scalar(0.0f));  // black: zoom 1
+  const std::vector<Blob> blobs = {{.x = 100, .y = 100, .sigma = 7.07},
+                                   {.x = 200, .y = 100, .sigma = 7.07},
+                                   {.x = 300, .y = 100, .sigma = 7.07},
+                                   {.x = 400, .y = 100, .sigma = 7.07}};
+  AmorphousMarks amorphous;
+  amorphous.amorphous = {false, false, false, true};
+  const SublatticeMarks marks{.labels = {0, 1, -1, 0}, .names = {"Sr", "Ti-O"}};
+  const cv::Mat picture =
+      RenderOverlay(frame, blobs, amorphous, marks, {.draw_centers = false}).value();
+  // The topmost point of each circle (radius sigma sqrt 2 = 10 px).
+  const cv::Vec3b sr = At(picture, 100, 90), ti = At(picture, 200, 90), none = At(picture, 300, 90),
+                  glass = At(picture, 400, 90);
+  EXPECT_GT(sr[0], 150);  // cyan: blue and green, no red
+  EXPECT_GT(sr[1], 150);
+  EXPECT_LT(sr[2], 60);
+  EXPECT_GT(ti[0], 150);  // blue: much less green than cyan, no red
+  EXPECT_LT(ti[1], 0.6 * ti[0]);
+  EXPECT_LT(ti[2], 60);
+  EXPECT_GT(none[1], 100);  // the ordinary green
+  EXPECT_LT(none[0], 100);
+  EXPECT_GT(glass[0], 100);  // magenta
+  EXPECT_GT(glass[2], 100);
+  EXPECT_LT(glass[1], 60);
+  // The palette is the documented one and repeats after four.
+  EXPECT_EQ(SublatticeColour(0), cv::Scalar(255, 255, 0));
+  EXPECT_EQ(SublatticeColour(1), cv::Scalar(255, 100, 0));
+  EXPECT_EQ(SublatticeColour(4), SublatticeColour(0));
+
+  // The legend: both colours in the bottom-left corner, and nothing there
+  // without names.
+  const cv::Rect corner(0, 512 - 60, 120, 60);
+  auto count = [&](const cv::Mat& bgr, const cv::Vec3b& colour) {
+    int n = 0;
+    for (int y = corner.y; y < corner.y + corner.height; ++y)
+      for (int x = corner.x; x < corner.x + corner.width; ++x)
+        n += cv::norm(At(bgr, x, y), colour, cv::NORM_L1) < 40;
+    return n;
+  };
+  EXPECT_GT(count(picture, cv::Vec3b(255, 255, 0)), 20);
+  EXPECT_GT(count(picture, cv::Vec3b(255, 100, 0)), 20);
+  const cv::Mat unnamed =
+      RenderOverlay(frame, blobs, amorphous, {.labels = {0, 1, -1, 0}, .names = {}}, {}).value();
+  EXPECT_EQ(cv::countNonZero(unnamed(corner).reshape(1)), 0);
+}
+
+TEST(OverlayTest, SublatticeLabelsMustFitTheBlobsAndNames) {
+  const cv::Mat frame(64, 64, CV_32F, cv::Scalar(0.5f));
+  const std::vector<Blob> blobs = {{.x = 10, .y = 10, .sigma = 2}, {.x = 30, .y = 30, .sigma = 2}};
+  absl::StatusOr<cv::Mat> picture =
+      RenderOverlay(frame, blobs, {}, {.labels = {0}, .names = {}}, {});
+  EXPECT_THAT(std::string(picture.status().message()),
+              testing::HasSubstr("1 sublattice labels for 2 blobs"));
+  picture = RenderOverlay(frame, blobs, {}, {.labels = {0, 2}, .names = {"A", "B"}}, {});
+  EXPECT_THAT(std::string(picture.status().message()), testing::HasSubstr("sublattice label 2"));
+  picture = RenderOverlay(frame, blobs, {}, {.labels = {0, -2}, .names = {}}, {});
+  EXPECT_FALSE(picture.ok());
+  EXPECT_TRUE(RenderOverlay(frame, blobs, {}, {.labels = {0, -1}, .names = {"A", "B"}}, {}).ok());
+  // Without marks it is the plain overlay, pixel for pixel.
+  const cv::Mat plain = RenderBlobOverlay(frame, blobs, {}).value();
+  const cv::Mat none = RenderOverlay(frame, blobs, {}, {}, {}).value();
+  EXPECT_EQ(cv::norm(plain, none, cv::NORM_INF), 0.0);
+}
+
 }  // namespace
 }  // namespace logstar

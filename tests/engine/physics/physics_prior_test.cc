@@ -186,5 +186,117 @@ TEST(PhysicsPriorTest, NeedsTwoPixelsPerNearestNeighbor) {
   ExpectInvalid(prior, "pixel");
 }
 
+// SrTiO3 along [100] as the docs' prior with its two sublattices: Sr (A)
+// and Ti-O (B) columns, one of each per 3.905 Å cell.
+PhysicsPrior SublatticePriorExample() {
+  PhysicsPrior prior;
+  prior.pixel_size_angstrom = 0.125;
+  prior.column_density_per_nm2 = 200.0 / (3.905 * 3.905);
+  prior.nearest_neighbor_angstrom = 2.76;
+  const double half = 100.0 / (3.905 * 3.905);
+  prior.sublattices = {
+      {.name = "Sr", .column_density_per_nm2 = half, .relative_brightness = 1.0},
+      {.name = "Ti-O", .column_density_per_nm2 = half, .relative_brightness = 0.4}};
+  return prior;
+}
+
+TEST(PhysicsPriorSublatticesTest, ExampleValidates) {
+  PhysicsPrior prior = SublatticePriorExample();
+  EXPECT_TRUE(prior.Validate().ok()) << prior.Validate();
+  // Brightness unknown (0) everywhere, or only for some: the order alone.
+  prior.sublattices[0].relative_brightness = 0.0;
+  prior.sublattices[1].relative_brightness = 0.0;
+  EXPECT_TRUE(prior.Validate().ok()) << prior.Validate();
+  prior.sublattices[1].relative_brightness = 1.0;  // as bright as the first: allowed
+  EXPECT_TRUE(prior.Validate().ok()) << prior.Validate();
+  // None at all: columns of one kind.
+  prior.sublattices.clear();
+  EXPECT_TRUE(prior.Validate().ok()) << prior.Validate();
+}
+
+TEST(PhysicsPriorSublatticesTest, OneSublatticeIsNotAList) {
+  PhysicsPrior prior = SublatticePriorExample();
+  prior.sublattices.pop_back();
+  prior.sublattices[0].column_density_per_nm2 = *prior.column_density_per_nm2;
+  ExpectInvalid(prior, "sublattices must be empty");
+}
+
+TEST(PhysicsPriorSublatticesTest, NamesAreUniqueNonEmptyAndPlain) {
+  const std::string kBad[] = {"", "Ti O", "Ti/O", "Sr,", "\"A\"", "Ti\u2013O"};
+  for (const std::string& bad : kBad) {
+    SCOPED_TRACE(bad);
+    PhysicsPrior prior = SublatticePriorExample();
+    prior.sublattices[1].name = bad;
+    ExpectInvalid(prior, "sublattices[1].name");
+  }
+  PhysicsPrior prior = SublatticePriorExample();
+  prior.sublattices[1].name = "A_1-b";
+  EXPECT_TRUE(prior.Validate().ok()) << prior.Validate();
+  prior.sublattices[1].name = "Sr";
+  ExpectInvalid(prior, "sublattices[1].name \"Sr\" repeats sublattices[0].name");
+}
+
+TEST(PhysicsPriorSublatticesTest, DensitiesArePositiveAndAddUpWithinFivePercent) {
+  const double kBad[] = {0.0, -1.0, std::numeric_limits<double>::quiet_NaN(),
+                         std::numeric_limits<double>::infinity()};
+  for (const double bad : kBad) {
+    SCOPED_TRACE(bad);
+    PhysicsPrior prior = SublatticePriorExample();
+    prior.sublattices[1].column_density_per_nm2 = bad;
+    ExpectInvalid(prior, "sublattices[1].column_density_per_nm2 must be positive and finite");
+  }
+  const double total = *SublatticePriorExample().column_density_per_nm2;
+  for (const double share : {0.549, 0.451}) {  // of the total, the other half stays
+    PhysicsPrior prior = SublatticePriorExample();
+    prior.sublattices[1].column_density_per_nm2 = share * total;
+    EXPECT_TRUE(prior.Validate().ok()) << share << " " << prior.Validate();
+  }
+  for (const double share : {0.56, 0.44, 1.5}) {
+    PhysicsPrior prior = SublatticePriorExample();
+    prior.sublattices[1].column_density_per_nm2 = share * total;
+    ExpectInvalid(prior, "sublattices[*].column_density_per_nm2 add up to");
+  }
+  // Against the density derived from a lattice, too.
+  PhysicsPrior prior = SublatticePriorExample();
+  prior.column_density_per_nm2.reset();
+  prior.lattice = ProjectedLattice{
+      .a_angstrom = 3.905, .b_angstrom = 3.905, .gamma_deg = 90.0, .columns_per_cell = 2.0};
+  EXPECT_TRUE(prior.Validate().ok()) << prior.Validate();
+  prior.lattice->a_angstrom = 4.2;  // 14 % fewer columns than the sublattices list
+  ExpectInvalid(prior, "sublattices[*].column_density_per_nm2");
+}
+
+TEST(PhysicsPriorSublatticesTest, BrightnessIsUnknownOrAFractionOfTheFirst) {
+  const double kOutOfRange[] = {-0.1, 1.01, std::numeric_limits<double>::quiet_NaN(),
+                                std::numeric_limits<double>::infinity()};
+  for (const double bad : kOutOfRange) {
+    SCOPED_TRACE(bad);
+    PhysicsPrior prior = SublatticePriorExample();
+    prior.sublattices[1].relative_brightness = bad;
+    ExpectInvalid(prior, "sublattices[1].relative_brightness must be 0 (unknown) or in (0, 1]");
+  }
+  PhysicsPrior prior = SublatticePriorExample();
+  prior.sublattices[0].relative_brightness = 0.8;  // the first is the reference
+  ExpectInvalid(prior, "sublattices[0].relative_brightness must be 1");
+}
+
+TEST(PhysicsPriorSublatticesTest, BrightnessDoesNotGrowDownTheList) {
+  PhysicsPrior prior = SublatticePriorExample();
+  const double third = *prior.column_density_per_nm2 / 3.0;
+  prior.sublattices = {{.name = "Ba", .column_density_per_nm2 = third, .relative_brightness = 1.0},
+                       {.name = "Y", .column_density_per_nm2 = third, .relative_brightness = 0.5},
+                       {.name = "Cu", .column_density_per_nm2 = third, .relative_brightness = 0.7}};
+  const absl::Status status = prior.Validate();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), AllOf(HasSubstr("sublattices[2].relative_brightness (0.7)"),
+                                      HasSubstr("sublattices[1].relative_brightness (0.5)")));
+  // An unknown one in between is skipped, not taken as 0.
+  prior.sublattices[1].relative_brightness = 0.0;
+  EXPECT_TRUE(prior.Validate().ok()) << prior.Validate();
+  prior.sublattices[2].relative_brightness = 1.0;
+  prior.sublattices[0].relative_brightness = 0.0;  // first unknown: nothing to compare with
+  EXPECT_TRUE(prior.Validate().ok()) << prior.Validate();
+}
+
 }  // namespace
 }  // namespace logstar
