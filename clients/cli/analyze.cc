@@ -458,10 +458,17 @@ absl::StatusOr<AnalyzedFrame> LoadAndAnalyze(const AnalyzeSetup& s, const std::s
     if (!normalized.ok()) return normalized.status();
     std::vector<Blob> blobs;
     blobs.reserve(f.analysis.atoms.size());
+    SublatticeMarks sublattices;
     for (const Atom& a : f.analysis.atoms) {
       blobs.push_back({.x = a.x, .y = a.y, .sigma = a.sigma, .response = a.response});
+      if (!f.prior.prior.sublattices.empty()) sublattices.labels.push_back(a.sublattice);
     }
-    if (absl::Status st = WriteOverlay(*normalized, blobs, *overlay_path); !st.ok()) return st;
+    for (const SublatticePrior& p : f.prior.prior.sublattices) sublattices.names.push_back(p.name);
+    if (absl::Status st =
+            WriteOverlay(*normalized, blobs, AmorphousMarks{}, *overlay_path, sublattices);
+        !st.ok()) {
+      return st;
+    }
     f.overlay_ms = MsSince(t0);
   }
   return f;
@@ -534,7 +541,7 @@ int AnalyzeFrames(const AnalyzeSetup& s, const std::string& spec, const FrameAna
 
   Json frames = Json::array();
   server::PriorInUse prior;  // the first frame's: with auto, derived from it
-  std::vector<std::string> last_warnings;
+  std::vector<std::string> last_checks;
   int with_warnings = 0;
   int hits = 0, misses = 0, retunes = 0;
   double total_ms = 0.0, first_ms = 0.0;
@@ -562,12 +569,13 @@ int AnalyzeFrames(const AnalyzeSetup& s, const std::string& spec, const FrameAna
         "re-tuned; %.1f ms\n",
         i + 1, n, path.c_str(), a.atoms.size(), a.rewards.qc, a.rewards.er, a.windows.size(),
         a.hits, a.misses, a.retunes, a.total_ms);
-    // A stream's warnings repeat on every frame until the cache is emptied:
-    // printed when they change.
-    std::vector<std::string> warnings;
-    for (const PriorWarning& w : a.warnings) warnings.push_back(w.message);
-    if (warnings != last_warnings || !a.sublattice_note.empty()) PrintChecks(a, path);
-    last_warnings = std::move(warnings);
+    // A stream's warnings repeat on every frame until the cache is emptied,
+    // and a sublattice note mostly does: printed when they change.
+    std::vector<std::string> checks;
+    for (const PriorWarning& w : a.warnings) checks.push_back(w.message);
+    checks.push_back(a.sublattice_note);
+    if (checks != last_checks) PrintChecks(a, path);
+    last_checks = std::move(checks);
     with_warnings += a.warnings.empty() ? 0 : 1;
   }
 

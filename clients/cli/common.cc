@@ -213,10 +213,9 @@ absl::Status WriteOverlay(const cv::Mat& normalized, absl::Span<const Blob> blob
 }
 
 absl::Status WriteOverlay(const cv::Mat& normalized, absl::Span<const Blob> blobs,
-                          const AmorphousMarks& marks, const std::string& path) {
-  auto picture = marks.amorphous.empty() && marks.outlines.empty()
-                     ? RenderBlobOverlay(normalized, blobs, OverlayOptions{})
-                     : RenderAmorphousOverlay(normalized, blobs, marks, OverlayOptions{});
+                          const AmorphousMarks& marks, const std::string& path,
+                          const SublatticeMarks& sublattices) {
+  auto picture = RenderOverlay(normalized, blobs, marks, sublattices, OverlayOptions{});
   if (!picture.ok()) return picture.status();
   if (absl::Status s = EnsureParentDir(path); !s.ok()) return s;
   return WritePng(path, *picture);

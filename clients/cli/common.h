@@ -76,10 +76,11 @@ absl::StatusOr<std::vector<std::string>> ListFrames(const std::string& spec);
 // Draws the blobs on a normalised frame and writes a PNG (creating its directory).
 absl::Status WriteOverlay(const cv::Mat& normalized, absl::Span<const Blob> blobs,
                           const std::string& path);
-// The same with amorphous atoms coloured and region outlines drawn (an
-// empty `marks` draws as above).
+// The same with amorphous atoms coloured and region outlines drawn, and each
+// sublattice in its colour (empty marks draw as above).
 absl::Status WriteOverlay(const cv::Mat& normalized, absl::Span<const Blob> blobs,
-                          const AmorphousMarks& marks, const std::string& path);
+                          const AmorphousMarks& marks, const std::string& path,
+                          const SublatticeMarks& sublattices = {});
 
 }  // namespace logstar::cli
 

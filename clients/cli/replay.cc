@@ -375,8 +375,19 @@ class AnswerReader {
         }
       }
     }
+    // Sublattices by the prior in use (an auto prior has none); the wire's
+    // labels are 1-based, 0 = none.
+    SublatticeMarks sublattices;
+    for (const v1::SublatticePrior& p : res.prior_used().prior().sublattices()) {
+      sublattices.names.push_back(p.name());
+    }
+    if (!sublattices.names.empty()) {
+      for (const v1::Atom& atom : res.atoms()) {
+        sublattices.labels.push_back(static_cast<int>(atom.sublattice()) - 1);
+      }
+    }
     return WriteOverlay(*normalized, blobs, marks,
-                        absl::StrFormat("%s/frame_%06d.png", *overlays_, sequence));
+                        absl::StrFormat("%s/frame_%06d.png", *overlays_, sequence), sublattices);
   }
 
   const v1::SessionSettings& settings_;

@@ -28,21 +28,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// The prior a user of the frame would give: synth's (of its first crystal)
-// with that crystal's sublattices, brightest first, from the generator's
-// description (names, densities, relative brightness), when it has several.
-PhysicsPrior PriorWithSublattices(const SynthFrame& frame) {
-  PhysicsPrior prior = frame.prior;
-  for (const SynthSublattice& s : frame.sublattices) {
-    if (s.crystal != 0) continue;
-    prior.sublattices.push_back({.name = s.name,
-                                 .column_density_per_nm2 = s.density_per_nm2,
-                                 .relative_brightness = s.relative_brightness});
-  }
-  if (prior.sublattices.size() < 2) prior.sublattices.clear();
-  return prior;
-}
-
 // The scene flags of a single frame (the ranges are SynthOptions::Validate()'s).
 absl::Status ParseSceneFlags(const Flags& flags, SynthOptions* options) {
   if (std::optional<std::string> scene = flags.Get("scene")) {
@@ -176,7 +161,7 @@ absl::StatusOr<v1::RecordingHeader> StreamHeader(const Flags& flags, const Strea
       r.noise, r.stage[0], r.stage[1], static_cast<long long>(r.options.seed)));
   *header.mutable_created() = ToProtoTime(absl::Now());
   header.set_has_truth(true);
-  *header.mutable_settings()->mutable_prior() = PriorToProto(PriorWithSublattices(field));
+  *header.mutable_settings()->mutable_prior() = PriorToProto(SynthPriorWithSublattices(field));
   if (absl::Status s = AddAnalysisFlags(flags, header.mutable_settings()->mutable_analysis());
       !s.ok()) {
     return s;
@@ -317,7 +302,7 @@ int RunSynth(const std::vector<std::string>& args) {
   if (!frame.ok()) return Fail(frame.status());
   if (absl::Status s = WriteSynthFrame(*frame, *out); !s.ok()) return Fail(s);
   const std::string prior_path = (std::filesystem::path(*out) / "prior.json").string();
-  const PhysicsPrior prior = PriorWithSublattices(*frame);
+  const PhysicsPrior prior = SynthPriorWithSublattices(*frame);
   // What a reader of prior.json gets must pass the readers' checks.
   if (absl::Status s = prior.Validate(); !s.ok()) return Fail(s);
   if (absl::Status s = WriteTextFile(prior_path, PriorToJson(prior).dump(1) + "\n"); !s.ok()) {

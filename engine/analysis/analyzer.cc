@@ -206,6 +206,53 @@ absl::Status ValidateWindows(const char* prefix, int window, int stride, double 
   return absl::OkStatus();
 }
 
+// Labels the frame's atoms with the prior's sublattices and counts each over
+// the frame's crystalline area (engine/physics/sublattice.h).
+absl::Status AssignFrameSublattices(const cv::Mat& image, const PhysicsPrior& prior,
+                                    const SublatticeOptions& options, ExecutionContext* context,
+                                    FrameAnalysis& result) {
+  std::vector<PointXY> positions;
+  std::vector<double> sigmas;
+  positions.reserve(result.atoms.size());
+  sigmas.reserve(result.atoms.size());
+  for (const Atom& a : result.atoms) {
+    positions.push_back({a.x, a.y});
+    sigmas.push_back(a.sigma);
+  }
+  const LatticeMeasurement* lattice = result.lattice ? &*result.lattice : nullptr;
+  const double area_px2 = result.crystalline_fraction * image.cols * image.rows;
+  LOGSTAR_ASSIGN_OR_RETURN(
+      SublatticeAssignment assignment,
+      AssignSublattices(image, positions, sigmas, prior, lattice, area_px2, options, context));
+  for (size_t i = 0; i < result.atoms.size(); ++i) {
+    result.atoms[i].sublattice = assignment.labels[i];
+  }
+  result.sublattices = std::move(assignment.counts);
+  result.sublattice_note = std::move(assignment.note);
+  return absl::OkStatus();
+}
+
+// Drops every atom not of sublattice `name` (one of prior's), with its
+// amorphous class, and recounts the windows' atoms. Rewards and counts stay
+// those of all atoms: they are what the detector was tuned and judged on.
+void KeepSublattice(const std::string& name, const PhysicsPrior& prior, FrameAnalysis& result) {
+  int wanted = -1;
+  for (size_t k = 0; k < prior.sublattices.size(); ++k) {
+    if (prior.sublattices[k].name == name) wanted = static_cast<int>(k);
+  }
+  std::vector<Atom> kept;
+  std::vector<AtomClass> kept_classes;
+  for (WindowResult& w : result.windows) w.num_atoms = 0;
+  for (size_t i = 0; i < result.atoms.size(); ++i) {
+    if (result.atoms[i].sublattice != wanted) continue;
+    kept.push_back(result.atoms[i]);
+    ++result.windows[result.atoms[i].window].num_atoms;
+    if (result.amorphous) kept_classes.push_back(result.amorphous->atoms[i]);
+  }
+  result.atoms = std::move(kept);
+  if (result.amorphous) result.amorphous->atoms = std::move(kept_classes);
+}
+
 // The sublattice a stream reports must be one the prior describes.
 absl::Status CheckSublatticeChoice(const std::string& name, const PhysicsPrior& prior) {
   if (name.empty()) return absl::OkStatus();
@@ -240,6 +287,7 @@ absl::Status AnalyzerOptions::Validate() const {
   LOGSTAR_RETURN_IF_ERROR(normalize.Validate());
   LOGSTAR_RETURN_IF_ERROR(amorphous.Validate());
   LOGSTAR_RETURN_IF_ERROR(prior_tolerances.Validate());
+  LOGSTAR_RETURN_IF_ERROR(sublattices.Validate());
   return logstar.Validate();
 }
 
@@ -323,11 +371,10 @@ absl::Status LogStarAnalyzer::AnalyzeWindow(const cv::Mat& image, const Window& 
     if (cache->objectives == ObjectivePair::kLattice && lattice != nullptr && lattice->found) {
       LOGSTAR_ASSIGN_OR_RETURN(sites, MakeLatticeSites(*lattice, options_.logstar.rewards));
     }
-    LOGSTAR_ASSIGN_OR_RETURN(
-        LogDetection d,
-        DetectAndScore(image(cv::Rect(ctx.col0, ctx.row0, ctx.cols, ctx.rows)), local(w.tile, ctx),
-                       prior, cache->parameters, options_.logstar, context,
-                       sites ? &*sites : nullptr));
+    LOGSTAR_ASSIGN_OR_RETURN(LogDetection d,
+                             DetectAndScore(image(cv::Rect(ctx.col0, ctx.row0, ctx.cols, ctx.rows)),
+                                            local(w.tile, ctx), prior, cache->parameters,
+                                            options_.logstar, context, sites ? &*sites : nullptr));
     if (!Drifted(d.rewards, cache->tuned_rewards, options_.drift_tolerance)) {
       out.state = CacheState::kHit;
       out.objectives = sites ? ObjectivePair::kLattice : ObjectivePair::kPublished;
@@ -353,10 +400,10 @@ absl::Status LogStarAnalyzer::AnalyzeWindow(const cv::Mat& image, const Window& 
   const PixelRegion ctx =
       Grow(w.tile, HaloFor(std::max(bounds.max_sigma.upper, bounds.min_sigma.upper)), image.cols,
            image.rows);
-  LOGSTAR_ASSIGN_OR_RETURN(LogStarResult r,
-                           RunLogStar(image(cv::Rect(ctx.col0, ctx.row0, ctx.cols, ctx.rows)),
-                                      local(w.tile, ctx), prior, options_.logstar, context, warm,
-                                      lattice));
+  LOGSTAR_ASSIGN_OR_RETURN(
+      LogStarResult r,
+      RunLogStar(image(cv::Rect(ctx.col0, ctx.row0, ctx.cols, ctx.rows)), local(w.tile, ctx), prior,
+                 options_.logstar, context, warm, lattice));
   cache = CachedWindow{r.parameters, r.rewards, r.front, r.chosen, r.objectives, r.lattice_note};
   out.objectives = r.objectives;
   out.lattice_note = r.lattice_note;
@@ -534,8 +581,7 @@ absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
   absl::MutexLock serial(&analyze_mu_);
   const auto t0 = std::chrono::steady_clock::now();
   FrameAnalysis result;
-  LOGSTAR_ASSIGN_OR_RETURN(const cv::Mat image,
-                           NormalizeFrame(frame, options_.normalize, context));
+  LOGSTAR_ASSIGN_OR_RETURN(const cv::Mat image, NormalizeFrame(frame, options_.normalize, context));
   result.width = image.cols;
   result.height = image.rows;
   result.normalize_ms = MsSince(t0);
@@ -585,8 +631,7 @@ absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
   // lattice pair scores against it.
   const bool measure_lattice = !lattice.has_value();
   if (measure_lattice) {
-    absl::StatusOr<LatticeMeasurement> m =
-        MeasureLattice(image, options_.logstar.lattice, context);
+    absl::StatusOr<LatticeMeasurement> m = MeasureLattice(image, options_.logstar.lattice, context);
     // A frame too small to measure has no lattice to check: the windows
     // fall back to the published pair.
     if (!m.ok() && m.status().code() != absl::StatusCode::kInvalidArgument) return m.status();
@@ -645,6 +690,10 @@ absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
     LOGSTAR_ASSIGN_OR_RETURN(result.lattice_rewards,
                              ComputeLatticeRewards(points, {0, 0, image.cols, image.rows}, sites));
   }
+  if (prior.sublattices.size() >= 2) {
+    LOGSTAR_RETURN_IF_ERROR(
+        AssignFrameSublattices(image, prior, options_.sublattices, context, result));
+  }
   if (options_.amorphous.enabled) {
     LOGSTAR_ASSIGN_OR_RETURN(result.amorphous,
                              RunAmorphousStage(image, result.atoms, prior, amorphous_layout,
@@ -671,6 +720,8 @@ absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
       if (measure_lattice) lattice_ = std::move(lattice);
     }
   }
+  // Last, so that the amorphous stage and the cache saw every atom.
+  if (!options_.sublattice.empty()) KeepSublattice(options_.sublattice, prior, result);
   result.total_ms = MsSince(t0);
   return result;
 }

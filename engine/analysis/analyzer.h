@@ -117,8 +117,13 @@ struct AnalyzerOptions {
   // tuning| exceeds this (rewards are fractions of the expected count).
   double drift_tolerance = 0.1;  // > 0
   AmorphousStageOptions amorphous;
+  // With a prior that lists sublattices every atom is labelled with one
+  // (engine/physics/sublattice.h); these are the classifier's options.
+  SublatticeOptions sublattices;
   // Report only the atoms of this sublattice (a name in the prior's
-  // sublattices); empty = all atoms.
+  // sublattices); empty = all atoms. The atoms of all sublattices are still
+  // detected, tuned on and counted (rewards, FrameAnalysis::sublattices):
+  // the filter applies to the atoms reported.
   std::string sublattice;
   // How far the prior may be from the lattice measured on the frame before
   // every result carries a warning (engine/physics/lattice.h, CheckPrior).

@@ -1248,4 +1248,16 @@ absl::Status WriteSynthFrame(const SynthFrame& frame, const std::string& dir) {
   return absl::OkStatus();
 }
 
+PhysicsPrior SynthPriorWithSublattices(const SynthFrame& frame) {
+  PhysicsPrior prior = frame.prior;
+  for (const SynthSublattice& s : frame.sublattices) {
+    if (s.crystal != 0) continue;
+    prior.sublattices.push_back({.name = s.name,
+                                 .column_density_per_nm2 = s.density_per_nm2,
+                                 .relative_brightness = s.relative_brightness});
+  }
+  if (prior.sublattices.size() < 2) prior.sublattices.clear();
+  return prior;
+}
+
 }  // namespace logstar

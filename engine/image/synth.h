@@ -176,6 +176,12 @@ absl::StatusOr<SynthFrame> Synthesize(const SynthOptions& options);
 // crystals [{lattice, rotation_deg, area_fraction, density_per_nm2,
 // nn_angstrom}] and sublattices [{name, crystal, element, density_per_nm2,
 // relative_brightness}]. Creates `dir` if needed.
+// The prior a user of the frame would give: frame.prior (of the first
+// crystal) with that crystal's sublattices, brightest first, from the
+// generator's description (names, densities, relative brightness), when it
+// has several.
+PhysicsPrior SynthPriorWithSublattices(const SynthFrame& frame);
+
 absl::Status WriteSynthFrame(const SynthFrame& frame, const std::string& dir);
 
 }  // namespace logstar
