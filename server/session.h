@@ -139,8 +139,11 @@ class SessionManager {
   explicit SessionManager(const Options& options, const SettingsCaps& caps = {});
   ~SessionManager();  // stops the sweeper; does not save (PersistAll does)
 
-  // Reads every session in the state directory (none without one).
-  // Unreadable files are reported and skipped.
+  // Reads every session in the state directory (none without one), never
+  // blocking on an entry (server/files.h). A file it cannot use (unreadable,
+  // not a regular file, refused by FromState, or not named after its
+  // session's id) is logged and set aside as NAME.rejected with the reason
+  // in NAME.rejected.why, so it is reported once.
   absl::Status LoadState();
 
   // Parses settings under this manager's caps (ParseSessionSettings).

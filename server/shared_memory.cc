@@ -12,6 +12,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "server/files.h"
 
 namespace logstar::server {
 
@@ -71,7 +72,9 @@ absl::Status SharedMemoryRegistry::Register(const std::string& region, const std
   if (byte_size == 0) return absl::InvalidArgumentError("byte_size must be > 0");
   auto r = std::make_shared<Region>();
   r->info = {region, key, byte_size};
-  r->fd = shm_open(key.c_str(), O_RDONLY | O_CLOEXEC, 0);
+  // Non-blocking: a FIFO someone put in /dev/shm would otherwise hold this
+  // reaction thread until a writer comes (server/files.h).
+  r->fd = shm_open(key.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW, 0);
   if (r->fd < 0) {
     const int e = errno;
     const std::string why =
@@ -86,13 +89,8 @@ absl::Status SharedMemoryRegistry::Register(const std::string& region, const std
     return absl::InvalidArgumentError(why);
   }
   struct stat st {};
-  if (fstat(r->fd, &st) != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("cannot stat shared memory object ", key, ": ", std::strerror(errno)));
-  }
-  if (!S_ISREG(st.st_mode)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("key ", key, " is not a shared memory object (not a regular file)"));
+  if (absl::Status s = RequireRegularFile(r->fd, absl::StrCat("key ", key), &st); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(s.message(), ", so not a shared memory object"));
   }
   if (static_cast<uint64_t>(st.st_size) < byte_size) {
     return absl::InvalidArgumentError(

@@ -7,7 +7,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstring>
+#include <future>
 #include <limits>
 #include <string>
 #include <vector>
@@ -175,6 +177,31 @@ TEST(SharedMemoryRegistryTest, ReRegisteringReplacesAndTheLimitCountsNames) {
   EXPECT_EQ(gone.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(gone.message(),
               HasSubstr("frame.pixels.shared_memory.region \"one\" is not registered"));
+}
+
+// A FIFO in /dev/shm used as a key: refused at once. A blocking open would
+// wait for a writer and hold the calling gRPC thread (issue 16, item 1); if
+// it does, the test opens the FIFO for writing to get its thread back.
+TEST(SharedMemoryRegistryTest, AFifoIsRefusedWithoutBlocking) {
+  const std::string key = absl::StrCat("/logstar-test-", getpid(), "-fifo");
+  const std::string path = "/dev/shm" + key;
+  unlink(path.c_str());
+  ASSERT_EQ(mkfifo(path.c_str(), 0666), 0) << std::strerror(errno);
+  auto reg = NewRegistry();
+  auto result = std::async(std::launch::async, [&] { return reg->Register("cam", key, 10); });
+  absl::Status s;
+  if (result.wait_for(std::chrono::seconds(5)) != std::future_status::ready) {
+    ADD_FAILURE() << "Register blocked on the FIFO " << key;
+    const int w = open(path.c_str(), O_WRONLY | O_NONBLOCK);
+    if (w >= 0) close(w);
+    s = result.get();
+  } else {
+    s = result.get();
+  }
+  unlink(path.c_str());
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("is a FIFO, not a regular file"));
+  EXPECT_TRUE(reg->List().empty());
 }
 
 TEST(SharedMemoryRegistryTest, AnUnlinkedObjectStaysReadableWhileRegistered) {
