@@ -1,5 +1,6 @@
 #include "server/options.h"
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <sstream>
@@ -66,6 +67,10 @@ absl::Status ServerOptions::Validate() const {
   LOGSTAR_RETURN_IF_ERROR(Field(tls_client_ca_file.empty() || !tls_cert_file.empty(),
                                 "tls_client_ca_file", "needs tls_cert_file and tls_key_file"));
   return ParseLogLevel(log_level).status();
+}
+
+int ServerOptions::GrpcReceiveLimit() const {
+  return static_cast<int>(std::min<int64_t>(2 * max_message_bytes, INT32_MAX));
 }
 
 absl::StatusOr<ServerOptions> OptionsFromConfig(const v1::DaemonConfig& c) {

@@ -39,6 +39,14 @@ struct ServerOptions {
 
   // Errors name the field (as in the configuration file and the flags).
   absl::Status Validate() const;
+
+  // gRPC's own limit on a received message: twice max_message_bytes (at
+  // most 2^31 - 1). A message over max_message_bytes but under this reaches
+  // the service, which refuses it alone (an error record in a stream,
+  // RESOURCE_EXHAUSTED for AnalyzeFrame) instead of gRPC ending the call
+  // and with it the answers to the frames before it. Larger ones still end
+  // the call.
+  int GrpcReceiveLimit() const;
 };
 
 // The configuration's set fields over the defaults, then Validate().

@@ -77,7 +77,7 @@ absl::StatusOr<std::unique_ptr<LogStarServer>> LogStarServer::Start(const Server
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options.listen_address, credentials, &s->port_);
-  builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_message_bytes));
+  builder.SetMaxReceiveMessageSize(options.GrpcReceiveLimit());
   builder.SetMaxSendMessageSize(static_cast<int>(options.max_message_bytes));
   builder.RegisterService(s->service_.get());
   s->server_ = builder.BuildAndStart();

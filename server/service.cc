@@ -29,6 +29,18 @@ bool ConstantTimeEquals(absl::string_view a, absl::string_view b) {
   return diff == 0;
 }
 
+// gRPC lets messages up to twice max_message_bytes through
+// (ServerOptions::GrpcReceiveLimit), so that one over the limit is refused here, as an
+// error of its own, instead of gRPC ending the whole call and with it the
+// answers of the frames before it.
+absl::Status CheckMessageSize(const google::protobuf::Message& m, int64_t max_message_bytes) {
+  const size_t bytes = m.ByteSizeLong();
+  if (bytes <= static_cast<uint64_t>(max_message_bytes)) return absl::OkStatus();
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "the message is ", bytes, " bytes, more than the server's max_message_bytes ",
+      max_message_bytes, " (send 16-bit pixels, or shared memory from the daemon's host)"));
+}
+
 // A frame that only marks the end of a stream.
 bool IsEndMarker(const v1::Frame& f) {
   return f.end_of_stream() && !f.pixels().has_shared_memory() && f.pixels().data().empty() &&
@@ -83,8 +95,11 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
       } else if (request_.has_frame()) {
         HandleFrame();
       } else {
-        Abort(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                           "after the first request (open), requests must be frames"));
+        // The frames accepted so far are still answered (issue 16, item 4).
+        EndAfterAnswers(grpc::Status(
+            grpc::StatusCode::INVALID_ARGUMENT,
+            absl::StrCat("after the first request (open), requests must be frames; got ",
+                         request_.has_open() ? "another open" : "an empty request")));
       }
     }
     Pump();
@@ -175,6 +190,21 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
       Drop(slot, v1::FrameDropped::REASON_SHUTTING_DOWN);
       return;
     }
+    if (last_sequence_.has_value() && frame.sequence() <= *last_sequence_) {
+      // Answers are keyed by sequence number: a repeated or smaller one
+      // would make them ambiguous.
+      Fail(slot, absl::InvalidArgumentError(absl::StrCat(
+                     "frame.sequence ", frame.sequence(), " is not after ", *last_sequence_,
+                     ", the stream's last sequence number: sequence numbers must increase "
+                     "within a stream")));
+      return;
+    }
+    last_sequence_ = frame.sequence();
+    if (absl::Status s = CheckMessageSize(request_, service_->deps().options->max_message_bytes);
+        !s.ok()) {
+      Fail(slot, s);
+      return;
+    }
     if (!frame.session_id().empty() && frame.session_id() != session_->id()) {
       Fail(slot, absl::InvalidArgumentError(absl::StrCat(
                      "frame.session_id must be empty or the stream's session ", session_->id())));
@@ -228,8 +258,18 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
     SlotAt(slot).ready = true;
   }
 
+  // Ends the stream with `status` once every frame accepted is answered:
+  // nothing more is read, the queued frames are analysed and every answer
+  // is written first.
+  void EndAfterAnswers(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!end_status_.has_value()) end_status_ = status;
+    read_closed_ = true;
+  }
+
   // Ends the stream with `status` once nothing runs: queued frames are
   // dropped, the running analysis is told to stop, nothing more is written.
+  // Only for streams nobody can read any more (cancelled, a write failed) or
+  // that never accepted a frame.
   void Abort(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     abort_ = status;
     cancel_.store(true, std::memory_order_relaxed);
@@ -322,6 +362,10 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
     }
     if (!(read_closed_ || draining_)) return;
     if (running_ || writing_ || !queue_.empty() || !out_.empty()) return;
+    if (end_status_.has_value()) {
+      FinishStream(*end_status_);
+      return;
+    }
     FinishStream(read_closed_
                      ? grpc::Status::OK
                      : grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is shutting down"));
@@ -360,6 +404,8 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   bool detached_ ABSL_GUARDED_BY(mu_) = false;  // from session_, at FinishStream
   std::optional<grpc::Status> abort_ ABSL_GUARDED_BY(mu_);
+  std::optional<grpc::Status> end_status_ ABSL_GUARDED_BY(mu_);  // see EndAfterAnswers
+  std::optional<uint64_t> last_sequence_ ABSL_GUARDED_BY(mu_);   // of the last frame
 };
 
 // One AnalyzeFrame call: checks in the reaction, the work on a worker.
@@ -399,7 +445,9 @@ class AnalyzeFrameReactor final : public grpc::ServerUnaryReactor {
     session_->Touch(absl::Now());
     session_->CountReceived();
     deps.metrics->frames_received->Increment();
-    if (absl::Status s = CheckFrameLimits(frame, deps.options->max_pixels); !s.ok()) {
+    absl::Status s = CheckMessageSize(*request_, deps.options->max_message_bytes);
+    if (s.ok()) s = CheckFrameLimits(frame, deps.options->max_pixels);
+    if (!s.ok()) {
       service_->CountFailed(session_.get(), s);
       return Finish(ToGrpcStatus(s));
     }

@@ -21,13 +21,21 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/server.h"
 #include "tests/integration/harness.h"
 
 namespace logstar {
 namespace {
 
 using ::logstar::testing::DaemonProcess;
+using ::logstar::testing::FrameRequest;
 using ::logstar::testing::HealthStatus;
+using ::logstar::testing::Open;
+using ::logstar::testing::Score;
+using ::logstar::testing::SmallSettings;
+using ::logstar::testing::StreamOutcome;
+using ::logstar::testing::Synth;
+using ::logstar::testing::ToFrame;
 using ::testing::HasSubstr;
 using Clock = std::chrono::steady_clock;
 
@@ -136,6 +144,135 @@ TEST(ReliabilityTest, AFifoInTheStateDirectoryDoesNotBlockStartUp) {
   EXPECT_TRUE(std::filesystem::exists(state + "/stuck.session.pb.rejected"));
   EXPECT_THAT(daemon.Log(), HasSubstr("\"event\":\"state_rejected\""));
   ExpectStopsOnSigterm(daemon);
+}
+
+// ---- In process: a LogStarServer on a loopback port ----
+
+class InProcessTest : public ::testing::Test {
+ protected:
+  void Start(server::ServerOptions options = {}) {
+    options.listen_address = "127.0.0.1:0";
+    options.engine_threads = 2;
+    options.log_level = "warning";
+    absl::StatusOr<std::unique_ptr<server::LogStarServer>> s =
+        server::LogStarServer::Start(options);
+    ASSERT_TRUE(s.ok()) << s.status();
+    server_ = *std::move(s);
+    channel_ = Channel(server_->port());
+    stub_ = v1::LogStar::NewStub(channel_);
+  }
+
+  // Writes every request, half-closes, and collects the answers.
+  StreamOutcome Requests(const std::vector<v1::StreamRequest>& requests) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
+    auto stream = stub_->Stream(&context);
+    StreamOutcome out;
+    std::thread reader([&] {
+      v1::StreamResponse r;
+      while (stream->Read(&r)) out.responses.push_back(r);
+    });
+    for (const v1::StreamRequest& r : requests) {
+      if (!stream->Write(r)) break;
+    }
+    stream->WritesDone();
+    reader.join();
+    out.status = stream->Finish();
+    return out;
+  }
+
+  std::unique_ptr<server::LogStarServer> server_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::LogStar::Stub> stub_;
+};
+
+v1::SessionSettings Blocking(const SynthFrame& f) {
+  v1::SessionSettings s = SmallSettings(f);
+  s.set_overload_policy(v1::OVERLOAD_POLICY_BLOCK);
+  s.set_queue_capacity(8);
+  return s;
+}
+
+// Every frame of `out` after `opened` is answered, in order, with these
+// sequence numbers.
+void ExpectAnswered(const StreamOutcome& out, const std::vector<uint64_t>& sequences) {
+  ASSERT_EQ(out.responses.size(), sequences.size() + 1) << out.status.error_message();
+  EXPECT_TRUE(out.responses[0].has_opened());
+  for (size_t i = 0; i < sequences.size(); ++i) {
+    EXPECT_EQ(out.responses[i + 1].sequence(), sequences[i]);
+  }
+  const v1::SessionCounters& c = out.responses.back().counters();
+  EXPECT_EQ(c.frames_received(), c.frames_analysed() + c.frames_dropped() + c.frames_failed());
+}
+
+// Item 4: an open or an empty request in the middle of a stream ends it with
+// INVALID_ARGUMENT, but only after the frames already accepted (one running,
+// two queued) are answered.
+TEST_F(InProcessTest, ABadRequestMidStreamEndsItAfterEveryAcceptedFrameIsAnswered) {
+  Start();
+  const SynthFrame f = Synth(128, 1);
+  const v1::SessionSettings settings = Blocking(f);
+  v1::StreamRequest empty;
+  for (const v1::StreamRequest& bad : {Open("again", &settings), empty}) {
+    const StreamOutcome out =
+        Requests({Open("", &settings), FrameRequest(ToFrame(f, 1)), FrameRequest(ToFrame(f, 2)),
+                  FrameRequest(ToFrame(f, 3)), bad, FrameRequest(ToFrame(f, 4))});
+    EXPECT_EQ(out.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_THAT(out.status.error_message(), HasSubstr("requests must be frames"));
+    ExpectAnswered(out, {1, 2, 3});
+    for (size_t i = 1; i < out.responses.size(); ++i) {
+      ASSERT_TRUE(out.responses[i].has_result()) << out.responses[i].DebugString();
+      EXPECT_GT(Score(f, out.responses[i].result()).f1, 0.85);
+    }
+  }
+}
+
+// Item 4: a message over max_message_bytes after three good frames is that
+// frame's error; the three results arrive and the stream goes on.
+TEST_F(InProcessTest, AnOversizeMessageIsAnErrorRecordAndTheStreamGoesOn) {
+  server::ServerOptions options;
+  options.max_message_bytes = 100 << 10;  // a 128² float32 frame is 64 KiB
+  Start(options);
+  const SynthFrame f = Synth(128, 2), big = Synth(160, 3);  // 100 KiB of pixels
+  const v1::SessionSettings settings = Blocking(f);
+  const StreamOutcome out = Requests({Open("", &settings), FrameRequest(ToFrame(f, 1)),
+                                      FrameRequest(ToFrame(f, 2)), FrameRequest(ToFrame(f, 3)),
+                                      FrameRequest(ToFrame(big, 4)), FrameRequest(ToFrame(f, 5))});
+  ASSERT_TRUE(out.status.ok()) << out.status.error_message();
+  ExpectAnswered(out, {1, 2, 3, 4, 5});
+  for (int i : {1, 2, 3, 5}) EXPECT_TRUE(out.responses[i].has_result()) << i;
+  const v1::FrameError& e = out.responses[4].error();
+  EXPECT_EQ(e.code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(e.message(), HasSubstr("max_message_bytes 102400"));
+
+  // AnalyzeFrame: RESOURCE_EXHAUSTED, not gRPC's own refusal of the call.
+  v1::AnalyzeFrameRequest request;
+  *request.mutable_frame() = ToFrame(big, 1);
+  *request.mutable_settings() = settings;
+  v1::FrameResult result;
+  grpc::ClientContext context;
+  const grpc::Status s = stub_->AnalyzeFrame(&context, request, &result);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(s.error_message(), HasSubstr("max_message_bytes"));
+}
+
+// Item 4: answers are keyed by sequence number, so a repeated or smaller
+// one is refused with an error record naming the last one; the stream goes
+// on.
+TEST_F(InProcessTest, RepeatedOrDecreasingSequenceNumbersAreRefused) {
+  Start();
+  const SynthFrame f = Synth(128, 4);
+  const v1::SessionSettings settings = Blocking(f);
+  const StreamOutcome out = Requests({Open("", &settings), FrameRequest(ToFrame(f, 5)),
+                                      FrameRequest(ToFrame(f, 7)), FrameRequest(ToFrame(f, 7)),
+                                      FrameRequest(ToFrame(f, 6)), FrameRequest(ToFrame(f, 8))});
+  ASSERT_TRUE(out.status.ok()) << out.status.error_message();
+  ExpectAnswered(out, {5, 7, 7, 6, 8});
+  for (int i : {1, 2, 5}) EXPECT_TRUE(out.responses[i].has_result()) << i;
+  for (int i : {3, 4}) {
+    EXPECT_EQ(out.responses[i].error().code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_THAT(out.responses[i].error().message(), HasSubstr("is not after 7"));
+  }
 }
 
 }  // namespace
