@@ -99,7 +99,9 @@ absl::StatusOr<std::unique_ptr<LogStarServer>> LogStarServer::Start(const Server
        {"engine_threads", s->context_->num_threads()},
        {"max_concurrent_frames", options.max_concurrent_frames},
        {"state_dir", options.state_dir},
-       {"metrics_address", options.metrics_address}});
+       {"metrics_address", options.metrics_address},
+       // The port bound, also when metrics_address asked for port 0.
+       {"metrics_port", s->metrics_->port()}});
   return s;
 }
 

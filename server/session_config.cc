@@ -154,6 +154,17 @@ absl::StatusOr<SteeringOptions> ParseSteering(const v1::SteeringSettings& s,
   return o;
 }
 
+// Settings no frame can run with are refused when they are sent, not at
+// every frame (issue 16, item 6): the sigma bounds the column width gives at
+// the prior's pixel size, checked by the engine's ResolveBounds. Without a
+// pixel size the frames' decide, and each frame is checked as it comes.
+absl::Status CheckSigmaBounds(const AnalyzerOptions& analyzer, const PhysicsPrior& prior) {
+  if (prior.pixel_size_angstrom <= 0.0) return absl::OkStatus();
+  return Prefixed(ResolveBounds(analyzer.logstar, prior).status(),
+                  "settings.analysis.column_sigma_angstrom does not fit "
+                  "settings.prior.pixel_size_angstrom: ");
+}
+
 }  // namespace
 
 absl::StatusOr<PhysicsPrior> ParsePrior(const v1::PhysicsPrior& p) {
@@ -206,6 +217,7 @@ absl::StatusOr<SessionConfig> ParseSessionSettings(const v1::SessionSettings& se
   SessionConfig c;
   LOGSTAR_ASSIGN_OR_RETURN(c.prior, ParsePrior(settings.prior()));
   LOGSTAR_ASSIGN_OR_RETURN(c.analyzer, ParseAnalysis(settings.analysis(), caps));
+  LOGSTAR_RETURN_IF_ERROR(CheckSigmaBounds(c.analyzer, c.prior));
   if (!v1::OverloadPolicy_IsValid(settings.overload_policy())) {
     return Invalid("settings.overload_policy",
                    absl::StrCat("is not a known policy: ", settings.overload_policy()));

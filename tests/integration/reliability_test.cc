@@ -2,8 +2,11 @@
 // a careless client or an attacker on the same host tried, each with the
 // behaviour it must now get. SIGTERM must end the daemon within its
 // shutdown grace plus a second after every pathological input.
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -146,6 +149,41 @@ TEST(ReliabilityTest, AFifoInTheStateDirectoryDoesNotBlockStartUp) {
   ExpectStopsOnSigterm(daemon);
 }
 
+std::string HttpGet(int port, const std::string& path) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::string reply;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
+    const std::string request =
+        absl::StrCat("GET ", path, " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    (void)!write(fd, request.data(), request.size());
+    char buffer[4096];
+    for (ssize_t n; (n = read(fd, buffer, sizeof(buffer))) > 0;) reply.append(buffer, n);
+  }
+  close(fd);
+  return reply;
+}
+
+// Item 6: --metrics_address with port 0 reports the port it bound (in the
+// "listening" line), and the endpoint is there.
+TEST(ReliabilityTest, MetricsOnPortZeroReportTheirPort) {
+  const std::string dir = TestDir("metrics");
+  std::vector<std::string> args = BaseArgs();
+  args.push_back("--metrics_address=127.0.0.1:0");
+  DaemonProcess daemon(LOGSTARD_BINARY, args, dir);
+  ASSERT_GT(daemon.WaitForPort(), 0) << daemon.Log();
+  const std::string log = daemon.Log();
+  const size_t at = log.find("\"metrics_port\":");
+  ASSERT_NE(at, std::string::npos) << log;
+  const int metrics_port = std::atoi(log.c_str() + at + 15);
+  ASSERT_GT(metrics_port, 0) << log;
+  EXPECT_THAT(HttpGet(metrics_port, "/metrics"), HasSubstr("logstar_frames_received_total"));
+  ExpectStopsOnSigterm(daemon);
+}
+
 // ---- In process: a LogStarServer on a loopback port ----
 
 class InProcessTest : public ::testing::Test {
@@ -272,6 +310,55 @@ TEST_F(InProcessTest, RepeatedOrDecreasingSequenceNumbersAreRefused) {
   for (int i : {3, 4}) {
     EXPECT_EQ(out.responses[i].error().code(), grpc::StatusCode::INVALID_ARGUMENT);
     EXPECT_THAT(out.responses[i].error().message(), HasSubstr("is not after 7"));
+  }
+}
+
+// Item 6: finite float64 pixels of ±1.7e308 are not "NaN or infinite"; the
+// error names their range.
+TEST_F(InProcessTest, HugeFinitePixelsAreNamedForWhatTheyAre) {
+  Start();
+  const SynthFrame f = Synth(128, 5);
+  v1::Frame frame;
+  frame.set_sequence(1);
+  v1::PixelData* px = frame.mutable_pixels();
+  px->set_dtype(v1::DTYPE_FLOAT64);
+  px->set_width(16);
+  px->set_height(16);
+  std::vector<double> values(256, 0.0);
+  values[17] = 1.7e308;
+  values[200] = -1.7e308;
+  px->set_data(std::string(reinterpret_cast<const char*>(values.data()), values.size() * 8));
+  const v1::SessionSettings settings = Blocking(f);
+  const StreamOutcome out = Requests({Open("", &settings), FrameRequest(frame)});
+  ASSERT_TRUE(out.status.ok()) << out.status.error_message();
+  ExpectAnswered(out, {1});
+  const v1::FrameError& e = out.responses[1].error();
+  EXPECT_EQ(e.code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(e.message(), HasSubstr("a range larger than float64 holds"));
+  EXPECT_THAT(e.message(), ::testing::Not(HasSubstr("NaN")));
+}
+
+// Item 6: a column width that gives sigma bounds outside what LoG can run
+// at the prior's pixel size is refused at open, naming the field, instead
+// of failing every frame.
+TEST_F(InProcessTest, SettingsNoFrameCanRunWithAreRefusedAtOpen) {
+  Start();
+  const SynthFrame f = Synth(128, 6);
+  for (double sigma : {1e9, 1e-9}) {
+    v1::SessionSettings settings = Blocking(f);
+    settings.mutable_analysis()->set_column_sigma_angstrom(sigma);
+    const StreamOutcome out = Requests({Open("", &settings), FrameRequest(ToFrame(f, 1))});
+    EXPECT_EQ(out.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << sigma;
+    EXPECT_THAT(out.status.error_message(),
+                HasSubstr("settings.analysis.column_sigma_angstrom does not fit"));
+    EXPECT_TRUE(out.responses.empty()) << sigma;
+    v1::AnalyzeFrameRequest request;
+    *request.mutable_frame() = ToFrame(f, 1);
+    *request.mutable_settings() = settings;
+    v1::FrameResult result;
+    grpc::ClientContext context;
+    EXPECT_EQ(stub_->AnalyzeFrame(&context, request, &result).error_code(),
+              grpc::StatusCode::INVALID_ARGUMENT);
   }
 }
 
