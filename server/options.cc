@@ -66,7 +66,16 @@ absl::Status ServerOptions::Validate() const {
                                 "and tls_cert_file must be given together"));
   LOGSTAR_RETURN_IF_ERROR(Field(tls_client_ca_file.empty() || !tls_cert_file.empty(),
                                 "tls_client_ca_file", "needs tls_cert_file and tls_key_file"));
+  // The daemon accepts its Unix socket itself to know its callers
+  // (server/unix_listener.h); the socket file's mode guards it, not TLS.
+  LOGSTAR_RETURN_IF_ERROR(Field(tls_cert_file.empty() || !IsUnixSocketAddress(listen_address),
+                                "tls_cert_file",
+                                "cannot be used with a Unix socket listen_address"));
   return ParseLogLevel(log_level).status();
+}
+
+bool IsUnixSocketAddress(absl::string_view address) {
+  return absl::StartsWith(address, "unix:") || absl::StartsWith(address, "unix-abstract:");
 }
 
 int ServerOptions::GrpcReceiveLimit() const {

@@ -10,6 +10,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "logstar/v1/daemon.pb.h"
 
 namespace logstar::server {
@@ -48,6 +49,11 @@ struct ServerOptions {
   // the call.
   int GrpcReceiveLimit() const;
 };
+
+// Whether listen_address names a Unix socket ("unix:PATH", "unix:///PATH",
+// "unix-abstract:NAME"): the daemon accepts those itself
+// (server/unix_listener.h).
+bool IsUnixSocketAddress(absl::string_view address);
 
 // The configuration's set fields over the defaults, then Validate().
 absl::StatusOr<ServerOptions> OptionsFromConfig(const v1::DaemonConfig& config);

@@ -11,6 +11,7 @@
 #include "absl/time/clock.h"
 #include "engine/base/status_macros.h"
 #include "server/log.h"
+#include "server/unix_listener.h"
 
 namespace logstar::server {
 namespace {
@@ -76,11 +77,21 @@ absl::StatusOr<std::unique_ptr<LogStarServer>> LogStarServer::Start(const Server
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.listen_address, credentials, &s->port_);
+  if (IsUnixSocketAddress(options.listen_address)) {
+    // Accepted by the daemon, which reads each caller's credentials
+    // (server/unix_listener.h); the server gets the connections.
+    LOGSTAR_ASSIGN_OR_RETURN(s->unix_listener_, UnixListener::Bind(options.listen_address));
+  } else {
+    builder.AddListeningPort(options.listen_address, credentials, &s->port_);
+  }
   builder.SetMaxReceiveMessageSize(options.GrpcReceiveLimit());
   builder.SetMaxSendMessageSize(static_cast<int>(options.max_message_bytes));
   builder.RegisterService(s->service_.get());
   s->server_ = builder.BuildAndStart();
+  if (s->server_ != nullptr && s->unix_listener_ != nullptr) {
+    s->unix_listener_->Start(s->server_.get());
+    s->port_ = 1;  // what gRPC reports for a Unix socket, kept for port_file readers
+  }
   if (s->server_ == nullptr || s->port_ == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen_address));
   }
@@ -115,6 +126,7 @@ void LogStarServer::Shutdown() {
     Log(LogLevel::kInfo, "shutting_down", {{"open_streams", service_->open_streams()}});
     // Load balancers and clients watching health stop sending first.
     server_->GetHealthCheckService()->SetServingStatus(false);
+    if (unix_listener_ != nullptr) unix_listener_->Stop();  // no new connections
     service_->BeginDrain();
     server_->Shutdown(
         std::chrono::system_clock::now() +

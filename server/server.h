@@ -28,6 +28,7 @@
 #include "server/service.h"
 #include "server/session.h"
 #include "server/shared_memory.h"
+#include "server/unix_listener.h"
 #include "server/worker_pool.h"
 
 namespace logstar::server {
@@ -57,7 +58,8 @@ class LogStarServer {
   std::unique_ptr<SharedMemoryRegistry> shared_memory_;
   std::unique_ptr<LogStarService> service_;
   std::unique_ptr<grpc::Server> server_;
-  absl::Mutex shutdown_mu_;  // one Shutdown() at a time
+  std::unique_ptr<UnixListener> unix_listener_;  // for unix: listen addresses
+  absl::Mutex shutdown_mu_;                      // one Shutdown() at a time
   bool shut_down_ = false;
   absl::Notification done_;
 };

@@ -301,8 +301,13 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
 
   // On a worker thread.
   void Run(Queued& job) {
-    absl::StatusOr<LogStarService::Processed> r =
-        service_->Process(*session_, job.frame, job.received, job.arrival, &cancel_);
+    absl::StatusOr<LogStarService::Processed> r = absl::UnknownError("not run");
+    const absl::StatusOr<const SharedMemoryRegistry*> regions = RegionsFor(job.frame);
+    if (regions.ok()) {
+      r = service_->Process(*session_, job.frame, *regions, job.received, job.arrival, &cancel_);
+    } else {
+      r = regions.status();
+    }
     // A frame that tuned windows is saved before its answer can leave, so a
     // client that has the answer finds the cache after a crash and restart
     // (it re-sends only unanswered frames). Cached frames do not write.
@@ -326,6 +331,16 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
       Pump();
     }
     Unref();
+  }
+
+  // The stream's view of the shared memory regions, made at its first frame
+  // that needs it (the caller is identified once, off the reaction thread;
+  // Run, the only user, runs one frame at a time).
+  absl::StatusOr<const SharedMemoryRegistry*> RegionsFor(const v1::Frame& frame) {
+    if (!frame.pixels().has_shared_memory()) return nullptr;
+    if (!regions_.has_value()) regions_ = service_->RegionsFor(context_);
+    if (!regions_->ok()) return regions_->status();
+    return &**regions_;
   }
 
   void MaybeWrite() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -388,6 +403,7 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
   std::atomic<int> refs_{1};
   std::atomic<bool> cancel_{false};
   bool registered_ = false;  // set before any other thread sees the reactor
+  std::optional<absl::StatusOr<SharedMemoryRegistry>> regions_;  // see RegionsFor
 
   absl::Mutex mu_;
   std::shared_ptr<Session> session_;  // set once, by the open request
@@ -465,8 +481,15 @@ class AnalyzeFrameReactor final : public grpc::ServerUnaryReactor {
   }
 
   void Run(absl::Time received, Clock::time_point arrival) {
-    absl::StatusOr<LogStarService::Processed> r =
-        service_->Process(*session_, request_->frame(), received, arrival, &cancel_);
+    absl::StatusOr<LogStarService::Processed> r = absl::UnknownError("not run");
+    std::optional<absl::StatusOr<SharedMemoryRegistry>> regions;
+    if (request_->frame().pixels().has_shared_memory()) regions = service_->RegionsFor(context_);
+    if (regions.has_value() && !regions->ok()) {
+      r = regions->status();
+    } else {
+      r = service_->Process(*session_, request_->frame(), regions ? &**regions : nullptr, received,
+                            arrival, &cancel_);
+    }
     bool persist = false;
     if (r.ok()) {
       *response_ = std::move(r->result);
@@ -561,16 +584,13 @@ void LogStarService::PersistSoon(std::shared_ptr<Session> session) {
   });
 }
 
-absl::StatusOr<LogStarService::Processed> LogStarService::Process(Session& session,
-                                                                  const v1::Frame& frame,
-                                                                  absl::Time received,
-                                                                  Clock::time_point arrival,
-                                                                  const std::atomic<bool>* cancel) {
+absl::StatusOr<LogStarService::Processed> LogStarService::Process(
+    Session& session, const v1::Frame& frame, const SharedMemoryRegistry* regions,
+    absl::Time received, Clock::time_point arrival, const std::atomic<bool>* cancel) {
   const Clock::time_point start = Clock::now();
   if (cancel->load(std::memory_order_relaxed)) return absl::CancelledError("cancelled");
-  LOGSTAR_ASSIGN_OR_RETURN(
-      const DecodedFrame decoded,
-      DecodeFrame(frame, deps_.options->max_pixels, deps_.shared_memory, deps_.context));
+  LOGSTAR_ASSIGN_OR_RETURN(const DecodedFrame decoded,
+                           DecodeFrame(frame, deps_.options->max_pixels, regions, deps_.context));
   const Clock::time_point decoded_at = Clock::now();
 
   const bool tuning = session.WillTune(decoded);
@@ -647,6 +667,12 @@ grpc::ServerUnaryReactor* LogStarService::AnswerInline(grpc::CallbackServerConte
   return reactor;
 }
 
+absl::StatusOr<SharedMemoryRegistry> LogStarService::RegionsFor(
+    const grpc::CallbackServerContext* context) const {
+  LOGSTAR_ASSIGN_OR_RETURN(const PeerCredentials caller, LocalPeerCredentials(context->peer()));
+  return deps_.shared_memory->ForCaller(caller);
+}
+
 grpc::ServerUnaryReactor* LogStarService::UpdateSession(grpc::CallbackServerContext* context,
                                                         const v1::UpdateSessionRequest* request,
                                                         v1::SessionInfo* response) {
@@ -713,15 +739,11 @@ grpc::ServerUnaryReactor* LogStarService::RegisterSharedMemory(
     grpc::CallbackServerContext* context, const v1::RegisterSharedMemoryRequest* request,
     v1::SharedMemoryRegion* response) {
   return AnswerInline(context, [&]() -> absl::Status {
-    if (!IsLocalPeer(context->peer())) {
-      return absl::PermissionDeniedError(
-          absl::StrCat("shared memory is for clients on the daemon's host (loopback or a Unix "
-                       "socket); this call came from ",
-                       context->peer(), ": send pixels.data instead"));
-    }
-    // Opening a tmpfs object is quick: no reason to leave the reaction.
+    // Who calls (a read of the kernel's socket tables, quick) and, on the
+    // object opened without blocking, whether they may read it.
+    LOGSTAR_ASSIGN_OR_RETURN(SharedMemoryRegistry regions, RegionsFor(context));
     LOGSTAR_RETURN_IF_ERROR(
-        deps_.shared_memory->Register(request->region(), request->key(), request->byte_size()));
+        regions.Register(request->region(), request->key(), request->byte_size()));
     response->set_region(request->region());
     response->set_key(request->key());
     response->set_byte_size(request->byte_size());
@@ -738,7 +760,8 @@ grpc::ServerUnaryReactor* LogStarService::UnregisterSharedMemory(
     grpc::CallbackServerContext* context, const v1::UnregisterSharedMemoryRequest* request,
     v1::UnregisterSharedMemoryResponse* /*response*/) {
   return AnswerInline(context, [&]() -> absl::Status {
-    LOGSTAR_RETURN_IF_ERROR(deps_.shared_memory->Unregister(request->region()));
+    LOGSTAR_ASSIGN_OR_RETURN(SharedMemoryRegistry regions, RegionsFor(context));
+    LOGSTAR_RETURN_IF_ERROR(regions.Unregister(request->region()));
     Log(LogLevel::kInfo, "shared_memory_unregistered", {{"region", request->region()}});
     return absl::OkStatus();
   });
@@ -748,7 +771,8 @@ grpc::ServerUnaryReactor* LogStarService::ListSharedMemory(
     grpc::CallbackServerContext* context, const v1::ListSharedMemoryRequest* /*request*/,
     v1::ListSharedMemoryResponse* response) {
   return AnswerInline(context, [&]() -> absl::Status {
-    for (const SharedMemoryRegistry::RegionInfo& r : deps_.shared_memory->List()) {
+    LOGSTAR_ASSIGN_OR_RETURN(SharedMemoryRegistry regions, RegionsFor(context));
+    for (const SharedMemoryRegistry::RegionInfo& r : regions.List()) {
       v1::SharedMemoryRegion* out = response->add_regions();
       out->set_region(r.region);
       out->set_key(r.key);

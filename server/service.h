@@ -1,7 +1,8 @@
 // The logstar.v1.LogStar service on gRPC's callback API: one reactor class
 // per RPC that does work (StreamReactor, AnalyzeFrameReactor); the session
 // and shared memory RPCs only touch their tables under short locks (and
-// open or close a shared memory object's descriptor) and answer at once.
+// identify the caller, open a shared memory object without blocking or
+// close one) and answer at once.
 //
 // Reactions never block: they check cheap things (auth, limits, the overload
 // policy), queue frames and return. Decoding, analysis and encoding run on
@@ -102,10 +103,17 @@ class LogStarService final : public v1::LogStar::CallbackService {
     bool tuned = false;  // windows were tuned: the session's state changed
   };
   // Decodes, analyses and encodes one frame (on a worker thread) and counts
-  // it as analysed; errors are the caller's to count.
-  absl::StatusOr<Processed> Process(Session& session, const v1::Frame& frame, absl::Time received,
+  // it as analysed; errors are the caller's to count. `regions`: the
+  // caller's view of the shared memory regions (RegionsFor), null when the
+  // frame does not use them.
+  absl::StatusOr<Processed> Process(Session& session, const v1::Frame& frame,
+                                    const SharedMemoryRegistry* regions, absl::Time received,
                                     std::chrono::steady_clock::time_point arrival,
                                     const std::atomic<bool>* cancel);
+  // The shared memory regions as the caller of `context` sees them: its own,
+  // and only objects it may read (server/shared_memory.h). PERMISSION_DENIED
+  // when the caller cannot be identified (server/peer.h).
+  absl::StatusOr<SharedMemoryRegistry> RegionsFor(const grpc::CallbackServerContext* context) const;
   void CountDropped(Session* session);
   void CountFailed(Session* session, const absl::Status& status);
   // Saves the session on a worker (file I/O never runs in a reaction).

@@ -6,11 +6,15 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <spawn.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -182,6 +186,169 @@ TEST(ReliabilityTest, MetricsOnPortZeroReportTheirPort) {
   ASSERT_GT(metrics_port, 0) << log;
   EXPECT_THAT(HttpGet(metrics_port, "/metrics"), HasSubstr("logstar_frames_received_total"));
   ExpectStopsOnSigterm(daemon);
+}
+
+// ---- Item 5: two users ----
+
+// A POSIX shared memory object with an owner and mode, unlinked at the end.
+class ShmObject {
+ public:
+  ShmObject(const std::string& tag, const std::string& bytes, uid_t uid, gid_t gid, mode_t mode)
+      : key_(absl::StrCat("/logstar-reliab-", getpid(), "-", tag)) {
+    shm_unlink(key_.c_str());
+    const int fd = shm_open(key_.c_str(), O_CREAT | O_EXCL | O_RDWR, 0600);
+    EXPECT_GE(fd, 0);
+    EXPECT_EQ(write(fd, bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
+    EXPECT_EQ(fchown(fd, uid, gid), 0);
+    EXPECT_EQ(fchmod(fd, mode), 0);
+    close(fd);
+  }
+  ~ShmObject() { shm_unlink(key_.c_str()); }
+  const std::string& key() const { return key_; }
+
+ private:
+  std::string key_;
+};
+
+struct CallResult {
+  int code = -1;
+  std::string message;
+};
+
+// One call to logstard at LOGSTAR_CHILD_TARGET, run by RunAs() as another
+// user (this binary again, under setpriv): LOGSTAR_CHILD_OP "register"
+// registers LOGSTAR_CHILD_ARG (a key) as region "cam"; "analyze" sends a
+// 64 x 64 float32 frame from region LOGSTAR_CHILD_ARG. Prints
+// "CALL <code> <message>".
+TEST(ChildCall, DISABLED_Run) {
+  const char* target = std::getenv("LOGSTAR_CHILD_TARGET");
+  const char* op = std::getenv("LOGSTAR_CHILD_OP");
+  const char* arg = std::getenv("LOGSTAR_CHILD_ARG");
+  if (target == nullptr || op == nullptr || arg == nullptr) GTEST_SKIP() << "for RunAs() only";
+  auto stub = v1::LogStar::NewStub(grpc::CreateChannel(target, grpc::InsecureChannelCredentials()));
+  grpc::Status status;
+  if (std::string(op) == "register") {
+    status = RegisterShm(stub.get(), "cam", arg, 16);
+  } else {
+    const SynthFrame f = Synth(64, 1);
+    v1::AnalyzeFrameRequest request;
+    *request.mutable_settings() = SmallSettings(f);
+    v1::Frame* frame = request.mutable_frame();
+    frame->mutable_pixels()->set_dtype(v1::DTYPE_FLOAT32);
+    frame->mutable_pixels()->set_width(64);
+    frame->mutable_pixels()->set_height(64);
+    frame->mutable_pixels()->mutable_shared_memory()->set_region(arg);
+    v1::FrameResult result;
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+    status = stub->AnalyzeFrame(&context, request, &result);
+  }
+  std::printf("CALL %d %s\n", static_cast<int>(status.error_code()),
+              status.error_message().c_str());
+  std::fflush(stdout);
+}
+
+// Runs ChildCall.DISABLED_Run as uid:gid (no supplementary groups).
+CallResult RunAs(uid_t uid, gid_t gid, const std::string& target, const std::string& op,
+                 const std::string& arg) {
+  const std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
+  std::vector<std::string> args = {"setpriv",
+                                   absl::StrCat("--reuid=", uid),
+                                   absl::StrCat("--regid=", gid),
+                                   "--clear-groups",
+                                   self,
+                                   "--gtest_also_run_disabled_tests",
+                                   "--gtest_filter=ChildCall.DISABLED_Run"};
+  std::vector<std::string> env = {"LOGSTAR_CHILD_TARGET=" + target, "LOGSTAR_CHILD_OP=" + op,
+                                  "LOGSTAR_CHILD_ARG=" + arg, "PATH=/usr/bin:/bin"};
+  std::vector<char*> argv, envp;
+  for (std::string& a : args) argv.push_back(a.data());
+  for (std::string& e : env) envp.push_back(e.data());
+  argv.push_back(nullptr);
+  envp.push_back(nullptr);
+  int out[2];
+  EXPECT_EQ(pipe(out), 0);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, out[1], 1);
+  posix_spawn_file_actions_addclose(&actions, out[0]);
+  pid_t pid = -1;
+  const int spawned =
+      posix_spawn(&pid, "/usr/bin/setpriv", &actions, nullptr, argv.data(), envp.data());
+  posix_spawn_file_actions_destroy(&actions);
+  close(out[1]);
+  std::string text;
+  char buffer[4096];
+  for (ssize_t n; (n = read(out[0], buffer, sizeof(buffer))) > 0;) text.append(buffer, n);
+  close(out[0]);
+  CallResult r;
+  if (spawned != 0) return r;
+  waitpid(pid, nullptr, 0);
+  const size_t at = text.find("CALL ");
+  if (at == std::string::npos) {
+    r.message = text;
+    return r;
+  }
+  const size_t space = text.find(' ', at + 5);
+  r.code = std::atoi(text.c_str() + at + 5);
+  r.message = text.substr(space + 1, text.find('\n', space) - space - 1);
+  return r;
+}
+
+bool CanRunAsAnotherUser() { return geteuid() == 0 && std::filesystem::exists("/usr/bin/setpriv"); }
+
+constexpr uid_t kNobody = 65534;
+constexpr gid_t kNogroup = 65534;
+
+// Item 5: run as root, the daemon must not read for a client running as
+// nobody an object nobody could not read: over TCP loopback (the owner of
+// the client's socket) and over its Unix socket (SO_PEERCRED, with groups).
+TEST(ReliabilityTest, SharedMemoryIsReadOnlyForCallersThatMayReadIt) {
+  if (!CanRunAsAnotherUser()) {
+    GTEST_SKIP() << "needs root and setpriv (util-linux) to run a client as another user";
+  }
+  const std::string dir = TestDir("peer");
+  std::filesystem::permissions(dir, std::filesystem::perms::all);
+  const std::string sock = dir + "/logstard.sock";
+  for (const bool unix_socket : {false, true}) {
+    SCOPED_TRACE(unix_socket ? "unix socket" : "tcp loopback");
+    std::vector<std::string> args = BaseArgs();
+    if (unix_socket) args[0] = "--listen_address=unix:" + sock;
+    DaemonProcess daemon(LOGSTARD_BINARY, args, dir + (unix_socket ? "/unix" : "/tcp"));
+    const int port = daemon.WaitForPort();
+    ASSERT_GT(port, 0) << daemon.Log();
+    std::string target = absl::StrCat("127.0.0.1:", port);
+    if (unix_socket) {
+      std::filesystem::permissions(sock, std::filesystem::perms::all);  // nobody may connect
+      target = "unix:" + sock;
+    }
+    const std::string bytes(64 * 64 * 4, '\0');
+    const ShmObject root_only("root0600", bytes, 0, 0, 0600);
+    const ShmObject nobodys("nobody0600", bytes, kNobody, kNogroup, 0600);
+    const ShmObject everyones("root0644", bytes, 0, 0, 0644);
+    const ShmObject groups("root0640", bytes, 0, kNogroup, 0640);
+    CallResult r = RunAs(kNobody, kNogroup, target, "register", root_only.key());
+    EXPECT_EQ(r.code, grpc::StatusCode::PERMISSION_DENIED) << r.message;
+    EXPECT_THAT(r.message, HasSubstr("is not readable by the caller (uid 65534"));
+    for (const ShmObject* readable : {&nobodys, &everyones}) {
+      r = RunAs(kNobody, kNogroup, target, "register", readable->key());
+      EXPECT_EQ(r.code, grpc::StatusCode::OK) << readable->key() << ": " << r.message;
+    }
+    // Group members may read 0640; over TCP the caller's groups are unknown.
+    r = RunAs(kNobody, kNogroup, target, "register", groups.key());
+    EXPECT_EQ(r.code, unix_socket ? grpc::StatusCode::OK : grpc::StatusCode::PERMISSION_DENIED)
+        << r.message;
+
+    // Root registers its own object; nobody naming that region reads nothing.
+    if (!unix_socket) {
+      auto stub = v1::LogStar::NewStub(Channel(port));
+      ASSERT_TRUE(RegisterShm(stub.get(), "secret", root_only.key(), bytes.size()).ok());
+      r = RunAs(kNobody, kNogroup, target, "analyze", "secret");
+      EXPECT_EQ(r.code, grpc::StatusCode::INVALID_ARGUMENT) << r.message;
+      EXPECT_THAT(r.message, HasSubstr("region \"secret\" is not registered"));
+    }
+    ExpectStopsOnSigterm(daemon);
+  }
 }
 
 // ---- In process: a LogStarServer on a loopback port ----
