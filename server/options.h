@@ -37,6 +37,10 @@ struct ServerOptions {
   std::string metrics_address;  // empty: no Prometheus endpoint
   std::string log_level = "info";
   std::string port_file;
+  // Admission (server/admission.h). 0: DefaultMemoryBudget().
+  int64_t memory_budget_bytes = 0;  // >= 0
+  int max_unary_calls = 16;         // AnalyzeFrame calls admitted at once, >= 1
+  int max_sessions = 1000;          // sessions held, >= 1
 
   // Errors name the field (as in the configuration file and the flags).
   absl::Status Validate() const;

@@ -59,8 +59,12 @@ absl::StatusOr<std::unique_ptr<LogStarServer>> LogStarServer::Start(const Server
   if (!options.metrics_address.empty()) {
     LOGSTAR_RETURN_IF_ERROR(s->metrics_->Serve(options.metrics_address));
   }
-  s->sessions_ = std::make_unique<SessionManager>(SessionManager::Options{
-      options.session_idle_timeout_s, options.state_dir, options.state_save_interval_s});
+  s->memory_ = std::make_unique<MemoryBudget>(
+      options.memory_budget_bytes > 0 ? options.memory_budget_bytes : DefaultMemoryBudget());
+  s->unary_calls_ = std::make_unique<ConcurrencyLimit>(options.max_unary_calls);
+  s->sessions_ = std::make_unique<SessionManager>(
+      SessionManager::Options{options.session_idle_timeout_s, options.state_dir,
+                              options.state_save_interval_s, options.max_sessions});
   LOGSTAR_RETURN_IF_ERROR(s->sessions_->LoadState());
   s->pool_ = std::make_unique<WorkerPool>(options.max_concurrent_frames);
   LOGSTAR_ASSIGN_OR_RETURN(s->shared_memory_, SharedMemoryRegistry::Create({}));
@@ -71,6 +75,8 @@ absl::StatusOr<std::unique_ptr<LogStarServer>> LogStarServer::Start(const Server
   deps.pool = s->pool_.get();
   deps.metrics = s->metrics_.get();
   deps.shared_memory = s->shared_memory_.get();
+  deps.memory = s->memory_.get();
+  deps.unary_calls = s->unary_calls_.get();
   deps.auth_token = token;
   s->service_ = std::make_unique<LogStarService>(deps);
 
@@ -109,6 +115,9 @@ absl::StatusOr<std::unique_ptr<LogStarServer>> LogStarServer::Start(const Server
        {"auth_token", !token.empty()},
        {"engine_threads", s->context_->num_threads()},
        {"max_concurrent_frames", options.max_concurrent_frames},
+       {"memory_budget_bytes", s->memory_->capacity()},
+       {"max_unary_calls", options.max_unary_calls},
+       {"max_sessions", options.max_sessions},
        {"state_dir", options.state_dir},
        {"metrics_address", options.metrics_address},
        // The port bound, also when metrics_address asked for port 0.

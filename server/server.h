@@ -23,6 +23,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "engine/base/context.h"
+#include "server/admission.h"
 #include "server/metrics.h"
 #include "server/options.h"
 #include "server/service.h"
@@ -53,6 +54,9 @@ class LogStarServer {
   int port_ = 0;
   std::unique_ptr<ExecutionContext> context_;
   std::unique_ptr<Metrics> metrics_;
+  // Before the sessions, pool and service: reservations end before it does.
+  std::unique_ptr<MemoryBudget> memory_;
+  std::unique_ptr<ConcurrencyLimit> unary_calls_;
   std::unique_ptr<SessionManager> sessions_;
   std::unique_ptr<WorkerPool> pool_;
   std::unique_ptr<SharedMemoryRegistry> shared_memory_;

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "engine/analysis/memory_estimate.h"
 #include "engine/base/status_macros.h"
 #include "server/convert.h"
 #include "server/log.h"
@@ -145,6 +146,7 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
     absl::Time received;
     Clock::time_point arrival;
     uint64_t slot = 0;
+    MemoryBudget::Reservation message;  // the message's bytes, until answered
   };
 
   void Ref() { refs_.fetch_add(1, std::memory_order_relaxed); }
@@ -214,6 +216,12 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
       Fail(slot, s);
       return;
     }
+    absl::StatusOr<MemoryBudget::Reservation> message = deps.memory->Reserve(
+        request_.ByteSizeLong(), absl::StrCat("frame ", frame.sequence(), "'s message"));
+    if (!message.ok()) {
+      Fail(slot, message.status());
+      return;
+    }
     const uint32_t capacity = session_->queue_capacity(deps.options->default_queue_capacity);
     if (queue_.size() >= capacity) {
       switch (session_->overload_policy()) {
@@ -233,7 +241,7 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
           break;
       }
     }
-    queue_.push_back(Queued{std::move(frame), received, arrival, slot});
+    queue_.push_back(Queued{std::move(frame), received, arrival, slot, *std::move(message)});
     deps.metrics->queue_depth->Increment();
   }
 
@@ -438,6 +446,12 @@ class AnalyzeFrameReactor final : public grpc::ServerUnaryReactor {
       return Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is shutting down"));
     }
     const LogStarService::Deps& deps = service_->deps();
+    admitted_ = deps.unary_calls->TryAcquire();
+    if (!admitted_) {
+      return Finish(ToGrpcStatus(absl::ResourceExhaustedError(absl::StrCat(
+          "the daemon handles ", deps.options->max_unary_calls,
+          " AnalyzeFrame calls at once, its max_unary_calls: retry later, or stream the frames"))));
+    }
     const v1::Frame& frame = request_->frame();
     if (frame.session_id().empty()) {
       // A one-off analysis with its own settings; nothing is kept.
@@ -463,6 +477,12 @@ class AnalyzeFrameReactor final : public grpc::ServerUnaryReactor {
     deps.metrics->frames_received->Increment();
     absl::Status s = CheckMessageSize(*request_, deps.options->max_message_bytes);
     if (s.ok()) s = CheckFrameLimits(frame, deps.options->max_pixels);
+    if (s.ok()) {
+      absl::StatusOr<MemoryBudget::Reservation> m =
+          deps.memory->Reserve(request_->ByteSizeLong(), "the frame's message");
+      if (m.ok()) message_ = *std::move(m);
+      s = m.status();
+    }
     if (!s.ok()) {
       service_->CountFailed(session_.get(), s);
       return Finish(ToGrpcStatus(s));
@@ -473,7 +493,10 @@ class AnalyzeFrameReactor final : public grpc::ServerUnaryReactor {
   }
 
   void OnCancel() override { cancel_.store(true, std::memory_order_relaxed); }
-  void OnDone() override { Unref(); }
+  void OnDone() override {
+    if (admitted_) service_->deps().unary_calls->Release();
+    Unref();
+  }
 
  private:
   void Unref() {
@@ -490,6 +513,7 @@ class AnalyzeFrameReactor final : public grpc::ServerUnaryReactor {
       r = service_->Process(*session_, request_->frame(), regions ? &**regions : nullptr, received,
                             arrival, &cancel_);
     }
+    message_.Release();
     bool persist = false;
     if (r.ok()) {
       *response_ = std::move(r->result);
@@ -517,6 +541,8 @@ class AnalyzeFrameReactor final : public grpc::ServerUnaryReactor {
   std::shared_ptr<Session> session_;
   std::atomic<int> refs_{1};
   std::atomic<bool> cancel_{false};
+  bool admitted_ = false;              // holds a place of max_unary_calls
+  MemoryBudget::Reservation message_;  // the request's bytes, until answered
 };
 
 LogStarService::LogStarService(const Deps& deps) : deps_(deps) {}
@@ -589,6 +615,7 @@ absl::StatusOr<LogStarService::Processed> LogStarService::Process(
     absl::Time received, Clock::time_point arrival, const std::atomic<bool>* cancel) {
   const Clock::time_point start = Clock::now();
   if (cancel->load(std::memory_order_relaxed)) return absl::CancelledError("cancelled");
+  LOGSTAR_ASSIGN_OR_RETURN(const MemoryBudget::Reservation peak, ReserveAnalysis(session, frame));
   LOGSTAR_ASSIGN_OR_RETURN(const DecodedFrame decoded,
                            DecodeFrame(frame, deps_.options->max_pixels, regions, deps_.context));
   const Clock::time_point decoded_at = Clock::now();
@@ -665,6 +692,30 @@ grpc::ServerUnaryReactor* LogStarService::AnswerInline(grpc::CallbackServerConte
   if (status.ok()) status = ToGrpcStatus(body());
   reactor->Finish(status);
   return reactor;
+}
+
+absl::StatusOr<MemoryBudget::Reservation> LogStarService::ReserveAnalysis(const Session& session,
+                                                                          const v1::Frame& frame) {
+  const v1::PixelData& px = frame.pixels();
+  const int width = static_cast<int>(px.width());
+  const int rows = static_cast<int>(frame.valid_rows() != 0 && frame.valid_rows() < px.height()
+                                        ? frame.valid_rows()
+                                        : px.height());
+  const SessionConfig config = session.config();
+  // The frame's pixel size, else the settings'; unknown (the largest halo
+  // assumed) when the pixel size came from an earlier frame.
+  const absl::StatusOr<PhysicsPrior> prior = config.PriorAt(frame.pixel_size_x_angstrom());
+  uint64_t bytes = EstimatePeakMemory(width, rows, config.analyzer, prior.ok() ? &*prior : nullptr,
+                                      deps_.context->num_threads())
+                       .total();
+  // Pixels from shared memory are copied out; those in the message are its.
+  if (px.has_shared_memory()) {
+    bytes += static_cast<uint64_t>(width) * rows *
+             wire::FromWire(px.dtype()).value_or(wire::Dtype{}).bytes;
+  }
+  return deps_.memory->Reserve(
+      bytes, absl::StrCat("frame ", frame.sequence(), " (", width, " x ", rows, " px, window ",
+                          config.analyzer.window, ") at its peak"));
 }
 
 absl::StatusOr<SharedMemoryRegistry> LogStarService::RegionsFor(

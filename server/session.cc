@@ -207,6 +207,11 @@ v1::SessionSettings Session::settings() const {
   return config_.settings;
 }
 
+SessionConfig Session::config() const {
+  absl::MutexLock lock(&mu_);
+  return config_;
+}
+
 v1::OverloadPolicy Session::overload_policy() const {
   absl::MutexLock lock(&mu_);
   return config_.overload_policy;
@@ -493,6 +498,12 @@ absl::StatusOr<std::pair<std::shared_ptr<Session>, bool>> SessionManager::Open(
   }
   auto session = std::make_shared<Session>(id, *std::move(config), absl::Now());
   absl::MutexLock lock(&mu_);
+  if (static_cast<int>(sessions_.size()) >= options_.max_sessions && !sessions_.contains(id)) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the daemon holds ", sessions_.size(),
+        " sessions, its max_sessions: resume one, delete one (ResetSession with delete_session) "
+        "or wait for idle ones to expire"));
+  }
   // Two streams may open the same new id at once: the first one wins.
   auto [it, inserted] = sessions_.emplace(id, session);
   return std::pair{it->second, !inserted};

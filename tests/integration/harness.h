@@ -206,6 +206,7 @@ class DaemonProcess {
   }
 
   void Signal(int sig) { kill(pid_, sig); }
+  pid_t pid() const { return pid_; }
   // The exit code, or -1 (killed by a signal or timed out).
   int WaitForExit(std::chrono::seconds timeout = std::chrono::seconds(120)) {
     const auto end = std::chrono::steady_clock::now() + timeout;

@@ -38,6 +38,7 @@ using ::logstar::testing::DaemonProcess;
 using ::logstar::testing::FrameRequest;
 using ::logstar::testing::HealthStatus;
 using ::logstar::testing::Open;
+using ::logstar::testing::RunStream;
 using ::logstar::testing::Score;
 using ::logstar::testing::SmallSettings;
 using ::logstar::testing::StreamOutcome;
@@ -351,6 +352,187 @@ TEST(ReliabilityTest, SharedMemoryIsReadOnlyForCallersThatMayReadIt) {
   }
 }
 
+// ---- Item 3: floods against a budget ----
+
+// A /proc/<pid>/status field of the daemon, in bytes.
+int64_t StatusBytes(pid_t pid, const std::string& field) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/status"));
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(field + ":", 0) == 0) return std::atoll(line.c_str() + field.size() + 1) * 1024;
+  }
+  return -1;
+}
+
+// What a flood cost the daemon: its resident peak above its resident set
+// before the flood (VmHWM reset through clear_refs), against the budget.
+class PeakMeter {
+ public:
+  explicit PeakMeter(pid_t pid) : pid_(pid) {
+    std::ofstream(absl::StrCat("/proc/", pid, "/clear_refs")) << "5";
+    before_ = StatusBytes(pid, "VmRSS");
+  }
+  int64_t above_before() const { return StatusBytes(pid_, "VmHWM") - before_; }
+  int64_t before() const { return before_; }
+
+ private:
+  pid_t pid_;
+  int64_t before_ = 0;
+};
+
+v1::SessionSettings WholeFrame(const SynthFrame& f) {
+  v1::SessionSettings s = SmallSettings(f, 0, 8);
+  s.set_overload_policy(v1::OVERLOAD_POLICY_BLOCK);
+  s.set_queue_capacity(4);
+  return s;
+}
+
+// Item 3: four streams of 1024² frames with whole-frame windows (about 280
+// MiB each at their peak), four analysis slots, a 700 MiB budget: at most
+// two are analysed at once, the others are refused naming their estimate
+// and the budget, and the daemon's resident set stays within the budget.
+// FLOOD_SIZE and FLOOD_BUDGET_MIB change the frames and the budget.
+TEST(ReliabilityTest, AFloodOfLargeFramesStaysWithinTheMemoryBudget) {
+  const std::string dir = TestDir("flood_frames");
+  const char* size_env = std::getenv("FLOOD_SIZE");
+  const char* budget_env = std::getenv("FLOOD_BUDGET_MIB");
+  const int size = size_env != nullptr ? std::atoi(size_env) : 1024;
+  const int64_t kBudget = int64_t{budget_env != nullptr ? std::atoi(budget_env) : 700} << 20;
+  std::vector<std::string> args = BaseArgs();
+  args.push_back(absl::StrCat("--memory_budget_bytes=", kBudget));
+  args.push_back("--max_concurrent_frames=4");
+  DaemonProcess daemon(LOGSTARD_BINARY, args, dir);
+  const int port = daemon.WaitForPort();
+  ASSERT_GT(port, 0) << daemon.Log();
+  const SynthFrame f = Synth(size, 7);
+  const v1::SessionSettings settings = WholeFrame(f);
+  const PeakMeter meter(daemon.pid());
+  std::vector<StreamOutcome> outcomes(4);
+  std::vector<std::thread> streams;
+  for (int i = 0; i < 4; ++i) {
+    streams.emplace_back([&, i] {
+      auto stub = v1::LogStar::NewStub(Channel(port));
+      outcomes[i] = RunStream(stub.get(), Open("", &settings), {ToFrame(f, 1), ToFrame(f, 2)});
+    });
+  }
+  for (std::thread& t : streams) t.join();
+  const int64_t peak = meter.above_before();
+  int results = 0, refused = 0;
+  for (const StreamOutcome& o : outcomes) {
+    EXPECT_TRUE(o.status.ok()) << o.status.error_message();
+    for (const v1::StreamResponse& r : o.responses) {
+      results += r.has_result();
+      if (r.has_error()) {
+        ++refused;
+        EXPECT_EQ(r.error().code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+        EXPECT_THAT(r.error().message(), HasSubstr("needs an estimated"));
+        EXPECT_THAT(r.error().message(),
+                    HasSubstr(absl::StrCat("memory budget is ", kBudget >> 20, ".0 MiB")));
+      }
+    }
+  }
+  EXPECT_EQ(results + refused, 8);
+  EXPECT_GE(results, 2);
+  std::printf(
+      "flood of 8 frames of %d^2 (whole-frame windows) on 4 streams: %d analysed, "
+      "%d refused; resident peak %.0f MiB above the %.0f MiB before, budget %.0f MiB\n",
+      size, results, refused, peak / 1048576.0, meter.before() / 1048576.0, kBudget / 1048576.0);
+  EXPECT_LE(peak, kBudget);
+  ExpectStopsOnSigterm(daemon);
+}
+
+// Item 3: the flood, 150 AnalyzeFrame calls with 4 MiB frames at
+// once: at most max_unary_calls are admitted, the rest refused at once, and
+// the daemon's resident set stays within a 512 MiB budget (all 150 admitted
+// held 600 MiB of requests). What gRPC buffers of calls it has not handed
+// to the service yet is outside the budget: a few hundred MiB here, as the
+// calls arrive together. FLOOD_CALLS sets how many.
+TEST(ReliabilityTest, AFloodOfUnaryCallsStaysWithinTheMemoryBudget) {
+  const std::string dir = TestDir("flood_unary");
+  constexpr int64_t kBudget = int64_t{512} << 20;
+  const char* env = std::getenv("FLOOD_CALLS");
+  const int calls = env != nullptr ? std::atoi(env) : 150;
+  std::vector<std::string> args = BaseArgs();
+  args.push_back(absl::StrCat("--memory_budget_bytes=", kBudget));
+  args.push_back("--max_unary_calls=8");
+  DaemonProcess daemon(LOGSTARD_BINARY, args, dir);
+  const int port = daemon.WaitForPort();
+  ASSERT_GT(port, 0) << daemon.Log();
+  const SynthFrame f = Synth(1024, 12);  // 4 MiB of float32
+  v1::AnalyzeFrameRequest request;
+  *request.mutable_frame() = ToFrame(f, 1);
+  *request.mutable_settings() = SmallSettings(f, 128, 4);
+  auto stub = v1::LogStar::NewStub(Channel(port));
+  const PeakMeter meter(daemon.pid());
+  std::vector<grpc::Status> status(calls);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < calls; ++i) {
+    threads.emplace_back([&, i] {
+      v1::FrameResult result;
+      grpc::ClientContext context;
+      context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
+      status[i] = stub->AnalyzeFrame(&context, request, &result);
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  const int64_t peak = meter.above_before();
+  int ok = 0, refused = 0;
+  for (const grpc::Status& s : status) {
+    ok += s.ok();
+    refused += s.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED;
+  }
+  EXPECT_EQ(ok + refused, calls);
+  EXPECT_GE(ok, 1);
+  std::printf(
+      "flood of %d AnalyzeFrame calls of 4 MiB: %d analysed, %d refused; resident peak "
+      "%.0f MiB above the %.0f MiB before, budget %.0f MiB\n",
+      calls, ok, refused, peak / 1048576.0, meter.before() / 1048576.0, kBudget / 1048576.0);
+  EXPECT_LE(peak, kBudget);
+  ExpectStopsOnSigterm(daemon);
+}
+
+// Item 3: a flood of new sessions stops at max_sessions with a clear error;
+// each costs a few kB. FLOOD_SESSIONS sets how many are tried (the issue's
+// flood was 20 000).
+TEST(ReliabilityTest, AFloodOfSessionsStopsAtTheLimit) {
+  const std::string dir = TestDir("flood_sessions");
+  const char* env = std::getenv("FLOOD_SESSIONS");
+  const int tries = env != nullptr ? std::atoi(env) : 1500;
+  constexpr int kMax = 1000;
+  std::vector<std::string> args = BaseArgs();
+  args.push_back(absl::StrCat("--max_sessions=", kMax));
+  args.push_back("--state_dir=" + dir + "/state");
+  DaemonProcess daemon(LOGSTARD_BINARY, args, dir);
+  const int port = daemon.WaitForPort();
+  ASSERT_GT(port, 0) << daemon.Log();
+  auto stub = v1::LogStar::NewStub(Channel(port));
+  const SynthFrame f = Synth(64, 13);
+  const v1::SessionSettings settings = SmallSettings(f);
+  const PeakMeter meter(daemon.pid());
+  int opened = 0, refused = 0;
+  for (int i = 0; i < tries; ++i) {
+    const StreamOutcome o = RunStream(stub.get(), Open(absl::StrCat("s", i), &settings), {});
+    opened += o.status.ok();
+    if (o.status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
+      ++refused;
+      EXPECT_THAT(o.status.error_message(), HasSubstr("max_sessions"));
+    }
+  }
+  const int64_t peak = meter.above_before();
+  std::printf(
+      "flood of %d new sessions: %d opened, %d refused; resident peak %.1f MiB above "
+      "the %.0f MiB before\n",
+      tries, opened, refused, peak / 1048576.0, meter.before() / 1048576.0);
+  EXPECT_EQ(opened, std::min(tries, kMax));
+  EXPECT_EQ(refused, tries - opened);
+  ExpectStopsOnSigterm(daemon);
+  int files = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir + "/state")) {
+    files += e.is_regular_file();
+  }
+  EXPECT_EQ(files, opened);
+}
+
 // ---- In process: a LogStarServer on a loopback port ----
 
 class InProcessTest : public ::testing::Test {
@@ -527,6 +709,86 @@ TEST_F(InProcessTest, SettingsNoFrameCanRunWithAreRefusedAtOpen) {
     EXPECT_EQ(stub_->AnalyzeFrame(&context, request, &result).error_code(),
               grpc::StatusCode::INVALID_ARGUMENT);
   }
+}
+
+// Item 3: a frame whose estimated peak does not fit the memory budget is
+// refused before it is analysed, with the estimate and the budget named.
+TEST_F(InProcessTest, AFrameOverTheMemoryBudgetIsRefusedBeforeItsAnalysis) {
+  server::ServerOptions options;
+  options.memory_budget_bytes = 24 << 20;
+  Start(options);
+  const SynthFrame small = Synth(128, 8), large = Synth(512, 9);
+  const v1::SessionSettings settings = WholeFrame(small);
+  const StreamOutcome out =
+      Requests({Open("", &settings), FrameRequest(ToFrame(small, 1)),
+                FrameRequest(ToFrame(large, 2)), FrameRequest(ToFrame(small, 3))});
+  ASSERT_TRUE(out.status.ok()) << out.status.error_message();
+  ExpectAnswered(out, {1, 2, 3});
+  EXPECT_TRUE(out.responses[1].has_result());
+  EXPECT_TRUE(out.responses[3].has_result());
+  const v1::FrameError& e = out.responses[2].error();
+  EXPECT_EQ(e.code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(e.message(), HasSubstr("frame 2 (512 x 512 px, window 0) at its peak needs an "
+                                     "estimated"));
+  EXPECT_THAT(e.message(), HasSubstr("the daemon's memory budget is 24.0 MiB"));
+}
+
+// Item 3: at most max_unary_calls AnalyzeFrame calls are admitted at once;
+// the others are refused at once, not queued.
+TEST_F(InProcessTest, UnaryCallsBeyondTheLimitAreRefused) {
+  server::ServerOptions options;
+  options.max_unary_calls = 2;
+  Start(options);
+  const SynthFrame f = Synth(128, 10);
+  v1::SessionSettings slow = SmallSettings(f, 16, 60);  // seconds per frame
+  constexpr int kCalls = 8;
+  std::vector<grpc::Status> status(kCalls);
+  std::vector<std::thread> calls;
+  for (int i = 0; i < kCalls; ++i) {
+    calls.emplace_back([&, i] {
+      v1::AnalyzeFrameRequest request;
+      *request.mutable_frame() = ToFrame(f, i + 1);
+      *request.mutable_settings() = slow;
+      v1::FrameResult result;
+      grpc::ClientContext context;
+      context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(3));
+      status[i] = stub_->AnalyzeFrame(&context, request, &result);
+    });
+  }
+  for (std::thread& t : calls) t.join();
+  int refused = 0;
+  for (const grpc::Status& s : status) {
+    if (s.error_code() != grpc::StatusCode::RESOURCE_EXHAUSTED) continue;
+    ++refused;
+    EXPECT_THAT(s.error_message(), HasSubstr("max_unary_calls"));
+  }
+  EXPECT_GE(refused, kCalls - 2 - 2) << "admitted calls take seconds: the others overlap them";
+}
+
+// Item 3: at most max_sessions sessions; a new one beyond is refused with a
+// clear error, an existing one still resumes.
+TEST_F(InProcessTest, SessionsBeyondTheLimitAreRefused) {
+  server::ServerOptions options;
+  options.max_sessions = 3;
+  Start(options);
+  const SynthFrame f = Synth(128, 11);
+  const v1::SessionSettings settings = Blocking(f);
+  for (const char* id : {"a", "b", "c"}) {
+    EXPECT_TRUE(Requests({Open(id, &settings)}).status.ok()) << id;
+  }
+  const StreamOutcome refused = Requests({Open("d", &settings)});
+  EXPECT_EQ(refused.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(refused.status.error_message(), HasSubstr("3 sessions, its max_sessions"));
+  EXPECT_TRUE(Requests({Open("b", nullptr)}).status.ok());
+  v1::AnalyzeFrameRequest request;
+  *request.mutable_frame() = ToFrame(f, 1);
+  request.mutable_frame()->set_session_id("e");
+  *request.mutable_settings() = settings;
+  v1::FrameResult result;
+  grpc::ClientContext context;
+  EXPECT_EQ(stub_->AnalyzeFrame(&context, request, &result).error_code(),
+            grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(server_->sessions().size(), 3);
 }
 
 }  // namespace
