@@ -37,6 +37,7 @@ namespace {
 using ::logstar::testing::DaemonProcess;
 using ::logstar::testing::FrameRequest;
 using ::logstar::testing::HealthStatus;
+using ::logstar::testing::HttpGet;
 using ::logstar::testing::Open;
 using ::logstar::testing::RunStream;
 using ::logstar::testing::Score;
@@ -152,24 +153,6 @@ TEST(ReliabilityTest, AFifoInTheStateDirectoryDoesNotBlockStartUp) {
   EXPECT_TRUE(std::filesystem::exists(state + "/stuck.session.pb.rejected"));
   EXPECT_THAT(daemon.Log(), HasSubstr("\"event\":\"state_rejected\""));
   ExpectStopsOnSigterm(daemon);
-}
-
-std::string HttpGet(int port, const std::string& path) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  std::string reply;
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
-    const std::string request =
-        absl::StrCat("GET ", path, " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-    (void)!write(fd, request.data(), request.size());
-    char buffer[4096];
-    for (ssize_t n; (n = read(fd, buffer, sizeof(buffer))) > 0;) reply.append(buffer, n);
-  }
-  close(fd);
-  return reply;
 }
 
 // Item 6: --metrics_address with port 0 reports the port it bound (in the
