@@ -1,5 +1,6 @@
 #include "server/options.h"
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <sstream>
@@ -61,11 +62,28 @@ absl::Status ServerOptions::Validate() const {
       Field(max_pending_responses >= 1, "max_pending_responses", "must be >= 1"));
   LOGSTAR_RETURN_IF_ERROR(Field(std::isfinite(shutdown_grace_s) && shutdown_grace_s >= 0,
                                 "shutdown_grace_s", "must be >= 0"));
+  LOGSTAR_RETURN_IF_ERROR(Field(memory_budget_bytes >= 0, "memory_budget_bytes",
+                                "must be >= 0 (0: half the machine's memory)"));
+  LOGSTAR_RETURN_IF_ERROR(Field(max_unary_calls >= 1, "max_unary_calls", "must be >= 1"));
+  LOGSTAR_RETURN_IF_ERROR(Field(max_sessions >= 1, "max_sessions", "must be >= 1"));
   LOGSTAR_RETURN_IF_ERROR(Field(tls_cert_file.empty() == tls_key_file.empty(), "tls_key_file",
                                 "and tls_cert_file must be given together"));
   LOGSTAR_RETURN_IF_ERROR(Field(tls_client_ca_file.empty() || !tls_cert_file.empty(),
                                 "tls_client_ca_file", "needs tls_cert_file and tls_key_file"));
+  // The daemon accepts its Unix socket itself to know its callers
+  // (server/unix_listener.h); the socket file's mode guards it, not TLS.
+  LOGSTAR_RETURN_IF_ERROR(Field(tls_cert_file.empty() || !IsUnixSocketAddress(listen_address),
+                                "tls_cert_file",
+                                "cannot be used with a Unix socket listen_address"));
   return ParseLogLevel(log_level).status();
+}
+
+bool IsUnixSocketAddress(absl::string_view address) {
+  return absl::StartsWith(address, "unix:") || absl::StartsWith(address, "unix-abstract:");
+}
+
+int ServerOptions::GrpcReceiveLimit() const {
+  return static_cast<int>(std::min<int64_t>(2 * max_message_bytes, INT32_MAX));
 }
 
 absl::StatusOr<ServerOptions> OptionsFromConfig(const v1::DaemonConfig& c) {
@@ -88,6 +106,9 @@ absl::StatusOr<ServerOptions> OptionsFromConfig(const v1::DaemonConfig& c) {
   if (c.has_metrics_address()) o.metrics_address = c.metrics_address();
   if (c.has_log_level()) o.log_level = c.log_level();
   if (c.has_port_file()) o.port_file = c.port_file();
+  if (c.has_memory_budget_bytes()) o.memory_budget_bytes = c.memory_budget_bytes();
+  if (c.has_max_unary_calls()) o.max_unary_calls = c.max_unary_calls();
+  if (c.has_max_sessions()) o.max_sessions = c.max_sessions();
   LOGSTAR_RETURN_IF_ERROR(o.Validate());
   return o;
 }

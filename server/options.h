@@ -10,6 +10,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "logstar/v1/daemon.pb.h"
 
 namespace logstar::server {
@@ -36,10 +37,27 @@ struct ServerOptions {
   std::string metrics_address;  // empty: no Prometheus endpoint
   std::string log_level = "info";
   std::string port_file;
+  // Admission (server/admission.h). 0: DefaultMemoryBudget().
+  int64_t memory_budget_bytes = 0;  // >= 0
+  int max_unary_calls = 16;         // AnalyzeFrame calls admitted at once, >= 1
+  int max_sessions = 1000;          // sessions held, >= 1
 
   // Errors name the field (as in the configuration file and the flags).
   absl::Status Validate() const;
+
+  // gRPC's own limit on a received message: twice max_message_bytes (at
+  // most 2^31 - 1). A message over max_message_bytes but under this reaches
+  // the service, which refuses it alone (an error record in a stream,
+  // RESOURCE_EXHAUSTED for AnalyzeFrame) instead of gRPC ending the call
+  // and with it the answers to the frames before it. Larger ones still end
+  // the call.
+  int GrpcReceiveLimit() const;
 };
+
+// Whether listen_address names a Unix socket ("unix:PATH", "unix:///PATH",
+// "unix-abstract:NAME"): the daemon accepts those itself
+// (server/unix_listener.h).
+bool IsUnixSocketAddress(absl::string_view address);
 
 // The configuration's set fields over the defaults, then Validate().
 absl::StatusOr<ServerOptions> OptionsFromConfig(const v1::DaemonConfig& config);

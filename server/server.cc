@@ -11,6 +11,7 @@
 #include "absl/time/clock.h"
 #include "engine/base/status_macros.h"
 #include "server/log.h"
+#include "server/unix_listener.h"
 
 namespace logstar::server {
 namespace {
@@ -58,8 +59,12 @@ absl::StatusOr<std::unique_ptr<LogStarServer>> LogStarServer::Start(const Server
   if (!options.metrics_address.empty()) {
     LOGSTAR_RETURN_IF_ERROR(s->metrics_->Serve(options.metrics_address));
   }
-  s->sessions_ = std::make_unique<SessionManager>(SessionManager::Options{
-      options.session_idle_timeout_s, options.state_dir, options.state_save_interval_s});
+  s->memory_ = std::make_unique<MemoryBudget>(
+      options.memory_budget_bytes > 0 ? options.memory_budget_bytes : DefaultMemoryBudget());
+  s->unary_calls_ = std::make_unique<ConcurrencyLimit>(options.max_unary_calls);
+  s->sessions_ = std::make_unique<SessionManager>(
+      SessionManager::Options{options.session_idle_timeout_s, options.state_dir,
+                              options.state_save_interval_s, options.max_sessions});
   LOGSTAR_RETURN_IF_ERROR(s->sessions_->LoadState());
   s->pool_ = std::make_unique<WorkerPool>(options.max_concurrent_frames);
   LOGSTAR_ASSIGN_OR_RETURN(s->shared_memory_, SharedMemoryRegistry::Create({}));
@@ -70,17 +75,29 @@ absl::StatusOr<std::unique_ptr<LogStarServer>> LogStarServer::Start(const Server
   deps.pool = s->pool_.get();
   deps.metrics = s->metrics_.get();
   deps.shared_memory = s->shared_memory_.get();
+  deps.memory = s->memory_.get();
+  deps.unary_calls = s->unary_calls_.get();
   deps.auth_token = token;
   s->service_ = std::make_unique<LogStarService>(deps);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.listen_address, credentials, &s->port_);
-  builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_message_bytes));
+  if (IsUnixSocketAddress(options.listen_address)) {
+    // Accepted by the daemon, which reads each caller's credentials
+    // (server/unix_listener.h); the server gets the connections.
+    LOGSTAR_ASSIGN_OR_RETURN(s->unix_listener_, UnixListener::Bind(options.listen_address));
+  } else {
+    builder.AddListeningPort(options.listen_address, credentials, &s->port_);
+  }
+  builder.SetMaxReceiveMessageSize(options.GrpcReceiveLimit());
   builder.SetMaxSendMessageSize(static_cast<int>(options.max_message_bytes));
   builder.RegisterService(s->service_.get());
   s->server_ = builder.BuildAndStart();
+  if (s->server_ != nullptr && s->unix_listener_ != nullptr) {
+    s->unix_listener_->Start(s->server_.get());
+    s->port_ = 1;  // what gRPC reports for a Unix socket, kept for port_file readers
+  }
   if (s->server_ == nullptr || s->port_ == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen_address));
   }
@@ -98,8 +115,13 @@ absl::StatusOr<std::unique_ptr<LogStarServer>> LogStarServer::Start(const Server
        {"auth_token", !token.empty()},
        {"engine_threads", s->context_->num_threads()},
        {"max_concurrent_frames", options.max_concurrent_frames},
+       {"memory_budget_bytes", s->memory_->capacity()},
+       {"max_unary_calls", options.max_unary_calls},
+       {"max_sessions", options.max_sessions},
        {"state_dir", options.state_dir},
-       {"metrics_address", options.metrics_address}});
+       {"metrics_address", options.metrics_address},
+       // The port bound, also when metrics_address asked for port 0.
+       {"metrics_port", s->metrics_->port()}});
   return s;
 }
 
@@ -113,6 +135,7 @@ void LogStarServer::Shutdown() {
     Log(LogLevel::kInfo, "shutting_down", {{"open_streams", service_->open_streams()}});
     // Load balancers and clients watching health stop sending first.
     server_->GetHealthCheckService()->SetServingStatus(false);
+    if (unix_listener_ != nullptr) unix_listener_->Stop();  // no new connections
     service_->BeginDrain();
     server_->Shutdown(
         std::chrono::system_clock::now() +

@@ -23,11 +23,13 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "engine/base/context.h"
+#include "server/admission.h"
 #include "server/metrics.h"
 #include "server/options.h"
 #include "server/service.h"
 #include "server/session.h"
 #include "server/shared_memory.h"
+#include "server/unix_listener.h"
 #include "server/worker_pool.h"
 
 namespace logstar::server {
@@ -52,12 +54,16 @@ class LogStarServer {
   int port_ = 0;
   std::unique_ptr<ExecutionContext> context_;
   std::unique_ptr<Metrics> metrics_;
+  // Before the sessions, pool and service: reservations end before it does.
+  std::unique_ptr<MemoryBudget> memory_;
+  std::unique_ptr<ConcurrencyLimit> unary_calls_;
   std::unique_ptr<SessionManager> sessions_;
   std::unique_ptr<WorkerPool> pool_;
   std::unique_ptr<SharedMemoryRegistry> shared_memory_;
   std::unique_ptr<LogStarService> service_;
   std::unique_ptr<grpc::Server> server_;
-  absl::Mutex shutdown_mu_;  // one Shutdown() at a time
+  std::unique_ptr<UnixListener> unix_listener_;  // for unix: listen addresses
+  absl::Mutex shutdown_mu_;                      // one Shutdown() at a time
   bool shut_down_ = false;
   absl::Notification done_;
 };

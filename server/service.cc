@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "engine/analysis/memory_estimate.h"
 #include "engine/base/status_macros.h"
 #include "server/convert.h"
 #include "server/log.h"
@@ -27,6 +28,18 @@ bool ConstantTimeEquals(absl::string_view a, absl::string_view b) {
   unsigned char diff = 0;
   for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
   return diff == 0;
+}
+
+// gRPC lets messages up to twice max_message_bytes through
+// (ServerOptions::GrpcReceiveLimit), so that one over the limit is refused here, as an
+// error of its own, instead of gRPC ending the whole call and with it the
+// answers of the frames before it.
+absl::Status CheckMessageSize(const google::protobuf::Message& m, int64_t max_message_bytes) {
+  const size_t bytes = m.ByteSizeLong();
+  if (bytes <= static_cast<uint64_t>(max_message_bytes)) return absl::OkStatus();
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "the message is ", bytes, " bytes, more than the server's max_message_bytes ",
+      max_message_bytes, " (send 16-bit pixels, or shared memory from the daemon's host)"));
 }
 
 // A frame that only marks the end of a stream.
@@ -83,8 +96,11 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
       } else if (request_.has_frame()) {
         HandleFrame();
       } else {
-        Abort(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                           "after the first request (open), requests must be frames"));
+        // The frames accepted so far are still answered (issue 16, item 4).
+        EndAfterAnswers(grpc::Status(
+            grpc::StatusCode::INVALID_ARGUMENT,
+            absl::StrCat("after the first request (open), requests must be frames; got ",
+                         request_.has_open() ? "another open" : "an empty request")));
       }
     }
     Pump();
@@ -130,6 +146,7 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
     absl::Time received;
     Clock::time_point arrival;
     uint64_t slot = 0;
+    MemoryBudget::Reservation message;  // the message's bytes, until answered
   };
 
   void Ref() { refs_.fetch_add(1, std::memory_order_relaxed); }
@@ -175,6 +192,21 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
       Drop(slot, v1::FrameDropped::REASON_SHUTTING_DOWN);
       return;
     }
+    if (last_sequence_.has_value() && frame.sequence() <= *last_sequence_) {
+      // Answers are keyed by sequence number: a repeated or smaller one
+      // would make them ambiguous.
+      Fail(slot, absl::InvalidArgumentError(absl::StrCat(
+                     "frame.sequence ", frame.sequence(), " is not after ", *last_sequence_,
+                     ", the stream's last sequence number: sequence numbers must increase "
+                     "within a stream")));
+      return;
+    }
+    last_sequence_ = frame.sequence();
+    if (absl::Status s = CheckMessageSize(request_, service_->deps().options->max_message_bytes);
+        !s.ok()) {
+      Fail(slot, s);
+      return;
+    }
     if (!frame.session_id().empty() && frame.session_id() != session_->id()) {
       Fail(slot, absl::InvalidArgumentError(absl::StrCat(
                      "frame.session_id must be empty or the stream's session ", session_->id())));
@@ -182,6 +214,12 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
     }
     if (absl::Status s = CheckFrameLimits(frame, deps.options->max_pixels); !s.ok()) {
       Fail(slot, s);
+      return;
+    }
+    absl::StatusOr<MemoryBudget::Reservation> message = deps.memory->Reserve(
+        request_.ByteSizeLong(), absl::StrCat("frame ", frame.sequence(), "'s message"));
+    if (!message.ok()) {
+      Fail(slot, message.status());
       return;
     }
     const uint32_t capacity = session_->queue_capacity(deps.options->default_queue_capacity);
@@ -203,7 +241,7 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
           break;
       }
     }
-    queue_.push_back(Queued{std::move(frame), received, arrival, slot});
+    queue_.push_back(Queued{std::move(frame), received, arrival, slot, *std::move(message)});
     deps.metrics->queue_depth->Increment();
   }
 
@@ -228,8 +266,18 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
     SlotAt(slot).ready = true;
   }
 
+  // Ends the stream with `status` once every frame accepted is answered:
+  // nothing more is read, the queued frames are analysed and every answer
+  // is written first.
+  void EndAfterAnswers(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!end_status_.has_value()) end_status_ = status;
+    read_closed_ = true;
+  }
+
   // Ends the stream with `status` once nothing runs: queued frames are
   // dropped, the running analysis is told to stop, nothing more is written.
+  // Only for streams nobody can read any more (cancelled, a write failed) or
+  // that never accepted a frame.
   void Abort(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     abort_ = status;
     cancel_.store(true, std::memory_order_relaxed);
@@ -261,8 +309,13 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
 
   // On a worker thread.
   void Run(Queued& job) {
-    absl::StatusOr<LogStarService::Processed> r =
-        service_->Process(*session_, job.frame, job.received, job.arrival, &cancel_);
+    absl::StatusOr<LogStarService::Processed> r = absl::UnknownError("not run");
+    const absl::StatusOr<const SharedMemoryRegistry*> regions = RegionsFor(job.frame);
+    if (regions.ok()) {
+      r = service_->Process(*session_, job.frame, *regions, job.received, job.arrival, &cancel_);
+    } else {
+      r = regions.status();
+    }
     // A frame that tuned windows is saved before its answer can leave, so a
     // client that has the answer finds the cache after a crash and restart
     // (it re-sends only unanswered frames). Cached frames do not write.
@@ -286,6 +339,16 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
       Pump();
     }
     Unref();
+  }
+
+  // The stream's view of the shared memory regions, made at its first frame
+  // that needs it (the caller is identified once, off the reaction thread;
+  // Run, the only user, runs one frame at a time).
+  absl::StatusOr<const SharedMemoryRegistry*> RegionsFor(const v1::Frame& frame) {
+    if (!frame.pixels().has_shared_memory()) return nullptr;
+    if (!regions_.has_value()) regions_ = service_->RegionsFor(context_);
+    if (!regions_->ok()) return regions_->status();
+    return &**regions_;
   }
 
   void MaybeWrite() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -322,6 +385,10 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
     }
     if (!(read_closed_ || draining_)) return;
     if (running_ || writing_ || !queue_.empty() || !out_.empty()) return;
+    if (end_status_.has_value()) {
+      FinishStream(*end_status_);
+      return;
+    }
     FinishStream(read_closed_
                      ? grpc::Status::OK
                      : grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is shutting down"));
@@ -344,6 +411,7 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
   std::atomic<int> refs_{1};
   std::atomic<bool> cancel_{false};
   bool registered_ = false;  // set before any other thread sees the reactor
+  std::optional<absl::StatusOr<SharedMemoryRegistry>> regions_;  // see RegionsFor
 
   absl::Mutex mu_;
   std::shared_ptr<Session> session_;  // set once, by the open request
@@ -360,6 +428,8 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   bool detached_ ABSL_GUARDED_BY(mu_) = false;  // from session_, at FinishStream
   std::optional<grpc::Status> abort_ ABSL_GUARDED_BY(mu_);
+  std::optional<grpc::Status> end_status_ ABSL_GUARDED_BY(mu_);  // see EndAfterAnswers
+  std::optional<uint64_t> last_sequence_ ABSL_GUARDED_BY(mu_);   // of the last frame
 };
 
 // One AnalyzeFrame call: checks in the reaction, the work on a worker.
@@ -376,6 +446,12 @@ class AnalyzeFrameReactor final : public grpc::ServerUnaryReactor {
       return Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is shutting down"));
     }
     const LogStarService::Deps& deps = service_->deps();
+    admitted_ = deps.unary_calls->TryAcquire();
+    if (!admitted_) {
+      return Finish(ToGrpcStatus(absl::ResourceExhaustedError(absl::StrCat(
+          "the daemon handles ", deps.options->max_unary_calls,
+          " AnalyzeFrame calls at once, its max_unary_calls: retry later, or stream the frames"))));
+    }
     const v1::Frame& frame = request_->frame();
     if (frame.session_id().empty()) {
       // A one-off analysis with its own settings; nothing is kept.
@@ -399,7 +475,15 @@ class AnalyzeFrameReactor final : public grpc::ServerUnaryReactor {
     session_->Touch(absl::Now());
     session_->CountReceived();
     deps.metrics->frames_received->Increment();
-    if (absl::Status s = CheckFrameLimits(frame, deps.options->max_pixels); !s.ok()) {
+    absl::Status s = CheckMessageSize(*request_, deps.options->max_message_bytes);
+    if (s.ok()) s = CheckFrameLimits(frame, deps.options->max_pixels);
+    if (s.ok()) {
+      absl::StatusOr<MemoryBudget::Reservation> m =
+          deps.memory->Reserve(request_->ByteSizeLong(), "the frame's message");
+      if (m.ok()) message_ = *std::move(m);
+      s = m.status();
+    }
+    if (!s.ok()) {
       service_->CountFailed(session_.get(), s);
       return Finish(ToGrpcStatus(s));
     }
@@ -409,7 +493,10 @@ class AnalyzeFrameReactor final : public grpc::ServerUnaryReactor {
   }
 
   void OnCancel() override { cancel_.store(true, std::memory_order_relaxed); }
-  void OnDone() override { Unref(); }
+  void OnDone() override {
+    if (admitted_) service_->deps().unary_calls->Release();
+    Unref();
+  }
 
  private:
   void Unref() {
@@ -417,8 +504,16 @@ class AnalyzeFrameReactor final : public grpc::ServerUnaryReactor {
   }
 
   void Run(absl::Time received, Clock::time_point arrival) {
-    absl::StatusOr<LogStarService::Processed> r =
-        service_->Process(*session_, request_->frame(), received, arrival, &cancel_);
+    absl::StatusOr<LogStarService::Processed> r = absl::UnknownError("not run");
+    std::optional<absl::StatusOr<SharedMemoryRegistry>> regions;
+    if (request_->frame().pixels().has_shared_memory()) regions = service_->RegionsFor(context_);
+    if (regions.has_value() && !regions->ok()) {
+      r = regions->status();
+    } else {
+      r = service_->Process(*session_, request_->frame(), regions ? &**regions : nullptr, received,
+                            arrival, &cancel_);
+    }
+    message_.Release();
     bool persist = false;
     if (r.ok()) {
       *response_ = std::move(r->result);
@@ -446,6 +541,8 @@ class AnalyzeFrameReactor final : public grpc::ServerUnaryReactor {
   std::shared_ptr<Session> session_;
   std::atomic<int> refs_{1};
   std::atomic<bool> cancel_{false};
+  bool admitted_ = false;              // holds a place of max_unary_calls
+  MemoryBudget::Reservation message_;  // the request's bytes, until answered
 };
 
 LogStarService::LogStarService(const Deps& deps) : deps_(deps) {}
@@ -513,16 +610,14 @@ void LogStarService::PersistSoon(std::shared_ptr<Session> session) {
   });
 }
 
-absl::StatusOr<LogStarService::Processed> LogStarService::Process(Session& session,
-                                                                  const v1::Frame& frame,
-                                                                  absl::Time received,
-                                                                  Clock::time_point arrival,
-                                                                  const std::atomic<bool>* cancel) {
+absl::StatusOr<LogStarService::Processed> LogStarService::Process(
+    Session& session, const v1::Frame& frame, const SharedMemoryRegistry* regions,
+    absl::Time received, Clock::time_point arrival, const std::atomic<bool>* cancel) {
   const Clock::time_point start = Clock::now();
   if (cancel->load(std::memory_order_relaxed)) return absl::CancelledError("cancelled");
-  LOGSTAR_ASSIGN_OR_RETURN(
-      const DecodedFrame decoded,
-      DecodeFrame(frame, deps_.options->max_pixels, deps_.shared_memory, deps_.context));
+  LOGSTAR_ASSIGN_OR_RETURN(const MemoryBudget::Reservation peak, ReserveAnalysis(session, frame));
+  LOGSTAR_ASSIGN_OR_RETURN(const DecodedFrame decoded,
+                           DecodeFrame(frame, deps_.options->max_pixels, regions, deps_.context));
   const Clock::time_point decoded_at = Clock::now();
 
   const bool tuning = session.WillTune(decoded);
@@ -600,6 +695,36 @@ grpc::ServerUnaryReactor* LogStarService::AnswerInline(grpc::CallbackServerConte
   return reactor;
 }
 
+absl::StatusOr<MemoryBudget::Reservation> LogStarService::ReserveAnalysis(const Session& session,
+                                                                          const v1::Frame& frame) {
+  const v1::PixelData& px = frame.pixels();
+  const int width = static_cast<int>(px.width());
+  const int rows = static_cast<int>(frame.valid_rows() != 0 && frame.valid_rows() < px.height()
+                                        ? frame.valid_rows()
+                                        : px.height());
+  const SessionConfig config = session.config();
+  // The frame's pixel size, else the settings'; unknown (the largest halo
+  // assumed) when the pixel size came from an earlier frame.
+  const absl::StatusOr<PhysicsPrior> prior = config.PriorAt(frame.pixel_size_x_angstrom());
+  uint64_t bytes = EstimatePeakMemory(width, rows, config.analyzer, prior.ok() ? &*prior : nullptr,
+                                      deps_.context->num_threads())
+                       .total();
+  // Pixels from shared memory are copied out; those in the message are its.
+  if (px.has_shared_memory()) {
+    bytes += static_cast<uint64_t>(width) * rows *
+             wire::FromWire(px.dtype()).value_or(wire::Dtype{}).bytes;
+  }
+  return deps_.memory->Reserve(
+      bytes, absl::StrCat("frame ", frame.sequence(), " (", width, " x ", rows, " px, window ",
+                          config.analyzer.window, ") at its peak"));
+}
+
+absl::StatusOr<SharedMemoryRegistry> LogStarService::RegionsFor(
+    const grpc::CallbackServerContext* context) const {
+  LOGSTAR_ASSIGN_OR_RETURN(const PeerCredentials caller, LocalPeerCredentials(context->peer()));
+  return deps_.shared_memory->ForCaller(caller);
+}
+
 grpc::ServerUnaryReactor* LogStarService::UpdateSession(grpc::CallbackServerContext* context,
                                                         const v1::UpdateSessionRequest* request,
                                                         v1::SessionInfo* response) {
@@ -666,15 +791,11 @@ grpc::ServerUnaryReactor* LogStarService::RegisterSharedMemory(
     grpc::CallbackServerContext* context, const v1::RegisterSharedMemoryRequest* request,
     v1::SharedMemoryRegion* response) {
   return AnswerInline(context, [&]() -> absl::Status {
-    if (!IsLocalPeer(context->peer())) {
-      return absl::PermissionDeniedError(
-          absl::StrCat("shared memory is for clients on the daemon's host (loopback or a Unix "
-                       "socket); this call came from ",
-                       context->peer(), ": send pixels.data instead"));
-    }
-    // Opening a tmpfs object is quick: no reason to leave the reaction.
+    // Who calls (a read of the kernel's socket tables, quick) and, on the
+    // object opened without blocking, whether they may read it.
+    LOGSTAR_ASSIGN_OR_RETURN(SharedMemoryRegistry regions, RegionsFor(context));
     LOGSTAR_RETURN_IF_ERROR(
-        deps_.shared_memory->Register(request->region(), request->key(), request->byte_size()));
+        regions.Register(request->region(), request->key(), request->byte_size()));
     response->set_region(request->region());
     response->set_key(request->key());
     response->set_byte_size(request->byte_size());
@@ -691,7 +812,8 @@ grpc::ServerUnaryReactor* LogStarService::UnregisterSharedMemory(
     grpc::CallbackServerContext* context, const v1::UnregisterSharedMemoryRequest* request,
     v1::UnregisterSharedMemoryResponse* /*response*/) {
   return AnswerInline(context, [&]() -> absl::Status {
-    LOGSTAR_RETURN_IF_ERROR(deps_.shared_memory->Unregister(request->region()));
+    LOGSTAR_ASSIGN_OR_RETURN(SharedMemoryRegistry regions, RegionsFor(context));
+    LOGSTAR_RETURN_IF_ERROR(regions.Unregister(request->region()));
     Log(LogLevel::kInfo, "shared_memory_unregistered", {{"region", request->region()}});
     return absl::OkStatus();
   });
@@ -701,7 +823,8 @@ grpc::ServerUnaryReactor* LogStarService::ListSharedMemory(
     grpc::CallbackServerContext* context, const v1::ListSharedMemoryRequest* /*request*/,
     v1::ListSharedMemoryResponse* response) {
   return AnswerInline(context, [&]() -> absl::Status {
-    for (const SharedMemoryRegistry::RegionInfo& r : deps_.shared_memory->List()) {
+    LOGSTAR_ASSIGN_OR_RETURN(SharedMemoryRegistry regions, RegionsFor(context));
+    for (const SharedMemoryRegistry::RegionInfo& r : regions.List()) {
       v1::SharedMemoryRegion* out = response->add_regions();
       out->set_region(r.region);
       out->set_key(r.key);

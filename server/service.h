@@ -1,7 +1,8 @@
 // The logstar.v1.LogStar service on gRPC's callback API: one reactor class
 // per RPC that does work (StreamReactor, AnalyzeFrameReactor); the session
 // and shared memory RPCs only touch their tables under short locks (and
-// open or close a shared memory object's descriptor) and answer at once.
+// identify the caller, open a shared memory object without blocking or
+// close one) and answer at once.
 //
 // Reactions never block: they check cheap things (auth, limits, the overload
 // policy), queue frames and return. Decoding, analysis and encoding run on
@@ -11,6 +12,11 @@
 // queue holds at most the session's queue_capacity frames, and answers go
 // out in the order the frames came in (a slot is reserved for each frame on
 // arrival and filled by its result, dropped or error record).
+//
+// Admission (server/admission.h): a frame's message is reserved against the
+// memory budget when it is accepted and its estimated peak before it is
+// analysed; at most max_unary_calls AnalyzeFrame calls are admitted at once.
+// What does not fit is refused with RESOURCE_EXHAUSTED, never queued.
 //
 // Thread-safety: gRPC calls into the service from its own threads; every
 // method may be called from any thread.
@@ -30,6 +36,7 @@
 #include "absl/time/time.h"
 #include "engine/base/context.h"
 #include "logstar/v1/service.grpc.pb.h"
+#include "server/admission.h"
 #include "server/metrics.h"
 #include "server/options.h"
 #include "server/session.h"
@@ -50,7 +57,9 @@ class LogStarService final : public v1::LogStar::CallbackService {
     WorkerPool* pool = nullptr;
     Metrics* metrics = nullptr;
     SharedMemoryRegistry* shared_memory = nullptr;
-    std::string auth_token;  // empty: no token required
+    MemoryBudget* memory = nullptr;           // frames' messages and analyses
+    ConcurrencyLimit* unary_calls = nullptr;  // AnalyzeFrame calls admitted
+    std::string auth_token;                   // empty: no token required
   };
   explicit LogStarService(const Deps& deps);
 
@@ -102,10 +111,23 @@ class LogStarService final : public v1::LogStar::CallbackService {
     bool tuned = false;  // windows were tuned: the session's state changed
   };
   // Decodes, analyses and encodes one frame (on a worker thread) and counts
-  // it as analysed; errors are the caller's to count.
-  absl::StatusOr<Processed> Process(Session& session, const v1::Frame& frame, absl::Time received,
+  // it as analysed; errors are the caller's to count. Its estimated peak
+  // memory is reserved first (RESOURCE_EXHAUSTED when it does not fit the
+  // budget) and returned when the result is made. `regions`: the
+  // caller's view of the shared memory regions (RegionsFor), null when the
+  // frame does not use them.
+  absl::StatusOr<Processed> Process(Session& session, const v1::Frame& frame,
+                                    const SharedMemoryRegistry* regions, absl::Time received,
                                     std::chrono::steady_clock::time_point arrival,
                                     const std::atomic<bool>* cancel);
+  // The shared memory regions as the caller of `context` sees them: its own,
+  // and only objects it may read (server/shared_memory.h). PERMISSION_DENIED
+  // when the caller cannot be identified (server/peer.h).
+  absl::StatusOr<SharedMemoryRegistry> RegionsFor(const grpc::CallbackServerContext* context) const;
+  // The frame's estimated peak (engine/analysis/memory_estimate.h) reserved
+  // against the memory budget, or RESOURCE_EXHAUSTED naming both.
+  absl::StatusOr<MemoryBudget::Reservation> ReserveAnalysis(const Session& session,
+                                                            const v1::Frame& frame);
   void CountDropped(Session* session);
   void CountFailed(Session* session, const absl::Status& status);
   // Saves the session on a worker (file I/O never runs in a reaction).

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "engine/base/status_macros.h"
+#include "server/files.h"
 #include "server/log.h"
 
 namespace logstar::server {
@@ -42,6 +43,28 @@ bool AmorphousLayoutSurvives(const v1::SessionSettings& a, const v1::SessionSett
   const v1::AmorphousSettings &x = a.analysis().amorphous(), &y = b.analysis().amorphous();
   return x.window() == y.window() && x.has_window() == y.has_window() && x.stride() == y.stride() &&
          x.has_stride() == y.has_stride();
+}
+
+// A state file as a session. Read without blocking (a FIFO or anything but
+// a regular file is refused, server/files.h); its name must be its
+// session's id, the file Remove() deletes, or a deleted session would come
+// back at the next start.
+absl::StatusOr<std::unique_ptr<Session>> ReadStateFile(const std::string& path,
+                                                       const SettingsCaps& caps) {
+  constexpr uint64_t kMaxStateBytes = uint64_t{256} << 20;
+  LOGSTAR_ASSIGN_OR_RETURN(const std::string bytes, ReadRegularFile(path, kMaxStateBytes));
+  v1::SessionState state;
+  if (!state.ParseFromString(bytes)) {
+    return absl::InvalidArgumentError("unreadable: not a SessionState message");
+  }
+  LOGSTAR_ASSIGN_OR_RETURN(std::unique_ptr<Session> session,
+                           Session::FromState(state, caps, absl::Now()));
+  const std::string name = std::filesystem::path(path).filename().string();
+  if (name != session->id() + kStateSuffix) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "holds session ", session->id(), ", so it must be named ", session->id(), kStateSuffix));
+  }
+  return session;
 }
 
 }  // namespace
@@ -260,6 +283,11 @@ void Session::ResetCache() {
 v1::SessionSettings Session::settings() const {
   absl::MutexLock lock(&mu_);
   return config_.settings;
+}
+
+SessionConfig Session::config() const {
+  absl::MutexLock lock(&mu_);
+  return config_;
 }
 
 v1::OverloadPolicy Session::overload_policy() const {
@@ -514,15 +542,14 @@ absl::Status SessionManager::LoadState() {
   for (const auto& entry : std::filesystem::directory_iterator(options_.state_dir, ec)) {
     const std::string path = entry.path().string();
     if (!absl::EndsWith(path, kStateSuffix)) continue;
-    std::ifstream in(path, std::ios::binary);
-    v1::SessionState state;
-    if (!in || !state.ParseFromIstream(&in)) {
-      Log(LogLevel::kWarning, "state_unreadable", {{"path", path}});
-      continue;
-    }
-    absl::StatusOr<std::unique_ptr<Session>> s = Session::FromState(state, caps_, absl::Now());
+    absl::StatusOr<std::unique_ptr<Session>> s = ReadStateFile(path, caps_);
     if (!s.ok()) {
-      Log(LogLevel::kWarning, "state_rejected", {{"path", path}, {"why", s.status().ToString()}});
+      // Set aside with the reason, so it is reported once, not at every start.
+      const absl::StatusOr<std::string> aside = SetAside(path, s.status().ToString());
+      Log(LogLevel::kWarning, "state_rejected",
+          {{"path", path},
+           {"why", s.status().ToString()},
+           {"moved_to", aside.ok() ? *aside : aside.status().ToString()}});
       continue;
     }
     absl::MutexLock lock(&mu_);
@@ -572,6 +599,12 @@ absl::StatusOr<std::pair<std::shared_ptr<Session>, bool>> SessionManager::Open(
   }
   auto session = std::make_shared<Session>(id, *std::move(config), absl::Now());
   absl::MutexLock lock(&mu_);
+  if (static_cast<int>(sessions_.size()) >= options_.max_sessions && !sessions_.contains(id)) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the daemon holds ", sessions_.size(),
+        " sessions, its max_sessions: resume one, delete one (ResetSession with delete_session) "
+        "or wait for idle ones to expire"));
+  }
   // Two streams may open the same new id at once: the first one wins.
   auto [it, inserted] = sessions_.emplace(id, session);
   return std::pair{it->second, !inserted};
@@ -632,18 +665,7 @@ absl::Status SessionManager::Persist(Session& session) {
   // landing in between are saved now and once more later, never lost.
   const uint64_t generation = session.generation();
   const v1::SessionState state = session.State();
-  const std::string path = PathFor(session.id());
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out || !state.SerializeToOstream(&out) || !out.flush()) {
-      return absl::UnavailableError(absl::StrCat("cannot write ", tmp));
-    }
-  }
-  // rename() replaces atomically: a crash leaves the old or the new state.
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    return absl::UnavailableError(absl::StrCat("cannot rename ", tmp, " to ", path));
-  }
+  LOGSTAR_RETURN_IF_ERROR(WriteFileAtomically(PathFor(session.id()), state.SerializeAsString()));
   session.MarkSaved(generation);
   return absl::OkStatus();
 }

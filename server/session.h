@@ -76,6 +76,9 @@ class Session {
   void ResetCache();
 
   v1::SessionSettings settings() const;
+  // The parsed settings (for the daemon's admission: a frame's estimated
+  // memory depends on them).
+  SessionConfig config() const;
   // Resolved: never unspecified; capacity 0 → default_capacity.
   v1::OverloadPolicy overload_policy() const;
   uint32_t queue_capacity(uint32_t default_capacity) const;
@@ -160,13 +163,19 @@ class SessionManager {
     // How often the sweeper saves sessions whose counters moved (with a
     // state_dir): a SIGKILL loses at most this long of counts.
     double save_interval_s = 5.0;
+    // Sessions held at most; opening a new one beyond is RESOURCE_EXHAUSTED
+    // (sessions restored from the state directory all load).
+    int max_sessions = 1000;
   };
   // `caps`: what a session's settings may ask for.
   explicit SessionManager(const Options& options, const SettingsCaps& caps = {});
   ~SessionManager();  // stops the sweeper; does not save (PersistAll does)
 
-  // Reads every session in the state directory (none without one).
-  // Unreadable files are reported and skipped.
+  // Reads every session in the state directory (none without one), never
+  // blocking on an entry (server/files.h). A file it cannot use (unreadable,
+  // not a regular file, refused by FromState, or not named after its
+  // session's id) is logged and set aside as NAME.rejected with the reason
+  // in NAME.rejected.why, so it is reported once.
   absl::Status LoadState();
 
   // Parses settings under this manager's caps (ParseSessionSettings).
@@ -174,7 +183,8 @@ class SessionManager {
 
   // An existing id resumes that session (settings, when given, replace
   // its own); an unknown or empty id makes a new session (settings
-  // required). Returns the session and whether it was resumed.
+  // required; RESOURCE_EXHAUSTED when max_sessions are held). Returns the
+  // session and whether it was resumed.
   absl::StatusOr<std::pair<std::shared_ptr<Session>, bool>> Open(
       const std::string& id, const v1::SessionSettings* settings);
   absl::StatusOr<std::shared_ptr<Session>> Find(const std::string& id);

@@ -206,6 +206,18 @@ absl::Status CheckSublatticeChoice(const AnalyzerOptions& analyzer, const PriorS
   return Prefixed(LogStarAnalyzer::Create(probe, checkable).status(), "settings.analysis.");
 }
 
+// Settings no frame can run with are refused when they are sent, not at
+// every frame (issue 16, item 6): the sigma bounds the column width gives at
+// the prior's pixel size, checked by the engine's ResolveBounds. Without a
+// pixel size the frames' decide, and each frame is checked as it comes; an
+// auto prior's column width is set when it is derived.
+absl::Status CheckSigmaBounds(const AnalyzerOptions& analyzer, const PriorSetting& prior) {
+  if (prior.derive || prior.prior.pixel_size_angstrom <= 0.0) return absl::OkStatus();
+  return Prefixed(ResolveBounds(analyzer.logstar, prior.prior).status(),
+                  "settings.analysis.column_sigma_angstrom does not fit "
+                  "settings.prior.pixel_size_angstrom: ");
+}
+
 }  // namespace
 
 absl::StatusOr<PriorSetting> ParsePrior(const v1::PhysicsPrior& p) {
@@ -311,6 +323,7 @@ absl::StatusOr<SessionConfig> ParseSessionSettings(const v1::SessionSettings& se
   LOGSTAR_ASSIGN_OR_RETURN(c.prior, ParsePrior(settings.prior()));
   LOGSTAR_ASSIGN_OR_RETURN(c.analyzer, ParseAnalysis(settings.analysis(), caps));
   LOGSTAR_RETURN_IF_ERROR(CheckSublatticeChoice(c.analyzer, c.prior));
+  LOGSTAR_RETURN_IF_ERROR(CheckSigmaBounds(c.analyzer, c.prior));
   if (!v1::OverloadPolicy_IsValid(settings.overload_policy())) {
     return Invalid("settings.overload_policy",
                    absl::StrCat("is not a known policy: ", settings.overload_policy()));

@@ -8,10 +8,14 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <utility>
 #include <vector>
 
-#include "absl/strings/match.h"
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "server/files.h"
 
 namespace logstar::server {
 
@@ -21,6 +25,15 @@ struct SharedMemoryRegistry::Region {
   ~Region() {
     if (fd >= 0) close(fd);
   }
+};
+
+struct SharedMemoryRegistry::Table {
+  explicit Table(const Options& o) : options(o) {}
+  const Options options;
+  absl::Mutex mu;
+  // By (the registering user, region name).
+  absl::flat_hash_map<std::pair<uid_t, std::string>, std::shared_ptr<const Region>> regions
+      ABSL_GUARDED_BY(mu);
 };
 
 namespace {
@@ -54,7 +67,12 @@ absl::Status SharedMemoryRegistry::Options::Validate() const {
 absl::StatusOr<std::unique_ptr<SharedMemoryRegistry>> SharedMemoryRegistry::Create(
     const Options& options) {
   if (absl::Status s = options.Validate(); !s.ok()) return s;
-  return std::unique_ptr<SharedMemoryRegistry>(new SharedMemoryRegistry(options));
+  return std::unique_ptr<SharedMemoryRegistry>(new SharedMemoryRegistry(
+      std::make_shared<Table>(options), PeerCredentials::Self(), /*self=*/true));
+}
+
+SharedMemoryRegistry SharedMemoryRegistry::ForCaller(const PeerCredentials& caller) const {
+  return SharedMemoryRegistry(table_, caller, /*self=*/false);
 }
 
 absl::Status SharedMemoryRegistry::Register(const std::string& region, const std::string& key,
@@ -71,7 +89,9 @@ absl::Status SharedMemoryRegistry::Register(const std::string& region, const std
   if (byte_size == 0) return absl::InvalidArgumentError("byte_size must be > 0");
   auto r = std::make_shared<Region>();
   r->info = {region, key, byte_size};
-  r->fd = shm_open(key.c_str(), O_RDONLY | O_CLOEXEC, 0);
+  // Non-blocking: a FIFO someone put in /dev/shm would otherwise hold this
+  // reaction thread until a writer comes (server/files.h).
+  r->fd = shm_open(key.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW, 0);
   if (r->fd < 0) {
     const int e = errno;
     const std::string why =
@@ -86,44 +106,52 @@ absl::Status SharedMemoryRegistry::Register(const std::string& region, const std
     return absl::InvalidArgumentError(why);
   }
   struct stat st {};
-  if (fstat(r->fd, &st) != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("cannot stat shared memory object ", key, ": ", std::strerror(errno)));
+  if (absl::Status s = RequireRegularFile(r->fd, absl::StrCat("key ", key), &st); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(s.message(), ", so not a shared memory object"));
   }
-  if (!S_ISREG(st.st_mode)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("key ", key, " is not a shared memory object (not a regular file)"));
+  // On the descriptor the daemon holds: what the caller could read is
+  // decided on the very object that will be read.
+  if (!self_) {
+    if (absl::Status s = CheckCallerMayRead(caller_, st, HasAccessAcl(r->fd),
+                                            absl::StrCat("shared memory object ", key));
+        !s.ok()) {
+      return s;
+    }
   }
   if (static_cast<uint64_t>(st.st_size) < byte_size) {
     return absl::InvalidArgumentError(
         absl::StrCat("byte_size ", byte_size, " is more than the ", st.st_size, " bytes of ", key));
   }
-  absl::MutexLock lock(&mu_);
-  if (!regions_.contains(region) && static_cast<int>(regions_.size()) >= options_.max_regions) {
+  Table& t = *table_;
+  absl::MutexLock lock(&t.mu);
+  const std::pair<uid_t, std::string> name{caller_.uid, region};
+  if (!t.regions.contains(name) && static_cast<int>(t.regions.size()) >= t.options.max_regions) {
     return absl::ResourceExhaustedError(
-        absl::StrCat("the daemon holds ", regions_.size(),
+        absl::StrCat("the daemon holds ", t.regions.size(),
                      " shared memory regions, its limit; unregister one first"));
   }
-  regions_[region] = std::move(r);  // a replaced region closes when its last Read ends
+  t.regions[name] = std::move(r);  // a replaced region closes when its last Read ends
   return absl::OkStatus();
 }
 
 absl::Status SharedMemoryRegistry::Unregister(absl::string_view region) {
-  absl::MutexLock lock(&mu_);
-  auto it = regions_.find(region);
-  if (it == regions_.end()) {
+  absl::MutexLock lock(&table_->mu);
+  auto it = table_->regions.find(std::pair{caller_.uid, std::string(region)});
+  if (it == table_->regions.end()) {
     return absl::NotFoundError(
         absl::StrCat("no shared memory region \"", region, "\" is registered"));
   }
-  regions_.erase(it);
+  table_->regions.erase(it);
   return absl::OkStatus();
 }
 
 std::vector<SharedMemoryRegistry::RegionInfo> SharedMemoryRegistry::List() const {
   std::vector<RegionInfo> out;
   {
-    absl::MutexLock lock(&mu_);
-    for (const auto& [name, r] : regions_) out.push_back(r->info);
+    absl::MutexLock lock(&table_->mu);
+    for (const auto& [name, r] : table_->regions) {
+      if (name.first == caller_.uid) out.push_back(r->info);
+    }
   }
   std::sort(out.begin(), out.end(),
             [](const RegionInfo& a, const RegionInfo& b) { return a.region < b.region; });
@@ -135,9 +163,9 @@ absl::Status SharedMemoryRegistry::Read(absl::string_view region, uint64_t offse
                                         ExecutionContext* context) const {
   std::shared_ptr<const Region> r;
   {
-    absl::MutexLock lock(&mu_);
-    auto it = regions_.find(region);
-    if (it != regions_.end()) r = it->second;
+    absl::MutexLock lock(&table_->mu);
+    auto it = table_->regions.find(std::pair{caller_.uid, std::string(region)});
+    if (it != table_->regions.end()) r = it->second;
   }
   if (r == nullptr) {
     return absl::InvalidArgumentError(
@@ -192,13 +220,6 @@ absl::Status SharedMemoryRegistry::Read(absl::string_view region, uint64_t offse
     }
   }
   return absl::OkStatus();
-}
-
-bool IsLocalPeer(absl::string_view peer) {
-  return absl::StartsWith(peer, "unix:") || absl::StartsWith(peer, "unix-abstract:") ||
-         absl::StartsWith(peer, "ipv4:127.") || absl::StartsWith(peer, "ipv6:[::1]:") ||
-         absl::StartsWith(peer, "ipv6:%5B::1%5D:") || absl::StartsWith(peer, "ipv6:[::ffff:127.") ||
-         absl::StartsWith(peer, "ipv6:%5B::ffff:127.");
 }
 
 }  // namespace logstar::server

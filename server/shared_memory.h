@@ -9,12 +9,21 @@
 // The copy is the one a frame in the message costs too (protobuf's parse);
 // gRPC's own copies and HTTP/2 framing of the bytes are what it saves.
 //
-// Regions belong to the daemon, not to a session or a connection: a
-// client registers once and streams on any number of streams. Registering a
-// name again replaces its region (a client that restarted registers anew);
-// at most Options::max_regions are held. A region's descriptor stays open
+// Regions belong to the user who registered them, not to a session or a
+// connection: a client registers once and streams on any number of streams.
+// The daemon reads an object only for a caller that could read it itself
+// (issue 16, item 5): a caller's view (ForCaller, by its credentials,
+// server/peer.h) registers only objects that caller may read
+// (CheckCallerMayRead on the object the daemon opened), and lists, reads and
+// unregisters only the regions registered under the caller's uid, so region
+// names of different users never meet. Registering a name again replaces
+// that user's region (a client that restarted registers anew); at most
+// Options::max_regions are held in all. A region's descriptor stays open
 // until it is unregistered or the registry is destroyed, even when the
 // client unlinks the object meanwhile.
+//
+// The registry Create() returns is the daemon's own view (its own user; no
+// check beyond the kernel's), for in-process use; views share one table.
 //
 // Thread-safety: every method may be called from any thread. Reads run
 // outside the registry's lock; a region unregistered during a Read stays
@@ -27,13 +36,11 @@
 #include <string>
 #include <vector>
 
-#include "absl/base/thread_annotations.h"
-#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "absl/synchronization/mutex.h"
 #include "engine/base/context.h"
+#include "server/peer.h"
 
 namespace logstar::server {
 
@@ -53,12 +60,18 @@ class SharedMemoryRegistry {
 
   static absl::StatusOr<std::unique_ptr<SharedMemoryRegistry>> Create(const Options& options);
 
-  // Opens the object `key` read-only and holds it as `region`.
+  // The same regions as `caller` sees them (see the file comment). Cheap:
+  // views share the table, and each may outlive the others.
+  SharedMemoryRegistry ForCaller(const PeerCredentials& caller) const;
+
+  // Opens the object `key` read-only (never blocking: a FIFO is refused,
+  // server/files.h) and holds it as `region`.
   // INVALID_ARGUMENT (naming region, key or byte_size) for a bad name, a key
   // that is not "/" and 1-250 characters without "/", a byte_size of 0 or
-  // beyond the object's size; NOT_FOUND for a key with no object;
-  // PERMISSION_DENIED for an object the daemon's user may not read;
-  // RESOURCE_EXHAUSTED when max_regions other names are held.
+  // beyond the object's size, or an object that is not a regular file;
+  // NOT_FOUND for a key with no object; PERMISSION_DENIED for an object the
+  // daemon's user or the caller may not read; RESOURCE_EXHAUSTED when
+  // max_regions other regions are held.
   absl::Status Register(const std::string& region, const std::string& key, uint64_t byte_size);
   // NOT_FOUND for a name not held.
   absl::Status Unregister(absl::string_view region);
@@ -75,18 +88,14 @@ class SharedMemoryRegistry {
 
  private:
   struct Region;
-  explicit SharedMemoryRegistry(const Options& options) : options_(options) {}
+  struct Table;
+  SharedMemoryRegistry(std::shared_ptr<Table> table, PeerCredentials caller, bool self)
+      : table_(std::move(table)), caller_(std::move(caller)), self_(self) {}
 
-  const Options options_;
-  mutable absl::Mutex mu_;
-  absl::flat_hash_map<std::string, std::shared_ptr<const Region>> regions_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<Table> table_;
+  PeerCredentials caller_;
+  bool self_ = false;  // the daemon's own view: the kernel's check is the only one
 };
-
-// Whether a gRPC peer string (grpc::ServerContext::peer(), e.g.
-// "ipv4:127.0.0.1:5000", "ipv6:[::1]:5000", "unix:/run/x.sock") is on this
-// host: shared memory only makes sense there, and a remote client must not
-// get the daemon to read objects on a machine it is not on.
-bool IsLocalPeer(absl::string_view peer);
 
 }  // namespace logstar::server
 

@@ -197,6 +197,13 @@ absl::StatusOr<cv::Mat> NormalizeFrame(const cv::Mat& frame, const NormalizeOpti
     lo = Percentile(values, options.low_percentile);
     hi = Percentile(values, options.high_percentile);
   }
+  // Finite pixels whose range does not fit a double (about ±1e308 in one
+  // frame) would map to NaN: name that, not a non-finite pixel, later.
+  if (!std::isfinite(hi - lo)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "frame's pixel values span [", lo, ", ", hi,
+        "], a range larger than float64 holds, so they cannot be normalised; scale them down"));
+  }
   const double range = std::max(hi - lo, 1e-12);
   cv::Mat out = internal::NewPaddedFrame(frame.rows, frame.cols);
   const bool clip = options.method == NormalizeOptions::Method::kPercentile;

@@ -630,6 +630,18 @@ class BadInputTest(unittest.TestCase):
         write_file(self.path('broken.json'), '{"pixel_size_angstrom": 0.1,')
         self.expect_error(self.analyze(self.good, self.path('broken.json')), 'JSON')
 
+    def test_prior_numbers_out_of_range(self):
+        # Issue 16: these aborted analyze and record (exit 134, an uncaught
+        # exception); now one error line and exit 1.
+        for value in ('1e999', '-1e400'):
+            path = self.path('range.json')
+            write_file(path, '{"pixel_size_angstrom": %s, "column_density_per_nm2": 13.4, '
+                       '"nearest_neighbor_angstrom": 2.55}' % value)
+            for args in (self.analyze(self.good, path),
+                         ['record', '--from', self.good, '--prior', path, '--out', self.path('r.lsr')]):
+                self.assertEqual(run(*args)[0], 1, args)
+                self.expect_error(args, 'range.json')
+
     def test_unknown_prior_field(self):
         write_file(self.path('typo.json'), json.dumps({'pixel_size_angstrom': 0.125, 'column_density_per_nm2': 13.4,
                    'nearest_neighbour_angstrom': 2.55}))

@@ -6,9 +6,12 @@
 #ifndef LOGSTAR_TESTS_INTEGRATION_HARNESS_H_
 #define LOGSTAR_TESTS_INTEGRATION_HARNESS_H_
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -24,8 +27,8 @@
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
-#include "engine/physics/accuracy.h"
 #include "engine/image/synth.h"
+#include "engine/physics/accuracy.h"
 #include "gtest/gtest.h"
 #include "logstar/v1/service.grpc.pb.h"
 
@@ -160,6 +163,26 @@ inline int HealthStatus(grpc::Channel* channel, const std::string& service,
   return response.size() >= 2 && response[0] == 0x08 ? response[1] : 0;
 }
 
+// GET `path` from 127.0.0.1:port over HTTP/1.1 (the metrics endpoint): the
+// whole reply, headers included; empty when nothing listens.
+inline std::string HttpGet(int port, const std::string& path) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::string reply;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
+    const std::string request =
+        absl::StrCat("GET ", path, " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    (void)!write(fd, request.data(), request.size());
+    char buffer[4096];
+    for (ssize_t n; (n = read(fd, buffer, sizeof(buffer))) > 0;) reply.append(buffer, n);
+  }
+  close(fd);
+  return reply;
+}
+
 // A logstard child process on a free loopback port.
 class DaemonProcess {
  public:
@@ -206,6 +229,7 @@ class DaemonProcess {
   }
 
   void Signal(int sig) { kill(pid_, sig); }
+  pid_t pid() const { return pid_; }
   // The exit code, or -1 (killed by a signal or timed out).
   int WaitForExit(std::chrono::seconds timeout = std::chrono::seconds(120)) {
     const auto end = std::chrono::steady_clock::now() + timeout;

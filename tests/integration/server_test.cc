@@ -35,6 +35,7 @@ namespace {
 
 using ::logstar::testing::FrameRequest;
 using ::logstar::testing::HealthStatus;
+using ::logstar::testing::HttpGet;
 using ::logstar::testing::Open;
 using ::logstar::testing::RunStream;
 using ::logstar::testing::Score;
@@ -922,24 +923,6 @@ TEST_F(ServerTest, ListSessionsShowsEverySessionsCountersAndNeedsTheToken) {
 }
 
 // GET /metrics over a plain socket (the endpoint speaks HTTP/1.1).
-std::string HttpGet(int port, const std::string& path) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  std::string reply;
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
-    const std::string request =
-        absl::StrCat("GET ", path, " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-    (void)!write(fd, request.data(), request.size());
-    char buffer[4096];
-    for (ssize_t n; (n = read(fd, buffer, sizeof(buffer))) > 0;) reply.append(buffer, n);
-  }
-  close(fd);
-  return reply;
-}
-
 TEST_F(ServerTest, PrometheusEndpointCountsFramesAndStages) {
   server_->Shutdown();
   server::ServerOptions options;

@@ -2,12 +2,17 @@
 // the test writes itself into real POSIX shared memory objects.
 #include "server/shared_memory.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstring>
+#include <future>
 #include <limits>
 #include <string>
 #include <vector>
@@ -16,6 +21,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/convert.h"
+#include "server/peer.h"
 
 namespace logstar::server {
 namespace {
@@ -177,6 +183,31 @@ TEST(SharedMemoryRegistryTest, ReRegisteringReplacesAndTheLimitCountsNames) {
               HasSubstr("frame.pixels.shared_memory.region \"one\" is not registered"));
 }
 
+// A FIFO in /dev/shm used as a key: refused at once. A blocking open would
+// wait for a writer and hold the calling gRPC thread (issue 16, item 1); if
+// it does, the test opens the FIFO for writing to get its thread back.
+TEST(SharedMemoryRegistryTest, AFifoIsRefusedWithoutBlocking) {
+  const std::string key = absl::StrCat("/logstar-test-", getpid(), "-fifo");
+  const std::string path = "/dev/shm" + key;
+  unlink(path.c_str());
+  ASSERT_EQ(mkfifo(path.c_str(), 0666), 0) << std::strerror(errno);
+  auto reg = NewRegistry();
+  auto result = std::async(std::launch::async, [&] { return reg->Register("cam", key, 10); });
+  absl::Status s;
+  if (result.wait_for(std::chrono::seconds(5)) != std::future_status::ready) {
+    ADD_FAILURE() << "Register blocked on the FIFO " << key;
+    const int w = open(path.c_str(), O_WRONLY | O_NONBLOCK);
+    if (w >= 0) close(w);
+    s = result.get();
+  } else {
+    s = result.get();
+  }
+  unlink(path.c_str());
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("is a FIFO, not a regular file"));
+  EXPECT_TRUE(reg->List().empty());
+}
+
 TEST(SharedMemoryRegistryTest, AnUnlinkedObjectStaysReadableWhileRegistered) {
   const std::string bytes = Counting(100);
   auto reg = NewRegistry();
@@ -189,19 +220,137 @@ TEST(SharedMemoryRegistryTest, AnUnlinkedObjectStaysReadableWhileRegistered) {
   EXPECT_EQ(out, bytes);
 }
 
-TEST(IsLocalPeerTest, LoopbackAndUnixSocketsOnly) {
-  EXPECT_TRUE(IsLocalPeer("ipv4:127.0.0.1:50051"));
-  EXPECT_TRUE(IsLocalPeer("ipv4:127.1.2.3:1"));
-  EXPECT_TRUE(IsLocalPeer("ipv6:[::1]:50051"));
-  EXPECT_TRUE(IsLocalPeer("ipv6:%5B::1%5D:50051"));
-  EXPECT_TRUE(IsLocalPeer("ipv6:[::ffff:127.0.0.1]:50051"));
-  EXPECT_TRUE(IsLocalPeer("unix:/run/logstar.sock"));
-  EXPECT_FALSE(IsLocalPeer("ipv4:10.0.0.5:50051"));
-  EXPECT_FALSE(IsLocalPeer("ipv4:128.0.0.1:50051"));
-  EXPECT_FALSE(IsLocalPeer("ipv6:[::2]:50051"));
-  EXPECT_FALSE(IsLocalPeer("ipv6:[::1234]:50051"));
-  EXPECT_FALSE(IsLocalPeer("ipv6:[::ffff:10.0.0.1]:50051"));
-  EXPECT_FALSE(IsLocalPeer(""));
+// A uid that is not the test's own (nor root), for callers that are not us.
+uid_t OtherUid() { return geteuid() == 4242 ? 4243 : 4242; }
+
+PeerCredentials Caller(uid_t uid, gid_t gid, std::vector<gid_t> groups, bool groups_known) {
+  PeerCredentials c;
+  c.uid = uid;
+  c.gid = gid;
+  c.groups = std::move(groups);
+  c.groups_known = groups_known;
+  c.how = "test";
+  return c;
+}
+
+// Issue 16, item 5: the kernel's rules on the mode bits, for a file owned
+// by uid 1000, group 100.
+TEST(CheckCallerMayReadTest, ModeBitsAsTheKernelAppliesThem) {
+  struct stat st {};
+  st.st_uid = 1000;
+  st.st_gid = 100;
+  auto may = [&](mode_t mode, const PeerCredentials& c, bool acl = false) {
+    st.st_mode = S_IFREG | mode;
+    return CheckCallerMayRead(c, st, acl, "obj").ok();
+  };
+  const PeerCredentials owner = Caller(1000, 5, {}, true);
+  const PeerCredentials member = Caller(2000, 7, {100}, true);
+  const PeerCredentials primary_member = Caller(2000, 100, {}, true);
+  const PeerCredentials other = Caller(3000, 7, {8}, true);
+  const PeerCredentials tcp = Caller(3000, 0, {}, false);  // groups unknown
+  const PeerCredentials root = Caller(0, 0, {}, false);
+  EXPECT_TRUE(may(0600, owner));
+  EXPECT_FALSE(may(0600, member));
+  EXPECT_FALSE(may(0600, other));
+  EXPECT_TRUE(may(0600, root));
+  EXPECT_FALSE(may(0044, owner));  // the owner's own bits decide for the owner
+  EXPECT_TRUE(may(0640, member));
+  EXPECT_TRUE(may(0640, primary_member));
+  EXPECT_FALSE(may(0640, other));
+  EXPECT_FALSE(may(0604, member));  // the group's bits decide for a member
+  EXPECT_TRUE(may(0604, other));
+  EXPECT_TRUE(may(0644, other));
+  // Groups unknown: only when every non-owner could read it.
+  EXPECT_FALSE(may(0640, tcp));
+  EXPECT_FALSE(may(0604, tcp));
+  EXPECT_TRUE(may(0644, tcp));
+  EXPECT_TRUE(may(0600, Caller(1000, 0, {}, false)));
+  // An ACL: the owner only.
+  EXPECT_TRUE(may(0644, owner, true));
+  EXPECT_FALSE(may(0644, other, true));
+  st.st_mode = S_IFREG | 0600;
+  const absl::Status s = CheckCallerMayRead(other, st, false, "shared memory object /x");
+  EXPECT_EQ(s.code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(s.message(),
+              HasSubstr("shared memory object /x (owner 1000, group 100, mode 0600) is not "
+                        "readable by the caller (uid 3000"));
+}
+
+TEST(LocalPeerCredentialsTest, RemoteAndUnknownPeersAreNotIdentified) {
+  for (const char* peer :
+       {"ipv4:10.0.0.5:50051", "ipv4:128.0.0.1:50051", "ipv6:[::2]:50051", "ipv6:[::1234]:50051",
+        "ipv6:[::ffff:10.0.0.1]:50051", "", "unix:/run/logstar.sock", "fd:x", "ipv4:127.0.0.1"}) {
+    EXPECT_EQ(LocalPeerCredentials(peer).status().code(), absl::StatusCode::kPermissionDenied)
+        << peer;
+  }
+  // A loopback port nobody uses: no socket to own it.
+  EXPECT_EQ(LocalPeerCredentials("ipv4:127.0.0.1:1").status().code(),
+            absl::StatusCode::kPermissionDenied);
+}
+
+// A connected TCP loopback pair: the client's (address, port) is owned by us.
+TEST(LocalPeerCredentialsTest, ATcpLoopbackPeerIsItsSocketsOwner) {
+  const int listener = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(listen(listener, 1), 0);
+  ASSERT_EQ(getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  const int client = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_EQ(connect(client, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  sockaddr_in mine{};
+  len = sizeof(mine);
+  ASSERT_EQ(getsockname(client, reinterpret_cast<sockaddr*>(&mine), &len), 0);
+  const absl::StatusOr<PeerCredentials> c =
+      LocalPeerCredentials(absl::StrCat("ipv4:127.0.0.1:", ntohs(mine.sin_port)));
+  close(client);
+  close(listener);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->uid, geteuid());
+  EXPECT_FALSE(c->groups_known);
+}
+
+TEST(LocalPeerCredentialsTest, AUnixSocketPeerIsTheConnectingProcess) {
+  int sv[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+  const absl::StatusOr<PeerCredentials> c = LocalPeerCredentials(absl::StrCat("fd:", sv[0]));
+  close(sv[0]);
+  close(sv[1]);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->uid, geteuid());
+  EXPECT_EQ(c->gid, getegid());
+  EXPECT_TRUE(c->groups_known);
+  // A descriptor that is not a Unix socket says nothing.
+  const int tcp = socket(AF_INET, SOCK_STREAM, 0);
+  EXPECT_EQ(LocalPeerCredentials(absl::StrCat("fd:", tcp)).status().code(),
+            absl::StatusCode::kPermissionDenied);
+  close(tcp);
+}
+
+// Issue 16, item 5: a caller registers only what it may read itself, and
+// sees, reads and unregisters only its own regions.
+TEST(SharedMemoryRegistryTest, CallersHaveTheirOwnRegionsAndOnlyObjectsTheyMayRead) {
+  ShmObject mine("mine", Counting(100), 0600), open_to_all("all", std::string(100, 'o'), 0644);
+  auto reg = NewRegistry();
+  ASSERT_TRUE(reg->Register("cam", mine.key(), 100).ok());
+  SharedMemoryRegistry other = reg->ForCaller(Caller(OtherUid(), OtherUid(), {}, true));
+  const absl::Status denied = other.Register("x", mine.key(), 100);
+  EXPECT_EQ(denied.code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(denied.message(), HasSubstr("mode 0600"));
+  char c;
+  EXPECT_THAT(other.Read("cam", 0, 1, &c, "f").message(), HasSubstr("is not registered"));
+  EXPECT_TRUE(other.List().empty());
+  EXPECT_EQ(other.Unregister("cam").code(), absl::StatusCode::kNotFound);
+  // Its own "cam" is another region.
+  ASSERT_TRUE(other.Register("cam", open_to_all.key(), 100).ok());
+  ASSERT_TRUE(other.Read("cam", 5, 1, &c, "f").ok());
+  EXPECT_EQ(c, 'o');
+  ASSERT_TRUE(reg->Read("cam", 5, 1, &c, "f").ok());
+  EXPECT_EQ(c, Counting(100)[5]);
+  ASSERT_EQ(reg->List().size(), 1u);
+  EXPECT_EQ(reg->List()[0].key, mine.key());
 }
 
 // DecodeFrame: pixels from a region equal the bytes written there, row 0

@@ -246,5 +246,20 @@ TEST(NormalizeTest, OutOfRangePercentilesAreErrors) {
   EXPECT_TRUE(Percentile(0, 100).Validate().ok());
 }
 
+// Finite float64 pixels of ±1.7e308 are a range a double cannot hold, not
+// NaN or infinite pixels: the error says so (issue 16, item 6).
+TEST(NormalizeTest, ARangeBeyondFloat64IsNamedAsSuch) {
+  cv::Mat frame(4, 4, CV_64F, cv::Scalar(0.0));
+  frame.at<double>(1, 2) = 1.7e308;
+  frame.at<double>(3, 0) = -1.7e308;
+  for (const NormalizeOptions& o : {NormalizeOptions{}, Percentile(0, 100)}) {
+    const absl::Status s = NormalizeFrame(frame, o).status();
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(s.message()), HasSubstr("a range larger than float64 holds"));
+  }
+  frame.at<double>(3, 0) = 0.0;  // [0, 1.7e308] fits
+  EXPECT_TRUE(NormalizeFrame(frame, {}).ok());
+}
+
 }  // namespace
 }  // namespace logstar
