@@ -36,7 +36,14 @@ namespace logstar::server {
 
 // The daemon's limits on what a session may ask for.
 struct SettingsCaps {
-  int max_evaluations = 10000;         // settings.analysis[.amorphous].evaluations, >= 1
+  // settings.analysis[.amorphous].evaluations, >= 1: the per-window work
+  // budget. A search's model work grows with the cube of its evaluations
+  // (one 128² window, one thread: 100 evaluations 0.25 s, 200 1.75 s, 400
+  // 23 s, 800 430 s), and cancellation is checked between evaluations, so
+  // past a few hundred one frame holds a slot for minutes and an abandoned
+  // one for seconds (issue 16, item 2). 500 is ten times the published
+  // budget.
+  int max_evaluations = 500;
   int max_regions = 1000;              // settings.steering.max_regions
   uint32_t max_queue_capacity = 1024;  // settings.queue_capacity
 };

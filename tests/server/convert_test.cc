@@ -228,6 +228,12 @@ TEST(SettingsTest, PolicyCapsAreTheDaemons) {
   caps.max_evaluations = 20;
   EXPECT_THAT(ParseSessionSettings(s, caps).status().message(),
               HasSubstr("settings.analysis.evaluations must be in [1, 20], got 50"));
+  // The default budget: the 10000 evaluations per window held an
+  // analysis slot for minutes.
+  s.mutable_analysis()->set_evaluations(10000);
+  EXPECT_THAT(ParseSessionSettings(s).status().message(),
+              HasSubstr("settings.analysis.evaluations must be in [1, 500], got 10000"));
+  s.mutable_analysis()->set_evaluations(50);
   caps = {};
   caps.max_queue_capacity = 8;
   EXPECT_THAT(ParseSessionSettings(s, caps).status().message(),
