@@ -30,6 +30,7 @@
 #include "gtest/gtest.h"
 #include "server/server.h"
 #include "tests/integration/harness.h"
+#include "tests/sanitizers.h"
 
 namespace logstar {
 namespace {
@@ -375,20 +376,6 @@ v1::SessionSettings WholeFrame(const SynthFrame& f) {
 // two are analysed at once, the others are refused naming their estimate
 // and the budget, and the daemon's resident set stays within the budget.
 // FLOOD_SIZE and FLOOD_BUDGET_MIB change the frames and the budget.
-// Resident memory is what these tests measure; AddressSanitizer's shadow
-// memory and quarantine add to it, so under sanitizers they only run where
-// the figures mean something (the Release build).
-#if defined(__SANITIZE_ADDRESS__)
-#define LOGSTAR_SKIP_UNDER_ASAN() GTEST_SKIP() << "resident memory is not meaningful under ASan"
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define LOGSTAR_SKIP_UNDER_ASAN() GTEST_SKIP() << "resident memory is not meaningful under ASan"
-#endif
-#endif
-#ifndef LOGSTAR_SKIP_UNDER_ASAN
-#define LOGSTAR_SKIP_UNDER_ASAN() (void)0
-#endif
-
 TEST(ReliabilityTest, AFloodOfLargeFramesStaysWithinTheMemoryBudget) {
   LOGSTAR_SKIP_UNDER_ASAN();
   const std::string dir = TestDir("flood_frames");

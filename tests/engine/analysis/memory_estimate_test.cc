@@ -13,6 +13,7 @@
 #include "engine/base/context.h"
 #include "engine/image/synth.h"
 #include "gtest/gtest.h"
+#include "tests/sanitizers.h"
 
 namespace logstar {
 namespace {
@@ -60,20 +61,6 @@ void ExpectBounds(const Measured& m) {
   // for allocator and thread timing.
   EXPECT_LE(static_cast<double>(m.estimate_bytes), 1.6 * m.peak_bytes + (16 << 20));
 }
-
-// Resident memory is what these tests measure; AddressSanitizer's shadow
-// memory and quarantine add to it, so under sanitizers they only run where
-// the figures mean something (the Release build).
-#if defined(__SANITIZE_ADDRESS__)
-#define LOGSTAR_SKIP_UNDER_ASAN() GTEST_SKIP() << "resident memory is not meaningful under ASan"
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define LOGSTAR_SKIP_UNDER_ASAN() GTEST_SKIP() << "resident memory is not meaningful under ASan"
-#endif
-#endif
-#ifndef LOGSTAR_SKIP_UNDER_ASAN
-#define LOGSTAR_SKIP_UNDER_ASAN() (void)0
-#endif
 
 TEST(MemoryEstimateTest, BoundsTheWholeFrameWindow) {
   LOGSTAR_SKIP_UNDER_ASAN();
