@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <limits>
 #include <numbers>
@@ -60,6 +61,13 @@ constexpr int kColumnsPerBlock = 256;  // a ParallelFor piece
 constexpr double kClearNn = 0.5;
 constexpr size_t kMinClearPixels = 64;
 constexpr double kFallbackPercentile = 5.0;
+// The median is taken over a grid of every k-th pixel in both directions,
+// k the smallest that keeps the grid within kBackgroundSamples pixels: the
+// median of 65536 samples is good to about 0.005 of the noise's standard
+// deviation, and on a 1024² frame the whole frame's median cost more than
+// the rest of the assignment (k = 1 up to 256², so small frames use every
+// pixel).
+constexpr int64_t kBackgroundSamples = 65536;
 
 absl::Status CheckRange(const char* field, double value, double lo, double hi) {
   if (!std::isfinite(value) || value < lo || value > hi) {
@@ -105,11 +113,15 @@ ColumnMeasure MeasureColumn(const cv::Mat& frame, const PointXY& p, double sigma
   return m;
 }
 
-// The frame's background c0: the median of the pixels at least kClearNn ×
+// The frame's background c0: the median of the pixels (sampled, see
+// kBackgroundSamples) at least kClearNn ×
 // nn from every atom (between the columns, or vacuum), where no column
 // adds its tail; with too few of them (a frame packed with columns), the
 // frame's kFallbackPercentile-th percentile.
 double Background(const cv::Mat& frame, absl::Span<const PointXY> positions, double nn) {
+  const int64_t pixels = static_cast<int64_t>(frame.rows) * frame.cols;
+  int step = 1;
+  while (pixels / (static_cast<int64_t>(step) * step) > kBackgroundSamples) ++step;
   cv::Mat near(frame.size(), CV_8U, cv::Scalar(0));
   const int radius = std::max(1, static_cast<int>(std::lround(kClearNn * nn)));
   for (const PointXY& p : positions) {
@@ -119,11 +131,12 @@ double Background(const cv::Mat& frame, absl::Span<const PointXY> positions, dou
                  radius, cv::Scalar(1), cv::FILLED);
     }
   }
-  std::vector<float> clear;
-  for (int y = 0; y < frame.rows; ++y) {
+  std::vector<float> clear, all;
+  clear.reserve(static_cast<size_t>(pixels / (static_cast<int64_t>(step) * step) + frame.cols));
+  for (int y = 0; y < frame.rows; y += step) {
     const float* row = frame.ptr<float>(y);
     const uint8_t* mask = near.ptr<uint8_t>(y);
-    for (int x = 0; x < frame.cols; ++x) {
+    for (int x = 0; x < frame.cols; x += step) {
       if (!mask[x]) clear.push_back(row[x]);
     }
   }
@@ -131,7 +144,7 @@ double Background(const cv::Mat& frame, absl::Span<const PointXY> positions, dou
     std::nth_element(clear.begin(), clear.begin() + clear.size() / 2, clear.end());
     return clear[clear.size() / 2];
   }
-  std::vector<float> all(frame.begin<float>(), frame.end<float>());
+  all.assign(frame.begin<float>(), frame.end<float>());
   const size_t at = static_cast<size_t>(kFallbackPercentile / 100.0 * (all.size() - 1));
   std::nth_element(all.begin(), all.begin() + at, all.end());
   return all[at];
