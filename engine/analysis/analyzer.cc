@@ -240,6 +240,11 @@ absl::Status AnalyzerOptions::Validate() const {
   LOGSTAR_RETURN_IF_ERROR(normalize.Validate());
   LOGSTAR_RETURN_IF_ERROR(amorphous.Validate());
   LOGSTAR_RETURN_IF_ERROR(prior_tolerances.Validate());
+  LOGSTAR_RETURN_IF_ERROR(crystallinity.Validate());
+  if (!(min_crystal_share > 0.0 && min_crystal_share <= 1.0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("min_crystal_share must be in (0, 1], got ", min_crystal_share));
+  }
   return logstar.Validate();
 }
 
@@ -272,6 +277,7 @@ absl::Status LogStarAnalyzer::SetPrior(const PhysicsPrior& prior) {
   for (auto& c : amorphous_cache_) c.reset();
   amorphous_tracks_ = {};
   lattice_.reset();
+  crystallinity_.reset();
   ++generation_;
   return absl::OkStatus();
 }
@@ -282,6 +288,7 @@ void LogStarAnalyzer::ClearCache() {
   for (auto& c : amorphous_cache_) c.reset();
   amorphous_tracks_ = {};
   lattice_.reset();
+  crystallinity_.reset();
   ++generation_;
 }
 
@@ -302,35 +309,66 @@ std::vector<std::optional<CachedWindow>> LogStarAnalyzer::Cache() const {
   return cache_;
 }
 
+namespace {
+
+PixelRegion Local(const PixelRegion& tile, const PixelRegion& context_region) {
+  return PixelRegion{tile.col0 - context_region.col0, tile.row0 - context_region.row0, tile.cols,
+                     tile.rows};
+}
+
+// The crystal area of the frame seen from the context region `ctx`.
+CrystalArea InContext(const CrystalArea& frame, const PixelRegion& ctx) {
+  return {frame.mask.Offset(ctx.col0, ctx.row0), frame.pixel_noise_std,
+          frame.faint_column_response};
+}
+
+bool SameParameters(const LogParameters& a, const LogParameters& b) {
+  return a.min_sigma == b.min_sigma && a.max_sigma == b.max_sigma && a.num_sigma == b.num_sigma &&
+         a.threshold == b.threshold && a.overlap == b.overlap;
+}
+
+}  // namespace
+
+absl::StatusOr<LogDetection> LogStarAnalyzer::DetectWith(
+    const cv::Mat& image, const Window& w, const PhysicsPrior& prior,
+    const LatticeMeasurement* lattice, const CrystalArea* crystal, const LogParameters& parameters,
+    ObjectivePair objectives, ExecutionContext* context, PixelRegion& ctx) const {
+  ctx = Grow(w.tile, HaloFor(parameters.max_sigma), image.cols, image.rows);
+  // The sites of the pair the parameters were tuned with.
+  std::optional<LatticeSites> sites;
+  if (objectives == ObjectivePair::kLattice && lattice != nullptr && lattice->found) {
+    LOGSTAR_ASSIGN_OR_RETURN(sites, MakeLatticeSites(*lattice, options_.logstar.rewards));
+  }
+  std::optional<CrystalArea> local_crystal;
+  if (crystal != nullptr) local_crystal = InContext(*crystal, ctx);
+  return DetectAndScore(image(cv::Rect(ctx.col0, ctx.row0, ctx.cols, ctx.rows)), Local(w.tile, ctx),
+                        prior, parameters, options_.logstar, context, sites ? &*sites : nullptr,
+                        local_crystal ? &*local_crystal : nullptr);
+}
+
 absl::Status LogStarAnalyzer::AnalyzeWindow(const cv::Mat& image, const Window& w,
                                             const PhysicsPrior& prior,
                                             const LatticeMeasurement* lattice,
+                                            const CrystalArea* crystal,
                                             std::optional<CachedWindow>& cache,
                                             ExecutionContext* context, WindowResult& out,
                                             std::vector<Blob>& blobs) const {
   const auto t0 = std::chrono::steady_clock::now();
   out.window = w;
-  auto local = [](const PixelRegion& tile, const PixelRegion& context_region) {
-    return PixelRegion{tile.col0 - context_region.col0, tile.row0 - context_region.row0, tile.cols,
-                       tile.rows};
-  };
   std::vector<LogParameters> warm;
-  if (cache.has_value()) {
-    const PixelRegion ctx =
-        Grow(w.tile, HaloFor(cache->parameters.max_sigma), image.cols, image.rows);
-    // The sites of the pair the window was tuned with.
-    std::optional<LatticeSites> sites;
-    if (cache->objectives == ObjectivePair::kLattice && lattice != nullptr && lattice->found) {
-      LOGSTAR_ASSIGN_OR_RETURN(sites, MakeLatticeSites(*lattice, options_.logstar.rewards));
-    }
-    LOGSTAR_ASSIGN_OR_RETURN(
-        LogDetection d,
-        DetectAndScore(image(cv::Rect(ctx.col0, ctx.row0, ctx.cols, ctx.rows)), local(w.tile, ctx),
-                       prior, cache->parameters, options_.logstar, context,
-                       sites ? &*sites : nullptr));
+  // An entry without a front was lent by another window (see BorrowWindow):
+  // nothing was tuned here yet, its parameters only seed the search.
+  if (cache.has_value() && cache->front.empty()) {
+    warm.push_back(cache->parameters);
+    out.state = CacheState::kRetuned;
+  } else if (cache.has_value()) {
+    PixelRegion ctx;
+    LOGSTAR_ASSIGN_OR_RETURN(LogDetection d,
+                             DetectWith(image, w, prior, lattice, crystal, cache->parameters,
+                                        cache->objectives, context, ctx));
     if (!Drifted(d.rewards, cache->tuned_rewards, options_.drift_tolerance)) {
       out.state = CacheState::kHit;
-      out.objectives = sites ? ObjectivePair::kLattice : ObjectivePair::kPublished;
+      out.objectives = d.lattice_rewards ? ObjectivePair::kLattice : ObjectivePair::kPublished;
       out.lattice_note = cache->lattice_note;
       out.lattice_rewards = d.lattice_rewards;
       out.parameters = cache->parameters;
@@ -353,10 +391,12 @@ absl::Status LogStarAnalyzer::AnalyzeWindow(const cv::Mat& image, const Window& 
   const PixelRegion ctx =
       Grow(w.tile, HaloFor(std::max(bounds.max_sigma.upper, bounds.min_sigma.upper)), image.cols,
            image.rows);
+  std::optional<CrystalArea> local_crystal;
+  if (crystal != nullptr) local_crystal = InContext(*crystal, ctx);
   LOGSTAR_ASSIGN_OR_RETURN(LogStarResult r,
                            RunLogStar(image(cv::Rect(ctx.col0, ctx.row0, ctx.cols, ctx.rows)),
-                                      local(w.tile, ctx), prior, options_.logstar, context, warm,
-                                      lattice));
+                                      Local(w.tile, ctx), prior, options_.logstar, context, warm,
+                                      lattice, local_crystal ? &*local_crystal : nullptr));
   cache = CachedWindow{r.parameters, r.rewards, r.front, r.chosen, r.objectives, r.lattice_note};
   out.objectives = r.objectives;
   out.lattice_note = r.lattice_note;
@@ -370,6 +410,112 @@ absl::Status LogStarAnalyzer::AnalyzeWindow(const cv::Mat& image, const Window& 
   for (Blob& b : r.blobs) b.x += ctx.col0, b.y += ctx.row0;
   out.er_flagged = PositionsOf(r.blobs, r.erroneous);
   blobs = std::move(r.blobs);
+  out.ms = MsSince(t0);
+  return absl::OkStatus();
+}
+
+std::vector<int> LogStarAnalyzer::WindowRoles(const std::vector<Window>& layout,
+                                              const LatticeMeasurement* lattice,
+                                              const Crystallinity* crystal,
+                                              FrameAnalysis& result) const {
+  const int n = static_cast<int>(layout.size());
+  std::vector<int> donors(n);
+  for (int i = 0; i < n; ++i) donors[i] = i;
+  if (crystal == nullptr) {
+    result.crystal_note =
+        lattice != nullptr && !lattice->found
+            ? absl::StrCat("the frame shows no lattice (", lattice->reason,
+                           "): expected counts are over the whole frame")
+            : "the crystalline area could not be measured: expected counts are over the whole "
+              "frame";
+    return donors;
+  }
+  std::vector<int> tuned;
+  int best = 0;
+  for (int i = 0; i < n; ++i) {
+    const double share = crystal->mask.Fraction(layout[i].tile);
+    result.windows[i].crystalline_fraction = share;
+    if (share >= options_.min_crystal_share) tuned.push_back(i);
+    if (share > result.windows[best].crystalline_fraction) best = i;
+  }
+  if (tuned.empty()) {
+    if (!(result.windows[best].crystalline_fraction > 0.0)) {
+      // Found by the autocorrelation, yet nowhere above the map's noise: a
+      // count over nothing would be no count; the whole frame it is.
+      for (WindowResult& w : result.windows) w.crystalline_fraction = 1.0;
+      result.crystal_note =
+          "the frame's lattice shows nowhere clearly enough to map it: expected counts are over "
+          "the whole frame";
+      return donors;
+    }
+    tuned.push_back(best);
+    result.windows[best].crystal_note = absl::StrFormat(
+        "%.1f %% of the tile shows the lattice, under the %.1f %% wanted, but no window has "
+        "more: tuned toward the count over that area",
+        100.0 * result.windows[best].crystalline_fraction, 100.0 * options_.min_crystal_share);
+  }
+  result.crystalline_fraction = crystal->fraction;
+  // Every other window borrows from the tuned window whose tile centre is
+  // nearest (the lowest index on a tie).
+  for (int i = 0; i < n; ++i) {
+    if (std::find(tuned.begin(), tuned.end(), i) != tuned.end()) continue;
+    auto centre = [&](int k) {
+      const PixelRegion& t = layout[k].tile;
+      return std::pair<double, double>{t.col0 + 0.5 * t.cols, t.row0 + 0.5 * t.rows};
+    };
+    double best_d2 = std::numeric_limits<double>::infinity();
+    for (int k : tuned) {
+      const auto [x, y] = centre(k);
+      const auto [cx, cy] = centre(i);
+      const double d2 = (x - cx) * (x - cx) + (y - cy) * (y - cy);
+      if (d2 < best_d2) best_d2 = d2, donors[i] = k;
+    }
+  }
+  return donors;
+}
+
+absl::Status LogStarAnalyzer::BorrowWindow(
+    const cv::Mat& image, const Window& w, const PhysicsPrior& prior,
+    const LatticeMeasurement* lattice, const CrystalArea* crystal, const WindowResult& donor,
+    const std::vector<Blob>& donor_blobs, std::optional<CachedWindow>& cache,
+    ExecutionContext* context, WindowResult& out, std::vector<Blob>& blobs) const {
+  const auto t0 = std::chrono::steady_clock::now();
+  out.window = w;
+  PixelRegion ctx;
+  // How bright a column is comes from the lender: this tile has too few of
+  // them to say.
+  std::optional<CrystalArea> lent;
+  if (crystal != nullptr) {
+    lent = *crystal;
+    lent->faint_column_response =
+        FaintColumnResponse(donor_blobs, donor.window.tile, crystal->mask, prior);
+  }
+  LOGSTAR_ASSIGN_OR_RETURN(LogDetection d,
+                           DetectWith(image, w, prior, lattice, lent ? &*lent : nullptr,
+                                      donor.parameters, donor.objectives, context, ctx));
+  // Lent parameters are a hit while the lender keeps them; when it was
+  // re-tuned they follow it (no evaluations are spent here).
+  if (!cache.has_value()) {
+    out.state = CacheState::kMiss;
+  } else if (cache->front.empty() && SameParameters(cache->parameters, donor.parameters)) {
+    out.state = CacheState::kHit;
+  } else {
+    out.state = CacheState::kRetuned;
+  }
+  cache = CachedWindow{donor.parameters, d.rewards, {}, 0, donor.objectives, donor.lattice_note};
+  out.objectives = donor.objectives;
+  out.lattice_note = donor.lattice_note;
+  out.lattice_rewards = d.lattice_rewards;
+  out.parameters = donor.parameters;
+  out.rewards = d.rewards;
+  out.tuned_rewards = d.rewards;
+  out.crystal_note = absl::StrFormat(
+      "%.1f %% of the tile shows the lattice, under the %.1f %% needed to tune toward a count: "
+      "detected with the parameters of window %d, the nearest tuned one",
+      100.0 * out.crystalline_fraction, 100.0 * options_.min_crystal_share, donor.window.index);
+  for (Blob& b : d.blobs) b.x += ctx.col0, b.y += ctx.row0;
+  out.er_flagged = PositionsOf(d.blobs, d.erroneous);
+  blobs = std::move(d.blobs);
   out.ms = MsSince(t0);
   return absl::OkStatus();
 }
@@ -534,8 +680,7 @@ absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
   absl::MutexLock serial(&analyze_mu_);
   const auto t0 = std::chrono::steady_clock::now();
   FrameAnalysis result;
-  LOGSTAR_ASSIGN_OR_RETURN(const cv::Mat image,
-                           NormalizeFrame(frame, options_.normalize, context));
+  LOGSTAR_ASSIGN_OR_RETURN(const cv::Mat image, NormalizeFrame(frame, options_.normalize, context));
   result.width = image.cols;
   result.height = image.rows;
   result.normalize_ms = MsSince(t0);
@@ -550,11 +695,13 @@ absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
   RegionTrackerState amorphous_tracks;
   PhysicsPrior prior;
   std::optional<LatticeMeasurement> lattice;
+  std::optional<Crystallinity> crystal;
   uint64_t generation = 0;
   {
     absl::MutexLock lock(&mu_);
     if (image.cols != width_ || image.rows != height_) {
       lattice_.reset();
+      crystallinity_.reset();
       LOGSTAR_ASSIGN_OR_RETURN(layout_,
                                LayoutFor(image.cols, image.rows, options_.window, options_.stride));
       amorphous_layout_.clear();
@@ -572,6 +719,7 @@ absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
     }
     cache = cache_;
     lattice = lattice_;
+    crystal = crystallinity_;
     layout = layout_;
     amorphous_cache = amorphous_cache_;
     amorphous_layout = amorphous_layout_;
@@ -585,8 +733,7 @@ absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
   // lattice pair scores against it.
   const bool measure_lattice = !lattice.has_value();
   if (measure_lattice) {
-    absl::StatusOr<LatticeMeasurement> m =
-        MeasureLattice(image, options_.logstar.lattice, context);
+    absl::StatusOr<LatticeMeasurement> m = MeasureLattice(image, options_.logstar.lattice, context);
     // A frame too small to measure has no lattice to check: the windows
     // fall back to the published pair.
     if (!m.ok() && m.status().code() != absl::StatusCode::kInvalidArgument) return m.status();
@@ -596,20 +743,58 @@ absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
       lattice.emplace();
       lattice->reason = std::string(m.status().message());
     }
+    // Where the frame shows that lattice: with it, at the same cost point
+    // (the first frame of a geometry) and for the same reason — a stream
+    // keeps its sample in view.
+    crystal.reset();
+    if (lattice->found) {
+      absl::StatusOr<Crystallinity> c =
+          MeasureCrystallinity(image, *lattice, options_.crystallinity, context);
+      if (!c.ok() && c.status().code() != absl::StatusCode::kInvalidArgument) return c.status();
+      if (c.ok()) crystal = *std::move(c);
+    }
   }
 
-  const auto t1 = std::chrono::steady_clock::now();
+  // Which windows are tuned toward a count (see the file comment).
   const int n = static_cast<int>(layout.size());
   result.windows.resize(n);
+  const std::vector<int> donors =
+      WindowRoles(layout, lattice ? &*lattice : nullptr, crystal ? &*crystal : nullptr, result);
+  // The crystal this frame's rewards count on, with the frame's noise (per
+  // frame: a stream's dose may change; one pass over every second row).
+  std::optional<CrystalArea> area;
+  if (crystal && result.crystal_note.empty()) {
+    LOGSTAR_ASSIGN_OR_RETURN(const double noise, PixelNoiseStd(image));
+    area = CrystalArea{crystal->mask, noise};
+  }
+  const CrystalArea* const area_ptr = area ? &*area : nullptr;
+  const CrystalMask* const mask = area ? &area->mask : nullptr;
+
+  const auto t1 = std::chrono::steady_clock::now();
   std::vector<std::vector<Blob>> blobs(n);
   std::vector<absl::Status> status(n);
-  context->ParallelFor(n, [&](int i) {
+  // Tuned windows first, then the windows that borrow their parameters.
+  std::vector<int> tuned, lent;
+  for (int i = 0; i < n; ++i) (donors[i] == i ? tuned : lent).push_back(i);
+  context->ParallelFor(static_cast<int>(tuned.size()), [&](int k) {
+    const int i = tuned[k];
     if (cancel != nullptr && cancel->load(std::memory_order_relaxed)) {
       status[i] = absl::CancelledError("analysis cancelled");
       return;
     }
-    status[i] = AnalyzeWindow(image, layout[i], prior, lattice ? &*lattice : nullptr, cache[i],
-                              context, result.windows[i], blobs[i]);
+    status[i] = AnalyzeWindow(image, layout[i], prior, lattice ? &*lattice : nullptr, area_ptr,
+                              cache[i], context, result.windows[i], blobs[i]);
+  });
+  for (const absl::Status& s : status) LOGSTAR_RETURN_IF_ERROR(s);
+  context->ParallelFor(static_cast<int>(lent.size()), [&](int k) {
+    const int i = lent[k];
+    if (cancel != nullptr && cancel->load(std::memory_order_relaxed)) {
+      status[i] = absl::CancelledError("analysis cancelled");
+      return;
+    }
+    status[i] = BorrowWindow(image, layout[i], prior, lattice ? &*lattice : nullptr, area_ptr,
+                             result.windows[donors[i]], blobs[donors[i]], cache[i], context,
+                             result.windows[i], blobs[i]);
   });
   for (const absl::Status& s : status) LOGSTAR_RETURN_IF_ERROR(s);
   result.windows_ms = MsSince(t1);
@@ -637,13 +822,14 @@ absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
     points.push_back({a.x, a.y});
     ++result.windows[a.window].num_atoms;
   }
-  LOGSTAR_ASSIGN_OR_RETURN(result.rewards, ComputeRewards(points, {0, 0, image.cols, image.rows},
-                                                          prior, options_.logstar.rewards));
+  const PixelRegion whole = {0, 0, image.cols, image.rows};
+  LOGSTAR_ASSIGN_OR_RETURN(result.rewards, ComputeRewards(points, whole, prior,
+                                                          options_.logstar.rewards, nullptr, mask));
   if (options_.logstar.objectives == ObjectivePair::kLattice && lattice && lattice->found) {
     LOGSTAR_ASSIGN_OR_RETURN(const LatticeSites sites,
                              MakeLatticeSites(*lattice, options_.logstar.rewards));
     LOGSTAR_ASSIGN_OR_RETURN(result.lattice_rewards,
-                             ComputeLatticeRewards(points, {0, 0, image.cols, image.rows}, sites));
+                             ComputeLatticeRewards(points, whole, sites, nullptr, nullptr, mask));
   }
   if (options_.amorphous.enabled) {
     LOGSTAR_ASSIGN_OR_RETURN(result.amorphous,
@@ -668,7 +854,10 @@ absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
       cache_ = std::move(cache);
       amorphous_cache_ = std::move(amorphous_cache);
       amorphous_tracks_ = std::move(amorphous_tracks);
-      if (measure_lattice) lattice_ = std::move(lattice);
+      if (measure_lattice) {
+        lattice_ = std::move(lattice);
+        crystallinity_ = std::move(crystal);
+      }
     }
   }
   result.total_ms = MsSince(t0);
@@ -811,6 +1000,10 @@ absl::Status LogStarAnalyzer::RestoreCache(const CacheSnapshot& snapshot) {
   amorphous_layout_ = std::move(amorphous_layout);
   amorphous_cache_ = std::move(amorphous);
   amorphous_tracks_ = options_.amorphous.enabled ? snapshot.amorphous_tracks : RegionTrackerState{};
+  // The next frame measures the lattice and the crystal afresh: what was
+  // measured before belongs to whatever ran before the restore.
+  lattice_.reset();
+  crystallinity_.reset();
   ++generation_;
   return absl::OkStatus();
 }

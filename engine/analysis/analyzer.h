@@ -75,6 +75,7 @@
 #include "engine/analysis/logstar.h"
 #include "engine/base/context.h"
 #include "engine/image/normalize.h"
+#include "engine/physics/crystallinity.h"
 #include "engine/physics/physics_prior.h"
 #include "engine/physics/rewards.h"
 #include "engine/physics/sublattice.h"
@@ -123,6 +124,11 @@ struct AnalyzerOptions {
   // How far the prior may be from the lattice measured on the frame before
   // every result carries a warning (engine/physics/lattice.h, CheckPrior).
   PriorTolerances prior_tolerances;
+  // Where the frame shows its lattice (engine/physics/crystallinity.h), and
+  // the share of a window's tile that must show it for the window to be
+  // tuned toward a count (see the file comment).
+  CrystallinityOptions crystallinity;
+  double min_crystal_share = 0.1;  // (0, 1]
 
   absl::Status Validate() const;
 };
@@ -225,6 +231,9 @@ struct FrameAnalysis {
   std::optional<LatticeMeasurement> lattice;
   // Share of the frame that shows the lattice; expected counts are over it.
   double crystalline_fraction = 1.0;
+  // Not empty when expected counts are over the whole frame instead (the
+  // frame shows no lattice, or it could not be mapped): says why.
+  std::string crystal_note;
   // With prior sublattices: per-sublattice counts over the frame, in the
   // prior's order (all of them, also when only one is reported), and a note
   // when the frame does not show them as the prior says.
@@ -295,11 +304,32 @@ class LogStarAnalyzer {
   LogStarAnalyzer(const AnalyzerOptions& options, const PhysicsPrior& prior)
       : options_(options), prior_(prior) {}
 
-  // `lattice`: the frame's, with the lattice pair (else null).
+  // Which windows are tuned and which borrow parameters: donors[i] == i for
+  // a tuned window, else the tuned window it borrows from. Fills the
+  // crystalline shares and notes of `result`. `crystal` null: every window
+  // is tuned over its whole tile.
+  std::vector<int> WindowRoles(const std::vector<Window>& layout, const LatticeMeasurement* lattice,
+                               const Crystallinity* crystal, FrameAnalysis& result) const;
+  // `lattice`: the frame's (null or not found: no lattice pair); `crystal`:
+  // its crystalline area, frame coordinates (null: the whole tile).
   absl::Status AnalyzeWindow(const cv::Mat& image, const Window& w, const PhysicsPrior& prior,
-                             const LatticeMeasurement* lattice, std::optional<CachedWindow>& cache,
-                             ExecutionContext* context, WindowResult& out,
-                             std::vector<Blob>& blobs) const;
+                             const LatticeMeasurement* lattice, const CrystalArea* crystal,
+                             std::optional<CachedWindow>& cache, ExecutionContext* context,
+                             WindowResult& out, std::vector<Blob>& blobs) const;
+  // A window with too little crystal: detected with `donor`'s parameters.
+  absl::Status BorrowWindow(const cv::Mat& image, const Window& w, const PhysicsPrior& prior,
+                            const LatticeMeasurement* lattice, const CrystalArea* crystal,
+                            const WindowResult& donor, const std::vector<Blob>& donor_blobs,
+                            std::optional<CachedWindow>& cache, ExecutionContext* context,
+                            WindowResult& out, std::vector<Blob>& blobs) const;
+  // One exact detection of window `w` with `parameters`, scored with the
+  // pair they were tuned with; `ctx` receives the context region used.
+  absl::StatusOr<LogDetection> DetectWith(const cv::Mat& image, const Window& w,
+                                          const PhysicsPrior& prior,
+                                          const LatticeMeasurement* lattice,
+                                          const CrystalArea* crystal,
+                                          const LogParameters& parameters, ObjectivePair objectives,
+                                          ExecutionContext* context, PixelRegion& ctx) const;
   absl::Status AmorphousWindow(const cv::Mat& image, const Window& w,
                                const std::vector<Atom>& atoms, const PhysicsPrior& prior,
                                std::optional<CachedAmorphousWindow>& cache,
@@ -327,6 +357,9 @@ class LogStarAnalyzer {
   // a stream keeps its lattice, so later frames do not pay the FFT).
   // Emptied with the cache.
   std::optional<LatticeMeasurement> lattice_ ABSL_GUARDED_BY(mu_);
+  // Where that frame showed the lattice (when it was found and mapped);
+  // measured and emptied with lattice_.
+  std::optional<Crystallinity> crystallinity_ ABSL_GUARDED_BY(mu_);
   // Bumped whenever the cache is emptied, so a frame that ran meanwhile
   // does not put back what it tuned under the old state.
   uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;

@@ -3,13 +3,16 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <functional>
 #include <map>
+#include <numbers>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "engine/base/status_macros.h"
 #include "engine/log/log_scale_grid.h"
+#include "engine/physics/crystallinity.h"
 
 namespace logstar {
 namespace {
@@ -104,10 +107,12 @@ absl::StatusOr<Scored> Score(const std::vector<Blob>& blobs,
                              const std::optional<std::vector<Blob>>& below, double threshold,
                              const PixelRegion& region, const PhysicsPrior& prior,
                              const RewardOptions& options, const LatticeSites* sites,
-                             std::vector<int>* erroneous = nullptr) {
+                             const CrystalArea* area, std::vector<int>* erroneous = nullptr) {
+  const CrystalMask* crystal = area != nullptr ? &area->mask : nullptr;
   Scored out;
   const std::vector<PointXY> points = Points(blobs);
-  LOGSTAR_ASSIGN_OR_RETURN(out.rewards, ComputeRewards(points, region, prior, options, erroneous));
+  LOGSTAR_ASSIGN_OR_RETURN(out.rewards,
+                           ComputeRewards(points, region, prior, options, erroneous, crystal));
   if (sites != nullptr) {
     std::vector<double> ratio;
     for (const Blob& b : blobs) ratio.push_back(std::max(1.0, b.response / threshold));
@@ -122,7 +127,8 @@ absl::StatusOr<Scored> Score(const std::vector<Blob>& blobs,
       }
     }
     const LatticeMargins margins{ratio, under, under_ratio};
-    LOGSTAR_ASSIGN_OR_RETURN(out.lattice, ComputeLatticeRewards(points, region, *sites, &margins));
+    LOGSTAR_ASSIGN_OR_RETURN(
+        out.lattice, ComputeLatticeRewards(points, region, *sites, &margins, nullptr, crystal));
     if (!below) out.lattice->spurious = 1.0;
   }
   return out;
@@ -146,13 +152,14 @@ class ExactEvaluator {
  public:
   ExactEvaluator(const cv::Mat& image, const PixelRegion& region, const PhysicsPrior& prior,
                  const LogStarOptions& options, double response_floor, const LatticeSites* sites,
-                 ExecutionContext* context)
+                 const CrystalArea* crystal, ExecutionContext* context)
       : image_(image),
         region_(region),
         prior_(prior),
         options_(options),
         response_floor_(response_floor),
         sites_(sites),
+        crystal_(crystal),
         context_(context) {}
 
   absl::StatusOr<Scored> operator()(const LogParameters& p) {
@@ -172,7 +179,8 @@ class ExactEvaluator {
     if (sites_ != nullptr) {
       LOGSTAR_ASSIGN_OR_RETURN(below, space->Detect(Lowered(o.detect, response_floor_)));
     }
-    return Score(blobs, below, o.detect.threshold, region_, prior_, options_.rewards, sites_);
+    return Score(blobs, below, o.detect.threshold, region_, prior_, options_.rewards, sites_,
+                 crystal_);
   }
 
  private:
@@ -182,6 +190,7 @@ class ExactEvaluator {
   const LogStarOptions& options_;
   const double response_floor_;
   const LatticeSites* const sites_;
+  const CrystalArea* const crystal_;
   ExecutionContext* const context_;
   std::vector<std::pair<LogScaleOptions, LogScaleSpace>> spaces_;
 };
@@ -220,7 +229,101 @@ absl::StatusOr<std::optional<LatticeSites>> WindowLattice(const cv::Mat& image,
   return *std::move(sites);
 }
 
+// Radius of the disc over which a detection off the crystal counts its
+// neighbours, in nearest-neighbour spacings: about 28 columns of a
+// perovskite, enough to tell dense material from scattered atoms by count.
+constexpr double kDensityRadiusNn = 3.0;
+
+// The area of the disc of `radius` about (x, y) that lies inside the image
+// (pixel centres [0, size) on each axis, so the box [-0.5, size - 0.5)),
+// summed over rows one pixel high.
+double DiscAreaInside(double x, double y, double radius, cv::Size image) {
+  double area = 0.0;
+  const int r0 = std::max(0, static_cast<int>(std::floor(y - radius + 0.5)));
+  const int r1 = std::min(image.height - 1, static_cast<int>(std::floor(y + radius + 0.5)));
+  for (int row = r0; row <= r1; ++row) {
+    const double dy = std::max(std::abs(row - y) - 0.5, 0.0);
+    if (dy >= radius) continue;
+    const double half = std::sqrt(radius * radius - dy * dy);
+    const double x0 = std::max(x - half, -0.5), x1 = std::min(x + half, image.width - 0.5);
+    area += std::max(0.0, x1 - x0);
+  }
+  return area;
+}
+
+// The blobs (image coordinates) a detection reports: all of `detected`
+// without a crystal; else those of `detected` on it, and those of
+// `candidates` (the same scale-space's maxima under a lower threshold) off
+// it that stand out from the noise, are as bright as a column and lie in
+// material as dense as the sample (see CrystalArea). Off the crystal the
+// tuned threshold means nothing: it was set where the crystal's columns and
+// noise part, and a dimmed amorphous column may lie under it.
+std::vector<Blob> KeptBlobs(std::vector<Blob> detected, const std::vector<Blob>& candidates,
+                            const PixelRegion& region, const CrystalArea* crystal,
+                            const PhysicsPrior& prior, const LogStarOptions& options,
+                            cv::Size image) {
+  if (crystal == nullptr) return detected;
+  const double faint = crystal->faint_column_response > 0.0
+                           ? crystal->faint_column_response
+                           : FaintColumnResponse(detected, region, crystal->mask, prior);
+  const double dim = options.off_crystal_brightness * faint;
+  std::vector<Blob> kept, off;
+  for (const Blob& b : detected) {
+    if (crystal->mask.Contains({b.x, b.y})) kept.push_back(b);
+  }
+  for (const Blob& b : candidates) {
+    if (crystal->mask.Contains({b.x, b.y})) continue;
+    const double noise = crystal->pixel_noise_std / (std::sqrt(2.0 * std::numbers::pi) * b.sigma);
+    if (b.response >= options.off_crystal_sigmas * noise && b.response >= dim) off.push_back(b);
+  }
+  // Neighbours among everything kept so far, on the crystal or off it.
+  const double radius = kDensityRadiusNn * prior.NearestNeighborPx(), r2 = radius * radius;
+  const double density = options.off_crystal_density * prior.ColumnDensityPerPx2();
+  const size_t on = kept.size();
+  std::vector<char> dense(off.size());
+  for (size_t i = 0; i < off.size(); ++i) {
+    int neighbours = 0;
+    auto count = [&](const Blob& q) {
+      const double dx = q.x - off[i].x, dy = q.y - off[i].y;
+      neighbours += dx * dx + dy * dy < r2;
+    };
+    for (size_t j = 0; j < on; ++j) count(kept[j]);
+    for (size_t j = 0; j < off.size(); ++j) {
+      if (j != i) count(off[j]);
+    }
+    dense[i] = neighbours >= density * DiscAreaInside(off[i].x, off[i].y, radius, image);
+  }
+  for (size_t i = 0; i < off.size(); ++i) {
+    if (dense[i]) kept.push_back(off[i]);
+  }
+  // Detections come strongest first; so do these.
+  std::stable_sort(kept.begin(), kept.end(),
+                   [](const Blob& a, const Blob& b) { return a.response > b.response; });
+  return kept;
+}
+
 }  // namespace
+
+double FaintColumnResponse(absl::Span<const Blob> blobs, const PixelRegion& region,
+                           const CrystalMask& crystal, const PhysicsPrior& prior) {
+  const double expected = prior.ColumnDensityPerPx2() * static_cast<double>(crystal.Area(region));
+  constexpr double kMinColumns = 8.0;
+  if (!(expected >= kMinColumns)) return 0.0;
+  std::vector<float> responses;
+  for (const Blob& b : blobs) {
+    if (b.x >= region.col0 - 0.5 && b.x < region.col0 + region.cols - 0.5 &&
+        b.y >= region.row0 - 0.5 && b.y < region.row0 + region.rows - 0.5 &&
+        crystal.Contains({b.x, b.y})) {
+      responses.push_back(b.response);
+    }
+  }
+  if (responses.empty()) return 0.0;
+  const auto rank = std::min(static_cast<std::ptrdiff_t>(responses.size()) - 1,
+                             static_cast<std::ptrdiff_t>(0.9 * expected));
+  std::nth_element(responses.begin(), responses.begin() + rank, responses.end(),
+                   std::greater<float>());
+  return responses[rank];
+}
 
 LogOptions LogParameters::ToLogOptions() const {
   LogOptions o;
@@ -265,6 +368,18 @@ absl::Status LogStarOptions::Validate() const {
         std::isfinite(choice_weights[1]))) {
     return absl::InvalidArgumentError("choice weights must be finite, >= 0 and not both 0");
   }
+  if (!(off_crystal_sigmas >= 0.0 && std::isfinite(off_crystal_sigmas))) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("off_crystal_sigmas must be finite and >= 0, got ", off_crystal_sigmas));
+  }
+  if (!(off_crystal_brightness >= 0.0 && off_crystal_brightness <= 1.0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("off_crystal_brightness must be in [0, 1], got ", off_crystal_brightness));
+  }
+  if (!(off_crystal_density >= 0.0 && off_crystal_density <= 1.0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("off_crystal_density must be in [0, 1], got ", off_crystal_density));
+  }
   if (refine_positions) LOGSTAR_RETURN_IF_ERROR(refine.Validate());
   return absl::OkStatus();
 }
@@ -301,16 +416,25 @@ absl::StatusOr<LogDetection> DetectAndScore(const cv::Mat& image, const PixelReg
                                             const PhysicsPrior& prior,
                                             const LogParameters& parameters,
                                             const LogStarOptions& options,
-                                            ExecutionContext* context, const LatticeSites* sites) {
+                                            ExecutionContext* context, const LatticeSites* sites,
+                                            const CrystalArea* crystal) {
   LOGSTAR_RETURN_IF_ERROR(CheckRegion(image, region));
   LogDetection out;
   std::vector<Blob> blobs;
   std::optional<std::vector<Blob>> below;
-  if (sites == nullptr) {
+  // An image that is all crystal has nothing off it to look at.
+  bool crystal_everywhere = false;
+  if (crystal != nullptr &&
+      crystal->mask.Area({0, 0, image.cols, image.rows}) == static_cast<int64_t>(image.total())) {
+    crystal_everywhere = true;
+  }
+  if (sites == nullptr && (crystal == nullptr || crystal_everywhere)) {
     LOGSTAR_ASSIGN_OR_RETURN(blobs, DetectBlobsLog(image, parameters.ToLogOptions(), context));
   } else {
     // One scale-space for both thresholds; its floor is the lower one, which
-    // does not change what the higher threshold finds.
+    // does not change what the higher threshold finds. The lower one gives
+    // the lattice pair its maxima under the threshold, and the detections
+    // off the crystal their candidates.
     LogOptions o = parameters.ToLogOptions();
     LOGSTAR_RETURN_IF_ERROR(o.Validate());
     const LogDetectOptions lowered = Lowered(o.detect, 0.0);
@@ -319,6 +443,10 @@ absl::StatusOr<LogDetection> DetectAndScore(const cv::Mat& image, const PixelReg
                              LogScaleSpace::Compute(image, o.scale, context));
     LOGSTAR_ASSIGN_OR_RETURN(blobs, space.Detect(o.detect));
     LOGSTAR_ASSIGN_OR_RETURN(below, space.Detect(lowered));
+    if (!crystal_everywhere) {
+      blobs = KeptBlobs(std::move(blobs), *below, region, crystal, prior, options, image.size());
+    }
+    if (sites == nullptr) below.reset();
   }
   // Blobs of the context around the region are never reported; refining
   // them would be wasted work. A margin keeps those that refinement may
@@ -333,8 +461,9 @@ absl::StatusOr<LogDetection> DetectAndScore(const cv::Mat& image, const PixelReg
   if (options.refine_positions) {
     LOGSTAR_RETURN_IF_ERROR(RefinePositions(image, absl::MakeSpan(out.blobs), options.refine));
   }
-  LOGSTAR_ASSIGN_OR_RETURN(Scored scored, Score(out.blobs, below, parameters.threshold, region,
-                                                prior, options.rewards, sites, &out.erroneous));
+  LOGSTAR_ASSIGN_OR_RETURN(
+      Scored scored, Score(out.blobs, below, parameters.threshold, region, prior, options.rewards,
+                           sites, crystal, &out.erroneous));
   out.rewards = scored.rewards;
   out.lattice_rewards = scored.lattice;
   return out;
@@ -344,7 +473,8 @@ absl::StatusOr<LogStarResult> RunLogStar(const cv::Mat& image, const PixelRegion
                                          const PhysicsPrior& prior, const LogStarOptions& options,
                                          ExecutionContext* context,
                                          absl::Span<const LogParameters> warm_start,
-                                         const LatticeMeasurement* lattice) {
+                                         const LatticeMeasurement* lattice,
+                                         const CrystalArea* crystal) {
   if (context == nullptr) return absl::InvalidArgumentError("context must not be null");
   LOGSTAR_ASSIGN_OR_RETURN(const LogStarBounds bounds, ResolveBounds(options, prior));
   LOGSTAR_RETURN_IF_ERROR(CheckRegion(image, region));
@@ -371,8 +501,14 @@ absl::StatusOr<LogStarResult> RunLogStar(const cv::Mat& image, const PixelRegion
 
   const SearchSpace space = MakeSpace(bounds);
   const double cap = options.objective_cap;
-  const double expected = prior.ColumnDensityPerPx2() * region.cols * region.rows;
-  const auto max_blobs = static_cast<size_t>(std::floor((1.0 + cap) * expected));
+  // The count the polish steps toward: over the crystalline area. The flood
+  // guard counts every detection of the region, so it allows for the whole
+  // region's.
+  const double region_area = static_cast<double>(region.cols) * region.rows;
+  const double expected =
+      prior.ColumnDensityPerPx2() * (crystal != nullptr ? crystal->mask.Area(region) : region_area);
+  const auto max_blobs =
+      static_cast<size_t>(std::floor((1.0 + cap) * prior.ColumnDensityPerPx2() * region_area));
 
   // A flooded candidate is as bad as can be in either pair.
   const Objectives2 flooded = sites ? Objectives2{1.0, 1.0} : Objectives2{cap, cap};
@@ -393,8 +529,9 @@ absl::StatusOr<LogStarResult> RunLogStar(const cv::Mat& image, const PixelRegion
       LOGSTAR_ASSIGN_OR_RETURN(
           below, grid.DetectAtMost(o.scale, Lowered(o.detect, response_floor), region, max_blobs));
     }
-    LOGSTAR_ASSIGN_OR_RETURN(const Scored scored, Score(*blobs, below, o.detect.threshold, region,
-                                                        prior, options.rewards, sites_ptr));
+    LOGSTAR_ASSIGN_OR_RETURN(const Scored scored,
+                             Score(*blobs, below, o.detect.threshold, region, prior,
+                                   options.rewards, sites_ptr, crystal));
     published_of[v] = {std::min(scored.rewards.qc, cap), std::min(scored.rewards.er, cap)};
     return Searched(scored, cap);
   };
@@ -436,7 +573,7 @@ absl::StatusOr<LogStarResult> RunLogStar(const cv::Mat& image, const PixelRegion
   // point first), so the front reported is exact; what budget is left moves
   // the chosen point's threshold toward the expected count (the count falls
   // as the threshold rises), each step an exact evaluation.
-  ExactEvaluator exact(image, region, prior, options, response_floor, sites_ptr, context);
+  ExactEvaluator exact(image, region, prior, options, response_floor, sites_ptr, crystal, context);
   auto record = [&](Evaluated& e, const Scored& r) {
     e.objectives = Searched(r, cap);
     e.published = {std::min(r.rewards.qc, cap), std::min(r.rewards.er, cap)};
@@ -539,9 +676,9 @@ absl::StatusOr<LogStarResult> RunLogStar(const cv::Mat& image, const PixelRegion
   result.tuning_ms = MsSince(t0);
 
   const auto t1 = std::chrono::steady_clock::now();
-  LOGSTAR_ASSIGN_OR_RETURN(
-      LogDetection final,
-      DetectAndScore(image, region, prior, result.parameters, options, context, sites_ptr));
+  LOGSTAR_ASSIGN_OR_RETURN(LogDetection final,
+                           DetectAndScore(image, region, prior, result.parameters, options, context,
+                                          sites_ptr, crystal));
   result.objectives = sites ? ObjectivePair::kLattice : ObjectivePair::kPublished;
   result.lattice_note = std::move(lattice_note);
   result.lattice_rewards = final.lattice_rewards;

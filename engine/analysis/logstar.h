@@ -57,11 +57,59 @@
 #include "engine/log/refine.h"
 #include "engine/optimize/mobo.h"
 #include "engine/optimize/pareto.h"
+#include "engine/physics/crystallinity.h"
 #include "engine/physics/lattice.h"
 #include "engine/physics/physics_prior.h"
 #include "engine/physics/rewards.h"
 
 namespace logstar {
+
+// Where a window's rewards count, and what a detection elsewhere must reach
+// to be reported (issue 15, item 2).
+//
+// On the crystal the rewards judge detections against the lattice or the
+// expected count. Off it nothing does, so a detection there is kept only
+// when it looks like a column of the sample by itself:
+//  * it stands out from the noise. The threshold tuned on the crystal sits
+//    where columns and the noise between them part, and between columns a
+//    column's negative LoG lobe holds the noise down, so on vacuum the same
+//    threshold lets noise peaks through. The response must reach
+//    off_crystal_sigmas standard deviations of the scale-normalised LoG of
+//    the frame's white noise at the blob's scale σ: pixel_noise_std /
+//    (√(2π) σ) (the L2 norm of σ²∇²G_σ is 1 / (√(2π) σ³));
+//  * it is about as bright as a column: at least off_crystal_brightness of
+//    the response of the crystal's faint columns (FaintColumnResponse), so
+//    that the grain of a support film or of a carbon film, which a
+//    threshold tuned at low noise may reach, is not taken for atoms;
+//  * it lies in material as dense in columns as the sample: within
+//    kDensityRadiusNn nearest-neighbour spacings of it there are at least
+//    off_crystal_density of the columns the prior's density expects there
+//    (counting the other detections kept, on the crystal or off it, over
+//    the part of that disc inside the image). Amorphous material (displaced,
+//    dimmed or missing columns, but about as dense) and a crystal the
+//    frame's lattice does not describe pass; single atoms scattered on a
+//    support film and stray noise peaks in vacuum do not: they are no
+//    columns of the sample the prior describes.
+struct CrystalArea {
+  CrystalMask mask;  // the crystalline pixels, in the coordinates of the image passed in
+  double pixel_noise_std = 0.0;  // of the image (PixelNoiseStd); 0 = no noise test
+  // The crystal's faint columns' response; 0 = measured on the detection
+  // itself (a region with too little crystal to measure it takes it from
+  // a neighbour).
+  double faint_column_response = 0.0;
+};
+
+// The response of the crystal's faint columns: with n the columns `prior`
+// expects on the crystalline part of `region`, the response of the
+// (0.9 n)-th strongest of the detections `blobs` (in one coordinate system
+// with `region` and `crystal`) inside `region` and on the crystal, or of the
+// weakest of them when there are fewer; 0 when n < 8. Taken by rank against
+// the expected count, it is the faintest sublattice's level when that makes
+// a tenth of the columns or more (perovskite's B sites, YBCO's Cu) and the
+// crystal's otherwise, whether the threshold let a few noise peaks in or
+// not.
+double FaintColumnResponse(absl::Span<const Blob> blobs, const PixelRegion& region,
+                           const CrystalMask& crystal, const PhysicsPrior& prior);
 
 // The parameters LoG* tunes (num_sigma is fixed per run).
 struct LogParameters {
@@ -136,6 +184,21 @@ struct LogStarOptions {
   // high-recall end of the front, weight on spurious toward the
   // high-precision end.
   Objectives2 choice_weights = {1.0, 1.0};
+  // See CrystalArea: how a detection off the crystal must look to be kept.
+  // 4 noise standard deviations let about one LoG maximum of pure noise in
+  // a few hundred through (a 256² px window of vacuum holds ~800 maxima at
+  // σ = 3.6 px), far sparser than columns, so the density test rejects
+  // them; 0.3 of the faint columns' response lies above a support film's
+  // grain (synth: 0.015 of the brightest column) and below amorphous
+  // columns dimmed to 0.35; half the prior's density within 3 spacings
+  // (about 28 columns of a perovskite, so the count separates amorphous
+  // material, about 0.9 of the density, from a support film's atoms, 0.25).
+  // Chosen on generated support and amorphous frames (seeds 1-2,
+  // tests/bench/rewards_sweep.cc --scenes): 3 or 4.5 sigmas, 0.4 or 0.65 of
+  // the density and 0.5 of the brightness moved the mean F1 by 0.01-0.03.
+  double off_crystal_sigmas = 4.0;      // >= 0
+  double off_crystal_brightness = 0.3;  // [0, 1]
+  double off_crystal_density = 0.5;     // [0, 1]
   // Sub-pixel refinement of the final positions; off reports pixel centres
   // exactly as blob_log does.
   bool refine_positions = true;
@@ -192,14 +255,21 @@ struct LogStarResult {
 // With the lattice pair, `lattice` is the lattice the rewards check (e.g.
 // measured once on the whole frame, which sees it through more noise than a
 // window does; must outlive the call); null = measured on `image`.
+// `crystal` (may be null: the whole region is crystal) is where the rewards
+// count (engine/physics/rewards.h): expected counts are over the region's
+// crystalline area, detections off it count in neither pair and are
+// reported only when they stand out from the noise (CrystalArea). The
+// caller decides whether a region has crystal enough to be tuned at all.
 absl::StatusOr<LogStarResult> RunLogStar(const cv::Mat& image, const PixelRegion& region,
                                          const PhysicsPrior& prior, const LogStarOptions& options,
                                          ExecutionContext* context,
                                          absl::Span<const LogParameters> warm_start = {},
-                                         const LatticeMeasurement* lattice = nullptr);
+                                         const LatticeMeasurement* lattice = nullptr,
+                                         const CrystalArea* crystal = nullptr);
 
 // The final step alone, for cached parameters: exact detection with
-// `parameters` on `image`, optional refinement, rewards inside `region`.
+// `parameters` on `image`, optional refinement, rewards inside `region` (on
+// `crystal`, and detections off it dropped, as RunLogStar).
 struct LogDetection {
   std::vector<Blob> blobs;  // found in or within 2 px of the region, then refined
   Rewards rewards;          // of the atoms inside region
@@ -208,12 +278,10 @@ struct LogDetection {
   // With `sites`: the lattice pair of the atoms inside region.
   std::optional<LatticeRewards> lattice_rewards;
 };
-absl::StatusOr<LogDetection> DetectAndScore(const cv::Mat& image, const PixelRegion& region,
-                                            const PhysicsPrior& prior,
-                                            const LogParameters& parameters,
-                                            const LogStarOptions& options,
-                                            ExecutionContext* context,
-                                            const LatticeSites* sites = nullptr);
+absl::StatusOr<LogDetection> DetectAndScore(
+    const cv::Mat& image, const PixelRegion& region, const PhysicsPrior& prior,
+    const LogParameters& parameters, const LogStarOptions& options, ExecutionContext* context,
+    const LatticeSites* sites = nullptr, const CrystalArea* crystal = nullptr);
 
 }  // namespace logstar
 

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <cstdint>
+#include <numbers>
 #include <vector>
 
 #include <opencv2/imgproc.hpp>
@@ -397,6 +399,34 @@ absl::StatusOr<Crystallinity> MeasureCrystallinity(const cv::Mat& frame,
   out.fraction = static_cast<double>(out.mask.Area({0, 0, frame.cols, frame.rows})) /
                  (static_cast<double>(frame.cols) * frame.rows);
   return out;
+}
+
+absl::StatusOr<double> PixelNoiseStd(const cv::Mat& frame) {
+  if (frame.type() != CV_32FC1 || frame.rows < 3 || frame.cols < 3) {
+    return absl::InvalidArgumentError("noise estimation needs a CV_32F frame of at least 3 x 3");
+  }
+  // Mask [1 -2 1; -2 4 -2; 1 -2 1]: the outer product of [1 -2 1] with
+  // itself, so a row's response is the second difference along x of the
+  // second difference along y.
+  double sum = 0.0;
+  int64_t count = 0;
+  std::vector<float> d2y(frame.cols);
+  for (int y = 1; y + 1 < frame.rows; y += 2) {
+    const float* r0 = frame.ptr<float>(y - 1);
+    const float* r1 = frame.ptr<float>(y);
+    const float* r2 = frame.ptr<float>(y + 1);
+    for (int x = 0; x < frame.cols; ++x) d2y[x] = r0[x] - 2.0f * r1[x] + r2[x];
+    for (int x = 1; x + 1 < frame.cols; ++x) {
+      sum += std::abs(d2y[x - 1] - 2.0f * d2y[x] + d2y[x + 1]);
+    }
+    count += frame.cols - 2;
+  }
+  // For white noise of std s the mask's response has std 6 s (the sum of its
+  // squared weights is 36), and E|N(0, v)| = sqrt(2 v / pi).
+  const double mean_abs = sum / static_cast<double>(count);
+  if (!std::isfinite(mean_abs))
+    return absl::InvalidArgumentError("the frame has non-finite pixels");
+  return mean_abs * std::sqrt(std::numbers::pi / 2.0) / 6.0;
 }
 
 }  // namespace logstar

@@ -151,6 +151,15 @@ absl::StatusOr<Crystallinity> MeasureCrystallinity(const cv::Mat& frame,
                                                    const CrystallinityOptions& options = {},
                                                    ExecutionContext* context = nullptr);
 
+// The standard deviation of the frame's white pixel noise (intensity units
+// of `frame`, single-channel CV_32F, at least 3 × 3), by Immerkær's
+// estimator (Computer Vision and Image Understanding 64, 1996): the mean
+// absolute response to a 3 × 3 mask that annihilates every plane and
+// quadratic, so that columns a few pixels wide hardly add to it. Every
+// second row is used (the estimate needs no more). Correlated noise (scan
+// noise, a probe tail) is underestimated. InvalidArgument for a bad frame.
+absl::StatusOr<double> PixelNoiseStd(const cv::Mat& frame);
+
 }  // namespace logstar
 
 #endif  // LOGSTAR_ENGINE_PHYSICS_CRYSTALLINITY_H_
