@@ -318,8 +318,7 @@ PixelRegion Local(const PixelRegion& tile, const PixelRegion& context_region) {
 
 // The crystal area of the frame seen from the context region `ctx`.
 CrystalArea InContext(const CrystalArea& frame, const PixelRegion& ctx) {
-  return {frame.mask.Offset(ctx.col0, ctx.row0), frame.pixel_noise_std,
-          frame.faint_column_response};
+  return {frame.mask.Offset(ctx.col0, ctx.row0), frame.pixel_noise_std, frame.columns};
 }
 
 bool SameParameters(const LogParameters& a, const LogParameters& b) {
@@ -482,13 +481,12 @@ absl::Status LogStarAnalyzer::BorrowWindow(
   const auto t0 = std::chrono::steady_clock::now();
   out.window = w;
   PixelRegion ctx;
-  // How bright a column is comes from the lender: this tile has too few of
-  // them to say.
+  // How a column looks comes from the lender: this tile has too few of them
+  // to say.
   std::optional<CrystalArea> lent;
   if (crystal != nullptr) {
     lent = *crystal;
-    lent->faint_column_response =
-        FaintColumnResponse(donor_blobs, donor.window.tile, crystal->mask, prior);
+    lent->columns = LookOfColumns(donor_blobs, donor.window.tile, crystal->mask, prior);
   }
   LOGSTAR_ASSIGN_OR_RETURN(LogDetection d,
                            DetectWith(image, w, prior, lattice, lent ? &*lent : nullptr,
@@ -765,7 +763,7 @@ absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
   std::optional<CrystalArea> area;
   if (crystal && result.crystal_note.empty()) {
     LOGSTAR_ASSIGN_OR_RETURN(const double noise, PixelNoiseStd(image));
-    area = CrystalArea{crystal->mask, noise};
+    area = CrystalArea{crystal->mask, noise, ColumnLook{}};
   }
   const CrystalArea* const area_ptr = area ? &*area : nullptr;
   const CrystalMask* const mask = area ? &area->mask : nullptr;

@@ -77,10 +77,12 @@ namespace logstar {
 //    off_crystal_sigmas standard deviations of the scale-normalised LoG of
 //    the frame's white noise at the blob's scale σ: pixel_noise_std /
 //    (√(2π) σ) (the L2 norm of σ²∇²G_σ is 1 / (√(2π) σ³));
-//  * it is about as bright as a column: at least off_crystal_brightness of
-//    the response of the crystal's faint columns (FaintColumnResponse), so
-//    that the grain of a support film or of a carbon film, which a
-//    threshold tuned at low noise may reach, is not taken for atoms;
+//  * it looks like a column: its response is at least off_crystal_brightness
+//    of the crystal's faint columns' and its LoG scale at least
+//    off_crystal_scale of the crystal's columns' (ColumnLook), so that the
+//    grain of a support or carbon film and single light atoms, narrower
+//    than a column, which a threshold tuned at low noise may reach at the
+//    fine scales, are not taken for columns;
 //  * it lies in material as dense in columns as the sample: within
 //    kDensityRadiusNn nearest-neighbour spacings of it there are at least
 //    off_crystal_density of the columns the prior's density expects there
@@ -90,26 +92,37 @@ namespace logstar {
 //    frame's lattice does not describe pass; single atoms scattered on a
 //    support film and stray noise peaks in vacuum do not: they are no
 //    columns of the sample the prior describes.
+// Off the crystal the tuned threshold means nothing (it was set where the
+// crystal's columns and noise part; a dimmed amorphous column may lie under
+// it), so the candidates there are the scale-space's maxima down to 1/16 of
+// it.
+
+// How the crystal's columns look in a detection.
+struct ColumnLook {
+  // The faint columns' response: with n the columns the prior expects on the
+  // crystalline part of the region, the (0.9 n)-th strongest detection
+  // there, or the weakest when there are fewer. Taken by rank against the
+  // expected count, it is the faintest sublattice's level when that makes a
+  // tenth of the columns or more (perovskite's B sites, YBCO's Cu) and the
+  // crystal's otherwise, whether the threshold let a few noise peaks in or
+  // not.
+  double faint_response = 0.0;
+  double median_sigma = 0.0;  // px, of the detections on the crystal
+};
+
+// The look of the detections `blobs` inside `region` and on `crystal` (one
+// coordinate system); zeros (unknown) when the prior expects fewer than 8
+// columns there or none was detected.
+ColumnLook LookOfColumns(absl::Span<const Blob> blobs, const PixelRegion& region,
+                         const CrystalMask& crystal, const PhysicsPrior& prior);
+
 struct CrystalArea {
   CrystalMask mask;  // the crystalline pixels, in the coordinates of the image passed in
   double pixel_noise_std = 0.0;  // of the image (PixelNoiseStd); 0 = no noise test
-  // The crystal's faint columns' response; 0 = measured on the detection
-  // itself (a region with too little crystal to measure it takes it from
-  // a neighbour).
-  double faint_column_response = 0.0;
+  // How the crystal's columns look; zeros = measured on the detection itself
+  // (a region with too little crystal to measure it takes a neighbour's).
+  ColumnLook columns;
 };
-
-// The response of the crystal's faint columns: with n the columns `prior`
-// expects on the crystalline part of `region`, the response of the
-// (0.9 n)-th strongest of the detections `blobs` (in one coordinate system
-// with `region` and `crystal`) inside `region` and on the crystal, or of the
-// weakest of them when there are fewer; 0 when n < 8. Taken by rank against
-// the expected count, it is the faintest sublattice's level when that makes
-// a tenth of the columns or more (perovskite's B sites, YBCO's Cu) and the
-// crystal's otherwise, whether the threshold let a few noise peaks in or
-// not.
-double FaintColumnResponse(absl::Span<const Blob> blobs, const PixelRegion& region,
-                           const CrystalMask& crystal, const PhysicsPrior& prior);
 
 // The parameters LoG* tunes (num_sigma is fixed per run).
 struct LogParameters {
@@ -185,19 +198,23 @@ struct LogStarOptions {
   // high-precision end.
   Objectives2 choice_weights = {1.0, 1.0};
   // See CrystalArea: how a detection off the crystal must look to be kept.
-  // 4 noise standard deviations let about one LoG maximum of pure noise in
-  // a few hundred through (a 256² px window of vacuum holds ~800 maxima at
-  // σ = 3.6 px), far sparser than columns, so the density test rejects
-  // them; 0.3 of the faint columns' response lies above a support film's
-  // grain (synth: 0.015 of the brightest column) and below amorphous
-  // columns dimmed to 0.35; half the prior's density within 3 spacings
-  // (about 28 columns of a perovskite, so the count separates amorphous
-  // material, about 0.9 of the density, from a support film's atoms, 0.25).
-  // Chosen on generated support and amorphous frames (seeds 1-2,
-  // tests/bench/rewards_sweep.cc --scenes): 3 or 4.5 sigmas, 0.4 or 0.65 of
-  // the density and 0.5 of the brightness moved the mean F1 by 0.01-0.03.
-  double off_crystal_sigmas = 4.0;      // >= 0
+  // 3 noise standard deviations let a few per cent of the LoG maxima of pure
+  // noise through (one per (2.5 σ)² px), too sparse for the density test;
+  // the amorphous stage's mask test (tests/engine/amorphous) needs the dim
+  // amorphous columns that 4 would drop at noise 0.3 (IoU 0.55 against 0.75
+  // at 30 % amorphous). 0.3 of the faint columns' response lies above a
+  // support film's grain (synth: 0.015 of the brightest column) and below
+  // amorphous columns dimmed to 0.35; 0.8 of the columns' scale keeps a
+  // column's image (synth's support atoms are 0.8 as wide and its grain
+  // narrower). Half the prior's density within 3 spacings (about 28 columns
+  // of a perovskite) separates amorphous material (about 0.9 of the
+  // density) from a support film's atoms (0.25). Chosen on generated support
+  // and amorphous frames (seeds 1-2, tests/bench/rewards_sweep.cc
+  // --scenes); 4 or 4.5 sigmas, 0.4 or 0.65 of the density and 0.5 of the
+  // brightness moved the mean F1 by 0.01-0.03.
+  double off_crystal_sigmas = 3.0;      // >= 0
   double off_crystal_brightness = 0.3;  // [0, 1]
+  double off_crystal_scale = 0.8;       // [0, 1]
   double off_crystal_density = 0.5;     // [0, 1]
   // Sub-pixel refinement of the final positions; off reports pixel centres
   // exactly as blob_log does.

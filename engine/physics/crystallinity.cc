@@ -268,6 +268,68 @@ cv::Mat Covariance(const cv::Mat& sums) {
   return out;
 }
 
+struct Basis {
+  PointXY a, b;
+};
+
+// Lagrange (Gauss) reduction: the two shortest independent vectors of the
+// lattice a and b span.
+Basis Reduce(PointXY a, PointXY b) {
+  auto norm2 = [](const PointXY& v) { return v.x * v.x + v.y * v.y; };
+  for (int step = 0; step < 64; ++step) {
+    if (norm2(a) > norm2(b)) std::swap(a, b);
+    const double m = std::round((a.x * b.x + a.y * b.y) / norm2(a));
+    if (m == 0.0) break;
+    b = {b.x - m * a.x, b.y - m * a.y};
+  }
+  return {a, b};
+}
+
+// The measured lattice with any half translation its columns show added: a
+// cell twice too large (MeasureLattice can keep YBCO's doubled c on small
+// frames with amorphous patches) would make the window below twice as long
+// and dilute small crystals between amorphous patches. A half translation v
+// (a/2, b/2 or (a+b)/2) is taken when it maps three quarters of the folded
+// cell's columns onto columns of similar height (within a fifth of the
+// nearest-neighbour spacing and 0.25 in relative height): what a cell twice
+// too large shows, and what a true cell cannot (v would then be a
+// translation of it). Pseudo translations (YBCO's c/3) are not halves.
+Basis PrimitiveBasis(const LatticeMeasurement& lattice) {
+  Basis basis{lattice.a, lattice.b};
+  const auto& columns = lattice.columns;
+  const double tolerance = 0.2 * lattice.nearest_neighbor_px;
+  for (bool reduced = true; reduced && columns.size() >= 2;) {
+    reduced = false;
+    const PointXY a = basis.a, b = basis.b;
+    for (const PointXY& v : {PointXY{0.5 * a.x, 0.5 * a.y}, PointXY{0.5 * b.x, 0.5 * b.y},
+                             PointXY{0.5 * (a.x + b.x), 0.5 * (a.y + b.y)}}) {
+      size_t matched = 0;
+      for (const LatticeColumn& c : columns) {
+        bool found = false;
+        for (const LatticeColumn& d : columns) {
+          if (std::abs(c.relative_height - d.relative_height) > 0.25) continue;
+          // The offset to d modulo the lattice: small i, j cover a reduced cell.
+          for (int i = -2; i <= 2 && !found; ++i) {
+            for (int j = -2; j <= 2 && !found; ++j) {
+              const double dx = c.position_px.x + v.x - d.position_px.x - i * a.x - j * b.x;
+              const double dy = c.position_px.y + v.y - d.position_px.y - i * a.y - j * b.y;
+              found = std::hypot(dx, dy) < tolerance;
+            }
+          }
+          if (found) break;
+        }
+        matched += found;
+      }
+      if (4 * matched >= 3 * columns.size()) {
+        basis = Reduce(a, v);
+        reduced = true;
+        break;
+      }
+    }
+  }
+  return basis;
+}
+
 // The q-quantile (q in [0, 1]) of `values` (not empty); reorders them.
 double Quantile(std::vector<float>& values, double q) {
   const size_t k = std::min(values.size() - 1, static_cast<size_t>(q * (values.size() - 1) + 0.5));
@@ -332,11 +394,11 @@ absl::StatusOr<Crystallinity> MeasureCrystallinity(const cv::Mat& frame,
   // enough for the window: about three samples along the shortest
   // translation (the map is smooth at that scale; finer grids cost time and
   // changed no IoU).
-  const double cell = std::sqrt(lattice.cell_area_px2) / factor;
-  const int coarse =
-      std::max(1, static_cast<int>(std::hypot(lattice.a.x, lattice.a.y) / factor / 3.0));
+  const Basis basis = PrimitiveBasis(lattice);
+  const double cell = std::sqrt(std::abs(basis.a.x * basis.b.y - basis.a.y * basis.b.x)) / factor;
+  const int coarse = std::max(1, static_cast<int>(std::hypot(basis.a.x, basis.a.y) / factor / 3.0));
   const double scale = 1.0 / (factor * coarse);  // frame px to coarse px
-  const PointXY a = lattice.a, b = lattice.b;
+  const PointXY a = basis.a, b = basis.b;
   const PointXY a_coarse{a.x * scale, a.y * scale}, b_coarse{b.x * scale, b.y * scale};
   const double sigma = options.window_cells * cell / coarse;
   const std::array<PointXY, 4> translations = {a, b, PointXY{a.x + b.x, a.y + b.y},

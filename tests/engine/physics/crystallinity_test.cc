@@ -68,6 +68,8 @@ Measured Measure(const SynthOptions& o) {
                 img);
   }
   if (std::getenv("SWEEP_VERBOSE")) {
+    std::printf("  a (%.2f, %.2f) b (%.2f, %.2f) nn %.2f cols %d\n", lattice->a.x, lattice->a.y,
+                lattice->b.x, lattice->b.y, lattice->nearest_neighbor_px, lattice->columns_per_cell);
     std::printf("  level %.4g noise %.4g threshold %.4g\n", c->level, c->noise, c->threshold);
   }
   return m;
@@ -125,6 +127,7 @@ TEST(CrystallinitySweep, DISABLED_One) {
   SynthOptions o;
   o.width = o.height = 512;
   o.lattice = *ParseSynthLattice(std::getenv("L"));
+  if (std::getenv("SIZE")) o.width = o.height = std::atoi(std::getenv("SIZE"));
   o.scene = *ParseSynthScene(std::getenv("S"));
   o.noise = std::atof(std::getenv("N"));
   o.seed = std::atoi(std::getenv("SEED"));
