@@ -337,7 +337,7 @@ double Quantile(std::vector<float>& values, double q) {
   return values[k];
 }
 
-// The crystal's level: the 90th percentile of the map over the pixels above
+// The crystal's level: the 75th percentile of the map over the pixels above
 // `floor`, taken where the window lies inside the frame (at least `margin`
 // px from every edge) when any such pixel is above it: a window cut by the
 // frame's edge averages a partial cell, which is biased by whichever layers
@@ -353,8 +353,8 @@ double CrystalLevel(const cv::Mat& map, double floor, int margin) {
       if (inner_row && x >= margin && x < map.cols - margin) inner.push_back(row[x]);
     }
   }
-  if (!inner.empty()) return Quantile(inner, 0.9);
-  return all.empty() ? 0.0 : Quantile(all, 0.9);
+  if (!inner.empty()) return Quantile(inner, 0.75);
+  return all.empty() ? 0.0 : Quantile(all, 0.75);
 }
 
 }  // namespace

@@ -13,8 +13,11 @@
 //     field and vacuum, a smooth film or a thickness gradient are ~0.
 //  2. For each translation t of a, b, a + b and a − b (as measured by
 //     MeasureLattice) and each sign, the product h(p)·h(p ± t) is averaged
-//     over a Gaussian window of window_cells × √(cell area): the local
-//     covariance at that lag. In a crystal it is the lattice signal's
+//     over one unit cell (a box spanned by a and b, which averages the
+//     product over exactly one period, so that a lattice whose layers differ
+//     — YBCO's along c — gives the same value everywhere) and then over a
+//     Gaussian of window_cells × √(cell area): the local covariance at that
+//     lag. In a crystal it is the lattice signal's
 //     variance S (noise is uncorrelated at a lattice lag, so it does not add
 //     and only widens the estimate); where either end is vacuum, noise,
 //     amorphous material or support film it is ~0. The larger of the two
@@ -23,7 +26,9 @@
 //     lag's length — without it a long translation (YBCO's c = 93 px)
 //     would erode the map by half its length. The four translations are
 //     averaged (a displaced amorphous column keeps some correlation at one
-//     lag but not at all four).
+//     lag but not at all four). The cell is first reduced when its columns
+//     show a half translation (a cell measured twice too large, see
+//     PrimitiveBasis in the .cc).
 //     The covariance, not the normalised correlation, is used: at low noise
 //     a window touching any crystal would correlate near 1 (vacuum adds no
 //     variance), so the normalised map would grow the crystal by the
@@ -32,9 +37,10 @@
 //  3. Threshold. The map's noise (σ) is estimated robustly from the
 //     difference of the two signs, which is ~0 in a crystal and pure noise
 //     elsewhere (its median absolute deviation over the frame). The
-//     crystal's level L is the 90th percentile of the map over the pixels
-//     above noise_sigmas × σ (the crystal's interior: the percentile is
-//     robust to how much of the frame the crystal covers). A pixel is
+//     crystal's level L is the 75th percentile of the map over the pixels
+//     above noise_sigmas × σ whose window lies inside the frame (a window
+//     cut by the frame's edge averages a partial cell): the crystal's
+//     interior, whatever share of the frame it covers. A pixel is
 //     crystalline when its map value reaches max(threshold_fraction × L,
 //     noise_sigmas × σ): with threshold_fraction 0.5 the boundary falls
 //     where half the window is crystal, i.e. on the crystal's edge.
@@ -42,15 +48,24 @@
 //     CrystalMask.
 //
 // Accuracy (tests/engine/physics/crystallinity_test.cc, generated 512²
-// frames against crystalline_mask, seeds held back from tuning): see the
-// test's comments for the measured IoU per scene and noise level.
+// frames against crystalline_mask, seeds 21-23 held back from tuning; IoU
+// mean at noise 0 / 0.3 / 0.6): nanoparticles of 40 % perovskite 0.94 /
+// 0.94 / 0.94, hex 0.96 / 0.96 / 0.96, YBCO 0.92 / 0.91 / 0.91 (of 20 %:
+// 0.92, 0.96, 0.87 where a lattice was found); crystal edges 0.95-0.98;
+// particles on a support film 0.91-0.97; a crystal 30 % amorphous:
+// perovskite 0.96, hex 0.95, YBCO 0.88. YBCO is lowest: its 93 px cell
+// makes the window long, and a particle's rim is lost (the share ~0.04 low).
+// Cost (one thread): 5 ms on 1024², 24 ms on 2048² (the band-pass on a copy
+// resampled to ~8 px per spacing, then grids a third of the shortest
+// translation fine).
 //
 // Limits: the map knows one lattice, the frame's. A second crystal of
 // another lattice or orientation (SynthScene::kInterface) is not
 // crystalline by it; a caller that wants it measures that window's own
 // lattice. Contrast that varies strongly across a crystal (thickness) moves
-// the map's level with it: parts fainter than threshold_fraction² of the
-// crystal's covariance level count as not crystalline.
+// the map with it (as its square): parts whose lattice contrast is under
+// √threshold_fraction (0.7) of the crystal's typical one count as not
+// crystalline.
 //
 // Units and coordinates: pixels of the frame; x = column, y = row, origin at
 // the centre of the top-left pixel (engine/base/geometry.h).
@@ -133,8 +148,9 @@ struct CrystallinityOptions {
 struct Crystallinity {
   CrystalMask mask;       // frame coordinates
   double fraction = 0.0;  // share of the frame's pixels that are crystalline
-  // The map's figures (covariance of the band-passed frame, its squared
-  // intensity units): the crystal's level L, the noise σ, the threshold.
+  // The map's figures (covariance of the band-passed frame, in units of its
+  // variance over the frame): the crystal's level L, the noise σ, the
+  // threshold.
   double level = 0.0;
   double noise = 0.0;
   double threshold = 0.0;
