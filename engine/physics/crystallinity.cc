@@ -285,45 +285,61 @@ Basis Reduce(PointXY a, PointXY b) {
   return {a, b};
 }
 
-// The measured lattice with any half translation its columns show added: a
-// cell twice too large (MeasureLattice can keep YBCO's doubled c on small
-// frames with amorphous patches) would make the window below twice as long
-// and dilute small crystals between amorphous patches. A half translation v
-// (a/2, b/2 or (a+b)/2) is taken when it maps three quarters of the folded
-// cell's columns onto columns of similar height (within a fifth of the
-// nearest-neighbour spacing and 0.25 in relative height): what a cell twice
-// too large shows, and what a true cell cannot (v would then be a
-// translation of it). Pseudo translations (YBCO's c/3) are not halves.
+// The measured lattice with any fractional translation its columns show
+// added: a cell several times too large (MeasureLattice can keep YBCO's
+// doubled c on small frames with amorphous patches, or a perovskite cell of
+// three or nine times the area on a crystal edge) would make the window
+// below that much larger and blur the map. A translation v = (i a + j b) / k
+// (k = 2 or 3) is taken when it maps three quarters of the folded cell's
+// columns onto columns of similar height (within a fifth of the
+// nearest-neighbour spacing and 0.25 in relative height): what a cell k
+// times too large shows, and what a true cell cannot (v would then be a
+// translation of it). A pseudo translation (YBCO's c/3) fails on the
+// heights: it maps Ba columns onto Y.
 Basis PrimitiveBasis(const LatticeMeasurement& lattice) {
   Basis basis{lattice.a, lattice.b};
   const auto& columns = lattice.columns;
   const double tolerance = 0.2 * lattice.nearest_neighbor_px;
+  auto is_translation = [&](const PointXY& v, const Basis& cell) {
+    size_t matched = 0;
+    for (const LatticeColumn& c : columns) {
+      bool found = false;
+      for (const LatticeColumn& d : columns) {
+        if (std::abs(c.relative_height - d.relative_height) > 0.25) continue;
+        // The offset to d modulo the lattice: small i, j cover a reduced cell.
+        for (int i = -2; i <= 2 && !found; ++i) {
+          for (int j = -2; j <= 2 && !found; ++j) {
+            const double dx = c.position_px.x + v.x - d.position_px.x - i * cell.a.x - j * cell.b.x;
+            const double dy = c.position_px.y + v.y - d.position_px.y - i * cell.a.y - j * cell.b.y;
+            found = std::hypot(dx, dy) < tolerance;
+          }
+        }
+        if (found) break;
+      }
+      matched += found;
+    }
+    return 4 * matched >= 3 * columns.size();
+  };
   for (bool reduced = true; reduced && columns.size() >= 2;) {
     reduced = false;
-    const PointXY a = basis.a, b = basis.b;
-    for (const PointXY& v : {PointXY{0.5 * a.x, 0.5 * a.y}, PointXY{0.5 * b.x, 0.5 * b.y},
-                             PointXY{0.5 * (a.x + b.x), 0.5 * (a.y + b.y)}}) {
-      size_t matched = 0;
-      for (const LatticeColumn& c : columns) {
-        bool found = false;
-        for (const LatticeColumn& d : columns) {
-          if (std::abs(c.relative_height - d.relative_height) > 0.25) continue;
-          // The offset to d modulo the lattice: small i, j cover a reduced cell.
-          for (int i = -2; i <= 2 && !found; ++i) {
-            for (int j = -2; j <= 2 && !found; ++j) {
-              const double dx = c.position_px.x + v.x - d.position_px.x - i * a.x - j * b.x;
-              const double dy = c.position_px.y + v.y - d.position_px.y - i * a.y - j * b.y;
-              found = std::hypot(dx, dy) < tolerance;
+    for (int k = 2; k <= 3 && !reduced; ++k) {
+      for (int i = 0; i < k && !reduced; ++i) {
+        for (int j = 0; j < k && !reduced; ++j) {
+          if (i == 0 && j == 0) continue;
+          const PointXY v{(i * basis.a.x + j * basis.b.x) / k, (i * basis.a.y + j * basis.b.y) / k};
+          if (!is_translation(v, basis)) continue;
+          // v and the old basis span the finer lattice, of 1/k the cell area;
+          // (v, a) spans it when j = 1, (v, b) when i = 1, and the loop's
+          // order meets such a v of every subgroup first (k is prime).
+          auto area = [](const Basis& e) { return std::abs(e.a.x * e.b.y - e.a.y * e.b.x); };
+          const double target = area(basis) / k;
+          for (const Basis& finer : {Reduce(basis.a, v), Reduce(basis.b, v)}) {
+            if (!reduced && std::abs(area(finer) - target) < 0.01 * target) {
+              basis = finer;
+              reduced = true;
             }
           }
-          if (found) break;
         }
-        matched += found;
-      }
-      if (4 * matched >= 3 * columns.size()) {
-        basis = Reduce(a, v);
-        reduced = true;
-        break;
       }
     }
   }

@@ -27,8 +27,8 @@
 //     would erode the map by half its length. The four translations are
 //     averaged (a displaced amorphous column keeps some correlation at one
 //     lag but not at all four). The cell is first reduced when its columns
-//     show a half translation (a cell measured twice too large, see
-//     PrimitiveBasis in the .cc).
+//     show a translation of a half or a third of it (a cell measured two,
+//     three or nine times too large, see PrimitiveBasis in the .cc).
 //     The covariance, not the normalised correlation, is used: at low noise
 //     a window touching any crystal would correlate near 1 (vacuum adds no
 //     variance), so the normalised map would grow the crystal by the
