@@ -774,25 +774,23 @@ absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
   // Tuned windows first, then the windows that borrow their parameters.
   std::vector<int> tuned, lent;
   for (int i = 0; i < n; ++i) (donors[i] == i ? tuned : lent).push_back(i);
-  context->ParallelFor(static_cast<int>(tuned.size()), [&](int k) {
-    const int i = tuned[k];
-    if (cancel != nullptr && cancel->load(std::memory_order_relaxed)) {
-      status[i] = absl::CancelledError("analysis cancelled");
-      return;
-    }
-    status[i] = AnalyzeWindow(image, layout[i], prior, lattice ? &*lattice : nullptr, area_ptr,
-                              cache[i], context, result.windows[i], blobs[i]);
+  auto run = [&](const std::vector<int>& windows, auto&& analyze) {
+    context->ParallelFor(static_cast<int>(windows.size()), [&](int k) {
+      const int i = windows[k];
+      status[i] = cancel != nullptr && cancel->load(std::memory_order_relaxed)
+                      ? absl::CancelledError("analysis cancelled")
+                      : analyze(i);
+    });
+  };
+  const LatticeMeasurement* const frame_lattice = lattice ? &*lattice : nullptr;
+  run(tuned, [&](int i) {
+    return AnalyzeWindow(image, layout[i], prior, frame_lattice, area_ptr, cache[i], context,
+                         result.windows[i], blobs[i]);
   });
   for (const absl::Status& s : status) LOGSTAR_RETURN_IF_ERROR(s);
-  context->ParallelFor(static_cast<int>(lent.size()), [&](int k) {
-    const int i = lent[k];
-    if (cancel != nullptr && cancel->load(std::memory_order_relaxed)) {
-      status[i] = absl::CancelledError("analysis cancelled");
-      return;
-    }
-    status[i] = BorrowWindow(image, layout[i], prior, lattice ? &*lattice : nullptr, area_ptr,
-                             result.windows[donors[i]], blobs[donors[i]], cache[i], context,
-                             result.windows[i], blobs[i]);
+  run(lent, [&](int i) {
+    return BorrowWindow(image, layout[i], prior, frame_lattice, area_ptr, result.windows[donors[i]],
+                        blobs[donors[i]], cache[i], context, result.windows[i], blobs[i]);
   });
   for (const absl::Status& s : status) LOGSTAR_RETURN_IF_ERROR(s);
   result.windows_ms = MsSince(t1);

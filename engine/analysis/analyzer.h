@@ -12,12 +12,40 @@
 // nearest-neighbour distance across a core boundary are the same column
 // seen twice; the weaker one is dropped.
 //
+// The crystalline area (issue 15, item 2). On the first frame of a
+// geometry, with the lattice (MeasureLattice), the analyzer maps where the
+// frame shows that lattice (MeasureCrystallinity, engine/physics/
+// crystallinity.h: ~5 ms on 1024², 24 ms on 2048²); both are kept until the
+// cache is emptied, since a stream keeps its sample in view. Expected counts
+// and both reward pairs are then taken over each window's crystalline part
+// only (engine/physics/rewards.h), and a detection off the crystal is
+// reported only when it looks like a column by itself (CrystalArea,
+// engine/analysis/logstar.h; the frame's pixel noise for that is estimated
+// on every frame, under 1 ms on 1024²).
+// A window whose tile is less than min_crystal_share crystalline is not
+// tuned toward a count (a count over a sliver of crystal is a count of a
+// few columns, and over none it would pull noise in): it detects with the
+// parameters of the nearest tuned window (tile centres; the lowest index
+// on a tie) on the same frame, so that vacuum keeps the threshold that
+// parts columns from noise, and WindowResult::crystal_note says so. When no
+// window reaches the share, the one with the most crystal is tuned (and
+// says so). The tuned windows run first, in parallel, then the lent ones.
+// A frame without a lattice, or whose lattice shows nowhere clearly enough
+// to map, keeps the published behaviour (whole-tile counts, every window
+// tuned) and FrameAnalysis::crystal_note says why.
+//
 // The cache: the first frame tunes every window (a miss). The next frames
 // run each window with its cached parameters — one exact detection and the
 // rewards, no search (a hit) — and re-tune a window only when its rewards
 // drift more than drift_tolerance from their values at tuning time (a
 // re-tune, warm-started from the cached front). A change of frame size,
-// window layout or prior empties the cache.
+// window layout or prior empties the cache. A lent window's entry holds the
+// lent parameters and no front: it is a hit while the lender keeps its
+// parameters, and follows a re-tuned lender without evaluations (counted as
+// re-tuned). An entry without a front found at a window that has crystal
+// enough (e.g. restored from another stream) is tuned, warm-started from
+// it. RestoreCache also drops the measured lattice and crystalline map, so
+// the next frame measures them afresh.
 //
 // The amorphous stage (optional, engine/amorphous/amorphous.h) runs on the frame's
 // atoms after LoG*, over windows of its own (the whole frame by default),
@@ -126,7 +154,9 @@ struct AnalyzerOptions {
   PriorTolerances prior_tolerances;
   // Where the frame shows its lattice (engine/physics/crystallinity.h), and
   // the share of a window's tile that must show it for the window to be
-  // tuned toward a count (see the file comment).
+  // tuned toward a count (see the file comment). A tenth of a 256² tile of
+  // perovskite holds about 13 columns, the fewest a count is worth tuning
+  // toward; below it the tile is all but vacuum or amorphous.
   CrystallinityOptions crystallinity;
   double min_crystal_share = 0.1;  // (0, 1]
 
@@ -162,8 +192,11 @@ struct WindowResult {
   std::string lattice_note;
   std::optional<LatticeRewards> lattice_rewards;
   // Share of the tile that shows the frame's lattice (its expected counts
-  // are over that area). Not empty when the tile has too little crystal to
-  // be tuned toward a count: says so and what was done instead.
+  // are over that area; 1 when counts are over the whole tile, see
+  // FrameAnalysis::crystal_note). Not empty when the tile has too little
+  // crystal to be tuned toward a count: says so and what was done instead
+  // (the window whose parameters it used; its evaluations are 0 and its
+  // front empty).
   double crystalline_fraction = 1.0;
   std::string crystal_note;
 };

@@ -285,16 +285,6 @@ absl::StatusOr<std::optional<LatticeSites>> WindowLattice(const cv::Mat& image,
 // perovskite, enough to tell dense material from scattered atoms by count.
 constexpr double kDensityRadiusNn = 3.0;
 
-// Detections off the crystal that are not significant by themselves (under
-// off_crystal_sigmas of the noise, but over the tuned threshold) are kept
-// where the significant detections off the crystal around them make at
-// least this share of the prior's density over the off-crystal part of the
-// disc: inside amorphous material, whose columns are displaced and dimmed
-// but mostly significant, as on the crystal the tuned threshold decides;
-// on vacuum (a few per cent of noise maxima are significant) and a support
-// film (a quarter of the density in single atoms) it does not.
-constexpr double kMaterialDensity = 0.35;
-
 // The area of the disc of `radius` about (x, y) that lies inside the image
 // (pixel centres [0, size) on each axis, so the box [-0.5, size - 0.5)),
 // and of that the part off `crystal` (by whole pixels, row by row).
@@ -325,8 +315,12 @@ DiscArea DiscAreaOf(double x, double y, double radius, cv::Size image, const Cry
 // without a crystal; else those of `detected` on it, and off it those that
 // look like columns (see CrystalArea) and either are significant against
 // the noise and lie in dense material (among `candidates`, the same
-// scale-space's maxima down to 1/16 of the threshold) or were detected and
-// lie among significant detections off the crystal (kMaterialDensity).
+// scale-space's maxima down to 1/16 of the threshold) or were detected in a
+// hole of the crystal: where most of the density disc around them is
+// crystal, the columns' negative LoG lobes hold the noise down as on the
+// crystal, so the tuned threshold decides as it does there (amorphous
+// inclusions keep their dim columns; a particle's outside, convex, never
+// counts as a hole).
 std::vector<Blob> KeptBlobs(std::vector<Blob> detected, const std::vector<Blob>& candidates,
                             const PixelRegion& region, const CrystalArea* crystal,
                             const PhysicsPrior& prior, const LogStarOptions& options,
@@ -381,10 +375,7 @@ std::vector<Blob> KeptBlobs(std::vector<Blob> detected, const std::vector<Blob>&
   }
   for (const Blob& b : weak) {
     const DiscArea area = DiscAreaOf(b.x, b.y, radius, image, crystal->mask);
-    const bool enclosed = area.off_crystal < 0.5 * area.inside;
-    if (enclosed || within(b, strong, nullptr) >= kMaterialDensity * density * area.off_crystal) {
-      kept.push_back(b);
-    }
+    if (area.off_crystal < 0.5 * area.inside) kept.push_back(b);
   }
   // Detections come strongest first; so do these.
   std::stable_sort(kept.begin(), kept.end(),

@@ -15,9 +15,12 @@
 //  3. one point of the Pareto front is chosen (FrontChoiceRule on the
 //     normalised rewards, or operator weights). The last few evaluations of
 //     the budget are exact (blob_log's own sigmas, no grid): the front's
-//     points are re-evaluated so the front reported is exact, then (published
-//     pair only: the lattice pair is count-free) the chosen point's
-//     threshold is stepped toward the expected count;
+//     points are re-evaluated so the front reported is exact, then with the
+//     published pair the chosen point's threshold is stepped toward the
+//     expected count, and with the lattice pair (count-free) the front's
+//     widest gap is filled with the parameters halfway across it (where
+//     columns and noise part cleanly the search tends to leave the front's
+//     two ends only);
 //  4. the chosen parameters are run once more with the exact blob_log
 //     semantics (DetectBlobsLog), positions are refined to sub-pixel
 //     (engine/log/refine.h), and the rewards of that final detection reported.
@@ -170,11 +173,13 @@ struct LogStarOptions {
   double grid_spacing = 0.04;
   // On generated frames the lattice pair's chosen point has F1 at least the
   // published pair's at every noise level and lattice tried
-  // (tests/bench/rewards_sweep.cc). The default stays published, in process
-  // and in the daemon alike, until the lattice pair also serves the
-  // amorphous stage: it counts atoms off the lattice as spurious, which
-  // that stage needs to see (with it, the amorphous mask IoU test falls
-  // from >= 0.6 to 0.575).
+  // (tests/bench/rewards_sweep.cc), and with counts over the crystalline
+  // area off-crystal atoms no longer count as spurious, so the amorphous
+  // stage's mask test passes with it (IoU 0.62-0.82). The default still
+  // stays published, in process and in the daemon alike: with the lattice
+  // pair the amorphous stage's region ids hold on 20 of 23 frame pairs of a
+  // drifting stream (tests/engine/analysis/analyzer_amorphous_test.cc, 90 %
+  // needed; 23 of 23 with the published pair).
   ObjectivePair objectives = ObjectivePair::kPublished;
   RewardOptions rewards;
   LatticeOptions lattice;  // kLattice: how the window's lattice is measured
