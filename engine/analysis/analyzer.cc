@@ -678,7 +678,8 @@ absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
   absl::MutexLock serial(&analyze_mu_);
   const auto t0 = std::chrono::steady_clock::now();
   FrameAnalysis result;
-  LOGSTAR_ASSIGN_OR_RETURN(const cv::Mat image, NormalizeFrame(frame, options_.normalize, context));
+  LOGSTAR_ASSIGN_OR_RETURN(const cv::Mat image,
+                           NormalizeFrame(frame, options_.normalize, context));
   result.width = image.cols;
   result.height = image.rows;
   result.normalize_ms = MsSince(t0);
@@ -731,7 +732,8 @@ absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
   // lattice pair scores against it.
   const bool measure_lattice = !lattice.has_value();
   if (measure_lattice) {
-    absl::StatusOr<LatticeMeasurement> m = MeasureLattice(image, options_.logstar.lattice, context);
+    absl::StatusOr<LatticeMeasurement> m =
+        MeasureLattice(image, options_.logstar.lattice, context);
     // A frame too small to measure has no lattice to check: the windows
     // fall back to the published pair.
     if (!m.ok() && m.status().code() != absl::StatusCode::kInvalidArgument) return m.status();

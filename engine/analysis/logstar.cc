@@ -401,7 +401,7 @@ ColumnLook LookOfColumns(absl::Span<const Blob> blobs, const PixelRegion& region
   }
   if (responses.empty()) return {};
   const auto rank = std::min(static_cast<std::ptrdiff_t>(responses.size()) - 1,
-                             static_cast<std::ptrdiff_t>(0.9 * expected));
+                             static_cast<std::ptrdiff_t>(0.75 * expected));
   std::nth_element(responses.begin(), responses.begin() + rank, responses.end(),
                    std::greater<float>());
   const auto middle = static_cast<std::ptrdiff_t>(sigmas.size() / 2);

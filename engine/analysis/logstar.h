@@ -103,12 +103,12 @@ namespace logstar {
 // How the crystal's columns look in a detection.
 struct ColumnLook {
   // The faint columns' response: with n the columns the prior expects on the
-  // crystalline part of the region, the (0.9 n)-th strongest detection
+  // crystalline part of the region, the (0.75 n)-th strongest detection
   // there, or the weakest when there are fewer. Taken by rank against the
   // expected count, it is the faintest sublattice's level when that makes a
-  // tenth of the columns or more (perovskite's B sites, YBCO's Cu) and the
-  // crystal's otherwise, whether the threshold let a few noise peaks in or
-  // not.
+  // quarter of the columns or more (perovskite's B sites, YBCO's Cu) and the
+  // crystal's otherwise, whether the threshold let a few noise peaks (or a
+  // support film's grain at the crystal's rim) in or not.
   double faint_response = 0.0;
   double median_sigma = 0.0;  // px, of the detections on the crystal
 };

@@ -463,8 +463,8 @@ TEST(RewardsTest, ScalesToManyAtoms) {
 // 0), b = (0, 20), one column per cell, r = 4 px, duplicates under 10 px.
 LatticeSites SquareSites() {
   LatticeSites sites;
-  sites.translations = {
-      {kSpacingPx, 0}, {0, kSpacingPx}, {kSpacingPx, kSpacingPx}, {kSpacingPx, -kSpacingPx}};
+  sites.translations = {{kSpacingPx, 0}, {0, kSpacingPx}, {kSpacingPx, kSpacingPx},
+                        {kSpacingPx, -kSpacingPx}};
   sites.match_radius_px = 4.0;
   sites.duplicate_px = 10.0;
   return sites;
@@ -499,7 +499,8 @@ TEST(LatticeRewardsTest, PerfectLatticeHasNoMissesAndNothingSpurious) {
 TEST(LatticeRewardsTest, AHoleIsMissedByEachOfItsEightNeighbours) {
   std::vector<PointXY> points = SquareColumns(6);
   points.erase(points.begin() + 2 * 6 + 2);  // the column at (40, 40)
-  absl::StatusOr<LatticeRewards> r = ComputeLatticeRewards(points, {0, 0, 120, 120}, SquareSites());
+  absl::StatusOr<LatticeRewards> r =
+      ComputeLatticeRewards(points, {0, 0, 120, 120}, SquareSites());
   ASSERT_TRUE(r.ok()) << r.status();
   // The hole's 8 neighbours each miss it; its own 8 sites are no longer
   // counted.
