@@ -68,8 +68,18 @@ std::vector<PointXY> PositionsOf(const std::vector<Blob>& blobs, const std::vect
   return out;
 }
 
-bool Drifted(const Rewards& now, const Rewards& tuned, double tolerance) {
-  return std::abs(now.qc - tuned.qc) > tolerance || std::abs(now.er - tuned.er) > tolerance;
+// Whether a cached window's detection on this frame has moved too far from
+// its tuning: in (QC, ER), and with the lattice pair in (misses, spurious)
+// too, the pair it was tuned on (its count may hold while noise replaces
+// columns).
+bool Drifted(const LogDetection& now, const CachedWindow& tuned, double tolerance) {
+  auto off = [&](double a, double b) { return std::abs(a - b) > tolerance; };
+  if (off(now.rewards.qc, tuned.tuned_rewards.qc) || off(now.rewards.er, tuned.tuned_rewards.er)) {
+    return true;
+  }
+  return now.lattice_rewards && tuned.tuned_lattice_rewards &&
+         (off(now.lattice_rewards->misses, tuned.tuned_lattice_rewards->misses) ||
+          off(now.lattice_rewards->spurious, tuned.tuned_lattice_rewards->spurious));
 }
 
 bool Drifted(const AmorphousEvaluation& now, const CachedAmorphousWindow& tuned,
@@ -88,6 +98,11 @@ bool Drifted(const AmorphousEvaluation& now, const CachedAmorphousWindow& tuned,
 int AmorphousHalo(const AmorphousOptions& options, double nn_px) {
   return static_cast<int>(std::ceil(0.5 * options.max_patch_nn * nn_px + 2.0 * nn_px)) + 2;
 }
+
+// A frame at least this crystalline is counted whole: what the map misses is
+// a few pixels at the frame's edge (its window there averages a partial
+// cell), not vacuum.
+constexpr double kWholeFrameShare = 0.98;
 
 // The layout Analyze() uses for a frame size: window 0 is the whole frame.
 absl::StatusOr<std::vector<Window>> LayoutFor(int width, int height, int window, int stride) {
@@ -278,6 +293,7 @@ absl::Status LogStarAnalyzer::SetPrior(const PhysicsPrior& prior) {
   amorphous_tracks_ = {};
   lattice_.reset();
   crystallinity_.reset();
+  crystallinity_note_.clear();
   ++generation_;
   return absl::OkStatus();
 }
@@ -289,6 +305,7 @@ void LogStarAnalyzer::ClearCache() {
   amorphous_tracks_ = {};
   lattice_.reset();
   crystallinity_.reset();
+  crystallinity_note_.clear();
   ++generation_;
 }
 
@@ -365,7 +382,7 @@ absl::Status LogStarAnalyzer::AnalyzeWindow(const cv::Mat& image, const Window& 
     LOGSTAR_ASSIGN_OR_RETURN(LogDetection d,
                              DetectWith(image, w, prior, lattice, crystal, cache->parameters,
                                         cache->objectives, context, ctx));
-    if (!Drifted(d.rewards, cache->tuned_rewards, options_.drift_tolerance)) {
+    if (!Drifted(d, *cache, options_.drift_tolerance)) {
       out.state = CacheState::kHit;
       out.objectives = d.lattice_rewards ? ObjectivePair::kLattice : ObjectivePair::kPublished;
       out.lattice_note = cache->lattice_note;
@@ -396,7 +413,8 @@ absl::Status LogStarAnalyzer::AnalyzeWindow(const cv::Mat& image, const Window& 
                            RunLogStar(image(cv::Rect(ctx.col0, ctx.row0, ctx.cols, ctx.rows)),
                                       Local(w.tile, ctx), prior, options_.logstar, context, warm,
                                       lattice, local_crystal ? &*local_crystal : nullptr));
-  cache = CachedWindow{r.parameters, r.rewards, r.front, r.chosen, r.objectives, r.lattice_note};
+  cache = CachedWindow{r.parameters, r.rewards,      r.front,          r.chosen,
+                       r.objectives, r.lattice_note, r.lattice_rewards};
   out.objectives = r.objectives;
   out.lattice_note = r.lattice_note;
   out.lattice_rewards = r.lattice_rewards;
@@ -413,21 +431,35 @@ absl::Status LogStarAnalyzer::AnalyzeWindow(const cv::Mat& image, const Window& 
   return absl::OkStatus();
 }
 
-std::vector<int> LogStarAnalyzer::WindowRoles(const std::vector<Window>& layout,
-                                              const LatticeMeasurement* lattice,
-                                              const Crystallinity* crystal,
-                                              FrameAnalysis& result) const {
+LogStarAnalyzer::Roles LogStarAnalyzer::WindowRoles(const std::vector<Window>& layout,
+                                                    const LatticeMeasurement* lattice,
+                                                    const Crystallinity* crystal,
+                                                    const std::string& unmapped,
+                                                    FrameAnalysis& result) const {
   const int n = static_cast<int>(layout.size());
-  std::vector<int> donors(n);
+  Roles roles;
+  std::vector<int>& donors = roles.donors;
+  donors.resize(n);
   for (int i = 0; i < n; ++i) donors[i] = i;
+  roles.use_mask = false;
   if (crystal == nullptr) {
-    result.crystal_note =
-        lattice != nullptr && !lattice->found
-            ? absl::StrCat("the frame shows no lattice (", lattice->reason,
-                           "): expected counts are over the whole frame")
-            : "the crystalline area could not be measured: expected counts are over the whole "
-              "frame";
-    return donors;
+    result.crystal_note = lattice != nullptr && !lattice->found
+                              ? absl::StrCat("the frame shows no lattice (", lattice->reason,
+                                             "): expected counts are over the whole frame")
+                              : absl::StrCat("the crystalline area could not be mapped (",
+                                             unmapped.empty() ? "no lattice measured" : unmapped,
+                                             "): expected counts are over the whole frame");
+    return roles;
+  }
+  result.crystalline_fraction = crystal->fraction;
+  if (crystal->fraction >= kWholeFrameShare) {
+    // All crystal but a few pixels at the frame's edge: counted whole, as
+    // the published method does, so a crystal frame is analysed as before.
+    for (int i = 0; i < n; ++i) {
+      result.windows[i].crystalline_fraction = crystal->mask.Fraction(layout[i].tile);
+    }
+    roles.use_mask = false;
+    return roles;
   }
   std::vector<int> tuned;
   int best = 0;
@@ -442,10 +474,11 @@ std::vector<int> LogStarAnalyzer::WindowRoles(const std::vector<Window>& layout,
       // Found by the autocorrelation, yet nowhere above the map's noise: a
       // count over nothing would be no count; the whole frame it is.
       for (WindowResult& w : result.windows) w.crystalline_fraction = 1.0;
+      result.crystalline_fraction = 1.0;
       result.crystal_note =
           "the frame's lattice shows nowhere clearly enough to map it: expected counts are over "
           "the whole frame";
-      return donors;
+      return roles;
     }
     tuned.push_back(best);
     result.windows[best].crystal_note = absl::StrFormat(
@@ -453,7 +486,6 @@ std::vector<int> LogStarAnalyzer::WindowRoles(const std::vector<Window>& layout,
         "more: tuned toward the count over that area",
         100.0 * result.windows[best].crystalline_fraction, 100.0 * options_.min_crystal_share);
   }
-  result.crystalline_fraction = crystal->fraction;
   // Every other window borrows from the tuned window whose tile centre is
   // nearest (the lowest index on a tie).
   for (int i = 0; i < n; ++i) {
@@ -470,7 +502,8 @@ std::vector<int> LogStarAnalyzer::WindowRoles(const std::vector<Window>& layout,
       if (d2 < best_d2) best_d2 = d2, donors[i] = k;
     }
   }
-  return donors;
+  roles.use_mask = true;
+  return roles;
 }
 
 absl::Status LogStarAnalyzer::BorrowWindow(
@@ -500,7 +533,8 @@ absl::Status LogStarAnalyzer::BorrowWindow(
   } else {
     out.state = CacheState::kRetuned;
   }
-  cache = CachedWindow{donor.parameters, d.rewards, {}, 0, donor.objectives, donor.lattice_note};
+  cache = CachedWindow{donor.parameters,   d.rewards,        {}, 0, donor.objectives,
+                       donor.lattice_note, d.lattice_rewards};
   out.objectives = donor.objectives;
   out.lattice_note = donor.lattice_note;
   out.lattice_rewards = d.lattice_rewards;
@@ -678,8 +712,7 @@ absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
   absl::MutexLock serial(&analyze_mu_);
   const auto t0 = std::chrono::steady_clock::now();
   FrameAnalysis result;
-  LOGSTAR_ASSIGN_OR_RETURN(const cv::Mat image,
-                           NormalizeFrame(frame, options_.normalize, context));
+  LOGSTAR_ASSIGN_OR_RETURN(const cv::Mat image, NormalizeFrame(frame, options_.normalize, context));
   result.width = image.cols;
   result.height = image.rows;
   result.normalize_ms = MsSince(t0);
@@ -695,12 +728,14 @@ absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
   PhysicsPrior prior;
   std::optional<LatticeMeasurement> lattice;
   std::optional<Crystallinity> crystal;
+  std::string crystal_unmapped;  // why a found lattice was not mapped
   uint64_t generation = 0;
   {
     absl::MutexLock lock(&mu_);
     if (image.cols != width_ || image.rows != height_) {
       lattice_.reset();
       crystallinity_.reset();
+      crystallinity_note_.clear();
       LOGSTAR_ASSIGN_OR_RETURN(layout_,
                                LayoutFor(image.cols, image.rows, options_.window, options_.stride));
       amorphous_layout_.clear();
@@ -719,6 +754,7 @@ absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
     cache = cache_;
     lattice = lattice_;
     crystal = crystallinity_;
+    crystal_unmapped = crystallinity_note_;
     layout = layout_;
     amorphous_cache = amorphous_cache_;
     amorphous_layout = amorphous_layout_;
@@ -732,8 +768,7 @@ absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
   // lattice pair scores against it.
   const bool measure_lattice = !lattice.has_value();
   if (measure_lattice) {
-    absl::StatusOr<LatticeMeasurement> m =
-        MeasureLattice(image, options_.logstar.lattice, context);
+    absl::StatusOr<LatticeMeasurement> m = MeasureLattice(image, options_.logstar.lattice, context);
     // A frame too small to measure has no lattice to check: the windows
     // fall back to the published pair.
     if (!m.ok() && m.status().code() != absl::StatusCode::kInvalidArgument) return m.status();
@@ -747,23 +782,29 @@ absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
     // (the first frame of a geometry) and for the same reason — a stream
     // keeps its sample in view.
     crystal.reset();
+    crystal_unmapped.clear();
     if (lattice->found) {
       absl::StatusOr<Crystallinity> c =
           MeasureCrystallinity(image, *lattice, options_.crystallinity, context);
       if (!c.ok() && c.status().code() != absl::StatusCode::kInvalidArgument) return c.status();
-      if (c.ok()) crystal = *std::move(c);
+      if (c.ok()) {
+        crystal = *std::move(c);
+      } else {
+        crystal_unmapped = std::string(c.status().message());
+      }
     }
   }
 
   // Which windows are tuned toward a count (see the file comment).
   const int n = static_cast<int>(layout.size());
   result.windows.resize(n);
-  const std::vector<int> donors =
-      WindowRoles(layout, lattice ? &*lattice : nullptr, crystal ? &*crystal : nullptr, result);
+  const Roles roles = WindowRoles(layout, lattice ? &*lattice : nullptr,
+                                  crystal ? &*crystal : nullptr, crystal_unmapped, result);
+  const std::vector<int>& donors = roles.donors;
   // The crystal this frame's rewards count on, with the frame's noise (per
   // frame: a stream's dose may change; one pass over every second row).
   std::optional<CrystalArea> area;
-  if (crystal && result.crystal_note.empty()) {
+  if (roles.use_mask) {
     LOGSTAR_ASSIGN_OR_RETURN(const double noise, PixelNoiseStd(image));
     area = CrystalArea{crystal->mask, noise, ColumnLook{}};
   }
@@ -855,6 +896,7 @@ absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
       if (measure_lattice) {
         lattice_ = std::move(lattice);
         crystallinity_ = std::move(crystal);
+        crystallinity_note_ = std::move(crystal_unmapped);
       }
     }
   }
@@ -891,7 +933,8 @@ absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
 
 LogStarAnalyzer::CacheSnapshot LogStarAnalyzer::Snapshot() const {
   absl::MutexLock lock(&mu_);
-  return {width_, height_, layout_, cache_, amorphous_layout_, amorphous_cache_, amorphous_tracks_};
+  return {width_,           height_,           layout_,  cache_,        amorphous_layout_,
+          amorphous_cache_, amorphous_tracks_, lattice_, crystallinity_};
 }
 
 absl::Status LogStarAnalyzer::RestoreCache(const CacheSnapshot& snapshot) {
@@ -959,6 +1002,11 @@ absl::Status LogStarAnalyzer::RestoreCache(const CacheSnapshot& snapshot) {
     }
     LOGSTAR_RETURN_IF_ERROR(RegionTracker::Check(snapshot.amorphous_tracks));
   }
+  if (snapshot.crystallinity &&
+      (snapshot.crystallinity->mask.frame_mask().cols != snapshot.width ||
+       snapshot.crystallinity->mask.frame_mask().rows != snapshot.height)) {
+    return absl::InvalidArgumentError("the cache's crystalline map is not of its frame size");
+  }
   if (snapshot.windows.size() != layout.size()) {
     return absl::InvalidArgumentError(absl::StrCat("the cache has ", snapshot.windows.size(),
                                                    " windows, the layout for ", snapshot.width,
@@ -998,10 +1046,11 @@ absl::Status LogStarAnalyzer::RestoreCache(const CacheSnapshot& snapshot) {
   amorphous_layout_ = std::move(amorphous_layout);
   amorphous_cache_ = std::move(amorphous);
   amorphous_tracks_ = options_.amorphous.enabled ? snapshot.amorphous_tracks : RegionTrackerState{};
-  // The next frame measures the lattice and the crystal afresh: what was
-  // measured before belongs to whatever ran before the restore.
-  lattice_.reset();
-  crystallinity_.reset();
+  // The saved stream's lattice and crystal, else measured afresh on the next
+  // frame: what was measured before belongs to whatever ran before.
+  lattice_ = snapshot.lattice;
+  crystallinity_ = snapshot.lattice ? snapshot.crystallinity : std::nullopt;
+  crystallinity_note_.clear();
   ++generation_;
   return absl::OkStatus();
 }

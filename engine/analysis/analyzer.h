@@ -32,7 +32,9 @@
 // says so). The tuned windows run first, in parallel, then the lent ones.
 // A frame without a lattice, or whose lattice shows nowhere clearly enough
 // to map, keeps the published behaviour (whole-tile counts, every window
-// tuned) and FrameAnalysis::crystal_note says why.
+// tuned) and FrameAnalysis::crystal_note says why. So does, silently, a
+// frame at least 98 % crystalline (all crystal but a few pixels at its
+// edge): a crystal frame is analysed exactly as before.
 //
 // The cache: the first frame tunes every window (a miss). The next frames
 // run each window with its cached parameters — one exact detection and the
@@ -143,7 +145,9 @@ struct AnalyzerOptions {
   LogStarOptions logstar;
   NormalizeOptions normalize;
   // A cached window is re-tuned when |QC - QC at tuning| or |ER - ER at
-  // tuning| exceeds this (rewards are fractions of the expected count).
+  // tuning| exceeds this (rewards are fractions of the expected count), or
+  // with the lattice pair |misses - misses at tuning| or |spurious -
+  // spurious at tuning| (fractions of sites and of detections).
   double drift_tolerance = 0.1;  // > 0
   AmorphousStageOptions amorphous;
   // Report only the atoms of this sublattice (a name in the prior's
@@ -288,6 +292,9 @@ struct CachedWindow {
   int chosen = 0;
   ObjectivePair objectives = ObjectivePair::kPublished;  // the pair tuned with
   std::string lattice_note;
+  // With the lattice pair: its rewards at tuning time, which drift is also
+  // measured from (a cache saved without them drifts on QC and ER only).
+  std::optional<LatticeRewards> tuned_lattice_rewards;
 };
 
 // What the cache holds for one window position of the amorphous stage.
@@ -338,11 +345,18 @@ class LogStarAnalyzer {
       : options_(options), prior_(prior) {}
 
   // Which windows are tuned and which borrow parameters: donors[i] == i for
-  // a tuned window, else the tuned window it borrows from. Fills the
-  // crystalline shares and notes of `result`. `crystal` null: every window
-  // is tuned over its whole tile.
-  std::vector<int> WindowRoles(const std::vector<Window>& layout, const LatticeMeasurement* lattice,
-                               const Crystallinity* crystal, FrameAnalysis& result) const;
+  // a tuned window, else the tuned window it borrows from; use_mask false
+  // when every window is tuned over its whole tile (no map, or a frame
+  // counted whole). Fills the crystalline shares and notes of `result`.
+  struct Roles {
+    std::vector<int> donors;
+    bool use_mask = false;
+  };
+  // `unmapped`: why a found lattice was not mapped (e.g. the frame is too
+  // small for its cell), for the note.
+  Roles WindowRoles(const std::vector<Window>& layout, const LatticeMeasurement* lattice,
+                    const Crystallinity* crystal, const std::string& unmapped,
+                    FrameAnalysis& result) const;
   // `lattice`: the frame's (null or not found: no lattice pair); `crystal`:
   // its crystalline area, frame coordinates (null: the whole tile).
   absl::Status AnalyzeWindow(const cv::Mat& image, const Window& w, const PhysicsPrior& prior,
@@ -393,6 +407,7 @@ class LogStarAnalyzer {
   // Where that frame showed the lattice (when it was found and mapped);
   // measured and emptied with lattice_.
   std::optional<Crystallinity> crystallinity_ ABSL_GUARDED_BY(mu_);
+  std::string crystallinity_note_ ABSL_GUARDED_BY(mu_);  // why it is not mapped
   // Bumped whenever the cache is emptied, so a frame that ran meanwhile
   // does not put back what it tuned under the old state.
   uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
@@ -419,10 +434,19 @@ class LogStarAnalyzer {
     std::vector<std::optional<CachedAmorphousWindow>> amorphous;
     // The amorphous regions' identities (empty when nothing was tracked).
     RegionTrackerState amorphous_tracks;
+    // The lattice and the crystalline map measured on the first frame of the
+    // geometry (unset before it, or when none was mapped). A restored cache
+    // keeps them, so that the next frames count over the same crystal as
+    // the saved stream did; without them the next frame measures afresh
+    // (and a partly crystalline stream may then differ slightly from an
+    // unbroken one). The map's mask must be width × height.
+    std::optional<LatticeMeasurement> lattice;
+    std::optional<Crystallinity> crystallinity;
   };
   CacheSnapshot Snapshot() const;
 
-  // Replaces the cache with a saved one (e.g. after a restart). The layout
+  // Replaces the cache with a saved one (e.g. after a restart), with the
+  // lattice and crystalline map when it carries them. The layout
   // for width × height is recomputed from the options; `windows` must have
   // one entry per window of it, `layout` (if not empty) must equal it, and
   // every cached entry must hold valid parameters and a chosen index into

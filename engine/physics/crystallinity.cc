@@ -12,6 +12,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "engine/base/status_macros.h"
 #include "engine/physics/lattice.h"
 
@@ -411,6 +412,29 @@ absl::StatusOr<Crystallinity> MeasureCrystallinity(const cv::Mat& frame,
   // translation (the map is smooth at that scale; finer grids cost time and
   // changed no IoU).
   const Basis basis = PrimitiveBasis(lattice);
+  // The window's reach (frame px): half a cell's diagonal and two sigmas of
+  // the Gaussian beyond it. Its level is read where the window lies inside
+  // the frame; with under a quarter of the frame there, windows cut by the
+  // edge (averaging a partial cell, biased by whichever layers it holds)
+  // would set it, and a lattice measured on so few cells may be a pseudo
+  // cell (YBCO's 93 px cell makes the window reach 115 px: 512² frames have
+  // 30 % there, 384² 16 %; a perovskite's reaches 62 px: 256² have 27 %).
+  {
+    const double side_a = std::hypot(basis.a.x, basis.a.y),
+                 side_b = std::hypot(basis.b.x, basis.b.y);
+    const double window_px =
+        options.window_cells * std::sqrt(std::abs(basis.a.x * basis.b.y - basis.a.y * basis.b.x));
+    const double reach_px = 0.5 * (side_a + side_b) + 2.0 * window_px;
+    const double inner = std::max(0.0, frame.cols - 2.0 * reach_px) *
+                         std::max(0.0, frame.rows - 2.0 * reach_px) /
+                         (static_cast<double>(frame.cols) * frame.rows);
+    if (inner < 0.25) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "the %d x %d frame is too small to map a crystal of this cell (%.0f x %.0f px): its "
+          "window reaches %.0f px",
+          frame.cols, frame.rows, side_a, side_b, reach_px));
+    }
+  }
   const double cell = std::sqrt(std::abs(basis.a.x * basis.b.y - basis.a.y * basis.b.x)) / factor;
   const int coarse = std::max(1, static_cast<int>(std::hypot(basis.a.x, basis.a.y) / factor / 3.0));
   const double scale = 1.0 / (factor * coarse);  // frame px to coarse px

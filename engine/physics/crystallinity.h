@@ -161,7 +161,10 @@ struct Crystallinity {
 // result does not depend on `context` (may be null; the translations run in
 // parallel in it). InvalidArgument for a bad frame, options, or a lattice
 // not found; a frame whose every translation is longer than the frame is
-// also InvalidArgument.
+// also InvalidArgument, and so is a frame too small for the cell: under a
+// quarter of it lies a window's reach (half the cell's diagonal and two
+// window sigmas) from its edges, where the crystal's level is read (YBCO
+// needs about 480² px, a perovskite 250²).
 absl::StatusOr<Crystallinity> MeasureCrystallinity(const cv::Mat& frame,
                                                    const LatticeMeasurement& lattice,
                                                    const CrystallinityOptions& options = {},

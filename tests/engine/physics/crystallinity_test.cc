@@ -170,7 +170,7 @@ TEST(CrystallinityTest, MatchesTheGeneratorsCrystallineMask) {
 
 TEST(CrystallinityTest, AWholeCrystalIsCrystallineToItsEdges) {
   for (SynthLattice lattice : {SynthLattice::kYbco, SynthLattice::kPerovskite}) {
-    const SynthFrame f = MakeFrame({SynthScene::kCrystal}, lattice, 0.6, 8, 384);
+    const SynthFrame f = MakeFrame({SynthScene::kCrystal}, lattice, 0.6, 8, 512);
     absl::StatusOr<Measured> m = Measure(f);
     ASSERT_TRUE(m.ok()) << m.status();
     EXPECT_GE(m->fraction, 0.95) << SynthLatticeName(lattice);
@@ -197,6 +197,15 @@ TEST(CrystallinityTest, ADoubledCellIsReducedFirst) {
   absl::StatusOr<Crystallinity> c = MeasureCrystallinity(*image, doubled);
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_NEAR(MaskIou(c->mask.frame_mask(), f.crystalline_mask), single->iou, 0.01);
+}
+
+// A frame too small for its cell is not mapped (the crystal's level would be
+// read on windows cut by the frame's edge): a 256² YBCO frame.
+TEST(CrystallinityTest, AFrameTooSmallForItsCellIsNotMapped) {
+  const SynthFrame f = MakeFrame({SynthScene::kCrystal}, SynthLattice::kYbco, 0.1, 5, 256);
+  absl::StatusOr<Measured> m = Measure(f);
+  EXPECT_EQ(m.status().code(), absl::StatusCode::kInvalidArgument) << m.status();
+  EXPECT_NE(std::string(m.status().message()).find("too small"), std::string::npos);
 }
 
 TEST(CrystallinityTest, NeedsAMeasuredLatticeAndAFiniteFrame) {
