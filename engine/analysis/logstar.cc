@@ -526,7 +526,15 @@ absl::StatusOr<LogDetection> DetectAndScore(const cv::Mat& image, const PixelReg
     // off the crystal their candidates.
     LogOptions o = parameters.ToLogOptions();
     LOGSTAR_RETURN_IF_ERROR(o.Validate());
-    const LogDetectOptions lowered = Lowered(o.detect, 0.0);
+    LogDetectOptions lowered = Lowered(o.detect, 0.0);
+    if (sites == nullptr) {
+      // Only the candidates off the crystal need the lower set, and none
+      // under the noise test at the coarsest scale is ever kept (the tuned
+      // threshold keeps its own): fewer maxima to store and prune.
+      const double noise = options.off_crystal_sigmas * crystal->pixel_noise_std /
+                           (std::sqrt(2.0 * std::numbers::pi) * o.scale.max_sigma);
+      lowered.threshold = std::max(lowered.threshold, std::min(o.detect.threshold, noise));
+    }
     o.scale.response_floor = lowered.threshold;
     LOGSTAR_ASSIGN_OR_RETURN(const LogScaleSpace space,
                              LogScaleSpace::Compute(image, o.scale, context));
