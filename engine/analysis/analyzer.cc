@@ -68,8 +68,18 @@ std::vector<PointXY> PositionsOf(const std::vector<Blob>& blobs, const std::vect
   return out;
 }
 
-bool Drifted(const Rewards& now, const Rewards& tuned, double tolerance) {
-  return std::abs(now.qc - tuned.qc) > tolerance || std::abs(now.er - tuned.er) > tolerance;
+// Whether a cached window's detection on this frame has moved too far from
+// its tuning: in (QC, ER), and with the lattice pair in (misses, spurious)
+// too, the pair it was tuned on (its count may hold while noise replaces
+// columns).
+bool Drifted(const LogDetection& now, const CachedWindow& tuned, double tolerance) {
+  auto off = [&](double a, double b) { return std::abs(a - b) > tolerance; };
+  if (off(now.rewards.qc, tuned.tuned_rewards.qc) || off(now.rewards.er, tuned.tuned_rewards.er)) {
+    return true;
+  }
+  return now.lattice_rewards && tuned.tuned_lattice_rewards &&
+         (off(now.lattice_rewards->misses, tuned.tuned_lattice_rewards->misses) ||
+          off(now.lattice_rewards->spurious, tuned.tuned_lattice_rewards->spurious));
 }
 
 bool Drifted(const AmorphousEvaluation& now, const CachedAmorphousWindow& tuned,
@@ -88,6 +98,11 @@ bool Drifted(const AmorphousEvaluation& now, const CachedAmorphousWindow& tuned,
 int AmorphousHalo(const AmorphousOptions& options, double nn_px) {
   return static_cast<int>(std::ceil(0.5 * options.max_patch_nn * nn_px + 2.0 * nn_px)) + 2;
 }
+
+// A frame at least this crystalline is counted whole: what the map misses is
+// a few pixels at the frame's edge (its window there averages a partial
+// cell), not vacuum.
+constexpr double kWholeFrameShare = 0.98;
 
 // The layout Analyze() uses for a frame size: window 0 is the whole frame.
 absl::StatusOr<std::vector<Window>> LayoutFor(int width, int height, int window, int stride) {
@@ -288,6 +303,11 @@ absl::Status AnalyzerOptions::Validate() const {
   LOGSTAR_RETURN_IF_ERROR(amorphous.Validate());
   LOGSTAR_RETURN_IF_ERROR(prior_tolerances.Validate());
   LOGSTAR_RETURN_IF_ERROR(sublattices.Validate());
+  LOGSTAR_RETURN_IF_ERROR(crystallinity.Validate());
+  if (!(min_crystal_share > 0.0 && min_crystal_share <= 1.0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("min_crystal_share must be in (0, 1], got ", min_crystal_share));
+  }
   return logstar.Validate();
 }
 
@@ -320,6 +340,8 @@ absl::Status LogStarAnalyzer::SetPrior(const PhysicsPrior& prior) {
   for (auto& c : amorphous_cache_) c.reset();
   amorphous_tracks_ = {};
   lattice_.reset();
+  crystallinity_.reset();
+  crystallinity_note_.clear();
   ++generation_;
   return absl::OkStatus();
 }
@@ -330,6 +352,8 @@ void LogStarAnalyzer::ClearCache() {
   for (auto& c : amorphous_cache_) c.reset();
   amorphous_tracks_ = {};
   lattice_.reset();
+  crystallinity_.reset();
+  crystallinity_note_.clear();
   ++generation_;
 }
 
@@ -350,34 +374,65 @@ std::vector<std::optional<CachedWindow>> LogStarAnalyzer::Cache() const {
   return cache_;
 }
 
+namespace {
+
+PixelRegion Local(const PixelRegion& tile, const PixelRegion& context_region) {
+  return PixelRegion{tile.col0 - context_region.col0, tile.row0 - context_region.row0, tile.cols,
+                     tile.rows};
+}
+
+// The crystal area of the frame seen from the context region `ctx`.
+CrystalArea InContext(const CrystalArea& frame, const PixelRegion& ctx) {
+  return {frame.mask.Offset(ctx.col0, ctx.row0), frame.pixel_noise_std, frame.columns};
+}
+
+bool SameParameters(const LogParameters& a, const LogParameters& b) {
+  return a.min_sigma == b.min_sigma && a.max_sigma == b.max_sigma && a.num_sigma == b.num_sigma &&
+         a.threshold == b.threshold && a.overlap == b.overlap;
+}
+
+}  // namespace
+
+absl::StatusOr<LogDetection> LogStarAnalyzer::DetectWith(
+    const cv::Mat& image, const Window& w, const PhysicsPrior& prior,
+    const LatticeMeasurement* lattice, const CrystalArea* crystal, const LogParameters& parameters,
+    ObjectivePair objectives, ExecutionContext* context, PixelRegion& ctx) const {
+  ctx = Grow(w.tile, HaloFor(parameters.max_sigma), image.cols, image.rows);
+  // The sites of the pair the parameters were tuned with.
+  std::optional<LatticeSites> sites;
+  if (objectives == ObjectivePair::kLattice && lattice != nullptr && lattice->found) {
+    LOGSTAR_ASSIGN_OR_RETURN(sites, MakeLatticeSites(*lattice, options_.logstar.rewards));
+  }
+  std::optional<CrystalArea> local_crystal;
+  if (crystal != nullptr) local_crystal = InContext(*crystal, ctx);
+  return DetectAndScore(image(cv::Rect(ctx.col0, ctx.row0, ctx.cols, ctx.rows)), Local(w.tile, ctx),
+                        prior, parameters, options_.logstar, context, sites ? &*sites : nullptr,
+                        local_crystal ? &*local_crystal : nullptr);
+}
+
 absl::Status LogStarAnalyzer::AnalyzeWindow(const cv::Mat& image, const Window& w,
                                             const PhysicsPrior& prior,
                                             const LatticeMeasurement* lattice,
+                                            const CrystalArea* crystal,
                                             std::optional<CachedWindow>& cache,
                                             ExecutionContext* context, WindowResult& out,
                                             std::vector<Blob>& blobs) const {
   const auto t0 = std::chrono::steady_clock::now();
   out.window = w;
-  auto local = [](const PixelRegion& tile, const PixelRegion& context_region) {
-    return PixelRegion{tile.col0 - context_region.col0, tile.row0 - context_region.row0, tile.cols,
-                       tile.rows};
-  };
   std::vector<LogParameters> warm;
-  if (cache.has_value()) {
-    const PixelRegion ctx =
-        Grow(w.tile, HaloFor(cache->parameters.max_sigma), image.cols, image.rows);
-    // The sites of the pair the window was tuned with.
-    std::optional<LatticeSites> sites;
-    if (cache->objectives == ObjectivePair::kLattice && lattice != nullptr && lattice->found) {
-      LOGSTAR_ASSIGN_OR_RETURN(sites, MakeLatticeSites(*lattice, options_.logstar.rewards));
-    }
+  // An entry without a front was lent by another window (see BorrowWindow):
+  // nothing was tuned here yet, its parameters only seed the search.
+  if (cache.has_value() && cache->front.empty()) {
+    warm.push_back(cache->parameters);
+    out.state = CacheState::kRetuned;
+  } else if (cache.has_value()) {
+    PixelRegion ctx;
     LOGSTAR_ASSIGN_OR_RETURN(LogDetection d,
-                             DetectAndScore(image(cv::Rect(ctx.col0, ctx.row0, ctx.cols, ctx.rows)),
-                                            local(w.tile, ctx), prior, cache->parameters,
-                                            options_.logstar, context, sites ? &*sites : nullptr));
-    if (!Drifted(d.rewards, cache->tuned_rewards, options_.drift_tolerance)) {
+                             DetectWith(image, w, prior, lattice, crystal, cache->parameters,
+                                        cache->objectives, context, ctx));
+    if (!Drifted(d, *cache, options_.drift_tolerance)) {
       out.state = CacheState::kHit;
-      out.objectives = sites ? ObjectivePair::kLattice : ObjectivePair::kPublished;
+      out.objectives = d.lattice_rewards ? ObjectivePair::kLattice : ObjectivePair::kPublished;
       out.lattice_note = cache->lattice_note;
       out.lattice_rewards = d.lattice_rewards;
       out.parameters = cache->parameters;
@@ -400,11 +455,14 @@ absl::Status LogStarAnalyzer::AnalyzeWindow(const cv::Mat& image, const Window& 
   const PixelRegion ctx =
       Grow(w.tile, HaloFor(std::max(bounds.max_sigma.upper, bounds.min_sigma.upper)), image.cols,
            image.rows);
-  LOGSTAR_ASSIGN_OR_RETURN(
-      LogStarResult r,
-      RunLogStar(image(cv::Rect(ctx.col0, ctx.row0, ctx.cols, ctx.rows)), local(w.tile, ctx), prior,
-                 options_.logstar, context, warm, lattice));
-  cache = CachedWindow{r.parameters, r.rewards, r.front, r.chosen, r.objectives, r.lattice_note};
+  std::optional<CrystalArea> local_crystal;
+  if (crystal != nullptr) local_crystal = InContext(*crystal, ctx);
+  LOGSTAR_ASSIGN_OR_RETURN(LogStarResult r,
+                           RunLogStar(image(cv::Rect(ctx.col0, ctx.row0, ctx.cols, ctx.rows)),
+                                      Local(w.tile, ctx), prior, options_.logstar, context, warm,
+                                      lattice, local_crystal ? &*local_crystal : nullptr));
+  cache = CachedWindow{r.parameters, r.rewards,      r.front,          r.chosen,
+                       r.objectives, r.lattice_note, r.lattice_rewards};
   out.objectives = r.objectives;
   out.lattice_note = r.lattice_note;
   out.lattice_rewards = r.lattice_rewards;
@@ -417,6 +475,127 @@ absl::Status LogStarAnalyzer::AnalyzeWindow(const cv::Mat& image, const Window& 
   for (Blob& b : r.blobs) b.x += ctx.col0, b.y += ctx.row0;
   out.er_flagged = PositionsOf(r.blobs, r.erroneous);
   blobs = std::move(r.blobs);
+  out.ms = MsSince(t0);
+  return absl::OkStatus();
+}
+
+LogStarAnalyzer::Roles LogStarAnalyzer::WindowRoles(const std::vector<Window>& layout,
+                                                    const LatticeMeasurement* lattice,
+                                                    const Crystallinity* crystal,
+                                                    const std::string& unmapped,
+                                                    FrameAnalysis& result) const {
+  const int n = static_cast<int>(layout.size());
+  Roles roles;
+  std::vector<int>& donors = roles.donors;
+  donors.resize(n);
+  for (int i = 0; i < n; ++i) donors[i] = i;
+  roles.use_mask = false;
+  if (crystal == nullptr) {
+    result.crystal_note = lattice != nullptr && !lattice->found
+                              ? absl::StrCat("the frame shows no lattice (", lattice->reason,
+                                             "): expected counts are over the whole frame")
+                              : absl::StrCat("the crystalline area could not be mapped (",
+                                             unmapped.empty() ? "no lattice measured" : unmapped,
+                                             "): expected counts are over the whole frame");
+    return roles;
+  }
+  result.crystalline_fraction = crystal->fraction;
+  if (crystal->fraction >= kWholeFrameShare) {
+    // All crystal but a few pixels at the frame's edge: counted whole, as
+    // the published method does, so a crystal frame is analysed as before.
+    for (int i = 0; i < n; ++i) {
+      result.windows[i].crystalline_fraction = crystal->mask.Fraction(layout[i].tile);
+    }
+    roles.use_mask = false;
+    return roles;
+  }
+  std::vector<int> tuned;
+  int best = 0;
+  for (int i = 0; i < n; ++i) {
+    const double share = crystal->mask.Fraction(layout[i].tile);
+    result.windows[i].crystalline_fraction = share;
+    if (share >= options_.min_crystal_share) tuned.push_back(i);
+    if (share > result.windows[best].crystalline_fraction) best = i;
+  }
+  if (tuned.empty()) {
+    if (!(result.windows[best].crystalline_fraction > 0.0)) {
+      // Found by the autocorrelation, yet nowhere above the map's noise: a
+      // count over nothing would be no count; the whole frame it is.
+      for (WindowResult& w : result.windows) w.crystalline_fraction = 1.0;
+      result.crystalline_fraction = 1.0;
+      result.crystal_note =
+          "the frame's lattice shows nowhere clearly enough to map it: expected counts are over "
+          "the whole frame";
+      return roles;
+    }
+    tuned.push_back(best);
+    result.windows[best].crystal_note = absl::StrFormat(
+        "%.1f %% of the tile shows the lattice, under the %.1f %% wanted, but no window has "
+        "more: tuned toward the count over that area",
+        100.0 * result.windows[best].crystalline_fraction, 100.0 * options_.min_crystal_share);
+  }
+  // Every other window borrows from the tuned window whose tile centre is
+  // nearest (the lowest index on a tie).
+  for (int i = 0; i < n; ++i) {
+    if (std::find(tuned.begin(), tuned.end(), i) != tuned.end()) continue;
+    auto centre = [&](int k) {
+      const PixelRegion& t = layout[k].tile;
+      return std::pair<double, double>{t.col0 + 0.5 * t.cols, t.row0 + 0.5 * t.rows};
+    };
+    double best_d2 = std::numeric_limits<double>::infinity();
+    for (int k : tuned) {
+      const auto [x, y] = centre(k);
+      const auto [cx, cy] = centre(i);
+      const double d2 = (x - cx) * (x - cx) + (y - cy) * (y - cy);
+      if (d2 < best_d2) best_d2 = d2, donors[i] = k;
+    }
+  }
+  roles.use_mask = true;
+  return roles;
+}
+
+absl::Status LogStarAnalyzer::BorrowWindow(
+    const cv::Mat& image, const Window& w, const PhysicsPrior& prior,
+    const LatticeMeasurement* lattice, const CrystalArea* crystal, const WindowResult& donor,
+    const std::vector<Blob>& donor_blobs, std::optional<CachedWindow>& cache,
+    ExecutionContext* context, WindowResult& out, std::vector<Blob>& blobs) const {
+  const auto t0 = std::chrono::steady_clock::now();
+  out.window = w;
+  PixelRegion ctx;
+  // How a column looks comes from the lender: this tile has too few of them
+  // to say.
+  std::optional<CrystalArea> lent;
+  if (crystal != nullptr) {
+    lent = *crystal;
+    lent->columns = LookOfColumns(donor_blobs, donor.window.tile, crystal->mask, prior);
+  }
+  LOGSTAR_ASSIGN_OR_RETURN(LogDetection d,
+                           DetectWith(image, w, prior, lattice, lent ? &*lent : nullptr,
+                                      donor.parameters, donor.objectives, context, ctx));
+  // Lent parameters are a hit while the lender keeps them; when it was
+  // re-tuned they follow it (no evaluations are spent here).
+  if (!cache.has_value()) {
+    out.state = CacheState::kMiss;
+  } else if (cache->front.empty() && SameParameters(cache->parameters, donor.parameters)) {
+    out.state = CacheState::kHit;
+  } else {
+    out.state = CacheState::kRetuned;
+  }
+  cache = CachedWindow{donor.parameters,   d.rewards,        {}, 0, donor.objectives,
+                       donor.lattice_note, d.lattice_rewards};
+  out.objectives = donor.objectives;
+  out.lattice_note = donor.lattice_note;
+  out.lattice_rewards = d.lattice_rewards;
+  out.parameters = donor.parameters;
+  out.rewards = d.rewards;
+  out.tuned_rewards = d.rewards;
+  out.crystal_note = absl::StrFormat(
+      "%.1f %% of the tile shows the lattice, under the %.1f %% needed to tune toward a count: "
+      "detected with the parameters of window %d, the nearest tuned one",
+      100.0 * out.crystalline_fraction, 100.0 * options_.min_crystal_share, donor.window.index);
+  for (Blob& b : d.blobs) b.x += ctx.col0, b.y += ctx.row0;
+  out.er_flagged = PositionsOf(d.blobs, d.erroneous);
+  blobs = std::move(d.blobs);
   out.ms = MsSince(t0);
   return absl::OkStatus();
 }
@@ -596,11 +775,15 @@ absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
   RegionTrackerState amorphous_tracks;
   PhysicsPrior prior;
   std::optional<LatticeMeasurement> lattice;
+  std::optional<Crystallinity> crystal;
+  std::string crystal_unmapped;  // why a found lattice was not mapped
   uint64_t generation = 0;
   {
     absl::MutexLock lock(&mu_);
     if (image.cols != width_ || image.rows != height_) {
       lattice_.reset();
+      crystallinity_.reset();
+      crystallinity_note_.clear();
       LOGSTAR_ASSIGN_OR_RETURN(layout_,
                                LayoutFor(image.cols, image.rows, options_.window, options_.stride));
       amorphous_layout_.clear();
@@ -618,6 +801,8 @@ absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
     }
     cache = cache_;
     lattice = lattice_;
+    crystal = crystallinity_;
+    crystal_unmapped = crystallinity_note_;
     layout = layout_;
     amorphous_cache = amorphous_cache_;
     amorphous_layout = amorphous_layout_;
@@ -641,20 +826,62 @@ absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
       lattice.emplace();
       lattice->reason = std::string(m.status().message());
     }
+    // Where the frame shows that lattice: with it, at the same cost point
+    // (the first frame of a geometry) and for the same reason — a stream
+    // keeps its sample in view.
+    crystal.reset();
+    crystal_unmapped.clear();
+    if (lattice->found) {
+      absl::StatusOr<Crystallinity> c =
+          MeasureCrystallinity(image, *lattice, options_.crystallinity, context);
+      if (!c.ok() && c.status().code() != absl::StatusCode::kInvalidArgument) return c.status();
+      if (c.ok()) {
+        crystal = *std::move(c);
+      } else {
+        crystal_unmapped = std::string(c.status().message());
+      }
+    }
   }
 
-  const auto t1 = std::chrono::steady_clock::now();
+  // Which windows are tuned toward a count (see the file comment).
   const int n = static_cast<int>(layout.size());
   result.windows.resize(n);
+  const Roles roles = WindowRoles(layout, lattice ? &*lattice : nullptr,
+                                  crystal ? &*crystal : nullptr, crystal_unmapped, result);
+  const std::vector<int>& donors = roles.donors;
+  // The crystal this frame's rewards count on, with the frame's noise (per
+  // frame: a stream's dose may change; one pass over every second row).
+  std::optional<CrystalArea> area;
+  if (roles.use_mask) {
+    LOGSTAR_ASSIGN_OR_RETURN(const double noise, PixelNoiseStd(image));
+    area = CrystalArea{crystal->mask, noise, ColumnLook{}};
+  }
+  const CrystalArea* const area_ptr = area ? &*area : nullptr;
+  const CrystalMask* const mask = area ? &area->mask : nullptr;
+
+  const auto t1 = std::chrono::steady_clock::now();
   std::vector<std::vector<Blob>> blobs(n);
   std::vector<absl::Status> status(n);
-  context->ParallelFor(n, [&](int i) {
-    if (cancel != nullptr && cancel->load(std::memory_order_relaxed)) {
-      status[i] = absl::CancelledError("analysis cancelled");
-      return;
-    }
-    status[i] = AnalyzeWindow(image, layout[i], prior, lattice ? &*lattice : nullptr, cache[i],
-                              context, result.windows[i], blobs[i]);
+  // Tuned windows first, then the windows that borrow their parameters.
+  std::vector<int> tuned, lent;
+  for (int i = 0; i < n; ++i) (donors[i] == i ? tuned : lent).push_back(i);
+  auto run = [&](const std::vector<int>& windows, auto&& analyze) {
+    context->ParallelFor(static_cast<int>(windows.size()), [&](int k) {
+      const int i = windows[k];
+      status[i] = cancel != nullptr && cancel->load(std::memory_order_relaxed)
+                      ? absl::CancelledError("analysis cancelled")
+                      : analyze(i);
+    });
+  };
+  const LatticeMeasurement* const frame_lattice = lattice ? &*lattice : nullptr;
+  run(tuned, [&](int i) {
+    return AnalyzeWindow(image, layout[i], prior, frame_lattice, area_ptr, cache[i], context,
+                         result.windows[i], blobs[i]);
+  });
+  for (const absl::Status& s : status) LOGSTAR_RETURN_IF_ERROR(s);
+  run(lent, [&](int i) {
+    return BorrowWindow(image, layout[i], prior, frame_lattice, area_ptr, result.windows[donors[i]],
+                        blobs[donors[i]], cache[i], context, result.windows[i], blobs[i]);
   });
   for (const absl::Status& s : status) LOGSTAR_RETURN_IF_ERROR(s);
   result.windows_ms = MsSince(t1);
@@ -682,13 +909,14 @@ absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
     points.push_back({a.x, a.y});
     ++result.windows[a.window].num_atoms;
   }
-  LOGSTAR_ASSIGN_OR_RETURN(result.rewards, ComputeRewards(points, {0, 0, image.cols, image.rows},
-                                                          prior, options_.logstar.rewards));
+  const PixelRegion whole = {0, 0, image.cols, image.rows};
+  LOGSTAR_ASSIGN_OR_RETURN(result.rewards, ComputeRewards(points, whole, prior,
+                                                          options_.logstar.rewards, nullptr, mask));
   if (options_.logstar.objectives == ObjectivePair::kLattice && lattice && lattice->found) {
     LOGSTAR_ASSIGN_OR_RETURN(const LatticeSites sites,
                              MakeLatticeSites(*lattice, options_.logstar.rewards));
     LOGSTAR_ASSIGN_OR_RETURN(result.lattice_rewards,
-                             ComputeLatticeRewards(points, {0, 0, image.cols, image.rows}, sites));
+                             ComputeLatticeRewards(points, whole, sites, nullptr, nullptr, mask));
   }
   if (prior.sublattices.size() >= 2) {
     LOGSTAR_RETURN_IF_ERROR(
@@ -717,7 +945,11 @@ absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
       cache_ = std::move(cache);
       amorphous_cache_ = std::move(amorphous_cache);
       amorphous_tracks_ = std::move(amorphous_tracks);
-      if (measure_lattice) lattice_ = std::move(lattice);
+      if (measure_lattice) {
+        lattice_ = std::move(lattice);
+        crystallinity_ = std::move(crystal);
+        crystallinity_note_ = std::move(crystal_unmapped);
+      }
     }
   }
   // Last, so that the amorphous stage and the cache saw every atom.
@@ -755,7 +987,8 @@ absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
 
 LogStarAnalyzer::CacheSnapshot LogStarAnalyzer::Snapshot() const {
   absl::MutexLock lock(&mu_);
-  return {width_, height_, layout_, cache_, amorphous_layout_, amorphous_cache_, amorphous_tracks_};
+  return {width_,           height_,           layout_,  cache_,        amorphous_layout_,
+          amorphous_cache_, amorphous_tracks_, lattice_, crystallinity_};
 }
 
 absl::Status LogStarAnalyzer::RestoreCache(const CacheSnapshot& snapshot) {
@@ -823,6 +1056,11 @@ absl::Status LogStarAnalyzer::RestoreCache(const CacheSnapshot& snapshot) {
     }
     LOGSTAR_RETURN_IF_ERROR(RegionTracker::Check(snapshot.amorphous_tracks));
   }
+  if (snapshot.crystallinity &&
+      (snapshot.crystallinity->mask.frame_mask().cols != snapshot.width ||
+       snapshot.crystallinity->mask.frame_mask().rows != snapshot.height)) {
+    return absl::InvalidArgumentError("the cache's crystalline map is not of its frame size");
+  }
   if (snapshot.windows.size() != layout.size()) {
     return absl::InvalidArgumentError(absl::StrCat("the cache has ", snapshot.windows.size(),
                                                    " windows, the layout for ", snapshot.width,
@@ -862,6 +1100,11 @@ absl::Status LogStarAnalyzer::RestoreCache(const CacheSnapshot& snapshot) {
   amorphous_layout_ = std::move(amorphous_layout);
   amorphous_cache_ = std::move(amorphous);
   amorphous_tracks_ = options_.amorphous.enabled ? snapshot.amorphous_tracks : RegionTrackerState{};
+  // The saved stream's lattice and crystal, else measured afresh on the next
+  // frame: what was measured before belongs to whatever ran before.
+  lattice_ = snapshot.lattice;
+  crystallinity_ = snapshot.lattice ? snapshot.crystallinity : std::nullopt;
+  crystallinity_note_.clear();
   ++generation_;
   return absl::OkStatus();
 }

@@ -12,12 +12,42 @@
 // nearest-neighbour distance across a core boundary are the same column
 // seen twice; the weaker one is dropped.
 //
+// The crystalline area (issue 15, item 2). On the first frame of a
+// geometry, with the lattice (MeasureLattice), the analyzer maps where the
+// frame shows that lattice (MeasureCrystallinity, engine/physics/
+// crystallinity.h: ~5 ms on 1024², 24 ms on 2048²); both are kept until the
+// cache is emptied, since a stream keeps its sample in view. Expected counts
+// and both reward pairs are then taken over each window's crystalline part
+// only (engine/physics/rewards.h), and a detection off the crystal is
+// reported only when it looks like a column by itself (CrystalArea,
+// engine/analysis/logstar.h; the frame's pixel noise for that is estimated
+// on every frame, under 1 ms on 1024²).
+// A window whose tile is less than min_crystal_share crystalline is not
+// tuned toward a count (a count over a sliver of crystal is a count of a
+// few columns, and over none it would pull noise in): it detects with the
+// parameters of the nearest tuned window (tile centres; the lowest index
+// on a tie) on the same frame, so that vacuum keeps the threshold that
+// parts columns from noise, and WindowResult::crystal_note says so. When no
+// window reaches the share, the one with the most crystal is tuned (and
+// says so). The tuned windows run first, in parallel, then the lent ones.
+// A frame without a lattice, or whose lattice shows nowhere clearly enough
+// to map, keeps the published behaviour (whole-tile counts, every window
+// tuned) and FrameAnalysis::crystal_note says why. So does, silently, a
+// frame at least 98 % crystalline (all crystal but a few pixels at its
+// edge): a crystal frame is analysed exactly as before.
+//
 // The cache: the first frame tunes every window (a miss). The next frames
 // run each window with its cached parameters — one exact detection and the
 // rewards, no search (a hit) — and re-tune a window only when its rewards
 // drift more than drift_tolerance from their values at tuning time (a
 // re-tune, warm-started from the cached front). A change of frame size,
-// window layout or prior empties the cache.
+// window layout or prior empties the cache. A lent window's entry holds the
+// lent parameters and no front: it is a hit while the lender keeps its
+// parameters, and follows a re-tuned lender without evaluations (counted as
+// re-tuned). An entry without a front found at a window that has crystal
+// enough (e.g. restored from another stream) is tuned, warm-started from
+// it. RestoreCache also drops the measured lattice and crystalline map, so
+// the next frame measures them afresh.
 //
 // The amorphous stage (optional, engine/amorphous/amorphous.h) runs on the frame's
 // atoms after LoG*, over windows of its own (the whole frame by default),
@@ -75,6 +105,7 @@
 #include "engine/analysis/logstar.h"
 #include "engine/base/context.h"
 #include "engine/image/normalize.h"
+#include "engine/physics/crystallinity.h"
 #include "engine/physics/physics_prior.h"
 #include "engine/physics/rewards.h"
 #include "engine/physics/sublattice.h"
@@ -114,7 +145,9 @@ struct AnalyzerOptions {
   LogStarOptions logstar;
   NormalizeOptions normalize;
   // A cached window is re-tuned when |QC - QC at tuning| or |ER - ER at
-  // tuning| exceeds this (rewards are fractions of the expected count).
+  // tuning| exceeds this (rewards are fractions of the expected count), or
+  // with the lattice pair |misses - misses at tuning| or |spurious -
+  // spurious at tuning| (fractions of sites and of detections).
   double drift_tolerance = 0.1;  // > 0
   AmorphousStageOptions amorphous;
   // With a prior that lists sublattices every atom is labelled with one
@@ -128,6 +161,13 @@ struct AnalyzerOptions {
   // How far the prior may be from the lattice measured on the frame before
   // every result carries a warning (engine/physics/lattice.h, CheckPrior).
   PriorTolerances prior_tolerances;
+  // Where the frame shows its lattice (engine/physics/crystallinity.h), and
+  // the share of a window's tile that must show it for the window to be
+  // tuned toward a count (see the file comment). A tenth of a 256² tile of
+  // perovskite holds about 13 columns, the fewest a count is worth tuning
+  // toward; below it the tile is all but vacuum or amorphous.
+  CrystallinityOptions crystallinity;
+  double min_crystal_share = 0.1;  // (0, 1]
 
   absl::Status Validate() const;
 };
@@ -161,8 +201,11 @@ struct WindowResult {
   std::string lattice_note;
   std::optional<LatticeRewards> lattice_rewards;
   // Share of the tile that shows the frame's lattice (its expected counts
-  // are over that area). Not empty when the tile has too little crystal to
-  // be tuned toward a count: says so and what was done instead.
+  // are over that area; 1 when counts are over the whole tile, see
+  // FrameAnalysis::crystal_note). Not empty when the tile has too little
+  // crystal to be tuned toward a count: says so and what was done instead
+  // (the window whose parameters it used; its evaluations are 0 and its
+  // front empty).
   double crystalline_fraction = 1.0;
   std::string crystal_note;
 };
@@ -230,6 +273,9 @@ struct FrameAnalysis {
   std::optional<LatticeMeasurement> lattice;
   // Share of the frame that shows the lattice; expected counts are over it.
   double crystalline_fraction = 1.0;
+  // Not empty when expected counts are over the whole frame instead (the
+  // frame shows no lattice, or it could not be mapped): says why.
+  std::string crystal_note;
   // With prior sublattices: per-sublattice counts over the frame, in the
   // prior's order (all of them, also when only one is reported), and a note
   // when the frame does not show them as the prior says.
@@ -251,6 +297,9 @@ struct CachedWindow {
   int chosen = 0;
   ObjectivePair objectives = ObjectivePair::kPublished;  // the pair tuned with
   std::string lattice_note;
+  // With the lattice pair: its rewards at tuning time, which drift is also
+  // measured from (a cache saved without them drifts on QC and ER only).
+  std::optional<LatticeRewards> tuned_lattice_rewards;
 };
 
 // What the cache holds for one window position of the amorphous stage.
@@ -300,11 +349,39 @@ class LogStarAnalyzer {
   LogStarAnalyzer(const AnalyzerOptions& options, const PhysicsPrior& prior)
       : options_(options), prior_(prior) {}
 
-  // `lattice`: the frame's, with the lattice pair (else null).
+  // Which windows are tuned and which borrow parameters: donors[i] == i for
+  // a tuned window, else the tuned window it borrows from; use_mask false
+  // when every window is tuned over its whole tile (no map, or a frame
+  // counted whole). Fills the crystalline shares and notes of `result`.
+  struct Roles {
+    std::vector<int> donors;
+    bool use_mask = false;
+  };
+  // `unmapped`: why a found lattice was not mapped (e.g. the frame is too
+  // small for its cell), for the note.
+  Roles WindowRoles(const std::vector<Window>& layout, const LatticeMeasurement* lattice,
+                    const Crystallinity* crystal, const std::string& unmapped,
+                    FrameAnalysis& result) const;
+  // `lattice`: the frame's (null or not found: no lattice pair); `crystal`:
+  // its crystalline area, frame coordinates (null: the whole tile).
   absl::Status AnalyzeWindow(const cv::Mat& image, const Window& w, const PhysicsPrior& prior,
-                             const LatticeMeasurement* lattice, std::optional<CachedWindow>& cache,
-                             ExecutionContext* context, WindowResult& out,
-                             std::vector<Blob>& blobs) const;
+                             const LatticeMeasurement* lattice, const CrystalArea* crystal,
+                             std::optional<CachedWindow>& cache, ExecutionContext* context,
+                             WindowResult& out, std::vector<Blob>& blobs) const;
+  // A window with too little crystal: detected with `donor`'s parameters.
+  absl::Status BorrowWindow(const cv::Mat& image, const Window& w, const PhysicsPrior& prior,
+                            const LatticeMeasurement* lattice, const CrystalArea* crystal,
+                            const WindowResult& donor, const std::vector<Blob>& donor_blobs,
+                            std::optional<CachedWindow>& cache, ExecutionContext* context,
+                            WindowResult& out, std::vector<Blob>& blobs) const;
+  // One exact detection of window `w` with `parameters`, scored with the
+  // pair they were tuned with; `ctx` receives the context region used.
+  absl::StatusOr<LogDetection> DetectWith(const cv::Mat& image, const Window& w,
+                                          const PhysicsPrior& prior,
+                                          const LatticeMeasurement* lattice,
+                                          const CrystalArea* crystal,
+                                          const LogParameters& parameters, ObjectivePair objectives,
+                                          ExecutionContext* context, PixelRegion& ctx) const;
   absl::Status AmorphousWindow(const cv::Mat& image, const Window& w,
                                const std::vector<Atom>& atoms, const PhysicsPrior& prior,
                                std::optional<CachedAmorphousWindow>& cache,
@@ -332,6 +409,10 @@ class LogStarAnalyzer {
   // a stream keeps its lattice, so later frames do not pay the FFT).
   // Emptied with the cache.
   std::optional<LatticeMeasurement> lattice_ ABSL_GUARDED_BY(mu_);
+  // Where that frame showed the lattice (when it was found and mapped);
+  // measured and emptied with lattice_.
+  std::optional<Crystallinity> crystallinity_ ABSL_GUARDED_BY(mu_);
+  std::string crystallinity_note_ ABSL_GUARDED_BY(mu_);  // why it is not mapped
   // Bumped whenever the cache is emptied, so a frame that ran meanwhile
   // does not put back what it tuned under the old state.
   uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
@@ -358,10 +439,19 @@ class LogStarAnalyzer {
     std::vector<std::optional<CachedAmorphousWindow>> amorphous;
     // The amorphous regions' identities (empty when nothing was tracked).
     RegionTrackerState amorphous_tracks;
+    // The lattice and the crystalline map measured on the first frame of the
+    // geometry (unset before it, or when none was mapped). A restored cache
+    // keeps them, so that the next frames count over the same crystal as
+    // the saved stream did; without them the next frame measures afresh
+    // (and a partly crystalline stream may then differ slightly from an
+    // unbroken one). The map's mask must be width × height.
+    std::optional<LatticeMeasurement> lattice;
+    std::optional<Crystallinity> crystallinity;
   };
   CacheSnapshot Snapshot() const;
 
-  // Replaces the cache with a saved one (e.g. after a restart). The layout
+  // Replaces the cache with a saved one (e.g. after a restart), with the
+  // lattice and crystalline map when it carries them. The layout
   // for width × height is recomputed from the options; `windows` must have
   // one entry per window of it, `layout` (if not empty) must equal it, and
   // every cached entry must hold valid parameters and a chosen index into

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/types/span.h"
 #include "engine/base/status_macros.h"
+#include "engine/physics/crystallinity.h"
 #include "engine/physics/lattice.h"
 #include "engine/physics/physics_prior.h"
 
@@ -260,11 +261,9 @@ absl::StatusOr<LatticeSites> MakeLatticeSites(const LatticeMeasurement& lattice,
   return sites;
 }
 
-absl::StatusOr<LatticeRewards> ComputeLatticeRewards(absl::Span<const PointXY> points,
-                                                     const PixelRegion& region,
-                                                     const LatticeSites& sites,
-                                                     const LatticeMargins* margins,
-                                                     std::vector<int>* spurious) {
+absl::StatusOr<LatticeRewards> ComputeLatticeRewards(
+    absl::Span<const PointXY> points, const PixelRegion& region, const LatticeSites& sites,
+    const LatticeMargins* margins, std::vector<int>* spurious, const CrystalMask* crystal) {
   LOGSTAR_RETURN_IF_ERROR(ValidateRegion(region));
   LOGSTAR_RETURN_IF_ERROR(sites.Validate());
   if (margins != nullptr && (margins->detected.size() != points.size() ||
@@ -280,7 +279,8 @@ absl::StatusOr<LatticeRewards> ComputeLatticeRewards(absl::Span<const PointXY> p
   const double x_min = region.col0 - 0.5, x_end = region.col0 + region.cols - 0.5;
   const double y_min = region.row0 - 0.5, y_end = region.row0 + region.rows - 0.5;
   auto inside = [&](const PointXY& p) {
-    return p.x >= x_min && p.x < x_end && p.y >= y_min && p.y < y_end;
+    return p.x >= x_min && p.x < x_end && p.y >= y_min && p.y < y_end &&
+           (crystal == nullptr || crystal->Contains(p));
   };
   LatticeRewards out;
   if (points.empty()) {
@@ -382,7 +382,7 @@ absl::StatusOr<LatticeRewards> ComputeLatticeRewards(absl::Span<const PointXY> p
 
 absl::StatusOr<Rewards> ComputeRewards(absl::Span<const PointXY> atoms, const PixelRegion& region,
                                        const PhysicsPrior& prior, const RewardOptions& options,
-                                       std::vector<int>* erroneous) {
+                                       std::vector<int>* erroneous, const CrystalMask* crystal) {
   LOGSTAR_RETURN_IF_ERROR(options.Validate());
   LOGSTAR_RETURN_IF_ERROR(prior.Validate());
   LOGSTAR_RETURN_IF_ERROR(ValidateRegion(region));
@@ -402,7 +402,8 @@ absl::StatusOr<Rewards> ComputeRewards(absl::Span<const PointXY> atoms, const Pi
       return absl::InvalidArgumentError(
           absl::StrCat("atoms[", i, "] has non-finite coordinates (", p.x, ", ", p.y, ")"));
     }
-    if (p.x >= x_min && p.x < x_end && p.y >= y_min && p.y < y_end) {
+    if (p.x >= x_min && p.x < x_end && p.y >= y_min && p.y < y_end &&
+        (crystal == nullptr || crystal->Contains(p))) {
       inside.push_back(p);
       if (erroneous != nullptr) index.push_back(static_cast<int>(i));
     }
@@ -413,11 +414,17 @@ absl::StatusOr<Rewards> ComputeRewards(absl::Span<const PointXY> atoms, const Pi
   }
 
   Rewards rewards;
-  rewards.num_found = static_cast<int>(inside.size());
-  rewards.num_expected = prior.ColumnDensityPerPx2() * static_cast<double>(region.cols) *
-                         static_cast<double>(region.rows);
   rewards.ds_px =
       static_cast<double>(options.num_neighbors) * options.ds_factor * prior.NearestNeighborPx();
+  const double area = crystal == nullptr
+                          ? static_cast<double>(region.cols) * static_cast<double>(region.rows)
+                          : static_cast<double>(crystal->Area(region));
+  if (area <= 0.0) {
+    if (erroneous != nullptr) erroneous->clear();
+    return rewards;  // no crystal, nothing to count (inside is empty too)
+  }
+  rewards.num_found = static_cast<int>(inside.size());
+  rewards.num_expected = prior.ColumnDensityPerPx2() * area;
   rewards.qc = std::abs(rewards.num_found - rewards.num_expected) / rewards.num_expected;
   std::vector<int> flagged = ErFlaggedPoints(inside, rewards.ds_px, options.num_neighbors);
   rewards.num_erroneous = static_cast<int>(flagged.size());

@@ -46,6 +46,20 @@
 // gap, with the knee where both margins are balanced. With no detection both
 // are 1; with no supported detection misses is 1.
 //
+// The crystalline area (issue 15, item 2). Given a CrystalMask
+// (engine/physics/crystallinity.h), both pairs look at the crystal only:
+// the published pair's n counts the atoms inside the region that lie on the
+// crystal, n_expected = prior density × the region's crystalline area, and
+// ER counts clusters among those atoms; the lattice pair counts the
+// detections, the expected sites and the maxima under the threshold that lie
+// on the crystal. Detections off it — on vacuum, a support film or
+// amorphous material — are neither spurious nor supported (what they are is
+// the amorphous stage's business), though they may still occupy a site or
+// support a detection on the crystal, as context does. A region without
+// crystalline area has nothing to count: QC = ER = 0 with n = n_expected = 0,
+// misses = spurious = 1 as for a region without detections. Without a mask
+// the whole region counts (the published method).
+//
 // One implementation of the ER rule (ErFlaggedPoints) serves the rewards and
 // whoever needs to know which atoms ER counted (the steering's regions of
 // interest, engine/analysis/steering.h).
@@ -77,18 +91,23 @@ struct RewardOptions {
 struct Rewards {
   double qc = 0.0;
   double er = 0.0;
-  int num_found = 0;          // atoms inside the region
-  double num_expected = 0.0;  // from the prior and the region's area
+  int num_found = 0;          // atoms inside the region (and on the crystal, given a mask)
+  double num_expected = 0.0;  // from the prior and the region's (crystalline) area
   int num_erroneous = 0;      // atoms counted by ER
   double ds_px = 0.0;         // the DS threshold used
 };
 
+class CrystalMask;
+
 // `prior` must pass Validate(). When `erroneous` is not null it receives the
 // indices into `atoms` of the atoms ER counted (num_erroneous of them),
-// increasing. O(n) for a crystal's detections (see ErFlaggedPoints).
+// increasing. `crystal` (may be null: the whole region is crystal) is in the
+// coordinates of `atoms`. O(n) for a crystal's detections (see
+// ErFlaggedPoints).
 absl::StatusOr<Rewards> ComputeRewards(absl::Span<const PointXY> atoms, const PixelRegion& region,
                                        const PhysicsPrior& prior, const RewardOptions& options,
-                                       std::vector<int>* erroneous = nullptr);
+                                       std::vector<int>* erroneous = nullptr,
+                                       const CrystalMask* crystal = nullptr);
 
 // The lattice sites the lattice pair checks, from a measured lattice.
 struct LatticeSites {
@@ -113,8 +132,8 @@ absl::StatusOr<LatticeSites> MakeLatticeSites(const LatticeMeasurement& lattice,
 struct LatticeRewards {
   double misses = 0.0;    // [0, 1]
   double spurious = 0.0;  // [0, 1]
-  int num_found = 0;      // detections inside the region
-  int num_sites = 0;      // expected sites checked inside the region
+  int num_found = 0;      // detections inside the region (and on the crystal, given a mask)
+  int num_sites = 0;      // expected sites checked inside the region (idem)
   int num_missing = 0;    // of those, without detection
   int num_spurious = 0;   // detections counted by `spurious`
 };
@@ -128,16 +147,18 @@ struct LatticeMargins {
 };
 
 // The lattice pair of `points` inside `region` (the same half-open box as
-// ComputeRewards); points outside the region (context) can occupy sites
-// and support detections. `sites` must pass Validate(); `margins` may be
-// null. When `spurious` is not null it receives the indices into `points`
-// of the detections counted as spurious, increasing. O((n + below) × sites
-// per detection).
+// ComputeRewards) and on `crystal` (may be null: the whole region; in the
+// coordinates of `points`); points outside the region or off the crystal
+// (context) can occupy sites and support detections. `sites` must pass
+// Validate(); `margins` may be null. When `spurious` is not null it receives
+// the indices into `points` of the detections counted as spurious,
+// increasing. O((n + below) × sites per detection).
 absl::StatusOr<LatticeRewards> ComputeLatticeRewards(absl::Span<const PointXY> points,
                                                      const PixelRegion& region,
                                                      const LatticeSites& sites,
                                                      const LatticeMargins* margins = nullptr,
-                                                     std::vector<int>* spurious = nullptr);
+                                                     std::vector<int>* spurious = nullptr,
+                                                     const CrystalMask* crystal = nullptr);
 
 // The ER rule alone: indices (increasing) into `points` of the points whose
 // summed distance to their `num_neighbors` nearest other points is below

@@ -3,6 +3,7 @@
 // carry a trade-off, their two ends differ as documented in
 // engine/physics/rewards.h and engine/analysis/logstar.h, and weights move
 // the choice along the front.
+#include <cstdio>
 #include <memory>
 #include <vector>
 
@@ -152,27 +153,37 @@ FrontSweep SweepFronts(double noise, ExecutionContext* context) {
   return s;
 }
 
-// At noise 0.6: fronts of at least 3 points in >= 80 % of the windows, and
-// the low-misses end finds more of the true columns, the low-spurious end
-// fewer false ones (measured: 23 of 24 windows; recall 0.982 vs 0.928,
-// precision 0.955 vs 0.859).
-TEST_F(LatticeObjectivesTest, FrontsTradeRecallForPrecisionAtNoise06) {
-  const FrontSweep s = SweepFronts(0.6, context_.get());
+// Fronts of at least 3 points in >= 80 % of the windows at `noise`, the
+// low-misses end finding more of the true columns and the low-spurious end
+// fewer false ones.
+void ExpectTradeOff(double noise, ExecutionContext* context) {
+  const FrontSweep s = SweepFronts(noise, context);
+  std::printf(
+      "noise %.1f: %d of %d windows with fronts of >= 3 points; recall %.3f vs %.3f, precision "
+      "%.3f vs %.3f\n",
+      noise, s.with_three, s.windows, s.low_misses.Recall(), s.low_spurious.Recall(),
+      s.low_spurious.Precision(), s.low_misses.Precision());
   EXPECT_GE(s.with_three, 0.8 * s.windows) << s.with_three << " of " << s.windows;
   EXPECT_GT(s.low_misses.Recall(), s.low_spurious.Recall());
   EXPECT_GT(s.low_spurious.Precision(), s.low_misses.Precision());
 }
 
-// At noise 0.3 the same order of the ends holds, but columns and noise are
-// far apart, so more windows have no trade-off to offer: 19 of 24 have
-// fronts of at least 3 points (79 %, the issue asks for 80 %; recall 0.998
-// vs 0.992, precision 0.996 vs 0.958). Checked at >= 70 % so a regression
-// shows; the 80 % target at this noise level is still open.
+// At noise 0.6: fronts of at least 3 points in >= 80 % of the windows, and
+// the low-misses end finds more of the true columns, the low-spurious end
+// fewer false ones (measured: 24 of 24 windows, 23 before the front's gaps
+// were filled; recall 0.982 vs 0.928, precision 0.955 vs 0.859).
+TEST_F(LatticeObjectivesTest, FrontsTradeRecallForPrecisionAtNoise06) {
+  ExpectTradeOff(0.6, context_.get());
+}
+
+// At noise 0.3 the same order of the ends holds. Columns and noise lie far
+// apart there, so the search's points often sit at the front's two ends
+// only; the polish budget fills the widest gap between them (logstar.cc,
+// FrontGapMidpoint): 21 of 24 windows have fronts of at least 3 points
+// (19 before the gap was filled; recall 0.997 vs 0.992, precision 0.996 vs
+// 0.958), the issue's 80 %.
 TEST_F(LatticeObjectivesTest, FrontsTradeRecallForPrecisionAtNoise03) {
-  const FrontSweep s = SweepFronts(0.3, context_.get());
-  EXPECT_GE(s.with_three, 0.7 * s.windows) << s.with_three << " of " << s.windows;
-  EXPECT_GT(s.low_misses.Recall(), s.low_spurious.Recall());
-  EXPECT_GT(s.low_spurious.Precision(), s.low_misses.Precision());
+  ExpectTradeOff(0.3, context_.get());
 }
 
 // Weight on misses picks the front's low-misses end, weight on spurious its

@@ -10,6 +10,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "engine/physics/crystallinity.h"
 #include "engine/physics/physics_prior.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -567,6 +568,77 @@ TEST(LatticeRewardsTest, ColumnOffsetsFindAMissingSublattice) {
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->num_missing, 0);
   EXPECT_DOUBLE_EQ(r->spurious, 0.0);
+}
+
+// A mask whose left `cols` columns of pixels are crystalline, of a frame of
+// width × height px.
+CrystalMask LeftPart(int width, int height, int cols) {
+  cv::Mat mask = cv::Mat::zeros(height, width, CV_8U);
+  mask(cv::Rect(0, 0, cols, height)).setTo(1);
+  absl::StatusOr<CrystalMask> m = CrystalMask::FromMask(mask);
+  EXPECT_TRUE(m.ok()) << m.status();
+  return *m;
+}
+
+// Expected counts over the crystal only: the lattice of kLatticeRegion with
+// the crystal ending at x = 200 (pixel columns [100, 200) of the region,
+// half its area) expects 50 columns and finds the 50 on it, so QC is 0 even
+// with noise detections on the vacuum half, which ER does not see either.
+TEST(RewardsTest, CountsAreOverTheCrystallineArea) {
+  const PhysicsPrior prior = SquareLatticePrior();
+  const CrystalMask crystal = LeftPart(400, 300, 200);
+  std::vector<PointXY> atoms;
+  for (const PointXY& p : SquareLattice()) {
+    if (p.x < 199.5) atoms.push_back(p);
+  }
+  ASSERT_EQ(atoms.size(), 50u);
+  // A dense cluster of noise peaks on the vacuum half.
+  for (int k = 0; k < 8; ++k) atoms.push_back({250.0 + k, 150.0 + 0.5 * k});
+  absl::StatusOr<Rewards> r =
+      ComputeRewards(atoms, kLatticeRegion, prior, RewardOptions{}, nullptr, &crystal);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_NEAR(r->num_expected, 50.0, 1e-9);  // 100 × 200 px² at 1 per 400 px²
+  EXPECT_EQ(r->num_found, 50);
+  EXPECT_NEAR(r->qc, 0.0, 1e-12);
+  EXPECT_EQ(r->num_erroneous, 0);
+  // Without the mask the cluster counts and ER flags it.
+  const Rewards whole = MustCompute(atoms, kLatticeRegion, prior, RewardOptions{});
+  EXPECT_EQ(whole.num_found, 58);
+  EXPECT_GT(whole.num_erroneous, 0);
+  // A region without crystal has nothing to count.
+  r = ComputeRewards(atoms, {220, 50, 80, 200}, prior, RewardOptions{}, nullptr, &crystal);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->num_found, 0);
+  EXPECT_DOUBLE_EQ(r->num_expected, 0.0);
+  EXPECT_DOUBLE_EQ(r->qc, 0.0);
+  EXPECT_DOUBLE_EQ(r->er, 0.0);
+}
+
+// The lattice pair on the crystal only: a noise peak off it is not
+// spurious, and the sites of the crystal's edge columns that fall off it are
+// not counted as missing.
+TEST(LatticeRewardsTest, OnlyTheCrystalCounts) {
+  // Columns at x = 0..100 step 20 (6 columns wide), the crystal ending at
+  // x = 110 (pixels [0, 111)), region 200 px wide.
+  std::vector<PointXY> points = SquareColumns(6);
+  const CrystalMask crystal = LeftPart(200, 120, 111);
+  points.push_back({170, 50});  // a noise peak on the vacuum
+  const PixelRegion region{0, 0, 200, 120};
+  absl::StatusOr<LatticeRewards> r =
+      ComputeLatticeRewards(points, region, SquareSites(), nullptr, nullptr, &crystal);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->num_found, 36);
+  EXPECT_EQ(r->num_spurious, 0);
+  EXPECT_DOUBLE_EQ(r->spurious, 0.0);
+  // The columns at x = 100 look for sites at x = 120 (off the crystal): not
+  // counted, so nothing is missing.
+  EXPECT_EQ(r->num_missing, 0);
+  EXPECT_EQ(r->num_sites, SquareSiteCount(6));
+  // Without the mask the peak is spurious and the edge's sites are missed.
+  r = ComputeLatticeRewards(points, region, SquareSites());
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->num_spurious, 1);
+  EXPECT_GT(r->num_missing, 0);
 }
 
 TEST(LatticeRewardsTest, InvalidSitesAreRejected) {
