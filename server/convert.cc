@@ -88,6 +88,17 @@ void LatticeRewardsToProto(const LatticeRewards& r, v1::LatticeRewards* out) {
   out->set_num_spurious(r.num_spurious);
 }
 
+LatticeRewards LatticeRewardsFromProto(const v1::LatticeRewards& p) {
+  LatticeRewards r;
+  r.misses = p.misses();
+  r.spurious = p.spurious();
+  r.num_found = p.num_found();
+  r.num_sites = p.num_sites();
+  r.num_missing = p.num_missing();
+  r.num_spurious = p.num_spurious();
+  return r;
+}
+
 v1::AmorphousParameters AmorphousParametersToProto(const AmorphousParameters& p) {
   v1::AmorphousParameters out;
   out.set_patch_size_px(p.patch_size_px);
@@ -375,7 +386,78 @@ LatticeMeasurement LatticeFromProto(const v1::MeasuredLattice& p) {
   m.correlation = p.correlation();
   m.significance = p.significance();
   m.ordered_fraction = p.ordered_fraction();
+  for (const v1::LatticeCellColumn& c : p.columns()) {
+    m.columns.push_back({{c.x(), c.y()}, c.relative_height()});
+  }
   return m;
+}
+
+// A cache's lattice: what a result carries and the cell's columns.
+void CachedLatticeToProto(const LatticeMeasurement& m, v1::MeasuredLattice* out) {
+  LatticeToProto(m, 0.0, out);
+  for (const LatticeColumn& c : m.columns) {
+    v1::LatticeCellColumn* p = out->add_columns();
+    p->set_x(c.position_px.x);
+    p->set_y(c.position_px.y);
+    p->set_relative_height(c.relative_height);
+  }
+}
+
+// Run lengths of alternating 0 and 1 pixels, row-major, starting with 0.
+void CrystalMapToProto(const Crystallinity& c, v1::CrystalMap* out) {
+  const cv::Mat& mask = c.mask.frame_mask();
+  out->set_width(mask.cols);
+  out->set_height(mask.rows);
+  out->set_fraction(c.fraction);
+  out->set_level(c.level);
+  out->set_noise(c.noise);
+  out->set_threshold(c.threshold);
+  uint8_t value = 0;
+  uint32_t run = 0;
+  for (int y = 0; y < mask.rows; ++y) {
+    const uint8_t* row = mask.ptr<uint8_t>(y);
+    for (int x = 0; x < mask.cols; ++x) {
+      const uint8_t v = row[x] != 0 ? 1 : 0;
+      if (v != value) {
+        out->add_runs(run);
+        value = v;
+        run = 0;
+      }
+      ++run;
+    }
+  }
+  out->add_runs(run);
+}
+
+absl::StatusOr<Crystallinity> CrystalMapFromProto(const v1::CrystalMap& p, int width, int height) {
+  if (static_cast<int64_t>(p.width()) != width || static_cast<int64_t>(p.height()) != height) {
+    return Invalid("cache.crystallinity",
+                   absl::StrCat("is ", p.width(), " x ", p.height(), " for a cache of frames ",
+                                width, " x ", height));
+  }
+  cv::Mat mask(height, width, CV_8U);
+  const int64_t total = static_cast<int64_t>(width) * height;
+  int64_t filled = 0;
+  uint8_t value = 0;
+  for (const uint32_t run : p.runs()) {
+    if (run > total - filled) {
+      return Invalid("cache.crystallinity.runs", absl::StrCat("cover more than ", total, " pixels"));
+    }
+    std::fill_n(mask.ptr<uint8_t>() + filled, run, value);
+    filled += run;
+    value ^= 1;
+  }
+  if (filled != total) {
+    return Invalid("cache.crystallinity.runs",
+                   absl::StrCat("cover ", filled, " of ", total, " pixels"));
+  }
+  Crystallinity c;
+  LOGSTAR_ASSIGN_OR_RETURN(c.mask, CrystalMask::FromMask(mask));
+  c.fraction = p.fraction();
+  c.level = p.level();
+  c.noise = p.noise();
+  c.threshold = p.threshold();
+  return c;
 }
 
 // The prior's warnings, the measured lattice, the crystalline share and
@@ -384,6 +466,7 @@ void FrameChecksToProto(const FrameAnalysis& a, double pixel_size_angstrom, v1::
   for (const PriorWarning& w : a.warnings) WarningToProto(w, out->add_warnings());
   if (a.lattice) LatticeToProto(*a.lattice, pixel_size_angstrom, out->mutable_lattice());
   out->set_crystalline_fraction(a.crystalline_fraction);
+  out->set_crystal_note(a.crystal_note);
   for (const SublatticeCount& c : a.sublattices) {
     v1::SublatticeCount* p = out->add_sublattices();
     p->set_name(c.name);
@@ -403,6 +486,7 @@ void FrameChecksFromProto(const v1::FrameResult& r, FrameAnalysis& a) {
   if (r.has_lattice()) a.lattice = LatticeFromProto(r.lattice());
   // A server without crystalline shares analysed the whole frame as crystal.
   a.crystalline_fraction = r.has_crystalline_fraction() ? r.crystalline_fraction() : 1.0;
+  a.crystal_note = r.crystal_note();
   for (const v1::SublatticeCount& c : r.sublattices()) {
     a.sublattices.push_back({.name = c.name(),
                              .num_found = c.num_found(),
@@ -516,6 +600,13 @@ void CacheToProto(const LogStarAnalyzer::CacheSnapshot& cache, v1::CacheContents
     p->set_chosen(c->chosen);
     p->set_objectives(ObjectivePairToProto(c->objectives));
     p->set_lattice_note(c->lattice_note);
+    if (c->tuned_lattice_rewards) {
+      LatticeRewardsToProto(*c->tuned_lattice_rewards, p->mutable_tuned_lattice_rewards());
+    }
+  }
+  if (cache.lattice) CachedLatticeToProto(*cache.lattice, out->mutable_lattice());
+  if (cache.crystallinity && !cache.crystallinity->mask.empty()) {
+    CrystalMapToProto(*cache.crystallinity, out->mutable_crystallinity());
   }
   for (size_t i = 0; i < cache.amorphous.size(); ++i) {
     v1::CachedAmorphousWindow* p = out->add_amorphous_windows();
@@ -592,7 +683,15 @@ absl::StatusOr<LogStarAnalyzer::CacheSnapshot> CacheFromProto(const v1::CacheCon
     c.objectives = w.objectives() == v1::OBJECTIVE_PAIR_LATTICE ? ObjectivePair::kLattice
                                                                 : ObjectivePair::kPublished;
     c.lattice_note = w.lattice_note();
+    if (w.has_tuned_lattice_rewards()) {
+      c.tuned_lattice_rewards = LatticeRewardsFromProto(w.tuned_lattice_rewards());
+    }
     s.windows.push_back(std::move(c));
+  }
+  if (cache.has_lattice()) s.lattice = LatticeFromProto(cache.lattice());
+  if (cache.has_crystallinity()) {
+    LOGSTAR_ASSIGN_OR_RETURN(s.crystallinity,
+                             CrystalMapFromProto(cache.crystallinity(), s.width, s.height));
   }
   for (int i = 0; i < cache.amorphous_windows_size(); ++i) {
     const v1::CachedAmorphousWindow& w = cache.amorphous_windows(i);

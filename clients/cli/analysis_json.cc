@@ -150,6 +150,7 @@ void AddFrameAnalysis(const FrameAnalysis& a, const PhysicsPrior& prior, bool pi
   for (const PriorWarning& w : a.warnings) warnings.push_back(WarningToJson(w));
   out["warnings"] = std::move(warnings);
   out["crystalline_fraction"] = a.crystalline_fraction;
+  if (!a.crystal_note.empty()) out["crystal_note"] = a.crystal_note;
   if (a.lattice) {
     out["lattice"] = LatticeToJson(*a.lattice, pixel_units ? 0.0 : prior.pixel_size_angstrom);
   }

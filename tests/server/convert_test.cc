@@ -10,6 +10,8 @@
 #include <utility>
 #include <vector>
 
+#include <opencv2/imgproc.hpp>
+
 #include "engine/image/synth.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -405,6 +407,78 @@ TEST(CacheConversionTest, RoundTrip) {
   EXPECT_EQ(back->windows[1]->chosen, 1);
   p.mutable_windows(1)->set_index(5);
   EXPECT_FALSE(CacheFromProto(p).ok());
+}
+
+// A restarted stream counts over the crystal the saved one mapped: the
+// lattice with its cell's columns, the crystalline mask pixel for pixel and
+// the lattice pair's rewards at tuning all survive the state file.
+TEST(CacheConversionTest, LatticeCrystalMapAndLatticeRewardsRoundTrip) {
+  LogStarAnalyzer::CacheSnapshot s;
+  s.width = 40;
+  s.height = 30;
+  s.layout = *LayoutWindows(40, 30, 0, 0);
+  CachedWindow c;
+  c.parameters = {1.5, 3.0, 7, 0.12, 0.3};
+  c.front = {{c.parameters, 0.05, 0.01, 0.2, 0.1}};
+  c.objectives = ObjectivePair::kLattice;
+  c.tuned_lattice_rewards = LatticeRewards{0.2, 0.1, 11, 12, 2, 1};
+  s.windows = {c};
+  LatticeMeasurement m;
+  m.found = true;
+  m.a = {8.0, 0.0};
+  m.b = {0.0, 9.0};
+  m.cell_area_px2 = 72.0;
+  m.gamma_deg = 90.0;
+  m.columns_per_cell = 2;
+  m.columns = {{{0.5, 0.25}, 1.0}, {{4.5, 4.75}, 0.6}};
+  s.lattice = m;
+  // A disc of crystal whose first pixel is crystalline too (a run of 0 first).
+  cv::Mat mask(30, 40, CV_8U, cv::Scalar(0));
+  cv::circle(mask, {20, 15}, 9, cv::Scalar(1), cv::FILLED);
+  mask.at<uint8_t>(0, 0) = 1;
+  mask.at<uint8_t>(29, 39) = 1;
+  Crystallinity crystal;
+  crystal.mask = *CrystalMask::FromMask(mask);
+  crystal.fraction = cv::countNonZero(mask) / 1200.0;
+  crystal.level = 0.8;
+  crystal.noise = 0.05;
+  crystal.threshold = 0.4;
+  s.crystallinity = crystal;
+
+  v1::CacheContents p;
+  CacheToProto(s, &p);
+  absl::StatusOr<LogStarAnalyzer::CacheSnapshot> back = CacheFromProto(p);
+  ASSERT_TRUE(back.ok()) << back.status();
+  ASSERT_TRUE(back->windows[0]->tuned_lattice_rewards.has_value());
+  EXPECT_EQ(back->windows[0]->tuned_lattice_rewards->num_sites, 12);
+  EXPECT_DOUBLE_EQ(back->windows[0]->tuned_lattice_rewards->misses, 0.2);
+  ASSERT_TRUE(back->lattice.has_value());
+  ASSERT_EQ(back->lattice->columns.size(), 2u);
+  EXPECT_DOUBLE_EQ(back->lattice->columns[1].position_px.y, 4.75);
+  EXPECT_DOUBLE_EQ(back->lattice->columns[1].relative_height, 0.6);
+  EXPECT_DOUBLE_EQ(back->lattice->b.y, 9.0);
+  ASSERT_TRUE(back->crystallinity.has_value());
+  cv::Mat diff;
+  cv::compare(back->crystallinity->mask.frame_mask(), mask, diff, cv::CMP_NE);
+  EXPECT_EQ(cv::countNonZero(diff), 0);
+  EXPECT_DOUBLE_EQ(back->crystallinity->threshold, 0.4);
+  // The restored snapshot is one the analyzer takes.
+  LogStarAnalyzer analyzer(AnalyzerOptions{}, PhysicsPrior{});
+  EXPECT_TRUE(analyzer.RestoreCache(*back).ok()) << analyzer.RestoreCache(*back);
+
+  // A map of the wrong size, or runs that do not cover it, name the field.
+  v1::CacheContents bad = p;
+  bad.mutable_crystallinity()->set_width(41);
+  EXPECT_THAT(std::string(CacheFromProto(bad).status().message()),
+              HasSubstr("cache.crystallinity"));
+  bad = p;
+  bad.mutable_crystallinity()->add_runs(5);
+  EXPECT_THAT(std::string(CacheFromProto(bad).status().message()),
+              HasSubstr("cache.crystallinity.runs"));
+  bad = p;
+  bad.mutable_crystallinity()->mutable_runs()->RemoveLast();
+  EXPECT_THAT(std::string(CacheFromProto(bad).status().message()),
+              HasSubstr("cache.crystallinity.runs"));
 }
 
 TEST(CacheConversionTest, AmorphousEntriesRoundTrip) {
