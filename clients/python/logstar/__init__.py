@@ -31,14 +31,16 @@ frame as sent, origin at the centre of the top-left pixel; lengths in
 * ``python3 -m logstar``  replay and record (see logstar.__main__)
 
 The messages and gRPC stubs in :mod:`logstar.v1` are generated from
-proto/logstar/v1 at build time.
+proto/logstar/v1 when the package is built (by pip, or by CMake into
+build/clients/python).
 """
 try:
     from .v1 import frame_pb2 as _frame_pb2  # noqa: F401  (generated at build time)
 except ImportError as _e:  # the source tree, not the built package
     raise ImportError(
         f"logstar.v1, the gRPC stubs generated from proto/ at build time, is missing "
-        f"({_e}); put BUILD_DIR/clients/python on PYTHONPATH, not the source tree") from None
+        f"({_e}); install the package (pip install --no-build-isolation ./clients/python) "
+        f"or put BUILD_DIR/clients/python on PYTHONPATH, not the source tree") from None
 
 from . import score
 from .checks import MeasuredLattice, PriorWarning, SublatticeCount
