@@ -188,6 +188,14 @@ class Result(_Record):
         ``index``, ``chosen``, ``qc``, ``er``, ..., the LoG parameters)."""
         return _tables.fronts(self.proto)
 
+    @functools.cached_property
+    def amorphous_windows(self) -> np.ndarray:
+        """The amorphous stage's windows, one row each (empty when the stage
+        is off): :data:`logstar.tables.AMORPHOUS_WINDOW_DTYPE` (tile, core,
+        ``cache_state``, ``skipped``, ``verdict`` ``"confident"``/
+        ``"uncertain"``, evidence, counts, tuned parameters)."""
+        return _tables.amorphous_windows(self.proto)
+
     @property
     def cache_states(self) -> List[str]:
         """Each window's cache state: ``"miss"``, ``"hit"`` or ``"retuned"``."""
@@ -196,7 +204,8 @@ class Result(_Record):
     def to_dataframe(self, what: str = "atoms"):
         """A pandas DataFrame (pandas must be installed) of the ``"atoms"``
         (x, y, sigma, response, window, amorphous, amorphous_posterior,
-        sublattice name; px), the ``"windows"`` or the ``"fronts"``."""
+        sublattice name; px), the ``"windows"``, the ``"fronts"`` or the
+        ``"amorphous_windows"``."""
         return _tables.to_dataframe(self, what)
 
     def to_hyperspy_markers(self, signal: Any = None, color: str = "red",

@@ -47,6 +47,20 @@ FRONT_DTYPE = np.dtype([
     ("misses", "f8"), ("spurious", "f8"), *_PARAMETERS])
 
 
+#: One row per window of the amorphous stage (AmorphousWindow): tile, core,
+#: cache state, ``skipped`` (why it did not run; empty: it ran), its
+#: verdict's state (``"confident"``, ``"uncertain"``) and code, the
+#: evidence, atoms classified and amorphous, the tuned parameters, ms.
+AMORPHOUS_WINDOW_DTYPE = np.dtype([
+    ("index", "i4"), ("col0", "i4"), ("row0", "i4"), ("cols", "i4"), ("rows", "i4"),
+    ("core_col0", "i4"), ("core_row0", "i4"), ("core_cols", "i4"), ("core_rows", "i4"),
+    ("cache_state", "U11"), ("skipped", "O"), ("verdict", "U11"), ("verdict_code", "U19"),
+    ("evidence_share", "f8"), ("evidence_area", "f8"), ("num_classified", "i4"),
+    ("num_amorphous", "i4"), ("patch_size_px", "i4"), ("threshold", "f8"),
+    ("covariance_type", "U9"), ("num_components", "i4"), ("chosen", "i4"),
+    ("evaluations", "i4"), ("ms", "f8")])
+
+
 def enum_name(enum_type: Any, value: int) -> str:
     """A proto enum value's name as the docs write it: lower case, without
     the type's prefix (CACHE_STATE_HIT -> "hit"); the number when unknown."""
@@ -88,6 +102,22 @@ def fronts(proto: result_pb2.FrameResult) -> np.ndarray:
     return np.array(rows, dtype=FRONT_DTYPE)
 
 
+def amorphous_windows(proto: result_pb2.FrameResult) -> np.ndarray:
+    """Empty when the stage is off."""
+    verdict = result_pb2.AmorphousVerdict
+    rows = []
+    for w in proto.amorphous.windows:
+        t, c, p = w.tile, w.core, w.parameters
+        rows.append((w.index, t.col0, t.row0, t.cols, t.rows, c.col0, c.row0, c.cols, c.rows,
+                     cache_state(w.cache_state), w.skipped,
+                     enum_name(verdict.State.DESCRIPTOR, w.verdict.state),
+                     enum_name(verdict.Code.DESCRIPTOR, w.verdict.code),
+                     w.evidence_share, w.evidence_area, w.num_classified, w.num_amorphous,
+                     p.patch_size_px, p.threshold, p.covariance_type, p.num_components,
+                     w.chosen, w.evaluations, w.ms))
+    return np.array(rows, dtype=AMORPHOUS_WINDOW_DTYPE)
+
+
 def atom_columns(result: Any) -> Dict[str, np.ndarray]:
     """The per-atom arrays of a Result, by column name."""
     names = np.array(list(result.sublattice_names) + [""], dtype=object)
@@ -102,7 +132,7 @@ def atom_columns(result: Any) -> Dict[str, np.ndarray]:
 def to_dataframe(result: Any, what: str = "atoms"):
     """A pandas DataFrame of the result's ``"atoms"`` (x, y, sigma,
     response, window, amorphous, amorphous_posterior, sublattice name),
-    ``"windows"`` or ``"fronts"``."""
+    ``"windows"``, ``"fronts"`` or ``"amorphous_windows"``."""
     try:
         import pandas as pd
     except ImportError:
@@ -110,11 +140,10 @@ def to_dataframe(result: Any, what: str = "atoms"):
                                 "(Debian: apt-get install python3-pandas)") from None
     if what == "atoms":
         return pd.DataFrame(atom_columns(result))
-    if what == "windows":
-        return pd.DataFrame(result.windows)
-    if what == "fronts":
-        return pd.DataFrame(result.fronts)
-    raise ValueError(f"to_dataframe: what={what!r}: use 'atoms', 'windows' or 'fronts'")
+    if what in ("windows", "fronts", "amorphous_windows"):
+        return pd.DataFrame(getattr(result, what))
+    raise ValueError(f"to_dataframe: what={what!r}: use 'atoms', 'windows', 'fronts' or "
+                     f"'amorphous_windows'")
 
 
 def _axis_values(signal: Any) -> tuple:

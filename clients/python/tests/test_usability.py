@@ -57,6 +57,10 @@ def test_update_changes_only_the_fields_given(client, other_client, frame):
     # again is served from it.
     (second,) = session.stream([frame.image])
     assert second.cache_states == ["hit"] * 4
+    # The amorphous stage's windows too, by name.
+    assert list(first.amorphous_windows["cache_state"]) == ["miss"]  # window 0: the whole frame
+    assert list(second.amorphous_windows["cache_state"]) == ["hit"]
+    assert second.amorphous_windows["verdict"][0] in ("confident", "uncertain")
 
     # Off and on again: the stage's own settings stay.
     session.update(amorphous=False)
@@ -146,7 +150,7 @@ def test_to_dataframe(client, frame):
     windows = r.to_dataframe("windows")
     assert list(windows["cache_state"]) == ["miss"]
     assert len(r.to_dataframe("fronts")) == len(r.proto.windows[0].front)
-    with pytest.raises(ValueError, match="'atoms', 'windows' or 'fronts'"):
+    with pytest.raises(ValueError, match="'atoms', 'windows', 'fronts' or 'amorphous_windows'"):
         r.to_dataframe("rows")
 
 
