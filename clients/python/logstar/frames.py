@@ -8,7 +8,9 @@ Contracts
   raise :class:`~logstar.errors.InvalidFrame`; they are never cast
   silently, because a cast (e.g. int32 → float32 or a colour image to one
   channel) changes what the analysis sees. NaN and infinite pixels are
-  refused by the server, which names the first bad pixel.
+  refused by the server, which names the first bad pixel. A HyperSpy
+  Signal2D is taken wherever an array is (:func:`image_and_metadata`): its
+  pixels as a file's would be (logstar.files), its pixel size from its axes.
 * Coordinates are x = column, y = row, in pixels of the frame as sent,
   origin at the centre of the top-left pixel. Lengths are in ångström
   (Å), times in microseconds where the field name says so.
