@@ -25,12 +25,6 @@ def frame(workdir):
 
 
 @pytest.fixture(scope="module")
-def client(daemon):
-    with logstar.Client(daemon.addr) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
 def other_client(daemon):
     """A second connection: what the daemon holds, not what a Session kept."""
     with logstar.Client(daemon.addr) as c:
