@@ -24,6 +24,8 @@ packages=(
   python3-grpcio python3-protobuf python3-tifffile python3-pytest
   # its DM3/DM4/EMD reader and the EMD round-trip tests (clients/python/tests/test_hyperspy.py)
   python3-hyperspy
+  # pip-installing it offline into a venv (quickstart_py_test) and Result.to_dataframe's tests
+  python3-venv python3-pip python3-setuptools python3-wheel python3-pandas
   # deploy/check.sh: parses the Helm chart and Kubernetes manifests, traces logstard's system calls
   python3-yaml strace
 )

@@ -1,9 +1,12 @@
 """Stream frames to logstard and read the atoms: the shortest Python client.
 
-    PYTHONPATH=build/clients/python python3 clients/examples/quickstart.py 127.0.0.1:50051
+    python3 -m venv --system-site-packages env
+    env/bin/pip install --no-build-isolation ./clients/python
+    env/bin/python clients/examples/quickstart.py 127.0.0.1:50051
 
 acquire() stands in for the microscope: put your camera's read-out there (any
-2-D uint8, uint16, int16, float32 or float64 array) and your sample's PRIOR.
+2-D uint8, uint16, int16, float32 or float64 array, or a HyperSpy Signal2D)
+and your sample's PRIOR.
 """
 import sys
 

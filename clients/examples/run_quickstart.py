@@ -1,6 +1,14 @@
 """Runs a quickstart program against a real logstard and checks what it prints.
 
     run_quickstart.py --logstard build/server/logstard -- PROGRAM [ARGS...]
+    run_quickstart.py --logstard ... --python-package clients/python -- quickstart.py
+
+With --python-package, first installs that package as a user does: a
+`python3 -m venv --system-site-packages` in a temporary directory and
+`pip install --no-build-isolation --no-index` (offline, Debian's grpcio,
+protobuf and numpy) of a copy of it (with proto/, so the repository stays
+clean); checks that the venv imports logstar from its own site-packages, not
+from PYTHONPATH (which is removed); then runs PROGRAM with the venv's Python.
 
 Starts logstard on a loopback port the kernel picks, runs PROGRAM ARGS...
 ADDRESS, and checks that it exits 0 and prints one line per frame,
@@ -14,6 +22,7 @@ Then stops logstard with SIGTERM and requires exit code 0. Run by ctest
 import argparse
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -44,6 +53,35 @@ def start_daemon(logstard, directory):
     sys.exit(f"FAIL: logstard did not come up:\n{open(log.name, errors='replace').read()}")
 
 
+def install_package(package, directory):
+    """A venv in `directory` with `package` (clients/python) pip-installed;
+    returns its Python."""
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(package)))
+    source = os.path.join(directory, "src")
+    ignore = shutil.ignore_patterns("build", "*.egg-info", "__pycache__")
+    shutil.copytree(package, os.path.join(source, "clients", "python"), ignore=ignore)
+    shutil.copytree(os.path.join(repo, "proto"), os.path.join(source, "proto"), ignore=ignore)
+    venv = os.path.join(directory, "venv")
+    python = os.path.join(venv, "bin", "python")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    for command in ([sys.executable, "-m", "venv", "--system-site-packages", venv],
+                    [python, "-m", "pip", "install", "--no-build-isolation", "--no-index",
+                     "--no-cache-dir", "--disable-pip-version-check", "--quiet",
+                     os.path.join(source, "clients", "python")]):
+        run = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+        if run.returncode != 0:
+            sys.exit(f"FAIL: {' '.join(command)} exited {run.returncode}:\n{run.stdout}{run.stderr}")
+    where = subprocess.run([python, "-c", "import logstar.v1.service_pb2_grpc, logstar; "
+                            "print(logstar.__file__)"], capture_output=True, text=True,
+                           env=env, cwd=directory, timeout=60)
+    site = os.path.join(venv, "lib")
+    if where.returncode != 0 or not os.path.abspath(where.stdout.strip()).startswith(site):
+        sys.exit(f"FAIL: the venv does not import the installed logstar: "
+                 f"{where.stdout}{where.stderr}")
+    print(f"installed: {where.stdout.strip()}")
+    return python, env
+
+
 def near_site(v):
     return abs((v - FIRST) / SPACING - round((v - FIRST) / SPACING)) * SPACING <= 0.5
 
@@ -70,13 +108,19 @@ def check(output):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--logstard", required=True)
+    parser.add_argument("--python-package", help="install this package (clients/python) in a "
+                        "venv and run PROGRAM with the venv's Python")
     parser.add_argument("program", nargs="+")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="logstar-quickstart-") as directory:
+        program, env = args.program, None
+        if args.python_package:
+            python, env = install_package(args.python_package, directory)
+            program = [python, *program]
         daemon, address = start_daemon(args.logstard, directory)
         try:
-            run = subprocess.run([*args.program, address], capture_output=True, text=True,
-                                 timeout=240)
+            run = subprocess.run([*program, address], capture_output=True, text=True,
+                                 timeout=240, env=env, cwd=directory)
         finally:
             daemon.send_signal(signal.SIGTERM)
             daemon_code = daemon.wait(timeout=60)

@@ -27,6 +27,7 @@ Contracts
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import threading
 from typing import Any, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
@@ -40,6 +41,7 @@ from . import frames as _frames
 from . import settings as _settings
 from . import shared_memory as _shared_memory
 from . import streaming as _streaming
+from . import tables as _tables
 from .errors import (AuthenticationError, FrameNotAnalysed, InvalidFrame, InvalidSettings,
                      LogstarError, RpcFailed, ServerUnavailable)
 from .v1 import frame_pb2, result_pb2, service_pb2, service_pb2_grpc, session_pb2
@@ -171,6 +173,48 @@ class Result(_Record):
         self.sublattice_names = checks.sublattice_names
         self.sublattices: List[_checks.SublatticeCount] = checks.sublattices
         self.sublattice_note = checks.sublattice_note
+
+    @functools.cached_property
+    def windows(self) -> np.ndarray:
+        """One row per window: a numpy structured array of
+        :data:`logstar.tables.WINDOW_DTYPE` (tile, core, ``cache_state``
+        ``"miss"``/``"hit"``/``"retuned"``, parameters, rewards, ...)."""
+        return _tables.windows(self.proto)
+
+    @functools.cached_property
+    def fronts(self) -> np.ndarray:
+        """Every window's Pareto front, one row per point: a numpy
+        structured array of :data:`logstar.tables.FRONT_DTYPE` (``window``,
+        ``index``, ``chosen``, ``qc``, ``er``, ..., the LoG parameters)."""
+        return _tables.fronts(self.proto)
+
+    @functools.cached_property
+    def amorphous_windows(self) -> np.ndarray:
+        """The amorphous stage's windows, one row each (empty when the stage
+        is off): :data:`logstar.tables.AMORPHOUS_WINDOW_DTYPE` (tile, core,
+        ``cache_state``, ``skipped``, ``verdict`` ``"confident"``/
+        ``"uncertain"``, evidence, counts, tuned parameters)."""
+        return _tables.amorphous_windows(self.proto)
+
+    @property
+    def cache_states(self) -> List[str]:
+        """Each window's cache state: ``"miss"``, ``"hit"`` or ``"retuned"``."""
+        return [str(s) for s in self.windows["cache_state"]]
+
+    def to_dataframe(self, what: str = "atoms"):
+        """A pandas DataFrame (pandas must be installed) of the ``"atoms"``
+        (x, y, sigma, response, window, amorphous, amorphous_posterior,
+        sublattice name; px), the ``"windows"``, the ``"fronts"`` or the
+        ``"amorphous_windows"``."""
+        return _tables.to_dataframe(self, what)
+
+    def to_hyperspy_markers(self, signal: Any = None, color: str = "red",
+                            size: float = 20) -> List[Any]:
+        """The atoms as HyperSpy markers (HyperSpy must be installed), in the
+        axes' units of ``signal`` (the frame's Signal2D) or in px without
+        it: ``signal.add_marker(result.to_hyperspy_markers(signal),
+        permanent=True)``. Amorphous atoms in blue."""
+        return _tables.to_hyperspy_markers(self, signal, color, size)
 
     def __repr__(self) -> str:
         extra = ""
@@ -515,7 +559,7 @@ class Session:
         """One frame through the unary AnalyzeFrame with this session's
         settings and cache. Raises InvalidFrame (naming the problem) for a
         frame the client or server refuses."""
-        meta = dict(meta or {})
+        array, meta = _frames.image_and_metadata(array, meta)
         tag = meta.pop("tag", None)
         request = service_pb2.AnalyzeFrameRequest()
         _frames.to_frame(array, meta, self._next_sequence(), request.frame)
@@ -533,14 +577,23 @@ class Session:
                overload: Optional[str] = None, queue_capacity: Optional[int] = None,
                amorphous: Optional[_settings.AmorphousLike] = None,
                choices: Sequence[Tuple[int, int]] = ()) -> service_pb2.SessionInfo:
-        """Changes the session's settings mid-stream (only the parts given;
-        the rest stay as they are) and/or the operator's choices on Pareto
-        fronts, ``(window, front_index)`` pairs (window -1: every window).
-        Applies from the next frame analysed. Returns the SessionInfo."""
+        """Changes the session's settings mid-stream, only the parts given,
+        and/or the operator's choices on Pareto fronts, ``(window,
+        front_index)`` pairs (window -1: every window). Applies from the
+        next frame analysed. Returns the SessionInfo.
+
+        The daemon replaces a session's settings whole, so this fetches the
+        settings it holds (GetSession) and sends them back changed:
+        ``settings={"evaluations": 10}`` changes the evaluations and keeps
+        window, seed and everything else (a dict changes the fields it
+        names, nested dicts field by field; an AnalysisSettings message
+        replaces the analysis settings whole); ``amorphous=False`` turns the
+        stage off and keeps its settings; ``prior`` replaces the prior whole.
+        (Two clients updating one session at once: the last one wins.)"""
         request = service_pb2.UpdateSessionRequest(session_id=self.id)
         if any(v is not None for v in (prior, settings, overload, queue_capacity, amorphous)):
             request.settings.CopyFrom(_settings.session_settings(
-                prior, settings, overload, queue_capacity, base=self._info.settings,
+                prior, settings, overload, queue_capacity, base=self.info().settings,
                 amorphous=amorphous))
         for window, index in choices:
             request.choices.add(window=window, front_index=index)

@@ -156,6 +156,41 @@ def _hyperspy_signal(signal: Any, p: str) -> Any:
     return images[0]
 
 
+def _signal_pixel_size(signal: Any, ndim: int) -> Dict[str, Any]:
+    """Pixel size metadata from a HyperSpy signal's axes: the image is the
+    last two array axes (rows, columns), whether a stack's frame axis is a
+    navigation axis (HyperSpy's own files, Velox EMD) or a third signal axis
+    (Berkeley EMD marks no axis as navigation)."""
+    am = signal.axes_manager
+    by_index = {ax.index_in_array: ax for ax in am.navigation_axes + am.signal_axes}
+    sizes = []
+    for ax in (by_index[ndim - 1], by_index[ndim - 2]):  # x (columns), y (rows)
+        unit = str(ax.units or "").strip().lower()
+        factor = _ANGSTROM_PER.get(unit)  # None: uncalibrated, or not a length (1/nm, px)
+        scale = getattr(ax, "scale", None)  # non-uniform axes (HyperSpy ≥ 1.7) have none
+        ok = factor is not None and scale is not None
+        sizes.append(abs(float(scale)) * factor if ok else None)
+    return _pixel_meta(*sizes)
+
+
+def is_signal(value: Any) -> bool:
+    """Whether ``value`` looks like a HyperSpy signal (without importing HyperSpy)."""
+    return hasattr(value, "axes_manager") and hasattr(value, "data")
+
+
+def signal_frame(signal: Any) -> Tuple[np.ndarray, Dict[str, Any]]:
+    """One frame from a HyperSpy Signal2D (or a signal whose data is one 2-D
+    image): its pixels (converted without loss as from a file) and its pixel
+    size in Å from the axes' scale and units, when calibrated."""
+    data = np.asarray(signal.data)
+    if signal.axes_manager.signal_dimension < 2 or data.ndim != 2:
+        raise InvalidFrame(
+            f"a HyperSpy signal frame must be one 2-D image, got {type(signal).__name__} of "
+            f"shape {data.shape} (a stack: stream the signal itself, each of its frames is "
+            f"one item)")
+    return _lossless(data), _signal_pixel_size(signal, 2)
+
+
 def read_hyperspy(path: PathLike) -> Iterator[Item]:
     p = os.fspath(path)
     try:
@@ -173,18 +208,7 @@ def read_hyperspy(path: PathLike) -> Iterator[Item]:
     if data.ndim not in (2, 3):
         raise InvalidFrame(f"{p}: signal of shape {data.shape} is neither one 2-D image nor "
                            f"a stack of them")
-    # The image is the last two array axes (rows, columns), whether a stack's
-    # frame axis is a navigation axis (HyperSpy's own files, Velox EMD) or a
-    # third signal axis (Berkeley EMD marks no axis as navigation).
-    by_index = {ax.index_in_array: ax for ax in am.navigation_axes + am.signal_axes}
-    sizes = []
-    for ax in (by_index[data.ndim - 1], by_index[data.ndim - 2]):  # x (columns), y (rows)
-        unit = str(ax.units or "").strip().lower()
-        factor = _ANGSTROM_PER.get(unit)  # None: uncalibrated, or not a length (1/nm, px)
-        scale = getattr(ax, "scale", None)  # non-uniform axes (HyperSpy ≥ 1.7) have none
-        ok = factor is not None and scale is not None
-        sizes.append(abs(float(scale)) * factor if ok else None)
-    return _items(_frames_of(data, p, "signal"), p, _pixel_meta(*sizes))
+    return _items(_frames_of(data, p, "signal"), p, _signal_pixel_size(signal, data.ndim))
 
 
 def read_frames(path: PathLike) -> Iterator[Item]:

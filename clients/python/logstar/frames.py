@@ -8,7 +8,9 @@ Contracts
   raise :class:`~logstar.errors.InvalidFrame`; they are never cast
   silently, because a cast (e.g. int32 → float32 or a colour image to one
   channel) changes what the analysis sees. NaN and infinite pixels are
-  refused by the server, which names the first bad pixel.
+  refused by the server, which names the first bad pixel. A HyperSpy
+  Signal2D is taken wherever an array is (:func:`image_and_metadata`): its
+  pixels as a file's would be (logstar.files), its pixel size from its axes.
 * Coordinates are x = column, y = row, in pixels of the frame as sent,
   origin at the centre of the top-left pixel. Lengths are in ångström
   (Å), times in microseconds where the field name says so.
@@ -163,8 +165,24 @@ def to_frame(array: np.ndarray, meta: Optional[Metadata] = None, sequence: int =
     return f
 
 
+def image_and_metadata(image: Any, meta: Optional[Metadata] = None) -> Tuple[np.ndarray, dict]:
+    """A frame's pixels and metadata from a numpy array or a HyperSpy
+    Signal2D. A signal gives its pixel size (Å) from its axes' scale and
+    units, and its pixels converted without loss as when read from a file
+    (logstar.files: e.g. int32 to float64); a pixel size in ``meta``
+    replaces the axes'."""
+    meta = dict(meta or {})
+    from . import files  # files imports this module
+    if files.is_signal(image):
+        image, from_axes = files.signal_frame(image)
+        if not {"pixel_size", "pixel_size_x", "pixel_size_y"} & set(meta):
+            meta.update(from_axes)  # a pixel size the caller gives wins over the axes'
+    return image, meta
+
+
 def split_item(item: Any) -> Tuple[np.ndarray, dict]:
-    """An item of a frame stream: an array, or (array, metadata)."""
+    """An item of a frame stream: an array or a HyperSpy Signal2D, or
+    (either, metadata)."""
     if isinstance(item, tuple):
         if len(item) != 2:
             raise InvalidFrame(f"a stream item is an array or (array, metadata), "
@@ -172,8 +190,8 @@ def split_item(item: Any) -> Tuple[np.ndarray, dict]:
         array, meta = item
         if meta is not None and not isinstance(meta, Mapping):
             raise InvalidFrame(f"frame metadata must be a dict, got {type(meta).__name__}")
-        return array, dict(meta or {})
-    return item, {}
+        return image_and_metadata(array, meta)
+    return image_and_metadata(item)
 
 
 def from_frame(frame: frame_pb2.Frame) -> np.ndarray:

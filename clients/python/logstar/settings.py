@@ -15,6 +15,8 @@
   warning (``"prior_tolerances": {"spacing": 0.15, "density": 0.3225}``).
 * Analysis settings: an ``AnalysisSettings`` message or a dict of its
   fields (``window``, ``evaluations``, ``seed``, ...; px where lengths).
+  A dict changes only the fields it names (``Session.update`` keeps the
+  rest); unknown names are refused, naming the known ones in snake_case.
 * The amorphous stage: True/False, an ``AmorphousSettings`` message or a
   dict of its fields (``evaluations``, ``window``, ...; a dict turns the
   stage on unless it says ``"enabled": False``).
@@ -25,6 +27,7 @@ Pure functions; thread-safe.
 """
 from __future__ import annotations
 
+import difflib
 import json
 import os
 from typing import Any, Mapping, Optional, Union
@@ -45,20 +48,31 @@ OVERLOAD_POLICIES = {
 }
 
 
-def _reject_bools(value: Any, descriptor, what: str) -> None:
-    """Refuses true/false for a field that is not a bool. json_format takes
-    them as 1 and 0 (a Python bool is an int); the protobuf JSON mapping,
-    and so the C++ parser the CLI reads prior files with, refuses them."""
+def _field(descriptor, key: str):
+    """The field ``key`` names (snake_case as in the docs, or the JSON
+    camelCase json_format also takes), or None."""
+    return descriptor.fields_by_name.get(key) or descriptor.fields_by_camelcase_name.get(key)
+
+
+def _check_fields(value: Any, descriptor, what: str) -> None:
+    """Refuses unknown keys, naming them and the known ones in snake_case as
+    the docs do (json_format would name them in camelCase), and true/false
+    for a field that is not a bool: json_format takes those as 1 and 0 (a
+    Python bool is an int) where the protobuf JSON mapping, and so the C++
+    parser the CLI reads prior files with, refuses them."""
     if not isinstance(value, Mapping):
         return
     for key, v in value.items():
-        field = (descriptor.fields_by_name.get(key)
-                 or descriptor.fields_by_camelcase_name.get(key))
+        field = _field(descriptor, key)
         if field is None:
-            continue  # ParseDict names the unknown field
+            known = [f.name for f in descriptor.fields]
+            close = difflib.get_close_matches(str(key), known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise InvalidSettings(f"{what}: unknown field {key!r}{hint}; {descriptor.name} "
+                                  f"fields: {', '.join(known)}")
         if field.type == field.TYPE_MESSAGE:
             for item in (v if isinstance(v, list) else [v]):
-                _reject_bools(item, field.message_type, f"{what}.{key}")
+                _check_fields(item, field.message_type, f"{what}.{field.name}")
         elif field.type != field.TYPE_BOOL and any(
                 isinstance(item, bool) for item in (v if isinstance(v, list) else [v])):
             raise InvalidSettings(f"{what}: {key}: invalid value {v!r} for a "
@@ -69,11 +83,50 @@ def _from_dict(message, value: Mapping[str, Any], what: str):
     if not isinstance(value, Mapping):
         raise InvalidSettings(f"{what}: expected a JSON object of {message.DESCRIPTOR.name} "
                               f"fields, got {type(value).__name__}")
-    _reject_bools(value, message.DESCRIPTOR, what)
+    _check_fields(value, message.DESCRIPTOR, what)
     try:
         return json_format.ParseDict(dict(value), message)
     except json_format.ParseError as e:
         raise InvalidSettings(f"{what}: {e}") from None
+
+
+def _has(message, name: str) -> bool:
+    try:
+        return message.HasField(name)
+    except ValueError:  # a proto3 scalar without presence: always "set"
+        return True
+
+
+def _merge_named(target, parsed, value: Mapping[str, Any]) -> None:
+    """Copies into ``target`` the fields ``value`` names, from ``parsed``
+    (``value`` parsed): a nested dict merges into its message the same way;
+    any other value replaces the field (null clears it)."""
+    for key, v in value.items():
+        field = _field(target.DESCRIPTOR, key)
+        name = field.name
+        if (field.type == field.TYPE_MESSAGE and field.label != field.LABEL_REPEATED
+                and isinstance(v, Mapping)):
+            _merge_named(getattr(target, name), getattr(parsed, name), v)
+            continue
+        target.ClearField(name)
+        if field.label == field.LABEL_REPEATED:
+            getattr(target, name).MergeFrom(getattr(parsed, name))
+        elif field.type == field.TYPE_MESSAGE:
+            if parsed.HasField(name):
+                getattr(target, name).CopyFrom(getattr(parsed, name))
+        elif _has(parsed, name):
+            setattr(target, name, getattr(parsed, name))
+
+
+def merge_into(target, value: Union[Mapping[str, Any], Any], what: str) -> None:
+    """Changes ``target`` (a message) by ``value``: a dict changes only the
+    fields it names, nested dicts field by field too, and leaves the others
+    as they are; a message of the same type replaces ``target`` whole."""
+    if isinstance(value, type(target)):
+        target.CopyFrom(value)
+        return
+    parsed = _from_dict(type(target)(), value, what)
+    _merge_named(target, parsed, value)
 
 
 def prior_message(prior: PriorLike) -> session_pb2.PhysicsPrior:
@@ -96,28 +149,6 @@ def prior_message(prior: PriorLike) -> session_pb2.PhysicsPrior:
                           f"got {type(prior).__name__}")
 
 
-def analysis_message(settings: AnalysisLike) -> session_pb2.AnalysisSettings:
-    if isinstance(settings, session_pb2.AnalysisSettings):
-        return settings
-    if isinstance(settings, Mapping):
-        return _from_dict(session_pb2.AnalysisSettings(), settings, "settings")
-    raise InvalidSettings(f"settings: expected AnalysisSettings or a dict, "
-                          f"got {type(settings).__name__}")
-
-
-def amorphous_message(amorphous: AmorphousLike) -> session_pb2.AmorphousSettings:
-    if isinstance(amorphous, session_pb2.AmorphousSettings):
-        return amorphous
-    if isinstance(amorphous, bool):
-        return session_pb2.AmorphousSettings(enabled=amorphous)
-    if isinstance(amorphous, Mapping):
-        value = dict(amorphous)
-        value.setdefault("enabled", True)
-        return _from_dict(session_pb2.AmorphousSettings(), value, "amorphous")
-    raise InvalidSettings(f"amorphous: expected True/False, AmorphousSettings or a dict, "
-                          f"got {type(amorphous).__name__}")
-
-
 def overload_value(policy: Union[str, int]) -> int:
     if isinstance(policy, int):
         return policy
@@ -135,11 +166,16 @@ def session_settings(prior: Optional[PriorLike] = None,
                      base: Optional[session_pb2.SessionSettings] = None,
                      amorphous: Optional[AmorphousLike] = None
                      ) -> session_pb2.SessionSettings:
-    """SessionSettings: ``base`` (copied) with the given parts replaced.
+    """SessionSettings: ``base`` (copied) changed by the parts given.
 
-    ``settings`` may also be a whole SessionSettings, which then takes the
-    place of ``base``. ``amorphous`` replaces ``analysis.amorphous`` after
-    ``settings`` is applied."""
+    ``prior`` replaces the prior whole (a prior describes one sample).
+    ``settings`` as a dict changes only the analysis fields it names (nested
+    dicts such as ``amorphous`` or ``prior_tolerances`` field by field), as
+    an AnalysisSettings replaces the analysis settings whole, and as a whole
+    SessionSettings takes the place of ``base``. ``amorphous`` is applied
+    after ``settings``: True/False switches the stage and keeps its other
+    settings; a dict changes the fields it names and turns the stage on
+    unless it says ``"enabled": False``; an AmorphousSettings replaces them."""
     out = session_pb2.SessionSettings()
     if isinstance(settings, session_pb2.SessionSettings):
         out.CopyFrom(settings)
@@ -149,9 +185,22 @@ def session_settings(prior: Optional[PriorLike] = None,
     if prior is not None:
         out.prior.CopyFrom(prior_message(prior))
     if settings is not None:
-        out.analysis.CopyFrom(analysis_message(settings))
+        if not isinstance(settings, (session_pb2.AnalysisSettings, Mapping)):
+            raise InvalidSettings(f"settings: expected AnalysisSettings or a dict, "
+                                  f"got {type(settings).__name__}")
+        merge_into(out.analysis, settings, "settings")
     if amorphous is not None:
-        out.analysis.amorphous.CopyFrom(amorphous_message(amorphous))
+        if isinstance(amorphous, bool):
+            out.analysis.amorphous.enabled = amorphous
+        elif isinstance(amorphous, (session_pb2.AmorphousSettings, Mapping)):
+            value = amorphous
+            if isinstance(amorphous, Mapping):
+                value = dict(amorphous)
+                value.setdefault("enabled", True)
+            merge_into(out.analysis.amorphous, value, "amorphous")
+        else:
+            raise InvalidSettings(f"amorphous: expected True/False, AmorphousSettings or a "
+                                  f"dict, got {type(amorphous).__name__}")
     if overload is not None:
         out.overload_policy = overload_value(overload)
     if queue_capacity is not None:

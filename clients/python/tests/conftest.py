@@ -107,6 +107,14 @@ def daemon(workdir):
     assert code == 0, f"logstard exited with {code}:\n{d.log()}"
 
 
+@pytest.fixture(scope="module")
+def client(daemon):
+    """A client of the shared daemon (modules may define their own)."""
+    import logstar  # here, not at the top: the fixtures above need no package
+    with logstar.Client(daemon.addr) as c:
+        yield c
+
+
 TOKEN = "s3cret-token"
 
 
