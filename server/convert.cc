@@ -441,7 +441,8 @@ absl::StatusOr<Crystallinity> CrystalMapFromProto(const v1::CrystalMap& p, int w
   uint8_t value = 0;
   for (const uint32_t run : p.runs()) {
     if (run > total - filled) {
-      return Invalid("cache.crystallinity.runs", absl::StrCat("cover more than ", total, " pixels"));
+      return Invalid("cache.crystallinity.runs",
+                     absl::StrCat("cover more than ", total, " pixels"));
     }
     std::fill_n(mask.ptr<uint8_t>() + filled, run, value);
     filled += run;

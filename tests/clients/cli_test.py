@@ -864,6 +864,24 @@ class PriorChecksTest(unittest.TestCase):
         self.assertIn('--prior', err)
         self.assertIn('no lattice', err)
 
+    def test_a_frame_without_lattice_says_its_counts_are_over_the_whole_frame(self):
+        # Pure noise shows no lattice: the crystal cannot be mapped, the
+        # expected counts are the whole frame's and the result says why.
+        out = self.path('noise.json')
+        code, _, err = run('analyze', self.noise, '--prior', os.path.join(self.ybco, 'prior.json'),
+                           '--out', out, '--window', '128', '--evals', '10')
+        self.assertEqual(code, 0, err)
+        res = load_json(out)
+        self.assertEqual(res['crystalline_fraction'], 1.0)
+        self.assertIn('lattice', res['crystal_note'])
+        # A crystal frame too small for its cell (YBCO, 256 px) is not mapped
+        # either, and the note says so.
+        code, _, err = run('analyze', os.path.join(self.ybco, 'image.npy'), '--prior',
+                           os.path.join(self.ybco, 'prior.json'), '--out', self.path('c.json'),
+                           '--window', '128', '--evals', '10')
+        self.assertEqual(code, 0, err)
+        self.assertIn('too small', load_json(self.path('c.json'))['crystal_note'])
+
     def test_flag_combinations(self):
         prior = os.path.join(self.ybco, 'prior.json')
         image = os.path.join(self.ybco, 'image.npy')

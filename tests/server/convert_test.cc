@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -416,7 +417,7 @@ TEST(CacheConversionTest, LatticeCrystalMapAndLatticeRewardsRoundTrip) {
   LogStarAnalyzer::CacheSnapshot s;
   s.width = 40;
   s.height = 30;
-  s.layout = *LayoutWindows(40, 30, 0, 0);
+  s.layout = *LayoutWindows(40, 30, 64, 64);
   CachedWindow c;
   c.parameters = {1.5, 3.0, 7, 0.12, 0.3};
   c.front = {{c.parameters, 0.05, 0.01, 0.2, 0.1}};
@@ -463,8 +464,16 @@ TEST(CacheConversionTest, LatticeCrystalMapAndLatticeRewardsRoundTrip) {
   EXPECT_EQ(cv::countNonZero(diff), 0);
   EXPECT_DOUBLE_EQ(back->crystallinity->threshold, 0.4);
   // The restored snapshot is one the analyzer takes.
-  LogStarAnalyzer analyzer(AnalyzerOptions{}, PhysicsPrior{});
-  EXPECT_TRUE(analyzer.RestoreCache(*back).ok()) << analyzer.RestoreCache(*back);
+  AnalyzerOptions options;
+  options.window = 64;
+  PhysicsPrior prior;
+  prior.pixel_size_angstrom = 0.5;
+  prior.column_density_per_nm2 = 12.0;
+  prior.nearest_neighbor_angstrom = 2.0;
+  absl::StatusOr<std::unique_ptr<LogStarAnalyzer>> analyzer =
+      LogStarAnalyzer::Create(options, prior);
+  ASSERT_TRUE(analyzer.ok()) << analyzer.status();
+  EXPECT_TRUE((*analyzer)->RestoreCache(*back).ok()) << (*analyzer)->RestoreCache(*back);
 
   // A map of the wrong size, or runs that do not cover it, name the field.
   v1::CacheContents bad = p;

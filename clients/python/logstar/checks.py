@@ -14,7 +14,8 @@ measured lattice, the crystalline share and the sublattices.
   "angstrom" lengths are px and its pixel size is 1);
 * ``lattice``: :class:`MeasuredLattice` or None when not measured;
 * ``crystalline_fraction``: share of the frame that shows the lattice (1.0
-  from a daemon without it);
+  from a daemon without it); ``crystal_note``: why expected counts are over
+  the whole frame instead (empty when they are over the crystal);
 * ``sublattice``: int per atom, an index into ``prior_used.sublattices``,
   -1 for none; ``sublattice_names``: the names in that order;
   ``sublattices``: list of :class:`SublatticeCount`; ``sublattice_note``.
@@ -100,6 +101,7 @@ class Checks:
     prior_pixel_units: bool
     lattice: Optional[MeasuredLattice]
     crystalline_fraction: float
+    crystal_note: str
     sublattice: np.ndarray
     sublattice_names: List[str]
     sublattices: List[SublatticeCount]
@@ -119,6 +121,7 @@ def checks_of(proto: result_pb2.FrameResult) -> Checks:
         lattice=MeasuredLattice.from_proto(proto.lattice) if proto.HasField("lattice") else None,
         crystalline_fraction=(proto.crystalline_fraction
                               if proto.HasField("crystalline_fraction") else 1.0),
+        crystal_note=proto.crystal_note,
         sublattice=sublattice,
         sublattice_names=[s.name for s in used.prior.sublattices] if used is not None else [],
         sublattices=[SublatticeCount.from_proto(c) for c in proto.sublattices],

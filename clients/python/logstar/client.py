@@ -127,7 +127,7 @@ class Result(_Record):
     shows), ``prior_used`` (the PhysicsPrior the frame ran with; derived from
     the frame with ``prior="auto"``: ``prior_derived``; in px when derived
     without a pixel size: ``prior_pixel_units``), ``lattice``
-    (MeasuredLattice or None), ``crystalline_fraction``, and with prior
+    (MeasuredLattice or None), ``crystalline_fraction``, ``crystal_note``, and with prior
     sublattices ``sublattice`` (int per atom: index into
     ``sublattice_names``, -1 none), ``sublattices`` (SublatticeCount per
     sublattice) and ``sublattice_note``."""
@@ -169,6 +169,7 @@ class Result(_Record):
         self.prior_pixel_units = checks.prior_pixel_units
         self.lattice: Optional[_checks.MeasuredLattice] = checks.lattice
         self.crystalline_fraction = checks.crystalline_fraction
+        self.crystal_note = checks.crystal_note
         self.sublattice = checks.sublattice
         self.sublattice_names = checks.sublattice_names
         self.sublattices: List[_checks.SublatticeCount] = checks.sublattices
