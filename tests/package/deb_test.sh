@@ -15,8 +15,8 @@
 #   deb_test.sh BUILD_DIR
 set -euo pipefail
 build="$(cd "$1" && pwd)"
-for tool in cpack dpkg-deb dpkg-shlibdeps readelf; do
-  command -v "${tool}" >/dev/null || { echo "skip: ${tool} not found"; exit 77; }
+for tool in cpack dpkg-deb dpkg-shlibdeps file readelf; do
+  command -v "${tool}" >/dev/null || { echo "skip: ${tool} not found (bash deploy/install-deps.sh)"; exit 77; }
 done
 work="$(mktemp -d "${TMPDIR:-/tmp}/logstar-deb.XXXXXX")"
 daemon_pid=""
