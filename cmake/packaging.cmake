@@ -50,25 +50,34 @@ install(FILES ${PROJECT_BINARY_DIR}/logstarConfig.cmake ${PROJECT_BINARY_DIR}/lo
 # ---- daemon and tools.
 install(TARGETS logstard RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT daemon)
 install(TARGETS logstar RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT tools)
-# The unit of deploy/systemd for a packaged logstard: the binary in
-# /usr/bin, and the system user `logstar` the package makes (postinst)
-# instead of a dynamic one, so that the state directory's owner is stable.
+# The unit of deploy/systemd for an installed logstard: the binary where it
+# is installed (/usr/bin in the package), and the system user `logstar`
+# the package makes (postinst) instead of a dynamic one, so that the state
+# directory's owner is stable. Made when installing, from the unit as it
+# is then; what it replaces is checked here, so that a changed unit fails
+# the configure step rather than yield a package that runs the wrong binary.
 set(_logstar_unit_dir ${PROJECT_SOURCE_DIR}/deploy/systemd)
+set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${_logstar_unit_dir}/logstard.service)
 file(READ ${_logstar_unit_dir}/logstard.service _unit)
-foreach(pair "/usr/local/bin/logstard|/usr/bin/logstard"
-             "DynamicUser=yes|# Debian package: the system user its postinst makes.\nUser=logstar\nGroup=logstar")
-  string(REPLACE "|" ";" pair "${pair}")
-  list(GET pair 0 _from)
-  list(GET pair 1 _to)
+foreach(_from "ExecStart=/usr/local/bin/logstard " "\nDynamicUser=yes\n")
   string(FIND "${_unit}" "${_from}" _at)
   if(_at EQUAL -1)
     message(FATAL_ERROR "deploy/systemd/logstard.service: no '${_from}' to adapt for the package")
   endif()
-  string(REPLACE "${_from}" "${_to}" _unit "${_unit}")
 endforeach()
-file(GENERATE OUTPUT ${PROJECT_BINARY_DIR}/package/logstard.service CONTENT "${_unit}")
-install(FILES ${PROJECT_BINARY_DIR}/package/logstard.service
-  DESTINATION lib/systemd/system COMPONENT daemon)
+install(CODE "
+  file(READ \"${_logstar_unit_dir}/logstard.service\" unit)
+  string(REPLACE \"ExecStart=/usr/local/bin/logstard \"
+    \"ExecStart=\${CMAKE_INSTALL_PREFIX}/${CMAKE_INSTALL_BINDIR}/logstard \" unit \"\${unit}\")
+  string(REPLACE \"\nDynamicUser=yes\n\"
+    \"\n# Installed: the system user the package's postinst makes.\nUser=logstar\nGroup=logstar\n\"
+    unit \"\${unit}\")
+  file(WRITE \"${PROJECT_BINARY_DIR}/package/logstard.service\"
+    \"# This copy was installed by the logstard package or cmake --install (cmake/packaging.cmake):\n\"
+    \"# it runs the binary installed with it as the system user logstar, not a dynamic user.\n\"
+    \"\${unit}\")" COMPONENT daemon)
+install(FILES ${PROJECT_BINARY_DIR}/package/logstard.service DESTINATION lib/systemd/system
+  COMPONENT daemon)
 # /etc, wherever the prefix: the unit reads /etc/logstar/logstard.textproto.
 install(FILES ${_logstar_unit_dir}/logstard.textproto DESTINATION /etc/logstar COMPONENT daemon)
 

@@ -4,7 +4,8 @@
 #   - Depends of each package: no -dev package, and every shared library the
 #     binary needs (readelf -d) belongs to a package it depends on (dpkg -S);
 #   - the files each package must hold: logstard with its unit (running
-#     /usr/bin/logstard as the user logstar), example configuration (a
+#     /usr/bin/logstard as the user logstar; systemd-analyze verify when
+#     present), example configuration (a
 #     conffile) and maintainer scripts that make the user and the state
 #     directory; logstar-tools with the CLI;
 #   - both unpacked into a temporary root (dpkg -x), the installed logstard
@@ -80,6 +81,27 @@ for script in postinst prerm postrm; do
   [[ -x "${work}/control/${script}" ]] || fail "${script} is not executable"
   sh -n "${work}/control/${script}" || fail "${script} is not valid sh"
 done
+# postinst's logic with the commands it runs replaced by stubs that log
+# (it needs root and would change this machine): the user and group made
+# when absent and kept when present, the state directory made either way.
+stubs="${work}/stubs"
+mkdir -p "${stubs}"
+for cmd in getent groupadd useradd install systemctl; do
+  printf '#!/bin/sh\necho "%s $*" >>"%s/calls"\n[ "%s" != getent ] || exit "${GETENT_CODE}"\n' \
+    "${cmd}" "${work}" "${cmd}" >"${stubs}/${cmd}"
+  chmod +x "${stubs}/${cmd}"
+done
+GETENT_CODE=2 PATH="${stubs}:${PATH}" sh "${work}/control/postinst" configure
+grep -q '^groupadd --system logstar$' "${work}/calls" &&
+  grep -q '^useradd --system --gid logstar --home-dir /var/lib/logstar .* logstar$' "${work}/calls" &&
+  grep -q '^install -d -o logstar -g logstar -m 0700 /var/lib/logstar$' "${work}/calls" ||
+  fail "postinst without a user logstar: $(cat "${work}/calls")"
+rm "${work}/calls"
+GETENT_CODE=0 PATH="${stubs}:${PATH}" sh "${work}/control/postinst" configure
+if grep -Eq '^(groupadd|useradd)' "${work}/calls" ||
+   ! grep -q '^install -d -o logstar -g logstar -m 0700 /var/lib/logstar$' "${work}/calls"; then
+  fail "postinst with a user logstar: $(cat "${work}/calls")"
+fi
 echo "ok: contents, conffiles and maintainer scripts"
 
 # Unpacked into a temporary root and run from there.
@@ -90,6 +112,14 @@ unit="${root}/usr/lib/systemd/system/logstard.service"
 grep -q '^ExecStart=/usr/bin/logstard ' "${unit}" || fail "the unit does not run /usr/bin/logstard"
 grep -q '^User=logstar$' "${unit}" || fail "the unit does not run as the user logstar"
 grep -q '^DynamicUser=' "${unit}" && fail "the packaged unit still uses DynamicUser"
+if command -v systemd-analyze >/dev/null; then
+  # verify wants ExecStart's binary to exist: point a copy at the unpacked one.
+  sed "s#^ExecStart=/usr/bin/logstard#ExecStart=${root}/usr/bin/logstard#" "${unit}" \
+    >"${work}/logstard.service"
+  out="$(systemd-analyze verify "${work}/logstard.service" 2>&1)" && [[ -z "${out}" ]] ||
+    fail "systemd-analyze verify of the packaged unit: ${out}"
+  echo "ok: systemd-analyze verify: the packaged unit has no errors or warnings"
+fi
 for binary in "${root}/usr/bin/logstard" "${root}/usr/bin/logstar"; do
   if ldd "${binary}" | grep -q 'not found'; then
     fail "${binary##*/} misses libraries: $(ldd "${binary}" | grep 'not found')"
