@@ -28,6 +28,8 @@ packages=(
   python3-venv python3-pip python3-setuptools python3-wheel python3-pandas
   # deploy/check.sh: parses the Helm chart and Kubernetes manifests, traces logstard's system calls
   python3-yaml strace
+  # the Debian packages (cpack -G DEB, cmake/packaging.cmake): dpkg-shlibdeps finds their Depends
+  dpkg-dev file
 )
 
 missing=()

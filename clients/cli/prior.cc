@@ -1,32 +1,19 @@
 #include "clients/cli/prior.h"
 
-#include <google/protobuf/util/json_util.h>
-
 #include "absl/strings/str_cat.h"
 #include "clients/cli/common.h"
+#include "clients/cpp/prior_loader.h"
 #include "logstar/v1/session.pb.h"
 
 namespace logstar::cli {
 
 absl::StatusOr<server::PriorSetting> ParsePrior(const std::string& text, const std::string& where) {
-  v1::PhysicsPrior proto;
-  // Unknown fields are errors (the default): a misspelt field must not
-  // silently fall back.
-  const auto parsed = google::protobuf::util::JsonStringToMessage(text, &proto);
-  if (!parsed.ok()) {
-    // The parser points at the spot on further lines; the message is one line.
-    const std::string message(parsed.message());
-    return absl::InvalidArgumentError(
-        absl::StrCat(where,
-                     ": not a valid prior JSON (pixel_size_angstrom, column_density_per_nm2, "
-                     "nearest_neighbor_angstrom, lattice {a_angstrom, b_angstrom, gamma_deg, "
-                     "columns_per_cell}, sublattices [{name, column_density_per_nm2, "
-                     "relative_brightness}], auto): ",
-                     message.substr(0, message.find('\n'))));
-  }
+  // The JSON's form (the client library's loader), then its values.
+  absl::StatusOr<v1::PhysicsPrior> proto = ParsePriorJson(text, where);
+  if (!proto.ok()) return proto.status();
   // The daemon's conversion and checks; the CLI's frames carry no pixel
   // size, so a given prior must give one.
-  absl::StatusOr<server::PriorSetting> prior = server::ParsePrior(proto);
+  absl::StatusOr<server::PriorSetting> prior = server::ParsePrior(*proto);
   if (prior.ok() && !prior->derive) {
     absl::StatusOr<PhysicsPrior> resolved = server::ResolvePrior(prior->prior, 0.0);
     if (resolved.ok()) {

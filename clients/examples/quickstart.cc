@@ -1,11 +1,11 @@
 // Streams frames to logstard and prints the atoms found: the shortest C++
-// client (clients/cpp/client.h, library logstar_client).
+// client (clients/cpp/client.h; find_package(logstar), target
+// logstar::client: docs/packaging.md).
 //
 //   build/clients/examples/quickstart 127.0.0.1:50051
 //
 // Acquire() stands in for the microscope: put your camera's read-out there
-// and your sample's prior below.
-#include <bit>
+// and your sample's prior below (or LoadPriorFile("prior.json")).
 #include <cmath>
 #include <cstdio>
 #include <random>
@@ -14,6 +14,8 @@
 #include <vector>
 
 #include "clients/cpp/client.h"
+#include "clients/cpp/make_frame.h"
+#include "clients/cpp/prior_loader.h"
 
 namespace {
 
@@ -48,13 +50,12 @@ int main(int argc, char** argv) {
 
   // What is known about the sample: 0.25 Å per pixel, one column per
   // 4 × 4 Å cell (16 px), no two columns closer than 4 Å.
+  auto prior = logstar::ParsePriorJson(R"({"pixel_size_angstrom": 0.25,
+      "nearest_neighbor_angstrom": 4.0,
+      "lattice": {"a_angstrom": 4.0, "b_angstrom": 4.0, "columns_per_cell": 1}})");
+  if (!prior.ok()) return Fail(prior.status());
   logstar::v1::SessionSettings settings;
-  logstar::v1::PhysicsPrior* prior = settings.mutable_prior();
-  prior->set_pixel_size_angstrom(0.25);
-  prior->set_nearest_neighbor_angstrom(4.0);
-  prior->mutable_lattice()->set_a_angstrom(4.0);
-  prior->mutable_lattice()->set_b_angstrom(4.0);
-  prior->mutable_lattice()->set_columns_per_cell(1);
+  *settings.mutable_prior() = *prior;
   settings.set_overload_policy(logstar::v1::OVERLOAD_POLICY_BLOCK);  // analyse every frame
   auto stream = (*client)->OpenStream({.settings = settings});
   if (!stream.ok()) return Fail(stream.status());
@@ -74,20 +75,18 @@ int main(int argc, char** argv) {
     }
   });
 
-  static_assert(std::endian::native == std::endian::little, "the wire's pixels are little-endian");
   std::mt19937 rng(0);
+  absl::Status made;
   for (uint64_t sequence = 1; sequence <= 5; ++sequence) {
-    const std::vector<float> image = Acquire(rng);
-    logstar::v1::Frame frame;
-    frame.set_sequence(sequence);
-    logstar::v1::PixelData* pixels = frame.mutable_pixels();
-    pixels->set_dtype(logstar::v1::DTYPE_FLOAT32);
-    pixels->set_width(kSize);
-    pixels->set_height(kSize);
-    pixels->set_data(image.data(), image.size() * sizeof(float));
-    if (!(*stream)->Push(std::move(frame)).ok()) break;  // Finish() says why
+    const std::vector<float> image = Acquire(rng);  // row-major, kSize × kSize
+    // 0.25 Å per pixel, as the prior says (a frame's own pixel size wins).
+    auto frame = logstar::MakeFrame(image.data(), kSize, kSize, logstar::v1::DTYPE_FLOAT32, 0.25);
+    if (made = frame.status(); !made.ok()) break;
+    frame->set_sequence(sequence);
+    if (!(*stream)->Push(*std::move(frame)).ok()) break;  // Finish() says why
   }
   const absl::Status status = (*stream)->Finish();
   reader.join();
+  if (!made.ok()) return Fail(made);
   return status.ok() ? 0 : Fail(status);
 }

@@ -190,6 +190,11 @@ def check_docker(repo, out, fields, binaries):
           "Dockerfile: the build stage runs deploy/install-deps.sh and deploy/build.sh, tests off")
     m = re.search(r"BUILD_DIR=(\S+)", build_runs)
     build_dir = m.group(1) if m else None
+    # The runtime stage installs the Debian packages cpack makes from that
+    # build (cmake/packaging.cmake), not the binaries themselves.
+    check("cpack -G DEB" in build_runs, "Dockerfile: the build stage makes the Debian packages (cpack -G DEB)")
+    deb_names = re.findall(r"CPACK_DEBIAN_\w+_PACKAGE_NAME (\S+)\)",
+                           open(os.path.join(repo, "cmake/packaging.cmake")).read())
 
     ignore = [l.strip() for l in open(os.path.join(repo, ".dockerignore")) if l.strip() and not l.startswith("#")]
     check(all(dockerignore_excludes(ignore, p) for p in ["build/server/logstard", "build-asan/x", ".git/HEAD", "out/result.json"])
@@ -207,6 +212,10 @@ def check_docker(repo, out, fields, binaries):
                 rel = [src[len(build_dir) + 1:] for src in srcs] if good else []
                 check(good and frm.group(1) == build["name"], f"Dockerfile: COPY --from={frm.group(1)} takes {rel} from the build stage's BUILD_DIR")
                 for r in rel:
+                    deb = re.fullmatch(r"packages/([a-z0-9.+-]+)_\*\.deb", r)
+                    if deb:
+                        check(deb.group(1) in deb_names, f"Dockerfile: {r} is a package cpack makes", f"not among {deb_names}")
+                        continue
                     local = [b for b in binaries if b.endswith("/" + r)]
                     if binaries:
                         check(local, f"Dockerfile: {r} is a file deploy/build.sh makes", f"not among {binaries}")
@@ -218,7 +227,10 @@ def check_docker(repo, out, fields, binaries):
     run_text = " ".join(r for w, r in runtime["ins"] if w == "RUN")
     m = re.search(r"apt-get install((?:\s+\S+)+?)\s*(?:&&|$)", run_text)
     pkgs = [p for p in m.group(1).split() if not p.startswith("-")] if m else []
-    check(pkgs, f"Dockerfile: the runtime stage installs {len(pkgs)} packages")
+    debs = [p for p in pkgs if p.endswith(".deb")]
+    pkgs = [p for p in pkgs if not p.endswith(".deb")]
+    check(sorted(re.sub(r"_.*", "", os.path.basename(d)) for d in debs) == sorted(deb_names),
+          f"Dockerfile: the runtime stage installs the packages {deb_names}", f"{debs}")
     # Installed here (where logstard was built against them) means they exist;
     # ask apt-cache (seconds per call, so once) only about the others.
     r = subprocess.run(["dpkg-query", "-W", "-f=${Package} ${db:Status-Status}\n"] + pkgs,
@@ -230,7 +242,11 @@ def check_docker(repo, out, fields, binaries):
         known |= set(re.findall(r"^Package: (\S+)$", r.stdout, re.M))
     missing = [p for p in pkgs if p not in known]
     check(not missing, "Dockerfile: every runtime package exists in Debian (installed here, or apt-cache show)", f"not found: {missing}")
-    if binaries:
+    if debs:
+        # Their Depends cover the libraries (dpkg-shlibdeps), checked
+        # against readelf by tests/package/deb_test.sh.
+        print("note: runtime libraries come from the packages' Depends (tests/package/deb_test.sh)")
+    elif binaries:
         need = needed_packages(binaries)
         base = {"libc6", "libgcc-s1"}  # in every Debian image
         unmapped = sorted(lib for lib, p in need.items() if p is None)
