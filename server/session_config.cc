@@ -34,10 +34,10 @@ absl::Status CheckEvaluations(const std::string& field, int evaluations, const S
   return absl::OkStatus();
 }
 
-// Unset: the lattice pair (on generated frames its chosen point's F1 is at
-// least the published pair's at every noise level, tests/bench/rewards_sweep.cc),
-// except with the amorphous stage, which needs the atoms off the lattice
-// that the lattice pair counts as spurious.
+// Unset: the published pair, as the engine's default (docs/science.md, "The
+// lattice pair"): the lattice pair counts atoms off the lattice as spurious,
+// which the amorphous stage needs to see, and its crystal map needs frames
+// larger than many streams send.
 absl::StatusOr<ObjectivePair> ParseObjectives(v1::ObjectivePair pair) {
   switch (pair) {
     case v1::OBJECTIVE_PAIR_UNSPECIFIED:

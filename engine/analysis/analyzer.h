@@ -46,8 +46,9 @@
 // parameters, and follows a re-tuned lender without evaluations (counted as
 // re-tuned). An entry without a front found at a window that has crystal
 // enough (e.g. restored from another stream) is tuned, warm-started from
-// it. RestoreCache also drops the measured lattice and crystalline map, so
-// the next frame measures them afresh.
+// it. RestoreCache takes the saved lattice and crystalline map when the
+// snapshot carries them (the daemon's state files do), so a restored stream
+// counts over the same crystal; without them the next frame measures afresh.
 //
 // The amorphous stage (optional, engine/amorphous/amorphous.h) runs on the frame's
 // atoms after LoG*, over windows of its own (the whole frame by default),
