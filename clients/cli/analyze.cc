@@ -25,6 +25,7 @@
 #include "clients/cli/analysis_json.h"
 #include "clients/cli/commands.h"
 #include "clients/cli/common.h"
+#include "clients/cli/frame_file.h"
 #include "clients/cli/prior.h"
 #include "clients/cli/remote.h"
 #include "clients/cpp/client.h"
@@ -44,16 +45,28 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 constexpr char kAnalyzeUsage[] =
-    "usage: logstar analyze IMAGE --prior PRIOR.json|auto --out RESULT.json [options]\n"
-    "       logstar analyze --frames DIR_OR_GLOB --prior PRIOR.json|auto --out RESULT.json "
-    "[options]\n"
+    "usage: logstar analyze IMAGE|--frames DIR_OR_GLOB --prior PRIOR.json|auto --out RESULT.json\n"
+    "                       [LoG* options] [--overlay OUT.png] [--normalize M] [--pixel-size A]\n"
+    "                       [--server ADDR [client options] | --threads N]\n"
+    "       logstar analyze IMAGE --prior PRIOR.json|auto --out RESULT.json [LoG* options]\n"
+    "                       --gmm [--amorphous-mask M.png] [--truth ATOMS.csv [--match-radius PX]]\n"
+    "       logstar analyze IMAGE --prior PRIOR.json --out RESULT.json --fixed a,b,n,t,o\n"
+    "                       [--overlay OUT.png] [--normalize M] [--threads N]\n"
+    "                       [--truth ATOMS.csv [--match-radius PX]]\n"
+    "LoG* options (none of them with --fixed): --window --stride --evals --seed --choose\n"
+    "  --objectives --num-sigma --no-refine --drift-tolerance --sublattice --strict\n"
+    "Go together: --stride with --window > 0; --truth and --gmm with one IMAGE; --amorphous-mask\n"
+    "  with --gmm; --match-radius with --truth; --pixel-size with an auto prior; --fixed only\n"
+    "  in process (not --server), with a given PRIOR.json and one IMAGE; --threads not with\n"
+    "  --server.\n"
     "By default LoG*: the frame is cut into windows and each window's LoG parameters are tuned\n"
     "against the physics rewards (QC, ER) by Bayesian optimisation; tuned parameters are cached\n"
     "per window position and reused on the next frames of a sequence. Lengths are in pixels.\n"
-    "  IMAGE                 .npy (float32, float64, uint8, uint16, int16), .tif/.tiff or .png\n"
+    "  IMAGE                 .npy (float16/32/64, uint8/16/32, int16/32), .tif/.tiff, .png or\n"
+    "                        .emd (EMD 0.2 or Velox, HDF5)\n"
     "  --frames DIR_OR_GLOB  analyse a sequence with one cache instead of one IMAGE: the .npy,\n"
-    "                        .tif, .tiff and .png files of a directory in name order, or the\n"
-    "                        files a glob pattern matches (quote it)\n"
+    "                        .tif, .tiff, .png and .emd files of a directory in name order, or\n"
+    "                        the files a glob pattern matches (quote it)\n"
     "  --prior PRIOR.json    pixel_size_angstrom, nearest_neighbor_angstrom and\n"
     "                        column_density_per_nm2 or a lattice {a_angstrom, b_angstrom,\n"
     "                        gamma_deg, columns_per_cell}; optionally sublattices [{name,\n"
@@ -63,14 +76,18 @@ constexpr char kAnalyzeUsage[] =
     "                        adds a warning (RESULT.json \"warnings\", and on stderr)\n"
     "  --prior auto          derive the prior from the (first) frame: the lattice measured on\n"
     "                        it gives the nearest-neighbour distance and the density; in pixels\n"
-    "                        unless --pixel-size is given. So does a PRIOR.json with\n"
-    "                        {\"auto\": true} or only pixel_size_angstrom\n"
-    "  --pixel-size A        with an auto prior: angstrom per pixel\n"
+    "                        unless --pixel-size is given or the (first) frame's file is\n"
+    "                        calibrated (TIFF resolution or ImageJ unit, EMD dims; said on\n"
+    "                        stderr). So does a PRIOR.json with {\"auto\": true} or only\n"
+    "                        pixel_size_angstrom\n"
+    "  --pixel-size A        with an auto prior: angstrom per pixel (over the file's own)\n"
     "  --sublattice NAME     report only the columns of this sublattice of the prior\n"
     "  --strict              exit 3 when any result carries prior warnings (RESULT.json is\n"
     "                        still written; the warnings go to stderr)\n"
-    "  --overlay OUT.png     draw the atoms on the frame; with --frames a directory that\n"
-    "                        receives one STEM.png per frame\n"
+    "  --overlay OUT.png     draw the atoms on the frame, with a legend, a scale bar (when the\n"
+    "                        pixel size is known), the frame number and the window grid\n"
+    "                        coloured by cache state; with --frames a directory that receives\n"
+    "                        one STEM.png per frame\n"
     "  --window PX           window side; 0 = the whole frame is one window (default 256)\n"
     "  --stride PX           distance between window starts, 1..window (default: the window,\n"
     "                        no overlap)\n"
@@ -348,7 +365,7 @@ absl::Status WriteResult(const AnalyzeSetup& s, const Json& result) {
 int AnalyzeFixed(const AnalyzeSetup& s, const std::string& image_path,
                  const LogOptions& log_options) {
   auto t0 = Clock::now();
-  absl::StatusOr<cv::Mat> raw = LoadFrame(image_path);
+  absl::StatusOr<cv::Mat> raw = LoadFrameFile(image_path);
   if (!raw.ok()) return Fail(raw.status());
   const double load_ms = MsSince(t0);
 
@@ -439,7 +456,7 @@ absl::StatusOr<AnalyzedFrame> LoadAndAnalyze(const AnalyzeSetup& s, const std::s
                                              const std::optional<std::string>& overlay_path) {
   AnalyzedFrame f;
   auto t0 = Clock::now();
-  absl::StatusOr<cv::Mat> raw = LoadFrame(path);
+  absl::StatusOr<cv::Mat> raw = LoadFrameFile(path);
   if (!raw.ok()) return raw.status();
   f.raw = *std::move(raw);
   f.load_ms = MsSince(t0);
@@ -740,6 +757,19 @@ absl::Status LoadAnalyzeInputs(const AnalyzeRequest& r, AnalyzeSetup& s,
     }
     s.prior.prior.pixel_size_angstrom = *r.pixel_size;
   }
+  if (s.prior.derive && !(s.prior.prior.pixel_size_angstrom > 0.0)) {
+    // The (first) frame's file may carry it (TIFF, EMD): said on stderr.
+    std::string first = r.image;
+    if (r.frames) {
+      absl::StatusOr<std::vector<std::string>> paths = ListFrames(*r.frames);
+      first = paths.ok() ? paths->front() : "";
+    }
+    if (!first.empty()) {
+      if (std::optional<double> pixel = PixelSizeFromFile(first)) {
+        s.prior.prior.pixel_size_angstrom = *pixel;
+      }
+    }
+  }
   if (s.prior.derive && r.fixed) {
     return absl::InvalidArgumentError(absl::StrCat(
         r.prior_path, " is an auto prior, which is derived for LoG*; --fixed needs a given one"));
@@ -784,6 +814,7 @@ int RunThroughDaemon(const AnalyzeSetup& s, const AnalyzeRequest& r) {
   if (!client_options.ok()) {
     return UsageError(std::string(client_options.status().message()), kAnalyzeUsage);
   }
+  if (absl::Status st = CheckListening(*r.remote, *client_options); !st.ok()) return Fail(st);
   auto client = Client::Connect(*client_options);
   if (!client.ok()) return Fail(client.status());
   // The daemon derives an auto prior from the first frame as RunInProcess does.

@@ -27,7 +27,8 @@ namespace logstar::cli {
 
 // Prints "logstar: error: MESSAGE" and returns 1.
 int Fail(const absl::Status& status);
-// Prints the message and the usage, returns 2.
+// Prints "logstar: error: MESSAGE (see 'logstar COMMAND --help')", one
+// line, the command taken from `usage`'s first line; returns 2.
 int UsageError(const std::string& message, const char* usage);
 
 // --name value and --name=value options, --name switches (`switches`: no
@@ -71,7 +72,7 @@ absl::Status WriteTextFile(const std::string& path, const std::string& text);
 absl::Status EnsureParentDir(const std::string& path);
 absl::StatusOr<std::string> ReadTextFile(const std::string& path);
 bool IsFrameFile(const std::filesystem::path& p);
-// A directory's .npy/.tif/.tiff/.png files by name, or a glob's matches.
+// A directory's .npy/.tif/.tiff/.png/.emd files by name, or a glob's matches.
 absl::StatusOr<std::vector<std::string>> ListFrames(const std::string& spec);
 // Draws the blobs on a normalised frame and writes a PNG (creating its directory).
 absl::Status WriteOverlay(const cv::Mat& normalized, absl::Span<const Blob> blobs,

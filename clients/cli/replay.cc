@@ -752,6 +752,10 @@ int RunReplay(const std::vector<std::string>& args) {
           absl::StrCat(*request->results, ": cannot open for writing")));
     }
   }
+  if (absl::Status s = CheckListening(ClientFlagsFrom(*flags), request->client); !s.ok()) {
+    if (results) std::fclose(results);
+    return Fail(s);
+  }
   auto stream = ReconnectingStream::Open(request->client,
                                          {.session_id = request->session.value_or(""),
                                           .settings = settings,
