@@ -49,7 +49,8 @@ constexpr char kAnalyzeUsage[] =
     "                       [LoG* options] [--overlay OUT.png] [--normalize M] [--pixel-size A]\n"
     "                       [--server ADDR [client options] | --threads N]\n"
     "       logstar analyze IMAGE --prior PRIOR.json|auto --out RESULT.json [LoG* options]\n"
-    "                       --gmm [--amorphous-mask M.png] [--truth ATOMS.csv [--match-radius PX]]\n"
+    "                       --gmm [--amorphous-mask M.png] [--truth ATOMS.csv [--match-radius "
+    "PX]]\n"
     "       logstar analyze IMAGE --prior PRIOR.json --out RESULT.json --fixed a,b,n,t,o\n"
     "                       [--overlay OUT.png] [--normalize M] [--threads N]\n"
     "                       [--truth ATOMS.csv [--match-radius PX]]\n"
@@ -393,7 +394,12 @@ int AnalyzeFixed(const AnalyzeSetup& s, const std::string& image_path,
   double overlay_ms = 0.0;
   if (s.overlay_path) {
     t0 = Clock::now();
-    if (absl::Status st = WriteOverlay(*frame, *blobs, *s.overlay_path); !st.ok()) return Fail(st);
+    // One LoG run over the whole frame: no windows to outline.
+    if (absl::Status st = WriteOverlay(*frame, *blobs, *s.overlay_path,
+                                       AnnotatedOverlay(-1, s.prior.prior.pixel_size_angstrom, {}));
+        !st.ok()) {
+      return Fail(st);
+    }
     overlay_ms = MsSince(t0);
   }
 
@@ -449,11 +455,18 @@ void PrintChecks(const FrameAnalysis& a, const std::string& where) {
   }
 }
 
+// The pixel size an overlay's scale bar uses: none in pixel units.
+double OverlayPixelSize(const server::PriorInUse& prior) {
+  return prior.pixel_units ? 0.0 : prior.prior.pixel_size_angstrom;
+}
+
 // Loads one frame, runs the (shared, cache-holding) analyzer on it and
-// draws the overlay when `overlay_path` is given.
+// draws the overlay when `overlay_path` is given, numbered `frame_number`
+// (1-based in a sequence; -1 for one IMAGE).
 absl::StatusOr<AnalyzedFrame> LoadAndAnalyze(const AnalyzeSetup& s, const std::string& path,
                                              const FrameAnalyzer& analyzer,
-                                             const std::optional<std::string>& overlay_path) {
+                                             const std::optional<std::string>& overlay_path,
+                                             int64_t frame_number) {
   AnalyzedFrame f;
   auto t0 = Clock::now();
   absl::StatusOr<cv::Mat> raw = LoadFrameFile(path);
@@ -481,8 +494,9 @@ absl::StatusOr<AnalyzedFrame> LoadAndAnalyze(const AnalyzeSetup& s, const std::s
       if (!f.prior.prior.sublattices.empty()) sublattices.labels.push_back(a.sublattice);
     }
     for (const SublatticePrior& p : f.prior.prior.sublattices) sublattices.names.push_back(p.name);
-    if (absl::Status st =
-            WriteOverlay(*normalized, blobs, AmorphousMarks{}, *overlay_path, sublattices);
+    if (absl::Status st = WriteOverlay(
+            *normalized, blobs, AmorphousMarks{}, *overlay_path, sublattices,
+            AnnotatedOverlay(frame_number, OverlayPixelSize(f.prior), f.analysis.windows));
         !st.ok()) {
       return st;
     }
@@ -495,7 +509,7 @@ int AnalyzeImage(const AnalyzeSetup& s, const std::string& image_path,
                  const FrameAnalyzer& analyzer) {
   // With --gmm the overlay also shows the regions; the stage draws it.
   absl::StatusOr<AnalyzedFrame> f =
-      LoadAndAnalyze(s, image_path, analyzer, s.gmm ? std::nullopt : s.overlay_path);
+      LoadAndAnalyze(s, image_path, analyzer, s.gmm ? std::nullopt : s.overlay_path, -1);
   if (!f.ok()) return Fail(f.status());
   const FrameAnalysis& a = f->analysis;
   std::vector<PointXY> points;
@@ -508,13 +522,15 @@ int AnalyzeImage(const AnalyzeSetup& s, const std::string& image_path,
   if (!vs_truth.ok()) return Fail(vs_truth.status());
   AmorphousReport amorphous;
   if (s.gmm) {
-    absl::StatusOr<AmorphousReport> r = AddAmorphous({.raw = f->raw,
-                                                      .normalize = s.normalize,
-                                                      .prior = f->prior.prior,
-                                                      .context = s.context,
-                                                      .mask_path = s.amorphous_mask_path,
-                                                      .overlay_path = s.overlay_path},
-                                                     a.atoms, result);
+    absl::StatusOr<AmorphousReport> r =
+        AddAmorphous({.raw = f->raw,
+                      .normalize = s.normalize,
+                      .prior = f->prior.prior,
+                      .context = s.context,
+                      .mask_path = s.amorphous_mask_path,
+                      .overlay_path = s.overlay_path,
+                      .overlay = AnnotatedOverlay(-1, OverlayPixelSize(f->prior), a.windows)},
+                     a.atoms, result);
     if (!r.ok()) return Fail(r.status());
     amorphous = *std::move(r);
     *vs_truth += amorphous.console;
@@ -568,7 +584,7 @@ int AnalyzeFrames(const AnalyzeSetup& s, const std::string& spec, const FrameAna
     const auto t0 = Clock::now();
     std::optional<std::string> overlay;
     if (s.overlay_path) overlay = overlays[i];
-    absl::StatusOr<AnalyzedFrame> f = LoadAndAnalyze(s, path, analyzer, overlay);
+    absl::StatusOr<AnalyzedFrame> f = LoadAndAnalyze(s, path, analyzer, overlay, i + 1);
     if (!f.ok()) return Fail(f.status());
     const FrameAnalysis& a = f->analysis;
     if (i == 0) prior = f->prior;

@@ -213,15 +213,29 @@ absl::StatusOr<std::vector<std::string>> ListFrames(const std::string& spec) {
   return paths;
 }
 
+OverlayOptions AnnotatedOverlay(int64_t frame_number, double pixel_size_angstrom,
+                                absl::Span<const WindowResult> windows) {
+  OverlayOptions o{.footer = true,
+                   .frame_number = frame_number,
+                   .pixel_size_angstrom = pixel_size_angstrom > 0.0 ? pixel_size_angstrom : 0.0};
+  for (const WindowResult& w : windows) {
+    const WindowMark state = w.state == CacheState::kHit       ? WindowMark::kHit
+                             : w.state == CacheState::kRetuned ? WindowMark::kRetuned
+                                                               : WindowMark::kTuned;
+    o.windows.push_back({.tile = w.window.tile, .state = state});
+  }
+  return o;
+}
+
 absl::Status WriteOverlay(const cv::Mat& normalized, absl::Span<const Blob> blobs,
-                          const std::string& path) {
-  return WriteOverlay(normalized, blobs, AmorphousMarks{}, path);
+                          const std::string& path, const OverlayOptions& options) {
+  return WriteOverlay(normalized, blobs, AmorphousMarks{}, path, SublatticeMarks{}, options);
 }
 
 absl::Status WriteOverlay(const cv::Mat& normalized, absl::Span<const Blob> blobs,
                           const AmorphousMarks& marks, const std::string& path,
-                          const SublatticeMarks& sublattices) {
-  auto picture = RenderOverlay(normalized, blobs, marks, sublattices, OverlayOptions{});
+                          const SublatticeMarks& sublattices, const OverlayOptions& options) {
+  auto picture = RenderOverlay(normalized, blobs, marks, sublattices, options);
   if (!picture.ok()) return picture.status();
   if (absl::Status s = EnsureParentDir(path); !s.ok()) return s;
   return WritePng(path, *picture);

@@ -173,8 +173,8 @@ std::vector<std::string> Members(hid_t group) {
   H5G_info_t info;
   if (H5Gget_info(group, &info) < 0) return names;
   for (hsize_t i = 0; i < info.nlinks; ++i) {
-    const ssize_t n = H5Lget_name_by_idx(group, ".", H5_INDEX_NAME, H5_ITER_INC, i, nullptr, 0,
-                                         H5P_DEFAULT);
+    const ssize_t n =
+        H5Lget_name_by_idx(group, ".", H5_INDEX_NAME, H5_ITER_INC, i, nullptr, 0, H5P_DEFAULT);
     if (n < 0) continue;
     std::string name(static_cast<size_t>(n) + 1, '\0');
     H5Lget_name_by_idx(group, ".", H5_INDEX_NAME, H5_ITER_INC, i, name.data(), name.size(),
@@ -215,23 +215,24 @@ std::pair<int, hid_t> FrameDepth(hid_t file_type) {
   if (H5Tget_class(file_type) == H5T_INTEGER) {
     const bool is_signed = H5Tget_sign(file_type) == H5T_SGN_2;
     if (size == 1 && !is_signed) return {CV_8U, H5T_NATIVE_UINT8};
-    if (size == 2) return is_signed ? std::pair{CV_16S, H5T_NATIVE_INT16}
-                                    : std::pair{CV_16U, H5T_NATIVE_UINT16};
+    if (size == 2)
+      return is_signed ? std::pair{CV_16S, H5T_NATIVE_INT16} : std::pair{CV_16U, H5T_NATIVE_UINT16};
   }
   return {CV_64F, H5T_NATIVE_DOUBLE};
 }
 
 // A 2-D dataset, or the first 2-D plane (the last axis = 0) of a 3-D one
 // (Velox stores rows, columns, frames).
-absl::StatusOr<cv::Mat> ReadPlane(hid_t file, const std::string& dataset, const std::string& where) {
+absl::StatusOr<cv::Mat> ReadPlane(hid_t file, const std::string& dataset,
+                                  const std::string& where) {
   H5Handle d(H5Dopen2(file, dataset.c_str(), H5P_DEFAULT), H5Dclose);
   if (!d.ok()) return absl::InvalidArgumentError(absl::StrCat(where, ": cannot open ", dataset));
   H5Handle space(H5Dget_space(d.get()), H5Sclose);
   const int rank = H5Sget_simple_extent_ndims(space.get());
   hsize_t dims[3] = {0, 0, 0};
   if (rank != 2 && rank != 3) {
-    return absl::InvalidArgumentError(absl::StrCat(where, ": ", dataset, " has ", rank,
-                                                   " dimensions; a frame must be 2-D"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ": ", dataset, " has ", rank, " dimensions; a frame must be 2-D"));
   }
   H5Sget_simple_extent_dims(space.get(), dims, nullptr);
   constexpr hsize_t kMaxSide = 1 << 16;
@@ -239,9 +240,8 @@ absl::StatusOr<cv::Mat> ReadPlane(hid_t file, const std::string& dataset, const 
     return absl::InvalidArgumentError(absl::StrCat(where, ": ", dataset, " is empty"));
   }
   if (dims[0] > kMaxSide || dims[1] > kMaxSide) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat(where, ": frame of ", dims[0], "x", dims[1], " exceeds ", kMaxSide,
-                     " per side"));
+    return absl::ResourceExhaustedError(absl::StrCat(where, ": frame of ", dims[0], "x", dims[1],
+                                                     " exceeds ", kMaxSide, " per side"));
   }
   H5Handle type(H5Dget_type(d.get()), H5Tclose);
   const auto [depth, memory_type] = FrameDepth(type.get());
@@ -315,8 +315,8 @@ absl::StatusOr<FrameFile> ReadVeloxEmd(hid_t file, const std::string& path) {
       text.push_back(static_cast<char>(v));
     }
     const nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-    const nlohmann::json* binary = j.is_object() && j.contains("BinaryResult") ? &j["BinaryResult"]
-                                                                                 : nullptr;
+    const nlohmann::json* binary =
+        j.is_object() && j.contains("BinaryResult") ? &j["BinaryResult"] : nullptr;
     if (binary == nullptr || !binary->contains("PixelSize")) return f;
     const nlohmann::json& size = (*binary)["PixelSize"];
     double width = 0.0;
@@ -324,8 +324,7 @@ absl::StatusOr<FrameFile> ReadVeloxEmd(hid_t file, const std::string& path) {
         binary->contains("PixelUnitX") ? (*binary)["PixelUnitX"].get<std::string>() : "m";
     const std::optional<double> a = UnitInAngstrom(unit);
     if (size.contains("width") && size["width"].is_string() &&
-        absl::SimpleAtod(size["width"].get<std::string>(), &width) && a &&
-        Plausible(width * *a)) {
+        absl::SimpleAtod(size["width"].get<std::string>(), &width) && a && Plausible(width * *a)) {
       f.pixel_size_angstrom = width * *a;
       f.calibration = absl::StrCat("Velox EMD metadata (PixelSize in ", unit, ")");
     }
@@ -352,8 +351,9 @@ absl::StatusOr<FrameFile> ReadEmd(const std::string& path) {
     return ReadVeloxEmd(file.get(), path);
   }
   return absl::InvalidArgumentError(absl::StrCat(
-      path, ": an HDF5 file in no EMD layout this reads (EMD 0.2 /data/<name>/data, or Velox "
-            "/Data/Image/<id>/Data)"));
+      path,
+      ": an HDF5 file in no EMD layout this reads (EMD 0.2 /data/<name>/data, or Velox "
+      "/Data/Image/<id>/Data)"));
 }
 
 }  // namespace
@@ -365,10 +365,9 @@ std::optional<double> UnitInAngstrom(std::string unit) {
   }
   unit.erase(std::remove(unit.begin(), unit.end(), '_'), unit.end());  // EMD's "n_m"
   static const std::map<std::string, double> kUnits = {
-      {"m", 1e10},        {"cm", 1e8},      {"mm", 1e7},       {"um", 1e4},
-      {"\u00B5m", 1e4},  {"\u03BCm", 1e4},      {"micron", 1e4},   {"microns", 1e4},
-      {"nm", 10.0},       {"A", 1.0},       {"\u00C5", 1.0},  {"\u212B", 1.0},
-      {"angstrom", 1.0},  {"Angstrom", 1.0}, {"pm", 0.01}};
+      {"m", 1e10},      {"cm", 1e8},     {"mm", 1e7},       {"um", 1e4},       {"\u00B5m", 1e4},
+      {"\u03BCm", 1e4}, {"micron", 1e4}, {"microns", 1e4},  {"nm", 10.0},      {"A", 1.0},
+      {"\u00C5", 1.0},  {"\u212B", 1.0}, {"angstrom", 1.0}, {"Angstrom", 1.0}, {"pm", 0.01}};
   const auto it = kUnits.find(unit);
   if (it == kUnits.end()) return std::nullopt;
   return it->second;

@@ -82,11 +82,13 @@ absl::StatusOr<PriorRequest> PriorFromTable(const Flags& flags, PriorRequest r) 
     r.pixel_size_source = "--pixel-size";
   } else if (r.frame) {
     absl::StatusOr<FrameFile> frame = ReadFrameFile(*r.frame);
-    if (!frame.ok()) return absl::Status(absl::StatusCode::kFailedPrecondition, frame.status().message());
+    if (!frame.ok())
+      return absl::Status(absl::StatusCode::kFailedPrecondition, frame.status().message());
     if (!frame->pixel_size_angstrom) {
       return absl::Status(absl::StatusCode::kFailedPrecondition,
-                          absl::StrCat(*r.frame, ": the file carries no pixel size (TIFF "
-                                                 "resolution, EMD calibration); give --pixel-size A"));
+                          absl::StrCat(*r.frame,
+                                       ": the file carries no pixel size (TIFF "
+                                       "resolution, EMD calibration); give --pixel-size A"));
     }
     pixel = *frame->pixel_size_angstrom;
     r.pixel_size_source = absl::StrCat(*r.frame, ": ", frame->calibration);
@@ -96,14 +98,15 @@ absl::StatusOr<PriorRequest> PriorFromTable(const Flags& flags, PriorRequest r) 
     return absl::InvalidArgumentError("--projection needs --pixel-size A or --frame IMAGE");
   }
   absl::StatusOr<PhysicsPrior> prior = PriorOfProjection(**projection, pixel);
-  if (!prior.ok()) return absl::Status(absl::StatusCode::kFailedPrecondition, prior.status().message());
+  if (!prior.ok())
+    return absl::Status(absl::StatusCode::kFailedPrecondition, prior.status().message());
   const std::string text = PriorToJson(*prior).dump(1) + "\n";
-  absl::StatusOr<server::PriorSetting> read_back =
-      ParsePrior(text, r.out.value_or("--projection"));
+  absl::StatusOr<server::PriorSetting> read_back = ParsePrior(text, r.out.value_or("--projection"));
   if (r.out && read_back.ok()) {
     absl::Status written = EnsureParentDir(*r.out);
     if (written.ok()) written = WriteTextFile(*r.out, text);
-    if (!written.ok()) return absl::Status(absl::StatusCode::kFailedPrecondition, written.message());
+    if (!written.ok())
+      return absl::Status(absl::StatusCode::kFailedPrecondition, written.message());
     read_back = ReadPriorFile(*r.out);
   }
   if (!read_back.ok()) {

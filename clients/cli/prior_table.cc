@@ -49,8 +49,9 @@ Projection Fcc100(const std::string& element, int z, double a) {
 Projection Fcc110(const std::string& element, int z, double a) {
   return {.name = absl::StrCat(element, "-110"),
           .description = absl::StrCat(
-              element, " (fcc) along [110]: rows a/2 apart along [001], columns a*sqrt(2)/2 apart "
-                       "within a row, neighbouring rows shifted by half of that"),
+              element,
+              " (fcc) along [110]: rows a/2 apart along [001], columns a*sqrt(2)/2 apart "
+              "within a row, neighbouring rows shifted by half of that"),
           .constants = absl::StrFormat("a = %.3f A", a),
           .source = kFccSource,
           .a_angstrom = a * kSqrt2 / 2,
@@ -60,15 +61,15 @@ Projection Fcc110(const std::string& element, int z, double a) {
 
 std::vector<Projection> MakeTable() {
   std::vector<Projection> t;
-  t.push_back(
-      {.name = "SrTiO3-100",
-       .description = "SrTiO3 (cubic perovskite) along [100]: Sr columns and Ti-O columns at the "
-                      "cell centres (the O columns are dark)",
-       .constants = absl::StrFormat("a = %.3f A", kSrTiO3),
-       .source = kSrTiO3Source,
-       .a_angstrom = kSrTiO3,
-       .b_angstrom = kSrTiO3,
-       .sublattices = {{"Sr", {{0, 0}}, {38}}, {"TiO", {{0.5, 0.5}}, {22, 8}}}});
+  t.push_back({.name = "SrTiO3-100",
+               .description =
+                   "SrTiO3 (cubic perovskite) along [100]: Sr columns and Ti-O columns at the "
+                   "cell centres (the O columns are dark)",
+               .constants = absl::StrFormat("a = %.3f A", kSrTiO3),
+               .source = kSrTiO3Source,
+               .a_angstrom = kSrTiO3,
+               .b_angstrom = kSrTiO3,
+               .sublattices = {{"Sr", {{0, 0}}, {38}}, {"TiO", {{0.5, 0.5}}, {22, 8}}}});
   // Along [110] the beam repeat a·√2 holds Sr and O in one column, Ti alone
   // in the next along [001], a/2 away; pure O columns sit between (dark).
   t.push_back({.name = "SrTiO3-110",
@@ -101,8 +102,8 @@ std::vector<Projection> MakeTable() {
                .b_angstrom = kGrapheneBond * kSqrt3,
                .gamma_deg = 120.0,
                .sublattices = {{"C", {{1.0 / 3, 2.0 / 3}, {2.0 / 3, 1.0 / 3}}, {6}}}});
-  for (const auto& [element, z, a] : {std::tuple{"Au", 79, kAu}, std::tuple{"Cu", 29, kCu},
-                                      std::tuple{"Pt", 78, kPt}}) {
+  for (const auto& [element, z, a] :
+       {std::tuple{"Au", 79, kAu}, std::tuple{"Cu", 29, kCu}, std::tuple{"Pt", 78, kPt}}) {
     t.push_back(Fcc100(element, z, a));
     t.push_back(Fcc110(element, z, a));
   }
@@ -204,8 +205,7 @@ std::string ProjectionTableText() {
       std::vector<std::string> parts;
       for (size_t i = 0; i < p.sublattices.size(); ++i) {
         parts.push_back(absl::StrFormat("%s %.3f/nm^2 brightness %.2f", p.sublattices[i].name,
-                                        f.sublattice_density_per_nm2[i],
-                                        f.relative_brightness[i]));
+                                        f.sublattice_density_per_nm2[i], f.relative_brightness[i]));
       }
       absl::StrAppend(&out, "  sublattices: ", absl::StrJoin(parts, "; "), "\n");
     }

@@ -18,8 +18,8 @@ namespace logstar {
 // float32, float64, uint8, uint16 or int16, either endianness), TIFF (first
 // page) or PNG, chosen by extension. The returned Mat keeps the file's
 // element type, except three .npy dtypes OpenCV cannot hold as such, which
-// are widened exactly: int32 and uint32 to float64, float16 to float32. Errors name the file and the problem (missing, truncated,
-// unsupported dtype, not 2-D, empty, more than one channel).
+// are widened exactly: int32 and uint32 to float64, float16 to float32. Errors name the file and
+// the problem (missing, truncated, unsupported dtype, not 2-D, empty, more than one channel).
 absl::StatusOr<cv::Mat> LoadFrame(const std::string& path);
 
 // Writes a 2-D single-channel Mat as a little-endian, C-order .npy file
