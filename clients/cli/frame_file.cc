@@ -286,7 +286,7 @@ absl::StatusOr<FrameFile> ReadBerkeleyEmd(hid_t file, const std::string& path) {
       const std::optional<double> step = AxisStep(file, group + "/dim2");
       if (unit && step && Plausible(*step * *unit)) {
         f.pixel_size_angstrom = *step * *unit;
-        f.calibration = absl::StrCat("EMD ", group, "/dim2 (", units, ")");
+        f.calibration = absl::StrCat("EMD ", group, "/dim2, units ", units);
       }
     }
     return f;
@@ -326,7 +326,7 @@ absl::StatusOr<FrameFile> ReadVeloxEmd(hid_t file, const std::string& path) {
     if (size.contains("width") && size["width"].is_string() &&
         absl::SimpleAtod(size["width"].get<std::string>(), &width) && a && Plausible(width * *a)) {
       f.pixel_size_angstrom = width * *a;
-      f.calibration = absl::StrCat("Velox EMD metadata (PixelSize in ", unit, ")");
+      f.calibration = absl::StrCat("Velox EMD metadata, PixelSize in ", unit);
     }
     return f;
   }
@@ -399,11 +399,15 @@ absl::StatusOr<cv::Mat> LoadFrameFile(const std::string& path) {
   return std::move(f->pixels);
 }
 
+void PrintCalibrationNote(const std::string& path, const FrameFile& f, const char* why) {
+  std::fprintf(stderr, "logstar: note: %s: pixel size %.6g A from its %s%s\n", path.c_str(),
+               f.pixel_size_angstrom.value_or(0.0), f.calibration.c_str(), why);
+}
+
 std::optional<double> PixelSizeFromFile(const std::string& path) {
   absl::StatusOr<FrameFile> f = ReadFrameFile(path);
   if (!f.ok() || !f->pixel_size_angstrom) return std::nullopt;
-  std::fprintf(stderr, "logstar: note: %s: pixel size %.6g A from its %s (the prior gives none)\n",
-               path.c_str(), *f->pixel_size_angstrom, f->calibration.c_str());
+  PrintCalibrationNote(path, *f, kPriorGivesNone);
   return f->pixel_size_angstrom;
 }
 

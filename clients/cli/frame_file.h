@@ -51,6 +51,11 @@ absl::StatusOr<cv::Mat> LoadFrameFile(const std::string& path);
 // read (reading it for the analysis then says why).
 std::optional<double> PixelSizeFromFile(const std::string& path);
 
+// "logstar: note: PATH: pixel size 0.125 A from its SOURCE" and `why`
+// (e.g. kPriorGivesNone), on stderr.
+inline constexpr char kPriorGivesNone[] = " (the prior gives none)";
+void PrintCalibrationNote(const std::string& path, const FrameFile& f, const char* why);
+
 // A unit's length in angstrom ("nm", "n_m", "[n_m]", "um", "µm", "micron",
 // "A", "Å", "angstrom", "pm", "m", ...); nullopt when it is not a length.
 std::optional<double> UnitInAngstrom(std::string unit);

@@ -92,8 +92,7 @@ absl::StatusOr<PriorRequest> PriorFromTable(const Flags& flags, PriorRequest r) 
     }
     pixel = *frame->pixel_size_angstrom;
     r.pixel_size_source = absl::StrCat(*r.frame, ": ", frame->calibration);
-    std::fprintf(stderr, "logstar: note: %s: pixel size %.6g A from its %s\n", r.frame->c_str(),
-                 pixel, frame->calibration.c_str());
+    PrintCalibrationNote(*r.frame, *frame, "");
   } else {
     return absl::InvalidArgumentError("--projection needs --pixel-size A or --frame IMAGE");
   }

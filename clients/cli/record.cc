@@ -91,9 +91,7 @@ int RunRecord(const std::vector<std::string>& args) {
     if (!(pixel > 0.0) && image->pixel_size_angstrom) {
       pixel = *image->pixel_size_angstrom;
       if (!said_calibration) {
-        std::fprintf(stderr,
-                     "logstar: note: %s: pixel size %.6g A from its %s (the prior gives none)\n",
-                     (*paths)[i].c_str(), pixel, image->calibration.c_str());
+        PrintCalibrationNote((*paths)[i], *image, kPriorGivesNone);
         said_calibration = true;
       }
     }
