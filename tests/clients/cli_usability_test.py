@@ -10,8 +10,6 @@ import argparse
 import json
 import math
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -19,17 +17,10 @@ import unittest
 
 import numpy as np
 
-LOGSTAR = None
-
-
-def run(*args):
-    p = subprocess.run([LOGSTAR, *args], capture_output=True, text=True, timeout=120)
-    return p.returncode, p.stdout, p.stderr
-
-
-def load_json(path):
-    with open(path) as f:
-        return json.load(f)
+# The CLI runner and helpers of cli_test.py (its LOGSTAR set in __main__ below).
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cli_test  # noqa: E402
+from cli_test import free_port, load_json, run  # noqa: E402
 
 
 def read_png_rgb(path):
@@ -51,14 +42,6 @@ def blobs_of(img, colour):
     from scipy import ndimage
     labels, n = ndimage.label(mask_of(img, colour), structure=np.ones((3, 3)))
     return [tuple(reversed(c)) for c in ndimage.center_of_mass(labels > 0, labels, range(1, n + 1))]
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(('127.0.0.1', 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class Base(unittest.TestCase):
@@ -562,5 +545,5 @@ if __name__ == '__main__':
     ap = argparse.ArgumentParser()
     ap.add_argument('--logstar', required=True)
     args, rest = ap.parse_known_args()
-    LOGSTAR = os.path.abspath(args.logstar)
+    cli_test.LOGSTAR = os.path.abspath(args.logstar)
     unittest.main(argv=[sys.argv[0], '-v'] + rest)
