@@ -11,6 +11,8 @@ packages=(
   libopencv-dev libeigen3-dev libtbb-dev libabsl-dev
   # command-line tool
   nlohmann-json3-dev
+  # the command-line tool's EMD frames (HDF5) and the EMD files its tests write
+  libhdf5-dev python3-h5py
   # the daemon: gRPC, Protobuf, Prometheus metrics; openssl makes the TLS test certificates
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler prometheus-cpp-dev openssl
   # tests and benchmarks

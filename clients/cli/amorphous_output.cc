@@ -136,8 +136,7 @@ absl::StatusOr<AmorphousReport> AddAmorphous(const AmorphousRequest& request,
     for (const Region& g : chosen.regions.regions) marks.outlines.push_back(g.contour);
     marks.uncertain = chosen.verdict.uncertain();
     marks.uncertain_label = VerdictCodeName(chosen.verdict.code);
-    absl::StatusOr<cv::Mat> picture =
-        RenderAmorphousOverlay(*image, blobs, marks, OverlayOptions{});
+    absl::StatusOr<cv::Mat> picture = RenderAmorphousOverlay(*image, blobs, marks, request.overlay);
     if (!picture.ok()) return picture.status();
     if (absl::Status s = EnsureParentDir(*request.overlay_path); !s.ok()) return s;
     if (absl::Status s = WritePng(*request.overlay_path, *picture); !s.ok()) return s;

@@ -30,6 +30,7 @@
 #include "engine/analysis/analyzer.h"
 #include "engine/base/context.h"
 #include "engine/image/normalize.h"
+#include "engine/image/overlay.h"
 #include "engine/physics/physics_prior.h"
 
 namespace logstar::cli {
@@ -41,6 +42,7 @@ struct AmorphousRequest {
   ExecutionContext* context = nullptr;
   std::optional<std::string> mask_path;     // 8-bit PNG, 255 = amorphous
   std::optional<std::string> overlay_path;  // atoms and regions on the frame
+  OverlayOptions overlay;                   // its annotations (AnnotatedOverlay)
 };
 
 struct AmorphousReport {

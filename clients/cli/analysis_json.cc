@@ -27,6 +27,16 @@ Json RegionToJson(const PixelRegion& r) {
   return {{"col0", r.col0}, {"row0", r.row0}, {"cols", r.cols}, {"rows", r.rows}};
 }
 
+Json SublatticeCountToJson(const SublatticeCount& c) {
+  return {{"name", c.name},
+          {"num_found", c.num_found},
+          {"num_expected", c.num_expected},
+          {"qc", c.qc},
+          {"relative_brightness", c.relative_brightness}};
+}
+
+}  // namespace
+
 Json WindowToJson(const WindowResult& w) {
   Json front = Json::array();
   for (const FrontPoint& p : w.front) {
@@ -61,16 +71,6 @@ Json WindowToJson(const WindowResult& w) {
   if (!w.crystal_note.empty()) j["crystal_note"] = w.crystal_note;
   return j;
 }
-
-Json SublatticeCountToJson(const SublatticeCount& c) {
-  return {{"name", c.name},
-          {"num_found", c.num_found},
-          {"num_expected", c.num_expected},
-          {"qc", c.qc},
-          {"relative_brightness", c.relative_brightness}};
-}
-
-}  // namespace
 
 Json LatticeToJson(const LatticeMeasurement& m, double pixel_size_angstrom) {
   Json j = {{"found", m.found}};

@@ -30,6 +30,11 @@ Json RewardsToJson(const Rewards& r);
 // Appends to `j`, which may already hold keys that must come first.
 Json LogParametersToJson(const LogParameters& p, Json j = Json::object());
 Json AtomToJson(double x, double y, double sigma, float response);
+// One window as RESULT.json's "windows" (and replay's --results lines) give
+// it: index, tile and core, cache ("hit", "miss", "retuned"), parameters,
+// rewards, its Pareto front (each point's parameters, qc and er) and the
+// chosen point's index into it.
+Json WindowToJson(const WindowResult& w);
 // What a frame's analysis adds to RESULT.json, for one IMAGE and per frame:
 // atoms (with their sublattice's name, or null, when `prior` has
 // sublattices), rewards, windows (with their Pareto fronts and crystalline

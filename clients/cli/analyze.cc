@@ -25,6 +25,7 @@
 #include "clients/cli/analysis_json.h"
 #include "clients/cli/commands.h"
 #include "clients/cli/common.h"
+#include "clients/cli/frame_file.h"
 #include "clients/cli/prior.h"
 #include "clients/cli/remote.h"
 #include "clients/cpp/client.h"
@@ -44,16 +45,29 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 constexpr char kAnalyzeUsage[] =
-    "usage: logstar analyze IMAGE --prior PRIOR.json|auto --out RESULT.json [options]\n"
-    "       logstar analyze --frames DIR_OR_GLOB --prior PRIOR.json|auto --out RESULT.json "
-    "[options]\n"
+    "usage: logstar analyze IMAGE|--frames DIR_OR_GLOB --prior PRIOR.json|auto --out RESULT.json\n"
+    "                       [LoG* options] [--overlay OUT.png] [--normalize M] [--pixel-size A]\n"
+    "                       [--server ADDR [client options] | --threads N]\n"
+    "       logstar analyze IMAGE --prior PRIOR.json|auto --out RESULT.json [LoG* options]\n"
+    "                       --gmm [--amorphous-mask M.png] [--truth ATOMS.csv [--match-radius "
+    "PX]]\n"
+    "       logstar analyze IMAGE --prior PRIOR.json --out RESULT.json --fixed a,b,n,t,o\n"
+    "                       [--overlay OUT.png] [--normalize M] [--threads N]\n"
+    "                       [--truth ATOMS.csv [--match-radius PX]]\n"
+    "LoG* options (none of them with --fixed): --window --stride --evals --seed --choose\n"
+    "  --objectives --num-sigma --no-refine --drift-tolerance --sublattice --strict\n"
+    "Go together: --stride with --window > 0; --truth and --gmm with one IMAGE; --amorphous-mask\n"
+    "  with --gmm; --match-radius with --truth; --pixel-size with an auto prior; --fixed only\n"
+    "  in process (not --server), with a given PRIOR.json and one IMAGE; --threads not with\n"
+    "  --server.\n"
     "By default LoG*: the frame is cut into windows and each window's LoG parameters are tuned\n"
     "against the physics rewards (QC, ER) by Bayesian optimisation; tuned parameters are cached\n"
     "per window position and reused on the next frames of a sequence. Lengths are in pixels.\n"
-    "  IMAGE                 .npy (float32, float64, uint8, uint16, int16), .tif/.tiff or .png\n"
+    "  IMAGE                 .npy (float16/32/64, uint8/16/32, int16/32), .tif/.tiff, .png or\n"
+    "                        .emd (EMD 0.2 or Velox, HDF5)\n"
     "  --frames DIR_OR_GLOB  analyse a sequence with one cache instead of one IMAGE: the .npy,\n"
-    "                        .tif, .tiff and .png files of a directory in name order, or the\n"
-    "                        files a glob pattern matches (quote it)\n"
+    "                        .tif, .tiff, .png and .emd files of a directory in name order, or\n"
+    "                        the files a glob pattern matches (quote it)\n"
     "  --prior PRIOR.json    pixel_size_angstrom, nearest_neighbor_angstrom and\n"
     "                        column_density_per_nm2 or a lattice {a_angstrom, b_angstrom,\n"
     "                        gamma_deg, columns_per_cell}; optionally sublattices [{name,\n"
@@ -63,14 +77,18 @@ constexpr char kAnalyzeUsage[] =
     "                        adds a warning (RESULT.json \"warnings\", and on stderr)\n"
     "  --prior auto          derive the prior from the (first) frame: the lattice measured on\n"
     "                        it gives the nearest-neighbour distance and the density; in pixels\n"
-    "                        unless --pixel-size is given. So does a PRIOR.json with\n"
-    "                        {\"auto\": true} or only pixel_size_angstrom\n"
-    "  --pixel-size A        with an auto prior: angstrom per pixel\n"
+    "                        unless --pixel-size is given or the (first) frame's file is\n"
+    "                        calibrated (TIFF resolution or ImageJ unit, EMD dims; said on\n"
+    "                        stderr). So does a PRIOR.json with {\"auto\": true} or only\n"
+    "                        pixel_size_angstrom\n"
+    "  --pixel-size A        with an auto prior: angstrom per pixel (over the file's own)\n"
     "  --sublattice NAME     report only the columns of this sublattice of the prior\n"
     "  --strict              exit 3 when any result carries prior warnings (RESULT.json is\n"
     "                        still written; the warnings go to stderr)\n"
-    "  --overlay OUT.png     draw the atoms on the frame; with --frames a directory that\n"
-    "                        receives one STEM.png per frame\n"
+    "  --overlay OUT.png     draw the atoms on the frame, with a legend, a scale bar (when the\n"
+    "                        pixel size is known), the frame number and the window grid\n"
+    "                        coloured by cache state; with --frames a directory that receives\n"
+    "                        one STEM.png per frame\n"
     "  --window PX           window side; 0 = the whole frame is one window (default 256)\n"
     "  --stride PX           distance between window starts, 1..window (default: the window,\n"
     "                        no overlap)\n"
@@ -348,7 +366,7 @@ absl::Status WriteResult(const AnalyzeSetup& s, const Json& result) {
 int AnalyzeFixed(const AnalyzeSetup& s, const std::string& image_path,
                  const LogOptions& log_options) {
   auto t0 = Clock::now();
-  absl::StatusOr<cv::Mat> raw = LoadFrame(image_path);
+  absl::StatusOr<cv::Mat> raw = LoadFrameFile(image_path);
   if (!raw.ok()) return Fail(raw.status());
   const double load_ms = MsSince(t0);
 
@@ -376,7 +394,12 @@ int AnalyzeFixed(const AnalyzeSetup& s, const std::string& image_path,
   double overlay_ms = 0.0;
   if (s.overlay_path) {
     t0 = Clock::now();
-    if (absl::Status st = WriteOverlay(*frame, *blobs, *s.overlay_path); !st.ok()) return Fail(st);
+    // One LoG run over the whole frame: no windows to outline.
+    if (absl::Status st = WriteOverlay(*frame, *blobs, *s.overlay_path,
+                                       AnnotatedOverlay(-1, s.prior.prior.pixel_size_angstrom, {}));
+        !st.ok()) {
+      return Fail(st);
+    }
     overlay_ms = MsSince(t0);
   }
 
@@ -432,14 +455,21 @@ void PrintChecks(const FrameAnalysis& a, const std::string& where) {
   }
 }
 
+// The pixel size an overlay's scale bar uses: none in pixel units.
+double OverlayPixelSize(const server::PriorInUse& prior) {
+  return prior.pixel_units ? 0.0 : prior.prior.pixel_size_angstrom;
+}
+
 // Loads one frame, runs the (shared, cache-holding) analyzer on it and
-// draws the overlay when `overlay_path` is given.
+// draws the overlay when `overlay_path` is given, numbered `frame_number`
+// (1-based in a sequence; -1 for one IMAGE).
 absl::StatusOr<AnalyzedFrame> LoadAndAnalyze(const AnalyzeSetup& s, const std::string& path,
                                              const FrameAnalyzer& analyzer,
-                                             const std::optional<std::string>& overlay_path) {
+                                             const std::optional<std::string>& overlay_path,
+                                             int64_t frame_number) {
   AnalyzedFrame f;
   auto t0 = Clock::now();
-  absl::StatusOr<cv::Mat> raw = LoadFrame(path);
+  absl::StatusOr<cv::Mat> raw = LoadFrameFile(path);
   if (!raw.ok()) return raw.status();
   f.raw = *std::move(raw);
   f.load_ms = MsSince(t0);
@@ -464,8 +494,9 @@ absl::StatusOr<AnalyzedFrame> LoadAndAnalyze(const AnalyzeSetup& s, const std::s
       if (!f.prior.prior.sublattices.empty()) sublattices.labels.push_back(a.sublattice);
     }
     for (const SublatticePrior& p : f.prior.prior.sublattices) sublattices.names.push_back(p.name);
-    if (absl::Status st =
-            WriteOverlay(*normalized, blobs, AmorphousMarks{}, *overlay_path, sublattices);
+    if (absl::Status st = WriteOverlay(
+            *normalized, blobs, AmorphousMarks{}, *overlay_path, sublattices,
+            AnnotatedOverlay(frame_number, OverlayPixelSize(f.prior), f.analysis.windows));
         !st.ok()) {
       return st;
     }
@@ -478,7 +509,7 @@ int AnalyzeImage(const AnalyzeSetup& s, const std::string& image_path,
                  const FrameAnalyzer& analyzer) {
   // With --gmm the overlay also shows the regions; the stage draws it.
   absl::StatusOr<AnalyzedFrame> f =
-      LoadAndAnalyze(s, image_path, analyzer, s.gmm ? std::nullopt : s.overlay_path);
+      LoadAndAnalyze(s, image_path, analyzer, s.gmm ? std::nullopt : s.overlay_path, -1);
   if (!f.ok()) return Fail(f.status());
   const FrameAnalysis& a = f->analysis;
   std::vector<PointXY> points;
@@ -491,13 +522,15 @@ int AnalyzeImage(const AnalyzeSetup& s, const std::string& image_path,
   if (!vs_truth.ok()) return Fail(vs_truth.status());
   AmorphousReport amorphous;
   if (s.gmm) {
-    absl::StatusOr<AmorphousReport> r = AddAmorphous({.raw = f->raw,
-                                                      .normalize = s.normalize,
-                                                      .prior = f->prior.prior,
-                                                      .context = s.context,
-                                                      .mask_path = s.amorphous_mask_path,
-                                                      .overlay_path = s.overlay_path},
-                                                     a.atoms, result);
+    absl::StatusOr<AmorphousReport> r =
+        AddAmorphous({.raw = f->raw,
+                      .normalize = s.normalize,
+                      .prior = f->prior.prior,
+                      .context = s.context,
+                      .mask_path = s.amorphous_mask_path,
+                      .overlay_path = s.overlay_path,
+                      .overlay = AnnotatedOverlay(-1, OverlayPixelSize(f->prior), a.windows)},
+                     a.atoms, result);
     if (!r.ok()) return Fail(r.status());
     amorphous = *std::move(r);
     *vs_truth += amorphous.console;
@@ -551,7 +584,7 @@ int AnalyzeFrames(const AnalyzeSetup& s, const std::string& spec, const FrameAna
     const auto t0 = Clock::now();
     std::optional<std::string> overlay;
     if (s.overlay_path) overlay = overlays[i];
-    absl::StatusOr<AnalyzedFrame> f = LoadAndAnalyze(s, path, analyzer, overlay);
+    absl::StatusOr<AnalyzedFrame> f = LoadAndAnalyze(s, path, analyzer, overlay, i + 1);
     if (!f.ok()) return Fail(f.status());
     const FrameAnalysis& a = f->analysis;
     if (i == 0) prior = f->prior;
@@ -740,6 +773,19 @@ absl::Status LoadAnalyzeInputs(const AnalyzeRequest& r, AnalyzeSetup& s,
     }
     s.prior.prior.pixel_size_angstrom = *r.pixel_size;
   }
+  if (s.prior.derive && !(s.prior.prior.pixel_size_angstrom > 0.0)) {
+    // The (first) frame's file may carry it (TIFF, EMD): said on stderr.
+    std::string first = r.image;
+    if (r.frames) {
+      absl::StatusOr<std::vector<std::string>> paths = ListFrames(*r.frames);
+      first = paths.ok() ? paths->front() : "";
+    }
+    if (!first.empty()) {
+      if (std::optional<double> pixel = PixelSizeFromFile(first)) {
+        s.prior.prior.pixel_size_angstrom = *pixel;
+      }
+    }
+  }
   if (s.prior.derive && r.fixed) {
     return absl::InvalidArgumentError(absl::StrCat(
         r.prior_path, " is an auto prior, which is derived for LoG*; --fixed needs a given one"));
@@ -784,6 +830,7 @@ int RunThroughDaemon(const AnalyzeSetup& s, const AnalyzeRequest& r) {
   if (!client_options.ok()) {
     return UsageError(std::string(client_options.status().message()), kAnalyzeUsage);
   }
+  if (absl::Status st = CheckListening(*r.remote, *client_options); !st.ok()) return Fail(st);
   auto client = Client::Connect(*client_options);
   if (!client.ok()) return Fail(client.status());
   // The daemon derives an auto prior from the first frame as RunInProcess does.

@@ -25,8 +25,11 @@ int RunRecord(const std::vector<std::string>& args);
 int RunReplay(const std::vector<std::string>& args);
 // status.cc: logstard's health and sessions.
 int RunStatus(const std::vector<std::string>& args);
-// prior_command.cc: a prior file checked (against a frame) and shown.
+// prior_command.cc: a prior file checked (against a frame) and shown, or
+// written from the built-in table of projections.
 int RunPrior(const std::vector<std::string>& args);
+// report.cc: pictures of a run (RESULTS.jsonl of replay, RESULT.json of analyze).
+int RunReport(const std::vector<std::string>& args);
 
 }  // namespace logstar::cli
 

@@ -11,6 +11,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "engine/image/image_io.h"
 
 namespace logstar::cli {
@@ -21,7 +22,12 @@ int Fail(const absl::Status& status) {
 }
 
 int UsageError(const std::string& message, const char* usage) {
-  std::fprintf(stderr, "logstar: error: %s\n%s", message.c_str(), usage);
+  // The command from the usage's first line, "usage: logstar analyze ...":
+  // the error stays one line on the screen, the help one flag away.
+  std::vector<std::string> words = absl::StrSplit(usage, absl::ByAnyChar(" \n"), absl::SkipEmpty());
+  const std::string command =
+      words.size() >= 3 && words[1] == "logstar" ? absl::StrCat("logstar ", words[2]) : "logstar";
+  std::fprintf(stderr, "logstar: error: %s (see '%s --help')\n", message.c_str(), command.c_str());
   return 2;
 }
 
@@ -163,7 +169,7 @@ absl::StatusOr<std::string> ReadTextFile(const std::string& path) {
 
 bool IsFrameFile(const std::filesystem::path& p) {
   const std::string ext = absl::AsciiStrToLower(p.extension().string());
-  return ext == ".npy" || ext == ".tif" || ext == ".tiff" || ext == ".png";
+  return ext == ".npy" || ext == ".tif" || ext == ".tiff" || ext == ".png" || ext == ".emd";
 }
 
 // The frames of --frames: a directory's image files by name, or what a
@@ -201,21 +207,35 @@ absl::StatusOr<std::vector<std::string>> ListFrames(const std::string& spec) {
   if (paths.empty()) {
     return absl::NotFoundError(absl::StrCat(
         "--frames ", spec,
-        ": no frames (expected a directory with .npy, .tif, .tiff or .png files, or a glob "
+        ": no frames (expected a directory with .npy, .tif, .tiff, .png or .emd files, or a glob "
         "pattern matching files)"));
   }
   return paths;
 }
 
+OverlayOptions AnnotatedOverlay(int64_t frame_number, double pixel_size_angstrom,
+                                absl::Span<const WindowResult> windows) {
+  OverlayOptions o{.footer = true,
+                   .frame_number = frame_number,
+                   .pixel_size_angstrom = pixel_size_angstrom > 0.0 ? pixel_size_angstrom : 0.0};
+  for (const WindowResult& w : windows) {
+    const WindowMark state = w.state == CacheState::kHit       ? WindowMark::kHit
+                             : w.state == CacheState::kRetuned ? WindowMark::kRetuned
+                                                               : WindowMark::kTuned;
+    o.windows.push_back({.tile = w.window.tile, .state = state});
+  }
+  return o;
+}
+
 absl::Status WriteOverlay(const cv::Mat& normalized, absl::Span<const Blob> blobs,
-                          const std::string& path) {
-  return WriteOverlay(normalized, blobs, AmorphousMarks{}, path);
+                          const std::string& path, const OverlayOptions& options) {
+  return WriteOverlay(normalized, blobs, AmorphousMarks{}, path, SublatticeMarks{}, options);
 }
 
 absl::Status WriteOverlay(const cv::Mat& normalized, absl::Span<const Blob> blobs,
                           const AmorphousMarks& marks, const std::string& path,
-                          const SublatticeMarks& sublattices) {
-  auto picture = RenderOverlay(normalized, blobs, marks, sublattices, OverlayOptions{});
+                          const SublatticeMarks& sublattices, const OverlayOptions& options) {
+  auto picture = RenderOverlay(normalized, blobs, marks, sublattices, options);
   if (!picture.ok()) return picture.status();
   if (absl::Status s = EnsureParentDir(path); !s.ok()) return s;
   return WritePng(path, *picture);

@@ -20,6 +20,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "engine/analysis/analyzer.h"
 #include "engine/image/overlay.h"
 #include "engine/log/log_detector.h"
 
@@ -27,7 +28,8 @@ namespace logstar::cli {
 
 // Prints "logstar: error: MESSAGE" and returns 1.
 int Fail(const absl::Status& status);
-// Prints the message and the usage, returns 2.
+// Prints "logstar: error: MESSAGE (see 'logstar COMMAND --help')", one
+// line, the command taken from `usage`'s first line; returns 2.
 int UsageError(const std::string& message, const char* usage);
 
 // --name value and --name=value options, --name switches (`switches`: no
@@ -71,16 +73,22 @@ absl::Status WriteTextFile(const std::string& path, const std::string& text);
 absl::Status EnsureParentDir(const std::string& path);
 absl::StatusOr<std::string> ReadTextFile(const std::string& path);
 bool IsFrameFile(const std::filesystem::path& p);
-// A directory's .npy/.tif/.tiff/.png files by name, or a glob's matches.
+// A directory's .npy/.tif/.tiff/.png/.emd files by name, or a glob's matches.
 absl::StatusOr<std::vector<std::string>> ListFrames(const std::string& spec);
-// Draws the blobs on a normalised frame and writes a PNG (creating its directory).
+// What the CLI's overlays say below the frame (OverlayOptions::footer): the
+// frame number (< 0: none), a scale bar from the pixel size (0 or a prior in
+// pixel units: none) and the analysis windows coloured by cache state.
+OverlayOptions AnnotatedOverlay(int64_t frame_number, double pixel_size_angstrom,
+                                absl::Span<const WindowResult> windows);
+// Draws the blobs on a normalised frame and writes a PNG (creating its
+// directory), with `options`' annotations.
 absl::Status WriteOverlay(const cv::Mat& normalized, absl::Span<const Blob> blobs,
-                          const std::string& path);
+                          const std::string& path, const OverlayOptions& options);
 // The same with amorphous atoms coloured and region outlines drawn, and each
 // sublattice in its colour (empty marks draw as above).
 absl::Status WriteOverlay(const cv::Mat& normalized, absl::Span<const Blob> blobs,
                           const AmorphousMarks& marks, const std::string& path,
-                          const SublatticeMarks& sublattices = {});
+                          const SublatticeMarks& sublattices, const OverlayOptions& options);
 
 }  // namespace logstar::cli
 

@@ -20,11 +20,14 @@ constexpr char kUsage[] =
     "  analyze  find the atoms in a frame (or a sequence) with LoG* per window\n"
     "           logstar analyze IMAGE|--frames DIR_OR_GLOB --prior PRIOR.json|auto --out "
     "RESULT.json\n"
-    "                 [--window PX] [--stride PX] [--evals N] [--seed S]\n"
-    "                 [--pixel-size A] [--sublattice NAME] [--strict]\n"
-    "                 [--choose euclidean|chebyshev|weights:WQ,WE] [--overlay OUT.png]\n"
-    "                 [--fixed min_sigma,max_sigma,num_sigma,threshold,overlap]\n"
-    "                 [--normalize minmax|percentile] [--threads N]\n"
+    "                 [--window PX] [--stride PX] [--evals N] [--seed S] [--choose RULE]\n"
+    "                 [--sublattice NAME] [--strict] [--pixel-size A] [--overlay OUT.png]\n"
+    "                 [--normalize minmax|percentile] [--server ADDR | --threads N]\n"
+    "           logstar analyze IMAGE --prior PRIOR.json --out RESULT.json\n"
+    "                 --fixed min_sigma,max_sigma,num_sigma,threshold,overlap\n"
+    "                 [--overlay OUT.png] [--truth ATOMS.csv]   (no LoG* option, no --server)\n"
+    "           IMAGE: .npy, .tif/.tiff, .png or .emd; a TIFF/EMD calibration gives an auto\n"
+    "           prior its pixel size\n"
     "  synth --frames K --out S.lsr   a drifting, noisy generated stream with its ground truth\n"
     "  record   write image files as a recorded stream\n"
     "           logstar record --from DIR|GLOB --prior PRIOR.json|auto --out S.lsr [--fps F]\n"
@@ -32,8 +35,11 @@ constexpr char kUsage[] =
     "           logstar replay S.lsr --server ADDR [--speed 1|N|max] [--loop K]\n"
     "                 [--results R.jsonl] [--overlays DIR] [--tls ...] [--token T]\n"
     "  status   health of logstard and its sessions: logstar status --server ADDR [--session ID]\n"
-    "  prior    check a prior file (against a frame's lattice) and show it\n"
+    "  report   draw a run: logstar report RESULTS.jsonl|RESULT.json --out DIR\n"
+    "  prior    check a prior file (against a frame's lattice) and show it, or write one\n"
     "           logstar prior PRIOR.json|auto [--frame IMAGE] [--pixel-size A] [--strict]\n"
+    "           logstar prior --projection NAME (--pixel-size A | --frame IMAGE) [--out P.json]\n"
+    "           logstar prior --list   (SrTiO3, YBCO, graphene, Au/Cu/Pt projections)\n"
     "  version  print the version\n"
     "\n"
     "Run 'logstar <command> --help' for the options of a command.\n"
@@ -54,6 +60,7 @@ int main(int argc, char** argv) {
   if (command == "replay") return logstar::cli::RunReplay(args);
   if (command == "status") return logstar::cli::RunStatus(args);
   if (command == "prior") return logstar::cli::RunPrior(args);
+  if (command == "report") return logstar::cli::RunReport(args);
   if (command == "version" || command == "--version") {
     std::printf("logstar %s\n", LOGSTAR_VERSION);
     return 0;
@@ -62,6 +69,7 @@ int main(int argc, char** argv) {
     std::fputs(kUsage, stdout);
     return 0;
   }
-  std::fprintf(stderr, "logstar: error: unknown command '%s'\n%s", command.c_str(), kUsage);
+  std::fprintf(stderr, "logstar: error: unknown command '%s' (see 'logstar --help')\n",
+               command.c_str());
   return 2;
 }

@@ -9,6 +9,7 @@
 #include "absl/time/clock.h"
 #include "clients/cli/commands.h"
 #include "clients/cli/common.h"
+#include "clients/cli/frame_file.h"
 #include "clients/cli/prior.h"
 #include "clients/cli/recording_flags.h"
 #include "clients/cli/remote.h"
@@ -21,11 +22,12 @@ namespace {
 constexpr char kRecordUsage[] =
     "usage: logstar record --from DIR|GLOB --prior PRIOR.json|auto --out S.lsr [--fps F]\n"
     "                      [--window PX] [--evals N] [--description TEXT]\n"
-    "Writes the frames (.npy, .tif/.tiff, .png; a directory in name order or a quoted glob)\n"
+    "Writes the frames (.npy, .tif/.tiff, .png, .emd; a directory in name order or a quoted glob)\n"
     "as a recorded stream that `logstar replay` sends to logstard.\n"
     "  --prior P       the prior the header carries, sublattices included; auto (or a\n"
     "                  PRIOR.json with {\"auto\": true} or only pixel_size_angstrom): the\n"
-    "                  daemon derives it from the first frame\n"
+    "                  daemon derives it from the first frame, with each frame's pixel size\n"
+    "                  from its file's calibration (TIFF, EMD) when it has one\n"
     "  --fps F         frame rate for the replay timing (default 10)\n"
     "  --window, --evals  analysis settings stored in the header (default: the daemon's)\n"
     "  --gmm              the header asks for the amorphous stage too\n";
@@ -71,10 +73,11 @@ int RunRecord(const std::vector<std::string>& args) {
   if (absl::Status s = EnsureParentDir(out); !s.ok()) return Fail(s);
   auto writer = RecordingWriter::Create(out, header);
   if (!writer.ok()) return Fail(writer.status());
+  bool said_calibration = false;
   for (size_t i = 0; i < paths->size(); ++i) {
-    auto image = LoadFrame((*paths)[i]);
+    absl::StatusOr<FrameFile> image = ReadFrameFile((*paths)[i]);
     if (!image.ok()) return Fail(image.status());
-    auto pixels = ImageToPixels(*image);
+    auto pixels = ImageToPixels(image->pixels);
     if (!pixels.ok()) {
       return Fail(
           absl::InvalidArgumentError(absl::StrCat((*paths)[i], ": ", pixels.status().message())));
@@ -82,9 +85,18 @@ int RunRecord(const std::vector<std::string>& args) {
     v1::RecordedFrame f;
     f.set_offset_ns(static_cast<int64_t>(std::llround(1e9 * static_cast<double>(i) / *fps)));
     f.mutable_frame()->set_sequence(i + 1);
-    // 0 with an auto prior without pixel size: the frames give none either.
-    f.mutable_frame()->set_pixel_size_x_angstrom(prior->prior.pixel_size_angstrom);
-    f.mutable_frame()->set_pixel_size_y_angstrom(prior->prior.pixel_size_angstrom);
+    // An auto prior without pixel size: the file's calibration when it has
+    // one (said once), else 0.
+    double pixel = prior->prior.pixel_size_angstrom;
+    if (!(pixel > 0.0) && image->pixel_size_angstrom) {
+      pixel = *image->pixel_size_angstrom;
+      if (!said_calibration) {
+        PrintCalibrationNote((*paths)[i], *image, kPriorGivesNone);
+        said_calibration = true;
+      }
+    }
+    f.mutable_frame()->set_pixel_size_x_angstrom(pixel);
+    f.mutable_frame()->set_pixel_size_y_angstrom(pixel);
     *f.mutable_frame()->mutable_pixels() = *std::move(pixels);
     if (absl::Status s = (*writer)->Append(f); !s.ok()) return Fail(s);
   }

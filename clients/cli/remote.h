@@ -47,6 +47,14 @@ struct ClientFlags {
   bool tls = false;
 };
 absl::StatusOr<ClientOptions> ClientOptionsFromFlags(const ClientFlags& flags);
+// Fails fast when nothing listens at the address: UNAVAILABLE "cannot reach
+// logstard at ADDR: connection refused ..." (or "no such socket", "unknown
+// host") within about a second, where the client would retry until its
+// connect timeout. Only without --connect-timeout: a timeout given asks to
+// wait for a daemon that is still starting. OK when something listens, when
+// the probe cannot tell (a filtered port, a gRPC target such as dns:///...)
+// or when the flag was given; the client's own connect then decides.
+absl::Status CheckListening(const ClientFlags& flags, const ClientOptions& options);
 // The client flags among a command's parsed flags.
 ClientFlags ClientFlagsFrom(const Flags& flags);
 // The names of the client flags that take a value (--tls is a switch).
@@ -57,7 +65,8 @@ inline constexpr char kClientFlagsUsage[] =
     "  --tls-ca F            PEM of the CA that signed the server's certificate (implies --tls)\n"
     "  --tls-cert F, --tls-key F  client certificate and key for mutual TLS (imply --tls)\n"
     "  --token T             bearer token (or --token-file F, first line)\n"
-    "  --connect-timeout S   seconds to wait for the server (default 10)\n";
+    "  --connect-timeout S   seconds to wait for a server that is starting (default: a\n"
+    "                        refused connection fails at once, else 10 s)\n";
 
 }  // namespace logstar::cli
 

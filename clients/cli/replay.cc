@@ -27,6 +27,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "clients/cli/analysis_json.h"
 #include "clients/cli/commands.h"
 #include "clients/cli/common.h"
 #include "clients/cli/recording_flags.h"
@@ -53,7 +54,8 @@ constexpr char kReplayUsage[] =
     "Sends a recorded stream to logstard at its original pace and reads every answer.\n"
     "  --speed S          1 = as recorded (default), N = N times faster, max = no waiting\n"
     "  --loop K           send the recording K times (default 1)\n"
-    "  --results R.jsonl  one JSON line per frame: sequence, status, atoms, latency\n"
+    "  --results R.jsonl  one JSON line per frame: sequence, status, atoms, latency, windows\n"
+    "                     (with their fronts; `logstar report` draws them)\n"
     "  --overlays DIR     a PNG per analysed frame with its atoms drawn\n"
     "  --session ID       the session to open or resume (default: a new one)\n"
     "  --max-in-flight N  frames sent but not answered (default 4)\n"
@@ -292,6 +294,12 @@ class AnswerReader {
                      {"misses", res.cache_misses()},
                      {"retunes", res.cache_retunes()}};
     line["server_total_ms"] = res.latency().total_ms();
+    // The windows as RESULT.json gives them (their fronts: `logstar report`).
+    Json windows = Json::array();
+    for (const WindowResult& w : AnalysisFromResult(res).windows) {
+      windows.push_back(WindowToJson(w));
+    }
+    line["windows"] = std::move(windows);
     Json warnings = Json::array();
     for (const v1::PriorWarning& w : res.warnings()) {
       warnings.push_back({{"field", w.field()},
@@ -386,8 +394,13 @@ class AnswerReader {
         sublattices.labels.push_back(static_cast<int>(atom.sublattice()) - 1);
       }
     }
+    // The windows by cache state, from the engine's view of the result.
+    const FrameAnalysis analysis = AnalysisFromResult(res);
+    const double pixel =
+        res.prior_used().pixel_units() ? 0.0 : res.prior_used().prior().pixel_size_angstrom();
     return WriteOverlay(*normalized, blobs, marks,
-                        absl::StrFormat("%s/frame_%06d.png", *overlays_, sequence), sublattices);
+                        absl::StrFormat("%s/frame_%06d.png", *overlays_, sequence), sublattices,
+                        AnnotatedOverlay(static_cast<int64_t>(sequence), pixel, analysis.windows));
   }
 
   const v1::SessionSettings& settings_;
@@ -751,6 +764,10 @@ int RunReplay(const std::vector<std::string>& args) {
       return Fail(absl::PermissionDeniedError(
           absl::StrCat(*request->results, ": cannot open for writing")));
     }
+  }
+  if (absl::Status s = CheckListening(ClientFlagsFrom(*flags), request->client); !s.ok()) {
+    if (results) std::fclose(results);
+    return Fail(s);
   }
   auto stream = ReconnectingStream::Open(request->client,
                                          {.session_id = request->session.value_or(""),

@@ -167,6 +167,7 @@ int RunStatus(const std::vector<std::string>& args) {
   }
   auto options = ClientOptionsFromFlags(ClientFlagsFrom(*flags));
   if (!options.ok()) return UsageError(std::string(options.status().message()), kStatusUsage);
+  if (absl::Status s = CheckListening(ClientFlagsFrom(*flags), *options); !s.ok()) return Fail(s);
   auto client = Client::Connect(*options);
   if (!client.ok()) return Fail(client.status());
   int rc = 0;

@@ -80,10 +80,17 @@ absl::StatusOr<std::string> NpyHeaderField(absl::string_view header, absl::strin
   return std::string(absl::StripAsciiWhitespace(rest.substr(0, end)));
 }
 
+// How a .npy dtype is read: the bytes as `file_depth` (after byte order),
+// then widened to `cv_depth` when the two differ. int32 and uint32 (common in
+// Digital Micrograph exports) become float64, which holds every such value
+// exactly; float16 becomes float32, likewise exact. OpenCV has no uint32
+// type, so it is read through a CV_32S Mat's bytes and widened by hand.
 struct NpyDtype {
   int cv_depth;
   size_t item_size;
   bool little_endian;
+  int file_depth = -1;  // -1: the same as cv_depth
+  bool is_unsigned32 = false;
 };
 
 absl::StatusOr<NpyDtype> ParseNpyDescr(const std::string& descr, const std::string& name) {
@@ -101,9 +108,12 @@ absl::StatusOr<NpyDtype> ParseNpyDescr(const std::string& descr, const std::stri
   if (kind == "u1") return NpyDtype{CV_8U, 1, true};
   if (kind == "u2") return NpyDtype{CV_16U, 2, little};
   if (kind == "i2") return NpyDtype{CV_16S, 2, little};
-  return absl::InvalidArgumentError(
-      absl::StrCat(name, ": unsupported dtype '", descr,
-                   "'; supported are float32, float64, uint8, uint16 and int16"));
+  if (kind == "i4") return NpyDtype{CV_64F, 4, little, CV_32S};
+  if (kind == "u4") return NpyDtype{CV_64F, 4, little, CV_32S, /*is_unsigned32=*/true};
+  if (kind == "f2") return NpyDtype{CV_32F, 2, little, CV_16F};
+  return absl::InvalidArgumentError(absl::StrCat(
+      name, ": unsupported dtype '", descr,
+      "'; supported are float16, float32, float64, uint8, uint16, int16, int32 and uint32"));
 }
 
 const char* NpyDescrOf(int depth) {
@@ -125,6 +135,27 @@ const char* NpyDescrOf(int depth) {
 
 void ByteSwapInPlace(char* data, size_t count, size_t item_size) {
   for (size_t i = 0; i < count; ++i) std::reverse(data + i * item_size, data + (i + 1) * item_size);
+}
+
+// int32/uint32 to float64, float16 to float32 (NpyDtype); `mat` is
+// continuous and in host byte order.
+cv::Mat WidenNpy(const cv::Mat& mat, const NpyDtype& dtype) {
+  cv::Mat out;
+  if (!dtype.is_unsigned32) {
+    mat.convertTo(out, dtype.cv_depth);
+    return out;
+  }
+  out.create(mat.rows, mat.cols, CV_64F);
+  for (int r = 0; r < mat.rows; ++r) {
+    const uint8_t* in = mat.ptr<uint8_t>(r);
+    double* dst = out.ptr<double>(r);
+    for (int c = 0; c < mat.cols; ++c) {
+      uint32_t v;
+      std::memcpy(&v, in + 4 * static_cast<size_t>(c), 4);
+      dst[c] = static_cast<double>(v);
+    }
+  }
+  return out;
 }
 
 absl::Status CheckFrameShape(const cv::Mat& m, const std::string& name) {
@@ -213,20 +244,22 @@ absl::StatusOr<cv::Mat> ParseNpy(const std::string& bytes, const std::string& na
                                                    " bytes, found ", bytes.size() - data_start));
   }
   const bool fortran_order = *fortran == "True";
+  const int file_depth = dtype->file_depth >= 0 ? dtype->file_depth : dtype->cv_depth;
   cv::Mat mat;
   if (fortran_order) {
     // Stored column-major: read as the transpose, then transpose back.
-    cv::Mat t(static_cast<int>(shape[1]), static_cast<int>(shape[0]), dtype->cv_depth);
+    cv::Mat t(static_cast<int>(shape[1]), static_cast<int>(shape[0]), file_depth);
     std::memcpy(t.data, bytes.data() + data_start, need);
     mat = t.t();
   } else {
-    mat.create(static_cast<int>(shape[0]), static_cast<int>(shape[1]), dtype->cv_depth);
+    mat.create(static_cast<int>(shape[0]), static_cast<int>(shape[1]), file_depth);
     std::memcpy(mat.data, bytes.data() + data_start, need);
   }
   if (dtype->item_size > 1 && dtype->little_endian != HostIsLittleEndian()) {
     ByteSwapInPlace(reinterpret_cast<char*>(mat.data), count, dtype->item_size);
   }
-  return mat;
+  if (file_depth == dtype->cv_depth) return mat;
+  return WidenNpy(mat, *dtype);
 }
 
 absl::StatusOr<cv::Mat> LoadFrame(const std::string& path) {

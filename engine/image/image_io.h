@@ -17,8 +17,9 @@ namespace logstar {
 // Loads a 2-D frame from .npy (numpy format 1.x/2.x, C or Fortran order,
 // float32, float64, uint8, uint16 or int16, either endianness), TIFF (first
 // page) or PNG, chosen by extension. The returned Mat keeps the file's
-// element type. Errors name the file and the problem (missing, truncated,
-// unsupported dtype, not 2-D, empty, more than one channel).
+// element type, except three .npy dtypes OpenCV cannot hold as such, which
+// are widened exactly: int32 and uint32 to float64, float16 to float32. Errors name the file and
+// the problem (missing, truncated, unsupported dtype, not 2-D, empty, more than one channel).
 absl::StatusOr<cv::Mat> LoadFrame(const std::string& path);
 
 // Writes a 2-D single-channel Mat as a little-endian, C-order .npy file

@@ -66,6 +66,128 @@ void DrawLegend(cv::Mat& bgr, const std::vector<std::string>& names) {
   }
 }
 
+// The scale bar's length: the longest 1, 2 or 5 x 10^k angstrom that fits
+// in `max_angstrom`.
+double NiceLength(double max_angstrom) {
+  const double decade = std::pow(10.0, std::floor(std::log10(max_angstrom)));
+  for (const double m : {5.0, 2.0, 1.0}) {
+    if (m * decade <= max_angstrom) return m * decade;
+  }
+  return decade;
+}
+
+// "5 A" below 1 nm (the ring of the Å drawn by hand: the Hershey fonts have
+// no Å), else "2 nm".
+void DrawLengthLabel(cv::Mat& bgr, double angstrom, cv::Point at, const cv::Scalar& colour) {
+  constexpr double kFont = 0.45;
+  const bool nm = angstrom >= 10.0;
+  const std::string number = absl::StrCat(nm ? angstrom / 10.0 : angstrom, " ");
+  const std::string unit = nm ? "nm" : "A";
+  cv::putText(bgr, number + unit, at, cv::FONT_HERSHEY_SIMPLEX, kFont, colour, 1, cv::LINE_AA);
+  if (!nm) {
+    int baseline = 0;
+    const int x0 =
+        at.x + cv::getTextSize(number, cv::FONT_HERSHEY_SIMPLEX, kFont, 1, &baseline).width;
+    const cv::Size a = cv::getTextSize("A", cv::FONT_HERSHEY_SIMPLEX, kFont, 1, &baseline);
+    cv::circle(bgr, cv::Point(x0 + a.width / 2, at.y - a.height - 3), 2, colour, 1, cv::LINE_AA);
+  }
+}
+
+struct LegendItem {
+  std::string name;
+  cv::Scalar colour;
+};
+
+// The legend's items: the marks this picture draws.
+std::vector<LegendItem> LegendItems(absl::Span<const Blob> blobs, const AmorphousMarks* marks,
+                                    const SublatticeMarks* sublattices,
+                                    const OverlayOptions& options, const cv::Scalar& atom,
+                                    const cv::Scalar& amorphous) {
+  std::vector<LegendItem> items;
+  const bool named = sublattices != nullptr && !sublattices->names.empty();
+  bool plain = !named;
+  if (named) {
+    for (const int label : sublattices->labels) plain |= label < 0;
+  }
+  if (plain || blobs.empty()) items.push_back({"atom", atom});
+  if (named) {
+    for (size_t i = 0; i < sublattices->names.size(); ++i) {
+      items.push_back({sublattices->names[i], SublatticeColour(static_cast<int>(i))});
+    }
+  }
+  if (marks != nullptr &&
+      std::find(marks->amorphous.begin(), marks->amorphous.end(), true) != marks->amorphous.end()) {
+    items.push_back({"amorphous", amorphous});
+  }
+  for (const auto& [state, name] : {std::pair{WindowMark::kHit, "window: cache hit"},
+                                    std::pair{WindowMark::kTuned, "window: tuned"},
+                                    std::pair{WindowMark::kRetuned, "window: re-tuned"}}) {
+    for (const OverlayWindow& w : options.windows) {
+      if (w.state == state) {
+        items.push_back({name, WindowColour(state)});
+        break;
+      }
+    }
+  }
+  return items;
+}
+
+// The footer (OverlayOptions::footer) below `frame_part` (the drawn frame):
+// returns the taller picture.
+cv::Mat AddFooter(const cv::Mat& frame_part, int zoom, const std::vector<LegendItem>& items,
+                  const OverlayOptions& options) {
+  constexpr double kFont = 0.45;
+  constexpr int kPad = 6, kSwatchW = 12, kSwatchH = 10, kGap = 14;
+  const cv::Scalar kText(255, 255, 255);
+  const int width = frame_part.cols;
+  // Lay the legend out first, to know how many lines it takes.
+  std::vector<cv::Point> at;  // each item's swatch, relative to the legend's top-left
+  int x = kPad, line = 0;
+  for (const LegendItem& item : items) {
+    int baseline = 0;
+    const int w = kSwatchW + 4 +
+                  cv::getTextSize(item.name, cv::FONT_HERSHEY_SIMPLEX, kFont, 1, &baseline).width;
+    if (x > kPad && x + w > width - kPad) {
+      x = kPad;
+      ++line;
+    }
+    at.emplace_back(x, line * kFooterLine);
+    x += w + kGap;
+  }
+  const int legend_lines = items.empty() ? 0 : line + 1;
+  cv::Mat out(frame_part.rows + kFooterLine * (1 + legend_lines), width, CV_8UC3,
+              cv::Scalar(0, 0, 0));
+  frame_part.copyTo(out(cv::Rect(0, 0, width, frame_part.rows)));
+  const int top = frame_part.rows;
+  const int text_y = top + kFooterLine - 6;
+  std::string label;
+  if (options.frame_number >= 0) label = absl::StrCat("frame ", options.frame_number);
+  if (zoom > 1) absl::StrAppend(&label, label.empty() ? "" : "   ", "x", zoom, " (enlarged)");
+  if (!label.empty()) {
+    cv::putText(out, label, cv::Point(kPad, text_y), cv::FONT_HERSHEY_SIMPLEX, kFont, kText, 1,
+                cv::LINE_AA);
+  }
+  if (options.pixel_size_angstrom > 0.0) {
+    // Output pixels per angstrom: zoom per frame pixel.
+    const double px_per_angstrom = zoom / options.pixel_size_angstrom;
+    const double length = NiceLength(width / 5.0 / px_per_angstrom);
+    const int bar = std::max(1, static_cast<int>(std::lround(length * px_per_angstrom)));
+    const int x1 = width - kPad, x0 = x1 - bar;
+    cv::rectangle(out, cv::Rect(x0, top + kFooterLine / 2 - 2, bar, 4), kText, cv::FILLED);
+    int baseline = 0;
+    const int label_w =
+        cv::getTextSize("00 nm", cv::FONT_HERSHEY_SIMPLEX, kFont, 1, &baseline).width;
+    DrawLengthLabel(out, length, cv::Point(std::max(kPad, x0 - label_w - 8), text_y), kText);
+  }
+  for (size_t i = 0; i < items.size(); ++i) {
+    const cv::Point p(at[i].x, top + kFooterLine * (1 + at[i].y / kFooterLine) + 5);
+    cv::rectangle(out, cv::Rect(p.x, p.y, kSwatchW, kSwatchH), items[i].colour, cv::FILLED);
+    cv::putText(out, items[i].name, cv::Point(p.x + kSwatchW + 4, p.y + kSwatchH),
+                cv::FONT_HERSHEY_SIMPLEX, kFont, kText, 1, cv::LINE_AA);
+  }
+  return out;
+}
+
 absl::Status CheckMarks(absl::Span<const Blob> blobs, const AmorphousMarks& marks,
                         const SublatticeMarks& sublattices) {
   if (!marks.ids.empty() && marks.ids.size() != marks.outlines.size()) {
@@ -103,6 +225,11 @@ absl::StatusOr<cv::Mat> Render(const cv::Mat& frame, absl::Span<const Blob> blob
   if (options.zoom < 0 || options.zoom > 16) {
     return absl::InvalidArgumentError(absl::StrCat("zoom must be in [0, 16], got ", options.zoom));
   }
+  if (!std::isfinite(options.pixel_size_angstrom) || options.pixel_size_angstrom < 0.0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("overlay: pixel_size_angstrom must be >= 0 (0 = no scale bar), got ",
+                     options.pixel_size_angstrom));
+  }
   int zoom = options.zoom;
   if (zoom == 0) {
     const int side = std::max(frame.rows, frame.cols);
@@ -128,8 +255,17 @@ absl::StatusOr<cv::Mat> Render(const cv::Mat& frame, absl::Span<const Blob> blob
       return cv::Point(static_cast<int>(std::lround((x + 0.5) * zoom * kScale)),
                        static_cast<int>(std::lround((y + 0.5) * zoom * kScale)));
     };
+    // Window outlines first of all, then region outlines, so that the atoms
+    // stay visible on top of them. A tile's outline runs along its border
+    // pixels' outer edges.
+    const int window_thickness = std::max(1, zoom / 4);
+    for (const OverlayWindow& w : options.windows) {
+      cv::rectangle(
+          bgr,
+          cv::Rect(w.tile.col0 * zoom, w.tile.row0 * zoom, w.tile.cols * zoom, w.tile.rows * zoom),
+          WindowColour(w.state), window_thickness);
+    }
     if (marks != nullptr) {
-      // Outlines first, so that the atoms stay visible on top of them.
       std::vector<std::vector<cv::Point>> polygons;
       for (const std::vector<PointXY>& outline : marks->outlines) {
         std::vector<cv::Point>& polygon = polygons.emplace_back();
@@ -167,7 +303,9 @@ absl::StatusOr<cv::Mat> Render(const cv::Mat& frame, absl::Span<const Blob> blob
       if (options.draw_centers)
         cv::circle(bgr, c, static_cast<int>(kScale), kCenter, -1, cv::LINE_AA, kShift);
     }
-    if (sublattices != nullptr && !sublattices->names.empty()) DrawLegend(bgr, sublattices->names);
+    if (sublattices != nullptr && !sublattices->names.empty() && !options.footer) {
+      DrawLegend(bgr, sublattices->names);
+    }
     // Last, so that nothing covers it.
     if (marks != nullptr && marks->uncertain) {
       const std::string banner =
@@ -177,13 +315,27 @@ absl::StatusOr<cv::Mat> Render(const cv::Mat& frame, absl::Span<const Blob> blob
       cv::putText(bgr, banner, cv::Point(6, 16), cv::FONT_HERSHEY_SIMPLEX, 0.5, kUncertain, 1,
                   cv::LINE_AA);
     }
-    return bgr;
+    if (!options.footer) return bgr;
+    return AddFooter(bgr, zoom,
+                     LegendItems(blobs, marks, sublattices, options, kCircle, kAmorphous), options);
   } catch (const cv::Exception& e) {
     return absl::InternalError(absl::StrCat("overlay rendering failed: ", e.what()));
   }
 }
 
 }  // namespace
+
+cv::Scalar WindowColour(WindowMark state) {
+  switch (state) {
+    case WindowMark::kHit:
+      return cv::Scalar(200, 170, 120);
+    case WindowMark::kTuned:
+      return cv::Scalar(40, 40, 230);
+    case WindowMark::kRetuned:
+      return cv::Scalar(0, 200, 255);
+  }
+  return cv::Scalar(255, 255, 255);
+}
 
 cv::Scalar SublatticeColour(int index) {
   static const cv::Scalar kPalette[] = {

@@ -14,10 +14,23 @@
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "engine/base/geometry.h"
 #include "engine/log/log_detector.h"
 #include "engine/physics/rewards.h"
 
 namespace logstar {
+
+// An analysis window as the picture outlines it: its tile and what the
+// cache did with it on this frame.
+enum class WindowMark { kHit, kTuned, kRetuned };
+struct OverlayWindow {
+  PixelRegion tile;  // frame pixels
+  WindowMark state = WindowMark::kTuned;
+};
+
+// The window outlines' colours (BGR): hit steel blue (200, 170, 120), tuned
+// (a cache miss) red (40, 40, 230), re-tuned gold (0, 200, 255).
+cv::Scalar WindowColour(WindowMark state);
 
 struct OverlayOptions {
   // Output pixels per frame pixel; small frames are enlarged so that the
@@ -25,7 +38,28 @@ struct OverlayOptions {
   // enough to reach about 512 px.
   int zoom = 0;
   bool draw_centers = true;
+  // The footer: a black strip below the frame (the frame keeps its place
+  // at the top-left, so positions are as without it) that says what the
+  // picture shows. Its first line: "frame N" (when frame_number >= 0), the
+  // enlargement "x4" (when zoom > 1) and, right-aligned, a white scale bar
+  // 4 px thick (when pixel_size_angstrom > 0) of 1, 2 or 5 x 10^k angstrom,
+  // the longest such at most a fifth of the picture's width, labelled in
+  // angstrom below 1 nm, else in nm. Then a legend: a 12 x 10 px swatch in
+  // each drawn mark's colour and its name (atom, amorphous, each
+  // sublattice, the window states present), wrapping over as many lines as
+  // the width needs; the sublattice legend then moves from the frame's
+  // corner into it. Off (the default): the picture is the frame alone.
+  bool footer = false;
+  int64_t frame_number = -1;
+  double pixel_size_angstrom = 0.0;
+  // The analysis windows, outlined in WindowColour of their state, under
+  // the atoms.
+  std::vector<OverlayWindow> windows = {};
 };
+
+// The height of one line of the footer, output pixels: the footer is a
+// whole number of them.
+inline constexpr int kFooterLine = 20;
 
 // Renders `frame` (single-channel CV_32F in [0, 1], as from NormalizeFrame)
 // in grey with a circle of radius sigma·√2 around every blob. Returns CV_8UC3

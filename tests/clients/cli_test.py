@@ -543,7 +543,10 @@ class AmorphousTest(unittest.TestCase):
                                     0.9 * 2 * np.sqrt(np.pi * r['area_angstrom2']))
         self.assertIn('amorphous', res['timings_ms'])
         picture = self.read_png(overlay)
-        self.assertEqual(picture.shape, (512, 512, 3))
+        # The frame x4, then the footer (whole lines of 20 px) below it.
+        self.assertEqual(picture.shape[1:], (512, 3))
+        self.assertEqual((picture.shape[0] - 512) % 20, 0)
+        self.assertGreater(picture.shape[0], 512)
 
     def test_usage_errors(self):
         d = self.frames['crystal'][0]
@@ -594,8 +597,9 @@ class BadInputTest(unittest.TestCase):
         self.expect_error(self.analyze(self.path('nope.npy')), 'nope.npy', 'no such file')
 
     def test_unsupported_dtype(self):
-        np.save(self.path('i32.npy'), np.zeros((8, 8), np.int32))
-        self.expect_error(self.analyze(self.path('i32.npy')), 'i32.npy', 'dtype', '<i4')
+        # int32 is read (widened to float64); int64 is not.
+        np.save(self.path('i64.npy'), np.zeros((8, 8), np.int64))
+        self.expect_error(self.analyze(self.path('i64.npy')), 'i64.npy', 'dtype', '<i8')
 
     def test_nan_pixels(self):
         a = np.random.default_rng(1).random((16, 16)).astype(np.float32)
@@ -1102,6 +1106,23 @@ class DaemonTest(unittest.TestCase):
             self.assertGreater(len(truth), 20)
             self.assertGreaterEqual(match_f1(det, truth, radius), 0.9)
         self.assertEqual(len(os.listdir(self.path('ov'))), 4)
+        # Each line carries its windows as RESULT.json does, and `logstar
+        # report` draws one point per answered frame and each window's front.
+        for line in lines:
+            self.assertEqual(sum(1 for w in line['windows'] if w['cache'] == 'hit'),
+                             line['cache']['hits'])
+            for w in line['windows']:
+                self.assertTrue(0 <= w['chosen'] < len(w['front']))
+        code, out, err = run('report', results, '--out', self.path('report'))
+        self.assertEqual(code, 0, err)
+        self.assertIn('4 frames drawn', out)
+        fronts = [f for f in os.listdir(self.path('report')) if f.startswith('front_window_')]
+        self.assertEqual(len(fronts), len(lines[-1]['windows']))
+        from PIL import Image
+        from scipy import ndimage
+        timeline = np.asarray(Image.open(self.path('report/timeline.png')).convert('RGB'))
+        count_panel = np.all(timeline[:150] == (30, 90, 200), axis=-1)  # BGR (200, 90, 30)
+        self.assertEqual(ndimage.label(count_panel, structure=np.ones((3, 3)))[1], 4)
         # The stream drifts: the truth of the last frame is the first's, moved.
         first, last = truth_of(records[1][1]), truth_of(records[4][1])
         self.assertFalse(np.array_equal(first, last))

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
@@ -268,12 +269,40 @@ TEST_F(ImageIoTest, OneDimensionalShapeIsError) {
 }
 
 TEST_F(ImageIoTest, UnsupportedDtypesAreNamed) {
-  for (const std::string descr : {"<i4", "<c8"}) {
+  for (const std::string descr : {"<i8", "<c8"}) {
     absl::StatusOr<cv::Mat> got =
         ParseNpy(NpyBytes(1, Dict(descr, false, "(1, 1)"), std::string(8, '\0')), "dt");
     ASSERT_FALSE(got.ok()) << descr;
     EXPECT_THAT(std::string(got.status().message()), HasSubstr(descr));
   }
+}
+
+// int32 and uint32 (Digital Micrograph exports) widen to float64, float16
+// to float32, each value exactly: the bytes below are hand-encoded.
+TEST_F(ImageIoTest, Int32Uint32AndFloat16AreWidenedExactly) {
+  // int32 little-endian -2147483648, 16777217 (not a float32), big-endian 7.
+  const std::string i32("\x00\x00\x00\x80\x01\x00\x00\x01", 8);
+  cv::Mat got = ParseNpy(NpyBytes(1, Dict("<i4", false, "(1, 2)"), i32), "i4").value();
+  ASSERT_EQ(got.type(), CV_64FC1);
+  EXPECT_EQ(got.at<double>(0, 0), -2147483648.0);
+  EXPECT_EQ(got.at<double>(0, 1), 16777217.0);
+  got = ParseNpy(NpyBytes(1, Dict(">i4", false, "(1, 1)"), std::string("\0\0\0\x07", 4)), "be")
+            .value();
+  EXPECT_EQ(got.at<double>(0, 0), 7.0);
+  // uint32 4294967295 and 2147483648: above int32's range.
+  const std::string u32("\xff\xff\xff\xff\x00\x00\x00\x80", 8);
+  got = ParseNpy(NpyBytes(1, Dict("<u4", false, "(2, 1)"), u32), "u4").value();
+  ASSERT_EQ(got.type(), CV_64FC1);
+  EXPECT_EQ(got.at<double>(0, 0), 4294967295.0);
+  EXPECT_EQ(got.at<double>(1, 0), 2147483648.0);
+  // float16: 0x3c00 = 1, 0xc000 = -2, 0x7bff = 65504 (the largest), 0x0001 = 2^-24.
+  const std::string f16("\x00\x3c\x00\xc0\xff\x7b\x01\x00", 8);
+  got = ParseNpy(NpyBytes(1, Dict("<f2", false, "(2, 2)"), f16), "f2").value();
+  ASSERT_EQ(got.type(), CV_32FC1);
+  EXPECT_EQ(got.at<float>(0, 0), 1.0f);
+  EXPECT_EQ(got.at<float>(0, 1), -2.0f);
+  EXPECT_EQ(got.at<float>(1, 0), 65504.0f);
+  EXPECT_EQ(got.at<float>(1, 1), std::ldexp(1.0f, -24));
 }
 
 TEST_F(ImageIoTest, TruncatedDataIsError) {
