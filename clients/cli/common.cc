@@ -155,18 +155,6 @@ absl::Status EnsureParentDir(const std::string& path) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> ReadTextFile(const std::string& path) {
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(path, ec)) {
-    return absl::NotFoundError(absl::StrCat(path, ": no such file"));
-  }
-  std::ifstream in(path);
-  if (!in) return absl::PermissionDeniedError(absl::StrCat(path, ": cannot open for reading"));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 bool IsFrameFile(const std::filesystem::path& p) {
   const std::string ext = absl::AsciiStrToLower(p.extension().string());
   return ext == ".npy" || ext == ".tif" || ext == ".tiff" || ext == ".png" || ext == ".emd";

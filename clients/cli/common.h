@@ -20,6 +20,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "clients/cpp/prior_loader.h"
 #include "engine/analysis/analyzer.h"
 #include "engine/image/overlay.h"
 #include "engine/log/log_detector.h"
@@ -71,7 +72,7 @@ double MsSince(std::chrono::steady_clock::time_point t0);
 
 absl::Status WriteTextFile(const std::string& path, const std::string& text);
 absl::Status EnsureParentDir(const std::string& path);
-absl::StatusOr<std::string> ReadTextFile(const std::string& path);
+// ReadTextFile is the client library's (clients/cpp/prior_loader.h).
 bool IsFrameFile(const std::filesystem::path& p);
 // A directory's .npy/.tif/.tiff/.png/.emd files by name, or a glob's matches.
 absl::StatusOr<std::vector<std::string>> ListFrames(const std::string& spec);

@@ -33,6 +33,12 @@ absl::StatusOr<v1::PhysicsPrior> ParsePriorJson(absl::string_view json, absl::st
 }
 
 absl::StatusOr<v1::PhysicsPrior> LoadPriorFile(const std::string& path) {
+  absl::StatusOr<std::string> text = ReadTextFile(path);
+  if (!text.ok()) return text.status();
+  return ParsePriorJson(*text, path);
+}
+
+absl::StatusOr<std::string> ReadTextFile(const std::string& path) {
   std::error_code ec;
   if (!std::filesystem::is_regular_file(path, ec)) {
     return absl::NotFoundError(absl::StrCat(path, ": no such file"));
@@ -41,7 +47,7 @@ absl::StatusOr<v1::PhysicsPrior> LoadPriorFile(const std::string& path) {
   if (!in) return absl::PermissionDeniedError(absl::StrCat(path, ": cannot open for reading"));
   std::stringstream text;
   text << in.rdbuf();
-  return ParsePriorJson(text.str(), path);
+  return text.str();
 }
 
 }  // namespace logstar

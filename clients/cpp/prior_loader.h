@@ -44,9 +44,13 @@ namespace logstar {
 absl::StatusOr<v1::PhysicsPrior> ParsePriorJson(absl::string_view json,
                                                 absl::string_view where = "prior");
 
-// The prior in the file at `path`: NOT_FOUND or PERMISSION_DENIED naming the
-// path, then ParsePriorJson(contents, path).
+// The prior in the file at `path`: ReadTextFile, then
+// ParsePriorJson(contents, path).
 absl::StatusOr<v1::PhysicsPrior> LoadPriorFile(const std::string& path);
+
+// The whole of the regular file at `path` (a prior, a results file):
+// NOT_FOUND or PERMISSION_DENIED naming the path.
+absl::StatusOr<std::string> ReadTextFile(const std::string& path);
 
 }  // namespace logstar
 
