@@ -104,6 +104,40 @@ TEST(AnalyzerCancelTest, CancelledMidSearchStopsWithinASecondAndKeepsTheCache) {
   EXPECT_EQ(is.chosen, was.chosen);
 }
 
+// The same inside the amorphous stage's search: LoG* is done within
+// milliseconds, the stage's 500 evaluations (GMM fits) would take minutes.
+TEST(AnalyzerCancelTest, CancelledInTheAmorphousSearchStopsWithinASecond) {
+  SynthOptions so;
+  so.width = so.height = 256;
+  so.noise = 0.05;
+  so.amorphous_fraction = 0.2;
+  so.seed = 4;
+  const SynthFrame f = Synthesize(so).value();
+  AnalyzerOptions o = Small();
+  o.window = 0;
+  o.amorphous.enabled = true;
+  o.amorphous.options.optimizer.num_evaluations = 500;
+  auto analyzer = *LogStarAnalyzer::Create(o, f.prior);
+  std::atomic<bool> cancel{false};
+  absl::StatusOr<FrameAnalysis> a = absl::UnknownError("not run");
+  std::chrono::steady_clock::time_point done;
+  std::thread worker([&] {
+    a = analyzer->Analyze(f.image, ExecutionContext::Default(), &cancel);
+    done = std::chrono::steady_clock::now();
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  const auto raised = std::chrono::steady_clock::now();
+  cancel = true;
+  worker.join();
+  ASSERT_TRUE(absl::IsCancelled(a.status())) << a.status();
+  EXPECT_THAT(a.status().message(), HasSubstr("search cancelled after"));
+  const double ms = std::chrono::duration<double, std::milli>(done - raised).count();
+  EXPECT_LT(ms, 1000.0) << "the frame ended " << ms << " ms after the flag";
+  const LogStarAnalyzer::CacheSnapshot after = analyzer->Snapshot();
+  for (const auto& c : after.windows) EXPECT_FALSE(c.has_value());
+  for (const auto& c : after.amorphous) EXPECT_FALSE(c.has_value());
+}
+
 TEST(AnalyzerRestoreTest, RestoredCacheMakesTheNextFrameAllHits) {
   const SynthFrame first = Make(128, 1), second = Make(128, 2);
   auto tuned = *LogStarAnalyzer::Create(Small(), first.prior);
