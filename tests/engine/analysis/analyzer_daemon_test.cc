@@ -2,6 +2,7 @@
 // and restoring the cache.
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <memory>
 #include <thread>
@@ -88,6 +89,7 @@ TEST(AnalyzerCancelTest, CancelledMidSearchStopsWithinASecondAndKeepsTheCache) {
   ASSERT_TRUE(absl::IsCancelled(a.status())) << a.status();
   EXPECT_THAT(a.status().message(), HasSubstr("evaluations"));
   const double ms = std::chrono::duration<double, std::milli>(done - raised).count();
+  std::printf("ended %.1f ms after the flag: %s\n", ms, a.status().ToString().c_str());
   EXPECT_LT(ms, 1000.0) << "the frame ended " << ms << " ms after the flag";
 
   // Not half-tuned: the cache is the restored one.
@@ -132,6 +134,7 @@ TEST(AnalyzerCancelTest, CancelledInTheAmorphousSearchStopsWithinASecond) {
   ASSERT_TRUE(absl::IsCancelled(a.status())) << a.status();
   EXPECT_THAT(a.status().message(), HasSubstr("search cancelled after"));
   const double ms = std::chrono::duration<double, std::milli>(done - raised).count();
+  std::printf("ended %.1f ms after the flag: %s\n", ms, a.status().ToString().c_str());
   EXPECT_LT(ms, 1000.0) << "the frame ended " << ms << " ms after the flag";
   const LogStarAnalyzer::CacheSnapshot after = analyzer->Snapshot();
   for (const auto& c : after.windows) EXPECT_FALSE(c.has_value());
