@@ -36,6 +36,28 @@ AnalyzerOptions Small() {
   return o;
 }
 
+// Analyses `frame` on another thread and raises its cancel flag 1.5 s in:
+// the frame must end CANCELLED by its search ("search cancelled after N
+// evaluations") within a second of the flag.
+void AnalyzeAndCancel(LogStarAnalyzer& analyzer, const cv::Mat& frame) {
+  std::atomic<bool> cancel{false};
+  absl::StatusOr<FrameAnalysis> a = absl::UnknownError("not run");
+  std::chrono::steady_clock::time_point done;
+  std::thread worker([&] {
+    a = analyzer.Analyze(frame, ExecutionContext::Default(), &cancel);
+    done = std::chrono::steady_clock::now();
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  const auto raised = std::chrono::steady_clock::now();
+  cancel = true;
+  worker.join();
+  ASSERT_TRUE(absl::IsCancelled(a.status())) << a.status();
+  EXPECT_THAT(a.status().message(), HasSubstr("search cancelled after"));
+  const double ms = std::chrono::duration<double, std::milli>(done - raised).count();
+  std::printf("ended %.1f ms after the flag: %s\n", ms, a.status().ToString().c_str());
+  EXPECT_LT(ms, 1000.0) << "the frame ended " << ms << " ms after the flag";
+}
+
 TEST(AnalyzerCancelTest, CancelledBeforeTheWindowsLeavesTheCacheEmpty) {
   const SynthFrame f = Make(128, 1);
   auto analyzer = *LogStarAnalyzer::Create(Small(), f.prior);
@@ -74,23 +96,8 @@ TEST(AnalyzerCancelTest, CancelledMidSearchStopsWithinASecondAndKeepsTheCache) {
   cv::Mat drifted = first.image.clone();
   drifted(cv::Rect(64, 0, 64, 128)).setTo(0.0f);
 
-  std::atomic<bool> cancel{false};
-  absl::StatusOr<FrameAnalysis> a = absl::UnknownError("not run");
-  std::chrono::steady_clock::time_point done;
-  std::thread worker([&] {
-    a = analyzer->Analyze(drifted, ExecutionContext::Default(), &cancel);
-    done = std::chrono::steady_clock::now();
-  });
   // Well into the search (its initial design alone takes a few ms).
-  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
-  const auto raised = std::chrono::steady_clock::now();
-  cancel = true;
-  worker.join();
-  ASSERT_TRUE(absl::IsCancelled(a.status())) << a.status();
-  EXPECT_THAT(a.status().message(), HasSubstr("evaluations"));
-  const double ms = std::chrono::duration<double, std::milli>(done - raised).count();
-  std::printf("ended %.1f ms after the flag: %s\n", ms, a.status().ToString().c_str());
-  EXPECT_LT(ms, 1000.0) << "the frame ended " << ms << " ms after the flag";
+  AnalyzeAndCancel(*analyzer, drifted);
 
   // Not half-tuned: the cache is the restored one.
   const LogStarAnalyzer::CacheSnapshot after = analyzer->Snapshot();
@@ -120,22 +127,7 @@ TEST(AnalyzerCancelTest, CancelledInTheAmorphousSearchStopsWithinASecond) {
   o.amorphous.enabled = true;
   o.amorphous.options.optimizer.num_evaluations = 500;
   auto analyzer = *LogStarAnalyzer::Create(o, f.prior);
-  std::atomic<bool> cancel{false};
-  absl::StatusOr<FrameAnalysis> a = absl::UnknownError("not run");
-  std::chrono::steady_clock::time_point done;
-  std::thread worker([&] {
-    a = analyzer->Analyze(f.image, ExecutionContext::Default(), &cancel);
-    done = std::chrono::steady_clock::now();
-  });
-  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
-  const auto raised = std::chrono::steady_clock::now();
-  cancel = true;
-  worker.join();
-  ASSERT_TRUE(absl::IsCancelled(a.status())) << a.status();
-  EXPECT_THAT(a.status().message(), HasSubstr("search cancelled after"));
-  const double ms = std::chrono::duration<double, std::milli>(done - raised).count();
-  std::printf("ended %.1f ms after the flag: %s\n", ms, a.status().ToString().c_str());
-  EXPECT_LT(ms, 1000.0) << "the frame ended " << ms << " ms after the flag";
+  AnalyzeAndCancel(*analyzer, f.image);
   const LogStarAnalyzer::CacheSnapshot after = analyzer->Snapshot();
   for (const auto& c : after.windows) EXPECT_FALSE(c.has_value());
   for (const auto& c : after.amorphous) EXPECT_FALSE(c.has_value());
