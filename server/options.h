@@ -41,6 +41,11 @@ struct ServerOptions {
   int64_t memory_budget_bytes = 0;  // >= 0
   int max_unary_calls = 16;         // AnalyzeFrame calls admitted at once, >= 1
   int max_sessions = 1000;          // sessions held, >= 1
+  // What one session's settings may cost (server/session_config.h
+  // SettingsCaps): evaluations per search, >= 1, and the per-frame work
+  // budget in evaluation-pixels, >= 1.
+  int max_evaluations = 500;
+  int64_t max_frame_work = int64_t{1} << 34;
 
   // Errors name the field (as in the configuration file and the flags).
   absl::Status Validate() const;

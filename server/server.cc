@@ -64,7 +64,10 @@ absl::StatusOr<std::unique_ptr<LogStarServer>> LogStarServer::Start(const Server
   s->unary_calls_ = std::make_unique<ConcurrencyLimit>(options.max_unary_calls);
   s->sessions_ = std::make_unique<SessionManager>(
       SessionManager::Options{options.session_idle_timeout_s, options.state_dir,
-                              options.state_save_interval_s, options.max_sessions});
+                              options.state_save_interval_s, options.max_sessions},
+      SettingsCaps{.max_evaluations = options.max_evaluations,
+                   .max_frame_work = options.max_frame_work,
+                   .max_frame_pixels = options.max_pixels});
   LOGSTAR_RETURN_IF_ERROR(s->sessions_->LoadState());
   s->pool_ = std::make_unique<WorkerPool>(options.max_concurrent_frames);
   LOGSTAR_ASSIGN_OR_RETURN(s->shared_memory_, SharedMemoryRegistry::Create({}));
@@ -118,6 +121,8 @@ absl::StatusOr<std::unique_ptr<LogStarServer>> LogStarServer::Start(const Server
        {"memory_budget_bytes", s->memory_->capacity()},
        {"max_unary_calls", options.max_unary_calls},
        {"max_sessions", options.max_sessions},
+       {"max_evaluations", options.max_evaluations},
+       {"max_frame_work", options.max_frame_work},
        {"state_dir", options.state_dir},
        {"metrics_address", options.metrics_address},
        // The port bound, also when metrics_address asked for port 0.

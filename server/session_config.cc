@@ -7,6 +7,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "engine/base/status_macros.h"
 #include "engine/image/normalize.h"
@@ -218,7 +219,56 @@ absl::Status CheckSigmaBounds(const AnalyzerOptions& analyzer, const PriorSettin
                   "settings.prior.pixel_size_angstrom: ");
 }
 
+// How many times the windows of one stage cover the frame: (window /
+// stride)², 1 for window 0 (one window, whatever the stride).
+double Coverage(int window, int stride) {
+  if (window == 0 || stride == 0) return 1.0;
+  const double ratio = static_cast<double>(window) / stride;
+  return ratio * ratio;
+}
+
+// One stage's term of FrameWork, for the message: "evaluations 500 ×
+// 1.68e+07 px (one window)".
+std::string WorkTerm(const char* field, int evaluations, int64_t pixels, int window, int stride) {
+  const std::string windows =
+      window == 0 ? "one window"
+                  : absl::StrFormat("× %g: windows of %d px every %d px", Coverage(window, stride),
+                                    window, stride == 0 ? window : stride);
+  return absl::StrFormat("%s %d × %.3g px (%s)", field, evaluations, static_cast<double>(pixels),
+                         windows);
+}
+
+// The per-frame work budget (SettingsCaps::max_frame_work).
+absl::Status CheckFrameWork(const AnalyzerOptions& analyzer, const SettingsCaps& caps) {
+  const double work = FrameWork(analyzer, caps.max_frame_pixels);
+  if (work <= static_cast<double>(caps.max_frame_work)) return absl::OkStatus();
+  std::string terms = WorkTerm("evaluations", analyzer.logstar.optimizer.num_evaluations,
+                               caps.max_frame_pixels, analyzer.window, analyzer.stride);
+  if (analyzer.amorphous.enabled) {
+    absl::StrAppend(
+        &terms, " + ",
+        WorkTerm("amorphous.evaluations", analyzer.amorphous.options.optimizer.num_evaluations,
+                 caps.max_frame_pixels, analyzer.amorphous.window, analyzer.amorphous.stride));
+  }
+  return absl::ResourceExhaustedError(absl::StrFormat(
+      "settings.analysis: a frame would cost an estimated %.3g evaluation-pixels (%s, at the "
+      "largest frame the daemon takes), over its per-frame work budget of %.3g "
+      "(max_frame_work): ask for fewer evaluations or a larger stride",
+      work, terms, static_cast<double>(caps.max_frame_work)));
+}
+
 }  // namespace
+
+double FrameWork(const AnalyzerOptions& analyzer, int64_t max_frame_pixels) {
+  const double pixels = static_cast<double>(max_frame_pixels);
+  double work = analyzer.logstar.optimizer.num_evaluations * pixels *
+                Coverage(analyzer.window, analyzer.stride);
+  if (analyzer.amorphous.enabled) {
+    work += analyzer.amorphous.options.optimizer.num_evaluations * pixels *
+            Coverage(analyzer.amorphous.window, analyzer.amorphous.stride);
+  }
+  return work;
+}
 
 absl::StatusOr<PriorSetting> ParsePrior(const v1::PhysicsPrior& p) {
   if (!std::isfinite(p.pixel_size_angstrom()) || p.pixel_size_angstrom() < 0.0) {
@@ -322,6 +372,7 @@ absl::StatusOr<SessionConfig> ParseSessionSettings(const v1::SessionSettings& se
   SessionConfig c;
   LOGSTAR_ASSIGN_OR_RETURN(c.prior, ParsePrior(settings.prior()));
   LOGSTAR_ASSIGN_OR_RETURN(c.analyzer, ParseAnalysis(settings.analysis(), caps));
+  LOGSTAR_RETURN_IF_ERROR(CheckFrameWork(c.analyzer, caps));
   LOGSTAR_RETURN_IF_ERROR(CheckSublatticeChoice(c.analyzer, c.prior));
   LOGSTAR_RETURN_IF_ERROR(CheckSigmaBounds(c.analyzer, c.prior));
   if (!v1::OverloadPolicy_IsValid(settings.overload_policy())) {

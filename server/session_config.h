@@ -46,7 +46,32 @@ struct SettingsCaps {
   int max_evaluations = 500;
   int max_regions = 1000;              // settings.steering.max_regions
   uint32_t max_queue_capacity = 1024;  // settings.queue_capacity
+  // The per-frame work budget, in evaluation-pixels (FrameWork): what one
+  // frame's searches may cost when every window is tuned, so that no frame
+  // holds an analysis slot for long however its settings combine
+  // evaluations, window and stride (issue 16, item 2). An evaluation costs
+  // about 10-15 ns per window pixel on the 2-core reference machine, so the
+  // default, 2^34 (1.7e10), is a few minutes of one frame's work: 20 times
+  // the default settings (50 evaluations, no overlap) on the largest frame,
+  // and every evaluation count within max_evaluations for both stages
+  // without overlapping windows; overlap multiplies the work (stride =
+  // window / 2: four times).
+  int64_t max_frame_work = int64_t{1} << 34;
+  // The largest frame the daemon takes (its max_pixels): the frame size the
+  // work is estimated at, since the settings are checked before any frame.
+  int64_t max_frame_pixels = int64_t{4096} * 4096;
 };
+
+// The work of one frame of `max_frame_pixels` pixels analysed with
+// `analyzer` when every window of both stages is tuned, in
+// evaluation-pixels: for LoG* and, when enabled, the amorphous stage,
+// evaluations × the frame's pixels × (window / stride)² (how many times the
+// windows cover the frame; 1 for window 0, one window). An estimate of a
+// frame's search cost, not a measurement: each evaluation scans its
+// window's pixels once (the optimiser's own model work, which grows with
+// the evaluations rather than the pixels, is not counted; max_evaluations
+// bounds it).
+double FrameWork(const AnalyzerOptions& analyzer, int64_t max_frame_pixels);
 
 // settings.prior parsed: a prior to analyse with, or `auto`, a prior to
 // derive from the stream's first frame (DeriveFramePrior).
@@ -123,7 +148,10 @@ absl::StatusOr<DerivedPrior> DeriveFramePrior(const cv::Mat& frame, const Analyz
 absl::StatusOr<PhysicsPrior> ResolvePrior(PhysicsPrior prior, double frame_pixel_size_angstrom);
 
 // The one conversion of a session's settings. A prior without pixel size is
-// checked as far as it can be until frames give one.
+// checked as far as it can be until frames give one. Settings whose
+// FrameWork exceeds caps.max_frame_work are RESOURCE_EXHAUSTED naming the
+// estimate, the budget and what sets it (settings.analysis.evaluations,
+// window, stride).
 absl::StatusOr<SessionConfig> ParseSessionSettings(const v1::SessionSettings& settings,
                                                    const SettingsCaps& caps = {});
 

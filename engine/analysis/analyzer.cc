@@ -410,13 +410,11 @@ absl::StatusOr<LogDetection> LogStarAnalyzer::DetectWith(
                         local_crystal ? &*local_crystal : nullptr);
 }
 
-absl::Status LogStarAnalyzer::AnalyzeWindow(const cv::Mat& image, const Window& w,
-                                            const PhysicsPrior& prior,
-                                            const LatticeMeasurement* lattice,
-                                            const CrystalArea* crystal,
-                                            std::optional<CachedWindow>& cache,
-                                            ExecutionContext* context, WindowResult& out,
-                                            std::vector<Blob>& blobs) const {
+absl::Status LogStarAnalyzer::AnalyzeWindow(
+    const cv::Mat& image, const Window& w, const PhysicsPrior& prior,
+    const LatticeMeasurement* lattice, const CrystalArea* crystal,
+    std::optional<CachedWindow>& cache, ExecutionContext* context, WindowResult& out,
+    std::vector<Blob>& blobs, const std::atomic<bool>* cancel) const {
   const auto t0 = std::chrono::steady_clock::now();
   out.window = w;
   std::vector<LogParameters> warm;
@@ -457,10 +455,14 @@ absl::Status LogStarAnalyzer::AnalyzeWindow(const cv::Mat& image, const Window& 
            image.rows);
   std::optional<CrystalArea> local_crystal;
   if (crystal != nullptr) local_crystal = InContext(*crystal, ctx);
-  LOGSTAR_ASSIGN_OR_RETURN(LogStarResult r,
-                           RunLogStar(image(cv::Rect(ctx.col0, ctx.row0, ctx.cols, ctx.rows)),
-                                      Local(w.tile, ctx), prior, options_.logstar, context, warm,
-                                      lattice, local_crystal ? &*local_crystal : nullptr));
+  // The frame's flag reaches the search, which checks it between
+  // evaluations: a window's whole budget can take minutes.
+  LogStarOptions logstar = options_.logstar;
+  logstar.optimizer.cancel = cancel;
+  LOGSTAR_ASSIGN_OR_RETURN(
+      LogStarResult r,
+      RunLogStar(image(cv::Rect(ctx.col0, ctx.row0, ctx.cols, ctx.rows)), Local(w.tile, ctx), prior,
+                 logstar, context, warm, lattice, local_crystal ? &*local_crystal : nullptr));
   cache = CachedWindow{r.parameters, r.rewards,      r.front,          r.chosen,
                        r.objectives, r.lattice_note, r.lattice_rewards};
   out.objectives = r.objectives;
@@ -606,9 +608,12 @@ absl::Status LogStarAnalyzer::AmorphousWindow(const cv::Mat& image, const Window
                                               std::optional<CachedAmorphousWindow>& cache,
                                               ExecutionContext* context, AmorphousWindowResult& out,
                                               std::vector<std::pair<int, AtomClass>>& classes,
-                                              std::optional<RegionSet>& frame_regions) const {
+                                              std::optional<RegionSet>& frame_regions,
+                                              const std::atomic<bool>* cancel) const {
   const auto t0 = std::chrono::steady_clock::now();
-  const AmorphousOptions& options = options_.amorphous.options;
+  // The search checks the frame's flag between evaluations (as LoG*'s).
+  AmorphousOptions options = options_.amorphous.options;
+  options.optimizer.cancel = cancel;
   out.window = w;
   const PixelRegion ctx =
       Grow(w.tile, AmorphousHalo(options, prior.NearestNeighborPx()), image.cols, image.rows);
@@ -718,7 +723,7 @@ absl::StatusOr<FrameAmorphous> LogStarAnalyzer::RunAmorphousStage(
       return;
     }
     status[i] = AmorphousWindow(image, layout[i], atoms, prior, cache[i], context, out.windows[i],
-                                classes[i], painted[i]);
+                                classes[i], painted[i], cancel);
   });
   for (const absl::Status& s : status) LOGSTAR_RETURN_IF_ERROR(s);
   std::vector<PointXY> amorphous;
@@ -843,6 +848,10 @@ absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
     }
   }
 
+  if (cancel != nullptr && cancel->load(std::memory_order_relaxed)) {
+    return absl::CancelledError("analysis cancelled");
+  }
+
   // Which windows are tuned toward a count (see the file comment).
   const int n = static_cast<int>(layout.size());
   result.windows.resize(n);
@@ -876,7 +885,7 @@ absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
   const LatticeMeasurement* const frame_lattice = lattice ? &*lattice : nullptr;
   run(tuned, [&](int i) {
     return AnalyzeWindow(image, layout[i], prior, frame_lattice, area_ptr, cache[i], context,
-                         result.windows[i], blobs[i]);
+                         result.windows[i], blobs[i], cancel);
   });
   for (const absl::Status& s : status) LOGSTAR_RETURN_IF_ERROR(s);
   run(lent, [&](int i) {

@@ -365,10 +365,13 @@ class LogStarAnalyzer {
                     FrameAnalysis& result) const;
   // `lattice`: the frame's (null or not found: no lattice pair); `crystal`:
   // its crystalline area, frame coordinates (null: the whole tile).
+  // `cancel` (may be null) stops the search between evaluations (CANCELLED;
+  // `cache` is then untouched).
   absl::Status AnalyzeWindow(const cv::Mat& image, const Window& w, const PhysicsPrior& prior,
                              const LatticeMeasurement* lattice, const CrystalArea* crystal,
                              std::optional<CachedWindow>& cache, ExecutionContext* context,
-                             WindowResult& out, std::vector<Blob>& blobs) const;
+                             WindowResult& out, std::vector<Blob>& blobs,
+                             const std::atomic<bool>* cancel) const;
   // A window with too little crystal: detected with `donor`'s parameters.
   absl::Status BorrowWindow(const cv::Mat& image, const Window& w, const PhysicsPrior& prior,
                             const LatticeMeasurement* lattice, const CrystalArea* crystal,
@@ -388,7 +391,8 @@ class LogStarAnalyzer {
                                std::optional<CachedAmorphousWindow>& cache,
                                ExecutionContext* context, AmorphousWindowResult& out,
                                std::vector<std::pair<int, AtomClass>>& classes,
-                               std::optional<RegionSet>& frame_regions) const;
+                               std::optional<RegionSet>& frame_regions,
+                               const std::atomic<bool>* cancel) const;
   absl::StatusOr<FrameAmorphous> RunAmorphousStage(
       const cv::Mat& image, const std::vector<Atom>& atoms, const PhysicsPrior& prior,
       const std::vector<Window>& layout, std::vector<std::optional<CachedAmorphousWindow>>& cache,
@@ -422,9 +426,14 @@ class LogStarAnalyzer {
   // For the daemon (server/): cancelling a frame, saving and restoring the cache.
 
   // As Analyze(), but gives up with CANCELLED once *cancel (not null) is
-  // true: checked after normalisation and before each window starts, so a
-  // cancelled frame costs at most the windows already running. The cache is
-  // then left as it was.
+  // true: checked after normalisation, after the lattice is measured, before
+  // each window starts and, inside a window's search (LoG* and the amorphous
+  // stage), before each evaluation (MoboOptions::cancel) and each exact
+  // polish step. So a cancelled frame costs at most one evaluation and one
+  // iteration's model work per window running (issue 16, item 2: a 128²
+  // frame with window 0 and 500 evaluations frees its thread within
+  // tens of milliseconds instead of finishing its budget, docs/operations.md).
+  // The cache is then left as it was: nothing half-tuned is kept.
   absl::StatusOr<FrameAnalysis> Analyze(const cv::Mat& frame, ExecutionContext* context,
                                         const std::atomic<bool>* cancel);
 

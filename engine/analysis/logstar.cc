@@ -1,6 +1,7 @@
 #include "engine/analysis/logstar.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <functional>
@@ -679,6 +680,11 @@ absl::StatusOr<LogStarResult> RunLogStar(const cv::Mat& image, const PixelRegion
   int num_polished = 0;
   std::set<std::pair<int, int>> filled;  // front gaps already tried
   for (; num_polished < polish; ++num_polished) {
+    // Each step is an exact detection: as costly as a few evaluations.
+    if (search.cancel != nullptr && search.cancel->load(std::memory_order_relaxed)) {
+      return absl::CancelledError(absl::StrCat(
+          "search cancelled after ", run.evaluations.size() + num_polished, " evaluations"));
+    }
     LOGSTAR_ASSIGN_OR_RETURN(const auto fc, front_and_choice());
     const auto& [front, chosen] = fc;
     int target = points[chosen].num_found < 0 ? chosen : -1;

@@ -204,6 +204,8 @@ struct LogStarOptions {
   // most a fifth of the budget is used so.
   int polish_evaluations = 5;  // >= 0
   // num_evaluations defaults to 50 as published; seed fixes the run.
+  // optimizer.cancel, when set, also stops the polish steps: RunLogStar then
+  // returns CANCELLED.
   MoboOptions optimizer;
   FrontChoiceRule choice = FrontChoiceRule::kEuclidean;
   // For kWeights, on the pair searched: (QC, ER) or (misses, spurious).

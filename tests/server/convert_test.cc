@@ -243,6 +243,52 @@ TEST(SettingsTest, PolicyCapsAreTheDaemons) {
               HasSubstr("settings.queue_capacity must be <= 8, got 16"));
 }
 
+// Issue 16, item 2: the per-frame work budget, evaluations × the largest
+// frame's pixels × (window / stride)² for each stage, against closed forms.
+TEST(SettingsTest, FrameWorkIsEvaluationsTimesPixelsTimesCoverage) {
+  AnalyzerOptions o;  // 50 evaluations, window 256, stride = window
+  EXPECT_EQ(FrameWork(o, 1024 * 1024), 50.0 * 1024 * 1024);
+  o.stride = 128;  // each pixel in 2 × 2 windows
+  EXPECT_EQ(FrameWork(o, 1024 * 1024), 50.0 * 1024 * 1024 * 4);
+  o.window = 0;  // one window, the stride has nothing to step over
+  EXPECT_EQ(FrameWork(o, 1000), 50.0 * 1000);
+  o.amorphous.enabled = true;  // 30 evaluations over the whole frame
+  EXPECT_EQ(FrameWork(o, 1000), 50.0 * 1000 + 30.0 * 1000);
+  o.amorphous.window = 64;
+  o.amorphous.stride = 16;
+  EXPECT_EQ(FrameWork(o, 1000), 50.0 * 1000 + 30.0 * 1000 * 16);
+}
+
+TEST(SettingsTest, SettingsOverTheWorkBudgetAreRefusedNamingBoth) {
+  v1::SessionSettings s = Valid();
+  // The defaults, and the largest searches without overlap, fit the default
+  // budget at the default largest frame (4096²).
+  EXPECT_TRUE(ParseSessionSettings(s).ok());
+  s.mutable_analysis()->set_window(0);
+  s.mutable_analysis()->set_evaluations(500);
+  s.mutable_analysis()->mutable_amorphous()->set_enabled(true);
+  s.mutable_analysis()->mutable_amorphous()->set_evaluations(500);
+  EXPECT_TRUE(ParseSessionSettings(s).ok()) << ParseSessionSettings(s).status();
+  // 50 evaluations over windows of 256 every 32 px: 50 × 4096² × 64 =
+  // 5.37e10 evaluation-pixels, over 2^34 = 1.72e10.
+  s = Valid();
+  s.mutable_analysis()->set_evaluations(50);
+  s.mutable_analysis()->set_window(256);
+  s.mutable_analysis()->set_stride(32);
+  const absl::Status refused = ParseSessionSettings(s).status();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kResourceExhausted) << refused;
+  EXPECT_THAT(refused.message(), HasSubstr("estimated 5.37e+10 evaluation-pixels"));
+  EXPECT_THAT(refused.message(), HasSubstr("windows of 256 px every 32 px"));
+  EXPECT_THAT(refused.message(), HasSubstr("budget of 1.72e+10 (max_frame_work)"));
+  // The budget and the frame size are the daemon's.
+  SettingsCaps caps;
+  caps.max_frame_pixels = 512 * 512;  // 50 × 512² × 64 = 8.4e8
+  EXPECT_TRUE(ParseSessionSettings(s, caps).ok());
+  caps.max_frame_work = 800'000'000;
+  EXPECT_THAT(ParseSessionSettings(s, caps).status().message(),
+              HasSubstr("estimated 8.39e+08 evaluation-pixels"));
+}
+
 // SrTiO3 along [100] with its two sublattices: a = 3.905 Å, one Sr and one
 // Ti-O column per cell, 100 / 3.905² = 6.558 columns per nm² each.
 v1::SessionSettings WithSublattices() {

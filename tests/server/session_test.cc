@@ -423,5 +423,25 @@ TEST(OptionsTest, FileThenFlags) {
   EXPECT_THAT(OptionsFromConfig(level).status().message(), HasSubstr("log_level"));
 }
 
+// Issue 16, item 2: the session caps are daemon settings.
+TEST(OptionsTest, WorkCapsFromFlags) {
+  bool help = false;
+  absl::StatusOr<v1::DaemonConfig> c =
+      ConfigFromCommandLine({"--max_evaluations=200", "--max_frame_work=123456789"}, &help);
+  ASSERT_TRUE(c.ok()) << c.status();
+  absl::StatusOr<ServerOptions> o = OptionsFromConfig(*c);
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->max_evaluations, 200);
+  EXPECT_EQ(o->max_frame_work, 123456789);
+  EXPECT_EQ(ServerOptions().max_evaluations, SettingsCaps().max_evaluations);
+  EXPECT_EQ(ServerOptions().max_frame_work, SettingsCaps().max_frame_work);
+  for (const char* flag : {"--max_evaluations=0", "--max_frame_work=0"}) {
+    c = ConfigFromCommandLine({flag}, &help);
+    ASSERT_TRUE(c.ok()) << c.status();
+    EXPECT_THAT(OptionsFromConfig(*c).status().message(),
+                HasSubstr(std::string(flag).substr(2, std::string(flag).find('=') - 2)));
+  }
+}
+
 }  // namespace
 }  // namespace logstar::server
