@@ -23,6 +23,7 @@
 #include "engine/base/status_macros.h"
 #include "engine/log/log_detector.h"
 #include "engine/log/refine.h"
+#include "engine/physics/crystallinity.h"
 
 namespace logstar {
 namespace {
@@ -1165,6 +1166,47 @@ LatticeMeasurement NotFound(std::string reason) {
   return m;
 }
 
+// The fall-off of a lattice's autocorrelation with the lag that comes from
+// the extent of the structure, not from disorder (see the file comment,
+// 3c): the autocorrelation, normalised as Autocorrelate's, of the frame's
+// local structure energy — the high-passed frame squared, averaged over
+// about a cell (`cell_px`), less the white noise's share — at lag `lag`
+// over its value at `base`. 1 when the structure fills the frame (or the
+// energy is flat); for a particle, its overlap with itself moved by the
+// lag. `energy_acf` is null when the frame has no energy above its noise.
+std::optional<Autocorrelation> EnergyAutocorrelation(const cv::Mat& frame, int radius,
+                                                     double highpass_sigma_px, double cell_px) {
+  cv::Mat f = frame.clone();
+  if (highpass_sigma_px > 0.0) f = f - WideBlur(f, highpass_sigma_px);
+  f = f - cv::mean(f)[0];
+  absl::StatusOr<double> noise = PixelNoiseStd(frame);
+  const double floor = noise.ok() ? *noise * *noise : 0.0;
+  cv::Mat energy = WideBlur(f.mul(f), std::max(1.0, cell_px));
+  energy = cv::max(energy - floor, 0.0);
+  if (!(cv::sum(energy)[0] > 0.0)) return std::nullopt;
+  const int h = frame.rows, w = frame.cols;
+  const int ph = cv::getOptimalDFTSize(h + radius + 1);
+  const int pw = cv::getOptimalDFTSize(w + radius + 1);
+  cv::Mat padded = cv::Mat::zeros(ph, pw, CV_32F);
+  energy.copyTo(padded(cv::Rect(0, 0, w, h)));
+  cv::Mat spectrum, power, circular;
+  cv::dft(padded, spectrum);
+  cv::mulSpectrums(spectrum, spectrum, power, 0, /*conjB=*/true);
+  cv::idft(power, circular, cv::DFT_REAL_OUTPUT | cv::DFT_SCALE);
+  Autocorrelation acf;
+  acf.radius = radius;
+  acf.values.create(2 * radius + 1, 2 * radius + 1, CV_32F);
+  for (int dy = -radius; dy <= radius; ++dy) {
+    const float* src = circular.ptr<float>((dy + ph) % ph);
+    float* dst = acf.values.ptr<float>(radius + dy);
+    const double rows = h - std::abs(dy);
+    for (int dx = -radius; dx <= radius; ++dx) {
+      dst[radius + dx] = static_cast<float>(src[(dx + pw) % pw] / (rows * (w - std::abs(dx))));
+    }
+  }
+  return acf;
+}
+
 // Stages 1-3 of the file comment of lattice.h: the basis and the verdict's
 // figures, or found = false with the reason (`basis` then unset).
 LatticeMeasurement FindBasis(const cv::Mat& frame, const LatticeOptions& options,
@@ -1191,11 +1233,25 @@ LatticeMeasurement FindBasis(const cv::Mat& frame, const LatticeOptions& options
   const std::vector<LatticePoint> checked =
       LatticePoints(*acf, *basis, options.min_translation_px, reach);
   m.num_lattice_points = static_cast<int>(checked.size());
-  const int ordered =
-      static_cast<int>(std::count_if(checked.begin(), checked.end(), [&](const LatticePoint& q) {
-        return q.height >= options.order_peak_fraction * m.correlation;
-      }));
-  m.ordered_fraction = checked.empty() ? 0.0 : static_cast<double>(ordered) / checked.size();
+  // (c) against the fall-off the structure's extent explains: a point is
+  // expected at the basis' correlation times the envelope there, and points
+  // where the envelope has fallen below min_envelope (beyond the particle)
+  // tell nothing and are not judged.
+  const std::optional<Autocorrelation> energy =
+      EnergyAutocorrelation(frame, radius, options.highpass_sigma_fraction * side, Norm(basis->b));
+  const double energy_base =
+      energy.has_value() ? 0.5 * (energy->Sample(basis->a) + energy->Sample(basis->b)) : 0.0;
+  int ordered = 0, judged = 0;
+  for (const LatticePoint& q : checked) {
+    double envelope = 1.0;
+    if (energy_base > 0.0) {
+      envelope = std::min(1.0, energy->Sample(basis->ToPixels(q.i, q.j)) / energy_base);
+    }
+    if (envelope < options.min_envelope) continue;
+    ++judged;
+    if (q.height >= options.order_peak_fraction * m.correlation * envelope) ++ordered;
+  }
+  m.ordered_fraction = judged == 0 ? 0.0 : static_cast<double>(ordered) / judged;
   // The mean autocorrelation over the checked points against its spread in a
   // frame without lattice: sqrt(correlation area / overlap) per point (at
   // the smallest overlap), over sqrt(n) points.
@@ -1220,8 +1276,7 @@ LatticeMeasurement FindBasis(const cv::Mat& frame, const LatticeOptions& options
     m.reason = absl::StrFormat(
         "no long-range order: %d of %d lattice points within %.0f cells show the lattice's "
         "correlation (%.0f %% needed)",
-        ordered, m.num_lattice_points, options.order_radius_cells,
-        100.0 * options.min_ordered_fraction);
+        ordered, judged, options.order_radius_cells, 100.0 * options.min_ordered_fraction);
   }
   if (!m.reason.empty()) basis.reset();
   return m;
@@ -1279,6 +1334,8 @@ absl::Status LatticeOptions::Validate() const {
     return bad("order_peak_fraction", order_peak_fraction, "in (0, 1]");
   if (!(min_ordered_fraction > 0.0 && min_ordered_fraction <= 1.0))
     return bad("min_ordered_fraction", min_ordered_fraction, "in (0, 1]");
+  if (!(min_envelope > 0.0 && min_envelope <= 1.0))
+    return bad("min_envelope", min_envelope, "in (0, 1]");
   if (min_lattice_points < 2) return bad("min_lattice_points", min_lattice_points, ">= 2");
   if (!(min_significance >= 0.0 && std::isfinite(min_significance)))
     return bad("min_significance", min_significance, ">= 0");

@@ -44,7 +44,13 @@
 //     out are that much stronger), and a mean over n points by 1 / sqrt(n)
 //     of that; (b) there are at least min_lattice_points of them; and (c) at
 //     least min_ordered_fraction of them reach order_peak_fraction of the
-//     basis' correlation. Noise and vacuum fail (a); amorphous material,
+//     basis' correlation times the envelope there: the autocorrelation of
+//     the frame's local structure energy (high-passed frame squared over a
+//     cell, less the white noise), relative to its value at the basis, which
+//     is 1 for a crystal filling the frame and a particle's overlap with
+//     itself for one that does not (points where it is under min_envelope
+//     are not judged). Without it a crystal of a fifth of the frame failed
+//     (c) for its size alone. Noise and vacuum fail (a); amorphous material,
 //     which correlates with itself at the nearest-neighbour distance but not
 //     several cells away, fails (a) or (c). Otherwise the result has
 //     found = false and a reason; that is not an error. Measured: white
@@ -145,6 +151,10 @@ struct LatticeOptions {
   double order_radius_cells = 5.0;    // >= 1
   double order_peak_fraction = 0.3;   // (0, 1]
   double min_ordered_fraction = 0.6;  // (0, 1]
+  // Lattice points where the structure's own extent (a particle's overlap
+  // with itself moved by the lag) leaves less than this share of the
+  // correlation at the basis are not judged for (c).
+  double min_envelope = 0.25;  // (0, 1]
   int min_lattice_points = 6;         // >= 2, in the half disk
   // See the file comment, (a).
   double min_significance = 12.0;  // >= 0

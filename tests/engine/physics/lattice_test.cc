@@ -232,6 +232,47 @@ TEST(LatticeTest, PartlyAmorphousFrameStillShowsItsLattice) {
   }
 }
 
+// A crystal covering a fifth of the frame (a particle in vacuum, an edge, a
+// particle on a support film) shows its lattice: its autocorrelation falls
+// off with the lag because the crystal ends, not because it is disordered.
+// Before the verdict allowed for the fall-off (the envelope, lattice.h 3c)
+// 13 of the 18 perovskite and hex frames were found within 2 %, now 17.
+// 512², noise 0.3, seeds 21-23 (the benchmark's 100-102 held back).
+// YBCO (a 93 px cell: a fifth of the frame is under three cells across) is
+// printed, not held to it: 6 of 9 within 2 % (4 before).
+TEST(LatticeTest, SmallCrystalShowsItsLattice) {
+  int good = 0, total = 0;
+  for (SynthScene scene : {SynthScene::kNanoparticle, SynthScene::kEdge, SynthScene::kSupport}) {
+    for (SynthLattice l : {SynthLattice::kYbco, SynthLattice::kPerovskite, SynthLattice::kHex}) {
+      for (uint64_t seed = 21; seed <= 23; ++seed) {
+        SynthOptions o;
+        o.width = o.height = 512;
+        o.lattice = l;
+        o.noise = 0.3;
+        o.seed = seed;
+        o.scene = scene;
+        o.crystal_fraction = 0.2;
+        absl::StatusOr<SynthFrame> frame = Synthesize(o);
+        ASSERT_TRUE(frame.ok()) << frame.status();
+        const LatticeMeasurement m = Measure(frame->image);
+        const double spacing =
+            RelativeError(m.nearest_neighbor_px, frame->prior.NearestNeighborPx());
+        const bool ok = m.found && std::abs(spacing) <= 0.02;
+        if (l != SynthLattice::kYbco) {
+          good += ok;
+          ++total;
+        }
+        if (!ok) {
+          std::cout << absl::StrFormat("[ small] %s %s seed %d: found %d, spacing %+.1f %% %s\n",
+                                       SynthSceneName(scene), SynthLatticeName(l), seed, m.found,
+                                       100 * spacing, m.reason);
+        }
+      }
+    }
+  }
+  EXPECT_GE(good, total - 1) << good << " of " << total;
+}
+
 // Scan drift shears the lattice; a shear keeps the cell's area, so the
 // density is unchanged.
 TEST(LatticeTest, DriftShearsButKeepsDensity) {
