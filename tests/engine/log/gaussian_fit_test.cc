@@ -274,10 +274,10 @@ TEST(GaussianFitTest, IntegratedIntensityWithinTwoPercentOnIsolatedColumns) {
                       3.6});
     }
   }
-  // Noise 1 % of the brightest column: the volume's own scatter is then
+  // Noise 0.5 % of the brightest column: the volume's own scatter is then
   // well below 2 %, so a bias (from the truncated window or the background)
   // would show.
-  const cv::Mat image = Draw(112, 112, cols, 0.1, 0.01, &rng);
+  const cv::Mat image = Draw(112, 112, cols, 0.1, 0.005, &rng);
   std::vector<Blob> blobs = Detect(cols, 3.6);
   const std::vector<ColumnFit> fits = Fit(image, &blobs);
   double mean_ratio = 0.0;
