@@ -22,8 +22,8 @@ absl::Status GaussianRefineOptions::Validate() const {
         absl::StrCat("gaussian refine passes must be in [1, 5], got ", passes));
   }
   if (max_iterations < 1 || max_iterations > 1000) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "gaussian refine max_iterations must be in [1, 1000], got ", max_iterations));
+    return absl::InvalidArgumentError(
+        absl::StrCat("gaussian refine max_iterations must be in [1, 1000], got ", max_iterations));
   }
   if (!(std::isfinite(max_shift_sigmas) && max_shift_sigmas > 0.0)) {
     return absl::InvalidArgumentError(
@@ -31,9 +31,9 @@ absl::Status GaussianRefineOptions::Validate() const {
   }
   if (!(std::isfinite(min_sigma_ratio) && min_sigma_ratio > 0.0 && std::isfinite(max_sigma_ratio) &&
         max_sigma_ratio > min_sigma_ratio)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "gaussian refine needs 0 < min_sigma_ratio < max_sigma_ratio, got ", min_sigma_ratio,
-        " and ", max_sigma_ratio));
+    return absl::InvalidArgumentError(
+        absl::StrCat("gaussian refine needs 0 < min_sigma_ratio < max_sigma_ratio, got ",
+                     min_sigma_ratio, " and ", max_sigma_ratio));
   }
   if (!(std::isfinite(fallback_error_px) && fallback_error_px > 0.0)) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -64,9 +64,9 @@ namespace {
 
 constexpr int kParams = 7;  // x0, y0, a, b, c, A, B
 constexpr int kMinPixels = 16;
-// Neighbours' Gaussians are evaluated out to exp(-kNeighbourCut): beyond,
-// they are below 5e-5 of their amplitude.
-constexpr double kNeighbourCut = 10.0;
+// Subtracted neighbours' Gaussians are evaluated out to exp(-kNeighbourCut):
+// beyond, they are below 1e-3 of their amplitude (3.7 σ).
+constexpr double kNeighbourCut = 7.0;
 // How far, in its blob sigmas, a neighbour's model is taken to reach when
 // listing neighbours (its fitted width may exceed the blob's).
 constexpr double kNeighbourReachSigmas = 6.0;
@@ -74,6 +74,12 @@ constexpr double kNeighbourReachSigmas = 6.0;
 // are fitted with the column (centre and amplitude), at most kMaxJoint.
 constexpr double kJointReachSigmas = 2.0;
 constexpr int kMaxJoint = 6;
+// A fitted amplitude must exceed this many of its standard errors.
+constexpr double kMinPeakSignificance = 3.0;
+constexpr int kMaxParams = kParams + 3 * kMaxJoint;
+// Parameter-sized vectors and matrices live on the stack.
+using VecP = Eigen::Matrix<double, Eigen::Dynamic, 1, 0, kMaxParams, 1>;
+using MatP = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, 0, kMaxParams, kMaxParams>;
 
 using Vec7 = Eigen::Matrix<double, kParams, 1>;
 
@@ -132,9 +138,12 @@ struct Window {
   double cx = 0.0, cy = 0.0;  // centre, px
   int n = 0;
   std::vector<double> dx, dy, v, scratch;
-  // Close neighbours' models (centres relative to the window): their centres
-  // and amplitudes are fitted too, their shapes held.
+  // Close neighbours' models (centres relative to the window): their
+  // amplitudes are fitted too, and their centres when inside the window
+  // (outside, only a flank shows: a centre fitted from it would be poorly
+  // determined and make the problem strongly nonlinear); shapes are held.
   std::vector<Model> joint;
+  std::vector<char> joint_moves;  // whether joint[k]'s centre is fitted
   // Model evaluation at the current trial point.
   Eigen::MatrixXd jacobian;
   Eigen::VectorXd residual;
@@ -162,14 +171,42 @@ void GatherWindow(const cv::Mat& image, double cx, double cy, double radius,
   const int ix = static_cast<int>(std::lround(cx)), iy = static_cast<int>(std::lround(cy));
   const int x0 = std::max(ix - r, 0), x1 = std::min(ix + r, image.cols - 1);
   const int y0 = std::max(iy - r, 0), y1 = std::min(iy + r, image.rows - 1);
-  const size_t capacity = static_cast<size_t>(std::max(0, x1 - x0 + 1)) * std::max(0, y1 - y0 + 1);
+  const int pw = std::max(0, x1 - x0 + 1), ph = std::max(0, y1 - y0 + 1);
+  const size_t capacity = static_cast<size_t>(pw) * ph;
+  // The square around the disk first, so that each subtracted neighbour
+  // costs only the pixels of its own reach.
+  w->scratch.resize(capacity);
+  for (int y = 0; y < ph; ++y) {
+    const float* row = image.ptr<float>(y0 + y) + x0;
+    for (int x = 0; x < pw; ++x) w->scratch[static_cast<size_t>(y) * pw + x] = row[x];
+  }
+  for (int j : neighbours.subtracted) {
+    const Model& m = models[j];
+    const double det = m.a * m.c - m.b * m.b;
+    // The ellipse ½qᵀPq = kNeighbourCut reaches √(2·cut·Σxx) along x.
+    const double reach_x = std::sqrt(2.0 * kNeighbourCut * m.c / det);
+    const double reach_y = std::sqrt(2.0 * kNeighbourCut * m.a / det);
+    const int bx0 = std::max(x0, static_cast<int>(std::ceil(m.x0 - reach_x)));
+    const int bx1 = std::min(x1, static_cast<int>(std::floor(m.x0 + reach_x)));
+    const int by0 = std::max(y0, static_cast<int>(std::ceil(m.y0 - reach_y)));
+    const int by1 = std::min(y1, static_cast<int>(std::floor(m.y0 + reach_y)));
+    for (int y = by0; y <= by1; ++y) {
+      const double ey = y - m.y0;
+      double* row = w->scratch.data() + static_cast<size_t>(y - y0) * pw - x0;
+      for (int x = bx0; x <= bx1; ++x) {
+        const double ex = x - m.x0;
+        const double half_q = 0.5 * (m.a * ex * ex + 2.0 * m.b * ex * ey + m.c * ey * ey);
+        row[x] -= half_q < kNeighbourCut ? m.amp * ExpNonPositive(-half_q) : 0.0;
+      }
+    }
+  }
   w->dx.resize(capacity);
   w->dy.resize(capacity);
   w->v.resize(capacity);
   const double r2 = radius * radius;
   int n = 0;
   for (int y = y0; y <= y1; ++y) {
-    const float* row = image.ptr<float>(y);
+    const double* row = w->scratch.data() + static_cast<size_t>(y - y0) * pw - x0;
     const double ddy = y - cy;
     for (int x = x0; x <= x1; ++x) {
       const double ddx = x - cx;
@@ -181,22 +218,14 @@ void GatherWindow(const cv::Mat& image, double cx, double cy, double radius,
     }
   }
   w->n = n;
-  for (int j : neighbours.subtracted) {
-    const Model& m = models[j];
-    const double ox = m.x0 - cx, oy = m.y0 - cy;
-    for (int i = 0; i < n; ++i) {
-      const double ex = w->dx[i] - ox, ey = w->dy[i] - oy;
-      const double half_q = 0.5 * (m.a * ex * ex + 2.0 * m.b * ex * ey + m.c * ey * ey);
-      // Beyond the cut the term is below the float image's resolution.
-      w->v[i] -= half_q < kNeighbourCut ? m.amp * ExpNonPositive(-half_q) : 0.0;
-    }
-  }
   w->joint.clear();
+  w->joint_moves.clear();
   for (int j : neighbours.joint) {
     Model m = models[j];
     m.x0 -= cx;
     m.y0 -= cy;
     w->joint.push_back(m);
+    w->joint_moves.push_back(m.x0 * m.x0 + m.y0 * m.y0 < r2);
   }
 }
 
@@ -223,24 +252,28 @@ Model InitialModel(const Window& w, double sigma, std::vector<double>* scratch) 
   return m;
 }
 
-// The fit's parameters: the column's 7 (Model::AsVector), then x0, y0 and
-// amplitude of each joint neighbour.
-Eigen::VectorXd PackParameters(const Model& own, const std::vector<Model>& joint) {
-  Eigen::VectorXd p(kParams + 3 * joint.size());
+// The fit's parameters: the column's 7 (Model::AsVector), then for each
+// joint neighbour its amplitude, preceded by x0 and y0 if its centre moves.
+VecP PackParameters(const Model& own, const Window& w) {
+  int np = kParams;
+  for (char moves : w.joint_moves) np += moves ? 3 : 1;
+  VecP p(np);
   p.head<kParams>() = own.AsVector();
-  for (size_t k = 0; k < joint.size(); ++k) {
-    p.segment<3>(kParams + 3 * k) << joint[k].x0, joint[k].y0, joint[k].amp;
+  int col = kParams;
+  for (size_t k = 0; k < w.joint.size(); ++k) {
+    if (w.joint_moves[k]) p(col++) = w.joint[k].x0, p(col++) = w.joint[k].y0;
+    p(col++) = w.joint[k].amp;
   }
   return p;
 }
 
-bool IsValid(const Eigen::VectorXd& p) {
+bool IsValid(const VecP& p) {
   return p.allFinite() && Model::FromVector(p.head<kParams>()).IsPeak();
 }
 
 // Residuals and Jacobian of parameters `p` over the window; returns the
 // residual sum of squares.
-double Evaluate(const Eigen::VectorXd& p, Window* w) {
+double Evaluate(const VecP& p, Window* w) {
   const Model m = Model::FromVector(p.head<kParams>());
   const int n = w->n;
   auto& jac = w->jacobian;
@@ -259,28 +292,57 @@ double Evaluate(const Eigen::VectorXd& p, Window* w) {
     jac(i, 5) = e;
     jac(i, 6) = 1.0;
   }
+  int col = kParams;
   for (size_t k = 0; k < w->joint.size(); ++k) {
-    const Model& s = w->joint[k];  // the shape
-    const int col = kParams + 3 * static_cast<int>(k);
+    const Model& s = w->joint[k];  // the shape, and the centre if held
+    if (!w->joint_moves[k]) {
+      const double amp = p(col);
+      for (int i = 0; i < n; ++i) {
+        const double ex = w->dx[i] - s.x0, ey = w->dy[i] - s.y0;
+        const double e =
+            ExpNonPositive(-0.5 * (s.a * ex * ex + 2.0 * s.b * ex * ey + s.c * ey * ey));
+        res(i) -= amp * e;
+        jac(i, col) = e;
+      }
+      col += 1;
+      continue;
+    }
     const double x0 = p(col), y0 = p(col + 1), amp = p(col + 2);
     for (int i = 0; i < n; ++i) {
       const double ex = w->dx[i] - x0, ey = w->dy[i] - y0;
-      const double e =
-          ExpNonPositive(-0.5 * (s.a * ex * ex + 2.0 * s.b * ex * ey + s.c * ey * ey));
+      const double e = ExpNonPositive(-0.5 * (s.a * ex * ex + 2.0 * s.b * ex * ey + s.c * ey * ey));
       const double g = amp * e;
       res(i) -= g;
       jac(i, col) = g * (s.a * ex + s.b * ey);
       jac(i, col + 1) = g * (s.b * ex + s.c * ey);
       jac(i, col + 2) = e;
     }
+    col += 3;
   }
   for (int i = 0; i < n; ++i) rss += res(i) * res(i);
   return rss;
 }
 
+// Changes of the cost below this share of it do not matter: with N pixels
+// they move the parameters by about √(1e-7·N) ≈ 0.5 % of their standard
+// deviations (N ≈ 250). On noise-free data the cost falls by orders of
+// magnitude per step until rounding, so this stops there too. Much tighter
+// chases the gradient's rounding, amplified by weakly determined
+// parameters (a joint neighbour's centre outside the window).
+constexpr double kRelativeTolerance = 1e-7;
+
+// Whether a step moves the column's centre by less than 1e-7 px and its
+// shape by less than 1e-7 relative.
+template <typename V>
+bool SmallMove(const V& step, const V& p) {
+  const double a = p(2), c = p(4);
+  return std::abs(step(0)) < 1e-7 && std::abs(step(1)) < 1e-7 && std::abs(step(2)) < 1e-7 * a &&
+         std::abs(step(4)) < 1e-7 * c && std::abs(step(3)) < 1e-7 * std::sqrt(a * c);
+}
+
 struct LmResult {
-  Model model;             // centre relative to the window
-  Eigen::MatrixXd normal;  // JᵀJ at the solution, all parameters
+  Model model;  // centre relative to the window
+  MatP normal;  // JᵀJ at the solution, all parameters
   double rss = 0.0;
   int iterations = 0;
   bool converged = false;
@@ -290,7 +352,7 @@ struct LmResult {
 // the window's joint neighbours).
 LmResult LevenbergMarquardt(const Model& start, int max_iterations, Window* w) {
   const int n = w->n;
-  Eigen::VectorXd p = PackParameters(start, w->joint);
+  VecP p = PackParameters(start, *w);
   const int np = static_cast<int>(p.size());
   // Grown, never shrunk: the scratch is reused for every column of a thread.
   if (w->jacobian.rows() < n || w->jacobian.cols() != np) {
@@ -301,27 +363,33 @@ LmResult LevenbergMarquardt(const Model& start, int max_iterations, Window* w) {
   out.rss = Evaluate(p, w);
   auto jac = w->jacobian.topRows(n);
   auto res = w->residual.head(n);
-  Eigen::MatrixXd normal = jac.transpose() * jac;
-  Eigen::VectorXd gradient = jac.transpose() * res;
+  MatP normal = jac.transpose() * jac;
+  VecP gradient = jac.transpose() * res;
   double lambda = 1e-3;
   for (int it = 1; it <= max_iterations; ++it) {
     out.iterations = it;
-    Eigen::MatrixXd damped = normal;
+    MatP damped = normal;
     // The floor keeps the system solvable where a parameter has no effect
     // (a flat window: the centre and shape do not change the model).
     damped.diagonal() += lambda * (normal.diagonal().array() + 1e-12).matrix();
-    const Eigen::VectorXd step = damped.ldlt().solve(gradient);
+    const VecP step = Eigen::LDLT<MatP>(damped).solve(gradient);
     if (!step.allFinite()) break;
     // The decrease the step promises (Gauss–Newton's quadratic model): when
     // it is at the arithmetic's precision, the minimum is reached.
-    if (step.dot(gradient) <= 1e-14 * out.rss + 1e-300) {
+    if (step.dot(gradient) <= kRelativeTolerance * out.rss + 1e-300) {
       out.converged = true;
       break;
     }
-    const Eigen::VectorXd trial = p + step;
+    const VecP trial = p + step;
     const double trial_rss = IsValid(trial) ? Evaluate(trial, w) : HUGE_VAL;
     if (!(trial_rss <= out.rss)) {
       lambda *= 10.0;
+      // A step too short to matter that still does not lower the cost:
+      // the minimum, to the arithmetic's precision.
+      if (SmallMove(step, p)) {
+        out.converged = true;
+        break;
+      }
       continue;
     }
     const double decrease = out.rss - trial_rss;
@@ -330,11 +398,7 @@ LmResult LevenbergMarquardt(const Model& start, int max_iterations, Window* w) {
     normal.noalias() = jac.transpose() * jac;
     gradient.noalias() = jac.transpose() * res;
     lambda = std::max(lambda * 0.1, 1e-12);
-    const double a = p(2), c = p(4);
-    const bool small_move = std::abs(step(0)) < 1e-7 && std::abs(step(1)) < 1e-7 &&
-                            std::abs(step(2)) < 1e-7 * a && std::abs(step(4)) < 1e-7 * c &&
-                            std::abs(step(3)) < 1e-7 * std::sqrt(a * c);
-    if (small_move || decrease <= 1e-15 * out.rss) {
+    if (SmallMove(step, p) || decrease <= kRelativeTolerance * out.rss) {
       out.converged = true;
       break;
     }
@@ -386,15 +450,21 @@ ColumnFit Describe(const Model& m, ColumnFitStatus status) {
 
 // Judges a converged fit against the detection (see the file comment).
 ColumnFitStatus Judge(const LmResult& lm, const ColumnInput& in, const Model& absolute,
-                      const GaussianRefineOptions& options) {
+                      double amp_err, const GaussianRefineOptions& options) {
   if (!lm.converged) return ColumnFitStatus::kNotConverged;
-  if (!absolute.IsPeak() || !(absolute.amp > 0.0)) return ColumnFitStatus::kNoPeak;
+  // A peak no larger than a few of its own standard errors is noise (or a
+  // flat patch, where the fit drives it to zero).
+  if (!absolute.IsPeak() || !(absolute.amp > kMinPeakSignificance * amp_err) ||
+      !(absolute.amp > 1e-6 * std::abs(absolute.bg))) {
+    return ColumnFitStatus::kNoPeak;
+  }
   const Shape s = ShapeOf(absolute);
   const double lo = options.min_sigma_ratio * in.sigma, hi = options.max_sigma_ratio * in.sigma;
   if (!(s.sigma_x >= lo && s.sigma_x <= hi && s.sigma_y >= lo && s.sigma_y <= hi)) {
     return ColumnFitStatus::kBadShape;
   }
-  if (!(std::hypot(absolute.x0 - in.x, absolute.y0 - in.y) <= options.max_shift_sigmas * in.sigma)) {
+  if (!(std::hypot(absolute.x0 - in.x, absolute.y0 - in.y) <=
+        options.max_shift_sigmas * in.sigma)) {
     return ColumnFitStatus::kWandered;
   }
   return ColumnFitStatus::kOk;
@@ -478,8 +548,8 @@ absl::Status RefineGaussian(const cv::Mat& image, absl::Span<Blob> blobs,
   for (int i = 0; i < n; ++i) {
     const Blob& b = blobs[i];
     if (!(std::isfinite(b.x) && std::isfinite(b.y) && std::isfinite(b.sigma) && b.sigma > 0.0)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "gaussian refine: blob ", i, " needs finite x, y and a positive sigma"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("gaussian refine: blob ", i, " needs finite x, y and a positive sigma"));
     }
     cols[i] = {b.x, b.y, b.sigma, options.window_sigmas * b.sigma};
   }
@@ -520,7 +590,12 @@ absl::Status RefineGaussian(const cv::Mat& image, absl::Span<Blob> blobs,
       Model absolute = lm.model;
       absolute.x0 += w.cx;
       absolute.y0 += w.cy;
-      const ColumnFitStatus status = Judge(lm, in, absolute, options);
+      // Covariance of the estimate: s²·(JᵀJ)⁻¹, s² the residual variance.
+      const int np = static_cast<int>(lm.normal.rows());
+      const double dof = std::max(w.n - np, 1);
+      const MatP cov = (lm.rss / dof) * Eigen::LDLT<MatP>(lm.normal).solve(MatP::Identity(np, np));
+      const ColumnFitStatus status =
+          Judge(lm, in, absolute, std::sqrt(std::max(cov(5, 5), 0.0)), options);
       if (status != ColumnFitStatus::kOk) {
         // Neighbours are better served by the detection's model than by a
         // fit that slid off.
@@ -540,11 +615,6 @@ absl::Status RefineGaussian(const cv::Mat& image, absl::Span<Blob> blobs,
       // unchanged, as weakly coupled columns want.
       next[i] = pass >= 2 && current_is_fit[i] ? Mean(start, absolute) : absolute;
       fit = Describe(absolute, status);
-      // Covariance of the estimate: s²·(JᵀJ)⁻¹, s² the residual variance.
-      const int np = static_cast<int>(lm.normal.rows());
-      const double dof = std::max(w.n - np, 1);
-      const Eigen::MatrixXd cov =
-          (lm.rss / dof) * lm.normal.ldlt().solve(Eigen::MatrixXd::Identity(np, np));
       fit.x_err = std::sqrt(std::max(cov(0, 0), 0.0));
       fit.y_err = std::sqrt(std::max(cov(1, 1), 0.0));
       if (!std::isfinite(fit.x_err) || !std::isfinite(fit.y_err)) {

@@ -73,21 +73,21 @@ struct GaussianRefineOptions {
 
 enum class ColumnFitStatus {
   kOk = 0,
-  kTooFewPixels,    // the window (clipped to the frame) holds fewer than 16 pixels
-  kNoPeak,          // fitted amplitude <= 0 or the precision matrix not positive definite
-  kBadShape,        // σx or σy outside the allowed range
-  kWandered,        // the centre moved beyond max_shift_sigmas
-  kNotConverged,    // max_iterations reached, or the normal equations singular
+  kTooFewPixels,  // the window (clipped to the frame) holds fewer than 16 pixels
+  kNoPeak,        // fitted amplitude <= 0 or the precision matrix not positive definite
+  kBadShape,      // σx or σy outside the allowed range
+  kWandered,      // the centre moved beyond max_shift_sigmas
+  kNotConverged,  // max_iterations reached, or the normal equations singular
 };
 
 // "ok", "too_few_pixels", "no_peak", "bad_shape", "wandered", "not_converged".
 const char* ColumnFitStatusName(ColumnFitStatus status);
 
 struct ColumnFit {
-  double x = 0.0;      // column, px: the fitted centre (the detection's if the fit failed)
-  double y = 0.0;      // row, px
-  double x_err = 0.0;  // px, one standard deviation (fit covariance × residual variance)
-  double y_err = 0.0;  // px
+  double x = 0.0;          // column, px: the fitted centre (the detection's if the fit failed)
+  double y = 0.0;          // row, px
+  double x_err = 0.0;      // px, one standard deviation (fit covariance × residual variance)
+  double y_err = 0.0;      // px
   double amplitude = 0.0;  // A: peak height above the background, image units
   // The Gaussian's volume 2π·A·σx·σy (image units × px²): the column's
   // scattering cross-section as atom counting uses it.

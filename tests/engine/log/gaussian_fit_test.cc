@@ -146,8 +146,8 @@ TEST(GaussianFitTest, PositionSpreadMatchesReportedUncertaintyAndCramerRao) {
     std::vector<Truth> cols;
     for (int j = 0; j < 4; ++j) {
       for (int i = 0; i < 4; ++i) {
-        cols.push_back({14.0 + 24 * i + jitter(rng), 14.0 + 24 * j + jitter(rng), 1.0, kSigma,
-                        kSigma});
+        cols.push_back(
+            {14.0 + 24 * i + jitter(rng), 14.0 + 24 * j + jitter(rng), 1.0, kSigma, kSigma});
       }
     }
     const cv::Mat image = Draw(100, 100, cols, 0.1, kNoise, &rng);
@@ -270,8 +270,8 @@ TEST(GaussianFitTest, IntegratedIntensityWithinTwoPercentOnIsolatedColumns) {
   std::vector<Truth> cols;
   for (int j = 0; j < 4; ++j) {
     for (int i = 0; i < 4; ++i) {
-      cols.push_back({16.0 + 26 * i + jitter(rng), 16.0 + 26 * j + jitter(rng), amp(rng), 3.6,
-                      3.6});
+      cols.push_back(
+          {16.0 + 26 * i + jitter(rng), 16.0 + 26 * j + jitter(rng), amp(rng), 3.6, 3.6});
     }
   }
   // Noise 0.5 % of the brightest column: the volume's own scatter is then
@@ -317,8 +317,8 @@ TEST(GaussianFitTest, RejectsBadInput) {
   options = {};
   options.max_sigma_ratio = 0.1;
   EXPECT_FALSE(options.Validate().ok());
-  EXPECT_FALSE(RefineGaussian(cv::Mat(16, 16, CV_8U), absl::MakeSpan(blobs), &fits, {}, Context(1))
-                   .ok());
+  EXPECT_FALSE(
+      RefineGaussian(cv::Mat(16, 16, CV_8U), absl::MakeSpan(blobs), &fits, {}, Context(1)).ok());
   blobs[0].sigma = 0.0;
   EXPECT_THAT(RefineGaussian(image, absl::MakeSpan(blobs), &fits, {}, Context(1)).message(),
               HasSubstr("sigma"));
