@@ -74,6 +74,8 @@ constexpr double kNeighbourReachSigmas = 6.0;
 // are fitted with the column (centre and amplitude), at most kMaxJoint.
 constexpr double kJointReachSigmas = 2.0;
 constexpr int kMaxJoint = 6;
+// exp(-2.8²/2) = 2 %: see Neighbours::coupled.
+constexpr double kCoupledReachSigmas = 2.8;
 // A fitted amplitude must exceed this many of its standard errors.
 constexpr double kMinPeakSignificance = 3.0;
 constexpr int kMaxParams = kParams + 3 * kMaxJoint;
@@ -158,6 +160,11 @@ struct ColumnInput {
 // far into its window) and those whose models are subtracted.
 struct Neighbours {
   std::vector<int> joint, subtracted;
+  // Whether a neighbour's Gaussian exceeds 2 % of its peak inside the
+  // window; only then do the neighbours' models matter enough to refit the
+  // column in later passes (the detection's models are accurate to some
+  // ten per cent, i.e. to 0.2 % of the peak there).
+  bool coupled = false;
 };
 
 // Fills `w` with the pixels of `image` within `radius` of (cx, cy) minus the
@@ -340,6 +347,17 @@ bool SmallMove(const V& step, const V& p) {
          std::abs(step(4)) < 1e-7 * c && std::abs(step(3)) < 1e-7 * std::sqrt(a * c);
 }
 
+// JᵀJ and Jᵀr by column dot products: at 7 to 25 columns this is several
+// times faster than a general matrix product, whose packing dominates.
+template <typename J, typename R>
+void NormalEquations(const J& jac, const R& res, MatP* normal, VecP* gradient) {
+  const int np = static_cast<int>(jac.cols());
+  for (int a = 0; a < np; ++a) {
+    for (int b = a; b < np; ++b) (*normal)(a, b) = (*normal)(b, a) = jac.col(a).dot(jac.col(b));
+    (*gradient)(a) = jac.col(a).dot(res);
+  }
+}
+
 struct LmResult {
   Model model;  // centre relative to the window
   MatP normal;  // JᵀJ at the solution, all parameters
@@ -363,8 +381,9 @@ LmResult LevenbergMarquardt(const Model& start, int max_iterations, Window* w) {
   out.rss = Evaluate(p, w);
   auto jac = w->jacobian.topRows(n);
   auto res = w->residual.head(n);
-  MatP normal = jac.transpose() * jac;
-  VecP gradient = jac.transpose() * res;
+  MatP normal(np, np);
+  VecP gradient(np);
+  NormalEquations(jac, res, &normal, &gradient);
   double lambda = 1e-3;
   for (int it = 1; it <= max_iterations; ++it) {
     out.iterations = it;
@@ -395,8 +414,7 @@ LmResult LevenbergMarquardt(const Model& start, int max_iterations, Window* w) {
     const double decrease = out.rss - trial_rss;
     p = trial;
     out.rss = trial_rss;
-    normal.noalias() = jac.transpose() * jac;
-    gradient.noalias() = jac.transpose() * res;
+    NormalEquations(jac, res, &normal, &gradient);
     lambda = std::max(lambda * 0.1, 1e-12);
     if (SmallMove(step, p) || decrease <= kRelativeTolerance * out.rss) {
       out.converged = true;
@@ -515,6 +533,7 @@ std::vector<Neighbours> FindNeighbours(const std::vector<ColumnInput>& cols) {
     std::sort(near.begin(), near.end());
     for (const auto& [d, j] : near) {
       const bool close = d < cols[i].radius + kJointReachSigmas * cols[j].sigma;
+      out[i].coupled |= d < cols[i].radius + kCoupledReachSigmas * cols[j].sigma;
       if (close && static_cast<int>(out[i].joint.size()) < kMaxJoint) {
         out[i].joint.push_back(j);
       } else {
@@ -572,6 +591,10 @@ absl::Status RefineGaussian(const cv::Mat& image, absl::Span<Blob> blobs,
     context->ParallelFor(n, [&](int i) {
       const ColumnInput& in = cols[i];
       const Model& start = current[i];
+      if (pass > 0 && !neighbours[i].coupled) {
+        next[i] = start;  // and (*fits)[i] stays
+        return;
+      }
       Window& w = ThreadWindow();
       GatherWindow(image, start.x0, start.y0, in.radius, neighbours[i], current, &w);
       ColumnFit& fit = (*fits)[i];

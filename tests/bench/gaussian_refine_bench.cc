@@ -40,6 +40,12 @@
 namespace logstar::bench {
 namespace {
 
+// The refinement's options: the defaults, or --passes=N.
+GaussianRefineOptions& Options() {
+  static GaussianRefineOptions options;
+  return options;
+}
+
 double Median(std::vector<double> v) {
   if (v.empty()) return NAN;
   auto mid = v.begin() + v.size() / 2;
@@ -114,7 +120,7 @@ Row RunFrame(SynthLattice lattice, double noise, double dose, int size, Executio
   const double para_ms = MsSince(t0);
   std::vector<ColumnFit> fits;
   t0 = std::chrono::steady_clock::now();
-  if (!RefineGaussian(frame.image, absl::MakeSpan(gauss), &fits, {}, ctx).ok()) Die("gaussian");
+  if (!RefineGaussian(frame.image, absl::MakeSpan(gauss), &fits, Options(), ctx).ok()) Die("gaussian");
   const double gauss_ms = MsSince(t0);
 
   Row row{SynthLatticeName(lattice), noise, dose, 0, 0, 0, para_ms, 0, 0, gauss_ms, 0, 0, 0, 0, 0};
@@ -197,7 +203,7 @@ void LargeFrame(ExecutionContext* ctx) {
     std::vector<Blob> b = detections;
     std::vector<ColumnFit> fits;
     auto t0 = std::chrono::steady_clock::now();
-    if (!RefineGaussian(frame.image, absl::MakeSpan(b), &fits, {}, ctx).ok()) Die("gaussian");
+    if (!RefineGaussian(frame.image, absl::MakeSpan(b), &fits, Options(), ctx).ok()) Die("gaussian");
     best = std::min(best, MsSince(t0));
     failed = 0;
     for (const ColumnFit& f : fits) failed += f.status != ColumnFitStatus::kOk;
@@ -286,7 +292,10 @@ int Main(int argc, char** argv) {
   bool verbose = false;
   for (int i = 1; i < argc; ++i) {
     const absl::string_view a = argv[i];
-    if (ParseFlag(a, "--size=", &size) || ParseFlag(a, "--threads=", &threads)) continue;
+    if (ParseFlag(a, "--size=", &size) || ParseFlag(a, "--threads=", &threads) ||
+        ParseFlag(a, "--passes=", &Options().passes)) {
+      continue;
+    }
     if (a.substr(0, 6) == "--out=") {
       out = std::string(a.substr(6));
     } else if (a == "--verbose") {
@@ -332,7 +341,7 @@ int Main(int argc, char** argv) {
       }
     }
   }
-  if (only.empty()) LargeFrame(ctx.get());
+  if (only.empty() || only == "large") LargeFrame(ctx.get());
   if (!real.empty()) RealImages(real, ctx.get());
   return 0;
 }

@@ -257,10 +257,12 @@ TEST(GaussianFitTest, SaturatedColumnStaysFiniteAndCentred) {
   std::vector<Blob> blobs = Detect({t}, 3.0);
   const ColumnFit f = Fit(image, &blobs)[0];
   EXPECT_TRUE(AllFinite(f));
-  // Symmetric clipping leaves the centre where it was.
+  // A plateau is not a Gaussian, and the window (centred on the detection)
+  // is not symmetric about the column, so the misfit moves the centre, but
+  // by hundredths of a pixel.
   if (f.status == ColumnFitStatus::kOk) {
-    EXPECT_NEAR(f.x, t.x, 0.01);
-    EXPECT_NEAR(f.y, t.y, 0.01);
+    EXPECT_NEAR(f.x, t.x, 0.05);
+    EXPECT_NEAR(f.y, t.y, 0.05);
   }
 }
 
