@@ -120,7 +120,8 @@ Row RunFrame(SynthLattice lattice, double noise, double dose, int size, Executio
   const double para_ms = MsSince(t0);
   std::vector<ColumnFit> fits;
   t0 = std::chrono::steady_clock::now();
-  if (!RefineGaussian(frame.image, absl::MakeSpan(gauss), &fits, Options(), ctx).ok()) Die("gaussian");
+  if (!RefineGaussian(frame.image, absl::MakeSpan(gauss), &fits, Options(), ctx).ok())
+    Die("gaussian");
   const double gauss_ms = MsSince(t0);
 
   Row row{SynthLatticeName(lattice), noise, dose, 0, 0, 0, para_ms, 0, 0, gauss_ms, 0, 0, 0, 0, 0};
@@ -203,7 +204,8 @@ void LargeFrame(ExecutionContext* ctx) {
     std::vector<Blob> b = detections;
     std::vector<ColumnFit> fits;
     auto t0 = std::chrono::steady_clock::now();
-    if (!RefineGaussian(frame.image, absl::MakeSpan(b), &fits, Options(), ctx).ok()) Die("gaussian");
+    if (!RefineGaussian(frame.image, absl::MakeSpan(b), &fits, Options(), ctx).ok())
+      Die("gaussian");
     best = std::min(best, MsSince(t0));
     failed = 0;
     for (const ColumnFit& f : fits) failed += f.status != ColumnFitStatus::kOk;
