@@ -487,6 +487,17 @@ ColumnFit Describe(const Model& m, ColumnFitStatus status) {
   return f;
 }
 
+// A failed fit's report: the detection's position and model, the
+// fallback uncertainty.
+ColumnFit Fallback(const Model& initial, const ColumnInput& in, ColumnFitStatus status,
+                   const GaussianRefineOptions& options) {
+  ColumnFit f = Describe(initial, status);
+  f.x = in.x;
+  f.y = in.y;
+  f.x_err = f.y_err = options.fallback_error_px;
+  return f;
+}
+
 // Judges a converged fit against the detection (see the file comment).
 ColumnFitStatus Judge(const LmResult& lm, const ColumnInput& in, const Model& absolute,
                       double amp_err, const GaussianRefineOptions& options) {
@@ -621,10 +632,7 @@ absl::Status RefineGaussian(const cv::Mat& image, absl::Span<Blob> blobs,
       ColumnFit& fit = (*fits)[i];
       if (w.n < kMinPixels + 3 * static_cast<int>(w.joint.size())) {
         next[i] = initial[i];
-        fit = Describe(initial[i], ColumnFitStatus::kTooFewPixels);
-        fit.x = in.x;
-        fit.y = in.y;
-        fit.x_err = fit.y_err = options.fallback_error_px;
+        fit = Fallback(initial[i], in, ColumnFitStatus::kTooFewPixels, options);
         return;
       }
       Model relative = start;
@@ -644,10 +652,7 @@ absl::Status RefineGaussian(const cv::Mat& image, absl::Span<Blob> blobs,
         // Neighbours are better served by the detection's model than by a
         // fit that slid off.
         next[i] = initial[i];
-        fit = Describe(initial[i], status);
-        fit.x = in.x;
-        fit.y = in.y;
-        fit.x_err = fit.y_err = options.fallback_error_px;
+        fit = Fallback(initial[i], in, status, options);
         fit.iterations = lm.iterations;
         return;
       }

@@ -11,21 +11,28 @@
 // nearly all of the column's gradient (2.5 σ holds 98.6 % of the Fisher
 // information on the centre).
 //
-// Overlapping neighbours: the fit runs in passes. Before fitting a column,
-// the current models of its neighbours (their Gaussians, without their
-// backgrounds) are subtracted from its window: in the first pass the models
-// estimated from the detections (isotropic, the blob's sigma, peak height
-// over the window's low quantile), in every later pass the previous pass's
-// fits. Each pass fits all columns independently and in parallel, from the
-// previous pass's results only, so the output does not depend on the thread
-// count or the order of the blobs within a pass.
+// Neighbours. A neighbour whose Gaussian reaches deep into the window (its
+// centre closer than the window radius + 2 of its sigmas; at most 6, the
+// closest) is fitted with the column: its amplitude always, its centre too
+// when that lies inside the window (outside, only a flank shows, which
+// would leave the centre poorly determined), its shape held. Farther
+// neighbours' Gaussians (without their backgrounds) are subtracted from the
+// window. The neighbours' models come from the detections in the first
+// pass (isotropic with the blob's sigma, peak height over the window's low
+// quantile) and from the previous pass's fits after; only columns that a
+// neighbour's Gaussian reaches above 2 % of its peak are refitted in later
+// passes (elsewhere the detection's models are good to ~0.2 % of the peak).
+// From the third pass on, neighbours see the mean of their last two fits,
+// which damps the back-and-forth of strongly coupled columns. Each pass
+// fits its columns independently and in parallel from the previous pass's
+// results, so the output does not depend on the thread count.
 //
 // A fit fails, and its column keeps its detected position, when the window
-// holds too few pixels, the amplitude is not positive, the shape is not a
-// peak or lies outside [min_sigma_ratio, max_sigma_ratio] × the blob's sigma,
-// the centre moves more than max_shift_sigmas × the blob's sigma, or the
-// iterations do not converge. The ColumnFit then carries the reason; its
-// uncertainty is the detection's (fallback_error_px) and its shape the
+// holds too few pixels, the amplitude is not above 3 of its standard errors,
+// the shape is not a peak or lies outside [min_sigma_ratio,
+// max_sigma_ratio] × the blob's sigma, the centre moves more than
+// max_shift_sigmas × the blob's sigma, or the iterations do not converge. The ColumnFit then
+// carries the reason; its uncertainty is the detection's (fallback_error_px) and its shape the
 // detection's estimate, so every field is finite whatever the input.
 //
 // Coordinates: x = column, y = row, pixels, origin at the centre of the
