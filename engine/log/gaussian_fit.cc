@@ -142,6 +142,10 @@ struct Window {
   // determined and make the problem strongly nonlinear); shapes are held.
   std::vector<Model> joint;
   std::vector<char> joint_moves;  // whether joint[k]'s centre is fitted
+  // For each joint neighbour whose centre is held, its unit-amplitude
+  // Gaussian over the window's pixels (n values each, in order): fixed
+  // during the fit, so computed once.
+  std::vector<double> held_basis;
   // Model evaluation at the current trial point.
   Eigen::MatrixXd jacobian;
   Eigen::VectorXd residual;
@@ -223,12 +227,20 @@ void GatherWindow(const cv::Mat& image, double cx, double cy, double radius,
   w->n = n;
   w->joint.clear();
   w->joint_moves.clear();
+  w->held_basis.clear();
   for (int j : neighbours.joint) {
     Model m = models[j];
     m.x0 -= cx;
     m.y0 -= cy;
     w->joint.push_back(m);
-    w->joint_moves.push_back(m.x0 * m.x0 + m.y0 * m.y0 < r2);
+    const bool moves = m.x0 * m.x0 + m.y0 * m.y0 < r2;
+    w->joint_moves.push_back(moves);
+    if (moves) continue;
+    for (int i = 0; i < n; ++i) {
+      const double ex = w->dx[i] - m.x0, ey = w->dy[i] - m.y0;
+      w->held_basis.push_back(
+          ExpNonPositive(-0.5 * (m.a * ex * ex + 2.0 * m.b * ex * ey + m.c * ey * ey)));
+    }
   }
 }
 
@@ -321,17 +333,19 @@ double Evaluate(const VecP& p, Window* w) {
     }
   }
   int col = kParams;
+  const double* held = w->held_basis.data();
   for (size_t k = 0; k < w->joint.size(); ++k) {
-    const Model& s = w->joint[k];  // the shape, and the centre if held
+    const Model& s = w->joint[k];  // the shape (and the centre, if held)
     if (!w->joint_moves[k]) {
       const double amp = p(col);
+      double* __restrict r = res.data();
+      double* __restrict j = jac.data() + col * jac.rows();
+      const double* __restrict e = held;
       for (int i = 0; i < n; ++i) {
-        const double ex = w->dx[i] - s.x0, ey = w->dy[i] - s.y0;
-        const double e =
-            ExpNonPositive(-0.5 * (s.a * ex * ex + 2.0 * s.b * ex * ey + s.c * ey * ey));
-        res(i) -= amp * e;
-        jac(i, col) = e;
+        r[i] -= amp * e[i];
+        j[i] = e[i];
       }
+      held += n;
       col += 1;
       continue;
     }
