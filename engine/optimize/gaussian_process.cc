@@ -334,6 +334,7 @@ double MinimizeInBox(F& f, const Eigen::VectorXd& lo, const Eigen::VectorXd& hi,
   LbfgsMemory memory;
 
   for (int iteration = 0; iteration < options.max_iterations; ++iteration) {
+    if (options.cancel != nullptr && options.cancel->load(std::memory_order_relaxed)) break;
     if (MarkFreeVariables(x, g, lo, hi, &free) < options.gradient_tolerance) break;
     SearchDirection(g, free, memory, &dir);
     // Without curvature information the first step is scaled to move the

@@ -32,6 +32,7 @@
 #ifndef LOGSTAR_ENGINE_OPTIMIZE_GAUSSIAN_PROCESS_H_
 #define LOGSTAR_ENGINE_OPTIMIZE_GAUSSIAN_PROCESS_H_
 
+#include <atomic>
 #include <cstdint>
 #include <vector>
 
@@ -72,6 +73,11 @@ struct GaussianProcessOptions {
   // defaults, which sklearn uses).
   double gradient_tolerance = 1e-5;
   double relative_tolerance = 2.2e-9;
+  // Not owned; may be null. Once *cancel is true the hyperparameter search
+  // stops at its next iteration and the fit completes with the best point so
+  // far (one factorisation): a caller being cancelled is not held up by a
+  // search that grows as n³; it sees the flag itself and drops the model.
+  const std::atomic<bool>* cancel = nullptr;
 
   absl::Status Validate() const;
 };

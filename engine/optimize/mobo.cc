@@ -217,10 +217,15 @@ class Run {
   bool Evaluated(const ParameterValues& values) const { return seen_.contains(values); }
   std::vector<Evaluation>& evaluations() { return evaluations_; }
 
-  absl::Status Evaluate(const ParameterValues& values) {
+  absl::Status CheckCancelled() const {
     if (options_.cancel != nullptr && options_.cancel->load(std::memory_order_relaxed)) {
       return absl::CancelledError(absl::StrCat("search cancelled after ", size(), " evaluations"));
     }
+    return absl::OkStatus();
+  }
+
+  absl::Status Evaluate(const ParameterValues& values) {
+    LOGSTAR_RETURN_IF_ERROR(CheckCancelled());
     const int index = size();
     absl::StatusOr<Objectives2> f = objective_(values);
     if (!f.ok()) return f.status();
@@ -380,6 +385,7 @@ absl::StatusOr<GpPair> FitObjectives(const Run& run, int iteration, const MoboOp
   context->ParallelFor(2 * starts, [&](int task) {
     GaussianProcessOptions gp_options = options.gp;
     gp_options.num_restarts = 0;
+    gp_options.cancel = options.cancel;
     const std::optional<GpHyperparameters>& start = start_points[task];
     fits[task] = GaussianProcess::Fit(x, y[task / starts], gp_options,
                                       start.has_value() ? &*start : nullptr);
@@ -596,6 +602,9 @@ absl::StatusOr<std::optional<ParameterValues>> ProposeNext(const Run& run, int i
                                                            HyperparameterPair& previous) {
   LOGSTAR_ASSIGN_OR_RETURN(const GpPair gps,
                            FitObjectives(run, iteration, options, context, previous));
+  // The fits grow as n³: a search cancelled meanwhile stops here rather than
+  // scoring candidates with a model cut short.
+  LOGSTAR_RETURN_IF_ERROR(run.CheckCancelled());
   LOGSTAR_ASSIGN_OR_RETURN(
       const HypervolumeFront front,
       HypervolumeFront::Create(run.transformed(), DerivedReference(run.transformed())));

@@ -135,7 +135,9 @@ struct MoboOptions {
   // Not owned; may be null. Once *cancel is true the run stops with
   // CANCELLED before its next evaluation, so an abandoned search frees its
   // thread within one evaluation and one iteration's model work (about a
-  // millisecond at 50 observations) instead of finishing its budget. Set
+  // millisecond at 50 observations) instead of finishing its budget. The
+  // hyperparameter fits, whose cost grows as n³ (seconds near 500
+  // evaluations), see the flag too and stop at their next iteration. Set
   // by whoever owns the work (the analyzer, per frame); must outlive the run.
   const std::atomic<bool>* cancel = nullptr;
 

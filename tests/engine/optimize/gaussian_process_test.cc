@@ -5,6 +5,7 @@
 #include "engine/optimize/gaussian_process.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -212,6 +213,27 @@ TEST(GaussianProcessTest, WarmStartAtOptimumStaysThere) {
       GaussianProcess::Fit(c.x, c.y, options, &first->hyperparameters());
   ASSERT_TRUE(second.ok());
   EXPECT_NEAR(second->log_marginal_likelihood(), first->log_marginal_likelihood(), 1e-6);
+}
+
+// A raised cancel flag stops the hyperparameter search before its first
+// step: the model is the warm start's (one factorisation), not the optimum.
+TEST(GaussianProcessTest, CancelledFitKeepsItsStart) {
+  const GpCase& c = Cases().at(2);
+  GaussianProcessOptions options;
+  options.num_restarts = 0;
+  absl::StatusOr<GaussianProcess> fitted = GaussianProcess::Fit(c.x, c.y, options);
+  ASSERT_TRUE(fitted.ok());
+  GpHyperparameters start = fitted->hyperparameters();
+  for (double& l : start.length_scales) l *= 3.0;
+  std::atomic<bool> cancel{true};
+  options.cancel = &cancel;
+  absl::StatusOr<GaussianProcess> cut = GaussianProcess::Fit(c.x, c.y, options, &start);
+  ASSERT_TRUE(cut.ok()) << cut.status();
+  for (size_t j = 0; j < start.length_scales.size(); ++j) {
+    EXPECT_NEAR(cut->hyperparameters().length_scales[j], start.length_scales[j],
+                1e-9 * start.length_scales[j]);
+  }
+  EXPECT_LT(cut->log_marginal_likelihood(), fitted->log_marginal_likelihood());
 }
 
 TEST(GaussianProcessTest, GradientMatchesFiniteDifferences) {
