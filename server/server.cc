@@ -128,7 +128,7 @@ absl::StatusOr<std::unique_ptr<LogStarServer>> LogStarServer::Start(const Server
 LogStarServer::~LogStarServer() { Shutdown(); }
 
 void LogStarServer::Shutdown() {
-  absl::MutexLock lock(&shutdown_mu_);
+  MutexLock lock(&shutdown_mu_);
   if (shut_down_) return;
   shut_down_ = true;
   if (server_ != nullptr) {

@@ -67,7 +67,7 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
         status = grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is shutting down");
       }
     }
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     if (!status.ok()) {
       finished_ = true;
       Finish(status);
@@ -80,13 +80,13 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
 
   // Server shutdown: answer what was received, then end with UNAVAILABLE.
   void Drain() {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     draining_ = true;
     MaybeFinish();
   }
 
   void OnReadDone(bool ok) override {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     reading_ = false;
     if (!ok) {  // the client half-closed, or the call ended
       read_closed_ = true;
@@ -107,7 +107,7 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
   }
 
   void OnWriteDone(bool ok) override {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     writing_ = false;
     if (!ok && !abort_.has_value()) {
       Abort(grpc::Status(grpc::StatusCode::CANCELLED, "the client stopped reading"));
@@ -116,7 +116,7 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
   }
 
   void OnCancel() override {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     if (!abort_.has_value()) {
       Abort(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled by the client"));
     }
@@ -129,7 +129,7 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
       service_->deps().metrics->streams_open->Decrement();
     }
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       if (session_ != nullptr && !detached_) session_->Detach();
     }
     Unref();
@@ -324,7 +324,7 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
       if (!s.ok()) Log(LogLevel::kError, "persist_failed", {{"why", s.ToString()}});
     }
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       running_ = false;
       if (abort_.has_value()) {
         // Nobody will read the answer; a finished result still counts.
@@ -413,7 +413,7 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
   bool registered_ = false;  // set before any other thread sees the reactor
   std::optional<absl::StatusOr<SharedMemoryRegistry>> regions_;  // see RegionsFor
 
-  absl::Mutex mu_;
+  Mutex mu_;
   std::shared_ptr<Session> session_;  // set once, by the open request
   v1::StreamRequest request_ ABSL_GUARDED_BY(mu_);
   v1::StreamResponse write_ ABSL_GUARDED_BY(mu_);
@@ -561,31 +561,31 @@ grpc::Status LogStarService::Authorize(const grpc::CallbackServerContext* contex
 }
 
 bool LogStarService::Register(StreamReactor* stream) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   if (draining_) return false;
   streams_.insert(stream);
   return true;
 }
 
 void LogStarService::Unregister(StreamReactor* stream) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   streams_.erase(stream);
 }
 
 bool LogStarService::draining() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return draining_;
 }
 
 int LogStarService::open_streams() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return static_cast<int>(streams_.size());
 }
 
 void LogStarService::BeginDrain() {
   // Under mu_, so a reactor cannot finish and be deleted meanwhile
   // (OnDone unregisters under mu_ first).
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   draining_ = true;
   for (StreamReactor* s : streams_) s->Drain();
 }
