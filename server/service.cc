@@ -61,13 +61,12 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
   void Begin() {
     grpc::Status status = service_->Authorize(context_);
     // Registered before taking mu_: draining locks the registry, then each stream.
-    if (status.ok()) {
-      registered_ = service_->Register(this);
-      if (!registered_) {
-        status = grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is shutting down");
-      }
+    const bool registered = status.ok() && service_->Register(this);
+    if (status.ok() && !registered) {
+      status = grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is shutting down");
     }
     MutexLock lock(&mu_);
+    registered_ = registered;
     if (!status.ok()) {
       finished_ = true;
       Finish(status);
@@ -85,7 +84,11 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
     MaybeFinish();
   }
 
+  // The reactions: gRPC runs them on its threads after Stream() has
+  // returned the reactor (HappensBefore there), through synchronisation TSan
+  // cannot see; mu_ orders them among themselves.
   void OnReadDone(bool ok) override {
+    HappensAfter(this);
     MutexLock lock(&mu_);
     reading_ = false;
     if (!ok) {  // the client half-closed, or the call ended
@@ -107,6 +110,7 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
   }
 
   void OnWriteDone(bool ok) override {
+    HappensAfter(this);
     MutexLock lock(&mu_);
     writing_ = false;
     if (!ok && !abort_.has_value()) {
@@ -116,6 +120,7 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
   }
 
   void OnCancel() override {
+    HappensAfter(this);
     MutexLock lock(&mu_);
     if (!abort_.has_value()) {
       Abort(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled by the client"));
@@ -124,13 +129,16 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
   }
 
   void OnDone() override {
-    if (registered_) {
-      service_->Unregister(this);
-      service_->deps().metrics->streams_open->Decrement();
-    }
+    HappensAfter(this);
+    bool registered = false;  // under mu_, which OnDone takes before Unregister does
     {
       MutexLock lock(&mu_);
+      registered = registered_;
       if (session_ != nullptr && !detached_) session_->Detach();
+    }
+    if (registered) {
+      service_->Unregister(this);
+      service_->deps().metrics->streams_open->Decrement();
     }
     Unref();
   }
@@ -410,11 +418,11 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
   grpc::CallbackServerContext* const context_;
   std::atomic<int> refs_{1};
   std::atomic<bool> cancel_{false};
-  bool registered_ = false;  // set before any other thread sees the reactor
   std::optional<absl::StatusOr<SharedMemoryRegistry>> regions_;  // see RegionsFor
 
   Mutex mu_;
-  std::shared_ptr<Session> session_;  // set once, by the open request
+  bool registered_ ABSL_GUARDED_BY(mu_) = false;  // in the service's registry (Begin)
+  std::shared_ptr<Session> session_;              // set once, by the open request
   v1::StreamRequest request_ ABSL_GUARDED_BY(mu_);
   v1::StreamResponse write_ ABSL_GUARDED_BY(mu_);
   std::deque<Queued> queue_ ABSL_GUARDED_BY(mu_);
@@ -492,8 +500,14 @@ class AnalyzeFrameReactor final : public grpc::ServerUnaryReactor {
         [this, received = absl::Now(), arrival = Clock::now()] { Run(received, arrival); });
   }
 
-  void OnCancel() override { cancel_.store(true, std::memory_order_relaxed); }
+  // gRPC runs these on its threads after AnalyzeFrame has returned the
+  // reactor (HappensBefore there), through synchronisation TSan cannot see.
+  void OnCancel() override {
+    HappensAfter(this);
+    cancel_.store(true, std::memory_order_relaxed);
+  }
   void OnDone() override {
+    HappensAfter(this);
     if (admitted_) service_->deps().unary_calls->Release();
     Unref();
   }
@@ -671,6 +685,7 @@ grpc::ServerBidiReactor<v1::StreamRequest, v1::StreamResponse>* LogStarService::
     grpc::CallbackServerContext* context) {
   auto* reactor = new StreamReactor(this, context);
   reactor->Begin();
+  HappensBefore(reactor);  // for its reactions: OnReadDone, OnWriteDone, OnCancel, OnDone
   return reactor;
 }
 
@@ -679,6 +694,7 @@ grpc::ServerUnaryReactor* LogStarService::AnalyzeFrame(grpc::CallbackServerConte
                                                        v1::FrameResult* response) {
   auto* reactor = new AnalyzeFrameReactor(this, context, request, response);
   reactor->Begin();
+  HappensBefore(reactor);  // for its reactions: OnCancel, OnDone
   return reactor;
 }
 

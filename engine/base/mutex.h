@@ -1,4 +1,6 @@
-// logstar::Mutex, MutexLock, CondVar and Notification: the project's locks.
+// logstar::Mutex, MutexLock, CondVar and Notification: the project's locks;
+// HappensBefore/HappensAfter: orderings a third-party library makes, stated
+// to ThreadSanitizer.
 //
 // Thin wrappers over std::mutex and std::condition_variable that carry
 // Abseil's thread-safety annotations, so that clang's -Wthread-safety still
@@ -21,7 +23,7 @@
 // the condition, and signal it where the condition's inputs change), no
 // reader locks, no deadlock detection. Not recursive.
 //
-// Thread-safety: every member of every class may be called from any thread.
+// Thread-safety: every function and member may be called from any thread.
 #ifndef LOGSTAR_ENGINE_BASE_MUTEX_H_
 #define LOGSTAR_ENGINE_BASE_MUTEX_H_
 
@@ -31,7 +33,37 @@
 
 #include "absl/base/thread_annotations.h"
 
+#if defined(__SANITIZE_THREAD__)
+#define LOGSTAR_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define LOGSTAR_TSAN 1
+#endif
+#endif
+#if defined(LOGSTAR_TSAN)
+extern "C" void __tsan_acquire(void* addr);
+extern "C" void __tsan_release(void* addr);
+#endif
+
 namespace logstar {
+
+// For orderings that a library TSan cannot see makes (Debian's oneTBB and
+// gRPC are not built with it): everything a thread did before
+// HappensBefore(addr) happens before whatever another thread does after a
+// later HappensAfter(addr) on the same address, as a release and an acquire
+// would. Only where the library guarantees that order (ExecutionContext's
+// fork and join, a gRPC reactor's creation and its reactions). No-ops
+// without TSan.
+inline void HappensBefore([[maybe_unused]] const void* addr) {
+#if defined(LOGSTAR_TSAN)
+  __tsan_release(const_cast<void*>(addr));
+#endif
+}
+inline void HappensAfter([[maybe_unused]] const void* addr) {
+#if defined(LOGSTAR_TSAN)
+  __tsan_acquire(const_cast<void*>(addr));
+#endif
+}
 
 class ABSL_LOCKABLE Mutex {
  public:
