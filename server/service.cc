@@ -140,7 +140,9 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
       service_->Unregister(this);
       service_->deps().metrics->streams_open->Decrement();
     }
+    LogStarService* const service = service_;
     Unref();
+    HappensBefore(service);  // the server's Shutdown, after gRPC's Wait
   }
 
  private:
@@ -509,7 +511,9 @@ class AnalyzeFrameReactor final : public grpc::ServerUnaryReactor {
   void OnDone() override {
     HappensAfter(this);
     if (admitted_) service_->deps().unary_calls->Release();
+    LogStarService* const service = service_;
     Unref();
+    HappensBefore(service);  // the server's Shutdown, after gRPC's Wait
   }
 
  private:
