@@ -35,7 +35,7 @@ absl::StatusOr<MemoryBudget::Reservation> MemoryBudget::Reserve(uint64_t bytes,
 }
 
 absl::Status MemoryBudget::Grow(Reservation& r, uint64_t bytes, absl::string_view what) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   if (bytes > capacity_ - std::min(used_, capacity_)) {
     return absl::ResourceExhaustedError(absl::StrCat(
         what, " needs an estimated ", Mebibytes(bytes), "; the daemon's memory budget is ",
@@ -52,30 +52,30 @@ absl::Status MemoryBudget::Grow(Reservation& r, uint64_t bytes, absl::string_vie
 }
 
 void MemoryBudget::Return(uint64_t bytes) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   used_ -= std::min(bytes, used_);
   --reservations_;
 }
 
 uint64_t MemoryBudget::used() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return used_;
 }
 
 bool ConcurrencyLimit::TryAcquire() {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   if (in_use_ >= limit_) return false;
   ++in_use_;
   return true;
 }
 
 void ConcurrencyLimit::Release() {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   --in_use_;
 }
 
 int ConcurrencyLimit::in_use() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return in_use_;
 }
 

@@ -21,7 +21,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "absl/synchronization/mutex.h"
+#include "engine/base/mutex.h"
 
 namespace logstar::server {
 
@@ -62,7 +62,7 @@ class MemoryBudget {
   void Return(uint64_t bytes);
 
   const uint64_t capacity_;
-  mutable absl::Mutex mu_;
+  mutable Mutex mu_;
   uint64_t used_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t reservations_ ABSL_GUARDED_BY(mu_) = 0;
 };
@@ -78,7 +78,7 @@ class ConcurrencyLimit {
 
  private:
   const int limit_;
-  mutable absl::Mutex mu_;
+  mutable Mutex mu_;
   int in_use_ ABSL_GUARDED_BY(mu_) = 0;
 };
 

@@ -20,9 +20,8 @@
 #include <grpcpp/grpcpp.h>
 
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
-#include "absl/synchronization/notification.h"
 #include "engine/base/context.h"
+#include "engine/base/mutex.h"
 #include "server/admission.h"
 #include "server/metrics.h"
 #include "server/options.h"
@@ -63,9 +62,9 @@ class LogStarServer {
   std::unique_ptr<LogStarService> service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<UnixListener> unix_listener_;  // for unix: listen addresses
-  absl::Mutex shutdown_mu_;                      // one Shutdown() at a time
+  Mutex shutdown_mu_;                            // one Shutdown() at a time
   bool shut_down_ = false;
-  absl::Notification done_;
+  Notification done_;
 };
 
 }  // namespace logstar::server

@@ -61,13 +61,12 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
   void Begin() {
     grpc::Status status = service_->Authorize(context_);
     // Registered before taking mu_: draining locks the registry, then each stream.
-    if (status.ok()) {
-      registered_ = service_->Register(this);
-      if (!registered_) {
-        status = grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is shutting down");
-      }
+    const bool registered = status.ok() && service_->Register(this);
+    if (status.ok() && !registered) {
+      status = grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is shutting down");
     }
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
+    registered_ = registered;
     if (!status.ok()) {
       finished_ = true;
       Finish(status);
@@ -80,13 +79,17 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
 
   // Server shutdown: answer what was received, then end with UNAVAILABLE.
   void Drain() {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     draining_ = true;
     MaybeFinish();
   }
 
+  // The reactions: gRPC runs them on its threads after Stream() has
+  // returned the reactor (HappensBefore there), through synchronisation TSan
+  // cannot see; mu_ orders them among themselves.
   void OnReadDone(bool ok) override {
-    absl::MutexLock lock(&mu_);
+    HappensAfter(this);
+    MutexLock lock(&mu_);
     reading_ = false;
     if (!ok) {  // the client half-closed, or the call ended
       read_closed_ = true;
@@ -107,7 +110,8 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
   }
 
   void OnWriteDone(bool ok) override {
-    absl::MutexLock lock(&mu_);
+    HappensAfter(this);
+    MutexLock lock(&mu_);
     writing_ = false;
     if (!ok && !abort_.has_value()) {
       Abort(grpc::Status(grpc::StatusCode::CANCELLED, "the client stopped reading"));
@@ -116,7 +120,8 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
   }
 
   void OnCancel() override {
-    absl::MutexLock lock(&mu_);
+    HappensAfter(this);
+    MutexLock lock(&mu_);
     if (!abort_.has_value()) {
       Abort(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled by the client"));
     }
@@ -124,15 +129,20 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
   }
 
   void OnDone() override {
-    if (registered_) {
+    HappensAfter(this);
+    bool registered = false;  // under mu_, which OnDone takes before Unregister does
+    {
+      MutexLock lock(&mu_);
+      registered = registered_;
+      if (session_ != nullptr && !detached_) session_->Detach();
+    }
+    if (registered) {
       service_->Unregister(this);
       service_->deps().metrics->streams_open->Decrement();
     }
-    {
-      absl::MutexLock lock(&mu_);
-      if (session_ != nullptr && !detached_) session_->Detach();
-    }
+    LogStarService* const service = service_;
     Unref();
+    HappensBefore(service);  // the server's Shutdown, after gRPC's Wait
   }
 
  private:
@@ -324,7 +334,7 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
       if (!s.ok()) Log(LogLevel::kError, "persist_failed", {{"why", s.ToString()}});
     }
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       running_ = false;
       if (abort_.has_value()) {
         // Nobody will read the answer; a finished result still counts.
@@ -410,11 +420,11 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
   grpc::CallbackServerContext* const context_;
   std::atomic<int> refs_{1};
   std::atomic<bool> cancel_{false};
-  bool registered_ = false;  // set before any other thread sees the reactor
   std::optional<absl::StatusOr<SharedMemoryRegistry>> regions_;  // see RegionsFor
 
-  absl::Mutex mu_;
-  std::shared_ptr<Session> session_;  // set once, by the open request
+  Mutex mu_;
+  bool registered_ ABSL_GUARDED_BY(mu_) = false;  // in the service's registry (Begin)
+  std::shared_ptr<Session> session_;              // set once, by the open request
   v1::StreamRequest request_ ABSL_GUARDED_BY(mu_);
   v1::StreamResponse write_ ABSL_GUARDED_BY(mu_);
   std::deque<Queued> queue_ ABSL_GUARDED_BY(mu_);
@@ -492,10 +502,18 @@ class AnalyzeFrameReactor final : public grpc::ServerUnaryReactor {
         [this, received = absl::Now(), arrival = Clock::now()] { Run(received, arrival); });
   }
 
-  void OnCancel() override { cancel_.store(true, std::memory_order_relaxed); }
+  // gRPC runs these on its threads after AnalyzeFrame has returned the
+  // reactor (HappensBefore there), through synchronisation TSan cannot see.
+  void OnCancel() override {
+    HappensAfter(this);
+    cancel_.store(true, std::memory_order_relaxed);
+  }
   void OnDone() override {
+    HappensAfter(this);
     if (admitted_) service_->deps().unary_calls->Release();
+    LogStarService* const service = service_;
     Unref();
+    HappensBefore(service);  // the server's Shutdown, after gRPC's Wait
   }
 
  private:
@@ -561,31 +579,31 @@ grpc::Status LogStarService::Authorize(const grpc::CallbackServerContext* contex
 }
 
 bool LogStarService::Register(StreamReactor* stream) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   if (draining_) return false;
   streams_.insert(stream);
   return true;
 }
 
 void LogStarService::Unregister(StreamReactor* stream) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   streams_.erase(stream);
 }
 
 bool LogStarService::draining() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return draining_;
 }
 
 int LogStarService::open_streams() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return static_cast<int>(streams_.size());
 }
 
 void LogStarService::BeginDrain() {
   // Under mu_, so a reactor cannot finish and be deleted meanwhile
   // (OnDone unregisters under mu_ first).
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   draining_ = true;
   for (StreamReactor* s : streams_) s->Drain();
 }
@@ -671,6 +689,7 @@ grpc::ServerBidiReactor<v1::StreamRequest, v1::StreamResponse>* LogStarService::
     grpc::CallbackServerContext* context) {
   auto* reactor = new StreamReactor(this, context);
   reactor->Begin();
+  HappensBefore(reactor);  // for its reactions: OnReadDone, OnWriteDone, OnCancel, OnDone
   return reactor;
 }
 
@@ -679,6 +698,7 @@ grpc::ServerUnaryReactor* LogStarService::AnalyzeFrame(grpc::CallbackServerConte
                                                        v1::FrameResult* response) {
   auto* reactor = new AnalyzeFrameReactor(this, context, request, response);
   reactor->Begin();
+  HappensBefore(reactor);  // for its reactions: OnCancel, OnDone
   return reactor;
 }
 

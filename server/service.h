@@ -32,9 +32,9 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "engine/base/context.h"
+#include "engine/base/mutex.h"
 #include "logstar/v1/service.grpc.pb.h"
 #include "server/admission.h"
 #include "server/metrics.h"
@@ -137,7 +137,7 @@ class LogStarService final : public v1::LogStar::CallbackService {
   template <typename Body>
   grpc::ServerUnaryReactor* AnswerInline(grpc::CallbackServerContext* context, Body&& body);
   const Deps deps_;
-  mutable absl::Mutex mu_;
+  mutable Mutex mu_;
   bool draining_ ABSL_GUARDED_BY(mu_) = false;
   absl::flat_hash_set<StreamReactor*> streams_ ABSL_GUARDED_BY(mu_);
 };

@@ -76,7 +76,7 @@ absl::Status Session::DeriveIfAuto(const DecodedFrame& frame, ExecutionContext* 
   AnalyzerOptions options;
   std::optional<double> pixel;
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     if (!config_.prior.derive) return absl::OkStatus();
     // The frame's pixel size, else the settings', else the one the stream used.
     const double used =
@@ -88,7 +88,7 @@ absl::Status Session::DeriveIfAuto(const DecodedFrame& frame, ExecutionContext* 
   // Outside the lock: the lattice is measured on the whole frame.
   LOGSTAR_ASSIGN_OR_RETURN(DerivedPrior derived,
                            DeriveFramePrior(frame.image, options, pixel, context));
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   // Settings changed meanwhile (RunFor then says so), or another frame of
   // the session derived it first.
   if (!config_.prior.derive || (derived_.has_value() && derived_->pixel_size == pixel)) {
@@ -123,7 +123,7 @@ std::optional<PriorInUse> Session::UsedLocked() const {
 }
 
 absl::StatusOr<Session::Run> Session::RunFor(bool partial, double frame_pixel_size) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   PhysicsPrior prior;
   double reported_pixel = 0.0;  // for the result's ångström figures
   if (config_.prior.derive) {
@@ -195,14 +195,14 @@ absl::StatusOr<Session::Analysis> Session::Analyze(const DecodedFrame& frame,
 bool Session::WillTune(const DecodedFrame& frame) const {
   std::shared_ptr<LogStarAnalyzer> analyzer;
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     analyzer = frame.partial ? partial_ : full_;
   }
   return analyzer == nullptr || !analyzer->FullyCached(frame.image.cols, frame.image.rows);
 }
 
 absl::Status Session::UpdateSettings(SessionConfig config) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   const bool keep = CacheSurvives(config_.settings, config.settings);
   if (!keep) pending_.reset();
   for (std::shared_ptr<LogStarAnalyzer>* slot : {&full_, &partial_}) {
@@ -236,7 +236,7 @@ absl::Status Session::UpdateSettings(SessionConfig config) {
 absl::Status Session::ChooseOnFront(int window, int front_index) {
   std::shared_ptr<LogStarAnalyzer> analyzer;
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     analyzer = full_;
   }
   if (analyzer == nullptr) {
@@ -271,7 +271,7 @@ absl::Status Session::ChooseOnFront(int window, int front_index) {
 }
 
 void Session::ResetCache() {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   pending_.reset();
   // An auto prior is derived again from the next frame (which then also
   // makes the analyzers afresh).
@@ -281,33 +281,33 @@ void Session::ResetCache() {
 }
 
 v1::SessionSettings Session::settings() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return config_.settings;
 }
 
 SessionConfig Session::config() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return config_;
 }
 
 v1::OverloadPolicy Session::overload_policy() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return config_.overload_policy;
 }
 
 uint32_t Session::queue_capacity(uint32_t default_capacity) const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return config_.queue_capacity == 0 ? default_capacity : config_.queue_capacity;
 }
 
 void Session::CountReceived() {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   ++generation_;
   counters_.set_frames_received(counters_.frames_received() + 1);
 }
 
 void Session::CountAnalysed(const FrameAnalysis& a) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   ++generation_;
   counters_.set_frames_analysed(counters_.frames_analysed() + 1);
   counters_.set_cache_hits(counters_.cache_hits() + a.hits);
@@ -321,60 +321,60 @@ void Session::CountAnalysed(const FrameAnalysis& a) {
 }
 
 void Session::CountDropped() {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   ++generation_;
   counters_.set_frames_dropped(counters_.frames_dropped() + 1);
 }
 
 void Session::CountFailed() {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   ++generation_;
   counters_.set_frames_failed(counters_.frames_failed() + 1);
 }
 
 v1::SessionCounters Session::counters() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return counters_;
 }
 
 uint64_t Session::generation() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return generation_;
 }
 
 bool Session::SavedSince(uint64_t generation) const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return saved_generation_ >= generation;
 }
 
 void Session::MarkSaved(uint64_t generation) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   saved_generation_ = std::max(saved_generation_, generation);
 }
 
 void Session::Touch(absl::Time now) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   last_active_ = std::max(last_active_, now);
 }
 
 absl::Time Session::last_active() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return last_active_;
 }
 
 void Session::Attach() {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   ++attached_;
 }
 
 void Session::Detach() {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   --attached_;
   last_active_ = std::max(last_active_, absl::Now());
 }
 
 int Session::attached() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return attached_;
 }
 
@@ -382,7 +382,7 @@ v1::SessionInfo Session::Info(bool include_cache, double idle_timeout_s) const {
   v1::SessionInfo info;
   std::shared_ptr<LogStarAnalyzer> full;
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     info.set_session_id(id_);
     *info.mutable_settings() = config_.settings;
     *info.mutable_counters() = counters_;
@@ -406,7 +406,7 @@ v1::SessionState Session::State() const {
   v1::SessionState state;
   std::shared_ptr<LogStarAnalyzer> full, partial;
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     state.set_version(kStateVersion);
     state.set_session_id(id_);
     *state.mutable_settings() = config_.settings;
@@ -449,7 +449,7 @@ absl::StatusOr<std::unique_ptr<Session>> Session::FromState(const v1::SessionSta
   LOGSTAR_ASSIGN_OR_RETURN(LogStarAnalyzer::CacheSnapshot partial,
                            CacheFromProto(state.partial_cache()));
   auto session = std::make_unique<Session>(state.session_id(), std::move(config), now);
-  absl::MutexLock lock(&session->mu_);
+  MutexLock lock(&session->mu_);
   session->counters_ = state.counters();
   // A state saved mid-stream (after a tuned frame) counts frames that were
   // then queued or running. No one will answer them after a restart: they
@@ -485,8 +485,9 @@ SessionManager::SessionManager(const Options& options, const SettingsCaps& caps)
 
 SessionManager::~SessionManager() {
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     stopping_ = true;
+    stop_.SignalAll();
   }
   sweeper_.join();
 }
@@ -500,8 +501,9 @@ void SessionManager::Sweep() {
   absl::Time last_save = absl::Now();
   for (;;) {
     {
-      absl::MutexLock lock(&mu_);
-      if (mu_.AwaitWithTimeout(absl::Condition(&stopping_), period)) return;
+      MutexLock lock(&mu_);
+      if (!stopping_) stop_.WaitWithTimeout(&mu_, absl::ToChronoNanoseconds(period));
+      if (stopping_) return;
     }
     const absl::Time now = absl::Now();
     ExpireIdle(now);
@@ -552,7 +554,7 @@ absl::Status SessionManager::LoadState() {
            {"moved_to", aside.ok() ? *aside : aside.status().ToString()}});
       continue;
     }
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     sessions_[(*s)->id()] = std::move(*s);
     ++loaded;
   }
@@ -577,7 +579,7 @@ absl::StatusOr<std::pair<std::shared_ptr<Session>, bool>> SessionManager::Open(
     LOGSTAR_RETURN_IF_ERROR(ValidateId(id));
     std::shared_ptr<Session> existing;
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       auto it = sessions_.find(id);
       if (it != sessions_.end()) {
         existing = it->second;
@@ -598,7 +600,7 @@ absl::StatusOr<std::pair<std::shared_ptr<Session>, bool>> SessionManager::Open(
     id = absl::StrCat(absl::Hex(random(), absl::kZeroPad16));
   }
   auto session = std::make_shared<Session>(id, *std::move(config), absl::Now());
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   if (static_cast<int>(sessions_.size()) >= options_.max_sessions && !sessions_.contains(id)) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "the daemon holds ", sessions_.size(),
@@ -612,7 +614,7 @@ absl::StatusOr<std::pair<std::shared_ptr<Session>, bool>> SessionManager::Open(
 
 absl::StatusOr<std::shared_ptr<Session>> SessionManager::Find(const std::string& id) {
   LOGSTAR_RETURN_IF_ERROR(ValidateId(id));
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   auto it = sessions_.find(id);
   if (it == sessions_.end()) return absl::NotFoundError(absl::StrCat("no session ", id));
   return it->second;
@@ -620,11 +622,11 @@ absl::StatusOr<std::shared_ptr<Session>> SessionManager::Find(const std::string&
 
 absl::Status SessionManager::Remove(const std::string& id) {
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     if (sessions_.erase(id) == 0) return absl::NotFoundError(absl::StrCat("no session ", id));
   }
   if (!options_.state_dir.empty()) {
-    absl::MutexLock lock(&persist_mu_);
+    MutexLock lock(&persist_mu_);
     std::error_code ec;
     std::filesystem::remove(PathFor(id), ec);
   }
@@ -632,14 +634,14 @@ absl::Status SessionManager::Remove(const std::string& id) {
 }
 
 int SessionManager::size() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return static_cast<int>(sessions_.size());
 }
 
 std::vector<v1::SessionInfo> SessionManager::List(bool include_settings) const {
   std::vector<std::shared_ptr<Session>> all;
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     all.reserve(sessions_.size());
     for (const auto& [id, s] : sessions_) all.push_back(s);  // std::map: in id order
   }
@@ -654,10 +656,10 @@ std::vector<v1::SessionInfo> SessionManager::List(bool include_settings) const {
 
 absl::Status SessionManager::Persist(Session& session) {
   if (options_.state_dir.empty()) return absl::OkStatus();
-  absl::MutexLock lock(&persist_mu_);
+  MutexLock lock(&persist_mu_);
   {
     // A session removed meanwhile must not come back as a file.
-    absl::MutexLock map_lock(&mu_);
+    MutexLock map_lock(&mu_);
     if (sessions_.find(session.id()) == sessions_.end()) return absl::OkStatus();
   }
   // The snapshot is taken under persist_mu_, so files are written in the
@@ -678,7 +680,7 @@ void SessionManager::PersistWhere(bool changed_only) {
   if (options_.state_dir.empty()) return;
   std::vector<std::shared_ptr<Session>> all;
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     for (const auto& [id, s] : sessions_) all.push_back(s);
   }
   for (const auto& s : all) {
@@ -692,7 +694,7 @@ void SessionManager::PersistWhere(bool changed_only) {
 void SessionManager::ExpireIdle(absl::Time now) {
   std::vector<std::string> expired;
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     for (auto it = sessions_.begin(); it != sessions_.end();) {
       const Session& s = *it->second;
       if (s.attached() == 0 && now - s.last_active() > absl::Seconds(options_.idle_timeout_s)) {
@@ -705,7 +707,7 @@ void SessionManager::ExpireIdle(absl::Time now) {
   }
   for (const std::string& id : expired) {
     if (!options_.state_dir.empty()) {
-      absl::MutexLock lock(&persist_mu_);
+      MutexLock lock(&persist_mu_);
       std::error_code ec;
       std::filesystem::remove(PathFor(id), ec);
     }

@@ -32,11 +32,11 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "engine/analysis/analyzer.h"
 #include "engine/analysis/steering.h"
 #include "engine/base/context.h"
+#include "engine/base/mutex.h"
 #include "logstar/v1/daemon.pb.h"
 #include "logstar/v1/result.pb.h"
 #include "logstar/v1/service.pb.h"
@@ -137,7 +137,7 @@ class Session {
 
   const std::string id_;
   const absl::Time created_;
-  mutable absl::Mutex mu_;
+  mutable Mutex mu_;
   SessionConfig config_ ABSL_GUARDED_BY(mu_);
   // The prior the analyzers run with (its pixel size may come from frames);
   // unset until the first frame.
@@ -214,10 +214,11 @@ class SessionManager {
 
   const Options options_;
   const SettingsCaps caps_;
-  mutable absl::Mutex mu_;
+  mutable Mutex mu_;
   std::map<std::string, std::shared_ptr<Session>> sessions_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  absl::Mutex persist_mu_;  // one writer of state files at a time
+  CondVar stop_;      // signalled when stopping_ is set
+  Mutex persist_mu_;  // one writer of state files at a time
   std::thread sweeper_;
 };
 

@@ -14,7 +14,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
+#include "engine/base/mutex.h"
 #include "server/files.h"
 
 namespace logstar::server {
@@ -30,7 +30,7 @@ struct SharedMemoryRegistry::Region {
 struct SharedMemoryRegistry::Table {
   explicit Table(const Options& o) : options(o) {}
   const Options options;
-  absl::Mutex mu;
+  Mutex mu;
   // By (the registering user, region name).
   absl::flat_hash_map<std::pair<uid_t, std::string>, std::shared_ptr<const Region>> regions
       ABSL_GUARDED_BY(mu);
@@ -123,7 +123,7 @@ absl::Status SharedMemoryRegistry::Register(const std::string& region, const std
         absl::StrCat("byte_size ", byte_size, " is more than the ", st.st_size, " bytes of ", key));
   }
   Table& t = *table_;
-  absl::MutexLock lock(&t.mu);
+  MutexLock lock(&t.mu);
   const std::pair<uid_t, std::string> name{caller_.uid, region};
   if (!t.regions.contains(name) && static_cast<int>(t.regions.size()) >= t.options.max_regions) {
     return absl::ResourceExhaustedError(
@@ -135,7 +135,7 @@ absl::Status SharedMemoryRegistry::Register(const std::string& region, const std
 }
 
 absl::Status SharedMemoryRegistry::Unregister(absl::string_view region) {
-  absl::MutexLock lock(&table_->mu);
+  MutexLock lock(&table_->mu);
   auto it = table_->regions.find(std::pair{caller_.uid, std::string(region)});
   if (it == table_->regions.end()) {
     return absl::NotFoundError(
@@ -148,7 +148,7 @@ absl::Status SharedMemoryRegistry::Unregister(absl::string_view region) {
 std::vector<SharedMemoryRegistry::RegionInfo> SharedMemoryRegistry::List() const {
   std::vector<RegionInfo> out;
   {
-    absl::MutexLock lock(&table_->mu);
+    MutexLock lock(&table_->mu);
     for (const auto& [name, r] : table_->regions) {
       if (name.first == caller_.uid) out.push_back(r->info);
     }
@@ -163,7 +163,7 @@ absl::Status SharedMemoryRegistry::Read(absl::string_view region, uint64_t offse
                                         ExecutionContext* context) const {
   std::shared_ptr<const Region> r;
   {
-    absl::MutexLock lock(&table_->mu);
+    MutexLock lock(&table_->mu);
     auto it = table_->regions.find(std::pair{caller_.uid, std::string(region)});
     if (it != table_->regions.end()) r = it->second;
   }

@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
+#include "engine/base/mutex.h"
 
 namespace logstar::server {
 
@@ -34,9 +34,10 @@ class WorkerPool {
  private:
   void Loop();
 
-  mutable absl::Mutex mu_;
+  mutable Mutex mu_;
   std::deque<std::function<void()>> tasks_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  CondVar wake_;  // signalled when a task is queued or stopping_ is set
   std::vector<std::thread> threads_;
 };
 

@@ -25,7 +25,6 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "clients/cli/analysis_json.h"
 #include "clients/cli/commands.h"
@@ -36,6 +35,7 @@
 #include "clients/cpp/reconnecting_stream.h"
 #include "clients/cpp/recording.h"
 #include "clients/cpp/shared_memory_ring.h"
+#include "engine/base/mutex.h"
 #include "engine/image/normalize.h"
 #include "engine/physics/accuracy.h"
 
@@ -180,7 +180,7 @@ absl::Status ApplySettingsFlags(const Flags& flags, double speed, v1::SessionSet
 // ---------------------------------------------------------------- answers
 
 struct ReplayStats {
-  absl::Mutex mu;
+  Mutex mu;
   int64_t sent ABSL_GUARDED_BY(mu) = 0;
   int64_t results ABSL_GUARDED_BY(mu) = 0;
   int64_t dropped ABSL_GUARDED_BY(mu) = 0;
@@ -221,7 +221,7 @@ class AnswerReader {
       : settings_(settings), results_(results), overlays_(std::move(overlays)), stats_(stats) {}
 
   void Expect(uint64_t sequence, SentFrame frame) ABSL_LOCKS_EXCLUDED(mu_) {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     expected_[sequence] = std::move(frame);
   }
 
@@ -229,7 +229,7 @@ class AnswerReader {
     const v1::StreamResponse& r = a.response;
     SentFrame frame;
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       auto it = expected_.find(r.sequence());
       if (it != expected_.end()) {
         frame = std::move(it->second);
@@ -242,7 +242,7 @@ class AnswerReader {
                  {"connection", a.connection},
                  {"latency_ms", a.latency_ms}};
     {
-      absl::MutexLock lock(&stats_.mu);
+      MutexLock lock(&stats_.mu);
       stats_.latency_ms.push_back(a.latency_ms);
       if (r.has_result()) {
         TakeResult(r.result(), frame, line);
@@ -408,7 +408,7 @@ class AnswerReader {
   const std::optional<std::string> overlays_;
   ReplayStats& stats_;
   absl::Status output_error_;  // reading thread only
-  absl::Mutex mu_;
+  Mutex mu_;
   std::map<uint64_t, SentFrame> expected_ ABSL_GUARDED_BY(mu_);
 };
 
@@ -443,7 +443,7 @@ class Progress {
   }
 
   std::string Line() ABSL_LOCKS_EXCLUDED(stats_.mu) {
-    absl::MutexLock lock(&stats_.mu);
+    MutexLock lock(&stats_.mu);
     const double s = std::chrono::duration<double>(Clock::now() - start_).count();
     const int64_t received = stats_.results + stats_.dropped + stats_.failed;
     return absl::StrFormat(
@@ -555,7 +555,7 @@ class Sender {
     if (request_.overlays) meta.pixels = std::make_shared<v1::PixelData>(frame.pixels());
     answers_.Expect(sequence_, std::move(meta));
     if (absl::Status s = Push(std::move(frame)); !s.ok()) return s;
-    absl::MutexLock lock(&stats_.mu);
+    MutexLock lock(&stats_.mu);
     ++stats_.sent;
     return absl::OkStatus();
   }
@@ -623,7 +623,7 @@ int Summarize(const ReplayRequest& request, const std::string& session, ReplaySt
               const absl::Status& output_error, double elapsed) {
   // The threads that wrote the statistics have ended; the lock is for the
   // thread-safety analysis.
-  absl::MutexLock lock(&stats.mu);
+  MutexLock lock(&stats.mu);
   const int64_t answered = stats.results + stats.dropped + stats.failed;
   const int64_t lost = stats.sent - answered;
   std::printf("replay: %s -> logstard at %s, session %s\n", request.path.c_str(),

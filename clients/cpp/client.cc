@@ -352,7 +352,7 @@ void Stream::ReadLoop() {
   v1::StreamResponse response;
   while (rpc_->Read(&response)) {
     const auto now = Clock::now();
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     StreamAnswer answer;
     const bool per_frame = response.has_result() || response.has_dropped() || response.has_error();
     if (auto it = pushed_.find(response.sequence()); it != pushed_.end()) {
@@ -365,13 +365,13 @@ void Stream::ReadLoop() {
     response = v1::StreamResponse();
     cv_.SignalAll();
   }
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   read_done_ = true;
   cv_.SignalAll();
 }
 
 int Stream::in_flight() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return in_flight_;
 }
 
@@ -385,7 +385,7 @@ absl::Status Stream::Push(v1::Frame frame) {
   const bool answered = !(frame.end_of_stream() && !frame.has_pixels());
   bool ended;
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     while (!(read_done_ || !answered || in_flight_ < max_in_flight_)) cv_.Wait(&mu_);
     ended = read_done_;
     if (!ended && answered) {
@@ -407,7 +407,7 @@ absl::Status Stream::Push(v1::Frame frame) {
 }
 
 std::optional<StreamAnswer> Stream::Read() {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   while (answers_.empty() && !read_done_) cv_.Wait(&mu_);
   if (answers_.empty()) return std::nullopt;
   StreamAnswer answer = std::move(answers_.front());

@@ -43,7 +43,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
+#include "engine/base/mutex.h"
 #include "logstar/v1/service.grpc.pb.h"
 
 namespace logstar {
@@ -131,8 +131,8 @@ class Stream {
   v1::SessionInfo opened_;
   std::thread reader_;
 
-  mutable absl::Mutex mu_;
-  absl::CondVar cv_;  // signalled when an answer arrives or the reading side ends
+  mutable Mutex mu_;
+  CondVar cv_;  // signalled when an answer arrives or the reading side ends
   int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
   bool read_done_ ABSL_GUARDED_BY(mu_) = false;
   std::deque<StreamAnswer> answers_ ABSL_GUARDED_BY(mu_);

@@ -69,12 +69,12 @@ ReconnectingStream::~ReconnectingStream() {
 }
 
 void ReconnectingStream::UseSharedMemory(SharedMemoryRing* ring) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   ring_ = ring;
 }
 
 SharedMemoryRing* ReconnectingStream::CurrentRing() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return ring_;
 }
 
@@ -87,7 +87,7 @@ void ReconnectingStream::StartForwarder() {
 
 void ReconnectingStream::Forward(Stream* stream, int connection) {
   while (std::optional<StreamAnswer> a = stream->Read()) {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     auto it = pending_.find(a->response.sequence());
     if (it == pending_.end()) {
       // Answered already (sent again after a reconnect): counted once.
@@ -102,13 +102,13 @@ void ReconnectingStream::Forward(Stream* stream, int connection) {
     cv_.SignalAll();
   }
   connection_ended_ = true;
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   if (ring_ != nullptr) ring_->Wake();  // a sender waiting for a slot reconnects
   cv_.SignalAll();
 }
 
 std::optional<ReconnectingStream::Answer> ReconnectingStream::Read() {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   while (answers_.empty() && !closed_) cv_.Wait(&mu_);
   if (answers_.empty()) return std::nullopt;
   Answer answer = std::move(answers_.front());
@@ -117,12 +117,12 @@ std::optional<ReconnectingStream::Answer> ReconnectingStream::Read() {
 }
 
 bool ReconnectingStream::Unanswered() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return !pending_.empty();
 }
 
 ReconnectingStream::Counters ReconnectingStream::counters() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return counters_;
 }
 
@@ -142,7 +142,7 @@ absl::Status ReconnectingStream::Send(v1::Frame frame, bool via_ring) {
     if (absl::Status s = PlaceInRing(frame); !s.ok()) return s;
   }
   if (GetsAnswer(frame)) {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     Pending& p = pending_[frame.sequence()];
     p.holds_slot = via_ring;
     if (reconnect_.reconnect_s > 0) p.frame = frame;  // at most max_in_flight (+1) kept
@@ -192,7 +192,7 @@ absl::Status ReconnectingStream::Finish() {
 
 void ReconnectingStream::Close(absl::Status final_status) {
   final_ = std::move(final_status);
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   closed_ = true;
   // The daemon reads none of these frames any more: their slots are free.
   for (auto& [sequence, p] : pending_) {
@@ -242,7 +242,7 @@ absl::Status ReconnectingStream::Reconnect(absl::Status why) {
                          .connection = connection_,
                          .resumed = stream_->opened().resumed()};
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       ++counters_.reconnects;
       for (const auto& [sequence, p] : pending_) event.resending += p.frame.has_value();
     }
@@ -276,14 +276,14 @@ absl::Status ReconnectingStream::ConnectOnce(double left_s) {
 absl::Status ReconnectingStream::Resend() {
   std::vector<v1::Frame> again;
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     for (const auto& [sequence, p] : pending_) {
       if (p.frame) again.push_back(*p.frame);
     }
   }
   for (v1::Frame& f : again) {
     if (absl::Status s = stream_->Push(std::move(f)); !s.ok()) return s;
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     ++counters_.resent;
   }
   return absl::OkStatus();

@@ -55,9 +55,9 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "clients/cpp/client.h"
 #include "clients/cpp/shared_memory_ring.h"
+#include "engine/base/mutex.h"
 
 namespace logstar {
 
@@ -193,8 +193,8 @@ class ReconnectingStream {
   // waiting for a ring slot.
   std::atomic<bool> connection_ended_{false};
 
-  mutable absl::Mutex mu_;
-  absl::CondVar cv_;  // signalled when an answer is queued or the stream closes
+  mutable Mutex mu_;
+  CondVar cv_;  // signalled when an answer is queued or the stream closes
   // Written by the sender; read by the forwarder (to release slots).
   SharedMemoryRing* ring_ ABSL_GUARDED_BY(mu_) = nullptr;
   std::map<uint64_t, Pending> pending_ ABSL_GUARDED_BY(mu_);  // by sequence

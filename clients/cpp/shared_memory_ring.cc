@@ -61,7 +61,7 @@ absl::Status SharedMemoryRing::Close(Client* client) {
 }
 
 absl::StatusOr<int> SharedMemoryRing::Acquire(const std::function<bool()>& stop) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   // `stop` is evaluated here, under mu_, by the waiting thread (the contract).
   while (!(in_use_ < slots_ || (stop && stop()))) freed_.Wait(&mu_);
   if (in_use_ >= slots_) {
@@ -75,25 +75,25 @@ absl::StatusOr<int> SharedMemoryRing::Acquire(const std::function<bool()>& stop)
 }
 
 void SharedMemoryRing::GiveBack(int slot) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   next_ = slot;
   --in_use_;
   freed_.SignalAll();
 }
 
 void SharedMemoryRing::Release() {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   if (in_use_ > 0) --in_use_;
   freed_.SignalAll();
 }
 
 void SharedMemoryRing::Wake() {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   freed_.SignalAll();
 }
 
 int SharedMemoryRing::in_use() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return in_use_;
 }
 

@@ -49,8 +49,8 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "clients/cpp/shared_memory.h"
+#include "engine/base/mutex.h"
 #include "logstar/v1/frame.pb.h"
 
 namespace logstar {
@@ -140,8 +140,8 @@ class SharedMemoryRing {
   std::unique_ptr<SharedMemoryBuffer> buffer_;  // null after Close()
   bool registered_ = false;
 
-  mutable absl::Mutex mu_;
-  absl::CondVar freed_;  // signalled when a slot is freed, or by Wake()
+  mutable Mutex mu_;
+  CondVar freed_;  // signalled when a slot is freed, or by Wake()
   int in_use_ ABSL_GUARDED_BY(mu_) = 0;
   int next_ ABSL_GUARDED_BY(mu_) = 0;  // the slot the next frame takes
 };

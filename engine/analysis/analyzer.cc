@@ -334,7 +334,7 @@ absl::StatusOr<std::unique_ptr<LogStarAnalyzer>> LogStarAnalyzer::Create(
 absl::Status LogStarAnalyzer::SetPrior(const PhysicsPrior& prior) {
   LOGSTAR_RETURN_IF_ERROR(ResolveBounds(options_.logstar, prior).status());
   LOGSTAR_RETURN_IF_ERROR(CheckSublatticeChoice(options_.sublattice, prior));
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   prior_ = prior;
   for (auto& c : cache_) c.reset();
   for (auto& c : amorphous_cache_) c.reset();
@@ -347,7 +347,7 @@ absl::Status LogStarAnalyzer::SetPrior(const PhysicsPrior& prior) {
 }
 
 void LogStarAnalyzer::ClearCache() {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   for (auto& c : cache_) c.reset();
   for (auto& c : amorphous_cache_) c.reset();
   amorphous_tracks_ = {};
@@ -358,7 +358,7 @@ void LogStarAnalyzer::ClearCache() {
 }
 
 bool LogStarAnalyzer::FullyCached(int width, int height) const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   if (width != width_ || height != height_) return false;
   for (const auto& w : cache_) {
     if (!w.has_value()) return false;
@@ -370,7 +370,7 @@ bool LogStarAnalyzer::FullyCached(int width, int height) const {
 }
 
 std::vector<std::optional<CachedWindow>> LogStarAnalyzer::Cache() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return cache_;
 }
 
@@ -762,7 +762,7 @@ absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
                                                        ExecutionContext* context,
                                                        const std::atomic<bool>* cancel) {
   if (context == nullptr) return absl::InvalidArgumentError("context must not be null");
-  absl::MutexLock serial(&analyze_mu_);
+  MutexLock serial(&analyze_mu_);
   const auto t0 = std::chrono::steady_clock::now();
   FrameAnalysis result;
   LOGSTAR_ASSIGN_OR_RETURN(const cv::Mat image, NormalizeFrame(frame, options_.normalize, context));
@@ -784,7 +784,7 @@ absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
   std::string crystal_unmapped;  // why a found lattice was not mapped
   uint64_t generation = 0;
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     if (image.cols != width_ || image.rows != height_) {
       lattice_.reset();
       crystallinity_.reset();
@@ -947,7 +947,7 @@ absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
     result.amorphous_ms = result.amorphous->ms;
   }
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     // A SetPrior() or a new geometry while this frame ran has emptied the
     // cache on purpose; results tuned under the old state are not kept.
     if (generation_ == generation) {
@@ -995,7 +995,7 @@ absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
 }
 
 LogStarAnalyzer::CacheSnapshot LogStarAnalyzer::Snapshot() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return {width_,           height_,           layout_,  cache_,        amorphous_layout_,
           amorphous_cache_, amorphous_tracks_, lattice_, crystallinity_};
 }
@@ -1101,7 +1101,7 @@ absl::Status LogStarAnalyzer::RestoreCache(const CacheSnapshot& snapshot) {
       return absl::InvalidArgumentError(absl::StrCat("cached window ", i, ": ", s.message()));
     }
   }
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   width_ = snapshot.width;
   height_ = snapshot.height;
   layout_ = std::move(layout);

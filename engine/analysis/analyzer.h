@@ -100,11 +100,11 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "engine/amorphous/amorphous.h"
 #include "engine/amorphous/region_tracker.h"
 #include "engine/analysis/logstar.h"
 #include "engine/base/context.h"
+#include "engine/base/mutex.h"
 #include "engine/image/normalize.h"
 #include "engine/physics/crystallinity.h"
 #include "engine/physics/physics_prior.h"
@@ -399,8 +399,8 @@ class LogStarAnalyzer {
       ExecutionContext* context, const std::atomic<bool>* cancel) const;
 
   const AnalyzerOptions options_;
-  mutable absl::Mutex mu_;
-  absl::Mutex analyze_mu_;  // serialises Analyze
+  mutable Mutex mu_;
+  Mutex analyze_mu_;  // serialises Analyze
   PhysicsPrior prior_ ABSL_GUARDED_BY(mu_);
   int width_ ABSL_GUARDED_BY(mu_) = 0;
   int height_ ABSL_GUARDED_BY(mu_) = 0;

@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <atomic>
 #include <memory>
+#include <type_traits>
 #include <utility>
 
 #include <tbb/parallel_for.h>
@@ -20,28 +21,9 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-
-#if defined(__SANITIZE_THREAD__)
-extern "C" void __tsan_acquire(void* addr);
-extern "C" void __tsan_release(void* addr);
-#endif
+#include "engine/base/mutex.h"
 
 namespace logstar {
-namespace internal {
-
-// Happens-before edges for ThreadSanitizer; no-ops otherwise.
-inline void AnnotateAcquire([[maybe_unused]] void* addr) {
-#if defined(__SANITIZE_THREAD__)
-  __tsan_acquire(addr);
-#endif
-}
-inline void AnnotateRelease([[maybe_unused]] void* addr) {
-#if defined(__SANITIZE_THREAD__)
-  __tsan_release(addr);
-#endif
-}
-
-}  // namespace internal
 
 class ExecutionContext {
  public:
@@ -78,20 +60,50 @@ class ExecutionContext {
     // Workers take indices from a shared counter, so tasks are balanced
     // whatever each costs and no index travels inside TBB's task objects.
     std::atomic<int> next{0};
-    // The edges go through a fixed address: a worker must acquire before it
-    // reads anything of the caller's, its closure included.
-    internal::AnnotateRelease(&fork_join_token_);
-    Run([&] {
-      tbb::parallel_for(0, std::min(n, num_threads_), [&](int /*worker*/) {
-        internal::AnnotateAcquire(&fork_join_token_);
-        for (int i = next.fetch_add(1); i < n; i = next.fetch_add(1)) body(i);
-        internal::AnnotateRelease(&fork_join_token_);
-      });
-    });
-    internal::AnnotateAcquire(&fork_join_token_);
+    const Worker<std::remove_reference_t<Body>> worker(&next, &body, n);
+    // Run may hand `loop` to one of the arena's threads.
+    const auto loop = [&] {
+      HappensAfter(&fork_join_token_);
+      tbb::parallel_for(0, std::min(n, num_threads_), worker);
+      HappensBefore(&fork_join_token_);
+    };
+    // The edges go through a fixed address: everything above is written
+    // before this release, and a thread acquires before it reads any of it.
+    HappensBefore(&fork_join_token_);
+    Run(loop);
+    HappensAfter(&fork_join_token_);
   }
 
  private:
+  // ParallelFor's loop body. TBB copies it into its task objects, on
+  // whichever thread splits the range and after ParallelFor's release: each
+  // copy acquires before it reads its source and releases once written, so
+  // that the thread which runs a copy (and acquires first) sees it whole.
+  template <typename Body>
+  class Worker {
+   public:
+    Worker(std::atomic<int>* next, Body* body, int n) : next_(next), body_(body), n_(n) {}
+    Worker(const Worker& other) {
+      HappensAfter(&fork_join_token_);
+      next_ = other.next_;
+      body_ = other.body_;
+      n_ = other.n_;
+      HappensBefore(&fork_join_token_);
+    }
+    Worker& operator=(const Worker&) = delete;
+
+    void operator()(int /*worker*/) const {
+      HappensAfter(&fork_join_token_);
+      for (int i = next_->fetch_add(1); i < n_; i = next_->fetch_add(1)) (*body_)(i);
+      HappensBefore(&fork_join_token_);
+    }
+
+   private:
+    std::atomic<int>* next_;
+    Body* body_;
+    int n_;
+  };
+
   explicit ExecutionContext(int num_threads);
 
   int num_threads_;
