@@ -35,6 +35,9 @@ install(DIRECTORY ${PROJECT_SOURCE_DIR}/clients/cpp/ DESTINATION ${_logstar_incl
   COMPONENT dev FILES_MATCHING PATTERN "*.h")
 install(FILES ${PROJECT_SOURCE_DIR}/proto/wire/pixels.h DESTINATION ${_logstar_include}/proto/wire
   COMPONENT dev)
+# The client's headers lock with the project's annotated mutex (header-only).
+install(FILES ${PROJECT_SOURCE_DIR}/engine/base/mutex.h DESTINATION ${_logstar_include}/engine/base
+  COMPONENT dev)
 install(DIRECTORY ${PROJECT_BINARY_DIR}/proto/logstar/v1/ DESTINATION ${_logstar_include}/logstar/v1
   COMPONENT dev FILES_MATCHING PATTERN "*.pb.h")
 set(_logstar_cmake_dir ${CMAKE_INSTALL_LIBDIR}/cmake/logstar)
