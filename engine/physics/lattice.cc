@@ -136,15 +136,11 @@ cv::Mat WideBlur(const cv::Mat& image, double sigma) {
   return out;
 }
 
-// Autocorrelation of the high-passed frame by FFT, zero-padded so that lags up
-// to `radius` do not wrap, normalised by the overlap of each lag and by the
-// zero lag. Nullopt for a frame without variance.
-std::optional<Autocorrelation> Autocorrelate(const cv::Mat& frame, int radius,
-                                             double highpass_sigma_px) {
-  const int h = frame.rows, w = frame.cols;
-  cv::Mat f = frame.clone();
-  if (highpass_sigma_px > 0.0) f = f - WideBlur(f, highpass_sigma_px);
-  f = f - cv::mean(f)[0];
+// The autocorrelation of `f` (CV_32F) by FFT, zero-padded so that lags up
+// to `radius` do not wrap, each lag divided by its overlap (pixel pairs),
+// i.e. the mean product of pixels `lag` apart.
+Autocorrelation MeanLagProducts(const cv::Mat& f, int radius) {
+  const int h = f.rows, w = f.cols;
   const int ph = cv::getOptimalDFTSize(h + radius + 1);
   const int pw = cv::getOptimalDFTSize(w + radius + 1);
   cv::Mat padded = cv::Mat::zeros(ph, pw, CV_32F);
@@ -155,8 +151,6 @@ std::optional<Autocorrelation> Autocorrelate(const cv::Mat& frame, int radius,
   cv::dft(padded, spectrum);
   cv::mulSpectrums(spectrum, spectrum, power, 0, /*conjB=*/true);
   cv::idft(power, circular, cv::DFT_REAL_OUTPUT | cv::DFT_SCALE);
-  const double zero = circular.at<float>(0, 0) / (static_cast<double>(w) * h);
-  if (!(zero > 0.0) || !std::isfinite(zero)) return std::nullopt;
   Autocorrelation acf;
   acf.radius = radius;
   acf.values.create(2 * radius + 1, 2 * radius + 1, CV_32F);
@@ -165,10 +159,30 @@ std::optional<Autocorrelation> Autocorrelate(const cv::Mat& frame, int radius,
     float* dst = acf.values.ptr<float>(radius + dy);
     const double rows = h - std::abs(dy);
     for (int dx = -radius; dx <= radius; ++dx) {
-      const double overlap = rows * (w - std::abs(dx));
-      dst[radius + dx] = static_cast<float>(src[(dx + pw) % pw] / overlap / zero);
+      dst[radius + dx] = static_cast<float>(src[(dx + pw) % pw] / (rows * (w - std::abs(dx))));
     }
   }
+  return acf;
+}
+
+// The frame less its long wavelengths (a Gaussian high-pass of
+// `highpass_sigma_px`, none at 0) and its mean.
+cv::Mat HighPassed(const cv::Mat& frame, double highpass_sigma_px) {
+  cv::Mat f = frame.clone();
+  if (highpass_sigma_px > 0.0) f = f - WideBlur(f, highpass_sigma_px);
+  return f - cv::mean(f)[0];
+}
+
+// Autocorrelation of the high-passed frame by FFT, zero-padded so that lags up
+// to `radius` do not wrap, normalised by the overlap of each lag and by the
+// zero lag. Nullopt for a frame without variance.
+std::optional<Autocorrelation> Autocorrelate(const cv::Mat& frame, int radius,
+                                             double highpass_sigma_px) {
+  const cv::Mat f = HighPassed(frame, highpass_sigma_px);
+  Autocorrelation acf = MeanLagProducts(f, radius);
+  const double zero = acf.at(0, 0);
+  if (!(zero > 0.0) || !std::isfinite(zero)) return std::nullopt;
+  acf.values /= zero;
   return acf;
 }
 
@@ -1176,35 +1190,13 @@ LatticeMeasurement NotFound(std::string reason) {
 // lag. `energy_acf` is null when the frame has no energy above its noise.
 std::optional<Autocorrelation> EnergyAutocorrelation(const cv::Mat& frame, int radius,
                                                      double highpass_sigma_px, double cell_px) {
-  cv::Mat f = frame.clone();
-  if (highpass_sigma_px > 0.0) f = f - WideBlur(f, highpass_sigma_px);
-  f = f - cv::mean(f)[0];
+  const cv::Mat f = HighPassed(frame, highpass_sigma_px);
   absl::StatusOr<double> noise = PixelNoiseStd(frame);
   const double floor = noise.ok() ? *noise * *noise : 0.0;
   cv::Mat energy = WideBlur(f.mul(f), std::max(1.0, cell_px));
   energy = cv::max(energy - floor, 0.0);
   if (!(cv::sum(energy)[0] > 0.0)) return std::nullopt;
-  const int h = frame.rows, w = frame.cols;
-  const int ph = cv::getOptimalDFTSize(h + radius + 1);
-  const int pw = cv::getOptimalDFTSize(w + radius + 1);
-  cv::Mat padded = cv::Mat::zeros(ph, pw, CV_32F);
-  energy.copyTo(padded(cv::Rect(0, 0, w, h)));
-  cv::Mat spectrum, power, circular;
-  cv::dft(padded, spectrum);
-  cv::mulSpectrums(spectrum, spectrum, power, 0, /*conjB=*/true);
-  cv::idft(power, circular, cv::DFT_REAL_OUTPUT | cv::DFT_SCALE);
-  Autocorrelation acf;
-  acf.radius = radius;
-  acf.values.create(2 * radius + 1, 2 * radius + 1, CV_32F);
-  for (int dy = -radius; dy <= radius; ++dy) {
-    const float* src = circular.ptr<float>((dy + ph) % ph);
-    float* dst = acf.values.ptr<float>(radius + dy);
-    const double rows = h - std::abs(dy);
-    for (int dx = -radius; dx <= radius; ++dx) {
-      dst[radius + dx] = static_cast<float>(src[(dx + pw) % pw] / (rows * (w - std::abs(dx))));
-    }
-  }
-  return acf;
+  return MeanLagProducts(energy, radius);
 }
 
 // Stages 1-3 of the file comment of lattice.h: the basis and the verdict's
