@@ -68,13 +68,19 @@ def test_stop_ends_the_stream_after_the_frame_being_acquired(client, workdir):
                              overload="block")
     adapter = logstar.PullAdapter(scope.acquire)
     records = []
+    acquired_at_stop = None
     for r in session.stream(adapter):
         records.append(r)
         if len(records) == 2:
             adapter.stop()  # steering decided it has seen enough
-    # Every frame pulled was answered, none vanished, and acquisition stopped.
+            acquired_at_stop = scope.acquired
+    # Every frame pulled was answered, none vanished, and acquisition stopped:
+    # at most the frame being acquired when stop() came is added. (How many
+    # frames were pulled ahead before it is the stream's back-pressure, which
+    # depends on the daemon's speed, not on stop().)
     assert len(records) == adapter.pulled == scope.acquired
-    assert scope.acquired < 20
+    assert scope.acquired <= acquired_at_stop + 1
+    assert scope.acquired < 1000
     assert all(r.ok for r in records)
 
 
