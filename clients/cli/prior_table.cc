@@ -2,12 +2,13 @@
 
 #include <algorithm>
 #include <cmath>
-#include <limits>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "engine/base/geometry.h"
+#include "engine/physics/lattice.h"
 
 namespace logstar::cli {
 namespace {
@@ -138,25 +139,13 @@ ProjectionFigures FiguresOf(const Projection& p) {
   // Cell vectors: a along x, b at gamma from it.
   const double ax = p.a_angstrom, bx = p.b_angstrom * std::cos(gamma),
                by = p.b_angstrom * std::sin(gamma);
-  std::vector<std::pair<double, double>> columns;
+  std::vector<PointXY> columns;
   for (const TableSublattice& s : p.sublattices) {
-    for (const auto& [u, v] : s.columns) columns.emplace_back(u * ax + v * bx, v * by);
+    for (const auto& [u, v] : s.columns) columns.push_back({u * ax + v * bx, v * by});
   }
   ProjectionFigures f;
   f.columns_per_cell = static_cast<int>(columns.size());
-  // Shortest distance between two columns over the neighbouring cells (two
-  // cells either way cover every cell this table holds).
-  f.nearest_neighbor_angstrom = std::numeric_limits<double>::infinity();
-  for (const auto& [x0, y0] : columns) {
-    for (const auto& [x1, y1] : columns) {
-      for (int i = -2; i <= 2; ++i) {
-        for (int j = -2; j <= 2; ++j) {
-          const double d = std::hypot(x1 + i * ax + j * bx - x0, y1 + j * by - y0);
-          if (d > 1e-9) f.nearest_neighbor_angstrom = std::min(f.nearest_neighbor_angstrom, d);
-        }
-      }
-    }
-  }
+  f.nearest_neighbor_angstrom = PeriodicNearestNeighbor({ax, 0.0}, {bx, by}, columns);
   const double area_nm2 = ax * by / 100.0;
   f.column_density_per_nm2 = f.columns_per_cell / area_nm2;
   const double brightest = p.sublattices.empty() ? 1.0 : Brightness(p.sublattices.front());

@@ -173,17 +173,22 @@ cv::Mat HighPassed(const cv::Mat& frame, double highpass_sigma_px) {
   return f - cv::mean(f)[0];
 }
 
-// Autocorrelation of the high-passed frame by FFT, zero-padded so that lags up
-// to `radius` do not wrap, normalised by the overlap of each lag and by the
-// zero lag. Nullopt for a frame without variance.
-std::optional<Autocorrelation> Autocorrelate(const cv::Mat& frame, int radius,
-                                             double highpass_sigma_px) {
-  const cv::Mat f = HighPassed(frame, highpass_sigma_px);
-  Autocorrelation acf = MeanLagProducts(f, radius);
+// Autocorrelation of a high-passed, zero-mean field (HighPassed) by FFT,
+// zero-padded so that lags up to `radius` do not wrap, normalised by the
+// overlap of each lag and by the zero lag. Nullopt for a field without
+// variance.
+std::optional<Autocorrelation> AutocorrelateField(const cv::Mat& high_passed, int radius) {
+  Autocorrelation acf = MeanLagProducts(high_passed, radius);
   const double zero = acf.at(0, 0);
   if (!(zero > 0.0) || !std::isfinite(zero)) return std::nullopt;
   acf.values /= zero;
   return acf;
+}
+
+// The same for a frame, high-passed first.
+std::optional<Autocorrelation> Autocorrelate(const cv::Mat& frame, int radius,
+                                             double highpass_sigma_px) {
+  return AutocorrelateField(HighPassed(frame, highpass_sigma_px), radius);
 }
 
 // How many pixels of the frame vary together, for the spread of the
@@ -1130,21 +1135,31 @@ double FoldNoise(const Folds& folds, double sigma) {
   return 0.5 * stddev[0];
 }
 
-// The shortest spacing between columns, periodically (a column and its own
-// copies one translation away included). In a symmetric cell the shortest
-// spacing occurs several times (4 Sr-Ti pairs in SrTiO3, 3 bonds in a
-// honeycomb), and the least of several noisy copies is biased low, so the
-// spacings within nn_merge_fraction of the least are averaged.
+// The cell's nearest-neighbour spacing (PeriodicNearestNeighbor, below).
+double PeriodicNearestNeighborImpl(const Basis& reduced, const std::vector<Vec>& positions,
+                                   double merge_fraction);
+
 double NearestNeighbor(const std::vector<LatticeColumn>& columns, const Basis& basis,
                        double merge_fraction) {
-  std::vector<double> spacings = {Norm(basis.a), Norm(basis.b)};
-  for (size_t p = 0; p < columns.size(); ++p) {
-    const Vec u{columns[p].position_px.x, columns[p].position_px.y};
-    for (size_t q = p + 1; q < columns.size(); ++q) {
-      const Vec f = basis.ToFractional(Vec{columns[q].position_px.x, columns[q].position_px.y} - u);
+  std::vector<Vec> positions;
+  for (const LatticeColumn& c : columns) positions.push_back({c.position_px.x, c.position_px.y});
+  return PeriodicNearestNeighborImpl(basis, positions, merge_fraction);
+}
+
+// In a symmetric cell the shortest spacing occurs several times (4 Sr-Ti
+// pairs in SrTiO3, 3 bonds in a honeycomb), and the least of several noisy
+// copies is biased low, so the spacings within merge_fraction of the least
+// are averaged. `reduced` must be Lagrange reduced: then a column's nearest
+// copy of another lies within one translation of its cell.
+double PeriodicNearestNeighborImpl(const Basis& reduced, const std::vector<Vec>& positions,
+                                   double merge_fraction) {
+  std::vector<double> spacings = {Norm(reduced.a), Norm(reduced.b)};
+  for (size_t p = 0; p < positions.size(); ++p) {
+    for (size_t q = p + 1; q < positions.size(); ++q) {
+      const Vec f = reduced.ToFractional(positions[q] - positions[p]);
       const double fu = f.x - std::round(f.x), fv = f.y - std::round(f.y);
       for (int j = -1; j <= 1; ++j) {
-        for (int i = -1; i <= 1; ++i) spacings.push_back(Norm(basis.ToPixels(fu + i, fv + j)));
+        for (int i = -1; i <= 1; ++i) spacings.push_back(Norm(reduced.ToPixels(fu + i, fv + j)));
       }
     }
   }
@@ -1182,18 +1197,18 @@ LatticeMeasurement NotFound(std::string reason) {
 
 // The fall-off of a lattice's autocorrelation with the lag that comes from
 // the extent of the structure, not from disorder (see the file comment,
-// 3c): the autocorrelation, normalised as Autocorrelate's, of the frame's
-// local structure energy — the high-passed frame squared, averaged over
-// about a cell (`cell_px`), less the white noise's share — at lag `lag`
-// over its value at `base`. 1 when the structure fills the frame (or the
-// energy is flat); for a particle, its overlap with itself moved by the
-// lag. `energy_acf` is null when the frame has no energy above its noise.
-std::optional<Autocorrelation> EnergyAutocorrelation(const cv::Mat& frame, int radius,
-                                                     double highpass_sigma_px, double cell_px) {
-  const cv::Mat f = HighPassed(frame, highpass_sigma_px);
+// 3c): the autocorrelation, normalised per lag by its overlap, of the
+// frame's local structure energy — `high_passed` (the frame as
+// Autocorrelate sees it) squared, averaged over about a cell (`cell_px`),
+// less the white noise's share (measured on `frame`). Flat when the
+// structure fills the frame; for a particle, its overlap with itself moved
+// by the lag. Nullopt when the frame has no energy above its noise.
+std::optional<Autocorrelation> EnergyAutocorrelation(const cv::Mat& frame,
+                                                     const cv::Mat& high_passed, int radius,
+                                                     double cell_px) {
   absl::StatusOr<double> noise = PixelNoiseStd(frame);
   const double floor = noise.ok() ? *noise * *noise : 0.0;
-  cv::Mat energy = WideBlur(f.mul(f), std::max(1.0, cell_px));
+  cv::Mat energy = WideBlur(high_passed.mul(high_passed), std::max(1.0, cell_px));
   energy = cv::max(energy - floor, 0.0);
   if (!(cv::sum(energy)[0] > 0.0)) return std::nullopt;
   return MeanLagProducts(energy, radius);
@@ -1206,8 +1221,9 @@ LatticeMeasurement FindBasis(const cv::Mat& frame, const LatticeOptions& options
   const int side = std::min(frame.rows, frame.cols);
   const int radius =
       std::min(options.max_lag_px, static_cast<int>(std::floor(options.max_lag_fraction * side)));
-  const std::optional<Autocorrelation> acf =
-      Autocorrelate(frame, radius, options.highpass_sigma_fraction * side);
+  // High-passed once: the autocorrelation and the envelope (3c) read it.
+  const cv::Mat high_passed = HighPassed(frame, options.highpass_sigma_fraction * side);
+  const std::optional<Autocorrelation> acf = AutocorrelateField(high_passed, radius);
   if (!acf.has_value()) return NotFound("the frame has no contrast");
   const std::vector<AcfPeak> peaks =
       FindPeaks(*acf, options.min_translation_px, options.candidate_peak_fraction);
@@ -1230,7 +1246,7 @@ LatticeMeasurement FindBasis(const cv::Mat& frame, const LatticeOptions& options
   // where the envelope has fallen below min_envelope (beyond the particle)
   // tell nothing and are not judged.
   const std::optional<Autocorrelation> energy =
-      EnergyAutocorrelation(frame, radius, options.highpass_sigma_fraction * side, Norm(basis->b));
+      EnergyAutocorrelation(frame, high_passed, radius, Norm(basis->b));
   const double energy_base =
       energy.has_value() ? 0.5 * (energy->Sample(basis->a) + energy->Sample(basis->b)) : 0.0;
   int ordered = 0, judged = 0;
@@ -1560,6 +1576,14 @@ absl::StatusOr<DerivedPrior> DerivePrior(const LatticeMeasurement& measurement,
   prior.column_density_per_nm2 = measurement.ColumnDensityPerNm2(px);
   LOGSTAR_RETURN_IF_ERROR(prior.Validate());
   return derived;
+}
+
+double PeriodicNearestNeighbor(PointXY a, PointXY b, absl::Span<const PointXY> positions,
+                               double merge_fraction) {
+  const Basis reduced = Reduce(Basis{{a.x, a.y}, {b.x, b.y}});
+  std::vector<Vec> at;
+  for (const PointXY& p : positions) at.push_back({p.x, p.y});
+  return PeriodicNearestNeighborImpl(reduced, at, merge_fraction);
 }
 
 }  // namespace logstar

@@ -112,6 +112,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/types/span.h"
 #include "engine/base/context.h"
 #include "engine/base/geometry.h"
 #include "engine/physics/physics_prior.h"
@@ -155,7 +156,7 @@ struct LatticeOptions {
   // with itself moved by the lag) leaves less than this share of the
   // correlation at the basis are not judged for (c).
   double min_envelope = 0.25;  // (0, 1]
-  int min_lattice_points = 6;         // >= 2, in the half disk
+  int min_lattice_points = 6;  // >= 2, in the half disk
   // See the file comment, (a).
   double min_significance = 12.0;  // >= 0
   // Pixels this many |a| from the frame's edge stay out of the fold (at
@@ -233,6 +234,16 @@ struct LatticeMeasurement {
   double ColumnDensityPerNm2(double pixel_size_angstrom) const;
   ProjectedLattice ToProjectedLattice(double pixel_size_angstrom) const;
 };
+
+// The shortest spacing between the columns at `positions` of a crystal
+// whose translations are a and b (any basis of the lattice; a != 0, b not
+// parallel to a), counted periodically: a column's own copies one
+// translation away are included. Spacings within merge_fraction of the least
+// are averaged (for a measured cell, whose symmetric copies differ by noise;
+// 0 for exact positions). In the units of the arguments (px or Å). The rule
+// MeasureLattice reports nearest_neighbor_px by, for tables of known cells.
+double PeriodicNearestNeighbor(PointXY a, PointXY b, absl::Span<const PointXY> positions,
+                               double merge_fraction = 0.0);
 
 // Measures the lattice of `frame`: single-channel CV_32F, finite, at least
 // 16 × 16 pixels, any intensity scale (normalised or not; the measurement is
