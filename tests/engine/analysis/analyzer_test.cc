@@ -204,6 +204,31 @@ TEST(AnalyzerTest, GaussianRefinementReportsCalibratedUncertainties) {
   EXPECT_LE(gauss_median, para_median);
 }
 
+// The fits, like the positions, do not depend on the thread count, also
+// across window seams.
+TEST(AnalyzerTest, GaussianFitsAreTheSameWithOneAndTwoThreads) {
+  const SynthFrame f = Make(256, 0.3, 5);
+  std::vector<FrameAnalysis> runs;
+  for (int threads : {1, 2}) {
+    auto context = ExecutionContext::Create({.num_threads = threads});
+    AnalyzerOptions o = Options(128, 12);
+    o.logstar.refine_mode = RefineMode::kGaussian;
+    auto analyzer = LogStarAnalyzer::Create(o, f.prior);
+    ASSERT_TRUE(analyzer.ok() && context.ok());
+    absl::StatusOr<FrameAnalysis> a = (*analyzer)->Analyze(f.image, context->get());
+    ASSERT_TRUE(a.ok()) << a.status();
+    runs.push_back(*std::move(a));
+  }
+  ASSERT_EQ(runs[0].atoms.size(), runs[1].atoms.size());
+  for (size_t i = 0; i < runs[0].atoms.size(); ++i) {
+    ASSERT_TRUE(runs[0].atoms[i].fit.has_value() && runs[1].atoms[i].fit.has_value());
+    EXPECT_EQ(runs[0].atoms[i].x, runs[1].atoms[i].x);
+    EXPECT_EQ(runs[0].atoms[i].fit->x_err, runs[1].atoms[i].fit->x_err);
+    EXPECT_EQ(runs[0].atoms[i].fit->intensity, runs[1].atoms[i].fit->intensity);
+    EXPECT_EQ(runs[0].atoms[i].fit->status, runs[1].atoms[i].fit->status);
+  }
+}
+
 TEST(AnalyzerTest, GeometryOrPriorChangeEmptiesTheCache) {
   const SynthFrame f = Make(256, 0.1, 6), small = Make(200, 0.1, 6);
   auto analyzer = LogStarAnalyzer::Create(Options(128, 12), f.prior);
