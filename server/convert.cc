@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -498,6 +499,54 @@ void FrameChecksFromProto(const v1::FrameResult& r, FrameAnalysis& a) {
   a.sublattice_note = r.sublattice_note();
 }
 
+v1::RefineMode RefineModeToProto(RefineMode mode) {
+  switch (mode) {
+    case RefineMode::kNone:
+      return v1::REFINE_MODE_NONE;
+    case RefineMode::kParaboloid:
+      return v1::REFINE_MODE_PARABOLOID;
+    case RefineMode::kGaussian:
+      return v1::REFINE_MODE_GAUSSIAN;
+  }
+  return v1::REFINE_MODE_UNSPECIFIED;
+}
+
+// An atom's Gaussian fit on the wire (see Atom in result.proto); its x, y
+// are the atom's own.
+void ColumnFitToProto(const ColumnFit& f, v1::Atom* p) {
+  p->set_x_err(f.x_err);
+  p->set_y_err(f.y_err);
+  p->set_amplitude(f.amplitude);
+  p->set_intensity(f.intensity);
+  p->set_sigma_x(f.sigma_x);
+  p->set_sigma_y(f.sigma_y);
+  p->set_rotation(f.rotation);
+  p->set_fit_status(ColumnFitStatusName(f.status));
+}
+
+// Unset when the atom was not fitted (no fit_status); a status this build
+// does not know reads as kNotConverged (a failed fit either way).
+std::optional<ColumnFit> ColumnFitFromProto(const v1::Atom& p) {
+  if (p.fit_status().empty()) return std::nullopt;
+  ColumnFit f;
+  f.x = p.x();
+  f.y = p.y();
+  f.x_err = p.x_err();
+  f.y_err = p.y_err();
+  f.amplitude = p.amplitude();
+  f.intensity = p.intensity();
+  f.sigma_x = p.sigma_x();
+  f.sigma_y = p.sigma_y();
+  f.rotation = p.rotation();
+  f.status = ColumnFitStatus::kNotConverged;
+  for (ColumnFitStatus s :
+       {ColumnFitStatus::kOk, ColumnFitStatus::kTooFewPixels, ColumnFitStatus::kNoPeak,
+        ColumnFitStatus::kBadShape, ColumnFitStatus::kWandered, ColumnFitStatus::kNotConverged}) {
+    if (p.fit_status() == ColumnFitStatusName(s)) f.status = s;
+  }
+  return f;
+}
+
 }  // namespace
 
 void PriorUsedToProto(const PriorInUse& prior, v1::PriorUsed* out) {
@@ -527,6 +576,7 @@ void FrameAnalysisToProto(const FrameAnalysis& a, const std::vector<SteeringRegi
     p->set_response(atom.response);
     p->set_window(atom.window);
     p->set_sublattice(atom.sublattice + 1);  // 1-based on the wire: 0 is none
+    if (atom.fit.has_value()) ColumnFitToProto(*atom.fit, p);
     if (a.amorphous.has_value() && i < a.amorphous->atoms.size()) {
       p->set_amorphous(a.amorphous->atoms[i].amorphous);
       p->set_amorphous_posterior(a.amorphous->atoms[i].posterior);
@@ -855,7 +905,8 @@ v1::SessionSettings SettingsFromOptions(const AnalyzerOptions& o, const PhysicsP
   a->mutable_prior_tolerances()->set_density(o.prior_tolerances.density);
   a->set_num_sigma(o.logstar.num_sigma);
   a->set_column_sigma_angstrom(o.logstar.column_sigma_angstrom);
-  a->set_refine_positions(o.logstar.refine_positions);
+  a->set_refine_positions(o.logstar.refine_mode != RefineMode::kNone);
+  a->set_refine(RefineModeToProto(o.logstar.refine_mode));
   a->set_normalize(o.normalize.method == NormalizeOptions::Method::kPercentile
                        ? v1::NORMALIZE_METHOD_PERCENTILE
                        : v1::NORMALIZE_METHOD_MIN_MAX);
@@ -888,7 +939,8 @@ FrameAnalysis AnalysisFromResult(const v1::FrameResult& r) {
                        .sigma = atom.sigma(),
                        .response = atom.response(),
                        .window = atom.window(),
-                       .sublattice = atom.sublattice() - 1});
+                       .sublattice = atom.sublattice() - 1,
+                       .fit = ColumnFitFromProto(atom)});
   }
   for (const v1::WindowResult& w : r.windows()) {
     WindowResult out;

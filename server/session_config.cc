@@ -94,6 +94,27 @@ absl::StatusOr<NormalizeOptions::Method> ParseNormalize(v1::NormalizeMethod meth
   }
 }
 
+// refine, with refine_positions = false as its older spelling of none.
+absl::StatusOr<RefineMode> ParseRefine(const v1::AnalysisSettings& a) {
+  const bool off = a.has_refine_positions() && !a.refine_positions();
+  switch (a.refine()) {
+    case v1::REFINE_MODE_UNSPECIFIED:
+      return off ? RefineMode::kNone : RefineMode::kParaboloid;
+    case v1::REFINE_MODE_NONE:
+      return RefineMode::kNone;
+    case v1::REFINE_MODE_PARABOLOID:
+    case v1::REFINE_MODE_GAUSSIAN:
+      if (off) {
+        return Invalid("settings.analysis.refine",
+                       "contradicts refine_positions = false (which means REFINE_MODE_NONE)");
+      }
+      return a.refine() == v1::REFINE_MODE_GAUSSIAN ? RefineMode::kGaussian
+                                                    : RefineMode::kParaboloid;
+    default:
+      return Invalid("settings.analysis.refine", absl::StrCat("is not a known mode: ", a.refine()));
+  }
+}
+
 absl::Status ParseAmorphous(const v1::AmorphousSettings& m, const v1::AnalysisSettings& a,
                             const SettingsCaps& caps, AmorphousStageOptions& st) {
   st.enabled = m.enabled();
@@ -133,7 +154,7 @@ absl::StatusOr<AnalyzerOptions> ParseAnalysis(const v1::AnalysisSettings& a,
   if (a.has_drift_tolerance()) o.drift_tolerance = a.drift_tolerance();
   if (a.has_num_sigma()) o.logstar.num_sigma = a.num_sigma();
   if (a.has_column_sigma_angstrom()) o.logstar.column_sigma_angstrom = a.column_sigma_angstrom();
-  if (a.has_refine_positions()) o.logstar.refine_positions = a.refine_positions();
+  LOGSTAR_ASSIGN_OR_RETURN(o.logstar.refine_mode, ParseRefine(a));
   LOGSTAR_ASSIGN_OR_RETURN(o.normalize.method, ParseNormalize(a.normalize()));
   if (a.has_amorphous())
     LOGSTAR_RETURN_IF_ERROR(ParseAmorphous(a.amorphous(), a, caps, o.amorphous));

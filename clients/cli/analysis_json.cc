@@ -35,6 +35,19 @@ Json SublatticeCountToJson(const SublatticeCount& c) {
           {"relative_brightness", c.relative_brightness}};
 }
 
+// --refine gaussian: the column's fit, with its status only when it failed
+// (the position and uncertainty are then the detection's).
+void AddColumnFit(const ColumnFit& f, Json& j) {
+  j["x_err"] = f.x_err;
+  j["y_err"] = f.y_err;
+  j["amplitude"] = f.amplitude;
+  j["intensity"] = f.intensity;
+  j["sigma_x"] = f.sigma_x;
+  j["sigma_y"] = f.sigma_y;
+  j["rotation"] = f.rotation;
+  if (f.status != ColumnFitStatus::kOk) j["fit_status"] = ColumnFitStatusName(f.status);
+}
+
 }  // namespace
 
 Json WindowToJson(const WindowResult& w) {
@@ -136,6 +149,7 @@ void AddFrameAnalysis(const FrameAnalysis& a, const PhysicsPrior& prior, bool pi
                             ? Json(prior.sublattices[atom.sublattice].name)
                             : Json();
     }
+    if (atom.fit.has_value()) AddColumnFit(*atom.fit, j);
     atoms.push_back(std::move(j));
   }
   out["num_atoms"] = a.atoms.size();

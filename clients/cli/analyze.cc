@@ -55,7 +55,7 @@ constexpr char kAnalyzeUsage[] =
     "                       [--overlay OUT.png] [--normalize M] [--threads N]\n"
     "                       [--truth ATOMS.csv [--match-radius PX]]\n"
     "LoG* options (none of them with --fixed): --window --stride --evals --seed --choose\n"
-    "  --objectives --num-sigma --no-refine --drift-tolerance --sublattice --strict\n"
+    "  --objectives --num-sigma --refine --no-refine --drift-tolerance --sublattice --strict\n"
     "Go together: --stride with --window > 0; --truth and --gmm with one IMAGE; --amorphous-mask\n"
     "  with --gmm; --match-radius with --truth; --pixel-size with an auto prior; --fixed only\n"
     "  in process (not --server), with a given PRIOR.json and one IMAGE; --threads not with\n"
@@ -102,7 +102,11 @@ constexpr char kAnalyzeUsage[] =
     "                        detections the measured lattice does not support); its fronts\n"
     "                        are a real trade-off (docs/science.md)\n"
     "  --num-sigma N         LoG scales from min_sigma to max_sigma, 1..64 (default 10)\n"
-    "  --no-refine           pixel-centre positions as blob_log gives them (default: sub-pixel)\n"
+    "  --refine MODE         sub-pixel positions: paraboloid (default), gaussian (a 2-D Gaussian\n"
+    "                        per column: adds x_err, y_err, amplitude, intensity, sigma_x,\n"
+    "                        sigma_y, rotation and, when its fit failed, fit_status to each\n"
+    "                        atom; slower) or none\n"
+    "  --no-refine           --refine none: pixel-centre positions as blob_log gives them\n"
     "  --drift-tolerance X   re-tune a cached window when its QC or ER moves by more than X\n"
     "                        from its value at tuning time, X > 0 (default 0.1)\n"
     "  --fixed a,b,n,t,o     no tuning: one LoG run over the whole frame with min_sigma,\n"
@@ -132,9 +136,9 @@ constexpr char kAnalyzeUsage[] =
 constexpr int kExitPriorWarnings = 3;
 
 // Options that only LoG* reads: with --fixed they would be silently ignored.
-const char* const kLogStarOnlyFlags[] = {"window", "stride",     "evals",      "seed",
-                                         "choose", "num-sigma",  "no-refine",  "drift-tolerance",
-                                         "frames", "objectives", "sublattice", "strict"};
+const char* const kLogStarOnlyFlags[] = {
+    "window",          "stride", "evals",      "seed",       "choose", "num-sigma", "no-refine",
+    "drift-tolerance", "frames", "objectives", "sublattice", "strict", "refine"};
 
 absl::StatusOr<LogOptions> ParseFixed(const std::string& text) {
   std::vector<std::string> parts = absl::StrSplit(text, ',');
@@ -247,7 +251,16 @@ absl::StatusOr<AnalyzerOptions> ParseAnalyzerFlags(const Flags& flags,
   o.logstar.optimizer.num_initial =
       std::min(o.logstar.optimizer.num_initial, o.logstar.optimizer.num_evaluations);
   o.logstar.optimizer.seed = static_cast<uint64_t>(*seed);
-  o.logstar.refine_positions = !flags.Has("no-refine");
+  if (flags.Has("refine") && flags.Has("no-refine")) {
+    return absl::InvalidArgumentError("--refine and --no-refine cannot be used together");
+  }
+  if (flags.Has("no-refine")) {
+    o.logstar.refine_mode = RefineMode::kNone;
+  } else if (const std::optional<std::string> refine = flags.Get("refine")) {
+    auto mode = RefineModeFromName(*refine);
+    if (!mode.ok()) return absl::InvalidArgumentError(absl::StrCat("--", mode.status().message()));
+    o.logstar.refine_mode = *mode;
+  }
   o.sublattice = flags.Get("sublattice").value_or("");
   if (absl::Status s = o.Validate(); !s.ok()) return s;
 
@@ -262,7 +275,8 @@ absl::StatusOr<AnalyzerOptions> ParseAnalyzerFlags(const Flags& flags,
     parameters["choice_weights"] = {o.logstar.choice_weights[0], o.logstar.choice_weights[1]};
   }
   parameters["num_sigma"] = o.logstar.num_sigma;
-  parameters["refine_positions"] = o.logstar.refine_positions;
+  parameters["refine_positions"] = o.logstar.refine_mode != RefineMode::kNone;
+  parameters["refine"] = RefineModeName(o.logstar.refine_mode);
   parameters["drift_tolerance"] = o.drift_tolerance;
   if (!o.sublattice.empty()) parameters["sublattice"] = o.sublattice;
   return o;
@@ -909,7 +923,8 @@ int RunAnalyze(const std::vector<std::string>& args) {
                    With({"prior",           "out",    "overlay",        "fixed",      "normalize",
                          "threads",         "truth",  "match-radius",   "window",     "stride",
                          "evals",           "seed",   "choose",         "objectives", "num-sigma",
-                         "drift-tolerance", "frames", "amorphous-mask", "pixel-size", "sublattice"},
+                         "drift-tolerance", "frames", "amorphous-mask", "pixel-size", "sublattice",
+                         "refine"},
                         kClientFlagNames),
                    {"no-refine", "tls", "gmm", "strict"});
   if (!flags.ok()) return UsageError(std::string(flags.status().message()), kAnalyzeUsage);

@@ -59,6 +59,13 @@ bool Inside(const PixelRegion& r, double x, double y) {
          y < r.row0 + r.rows - 0.5;
 }
 
+// Moves a window's blobs and fits from its context `ctx` into frame
+// coordinates.
+void ToFrame(const PixelRegion& ctx, std::vector<Blob>& blobs, std::vector<ColumnFit>& fits) {
+  for (Blob& b : blobs) b.x += ctx.col0, b.y += ctx.row0;
+  for (ColumnFit& f : fits) f.x += ctx.col0, f.y += ctx.row0;
+}
+
 // Where the atoms a window's ER counted lie: blobs[indices], already in
 // frame coordinates.
 std::vector<PointXY> PositionsOf(const std::vector<Blob>& blobs, const std::vector<int>& indices) {
@@ -414,7 +421,7 @@ absl::Status LogStarAnalyzer::AnalyzeWindow(
     const cv::Mat& image, const Window& w, const PhysicsPrior& prior,
     const LatticeMeasurement* lattice, const CrystalArea* crystal,
     std::optional<CachedWindow>& cache, ExecutionContext* context, WindowResult& out,
-    std::vector<Blob>& blobs, const std::atomic<bool>* cancel) const {
+    WindowColumns& columns, const std::atomic<bool>* cancel) const {
   const auto t0 = std::chrono::steady_clock::now();
   out.window = w;
   std::vector<LogParameters> warm;
@@ -438,9 +445,9 @@ absl::Status LogStarAnalyzer::AnalyzeWindow(
       out.tuned_rewards = cache->tuned_rewards;
       out.front = cache->front;
       out.chosen = cache->chosen;
-      for (Blob& b : d.blobs) b.x += ctx.col0, b.y += ctx.row0;
+      ToFrame(ctx, d.blobs, d.fits);
       out.er_flagged = PositionsOf(d.blobs, d.erroneous);
-      blobs = std::move(d.blobs);
+      columns = {std::move(d.blobs), std::move(d.fits)};
       out.ms = MsSince(t0);
       return absl::OkStatus();
     }
@@ -474,9 +481,9 @@ absl::Status LogStarAnalyzer::AnalyzeWindow(
   out.front = std::move(r.front);
   out.chosen = r.chosen;
   out.evaluations = r.num_evaluations;
-  for (Blob& b : r.blobs) b.x += ctx.col0, b.y += ctx.row0;
+  ToFrame(ctx, r.blobs, r.fits);
   out.er_flagged = PositionsOf(r.blobs, r.erroneous);
-  blobs = std::move(r.blobs);
+  columns = {std::move(r.blobs), std::move(r.fits)};
   out.ms = MsSince(t0);
   return absl::OkStatus();
 }
@@ -560,7 +567,7 @@ absl::Status LogStarAnalyzer::BorrowWindow(
     const cv::Mat& image, const Window& w, const PhysicsPrior& prior,
     const LatticeMeasurement* lattice, const CrystalArea* crystal, const WindowResult& donor,
     const std::vector<Blob>& donor_blobs, std::optional<CachedWindow>& cache,
-    ExecutionContext* context, WindowResult& out, std::vector<Blob>& blobs) const {
+    ExecutionContext* context, WindowResult& out, WindowColumns& columns) const {
   const auto t0 = std::chrono::steady_clock::now();
   out.window = w;
   PixelRegion ctx;
@@ -595,9 +602,9 @@ absl::Status LogStarAnalyzer::BorrowWindow(
       "%.1f %% of the tile shows the lattice, under the %.1f %% needed to tune toward a count: "
       "detected with the parameters of window %d, the nearest tuned one",
       100.0 * out.crystalline_fraction, 100.0 * options_.min_crystal_share, donor.window.index);
-  for (Blob& b : d.blobs) b.x += ctx.col0, b.y += ctx.row0;
+  ToFrame(ctx, d.blobs, d.fits);
   out.er_flagged = PositionsOf(d.blobs, d.erroneous);
-  blobs = std::move(d.blobs);
+  columns = {std::move(d.blobs), std::move(d.fits)};
   out.ms = MsSince(t0);
   return absl::OkStatus();
 }
@@ -869,7 +876,7 @@ absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
   const CrystalMask* const mask = area ? &area->mask : nullptr;
 
   const auto t1 = std::chrono::steady_clock::now();
-  std::vector<std::vector<Blob>> blobs(n);
+  std::vector<WindowColumns> columns(n);
   std::vector<absl::Status> status(n);
   // Tuned windows first, then the windows that borrow their parameters.
   std::vector<int> tuned, lent;
@@ -885,12 +892,12 @@ absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
   const LatticeMeasurement* const frame_lattice = lattice ? &*lattice : nullptr;
   run(tuned, [&](int i) {
     return AnalyzeWindow(image, layout[i], prior, frame_lattice, area_ptr, cache[i], context,
-                         result.windows[i], blobs[i], cancel);
+                         result.windows[i], columns[i], cancel);
   });
   for (const absl::Status& s : status) LOGSTAR_RETURN_IF_ERROR(s);
   run(lent, [&](int i) {
     return BorrowWindow(image, layout[i], prior, frame_lattice, area_ptr, result.windows[donors[i]],
-                        blobs[donors[i]], cache[i], context, result.windows[i], blobs[i]);
+                        columns[donors[i]].blobs, cache[i], context, result.windows[i], columns[i]);
   });
   for (const absl::Status& s : status) LOGSTAR_RETURN_IF_ERROR(s);
   result.windows_ms = MsSince(t1);
@@ -905,10 +912,13 @@ absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
     result.hits += w.state == CacheState::kHit;
     result.misses += w.state == CacheState::kMiss;
     result.retunes += w.state == CacheState::kRetuned;
-    for (const Blob& b : blobs[i]) {
-      if (Inside(w.window.core, b.x, b.y)) {
-        result.atoms.push_back({b.x, b.y, b.sigma, b.response, i});
-      }
+    const WindowColumns& c = columns[i];
+    for (size_t k = 0; k < c.blobs.size(); ++k) {
+      const Blob& b = c.blobs[k];
+      if (!Inside(w.window.core, b.x, b.y)) continue;
+      Atom& atom = result.atoms.emplace_back();
+      atom.x = b.x, atom.y = b.y, atom.sigma = b.sigma, atom.response = b.response, atom.window = i;
+      if (!c.fits.empty()) atom.fit = c.fits[k];
     }
   }
   if (n > 1) result.seam_duplicates = MergeSeams(result.atoms, 0.5 * prior.NearestNeighborPx());

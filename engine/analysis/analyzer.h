@@ -106,6 +106,7 @@
 #include "engine/base/context.h"
 #include "engine/base/mutex.h"
 #include "engine/image/normalize.h"
+#include "engine/log/gaussian_fit.h"
 #include "engine/physics/crystallinity.h"
 #include "engine/physics/physics_prior.h"
 #include "engine/physics/rewards.h"
@@ -220,6 +221,11 @@ struct Atom {
   // Index into the prior's sublattices; -1 when the prior has none or the
   // atom was not assigned (engine/physics/sublattice.h).
   int sublattice = -1;
+  // With RefineMode::kGaussian: the column's fit (frame coordinates; its x,
+  // y are the atom's). Its status says whether the fit succeeded; when it
+  // failed, x, y are the detection's and x_err, y_err the fallback.
+  // Unset: not fitted (another refinement, or a result from before it).
+  std::optional<ColumnFit> fit = std::nullopt;
 };
 
 // One window of the amorphous stage on one frame.
@@ -367,17 +373,23 @@ class LogStarAnalyzer {
   // its crystalline area, frame coordinates (null: the whole tile).
   // `cancel` (may be null) stops the search between evaluations (CANCELLED;
   // `cache` is then untouched).
+  // A window's detection in frame coordinates: its blobs and, with
+  // RefineMode::kGaussian, their fits (same order; else empty).
+  struct WindowColumns {
+    std::vector<Blob> blobs;
+    std::vector<ColumnFit> fits;
+  };
   absl::Status AnalyzeWindow(const cv::Mat& image, const Window& w, const PhysicsPrior& prior,
                              const LatticeMeasurement* lattice, const CrystalArea* crystal,
                              std::optional<CachedWindow>& cache, ExecutionContext* context,
-                             WindowResult& out, std::vector<Blob>& blobs,
+                             WindowResult& out, WindowColumns& columns,
                              const std::atomic<bool>* cancel) const;
   // A window with too little crystal: detected with `donor`'s parameters.
   absl::Status BorrowWindow(const cv::Mat& image, const Window& w, const PhysicsPrior& prior,
                             const LatticeMeasurement* lattice, const CrystalArea* crystal,
                             const WindowResult& donor, const std::vector<Blob>& donor_blobs,
                             std::optional<CachedWindow>& cache, ExecutionContext* context,
-                            WindowResult& out, std::vector<Blob>& blobs) const;
+                            WindowResult& out, WindowColumns& columns) const;
   // One exact detection of window `w` with `parameters`, scored with the
   // pair they were tuned with; `ctx` receives the context region used.
   absl::StatusOr<LogDetection> DetectWith(const cv::Mat& image, const Window& w,

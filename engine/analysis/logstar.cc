@@ -420,6 +420,26 @@ LogOptions LogParameters::ToLogOptions() const {
   return o;
 }
 
+const char* RefineModeName(RefineMode mode) {
+  switch (mode) {
+    case RefineMode::kNone:
+      return "none";
+    case RefineMode::kParaboloid:
+      return "paraboloid";
+    case RefineMode::kGaussian:
+      return "gaussian";
+  }
+  return "unknown";
+}
+
+absl::StatusOr<RefineMode> RefineModeFromName(std::string_view name) {
+  for (RefineMode mode : {RefineMode::kNone, RefineMode::kParaboloid, RefineMode::kGaussian}) {
+    if (name == RefineModeName(mode)) return mode;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("refine must be none, paraboloid or gaussian, got \"", std::string(name), "\""));
+}
+
 absl::Status LogStarOptions::Validate() const {
   if (!(std::isfinite(column_sigma_angstrom) && column_sigma_angstrom > 0.0)) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -469,7 +489,16 @@ absl::Status LogStarOptions::Validate() const {
     return absl::InvalidArgumentError(
         absl::StrCat("off_crystal_density must be in [0, 1], got ", off_crystal_density));
   }
-  if (refine_positions) LOGSTAR_RETURN_IF_ERROR(refine.Validate());
+  switch (refine_mode) {
+    case RefineMode::kNone:
+      break;
+    case RefineMode::kParaboloid:
+      LOGSTAR_RETURN_IF_ERROR(refine.Validate());
+      break;
+    case RefineMode::kGaussian:
+      LOGSTAR_RETURN_IF_ERROR(gaussian_refine.Validate());
+      break;
+  }
   return absl::OkStatus();
 }
 
@@ -556,8 +585,16 @@ absl::StatusOr<LogDetection> DetectAndScore(const cv::Mat& image, const PixelReg
       out.blobs.push_back(b);
     }
   }
-  if (options.refine_positions) {
-    LOGSTAR_RETURN_IF_ERROR(RefinePositions(image, absl::MakeSpan(out.blobs), options.refine));
+  switch (options.refine_mode) {
+    case RefineMode::kNone:
+      break;
+    case RefineMode::kParaboloid:
+      LOGSTAR_RETURN_IF_ERROR(RefinePositions(image, absl::MakeSpan(out.blobs), options.refine));
+      break;
+    case RefineMode::kGaussian:
+      LOGSTAR_RETURN_IF_ERROR(RefineGaussian(image, absl::MakeSpan(out.blobs), &out.fits,
+                                             options.gaussian_refine, context));
+      break;
   }
   LOGSTAR_ASSIGN_OR_RETURN(
       Scored scored, Score(out.blobs, below, parameters.threshold, region, prior, options.rewards,
@@ -796,6 +833,7 @@ absl::StatusOr<LogStarResult> RunLogStar(const cv::Mat& image, const PixelRegion
   result.lattice_note = std::move(lattice_note);
   result.lattice_rewards = final.lattice_rewards;
   result.blobs = std::move(final.blobs);
+  result.fits = std::move(final.fits);
   result.rewards = final.rewards;
   result.erroneous = std::move(final.erroneous);
   result.detect_ms = MsSince(t1);

@@ -23,7 +23,9 @@
 //     two ends only);
 //  4. the chosen parameters are run once more with the exact blob_log
 //     semantics (DetectBlobsLog), positions are refined to sub-pixel
-//     (engine/log/refine.h), and the rewards of that final detection reported.
+//     (RefineMode: a paraboloid, engine/log/refine.h, or a 2-D Gaussian per
+//     column, engine/log/gaussian_fit.h), and the rewards of that final
+//     detection reported.
 //
 // Search bounds: unless overridden, they scale with the expected width of a
 // column's image in pixels, sc = column_sigma_angstrom / pixel size:
@@ -48,6 +50,7 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <opencv2/core.hpp>
@@ -56,6 +59,7 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "engine/base/context.h"
+#include "engine/log/gaussian_fit.h"
 #include "engine/log/log_detector.h"
 #include "engine/log/refine.h"
 #include "engine/optimize/mobo.h"
@@ -160,6 +164,21 @@ struct Interval {
 //    lattice the run falls back to kPublished and says so.
 enum class ObjectivePair { kPublished, kLattice };
 
+// How the final detection's positions are refined to sub-pixel.
+//  kNone: pixel centres exactly as blob_log reports them.
+//  kParaboloid: a re-centred paraboloid on each column's top
+//    (engine/log/refine.h); positions only.
+//  kGaussian: a 2-D Gaussian fitted to each column with its neighbours
+//    (engine/log/gaussian_fit.h): positions nearer the precision limit, and
+//    per column an uncertainty, amplitude, integrated intensity and shape
+//    (ColumnFit). Costlier than the paraboloid.
+enum class RefineMode { kNone, kParaboloid, kGaussian };
+
+// "none", "paraboloid", "gaussian", and back (INVALID_ARGUMENT for any
+// other name).
+const char* RefineModeName(RefineMode mode);
+absl::StatusOr<RefineMode> RefineModeFromName(std::string_view name);
+
 struct LogStarOptions {
   // Expected Gaussian width (sigma) of one column's image; with the prior's
   // pixel size it sets the default sigma bounds (see the file comment).
@@ -232,10 +251,11 @@ struct LogStarOptions {
   double off_crystal_brightness = 0.3;  // [0, 1]
   double off_crystal_scale = 0.8;       // [0, 1]
   double off_crystal_density = 0.5;     // [0, 1]
-  // Sub-pixel refinement of the final positions; off reports pixel centres
-  // exactly as blob_log does.
-  bool refine_positions = true;
-  RefineOptions refine;
+  // Sub-pixel refinement of the final positions. The paraboloid stays the
+  // default until measurement says otherwise (issue 19).
+  RefineMode refine_mode = RefineMode::kParaboloid;
+  RefineOptions refine;                   // kParaboloid
+  GaussianRefineOptions gaussian_refine;  // kGaussian
 
   absl::Status Validate() const;
 };
@@ -263,7 +283,10 @@ struct LogStarResult {
   // Rewards of the final (exact) detection in the region; they can differ
   // slightly from the chosen point's during the search (sigma grid).
   Rewards rewards;
-  std::vector<Blob> blobs;     // the final detection's blobs in or within 2 px of the region
+  std::vector<Blob> blobs;  // the final detection's blobs in or within 2 px of the region
+  // With RefineMode::kGaussian: one fit per blob, same order (x, y as the
+  // blob's); empty otherwise.
+  std::vector<ColumnFit> fits;
   std::vector<int> erroneous;  // indices into blobs of the atoms rewards.num_erroneous counts
   // The pair searched: options.objectives, or kPublished when the lattice
   // pair was asked for and the image shows no lattice (lattice_note says
@@ -305,7 +328,9 @@ absl::StatusOr<LogStarResult> RunLogStar(const cv::Mat& image, const PixelRegion
 // `crystal`, and detections off it dropped, as RunLogStar).
 struct LogDetection {
   std::vector<Blob> blobs;  // found in or within 2 px of the region, then refined
-  Rewards rewards;          // of the atoms inside region
+  // With RefineMode::kGaussian: one fit per blob, same order; else empty.
+  std::vector<ColumnFit> fits;
+  Rewards rewards;  // of the atoms inside region
   // Indices into blobs of the atoms rewards.num_erroneous counts.
   std::vector<int> erroneous;
   // With `sites`: the lattice pair of the atoms inside region.

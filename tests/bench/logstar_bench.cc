@@ -147,7 +147,7 @@ int RunFixed(const Args& a, const cv::Mat& raw, const PhysicsPrior& prior,
   const LogParameters p{v[0], v[1], static_cast<int>(v[2]), v[3], v[4]};
   const cv::Mat image = Must(NormalizeFrame(raw, NormalizeOptions{}), "normalize");
   LogStarOptions o;
-  o.refine_positions = false;  // blob_log as published
+  o.refine_mode = RefineMode::kNone;  // blob_log as published
   const auto t0 = std::chrono::steady_clock::now();
   const LogDetection d =
       Must(DetectAndScore(image, {0, 0, image.cols, image.rows}, prior, p, o, context), "detect");
@@ -176,7 +176,7 @@ int Run(const Args& a) {
   options.stride = a.stride;
   options.logstar.optimizer.num_evaluations = a.evals;
   options.logstar.optimizer.seed = static_cast<uint64_t>(a.seed);
-  options.logstar.refine_positions = a.refine;
+  options.logstar.refine_mode = a.refine ? RefineMode::kParaboloid : RefineMode::kNone;
   if (a.reference_bounds) {
     // reference_logstar.py's RDW ranges at --sigma-scale 1.
     options.logstar.min_sigma_px = Interval{0.1, 3.0};

@@ -385,6 +385,60 @@ class LogStarTest(unittest.TestCase):
         self.assertGreater(len(xy), 20)
         self.assertTrue(np.all(xy == np.round(xy)))
 
+    def test_gaussian_refine_reports_calibrated_uncertainties(self):
+        """--refine gaussian: each atom gains x_err, y_err, its amplitude,
+        intensity and shape, and the generator's true positions lie within
+        2 sigma of the reported uncertainty for most coordinates."""
+        _, res = self.analyze('gaussian.json', '--refine', 'gaussian', '--window', '0',
+                              '--evals', '10', image=self.image)
+        self.assertEqual(res['parameters']['refine'], 'gaussian')
+        atoms = res['atoms']
+        self.assertGreater(len(atoms), 50)
+        for a in atoms:
+            for key in ('x_err', 'y_err', 'amplitude', 'intensity', 'sigma_x', 'sigma_y',
+                        'rotation'):
+                self.assertIn(key, a)
+                self.assertTrue(np.isfinite(a[key]), (key, a))
+        ok = [a for a in atoms if 'fit_status' not in a]
+        self.assertGreaterEqual(len(ok), 0.9 * len(atoms))
+        for a in ok:
+            self.assertAlmostEqual(a['intensity'],
+                                   2 * np.pi * a['amplitude'] * a['sigma_x'] * a['sigma_y'],
+                                   delta=1e-9 * abs(a['intensity']))
+        # Each fitted atom against its nearest true column (within a third of
+        # the spacing); the share of coordinates within 2 sigma is about 95 %
+        # for calibrated uncertainties.
+        truth = read_truth(self.dir)
+        meta = load_json(os.path.join(self.dir, 'meta.json'))
+        within, counted = 0, 0
+        for a in ok:
+            d = np.hypot(truth[:, 0] - a['x'], truth[:, 1] - a['y'])
+            k = int(np.argmin(d))
+            if d[k] > 0.3 * meta['nn_min_px']:
+                continue
+            within += abs(a['x'] - truth[k, 0]) <= 2 * a['x_err']
+            within += abs(a['y'] - truth[k, 1]) <= 2 * a['y_err']
+            counted += 2
+        self.assertGreater(counted, 100)
+        self.assertGreaterEqual(within / counted, 0.8, (within, counted))
+        # Without --refine gaussian the atoms carry no fit.
+        _, para = self.analyze('paraboloid.json', '--refine', 'paraboloid', '--window', '0',
+                               '--evals', '10', image=self.image)
+        self.assertNotIn('x_err', para['atoms'][0])
+        self.assertEqual(para['parameters']['refine'], 'paraboloid')
+
+    def test_refine_and_no_refine_together_are_refused(self):
+        code, _, err = run('analyze', self.image, '--prior', self.prior, '--out',
+                           os.path.join(self.tmp.name, 'bad.json'), '--refine', 'gaussian',
+                           '--no-refine')
+        self.assertEqual(code, 2, err)
+        self.assertIn('--refine', err.splitlines()[0])
+        self.assertIn('--no-refine', err.splitlines()[0])
+        code, _, err = run('analyze', self.image, '--prior', self.prior, '--out',
+                           os.path.join(self.tmp.name, 'bad.json'), '--refine', 'cubic')
+        self.assertEqual(code, 2, err)
+        self.assertIn('--refine', err.splitlines()[0])
+
     def test_choice_weights_pick_the_front_end(self):
         for weights, objective in (('1,0', 'qc'), ('0,1', 'er')):
             _, res = self.analyze('weights.json', '--choose', 'weights:' + weights, '--window',

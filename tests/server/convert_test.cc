@@ -7,6 +7,7 @@
 #include <cstring>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -220,6 +221,43 @@ TEST(SettingsTest, InvalidSettingsNameTheField) {
               HasSubstr("settings.steering.max_regions"));
   EXPECT_THAT(message([](auto& s) { s.mutable_steering()->set_max_regions(1001); }),
               HasSubstr("settings.steering.max_regions"));
+}
+
+// refine picks the engine's RefineMode; refine_positions = false is its
+// older spelling of none, and contradicting it is refused naming the field.
+TEST(SettingsTest, RefineModeAndItsOlderSpelling) {
+  auto mode = [](v1::RefineMode refine, std::optional<bool> positions) {
+    v1::SessionSettings s = Valid();
+    s.mutable_analysis()->set_refine(refine);
+    if (positions) s.mutable_analysis()->set_refine_positions(*positions);
+    return ParseSessionSettings(s);
+  };
+  EXPECT_EQ(mode(v1::REFINE_MODE_UNSPECIFIED, std::nullopt)->analyzer.logstar.refine_mode,
+            RefineMode::kParaboloid);
+  EXPECT_EQ(mode(v1::REFINE_MODE_UNSPECIFIED, false)->analyzer.logstar.refine_mode,
+            RefineMode::kNone);
+  EXPECT_EQ(mode(v1::REFINE_MODE_NONE, std::nullopt)->analyzer.logstar.refine_mode,
+            RefineMode::kNone);
+  EXPECT_EQ(mode(v1::REFINE_MODE_PARABOLOID, true)->analyzer.logstar.refine_mode,
+            RefineMode::kParaboloid);
+  EXPECT_EQ(mode(v1::REFINE_MODE_GAUSSIAN, std::nullopt)->analyzer.logstar.refine_mode,
+            RefineMode::kGaussian);
+  EXPECT_THAT(mode(v1::REFINE_MODE_GAUSSIAN, false).status().message(),
+              HasSubstr("settings.analysis.refine"));
+  EXPECT_THAT(mode(static_cast<v1::RefineMode>(9), std::nullopt).status().message(),
+              HasSubstr("settings.analysis.refine"));
+  // The settings echoed back say the mode, and parse to it again.
+  for (RefineMode m : {RefineMode::kNone, RefineMode::kParaboloid, RefineMode::kGaussian}) {
+    AnalyzerOptions o;
+    o.logstar.refine_mode = m;
+    PhysicsPrior prior;
+    prior.pixel_size_angstrom = 0.125;
+    prior.nearest_neighbor_angstrom = 2.55;
+    prior.column_density_per_nm2 = 13.4;
+    absl::StatusOr<SessionConfig> c = ParseSessionSettings(SettingsFromOptions(o, prior));
+    ASSERT_TRUE(c.ok()) << c.status();
+    EXPECT_EQ(c->analyzer.logstar.refine_mode, m) << RefineModeName(m);
+  }
 }
 
 TEST(SettingsTest, PolicyCapsAreTheDaemons) {
@@ -641,6 +679,55 @@ TEST(ResultConversionTest, AmorphousVerdictAndRegionIds) {
   EXPECT_EQ(p.amorphous().verdict().state(), v1::AmorphousVerdict::STATE_CONFIDENT);
   p.mutable_amorphous()->clear_verdict();
   EXPECT_FALSE(AnalysisFromResult(p).amorphous->verdict.uncertain());
+}
+
+// A Gaussian fit reaches the wire with its status and comes back; an atom
+// without one (another refinement, an older server) has no fit_status and
+// reads back as not fitted.
+TEST(ResultConversionTest, ColumnFitsRoundTrip) {
+  FrameAnalysis a;
+  a.width = a.height = 64;
+  a.atoms.resize(3);
+  a.atoms[0].x = 10.25;
+  a.atoms[0].y = 20.5;
+  ColumnFit fit;
+  fit.x = 10.25;
+  fit.y = 20.5;
+  fit.x_err = 0.03;
+  fit.y_err = 0.04;
+  fit.amplitude = 0.8;
+  fit.sigma_x = 2.0;
+  fit.sigma_y = 1.5;
+  fit.intensity = 2.0 * 3.141592653589793 * 0.8 * 2.0 * 1.5;
+  fit.rotation = 0.3;
+  a.atoms[0].fit = fit;
+  fit.status = ColumnFitStatus::kWandered;
+  a.atoms[1].fit = fit;
+  v1::FrameResult p;
+  FrameAnalysisToProto(a, {}, 0.1, &p);
+  ASSERT_EQ(p.atoms_size(), 3);
+  EXPECT_EQ(p.atoms(0).fit_status(), "ok");
+  EXPECT_EQ(p.atoms(0).x_err(), 0.03);
+  EXPECT_EQ(p.atoms(0).y_err(), 0.04);
+  EXPECT_EQ(p.atoms(0).amplitude(), 0.8);
+  EXPECT_EQ(p.atoms(0).intensity(), fit.intensity);
+  EXPECT_EQ(p.atoms(0).sigma_x(), 2.0);
+  EXPECT_EQ(p.atoms(0).sigma_y(), 1.5);
+  EXPECT_EQ(p.atoms(0).rotation(), 0.3);
+  EXPECT_EQ(p.atoms(1).fit_status(), "wandered");
+  EXPECT_EQ(p.atoms(2).fit_status(), "");
+  EXPECT_EQ(p.atoms(2).x_err(), 0.0);
+  const FrameAnalysis back = AnalysisFromResult(p);
+  ASSERT_EQ(back.atoms.size(), 3u);
+  ASSERT_TRUE(back.atoms[0].fit.has_value());
+  EXPECT_EQ(back.atoms[0].fit->status, ColumnFitStatus::kOk);
+  EXPECT_EQ(back.atoms[0].fit->x, 10.25);
+  EXPECT_EQ(back.atoms[0].fit->y_err, 0.04);
+  EXPECT_EQ(back.atoms[0].fit->rotation, 0.3);
+  EXPECT_EQ(back.atoms[0].fit->intensity, fit.intensity);
+  ASSERT_TRUE(back.atoms[1].fit.has_value());
+  EXPECT_EQ(back.atoms[1].fit->status, ColumnFitStatus::kWandered);
+  EXPECT_FALSE(back.atoms[2].fit.has_value());
 }
 
 // The prior's checks reach the wire and come back: warnings, the measured

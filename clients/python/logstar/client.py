@@ -130,7 +130,17 @@ class Result(_Record):
     (MeasuredLattice or None), ``crystalline_fraction``, ``crystal_note``, and with prior
     sublattices ``sublattice`` (int per atom: index into
     ``sublattice_names``, -1 none), ``sublattices`` (SublatticeCount per
-    sublattice) and ``sublattice_note``."""
+    sublattice) and ``sublattice_note``.
+
+    Gaussian refinement (the session's ``refine`` is
+    ``REFINE_MODE_GAUSSIAN``): ``atom_errors`` N×2 float64, each atom's
+    position uncertainty (x_err, y_err; px, one standard deviation);
+    ``atom_amplitude`` and ``atom_intensity`` (the fitted Gaussian's peak
+    height and volume 2π·A·σx·σy, normalised frame units); ``atom_shape``
+    N×3 (sigma_x, sigma_y px, rotation rad); ``atom_fit_status`` per atom
+    ("ok", or why the fit failed: the position is then the detection's and
+    the error the fallback 0.5 px). Atoms not fitted read NaN and "". All
+    are None when no atom of the frame was fitted (another refinement)."""
     ok = True
     kind = "result"
 
@@ -160,6 +170,13 @@ class Result(_Record):
         else:  # proto3's default 0.0 would read as "certainly crystalline"
             self.amorphous_posterior = np.full(n, np.nan)
         self.regions: List[Region] = [Region.from_proto(g) for g in proto.amorphous_regions]
+        self.atom_errors: Optional[np.ndarray] = None
+        self.atom_amplitude: Optional[np.ndarray] = None
+        self.atom_intensity: Optional[np.ndarray] = None
+        self.atom_shape: Optional[np.ndarray] = None
+        self.atom_fit_status: Optional[List[str]] = None
+        if any(a.fit_status for a in proto.atoms):
+            self._read_fits(proto)
         self.amorphous_verdict, self.amorphous_uncertain, self.amorphous_reason = (
             _amorphous.verdict_fields(proto))
         checks = _checks.checks_of(proto)
@@ -174,6 +191,20 @@ class Result(_Record):
         self.sublattice_names = checks.sublattice_names
         self.sublattices: List[_checks.SublatticeCount] = checks.sublattices
         self.sublattice_note = checks.sublattice_note
+
+    def _read_fits(self, proto: result_pb2.FrameResult) -> None:
+        """The Gaussian fits' per-atom arrays; NaN where an atom carries none."""
+        n = len(proto.atoms)
+        fields = ("x_err", "y_err", "amplitude", "intensity", "sigma_x", "sigma_y", "rotation")
+        values = np.full((n, len(fields)), np.nan)
+        for i, a in enumerate(proto.atoms):
+            if a.fit_status:
+                values[i] = [getattr(a, f) for f in fields]
+        self.atom_errors = values[:, 0:2].copy()
+        self.atom_amplitude = values[:, 2].copy()
+        self.atom_intensity = values[:, 3].copy()
+        self.atom_shape = values[:, 4:7].copy()
+        self.atom_fit_status = [a.fit_status for a in proto.atoms]
 
     @functools.cached_property
     def windows(self) -> np.ndarray:
@@ -205,7 +236,8 @@ class Result(_Record):
     def to_dataframe(self, what: str = "atoms"):
         """A pandas DataFrame (pandas must be installed) of the ``"atoms"``
         (x, y, sigma, response, window, amorphous, amorphous_posterior,
-        sublattice name; px), the ``"windows"``, the ``"fronts"`` or the
+        sublattice name; px; the fits' columns with Gaussian refinement),
+        the ``"windows"``, the ``"fronts"`` or the
         ``"amorphous_windows"``."""
         return _tables.to_dataframe(self, what)
 

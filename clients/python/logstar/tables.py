@@ -121,17 +121,26 @@ def amorphous_windows(proto: result_pb2.FrameResult) -> np.ndarray:
 def atom_columns(result: Any) -> Dict[str, np.ndarray]:
     """The per-atom arrays of a Result, by column name."""
     names = np.array(list(result.sublattice_names) + [""], dtype=object)
-    return {"x": result.atoms[:, 0], "y": result.atoms[:, 1], "sigma": result.sigma,
-            "response": result.response,
-            "window": np.fromiter((a.window for a in result.proto.atoms), dtype=np.int32,
-                                  count=len(result.atoms)),
-            "amorphous": result.amorphous, "amorphous_posterior": result.amorphous_posterior,
-            "sublattice": names[result.sublattice]}  # -1: "" (none)
+    columns = {"x": result.atoms[:, 0], "y": result.atoms[:, 1], "sigma": result.sigma,
+               "response": result.response,
+               "window": np.fromiter((a.window for a in result.proto.atoms), dtype=np.int32,
+                                     count=len(result.atoms)),
+               "amorphous": result.amorphous, "amorphous_posterior": result.amorphous_posterior,
+               "sublattice": names[result.sublattice]}  # -1: "" (none)
+    if getattr(result, "atom_errors", None) is not None:  # Gaussian refinement
+        columns.update({"x_err": result.atom_errors[:, 0], "y_err": result.atom_errors[:, 1],
+                        "amplitude": result.atom_amplitude, "intensity": result.atom_intensity,
+                        "sigma_x": result.atom_shape[:, 0], "sigma_y": result.atom_shape[:, 1],
+                        "rotation": result.atom_shape[:, 2],
+                        "fit_status": np.array(result.atom_fit_status, dtype=object)})
+    return columns
 
 
 def to_dataframe(result: Any, what: str = "atoms"):
     """A pandas DataFrame of the result's ``"atoms"`` (x, y, sigma,
-    response, window, amorphous, amorphous_posterior, sublattice name),
+    response, window, amorphous, amorphous_posterior, sublattice name; with
+    Gaussian refinement also x_err, y_err, amplitude, intensity, sigma_x,
+    sigma_y, rotation, fit_status),
     ``"windows"``, ``"fronts"`` or ``"amorphous_windows"``."""
     try:
         import pandas as pd

@@ -56,6 +56,38 @@ def test_atoms_are_x_column_y_row(client, frames):
     assert f1_score(interior(r.atoms), interior(truth), 0.3 * f.nn_px) >= 0.9
 
 
+def test_gaussian_refinement_gives_calibrated_errors(client, workdir):
+    # refine REFINE_MODE_GAUSSIAN: per-atom uncertainties and intensities;
+    # the generator's true positions lie within 2 sigma for most coordinates.
+    f = synth(workdir, seed=2, noise=0.2, size=256)
+    session = client.session(prior=f.prior, settings={**FAST, "refine": "REFINE_MODE_GAUSSIAN"},
+                              overload="block")
+    (r,) = session.stream([f.image])
+    n = len(r.atoms)
+    assert n > 50
+    assert r.atom_errors.shape == (n, 2) and r.atom_shape.shape == (n, 3)
+    assert r.atom_intensity.shape == (n,) and len(r.atom_fit_status) == n
+    ok = np.array([s == "ok" for s in r.atom_fit_status])
+    assert ok.mean() >= 0.9
+    assert np.all(r.atom_errors[ok] > 0)
+    np.testing.assert_allclose(
+        r.atom_intensity[ok],
+        2 * np.pi * r.atom_amplitude[ok] * r.atom_shape[ok, 0] * r.atom_shape[ok, 1], rtol=1e-9)
+    d = np.hypot(r.atoms[:, None, 0] - f.truth[None, :, 0], r.atoms[:, None, 1] - f.truth[None, :, 1])
+    nearest = d.argmin(axis=1)
+    matched = ok & (d.min(axis=1) < 0.3 * f.nn_px)
+    assert matched.sum() > 50
+    within = np.abs(r.atoms[matched] - f.truth[nearest[matched]]) <= 2 * r.atom_errors[matched]
+    assert within.mean() >= 0.8, within.mean()
+    pytest.importorskip("pandas")
+    table = r.to_dataframe()
+    np.testing.assert_array_equal(table["x_err"].to_numpy(), r.atom_errors[:, 0])
+    assert list(table["fit_status"]) == r.atom_fit_status
+    # The default refinement carries no fits.
+    (plain,) = client.session(prior=f.prior, settings=FAST, overload="block").stream([f.image])
+    assert plain.atom_errors is None and plain.atom_fit_status is None
+
+
 def test_bad_frames_get_errors_and_good_frames_are_still_answered(client, frames):
     f = frames[0]
     nan = f.image.copy()

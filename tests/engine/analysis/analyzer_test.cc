@@ -1,16 +1,18 @@
 #include "engine/analysis/analyzer.h"
 
+#include <algorithm>
 #include <cmath>
 #include <memory>
+#include <numbers>
 #include <set>
 #include <vector>
 
 #include <opencv2/core.hpp>
 
 #include "absl/status/status.h"
-#include "engine/physics/accuracy.h"
 #include "engine/base/context.h"
 #include "engine/image/synth.h"
+#include "engine/physics/accuracy.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -131,6 +133,99 @@ TEST(AnalyzerTest, SameResultWithOneAndTwoThreads) {
   }
   for (size_t w = 0; w < runs[0].windows.size(); ++w) {
     EXPECT_EQ(runs[0].windows[w].parameters.threshold, runs[1].windows[w].parameters.threshold);
+  }
+}
+
+// RefineMode::kGaussian through the analyzer: every atom carries a fit,
+// its uncertainties are calibrated against the generator's true positions
+// (about 95 % of coordinates within 2σ for a calibrated Gaussian error) and
+// its positions are no worse than the paraboloid's on the same detection.
+TEST(AnalyzerTest, GaussianRefinementReportsCalibratedUncertainties) {
+  const SynthFrame f = Make(384, 0.2, 9);
+  std::vector<FrameAnalysis> runs;
+  for (RefineMode mode : {RefineMode::kParaboloid, RefineMode::kGaussian}) {
+    AnalyzerOptions o = Options(192, 20);
+    o.logstar.refine_mode = mode;
+    auto analyzer = LogStarAnalyzer::Create(o, f.prior);
+    ASSERT_TRUE(analyzer.ok()) << analyzer.status();
+    absl::StatusOr<FrameAnalysis> a = (*analyzer)->Analyze(f.image, ExecutionContext::Default());
+    ASSERT_TRUE(a.ok()) << a.status();
+    runs.push_back(*std::move(a));
+  }
+  // The true column nearest each atom, within a third of the spacing.
+  const double radius = 0.3 * f.prior.NearestNeighborPx();
+  auto errors = [&](const FrameAnalysis& a, int* within, int* coordinates) {
+    std::vector<double> distances;
+    for (const Atom& atom : a.atoms) {
+      const SynthAtom* best = nullptr;
+      double best_d = radius;
+      for (const SynthAtom& t : f.atoms) {
+        const double d = std::hypot(atom.x - t.x, atom.y - t.y);
+        if (d < best_d) best_d = d, best = &t;
+      }
+      if (best == nullptr) continue;
+      distances.push_back(best_d);
+      if (atom.fit.has_value() && atom.fit->status == ColumnFitStatus::kOk) {
+        *within += std::abs(atom.x - best->x) <= 2.0 * atom.fit->x_err;
+        *within += std::abs(atom.y - best->y) <= 2.0 * atom.fit->y_err;
+        *coordinates += 2;
+      }
+    }
+    std::sort(distances.begin(), distances.end());
+    return distances.empty() ? 1e9 : distances[distances.size() / 2];
+  };
+  int para_within = 0, para_coordinates = 0, within = 0, coordinates = 0;
+  const double para_median = errors(runs[0], &para_within, &para_coordinates);
+  const double gauss_median = errors(runs[1], &within, &coordinates);
+  EXPECT_EQ(para_coordinates, 0);  // the paraboloid fits no Gaussian
+  for (const Atom& a : runs[0].atoms) EXPECT_FALSE(a.fit.has_value());
+  ASSERT_EQ(runs[1].atoms.size(), runs[0].atoms.size());
+  int failed = 0;
+  for (const Atom& a : runs[1].atoms) {
+    ASSERT_TRUE(a.fit.has_value());
+    EXPECT_EQ(a.fit->x, a.x);
+    EXPECT_EQ(a.fit->y, a.y);
+    EXPECT_TRUE(std::isfinite(a.fit->x_err) && a.fit->x_err > 0.0);
+    EXPECT_TRUE(std::isfinite(a.fit->y_err) && a.fit->y_err > 0.0);
+    if (a.fit->status != ColumnFitStatus::kOk) {
+      ++failed;
+      continue;
+    }
+    EXPECT_GT(a.fit->amplitude, 0.0);
+    EXPECT_NEAR(a.fit->intensity,
+                2.0 * std::numbers::pi * a.fit->amplitude * a.fit->sigma_x * a.fit->sigma_y,
+                1e-9 * a.fit->intensity);
+  }
+  EXPECT_LE(failed, static_cast<int>(runs[1].atoms.size()) / 10);
+  ASSERT_GT(coordinates, 200);
+  const double share = static_cast<double>(within) / coordinates;
+  EXPECT_GE(share, 0.85);
+  EXPECT_LE(share, 0.99);
+  EXPECT_LE(gauss_median, para_median);
+}
+
+// The fits, like the positions, do not depend on the thread count, also
+// across window seams.
+TEST(AnalyzerTest, GaussianFitsAreTheSameWithOneAndTwoThreads) {
+  const SynthFrame f = Make(256, 0.3, 5);
+  std::vector<FrameAnalysis> runs;
+  for (int threads : {1, 2}) {
+    auto context = ExecutionContext::Create({.num_threads = threads});
+    AnalyzerOptions o = Options(128, 12);
+    o.logstar.refine_mode = RefineMode::kGaussian;
+    auto analyzer = LogStarAnalyzer::Create(o, f.prior);
+    ASSERT_TRUE(analyzer.ok() && context.ok());
+    absl::StatusOr<FrameAnalysis> a = (*analyzer)->Analyze(f.image, context->get());
+    ASSERT_TRUE(a.ok()) << a.status();
+    runs.push_back(*std::move(a));
+  }
+  ASSERT_EQ(runs[0].atoms.size(), runs[1].atoms.size());
+  for (size_t i = 0; i < runs[0].atoms.size(); ++i) {
+    ASSERT_TRUE(runs[0].atoms[i].fit.has_value() && runs[1].atoms[i].fit.has_value());
+    EXPECT_EQ(runs[0].atoms[i].x, runs[1].atoms[i].x);
+    EXPECT_EQ(runs[0].atoms[i].fit->x_err, runs[1].atoms[i].fit->x_err);
+    EXPECT_EQ(runs[0].atoms[i].fit->intensity, runs[1].atoms[i].fit->intensity);
+    EXPECT_EQ(runs[0].atoms[i].fit->status, runs[1].atoms[i].fit->status);
   }
 }
 
