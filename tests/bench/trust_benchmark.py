@@ -452,6 +452,13 @@ def configurations(a, help_text):
         configs.append(('auto', [], 'auto'))
     else:
         notes.append('`--prior auto`: not in `logstar analyze --help` of this build, no auto rows')
+    if a.configs:
+        wanted = names(a.configs)
+        known = [c[0] for c in configs]
+        unknown = [w for w in wanted if w not in known]
+        if unknown:
+            sys.exit('--configs: unknown %s (known: %s)' % (', '.join(unknown), ', '.join(known)))
+        configs = [c for c in configs if c[0] in wanted]
     return configs, notes
 
 
@@ -486,7 +493,10 @@ def score(res, truth_path, nn_px):
     tp = match_pairs(det, truth, radius)
     p, r, f1 = prf(tp, len(det), len(truth))
     acc = res.get('accuracy') or {}
-    fronts = [len(w.get('front') or []) for w in res.get('windows', []) if w.get('cache') != 'hit']
+    # Tuned windows only: a cache hit or a window under the crystal share
+    # that borrowed its neighbour's parameters (evaluations 0) has no front.
+    fronts = [len(w.get('front') or []) for w in res.get('windows', [])
+              if w.get('cache') != 'hit' and w.get('evaluations', 1) > 0]
     warnings = res.get('warnings')
     rec = dict(n_true=len(truth), n_found=len(det), tp=tp, precision=p, recall=r, f1=f1,
                f1_cli=acc.get('f1'), count_err=abs(len(det) - len(truth)) / len(truth)
@@ -703,6 +713,9 @@ def parse_args():
     p.add_argument('--threads', type=int, default=2)
     p.add_argument('--evals', type=int, default=50)
     p.add_argument('--published-flags', default=PUBLISHED_FLAGS)
+    p.add_argument('--configs', default=None,
+                   help='only these configurations, comma separated (e.g. "published" while '
+                        'trying a change of the rewards); default all')
     p.add_argument('--sublattice-only', type=int, default=1, choices=(0, 1),
                    help='1: also ask for the brightest sublattice alone (A/B, interface, '
                    'real images with sublattices)')

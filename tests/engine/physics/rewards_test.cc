@@ -562,6 +562,12 @@ TEST(LatticeRewardsTest, ColumnOffsetsFindAMissingSublattice) {
   // and is empty; the translation sites are all found.
   EXPECT_EQ(r->num_missing, 36);
   EXPECT_EQ(r->num_sites, SquareSiteCount(6) + 36);
+  // Half the columns are missing, and misses says about that: each cell
+  // site weighs as much as a column's 8 translation sites (fewer inside at
+  // the region's edges), so 8 x 36 missing of SquareSiteCount(6) + 8 x 36.
+  // Unweighted it was 36 of SquareSiteCount(6) + 36, about 0.13.
+  EXPECT_NEAR(r->misses, 8.0 * 36 / (SquareSiteCount(6) + 8.0 * 36), 1e-12);
+  EXPECT_GT(r->misses, 0.45);
   std::vector<PointXY> both = first;
   for (const PointXY& p : first) both.push_back({p.x + 10, p.y + 10});
   r = ComputeLatticeRewards(both, {0, 0, 120, 120}, sites);
