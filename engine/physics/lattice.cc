@@ -550,6 +550,18 @@ std::optional<Basis> SpanWith(const Basis& basis, Vec w) {
   return std::nullopt;
 }
 
+// Whether the autocorrelation dips between the zero lag and `t`: at t / 2
+// it is lower than at t. A translation of the crystal is a peak of its own;
+// a local maximum on the shoulder of the zero lag's peak (a few pixels out,
+// where noise can leave a ripple) is not, and a "superlattice" spanned by it
+// — every added point beside one of L's, inside its peak — scores as well as
+// L's own points. Seen on a generated perovskite edge at noise 0.3, where a
+// ripple at 3.5 px sent the settling of step 2 from the true 31 px cell to
+// a wrong one.
+bool StandsApart(const Autocorrelation& acf, Vec t) {
+  return acf.Sample(0.5 * t) < acf.Sample(t);
+}
+
 // The superlattice L + Z·w (w = an autocorrelation peak within a pixel or so
 // of a point of L / q, q <= kMaxSuperIndex) whose added points score best: a
 // finer lattice the pair scoring could not tell from L (a multiple of a cell
@@ -575,7 +587,8 @@ std::optional<Neighbour> StrongestSuperlattice(const Autocorrelation& acf,
       const Vec exact = (1.0 / q) * basis.ToPixels(std::round(q * f.x), std::round(q * f.y));
       if (Norm(peak.lag - exact) >= tolerance) continue;
       const std::optional<Basis> finer = SpanWith(basis, exact);
-      if (finer.has_value() && std::min(Norm(finer->a), Norm(finer->b)) >= min_r) {
+      if (finer.has_value() && std::min(Norm(finer->a), Norm(finer->b)) >= min_r &&
+          StandsApart(acf, finer->a) && StandsApart(acf, finer->b)) {
         const double ratio = LocalRatio(acf, basis, *finer, min_r, reach)
                                  .value_or(GlobalRatio(acf, basis, *finer, min_r, reach));
         if (!super.has_value() || ratio > super->ratio) super = Neighbour{*finer, ratio};

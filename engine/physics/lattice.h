@@ -19,10 +19,13 @@
 //     scored by its mean autocorrelation over its lags up to three times its
 //     longer basis vector; the finest lattice within 0.9 of the best score
 //     is then settled: a superlattice L + Z·w (w a peak at a point of L / q,
-//     q <= 12) whose added points score at least sublattice_ratio of what
-//     L's own points around them score is finer and true (a multiple of the
-//     cell scores as well as the cell itself); an index-2 or -3 sublattice
-//     whose dropped points score below that ratio held a pseudo translation
+//     q <= 12, whose basis vectors each stand apart from the zero lag: the
+//     autocorrelation at half of one is lower than at it, so a ripple on the
+//     zero lag's shoulder spans nothing) whose added points score at least
+//     sublattice_ratio of what L's own points around them score is finer
+//     and true (a multiple of the cell scores as well as the cell itself);
+//     an index-2 or -3 sublattice whose dropped points score below that
+//     ratio held a pseudo translation
 //     (each added or dropped point is compared with the bilinear
 //     interpolation of the autocorrelation at the corners of the coarser
 //     cell around it, which cancels the fall-off with the lag of a crystal
