@@ -196,18 +196,18 @@ struct LogStarOptions {
   // The published pair by default, in process and in the daemon alike. The
   // lattice pair meets most of what issue 15 asks of a default: on generated
   // frames its chosen point has F1 at least the published pair's at every
-  // noise level and lattice tried (tests/bench/rewards_sweep.cc, seeds
-  // 11-13: 256² frames, noise 0 / 0.3 / 0.6 / 0.9, mean over the lattices
-  // 1.000 / 0.989 / 0.970 / 0.941 against 0.990 / 0.967 / 0.948 / 0.910); at
-  // least 0.92 on every generated nanoparticle, edge and support frame with
-  // a lattice at noise <= 0.3 (512², 40 and 60 % crystal, seeds 51-53); its
-  // fronts carry a trade-off (>= 3 points in 83-94 % of windows at noise
-  // >= 0.3). But the amorphous stage's mask test (tests/engine/amorphous,
-  // 384² YBCO frames: too small for the crystalline map, so atoms off the
-  // lattice still count as spurious) falls to IoU 0.51 and 0.57 at 10 and
-  // 20 % amorphous with it (0.6 needed; 0.62-0.82 where the frame is
-  // mapped), and its fronts often outnumber the polish budget, so not every
-  // point reported is exact (tests/engine/analysis/logstar_test.cc).
+  // noise level (tests/bench/rewards_sweep.cc, seeds 11-13, 256²: mean over
+  // the lattices 1.000 / 0.988 / 0.969 / 0.932 at noise 0 / 0.3 / 0.6 / 0.9
+  // against 0.990 / 0.968 / 0.948 / 0.910; the trust benchmark's scenes,
+  // 512², seeds 100-102: 0.994 / 0.990 / 0.960 against 0.992 / 0.977 /
+  // 0.948 at noise 0 / 0.3 / 0.6), and its fronts carry a trade-off (>= 3
+  // points in 77-92 % of tuned windows at noise >= 0.3). But where the
+  // crystal cannot be mapped (frames too small for the cell) it counts
+  // amorphous atoms as spurious and drops the amorphous stage's evidence
+  // (10 % amorphous 384² YBCO frames, seeds 1-5: mask IoU 0 on two, where
+  // the published pair has 0.67 and 0), and on two real images its F1 is lower
+  // (graphene 0.878 / 0.890, Pb nanoparticle 0.794 / 0.822); see
+  // docs/science.md, "The lattice pair".
   ObjectivePair objectives = ObjectivePair::kPublished;
   RewardOptions rewards;
   LatticeOptions lattice;  // kLattice: how the window's lattice is measured

@@ -558,9 +558,7 @@ std::optional<Basis> SpanWith(const Basis& basis, Vec w) {
 // L's own points. Seen on a generated perovskite edge at noise 0.3, where a
 // ripple at 3.5 px sent the settling of step 2 from the true 31 px cell to
 // a wrong one.
-bool StandsApart(const Autocorrelation& acf, Vec t) {
-  return acf.Sample(0.5 * t) < acf.Sample(t);
-}
+bool StandsApart(const Autocorrelation& acf, Vec t) { return acf.Sample(0.5 * t) < acf.Sample(t); }
 
 // The superlattice L + Z·w (w = an autocorrelation peak within a pixel or so
 // of a point of L / q, q <= kMaxSuperIndex) whose added points score best: a

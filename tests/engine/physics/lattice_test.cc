@@ -298,8 +298,8 @@ TEST(LatticeTest, AShoulderOfTheZeroLagIsNoTranslation) {
   const LatticeMeasurement m = Measure(*image);
   ASSERT_TRUE(m.found) << m.reason;
   EXPECT_LE(std::abs(RelativeError(m.nearest_neighbor_px, frame->prior.NearestNeighborPx())), 0.02);
-  EXPECT_LE(
-      std::abs(RelativeError(m.column_density_per_px2, frame->prior.ColumnDensityPerPx2())), 0.1);
+  EXPECT_LE(std::abs(RelativeError(m.column_density_per_px2, frame->prior.ColumnDensityPerPx2())),
+            0.1);
 }
 
 // Scan drift shears the lattice; a shear keeps the cell's area, so the
