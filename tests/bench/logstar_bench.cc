@@ -4,7 +4,7 @@
 //
 //   logstar_bench --dir=D [--window=W] [--stride=S] [--evals=N] [--seed=K]
 //                 [--repeat=R] [--cached=C] [--reference-bounds] [--no-refine]
-//                 [--threads=T]
+//                 [--refine=none|paraboloid|gaussian] [--threads=T]
 //                 [--fixed=min_sigma,max_sigma,num_sigma,threshold,overlap]
 //
 // Runs LoG* R times on D's frame (a fresh analyzer each time, so every
@@ -18,6 +18,9 @@
 // the reference workflow's ranges (min_sigma 0.1–3, max_sigma 1–6 px)
 // instead of the prior-derived ones, so both optimise the same objective;
 // with --no-refine too, LoG* is run as published (the accuracy baseline).
+// --refine picks the refinement (default paraboloid, as the analyzer's;
+// --no-refine is --refine=none): with gaussian, --cached measures the
+// cached-frame budget with per-column fits (issue 19).
 // --fixed skips tuning: one detection with the given parameters (the
 // "fixed default parameters" row of the accuracy sweep).
 
@@ -38,13 +41,13 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
-#include "engine/physics/accuracy.h"
 #include "engine/analysis/analyzer.h"
+#include "engine/analysis/logstar.h"
 #include "engine/base/context.h"
 #include "engine/image/image_io.h"
-#include "engine/analysis/logstar.h"
 #include "engine/image/normalize.h"
 #include "engine/optimize/pareto.h"
+#include "engine/physics/accuracy.h"
 #include "tests/bench/bench_util.h"
 
 namespace logstar {
@@ -66,7 +69,7 @@ struct Args {
   int cached = 0;
   int threads = 0;
   bool reference_bounds = false;
-  bool refine = true;
+  RefineMode refine = RefineMode::kParaboloid;
   std::string fixed;
 };
 
@@ -86,7 +89,12 @@ Args ParseArgs(int argc, char** argv) {
     } else if (arg == "--reference-bounds") {
       a.reference_bounds = true;
     } else if (arg == "--no-refine") {
-      a.refine = false;
+      a.refine = RefineMode::kNone;
+    } else if (absl::ConsumePrefix(&arg, "--refine=")) {
+      absl::StatusOr<RefineMode> mode =
+          RefineModeFromName(std::string_view(arg.data(), arg.size()));
+      if (!mode.ok()) Die(std::string("--refine: ") + std::string(mode.status().message()));
+      a.refine = *mode;
     } else if (integer("--window=", &a.window) || integer("--stride=", &a.stride) ||
                integer("--evals=", &a.evals) || integer("--seed=", &a.seed) ||
                integer("--repeat=", &a.repeat) || integer("--cached=", &a.cached) ||
@@ -176,7 +184,7 @@ int Run(const Args& a) {
   options.stride = a.stride;
   options.logstar.optimizer.num_evaluations = a.evals;
   options.logstar.optimizer.seed = static_cast<uint64_t>(a.seed);
-  options.logstar.refine_mode = a.refine ? RefineMode::kParaboloid : RefineMode::kNone;
+  options.logstar.refine_mode = a.refine;
   if (a.reference_bounds) {
     // reference_logstar.py's RDW ranges at --sigma-scale 1.
     options.logstar.min_sigma_px = Interval{0.1, 3.0};
@@ -246,7 +254,7 @@ int Run(const Args& a) {
               {"windows", n},
               {"evals_per_window", a.evals},
               {"reference_bounds", a.reference_bounds},
-              {"refine", a.refine},
+              {"refine", RefineModeName(a.refine)},
               {"tune", Stats(tune_ms)},
               {"rewards", {{"qc", result.rewards.qc}, {"er", result.rewards.er}}},
               {"hypervolume_grid_mean", hv_grid_sum / n},
