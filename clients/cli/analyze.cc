@@ -508,9 +508,11 @@ absl::StatusOr<AnalyzedFrame> LoadAndAnalyze(const AnalyzeSetup& s, const std::s
       if (!f.prior.prior.sublattices.empty()) sublattices.labels.push_back(a.sublattice);
     }
     for (const SublatticePrior& p : f.prior.prior.sublattices) sublattices.names.push_back(p.name);
-    if (absl::Status st = WriteOverlay(
-            *normalized, blobs, AmorphousMarks{}, *overlay_path, sublattices,
-            AnnotatedOverlay(frame_number, OverlayPixelSize(f.prior), f.analysis.windows));
+    OverlayOptions annotations =
+        AnnotatedOverlay(frame_number, OverlayPixelSize(f.prior), f.analysis.windows);
+    annotations.fits = OverlayFits(f.analysis.atoms);
+    if (absl::Status st = WriteOverlay(*normalized, blobs, AmorphousMarks{}, *overlay_path,
+                                       sublattices, annotations);
         !st.ok()) {
       return st;
     }

@@ -215,6 +215,15 @@ OverlayOptions AnnotatedOverlay(int64_t frame_number, double pixel_size_angstrom
   return o;
 }
 
+std::vector<ColumnFit> OverlayFits(absl::Span<const Atom> atoms) {
+  std::vector<ColumnFit> fits;
+  for (const Atom& a : atoms) {
+    if (!a.fit.has_value()) return {};
+    fits.push_back(*a.fit);
+  }
+  return fits;
+}
+
 absl::Status WriteOverlay(const cv::Mat& normalized, absl::Span<const Blob> blobs,
                           const std::string& path, const OverlayOptions& options) {
   return WriteOverlay(normalized, blobs, AmorphousMarks{}, path, SublatticeMarks{}, options);

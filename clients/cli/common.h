@@ -81,6 +81,9 @@ absl::StatusOr<std::vector<std::string>> ListFrames(const std::string& spec);
 // pixel units: none) and the analysis windows coloured by cache state.
 OverlayOptions AnnotatedOverlay(int64_t frame_number, double pixel_size_angstrom,
                                 absl::Span<const WindowResult> windows);
+// The atoms' Gaussian fits for OverlayOptions::fits (same order), when every
+// atom has one (refine gaussian); else none.
+std::vector<ColumnFit> OverlayFits(absl::Span<const Atom> atoms);
 // Draws the blobs on a normalised frame and writes a PNG (creating its
 // directory), with `options`' annotations.
 absl::Status WriteOverlay(const cv::Mat& normalized, absl::Span<const Blob> blobs,

@@ -398,9 +398,12 @@ class AnswerReader {
     const FrameAnalysis analysis = AnalysisFromResult(res);
     const double pixel =
         res.prior_used().pixel_units() ? 0.0 : res.prior_used().prior().pixel_size_angstrom();
+    OverlayOptions annotations =
+        AnnotatedOverlay(static_cast<int64_t>(sequence), pixel, analysis.windows);
+    annotations.fits = OverlayFits(analysis.atoms);
     return WriteOverlay(*normalized, blobs, marks,
                         absl::StrFormat("%s/frame_%06d.png", *overlays_, sequence), sublattices,
-                        AnnotatedOverlay(static_cast<int64_t>(sequence), pixel, analysis.windows));
+                        annotations);
   }
 
   const v1::SessionSettings& settings_;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <iterator>
+#include <numbers>
 #include <string>
 #include <vector>
 
@@ -119,6 +120,10 @@ std::vector<LegendItem> LegendItems(absl::Span<const Blob> blobs, const Amorphou
       std::find(marks->amorphous.begin(), marks->amorphous.end(), true) != marks->amorphous.end()) {
     items.push_back({"amorphous", amorphous});
   }
+  if (std::any_of(options.fits.begin(), options.fits.end(),
+                  [](const ColumnFit& f) { return f.status != ColumnFitStatus::kOk; })) {
+    items.push_back({"fit failed", kFitFailedColour});
+  }
   for (const auto& [state, name] : {std::pair{WindowMark::kHit, "window: cache hit"},
                                     std::pair{WindowMark::kTuned, "window: tuned"},
                                     std::pair{WindowMark::kRetuned, "window: re-tuned"}}) {
@@ -225,6 +230,11 @@ absl::StatusOr<cv::Mat> Render(const cv::Mat& frame, absl::Span<const Blob> blob
   if (options.zoom < 0 || options.zoom > 16) {
     return absl::InvalidArgumentError(absl::StrCat("zoom must be in [0, 16], got ", options.zoom));
   }
+  if (!options.fits.empty() && options.fits.size() != blobs.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("overlay: fits holds ", options.fits.size(),
+                                                   " fits for ", blobs.size(),
+                                                   " blobs (one per blob, or none)"));
+  }
   if (!std::isfinite(options.pixel_size_angstrom) || options.pixel_size_angstrom < 0.0) {
     return absl::InvalidArgumentError(
         absl::StrCat("overlay: pixel_size_angstrom must be >= 0 (0 = no scale bar), got ",
@@ -299,7 +309,23 @@ absl::StatusOr<cv::Mat> Render(const cv::Mat& frame, absl::Span<const Blob> blob
           sublattices != nullptr && !sublattices->labels.empty() ? sublattices->labels[i] : -1;
       const cv::Scalar colour =
           amorphous ? kAmorphous : (label >= 0 ? SublatticeColour(label) : kCircle);
-      cv::circle(bgr, c, r, colour, 1, cv::LINE_AA, kShift);
+      const ColumnFit* fit = options.fits.empty() ? nullptr : &options.fits[i];
+      if (fit != nullptr && fit->status == ColumnFitStatus::kOk) {
+        const cv::Size axes(
+            static_cast<int>(std::lround(fit->sigma_x * std::sqrt(2.0) * zoom * kScale)),
+            static_cast<int>(std::lround(fit->sigma_y * std::sqrt(2.0) * zoom * kScale)));
+        cv::ellipse(bgr, c, axes, fit->rotation * 180.0 / std::numbers::pi, 0.0, 360.0, colour, 1,
+                    cv::LINE_AA, kShift);
+      } else {
+        cv::circle(bgr, c, r, colour, 1, cv::LINE_AA, kShift);
+      }
+      if (fit != nullptr && fit->status != ColumnFitStatus::kOk) {
+        const int d = static_cast<int>(std::lround(b.sigma * zoom * kScale));
+        cv::line(bgr, c + cv::Point(-d, -d), c + cv::Point(d, d), kFitFailedColour, 1, cv::LINE_AA,
+                 kShift);
+        cv::line(bgr, c + cv::Point(-d, d), c + cv::Point(d, -d), kFitFailedColour, 1, cv::LINE_AA,
+                 kShift);
+      }
       if (options.draw_centers)
         cv::circle(bgr, c, static_cast<int>(kScale), kCenter, -1, cv::LINE_AA, kShift);
     }

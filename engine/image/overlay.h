@@ -15,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "engine/base/geometry.h"
+#include "engine/log/gaussian_fit.h"
 #include "engine/log/log_detector.h"
 #include "engine/physics/rewards.h"
 
@@ -55,15 +56,28 @@ struct OverlayOptions {
   // The analysis windows, outlined in WindowColour of their state, under
   // the atoms.
   std::vector<OverlayWindow> windows = {};
+  // One Gaussian fit per blob (RefineMode::kGaussian, engine/log/
+  // gaussian_fit.h), or empty. Given, a column whose fit succeeded is drawn
+  // as its fitted Gaussian's ellipse — semi-axes sigma_x·√2 and sigma_y·√2
+  // along `rotation`, as a blob's circle has radius sigma·√2 — instead of
+  // the blob's circle, so elongated or split columns show; a column whose
+  // fit failed keeps its circle under an orange cross (BGR (0, 165, 255))
+  // the size of its sigma, and the legend lists "fit failed". The fits'
+  // own x, y are not used: the blob is where the column is drawn.
+  std::vector<ColumnFit> fits = {};
 };
+
+// The cross over a column whose Gaussian fit failed (OverlayOptions::fits).
+inline const cv::Scalar kFitFailedColour(0, 165, 255);
 
 // The height of one line of the footer, output pixels: the footer is a
 // whole number of them.
 inline constexpr int kFooterLine = 20;
 
 // Renders `frame` (single-channel CV_32F in [0, 1], as from NormalizeFrame)
-// in grey with a circle of radius sigma·√2 around every blob. Returns CV_8UC3
-// (BGR, as OpenCV writes it).
+// in grey with a circle of radius sigma·√2 around every blob (or its fit's
+// ellipse, OverlayOptions::fits). Returns CV_8UC3 (BGR, as OpenCV writes
+// it); InvalidArgument when options.fits is neither empty nor one per blob.
 absl::StatusOr<cv::Mat> RenderBlobOverlay(const cv::Mat& frame, absl::Span<const Blob> blobs,
                                           const OverlayOptions& options);
 

@@ -391,8 +391,9 @@ class LogStarTest(unittest.TestCase):
         """--refine gaussian: each atom gains x_err, y_err, its amplitude,
         intensity and shape, and the generator's true positions lie within
         2 sigma of the reported uncertainty for most coordinates."""
+        overlay = os.path.join(self.tmp.name, 'gaussian.png')
         _, res = self.analyze('gaussian.json', '--refine', 'gaussian', '--window', '0',
-                              '--evals', '10', image=self.image)
+                              '--evals', '10', '--overlay', overlay, image=self.image)
         self.assertEqual(res['parameters']['refine'], 'gaussian')
         atoms = res['atoms']
         self.assertGreater(len(atoms), 50)
@@ -423,6 +424,19 @@ class LogStarTest(unittest.TestCase):
             counted += 2
         self.assertGreater(counted, 100)
         self.assertGreaterEqual(within / counted, 0.8, (within, counted))
+        # The overlay draws the fits: the legend's "fit failed" swatch (RGB
+        # (255, 165, 0), 12 x 10 px) is there exactly when a fit failed.
+        try:
+            from PIL import Image
+        except ImportError:
+            Image = None
+        if Image is not None:
+            picture = np.asarray(Image.open(overlay).convert('RGB'))
+            orange = int(np.all(picture == (255, 165, 0), axis=-1).sum())
+            if len(ok) < len(atoms):
+                self.assertGreaterEqual(orange, 120)
+            else:
+                self.assertEqual(orange, 0)
         # Without --refine gaussian the atoms carry no fit.
         _, para = self.analyze('paraboloid.json', '--refine', 'paraboloid', '--window', '0',
                                '--evals', '10', image=self.image)

@@ -3,11 +3,13 @@
 #include "engine/image/overlay.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <vector>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <opencv2/core.hpp>
 
 namespace logstar {
 namespace {
@@ -105,6 +107,66 @@ TEST(OverlayTest, FlagCountMustMatchTheBlobs) {
   absl::StatusOr<cv::Mat> picture = RenderAmorphousOverlay(frame, blobs, marks, {});
   EXPECT_THAT(std::string(picture.status().message()), testing::HasSubstr("2 amorphous flags"));
   EXPECT_TRUE(RenderAmorphousOverlay(frame, blobs, AmorphousMarks{}, {}).ok());
+}
+
+// With Gaussian fits: a fitted column is drawn as its fit's ellipse
+// (semi-axes sigma·√2 along its rotation), a failed fit as an orange cross
+// over the blob's circle, and the legend lists the failure.
+TEST(OverlayTest, GaussianFitsDrawTheirEllipseOrAFailure) {
+  const cv::Mat frame(512, 512, CV_32F, cv::Scalar(0.0f));  // black: zoom 1
+  const std::vector<Blob> blobs = {{.x = 100, .y = 100, .sigma = 5},
+                                   {.x = 300, .y = 100, .sigma = 5}};
+  // Semi-axes 20 px along x and 5 px along y (sigma·√2).
+  ColumnFit elongated;
+  elongated.sigma_x = 20.0 / std::sqrt(2.0);
+  elongated.sigma_y = 5.0 / std::sqrt(2.0);
+  ColumnFit wandered;
+  wandered.status = ColumnFitStatus::kWandered;
+  OverlayOptions options{.draw_centers = false};
+  options.fits = {elongated, wandered};
+  absl::StatusOr<cv::Mat> picture = RenderBlobOverlay(frame, blobs, options);
+  ASSERT_TRUE(picture.ok()) << picture.status();
+  auto green = [](const cv::Vec3b& v) { return v[1] > 100 && v[0] < 60 && v[2] < 100; };
+  EXPECT_TRUE(green(At(*picture, 120, 100)));  // the major axis' ends
+  EXPECT_TRUE(green(At(*picture, 80, 100)));
+  EXPECT_TRUE(green(At(*picture, 100, 95)));  // the minor axis' end
+  // Where the blob's circle (radius 7.07) would be, along y: nothing.
+  EXPECT_EQ(At(*picture, 100, 93), cv::Vec3b(0, 0, 0));
+  // The failed fit: its circle, and the cross's arms out to sigma = 5 px.
+  EXPECT_TRUE(green(At(*picture, 300, 93)));
+  // Orange (red, some green, no blue) pixels within 5 px of each centre:
+  // the cross's two diagonals on the failed fit, none on the good one.
+  auto orange_near = [&](int x, int y) {
+    int n = 0;
+    for (int dy = -5; dy <= 5; ++dy) {
+      for (int dx = -5; dx <= 5; ++dx) {
+        const cv::Vec3b v = At(*picture, x + dx, y + dy);
+        n += v[2] > 100 && v[1] > 50 && v[0] < 40;
+      }
+    }
+    return n;
+  };
+  EXPECT_GE(orange_near(300, 100), 12);
+  EXPECT_EQ(orange_near(100, 100), 0);
+  // The legend (footer) shows the failure's swatch; without a failure, not.
+  options.footer = true;
+  picture = RenderBlobOverlay(frame, blobs, options);
+  ASSERT_TRUE(picture.ok()) << picture.status();
+  auto orange_in_footer = [](const cv::Mat& bgr) {
+    cv::Mat footer = bgr(cv::Rect(0, 512, bgr.cols, bgr.rows - 512));
+    cv::Mat mask;
+    cv::inRange(footer, cv::Scalar(0, 160, 250), cv::Scalar(5, 170, 255), mask);
+    return cv::countNonZero(mask);
+  };
+  EXPECT_GE(orange_in_footer(*picture), 100);  // a 12 x 10 swatch
+  options.fits = {elongated, elongated};
+  picture = RenderBlobOverlay(frame, blobs, options);
+  ASSERT_TRUE(picture.ok()) << picture.status();
+  EXPECT_EQ(orange_in_footer(*picture), 0);
+  // One fit per blob, or none.
+  options.fits = {elongated};
+  picture = RenderBlobOverlay(frame, blobs, options);
+  EXPECT_THAT(std::string(picture.status().message()), testing::HasSubstr("1 fits for 2 blobs"));
 }
 
 // Each sublattice in its own colour, unassigned atoms in the ordinary green,
