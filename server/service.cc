@@ -603,9 +603,12 @@ int LogStarService::open_streams() const {
 void LogStarService::BeginDrain() {
   // Under mu_, so a reactor cannot finish and be deleted meanwhile
   // (OnDone unregisters under mu_ first).
-  MutexLock lock(&mu_);
-  draining_ = true;
-  for (StreamReactor* s : streams_) s->Drain();
+  {
+    MutexLock lock(&mu_);
+    draining_ = true;
+    for (StreamReactor* s : streams_) s->Drain();
+  }
+  deps_.watchers->EndAll();
 }
 
 void LogStarService::CountDropped(Session* session) {
@@ -682,7 +685,33 @@ absl::StatusOr<LogStarService::Processed> LogStarService::Process(
   m.gmm_ms->Observe(l->gmm_ms());
   m.encode_ms->Observe(l->encode_ms());
   m.total_ms->Observe(l->total_ms());
+  Publish(session, r, decoded.image);
   return out;
+}
+
+void LogStarService::Publish(const Session& session, const v1::FrameResult& result,
+                             const cv::Mat& image) {
+  WatchHub& hub = *deps_.watchers;
+  if (session.id().empty() || !hub.Watched(session.id())) return;
+  v1::SessionInfo summary = session.Info(false, deps_.options->session_idle_timeout_s);
+  summary.clear_settings();
+  hub.Publish(result, &summary, hub.WantsPreview(session.id()) ? &image : nullptr);
+}
+
+grpc::ServerWriteReactor<v1::WatchResponse>* LogStarService::Watch(
+    grpc::CallbackServerContext* context, const v1::WatchRequest* request) {
+  grpc::Status status = Authorize(context);
+  if (status.ok() && request->all_sessions() != request->session_id().empty()) {
+    status =
+        grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "give either session_id or all_sessions");
+  }
+  if (status.ok() && !request->all_sessions()) {
+    if (absl::Status found = deps_.sessions->Find(request->session_id()).status(); !found.ok()) {
+      status =
+          ToGrpcStatus(absl::Status(found.code(), absl::StrCat("session_id: ", found.message())));
+    }
+  }
+  return deps_.watchers->Open(*request, status);
 }
 
 grpc::ServerBidiReactor<v1::StreamRequest, v1::StreamResponse>* LogStarService::Stream(

@@ -41,6 +41,7 @@
 #include "server/options.h"
 #include "server/session.h"
 #include "server/shared_memory.h"
+#include "server/watch.h"
 #include "server/worker_pool.h"
 
 namespace logstar::server {
@@ -59,6 +60,7 @@ class LogStarService final : public v1::LogStar::CallbackService {
     SharedMemoryRegistry* shared_memory = nullptr;
     MemoryBudget* memory = nullptr;           // frames' messages and analyses
     ConcurrencyLimit* unary_calls = nullptr;  // AnalyzeFrame calls admitted
+    WatchHub* watchers = nullptr;             // Watch calls; every result is published to it
     std::string auth_token;                   // empty: no token required
   };
   explicit LogStarService(const Deps& deps);
@@ -89,9 +91,12 @@ class LogStarService final : public v1::LogStar::CallbackService {
   grpc::ServerUnaryReactor* ListSharedMemory(grpc::CallbackServerContext* context,
                                              const v1::ListSharedMemoryRequest* request,
                                              v1::ListSharedMemoryResponse* response) override;
+  grpc::ServerWriteReactor<v1::WatchResponse>* Watch(grpc::CallbackServerContext* context,
+                                                     const v1::WatchRequest* request) override;
 
-  // Refuses new Stream and AnalyzeFrame calls (UNAVAILABLE) and asks every
-  // open stream to answer the frames it has received and end. Returns at
+  // Refuses new Stream, AnalyzeFrame and Watch calls (UNAVAILABLE), asks
+  // every open stream to answer the frames it has received and end, and
+  // ends every watcher (UNAVAILABLE). Returns at
   // once; gRPC's Server::Shutdown then waits for the streams.
   void BeginDrain();
   int open_streams() const;
@@ -110,12 +115,12 @@ class LogStarService final : public v1::LogStar::CallbackService {
     v1::FrameResult result;
     bool tuned = false;  // windows were tuned: the session's state changed
   };
-  // Decodes, analyses and encodes one frame (on a worker thread) and counts
-  // it as analysed; errors are the caller's to count. Its estimated peak
-  // memory is reserved first (RESOURCE_EXHAUSTED when it does not fit the
-  // budget) and returned when the result is made. `regions`: the
-  // caller's view of the shared memory regions (RegionsFor), null when the
-  // frame does not use them.
+  // Decodes, analyses and encodes one frame (on a worker thread), counts
+  // it as analysed and publishes it to the session's watchers; errors are
+  // the caller's to count. Its estimated peak memory is reserved first
+  // (RESOURCE_EXHAUSTED when it does not fit the budget) and returned when
+  // the result is made. `regions`: the caller's view of the shared memory
+  // regions (RegionsFor), null when the frame does not use them.
   absl::StatusOr<Processed> Process(Session& session, const v1::Frame& frame,
                                     const SharedMemoryRegistry* regions, absl::Time received,
                                     std::chrono::steady_clock::time_point arrival,
@@ -134,6 +139,8 @@ class LogStarService final : public v1::LogStar::CallbackService {
   void PersistSoon(std::shared_ptr<Session> session);
 
  private:
+  // Hands a result to the session's watchers (server/watch.h), when it has any.
+  void Publish(const Session& session, const v1::FrameResult& result, const cv::Mat& image);
   template <typename Body>
   grpc::ServerUnaryReactor* AnswerInline(grpc::CallbackServerContext* context, Body&& body);
   const Deps deps_;

@@ -267,7 +267,20 @@ absl::Status Session::ChooseOnFront(int window, int front_index) {
     c->tuned_rewards.qc = p.qc;
     c->tuned_rewards.er = p.er;
   }
-  return analyzer->RestoreCache(cache);
+  LOGSTAR_RETURN_IF_ERROR(analyzer->RestoreCache(cache));
+  RecordPick(window, front_index);
+  return absl::OkStatus();
+}
+
+void Session::RecordPick(int window, int front_index) {
+  MutexLock lock(&mu_);
+  v1::OperatorPick pick;
+  pick.set_window(window);
+  pick.set_front_index(front_index);
+  pick.set_frames_analysed(counters_.frames_analysed());
+  *pick.mutable_time() = ToProtoTime(absl::Now());
+  picks_.push_back(std::move(pick));
+  while (picks_.size() > kMaxPicks) picks_.pop_front();
 }
 
 void Session::ResetCache() {
@@ -393,6 +406,7 @@ v1::SessionInfo Session::Info(bool include_cache, double idle_timeout_s) const {
     if (std::optional<PriorInUse> used = UsedLocked()) {
       PriorUsedToProto(*used, info.mutable_prior_used());
     }
+    for (const v1::OperatorPick& p : picks_) *info.add_picks() = p;
     if (include_cache && full == nullptr && pending_.has_value()) {
       CacheToProto(pending_->full, info.mutable_cache());
     }
