@@ -266,6 +266,12 @@ absl::Status Session::ChooseOnFront(int window, int front_index) {
     // Drift is measured from the chosen point's rewards from now on.
     c->tuned_rewards.qc = p.qc;
     c->tuned_rewards.er = p.er;
+    // With the lattice pair drift is also measured on it: from the chosen
+    // point too, or the pick would be re-tuned away at the next frame.
+    if (c->tuned_lattice_rewards.has_value()) {
+      c->tuned_lattice_rewards->misses = p.misses;
+      c->tuned_lattice_rewards->spurious = p.spurious;
+    }
   }
   LOGSTAR_RETURN_IF_ERROR(analyzer->RestoreCache(cache));
   RecordPick(window, front_index);

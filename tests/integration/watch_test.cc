@@ -6,6 +6,7 @@
 // operator's picks recorded in the session and used by the next frame, and
 // the preview against a closed form.
 #include <chrono>
+#include <cmath>
 #include <fstream>
 #include <memory>
 #include <thread>
@@ -281,7 +282,17 @@ TEST_F(WatchTest, APickIsRecordedAndTheNextFrameUsesIt) {
   }
   const v1::CachedWindow w1 = info->cache().windows(window);
   ASSERT_GE(w1.front_size(), 2) << "a front needs a second point to pick";
-  const int pick = w1.chosen() == 0 ? 1 : 0;
+  // The point farthest from the one in use: drift is measured from the
+  // pick's rewards from now on (both pairs), so it stays.
+  int pick = 0;
+  const auto distance = [&](int i) {
+    return std::hypot(w1.front(i).misses() - w1.front(w1.chosen()).misses(),
+                      w1.front(i).spurious() - w1.front(w1.chosen()).spurious());
+  };
+  for (int i = 0; i < w1.front_size(); ++i) {
+    if (distance(i) > distance(pick)) pick = i;
+  }
+  ASSERT_NE(pick, w1.chosen());
   v1::UpdateSessionRequest update;
   update.set_session_id("pick");
   v1::FrontChoice* choice = update.add_choices();
@@ -297,6 +308,7 @@ TEST_F(WatchTest, APickIsRecordedAndTheNextFrameUsesIt) {
   std::optional<v1::WatchResponse> seen = (*watcher)->Read();
   ASSERT_TRUE(seen.has_value());
   const v1::WindowResult& used = seen->result().windows(window);
+  EXPECT_EQ(used.cache_state(), v1::CACHE_STATE_HIT);
   EXPECT_EQ(used.chosen(), pick);
   EXPECT_EQ(used.parameters().threshold(), w1.front(pick).parameters().threshold());
   EXPECT_EQ(used.parameters().min_sigma(), w1.front(pick).parameters().min_sigma());
