@@ -268,7 +268,8 @@ async function choose(window, index) {
   try {
     const body = new URLSearchParams({ session: state.session, window, front_index: index });
     const info = await api("/api/choose", { method: "POST", body });
-    state.pending = { window, index };
+    const point = state.last.windows[window].front[index];
+    state.pending = { window, index, threshold: point.parameters.threshold };
     state.sinceClick = 0;
     document.body.dataset.pickApplied = "";
     $("pick-status").textContent = `window ${window} → point ${index}: waiting for the next frame`;
@@ -286,7 +287,9 @@ function notePickEffect(r) {
   if (!p) return;
   state.sinceClick += 1;
   const w = (r.windows || [])[p.window];
-  if (w && w.chosen === p.index) {
+  // The same point index on a re-tuned front is another point: the
+  // parameters tell.
+  if (w && w.chosen === p.index && w.parameters.threshold === p.threshold) {
     $("pick-status").textContent =
         `window ${p.window} → point ${p.index}: in use from frame ${r.sequence} ` +
         `(${state.sinceClick} frame${state.sinceClick > 1 ? "s" : ""} after the click)`;
