@@ -348,6 +348,10 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
       }
       Pump();
     }
+    // After the answer's write has started (and the next frame is
+    // scheduled): watchers never delay the stream. job.frame, whose pixels
+    // the preview reads, lives until Run returns.
+    if (r.ok() && r->watched.has_value()) service_->Publish(*session_, *r->watched);
     Unref();
   }
 
@@ -534,6 +538,8 @@ class AnalyzeFrameReactor final : public grpc::ServerUnaryReactor {
     message_.Release();
     bool persist = false;
     if (r.ok()) {
+      // Before Finish: the request, whose pixels the preview reads, goes with the call.
+      if (r->watched.has_value()) service_->Publish(*session_, *r->watched);
       *response_ = std::move(r->result);
       persist = r->tuned && !session_->id().empty();
       Finish(grpc::Status::OK);
@@ -685,17 +691,17 @@ absl::StatusOr<LogStarService::Processed> LogStarService::Process(
   m.gmm_ms->Observe(l->gmm_ms());
   m.encode_ms->Observe(l->encode_ms());
   m.total_ms->Observe(l->total_ms());
-  Publish(session, r, decoded.image);
+  if (!session.id().empty() && deps_.watchers->Watched(session.id())) {
+    out.watched = ForWatchers{r, decoded.image};
+  }
   return out;
 }
 
-void LogStarService::Publish(const Session& session, const v1::FrameResult& result,
-                             const cv::Mat& image) {
+void LogStarService::Publish(const Session& session, const ForWatchers& watched) {
   WatchHub& hub = *deps_.watchers;
-  if (session.id().empty() || !hub.Watched(session.id())) return;
   v1::SessionInfo summary = session.Info(false, deps_.options->session_idle_timeout_s);
   summary.clear_settings();
-  hub.Publish(result, &summary, hub.WantsPreview(session.id()) ? &image : nullptr);
+  hub.Publish(watched.result, &summary, hub.WantsPreview(session.id()) ? &watched.image : nullptr);
 }
 
 grpc::ServerWriteReactor<v1::WatchResponse>* LogStarService::Watch(

@@ -25,6 +25,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <optional>
 #include <string>
 
 #include <grpcpp/grpcpp.h>
@@ -111,13 +112,21 @@ class LogStarService final : public v1::LogStar::CallbackService {
   void Unregister(StreamReactor* stream);
   bool draining() const;
 
+  // What the session's watchers (server/watch.h) get of a frame: its result
+  // and its pixels as analysed (a view of the frame's: valid while it is).
+  struct ForWatchers {
+    v1::FrameResult result;
+    cv::Mat image;
+  };
   struct Processed {
     v1::FrameResult result;
-    bool tuned = false;  // windows were tuned: the session's state changed
+    bool tuned = false;                  // windows were tuned: the session's state changed
+    std::optional<ForWatchers> watched;  // set when the session has watchers
   };
-  // Decodes, analyses and encodes one frame (on a worker thread), counts
-  // it as analysed and publishes it to the session's watchers; errors are
-  // the caller's to count. Its estimated peak memory is reserved first
+  // Decodes, analyses and encodes one frame (on a worker thread) and counts
+  // it as analysed; errors are the caller's to count. The caller hands
+  // `watched` to Publish once its answer is on its way, so that watchers
+  // never delay it. Its estimated peak memory is reserved first
   // (RESOURCE_EXHAUSTED when it does not fit the budget) and returned when
   // the result is made. `regions`: the caller's view of the shared memory
   // regions (RegionsFor), null when the frame does not use them.
@@ -133,14 +142,15 @@ class LogStarService final : public v1::LogStar::CallbackService {
   // against the memory budget, or RESOURCE_EXHAUSTED naming both.
   absl::StatusOr<MemoryBudget::Reservation> ReserveAnalysis(const Session& session,
                                                             const v1::Frame& frame);
+  // Hands a frame's result to the session's watchers (server/watch.h); never
+  // blocks on them. The frame's pixels must still be alive.
+  void Publish(const Session& session, const ForWatchers& watched);
   void CountDropped(Session* session);
   void CountFailed(Session* session, const absl::Status& status);
   // Saves the session on a worker (file I/O never runs in a reaction).
   void PersistSoon(std::shared_ptr<Session> session);
 
  private:
-  // Hands a result to the session's watchers (server/watch.h), when it has any.
-  void Publish(const Session& session, const v1::FrameResult& result, const cv::Mat& image);
   template <typename Body>
   grpc::ServerUnaryReactor* AnswerInline(grpc::CallbackServerContext* context, Body&& body);
   const Deps deps_;

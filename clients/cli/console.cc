@@ -29,6 +29,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <memory>
@@ -62,7 +63,8 @@ namespace {
 
 constexpr char kConsoleUsage[] =
     "usage: logstar console --server ADDR [--listen HOST:PORT] [--allow-remote]\n"
-    "                       [--session ID] [--port-file F] [--tls ...] [--token T]\n"
+    "                       [--session ID] [--max-rate HZ] [--port-file F] [--tls ...]\n"
+    "                       [--token T]\n"
     "The operator console: a web page that shows a live session of logstard (the latest\n"
     "frame with its atoms, amorphous regions and regions of interest, the window grid by\n"
     "cache state, each window's Pareto front, a timeline and the counters) and sends the\n"
@@ -72,6 +74,8 @@ constexpr char kConsoleUsage[] =
     "  --allow-remote        allow a non-loopback --listen (plain HTTP: prefer an SSH tunnel)\n"
     "  --session ID          the session the page opens with (default: the first one)\n"
     "  --port-file F         write the bound port there once listening\n"
+    "  --max-rate HZ         updates per second per open page (default 10; 0: every\n"
+    "                        result); the daemon skips the results in between\n"
     "With a token the browser must give it too: open the URL printed at start-up\n"
     "(…/?token=T), which keeps it in a cookie for the session.\n";
 
@@ -157,12 +161,13 @@ std::string PaletteJson() {
 class Console {
  public:
   Console(std::unique_ptr<Client> client, std::string token, std::string host, int port,
-          bool allow_remote)
+          bool allow_remote, double max_rate_hz)
       : client_(std::move(client)),
         token_(std::move(token)),
         host_(std::move(host)),
         port_(port),
-        allow_remote_(allow_remote) {}
+        allow_remote_(allow_remote),
+        max_rate_hz_(max_rate_hz) {}
 
   // Binds; returns the port or an error.
   absl::StatusOr<int> Bind() {
@@ -298,13 +303,17 @@ class Console {
 
   // One Watch call per open page: the daemon keeps its latest result while
   // the browser is slow (skips counted), so a slow page never slows the
-  // stream and this process holds one event at a time per page.
+  // stream and this process holds one event at a time per page. A page
+  // gets at most max_rate_hz events a second (the eye does not follow
+  // more; the daemon skips the rest), which bounds what each page costs
+  // this process (a PNG and a JSON per event) whatever the frame rate.
   void Events(const std::string& session, httplib::Response& res) {
     res.set_header("Cache-Control", "no-store");
     auto watcher = std::make_shared<std::unique_ptr<Watcher>>();
+    auto next_read = std::make_shared<std::chrono::steady_clock::time_point>();
     res.set_chunked_content_provider(
         "text/event-stream",
-        [this, session, watcher](size_t, httplib::DataSink& sink) {
+        [this, session, watcher, next_read](size_t, httplib::DataSink& sink) {
           if (*watcher == nullptr) {
             absl::StatusOr<std::unique_ptr<Watcher>> w =
                 client_->Watch({.session_id = session, .include_preview = true});
@@ -314,9 +323,14 @@ class Console {
             const std::string hello = "event: watching\ndata: {}\n\n";
             if (!sink.write(hello.data(), hello.size())) return false;
           }
+          std::this_thread::sleep_until(*next_read);
           std::optional<v1::WatchResponse> w = (*watcher)->Read();
           if (!w.has_value()) return EndEvents(sink, (*watcher)->Finish());
           const std::string event = ResultEvent(*w);
+          if (max_rate_hz_ > 0) {
+            *next_read = std::chrono::steady_clock::now() +
+                         std::chrono::microseconds(static_cast<int64_t>(1e6 / max_rate_hz_));
+          }
           return sink.write(event.data(), event.size());
         },
         [this, watcher](bool) {
@@ -350,6 +364,7 @@ class Console {
   const std::string host_;
   int port_;
   const bool allow_remote_;
+  const double max_rate_hz_;  // events per second per page; 0: every result
   httplib::Server server_;
   Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
@@ -365,7 +380,7 @@ int RunConsole(const std::vector<std::string>& args) {
     return 0;
   }
   std::set<std::string> names = kClientFlagNames;
-  names.insert({"listen", "session", "port-file"});
+  names.insert({"listen", "session", "port-file", "max-rate"});
   absl::StatusOr<Flags> flags = Flags::Parse(args, names, {"tls", "allow-remote"});
   if (!flags.ok()) return UsageError(std::string(flags.status().message()), kConsoleUsage);
   const ClientFlags client_flags = ClientFlagsFrom(*flags);
@@ -383,6 +398,10 @@ int RunConsole(const std::vector<std::string>& args) {
   if (absl::StartsWith(host, "[") && absl::EndsWith(host, "]"))
     host = host.substr(1, host.size() - 2);
   const bool allow_remote = flags->Has("allow-remote");
+  const absl::StatusOr<double> max_rate = flags->Double("max-rate", 10.0);
+  if (!max_rate.ok() || *max_rate < 0) {
+    return UsageError("--max-rate must be a number of events per second >= 0", kConsoleUsage);
+  }
   if (!allow_remote && !IsLoopbackHost(host)) {
     return UsageError(absl::StrCat("--listen ", listen,
                                    " is not a loopback address: the console is plain HTTP and "
@@ -405,7 +424,7 @@ int RunConsole(const std::vector<std::string>& args) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   const std::string token = options->token;
-  Console console(*std::move(client), token, host, port, allow_remote);
+  Console console(*std::move(client), token, host, port, allow_remote, *max_rate);
   absl::StatusOr<int> bound = console.Bind();
   if (!bound.ok()) return Fail(bound.status());
   if (std::optional<std::string> f = flags->Get("port-file")) {

@@ -17,7 +17,7 @@ const SVG = "http://www.w3.org/2000/svg";
 
 const state = {
   session: "", palette: null, source: null, frames: 0, skipped: 0,
-  history: [], pending: null, sinceClick: 0, last: null,
+  history: [], pending: null, last: null,
 };
 
 const $ = (id) => document.getElementById(id);
@@ -269,8 +269,10 @@ async function choose(window, index) {
     const body = new URLSearchParams({ session: state.session, window, front_index: index });
     const info = await api("/api/choose", { method: "POST", body });
     const point = state.last.windows[window].front[index];
-    state.pending = { window, index, threshold: point.parameters.threshold };
-    state.sinceClick = 0;
+    // Counted in the daemon's frames (a page may skip some): from the
+    // session's frames analysed at the click.
+    state.pending = { window, index, threshold: point.parameters.threshold,
+                      analysed: Number(state.last.counters.frames_analysed) };
     document.body.dataset.pickApplied = "";
     $("pick-status").textContent = `window ${window} → point ${index}: waiting for the next frame`;
     showPicks(info);
@@ -285,16 +287,16 @@ async function choose(window, index) {
 function notePickEffect(r) {
   const p = state.pending;
   if (!p) return;
-  state.sinceClick += 1;
   const w = (r.windows || [])[p.window];
   // The same point index on a re-tuned front is another point: the
   // parameters tell.
   if (w && w.chosen === p.index && w.parameters.threshold === p.threshold) {
+    const frames = Number(r.counters.frames_analysed) - p.analysed;
     $("pick-status").textContent =
-        `window ${p.window} → point ${p.index}: in use from frame ${r.sequence} ` +
-        `(${state.sinceClick} frame${state.sinceClick > 1 ? "s" : ""} after the click)`;
+        `window ${p.window} → point ${p.index}: in use in frame ${r.sequence}, ` +
+        `${frames} frame${frames > 1 ? "s" : ""} after the click`;
     document.body.dataset.pickApplied = r.sequence;
-    document.body.dataset.pickFrames = state.sinceClick;
+    document.body.dataset.pickFrames = frames;
     state.pending = null;
   }
 }

@@ -334,6 +334,41 @@ class Watched:
         return f"Watched({what}, skipped={self.skipped})"
 
 
+class Watch:
+    """The answers of :meth:`Client.watch`, an iterator of :class:`Watched`;
+    also a context manager. :meth:`close` may be called from any thread: an
+    iteration blocked on the next answer then ends."""
+
+    def __init__(self, client: "Client", call: Any, what: str) -> None:
+        self._client = client
+        self._call = call
+        self._what = what
+
+    def __iter__(self) -> "Watch":
+        return self
+
+    def __next__(self) -> Watched:
+        try:
+            return Watched(next(self._call))
+        except grpc.RpcError as e:
+            if e.code() == grpc.StatusCode.CANCELLED:
+                raise StopIteration from None
+            raise self._client._error(e, f"watch {self._what}") from None
+
+    def close(self) -> None:
+        """Stops watching (cancels the call)."""
+        self._call.cancel()
+
+    def __enter__(self) -> "Watch":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self._call.cancel()
+
+
 class Client:
     """A connection to logstard.
 
@@ -507,16 +542,16 @@ class Client:
             raise self._error(e, f"unregistering shared memory region {region}") from None
 
     def watch(self, session_id: Optional[str] = None, *, all_sessions: bool = False,
-              preview: bool = False) -> Iterator["Watched"]:
+              preview: bool = False) -> "Watch":
         """Watches the daemon read-only (the Watch RPC): yields a
         :class:`Watched` for each result of session ``session_id`` as its
         frames are analysed (with ``preview`` also the frame as an 8-bit
         image), or with ``all_sessions`` each session's summary as it
         answers a frame. A watcher never slows the session's streams: when
         it reads slowly it gets the latest and ``skipped`` counts the ones
-        it missed. Returns once the daemon has attached the watcher. Runs
-        until the iterator is closed (or garbage collected: the call is
-        cancelled) or the daemon shuts down
+        it missed. Returns a :class:`Watch` (an iterator) once the daemon
+        has attached the watcher. Runs until :meth:`Watch.close` (from any
+        thread; iteration then ends) or the daemon shuts down
         (:class:`ServerUnavailable`); an unknown session raises
         :class:`RpcFailed` with code ``NOT_FOUND`` at the first answer."""
         if all_sessions == bool(session_id):
@@ -527,17 +562,7 @@ class Client:
         # The daemon sends its headers once the watcher is attached: every
         # frame analysed after this returns is seen.
         call.initial_metadata()
-        return self._watch_answers(call, session_id or "all sessions")
-
-    def _watch_answers(self, call: Any, what: str) -> Iterator["Watched"]:
-        try:
-            for response in call:
-                yield Watched(response)
-        except grpc.RpcError as e:
-            if e.code() != grpc.StatusCode.CANCELLED:
-                raise self._error(e, f"watch {what}") from None
-        finally:
-            call.cancel()
+        return Watch(self, call, session_id or "all sessions")
 
     def close(self) -> None:
         self._channel.close()

@@ -68,3 +68,14 @@ def test_errors(client):
     with pytest.raises(logstar.RpcFailed, match="session_id") as e:
         next(client.watch("nobody-here"))
     assert e.value.code == "NOT_FOUND"
+
+
+def test_close_from_another_thread_ends_the_iteration(client, frame):
+    session = client.session(prior=frame.prior, settings=FAST, overload="block")
+    watched = client.watch(session.id)
+    seen = []
+    t = threading.Thread(target=lambda: seen.extend(watched))
+    t.start()
+    watched.close()
+    t.join(timeout=10)
+    assert not t.is_alive() and seen == []
