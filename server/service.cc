@@ -333,9 +333,14 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
       const absl::Status s = service_->deps().sessions->Persist(*session_);
       if (!s.ok()) Log(LogLevel::kError, "persist_failed", {{"why", s.ToString()}});
     }
+    // Watchers get the result after the answer's write has started, and
+    // before the stream's next frame is scheduled (running_ stays set until
+    // then), so they see the frames in order and never delay the answer.
+    // job.frame, whose pixels the preview reads, lives until Run returns.
+    const bool publish = r.ok() && r->watched.has_value();
     {
       MutexLock lock(&mu_);
-      running_ = false;
+      if (!publish) running_ = false;
       if (abort_.has_value()) {
         // Nobody will read the answer; a finished result still counts.
         if (!r.ok()) service_->CountDropped(session_.get());
@@ -348,10 +353,12 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
       }
       Pump();
     }
-    // After the answer's write has started (and the next frame is
-    // scheduled): watchers never delay the stream. job.frame, whose pixels
-    // the preview reads, lives until Run returns.
-    if (r.ok() && r->watched.has_value()) service_->Publish(*session_, *r->watched);
+    if (publish) {
+      service_->Publish(*session_, *r->watched);
+      MutexLock lock(&mu_);
+      running_ = false;
+      Pump();
+    }
     Unref();
   }
 
