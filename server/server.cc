@@ -152,6 +152,7 @@ void LogStarServer::Shutdown() {
     // gRPC's Wait returns after every reaction has (OnDone included), through
     // synchronisation TSan cannot see; the reactions state it (service.cc).
     HappensAfter(service_.get());
+    HappensAfter(watchers_.get());  // the watchers' OnDone (server/watch.cc)
   }
   pool_.reset();  // runs what is still queued (state saves)
   if (sessions_ != nullptr) sessions_->PersistAll();

@@ -80,8 +80,17 @@ class Watcher final : public grpc::ServerWriteReactor<v1::WatchResponse> {
 
   void OnDone() override {
     HappensAfter(this);
-    if (registered_) hub_->Detach(this);
+    {
+      // Every reaction and offer touched the watcher under mu_: taking it
+      // orders them before the delete (gRPC's own ordering is invisible to
+      // TSan).
+      MutexLock lock(&mu_);
+      finished_ = true;
+    }
+    WatchHub* const hub = hub_;
+    if (registered_) hub->Detach(this);
     delete this;
+    HappensBefore(hub);  // the server's Shutdown, after gRPC's Wait
   }
 
  private:
@@ -152,13 +161,16 @@ grpc::ServerWriteReactor<v1::WatchResponse>* WatchHub::Open(const v1::WatchReque
       // Before any write can start: a client that has the headers knows it
       // is attached (and sees every result analysed from then on).
       watcher->StartSendInitialMetadata();
+      HappensBefore(watcher);  // for its reactions, which may start once it is offered results
       watchers_.insert(watcher);
       attached_.store(static_cast<int>(watchers_.size()), std::memory_order_relaxed);
       metrics_->watchers->Increment();
     }
   }
-  if (!status.ok()) watcher->Refuse(status);
-  HappensBefore(watcher);  // for its reactions
+  if (!status.ok()) {
+    HappensBefore(watcher);  // for its OnDone, which may run once it is finished
+    watcher->Refuse(status);
+  }
   return watcher;
 }
 
