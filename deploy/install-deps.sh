@@ -32,7 +32,12 @@ packages=(
   python3-yaml strace
   # the Debian packages (cpack -G DEB, cmake/packaging.cmake): dpkg-shlibdeps finds their Depends
   dpkg-dev file
+  # `logstar console` (its HTTP server), and its browser test (tests/console: headless chromium
+  # driven by npm's playwright-core, which deploy/test.sh installs with `npm ci`)
+  libcpp-httplib-dev chromium nodejs
 )
+# npm: Debian's, unless the installed Node.js brings its own (NodeSource's does).
+command -v npm >/dev/null || packages+=(npm)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -16,6 +16,9 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "${repo}"
 bash deploy/install-deps.sh
+# The console's browser test (tests/console): playwright-core from the npm
+# registry, at the version its package-lock.json pins.
+npm ci --prefix tests/console --no-audit --no-fund
 jobs="$(nproc)"
 
 echo "== Release build and tests"

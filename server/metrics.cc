@@ -35,6 +35,9 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
   cache_retunes = NewCounter(r, "logstar_cache_retunes_total", "Windows re-tuned after drift");
   streams_open = NewGauge(r, "logstar_streams_open", "Open Stream RPCs");
   sessions = NewGauge(r, "logstar_sessions", "Sessions held");
+  watchers = NewGauge(r, "logstar_watchers", "Watch calls attached (read-only observers)");
+  watch_skipped = NewCounter(r, "logstar_watch_skipped_total",
+                             "Answers a slow watcher skipped (overwritten by a newer one)");
   auto& stages = prometheus::BuildHistogram()
                      .Name("logstar_stage_latency_ms")
                      .Help("Per-frame latency by stage, milliseconds")

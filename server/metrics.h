@@ -40,6 +40,8 @@ class Metrics {
   prometheus::Counter* cache_retunes;
   prometheus::Gauge* streams_open;
   prometheus::Gauge* sessions;
+  prometheus::Gauge* watchers;         // Watch calls attached
+  prometheus::Counter* watch_skipped;  // answers overwritten before a watcher read them
   // Per stage, milliseconds.
   prometheus::Histogram* queue_ms;
   prometheus::Histogram* decode_ms;

@@ -66,6 +66,7 @@ absl::Status ServerOptions::Validate() const {
                                 "must be >= 0 (0: half the machine's memory)"));
   LOGSTAR_RETURN_IF_ERROR(Field(max_unary_calls >= 1, "max_unary_calls", "must be >= 1"));
   LOGSTAR_RETURN_IF_ERROR(Field(max_sessions >= 1, "max_sessions", "must be >= 1"));
+  LOGSTAR_RETURN_IF_ERROR(Field(max_watchers >= 1, "max_watchers", "must be >= 1"));
   LOGSTAR_RETURN_IF_ERROR(Field(max_evaluations >= 1, "max_evaluations", "must be >= 1"));
   LOGSTAR_RETURN_IF_ERROR(Field(max_frame_work >= 1, "max_frame_work", "must be >= 1"));
   LOGSTAR_RETURN_IF_ERROR(Field(tls_cert_file.empty() == tls_key_file.empty(), "tls_key_file",
@@ -111,6 +112,7 @@ absl::StatusOr<ServerOptions> OptionsFromConfig(const v1::DaemonConfig& c) {
   if (c.has_memory_budget_bytes()) o.memory_budget_bytes = c.memory_budget_bytes();
   if (c.has_max_unary_calls()) o.max_unary_calls = c.max_unary_calls();
   if (c.has_max_sessions()) o.max_sessions = c.max_sessions();
+  if (c.has_max_watchers()) o.max_watchers = c.max_watchers();
   if (c.has_max_evaluations()) o.max_evaluations = c.max_evaluations();
   if (c.has_max_frame_work()) o.max_frame_work = c.max_frame_work();
   LOGSTAR_RETURN_IF_ERROR(o.Validate());

@@ -41,6 +41,7 @@ struct ServerOptions {
   int64_t memory_budget_bytes = 0;  // >= 0
   int max_unary_calls = 16;         // AnalyzeFrame calls admitted at once, >= 1
   int max_sessions = 1000;          // sessions held, >= 1
+  int max_watchers = 64;            // Watch calls served at once, >= 1
   // What one session's settings may cost (server/session_config.h
   // SettingsCaps): evaluations per search, >= 1, and the per-frame work
   // budget in evaluation-pixels, >= 1.

@@ -80,6 +80,8 @@ absl::StatusOr<std::unique_ptr<LogStarServer>> LogStarServer::Start(const Server
   deps.shared_memory = s->shared_memory_.get();
   deps.memory = s->memory_.get();
   deps.unary_calls = s->unary_calls_.get();
+  s->watchers_ = std::make_unique<WatchHub>(s->metrics_.get(), options.max_watchers);
+  deps.watchers = s->watchers_.get();
   deps.auth_token = token;
   s->service_ = std::make_unique<LogStarService>(deps);
 
@@ -121,6 +123,7 @@ absl::StatusOr<std::unique_ptr<LogStarServer>> LogStarServer::Start(const Server
        {"memory_budget_bytes", s->memory_->capacity()},
        {"max_unary_calls", options.max_unary_calls},
        {"max_sessions", options.max_sessions},
+       {"max_watchers", options.max_watchers},
        {"max_evaluations", options.max_evaluations},
        {"max_frame_work", options.max_frame_work},
        {"state_dir", options.state_dir},
@@ -149,6 +152,7 @@ void LogStarServer::Shutdown() {
     // gRPC's Wait returns after every reaction has (OnDone included), through
     // synchronisation TSan cannot see; the reactions state it (service.cc).
     HappensAfter(service_.get());
+    HappensAfter(watchers_.get());  // the watchers' OnDone (server/watch.cc)
   }
   pool_.reset();  // runs what is still queued (state saves)
   if (sessions_ != nullptr) sessions_->PersistAll();

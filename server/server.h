@@ -59,6 +59,7 @@ class LogStarServer {
   std::unique_ptr<SessionManager> sessions_;
   std::unique_ptr<WorkerPool> pool_;
   std::unique_ptr<SharedMemoryRegistry> shared_memory_;
+  std::unique_ptr<WatchHub> watchers_;
   std::unique_ptr<LogStarService> service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<UnixListener> unix_listener_;  // for unix: listen addresses

@@ -333,9 +333,14 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
       const absl::Status s = service_->deps().sessions->Persist(*session_);
       if (!s.ok()) Log(LogLevel::kError, "persist_failed", {{"why", s.ToString()}});
     }
+    // Watchers get the result after the answer's write has started, and
+    // before the stream's next frame is scheduled (running_ stays set until
+    // then), so they see the frames in order and never delay the answer.
+    // job.frame, whose pixels the preview reads, lives until Run returns.
+    const bool publish = r.ok() && r->watched.has_value();
     {
       MutexLock lock(&mu_);
-      running_ = false;
+      if (!publish) running_ = false;
       if (abort_.has_value()) {
         // Nobody will read the answer; a finished result still counts.
         if (!r.ok()) service_->CountDropped(session_.get());
@@ -346,6 +351,12 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
       } else {
         Fail(job.slot, r.status());
       }
+      Pump();
+    }
+    if (publish) {
+      service_->Publish(*session_, *r->watched);
+      MutexLock lock(&mu_);
+      running_ = false;
       Pump();
     }
     Unref();
@@ -534,6 +545,8 @@ class AnalyzeFrameReactor final : public grpc::ServerUnaryReactor {
     message_.Release();
     bool persist = false;
     if (r.ok()) {
+      // Before Finish: the request, whose pixels the preview reads, goes with the call.
+      if (r->watched.has_value()) service_->Publish(*session_, *r->watched);
       *response_ = std::move(r->result);
       persist = r->tuned && !session_->id().empty();
       Finish(grpc::Status::OK);
@@ -603,9 +616,12 @@ int LogStarService::open_streams() const {
 void LogStarService::BeginDrain() {
   // Under mu_, so a reactor cannot finish and be deleted meanwhile
   // (OnDone unregisters under mu_ first).
-  MutexLock lock(&mu_);
-  draining_ = true;
-  for (StreamReactor* s : streams_) s->Drain();
+  {
+    MutexLock lock(&mu_);
+    draining_ = true;
+    for (StreamReactor* s : streams_) s->Drain();
+  }
+  deps_.watchers->EndAll();
 }
 
 void LogStarService::CountDropped(Session* session) {
@@ -682,7 +698,33 @@ absl::StatusOr<LogStarService::Processed> LogStarService::Process(
   m.gmm_ms->Observe(l->gmm_ms());
   m.encode_ms->Observe(l->encode_ms());
   m.total_ms->Observe(l->total_ms());
+  if (!session.id().empty() && deps_.watchers->Watched(session.id())) {
+    out.watched = ForWatchers{r, decoded.image};
+  }
   return out;
+}
+
+void LogStarService::Publish(const Session& session, const ForWatchers& watched) {
+  WatchHub& hub = *deps_.watchers;
+  v1::SessionInfo summary = session.Info(false, deps_.options->session_idle_timeout_s);
+  summary.clear_settings();
+  hub.Publish(watched.result, &summary, hub.WantsPreview(session.id()) ? &watched.image : nullptr);
+}
+
+grpc::ServerWriteReactor<v1::WatchResponse>* LogStarService::Watch(
+    grpc::CallbackServerContext* context, const v1::WatchRequest* request) {
+  grpc::Status status = Authorize(context);
+  if (status.ok() && request->all_sessions() != request->session_id().empty()) {
+    status =
+        grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "give either session_id or all_sessions");
+  }
+  if (status.ok() && !request->all_sessions()) {
+    if (absl::Status found = deps_.sessions->Find(request->session_id()).status(); !found.ok()) {
+      status =
+          ToGrpcStatus(absl::Status(found.code(), absl::StrCat("session_id: ", found.message())));
+    }
+  }
+  return deps_.watchers->Open(*request, status);
 }
 
 grpc::ServerBidiReactor<v1::StreamRequest, v1::StreamResponse>* LogStarService::Stream(

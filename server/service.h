@@ -25,6 +25,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <optional>
 #include <string>
 
 #include <grpcpp/grpcpp.h>
@@ -41,6 +42,7 @@
 #include "server/options.h"
 #include "server/session.h"
 #include "server/shared_memory.h"
+#include "server/watch.h"
 #include "server/worker_pool.h"
 
 namespace logstar::server {
@@ -59,6 +61,7 @@ class LogStarService final : public v1::LogStar::CallbackService {
     SharedMemoryRegistry* shared_memory = nullptr;
     MemoryBudget* memory = nullptr;           // frames' messages and analyses
     ConcurrencyLimit* unary_calls = nullptr;  // AnalyzeFrame calls admitted
+    WatchHub* watchers = nullptr;             // Watch calls; every result is published to it
     std::string auth_token;                   // empty: no token required
   };
   explicit LogStarService(const Deps& deps);
@@ -89,9 +92,12 @@ class LogStarService final : public v1::LogStar::CallbackService {
   grpc::ServerUnaryReactor* ListSharedMemory(grpc::CallbackServerContext* context,
                                              const v1::ListSharedMemoryRequest* request,
                                              v1::ListSharedMemoryResponse* response) override;
+  grpc::ServerWriteReactor<v1::WatchResponse>* Watch(grpc::CallbackServerContext* context,
+                                                     const v1::WatchRequest* request) override;
 
-  // Refuses new Stream and AnalyzeFrame calls (UNAVAILABLE) and asks every
-  // open stream to answer the frames it has received and end. Returns at
+  // Refuses new Stream, AnalyzeFrame and Watch calls (UNAVAILABLE), asks
+  // every open stream to answer the frames it has received and end, and
+  // ends every watcher (UNAVAILABLE). Returns at
   // once; gRPC's Server::Shutdown then waits for the streams.
   void BeginDrain();
   int open_streams() const;
@@ -106,16 +112,24 @@ class LogStarService final : public v1::LogStar::CallbackService {
   void Unregister(StreamReactor* stream);
   bool draining() const;
 
+  // What the session's watchers (server/watch.h) get of a frame: its result
+  // and its pixels as analysed (a view of the frame's: valid while it is).
+  struct ForWatchers {
+    v1::FrameResult result;
+    cv::Mat image;
+  };
   struct Processed {
     v1::FrameResult result;
-    bool tuned = false;  // windows were tuned: the session's state changed
+    bool tuned = false;                  // windows were tuned: the session's state changed
+    std::optional<ForWatchers> watched;  // set when the session has watchers
   };
   // Decodes, analyses and encodes one frame (on a worker thread) and counts
-  // it as analysed; errors are the caller's to count. Its estimated peak
-  // memory is reserved first (RESOURCE_EXHAUSTED when it does not fit the
-  // budget) and returned when the result is made. `regions`: the
-  // caller's view of the shared memory regions (RegionsFor), null when the
-  // frame does not use them.
+  // it as analysed; errors are the caller's to count. The caller hands
+  // `watched` to Publish once its answer is on its way, so that watchers
+  // never delay it. Its estimated peak memory is reserved first
+  // (RESOURCE_EXHAUSTED when it does not fit the budget) and returned when
+  // the result is made. `regions`: the caller's view of the shared memory
+  // regions (RegionsFor), null when the frame does not use them.
   absl::StatusOr<Processed> Process(Session& session, const v1::Frame& frame,
                                     const SharedMemoryRegistry* regions, absl::Time received,
                                     std::chrono::steady_clock::time_point arrival,
@@ -128,6 +142,9 @@ class LogStarService final : public v1::LogStar::CallbackService {
   // against the memory budget, or RESOURCE_EXHAUSTED naming both.
   absl::StatusOr<MemoryBudget::Reservation> ReserveAnalysis(const Session& session,
                                                             const v1::Frame& frame);
+  // Hands a frame's result to the session's watchers (server/watch.h); never
+  // blocks on them. The frame's pixels must still be alive.
+  void Publish(const Session& session, const ForWatchers& watched);
   void CountDropped(Session* session);
   void CountFailed(Session* session, const absl::Status& status);
   // Saves the session on a worker (file I/O never runs in a reaction).

@@ -266,8 +266,27 @@ absl::Status Session::ChooseOnFront(int window, int front_index) {
     // Drift is measured from the chosen point's rewards from now on.
     c->tuned_rewards.qc = p.qc;
     c->tuned_rewards.er = p.er;
+    // With the lattice pair drift is also measured on it: from the chosen
+    // point too, or the pick would be re-tuned away at the next frame.
+    if (c->tuned_lattice_rewards.has_value()) {
+      c->tuned_lattice_rewards->misses = p.misses;
+      c->tuned_lattice_rewards->spurious = p.spurious;
+    }
   }
-  return analyzer->RestoreCache(cache);
+  LOGSTAR_RETURN_IF_ERROR(analyzer->RestoreCache(cache));
+  RecordPick(window, front_index);
+  return absl::OkStatus();
+}
+
+void Session::RecordPick(int window, int front_index) {
+  MutexLock lock(&mu_);
+  v1::OperatorPick pick;
+  pick.set_window(window);
+  pick.set_front_index(front_index);
+  pick.set_frames_analysed(counters_.frames_analysed());
+  *pick.mutable_time() = ToProtoTime(absl::Now());
+  picks_.push_back(std::move(pick));
+  while (picks_.size() > kMaxPicks) picks_.pop_front();
 }
 
 void Session::ResetCache() {
@@ -393,6 +412,7 @@ v1::SessionInfo Session::Info(bool include_cache, double idle_timeout_s) const {
     if (std::optional<PriorInUse> used = UsedLocked()) {
       PriorUsedToProto(*used, info.mutable_prior_used());
     }
+    for (const v1::OperatorPick& p : picks_) *info.add_picks() = p;
     if (include_cache && full == nullptr && pending_.has_value()) {
       CacheToProto(pending_->full, info.mutable_cache());
     }

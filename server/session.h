@@ -21,6 +21,7 @@
 #define LOGSTAR_SERVER_SESSION_H_
 
 #include <atomic>
+#include <deque>
 #include <map>
 #include <memory>
 #include <optional>
@@ -71,8 +72,10 @@ class Session {
   // column width empties the cache; other changes keep it. Fails only when
   // a cache cannot be carried over to the new options.
   absl::Status UpdateSettings(SessionConfig config);
-  // The operator's pick on a window's cached front (window -1: all).
+  // The operator's pick on a window's cached front (window -1: all),
+  // recorded (the last kMaxPicks) for Info's `picks`.
   absl::Status ChooseOnFront(int window, int front_index);
+  static constexpr size_t kMaxPicks = 32;
   void ResetCache();
 
   v1::SessionSettings settings() const;
@@ -126,6 +129,7 @@ class Session {
     std::optional<double> pixel_size;
   };
   absl::StatusOr<Run> RunFor(bool partial, double frame_pixel_size);
+  void RecordPick(int window, int front_index);
   // With an auto prior: derives it from `frame` unless one is held for the
   // frame's pixel size (see the file comment).
   absl::Status DeriveIfAuto(const DecodedFrame& frame, ExecutionContext* context);
@@ -153,6 +157,7 @@ class Session {
   int attached_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t saved_generation_ ABSL_GUARDED_BY(mu_) = 0;
+  std::deque<v1::OperatorPick> picks_ ABSL_GUARDED_BY(mu_);  // oldest first
 };
 
 class SessionManager {

@@ -29,7 +29,7 @@ build="${LOGSTAR_TSAN_BUILD_DIR:-${repo}/build-tsan}"
 # client's reader threads and reconnecting stream, and the analyzer as the
 # daemon shares it between streams.
 daemon_programs=(mutex_test context_test analyzer_daemon_test admission_test session_test
-  server_test client_test cancellation_test)
+  server_test client_test cancellation_test watch_test)
 
 targets=()
 ctest_args=(--test-dir "${build}" --output-on-failure --parallel "$(nproc)")

@@ -28,6 +28,8 @@ int RunStatus(const std::vector<std::string>& args);
 // prior_command.cc: a prior file checked (against a frame) and shown, or
 // written from the built-in table of projections.
 int RunPrior(const std::vector<std::string>& args);
+// console.cc: the operator console, a web page on a live session of logstard.
+int RunConsole(const std::vector<std::string>& args);
 // report.cc: pictures of a run (RESULTS.jsonl of replay, RESULT.json of analyze).
 int RunReport(const std::vector<std::string>& args);
 

@@ -36,6 +36,8 @@ constexpr char kUsage[] =
     "                 [--results R.jsonl] [--overlays DIR] [--tls ...] [--token T]\n"
     "  status   health of logstard and its sessions: logstar status --server ADDR [--session ID]\n"
     "  report   draw a run: logstar report RESULTS.jsonl|RESULT.json --out DIR\n"
+    "  console  watch a live session in a browser and pick on its Pareto fronts\n"
+    "           logstar console --server ADDR [--listen 127.0.0.1:PORT] [--tls ...] [--token T]\n"
     "  prior    check a prior file (against a frame's lattice) and show it, or write one\n"
     "           logstar prior PRIOR.json|auto [--frame IMAGE] [--pixel-size A] [--strict]\n"
     "           logstar prior --projection NAME (--pixel-size A | --frame IMAGE) [--out P.json]\n"
@@ -61,6 +63,7 @@ int main(int argc, char** argv) {
   if (command == "status") return logstar::cli::RunStatus(args);
   if (command == "prior") return logstar::cli::RunPrior(args);
   if (command == "report") return logstar::cli::RunReport(args);
+  if (command == "console") return logstar::cli::RunConsole(args);
   if (command == "version" || command == "--version") {
     std::printf("logstar %s\n", LOGSTAR_VERSION);
     return 0;

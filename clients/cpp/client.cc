@@ -339,6 +339,46 @@ absl::StatusOr<std::vector<v1::SharedMemoryRegion>> Client::ListSharedMemory() {
   return std::vector<v1::SharedMemoryRegion>(response.regions().begin(), response.regions().end());
 }
 
+absl::StatusOr<std::unique_ptr<Watcher>> Client::Watch(const WatchOptions& options) {
+  if (options.all_sessions != options.session_id.empty()) {
+    return absl::InvalidArgumentError("watch: give either session_id or all_sessions");
+  }
+  std::unique_ptr<Watcher> watcher(new Watcher(options_.address));
+  Prepare(&watcher->context_, 0.0);  // no deadline: it runs until cancelled
+  v1::WatchRequest request;
+  request.set_session_id(options.session_id);
+  request.set_all_sessions(options.all_sessions);
+  request.set_include_preview(options.include_preview);
+  watcher->rpc_ = stub_->Watch(&watcher->context_, request);
+  watcher->rpc_->WaitForInitialMetadata();
+  return watcher;
+}
+
+// ---------------------------------------------------------------- Watcher
+
+Watcher::~Watcher() {
+  if (!finished_) {
+    Cancel();
+    v1::WatchResponse ignored;
+    while (rpc_->Read(&ignored)) {
+    }
+    (void)Finish();
+  }
+}
+
+std::optional<v1::WatchResponse> Watcher::Read() {
+  v1::WatchResponse response;
+  if (finished_ || !rpc_->Read(&response)) return std::nullopt;
+  return response;
+}
+
+absl::Status Watcher::Finish() {
+  if (finished_) return final_status_;
+  final_status_ = FromGrpc(rpc_->Finish(), address_, "watch");
+  finished_ = true;
+  return final_status_;
+}
+
 // ---------------------------------------------------------------- Stream
 
 Stream::~Stream() {

@@ -145,6 +145,44 @@ class Stream {
   absl::Status final_status_;
 };
 
+struct WatchOptions {
+  // One session's results (FrameResult), or with all_sessions every
+  // session's summary (SessionInfo) as its frames are answered.
+  std::string session_id{};
+  bool all_sessions = false;
+  // Each result also carries the frame as an 8-bit preview (FramePreview).
+  bool include_preview = false;
+};
+
+// A read-only observer of the daemon's sessions (the Watch RPC): it never
+// slows their streams; when it reads slowly it gets the latest answers and
+// WatchResponse.skipped counts those it missed. Read() may be called from
+// one thread at a time, Cancel() from any.
+class Watcher {
+ public:
+  ~Watcher();  // cancels a watch not finished
+
+  // The next answer; blocks until one comes. nullopt once the call is over
+  // (cancelled, the server shut down, or refused: Finish() says why —
+  // NOT_FOUND for an unknown session, RESOURCE_EXHAUSTED above the daemon's
+  // max_watchers, UNAUTHENTICATED without the token).
+  std::optional<v1::WatchResponse> Read();
+  // Stops watching; a blocked Read() returns nullopt.
+  void Cancel() { context_.TryCancel(); }
+  // After Read() returned nullopt: the call's status (CANCELLED after
+  // Cancel()). Idempotent.
+  absl::Status Finish();
+
+ private:
+  friend class Client;
+  explicit Watcher(std::string address) : address_(std::move(address)) {}
+  const std::string address_;
+  grpc::ClientContext context_;
+  std::unique_ptr<grpc::ClientReader<v1::WatchResponse>> rpc_;
+  bool finished_ = false;
+  absl::Status final_status_;
+};
+
 // settings.prior for `prior: auto` (session.proto): the daemon derives the
 // prior from the stream's first frame that shows a lattice, at
 // `pixel_size_angstrom` when > 0 (else the frames'; with neither, in
@@ -183,6 +221,11 @@ class Client {
                                              bool include_cache = false);
   absl::StatusOr<v1::SessionInfo> ResetSession(const std::string& session_id,
                                                bool delete_session = false);
+  // Starts watching (see Watcher); returns once the daemon has attached it
+  // (results analysed from then on reach it) or refused it (the first
+  // Read() then returns nullopt and Finish() says why).
+  absl::StatusOr<std::unique_ptr<Watcher>> Watch(const WatchOptions& options);
+
   // Every session on the server, by id: counters, attached streams,
   // timestamps (and settings with include_settings), never the cache.
   absl::StatusOr<std::vector<v1::SessionInfo>> ListSessions(bool include_settings = false);

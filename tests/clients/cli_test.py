@@ -7,6 +7,7 @@ Outputs are checked with numpy and against the ground truth that
     cli_test.py --logstar PATH/TO/logstar
 """
 import argparse
+import http.client
 import json
 import os
 import socket
@@ -1252,6 +1253,66 @@ class DaemonTest(unittest.TestCase):
         code, _, err = run('replay', self.lsr, '--server', addr, '--connect-timeout', '1')
         self.assertEqual(code, 1)
         self.assertIn('cannot reach logstard at ' + addr, err)
+
+    def test_console_serves_loopback_only_and_checks_requests(self):
+        # Refused on a non-loopback address without --allow-remote.
+        code, _, err = run('console', '--server', self.addr, '--listen', '0.0.0.0:0')
+        self.assertEqual(code, 2)
+        self.assertIn('not a loopback address', err)
+        port_file = self.path('console.port')
+        console = subprocess.Popen([LOGSTAR, 'console', '--server', self.addr, '--listen',
+                                    '127.0.0.1:0', '--port-file', port_file],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        def bound_port():
+            if not os.path.exists(port_file):
+                return None
+            with open(port_file) as f:
+                text = f.read().strip()
+            return int(text) if text else None
+
+        try:
+            deadline = time.time() + 30
+            while bound_port() is None:
+                self.assertIsNone(console.poll(), 'logstar console exited')
+                self.assertLess(time.time(), deadline)
+                time.sleep(0.05)
+            port = bound_port()
+
+            def request(method, path, host='127.0.0.1:%d' % port, body=None, headers=None):
+                c = http.client.HTTPConnection('127.0.0.1', port, timeout=30)
+                c.request(method, path, body=body, headers={'Host': host, **(headers or {})})
+                r = c.getresponse()
+                out = (r.status, r.read().decode())
+                c.close()
+                return out
+
+            status, page = request('GET', '/')
+            self.assertEqual(status, 200)
+            self.assertIn('<title>logstar console</title>', page)
+            self.assertEqual(request('GET', '/console.js')[0], 200)
+            # The sessions come from the daemon (ListSessions as JSON).
+            run('replay', self.lsr, '--server', self.addr, '--speed', 'max', '--session',
+                'console-probe')
+            status, body = request('GET', '/api/sessions')
+            self.assertEqual(status, 200)
+            ids = [s['session_id'] for s in json.loads(body)['sessions']]
+            self.assertIn('console-probe', ids)
+            # Another site's name (DNS rebinding) and cross-site posts are refused.
+            self.assertEqual(request('GET', '/', host='evil.example:%d' % port)[0], 403)
+            form = {'Content-Type': 'application/x-www-form-urlencoded'}
+            self.assertEqual(request('POST', '/api/choose', body='session=console-probe&window=0'
+                                     '&front_index=0', headers={'Origin': 'http://evil.example',
+                                                                **form})[0], 403)
+            # A choice without its fields is a 400 naming them; an unknown session a 404.
+            status, body = request('POST', '/api/choose', body='session=console-probe',
+                                   headers=form)
+            self.assertEqual(status, 400)
+            self.assertIn('front_index', body)
+            self.assertEqual(request('GET', '/api/session?id=nobody')[0], 404)
+        finally:
+            console.terminate()
+            self.assertEqual(console.wait(timeout=30), 0)
 
     def test_status(self):
         code, out, err = run('status', '--server', self.addr)

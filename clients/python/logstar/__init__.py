@@ -19,7 +19,7 @@ Conventions everywhere: coordinates x = column, y = row, in pixels of the
 frame as sent, origin at the centre of the top-left pixel; lengths in
 ångström (Å) unless a name says px. Modules:
 
-* :mod:`logstar.client`    Client, Session, Result/Dropped/Failed records
+* :mod:`logstar.client`    Client, Session, Result/Dropped/Failed records, Watch(ed)
 * :mod:`logstar.checks`    a result's prior warnings, measured lattice, sublattices
 * :mod:`logstar.frames`    numpy images ↔ Frame envelopes, metadata keys
 * :mod:`logstar.shared_memory`  pixels through shared memory on the daemon's host
@@ -46,7 +46,7 @@ except ImportError as _e:  # the source tree, not the built package
 
 from . import score, tables
 from .checks import MeasuredLattice, PriorWarning, SublatticeCount
-from .client import Client, Dropped, Failed, Record, Region, Result, Session, Tls
+from .client import Client, Dropped, Failed, Record, Region, Result, Session, Tls, Watch, Watched
 from .errors import (AuthenticationError, FrameNotAnalysed, InvalidFrame, InvalidSettings,
                      LogstarError, MissingDependency, RecordingError, RpcFailed,
                      ServerUnavailable, StreamBroken)
@@ -66,6 +66,6 @@ __all__ = [
     "PullAdapter", "Record",
     "RecordedFrame", "Recording", "RecordingError", "RecordingReader", "RecordingWriter",
     "Region", "Result", "RpcFailed", "ServerUnavailable", "Session", "SharedMemoryRing",
-    "StreamBroken", "StreamStats", "SublatticeCount", "Tls",
+    "StreamBroken", "StreamStats", "SublatticeCount", "Tls", "Watch", "Watched",
     "read_frames", "read_image", "read_recording", "session_settings",
 ]

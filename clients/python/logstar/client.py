@@ -307,6 +307,68 @@ def _code_name(code: int) -> str:
 
 # ---------------------------------------------------------------------------
 
+class Watched:
+    """One answer of :meth:`Client.watch`: ``result`` (a :class:`Result`)
+    when watching a session, ``summary`` (its SessionInfo, without settings
+    or cache) when watching all sessions; ``skipped``: answers for this
+    watcher overwritten by newer ones before it read them; ``preview``: the
+    frame as analysed, uint8 rows × columns (1st..99th percentile stretched),
+    downscaled by ``preview_scale`` (preview px per frame px), or None."""
+
+    def __init__(self, proto: service_pb2.WatchResponse) -> None:
+        self.proto = proto
+        self.skipped: int = proto.skipped
+        self.result: Optional[Result] = (Result(proto.result)
+                                         if proto.HasField("result") else None)
+        self.summary: Optional[service_pb2.SessionInfo] = (
+            proto.summary if proto.HasField("summary") else None)
+        self.preview: Optional[np.ndarray] = None
+        self.preview_scale: float = proto.preview.scale
+        px = proto.preview.pixels
+        if px.width and px.height and len(px.data) == px.width * px.height:
+            self.preview = np.frombuffer(px.data, np.uint8).reshape(px.height, px.width)
+
+    def __repr__(self) -> str:
+        what = (f"result {self.result.sequence}" if self.result is not None
+                else f"summary {self.summary.session_id}" if self.summary is not None else "empty")
+        return f"Watched({what}, skipped={self.skipped})"
+
+
+class Watch:
+    """The answers of :meth:`Client.watch`, an iterator of :class:`Watched`;
+    also a context manager. :meth:`close` may be called from any thread: an
+    iteration blocked on the next answer then ends."""
+
+    def __init__(self, client: "Client", call: Any, what: str) -> None:
+        self._client = client
+        self._call = call
+        self._what = what
+
+    def __iter__(self) -> "Watch":
+        return self
+
+    def __next__(self) -> Watched:
+        try:
+            return Watched(next(self._call))
+        except grpc.RpcError as e:
+            if e.code() == grpc.StatusCode.CANCELLED:
+                raise StopIteration from None
+            raise self._client._error(e, f"watch {self._what}") from None
+
+    def close(self) -> None:
+        """Stops watching (cancels the call)."""
+        self._call.cancel()
+
+    def __enter__(self) -> "Watch":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self._call.cancel()
+
+
 class Client:
     """A connection to logstard.
 
@@ -478,6 +540,29 @@ class Client:
                 service_pb2.UnregisterSharedMemoryRequest(region=region), metadata=self._metadata)
         except grpc.RpcError as e:
             raise self._error(e, f"unregistering shared memory region {region}") from None
+
+    def watch(self, session_id: Optional[str] = None, *, all_sessions: bool = False,
+              preview: bool = False) -> "Watch":
+        """Watches the daemon read-only (the Watch RPC): yields a
+        :class:`Watched` for each result of session ``session_id`` as its
+        frames are analysed (with ``preview`` also the frame as an 8-bit
+        image), or with ``all_sessions`` each session's summary as it
+        answers a frame. A watcher never slows the session's streams: when
+        it reads slowly it gets the latest and ``skipped`` counts the ones
+        it missed. Returns a :class:`Watch` (an iterator) once the daemon
+        has attached the watcher. Runs until :meth:`Watch.close` (from any
+        thread; iteration then ends) or the daemon shuts down
+        (:class:`ServerUnavailable`); an unknown session raises
+        :class:`RpcFailed` with code ``NOT_FOUND`` at the first answer."""
+        if all_sessions == bool(session_id):
+            raise ValueError("watch: give either session_id or all_sessions=True")
+        request = service_pb2.WatchRequest(session_id=session_id or "",
+                                           all_sessions=all_sessions, include_preview=preview)
+        call = self._stub.Watch(request, metadata=self._metadata)
+        # The daemon sends its headers once the watcher is attached: every
+        # frame analysed after this returns is seen.
+        call.initial_metadata()
+        return Watch(self, call, session_id or "all sessions")
 
     def close(self) -> None:
         self._channel.close()
