@@ -20,11 +20,13 @@
 #include "gtest/gtest.h"
 #include "server/server.h"
 #include "server/watch.h"
+#include "tests/clients/client_harness.h"
 #include "tests/integration/harness.h"
 
 namespace logstar {
 namespace {
 
+using ::logstar::testing::Address;
 using ::logstar::testing::SmallSettings;
 using ::logstar::testing::Synth;
 using ::logstar::testing::ToFrame;
@@ -33,20 +35,12 @@ using ::testing::HasSubstr;
 class WatchTest : public ::testing::Test {
  protected:
   void StartServer(server::ServerOptions options = {}) {
-    options.listen_address = "127.0.0.1:0";
-    options.engine_threads = 2;
-    options.log_level = "warning";
-    absl::StatusOr<std::unique_ptr<server::LogStarServer>> s =
-        server::LogStarServer::Start(options);
-    ASSERT_TRUE(s.ok()) << s.status();
-    server_ = *std::move(s);
+    server_ = ::logstar::testing::StartServer(options);
+    ASSERT_NE(server_, nullptr);
     client_ = Connect("");
   }
   std::unique_ptr<Client> Connect(const std::string& token) {
-    absl::StatusOr<std::unique_ptr<Client>> c =
-        Client::Connect({.address = absl::StrCat("127.0.0.1:", server_->port()), .token = token});
-    EXPECT_TRUE(c.ok()) << c.status();
-    return c.ok() ? *std::move(c) : nullptr;
+    return ::logstar::testing::ConnectOrDie({.address = Address(*server_), .token = token});
   }
   void SetUp() override { StartServer(); }
 
