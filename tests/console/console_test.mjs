@@ -14,10 +14,12 @@ const { LOGSTAR, DAEMON, TOKEN, STREAM, WORK, CONSOLE, ARTIFACTS, CHROMIUM } = p
 const SESSION = "console-test";
 
 // `logstar replay` of the stream into the session at its recorded pace;
-// resolves with its exit code.
+// resolves with its exit code. Every frame is analysed (the block policy):
+// on a loaded machine the recording's policy dropped one, and "answered
+// every frame" failed.
 function replay(name) {
   const child = spawn(LOGSTAR, ["replay", STREAM, "--server", DAEMON, "--token", TOKEN,
-                                "--session", SESSION, "--speed", "1",
+                                "--session", SESSION, "--speed", "1", "--overload", "block",
                                 "--results", `${WORK}/${name}.jsonl`],
                       { stdio: ["ignore", "ignore", "inherit"] });
   return new Promise((resolve) => child.on("exit", (code) => resolve(code)));
