@@ -9,14 +9,16 @@
 //   fixed      8 MiB                   threads' scratch, allocator slack
 //   frame      36 × P                  the normalised frame, the lattice
 //                                      measurement's planes, the atoms
-//   windows    k × 4.27 × G × C        the LoG sigma grids of the k =
+//   windows    k × (4.27 × G + L) × C  the LoG sigma grids of the k =
 //                                      min(windows, threads) windows tuned at
 //                                      once: G grid sigmas (4 % apart over
 //                                      the search's sigma bounds: 54 for the
 //                                      bounds a prior gives) of C pixels (the
 //                                      largest window with its halo) in
 //                                      float, and a fifteenth more for the
-//                                      grid's row bands (log_scale_grid.h)
+//                                      grid's row bands (log_scale_grid.h);
+//                                      L = 16 with the lattice pair (its
+//                                      maxima under the threshold), else 0
 //   search     n² × (66 t + 80 k)      the Gaussian processes of the k
 //                                      LoG* searches: n = evaluations points,
 //                                      t = min(threads, 6 k) fits at once
@@ -38,6 +40,7 @@
 //   4096², window 0                    measured  4165  estimate  4339  (+4 %)
 //   4096², window 256                  measured   497  estimate   625  (+26 %)
 //   256², window 0, 300 evaluations    measured    38  estimate    43  (+13 %)
+//   1024², window 0, lattice pair      measured   287  estimate   295  (+3 %)
 //   1024², window 256, amorphous       measured    91  estimate   141  (+54 %)
 //   2048², window 256, amorphous       measured   245  estimate   321  (+31 %)
 //   2048², window 0, amorphous         measured  1093  estimate  1219  (+12 %)
