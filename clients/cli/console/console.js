@@ -270,9 +270,11 @@ async function choose(window, index) {
     const info = await api("/api/choose", { method: "POST", body });
     const point = state.last.windows[window].front[index];
     // Counted in the daemon's frames (a page may skip some): from the
-    // session's frames analysed at the click.
+    // session's frames analysed when the daemon took the pick (its answer's
+    // counters; the page's last result may be older than that).
+    const counters = info.counters || state.last.counters;
     state.pending = { window, index, threshold: point.parameters.threshold,
-                      analysed: Number(state.last.counters.frames_analysed) };
+                      analysed: Number(counters.frames_analysed) };
     document.body.dataset.pickApplied = "";
     $("pick-status").textContent = `window ${window} → point ${index}: waiting for the next frame`;
     showPicks(info);
