@@ -20,7 +20,8 @@
 //     expected count, and with the lattice pair (count-free) the front's
 //     widest gap is filled with the parameters halfway across it (where
 //     columns and noise part cleanly the search tends to leave the front's
-//     two ends only);
+//     two ends only) or, on a front of one or two points, one end's
+//     threshold is stepped outward;
 //  4. the chosen parameters are run once more with the exact blob_log
 //     semantics (DetectBlobsLog), positions are refined to sub-pixel
 //     (RefineMode: a paraboloid, engine/log/refine.h, or a 2-D Gaussian per

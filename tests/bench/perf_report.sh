@@ -16,7 +16,9 @@
 #   - the daemon: latency p50 / p95 / p99 and throughput, logstard vs the
 #     engine in process, 512² and 2048², pixels in the message over TCP
 #     loopback and pixels in shared memory (run_daemon_bench.sh
-#     --transport=tcp,shm; a row per transport).
+#     --transport=tcp,shm, or --daemon-transports; a row per transport), run
+#     --daemon-runs times (default 3, quick 1): each figure is shown as its
+#     median and range over the runs.
 # Each row: logstar's figure, the baseline's, the ratio, the issue's target
 # and whether it is met. Rows that need ../shared say "skipped" when it is
 # absent; a benchmark that fails is reported in its rows and makes the exit
@@ -24,7 +26,7 @@
 #
 #   tests/bench/perf_report.sh [--quick] [--out FILE] [--build-dir DIR]
 #       [--shared DIR] [--only log,logstar,accuracy,gmm,daemon]
-#       [--published-ref1024]
+#       [--published-ref1024] [--daemon-runs N] [--daemon-transports tcp,shm,...]
 #
 # Full mode (default): every benchmark with its own defaults, plus the
 # reference's windowed 1024² run measured (run_logstar_bench.sh --full, ~215 s
@@ -62,6 +64,8 @@ shared="${repo}/../shared"
 quick="${PERF_REPORT_QUICK:-0}"
 only="log,logstar,accuracy,gmm,daemon"
 ref1024=measured
+daemon_runs=""
+daemon_transports="tcp,shm"
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --quick) quick=1; shift ;;
@@ -70,7 +74,9 @@ while [[ $# -gt 0 ]]; do
     --shared) shared="$2"; shift 2 ;;
     --only) only="$2"; shift 2 ;;
     --published-ref1024) ref1024=published; shift ;;
-    -h|--help) sed -n '2,50p' "$0"; exit 0 ;;
+    --daemon-runs) daemon_runs="$2"; shift 2 ;;
+    --daemon-transports) daemon_transports="$2"; shift 2 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
     *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -81,6 +87,9 @@ for s in ${only//,/ }; do
   esac
 done
 [[ "${quick}" == 1 ]] && mode=quick || mode=full
+# Three runs make a range; a quick check needs one.
+[[ -n "${daemon_runs}" ]] || { [[ "${mode}" == quick ]] && daemon_runs=1 || daemon_runs=3; }
+[[ "${daemon_runs}" =~ ^[1-9][0-9]*$ ]] || { echo "--daemon-runs: a positive integer" >&2; exit 2; }
 mkdir -p "$(dirname "${out}")"
 out="$(cd "$(dirname "${out}")" && pwd)/$(basename "${out}")"
 raw="${out%.md}"
@@ -89,7 +98,8 @@ mkdir -p "${raw}"
 # Only what this script writes there: figures of an earlier run must not
 # pass for this run's.
 rm -f "${raw}"/{stages.tsv,log_bench.json,logstar_bench.json,gmm_bench.json,accuracy.json} \
-  "${raw}"/{daemon_bench.json,log.log,logstar.log,gmm.log,accuracy.log,daemon.log}
+  "${raw}"/{daemon_bench.json,log.log,logstar.log,gmm.log,accuracy.log,daemon.log} \
+  "${raw}"/daemon_bench.*.json
 python=/usr/bin/python3
 [[ -x "${python}" ]] || python=python3
 load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
@@ -148,8 +158,19 @@ stage gmm bash "${bench_dir}/run_gmm_bench.sh" --build-dir "${build}" \
 stage accuracy bash "${bench_dir}/run_logstar_accuracy.sh" --build-dir "${build}" \
   --out "${raw}/accuracy.json" --reference "${shared}/reference" \
   --real "${shared}/data/real" "${quick_accuracy[@]}"
-stage daemon env BUILD_DIR="${build}" bash "${bench_dir}/run_daemon_bench.sh" \
-  --transport=tcp,shm --json="${raw}/daemon_bench.json" "${quick_daemon[@]}"
+# The daemon's figures vary from run to run (scheduling, the page cache, other
+# processes) by more than the differences they are read for, so they are
+# published as a median and a range over --daemon-runs runs.
+run_daemon_stage() {
+  local k
+  for ((k = 1; k <= daemon_runs; ++k)); do
+    echo "== daemon run ${k} of ${daemon_runs}"
+    BUILD_DIR="${build}" bash "${bench_dir}/run_daemon_bench.sh" \
+      --transport="${daemon_transports}" --json="${raw}/daemon_bench.${k}.json" \
+      "${quick_daemon[@]}" || return
+  done
+}
+stage daemon run_daemon_stage
 
 "${python}" "${bench_dir}/perf_report.py" --raw "${raw}" --out "${out}" --build-dir "${build}" \
   --mode "${mode}" --shared "${shared}" --load-before "${load_before}"
