@@ -279,8 +279,8 @@ std::optional<LogParameters> FrontGapMidpoint(const std::vector<Evaluated>& poin
 constexpr double kEndStep = 1.3;
 
 std::optional<LogParameters> FrontEndStep(const std::vector<Evaluated>& points,
-                                          const std::vector<int>& front,
-                                          const Interval& threshold, std::set<int>& tried) {
+                                          const std::vector<int>& front, const Interval& threshold,
+                                          std::set<int>& tried) {
   if (front.empty()) return std::nullopt;
   const int last = front.back(), first = front.front();
   if (tried.count(last) == 0 && points[last].objectives[1] > 0.0 &&
@@ -761,7 +761,7 @@ absl::StatusOr<LogStarResult> RunLogStar(const cv::Mat& image, const PixelRegion
   };
   int num_polished = 0;
   std::set<std::pair<int, int>> filled;  // front gaps already tried
-  std::set<int> stepped;                  // front ends already stepped from
+  std::set<int> stepped;                 // front ends already stepped from
   for (; num_polished < polish; ++num_polished) {
     // Each step is an exact detection: as costly as a few evaluations.
     if (search.cancel != nullptr && search.cancel->load(std::memory_order_relaxed)) {
