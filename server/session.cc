@@ -1,5 +1,6 @@
 #include "server/session.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -431,6 +432,7 @@ v1::SessionState Session::State() const {
     state.set_session_id(id_);
     *state.mutable_settings() = config_.settings;
     *state.mutable_counters() = counters_;
+    for (const v1::OperatorPick& p : picks_) *state.add_picks() = p;
     full = full_;
     partial = partial_;
     if (config_.prior.derive && derived_.has_value()) {
@@ -479,6 +481,11 @@ absl::StatusOr<std::unique_ptr<Session>> Session::FromState(const v1::SessionSta
   const uint64_t settled = c.frames_analysed() + c.frames_dropped() + c.frames_failed();
   if (c.frames_received() > settled) {
     c.set_frames_dropped(c.frames_dropped() + c.frames_received() - settled);
+  }
+  // The newest kMaxPicks, as RecordPick keeps them.
+  const int num_picks = state.picks_size();
+  for (int i = std::max(0, num_picks - static_cast<int>(kMaxPicks)); i < num_picks; ++i) {
+    session->picks_.push_back(state.picks(i));
   }
   session->pending_ = Pending{std::move(full), std::move(partial)};
   session->pending_pixel_size_ = state.pixel_size_angstrom();

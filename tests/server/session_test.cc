@@ -135,6 +135,18 @@ TEST(SessionTest, StateRoundTripRestoresCacheAndCounters) {
   // Before any frame the restored cache is visible, and the first frame uses it.
   EXPECT_TRUE((*back)->Info(true, 600).cache().windows(3).tuned());
   EXPECT_EQ(Analyze(**back, f.wire).misses, 0);
+  // The operator's picks survive the restart, in their order (issue 18).
+  const int last = static_cast<int>(first.windows[1].front.size()) - 1;
+  ASSERT_TRUE(s.ChooseOnFront(1, last).ok());
+  ASSERT_TRUE(s.ChooseOnFront(0, 0).ok());
+  absl::StatusOr<std::unique_ptr<Session>> picked = Session::FromState(s.State(), {}, absl::Now());
+  ASSERT_TRUE(picked.ok()) << picked.status();
+  const v1::SessionInfo picked_info = (*picked)->Info(false, 600);
+  ASSERT_EQ(picked_info.picks_size(), 2);
+  EXPECT_EQ(picked_info.picks(0).window(), 1);
+  EXPECT_EQ(picked_info.picks(0).front_index(), last);
+  EXPECT_EQ(picked_info.picks(1).window(), 0);
+  EXPECT_EQ(picked_info.picks(0).frames_analysed(), 1u);
   // Saved mid-stream with two frames still in flight: the restart dropped them.
   v1::SessionState in_flight = state;
   in_flight.mutable_counters()->set_frames_received(3);
