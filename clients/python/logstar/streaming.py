@@ -198,7 +198,8 @@ class Streamer:
             with self.lock:
                 generation = self.generation
             self.call = self.client._stub.Stream(self.requests(generation, open_),
-                                                 metadata=self.client._metadata,
+                                                 metadata=self.client._session_metadata(
+                                                     self.session.id),
                                                  timeout=self.timeout)
             try:
                 for response in self.call:
