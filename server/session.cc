@@ -772,19 +772,26 @@ absl::Status SessionManager::Persist(Session& session) {
   // landing in between are saved now and once more later, never lost.
   const uint64_t generation = session.generation();
   const v1::SessionState state = session.State();
-  const uint64_t version = session.store_version() + 1;
-  LOGSTAR_ASSIGN_OR_RETURN(const bool written,
-                           store_->Save(session.id(), version, state.SerializeAsString()));
+  const std::string bytes = state.SerializeAsString();
+  uint64_t version = session.store_version() + 1;
+  LOGSTAR_ASSIGN_OR_RETURN(bool written, store_->Save(session.id(), version, bytes));
+  if (!written && session.attached() > 0) {
+    // A stream here uses it, so this copy is the current one: the newer
+    // version is another replica's last save as it let the session go (a
+    // drain's final save). Saved above it.
+    LOGSTAR_ASSIGN_OR_RETURN(const SessionStore::Stored held, store_->Load(session.id()));
+    version = held.version + 1;
+    LOGSTAR_ASSIGN_OR_RETURN(written, store_->Save(session.id(), version, bytes));
+  }
+  session.MarkSaved(generation);
   if (written) {
     session.set_store_version(version);
-    session.MarkSaved(generation);
     return absl::OkStatus();
   }
-  // Another replica saved a newer state: this copy is stale. Forgotten
-  // (unless in use), so that the next call here loads the newer one.
+  // Another replica saved a newer state and no stream uses this copy: it is
+  // stale. Forgotten, so that the next call here loads the newer one.
   Log(LogLevel::kWarning, "state_superseded",
       {{"session", session.id()}, {"version", version}, {"session_store", store_->name()}});
-  session.MarkSaved(generation);
   MutexLock map_lock(&mu_);
   auto it = sessions_.find(session.id());
   if (it != sessions_.end() && it->second.get() == &session && session.attached() == 0) {

@@ -227,9 +227,10 @@ class SessionManager {
 
   // Saves a session to the state directory or the shared store (no-op
   // without either). A shared store that holds a newer version of it (the
-  // session moved to another replica meanwhile) keeps it; this manager then
-  // forgets its copy unless a stream is attached. UNAVAILABLE naming the
-  // store when it cannot be reached.
+  // session moved to another replica meanwhile) keeps it and this manager
+  // forgets its copy, unless a stream here is attached to it: this copy is
+  // then the current one and is saved above the stored version.
+  // UNAVAILABLE naming the store when it cannot be reached.
   absl::Status Persist(Session& session);
   void PersistAll();
   // Saves the sessions whose counters moved since their last save (the

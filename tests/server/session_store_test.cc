@@ -182,6 +182,31 @@ TEST_F(SessionStoreTest, AStaleReplicaNeverOverwritesANewerState) {
   EXPECT_EQ((*again)->store_version(), 2u);
 }
 
+TEST_F(SessionStoreTest, TheReplicaWithAStreamAttachedSavesAboveALateSave) {
+  // b let the session go (its drain's final save lands late, version 2)
+  // while a stream on a already uses it: a's copy is the current one.
+  const SynthFrame f = testing::Synth(96, 6);
+  const v1::SessionSettings settings = testing::SmallSettings(f);
+  SessionManager a(Shared()), b(Shared());
+  auto in_b = b.Open("late", &settings);
+  ASSERT_TRUE(in_b.ok());
+  ASSERT_TRUE(b.Persist(*in_b->first).ok());  // version 1
+  auto in_a = a.Open("late", nullptr);        // loads version 1
+  ASSERT_TRUE(in_a.ok()) << in_a.status();
+  in_a->first->Attach();
+  ASSERT_TRUE(b.Persist(*in_b->first).ok());  // the late save: version 2
+  for (int i = 0; i < 5; ++i) in_a->first->CountReceived();
+  ASSERT_TRUE(a.Persist(*in_a->first).ok());
+  auto store = NewRedisSessionStore(redis_->address(), {});
+  absl::StatusOr<SessionStore::Stored> held = store->Load("late");
+  ASSERT_TRUE(held.ok());
+  EXPECT_EQ(held->version, 3u);
+  v1::SessionState state;
+  ASSERT_TRUE(state.ParseFromString(held->bytes));
+  EXPECT_EQ(state.counters().frames_received(), 5u);
+  in_a->first->Detach();
+}
+
 TEST_F(SessionStoreTest, UnreachableStoreIsNamedAndTheManagerRecovers) {
   const SynthFrame f = testing::Synth(96, 5);
   const v1::SessionSettings settings = testing::SmallSettings(f);
