@@ -8,6 +8,7 @@
 
 #include <grpcpp/generic/generic_stub.h>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "clients/cpp/shared_memory.h"
 
@@ -20,11 +21,20 @@ absl::Status FromGrpc(const grpc::Status& status, const std::string& address,
                       absl::string_view what) {
   if (status.ok()) return absl::OkStatus();
   std::string message = status.error_message();
+  auto code = static_cast<absl::StatusCode>(status.error_code());
   if (status.error_code() == grpc::StatusCode::UNAVAILABLE && message.empty()) {
     message = "the server is unavailable";
   }
-  return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
-                      absl::StrCat("logstard at ", address, ": ", what, ": ", message));
+  // A proxy in front of the daemons (nginx, Envoy: docs/scale-out.md)
+  // resets the stream (HTTP/2 RST_STREAM, which gRPC reports as INTERNAL)
+  // when the replica behind it goes away: for the client that is the
+  // server going away, UNAVAILABLE, which a ReconnectingStream retries.
+  if (status.error_code() == grpc::StatusCode::INTERNAL &&
+      absl::StrContains(message, "RST_STREAM")) {
+    code = absl::StatusCode::kUnavailable;
+    message += " (the connection to the daemon behind the proxy broke)";
+  }
+  return absl::Status(code, absl::StrCat("logstard at ", address, ": ", what, ": ", message));
 }
 
 absl::StatusOr<std::string> ReadPem(const std::string& path, const char* field) {
