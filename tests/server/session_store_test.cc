@@ -107,6 +107,15 @@ class SessionStoreTest : public ::testing::Test {
     o.session_store = redis_->address();
     return o;
   }
+  // What Redis holds of session `id`: its version and frames received
+  // ({0, 0} when it holds nothing readable).
+  std::pair<uint64_t, uint64_t> StoredVersionAndReceived(const std::string& id) const {
+    absl::StatusOr<SessionStore::Stored> held =
+        NewRedisSessionStore(redis_->address(), {})->Load(id);
+    v1::SessionState state;
+    if (!held.ok() || !state.ParseFromString(held->bytes)) return {0, 0};
+    return {held->version, state.counters().frames_received()};
+  }
   std::unique_ptr<Redis> redis_;
 };
 
@@ -168,13 +177,7 @@ TEST_F(SessionStoreTest, AStaleReplicaNeverOverwritesANewerState) {
   // forgets its stale copy.
   in_a->first->CountReceived();
   ASSERT_TRUE(a.Persist(*in_a->first).ok());
-  auto store = NewRedisSessionStore(redis_->address(), {});
-  absl::StatusOr<SessionStore::Stored> held = store->Load("s");
-  ASSERT_TRUE(held.ok());
-  EXPECT_EQ(held->version, 2u);
-  v1::SessionState state;
-  ASSERT_TRUE(state.ParseFromString(held->bytes));
-  EXPECT_EQ(state.counters().frames_received(), 3u);
+  EXPECT_EQ(StoredVersionAndReceived("s"), std::make_pair(uint64_t{2}, uint64_t{3}));
   // Asked again, a serves the newer state.
   auto again = a.Find("s");
   ASSERT_TRUE(again.ok());
@@ -197,13 +200,7 @@ TEST_F(SessionStoreTest, TheReplicaWithAStreamAttachedSavesAboveALateSave) {
   ASSERT_TRUE(b.Persist(*in_b->first).ok());  // the late save: version 2
   for (int i = 0; i < 5; ++i) in_a->first->CountReceived();
   ASSERT_TRUE(a.Persist(*in_a->first).ok());
-  auto store = NewRedisSessionStore(redis_->address(), {});
-  absl::StatusOr<SessionStore::Stored> held = store->Load("late");
-  ASSERT_TRUE(held.ok());
-  EXPECT_EQ(held->version, 3u);
-  v1::SessionState state;
-  ASSERT_TRUE(state.ParseFromString(held->bytes));
-  EXPECT_EQ(state.counters().frames_received(), 5u);
+  EXPECT_EQ(StoredVersionAndReceived("late"), std::make_pair(uint64_t{3}, uint64_t{5}));
   in_a->first->Detach();
 }
 
