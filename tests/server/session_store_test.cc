@@ -119,6 +119,25 @@ class SessionStoreTest : public ::testing::Test {
   std::unique_ptr<Redis> redis_;
 };
 
+TEST(ParseSessionStoreUrlTest, HostPortAndDatabase) {
+  absl::StatusOr<RedisAddress> a = ParseSessionStoreUrl("redis://cache.local:7000/2");
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_EQ(a->host, "cache.local");
+  EXPECT_EQ(a->port, 7000);
+  EXPECT_EQ(a->db, 2);
+  EXPECT_EQ(a->ToString(), "redis://cache.local:7000/2");
+  absl::StatusOr<RedisAddress> d = ParseSessionStoreUrl("redis://10.0.0.5");
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->port, 6379);  // Redis's own default
+  EXPECT_EQ(d->db, 0);
+  for (const char* bad : {"http://h:1", "redis://", "redis://:6379", "redis://h:0",
+                          "redis://h:65536", "redis://h:port", "redis://h:1/-1", "redis://h:1/x"}) {
+    absl::StatusOr<RedisAddress> r = ParseSessionStoreUrl(bad);
+    EXPECT_TRUE(absl::IsInvalidArgument(r.status())) << bad;
+    EXPECT_THAT(r.status().message(), HasSubstr("session_store")) << bad;
+  }
+}
+
 TEST_F(SessionStoreTest, VersionedSavesNeverGoBack) {
   auto store = NewRedisSessionStore(redis_->address(), {});
   EXPECT_TRUE(absl::IsNotFound(store->Load("a").status()));
