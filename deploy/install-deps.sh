@@ -35,6 +35,9 @@ packages=(
   # `logstar console` (its HTTP server), and its browser test (tests/console: headless chromium
   # driven by npm's playwright-core, which deploy/test.sh installs with `npm ci`)
   libcpp-httplib-dev chromium nodejs
+  # scale-out (issue 20): the Redis session store's client library, and the Redis server and
+  # nginx proxy that its tests and tests/load/scale_out.sh start on loopback
+  libhiredis-dev redis-server nginx-light
 )
 # npm: Debian's, unless the installed Node.js brings its own (NodeSource's does).
 command -v npm >/dev/null || packages+=(npm)

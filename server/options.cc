@@ -12,6 +12,7 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "engine/base/status_macros.h"
@@ -56,6 +57,8 @@ absl::Status ServerOptions::Validate() const {
                                 "session_idle_timeout_s", "must be positive"));
   LOGSTAR_RETURN_IF_ERROR(Field(std::isfinite(state_save_interval_s) && state_save_interval_s > 0,
                                 "state_save_interval_s", "must be positive"));
+  LOGSTAR_RETURN_IF_ERROR(Field(!(session_store.has_value() && !state_dir.empty()), "session_store",
+                                "cannot be used together with state_dir"));
   LOGSTAR_RETURN_IF_ERROR(
       Field(default_queue_capacity >= 1, "default_queue_capacity", "must be >= 1"));
   LOGSTAR_RETURN_IF_ERROR(
@@ -85,6 +88,36 @@ bool IsUnixSocketAddress(absl::string_view address) {
   return absl::StartsWith(address, "unix:") || absl::StartsWith(address, "unix-abstract:");
 }
 
+std::string RedisAddress::ToString() const {
+  return absl::StrCat("redis://", host, ":", port, "/", db);
+}
+
+absl::StatusOr<RedisAddress> ParseSessionStoreUrl(absl::string_view url) {
+  const auto bad = [&](absl::string_view why) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("session_store: ", why, " (want redis://HOST:PORT[/DB]), got '", url, "'"));
+  };
+  constexpr absl::string_view kScheme = "redis://";
+  if (!absl::StartsWith(url, kScheme)) return bad("only redis:// is supported");
+  absl::string_view rest = url.substr(kScheme.size());
+  RedisAddress a;
+  if (const size_t slash = rest.find('/'); slash != absl::string_view::npos) {
+    if (!absl::SimpleAtoi(rest.substr(slash + 1), &a.db) || a.db < 0) {
+      return bad("the database must be a number >= 0");
+    }
+    rest = rest.substr(0, slash);
+  }
+  if (const size_t colon = rest.rfind(':'); colon != absl::string_view::npos) {
+    if (!absl::SimpleAtoi(rest.substr(colon + 1), &a.port) || a.port < 1 || a.port > 65535) {
+      return bad("the port must be in [1, 65535]");
+    }
+    rest = rest.substr(0, colon);
+  }
+  if (rest.empty()) return bad("no host");
+  a.host = std::string(rest);
+  return a;
+}
+
 int ServerOptions::GrpcReceiveLimit() const {
   return static_cast<int>(std::min<int64_t>(2 * max_message_bytes, INT32_MAX));
 }
@@ -99,6 +132,9 @@ absl::StatusOr<ServerOptions> OptionsFromConfig(const v1::DaemonConfig& c) {
   if (c.has_session_idle_timeout_s()) o.session_idle_timeout_s = c.session_idle_timeout_s();
   if (c.has_state_dir()) o.state_dir = c.state_dir();
   if (c.has_state_save_interval_s()) o.state_save_interval_s = c.state_save_interval_s();
+  if (c.has_session_store() && !c.session_store().empty()) {
+    LOGSTAR_ASSIGN_OR_RETURN(o.session_store, ParseSessionStoreUrl(c.session_store()));
+  }
   if (c.has_default_queue_capacity()) o.default_queue_capacity = c.default_queue_capacity();
   if (c.has_max_pending_responses()) o.max_pending_responses = c.max_pending_responses();
   if (c.has_shutdown_grace_s()) o.shutdown_grace_s = c.shutdown_grace_s();

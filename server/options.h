@@ -5,6 +5,7 @@
 #define LOGSTAR_SERVER_OPTIONS_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -14,6 +15,18 @@
 #include "logstar/v1/daemon.pb.h"
 
 namespace logstar::server {
+
+// Where --session_store keeps the sessions: a Redis server
+// (redis://HOST:PORT[/DB]; parsed once by ParseSessionStoreUrl).
+struct RedisAddress {
+  std::string host{};
+  int port = 6379;               // 1..65535
+  int db = 0;                    // >= 0
+  std::string ToString() const;  // redis://HOST:PORT/DB, for messages
+};
+// INVALID_ARGUMENT naming session_store unless `url` is
+// redis://HOST[:PORT][/DB].
+absl::StatusOr<RedisAddress> ParseSessionStoreUrl(absl::string_view url);
 
 struct ServerOptions {
   // host:port; port 0 picks a free one (see port_file). Loopback unless
@@ -27,9 +40,12 @@ struct ServerOptions {
   double session_idle_timeout_s = 600.0;  // > 0
   std::string state_dir;                  // empty: sessions live in memory only
   double state_save_interval_s = 5.0;     // > 0; see DaemonConfig
-  uint32_t default_queue_capacity = 2;    // >= 1
-  uint32_t max_pending_responses = 64;    // >= 1
-  double shutdown_grace_s = 30.0;         // >= 0
+  // Sessions shared with other replicas through Redis (DaemonConfig's
+  // session_store); not together with state_dir.
+  std::optional<RedisAddress> session_store{};
+  uint32_t default_queue_capacity = 2;  // >= 1
+  uint32_t max_pending_responses = 64;  // >= 1
+  double shutdown_grace_s = 30.0;       // >= 0
   std::string tls_cert_file;
   std::string tls_key_file;
   std::string tls_client_ca_file;  // mutual TLS; needs the two above

@@ -62,20 +62,32 @@ absl::StatusOr<std::unique_ptr<LogStarServer>> LogStarServer::Start(const Server
   s->memory_ = std::make_unique<MemoryBudget>(
       options.memory_budget_bytes > 0 ? options.memory_budget_bytes : DefaultMemoryBudget());
   s->unary_calls_ = std::make_unique<ConcurrencyLimit>(options.max_unary_calls);
+  SessionManager::Options session_options{.idle_timeout_s = options.session_idle_timeout_s,
+                                          .state_dir = options.state_dir,
+                                          .save_interval_s = options.state_save_interval_s,
+                                          .max_sessions = options.max_sessions,
+                                          .session_store = options.session_store};
+  // Readiness includes the shared store: a replica that cannot reach it
+  // reports NOT_SERVING, and SERVING again when it returns (never after
+  // shutdown began).
+  LogStarServer* const server = s.get();
+  session_options.on_store_health = [server](bool ok) { server->SetStoreHealth(ok); };
   s->sessions_ = std::make_unique<SessionManager>(
-      SessionManager::Options{options.session_idle_timeout_s, options.state_dir,
-                              options.state_save_interval_s, options.max_sessions},
-      SettingsCaps{.max_evaluations = options.max_evaluations,
-                   .max_frame_work = options.max_frame_work,
-                   .max_frame_pixels = options.max_pixels});
+      session_options, SettingsCaps{.max_evaluations = options.max_evaluations,
+                                    .max_frame_work = options.max_frame_work,
+                                    .max_frame_pixels = options.max_pixels});
   LOGSTAR_RETURN_IF_ERROR(s->sessions_->LoadState());
   s->pool_ = std::make_unique<WorkerPool>(options.max_concurrent_frames);
+  // Store calls (loading a session on a miss, saves) wait on the network:
+  // their own threads, so they never wait behind analyses.
+  if (options.session_store.has_value()) s->store_io_ = std::make_unique<WorkerPool>(2);
   LOGSTAR_ASSIGN_OR_RETURN(s->shared_memory_, SharedMemoryRegistry::Create({}));
   LogStarService::Deps deps;
   deps.options = &s->options_;
   deps.sessions = s->sessions_.get();
   deps.context = s->context_.get();
   deps.pool = s->pool_.get();
+  deps.store_io = s->store_io_.get();
   deps.metrics = s->metrics_.get();
   deps.shared_memory = s->shared_memory_.get();
   deps.memory = s->memory_.get();
@@ -106,7 +118,12 @@ absl::StatusOr<std::unique_ptr<LogStarServer>> LogStarServer::Start(const Server
   if (s->server_ == nullptr || s->port_ == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen_address));
   }
-  s->server_->GetHealthCheckService()->SetServingStatus(v1::LogStar::service_full_name(), true);
+  {
+    MutexLock lock(&s->health_mu_);
+    s->serving_ = true;
+    s->server_->GetHealthCheckService()->SetServingStatus(v1::LogStar::service_full_name(),
+                                                          s->store_ok_);
+  }
   if (!options.port_file.empty()) {
     std::ofstream out(options.port_file, std::ios::trunc);
     out << s->port_ << "\n";
@@ -127,10 +144,20 @@ absl::StatusOr<std::unique_ptr<LogStarServer>> LogStarServer::Start(const Server
        {"max_evaluations", options.max_evaluations},
        {"max_frame_work", options.max_frame_work},
        {"state_dir", options.state_dir},
+       {"session_store",
+        options.session_store.has_value() ? options.session_store->ToString() : ""},
        {"metrics_address", options.metrics_address},
        // The port bound, also when metrics_address asked for port 0.
        {"metrics_port", s->metrics_->port()}});
   return s;
+}
+
+void LogStarServer::SetStoreHealth(bool ok) {
+  MutexLock lock(&health_mu_);
+  store_ok_ = ok;
+  if (serving_ && server_ != nullptr) {
+    server_->GetHealthCheckService()->SetServingStatus(v1::LogStar::service_full_name(), ok);
+  }
 }
 
 LogStarServer::~LogStarServer() { Shutdown(); }
@@ -142,7 +169,11 @@ void LogStarServer::Shutdown() {
   if (server_ != nullptr) {
     Log(LogLevel::kInfo, "shutting_down", {{"open_streams", service_->open_streams()}});
     // Load balancers and clients watching health stop sending first.
-    server_->GetHealthCheckService()->SetServingStatus(false);
+    {
+      MutexLock lock(&health_mu_);
+      serving_ = false;
+      server_->GetHealthCheckService()->SetServingStatus(false);
+    }
     if (unix_listener_ != nullptr) unix_listener_->Stop();  // no new connections
     service_->BeginDrain();
     server_->Shutdown(
@@ -155,6 +186,7 @@ void LogStarServer::Shutdown() {
     HappensAfter(watchers_.get());  // the watchers' OnDone (server/watch.cc)
   }
   pool_.reset();  // runs what is still queued (state saves)
+  store_io_.reset();
   if (sessions_ != nullptr) sessions_->PersistAll();
   Log(LogLevel::kInfo, "stopped");
   done_.Notify();

@@ -47,6 +47,10 @@ class LogStarServer {
   void Wait();  // until Shutdown() has finished
 
  private:
+  // The shared session store's reachability (the sweeper reports it): the
+  // analysis service's health follows it while serving.
+  void SetStoreHealth(bool ok);
+
   explicit LogStarServer(const ServerOptions& options) : options_(options) {}
 
   const ServerOptions options_;
@@ -56,8 +60,13 @@ class LogStarServer {
   // Before the sessions, pool and service: reservations end before it does.
   std::unique_ptr<MemoryBudget> memory_;
   std::unique_ptr<ConcurrencyLimit> unary_calls_;
+  // Before the sessions: their sweeper reports the store's health here.
+  Mutex health_mu_;
+  bool serving_ ABSL_GUARDED_BY(health_mu_) = false;  // started, not shutting down
+  bool store_ok_ ABSL_GUARDED_BY(health_mu_) = true;  // no store: always
   std::unique_ptr<SessionManager> sessions_;
   std::unique_ptr<WorkerPool> pool_;
+  std::unique_ptr<WorkerPool> store_io_;  // with a shared session store
   std::unique_ptr<SharedMemoryRegistry> shared_memory_;
   std::unique_ptr<WatchHub> watchers_;
   std::unique_ptr<LogStarService> service_;

@@ -169,9 +169,32 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
       Abort(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "the first request must be open"));
       return;
     }
+    const LogStarService::Deps& deps = service_->deps();
+    if (deps.store_io != nullptr) {
+      // The session may have to be loaded from the shared store: on a
+      // store thread; nothing is read or finished meanwhile (opening_).
+      opening_ = true;
+      Ref();
+      deps.store_io->Submit([this, open = request_.open()] {
+        auto opened = service_->deps().sessions->Open(
+            open.session_id(), open.has_settings() ? &open.settings() : nullptr);
+        {
+          MutexLock lock(&mu_);
+          opening_ = false;
+          if (!abort_.has_value()) FinishOpen(std::move(opened));
+          Pump();
+        }
+        Unref();
+      });
+      return;
+    }
     const v1::OpenSession& open = request_.open();
-    auto opened = service_->deps().sessions->Open(open.session_id(),
-                                                  open.has_settings() ? &open.settings() : nullptr);
+    FinishOpen(
+        deps.sessions->Open(open.session_id(), open.has_settings() ? &open.settings() : nullptr));
+  }
+
+  void FinishOpen(absl::StatusOr<std::pair<std::shared_ptr<Session>, bool>> opened)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (!opened.ok()) {
       Abort(ToGrpcStatus(opened.status()));
       return;
@@ -385,7 +408,8 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
   }
 
   void MaybeRead() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (reading_ || read_closed_ || draining_ || finished_ || abort_.has_value()) return;
+    if (opening_ || reading_ || read_closed_ || draining_ || finished_ || abort_.has_value())
+      return;
     const LogStarService::Deps& deps = service_->deps();
     // Back-pressure: a client that does not read its answers is not read from.
     if (out_.size() >= deps.options->max_pending_responses) return;
@@ -398,7 +422,7 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
   }
 
   void MaybeFinish() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (finished_) return;
+    if (finished_ || opening_) return;
     if (abort_.has_value()) {
       if (running_ || writing_) return;
       FinishStream(*abort_);
@@ -442,6 +466,7 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
   std::deque<Slot> out_ ABSL_GUARDED_BY(mu_);
   uint64_t out_front_ ABSL_GUARDED_BY(mu_) = 0;  // slot number of out_.front()
   bool reading_ ABSL_GUARDED_BY(mu_) = false;
+  bool opening_ ABSL_GUARDED_BY(mu_) = false;  // the open runs on a store thread
   bool read_closed_ ABSL_GUARDED_BY(mu_) = false;
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool running_ ABSL_GUARDED_BY(mu_) = false;
@@ -473,6 +498,21 @@ class AnalyzeFrameReactor final : public grpc::ServerUnaryReactor {
           "the daemon handles ", deps.options->max_unary_calls,
           " AnalyzeFrame calls at once, its max_unary_calls: retry later, or stream the frames"))));
     }
+    if (!request_->frame().session_id().empty() && deps.store_io != nullptr) {
+      // The session may have to be loaded from the shared store.
+      refs_.fetch_add(1, std::memory_order_relaxed);
+      deps.store_io->Submit([this] {
+        Admit();
+        Unref();
+      });
+      return;
+    }
+    Admit();
+  }
+
+  // Finds (or makes) the session, checks the frame and hands it to a worker.
+  void Admit() {
+    const LogStarService::Deps& deps = service_->deps();
     const v1::Frame& frame = request_->frame();
     if (frame.session_id().empty()) {
       // A one-off analysis with its own settings; nothing is kept.
@@ -637,11 +677,12 @@ void LogStarService::CountFailed(Session* session, const absl::Status& status) {
 }
 
 void LogStarService::PersistSoon(std::shared_ptr<Session> session) {
-  if (deps_.options->state_dir.empty()) return;
-  deps_.pool->Submit([sessions = deps_.sessions, session = std::move(session)] {
-    const absl::Status s = sessions->Persist(*session);
-    if (!s.ok()) Log(LogLevel::kError, "persist_failed", {{"why", s.ToString()}});
-  });
+  if (!deps_.sessions->persists()) return;
+  (deps_.store_io != nullptr ? deps_.store_io : deps_.pool)
+      ->Submit([sessions = deps_.sessions, session = std::move(session)] {
+        const absl::Status s = sessions->Persist(*session);
+        if (!s.ok()) Log(LogLevel::kError, "persist_failed", {{"why", s.ToString()}});
+      });
 }
 
 absl::StatusOr<LogStarService::Processed> LogStarService::Process(
@@ -746,12 +787,21 @@ grpc::ServerUnaryReactor* LogStarService::AnalyzeFrame(grpc::CallbackServerConte
 
 // The session RPCs answer inline (no analysis, only the session table): the
 // default reactor, finished with the body's status once the caller is
-// authorised.
+// authorised. With a shared session store the body runs on a store thread
+// (it may load the session from the store).
 template <typename Body>
 grpc::ServerUnaryReactor* LogStarService::AnswerInline(grpc::CallbackServerContext* context,
                                                        Body&& body) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   grpc::Status status = Authorize(context);
+  if (status.ok() && deps_.store_io != nullptr) {
+    // The session may have to be loaded from the shared store: answered
+    // from a store thread (the body captures what it uses by value).
+    deps_.store_io->Submit([reactor, body = std::forward<Body>(body)]() mutable {
+      reactor->Finish(ToGrpcStatus(body()));
+    });
+    return reactor;
+  }
   if (status.ok()) status = ToGrpcStatus(body());
   reactor->Finish(status);
   return reactor;
@@ -790,7 +840,7 @@ absl::StatusOr<SharedMemoryRegistry> LogStarService::RegionsFor(
 grpc::ServerUnaryReactor* LogStarService::UpdateSession(grpc::CallbackServerContext* context,
                                                         const v1::UpdateSessionRequest* request,
                                                         v1::SessionInfo* response) {
-  return AnswerInline(context, [&]() -> absl::Status {
+  return AnswerInline(context, [=, this]() -> absl::Status {
     LOGSTAR_ASSIGN_OR_RETURN(std::shared_ptr<Session> session,
                              deps_.sessions->Find(request->session_id()));
     if (request->has_settings()) {
@@ -811,7 +861,7 @@ grpc::ServerUnaryReactor* LogStarService::UpdateSession(grpc::CallbackServerCont
 grpc::ServerUnaryReactor* LogStarService::GetSession(grpc::CallbackServerContext* context,
                                                      const v1::GetSessionRequest* request,
                                                      v1::SessionInfo* response) {
-  return AnswerInline(context, [&]() -> absl::Status {
+  return AnswerInline(context, [=, this]() -> absl::Status {
     LOGSTAR_ASSIGN_OR_RETURN(std::shared_ptr<Session> session,
                              deps_.sessions->Find(request->session_id()));
     *response = session->Info(request->include_cache(), deps_.options->session_idle_timeout_s);
@@ -822,7 +872,7 @@ grpc::ServerUnaryReactor* LogStarService::GetSession(grpc::CallbackServerContext
 grpc::ServerUnaryReactor* LogStarService::ResetSession(grpc::CallbackServerContext* context,
                                                        const v1::ResetSessionRequest* request,
                                                        v1::SessionInfo* response) {
-  return AnswerInline(context, [&]() -> absl::Status {
+  return AnswerInline(context, [=, this]() -> absl::Status {
     LOGSTAR_ASSIGN_OR_RETURN(std::shared_ptr<Session> session,
                              deps_.sessions->Find(request->session_id()));
     if (request->delete_session()) {
@@ -841,7 +891,7 @@ grpc::ServerUnaryReactor* LogStarService::ResetSession(grpc::CallbackServerConte
 grpc::ServerUnaryReactor* LogStarService::ListSessions(grpc::CallbackServerContext* context,
                                                        const v1::ListSessionsRequest* request,
                                                        v1::ListSessionsResponse* response) {
-  return AnswerInline(context, [&]() -> absl::Status {
+  return AnswerInline(context, [=, this]() -> absl::Status {
     for (v1::SessionInfo& info : deps_.sessions->List(request->include_settings())) {
       *response->add_sessions() = std::move(info);
     }
@@ -852,7 +902,7 @@ grpc::ServerUnaryReactor* LogStarService::ListSessions(grpc::CallbackServerConte
 grpc::ServerUnaryReactor* LogStarService::RegisterSharedMemory(
     grpc::CallbackServerContext* context, const v1::RegisterSharedMemoryRequest* request,
     v1::SharedMemoryRegion* response) {
-  return AnswerInline(context, [&]() -> absl::Status {
+  return AnswerInline(context, [=, this]() -> absl::Status {
     // Who calls (a read of the kernel's socket tables, quick) and, on the
     // object opened without blocking, whether they may read it.
     LOGSTAR_ASSIGN_OR_RETURN(SharedMemoryRegistry regions, RegionsFor(context));
@@ -873,7 +923,7 @@ grpc::ServerUnaryReactor* LogStarService::RegisterSharedMemory(
 grpc::ServerUnaryReactor* LogStarService::UnregisterSharedMemory(
     grpc::CallbackServerContext* context, const v1::UnregisterSharedMemoryRequest* request,
     v1::UnregisterSharedMemoryResponse* /*response*/) {
-  return AnswerInline(context, [&]() -> absl::Status {
+  return AnswerInline(context, [=, this]() -> absl::Status {
     LOGSTAR_ASSIGN_OR_RETURN(SharedMemoryRegistry regions, RegionsFor(context));
     LOGSTAR_RETURN_IF_ERROR(regions.Unregister(request->region()));
     Log(LogLevel::kInfo, "shared_memory_unregistered", {{"region", request->region()}});
@@ -884,7 +934,7 @@ grpc::ServerUnaryReactor* LogStarService::UnregisterSharedMemory(
 grpc::ServerUnaryReactor* LogStarService::ListSharedMemory(
     grpc::CallbackServerContext* context, const v1::ListSharedMemoryRequest* /*request*/,
     v1::ListSharedMemoryResponse* response) {
-  return AnswerInline(context, [&]() -> absl::Status {
+  return AnswerInline(context, [=, this]() -> absl::Status {
     LOGSTAR_ASSIGN_OR_RETURN(SharedMemoryRegistry regions, RegionsFor(context));
     for (const SharedMemoryRegistry::RegionInfo& r : regions.List()) {
       v1::SharedMemoryRegion* out = response->add_regions();

@@ -57,6 +57,10 @@ class LogStarService final : public v1::LogStar::CallbackService {
     SessionManager* sessions = nullptr;
     ExecutionContext* context = nullptr;
     WorkerPool* pool = nullptr;
+    // With a shared session store (sessions->shared()): the threads that
+    // wait on it — a call for a session this replica does not hold loads it
+    // there, never in a reaction — and that save sessions. Null otherwise.
+    WorkerPool* store_io = nullptr;
     Metrics* metrics = nullptr;
     SharedMemoryRegistry* shared_memory = nullptr;
     MemoryBudget* memory = nullptr;           // frames' messages and analyses
@@ -147,7 +151,7 @@ class LogStarService final : public v1::LogStar::CallbackService {
   void Publish(const Session& session, const ForWatchers& watched);
   void CountDropped(Session* session);
   void CountFailed(Session* session, const absl::Status& status);
-  // Saves the session on a worker (file I/O never runs in a reaction).
+  // Saves the session on a worker (file and store I/O never run in a reaction).
   void PersistSoon(std::shared_ptr<Session> session);
 
  private:

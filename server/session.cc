@@ -21,7 +21,6 @@ namespace logstar::server {
 namespace {
 
 constexpr uint32_t kStateVersion = 1;
-constexpr char kStateSuffix[] = ".session.pb";
 
 using google::protobuf::util::MessageDifferencer;
 
@@ -61,9 +60,9 @@ absl::StatusOr<std::unique_ptr<Session>> ReadStateFile(const std::string& path,
   LOGSTAR_ASSIGN_OR_RETURN(std::unique_ptr<Session> session,
                            Session::FromState(state, caps, absl::Now()));
   const std::string name = std::filesystem::path(path).filename().string();
-  if (name != session->id() + kStateSuffix) {
+  if (name != StateFileName(session->id())) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "holds session ", session->id(), ", so it must be named ", session->id(), kStateSuffix));
+        "holds session ", session->id(), ", so it must be named ", StateFileName(session->id())));
   }
   return session;
 }
@@ -372,6 +371,16 @@ void Session::MarkSaved(uint64_t generation) {
   saved_generation_ = std::max(saved_generation_, generation);
 }
 
+uint64_t Session::store_version() const {
+  MutexLock lock(&mu_);
+  return store_version_;
+}
+
+void Session::set_store_version(uint64_t version) {
+  MutexLock lock(&mu_);
+  store_version_ = version;
+}
+
 void Session::Touch(absl::Time now) {
   MutexLock lock(&mu_);
   last_active_ = std::max(last_active_, now);
@@ -507,6 +516,14 @@ absl::StatusOr<std::unique_ptr<Session>> Session::FromState(const v1::SessionSta
 
 SessionManager::SessionManager(const Options& options, const SettingsCaps& caps)
     : options_(options), caps_(caps) {
+  if (options_.session_store.has_value()) {
+    // Kept twice the idle timeout after its last save: a session nobody
+    // used for that long is gone on every replica.
+    store_ = NewRedisSessionStore(*options_.session_store,
+                                  {.ttl = absl::Seconds(2 * options_.idle_timeout_s)});
+  } else if (!options_.state_dir.empty()) {
+    store_ = NewDirectorySessionStore(options_.state_dir);
+  }
   sweeper_ = std::thread([this] { Sweep(); });
 }
 
@@ -533,6 +550,7 @@ void SessionManager::Sweep() {
       if (stopping_) return;
     }
     const absl::Time now = absl::Now();
+    CheckStore();
     ExpireIdle(now);
     if (now - last_save >= save_interval) {
       PersistChanged();
@@ -556,10 +574,76 @@ absl::Status SessionManager::ValidateId(const std::string& id) {
 }
 
 std::string SessionManager::PathFor(const std::string& id) const {
-  return (std::filesystem::path(options_.state_dir) / (id + kStateSuffix)).string();
+  return (std::filesystem::path(options_.state_dir) / StateFileName(id)).string();
+}
+
+void SessionManager::CheckStore() {
+  if (!shared()) return;
+  const absl::Status s = store_->Check();
+  bool changed = false;
+  {
+    MutexLock lock(&mu_);
+    changed = store_ok_ != s.ok();
+    store_ok_ = s.ok();
+  }
+  if (!changed) return;
+  Log(s.ok() ? LogLevel::kInfo : LogLevel::kError, s.ok() ? "store_ready" : "store_unavailable",
+      {{"session_store", store_->name()}, {"why", s.ToString()}});
+  if (options_.on_store_health) options_.on_store_health(s.ok());
+}
+
+absl::Status SessionManager::RefreshFromStore(const std::string& id) {
+  if (!shared()) return absl::OkStatus();
+  absl::StatusOr<SessionStore::Stored> stored = store_->Load(id);
+  std::shared_ptr<Session> held;
+  {
+    MutexLock lock(&mu_);
+    if (auto it = sessions_.find(id); it != sessions_.end()) held = it->second;
+  }
+  if (absl::IsNotFound(stored.status())) return absl::OkStatus();  // new, or held only here
+  if (!stored.ok()) {
+    // Held here: this replica's copy serves (affinity keeps a session on one
+    // replica); saves catch up when the store returns.
+    if (held != nullptr) return absl::OkStatus();
+    return absl::UnavailableError(absl::StrCat("session ", id, ": ", stored.status().message()));
+  }
+  if (held != nullptr && held->store_version() >= stored->version) return absl::OkStatus();
+  if (held != nullptr && held->attached() > 0) {
+    // Another stream of this replica is using it: never swapped under it.
+    Log(LogLevel::kWarning, "store_newer_while_attached",
+        {{"session", id}, {"held", held->store_version()}, {"stored", stored->version}});
+    return absl::OkStatus();
+  }
+  v1::SessionState state;
+  if (!state.ParseFromString(stored->bytes)) {
+    return absl::DataLossError(
+        absl::StrCat("session ", id, " in ", store_->name(), " is not a SessionState message"));
+  }
+  LOGSTAR_ASSIGN_OR_RETURN(std::unique_ptr<Session> loaded,
+                           Session::FromState(state, caps_, absl::Now()));
+  if (loaded->id() != id) {
+    return absl::DataLossError(
+        absl::StrCat("session ", id, " in ", store_->name(), " holds session ", loaded->id()));
+  }
+  loaded->set_store_version(stored->version);
+  MutexLock lock(&mu_);
+  if (held == nullptr && static_cast<int>(sessions_.size()) >= options_.max_sessions) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("the daemon holds ", sessions_.size(), " sessions, its max_sessions"));
+  }
+  sessions_[id] = std::move(loaded);
+  Log(LogLevel::kInfo, "session_loaded",
+      {{"session", id}, {"version", stored->version}, {"session_store", store_->name()}});
+  return absl::OkStatus();
 }
 
 absl::Status SessionManager::LoadState() {
+  if (shared()) {
+    // Sessions load when asked for; a store down at start is reported (the
+    // daemon starts not ready) and retried by the sweeper.
+    CheckStore();
+    return absl::OkStatus();
+  }
   if (options_.state_dir.empty()) return absl::OkStatus();
   std::error_code ec;
   std::filesystem::create_directories(options_.state_dir, ec);
@@ -570,7 +654,7 @@ absl::Status SessionManager::LoadState() {
   int loaded = 0;
   for (const auto& entry : std::filesystem::directory_iterator(options_.state_dir, ec)) {
     const std::string path = entry.path().string();
-    if (!absl::EndsWith(path, kStateSuffix)) continue;
+    if (!absl::EndsWith(path, StateFileName(""))) continue;
     absl::StatusOr<std::unique_ptr<Session>> s = ReadStateFile(path, caps_);
     if (!s.ok()) {
       // Set aside with the reason, so it is reported once, not at every start.
@@ -604,6 +688,7 @@ absl::StatusOr<std::pair<std::shared_ptr<Session>, bool>> SessionManager::Open(
   std::string id = requested;
   if (!id.empty()) {
     LOGSTAR_RETURN_IF_ERROR(ValidateId(id));
+    LOGSTAR_RETURN_IF_ERROR(RefreshFromStore(id));
     std::shared_ptr<Session> existing;
     {
       MutexLock lock(&mu_);
@@ -641,6 +726,7 @@ absl::StatusOr<std::pair<std::shared_ptr<Session>, bool>> SessionManager::Open(
 
 absl::StatusOr<std::shared_ptr<Session>> SessionManager::Find(const std::string& id) {
   LOGSTAR_RETURN_IF_ERROR(ValidateId(id));
+  LOGSTAR_RETURN_IF_ERROR(RefreshFromStore(id));
   MutexLock lock(&mu_);
   auto it = sessions_.find(id);
   if (it == sessions_.end()) return absl::NotFoundError(absl::StrCat("no session ", id));
@@ -652,10 +738,9 @@ absl::Status SessionManager::Remove(const std::string& id) {
     MutexLock lock(&mu_);
     if (sessions_.erase(id) == 0) return absl::NotFoundError(absl::StrCat("no session ", id));
   }
-  if (!options_.state_dir.empty()) {
+  if (store_ != nullptr) {
     MutexLock lock(&persist_mu_);
-    std::error_code ec;
-    std::filesystem::remove(PathFor(id), ec);
+    return store_->Remove(id);
   }
   return absl::OkStatus();
 }
@@ -682,7 +767,7 @@ std::vector<v1::SessionInfo> SessionManager::List(bool include_settings) const {
 }
 
 absl::Status SessionManager::Persist(Session& session) {
-  if (options_.state_dir.empty()) return absl::OkStatus();
+  if (store_ == nullptr) return absl::OkStatus();
   MutexLock lock(&persist_mu_);
   {
     // A session removed meanwhile must not come back as a file.
@@ -694,8 +779,31 @@ absl::Status SessionManager::Persist(Session& session) {
   // landing in between are saved now and once more later, never lost.
   const uint64_t generation = session.generation();
   const v1::SessionState state = session.State();
-  LOGSTAR_RETURN_IF_ERROR(WriteFileAtomically(PathFor(session.id()), state.SerializeAsString()));
+  const std::string bytes = state.SerializeAsString();
+  uint64_t version = session.store_version() + 1;
+  LOGSTAR_ASSIGN_OR_RETURN(bool written, store_->Save(session.id(), version, bytes));
+  if (!written && session.attached() > 0) {
+    // A stream here uses it, so this copy is the current one: the newer
+    // version is another replica's last save as it let the session go (a
+    // drain's final save). Saved above it.
+    LOGSTAR_ASSIGN_OR_RETURN(const SessionStore::Stored held, store_->Load(session.id()));
+    version = held.version + 1;
+    LOGSTAR_ASSIGN_OR_RETURN(written, store_->Save(session.id(), version, bytes));
+  }
   session.MarkSaved(generation);
+  if (written) {
+    session.set_store_version(version);
+    return absl::OkStatus();
+  }
+  // Another replica saved a newer state and no stream uses this copy: it is
+  // stale. Forgotten, so that the next call here loads the newer one.
+  Log(LogLevel::kWarning, "state_superseded",
+      {{"session", session.id()}, {"version", version}, {"session_store", store_->name()}});
+  MutexLock map_lock(&mu_);
+  auto it = sessions_.find(session.id());
+  if (it != sessions_.end() && it->second.get() == &session && session.attached() == 0) {
+    sessions_.erase(it);
+  }
   return absl::OkStatus();
 }
 
@@ -704,7 +812,7 @@ void SessionManager::PersistAll() { PersistWhere(/*changed_only=*/false); }
 void SessionManager::PersistChanged() { PersistWhere(/*changed_only=*/true); }
 
 void SessionManager::PersistWhere(bool changed_only) {
-  if (options_.state_dir.empty()) return;
+  if (store_ == nullptr) return;
   std::vector<std::shared_ptr<Session>> all;
   {
     MutexLock lock(&mu_);
@@ -733,10 +841,11 @@ void SessionManager::ExpireIdle(absl::Time now) {
     }
   }
   for (const std::string& id : expired) {
-    if (!options_.state_dir.empty()) {
+    // A shared store keeps it (another replica may serve it now; the store
+    // lets it expire by itself).
+    if (store_ != nullptr && !shared()) {
       MutexLock lock(&persist_mu_);
-      std::error_code ec;
-      std::filesystem::remove(PathFor(id), ec);
+      (void)store_->Remove(id);
     }
     Log(LogLevel::kInfo, "session_expired", {{"session", id}});
   }

@@ -22,6 +22,7 @@
 
 #include <atomic>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -44,6 +45,7 @@
 #include "logstar/v1/session.pb.h"
 #include "server/convert.h"
 #include "server/session_config.h"
+#include "server/session_store.h"
 
 namespace logstar::server {
 
@@ -96,6 +98,11 @@ class Session {
   uint64_t generation() const;
   bool SavedSince(uint64_t generation) const;
   void MarkSaved(uint64_t generation);
+  // The version of this session's state in the session store: the one it
+  // was loaded at (0 for a new session), then the last one saved. A shared
+  // store refuses a save whose version is not above what it holds.
+  uint64_t store_version() const;
+  void set_store_version(uint64_t version);
 
   void Touch(absl::Time now);
   absl::Time last_active() const;
@@ -157,6 +164,7 @@ class Session {
   int attached_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t saved_generation_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t store_version_ ABSL_GUARDED_BY(mu_) = 0;
   std::deque<v1::OperatorPick> picks_ ABSL_GUARDED_BY(mu_);  // oldest first
 };
 
@@ -171,10 +179,26 @@ class SessionManager {
     // Sessions held at most; opening a new one beyond is RESOURCE_EXHAUSTED
     // (sessions restored from the state directory all load).
     int max_sessions = 1000;
+    // Issue 20: sessions shared with other replicas in Redis (not together
+    // with state_dir). A session asked for (Open, Find) is then first
+    // looked up in the store: loaded when this manager does not hold it, or
+    // holds an older version of it (and no stream is attached to it).
+    // Idle expiry only forgets a session here; the store keeps it for
+    // idle_timeout_s after its last save.
+    std::optional<RedisAddress> session_store{};
+    // Called from the sweeper when the shared store becomes reachable
+    // (true) or not (false), and once at LoadState; for readiness.
+    std::function<void(bool)> on_store_health{};
   };
   // `caps`: what a session's settings may ask for.
   explicit SessionManager(const Options& options, const SettingsCaps& caps = {});
   ~SessionManager();  // stops the sweeper; does not save (PersistAll does)
+
+  // With a shared store: whether Open and Find may block on it (then they
+  // must run off gRPC's reactions, server/service.h).
+  bool shared() const { return options_.session_store.has_value(); }
+  // Whether sessions are saved anywhere (Persist is a no-op otherwise).
+  bool persists() const { return store_ != nullptr; }
 
   // Reads every session in the state directory (none without one), never
   // blocking on an entry (server/files.h). A file it cannot use (unreadable,
@@ -201,7 +225,12 @@ class SessionManager {
   // read.
   std::vector<v1::SessionInfo> List(bool include_settings) const;
 
-  // Saves a session to the state directory (no-op without one).
+  // Saves a session to the state directory or the shared store (no-op
+  // without either). A shared store that holds a newer version of it (the
+  // session moved to another replica meanwhile) keeps it and this manager
+  // forgets its copy, unless a stream here is attached to it: this copy is
+  // then the current one and is saved above the stored version.
+  // UNAVAILABLE naming the store when it cannot be reached.
   absl::Status Persist(Session& session);
   void PersistAll();
   // Saves the sessions whose counters moved since their last save (the
@@ -214,6 +243,12 @@ class SessionManager {
 
  private:
   std::string PathFor(const std::string& id) const;
+  // With a shared store: loads `id` from it unless this manager holds that
+  // version or a newer one (see Options::session_store). UNAVAILABLE naming
+  // the store when it cannot be reached and the session is not held here.
+  absl::Status RefreshFromStore(const std::string& id);
+  // With a shared store: checks it and reports changes (on_store_health).
+  void CheckStore();
   void PersistWhere(bool changed_only);
   void Sweep();
 
@@ -222,8 +257,10 @@ class SessionManager {
   mutable Mutex mu_;
   std::map<std::string, std::shared_ptr<Session>> sessions_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  CondVar stop_;      // signalled when stopping_ is set
-  Mutex persist_mu_;  // one writer of state files at a time
+  CondVar stop_;                                       // signalled when stopping_ is set
+  Mutex persist_mu_;                                   // one writer of state files at a time
+  std::unique_ptr<SessionStore> store_;                // null: sessions live in memory only
+  std::optional<bool> store_ok_ ABSL_GUARDED_BY(mu_);  // the last check (shared store)
   std::thread sweeper_;
 };
 

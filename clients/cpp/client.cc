@@ -8,6 +8,7 @@
 
 #include <grpcpp/generic/generic_stub.h>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "clients/cpp/shared_memory.h"
 
@@ -20,11 +21,20 @@ absl::Status FromGrpc(const grpc::Status& status, const std::string& address,
                       absl::string_view what) {
   if (status.ok()) return absl::OkStatus();
   std::string message = status.error_message();
+  auto code = static_cast<absl::StatusCode>(status.error_code());
   if (status.error_code() == grpc::StatusCode::UNAVAILABLE && message.empty()) {
     message = "the server is unavailable";
   }
-  return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
-                      absl::StrCat("logstard at ", address, ": ", what, ": ", message));
+  // A proxy in front of the daemons (nginx, Envoy: docs/scale-out.md)
+  // resets the stream (HTTP/2 RST_STREAM, which gRPC reports as INTERNAL)
+  // when the replica behind it goes away: for the client that is the
+  // server going away, UNAVAILABLE, which a ReconnectingStream retries.
+  if (status.error_code() == grpc::StatusCode::INTERNAL &&
+      absl::StrContains(message, "RST_STREAM")) {
+    code = absl::StatusCode::kUnavailable;
+    message += " (the connection to the daemon behind the proxy broke)";
+  }
+  return absl::Status(code, absl::StrCat("logstard at ", address, ": ", what, ": ", message));
 }
 
 absl::StatusOr<std::string> ReadPem(const std::string& path, const char* field) {
@@ -142,9 +152,11 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const ClientOptions& opt
   return client;
 }
 
-void Client::Prepare(grpc::ClientContext* context, double timeout_s) const {
+void Client::Prepare(grpc::ClientContext* context, double timeout_s,
+                     const std::string& session_id) const {
   if (timeout_s > 0) context->set_deadline(After(timeout_s));
   if (!options_.token.empty()) context->AddMetadata("authorization", "Bearer " + options_.token);
+  if (!session_id.empty()) context->AddMetadata(kSessionMetadataKey, session_id);
 }
 
 absl::Status Client::ToStatus(const grpc::Status& status, const char* what) const {
@@ -196,7 +208,7 @@ absl::StatusOr<ServingStatus> Client::Health(const std::string& service) {
 absl::StatusOr<std::unique_ptr<Stream>> Client::OpenStream(const StreamOptions& options) {
   if (absl::Status s = options.Validate(); !s.ok()) return s;
   std::unique_ptr<Stream> stream(new Stream(options_.address, options.max_in_flight));
-  Prepare(&stream->context_, options.deadline_s);
+  Prepare(&stream->context_, options.deadline_s, options.session_id);
   stream->rpc_ = stub_->Stream(&stream->context_);
   v1::StreamRequest open;
   open.mutable_open()->set_session_id(options.session_id);
@@ -230,7 +242,7 @@ absl::StatusOr<v1::FrameResult> Client::AnalyzeFrame(const v1::Frame& frame,
   *request.mutable_frame() = frame;
   if (settings != nullptr) *request.mutable_settings() = *settings;
   grpc::ClientContext context;
-  Prepare(&context, options_.rpc_timeout_s);
+  Prepare(&context, options_.rpc_timeout_s, frame.session_id());
   v1::FrameResult result;
   if (absl::Status s = ToStatus(stub_->AnalyzeFrame(&context, request, &result), "AnalyzeFrame");
       !s.ok()) {
@@ -241,7 +253,7 @@ absl::StatusOr<v1::FrameResult> Client::AnalyzeFrame(const v1::Frame& frame,
 
 absl::StatusOr<v1::SessionInfo> Client::UpdateSession(const v1::UpdateSessionRequest& request) {
   grpc::ClientContext context;
-  Prepare(&context, options_.rpc_timeout_s);
+  Prepare(&context, options_.rpc_timeout_s, request.session_id());
   v1::SessionInfo info;
   if (absl::Status s = ToStatus(stub_->UpdateSession(&context, request, &info), "UpdateSession");
       !s.ok()) {
@@ -256,7 +268,7 @@ absl::StatusOr<v1::SessionInfo> Client::GetSession(const std::string& session_id
   request.set_session_id(session_id);
   request.set_include_cache(include_cache);
   grpc::ClientContext context;
-  Prepare(&context, options_.rpc_timeout_s);
+  Prepare(&context, options_.rpc_timeout_s, session_id);
   v1::SessionInfo info;
   if (absl::Status s = ToStatus(stub_->GetSession(&context, request, &info), "GetSession");
       !s.ok()) {
@@ -271,7 +283,7 @@ absl::StatusOr<v1::SessionInfo> Client::ResetSession(const std::string& session_
   request.set_session_id(session_id);
   request.set_delete_session(delete_session);
   grpc::ClientContext context;
-  Prepare(&context, options_.rpc_timeout_s);
+  Prepare(&context, options_.rpc_timeout_s, session_id);
   v1::SessionInfo info;
   if (absl::Status s = ToStatus(stub_->ResetSession(&context, request, &info), "ResetSession");
       !s.ok()) {
@@ -344,7 +356,7 @@ absl::StatusOr<std::unique_ptr<Watcher>> Client::Watch(const WatchOptions& optio
     return absl::InvalidArgumentError("watch: give either session_id or all_sessions");
   }
   std::unique_ptr<Watcher> watcher(new Watcher(options_.address));
-  Prepare(&watcher->context_, 0.0);  // no deadline: it runs until cancelled
+  Prepare(&watcher->context_, 0.0, options.session_id);  // no deadline: it runs until cancelled
   v1::WatchRequest request;
   request.set_session_id(options.session_id);
   request.set_all_sessions(options.all_sessions);

@@ -191,6 +191,14 @@ class Watcher {
 // (FrameResult.warnings). In C++ the proto field is auto_() (a keyword).
 v1::PhysicsPrior AutoPrior(double pixel_size_angstrom = 0.0);
 
+// The gRPC metadata key that carries a session's id on every RPC of that
+// session (Stream with a session id, AnalyzeFrame with frame.session_id,
+// UpdateSession, GetSession, ResetSession, Watch of one session): a proxy
+// in front of several daemons routes by it, so that a session's calls reach
+// the replica that holds it (docs/scale-out.md). A stream opened without an
+// id (the server picks it) carries none.
+inline constexpr char kSessionMetadataKey[] = "x-logstar-session";
+
 enum class ServingStatus { kUnknown = 0, kServing = 1, kNotServing = 2, kServiceUnknown = 3 };
 const char* ServingStatusName(ServingStatus s);
 
@@ -252,7 +260,10 @@ class Client {
 
  private:
   explicit Client(const ClientOptions& options) : options_(options) {}
-  void Prepare(grpc::ClientContext* context, double timeout_s) const;
+  // The deadline, the bearer token and, for an RPC of a session, its id as
+  // kSessionMetadataKey (empty: none).
+  void Prepare(grpc::ClientContext* context, double timeout_s,
+               const std::string& session_id = {}) const;
   absl::Status ToStatus(const grpc::Status& status, const char* what) const;
 
   const ClientOptions options_;

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the four load and fault scripts one after another (about 5-8 min on
+# Runs the five load and fault scripts one after another (about 5-8 min on
 # 2 cores) and prints one PASS/FAIL line per script; exits non-zero if any
 # failed.
 #   tests/load/run_all.sh [BUILD_DIR]
@@ -7,7 +7,7 @@ set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 declare -a summary=()
 rc=0
-for script in concurrent client_killed daemon_restart soak; do
+for script in concurrent client_killed daemon_restart soak scale_out; do
   echo "=== ${script}"
   bash "${here}/${script}.sh" "$@"
   s=$?

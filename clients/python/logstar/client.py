@@ -369,6 +369,11 @@ class Watch:
         self._call.cancel()
 
 
+# The gRPC metadata key that carries a session's id on every RPC of that
+# session (as the C++ client's kSessionMetadataKey).
+SESSION_METADATA_KEY = "x-logstar-session"
+
+
 class Client:
     """A connection to logstard.
 
@@ -417,6 +422,14 @@ class Client:
             request_serializer=lambda b: b, response_deserializer=lambda b: b)
 
     # -- plumbing
+    def _session_metadata(self, session_id: str) -> Tuple[Tuple[str, str], ...]:
+        # Every RPC of a session carries its id, so that a proxy in front of
+        # several daemons routes the session to the replica that holds it
+        # (docs/scale-out.md); without an id (the server picks one) none.
+        if not session_id:
+            return self._metadata
+        return self._metadata + ((SESSION_METADATA_KEY, session_id),)
+
     def _wait_ready(self, timeout: float) -> bool:
         """Whether the channel connects within ``timeout`` seconds."""
         try:
@@ -501,7 +514,8 @@ class Client:
         # resumes) the session, answers `opened` and ends the stream.
         try:
             call = self._stub.Stream(iter([service_pb2.StreamRequest(open=open_)]),
-                                     metadata=self._metadata, timeout=30)
+                                     metadata=self._session_metadata(open_.session_id),
+                                     timeout=30)
             responses = list(call)
         except grpc.RpcError as e:
             raise self._error(e, "opening the session") from None
@@ -558,7 +572,7 @@ class Client:
             raise ValueError("watch: give either session_id or all_sessions=True")
         request = service_pb2.WatchRequest(session_id=session_id or "",
                                            all_sessions=all_sessions, include_preview=preview)
-        call = self._stub.Watch(request, metadata=self._metadata)
+        call = self._stub.Watch(request, metadata=self._session_metadata(session_id or ""))
         # The daemon sends its headers once the watcher is attached: every
         # frame analysed after this returns is seen.
         call.initial_metadata()
@@ -684,8 +698,8 @@ class Session:
         request.frame.session_id = self.id
         _frames.now_timestamp(request.frame.send_time)
         try:
-            result = self._client._stub.AnalyzeFrame(request, metadata=self._client._metadata,
-                                                     timeout=timeout)
+            result = self._client._stub.AnalyzeFrame(
+                request, metadata=self._client._session_metadata(self.id), timeout=timeout)
         except grpc.RpcError as e:
             raise self._client._error(e, f"analyze (session {self.id})", InvalidFrame) from None
         return Result(result, tag)
@@ -716,7 +730,8 @@ class Session:
         for window, index in choices:
             request.choices.add(window=window, front_index=index)
         try:
-            info = self._client._stub.UpdateSession(request, metadata=self._client._metadata)
+            info = self._client._stub.UpdateSession(
+                request, metadata=self._client._session_metadata(self.id))
         except grpc.RpcError as e:
             raise self._client._error(e, f"update session {self.id}") from None
         self._info = info
@@ -727,7 +742,7 @@ class Session:
         try:
             info = self._client._stub.GetSession(
                 service_pb2.GetSessionRequest(session_id=self.id, include_cache=include_cache),
-                metadata=self._client._metadata)
+                metadata=self._client._session_metadata(self.id))
         except grpc.RpcError as e:
             raise self._client._error(e, f"session {self.id}") from None
         self._info = info
@@ -738,6 +753,6 @@ class Session:
         try:
             return self._client._stub.ResetSession(
                 service_pb2.ResetSessionRequest(session_id=self.id, delete_session=delete),
-                metadata=self._client._metadata)
+                metadata=self._client._session_metadata(self.id))
         except grpc.RpcError as e:
             raise self._client._error(e, f"reset session {self.id}") from None

@@ -41,6 +41,17 @@ _MAX_BACKOFF_S = 2.0
 _END = object()  # no more frames from the caller
 
 
+def _connection_lost(e: grpc.RpcError) -> bool:
+    """Whether the daemon went away: UNAVAILABLE, or a proxy in front of the
+    replicas (nginx, Envoy: docs/scale-out.md) resetting the stream when the
+    replica behind it died (HTTP/2 RST_STREAM, which gRPC reports as
+    INTERNAL)."""
+    code = e.code()
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return True
+    return code == grpc.StatusCode.INTERNAL and "RST_STREAM" in (e.details() or "")
+
+
 @dataclasses.dataclass
 class StreamStats:
     """What a stream's connections went through: ``reconnects`` (streams
@@ -198,7 +209,8 @@ class Streamer:
             with self.lock:
                 generation = self.generation
             self.call = self.client._stub.Stream(self.requests(generation, open_),
-                                                 metadata=self.client._metadata,
+                                                 metadata=self.client._session_metadata(
+                                                     self.session.id),
                                                  timeout=self.timeout)
             try:
                 for response in self.call:
@@ -247,7 +259,7 @@ class Streamer:
 
     # -- reconnecting (the caller's thread)
     def _may_reconnect(self, e: grpc.RpcError) -> bool:
-        return self.reconnect > 0 and self.opened and e.code() == grpc.StatusCode.UNAVAILABLE
+        return self.reconnect > 0 and self.opened and _connection_lost(e)
 
     def _next_connection(self, outage: float) -> service_pb2.OpenSession:
         """Prepares the next attempt: once the daemon answers, the ring is

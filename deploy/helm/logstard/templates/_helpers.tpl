@@ -26,3 +26,8 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- define "logstard.claimName" -}}
 {{- .Values.persistence.existingClaim | default (printf "%s-state" (include "logstard.fullname" .)) -}}
 {{- end -}}
+
+{{/* The session store's URL with scaleOut: the given one, or the chart's Redis. */}}
+{{- define "logstard.sessionStore" -}}
+{{- .Values.scaleOut.sessionStore | default (printf "redis://%s-redis:%v/0" (include "logstard.fullname" .) .Values.scaleOut.redis.port) -}}
+{{- end -}}
