@@ -56,21 +56,13 @@ class JsonOut {
   }
   // Exactly: the shortest text that reads back to `v`.
   void Double(double v) {
-    Separate();
-    if (!std::isfinite(v)) {
-      out_.append("null");
-      return;
-    }
+    if (!Finite(v)) return;
     char buf[32];
     out_.append(buf, std::to_chars(buf, buf + sizeof buf, v).ptr);
   }
   // A length in px to 0.01 px, without trailing zeros.
   void Px(double v) {
-    Separate();
-    if (!std::isfinite(v)) {
-      out_.append("null");
-      return;
-    }
+    if (!Finite(v)) return;
     char buf[48];
     char* end = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::fixed, 2).ptr;
     while (end[-1] == '0') --end;
@@ -97,6 +89,14 @@ class JsonOut {
   }
 
  private:
+  // Separates, and writes null for NaN and infinities (not JSON). Returns
+  // whether `v` is finite, for the caller to write.
+  bool Finite(double v) {
+    Separate();
+    if (std::isfinite(v)) return true;
+    out_.append("null");
+    return false;
+  }
   void Separate() {
     if (!first_) out_.push_back(',');
     first_ = false;
