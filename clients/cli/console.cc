@@ -526,7 +526,7 @@ class Console {
   const std::string host_;
   int port_;
   const bool allow_remote_;
-  const double max_rate_hz_;  // events per second per page; 0: every result
+  const double max_rate_hz_;  // events per second per watched session; 0: every result
   httplib::Server server_;
   Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
