@@ -12,12 +12,20 @@
 //   GET  /console.js, .css      its script and style
 //   GET  /api/sessions          ListSessions as JSON
 //   GET  /api/session?id=ID     GetSession (counters, settings, picks) as JSON
-//   GET  /api/events?session=ID server-sent events, one Watch call each:
-//                               `result` events {skipped, preview_scale, png, result}
-//                               and an `ended` event {error} when the watch ends
+//   GET  /api/events?session=ID server-sent events: `watching` once attached,
+//                               `result` events {preview_scale, png, result,
+//                               skipped} and an `ended` event {error} when the
+//                               watch ends; comments as keep-alives
 //   POST /api/choose            session, window, front_index: UpdateSession
 //                               with one FrontChoice; answers GetSession's JSON
-// JSON is protobuf's JSON mapping with the proto field names.
+// Answers are protobuf's JSON mapping with the proto field names, except
+// the result events' `result`: what the page draws (console_json.h).
+//
+// Cost on the daemon's machine (issue 18, item 4): one Watch call per
+// watched session, whatever the number of pages open on it, read at most
+// --max-rate times a second; each answer read is made into its event once
+// (console_json.h) and shared by those pages. The watch is cancelled when
+// the session's last page closes, so an idle console costs nothing.
 //
 // Security: listens on loopback unless --allow-remote; with a daemon token
 // (--token/--token-file) the browser must present the same token (the
@@ -32,6 +40,7 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <optional>
 #include <set>
@@ -40,7 +49,6 @@
 #include <vector>
 
 #include <google/protobuf/util/json_util.h>
-#include <opencv2/imgcodecs.hpp>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
@@ -50,6 +58,7 @@
 #include "clients/cli/commands.h"
 #include "clients/cli/common.h"
 #include "clients/cli/console_assets.h"  // generated: kConsoleAssets
+#include "clients/cli/console_json.h"
 #include "clients/cli/remote.h"
 #include "clients/cpp/client.h"
 #include "engine/base/mutex.h"
@@ -74,8 +83,9 @@ constexpr char kConsoleUsage[] =
     "  --allow-remote        allow a non-loopback --listen (plain HTTP: prefer an SSH tunnel)\n"
     "  --session ID          the session the page opens with (default: the first one)\n"
     "  --port-file F         write the bound port there once listening\n"
-    "  --max-rate HZ         updates per second per open page (default 10; 0: every\n"
-    "                        result); the daemon skips the results in between\n"
+    "  --max-rate HZ         updates per second of a watched session (default 10; 0:\n"
+    "                        every result), made once for all the pages open on it; the\n"
+    "                        daemon skips the results in between\n"
     "With a token the browser must give it too: open the URL printed at start-up\n"
     "(…/?token=T), which keeps it in a cookie for the session.\n";
 
@@ -122,24 +132,144 @@ int HttpCode(const absl::Status& s) {
   }
 }
 
-// One watch answer as a server-sent event: the result as JSON and the
-// preview as a base64 PNG (so the frame and its overlay arrive together).
-std::string ResultEvent(v1::WatchResponse& w) {
-  std::string png;
-  const v1::PixelData& px = w.preview().pixels();
-  if (px.width() > 0 && px.data().size() == static_cast<size_t>(px.width()) * px.height()) {
-    const cv::Mat image(static_cast<int>(px.height()), static_cast<int>(px.width()), CV_8U,
-                        const_cast<char*>(px.data().data()));
-    std::vector<uchar> bytes;
-    if (cv::imencode(".png", image, bytes)) {
-      png = absl::Base64Escape(
-          absl::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
+// One Watch call of a session, shared by every page open on it: a thread
+// reads it at most max_rate_hz times a second (the daemon keeps its latest
+// result meanwhile and counts the ones skipped) and makes each answer into
+// its event once. Pages wait for the next event with Wait(); Cancel() ends
+// the call. Thread-safe.
+class Feed {
+ public:
+  // What pages see: `version` counts the events made (0: none yet), `answers`
+  // the daemon's results they stand for (each event's own and the ones the
+  // daemon skipped before it); `body` is the latest event
+  // (ConsoleEventBody).
+  struct State {
+    bool watching = false;  // the daemon has attached the watcher
+    uint64_t version = 0;
+    uint64_t answers = 0;
+    std::shared_ptr<const std::string> body;
+    std::optional<absl::Status> ended;  // why the watch ended
+  };
+
+  Feed(Client* client, std::string session, double max_rate_hz)
+      : client_(client),
+        session_(std::move(session)),
+        max_rate_hz_(max_rate_hz),
+        reader_([this] { Run(); }) {}
+  ~Feed() {
+    Cancel();
+    reader_.join();
+  }
+
+  // Ends the watch (a Read in progress returns at once).
+  void Cancel() {
+    MutexLock lock(&mu_);
+    cancelled_ = true;
+    if (watcher_ != nullptr) watcher_->Cancel();
+    changed_.SignalAll();
+  }
+
+  // Waits at most `timeout` for news past what a page has (`version`,
+  // `watching`): a newer event, the watcher attached or the watch ended.
+  State Wait(uint64_t version, bool watching, std::chrono::nanoseconds timeout) {
+    const auto until = std::chrono::steady_clock::now() + timeout;
+    MutexLock lock(&mu_);
+    while (state_.version == version && state_.watching == watching && !state_.ended.has_value()) {
+      const auto left = until - std::chrono::steady_clock::now();
+      if (left <= std::chrono::nanoseconds(0)) break;
+      changed_.WaitWithTimeout(&mu_, left);
+    }
+    return state_;
+  }
+
+  State Now() {
+    MutexLock lock(&mu_);
+    return state_;
+  }
+
+ private:
+  // The reader: attaches, reads until the watch ends or is cancelled.
+  void Run() {
+    std::unique_ptr<Watcher> watcher = Attach();
+    if (watcher == nullptr) return;
+    const bool cancelled = ReadAll(*watcher);
+    {
+      MutexLock lock(&mu_);
+      watcher_ = nullptr;
+    }
+    if (cancelled) {  // stopped between reads: the call is still open
+      watcher->Cancel();
+      while (watcher->Read().has_value()) {
+      }
+    }
+    End(watcher->Finish());
+  }
+
+  // The Watch call, or null once ended (refused, or cancelled meanwhile).
+  std::unique_ptr<Watcher> Attach() {
+    absl::StatusOr<std::unique_ptr<Watcher>> watcher =
+        client_->Watch({.session_id = session_, .include_preview = true});
+    MutexLock lock(&mu_);
+    if (!watcher.ok()) {
+      EndLocked(watcher.status());
+      return nullptr;
+    }
+    if (cancelled_) {
+      EndLocked(absl::CancelledError("no page left"));
+      return nullptr;  // its destructor cancels the call
+    }
+    watcher_ = watcher->get();
+    state_.watching = true;
+    changed_.SignalAll();
+    return *std::move(watcher);
+  }
+
+  // Reads at most max_rate_hz_ answers a second and makes each the latest
+  // event. Returns true when stopped by Cancel() between reads, false when
+  // a read ended the call (cancelled during it, or ended by the daemon).
+  bool ReadAll(Watcher& watcher) {
+    const auto period =
+        std::chrono::microseconds(max_rate_hz_ > 0 ? static_cast<int64_t>(1e6 / max_rate_hz_) : 0);
+    auto next_read = std::chrono::steady_clock::now();
+    while (true) {
+      {
+        MutexLock lock(&mu_);
+        while (!cancelled_ && std::chrono::steady_clock::now() < next_read) {
+          changed_.WaitWithTimeout(&mu_, next_read - std::chrono::steady_clock::now());
+        }
+        if (cancelled_) return true;
+      }
+      std::optional<v1::WatchResponse> w = watcher.Read();
+      if (!w.has_value()) return false;
+      next_read = std::chrono::steady_clock::now() + period;
+      auto body = std::make_shared<const std::string>(ConsoleEventBody(*w));
+      MutexLock lock(&mu_);
+      ++state_.version;
+      state_.answers += 1 + w->skipped();
+      state_.body = std::move(body);
+      changed_.SignalAll();
     }
   }
-  return absl::StrCat("event: result\ndata: {\"skipped\":", w.skipped(),
-                      ",\"preview_scale\":", w.preview().scale(), ",\"png\":\"", png,
-                      "\",\"result\":", ToJson(w.result()), "}\n\n");
-}
+
+  void End(const absl::Status& why) {
+    MutexLock lock(&mu_);
+    EndLocked(why);
+  }
+  void EndLocked(const absl::Status& why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    state_.ended = why;
+    changed_.SignalAll();
+  }
+
+  Client* const client_;
+  const std::string session_;
+  const double max_rate_hz_;
+  Mutex mu_;
+  CondVar changed_;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  Watcher* watcher_ ABSL_GUARDED_BY(mu_) = nullptr;  // while reading
+  State state_ ABSL_GUARDED_BY(mu_);
+  std::thread reader_;  // last: starts once the rest is made
+};
 
 // The overlays' colours (engine/image/overlay.h), so that the page draws
 // sublattices and cache states as `logstar replay --overlays` does: CSS
@@ -189,7 +319,7 @@ class Console {
     {
       MutexLock lock(&mu_);
       stopping_ = true;
-      for (Watcher* w : watchers_) w->Cancel();
+      for (auto& [session, feed] : feeds_) feed->Cancel();
     }
     server_.stop();
   }
@@ -301,62 +431,94 @@ class Console {
     res.set_content(ToJson(*info), "application/json");
   }
 
-  // One Watch call per open page: the daemon keeps its latest result while
-  // the browser is slow (skips counted), so a slow page never slows the
-  // stream and this process holds one event at a time per page. A page
-  // gets at most max_rate_hz events a second (the eye does not follow
-  // more; the daemon skips the rest), which bounds what each page costs
-  // this process (a PNG and a JSON per event) whatever the frame rate.
+  // A page's event stream. Its session's feed (one Watch call for all the
+  // pages on it) makes each event once; the page gets the latest when it
+  // is ready for one (a slow page skips events, counted in `skipped`, and
+  // never slows the feed or the other pages). Keep-alive comments while
+  // nothing happens notice a closed page within two of them.
+  struct Page {
+    std::shared_ptr<Feed> feed;  // null: the console is stopping
+    uint64_t version = 0;        // the feed's event it has
+    uint64_t answers = 0;        // and the daemon's results that stood for
+    bool watching = false;       // told the feed is attached
+  };
+  static constexpr std::chrono::seconds kKeepAlive{1};
+
   void Events(const std::string& session, httplib::Response& res) {
     res.set_header("Cache-Control", "no-store");
-    auto watcher = std::make_shared<std::unique_ptr<Watcher>>();
-    auto next_read = std::make_shared<std::chrono::steady_clock::time_point>();
+    auto page = std::make_shared<Page>();
+    page->feed = Join(session);
+    if (page->feed != nullptr) {
+      // From the feed's latest event (a new page shows the current frame),
+      // which the page did not skip.
+      const uint64_t answers = page->feed->Now().answers;
+      page->answers = answers > 0 ? answers - 1 : 0;
+    }
     res.set_chunked_content_provider(
         "text/event-stream",
-        [this, session, watcher, next_read](size_t, httplib::DataSink& sink) {
-          if (*watcher == nullptr) {
-            absl::StatusOr<std::unique_ptr<Watcher>> w =
-                client_->Watch({.session_id = session, .include_preview = true});
-            if (!w.ok()) return EndEvents(sink, w.status());
-            *watcher = *std::move(w);
-            if (!Track(watcher->get())) return EndEvents(sink, absl::CancelledError("stopping"));
-            const std::string hello = "event: watching\ndata: {}\n\n";
-            if (!sink.write(hello.data(), hello.size())) return false;
-          }
-          std::this_thread::sleep_until(*next_read);
-          std::optional<v1::WatchResponse> w = (*watcher)->Read();
-          if (!w.has_value()) return EndEvents(sink, (*watcher)->Finish());
-          const std::string event = ResultEvent(*w);
-          if (max_rate_hz_ > 0) {
-            *next_read = std::chrono::steady_clock::now() +
-                         std::chrono::microseconds(static_cast<int64_t>(1e6 / max_rate_hz_));
-          }
-          return sink.write(event.data(), event.size());
-        },
-        [this, watcher](bool) {
-          if (*watcher != nullptr) {
-            Untrack(watcher->get());
-            watcher->reset();  // cancels a watch still running
-          }
-        });
+        [this, page](size_t, httplib::DataSink& sink) { return SendNext(*page, sink); },
+        [this, page](bool) { Leave(std::move(page->feed)); });
+  }
+
+  // Writes what is new for the page (or a keep-alive after kKeepAlive).
+  // False: the page is gone.
+  bool SendNext(Page& page, httplib::DataSink& sink) {
+    if (page.feed == nullptr)
+      return EndEvents(sink, absl::CancelledError("the console is stopping"));
+    const Feed::State s = page.feed->Wait(page.version, page.watching, kKeepAlive);
+    if (s.watching && !page.watching) {
+      page.watching = true;
+      return Write(sink, "event: watching\ndata: {}\n\n");
+    }
+    if (s.version > page.version) {
+      const std::string end = ConsoleEventEnd(s.answers - page.answers - 1);
+      page.version = s.version;
+      page.answers = s.answers;
+      return Write(sink, *s.body) && Write(sink, end);
+    }
+    if (s.ended.has_value()) return EndEvents(sink, *s.ended);
+    return Write(sink, ": keep-alive\n\n");
+  }
+
+  static bool Write(httplib::DataSink& sink, absl::string_view text) {
+    return sink.write(text.data(), text.size());
   }
 
   bool EndEvents(httplib::DataSink& sink, const absl::Status& why) {
-    const std::string event = absl::StrCat("event: ended\ndata: ", ErrorJson(why), "\n\n");
-    sink.write(event.data(), event.size());
+    Write(sink, absl::StrCat("event: ended\ndata: ", ErrorJson(why), "\n\n"));
     sink.done();
     return true;
   }
 
-  bool Track(Watcher* w) {
+  // The feed of `session` for one more page (a new one when there is none
+  // or it ended); null when the console is stopping.
+  std::shared_ptr<Feed> Join(const std::string& session) {
     MutexLock lock(&mu_);
-    if (stopping_) return false;
-    watchers_.insert(w);
-    return true;
+    if (stopping_) return nullptr;
+    std::shared_ptr<Feed>& feed = feeds_[session];
+    if (feed == nullptr || feed->Now().ended.has_value()) {
+      feed = std::make_shared<Feed>(client_.get(), session, max_rate_hz_);
+    }
+    ++pages_[feed.get()];
+    return feed;
   }
-  void Untrack(Watcher* w) {
-    MutexLock lock(&mu_);
-    watchers_.erase(w);
+
+  // A page closed: the last one of a feed ends its watch (the daemon then
+  // makes no preview for this console, and this process reads nothing).
+  void Leave(std::shared_ptr<Feed> feed) {
+    if (feed == nullptr) return;
+    {
+      MutexLock lock(&mu_);
+      if (--pages_[feed.get()] > 0) return;
+      pages_.erase(feed.get());
+      for (auto it = feeds_.begin(); it != feeds_.end(); ++it) {
+        if (it->second == feed) {
+          feeds_.erase(it);
+          break;
+        }
+      }
+    }
+    feed.reset();  // the last owner: cancels the watch and joins its reader
   }
 
   const std::unique_ptr<Client> client_;
@@ -364,11 +526,14 @@ class Console {
   const std::string host_;
   int port_;
   const bool allow_remote_;
-  const double max_rate_hz_;  // events per second per page; 0: every result
+  const double max_rate_hz_;  // events per second per watched session; 0: every result
   httplib::Server server_;
   Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  std::set<Watcher*> watchers_ ABSL_GUARDED_BY(mu_);
+  // The sessions' feeds (the latest of each) and how many pages each
+  // serves (older, ended feeds too, until their pages close).
+  std::map<std::string, std::shared_ptr<Feed>> feeds_ ABSL_GUARDED_BY(mu_);
+  std::map<const Feed*, int> pages_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace

@@ -4,13 +4,15 @@
 // overlay and timeline follow the frames; clicks a point of a window's
 // Pareto front and checks, in the daemon's own answers to the controlling
 // stream (replay --results), that the next frame ran with that point.
+// Then what pages cost the daemon (its metrics): two pages on a session
+// share one Watch call, and closing them ends it.
 // Screenshots are kept in ARTIFACTS.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { chromium } from "playwright-core";
 
-const { LOGSTAR, DAEMON, TOKEN, STREAM, WORK, CONSOLE, ARTIFACTS, CHROMIUM } = process.env;
+const { LOGSTAR, DAEMON, TOKEN, STREAM, WORK, CONSOLE, ARTIFACTS, CHROMIUM, METRICS } = process.env;
 const SESSION = "console-test";
 
 // `logstar replay` of the stream into the session at its recorded pace;
@@ -52,12 +54,31 @@ function snapshot(page) {
   });
 }
 
+// The daemon's Watch calls attached (its logstar_watchers gauge).
+async function daemonWatchers() {
+  const text = await (await fetch(METRICS)).text();
+  const m = text.match(/^logstar_watchers(?:\{[^}]*\})? (\S+)$/m);
+  assert.ok(m, "logstar_watchers in the daemon's metrics");
+  return Number(m[1]);
+}
+
+async function until(what, check, timeoutMs) {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value.ok) return value;
+    assert.ok(Date.now() < end, `${what} within ${timeoutMs} ms: ${JSON.stringify(value)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 const browser = await chromium.launch({
   executablePath: CHROMIUM, headless: true,
   args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
 });
 try {
-  const page = await browser.newPage({ viewport: { width: 1280, height: 1100 } });
+  const context = await browser.newContext({ viewport: { width: 1280, height: 1100 } });
+  const page = await context.newPage();
   const pageErrors = [];
   page.on("pageerror", (e) => pageErrors.push(String(e)));
 
@@ -119,7 +140,29 @@ try {
   assert.ok(listed.includes(`window ${pick.window} → point ${pick.index}`), listed);
   await page.screenshot({ path: `${ARTIFACTS}/console_after_pick.png`, fullPage: true });
   assert.deepEqual(pageErrors, []);
-  console.log(JSON.stringify({ early, late, pick, clickToEffect, frames: answers.length }));
+
+  // A second page on the session: it shows the current frame at once (the
+  // session is idle now) and shares the first page's Watch call.
+  assert.equal(await daemonWatchers(), 1, "one page: one watcher");
+  const other = await context.newPage();
+  other.on("pageerror", (e) => pageErrors.push(String(e)));
+  await other.goto(`${CONSOLE}/?session=${SESSION}`);  // the cookie from the first page
+  await other.waitForFunction(() => Number(document.body.dataset.frames) >= 1, null,
+                               { timeout: 10000 });
+  const shown = await snapshot(other);
+  assert.equal(shown.sequence, (await snapshot(page)).sequence, "the latest frame");
+  assert.equal(await daemonWatchers(), 1, "two pages on one session: still one watcher");
+  // Closed pages stop costing: the console notices (keep-alives) and ends
+  // its watch, with no result coming to write.
+  const closed = Date.now();
+  await other.close();
+  await page.close();
+  await until("the watch ends once the pages are closed",
+              async () => ({ ok: (await daemonWatchers()) === 0 }), 10000);
+  const closeToEnd = Date.now() - closed;
+  assert.deepEqual(pageErrors, []);
+  console.log(JSON.stringify({ early, late, pick, clickToEffect, frames: answers.length,
+                               closeToEnd }));
 } finally {
   await browser.close();
 }

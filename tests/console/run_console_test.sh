@@ -2,9 +2,10 @@
 # The operator console in a real browser (issue 18, item 3): headless
 # Debian chromium driven by Playwright (npm's playwright-core, pinned in
 # package.json / package-lock.json here, installed by `npm ci`).
-# Starts logstard on a free loopback port (with a bearer token), makes a
-# recorded stream, starts `logstar console`, and runs console_test.mjs,
-# which replays the stream, checks the page and clicks a front point.
+# Starts logstard on a free loopback port (with a bearer token and its
+# metrics), makes a recorded stream, starts `logstar console`, and runs
+# console_test.mjs, which replays the stream, checks the page, clicks a
+# front point, and checks what open and closed pages cost the daemon.
 # Screenshots go to ARTIFACTS (the ctest build directory by default).
 #
 # Usage: run_console_test.sh LOGSTARD LOGSTAR PYTHONPATH [ARTIFACTS]
@@ -40,11 +41,16 @@ wait_for() {
 
 token=console-test-token
 echo "$token" > "$work/token"
+# Metrics on a free port, which the start-up log line names (info level):
+# the test counts the daemon's watchers there.
 "$logstard" --listen_address=127.0.0.1:0 --port_file="$work/port" --engine_threads=2 \
-  --log_level=warning --auth_token_file="$work/token" > "$work/logstard.log" 2>&1 &
+  --log_level=info --auth_token_file="$work/token" --metrics_address=127.0.0.1:0 \
+  > "$work/logstard.log" 2>&1 &
 pids+=($!)
 wait_for "$work/port"
 daemon=127.0.0.1:$(cat "$work/port")
+metrics_port=$(grep -o '"metrics_port":[0-9]*' "$work/logstard.log" | head -1 | cut -d: -f2)
+[[ -n $metrics_port ]] || { echo "no metrics_port in logstard.log" >&2; cat "$work/logstard.log"; exit 1; }
 
 # 16 frames of 256² at 10 frames/s, with an amorphous region, the field of
 # view still (so a pick is not re-tuned away by the next frames), tuned with
@@ -61,6 +67,7 @@ wait_for "$work/console_port"
 status=0
 LOGSTAR=$logstar DAEMON=$daemon TOKEN=$token STREAM=$work/stream.lsr WORK=$work \
   CONSOLE=http://127.0.0.1:$(cat "$work/console_port") ARTIFACTS=$artifacts CHROMIUM=$chromium \
+  METRICS=http://127.0.0.1:$metrics_port/metrics \
   node "$here/console_test.mjs" || status=$?
 if [[ $status -ne 0 ]]; then
   echo "--- logstard.log"; cat "$work/logstard.log"
