@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/base/status_macros.h"
+#include "server/pixel_check.h"
 
 namespace logstar::server {
 namespace {
@@ -272,8 +273,8 @@ absl::StatusOr<DecodedFrame> DecodeFrame(const v1::Frame& frame, int64_t max_pix
   } else {
     image = wire::ViewPixels(px, type, rows);
   }
-  LOGSTAR_RETURN_IF_ERROR(
-      wire::CheckFinite(image, shared ? "frame.pixels.shared_memory" : "frame.pixels.data"));
+  LOGSTAR_RETURN_IF_ERROR(CheckFinitePixels(
+      image, shared ? "frame.pixels.shared_memory" : "frame.pixels.data", context));
   out.image = std::move(image);
   return out;
 }

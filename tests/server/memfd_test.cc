@@ -10,6 +10,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <string>
 #include <thread>
 
@@ -17,6 +18,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/convert.h"
+#include "server/pixel_check.h"
 #include "server/shared_memory.h"
 
 namespace logstar::server {
@@ -242,6 +244,25 @@ TEST(MemfdTest, DecodeFrameViewsTheFramesPixels) {
   ASSERT_TRUE(partial.ok()) << partial.status();
   EXPECT_EQ(partial->image.rows, 2);
   EXPECT_EQ(cv::norm(partial->image, image.rowRange(0, 2), cv::NORM_INF), 0.0);
+}
+
+// The threaded check names the first bad pixel in row-major order, as the
+// one-thread pass does, wherever the blocks split the frame.
+TEST(PixelCheckTest, NamesTheFirstNonFinitePixelWithThreads) {
+  cv::Mat image(1200, 700, CV_32FC1, cv::Scalar(0.5f));  // 3.2 MiB: several blocks
+  EXPECT_TRUE(CheckFinitePixels(image, "f", ExecutionContext::Default()).ok());
+  image.at<float>(1100, 3) = std::numeric_limits<float>::infinity();  // a late block
+  image.at<float>(650, 699) = std::nanf("");                          // the first
+  image.at<float>(651, 0) = std::nanf("");
+  const absl::Status s = CheckFinitePixels(image, "frame.pixels.data", ExecutionContext::Default());
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message().data(), HasSubstr("frame.pixels.data"));
+  EXPECT_THAT(s.message().data(), HasSubstr("x=699 y=650"));
+  EXPECT_EQ(s, CheckFinitePixels(image, "frame.pixels.data", nullptr));
+  cv::Mat doubles(10, 10, CV_64FC1, cv::Scalar(1.0));
+  doubles.at<double>(9, 9) = -std::numeric_limits<double>::infinity();
+  EXPECT_THAT(CheckFinitePixels(doubles, "f", nullptr).message().data(), HasSubstr("x=9 y=9"));
+  EXPECT_TRUE(CheckFinitePixels(cv::Mat(10, 10, CV_16UC1, cv::Scalar(65535)), "f", nullptr).ok());
 }
 
 }  // namespace
