@@ -88,7 +88,8 @@ absl::StatusOr<int> ReceiveFd(int conn, absl::Duration timeout) {
 
 std::string MemfdSocketAddress(absl::string_view listen_address) {
   absl::string_view name = listen_address;
-  if (absl::ConsumePrefix(&name, "unix-abstract:")) return absl::StrCat(std::string(1, '\0'), name, ".fd");
+  if (absl::ConsumePrefix(&name, "unix-abstract:"))
+    return absl::StrCat(std::string(1, '\0'), name, ".fd");
   if (!absl::ConsumePrefix(&name, "unix:")) return "";
   if (absl::StartsWith(name, "//")) name.remove_prefix(2);  // unix:///abs/path
   if (name.empty()) return "";
@@ -122,9 +123,9 @@ std::string MemfdInbox::Put(int fd, uid_t uid) {
   MutexLock lock(&mu_);
   DropExpiredLocked(now);
   if (static_cast<int>(pending_.size()) >= kMaxPending) {
-    auto oldest = std::min_element(pending_.begin(), pending_.end(), [](const auto& a, const auto& b) {
-      return a.second.put < b.second.put;
-    });
+    auto oldest =
+        std::min_element(pending_.begin(), pending_.end(),
+                         [](const auto& a, const auto& b) { return a.second.put < b.second.put; });
     close(oldest->second.fd);
     pending_.erase(oldest);
   }
@@ -138,10 +139,10 @@ absl::StatusOr<int> MemfdInbox::Take(absl::string_view token, uid_t uid, bool an
   DropExpiredLocked(absl::Now());
   auto it = pending_.find(token);
   if (it == pending_.end() || (!any_uid && it->second.uid != uid)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        field, ": no memory file was handed over under token \"", token,
-        "\" by this user (tokens are used once and expire after ", kPendingSeconds,
-        " s; hand the descriptor to the daemon's descriptor socket first)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": no memory file was handed over under token \"", token,
+                     "\" by this user (tokens are used once and expire after ", kPendingSeconds,
+                     " s; hand the descriptor to the daemon's descriptor socket first)"));
   }
   const int fd = it->second.fd;
   pending_.erase(it);

@@ -12,8 +12,8 @@ absl::Status CheckFinitePixels(const cv::Mat& image, absl::string_view field,
   const int depth = image.depth();
   if (depth != CV_32F && depth != CV_64F) return absl::OkStatus();  // integers are finite
   // Blocks of about 1 MiB: a few per thread at 2048², one for small frames.
-  const int rows_per_block = static_cast<int>(std::max<size_t>(
-      1, (size_t{1} << 20) / std::max<size_t>(1, image.cols * image.elemSize())));
+  const int rows_per_block = static_cast<int>(
+      std::max<size_t>(1, (size_t{1} << 20) / std::max<size_t>(1, image.cols * image.elemSize())));
   const int blocks = (image.rows + rows_per_block - 1) / rows_per_block;
   std::atomic<bool> bad{false};
   auto check = [&](int b) {

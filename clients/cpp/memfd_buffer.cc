@@ -115,9 +115,9 @@ absl::StatusOr<std::string> HandOverMemfd(const std::string& address, const Memf
   Fd sock{socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)};
   if (sock.fd < 0) return absl::UnavailableError(absl::StrCat("socket: ", std::strerror(errno)));
   if (connect(sock.fd, reinterpret_cast<sockaddr*>(&addr), len) != 0) {
-    return absl::UnavailableError(absl::StrCat("the daemon at ", address,
-                                               " takes no memory files (no descriptor socket: ",
-                                               std::strerror(errno), ")"));
+    return absl::UnavailableError(
+        absl::StrCat("the daemon at ", address,
+                     " takes no memory files (no descriptor socket: ", std::strerror(errno), ")"));
   }
   char hello[4] = {'L', 'S', 'F', '1'};
   iovec io{hello, sizeof(hello)};

@@ -123,10 +123,9 @@ absl::StatusOr<v1::PixelData> ImageToSharedPixels(const cv::Mat& image, char* da
   if (!type.ok()) return type.status();
   const uint64_t bytes = static_cast<uint64_t>(image.cols) * image.rows * type->bytes;
   if (offset > size || bytes > size - offset) {
-    return absl::InvalidArgumentError(absl::StrCat("a ", image.cols, " x ", image.rows,
-                                                   " frame of ", bytes, " bytes at offset ", offset,
-                                                   " does not fit in ", what, " of ", size,
-                                                   " bytes"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("a ", image.cols, " x ", image.rows, " frame of ", bytes, " bytes at offset ",
+                     offset, " does not fit in ", what, " of ", size, " bytes"));
   }
   wire::CopyRows(image, data + offset);
   v1::PixelData pixels;

@@ -619,7 +619,7 @@ int Run(int argc, char** argv) {
     }
   }
   for (v1::LogStar::Stub* stub : {buffer != nullptr ? tcp_stub.get() : nullptr,
-                                   memfd != nullptr ? unix_stub.get() : nullptr}) {
+                                  memfd != nullptr ? unix_stub.get() : nullptr}) {
     if (stub == nullptr) continue;
     v1::UnregisterSharedMemoryRequest request;
     request.set_region(kRegion);

@@ -111,7 +111,8 @@ TEST(MemfdTest, RegistryMapsASealedFileAndViewsFramesInPlace) {
   // Beyond the registered bytes: refused naming the field.
   EXPECT_THAT(reg->ReadImage("cam", 200, 64, 64, CV_32FC1, "frame.pixels.shared_memory")
                   .status()
-                  .message().data(),
+                  .message()
+                  .data(),
               HasSubstr("frame.pixels.shared_memory"));
 
   // Unregistered while a view lives: the view still reads the file.
