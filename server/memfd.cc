@@ -188,6 +188,13 @@ absl::Status CheckSealed(int fd, uint64_t byte_size, absl::string_view field) {
     return absl::InvalidArgumentError(absl::StrCat("byte_size ", byte_size, " is more than the ",
                                                    st.st_size, " bytes of ", field));
   }
+  // Mapping holes would make the daemon allocate the client's memory (a
+  // sparse file of any size costs the client nothing): its pages must exist.
+  if (static_cast<uint64_t>(st.st_blocks) * 512 < byte_size) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, ": only ", static_cast<uint64_t>(st.st_blocks) * 512, " of the ", byte_size,
+        " bytes are allocated; reserve them (posix_fallocate) before handing the file over"));
+  }
   return absl::OkStatus();
 }
 

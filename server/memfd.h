@@ -90,7 +90,9 @@ void ServeMemfdConnection(int conn, MemfdInbox& inbox, absl::Duration timeout);
 // OK when `fd` is a memory file sealed against shrinking, so that a
 // mapping of its first `byte_size` bytes (at most its size) cannot fault.
 // INVALID_ARGUMENT naming `field` otherwise: not sealable (not a memfd),
-// F_SEAL_SHRINK missing (what to do is said), or shorter than byte_size.
+// F_SEAL_SHRINK missing (what to do is said), shorter than byte_size, or
+// with fewer than byte_size bytes allocated (a sparse file's holes would be
+// allocated by the daemon's reads, at its cost).
 absl::Status CheckSealed(int fd, uint64_t byte_size, absl::string_view field);
 
 }  // namespace logstar::server

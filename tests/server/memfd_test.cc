@@ -77,6 +77,15 @@ TEST(MemfdTest, SealCheckRefusesAnUnsealedFileNamingTheFieldAndTheSeal) {
   // Larger than the file: refused, naming both sizes.
   EXPECT_THAT(CheckSealed(open_fd, 4097, "f").message().data(), HasSubstr("4097"));
   close(open_fd);
+  // Sealed but sparse: its holes would be the daemon's to allocate.
+  const int sparse = memfd_create("sparse", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  ASSERT_EQ(ftruncate(sparse, 1 << 20), 0);
+  ASSERT_EQ(fcntl(sparse, F_ADD_SEALS, F_SEAL_SHRINK), 0);
+  EXPECT_THAT(CheckSealed(sparse, 1 << 20, "key memfd:s").message().data(),
+              HasSubstr("allocated"));
+  ASSERT_EQ(posix_fallocate(sparse, 0, 1 << 20), 0);
+  EXPECT_TRUE(CheckSealed(sparse, 1 << 20, "f").ok());
+  close(sparse);
   // A pipe carries no seals at all.
   int p[2];
   ASSERT_EQ(pipe(p), 0);
