@@ -119,6 +119,15 @@ absl::StatusOr<std::string> HandOverMemfd(const std::string& address, const Memf
         absl::StrCat("the daemon at ", address,
                      " takes no memory files (no descriptor socket: ", std::strerror(errno), ")"));
   }
+  absl::StatusOr<std::string> key = SendMemfd(sock.fd, buffer.fd());
+  if (!key.ok()) {
+    return absl::Status(key.status().code(),
+                        absl::StrCat("the daemon at ", address, ": ", key.status().message()));
+  }
+  return key;
+}
+
+absl::StatusOr<std::string> SendMemfd(int sock, int fd) {
   char hello[4] = {'L', 'S', 'F', '1'};
   iovec io{hello, sizeof(hello)};
   alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
@@ -131,23 +140,21 @@ absl::StatusOr<std::string> HandOverMemfd(const std::string& address, const Memf
   c->cmsg_level = SOL_SOCKET;
   c->cmsg_type = SCM_RIGHTS;
   c->cmsg_len = CMSG_LEN(sizeof(int));
-  const int fd = buffer.fd();
   std::memcpy(CMSG_DATA(c), &fd, sizeof(int));
   ssize_t sent;
   do {
-    sent = sendmsg(sock.fd, &msg, MSG_NOSIGNAL);
+    sent = sendmsg(sock, &msg, MSG_NOSIGNAL);
   } while (sent < 0 && errno == EINTR);
   if (sent != static_cast<ssize_t>(sizeof(hello))) {
-    return absl::UnavailableError(absl::StrCat("sending the memory file to ", address, ": ",
-                                               sent < 0 ? std::strerror(errno) : "short write"));
+    return absl::UnavailableError(
+        absl::StrCat("sending the memory file: ", sent < 0 ? std::strerror(errno) : "short write"));
   }
-  absl::StatusOr<std::string> line = ReadLine(sock.fd);
+  absl::StatusOr<std::string> line = ReadLine(sock);
   if (!line.ok()) return line.status();
   absl::string_view answer = *line;
   if (absl::ConsumePrefix(&answer, "OK ") && !answer.empty()) return absl::StrCat("memfd:", answer);
   absl::ConsumePrefix(&answer, "ERR ");
-  return absl::UnavailableError(
-      absl::StrCat("the daemon at ", address, " refused the memory file: ", answer));
+  return absl::UnavailableError(absl::StrCat("refused the memory file: ", answer));
 }
 
 absl::StatusOr<v1::SharedMemoryRegion> RegisterMemfd(Client& client, const std::string& region,

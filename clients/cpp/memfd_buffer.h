@@ -78,6 +78,11 @@ std::string MemfdSocketFor(const std::string& address);
 // older one) or went away; what the daemon answered otherwise.
 absl::StatusOr<std::string> HandOverMemfd(const std::string& address, const MemfdBuffer& buffer);
 
+// The exchange itself on a connected stream socket `sock`: sends `fd` with
+// the hello and returns the key the daemon answered (the daemon's side is
+// server/memfd.h). UNAVAILABLE for a failed send, a refusal, or no answer.
+absl::StatusOr<std::string> SendMemfd(int sock, int fd);
+
 // HandOverMemfd to the client's daemon, then RegisterSharedMemory under
 // `region` with all of the buffer's bytes.
 absl::StatusOr<v1::SharedMemoryRegion> RegisterMemfd(Client& client, const std::string& region,

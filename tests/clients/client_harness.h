@@ -6,7 +6,9 @@
 #define LOGSTAR_TESTS_CLIENTS_CLIENT_HARNESS_H_
 
 #include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "clients/cpp/client.h"
@@ -35,6 +37,21 @@ inline std::unique_ptr<Client> ConnectOrDie(ClientOptions options) {
   auto c = Client::Connect(options);
   EXPECT_TRUE(c.ok()) << c.status();
   return c.ok() ? *std::move(c) : nullptr;
+}
+
+// Pushes the frames one at a time, each answered before the next goes, and
+// returns the answers.
+inline std::vector<v1::StreamResponse> PushEach(Stream& stream,
+                                                const std::vector<v1::Frame>& frames) {
+  std::vector<v1::StreamResponse> answers;
+  for (const v1::Frame& f : frames) {
+    EXPECT_TRUE(stream.Push(f).ok());
+    std::optional<StreamAnswer> a = stream.Read();
+    EXPECT_TRUE(a.has_value());
+    if (!a.has_value()) break;
+    answers.push_back(a->response);
+  }
+  return answers;
 }
 
 }  // namespace logstar::testing

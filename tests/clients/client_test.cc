@@ -30,6 +30,7 @@ namespace {
 
 using ::logstar::testing::Address;
 using ::logstar::testing::ConnectOrDie;
+using ::logstar::testing::PushEach;
 using ::logstar::testing::Score;
 using ::logstar::testing::SmallSettings;
 using ::logstar::testing::StartServer;
@@ -424,20 +425,6 @@ v1::Frame BytesFrame(const cv::Mat& image, uint64_t sequence) {
   EXPECT_TRUE(pixels.ok()) << pixels.status();
   *frame.mutable_pixels() = *std::move(pixels);
   return frame;
-}
-
-// Pushes the frames one at a time, each answered before the next goes, and
-// returns the answers.
-std::vector<v1::StreamResponse> PushEach(Stream& stream, const std::vector<v1::Frame>& frames) {
-  std::vector<v1::StreamResponse> answers;
-  for (const v1::Frame& f : frames) {
-    EXPECT_TRUE(stream.Push(f).ok());
-    std::optional<StreamAnswer> a = stream.Read();
-    EXPECT_TRUE(a.has_value());
-    if (!a.has_value()) break;
-    answers.push_back(a->response);
-  }
-  return answers;
 }
 
 // The same images through one stream as bytes and through another (same

@@ -28,6 +28,7 @@ namespace {
 
 using ::logstar::testing::Address;
 using ::logstar::testing::ConnectOrDie;
+using ::logstar::testing::PushEach;
 using ::logstar::testing::Score;
 using ::logstar::testing::SmallSettings;
 using ::logstar::testing::StartServer;
@@ -56,18 +57,6 @@ UnixServer StartUnixServer() {
   EXPECT_TRUE(s.ok()) << s.status();
   if (s.ok()) u.server = *std::move(s);
   return u;
-}
-
-std::vector<v1::StreamResponse> PushEach(Stream& stream, const std::vector<v1::Frame>& frames) {
-  std::vector<v1::StreamResponse> answers;
-  for (const v1::Frame& f : frames) {
-    EXPECT_TRUE(stream.Push(f).ok());
-    std::optional<StreamAnswer> a = stream.Read();
-    EXPECT_TRUE(a.has_value());
-    if (!a.has_value()) break;
-    answers.push_back(a->response);
-  }
-  return answers;
 }
 
 TEST(MemfdBufferTest, IsSealedAgainstResizingAndWritable) {

@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "clients/cpp/memfd_buffer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/convert.h"
@@ -81,8 +82,7 @@ TEST(MemfdTest, SealCheckRefusesAnUnsealedFileNamingTheFieldAndTheSeal) {
   const int sparse = memfd_create("sparse", MFD_CLOEXEC | MFD_ALLOW_SEALING);
   ASSERT_EQ(ftruncate(sparse, 1 << 20), 0);
   ASSERT_EQ(fcntl(sparse, F_ADD_SEALS, F_SEAL_SHRINK), 0);
-  EXPECT_THAT(CheckSealed(sparse, 1 << 20, "key memfd:s").message().data(),
-              HasSubstr("allocated"));
+  EXPECT_THAT(CheckSealed(sparse, 1 << 20, "key memfd:s").message().data(), HasSubstr("allocated"));
   ASSERT_EQ(posix_fallocate(sparse, 0, 1 << 20), 0);
   EXPECT_TRUE(CheckSealed(sparse, 1 << 20, "f").ok());
   close(sparse);
@@ -162,36 +162,22 @@ TEST(MemfdTest, TokensAreBoundToTheUserWhoHandedTheFileOver) {
   EXPECT_FALSE(inbox.Take("not-a-token", 0, true, "f").ok());
 }
 
-// The descriptor socket's exchange over a socketpair: the file the daemon
-// receives is the one the client wrote.
+// The descriptor socket's exchange over a socketpair, the client library's
+// side against the daemon's: the file the daemon receives is the one the
+// client wrote.
 TEST(MemfdTest, ServeReceivesTheDescriptorAndAnswersItsToken) {
   int sv[2];
   ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
   const int fd = Memfd("hello memfd", F_SEAL_SHRINK);
   MemfdInbox inbox;
   std::thread daemon([&] { ServeMemfdConnection(sv[1], inbox, absl::Seconds(5)); });
-  char hello[4] = {'L', 'S', 'F', '1'};
-  iovec io{hello, sizeof(hello)};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  msghdr msg{};
-  msg.msg_iov = &io;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof(control);
-  cmsghdr* c = CMSG_FIRSTHDR(&msg);
-  c->cmsg_level = SOL_SOCKET;
-  c->cmsg_type = SCM_RIGHTS;
-  c->cmsg_len = CMSG_LEN(sizeof(int));
-  std::memcpy(CMSG_DATA(c), &fd, sizeof(int));
-  ASSERT_EQ(sendmsg(sv[0], &msg, 0), 4);
-  char answer[128] = {};
-  const ssize_t n = read(sv[0], answer, sizeof(answer) - 1);
+  // The client library's side of the exchange.
+  absl::StatusOr<std::string> key = SendMemfd(sv[0], fd);
   daemon.join();
   close(sv[0]);
-  ASSERT_GT(n, 3);
-  const std::string line(answer, n);
-  ASSERT_THAT(line, StartsWith("OK "));
-  const std::string token = line.substr(3, line.size() - 4);
+  ASSERT_TRUE(key.ok()) << key.status();
+  ASSERT_THAT(*key, StartsWith("memfd:"));
+  const std::string token = key->substr(6);
   absl::StatusOr<int> got = inbox.Take(token, geteuid(), false, "f");
   ASSERT_TRUE(got.ok()) << got.status();
   close(fd);  // the client's copy: the daemon's stays
