@@ -54,6 +54,19 @@ inline std::vector<v1::StreamResponse> PushEach(Stream& stream,
   return answers;
 }
 
+// The same atoms, in the same order, at the same places and scales.
+inline void ExpectSameAtoms(const v1::FrameResult& expected, const v1::FrameResult& got) {
+  const auto& a = expected.atoms();
+  const auto& b = got.atoms();
+  ASSERT_GT(a.size(), 0);
+  ASSERT_EQ(a.size(), b.size());
+  for (int k = 0; k < a.size(); ++k) {
+    EXPECT_EQ(a[k].x(), b[k].x()) << k;
+    EXPECT_EQ(a[k].y(), b[k].y()) << k;
+    EXPECT_EQ(a[k].sigma(), b[k].sigma()) << k;
+  }
+}
+
 }  // namespace logstar::testing
 
 #endif  // LOGSTAR_TESTS_CLIENTS_CLIENT_HARNESS_H_

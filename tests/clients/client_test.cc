@@ -30,6 +30,7 @@ namespace {
 
 using ::logstar::testing::Address;
 using ::logstar::testing::ConnectOrDie;
+using ::logstar::testing::ExpectSameAtoms;
 using ::logstar::testing::PushEach;
 using ::logstar::testing::Score;
 using ::logstar::testing::SmallSettings;
@@ -484,15 +485,7 @@ TEST(ClientTest, SharedMemoryFramesGiveTheAtomsOfTheSameFramesInTheMessage) {
     if (i < 2) {  // the view's atoms are shifted from its frame's truth
       EXPECT_GT(Score(truth[i], got[i].result()).f1, 0.85);
     }
-    const auto& a = expected[i].result().atoms();
-    const auto& b = got[i].result().atoms();
-    ASSERT_GT(a.size(), 0);
-    ASSERT_EQ(a.size(), b.size());
-    for (int k = 0; k < a.size(); ++k) {
-      EXPECT_EQ(a[k].x(), b[k].x()) << k;
-      EXPECT_EQ(a[k].y(), b[k].y()) << k;
-      EXPECT_EQ(a[k].sigma(), b[k].sigma()) << k;
-    }
+    ExpectSameAtoms(expected[i].result(), got[i].result());
   }
   EXPECT_TRUE((*by_message)->Finish().ok());
 

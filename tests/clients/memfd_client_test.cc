@@ -28,6 +28,7 @@ namespace {
 
 using ::logstar::testing::Address;
 using ::logstar::testing::ConnectOrDie;
+using ::logstar::testing::ExpectSameAtoms;
 using ::logstar::testing::PushEach;
 using ::logstar::testing::Score;
 using ::logstar::testing::SmallSettings;
@@ -142,14 +143,7 @@ TEST(MemfdClientTest, FramesInAMemfdGiveTheAtomsOfTheFramesOverTcp) {
     ASSERT_TRUE(expected[i].has_result()) << expected[i].DebugString();
     ASSERT_TRUE(got[i].has_result()) << got[i].DebugString();
     EXPECT_GT(Score(truth[i], got[i].result()).f1, 0.85);
-    const auto& a = expected[i].result().atoms();
-    const auto& b = got[i].result().atoms();
-    ASSERT_GT(a.size(), 0);
-    ASSERT_EQ(a.size(), b.size());
-    for (int k = 0; k < a.size(); ++k) {
-      EXPECT_EQ(a[k].x(), b[k].x()) << k;
-      EXPECT_EQ(a[k].y(), b[k].y()) << k;
-    }
+    ExpectSameAtoms(expected[i].result(), got[i].result());
   }
   EXPECT_TRUE((*by_tcp)->Finish().ok());
   EXPECT_TRUE((*by_memfd)->Finish().ok());
