@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/base/status_macros.h"
+#include "server/pixel_check.h"
 
 namespace logstar::server {
 namespace {
@@ -262,18 +263,18 @@ absl::StatusOr<DecodedFrame> DecodeFrame(const v1::Frame& frame, int64_t max_pix
 
   cv::Mat image;
   if (shared) {
-    // Only the valid rows are read; the copy is the daemon's own, so the
-    // client may reuse the region once the frame is answered.
-    image.create(rows, cols, CV_MAKETYPE(type.cv_depth, 1));
+    // Only the valid rows are read: a copy of a POSIX object's, in place
+    // from a sealed memory file (server/shared_memory.h).
     const v1::SharedMemoryRef& ref = px.shared_memory();
-    LOGSTAR_RETURN_IF_ERROR(shared_memory->Read(ref.region(), ref.offset(),
-                                                static_cast<uint64_t>(rows) * cols * type.bytes,
-                                                image.data, "frame.pixels.shared_memory", context));
+    LOGSTAR_ASSIGN_OR_RETURN(
+        image, shared_memory->ReadImage(ref.region(), ref.offset(), rows, cols,
+                                        CV_MAKETYPE(type.cv_depth, 1), "frame.pixels.shared_memory",
+                                        context));
   } else {
     image = wire::ViewPixels(px, type, rows);
   }
-  LOGSTAR_RETURN_IF_ERROR(
-      wire::CheckFinite(image, shared ? "frame.pixels.shared_memory" : "frame.pixels.data"));
+  LOGSTAR_RETURN_IF_ERROR(CheckFinitePixels(
+      image, shared ? "frame.pixels.shared_memory" : "frame.pixels.data", context));
   out.image = std::move(image);
   return out;
 }

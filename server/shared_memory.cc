@@ -14,15 +14,22 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "engine/base/mutex.h"
+#include "engine/base/status_macros.h"
 #include "server/files.h"
+#include "server/memfd.h"
 
 namespace logstar::server {
 
 struct SharedMemoryRegistry::Region {
   RegionInfo info;
   int fd = -1;
+  // A sealed memory file's first info.byte_size bytes, mapped read-only
+  // (null for a POSIX shared memory object, which is only pread).
+  const char* mapped = nullptr;
   ~Region() {
+    if (mapped != nullptr) munmap(const_cast<char*>(mapped), info.byte_size);
     if (fd >= 0) close(fd);
   }
 };
@@ -55,6 +62,32 @@ bool ValidKey(absl::string_view key) {
          rest.find('\0') == absl::string_view::npos;
 }
 
+// Frees a view's UMatData and with it the view's share of the mapping: the
+// Mat's own reference count decides when, as for any Mat it allocated.
+class MappingAllocator final : public cv::MatAllocator {
+ public:
+  cv::UMatData* allocate(int, const int*, int, void*, size_t*, cv::AccessFlag,
+                         cv::UMatUsageFlags) const override {
+    return nullptr;  // never allocates: a view's Mat reallocates with the default allocator
+  }
+  bool allocate(cv::UMatData*, cv::AccessFlag, cv::UMatUsageFlags) const override { return false; }
+  void deallocate(cv::UMatData* u) const override { delete u; }  // drops allocatorContext
+};
+
+// A header over `bytes` that holds `owner` until its last copy goes.
+cv::Mat ViewOwning(int rows, int cols, int cv_type, const char* bytes,
+                   std::shared_ptr<const void> owner) {
+  static const MappingAllocator* const allocator = new MappingAllocator;
+  cv::Mat view(rows, cols, cv_type, const_cast<char*>(bytes));
+  auto* u = new cv::UMatData(allocator);
+  u->data = u->origdata = reinterpret_cast<uchar*>(const_cast<char*>(bytes));
+  u->size = view.total() * view.elemSize();
+  u->refcount = 1;
+  u->allocatorContext = std::const_pointer_cast<void>(std::move(owner));
+  view.u = u;
+  return view;
+}
+
 }  // namespace
 
 absl::Status SharedMemoryRegistry::Options::Validate() const {
@@ -81,13 +114,19 @@ absl::Status SharedMemoryRegistry::Register(const std::string& region, const std
     return absl::InvalidArgumentError(
         absl::StrCat("region must be 1-128 characters of [A-Za-z0-9._-], got \"", region, "\""));
   }
+  if (byte_size == 0) return absl::InvalidArgumentError("byte_size must be > 0");
+  std::shared_ptr<Region> r;
+  if (absl::string_view token = key; absl::ConsumePrefix(&token, kMemfdKeyPrefix)) {
+    LOGSTAR_ASSIGN_OR_RETURN(r, MapHandedOver(key, token, byte_size));
+    return Hold(region, std::move(r));
+  }
   if (!ValidKey(key)) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "key must be \"/\" and then 1-250 characters without \"/\" (a shm_open name), got \"", key,
-        "\""));
+        "key must be \"/\" and then 1-250 characters without \"/\" (a shm_open name) or "
+        "\"memfd:<token>\", got \"",
+        key, "\""));
   }
-  if (byte_size == 0) return absl::InvalidArgumentError("byte_size must be > 0");
-  auto r = std::make_shared<Region>();
+  r = std::make_shared<Region>();
   r->info = {region, key, byte_size};
   // Non-blocking: a FIFO someone put in /dev/shm would otherwise hold this
   // reaction thread until a writer comes (server/files.h).
@@ -122,6 +161,31 @@ absl::Status SharedMemoryRegistry::Register(const std::string& region, const std
     return absl::InvalidArgumentError(
         absl::StrCat("byte_size ", byte_size, " is more than the ", st.st_size, " bytes of ", key));
   }
+  return Hold(region, std::move(r));
+}
+
+absl::StatusOr<std::shared_ptr<SharedMemoryRegistry::Region>> SharedMemoryRegistry::MapHandedOver(
+    const std::string& key, absl::string_view token, uint64_t byte_size) const {
+  const std::string field = absl::StrCat("key ", key);
+  LOGSTAR_ASSIGN_OR_RETURN(const int fd,
+                           MemfdInbox::Global().Take(token, caller_.uid, self_, field));
+  auto r = std::make_shared<Region>();
+  r->info = {"", key, byte_size};
+  r->fd = fd;
+  LOGSTAR_RETURN_IF_ERROR(CheckSealed(fd, byte_size, field));
+  // Mapped once, with its page tables filled now, so that no frame pays
+  // for faults; sealed against shrinking, no page can go away under it.
+  void* mapped = mmap(nullptr, byte_size, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, 0);
+  if (mapped == MAP_FAILED) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": cannot map the memory file: ", std::strerror(errno)));
+  }
+  r->mapped = static_cast<const char*>(mapped);
+  return r;
+}
+
+absl::Status SharedMemoryRegistry::Hold(const std::string& region, std::shared_ptr<Region> r) {
+  r->info.region = region;
   Table& t = *table_;
   MutexLock lock(&t.mu);
   const std::pair<uid_t, std::string> name{caller_.uid, region};
@@ -158,9 +222,8 @@ std::vector<SharedMemoryRegistry::RegionInfo> SharedMemoryRegistry::List() const
   return out;
 }
 
-absl::Status SharedMemoryRegistry::Read(absl::string_view region, uint64_t offset, uint64_t size,
-                                        void* out, absl::string_view field,
-                                        ExecutionContext* context) const {
+absl::StatusOr<std::shared_ptr<const SharedMemoryRegistry::Region>> SharedMemoryRegistry::Find(
+    absl::string_view region, uint64_t offset, uint64_t size, absl::string_view field) const {
   std::shared_ptr<const Region> r;
   {
     MutexLock lock(&table_->mu);
@@ -177,6 +240,33 @@ absl::Status SharedMemoryRegistry::Read(absl::string_view region, uint64_t offse
     return absl::InvalidArgumentError(absl::StrCat(
         field, ": bytes [", offset, ", ", offset + size, ") of the frame are beyond the ",
         r->info.byte_size, " bytes registered for region \"", region, "\""));
+  }
+  return r;
+}
+
+absl::StatusOr<cv::Mat> SharedMemoryRegistry::ReadImage(absl::string_view region, uint64_t offset,
+                                                        int rows, int cols, int cv_type,
+                                                        absl::string_view field,
+                                                        ExecutionContext* context) const {
+  const uint64_t size = static_cast<uint64_t>(rows) * cols * CV_ELEM_SIZE(cv_type);
+  LOGSTAR_ASSIGN_OR_RETURN(std::shared_ptr<const Region> r, Find(region, offset, size, field));
+  if (r->mapped != nullptr) {
+    const char* bytes = r->mapped + offset;
+    return ViewOwning(rows, cols, cv_type, bytes, std::move(r));
+  }
+  cv::Mat image(rows, cols, cv_type);
+  LOGSTAR_RETURN_IF_ERROR(Read(region, offset, size, image.data, field, context));
+  return image;
+}
+
+absl::Status SharedMemoryRegistry::Read(absl::string_view region, uint64_t offset, uint64_t size,
+                                        void* out, absl::string_view field,
+                                        ExecutionContext* context) const {
+  LOGSTAR_ASSIGN_OR_RETURN(const std::shared_ptr<const Region> r,
+                           Find(region, offset, size, field));
+  if (r->mapped != nullptr) {
+    std::memcpy(out, r->mapped + offset, size);
+    return absl::OkStatus();
   }
   // pread from tmpfs copies page by page at about 4 GB/s on one core, half
   // of memcpy's speed: a 16 MiB frame is read in 1 MiB chunks by the

@@ -22,6 +22,12 @@
 // until it is unregistered or the registry is destroyed, even when the
 // client unlinks the object meanwhile.
 //
+// A region may instead be a sealed memory file the client handed over
+// (server/memfd.h; the key "memfd:<token>"): it cannot shrink, so the
+// daemon maps it read-only once, at registration, and ReadImage gives its
+// frames in place, without a copy. Its descriptor is the caller's own, so
+// no read permission is checked beyond the token's uid.
+//
 // The registry Create() returns is the daemon's own view (its own user; no
 // check beyond the kernel's), for in-process use; views share one table.
 //
@@ -35,6 +41,8 @@
 #include <memory>
 #include <string>
 #include <vector>
+
+#include <opencv2/core.hpp>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -65,7 +73,10 @@ class SharedMemoryRegistry {
   SharedMemoryRegistry ForCaller(const PeerCredentials& caller) const;
 
   // Opens the object `key` read-only (never blocking: a FIFO is refused,
-  // server/files.h) and holds it as `region`.
+  // server/files.h) and holds it as `region`. A key "memfd:<token>" takes
+  // the memory file handed over under that token instead and maps it
+  // (INVALID_ARGUMENT naming key for a token not held or a file not sealed
+  // against shrinking, server/memfd.h).
   // INVALID_ARGUMENT (naming region, key or byte_size) for a bad name, a key
   // that is not "/" and 1-250 characters without "/", a byte_size of 0 or
   // beyond the object's size, or an object that is not a regular file;
@@ -86,9 +97,27 @@ class SharedMemoryRegistry {
   absl::Status Read(absl::string_view region, uint64_t offset, uint64_t size, void* out,
                     absl::string_view field, ExecutionContext* context = nullptr) const;
 
+  // A rows x cols image of OpenCV type `cv_type` at `offset` of `region`,
+  // row-major without padding, with Read's errors. From a mapped memory
+  // file: a read-only view in place that keeps the mapping alive while any
+  // copy of the header lives (writing through it faults); the client's
+  // later writes to those bytes show in it. Else: Read into a new image.
+  absl::StatusOr<cv::Mat> ReadImage(absl::string_view region, uint64_t offset, int rows, int cols,
+                                    int cv_type, absl::string_view field,
+                                    ExecutionContext* context = nullptr) const;
+
  private:
   struct Region;
   struct Table;
+  // The region under the caller's name that holds [offset, offset + size).
+  absl::StatusOr<std::shared_ptr<const Region>> Find(absl::string_view region, uint64_t offset,
+                                                     uint64_t size, absl::string_view field) const;
+  // The memfd half of Register: the file handed over under `token`, mapped.
+  absl::StatusOr<std::shared_ptr<Region>> MapHandedOver(const std::string& key,
+                                                        absl::string_view token,
+                                                        uint64_t byte_size) const;
+  // Holds `r` as the caller's `region` (replacing one of that name).
+  absl::Status Hold(const std::string& region, std::shared_ptr<Region> r);
   SharedMemoryRegistry(std::shared_ptr<Table> table, PeerCredentials caller, bool self)
       : table_(std::move(table)), caller_(std::move(caller)), self_(self) {}
 

@@ -111,16 +111,23 @@ SharedMemoryBuffer::~SharedMemoryBuffer() {
 
 absl::StatusOr<v1::PixelData> ImageToSharedPixels(const cv::Mat& image, SharedMemoryBuffer& buffer,
                                                   const std::string& region, uint64_t offset) {
+  return ImageToSharedPixels(image, buffer.data(), buffer.size(),
+                             absl::StrCat("shared memory '", buffer.key(), "'"), region, offset);
+}
+
+absl::StatusOr<v1::PixelData> ImageToSharedPixels(const cv::Mat& image, char* data, uint64_t size,
+                                                  const std::string& what,
+                                                  const std::string& region, uint64_t offset) {
   if (image.empty()) return absl::InvalidArgumentError("ImageToSharedPixels: the image is empty");
   const absl::StatusOr<wire::Dtype> type = wire::CheckImage(image);
   if (!type.ok()) return type.status();
   const uint64_t bytes = static_cast<uint64_t>(image.cols) * image.rows * type->bytes;
-  if (offset > buffer.size() || bytes > buffer.size() - offset) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "a ", image.cols, " x ", image.rows, " frame of ", bytes, " bytes at offset ", offset,
-        " does not fit in shared memory '", buffer.key(), "' of ", buffer.size(), " bytes"));
+  if (offset > size || bytes > size - offset) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a ", image.cols, " x ", image.rows, " frame of ", bytes, " bytes at offset ",
+                     offset, " does not fit in ", what, " of ", size, " bytes"));
   }
-  wire::CopyRows(image, buffer.data() + offset);
+  wire::CopyRows(image, data + offset);
   v1::PixelData pixels;
   pixels.set_dtype(type->dtype);
   pixels.set_width(image.cols);

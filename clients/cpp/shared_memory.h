@@ -100,6 +100,12 @@ class SharedMemoryBuffer {
 absl::StatusOr<v1::PixelData> ImageToSharedPixels(const cv::Mat& image, SharedMemoryBuffer& buffer,
                                                   const std::string& region, uint64_t offset);
 
+// The same into any mapping of `size` bytes at `data` (e.g. a MemfdBuffer,
+// clients/cpp/memfd_buffer.h); `what` names it in errors.
+absl::StatusOr<v1::PixelData> ImageToSharedPixels(const cv::Mat& image, char* data, uint64_t size,
+                                                  const std::string& what,
+                                                  const std::string& region, uint64_t offset);
+
 }  // namespace logstar
 
 #endif  // LOGSTAR_CLIENTS_CPP_SHARED_MEMORY_H_

@@ -11,6 +11,9 @@
 //         slots), the messages over TCP loopback. Each timed frame includes
 //         copying its pixels into the buffer: a real client has its frame in
 //         its own memory unless it acquires straight into the buffer.
+//   memfd as shm, in a sealed memory file (clients/cpp/memfd_buffer.h)
+//         handed to a daemon on a Unix socket, which reads the frames in
+//         place without a copy; the messages over that Unix socket.
 // With several transports each frame size and dtype runs them one after
 // the other, so they see the machine in the same state. Pixels as float32 (16 MiB at 2048²)
 // and as uint16 detector counts (half the bytes; most detectors' native
@@ -22,22 +25,25 @@
 // (all frames sent at once, block policy).
 //
 //   daemon_bench [--sizes=512,2048] [--dtypes=float32,uint16] [--frames=30]
-//                [--window=256] [--evals=20] [--transport=tcp|unix|shm[,...]] [--json=FILE]
+//                [--window=256] [--evals=20] [--transport=tcp|unix|shm|memfd[,...]]
+//                [--json=FILE]
 //
 // Besides the p50 difference (the target's figure) it prints the server's
 // p50 by stage, the transport (round trip minus the server's own total,
 // paired per frame) and the per-frame paired difference, which a slow
 // drift of the machine's speed moves less, and the floor: the same pixel
-// bytes through a bare TCP loopback socket, no gRPC. For shm also the p50
-// of the copy into the buffer (part of the round trip).
+// bytes through a bare TCP loopback socket, no gRPC. For shm and memfd
+// also the p50 of the copy into the buffer (part of the round trip), and
+// the overhead without it (a client that acquires into the buffer).
 //
 // --json=FILE also writes the figures as one JSON object (for
 // tests/bench/perf_report.sh): {"frames", "window", "evals", "threads",
 // "transport" (the --transport list), "sizes": [{"size", "dtype",
-// "transport" ("tcp", "unix" or "shm"), "engine": {"p50_ms", "p95_ms",
+// "transport" ("tcp", "unix", "shm" or "memfd"), "engine": {"p50_ms", "p95_ms",
 // "p99_ms", "frames_per_s"}, "daemon": {...}, "server_total_p50_ms",
 // "transport_p50_ms", "paired_overhead_p50_ms", "raw_tcp_p50_ms", "overhead_p50_ms",
-// "overhead_p50_pct", "throughput_ratio", and for shm "shm_copy_p50_ms"}]}.
+// "overhead_p50_pct", "throughput_ratio", and for shm and memfd
+// "shm_copy_p50_ms" and "overhead_without_copy_p50_pct"}]}.
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
@@ -61,6 +67,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "clients/cpp/memfd_buffer.h"
 #include "clients/cpp/shared_memory.h"
 #include "engine/analysis/analyzer.h"
 #include "engine/base/context.h"
@@ -172,10 +179,12 @@ double RawTcpLoopbackMs(const std::string& bytes, int rounds) {
 
 // How the daemon's frames travel.
 struct Transport {
-  std::string name;  // "tcp", "unix" or "shm"
+  std::string name;  // "tcp", "unix", "shm" or "memfd"
   v1::LogStar::Stub* stub = nullptr;
-  // shm: the buffer registered as kRegion, kSlots frames of slot_bytes.
-  SharedMemoryBuffer* shm = nullptr;
+  // shm and memfd: the buffer registered as kRegion, kSlots frames of
+  // slot_bytes (null for pixels in the message).
+  char* buffer = nullptr;
+  uint64_t buffer_bytes = 0;
   uint64_t slot_bytes = 0;
 };
 constexpr char kRegion[] = "daemon-bench";
@@ -189,7 +198,7 @@ constexpr int kSlots = 4;
 std::optional<v1::StreamRequest> ShmRequest(const Transport& t, const cv::Mat& image,
                                             uint64_t sequence, int slot) {
   absl::StatusOr<v1::PixelData> pixels =
-      ImageToSharedPixels(image, *t.shm, kRegion, slot * t.slot_bytes);
+      ImageToSharedPixels(image, t.buffer, t.buffer_bytes, t.name, kRegion, slot * t.slot_bytes);
   if (!pixels.ok()) {
     std::fprintf(stderr, "%s\n", pixels.status().ToString().c_str());
     return std::nullopt;
@@ -207,7 +216,7 @@ std::optional<std::string> RunCase(const Transport& transport, const PhysicsPrio
                                    const std::string& dtype_name, int frames, int window,
                                    int evals) {
   v1::LogStar::Stub* stub = transport.stub;
-  const bool shm = transport.shm != nullptr;
+  const bool shm = transport.buffer != nullptr;  // shm or memfd
   AnalyzerOptions ao;
   ao.window = window;
   ao.logstar.optimizer.num_evaluations = evals;
@@ -262,11 +271,13 @@ std::optional<std::string> RunCase(const Transport& transport, const PhysicsPrio
     if (shm) {
       // The copy into the buffer is on the clock: see the file's comment.
       std::optional<v1::StreamRequest> request =
-          ShmRequest(transport, images[1 + i % 3], 1 + i % 3, i % kSlots);
+          ShmRequest(transport, images[1 + i % 3], 1 + i, i % kSlots);
       if (!request.has_value()) return std::nullopt;
       copy_ms.push_back(Ms(Clock::now() - t));
       stream->Write(*request);
     } else {
+      // Sequence numbers increase within a stream (the daemon refuses a repeat).
+      requests[1 + i % 3].mutable_frame()->set_sequence(1 + i);
       stream->Write(requests[1 + i % 3]);
     }
     if (!stream->Read(&response) || !response.has_result()) {
@@ -300,6 +311,7 @@ std::optional<std::string> RunCase(const Transport& transport, const PhysicsPrio
   std::thread writer([&] {
     for (int i = 0; i < frames; ++i) {
       if (!shm) {
+        requests[1 + i % 3].mutable_frame()->set_sequence(1 + frames + i);
         stream->Write(requests[1 + i % 3]);
         continue;
       }
@@ -308,7 +320,7 @@ std::optional<std::string> RunCase(const Transport& transport, const PhysicsPrio
         answered_cv.wait(lock, [&] { return answered > i - kSlots; });
       }
       std::optional<v1::StreamRequest> request =
-          ShmRequest(transport, images[1 + i % 3], 1 + i % 3, i % kSlots);
+          ShmRequest(transport, images[1 + i % 3], 1 + frames + i, i % kSlots);
       if (!request.has_value() || !stream->Write(*request)) {
         context.TryCancel();  // ends the reader's Read
         break;
@@ -376,6 +388,11 @@ std::optional<std::string> RunCase(const Transport& transport, const PhysicsPrio
   }
   std::printf("  overhead p50 %+.2f ms = %+.1f %% of engine time; throughput ratio %.3f\n",
               overhead, 100.0 * overhead / engine.p50, daemon.per_second / engine.per_second);
+  const double without_copy = overhead - (shm ? Percentile(copy_ms, 50) : 0.0);
+  if (shm) {
+    std::printf("  overhead without the client's copy p50 %+.2f ms = %+.1f %% of engine time\n",
+                without_copy, 100.0 * without_copy / engine.p50);
+  }
   auto stats_json = [](const Stats& s) {
     return absl::StrFormat(R"({"p50_ms": %.6g, "p95_ms": %.6g, "p99_ms": %.6g, )"
                            R"("frames_per_s": %.6g})",
@@ -389,7 +406,9 @@ std::optional<std::string> RunCase(const Transport& transport, const PhysicsPrio
       size, dtype_name, transport.name, stats_json(engine), stats_json(daemon),
       Percentile(server_ms, 50), Percentile(transport_ms, 50), Percentile(paired_ms, 50), raw_tcp,
       overhead, 100.0 * overhead / engine.p50, daemon.per_second / engine.per_second,
-      shm ? absl::StrFormat(R"(, "shm_copy_p50_ms": %.6g)", Percentile(copy_ms, 50)) : "");
+      shm ? absl::StrFormat(R"(, "shm_copy_p50_ms": %.6g, "overhead_without_copy_p50_pct": %.6g)",
+                            Percentile(copy_ms, 50), 100.0 * without_copy / engine.p50)
+          : "");
 }
 
 // Starts a server for the bench: on TCP loopback, or on a Unix socket at
@@ -418,7 +437,7 @@ int Run(int argc, char** argv) {
   std::string json_path;
   const char* usage =
       "usage: daemon_bench [--sizes=512,2048] [--dtypes=float32,uint16] [--frames=N] "
-      "[--window=PX] [--evals=N] [--transport=tcp|unix|shm[,...]] [--json=FILE]\n";
+      "[--window=PX] [--evals=N] [--transport=tcp|unix|shm|memfd[,...]] [--json=FILE]\n";
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto value = [&](const char* name) {
@@ -451,8 +470,8 @@ int Run(int argc, char** argv) {
     } else if (!value("--transport=").empty()) {
       transports.clear();
       for (absl::string_view s : absl::StrSplit(value("--transport="), ',')) {
-        if (s != "tcp" && s != "unix" && s != "shm") {
-          std::fprintf(stderr, "--transport: tcp, unix or shm, got '%s'\n%s",
+        if (s != "tcp" && s != "unix" && s != "shm" && s != "memfd") {
+          std::fprintf(stderr, "--transport: tcp, unix, shm or memfd, got '%s'\n%s",
                        std::string(s).c_str(), usage);
           return 2;
         }
@@ -477,7 +496,7 @@ int Run(int argc, char** argv) {
 
   // tcp and shm share a server on TCP loopback. A Unix socket is the other
   // local transport (the daemon beside the microscope's control software):
-  // same RPCs, no TCP stack.
+  // same RPCs, no TCP stack; unix and memfd share it.
   std::unique_ptr<server::LogStarServer> tcp_server, unix_server;
   std::unique_ptr<v1::LogStar::Stub> tcp_stub, unix_stub;
   const std::string socket_path = absl::StrCat("/tmp/logstar-bench-", getpid(), ".sock");
@@ -490,7 +509,7 @@ int Run(int argc, char** argv) {
     tcp_server = *std::move(started);
     tcp_stub = Connect(absl::StrCat("127.0.0.1:", tcp_server->port()));
   }
-  if (uses("unix")) {
+  if (uses("unix") || uses("memfd")) {
     auto started = StartServer(socket_path);
     if (!started.ok()) {
       std::fprintf(stderr, "%s\n", started.status().ToString().c_str());
@@ -499,41 +518,68 @@ int Run(int argc, char** argv) {
     unix_server = *std::move(started);
     unix_stub = Connect("unix:" + socket_path);
   }
-  // shm: one buffer for the whole run, kSlots frames of the largest size
-  // and dtype, registered once as a client would.
+  // shm and memfd: one buffer each for the whole run, kSlots frames of the
+  // largest size and dtype, registered once as a client would.
+  const int largest = *std::max_element(sizes.begin(), sizes.end());
+  const bool has_float32 =
+      std::find(dtypes.begin(), dtypes.end(), v1::DTYPE_FLOAT32) != dtypes.end();
+  const uint64_t slot_bytes = static_cast<uint64_t>(largest) * largest * (has_float32 ? 4 : 2);
+  auto register_region = [](v1::LogStar::Stub* stub, const std::string& key, uint64_t bytes) {
+    v1::RegisterSharedMemoryRequest request;
+    request.set_region(kRegion);
+    request.set_key(key);
+    request.set_byte_size(bytes);
+    grpc::ClientContext context;
+    v1::SharedMemoryRegion registered;
+    const grpc::Status s = stub->RegisterSharedMemory(&context, request, &registered);
+    if (!s.ok()) {
+      std::fprintf(stderr, "RegisterSharedMemory: %s: %s\n",
+                   absl::StatusCodeToString(static_cast<absl::StatusCode>(s.error_code())).c_str(),
+                   s.error_message().c_str());
+    }
+    return s.ok();
+  };
   std::unique_ptr<SharedMemoryBuffer> buffer;
-  uint64_t slot_bytes = 0;
   if (uses("shm")) {
-    const int largest = *std::max_element(sizes.begin(), sizes.end());
-    const bool has_float32 =
-        std::find(dtypes.begin(), dtypes.end(), v1::DTYPE_FLOAT32) != dtypes.end();
-    slot_bytes = static_cast<uint64_t>(largest) * largest * (has_float32 ? 4 : 2);
     auto created = SharedMemoryBuffer::Create(kSlots * slot_bytes, {});
     if (!created.ok()) {
       std::fprintf(stderr, "%s\n", created.status().ToString().c_str());
       return 1;
     }
     buffer = *std::move(created);
-    v1::RegisterSharedMemoryRequest request;
-    request.set_region(kRegion);
-    request.set_key(buffer->key());
-    request.set_byte_size(buffer->size());
-    grpc::ClientContext context;
-    v1::SharedMemoryRegion registered;
-    if (const grpc::Status s = tcp_stub->RegisterSharedMemory(&context, request, &registered);
-        !s.ok()) {
-      std::fprintf(stderr, "RegisterSharedMemory: %s: %s\n",
-                   absl::StatusCodeToString(static_cast<absl::StatusCode>(s.error_code())).c_str(),
-                   s.error_message().c_str());
+    if (!register_region(tcp_stub.get(), buffer->key(), buffer->size())) return 1;
+  }
+  std::unique_ptr<MemfdBuffer> memfd;
+  if (uses("memfd")) {
+    auto created = MemfdBuffer::Create(kSlots * slot_bytes);
+    if (!created.ok()) {
+      std::fprintf(stderr, "%s\n", created.status().ToString().c_str());
       return 1;
     }
+    memfd = *std::move(created);
+    absl::StatusOr<std::string> key = HandOverMemfd("unix:" + socket_path, *memfd);
+    if (!key.ok()) {
+      std::fprintf(stderr, "%s\n", key.status().ToString().c_str());
+      return 1;
+    }
+    if (!register_region(unix_stub.get(), *key, memfd->size())) return 1;
   }
   std::vector<Transport> runs;
   std::vector<std::string> described;
   for (const std::string& name : transports) {
-    Transport t{.name = name, .stub = name == "unix" ? unix_stub.get() : tcp_stub.get()};
-    if (name == "shm") {
-      t.shm = buffer.get();
+    const bool on_unix = name == "unix" || name == "memfd";
+    Transport t{.name = name, .stub = on_unix ? unix_stub.get() : tcp_stub.get()};
+    if (name == "memfd") {
+      t.buffer = memfd->data();
+      t.buffer_bytes = memfd->size();
+      t.slot_bytes = slot_bytes;
+      described.push_back(absl::StrFormat(
+          "memfd (pixels in a %.0f MiB sealed memory file of %d slots that the daemon maps, "
+          "messages over a Unix socket; the round trip includes copying each frame into it)",
+          memfd->size() / double{1 << 20}, kSlots));
+    } else if (name == "shm") {
+      t.buffer = buffer->data();
+      t.buffer_bytes = buffer->size();
       t.slot_bytes = slot_bytes;
       described.push_back(absl::StrFormat(
           "shm (pixels in a %.0f MiB shared memory buffer of %d slots, messages over TCP "
@@ -572,12 +618,14 @@ int Run(int argc, char** argv) {
       }
     }
   }
-  if (buffer != nullptr) {
+  for (v1::LogStar::Stub* stub : {buffer != nullptr ? tcp_stub.get() : nullptr,
+                                  memfd != nullptr ? unix_stub.get() : nullptr}) {
+    if (stub == nullptr) continue;
     v1::UnregisterSharedMemoryRequest request;
     request.set_region(kRegion);
     grpc::ClientContext context;
     v1::UnregisterSharedMemoryResponse response;
-    (void)tcp_stub->UnregisterSharedMemory(&context, request, &response);
+    (void)stub->UnregisterSharedMemory(&context, request, &response);
   }
   if (tcp_server != nullptr) tcp_server->Shutdown();
   if (unix_server != nullptr) {

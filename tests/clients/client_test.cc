@@ -30,6 +30,8 @@ namespace {
 
 using ::logstar::testing::Address;
 using ::logstar::testing::ConnectOrDie;
+using ::logstar::testing::ExpectSameAtoms;
+using ::logstar::testing::PushEach;
 using ::logstar::testing::Score;
 using ::logstar::testing::SmallSettings;
 using ::logstar::testing::StartServer;
@@ -426,20 +428,6 @@ v1::Frame BytesFrame(const cv::Mat& image, uint64_t sequence) {
   return frame;
 }
 
-// Pushes the frames one at a time, each answered before the next goes, and
-// returns the answers.
-std::vector<v1::StreamResponse> PushEach(Stream& stream, const std::vector<v1::Frame>& frames) {
-  std::vector<v1::StreamResponse> answers;
-  for (const v1::Frame& f : frames) {
-    EXPECT_TRUE(stream.Push(f).ok());
-    std::optional<StreamAnswer> a = stream.Read();
-    EXPECT_TRUE(a.has_value());
-    if (!a.has_value()) break;
-    answers.push_back(a->response);
-  }
-  return answers;
-}
-
 // The same images through one stream as bytes and through another (same
 // settings and seed: the same tuning) from shared memory give the same
 // atoms; the region's life through Register, List and Unregister.
@@ -497,15 +485,7 @@ TEST(ClientTest, SharedMemoryFramesGiveTheAtomsOfTheSameFramesInTheMessage) {
     if (i < 2) {  // the view's atoms are shifted from its frame's truth
       EXPECT_GT(Score(truth[i], got[i].result()).f1, 0.85);
     }
-    const auto& a = expected[i].result().atoms();
-    const auto& b = got[i].result().atoms();
-    ASSERT_GT(a.size(), 0);
-    ASSERT_EQ(a.size(), b.size());
-    for (int k = 0; k < a.size(); ++k) {
-      EXPECT_EQ(a[k].x(), b[k].x()) << k;
-      EXPECT_EQ(a[k].y(), b[k].y()) << k;
-      EXPECT_EQ(a[k].sigma(), b[k].sigma()) << k;
-    }
+    ExpectSameAtoms(expected[i].result(), got[i].result());
   }
   EXPECT_TRUE((*by_message)->Finish().ok());
 

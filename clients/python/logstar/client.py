@@ -524,13 +524,16 @@ class Client:
         return responses[0].opened
 
     def shared_memory_ring(self, slots: int, slot_bytes: int, *, region: Optional[str] = None,
-                           mode: int = 0o600) -> "_shared_memory.SharedMemoryRing":
+                           mode: int = 0o600,
+                           memfd: Optional[bool] = None) -> "_shared_memory.SharedMemoryRing":
         """A ring of ``slots`` shared memory slots of ``slot_bytes`` each,
         registered with the daemon, for ``Session.stream(...,
         shared_memory=ring)``: pixels go through shared memory instead of
         the message. Only for a client on the daemon's host; see
-        :mod:`logstar.shared_memory` for the contract."""
-        return _shared_memory.SharedMemoryRing(self, slots, slot_bytes, region=region, mode=mode)
+        :mod:`logstar.shared_memory` for the contract (``memfd``: a sealed
+        memory file the daemon maps, over its Unix socket)."""
+        return _shared_memory.SharedMemoryRing(self, slots, slot_bytes, region=region, mode=mode,
+                                               memfd=memfd)
 
     def shared_memory_regions(self) -> List[service_pb2.SharedMemoryRegion]:
         """The shared memory regions the daemon holds (ListSharedMemory)."""

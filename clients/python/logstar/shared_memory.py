@@ -27,12 +27,22 @@ Contracts
   the region; :meth:`SharedMemoryRing.register` again).
 * :meth:`close` (or leaving the ``with`` block) unregisters the region and
   removes the object. A ring serves one stream at a time.
+* With a daemon on a Unix socket (``unix:PATH``) the ring is instead a
+  sealed memory file (``os.memfd_create``, sealed against growing and
+  shrinking) whose descriptor goes to the daemon's descriptor socket
+  (``PATH.fd``, ``socket.send_fds``): the daemon maps it and reads frames in
+  place, without the copy a POSIX object costs it (``memfd=None``, the
+  default, takes this path when it can and POSIX shared memory otherwise;
+  ``True`` insists, ``False`` never). ``mode`` does not apply to it: the
+  descriptor itself is the permission.
 """
 from __future__ import annotations
 
+import fcntl
 import mmap
 import os
 import secrets
+import socket
 import threading
 from typing import Optional, Tuple
 
@@ -43,17 +53,73 @@ from .errors import InvalidFrame, LogstarError
 _SHM_DIR = "/dev/shm"
 
 
+def memfd_socket(addr: str) -> Optional[str]:
+    """The daemon's descriptor socket beside its Unix socket address
+    (``unix:PATH`` -> ``PATH.fd``, ``unix-abstract:NAME`` -> the abstract
+    ``NAME.fd``, with a leading NUL); None for TCP."""
+    if addr.startswith("unix-abstract:"):
+        return "\0" + addr[len("unix-abstract:"):] + ".fd"
+    if addr.startswith("unix:"):
+        path = addr[len("unix:"):]
+        if path.startswith("//"):
+            path = path[2:]
+        return path + ".fd" if path else None
+    return None
+
+
+def _hand_over(addr: str, fd: int) -> str:
+    """Sends ``fd`` to the daemon's descriptor socket; the key to register
+    it under (``memfd:<token>``). OSError when the daemon has none."""
+    path = memfd_socket(addr)
+    if path is None:
+        raise OSError(f"memory files go to a daemon over its Unix socket, not {addr}")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(10)
+        s.connect(path)
+        socket.send_fds(s, [b"LSF1"], [fd])
+        answer = b""
+        while not answer.endswith(b"\n"):
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+    line = answer.decode(errors="replace").strip()
+    if not line.startswith("OK "):
+        raise LogstarError(f"the daemon at {addr} refused the memory file: {line}")
+    return "memfd:" + line[3:]
+
+
+def _sealed_memfd(size: int) -> Tuple[int, mmap.mmap]:
+    """A memory file of ``size`` bytes, reserved, sealed and mapped."""
+    fd = os.memfd_create("logstar-frames", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    try:
+        os.ftruncate(fd, size)
+        os.posix_fallocate(fd, 0, size)  # the daemon refuses holes
+        fcntl.fcntl(fd, fcntl.F_ADD_SEALS,
+                    fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL)
+        return fd, mmap.mmap(fd, size)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 class SharedMemoryRing:
     """Slots of one shared memory object, registered with logstard. Made by
     :meth:`logstar.Client.shared_memory_ring`."""
 
     def __init__(self, client, slots: int, slot_bytes: int, *, region: Optional[str] = None,
-                 mode: int = 0o600) -> None:
+                 mode: int = 0o600, memfd: Optional[bool] = None) -> None:
         if slots < 1:
             raise ValueError(f"slots must be >= 1, got {slots}")
         if slot_bytes < 1:
             raise ValueError(f"slot_bytes must be >= 1, got {slot_bytes}")
-        if not os.path.isdir(_SHM_DIR):
+        self._memfd = -1  # the memory file's descriptor, when the ring is one
+        can_memfd = (hasattr(os, "memfd_create") and hasattr(socket, "send_fds")
+                     and memfd_socket(client.addr) is not None)
+        if memfd and not can_memfd:
+            raise LogstarError("memfd=True needs Linux, Python >= 3.9 and a daemon on a Unix "
+                               f"socket; {client.addr} is not")
+        if not can_memfd and not os.path.isdir(_SHM_DIR):
             raise LogstarError(f"shared memory needs {_SHM_DIR} (Linux); send frames in the "
                                f"message instead")
         self.slots = slots
@@ -64,6 +130,27 @@ class SharedMemoryRing:
         self._client = client
         self._path = os.path.join(_SHM_DIR, self.key[1:])
         size = self.slots * self.slot_bytes
+        self._free = threading.Semaphore(slots)
+        self._next = 0
+        self._registered = False
+        if can_memfd and memfd is not False:
+            self._memfd, self._map = _sealed_memfd(size)
+            self._path = ""
+            try:
+                self.register()
+                return
+            except OSError:
+                # No descriptor socket (an older daemon): POSIX, unless insisted on.
+                self._map.close()
+                os.close(self._memfd)
+                self._memfd = -1
+                self._path = os.path.join(_SHM_DIR, self.key[1:])
+                if memfd:
+                    raise
+            except BaseException:
+                self._map.close()
+                os.close(self._memfd)
+                raise
         fd = os.open(self._path, os.O_CREAT | os.O_EXCL | os.O_RDWR, mode)
         try:
             os.fchmod(fd, mode)  # the umask narrowed what os.open set
@@ -77,9 +164,6 @@ class SharedMemoryRing:
             os.unlink(self._path)
             raise
         os.close(fd)
-        self._free = threading.Semaphore(slots)
-        self._next = 0
-        self._registered = False
         try:
             self.register()
         except BaseException:
@@ -94,8 +178,16 @@ class SharedMemoryRing:
     def register(self) -> None:
         """Registers the object with the daemon (again, e.g. after it
         restarted)."""
+        if self._memfd >= 0:
+            # A token serves once: a restarted daemon gets the descriptor anew.
+            self.key = _hand_over(self._client.addr, self._memfd)
         self._client._register_shared_memory(self.region, self.key, self.byte_size)
         self._registered = True
+
+    @property
+    def is_memfd(self) -> bool:
+        """Whether the ring is a sealed memory file the daemon maps."""
+        return self._memfd >= 0
 
     def close(self) -> None:
         """Unregisters the region (if the daemon is still there) and removes
@@ -109,6 +201,10 @@ class SharedMemoryRing:
                 pass  # the daemon is gone or restarted: nothing to undo there
             self._registered = False
         self._map.close()
+        if self._memfd >= 0:
+            os.close(self._memfd)  # the daemon's descriptor is its own
+            self._memfd = -1
+            return
         try:
             os.unlink(self._path)
         except FileNotFoundError:
