@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/base/status_macros.h"
+#include "proto/wire/compression.h"
 
 namespace logstar::server {
 namespace {
@@ -226,6 +227,29 @@ absl::Status CheckPixelSize(const v1::Frame& f) {
   return absl::OkStatus();
 }
 
+// The field pixels come from, as errors name it.
+const char* PixelsField(const v1::PixelData& px) {
+  switch (px.source_case()) {
+    case v1::PixelData::kSharedMemory:
+      return "frame.pixels.shared_memory";
+    case v1::PixelData::kCompressed:
+      return "frame.pixels.compressed";
+    default:
+      return "frame.pixels.data";
+  }
+}
+
+// Compressed pixels (proto/wire/compression.h, checked by CheckPixels):
+// the whole frame is decompressed into an image of its own, at most
+// width × height × bytes (the payload cannot make it larger), and its
+// first `rows` rows returned.
+absl::StatusOr<cv::Mat> DecompressRows(const v1::PixelData& px, const wire::Dtype& type, int rows) {
+  cv::Mat full(static_cast<int>(px.height()), static_cast<int>(px.width()),
+               CV_MAKETYPE(type.cv_depth, 1));
+  LOGSTAR_RETURN_IF_ERROR(wire::DecompressPixels(px, reinterpret_cast<char*>(full.data)));
+  return full.rowRange(0, rows);
+}
+
 }  // namespace
 
 absl::Status CheckFrameLimits(const v1::Frame& frame, int64_t max_pixels) {
@@ -261,7 +285,9 @@ absl::StatusOr<DecodedFrame> DecodeFrame(const v1::Frame& frame, int64_t max_pix
   out.pixel_size_angstrom = frame.pixel_size_x_angstrom();
 
   cv::Mat image;
-  if (shared) {
+  if (px.source_case() == v1::PixelData::kCompressed) {
+    LOGSTAR_ASSIGN_OR_RETURN(image, DecompressRows(px, type, rows));
+  } else if (shared) {
     // Only the valid rows are read; the copy is the daemon's own, so the
     // client may reuse the region once the frame is answered.
     image.create(rows, cols, CV_MAKETYPE(type.cv_depth, 1));
@@ -272,8 +298,7 @@ absl::StatusOr<DecodedFrame> DecodeFrame(const v1::Frame& frame, int64_t max_pix
   } else {
     image = wire::ViewPixels(px, type, rows);
   }
-  LOGSTAR_RETURN_IF_ERROR(
-      wire::CheckFinite(image, shared ? "frame.pixels.shared_memory" : "frame.pixels.data"));
+  LOGSTAR_RETURN_IF_ERROR(wire::CheckFinite(image, PixelsField(px)));
   out.image = std::move(image);
   return out;
 }

@@ -9,6 +9,7 @@
 #include "absl/time/clock.h"
 #include "engine/analysis/memory_estimate.h"
 #include "engine/base/status_macros.h"
+#include "proto/wire/compression.h"
 #include "server/convert.h"
 #include "server/log.h"
 #include "server/status.h"
@@ -170,6 +171,10 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
       return;
     }
     const v1::OpenSession& open = request_.open();
+    if (absl::Status s = wire::CheckCodec(open.compression(), "open.compression"); !s.ok()) {
+      Abort(ToGrpcStatus(s));
+      return;
+    }
     auto opened = service_->deps().sessions->Open(open.session_id(),
                                                   open.has_settings() ? &open.settings() : nullptr);
     if (!opened.ok()) {
@@ -182,6 +187,8 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
     v1::StreamResponse& r = SlotAt(slot).response;
     *r.mutable_opened() = session_->Info(false, service_->deps().options->session_idle_timeout_s);
     r.mutable_opened()->set_resumed(opened->second);
+    // Frames may come compressed (proto/wire/compression.h) as asked.
+    r.mutable_opened()->set_compression(open.compression());
     SlotAt(slot).ready = true;
     Log(LogLevel::kInfo, "stream_opened",
         {{"session", session_->id()}, {"resumed", opened->second}, {"peer", context_->peer()}});

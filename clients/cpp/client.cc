@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "clients/cpp/shared_memory.h"
+#include "proto/wire/compression.h"
 
 namespace logstar {
 namespace {
@@ -43,6 +44,14 @@ std::chrono::system_clock::time_point After(double seconds) {
              std::chrono::duration<double>(seconds));
 }
 
+absl::Status ValidateCompression(v1::PixelCodec codec, int level) {
+  if (absl::Status s = wire::CheckCodec(codec, "compression"); !s.ok()) return s;
+  if (level < 1 || level > 19) {
+    return absl::InvalidArgumentError(absl::StrCat("compression_level must be 1..19, got ", level));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status ClientOptions::Validate() const {
@@ -65,7 +74,7 @@ absl::Status ClientOptions::Validate() const {
   if (token.find_first_of("\r\n") != std::string::npos) {
     return absl::InvalidArgumentError("token must be one line");
   }
-  return absl::OkStatus();
+  return ValidateCompression(compression, compression_level);
 }
 
 absl::Status StreamOptions::Validate() const {
@@ -201,6 +210,7 @@ absl::StatusOr<std::unique_ptr<Stream>> Client::OpenStream(const StreamOptions& 
   v1::StreamRequest open;
   open.mutable_open()->set_session_id(options.session_id);
   if (options.settings) *open.mutable_open()->mutable_settings() = *options.settings;
+  open.mutable_open()->set_compression(options_.compression);
   v1::StreamResponse first;
   if (!stream->rpc_->Write(open) || !stream->rpc_->Read(&first)) {
     stream->rpc_->WritesDone();
@@ -220,6 +230,11 @@ absl::StatusOr<std::unique_ptr<Stream>> Client::OpenStream(const StreamOptions& 
                                             ": the stream's first answer is not `opened`"));
   }
   stream->opened_ = first.opened();
+  // Only what was asked and accepted: an older daemon answers NONE.
+  if (first.opened().compression() == options_.compression) {
+    stream->compression_ = options_.compression;
+    stream->compression_level_ = options_.compression_level;
+  }
   stream->reader_ = std::thread(&Stream::ReadLoop, stream.get());
   return stream;
 }
@@ -433,6 +448,16 @@ absl::Status Stream::Push(v1::Frame frame) {
       pushed_[frame.sequence()] = Clock::now();
     }
   }
+  // After the push time is taken: the answer's latency includes it.
+  if (absl::Status s = ended ? absl::OkStatus() : Compress(frame); !s.ok()) {
+    MutexLock lock(&mu_);
+    if (answered) {
+      --in_flight_;
+      pushed_.erase(frame.sequence());
+      cv_.SignalAll();
+    }
+    return s;
+  }
   v1::StreamRequest request;
   *request.mutable_frame() = std::move(frame);
   if (ended || !rpc_->Write(request)) {
@@ -444,6 +469,11 @@ absl::Status Stream::Push(v1::Frame frame) {
     return s;
   }
   return absl::OkStatus();
+}
+
+absl::Status Stream::Compress(v1::Frame& frame) const {
+  if (compression_ == v1::PIXEL_CODEC_NONE || !frame.has_pixels()) return absl::OkStatus();
+  return wire::CompressPixels(compression_, frame.mutable_pixels(), compression_level_);
 }
 
 std::optional<StreamAnswer> Stream::Read() {
