@@ -35,6 +35,8 @@ packages=(
   # `logstar console` (its HTTP server), and its browser test (tests/console: headless chromium
   # driven by npm's playwright-core, which deploy/test.sh installs with `npm ci`)
   libcpp-httplib-dev chromium nodejs
+  # compressed pixels (proto/wire/compression.h, the Python client's), the link benchmark's ip and tc
+  libzstd-dev python3-zstandard iproute2
 )
 # npm: Debian's, unless the installed Node.js brings its own (NodeSource's does).
 command -v npm >/dev/null || packages+=(npm)
