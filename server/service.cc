@@ -783,6 +783,13 @@ absl::StatusOr<MemoryBudget::Reservation> LogStarService::ReserveAnalysis(const 
     bytes += static_cast<uint64_t>(width) * rows *
              wire::FromWire(px.dtype()).value_or(wire::Dtype{}).bytes;
   }
+  // Compressed pixels: the whole frame decompressed, and once more while
+  // it is unshuffled (proto/wire/compression.h).
+  // (The frame's size, not the payload's claim, which is checked later.)
+  if (px.has_compressed()) {
+    bytes += 2 * static_cast<uint64_t>(width) * px.height() *
+             wire::FromWire(px.dtype()).value_or(wire::Dtype{}).bytes;
+  }
   return deps_.memory->Reserve(
       bytes, absl::StrCat("frame ", frame.sequence(), " (", width, " x ", rows, " px, window ",
                           config.analyzer.window, ") at its peak"));
