@@ -473,7 +473,11 @@ absl::Status Stream::Push(v1::Frame frame) {
 
 absl::Status Stream::Compress(v1::Frame& frame) const {
   if (compression_ == v1::PIXEL_CODEC_NONE || !frame.has_pixels()) return absl::OkStatus();
-  return wire::CompressPixels(compression_, frame.mutable_pixels(), compression_level_);
+  // A large frame in two parts at once: compressing is on the frame's way
+  // to the daemon, so it is latency.
+  constexpr size_t kParallelBytes = 2u << 20;
+  const int threads = frame.pixels().data().size() >= kParallelBytes ? 2 : 1;
+  return wire::CompressPixels(compression_, frame.mutable_pixels(), compression_level_, threads);
 }
 
 std::optional<StreamAnswer> Stream::Read() {

@@ -70,6 +70,7 @@ struct ClientOptions {
   // `opened` answer accepts it (Stream::compression()), so an older daemon
   // gets the bytes as they are. Pixels in shared memory, and frames sent by
   // AnalyzeFrame (which has no `opened` to ask), are never compressed.
+  // Frames of 2 MB and more are compressed by two threads.
   v1::PixelCodec compression = v1::PIXEL_CODEC_NONE;
   int compression_level = 1;  // zstd's, 1..19 (higher: smaller and slower)
 

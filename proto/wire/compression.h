@@ -59,12 +59,14 @@ void UnshuffleBytes(const char* in, size_t size, int element, char* out);
 absl::Status CheckCompressed(const v1::PixelData& pixels, const Dtype& type);
 
 // Replaces pixels->data() by pixels->compressed (the bytes shuffled by
-// their element size, then compressed with `codec` at `level`). Pixels
-// that are not in `data`, or codec NONE, are left as they are. The pixels
-// must pass CheckPixels. Never fails for a valid codec: INVALID_ARGUMENT
-// for an unknown one, INTERNAL if zstd fails (out of memory).
+// their element size, then compressed with `codec` at `level`, by
+// `threads` threads when > 1: zstd's workers, each a part of the frame).
+// Pixels that are not in `data`, or codec NONE, are left as they are. The
+// pixels must pass CheckPixels. Never fails for a valid codec:
+// INVALID_ARGUMENT for an unknown one, INTERNAL if zstd fails (out of
+// memory).
 absl::Status CompressPixels(v1::PixelCodec codec, v1::PixelData* pixels,
-                            int level = kDefaultCompressionLevel);
+                            int level = kDefaultCompressionLevel, int threads = 1);
 
 // Decompresses pixels.compressed (checked by CheckPixels) into `out`, which
 // holds exactly compressed().uncompressed_size() bytes: the frame's bytes

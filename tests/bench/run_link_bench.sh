@@ -13,16 +13,18 @@
 #   tests/bench/run_link_bench.sh [--frames N] [--size PX] [--dose C]
 #                                 [--rate 1gbit] [--build DIR]
 #
-# Per mode (none, zstd) it prints the median over the frames of
+# Per mode (none, zstd) it prints the median over the frames (but the
+# first, which tunes every window, when there are more than two) of
 #   wire    = latency - server time (the client's push to the answer, minus
 #             the daemon's own arrival-to-answer: compressing, sending,
 #             receiving; decompressing is in the server's time)
 #   latency = push to answer, everything included
-#   server  = the daemon's time for the frame (decode and analysis)
-# and the payload's size, then the same two modes on loopback with the
-# difference in latency. Not a timed test: run it by hand on a quiet
-# machine. Builds nothing: `logstar` and `logstard` must be built in
-# --build (default build/).
+#   server  = the daemon's time for the frame (decode and analysis), and
+#             its decode stage (decompressing)
+# and the payload's size, then the same two modes on loopback with what the
+# codec adds (wire + decode) against the latency. Not a timed test: run it
+# by hand on a quiet machine. Builds nothing: `logstar` and `logstard` must
+# be built in --build (default build/).
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -38,7 +40,7 @@ while (($#)); do
     --dose) dose="$2"; shift 2 ;;
     --rate) rate="$2"; shift 2 ;;
     --build) build="$2"; shift 2 ;;
-    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
     *) echo "run_link_bench.sh: unknown argument '$1' (--help)" >&2; exit 2 ;;
   esac
 done
@@ -88,17 +90,21 @@ done
 import sys, numpy as np
 work, n = sys.argv[1], int(sys.argv[2])
 for i in range(n):
-    image = np.load(f"{work}/synth{i}/image.npy")
-    if image.min() < 0 or image.max() > 65535:
-        sys.exit(f"synth{i}: pixels outside uint16 ({image.min()}, {image.max()})")
-    np.save(f"{work}/frames/{i:03d}.npy", np.rint(image).astype(np.uint16))
+    # synth scales its Poisson counts back to the clean frame's range:
+    # count k is k * q, q the smallest step between the values.
+    image = np.load(f"{work}/synth{i}/image.npy").astype(np.float64)
+    q = np.diff(np.unique(image)).min()
+    counts = np.rint(image / q)
+    if counts.min() < 0 or counts.max() > 65535:
+        sys.exit(f"synth{i}: counts outside uint16 ({counts.min()}, {counts.max()})")
+    np.save(f"{work}/frames/{i:03d}.npy", counts.astype(np.uint16))
 EOF
 "${logstar}" record --from "${work}/frames" --prior "${work}/synth0/prior.json" \
   --out "${work}/counts.lsr" --window 256 --evals 10 >/dev/null
 
 # What shuffled zstd makes of these frames, computed on its own (Python's
 # zstandard at the client's level 1), as a check on the wire figures.
-"${python}" - "${work}" "${frames}" <<'EOF' || true
+"${python}" - "${work}" "${frames}" "${rate}" <<'EOF' || true
 import sys, time, numpy as np
 try:
     import zstandard
@@ -113,6 +119,12 @@ for i in range(n):
     packed += len(zstandard.ZstdCompressor(level=1).compress(s))
 print(f"payload: {raw / n / 2**20:.2f} MiB per frame raw, {packed / n / 2**20:.2f} MiB "
       f"shuffled+zstd (ratio {raw / packed:.2f}; counts max {a.max()}, mean {a.mean():.1f})")
+rate = sys.argv[3].lower()
+for unit, scale in (("gbit", 1e9), ("mbit", 1e6)):
+    if rate.endswith(unit):
+        bps = float(rate[:-len(unit)]) * scale
+        print(f"  bytes on a {rate}/s link: {8e3 * raw / n / bps:.1f} ms raw, "
+              f"{8e3 * packed / n / bps:.1f} ms compressed")
 EOF
 
 # ---- The daemon, on `address_prefix` (a namespace command or nothing).
@@ -149,22 +161,32 @@ run_mode() {  # $1: address, $2: none|zstd, $3: results file
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 rows = [r for r in rows if "server_total_ms" in r]
+rows = rows[1:] if len(rows) > 2 else rows  # the first frame tunes every window
 lat = [r["latency_ms"] for r in rows]
 srv = [r["server_total_ms"] for r in rows]
+dec = [r.get("server_decode_ms", 0.0) for r in rows]
 wire = [l - s for l, s in zip(lat, srv)]
-print(f"{statistics.median(wire):.1f} {statistics.median(lat):.1f} {statistics.median(srv):.1f}")
+m = statistics.median
+print(f"{m(wire):.1f} {m(lat):.1f} {m(srv):.1f} {m(dec):.1f}")
 EOF
 }
 
 report() {  # $1: label, $2: none figures, $3: zstd figures
-  read -r wn ln sn <<<"$2"
-  read -r wz lz sz <<<"$3"
+  read -r wn ln sn dn <<<"$2"
+  read -r wz lz sz dz <<<"$3"
   printf '%s\n' "$1"
-  printf '  %-6s wire %8.1f ms   latency %8.1f ms   server %8.1f ms\n' none "${wn}" "${ln}" "${sn}"
-  printf '  %-6s wire %8.1f ms   latency %8.1f ms   server %8.1f ms\n' zstd "${wz}" "${lz}" "${sz}"
+  printf '  %-5s wire %7.1f ms  latency %8.1f ms  server %8.1f ms (decode %5.1f ms)\n' \
+    none "${wn}" "${ln}" "${sn}" "${dn}"
+  printf '  %-5s wire %7.1f ms  latency %8.1f ms  server %8.1f ms (decode %5.1f ms)\n' \
+    zstd "${wz}" "${lz}" "${sz}" "${dz}"
+  # The codec's cost: what zstd adds to the wire (compressing included) and
+  # to the daemon's decode stage, against the uncompressed latency; the
+  # latencies themselves also differ by the analysis's own spread.
   "${python}" -c "
-wn, ln, wz, lz = ${wn}, ${ln}, ${wz}, ${lz}
-print(f'  time on the wire {wn / wz:.2f}x less with zstd; latency {100 * (lz - ln) / ln:+.1f} %')"
+wn, ln, dn, wz, lz, dz = ${wn}, ${ln}, ${dn}, ${wz}, ${lz}, ${dz}
+cost = (wz + dz) - (wn + dn)
+print(f'  wire {wn / wz:.2f}x less with zstd; wire + decode {cost:+.1f} ms = '
+      f'{100 * cost / ln:+.1f} % of the latency (latencies differ by {100 * (lz - ln) / ln:+.1f} %)')"
 }
 
 # ---- The emulated link.
@@ -185,7 +207,7 @@ start_daemon "${daemon_ip}" ip netns exec "${ns}"
 link_none="$(run_mode "${daemon_ip}:${port}" none "${work}/link-none.jsonl")"
 link_zstd="$(run_mode "${daemon_ip}:${port}" zstd "${work}/link-zstd.jsonl")"
 stop_daemon
-report "over a ${rate}/s link (veth + tbf, network namespace), median of ${frames} frames:" \
+report "over a ${rate}/s link (veth + tbf, network namespace), medians of ${frames} frames:" \
   "${link_none}" "${link_zstd}"
 
 # ---- Loopback: what compressing and decompressing cost where bytes are free.
@@ -193,4 +215,4 @@ start_daemon 127.0.0.1
 loop_none="$(run_mode "127.0.0.1:${port}" none "${work}/loop-none.jsonl")"
 loop_zstd="$(run_mode "127.0.0.1:${port}" zstd "${work}/loop-zstd.jsonl")"
 stop_daemon
-report "on loopback, median of ${frames} frames:" "${loop_none}" "${loop_zstd}"
+report "on loopback, medians of ${frames} frames:" "${loop_none}" "${loop_zstd}"

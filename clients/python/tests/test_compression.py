@@ -48,6 +48,16 @@ def test_payload_is_shuffled_zstd_of_the_pixels():
     assert compression.decompress_pixels(pixels) == image.tobytes()
 
 
+def test_a_large_frame_compressed_in_parts_comes_back():
+    image = np.random.default_rng(3).poisson(30.0, size=(1024, 1536)).astype(np.uint16)
+    pixels = frame_pb2.PixelData(dtype=frame_pb2.DTYPE_UINT16, width=1536, height=1024,
+                                 data=image.tobytes())
+    compression.compress_pixels(pixels)  # 3 MB: two threads
+    plain = zstandard.ZstdDecompressor().decompress(pixels.compressed.data,
+                                                   max_output_size=image.nbytes)
+    assert compression.unshuffle(plain, 2) == image.tobytes()
+
+
 def test_an_unknown_codec_is_refused():
     with pytest.raises(logstar.InvalidSettings, match="'none' or 'zstd', got 'lz4'"):
         compression.parse_codec("lz4")
