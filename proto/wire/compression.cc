@@ -23,28 +23,26 @@ absl::Status Invalid(absl::string_view field, absl::string_view what) {
 // frames are the common case, with a loop of their own).
 constexpr size_t kBlock = 4096;  // elements
 
-template <int kElement>
-void ShuffleFixed(const char* __restrict in, size_t n, char* __restrict out) {
+// Shuffles (kToPlanes) or unshuffles n elements of `element` bytes; a
+// kElement other than 0 fixes the size at compile time.
+template <bool kToPlanes, int kElement>
+void MoveBytes(const char* __restrict in, size_t n, int element, char* __restrict out) {
+  const size_t e = kElement != 0 ? kElement : static_cast<size_t>(element);
   for (size_t b = 0; b < n; b += kBlock) {
-    const size_t e = std::min(n, b + kBlock);
-    for (int k = 0; k < kElement; ++k) {
-      char* __restrict plane = out + k * n;
-      for (size_t i = b; i < e; ++i) plane[i] = in[i * kElement + k];
-    }
-  }
-}
-template <int kElement>
-void UnshuffleFixed(const char* __restrict in, size_t n, char* __restrict out) {
-  for (size_t b = 0; b < n; b += kBlock) {
-    const size_t e = std::min(n, b + kBlock);
-    for (int k = 0; k < kElement; ++k) {
-      const char* __restrict plane = in + k * n;
-      for (size_t i = b; i < e; ++i) out[i * kElement + k] = plane[i];
+    const size_t end = std::min(n, b + kBlock);
+    for (size_t k = 0; k < e; ++k) {
+      for (size_t i = b; i < end; ++i) {
+        if constexpr (kToPlanes) {
+          out[k * n + i] = in[i * e + k];
+        } else {
+          out[i * e + k] = in[k * n + i];
+        }
+      }
     }
   }
 }
 template <>
-void ShuffleFixed<2>(const char* __restrict in, size_t n, char* __restrict out) {
+void MoveBytes<true, 2>(const char* __restrict in, size_t n, int, char* __restrict out) {
   auto* __restrict lo = reinterpret_cast<uint8_t*>(out);
   auto* __restrict hi = lo + n;
   for (size_t i = 0; i < n; ++i) {
@@ -55,12 +53,27 @@ void ShuffleFixed<2>(const char* __restrict in, size_t n, char* __restrict out) 
   }
 }
 template <>
-void UnshuffleFixed<2>(const char* __restrict in, size_t n, char* __restrict out) {
+void MoveBytes<false, 2>(const char* __restrict in, size_t n, int, char* __restrict out) {
   const auto* __restrict lo = reinterpret_cast<const uint8_t*>(in);
   const auto* __restrict hi = lo + n;
   for (size_t i = 0; i < n; ++i) {
     const auto v = static_cast<uint16_t>(lo[i] | (hi[i] << 8));
     std::memcpy(out + 2 * i, &v, 2);
+  }
+}
+
+template <bool kToPlanes>
+void MoveBytes(const char* in, size_t size, int element, char* out) {
+  const size_t n = size / element;
+  switch (element) {
+    case 2:
+      return MoveBytes<kToPlanes, 2>(in, n, element, out);
+    case 4:
+      return MoveBytes<kToPlanes, 4>(in, n, element, out);
+    case 8:
+      return MoveBytes<kToPlanes, 8>(in, n, element, out);
+    default:
+      return MoveBytes<kToPlanes, 0>(in, n, element, out);
   }
 }
 
@@ -122,35 +135,11 @@ const char* CodecName(v1::PixelCodec codec) {
 }
 
 void ShuffleBytes(const char* in, size_t size, int element, char* out) {
-  const size_t n = size / element;
-  switch (element) {
-    case 2:
-      return ShuffleFixed<2>(in, n, out);
-    case 4:
-      return ShuffleFixed<4>(in, n, out);
-    case 8:
-      return ShuffleFixed<8>(in, n, out);
-    default:
-      for (size_t i = 0; i < n; ++i) {
-        for (int k = 0; k < element; ++k) out[k * n + i] = in[i * element + k];
-      }
-  }
+  MoveBytes<true>(in, size, element, out);
 }
 
 void UnshuffleBytes(const char* in, size_t size, int element, char* out) {
-  const size_t n = size / element;
-  switch (element) {
-    case 2:
-      return UnshuffleFixed<2>(in, n, out);
-    case 4:
-      return UnshuffleFixed<4>(in, n, out);
-    case 8:
-      return UnshuffleFixed<8>(in, n, out);
-    default:
-      for (size_t i = 0; i < n; ++i) {
-        for (int k = 0; k < element; ++k) out[i * element + k] = in[k * n + i];
-      }
-  }
+  MoveBytes<false>(in, size, element, out);
 }
 
 absl::Status CheckCompressed(const v1::PixelData& px, const Dtype& type) {

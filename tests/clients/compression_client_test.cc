@@ -49,6 +49,12 @@ v1::Frame CountsFrame(const SynthFrame& f, uint64_t sequence) {
   return frame;
 }
 
+// A stub of its own, for requests the client library would not send.
+std::unique_ptr<v1::LogStar::Stub> RawStub(const server::LogStarServer& server) {
+  return v1::LogStar::NewStub(
+      grpc::CreateChannel(Address(server), grpc::InsecureChannelCredentials()));
+}
+
 std::vector<StreamAnswer> RunFrames(Client& client, const v1::SessionSettings& settings,
                                     const std::vector<v1::Frame>& frames, v1::PixelCodec* used) {
   auto stream = client.OpenStream({.settings = settings, .max_in_flight = 2});
@@ -107,8 +113,7 @@ TEST(CompressionClientTest, CompressedFramesGiveTheAtomsOfUncompressedOnes) {
 TEST(CompressionClientTest, BadPayloadsAreRefusedAndTheStreamGoesOn) {
   auto server = StartServer();
   ASSERT_NE(server, nullptr);
-  auto channel = grpc::CreateChannel(Address(*server), grpc::InsecureChannelCredentials());
-  auto stub = v1::LogStar::NewStub(channel);
+  auto stub = RawStub(*server);
   const SynthFrame f = Synth(128, 310);
   v1::Frame good = CountsFrame(f, 0);
   ASSERT_TRUE(wire::CompressPixels(v1::PIXEL_CODEC_ZSTD, good.mutable_pixels()).ok());
@@ -160,8 +165,7 @@ TEST(CompressionClientTest, BadPayloadsAreRefusedAndTheStreamGoesOn) {
 TEST(CompressionClientTest, AnUnknownCodecAtOpenIsRefusedNamingTheField) {
   auto server = StartServer();
   ASSERT_NE(server, nullptr);
-  auto channel = grpc::CreateChannel(Address(*server), grpc::InsecureChannelCredentials());
-  auto stub = v1::LogStar::NewStub(channel);
+  auto stub = RawStub(*server);
   const SynthFrame f = Synth(64, 311);
   const v1::SessionSettings settings = SmallSettings(f);
   v1::StreamRequest open = Open("", &settings);
