@@ -38,6 +38,8 @@ packages=(
   # scale-out (issue 20): the Redis session store's client library, and the Redis server and
   # nginx proxy that its tests and tests/load/scale_out.sh start on loopback
   libhiredis-dev redis-server nginx-light
+  # compressed pixels (proto/wire/compression.h, the Python client's), the link benchmark's ip and tc
+  libzstd-dev python3-zstandard iproute2
 )
 # npm: Debian's, unless the installed Node.js brings its own (NodeSource's does).
 command -v npm >/dev/null || packages+=(npm)

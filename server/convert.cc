@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/base/status_macros.h"
+#include "proto/wire/compression.h"
 #include "server/pixel_check.h"
 
 namespace logstar::server {
@@ -227,6 +228,29 @@ absl::Status CheckPixelSize(const v1::Frame& f) {
   return absl::OkStatus();
 }
 
+// The field pixels come from, as errors name it.
+const char* PixelsField(const v1::PixelData& px) {
+  switch (px.source_case()) {
+    case v1::PixelData::kSharedMemory:
+      return "frame.pixels.shared_memory";
+    case v1::PixelData::kCompressed:
+      return "frame.pixels.compressed";
+    default:
+      return "frame.pixels.data";
+  }
+}
+
+// Compressed pixels (proto/wire/compression.h, checked by CheckPixels):
+// the whole frame is decompressed into an image of its own, at most
+// width × height × bytes (the payload cannot make it larger), and its
+// first `rows` rows returned.
+absl::StatusOr<cv::Mat> DecompressRows(const v1::PixelData& px, const wire::Dtype& type, int rows) {
+  cv::Mat full(static_cast<int>(px.height()), static_cast<int>(px.width()),
+               CV_MAKETYPE(type.cv_depth, 1));
+  LOGSTAR_RETURN_IF_ERROR(wire::DecompressPixels(px, reinterpret_cast<char*>(full.data)));
+  return full.rowRange(0, rows);
+}
+
 }  // namespace
 
 absl::Status CheckFrameLimits(const v1::Frame& frame, int64_t max_pixels) {
@@ -262,7 +286,9 @@ absl::StatusOr<DecodedFrame> DecodeFrame(const v1::Frame& frame, int64_t max_pix
   out.pixel_size_angstrom = frame.pixel_size_x_angstrom();
 
   cv::Mat image;
-  if (shared) {
+  if (px.source_case() == v1::PixelData::kCompressed) {
+    LOGSTAR_ASSIGN_OR_RETURN(image, DecompressRows(px, type, rows));
+  } else if (shared) {
     // Only the valid rows are read: a copy of a POSIX object's, in place
     // from a sealed memory file (server/shared_memory.h).
     const v1::SharedMemoryRef& ref = px.shared_memory();
@@ -273,8 +299,7 @@ absl::StatusOr<DecodedFrame> DecodeFrame(const v1::Frame& frame, int64_t max_pix
   } else {
     image = wire::ViewPixels(px, type, rows);
   }
-  LOGSTAR_RETURN_IF_ERROR(CheckFinitePixels(
-      image, shared ? "frame.pixels.shared_memory" : "frame.pixels.data", context));
+  LOGSTAR_RETURN_IF_ERROR(CheckFinitePixels(image, PixelsField(px), context));
   out.image = std::move(image);
   return out;
 }

@@ -9,6 +9,7 @@
 #include "absl/time/clock.h"
 #include "engine/analysis/memory_estimate.h"
 #include "engine/base/status_macros.h"
+#include "proto/wire/compression.h"
 #include "server/convert.h"
 #include "server/log.h"
 #include "server/status.h"
@@ -170,31 +171,38 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
       return;
     }
     const LogStarService::Deps& deps = service_->deps();
+    const v1::OpenSession& open = request_.open();
+    if (absl::Status s = wire::CheckCodec(open.compression(), "open.compression"); !s.ok()) {
+      Abort(ToGrpcStatus(s));
+      return;
+    }
+    const v1::PixelCodec compression = open.compression();
     if (deps.store_io != nullptr) {
       // The session may have to be loaded from the shared store: on a
       // store thread; nothing is read or finished meanwhile (opening_).
       opening_ = true;
       Ref();
-      deps.store_io->Submit([this, open = request_.open()] {
+      deps.store_io->Submit([this, open = request_.open(), compression] {
         auto opened = service_->deps().sessions->Open(
             open.session_id(), open.has_settings() ? &open.settings() : nullptr);
         {
           MutexLock lock(&mu_);
           opening_ = false;
-          if (!abort_.has_value()) FinishOpen(std::move(opened));
+          if (!abort_.has_value()) FinishOpen(std::move(opened), compression);
           Pump();
         }
         Unref();
       });
       return;
     }
-    const v1::OpenSession& open = request_.open();
     FinishOpen(
-        deps.sessions->Open(open.session_id(), open.has_settings() ? &open.settings() : nullptr));
+        deps.sessions->Open(open.session_id(), open.has_settings() ? &open.settings() : nullptr),
+        compression);
   }
 
-  void FinishOpen(absl::StatusOr<std::pair<std::shared_ptr<Session>, bool>> opened)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  // `compression`: the codec the client asked for at open, already checked.
+  void FinishOpen(absl::StatusOr<std::pair<std::shared_ptr<Session>, bool>> opened,
+                  v1::PixelCodec compression) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (!opened.ok()) {
       Abort(ToGrpcStatus(opened.status()));
       return;
@@ -205,6 +213,8 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
     v1::StreamResponse& r = SlotAt(slot).response;
     *r.mutable_opened() = session_->Info(false, service_->deps().options->session_idle_timeout_s);
     r.mutable_opened()->set_resumed(opened->second);
+    // Frames may come compressed (proto/wire/compression.h) as asked.
+    r.mutable_opened()->set_compression(compression);
     SlotAt(slot).ready = true;
     Log(LogLevel::kInfo, "stream_opened",
         {{"session", session_->id()}, {"resumed", opened->second}, {"peer", context_->peer()}});
@@ -824,6 +834,13 @@ absl::StatusOr<MemoryBudget::Reservation> LogStarService::ReserveAnalysis(const 
   // Pixels from shared memory are copied out; those in the message are its.
   if (px.has_shared_memory()) {
     bytes += static_cast<uint64_t>(width) * rows *
+             wire::FromWire(px.dtype()).value_or(wire::Dtype{}).bytes;
+  }
+  // Compressed pixels: the whole frame decompressed, and once more while
+  // it is unshuffled (proto/wire/compression.h).
+  // (The frame's size, not the payload's claim, which is checked later.)
+  if (px.has_compressed()) {
+    bytes += 2 * static_cast<uint64_t>(width) * px.height() *
              wire::FromWire(px.dtype()).value_or(wire::Dtype{}).bytes;
   }
   return deps_.memory->Reserve(

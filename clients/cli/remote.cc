@@ -16,11 +16,13 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "proto/wire/compression.h"
 
 namespace logstar::cli {
 
-const std::set<std::string> kClientFlagNames = {"server", "tls-ca",     "tls-cert",       "tls-key",
-                                                "token",  "token-file", "connect-timeout"};
+const std::set<std::string> kClientFlagNames = {"server",          "tls-ca",  "tls-cert",
+                                                "tls-key",         "token",   "token-file",
+                                                "connect-timeout", "compress"};
 
 namespace {
 
@@ -118,6 +120,7 @@ ClientFlags ClientFlagsFrom(const Flags& flags) {
                      .token = flags.Get("token"),
                      .token_file = flags.Get("token-file"),
                      .connect_timeout = flags.Get("connect-timeout"),
+                     .compress = flags.Get("compress"),
                      .tls = flags.Has("tls")};
 }
 
@@ -150,6 +153,14 @@ absl::StatusOr<ClientOptions> ClientOptionsFromFlags(const ClientFlags& f) {
       return absl::InvalidArgumentError(absl::StrCat(
           "--connect-timeout must be a number of seconds > 0, got '", *f.connect_timeout, "'"));
     }
+  }
+  if (f.compress) {
+    absl::StatusOr<v1::PixelCodec> codec = wire::ParseCodec(*f.compress);
+    if (!codec.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--compress must be none or zstd, got '", *f.compress, "'"));
+    }
+    o.compression = *codec;
   }
   if (absl::Status s = o.Validate(); !s.ok()) return s;
   return o;

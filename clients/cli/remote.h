@@ -40,10 +40,12 @@ using server::SettingsFromOptions;
 using server::ToProtoTime;
 
 // --server ADDR [--tls] [--tls-ca F] [--tls-cert F --tls-key F] [--token T]
-// [--token-file F] [--connect-timeout S]; `get` returns a flag's value.
+// [--token-file F] [--connect-timeout S] [--compress C]; `get` returns a
+// flag's value.
 struct ClientFlags {
   std::optional<std::string> server{}, tls_ca{}, tls_cert{}, tls_key{}, token{}, token_file{},
       connect_timeout{};
+  std::optional<std::string> compress{};  // --compress none|zstd
   bool tls = false;
 };
 absl::StatusOr<ClientOptions> ClientOptionsFromFlags(const ClientFlags& flags);
@@ -66,7 +68,9 @@ inline constexpr char kClientFlagsUsage[] =
     "  --tls-cert F, --tls-key F  client certificate and key for mutual TLS (imply --tls)\n"
     "  --token T             bearer token (or --token-file F, first line)\n"
     "  --connect-timeout S   seconds to wait for a server that is starting (default: a\n"
-    "                        refused connection fails at once, else 10 s)\n";
+    "                        refused connection fails at once, else 10 s)\n"
+    "  --compress C          none (default) or zstd: lossless compression of the pixels\n"
+    "                        in the messages, for slow links (used when the daemon accepts it)\n";
 
 }  // namespace logstar::cli
 

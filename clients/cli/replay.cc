@@ -294,6 +294,7 @@ class AnswerReader {
                      {"misses", res.cache_misses()},
                      {"retunes", res.cache_retunes()}};
     line["server_total_ms"] = res.latency().total_ms();
+    line["server_decode_ms"] = res.latency().decode_ms();  // with --compress: decompressing
     // The windows as RESULT.json gives them (their fronts: `logstar report`).
     Json windows = Json::array();
     for (const WindowResult& w : AnalysisFromResult(res).windows) {

@@ -11,6 +11,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "clients/cpp/shared_memory.h"
+#include "proto/wire/compression.h"
 
 namespace logstar {
 namespace {
@@ -53,6 +54,14 @@ std::chrono::system_clock::time_point After(double seconds) {
              std::chrono::duration<double>(seconds));
 }
 
+absl::Status ValidateCompression(v1::PixelCodec codec, int level) {
+  if (absl::Status s = wire::CheckCodec(codec, "compression"); !s.ok()) return s;
+  if (level < 1 || level > 19) {
+    return absl::InvalidArgumentError(absl::StrCat("compression_level must be 1..19, got ", level));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status ClientOptions::Validate() const {
@@ -75,7 +84,7 @@ absl::Status ClientOptions::Validate() const {
   if (token.find_first_of("\r\n") != std::string::npos) {
     return absl::InvalidArgumentError("token must be one line");
   }
-  return absl::OkStatus();
+  return ValidateCompression(compression, compression_level);
 }
 
 absl::Status StreamOptions::Validate() const {
@@ -213,6 +222,7 @@ absl::StatusOr<std::unique_ptr<Stream>> Client::OpenStream(const StreamOptions& 
   v1::StreamRequest open;
   open.mutable_open()->set_session_id(options.session_id);
   if (options.settings) *open.mutable_open()->mutable_settings() = *options.settings;
+  open.mutable_open()->set_compression(options_.compression);
   v1::StreamResponse first;
   if (!stream->rpc_->Write(open) || !stream->rpc_->Read(&first)) {
     stream->rpc_->WritesDone();
@@ -232,6 +242,11 @@ absl::StatusOr<std::unique_ptr<Stream>> Client::OpenStream(const StreamOptions& 
                                             ": the stream's first answer is not `opened`"));
   }
   stream->opened_ = first.opened();
+  // Only what was asked and accepted: an older daemon answers NONE.
+  if (first.opened().compression() == options_.compression) {
+    stream->compression_ = options_.compression;
+    stream->compression_level_ = options_.compression_level;
+  }
   stream->reader_ = std::thread(&Stream::ReadLoop, stream.get());
   return stream;
 }
@@ -445,6 +460,16 @@ absl::Status Stream::Push(v1::Frame frame) {
       pushed_[frame.sequence()] = Clock::now();
     }
   }
+  // After the push time is taken: the answer's latency includes it.
+  if (absl::Status s = ended ? absl::OkStatus() : Compress(frame); !s.ok()) {
+    MutexLock lock(&mu_);
+    if (answered) {
+      --in_flight_;
+      pushed_.erase(frame.sequence());
+      cv_.SignalAll();
+    }
+    return s;
+  }
   v1::StreamRequest request;
   *request.mutable_frame() = std::move(frame);
   if (ended || !rpc_->Write(request)) {
@@ -456,6 +481,15 @@ absl::Status Stream::Push(v1::Frame frame) {
     return s;
   }
   return absl::OkStatus();
+}
+
+absl::Status Stream::Compress(v1::Frame& frame) const {
+  if (compression_ == v1::PIXEL_CODEC_NONE || !frame.has_pixels()) return absl::OkStatus();
+  // A large frame in two parts at once: compressing is on the frame's way
+  // to the daemon, so it is latency.
+  constexpr size_t kParallelBytes = 2u << 20;
+  const int threads = frame.pixels().data().size() >= kParallelBytes ? 2 : 1;
+  return wire::CompressPixels(compression_, frame.mutable_pixels(), compression_level_, threads);
 }
 
 std::optional<StreamAnswer> Stream::Read() {

@@ -64,6 +64,15 @@ struct ClientOptions {
   double connect_timeout_s = 10.0;
   double rpc_timeout_s = 120.0;            // unary RPCs (AnalyzeFrame tunes: allow minutes)
   int64_t max_message_bytes = 80ll << 20;  // as the server's default
+  // Lossless compression of the pixels streams send in their messages
+  // (proto/wire/compression.h: byte shuffle + zstd), for slow links: each
+  // stream asks for it when it opens and compresses only when the daemon's
+  // `opened` answer accepts it (Stream::compression()), so an older daemon
+  // gets the bytes as they are. Pixels in shared memory, and frames sent by
+  // AnalyzeFrame (which has no `opened` to ask), are never compressed.
+  // Frames of 2 MB and more are compressed by two threads.
+  v1::PixelCodec compression = v1::PIXEL_CODEC_NONE;
+  int compression_level = 1;  // zstd's, 1..19 (higher: smaller and slower)
 
   // Errors name the field.
   absl::Status Validate() const;
@@ -118,10 +127,17 @@ class Stream {
 
   int in_flight() const ABSL_LOCKS_EXCLUDED(mu_);
 
+  // The codec Push() compresses pixels in the message with: what
+  // ClientOptions::compression asked and the daemon accepted, else NONE.
+  v1::PixelCodec compression() const { return compression_; }
+
  private:
   friend class Client;
   Stream(std::string address, int max_in_flight)
       : address_(std::move(address)), max_in_flight_(max_in_flight) {}
+  // Compresses the frame's pixels in the message with compression_ (no-op
+  // for NONE or pixels elsewhere).
+  absl::Status Compress(v1::Frame& frame) const;
   void ReadLoop() ABSL_LOCKS_EXCLUDED(mu_);
 
   const std::string address_;
@@ -138,6 +154,10 @@ class Stream {
   std::deque<StreamAnswer> answers_ ABSL_GUARDED_BY(mu_);
   // sequence -> push time
   std::map<uint64_t, std::chrono::steady_clock::time_point> pushed_ ABSL_GUARDED_BY(mu_);
+
+  // Set once the stream is opened.
+  v1::PixelCodec compression_ = v1::PIXEL_CODEC_NONE;
+  int compression_level_ = 1;
 
   // Sending side only.
   bool send_closed_ = false;

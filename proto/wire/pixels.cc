@@ -9,6 +9,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "proto/wire/compression.h"
 
 namespace logstar::wire {
 namespace {
@@ -87,7 +88,9 @@ absl::StatusOr<Dtype> CheckPixels(const v1::PixelData& px) {
                    absl::StrCat("must be at most 2^31 - 1 pixels wide and high, got ", px.width(),
                                 " x ", px.height()));
   }
-  if (px.source_case() != v1::PixelData::kSharedMemory) {
+  if (px.source_case() == v1::PixelData::kCompressed) {
+    if (absl::Status s = CheckCompressed(px, *type); !s.ok()) return s;
+  } else if (px.source_case() != v1::PixelData::kSharedMemory) {
     // Compared by division: pixels × bytes can exceed 64 bits when the
     // caller sets no pixel limit (PixelsToImage).
     const uint64_t pixels = uint64_t{px.width()} * px.height();
@@ -165,6 +168,15 @@ absl::StatusOr<cv::Mat> PixelsToImage(const v1::PixelData& px) {
   const absl::StatusOr<Dtype> type = CheckPixels(px);
   if (!type.ok()) return type.status();
   if (px.source_case() == v1::PixelData::kSharedMemory) return SharedMemoryUnavailable();
+  if (px.source_case() == v1::PixelData::kCompressed) {
+    cv::Mat image(static_cast<int>(px.height()), static_cast<int>(px.width()),
+                  CV_MAKETYPE(type->cv_depth, 1));
+    if (absl::Status s = DecompressPixels(px, reinterpret_cast<char*>(image.data)); !s.ok()) {
+      return s;
+    }
+    if (absl::Status s = CheckFinite(image, "frame.pixels.compressed"); !s.ok()) return s;
+    return image;
+  }
   cv::Mat image = ViewPixels(px, *type, static_cast<int>(px.height()));
   if (absl::Status s = CheckFinite(image, "frame.pixels.data"); !s.ok()) return s;
   // A view of the message's bytes is copied, so the image outlives them.

@@ -45,7 +45,9 @@ std::optional<Dtype> FromDepth(int cv_depth);
 // Everything that can be checked of `pixels` without reading them: a known
 // dtype, a positive width and height of at most 2^31 - 1 (cv::Mat's sizes
 // are int), and for pixels in the message exactly width × height × bytes of
-// data (pixels in shared memory are not checked further). Never overflows,
+// data, for compressed pixels the header's checks (CheckCompressed in
+// proto/wire/compression.h; pixels in shared memory are not checked
+// further). Never overflows,
 // whatever the wire's values. Returns the dtype's row.
 absl::StatusOr<Dtype> CheckPixels(const v1::PixelData& pixels);
 
@@ -75,8 +77,9 @@ void CopyRows(const cv::Mat& image, char* out);
 // message.
 absl::StatusOr<v1::PixelData> ImageToPixels(const cv::Mat& image);
 
-// The inverse: CheckPixels, then finite pixels; a copy of the bytes, so the
-// image outlives `pixels`. SharedMemoryUnavailable() for pixels in shared
+// The inverse: CheckPixels, then finite pixels; a copy of the bytes (or
+// the decompressed bytes of compressed pixels), so the image outlives
+// `pixels`. SharedMemoryUnavailable() for pixels in shared
 // memory.
 absl::StatusOr<cv::Mat> PixelsToImage(const v1::PixelData& pixels);
 

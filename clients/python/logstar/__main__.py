@@ -2,7 +2,7 @@
 
     python3 -m logstar replay FILE.lsr --server HOST:PORT [--speed 1|N|max] [--loop K]
         [--overload block|latest-wins|reject] [--reconnect-s S] [--token T | --token-file F]
-        [--tls] [--tls-ca CA.pem] [--tls-cert C.pem --tls-key K.pem]
+        [--tls] [--tls-ca CA.pem] [--tls-cert C.pem --tls-key K.pem] [--compress none|zstd]
     python3 -m logstar record --from FILE|DIR|GLOB... --prior PRIOR.json --out S.lsr [--fps F]
 
 replay sends the recorded frames at their original pace divided by
@@ -85,7 +85,8 @@ def replay(args: argparse.Namespace) -> int:
                   server_name=args.tls_server_name)
 
     try:
-        client = Client(args.server, token=token, tls=tls, connect_timeout=args.connect_timeout)
+        client = Client(args.server, token=token, tls=tls, connect_timeout=args.connect_timeout,
+                        compression=args.compress)
         prior = args.prior if args.prior else None
         session = client.session(prior, rec.header.settings if prior is None else None,
                                  overload=overload)
@@ -251,6 +252,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--tls-key")
     p.add_argument("--tls-server-name")
     p.add_argument("--connect-timeout", type=float, default=10.0)
+    p.add_argument("--compress", choices=["none", "zstd"], default="none",
+                   help="lossless compression of the pixels, for slow links (used when the "
+                        "daemon accepts it)")
     p.set_defaults(run=replay)
 
     p = sub.add_parser("record", help="write image files into a recording")

@@ -37,6 +37,7 @@ import numpy as np
 
 from . import amorphous as _amorphous
 from . import checks as _checks
+from . import compression as _compression
 from . import frames as _frames
 from . import settings as _settings
 from . import shared_memory as _shared_memory
@@ -381,11 +382,17 @@ class Client:
     <token>`` on every RPC. ``tls``: False (plaintext, the daemon's default
     on loopback), True (TLS with the system's roots) or a :class:`Tls`.
     The constructor waits up to ``connect_timeout`` seconds for the
-    connection and raises :class:`ServerUnavailable` otherwise."""
+    connection and raises :class:`ServerUnavailable` otherwise.
+    ``compression``: ``"none"`` (default) or ``"zstd"``, lossless
+    compression of the pixels streams send in their messages, for slow
+    links (:mod:`logstar.compression`); used when the daemon accepts it
+    (``Session.compression``), never for shared memory or ``analyze``."""
 
     def __init__(self, addr: str, token: Optional[str] = None,
-                 tls: Union[bool, Tls] = False, *, connect_timeout: float = 10.0) -> None:
+                 tls: Union[bool, Tls] = False, *, connect_timeout: float = 10.0,
+                 compression: str = "none") -> None:
         self.addr = addr
+        self._compression = _compression.parse_codec(compression)
         self._metadata: Tuple[Tuple[str, str], ...] = (
             (("authorization", f"Bearer {token}"),) if token else ())
         options = [("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
@@ -502,7 +509,7 @@ class Client:
         if not given and not session_id:
             raise InvalidSettings("a new session needs a prior (or settings); "
                                   "give prior=... or session_id= of an existing session")
-        open_ = service_pb2.OpenSession(session_id=session_id)
+        open_ = service_pb2.OpenSession(session_id=session_id, compression=self._compression)
         if given:
             open_.settings.CopyFrom(_settings.session_settings(
                 prior, settings, overload, queue_capacity, amorphous=amorphous))
@@ -610,6 +617,23 @@ class Session:
         """The settings as last seen from the server."""
         return self._info.settings
 
+    @property
+    def compression(self) -> str:
+        """The codec frames of this session's streams go with: ``"zstd"``
+        when the client asked for it and the daemon accepted, else
+        ``"none"``."""
+        return "zstd" if self._compresses() else "none"
+
+    def _compresses(self) -> bool:
+        return (self._client._compression == frame_pb2.PIXEL_CODEC_ZSTD
+                and self._info.compression == frame_pb2.PIXEL_CODEC_ZSTD)
+
+    def _compress(self, frame: frame_pb2.Frame) -> frame_pb2.Frame:
+        """Pixels in the message compressed when the daemon accepts it."""
+        if self._compresses() and frame.HasField("pixels"):
+            _compression.compress_pixels(frame.pixels, frame_pb2.PIXEL_CODEC_ZSTD)
+        return frame
+
     def _next_sequence(self) -> int:
         with self._lock:
             return next(self._sequence)
@@ -628,14 +652,14 @@ class Session:
             if f.sequence == 0:
                 f.sequence = self._next_sequence()
             f.session_id = ""
-            return f, _streaming.Pending(f.sequence, tag)
+            return self._compress(f), _streaming.Pending(f.sequence, tag)
         sequence = self._next_sequence()
         tag = None
         try:
             array, meta = _frames.split_item(item)
             tag = meta.pop("tag", None)
             sink = ring._sink(slot) if ring is not None else None
-            return (_frames.to_frame(array, meta, sequence, sink=sink),
+            return (self._compress(_frames.to_frame(array, meta, sequence, sink=sink)),
                     _streaming.Pending(sequence, tag, holds_slot=sink is not None))
         except InvalidFrame as e:
             return None, _streaming.Pending(sequence, tag, e)

@@ -202,7 +202,8 @@ class Streamer:
             raise self.source_error[0]
 
     def _connections(self) -> Iterator[Any]:
-        open_ = service_pb2.OpenSession(session_id=self.session.id)
+        open_ = service_pb2.OpenSession(session_id=self.session.id,
+                                        compression=self.client._compression)
         outage: Optional[float] = None  # when the current outage began
         backoff = _FIRST_BACKOFF_S
         while True:
@@ -277,7 +278,8 @@ class Streamer:
             self.outbox = collections.deque(
                 (p.frame, True) for p in self.pending if p.failure is None and p.frame is not None)
         return service_pb2.OpenSession(session_id=self.session.id,
-                                       settings=self.session._info.settings)
+                                       settings=self.session._info.settings,
+                                       compression=self.client._compression)
 
     def _broken(self, e: grpc.RpcError, gave_up: bool = False) -> LogstarError:
         if self.source_error and e.code() == grpc.StatusCode.CANCELLED:
