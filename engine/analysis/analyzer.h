@@ -166,7 +166,10 @@ struct WarmStartOptions {
   // whose chosen point ends on a side of the region that is not a side of
   // the whole space opens that side to the whole range and runs again from
   // its front (WindowResult::widened).
-  double margin = 0.15;  // in [0, 1]
+  double margin = 0.08;  // in [0, 1]
+  // The same for a window re-tuned for drift, around its own front (its
+  // threshold is searched whole): what drifted may have moved its scales too.
+  double drift_margin = 0.2;  // in [0, 1]
 
   absl::Status Validate() const;
 };

