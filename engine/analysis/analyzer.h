@@ -40,15 +40,37 @@
 // run each window with its cached parameters — one exact detection and the
 // rewards, no search (a hit) — and re-tune a window only when its rewards
 // drift more than drift_tolerance from their values at tuning time (a
-// re-tune, warm-started from the cached front). A change of frame size,
-// window layout or prior empties the cache. A lent window's entry holds the
-// lent parameters and no front: it is a hit while the lender keeps its
-// parameters, and follows a re-tuned lender without evaluations (counted as
-// re-tuned). An entry without a front found at a window that has crystal
+// re-tune, warm-started from the cached front; see warm starts below). A
+// change of frame size, window layout or prior empties the cache. A lent
+// window's entry holds the lent parameters and no front: it is a hit while
+// the lender keeps its parameters, and follows a re-tuned lender without
+// evaluations (counted as re-tuned). An entry without a front found at a window that has crystal
 // enough (e.g. restored from another stream) is tuned, warm-started from
 // it. RestoreCache takes the saved lattice and crystalline map when the
 // snapshot carries them (the daemon's state files do), so a restored stream
 // counts over the same crystal; without them the next frame measures afresh.
+//
+// Warm starts (issue 21, item 1; AnalyzerOptions::warm_start, on by
+// default). The windows of a frame almost always share the crystal and the
+// imaging, so searching each from nothing repeats work. When more windows
+// than seed_windows + 1 are to be tuned with nothing cached, seed_windows of
+// them, spread over the frame, are tuned from nothing first (with any
+// window that has a cache); every other fresh window then starts from the
+// seeds' chosen points and points along the nearest seed's front, in a trust
+// region around them (BoundsAround, engine/analysis/logstar.h: a sigma grid
+// of fewer scales, a higher response floor), with a short budget, and stops
+// once its model expects no point to add min_relative_improvement of its
+// front's hypervolume (MoboOptions::min_relative_improvement). A drifted
+// window starts from its own front the same way, its threshold searched
+// whole. A search whose chosen point ends on a side of its region that the
+// whole space does not have opens that side and runs again from its front
+// (WindowResult::widened), so the region never holds the answer in.
+// Measured on generated frames against the truth, per window
+// (tests/bench/warm_start_quality.cc): mean F1 as independent tuning's
+// within the spread of two independent runs, fronts nearly as rich; the
+// 2048² first frame's windows for a fifth of the time (docs/performance.md).
+// The seeds run before the others, each group in parallel, so results do
+// not depend on the thread count.
 //
 // The amorphous stage (optional, engine/amorphous/amorphous.h) runs on the frame's
 // atoms after LoG*, over windows of its own (the whole frame by default),

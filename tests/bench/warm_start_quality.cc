@@ -8,11 +8,14 @@
 // Each frame (engine/image/synth.h, whole-frame crystal) is analysed by two
 // fresh analyzers with the engine's default options but for the objective
 // pair: warm starts off (every window tuned from nothing) and on
-// (AnalyzerOptions::warm_start). Per window, the atoms it reports are matched
-// to the true columns in its core (tests/engine/analysis/window_accuracy.h).
-// One tab-separated line per (lattice, noise, seed, pair): mean F1 of the
-// windows independent and warm, the largest drop of a window's F1 (warm
-// below independent), how many windows dropped by more than 0.01, the share
+// (AnalyzerOptions::warm_start), and a third time independently with another
+// search seed, which shows how far two searches from nothing differ. Per
+// window, the atoms it reports are matched to the true columns in its core
+// (tests/engine/analysis/window_accuracy.h). One tab-separated line per
+// (lattice, noise, seed, pair): mean F1 of the windows independent, warm and
+// again, the largest drop of a window's F1 (warm below independent) and how
+// many windows dropped by more than 0.01, the same for the second independent
+// run, the share
 // of windows whose front has >= 3 points each way, the evaluations and the
 // windows' milliseconds each way, and how many warm windows were widened to
 // the whole space. A last line sums it up. --verbose prints every window.
