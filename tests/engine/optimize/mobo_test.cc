@@ -59,6 +59,12 @@ absl::StatusOr<Objectives2> TwoBowls(const ParameterValues& x) {
   return Objectives2{f1, f2};
 }
 
+// HV of the two bowls' true front in [0,1]^dims w.r.t. (r, r), r >= D.
+double TwoBowlsTrueHypervolume(int dims, double r) {
+  const double d = dims * 0.36;
+  return r * r - d * d / 6;
+}
+
 double HypervolumeOf(const std::vector<Evaluation>& evaluations, const Objectives2& reference) {
   std::vector<Objectives2> f;
   for (const Evaluation& e : evaluations) f.push_back(e.objectives);
@@ -107,9 +113,8 @@ TEST(MoboTest, ReachesTheZdt1FrontAndBeatsRandomSearch) {
 TEST(MoboTest, ReachesTheTwoBowlsFront) {
   auto context = Context(2);
   constexpr int kDims = 4;
-  const double d = kDims * 0.36;
   const Objectives2 reference = {1.6, 1.6};
-  const double truth = 1.6 * 1.6 - d * d / 6;
+  const double truth = TwoBowlsTrueHypervolume(kDims, 1.6);
   double sum_mobo = 0.0, sum_random = 0.0;
   for (uint64_t seed : {0, 1, 2}) {
     MoboOptions options;
@@ -285,9 +290,8 @@ TEST(MoboTest, WarmStartPointsAreEvaluatedFirst) {
 TEST(MoboTest, StopsEarlyWhenTheExpectedImprovementIsSmall) {
   auto context = Context(2);
   constexpr int kDims = 2;
-  const double d = kDims * 0.36;
   const Objectives2 reference = {1.6, 1.6};
-  const double truth = 1.6 * 1.6 - d * d / 6;
+  const double truth = TwoBowlsTrueHypervolume(kDims, 1.6);
   std::vector<ParameterValues> warm;
   for (int k = 0; k <= 12; ++k) {
     const double t = 0.2 + 0.05 * k;
