@@ -618,6 +618,8 @@ absl::StatusOr<LogStarAnalyzer::Tuned> LogStarAnalyzer::TuneWindow(
   trusted.optimizer.num_candidates = std::min(trusted.optimizer.num_candidates, 256);
   std::vector<LogParameters> start(warm.begin(), warm.end());
   Tuned tuned;
+  // Every round together stays within the window's budget.
+  int remaining = logstar.optimizer.num_evaluations;
   // A chosen point on a side of the region that the whole space does not
   // have says the answer may lie beyond it: that parameter's side is opened
   // to the whole range and the search runs again from what it found (as a
@@ -626,11 +628,13 @@ absl::StatusOr<LogStarAnalyzer::Tuned> LogStarAnalyzer::TuneWindow(
   for (;;) {
     SetBounds(near, trusted);
     const int points = static_cast<int>(start.size());
-    trusted.optimizer.num_evaluations = std::max(o.evaluations, points + 2 + polish);
+    trusted.optimizer.num_evaluations =
+        std::min(std::max(o.evaluations, points + 2 + polish), remaining);
     // The model starts on the points given; no space-filling design.
-    trusted.optimizer.num_initial = std::min(points, trusted.optimizer.num_evaluations - polish);
+    trusted.optimizer.num_initial = std::min(points, trusted.optimizer.num_evaluations);
     LOGSTAR_ASSIGN_OR_RETURN(LogStarResult r, RunLogStar(image, region, prior, trusted, context,
                                                          start, lattice, crystal));
+    remaining -= r.num_evaluations;
     const int spent = tuned.result.num_evaluations + r.num_evaluations;
     tuned.result = std::move(r);
     tuned.result.num_evaluations = spent;
@@ -645,7 +649,7 @@ absl::StatusOr<LogStarAnalyzer::Tuned> LogStarAnalyzer::TuneWindow(
     open(c.max_sigma, near.max_sigma, whole.max_sigma);
     open(c.threshold, near.threshold, whole.threshold);
     open(c.overlap, near.overlap, whole.overlap);
-    if (!opened) return tuned;
+    if (!opened || remaining < 1) return tuned;
     tuned.widened = true;
     start.clear();
     for (const FrontPoint& p : tuned.result.front) start.push_back(p.parameters);

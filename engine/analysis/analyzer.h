@@ -178,7 +178,8 @@ struct WarmStartOptions {
   // along the nearest seed's front, at most this many in all.
   int max_points = 8;  // >= 1
   // Budget of a warm search, the points it starts from included (the budget
-  // grows to hold them all plus two).
+  // grows to hold them all plus two); a search and the rounds that open its
+  // region's sides together never exceed logstar.optimizer.num_evaluations.
   int evaluations = 16;  // >= 2
   // The warm search stops once the model expects no point to add this share
   // of the front's hypervolume (MoboOptions::min_relative_improvement).

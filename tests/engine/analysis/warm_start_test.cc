@@ -77,7 +77,11 @@ void ExpectAsGood(const Outcome& indep, const Outcome& warm, int warm_windows) {
   // fills the front less; rewards_sweep shows either way per window).
   EXPECT_GE(warm.front3, indep.front3 - 1);
   int started_warm = 0;
-  for (const WindowResult& w : warm.analysis.windows) started_warm += w.warm_points > 0;
+  for (const WindowResult& w : warm.analysis.windows) {
+    started_warm += w.warm_points > 0;
+    // Opening sides included, a window stays within its budget.
+    EXPECT_LE(w.evaluations, AnalyzerOptions{}.logstar.optimizer.num_evaluations);
+  }
   EXPECT_EQ(started_warm, warm_windows);
   EXPECT_LT(warm.evaluations, 0.75 * indep.evaluations);
 }
