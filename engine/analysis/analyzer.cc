@@ -179,6 +179,76 @@ int MergeSeams(std::vector<Atom>& atoms, double radius) {
   return n;
 }
 
+bool SameParameters(const LogParameters& a, const LogParameters& b) {
+  return a.min_sigma == b.min_sigma && a.max_sigma == b.max_sigma && a.num_sigma == b.num_sigma &&
+         a.threshold == b.threshold && a.overlap == b.overlap;
+}
+
+// The seed windows among `fresh` (indices into `layout`, ascending): the
+// window of `fresh` whose tile centre is nearest the centre of each cell of
+// a g × g grid over the frame, g = ceil(√count), cells row by row, the
+// lowest index on a tie; the first `count` distinct ones, ascending.
+std::vector<int> SeedWindows(const std::vector<Window>& layout, const std::vector<int>& fresh,
+                             int count, int width, int height) {
+  const int g = static_cast<int>(std::ceil(std::sqrt(static_cast<double>(count))));
+  std::vector<int> seeds;
+  for (int cell = 0; cell < g * g && static_cast<int>(seeds.size()) < count; ++cell) {
+    const double x = (cell % g + 0.5) * width / g, y = (cell / g + 0.5) * height / g;
+    int best = -1;
+    double best_d2 = std::numeric_limits<double>::infinity();
+    for (int i : fresh) {
+      const PixelRegion& t = layout[i].tile;
+      const double dx = t.col0 + 0.5 * t.cols - x, dy = t.row0 + 0.5 * t.rows - y;
+      if (dx * dx + dy * dy < best_d2) best_d2 = dx * dx + dy * dy, best = i;
+    }
+    if (best >= 0 && std::find(seeds.begin(), seeds.end(), best) == seeds.end()) {
+      seeds.push_back(best);
+    }
+  }
+  std::sort(seeds.begin(), seeds.end());
+  return seeds;
+}
+
+// Where a fresh window's warm search starts: every seed's chosen point
+// (nearest seed first; the seeds agree on the crystal, and their spread is
+// what the window may need), then points of the nearest seed's front,
+// evenly spaced along it from both ends, up to `max_points` in all, each
+// once. Nearest by tile centres, the lowest index on a tie.
+std::vector<LogParameters> TransferredPoints(const Window& w,
+                                             const std::vector<const WindowResult*>& seeds,
+                                             int max_points) {
+  auto d2 = [&](const WindowResult* s) {
+    const PixelRegion &a = w.tile, &b = s->window.tile;
+    const double dx = (a.col0 + 0.5 * a.cols) - (b.col0 + 0.5 * b.cols);
+    const double dy = (a.row0 + 0.5 * a.rows) - (b.row0 + 0.5 * b.rows);
+    return dx * dx + dy * dy;
+  };
+  std::vector<const WindowResult*> order = seeds;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](const WindowResult* a, const WindowResult* b) { return d2(a) < d2(b); });
+  std::vector<LogParameters> out;
+  auto add = [&](const LogParameters& p) {
+    if (static_cast<int>(out.size()) >= max_points) return;
+    for (const LogParameters& q : out) {
+      if (SameParameters(p, q)) return;
+    }
+    out.push_back(p);
+  };
+  for (const WindowResult* s : order) {
+    if (!s->front.empty()) add(s->front[s->chosen].parameters);
+  }
+  if (order.empty()) return out;
+  const std::vector<FrontPoint>& front = order.front()->front;
+  const int n = static_cast<int>(front.size());
+  // Both ends, then the middles of the widest remaining spans.
+  for (int step = n; step >= 1 && static_cast<int>(out.size()) < max_points; step /= 2) {
+    for (int k = 0; k < n; k += step) add(front[k].parameters);
+    add(front[n - 1].parameters);
+    if (step == 1) break;
+  }
+  return out;
+}
+
 }  // namespace
 
 absl::StatusOr<std::vector<Window>> LayoutWindows(int width, int height, int window, int stride) {
@@ -304,8 +374,38 @@ absl::Status AmorphousStageOptions::Validate() const {
   return options.Validate();
 }
 
+absl::Status WarmStartOptions::Validate() const {
+  if (seed_windows < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("warm_start.seed_windows must be >= 1, got ", seed_windows));
+  }
+  if (evaluations < 2) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("warm_start.evaluations must be >= 2, got ", evaluations));
+  }
+  if (!(std::isfinite(min_relative_improvement) && min_relative_improvement >= 0.0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("warm_start.min_relative_improvement must be finite and >= 0, got ",
+                     min_relative_improvement));
+  }
+  if (max_points < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("warm_start.max_points must be >= 1, got ", max_points));
+  }
+  if (!(margin >= 0.0 && margin <= 1.0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("warm_start.margin must be in [0, 1], got ", margin));
+  }
+  if (!(drift_margin >= 0.0 && drift_margin <= 1.0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("warm_start.drift_margin must be in [0, 1], got ", drift_margin));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status AnalyzerOptions::Validate() const {
   LOGSTAR_RETURN_IF_ERROR(ValidateWindows("", window, stride, drift_tolerance));
+  LOGSTAR_RETURN_IF_ERROR(warm_start.Validate());
   LOGSTAR_RETURN_IF_ERROR(normalize.Validate());
   LOGSTAR_RETURN_IF_ERROR(amorphous.Validate());
   LOGSTAR_RETURN_IF_ERROR(prior_tolerances.Validate());
@@ -393,11 +493,6 @@ CrystalArea InContext(const CrystalArea& frame, const PixelRegion& ctx) {
   return {frame.mask.Offset(ctx.col0, ctx.row0), frame.pixel_noise_std, frame.columns};
 }
 
-bool SameParameters(const LogParameters& a, const LogParameters& b) {
-  return a.min_sigma == b.min_sigma && a.max_sigma == b.max_sigma && a.num_sigma == b.num_sigma &&
-         a.threshold == b.threshold && a.overlap == b.overlap;
-}
-
 }  // namespace
 
 absl::StatusOr<LogDetection> LogStarAnalyzer::DetectWith(
@@ -417,11 +512,14 @@ absl::StatusOr<LogDetection> LogStarAnalyzer::DetectWith(
                         local_crystal ? &*local_crystal : nullptr);
 }
 
-absl::Status LogStarAnalyzer::AnalyzeWindow(
-    const cv::Mat& image, const Window& w, const PhysicsPrior& prior,
-    const LatticeMeasurement* lattice, const CrystalArea* crystal,
-    std::optional<CachedWindow>& cache, ExecutionContext* context, WindowResult& out,
-    WindowColumns& columns, const std::atomic<bool>* cancel) const {
+absl::Status LogStarAnalyzer::AnalyzeWindow(const cv::Mat& image, const Window& w,
+                                            const PhysicsPrior& prior,
+                                            const LatticeMeasurement* lattice,
+                                            const CrystalArea* crystal,
+                                            std::optional<CachedWindow>& cache,
+                                            ExecutionContext* context, WindowResult& out,
+                                            WindowColumns& columns, const std::atomic<bool>* cancel,
+                                            absl::Span<const LogParameters> transferred) const {
   const auto t0 = std::chrono::steady_clock::now();
   out.window = w;
   std::vector<LogParameters> warm;
@@ -455,6 +553,7 @@ absl::Status LogStarAnalyzer::AnalyzeWindow(
     out.state = CacheState::kRetuned;
   } else {
     out.state = CacheState::kMiss;
+    warm.assign(transferred.begin(), transferred.end());
   }
   LOGSTAR_ASSIGN_OR_RETURN(const LogStarBounds bounds, ResolveBounds(options_.logstar, prior));
   const PixelRegion ctx =
@@ -462,14 +561,15 @@ absl::Status LogStarAnalyzer::AnalyzeWindow(
            image.rows);
   std::optional<CrystalArea> local_crystal;
   if (crystal != nullptr) local_crystal = InContext(*crystal, ctx);
-  // The frame's flag reaches the search, which checks it between
-  // evaluations: a window's whole budget can take minutes.
-  LogStarOptions logstar = options_.logstar;
-  logstar.optimizer.cancel = cancel;
   LOGSTAR_ASSIGN_OR_RETURN(
-      LogStarResult r,
-      RunLogStar(image(cv::Rect(ctx.col0, ctx.row0, ctx.cols, ctx.rows)), Local(w.tile, ctx), prior,
-                 logstar, context, warm, lattice, local_crystal ? &*local_crystal : nullptr));
+      Tuned tuned,
+      TuneWindow(image(cv::Rect(ctx.col0, ctx.row0, ctx.cols, ctx.rows)), Local(w.tile, ctx), prior,
+                 lattice, local_crystal ? &*local_crystal : nullptr, warm,
+                 out.state == CacheState::kRetuned && cache.has_value() && !cache->front.empty(),
+                 context, cancel));
+  LogStarResult& r = tuned.result;
+  if (options_.warm_start.enabled) out.warm_points = static_cast<int>(warm.size());
+  out.widened = tuned.widened;
   cache = CachedWindow{r.parameters, r.rewards,      r.front,          r.chosen,
                        r.objectives, r.lattice_note, r.lattice_rewards};
   out.objectives = r.objectives;
@@ -486,6 +586,74 @@ absl::Status LogStarAnalyzer::AnalyzeWindow(
   columns = {std::move(r.blobs), std::move(r.fits)};
   out.ms = MsSince(t0);
   return absl::OkStatus();
+}
+
+absl::StatusOr<LogStarAnalyzer::Tuned> LogStarAnalyzer::TuneWindow(
+    const cv::Mat& image, const PixelRegion& region, const PhysicsPrior& prior,
+    const LatticeMeasurement* lattice, const CrystalArea* crystal,
+    absl::Span<const LogParameters> warm, bool drifted, ExecutionContext* context,
+    const std::atomic<bool>* cancel) const {
+  // The frame's flag reaches the search, which checks it between
+  // evaluations: a window's whole budget can take minutes.
+  LogStarOptions logstar = options_.logstar;
+  logstar.optimizer.cancel = cancel;
+  const WarmStartOptions& o = options_.warm_start;
+  if (!o.enabled || warm.empty()) {
+    LOGSTAR_ASSIGN_OR_RETURN(LogStarResult r, RunLogStar(image, region, prior, logstar, context,
+                                                         warm, lattice, crystal));
+    return Tuned{std::move(r), false};
+  }
+  LOGSTAR_ASSIGN_OR_RETURN(const LogStarBounds whole, ResolveBounds(logstar, prior));
+  LogStarBounds near = BoundsAround(whole, warm, drifted ? o.drift_margin : o.margin);
+  // A window re-tuned for drift saw its response level move (dose,
+  // thickness, focus): its cached threshold says little about the new one,
+  // so the threshold is searched whole; scales and overlap start near.
+  // (The whole space with a short budget lost columns: F1 0.92 against
+  // 0.98 on tests/engine/analysis/warm_start_test.cc's dimmed frame.)
+  if (drifted) near.threshold = whole.threshold;
+  LogStarOptions trusted = logstar;
+  const int polish = std::min(logstar.polish_evaluations, o.evaluations / 5);
+  trusted.polish_evaluations = polish;
+  trusted.optimizer.min_relative_improvement = o.min_relative_improvement;
+  trusted.optimizer.num_candidates = std::min(trusted.optimizer.num_candidates, 256);
+  std::vector<LogParameters> start(warm.begin(), warm.end());
+  Tuned tuned;
+  // Every round together stays within the window's budget.
+  int remaining = logstar.optimizer.num_evaluations;
+  // A chosen point on a side of the region that the whole space does not
+  // have says the answer may lie beyond it: that parameter's side is opened
+  // to the whole range and the search runs again from what it found (as a
+  // trust region grows). Each round opens at least one side; four
+  // parameters bound the rounds.
+  for (;;) {
+    SetBounds(near, trusted);
+    const int points = static_cast<int>(start.size());
+    trusted.optimizer.num_evaluations =
+        std::min(std::max(o.evaluations, points + 2 + polish), remaining);
+    // The model starts on the points given; no space-filling design.
+    trusted.optimizer.num_initial = std::min(points, trusted.optimizer.num_evaluations);
+    LOGSTAR_ASSIGN_OR_RETURN(LogStarResult r, RunLogStar(image, region, prior, trusted, context,
+                                                         start, lattice, crystal));
+    remaining -= r.num_evaluations;
+    const int spent = tuned.result.num_evaluations + r.num_evaluations;
+    tuned.result = std::move(r);
+    tuned.result.num_evaluations = spent;
+    const LogParameters& c = tuned.result.parameters;
+    bool opened = false;
+    auto open = [&](double v, Interval& side, const Interval& space) {
+      auto at = [&](double b) { return std::abs(v - b) <= 1e-9 * std::max(1.0, std::abs(b)); };
+      if (side.lower > space.lower && at(side.lower)) side.lower = space.lower, opened = true;
+      if (side.upper < space.upper && at(side.upper)) side.upper = space.upper, opened = true;
+    };
+    open(c.min_sigma, near.min_sigma, whole.min_sigma);
+    open(c.max_sigma, near.max_sigma, whole.max_sigma);
+    open(c.threshold, near.threshold, whole.threshold);
+    open(c.overlap, near.overlap, whole.overlap);
+    if (!opened || remaining < 1) return tuned;
+    tuned.widened = true;
+    start.clear();
+    for (const FrontPoint& p : tuned.result.front) start.push_back(p.parameters);
+  }
 }
 
 LogStarAnalyzer::Roles LogStarAnalyzer::WindowRoles(const std::vector<Window>& layout,
@@ -890,11 +1058,40 @@ absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
     });
   };
   const LatticeMeasurement* const frame_lattice = lattice ? &*lattice : nullptr;
-  run(tuned, [&](int i) {
+  // With warm starts, when more windows than the seeds have nothing cached,
+  // the seeds are tuned from nothing first (with the windows that have a
+  // cache), then the other fresh windows start from the seeds' fronts.
+  std::vector<int> fresh, first = tuned, later;
+  for (int i : tuned) {
+    if (!cache[i].has_value()) fresh.push_back(i);
+  }
+  const WarmStartOptions& warm = options_.warm_start;
+  if (warm.enabled && static_cast<int>(fresh.size()) > warm.seed_windows + 1) {
+    const std::vector<int> seeds =
+        SeedWindows(layout, fresh, warm.seed_windows, image.cols, image.rows);
+    first.clear();
+    for (int i : tuned) {
+      const bool seed = std::binary_search(seeds.begin(), seeds.end(), i);
+      (cache[i].has_value() || seed ? first : later).push_back(i);
+    }
+  }
+  run(first, [&](int i) {
     return AnalyzeWindow(image, layout[i], prior, frame_lattice, area_ptr, cache[i], context,
-                         result.windows[i], columns[i], cancel);
+                         result.windows[i], columns[i], cancel, {});
   });
   for (const absl::Status& s : status) LOGSTAR_RETURN_IF_ERROR(s);
+  if (!later.empty()) {
+    std::vector<const WindowResult*> seeds;
+    for (int i : first) {
+      if (result.windows[i].state == CacheState::kMiss) seeds.push_back(&result.windows[i]);
+    }
+    run(later, [&](int i) {
+      return AnalyzeWindow(image, layout[i], prior, frame_lattice, area_ptr, cache[i], context,
+                           result.windows[i], columns[i], cancel,
+                           TransferredPoints(layout[i], seeds, warm.max_points));
+    });
+    for (const absl::Status& s : status) LOGSTAR_RETURN_IF_ERROR(s);
+  }
   run(lent, [&](int i) {
     return BorrowWindow(image, layout[i], prior, frame_lattice, area_ptr, result.windows[donors[i]],
                         columns[donors[i]].blobs, cache[i], context, result.windows[i], columns[i]);

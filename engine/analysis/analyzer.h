@@ -40,15 +40,37 @@
 // run each window with its cached parameters — one exact detection and the
 // rewards, no search (a hit) — and re-tune a window only when its rewards
 // drift more than drift_tolerance from their values at tuning time (a
-// re-tune, warm-started from the cached front). A change of frame size,
-// window layout or prior empties the cache. A lent window's entry holds the
-// lent parameters and no front: it is a hit while the lender keeps its
-// parameters, and follows a re-tuned lender without evaluations (counted as
-// re-tuned). An entry without a front found at a window that has crystal
+// re-tune, warm-started from the cached front; see warm starts below). A
+// change of frame size, window layout or prior empties the cache. A lent
+// window's entry holds the lent parameters and no front: it is a hit while
+// the lender keeps its parameters, and follows a re-tuned lender without
+// evaluations (counted as re-tuned). An entry without a front found at a window that has crystal
 // enough (e.g. restored from another stream) is tuned, warm-started from
 // it. RestoreCache takes the saved lattice and crystalline map when the
 // snapshot carries them (the daemon's state files do), so a restored stream
 // counts over the same crystal; without them the next frame measures afresh.
+//
+// Warm starts (issue 21, item 1; AnalyzerOptions::warm_start, on by
+// default). The windows of a frame almost always share the crystal and the
+// imaging, so searching each from nothing repeats work. When more windows
+// than seed_windows + 1 are to be tuned with nothing cached, seed_windows of
+// them, spread over the frame, are tuned from nothing first (with any
+// window that has a cache); every other fresh window then starts from the
+// seeds' chosen points and points along the nearest seed's front, in a trust
+// region around them (BoundsAround, engine/analysis/logstar.h: a sigma grid
+// of fewer scales, a higher response floor), with a short budget, and stops
+// once its model expects no point to add min_relative_improvement of its
+// front's hypervolume (MoboOptions::min_relative_improvement). A drifted
+// window starts from its own front the same way, its threshold searched
+// whole. A search whose chosen point ends on a side of its region that the
+// whole space does not have opens that side and runs again from its front
+// (WindowResult::widened), so the region never holds the answer in.
+// Measured on generated frames against the truth, per window
+// (tests/bench/warm_start_quality.cc): mean F1 as independent tuning's
+// within the spread of two independent runs, fronts nearly as rich; the
+// 2048² first frame's windows for a fifth of the time (docs/performance.md).
+// The seeds run before the others, each group in parallel, so results do
+// not depend on the thread count.
 //
 // The amorphous stage (optional, engine/amorphous/amorphous.h) runs on the frame's
 // atoms after LoG*, over windows of its own (the whole frame by default),
@@ -100,6 +122,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/types/span.h"
 #include "engine/amorphous/amorphous.h"
 #include "engine/amorphous/region_tracker.h"
 #include "engine/analysis/logstar.h"
@@ -141,6 +164,39 @@ struct AmorphousStageOptions {
   absl::Status Validate() const;
 };
 
+// Warm starts (issue 21, item 1): the windows of a frame almost always share
+// the crystal and the imaging, so what one window's search found is where
+// another's should start. See the file comment.
+struct WarmStartOptions {
+  bool enabled = true;
+  // Windows tuned from nothing on a frame with nothing cached: spread over
+  // the frame (the tuned window nearest the centre of each cell of a
+  // ceil(√n) × ceil(√n) grid, first n). A frame with no more windows to tune
+  // than seed_windows + 1 tunes them all from nothing.
+  int seed_windows = 4;  // >= 1
+  // A fresh window starts from every seed's chosen point, then points spread
+  // along the nearest seed's front, at most this many in all.
+  int max_points = 8;  // >= 1
+  // Budget of a warm search, the points it starts from included (the budget
+  // grows to hold them all plus two); a search and the rounds that open its
+  // region's sides together never exceed logstar.optimizer.num_evaluations.
+  int evaluations = 16;  // >= 2
+  // The warm search stops once the model expects no point to add this share
+  // of the front's hypervolume (MoboOptions::min_relative_improvement).
+  double min_relative_improvement = 0.01;  // >= 0
+  // The trust region: the box of the points it starts from, grown on each
+  // side by this share of each parameter's range (BoundsAround). A search
+  // whose chosen point ends on a side of the region that is not a side of
+  // the whole space opens that side to the whole range and runs again from
+  // its front (WindowResult::widened).
+  double margin = 0.08;  // in [0, 1]
+  // The same for a window re-tuned for drift, around its own front (its
+  // threshold is searched whole): what drifted may have moved its scales too.
+  double drift_margin = 0.2;  // in [0, 1]
+
+  absl::Status Validate() const;
+};
+
 struct AnalyzerOptions {
   int window = 256;  // px; 0 = the whole frame is one window
   int stride = 0;    // px; 0 = window (no overlap)
@@ -151,6 +207,9 @@ struct AnalyzerOptions {
   // with the lattice pair |misses - misses at tuning| or |spurious -
   // spurious at tuning| (fractions of sites and of detections).
   double drift_tolerance = 0.1;  // > 0
+  // How windows without a useful cache are tuned: from the seed windows'
+  // fronts, and a drifted window from its own (see WarmStartOptions).
+  WarmStartOptions warm_start;
   AmorphousStageOptions amorphous;
   // With a prior that lists sublattices every atom is labelled with one
   // (engine/physics/sublattice.h); these are the classifier's options.
@@ -190,7 +249,13 @@ struct WindowResult {
   std::vector<FrontPoint> front;  // the cached front
   int chosen = 0;                 // index into front
   int evaluations = 0;            // objective evaluations spent on this frame
-  int num_atoms = 0;              // atoms owned (in the core, after seam merging)
+  // With warm starts: the points the search started from (0: from nothing,
+  // or not tuned on this frame), and whether its chosen point ended on a
+  // side of the trust region, so that the side was opened and the search
+  // ran again (its evaluations count every round).
+  int warm_points = 0;
+  bool widened = false;
+  int num_atoms = 0;  // atoms owned (in the core, after seam merging)
   double ms = 0.0;
   // The atoms rewards.num_erroneous counts (px, frame coordinates): of the
   // window's own detection in its tile, so near a seam they may include an
@@ -379,11 +444,28 @@ class LogStarAnalyzer {
     std::vector<Blob> blobs;
     std::vector<ColumnFit> fits;
   };
+  // `transferred`: the seed windows' fronts, where a window with nothing
+  // cached starts with warm starts on (empty: from nothing).
   absl::Status AnalyzeWindow(const cv::Mat& image, const Window& w, const PhysicsPrior& prior,
                              const LatticeMeasurement* lattice, const CrystalArea* crystal,
                              std::optional<CachedWindow>& cache, ExecutionContext* context,
                              WindowResult& out, WindowColumns& columns,
-                             const std::atomic<bool>* cancel) const;
+                             const std::atomic<bool>* cancel,
+                             absl::Span<const LogParameters> transferred) const;
+  // The search of one window: warm-started in a trust region around `warm`
+  // when warm starts are on and `warm` is not empty, else over the whole
+  // space with the whole budget (warm-started from `warm`). `drifted`: `warm`
+  // is the window's own front, which drifted (the threshold is searched
+  // whole).
+  struct Tuned {
+    LogStarResult result;  // num_evaluations counts both searches when widened
+    bool widened = false;  // see WindowResult::widened
+  };
+  absl::StatusOr<Tuned> TuneWindow(const cv::Mat& image, const PixelRegion& region,
+                                   const PhysicsPrior& prior, const LatticeMeasurement* lattice,
+                                   const CrystalArea* crystal, absl::Span<const LogParameters> warm,
+                                   bool drifted, ExecutionContext* context,
+                                   const std::atomic<bool>* cancel) const;
   // A window with too little crystal: detected with `donor`'s parameters.
   absl::Status BorrowWindow(const cv::Mat& image, const Window& w, const PhysicsPrior& prior,
                             const LatticeMeasurement* lattice, const CrystalArea* crystal,

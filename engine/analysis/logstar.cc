@@ -575,6 +575,44 @@ absl::StatusOr<LogStarBounds> ResolveBounds(const LogStarOptions& options,
   return b;
 }
 
+LogStarBounds BoundsAround(const LogStarBounds& bounds, absl::Span<const LogParameters> points,
+                           double margin) {
+  // Each side in the search's own coordinates (MakeSpace): log for the
+  // sigmas and the threshold, linear for the overlap.
+  auto around = [&](const Interval& full, double LogParameters::*field, bool log_scale) {
+    auto to = [&](double v) { return log_scale ? std::log(v) : v; };
+    auto from = [&](double t) { return log_scale ? std::exp(t) : t; };
+    const double lo = to(full.lower), hi = to(full.upper);
+    double a = hi, b = lo;
+    for (const LogParameters& p : points) {
+      const double t = to(std::clamp(p.*field, full.lower, full.upper));
+      a = std::min(a, t), b = std::max(b, t);
+    }
+    // At least a thousandth of the range either side, so that the search's
+    // encoding of a region around one point keeps a width (log(b) - log(a)
+    // can be 0 for a < b one ulp apart).
+    constexpr double kMinMargin = 1e-3;
+    const double grow = std::max(margin, kMinMargin) * (hi - lo);
+    return Interval{a - grow <= lo ? full.lower : from(a - grow),
+                    b + grow >= hi ? full.upper : from(b + grow)};
+  };
+  LogStarBounds b;
+  b.min_sigma = around(bounds.min_sigma, &LogParameters::min_sigma, true);
+  b.max_sigma = around(bounds.max_sigma, &LogParameters::max_sigma, true);
+  b.threshold = around(bounds.threshold, &LogParameters::threshold, true);
+  b.overlap = around(bounds.overlap, &LogParameters::overlap, false);
+  // Every point has max_sigma >= min_sigma, so max_sigma's upper side never
+  // falls under min_sigma's lower one (ResolveBounds' condition).
+  return b;
+}
+
+void SetBounds(const LogStarBounds& bounds, LogStarOptions& options) {
+  options.min_sigma_px = bounds.min_sigma;
+  options.max_sigma_px = bounds.max_sigma;
+  options.threshold = bounds.threshold;
+  options.overlap = bounds.overlap;
+}
+
 absl::StatusOr<LogDetection> DetectAndScore(const cv::Mat& image, const PixelRegion& region,
                                             const PhysicsPrior& prior,
                                             const LogParameters& parameters,

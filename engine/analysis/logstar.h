@@ -268,6 +268,20 @@ struct LogStarBounds {
 absl::StatusOr<LogStarBounds> ResolveBounds(const LogStarOptions& options,
                                             const PhysicsPrior& prior);
 
+// A trust region for a warm-started search: the smallest box of `bounds`
+// holding every point of `points` (clamped into `bounds`), grown on each
+// side by `margin` (>= 0; at least 0.001) of the parameter's whole range, as the search sees
+// it (sigmas and threshold on a log scale, overlap linear), and clipped to
+// `bounds`. A region whose sides are all narrower lets RunLogStar compute
+// its sigma grid over fewer scales, keep fewer candidates (the response
+// floor rises with the threshold's lower bound) and fit its model on a
+// smaller box. `points` must not be empty.
+LogStarBounds BoundsAround(const LogStarBounds& bounds, absl::Span<const LogParameters> points,
+                           double margin);
+
+// Overrides `options`' search bounds with `bounds` (all four).
+void SetBounds(const LogStarBounds& bounds, LogStarOptions& options);
+
 // One evaluated point that is on the Pareto front.
 // qc and er are always filled; misses and spurious when the lattice pair
 // was searched (else 0).

@@ -593,13 +593,17 @@ std::optional<ParameterValues> FarthestFromEvaluated(const Run& run,
   return chosen;
 }
 
+// What an iteration proposes: the next point (none when no new point is
+// left), or that the expected improvement fell below the stop fraction.
+struct Next {
+  std::optional<ParameterValues> values;
+  bool converged = false;
+};
+
 // One iteration of the search: fit the GPs, score candidates, refine the
-// best and propose the best unevaluated point. None when no new point is
-// left.
-absl::StatusOr<std::optional<ParameterValues>> ProposeNext(const Run& run, int iteration,
-                                                           const MoboOptions& options,
-                                                           ExecutionContext* context,
-                                                           HyperparameterPair& previous) {
+// best and propose the best unevaluated point.
+absl::StatusOr<Next> ProposeNext(const Run& run, int iteration, const MoboOptions& options,
+                                 ExecutionContext* context, HyperparameterPair& previous) {
   LOGSTAR_ASSIGN_OR_RETURN(const GpPair gps,
                            FitObjectives(run, iteration, options, context, previous));
   // The fits grow as n³: a search cancelled meanwhile stops here rather than
@@ -625,17 +629,27 @@ absl::StatusOr<std::optional<ParameterValues>> ProposeNext(const Run& run, int i
   const RowMajorMatrix candidate_rows = candidates;
   std::optional<Proposal> best =
       BestUnevaluated(run, refined_rows, refined_scores, candidate_rows, scores, ranking);
-  if (best.has_value() && best->score > 0.0) return std::move(best->values);
-  return FarthestFromEvaluated(run, candidate_rows);
+  // The best of the pool, evaluated or not, is what the model still expects
+  // to gain anywhere.
+  double expected = best.has_value() ? best->score : 0.0;
+  for (double v : refined_scores) expected = std::max(expected, v);
+  if (!scores.empty()) expected = std::max(expected, scores[ranking.At(0)]);
+  if (options.min_relative_improvement > 0.0 &&
+      expected < options.min_relative_improvement * front.hypervolume()) {
+    return Next{std::nullopt, true};
+  }
+  if (best.has_value() && best->score > 0.0) return Next{std::move(best->values), false};
+  return Next{FarthestFromEvaluated(run, candidate_rows), false};
 }
 
 // The run's evaluations with their front and its hypervolume.
-absl::StatusOr<MoboResult> Summarize(Run& run, int num_design, bool exhausted,
+absl::StatusOr<MoboResult> Summarize(Run& run, int num_design, bool exhausted, bool converged,
                                      const MoboOptions& options) {
   MoboResult result;
   result.evaluations = std::move(run.evaluations());
   result.num_design = num_design;
   result.exhausted = exhausted;
+  result.converged = converged;
   std::vector<Objectives2> values;
   values.reserve(result.evaluations.size());
   for (const Evaluation& e : result.evaluations) values.push_back(e.objectives);
@@ -746,6 +760,11 @@ absl::Status MoboOptions::Validate() const {
                                                    ") must be <= num_evaluations (",
                                                    num_evaluations, ")"));
   }
+  if (!(min_relative_improvement >= 0.0 && std::isfinite(min_relative_improvement))) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("MoboOptions.min_relative_improvement must be finite and >= 0, got ",
+                     min_relative_improvement));
+  }
   if (num_candidates > SobolSequence::kMaxPoints / 2) {
     return absl::InvalidArgumentError("MoboOptions.num_candidates is too large");
   }
@@ -761,9 +780,10 @@ absl::Status MoboOptions::Validate() const {
 
 std::string MoboResult::Summary() const {
   std::string out = absl::StrFormat(
-      "%d evaluations (%d design)%s; front of %d; hypervolume %.6g w.r.t. (%.6g, %.6g)\n",
-      evaluations.size(), num_design, exhausted ? ", search space exhausted" : "", front.size(),
-      hypervolume, reference_point[0], reference_point[1]);
+      "%d evaluations (%d design)%s%s; front of %d; hypervolume %.6g w.r.t. (%.6g, %.6g)\n",
+      evaluations.size(), num_design, exhausted ? ", search space exhausted" : "",
+      converged ? ", converged" : "", front.size(), hypervolume, reference_point[0],
+      reference_point[1]);
   for (int i : front) {
     const Evaluation& e = evaluations[i];
     absl::StrAppendFormat(&out, "  #%d f = (%.6g, %.6g) at (", i, e.objectives[0], e.objectives[1]);
@@ -785,18 +805,21 @@ absl::StatusOr<MoboResult> MinimizeTwoObjectives(const SearchSpace& space,
   LOGSTAR_RETURN_IF_ERROR(EvaluateInitialDesign(warm_start, options, run));
   const int num_design = run.size();
 
-  bool exhausted = false;
+  bool exhausted = false, converged = false;
   HyperparameterPair previous;
   for (int iteration = 0; run.size() < options.num_evaluations; ++iteration) {
-    LOGSTAR_ASSIGN_OR_RETURN(std::optional<ParameterValues> proposal,
-                             ProposeNext(run, iteration, options, context, previous));
-    if (!proposal.has_value()) {
+    LOGSTAR_ASSIGN_OR_RETURN(Next next, ProposeNext(run, iteration, options, context, previous));
+    if (next.converged) {
+      converged = true;
+      break;
+    }
+    if (!next.values.has_value()) {
       exhausted = true;
       break;
     }
-    LOGSTAR_RETURN_IF_ERROR(run.Evaluate(*proposal));
+    LOGSTAR_RETURN_IF_ERROR(run.Evaluate(*next.values));
   }
-  return Summarize(run, num_design, exhausted, options);
+  return Summarize(run, num_design, exhausted, converged, options);
 }
 
 }  // namespace logstar

@@ -21,7 +21,9 @@
 //     before is proposed. When EHVI vanishes everywhere, the candidate
 //     farthest from all evaluated points is taken instead. When every
 //     candidate decodes to an evaluated point (a small discrete space), the
-//     run stops early (MoboResult::exhausted).
+//     run stops early (MoboResult::exhausted); so does it, with
+//     min_relative_improvement set, when the best EHVI falls under that
+//     share of the front's hypervolume (MoboResult::converged).
 // Hyperparameters: each fit starts from the previous iteration's optimum;
 // every full_refit_every iterations (and the first) it also runs
 // gp.num_restarts random restarts (log-uniform in the bounds, all starts of
@@ -129,6 +131,14 @@ struct MoboOptions {
   GaussianProcessOptions gp = {.gradient_tolerance = 1e-3, .relative_tolerance = 1e-6};
   // Iterations between multi-start hyperparameter fits, >= 1 (1 = always).
   int full_refit_every = 10;
+  // Early stop, for searches that start near their answer (warm starts): an
+  // iteration after the initial design whose best expected hypervolume
+  // improvement (the highest EHVI of its candidates and refined points)
+  // is below this fraction of the observed front's hypervolume — both in
+  // the GP's output space, against the EHVI reference point — ends the run
+  // (MoboResult::converged). The model then expects no point to add more
+  // than that share to the front. 0 = never: the whole budget is spent.
+  double min_relative_improvement = 0.0;  // >= 0
   // Reference point of the reported hypervolume, in objective units.
   // Unset: max + 0.1 · range of the observed objectives (as for EHVI).
   std::optional<Objectives2> reference_point;
@@ -151,6 +161,9 @@ struct MoboResult {
   double hypervolume = 0.0;  // of the front w.r.t. reference_point, objective units
   int num_design = 0;        // evaluations from warm start and Sobol design
   bool exhausted = false;    // stopped before num_evaluations: no new point left
+  // Stopped before num_evaluations: the expected improvement fell under
+  // MoboOptions::min_relative_improvement.
+  bool converged = false;
 
   // Human-readable: counts, hypervolume and the front's points.
   std::string Summary() const;

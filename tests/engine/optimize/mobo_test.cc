@@ -59,6 +59,12 @@ absl::StatusOr<Objectives2> TwoBowls(const ParameterValues& x) {
   return Objectives2{f1, f2};
 }
 
+// HV of the two bowls' true front in [0,1]^dims w.r.t. (r, r), r >= D.
+double TwoBowlsTrueHypervolume(int dims, double r) {
+  const double d = dims * 0.36;
+  return r * r - d * d / 6;
+}
+
 double HypervolumeOf(const std::vector<Evaluation>& evaluations, const Objectives2& reference) {
   std::vector<Objectives2> f;
   for (const Evaluation& e : evaluations) f.push_back(e.objectives);
@@ -107,9 +113,8 @@ TEST(MoboTest, ReachesTheZdt1FrontAndBeatsRandomSearch) {
 TEST(MoboTest, ReachesTheTwoBowlsFront) {
   auto context = Context(2);
   constexpr int kDims = 4;
-  const double d = kDims * 0.36;
   const Objectives2 reference = {1.6, 1.6};
-  const double truth = 1.6 * 1.6 - d * d / 6;
+  const double truth = TwoBowlsTrueHypervolume(kDims, 1.6);
   double sum_mobo = 0.0, sum_random = 0.0;
   for (uint64_t seed : {0, 1, 2}) {
     MoboOptions options;
@@ -279,6 +284,40 @@ TEST(MoboTest, WarmStartPointsAreEvaluatedFirst) {
   }
 }
 
+// Started on the two bowls' true front (x = t·1, t in [0.2, 0.8]), the model
+// expects little more: with min_relative_improvement the run stops early
+// (converged) with the front's hypervolume; without, it spends its budget.
+TEST(MoboTest, StopsEarlyWhenTheExpectedImprovementIsSmall) {
+  auto context = Context(2);
+  constexpr int kDims = 2;
+  const Objectives2 reference = {1.6, 1.6};
+  const double truth = TwoBowlsTrueHypervolume(kDims, 1.6);
+  std::vector<ParameterValues> warm;
+  for (int k = 0; k <= 12; ++k) {
+    const double t = 0.2 + 0.05 * k;
+    warm.push_back(ParameterValues(kDims, t));
+  }
+  MoboOptions options;
+  options.num_evaluations = 50;
+  options.num_initial = static_cast<int>(warm.size());
+  options.reference_point = reference;
+  options.min_relative_improvement = 0.01;
+  absl::StatusOr<MoboResult> early =
+      MinimizeTwoObjectives(UnitCube(kDims), TwoBowls, options, context.get(), warm);
+  ASSERT_TRUE(early.ok()) << early.status();
+  EXPECT_TRUE(early->converged);
+  EXPECT_FALSE(early->exhausted);
+  EXPECT_LT(early->evaluations.size(), 25u) << early->Summary();
+  EXPECT_GE(early->hypervolume, 0.99 * truth) << early->Summary();
+
+  options.min_relative_improvement = 0.0;
+  absl::StatusOr<MoboResult> full =
+      MinimizeTwoObjectives(UnitCube(kDims), TwoBowls, options, context.get(), warm);
+  ASSERT_TRUE(full.ok()) << full.status();
+  EXPECT_FALSE(full->converged);
+  EXPECT_EQ(full->evaluations.size(), 50u);
+}
+
 TEST(MoboTest, ObjectiveErrorsPropagate) {
   auto context = Context(2);
   int calls = 0;
@@ -350,6 +389,9 @@ TEST(MoboTest, ValidationErrorsNameTheField) {
   o = {};
   o.full_refit_every = 0;
   EXPECT_THAT(message(cube, o), HasSubstr("MoboOptions.full_refit_every"));
+  o = {};
+  o.min_relative_improvement = -0.1;
+  EXPECT_THAT(message(cube, o), HasSubstr("MoboOptions.min_relative_improvement"));
   o = {};
   o.gp.noise_variance_max = -1;
   EXPECT_THAT(message(cube, o), HasSubstr("MoboOptions.gp: GaussianProcessOptions.noise_variance"));
