@@ -62,8 +62,12 @@ class ServerTest : public ::testing::Test {
 
   // Frames that keep a worker busy for seconds unless cancelled: many
   // small windows, many evaluations each, cancel checked between windows.
+  // A frame's work that outlasts the tests' deadlines: 64 px windows with
+  // 300 evaluations each (the four seed windows of a warm-started frame
+  // search their whole budget; 16 px windows of 60 evaluations, warm started,
+  // finished within 0.5 s).
   v1::SessionSettings SlowSettings(const SynthFrame& f) {
-    v1::SessionSettings s = SmallSettings(f, 16, 60);
+    v1::SessionSettings s = SmallSettings(f, 64, 300);
     s.set_overload_policy(v1::OVERLOAD_POLICY_BLOCK);
     return s;
   }
