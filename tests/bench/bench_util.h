@@ -1,7 +1,7 @@
 // What the benchmark programs share: dying with a message, unwrapping
 // StatusOr, timing, parsing --name=value flags, and reading a frame
 // directory written by `logstar synth` (meta.json with the prior, image.npy,
-// atoms.csv).
+// atoms.csv), and generating the frames of a sweep.
 //
 // Benchmarks are tools, not services: on bad input they print
 // "<program>: <message>" and exit 1.
@@ -22,6 +22,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/string_view.h"
+#include "engine/image/synth.h"
 #include "engine/physics/physics_prior.h"
 
 namespace logstar::bench {
@@ -77,6 +78,17 @@ inline PhysicsPrior ReadSynthPrior(const std::string& dir) {
   p.nearest_neighbor_angstrom = meta.at("nearest_neighbor_angstrom").get<double>();
   if (absl::Status s = p.Validate(); !s.ok()) Die(dir + "/meta.json: " + std::string(s.message()));
   return p;
+}
+
+// A generated square frame of `lattice` (synth's name) for the sweeps:
+// size × size px at `noise`, from `seed`.
+inline SynthFrame SweepFrame(const std::string& lattice, int size, double noise, double seed) {
+  SynthOptions so;
+  so.lattice = Must(ParseSynthLattice(lattice), "lattice");
+  so.width = so.height = size;
+  so.noise = noise;
+  so.seed = static_cast<uint64_t>(seed);
+  return Must(Synthesize(so), "synth");
 }
 
 }  // namespace logstar::bench

@@ -50,6 +50,7 @@
 #include "engine/image/normalize.h"
 #include "engine/image/synth.h"
 #include "engine/physics/accuracy.h"
+#include "tests/bench/bench_util.h"
 
 namespace logstar {
 namespace {
@@ -204,12 +205,7 @@ int Run(int argc, char** argv) {
   for (const std::string& name : lattices) {
     for (double noise : noises) {
       for (double seed : seeds) {
-        SynthOptions so;
-        so.lattice = Must(ParseSynthLattice(name), "lattice");
-        so.width = so.height = size;
-        so.noise = noise;
-        so.seed = static_cast<uint64_t>(seed);
-        const SynthFrame frame = Must(Synthesize(so), "synth");
+        const SynthFrame frame = bench::SweepFrame(name, size, noise, seed);
         const cv::Mat image = Must(NormalizeFrame(frame.image, NormalizeOptions{}), "normalize");
         const double radius = 0.3 * frame.prior.NearestNeighborPx();
         const LatticeMeasurement lattice = Must(MeasureLattice(image), "lattice");

@@ -114,12 +114,7 @@ int Run(int argc, char** argv) {
   for (const std::string& name : lattices) {
     for (double noise : noises) {
       for (double seed : seeds) {
-        SynthOptions so;
-        so.lattice = Must(ParseSynthLattice(name), "lattice");
-        so.width = so.height = size;
-        so.noise = noise;
-        so.seed = static_cast<uint64_t>(seed);
-        const SynthFrame frame = Must(Synthesize(so), "synth");
+        const SynthFrame frame = bench::SweepFrame(name, size, noise, seed);
         for (const std::string& pair : pairs) {
           AnalyzerOptions o;
           o.window = window;
