@@ -114,9 +114,9 @@ TEST(ClientTest, AutoPriorIsDerivedByTheDaemon) {
   auto result = client->AnalyzeFrame(ToFrame(f, 1), &settings);
   ASSERT_TRUE(result.ok()) << result.status();
   EXPECT_TRUE(result->prior_used().derived());
-  EXPECT_NEAR(result->prior_used().prior().nearest_neighbor_angstrom() /
-                  f.prior.nearest_neighbor_angstrom,
-              1.0, 0.02);
+  EXPECT_NEAR(
+      result->prior_used().prior().nearest_neighbor_angstrom() / f.prior.nearest_neighbor_angstrom,
+      1.0, 0.02);
   EXPECT_EQ(result->warnings_size(), 0);
   EXPECT_GT(Score(f, *result).f1, 0.85);
 }
