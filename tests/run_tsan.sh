@@ -26,10 +26,12 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${LOGSTAR_TSAN_BUILD_DIR:-${repo}/build-tsan}"
 # The daemon's threads: locks, worker pool, sessions, reactors, the C++
-# client's reader threads and reconnecting stream, and the analyzer as the
-# daemon shares it between streams.
+# client's reader threads and reconnecting stream, the analyzer as the
+# daemon shares it between streams, the session store's threads, the memfd
+# inbox and compressed streams.
 daemon_programs=(mutex_test context_test analyzer_daemon_test admission_test session_test
-  server_test client_test cancellation_test watch_test)
+  server_test client_test cancellation_test watch_test session_store_test session_metadata_test
+  memfd_test memfd_client_test compression_client_test)
 
 targets=()
 ctest_args=(--test-dir "${build}" --output-on-failure --parallel "$(nproc)")
