@@ -29,13 +29,12 @@ build="${LOGSTAR_TSAN_BUILD_DIR:-${repo}/build-tsan}"
 # client's reader threads and reconnecting stream, the analyzer as the
 # daemon shares it between streams, the session store's threads, the memfd
 # inbox and compressed streams.
-# Not yet: session_metadata_test (3 reports in its stand-in server's stream
-# reactor) and memfd_client_test (26: the service's destruction against a
-# gRPC thread's call at the teardown of a server on a Unix socket), both
-# seen on 2026-12-07 and open.
+# Not yet: memfd_client_test (26 reports: the service's destruction against
+# a gRPC thread's call at the teardown of a server on a Unix socket), seen on
+# 2026-12-07 and open.
 daemon_programs=(mutex_test context_test analyzer_daemon_test admission_test session_test
-  server_test client_test cancellation_test watch_test session_store_test memfd_test
-  compression_client_test)
+  server_test client_test cancellation_test watch_test session_store_test session_metadata_test
+  memfd_test compression_client_test)
 
 targets=()
 ctest_args=(--test-dir "${build}" --output-on-failure --parallel "$(nproc)")

@@ -21,6 +21,22 @@ namespace {
 
 constexpr char kKey[] = "x-logstar-session";
 
+// A stream refused at once. Owned and freed by the service, not deleted in
+// OnDone: gRPC creates it on one of its threads and runs OnDone on another,
+// handing it over through its own synchronisation, which ThreadSanitizer
+// does not see (it reported the delete racing the new). OnDone takes the
+// service's lock, and so does the service before it frees its streams.
+class RefusedStream : public grpc::ServerBidiReactor<v1::StreamRequest, v1::StreamResponse> {
+ public:
+  explicit RefusedStream(Mutex* mu) : mu_(mu) {
+    Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "recording only"));
+  }
+  void OnDone() override { MutexLock lock(mu_); }
+
+ private:
+  Mutex* const mu_;
+};
+
 // Records, per method, the values of x-logstar-session its calls carried
 // ("" for a call without one), then answers UNIMPLEMENTED.
 class RecordingService final : public v1::LogStar::CallbackService {
@@ -33,12 +49,15 @@ class RecordingService final : public v1::LogStar::CallbackService {
   grpc::ServerBidiReactor<v1::StreamRequest, v1::StreamResponse>* Stream(
       grpc::CallbackServerContext* context) override {
     Record("Stream", context);
-    class Refuse : public grpc::ServerBidiReactor<v1::StreamRequest, v1::StreamResponse> {
-     public:
-      Refuse() { Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "recording only")); }
-      void OnDone() override { delete this; }
-    };
-    return new Refuse();
+    auto refused = std::make_unique<RefusedStream>(&mu_);
+    RefusedStream* const stream = refused.get();
+    MutexLock lock(&mu_);
+    refused_.push_back(std::move(refused));
+    return stream;
+  }
+  ~RecordingService() override {
+    MutexLock lock(&mu_);
+    refused_.clear();
   }
   grpc::ServerUnaryReactor* AnalyzeFrame(grpc::CallbackServerContext* c,
                                          const v1::AnalyzeFrameRequest*,
@@ -84,6 +103,7 @@ class RecordingService final : public v1::LogStar::CallbackService {
 
   Mutex mu_;
   std::map<std::string, std::vector<std::string>> seen_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::unique_ptr<RefusedStream>> refused_ ABSL_GUARDED_BY(mu_);
 };
 
 class SessionMetadataTest : public ::testing::Test {
