@@ -21,20 +21,23 @@ namespace {
 
 constexpr char kKey[] = "x-logstar-session";
 
+// The lock of the refused streams (below): a function-local static, so that
+// OnDone reads no member of its stream before it holds the lock.
+Mutex& RefusedStreamsMutex() {
+  static Mutex* const mu = new Mutex();
+  return *mu;
+}
+
 // A stream refused at once. Owned and freed by the service, not deleted in
 // OnDone: gRPC creates it on one of its threads and runs OnDone on another,
 // handing it over through its own synchronisation, which ThreadSanitizer
-// does not see (it reported the delete racing the new). OnDone takes the
-// service's lock, and so does the service before it frees its streams.
+// does not see (it reported the delete racing the new). The service files
+// each stream under RefusedStreamsMutex() once made, OnDone takes that lock,
+// and so does the service before it frees its streams.
 class RefusedStream : public grpc::ServerBidiReactor<v1::StreamRequest, v1::StreamResponse> {
  public:
-  explicit RefusedStream(Mutex* mu) : mu_(mu) {
-    Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "recording only"));
-  }
-  void OnDone() override { MutexLock lock(mu_); }
-
- private:
-  Mutex* const mu_;
+  RefusedStream() { Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "recording only")); }
+  void OnDone() override { MutexLock lock(&RefusedStreamsMutex()); }
 };
 
 // Records, per method, the values of x-logstar-session its calls carried
@@ -49,14 +52,14 @@ class RecordingService final : public v1::LogStar::CallbackService {
   grpc::ServerBidiReactor<v1::StreamRequest, v1::StreamResponse>* Stream(
       grpc::CallbackServerContext* context) override {
     Record("Stream", context);
-    auto refused = std::make_unique<RefusedStream>(&mu_);
+    auto refused = std::make_unique<RefusedStream>();
     RefusedStream* const stream = refused.get();
-    MutexLock lock(&mu_);
+    MutexLock lock(&RefusedStreamsMutex());
     refused_.push_back(std::move(refused));
     return stream;
   }
   ~RecordingService() override {
-    MutexLock lock(&mu_);
+    MutexLock lock(&RefusedStreamsMutex());
     refused_.clear();
   }
   grpc::ServerUnaryReactor* AnalyzeFrame(grpc::CallbackServerContext* c,
@@ -103,7 +106,7 @@ class RecordingService final : public v1::LogStar::CallbackService {
 
   Mutex mu_;
   std::map<std::string, std::vector<std::string>> seen_ ABSL_GUARDED_BY(mu_);
-  std::vector<std::unique_ptr<RefusedStream>> refused_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::unique_ptr<RefusedStream>> refused_ ABSL_GUARDED_BY(RefusedStreamsMutex());
 };
 
 class SessionMetadataTest : public ::testing::Test {
