@@ -9,25 +9,17 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <random>
 #include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
+#include "server/random_id.h"
 
 namespace logstar::server {
 namespace {
 
 constexpr char kHello[4] = {'L', 'S', 'F', '1'};
-
-std::string RandomToken() {
-  std::random_device random;
-  std::string out;
-  for (int i = 0; i < 4; ++i) absl::StrAppendFormat(&out, "%08x", random());
-  return out;
-}
 
 // Writes all of `text` or gives up (the client went away: nothing to do).
 void Answer(int conn, const std::string& text) {
@@ -119,7 +111,7 @@ void MemfdInbox::DropExpiredLocked(absl::Time now) {
 
 std::string MemfdInbox::Put(int fd, uid_t uid) {
   const absl::Time now = absl::Now();
-  std::string token = RandomToken();
+  std::string token = RandomHexId(2);
   MutexLock lock(&mu_);
   DropExpiredLocked(now);
   if (static_cast<int>(pending_.size()) >= kMaxPending) {

@@ -4,7 +4,6 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <random>
 #include <sstream>
 
 #include <google/protobuf/util/message_differencer.h>
@@ -16,6 +15,7 @@
 #include "engine/base/status_macros.h"
 #include "server/files.h"
 #include "server/log.h"
+#include "server/random_id.h"
 
 namespace logstar::server {
 namespace {
@@ -708,8 +708,7 @@ absl::StatusOr<std::pair<std::shared_ptr<Session>, bool>> SessionManager::Open(
     return absl::InvalidArgumentError("settings are required to open a new session");
   }
   if (id.empty()) {
-    thread_local std::mt19937_64 random{std::random_device{}()};
-    id = absl::StrCat(absl::Hex(random(), absl::kZeroPad16));
+    id = RandomHexId(1);
   }
   auto session = std::make_shared<Session>(id, *std::move(config), absl::Now());
   MutexLock lock(&mu_);
