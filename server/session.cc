@@ -51,8 +51,7 @@ bool AmorphousLayoutSurvives(const v1::SessionSettings& a, const v1::SessionSett
 // back at the next start.
 absl::StatusOr<std::unique_ptr<Session>> ReadStateFile(const std::string& path,
                                                        const SettingsCaps& caps) {
-  constexpr uint64_t kMaxStateBytes = uint64_t{256} << 20;
-  LOGSTAR_ASSIGN_OR_RETURN(const std::string bytes, ReadRegularFile(path, kMaxStateBytes));
+  LOGSTAR_ASSIGN_OR_RETURN(const std::string bytes, ReadRegularFile(path, kMaxSessionStateBytes));
   v1::SessionState state;
   if (!state.ParseFromString(bytes)) {
     return absl::InvalidArgumentError("unreadable: not a SessionState message");
@@ -571,10 +570,6 @@ absl::Status SessionManager::ValidateId(const std::string& id) {
     }
   }
   return absl::OkStatus();
-}
-
-std::string SessionManager::PathFor(const std::string& id) const {
-  return (std::filesystem::path(options_.state_dir) / StateFileName(id)).string();
 }
 
 void SessionManager::CheckStore() {

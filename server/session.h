@@ -242,7 +242,6 @@ class SessionManager {
   static absl::Status ValidateId(const std::string& id);
 
  private:
-  std::string PathFor(const std::string& id) const;
   // With a shared store: loads `id` from it unless this manager holds that
   // version or a newer one (see Options::session_store). UNAVAILABLE naming
   // the store when it cannot be reached and the session is not held here.

@@ -16,7 +16,6 @@ namespace logstar::server {
 namespace {
 
 constexpr char kStateSuffix[] = ".session.pb";
-constexpr uint64_t kMaxStateBytes = uint64_t{256} << 20;
 
 class DirectoryStore final : public SessionStore {
  public:
@@ -26,7 +25,7 @@ class DirectoryStore final : public SessionStore {
 
   absl::StatusOr<Stored> Load(const std::string& id) override {
     Stored out;
-    auto bytes = ReadRegularFile(PathFor(id), kMaxStateBytes);
+    auto bytes = ReadRegularFile(PathFor(id), kMaxSessionStateBytes);
     if (!bytes.ok()) return bytes.status();
     out.bytes = *std::move(bytes);
     return out;

@@ -64,6 +64,9 @@ class SessionStore {
 std::unique_ptr<SessionStore> NewDirectorySessionStore(const std::string& dir);
 // The file name the directory store keeps `id` under.
 std::string StateFileName(const std::string& id);
+// The largest saved state either store reads (a bound on what a corrupt or
+// foreign file can make the daemon allocate).
+inline constexpr uint64_t kMaxSessionStateBytes = uint64_t{256} << 20;
 
 // A store on the Redis server at `address`: each session is a hash
 // logstar:session:ID with fields version and state, written by a Lua script
