@@ -96,6 +96,7 @@ absl::StatusOr<std::unique_ptr<LogStarServer>> LogStarServer::Start(const Server
   deps.watchers = s->watchers_.get();
   deps.auth_token = token;
   s->service_ = std::make_unique<LogStarService>(deps);
+  HappensBefore(s->service_.get());  // for its handlers (HandlerScope, service.cc)
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();

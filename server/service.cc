@@ -762,8 +762,31 @@ void LogStarService::Publish(const Session& session, const ForWatchers& watched)
   hub.Publish(watched.result, &summary, hub.WantsPreview(session.id()) ? &watched.image : nullptr);
 }
 
+namespace {
+
+// A handler's body on a gRPC thread. gRPC orders it after the service was
+// built (LogStarServer::Start) and before its Wait returns (then the service
+// is destroyed), through synchronisation TSan cannot see: the scope states
+// both edges. It matters where one process runs servers one after another
+// (the tests), since gRPC's threads outlive a server and pick up the next.
+class HandlerScope {
+ public:
+  explicit HandlerScope(const LogStarService* service) : service_(service) {
+    HappensAfter(service_);
+  }
+  ~HandlerScope() { HappensBefore(service_); }
+  HandlerScope(const HandlerScope&) = delete;
+  HandlerScope& operator=(const HandlerScope&) = delete;
+
+ private:
+  const LogStarService* const service_;
+};
+
+}  // namespace
+
 grpc::ServerWriteReactor<v1::WatchResponse>* LogStarService::Watch(
     grpc::CallbackServerContext* context, const v1::WatchRequest* request) {
+  HandlerScope scope(this);
   grpc::Status status = Authorize(context);
   if (status.ok() && request->all_sessions() != request->session_id().empty()) {
     status =
@@ -780,6 +803,7 @@ grpc::ServerWriteReactor<v1::WatchResponse>* LogStarService::Watch(
 
 grpc::ServerBidiReactor<v1::StreamRequest, v1::StreamResponse>* LogStarService::Stream(
     grpc::CallbackServerContext* context) {
+  HandlerScope scope(this);
   auto* reactor = new StreamReactor(this, context);
   reactor->Begin();
   HappensBefore(reactor);  // for its reactions: OnReadDone, OnWriteDone, OnCancel, OnDone
@@ -789,6 +813,7 @@ grpc::ServerBidiReactor<v1::StreamRequest, v1::StreamResponse>* LogStarService::
 grpc::ServerUnaryReactor* LogStarService::AnalyzeFrame(grpc::CallbackServerContext* context,
                                                        const v1::AnalyzeFrameRequest* request,
                                                        v1::FrameResult* response) {
+  HandlerScope scope(this);
   auto* reactor = new AnalyzeFrameReactor(this, context, request, response);
   reactor->Begin();
   HappensBefore(reactor);  // for its reactions: OnCancel, OnDone
@@ -802,6 +827,7 @@ grpc::ServerUnaryReactor* LogStarService::AnalyzeFrame(grpc::CallbackServerConte
 template <typename Body>
 grpc::ServerUnaryReactor* LogStarService::AnswerInline(grpc::CallbackServerContext* context,
                                                        Body&& body) {
+  HandlerScope scope(this);
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   grpc::Status status = Authorize(context);
   if (status.ok() && deps_.store_io != nullptr) {

@@ -28,13 +28,11 @@ build="${LOGSTAR_TSAN_BUILD_DIR:-${repo}/build-tsan}"
 # The daemon's threads: locks, worker pool, sessions, reactors, the C++
 # client's reader threads and reconnecting stream, the analyzer as the
 # daemon shares it between streams, the session store's threads, the memfd
-# inbox and compressed streams.
-# Not yet: memfd_client_test (26 reports: the service's destruction against
-# a gRPC thread's call at the teardown of a server on a Unix socket), seen on
-# 2026-12-07 and open.
+# inbox, compressed streams, and servers started one after another in one
+# process (memfd_client_test: gRPC's threads outlive a server).
 daemon_programs=(mutex_test context_test analyzer_daemon_test admission_test session_test
   server_test client_test cancellation_test watch_test session_store_test session_metadata_test
-  memfd_test compression_client_test)
+  memfd_test memfd_client_test compression_client_test)
 
 targets=()
 ctest_args=(--test-dir "${build}" --output-on-failure --parallel "$(nproc)")
