@@ -71,6 +71,9 @@ class Tls:
 class _Record:
     ok: bool = False
     kind: str = ""
+    # The stream's connection that answered it: 0 the first, k after the
+    # k-th reconnect (Session.stream with ``reconnect``).
+    connection: int = 0
 
     def __init__(self, sequence: int, tag: Any) -> None:
         self.sequence = sequence

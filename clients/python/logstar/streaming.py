@@ -15,6 +15,8 @@ Contracts
   shutting down (``REASON_SHUTTING_DOWN``) counts as unanswered and goes
   again. Each outage may last ``reconnect`` seconds (attempts 0.2 s apart,
   doubling to 2 s); then :class:`~logstar.errors.StreamBroken` is raised.
+  Each record's ``connection`` says which connection answered it (0 the
+  first, k after the k-th reconnect), as ``logstar replay --results``.
   The C++ library's ReconnectingStream (clients/cpp/reconnecting_stream.h)
   keeps the same contract.
 * Threads: gRPC reads the requests in its own thread (one per connection);
@@ -192,7 +194,9 @@ class Streamer:
         while self.pending:
             p = self.pending.popleft()
             if p.failure is not None:
-                yield self.session._local_failure(p)
+                record = self.session._local_failure(p)
+                record.connection = self.stats.reconnects
+                yield record
             else:
                 unanswered.append(p.sequence)
         if unanswered:
@@ -256,6 +260,8 @@ class Streamer:
                 answered.holds_slot = False
                 self.ring._release()
         records.append(self.session._record(response, answered.tag))
+        for r in records:
+            r.connection = self.stats.reconnects
         yield from records
 
     # -- reconnecting (the caller's thread)
