@@ -45,13 +45,17 @@ _END = object()  # no more frames from the caller
 
 def _connection_lost(e: grpc.RpcError) -> bool:
     """Whether the daemon went away: UNAVAILABLE, or a proxy in front of the
-    replicas (nginx, Envoy: docs/scale-out.md) resetting the stream when the
-    replica behind it died (HTTP/2 RST_STREAM, which gRPC reports as
-    INTERNAL)."""
-    code = e.code()
+    replicas (nginx, Envoy, HAProxy: docs/scale-out.md) resetting the stream
+    when the replica behind it died (HTTP/2 RST_STREAM, which gRPC reports as
+    INTERNAL, or CANCELLED for HAProxy's CANCEL; or a stream ended without a
+    grpc-status, UNKNOWN "No status received"). A cancel of the client's own
+    says neither."""
+    code, details = e.code(), e.details() or ""
     if code == grpc.StatusCode.UNAVAILABLE:
         return True
-    return code == grpc.StatusCode.INTERNAL and "RST_STREAM" in (e.details() or "")
+    if code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.CANCELLED):
+        return "RST_STREAM" in details
+    return code == grpc.StatusCode.UNKNOWN and "No status received" in details
 
 
 @dataclasses.dataclass
