@@ -202,8 +202,15 @@ for i in $(seq 0 $((REPLICAS - 1))); do
   if ((n > most)); then most=${n}; victim=${i}; fi
 done
 mapfile -t moved < <(holder_of "${victim}")
+# connection_of C: the connection (0, then 1 after the first reconnect, ...)
+# of client C's last answer; answers come in order, so the latest one.
+connection_of() {
+  local n
+  n="$(tail -n 1 "${WORK}/r$1.jsonl" | grep -o '"connection":[0-9]*' | cut -d: -f2)"
+  echo "${n:-0}"
+}
 declare -a before_kill=()
-for c in "${moved[@]}"; do before_kill[c]="$(lines "${WORK}/r${c}.jsonl")"; done
+for c in "${moved[@]}"; do before_kill[c]="$(connection_of "${c}")"; done
 answers_at_kill="$(total_answers)"
 kill -KILL "${pids[victim]}"
 killed_at="$(now)"
@@ -212,14 +219,16 @@ throughput_before="$(awk -v n="${answers_at_kill}" -v a="${replays_started}" -v 
   'BEGIN { printf "%.1f", n / (b - a) }')"
 echo "  SIGKILLed replica ${victim} (port ${ports[victim]}) holding sessions: $(for c in "${moved[@]}"; do name_of "${c}"; done | tr '\n' ' ')"
 
-# Time from the kill to the next answer of each moved session.
+# Time from the kill to the first answer of each moved session on its new
+# replica: the first answer of a later connection (answers that were on
+# their way from the killed replica do not count).
 failover_s=""
 deadline=$(($(date +%s) + 30))
 declare -A answered_again=()
 while [[ ${#answered_again[@]} -lt ${#moved[@]} && $(date +%s) -lt ${deadline} ]]; do
   for c in "${moved[@]}"; do
     [[ -n "${answered_again[${c}]:-}" ]] && continue
-    if (($(lines "${WORK}/r${c}.jsonl") > before_kill[c])); then
+    if (($(connection_of "${c}") > before_kill[c])); then
       answered_again[${c}]="$(elapsed "${killed_at}")"
     fi
   done
