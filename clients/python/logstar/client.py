@@ -482,7 +482,10 @@ class Client:
     def sessions(self, include_settings: bool = False) -> List[service_pb2.SessionInfo]:
         """Every session on the server, by id (ListSessions): counters,
         attached streams, timestamps, and settings when asked; never the
-        cache (``Session.info(include_cache=True)`` has it)."""
+        cache (``Session.info(include_cache=True)`` has it). Through a proxy
+        to replicas sharing a session store (docs/scale-out.md), also the
+        sessions other replicas hold: those have ``only_in_store`` set and
+        only their ``session_id``."""
         try:
             response = self._stub.ListSessions(
                 service_pb2.ListSessionsRequest(include_settings=include_settings),
