@@ -109,26 +109,28 @@ for i in $(seq 0 $((REPLICAS - 1))); do start_replica "${i}"; done
 
 proxy_port="$(free_port)"
 mkdir -p "${WORK}/${PROXY}"
-# start_nginx, start_haproxy: the proxy from its template, in the foreground
-# of a child; sets proxy_pid.
+# servers FORMAT: FORMAT (printf, of a replica's number and port) for each
+# replica.
+servers() {
+  for i in $(seq 0 $((REPLICAS - 1))); do printf "$1" "${i}" "${ports[i]}"; done
+}
+# configure TEMPLATE SERVERS: the proxy's configuration from its template.
+configure() {
+  sed -e "s|@LISTEN@|127.0.0.1:${proxy_port}|" -e "s|@SERVERS@|$2|" \
+    -e "s|@PREFIX@|${WORK}/${PROXY}|g" "${repo}/deploy/$1"
+}
+# start_nginx, start_haproxy: the proxy, in the foreground of a child; sets
+# proxy_pid.
 start_nginx() {
-  local servers=""
-  for i in $(seq 0 $((REPLICAS - 1))); do
-    servers+="server 127.0.0.1:${ports[i]} max_fails=1 fail_timeout=2s; "
-  done
-  sed -e "s|@LISTEN@|127.0.0.1:${proxy_port}|" -e "s|@SERVERS@|${servers}|" \
-    -e "s|@PREFIX@|${WORK}/nginx|g" "${repo}/deploy/nginx/logstar-grpc.conf.template" \
-    >"${WORK}/nginx/nginx.conf"
+  # (%.0s: nginx's servers have no name, the number is left out.)
+  configure nginx/logstar-grpc.conf.template \
+    "$(servers 'server %.0s127.0.0.1:%s max_fails=1 fail_timeout=2s; ')" >"${WORK}/nginx/nginx.conf"
   "${NGINX}" -p "${WORK}/nginx" -c "${WORK}/nginx/nginx.conf" >/dev/null 2>"${WORK}/nginx/stderr" &
   proxy_pid=$!
 }
 start_haproxy() {
-  local servers=""
-  for i in $(seq 0 $((REPLICAS - 1))); do
-    servers+="server r${i} 127.0.0.1:${ports[i]}\\n  "
-  done
-  sed -e "s|@LISTEN@|127.0.0.1:${proxy_port}|" -e "s|@SERVERS@|${servers}|" \
-    -e "s|@PREFIX@|${WORK}/haproxy|g" "${repo}/deploy/haproxy/logstar-grpc.cfg.template" \
+  # One line each: sed makes the \n a newline.
+  configure haproxy/logstar-grpc.cfg.template "$(servers 'server r%s 127.0.0.1:%s\\n  ')" \
     >"${WORK}/haproxy/haproxy.cfg"
   "${HAPROXY}" -db -f "${WORK}/haproxy/haproxy.cfg" >"${WORK}/haproxy/stderr" 2>&1 &
   proxy_pid=$!
