@@ -36,8 +36,8 @@ packages=(
   # driven by npm's playwright-core, which deploy/test.sh installs with `npm ci`)
   libcpp-httplib-dev chromium nodejs
   # scale-out (issue 20): the Redis session store's client library, and the Redis server and
-  # nginx proxy that its tests and tests/load/scale_out.sh start on loopback
-  libhiredis-dev redis-server nginx-light
+  # nginx and HAProxy proxies that its tests and tests/load/scale_out.sh start on loopback
+  libhiredis-dev redis-server nginx-light haproxy
   # compressed pixels (proto/wire/compression.h, the Python client's), the link benchmark's ip and tc
   libzstd-dev python3-zstandard iproute2
 )

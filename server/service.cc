@@ -934,10 +934,12 @@ grpc::ServerUnaryReactor* LogStarService::ResetSession(grpc::CallbackServerConte
 grpc::ServerUnaryReactor* LogStarService::ListSessions(grpc::CallbackServerContext* context,
                                                        const v1::ListSessionsRequest* request,
                                                        v1::ListSessionsResponse* response) {
+  // With a shared store, also the sessions other replicas hold: read there,
+  // on a store thread (AnswerInline).
   return AnswerInline(context, [=, this]() -> absl::Status {
-    for (v1::SessionInfo& info : deps_.sessions->List(request->include_settings())) {
-      *response->add_sessions() = std::move(info);
-    }
+    LOGSTAR_ASSIGN_OR_RETURN(std::vector<v1::SessionInfo> sessions,
+                             deps_.sessions->ListWithStore(request->include_settings()));
+    for (v1::SessionInfo& info : sessions) *response->add_sessions() = std::move(info);
     return absl::OkStatus();
   });
 }

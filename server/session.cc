@@ -760,6 +760,36 @@ std::vector<v1::SessionInfo> SessionManager::List(bool include_settings) const {
   return out;
 }
 
+absl::StatusOr<std::vector<v1::SessionInfo>> SessionManager::ListWithStore(
+    bool include_settings) const {
+  std::vector<v1::SessionInfo> out = List(include_settings);
+  if (!shared()) return out;
+  LOGSTAR_ASSIGN_OR_RETURN(std::vector<std::string> stored, store_->List(kMaxListedFromStore));
+  if (stored.size() >= kMaxListedFromStore) {
+    Log(LogLevel::kWarning, "session_list_truncated",
+        {{"listed_from_store", stored.size()}, {"session_store", store_->name()}});
+  }
+  // SCAN may name an id twice; the ones held here are listed with their Info.
+  std::sort(stored.begin(), stored.end());
+  stored.erase(std::unique(stored.begin(), stored.end()), stored.end());
+  const size_t held = out.size();  // sorted by id (List)
+  for (std::string& id : stored) {
+    const auto at = std::lower_bound(out.begin(), out.begin() + held, id,
+                                     [](const v1::SessionInfo& info, const std::string& key) {
+                                       return info.session_id() < key;
+                                     });
+    if (at != out.begin() + held && at->session_id() == id) continue;
+    v1::SessionInfo& info = out.emplace_back();
+    info.set_session_id(std::move(id));
+    info.set_only_in_store(true);
+  }
+  std::inplace_merge(out.begin(), out.begin() + held, out.end(),
+                     [](const v1::SessionInfo& a, const v1::SessionInfo& b) {
+                       return a.session_id() < b.session_id();
+                     });
+  return out;
+}
+
 absl::Status SessionManager::Persist(Session& session) {
   if (store_ == nullptr) return absl::OkStatus();
   MutexLock lock(&persist_mu_);

@@ -224,6 +224,13 @@ class SessionManager {
   // own, so a frame being analysed delays this by no more than a counter
   // read.
   std::vector<v1::SessionInfo> List(bool include_settings) const;
+  // List, and with a shared store also the sessions stored there that this
+  // manager does not hold, each with only its id and only_in_store set (at
+  // most kMaxListedFromStore of them); by id. Blocks on the store: call it
+  // off gRPC's reactions (a store thread). UNAVAILABLE naming the store
+  // when it cannot be reached. Without a shared store: List.
+  absl::StatusOr<std::vector<v1::SessionInfo>> ListWithStore(bool include_settings) const;
+  static constexpr size_t kMaxListedFromStore = 10000;
 
   // Saves a session to the state directory or the shared store (no-op
   // without either). A shared store that holds a newer version of it (the

@@ -44,10 +44,11 @@ class DirectoryStore final : public SessionStore {
     return absl::OkStatus();
   }
 
-  absl::StatusOr<std::vector<std::string>> List() override {
+  absl::StatusOr<std::vector<std::string>> List(size_t max_ids) override {
     std::vector<std::string> ids;
     std::error_code ec;
     for (const auto& entry : std::filesystem::directory_iterator(dir_, ec)) {
+      if (ids.size() >= max_ids) break;
       const std::string name = entry.path().filename().string();
       if (absl::EndsWith(name, kStateSuffix)) {
         ids.push_back(name.substr(0, name.size() - (sizeof(kStateSuffix) - 1)));
@@ -132,10 +133,11 @@ class RedisStore final : public SessionStore {
     return Command({"DEL", kKeyPrefix + id}).status();
   }
 
-  absl::StatusOr<std::vector<std::string>> List() override {
+  absl::StatusOr<std::vector<std::string>> List(size_t max_ids) override {
     std::vector<std::string> ids;
     std::string cursor = "0";
     do {
+      // One SCAN step per command: other clients' commands run in between.
       auto reply =
           Command({"SCAN", cursor, "MATCH", absl::StrCat(kKeyPrefix, "*"), "COUNT", "500"});
       if (!reply.ok()) return reply.status();
@@ -147,11 +149,11 @@ class RedisStore final : public SessionStore {
       cursor.assign(r.element[0]->str, r.element[0]->len);
       for (size_t i = 0; i < r.element[1]->elements; ++i) {
         const redisReply* k = r.element[1]->element[i];
-        if (k->type == REDIS_REPLY_STRING) {
+        if (k->type == REDIS_REPLY_STRING && ids.size() < max_ids) {
           ids.emplace_back(k->str + (sizeof(kKeyPrefix) - 1), k->len - (sizeof(kKeyPrefix) - 1));
         }
       }
-    } while (cursor != "0");
+    } while (cursor != "0" && ids.size() < max_ids);
     return ids;
   }
 

@@ -51,8 +51,11 @@ class SessionStore {
                                     const std::string& bytes) = 0;
   // OK also when the session was not stored.
   virtual absl::Status Remove(const std::string& id) = 0;
-  // The ids of every session stored, in no particular order.
-  virtual absl::StatusOr<std::vector<std::string>> List() = 0;
+  // The ids of the sessions stored, in no particular order, at most
+  // `max_ids` of them (a bound on what one call reads; which ones are left
+  // out when there are more is unspecified). Redis: SCAN over the key
+  // prefix (never KEYS), which may name an id twice.
+  virtual absl::StatusOr<std::vector<std::string>> List(size_t max_ids) = 0;
   // OK when the store answers now (for readiness).
   virtual absl::Status Check() = 0;
 };

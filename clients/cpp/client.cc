@@ -30,8 +30,15 @@ absl::Status FromGrpc(const grpc::Status& status, const std::string& address,
   // resets the stream (HTTP/2 RST_STREAM, which gRPC reports as INTERNAL)
   // when the replica behind it goes away: for the client that is the
   // server going away, UNAVAILABLE, which a ReconnectingStream retries.
-  if (status.error_code() == grpc::StatusCode::INTERNAL &&
-      absl::StrContains(message, "RST_STREAM")) {
+  // HAProxy resets it with CANCEL (CANCELLED, or a stream ended without
+  // grpc-status, "No status received"); a cancel of the client's own says
+  // neither.
+  const bool reset = (status.error_code() == grpc::StatusCode::INTERNAL ||
+                      status.error_code() == grpc::StatusCode::CANCELLED) &&
+                     absl::StrContains(message, "RST_STREAM");
+  const bool no_status = status.error_code() == grpc::StatusCode::UNKNOWN &&
+                         absl::StrContains(message, "No status received");
+  if (reset || no_status) {
     code = absl::StatusCode::kUnavailable;
     message += " (the connection to the daemon behind the proxy broke)";
   }

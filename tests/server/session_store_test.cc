@@ -151,9 +151,13 @@ TEST_F(SessionStoreTest, VersionedSavesNeverGoBack) {
   EXPECT_EQ(*store->Save("a", 3, "three"), true);
   EXPECT_EQ(store->Load("a")->bytes, "three");
   ASSERT_EQ(*store->Save("b", 1, "b"), true);
-  absl::StatusOr<std::vector<std::string>> ids = store->List();
+  absl::StatusOr<std::vector<std::string>> ids = store->List(100);
   ASSERT_TRUE(ids.ok()) << ids.status();
   EXPECT_THAT(*ids, ::testing::UnorderedElementsAre("a", "b"));
+  // Bounded: one of the two.
+  absl::StatusOr<std::vector<std::string>> one = store->List(1);
+  ASSERT_TRUE(one.ok()) << one.status();
+  EXPECT_THAT(*one, ::testing::ElementsAre(::testing::AnyOf("a", "b")));
   EXPECT_TRUE(store->Remove("a").ok());
   EXPECT_TRUE(absl::IsNotFound(store->Load("a").status()));
 }
@@ -179,6 +183,58 @@ TEST_F(SessionStoreTest, AReplicaLoadsASessionItDoesNotHold) {
   ASSERT_TRUE(resumed.ok()) << resumed.status();
   EXPECT_TRUE(resumed->second);
   EXPECT_TRUE(absl::IsNotFound(b.Find("never-made").status()));
+}
+
+// The ids and only_in_store flags of a listing, in its order.
+std::vector<std::pair<std::string, bool>> IdsAndFlags(const std::vector<v1::SessionInfo>& list) {
+  std::vector<std::pair<std::string, bool>> out;
+  for (const v1::SessionInfo& info : list)
+    out.emplace_back(info.session_id(), info.only_in_store());
+  return out;
+}
+
+TEST_F(SessionStoreTest, AListingIncludesTheSessionsOtherReplicasHold) {
+  const SynthFrame f = testing::Synth(96, 7);
+  const v1::SessionSettings settings = testing::SmallSettings(f);
+  SessionManager a(Shared()), b(Shared());
+  for (const char* id : {"c-a", "a-a"}) {
+    auto s = a.Open(id, &settings);
+    ASSERT_TRUE(s.ok()) << s.status();
+    ASSERT_TRUE(a.Persist(*s->first).ok());
+  }
+  auto in_b = b.Open("b-b", &settings);
+  ASSERT_TRUE(in_b.ok());
+  in_b->first->CountReceived();
+  ASSERT_TRUE(b.Persist(*in_b->first).ok());
+  auto only_a = a.Open("only-here", &settings);  // never saved: a's alone
+  ASSERT_TRUE(only_a.ok());
+
+  // b holds b-b (its own Info, counters included) and lists a's saved
+  // sessions from Redis, flagged, by id; a's unsaved one is not there.
+  absl::StatusOr<std::vector<v1::SessionInfo>> listed = b.ListWithStore(false);
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  using Flag = std::pair<std::string, bool>;
+  EXPECT_THAT(IdsAndFlags(*listed),
+              ::testing::ElementsAre(Flag{"a-a", true}, Flag{"b-b", false}, Flag{"c-a", true}));
+  EXPECT_EQ((*listed)[1].counters().frames_received(), 1u);
+  EXPECT_FALSE((*listed)[0].has_counters());
+  // List alone stays local.
+  EXPECT_THAT(IdsAndFlags(b.List(false)), ::testing::ElementsAre(Flag{"b-b", false}));
+
+  // Once b loads a-a it holds it: listed with its Info, not twice.
+  ASSERT_TRUE(b.Find("a-a").ok());
+  listed = b.ListWithStore(true);
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  EXPECT_THAT(IdsAndFlags(*listed),
+              ::testing::ElementsAre(Flag{"a-a", false}, Flag{"b-b", false}, Flag{"c-a", true}));
+  EXPECT_TRUE((*listed)[0].has_settings());
+
+  // Redis gone: the listing fails naming it (local sessions alone would
+  // look like the whole fleet's).
+  redis_->Stop();
+  listed = b.ListWithStore(false);
+  EXPECT_EQ(listed.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(listed.status().message(), HasSubstr(redis_->address().ToString()));
 }
 
 TEST_F(SessionStoreTest, AStaleReplicaNeverOverwritesANewerState) {
@@ -278,6 +334,23 @@ TEST_F(SessionStoreTest, ReadinessFollowsTheStore) {
                                      grpc::InsecureChannelCredentials());
   const std::string service = "logstar.v1.LogStar";
   EXPECT_EQ(testing::HealthStatus(channel.get(), service), 1);
+  // ListSessions lists what another replica saved in the store, flagged.
+  {
+    const SynthFrame f = testing::Synth(96, 8);
+    const v1::SessionSettings settings = testing::SmallSettings(f);
+    SessionManager other(Shared());
+    auto s = other.Open("on-another-replica", &settings);
+    ASSERT_TRUE(s.ok());
+    ASSERT_TRUE(other.Persist(*s->first).ok());
+    v1::ListSessionsResponse list;
+    grpc::ClientContext context;
+    ASSERT_TRUE(v1::LogStar::NewStub(channel)
+                    ->ListSessions(&context, v1::ListSessionsRequest(), &list)
+                    .ok());
+    ASSERT_EQ(list.sessions_size(), 1);
+    EXPECT_EQ(list.sessions(0).session_id(), "on-another-replica");
+    EXPECT_TRUE(list.sessions(0).only_in_store());
+  }
   redis_->Stop();
   const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (testing::HealthStatus(channel.get(), service) != 2 &&
@@ -293,6 +366,14 @@ TEST_F(SessionStoreTest, ReadinessFollowsTheStore) {
   const grpc::Status status = v1::LogStar::NewStub(channel)->GetSession(&context, get, &info);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
   EXPECT_THAT(status.error_message(), HasSubstr("redis://127.0.0.1:"));
+  {
+    v1::ListSessionsResponse list;
+    grpc::ClientContext list_context;
+    const grpc::Status listed = v1::LogStar::NewStub(channel)->ListSessions(
+        &list_context, v1::ListSessionsRequest(), &list);
+    EXPECT_EQ(listed.error_code(), grpc::StatusCode::UNAVAILABLE);
+    EXPECT_THAT(listed.error_message(), HasSubstr("redis://127.0.0.1:"));
+  }
   ASSERT_TRUE(redis_->Start());
   while (testing::HealthStatus(channel.get(), service) != 1 &&
          std::chrono::steady_clock::now() < until) {

@@ -1,7 +1,8 @@
 """``python3 -m logstar``: replay and record recordings (.lsr).
 
     python3 -m logstar replay FILE.lsr --server HOST:PORT [--speed 1|N|max] [--loop K]
-        [--overload block|latest-wins|reject] [--reconnect-s S] [--token T | --token-file F]
+        [--overload block|latest-wins|reject] [--reconnect-s S] [--session ID]
+        [--results R.jsonl] [--token T | --token-file F]
         [--tls] [--tls-ca CA.pem] [--tls-cert C.pem --tls-key K.pem] [--compress none|zstd]
     python3 -m logstar record --from FILE|DIR|GLOB... --prior PRIOR.json --out S.lsr [--fps F]
 
@@ -12,11 +13,21 @@ progress line on stderr and a summary on stdout. Exit status: 0 when every
 frame was analysed; 1 when frames were lost (dropped, failed, unanswered,
 or a damaged file whose intact part was replayed); 2 for usage errors or an
 unreachable server.
+
+``--session`` and ``--results`` mean what they mean for the C++ CLI's
+``logstar replay`` (clients/cli/replay.cc): the session to open or resume
+(behind a proxy routing by ``x-logstar-session``, docs/scale-out.md, a fixed
+id keeps the session on one replica), and one JSON line per answered frame
+with the same keys (sequence, file_sequence, loop, connection, latency_ms,
+status, and per status the atoms, cache counts, ... or the drop reason or
+error), written as answers come; only the windows' details (``windows``)
+are left out (``Result.windows`` has them).
 """
 from __future__ import annotations
 
 import argparse
 import glob
+import json
 import math
 import os
 import sys
@@ -26,7 +37,9 @@ from typing import Iterator, List, Optional, Sequence
 import numpy as np
 
 from . import score
-from .client import Client, Dropped, Failed, Result, Tls
+import grpc
+
+from .client import Client, Dropped, Failed, Record, Result, Tls
 from .errors import LogstarError, RecordingError, StreamBroken
 from .files import read_frames
 from .recording import RecordedFrame, RecordingWriter, read_recording
@@ -61,6 +74,57 @@ def _percentile(values: List[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
+def _status_code(name: str) -> int:
+    """A gRPC status name's number (the C++ CLI's --results writes numbers)."""
+    try:
+        return grpc.StatusCode[name].value[0]
+    except KeyError:
+        return grpc.StatusCode.UNKNOWN.value[0]
+
+
+def _result_fields(res, f1: Optional[float], line: dict) -> None:
+    """A FrameResult's part of a --results line, as the C++ CLI writes it."""
+    line["status"] = "result"
+    line["num_atoms"] = len(res.atoms)
+    line["atoms_xy_sigma"] = [[a.x, a.y, a.sigma] for a in res.atoms]
+    line["rewards"] = {"qc": res.rewards.qc, "er": res.rewards.er}
+    line["cache"] = {"hits": res.cache_hits, "misses": res.cache_misses,
+                     "retunes": res.cache_retunes}
+    line["server_total_ms"] = res.latency.total_ms
+    line["server_decode_ms"] = res.latency.decode_ms
+    line["warnings"] = [{"field": w.field, "given": w.given, "measured": w.measured,
+                         "message": w.message} for w in res.warnings]
+    if res.prior_used.derived:
+        line["prior_derived"] = {
+            "nearest_neighbor": res.prior_used.prior.nearest_neighbor_angstrom,
+            "column_density": res.prior_used.prior.column_density_per_nm2,
+            "pixel_units": res.prior_used.pixel_units}
+    if res.HasField("amorphous"):
+        st = res.amorphous
+        line["amorphous"] = {
+            "regions": len(res.amorphous_regions), "area_fraction": st.area_fraction,
+            "atoms": sum(bool(a.amorphous) for a in res.atoms),
+            "cache": {"hits": st.cache_hits, "misses": st.cache_misses,
+                      "retunes": st.cache_retunes, "skipped": st.skipped},
+            "ms": res.latency.gmm_ms}
+    if f1 is not None:
+        line["f1"] = f1
+
+
+def _results_line(record: Record, rf: RecordedFrame, loop: int, latency_ms: float,
+                  f1: Optional[float]) -> str:
+    """One --results line: the keys and order of `logstar replay --results`."""
+    line = {"sequence": record.sequence, "file_sequence": rf.frame.sequence, "loop": loop,
+            "connection": record.connection, "latency_ms": latency_ms}
+    if isinstance(record, Result):
+        _result_fields(record.proto, f1, line)
+    elif isinstance(record, Dropped):
+        line.update(status="dropped", reason=record.reason)
+    elif isinstance(record, Failed):
+        line.update(status="error", code=_status_code(record.code), message=record.message)
+    return json.dumps(line, separators=(",", ":"))
+
+
 def replay(args: argparse.Namespace) -> int:
     try:
         rec = read_recording(args.file, allow_damaged=True)
@@ -84,14 +148,24 @@ def replay(args: argparse.Namespace) -> int:
         tls = Tls(ca=args.tls_ca, cert=args.tls_cert, key=args.tls_key,
                   server_name=args.tls_server_name)
 
+    results = None
+    try:
+        if args.results:
+            os.makedirs(os.path.dirname(os.path.abspath(args.results)), exist_ok=True)
+            results = open(args.results, "w")
+    except OSError as e:
+        print(f"replay: --results: {e}", file=sys.stderr)
+        return 2
     try:
         client = Client(args.server, token=token, tls=tls, connect_timeout=args.connect_timeout,
                         compression=args.compress)
         prior = args.prior if args.prior else None
         session = client.session(prior, rec.header.settings if prior is None else None,
-                                 overload=overload)
+                                 overload=overload, session_id=args.session or "")
     except LogstarError as e:
         print(f"replay: {e}", file=sys.stderr)
+        if results is not None:
+            results.close()
         return 2
 
     pixel = session.settings.prior.pixel_size_angstrom
@@ -106,6 +180,7 @@ def replay(args: argparse.Namespace) -> int:
     warnings: List[str] = []  # distinct prior warnings, in order
     with_warnings = 0
     unanswered = 0
+    output_failed = False
     tty = sys.stderr.isatty()
     last_progress = 0.0
     t0 = time.monotonic()
@@ -130,8 +205,10 @@ def replay(args: argparse.Namespace) -> int:
                                      reconnect=args.reconnect_s):
             counts[record.kind] += 1
             k = record.tag
+            latency_ms = (time.monotonic() - sent[k]) * 1e3
+            frame_f1: Optional[float] = None
             if isinstance(record, Result):
-                rtt_ms.append((time.monotonic() - sent[k]) * 1e3)
+                rtt_ms.append(latency_ms)
                 server_ms.append(record.latency.total_ms)
                 hits += record.proto.cache_hits
                 lookups += (record.proto.cache_hits + record.proto.cache_misses
@@ -146,11 +223,18 @@ def replay(args: argparse.Namespace) -> int:
                     else:
                         px, spacing = pixel or rf.frame.pixel_size_x_angstrom, nn
                     if px > 0 and spacing > 0:
-                        f1.append(score.match(record.atoms, rf.truth, 0.3 * spacing / px).f1)
+                        frame_f1 = score.match(record.atoms, rf.truth, 0.3 * spacing / px).f1
+                        f1.append(frame_f1)
             elif isinstance(record, Failed):
                 failures.append(f"frame {k}: {record.code}: {record.message}")
             elif isinstance(record, Dropped):
                 pass
+            if results is not None:
+                # Flushed per line: a reader (tests/load/scale_out.sh) counts
+                # the answers as they come.
+                results.write(_results_line(record, rec.frames[k % len(rec.frames)],
+                                            k // len(rec.frames), latency_ms, frame_f1) + "\n")
+                results.flush()
             now = time.monotonic()
             if now - last_progress > 0.25:
                 progress()
@@ -163,6 +247,12 @@ def replay(args: argparse.Namespace) -> int:
         return 2
     except KeyboardInterrupt:
         failures.append("interrupted")
+    except OSError as e:  # writing --results
+        failures.append(f"--results: {e}")
+        output_failed = True
+    finally:
+        if results is not None:
+            results.close()
     progress(final=True)
     elapsed = time.monotonic() - t0
 
@@ -176,6 +266,12 @@ def replay(args: argparse.Namespace) -> int:
         ("dropped", str(counts["dropped"])),
         ("failed", str(counts["error"])),
         ("unanswered", str(unanswered)),
+    ]
+    if args.reconnect_s > 0:
+        st = session.stream_stats
+        rows.append(("reconnects", f"{st.reconnects} (frames sent again {st.resent}, "
+                                   f"duplicate answers ignored {st.duplicates})"))
+    rows += [
         ("wall time", f"{elapsed:.2f} s ({sum(counts.values()) / max(elapsed, 1e-9):.1f} fps)"),
         ("latency (client)", f"p50 {_percentile(rtt_ms, 50):.1f} ms  p95 "
                              f"{_percentile(rtt_ms, 95):.1f} ms  p99 "
@@ -195,7 +291,7 @@ def replay(args: argparse.Namespace) -> int:
     for line in failures[:10]:
         print(f"replay: {line}", file=sys.stderr)
     lost = counts["dropped"] + counts["error"] + unanswered + (total - len(sent))
-    return 1 if lost or rec.damage is not None else 0
+    return 1 if lost or output_failed or rec.damage is not None else 0
 
 
 def record(args: argparse.Namespace) -> int:
@@ -244,6 +340,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--reconnect-s", type=float, default=0.0,
                    help="when logstard goes away, reconnect for up to S s per outage and send "
                         "the unanswered frames again (default 0: give up)")
+    p.add_argument("--session", help="the session to open or resume (default: a new one); "
+                                     "behind a proxy it routes the session to one replica")
+    p.add_argument("--results", help="R.jsonl: one JSON line per frame as answered (as "
+                                     "`logstar replay --results`, without the windows)")
     p.add_argument("--token")
     p.add_argument("--token-file")
     p.add_argument("--tls", action="store_true", help="TLS with the system's roots")

@@ -71,6 +71,9 @@ class Tls:
 class _Record:
     ok: bool = False
     kind: str = ""
+    # The stream's connection that answered it: 0 the first, k after the
+    # k-th reconnect (Session.stream with ``reconnect``).
+    connection: int = 0
 
     def __init__(self, sequence: int, tag: Any) -> None:
         self.sequence = sequence
@@ -479,7 +482,10 @@ class Client:
     def sessions(self, include_settings: bool = False) -> List[service_pb2.SessionInfo]:
         """Every session on the server, by id (ListSessions): counters,
         attached streams, timestamps, and settings when asked; never the
-        cache (``Session.info(include_cache=True)`` has it)."""
+        cache (``Session.info(include_cache=True)`` has it). Through a proxy
+        to replicas sharing a session store (docs/scale-out.md), also the
+        sessions other replicas hold: those have ``only_in_store`` set and
+        only their ``session_id``."""
         try:
             response = self._stub.ListSessions(
                 service_pb2.ListSessionsRequest(include_settings=include_settings),

@@ -15,6 +15,8 @@ Contracts
   shutting down (``REASON_SHUTTING_DOWN``) counts as unanswered and goes
   again. Each outage may last ``reconnect`` seconds (attempts 0.2 s apart,
   doubling to 2 s); then :class:`~logstar.errors.StreamBroken` is raised.
+  Each record's ``connection`` says which connection answered it (0 the
+  first, k after the k-th reconnect), as ``logstar replay --results``.
   The C++ library's ReconnectingStream (clients/cpp/reconnecting_stream.h)
   keeps the same contract.
 * Threads: gRPC reads the requests in its own thread (one per connection);
@@ -43,13 +45,17 @@ _END = object()  # no more frames from the caller
 
 def _connection_lost(e: grpc.RpcError) -> bool:
     """Whether the daemon went away: UNAVAILABLE, or a proxy in front of the
-    replicas (nginx, Envoy: docs/scale-out.md) resetting the stream when the
-    replica behind it died (HTTP/2 RST_STREAM, which gRPC reports as
-    INTERNAL)."""
-    code = e.code()
+    replicas (nginx, Envoy, HAProxy: docs/scale-out.md) resetting the stream
+    when the replica behind it died (HTTP/2 RST_STREAM, which gRPC reports as
+    INTERNAL, or CANCELLED for HAProxy's CANCEL; or a stream ended without a
+    grpc-status, UNKNOWN "No status received"). A cancel of the client's own
+    says neither."""
+    code, details = e.code(), e.details() or ""
     if code == grpc.StatusCode.UNAVAILABLE:
         return True
-    return code == grpc.StatusCode.INTERNAL and "RST_STREAM" in (e.details() or "")
+    if code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.CANCELLED):
+        return "RST_STREAM" in details
+    return code == grpc.StatusCode.UNKNOWN and "No status received" in details
 
 
 @dataclasses.dataclass
@@ -192,7 +198,9 @@ class Streamer:
         while self.pending:
             p = self.pending.popleft()
             if p.failure is not None:
-                yield self.session._local_failure(p)
+                record = self.session._local_failure(p)
+                record.connection = self.stats.reconnects
+                yield record
             else:
                 unanswered.append(p.sequence)
         if unanswered:
@@ -256,6 +264,8 @@ class Streamer:
                 answered.holds_slot = False
                 self.ring._release()
         records.append(self.session._record(response, answered.tag))
+        for r in records:
+            r.connection = self.stats.reconnects
         yield from records
 
     # -- reconnecting (the caller's thread)

@@ -88,6 +88,10 @@ def test_a_restarted_daemon_answers_every_frame_once_as_an_unbroken_stream(workd
     assert [r.tag for r in got] == list(range(FRAMES))
     sequences = [r.sequence for r in got]
     assert sequences == sorted(set(sequences)), "a frame answered twice or out of order"
+    # Which connection answered: the first before the kill, the last one at the end.
+    connections = [r.connection for r in got]
+    assert connections[:3] == [0, 0, 0] and connections == sorted(connections), connections
+    assert connections[-1] == stats.reconnects and [r.connection for r in expected] == [0] * FRAMES
     for a, b in zip(expected, got):
         f = frames[b.tag % len(frames)]
         np.testing.assert_array_equal(a.atoms, b.atoms)

@@ -7,6 +7,7 @@ recording.proto specifies, so the reader is checked against the spec, not
 against the writer."""
 from __future__ import annotations
 
+import json
 import os
 import struct
 import subprocess
@@ -184,6 +185,37 @@ def test_replay_summarises_and_succeeds(daemon, synth_recording):
     f1_line = [l for l in p.stdout.splitlines() if l.startswith("F1 vs truth")]
     assert f1_line and float(f1_line[0].split("min")[1]) >= 0.9, p.stdout
     assert "sent 3  answered 3" in p.stderr  # the progress line
+
+
+def test_replay_resumes_a_named_session_and_writes_a_line_per_answer(daemon, synth_recording,
+                                                                     tmp_path):
+    rec = logstar.read_recording(synth_recording)
+    lines = []
+    for run in range(2):
+        out = tmp_path / "sub" / f"r{run}.jsonl"  # its directory is made
+        p = run_module("replay", str(synth_recording), "--server", daemon.addr, "--speed", "max",
+                       "--session", "py-named", "--results", str(out), "--reconnect-s", "5")
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert any(l.split() == ["session", "py-named"] for l in p.stdout.splitlines()), p.stdout
+        assert any(l.split()[:2] == ["reconnects", "0"] for l in p.stdout.splitlines()), p.stdout
+        lines.append([json.loads(l) for l in out.read_text().splitlines()])
+    with logstar.Client(daemon.addr) as client:
+        info = client.session(session_id="py-named").info()
+    # One session for both runs: its counters hold the frames of both.
+    assert info.session_id == "py-named" and info.counters.frames_analysed == 2 * len(rec.frames)
+    for run in lines:
+        assert len(run) == len(rec.frames)
+        assert [r["file_sequence"] for r in run] == [f.frame.sequence for f in rec.frames]
+        assert [r["loop"] for r in run] == [0] * len(rec.frames)
+        assert {r["status"] for r in run} == {"result"} and {r["connection"] for r in run} == {0}
+        for r, f in zip(run, rec.frames):
+            assert r["num_atoms"] == len(r["atoms_xy_sigma"]) > 0
+            assert set(r["cache"]) == {"hits", "misses", "retunes"}
+            assert r["latency_ms"] >= r["server_total_ms"] > 0
+            assert r["f1"] >= 0.9
+    # The second run resumed the first's session: its cache was warm.
+    assert sum(r["cache"]["misses"] for r in lines[1]) == 0
+    assert sum(r["cache"]["hits"] for r in lines[1]) >= 1
 
 
 def test_replay_of_a_truncated_file_fails_and_names_the_offset(daemon, synth_recording, tmp_path):
