@@ -20,7 +20,8 @@ constexpr char kStatusUsage[] =
     "usage: logstar status --server ADDR [--session ID]... [--tls ...] [--token T]\n"
     "Health of logstard and of its analysis service, then one line per session the\n"
     "server holds (attached streams, time since last use, frame counters, window cache\n"
-    "and amorphous-stage cache counters) and their total; with --session, that\n"
+    "and amorphous-stage cache counters) and their total; with a shared session\n"
+    "store, sessions other replicas hold are listed without counters; with --session, that\n"
     "session's settings and cache contents too.\n"
     "Exit code 0 when both are SERVING and every listing succeeded; 1 otherwise.\n";
 
@@ -68,6 +69,13 @@ bool PrintSessionTable(Client& client) {
   v1::SessionCounters total;
   int total_streams = 0;
   for (const v1::SessionInfo& info : *list) {
+    if (info.only_in_store()) {
+      // Saved in the shared store by another replica: its counters live
+      // there, not here, and are not in the total.
+      std::printf("  %-*s %7s %9s %s\n", id_width, info.session_id().c_str(), "-", "-",
+                  "held by another replica (listed from the shared session store)");
+      continue;
+    }
     const v1::SessionCounters& c = info.counters();
     total.set_frames_received(total.frames_received() + c.frames_received());
     total.set_frames_analysed(total.frames_analysed() + c.frames_analysed());
