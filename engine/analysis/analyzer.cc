@@ -125,11 +125,11 @@ std::optional<LatticeMeasurement> LatticePairFallback(const LatticeMeasurement* 
   }
   LatticeMeasurement stand_in;
   stand_in.found = false;
-  stand_in.reason = absl::StrCat(
-      "the lattice was found, but not where it shows (",
-      crystal != nullptr ? "it shows nowhere clearly enough"
-                         : (unmapped.empty() ? std::string("no map") : unmapped),
-      "), and detections off it would count as spurious");
+  stand_in.reason =
+      absl::StrCat("the lattice was found, but not where it shows (",
+                   crystal != nullptr ? "it shows nowhere clearly enough"
+                                      : (unmapped.empty() ? std::string("no map") : unmapped),
+                   "), and detections off it would count as spurious");
   return stand_in;
 }
 
@@ -1089,8 +1089,9 @@ absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
   const std::optional<LatticeMeasurement> unmapped =
       LatticePairFallback(lattice ? &*lattice : nullptr, crystal ? &*crystal : nullptr,
                           roles.use_mask, crystal_unmapped);
-  const LatticeMeasurement* const frame_lattice =
-      unmapped ? &*unmapped : lattice ? &*lattice : nullptr;
+  const LatticeMeasurement* const frame_lattice = unmapped  ? &*unmapped
+                                                  : lattice ? &*lattice
+                                                            : nullptr;
   // With warm starts, when more windows than the seeds have nothing cached,
   // the seeds are tuned from nothing first (with the windows that have a
   // cache), then the other fresh windows start from the seeds' fronts.
