@@ -236,10 +236,15 @@ absl::StatusOr<AnalyzerOptions> ParseAnalyzerFlags(const Flags& flags,
   }
   auto choose = ParseChoose(flags.Get("choose").value_or("euclidean"), o.logstar);
   if (!choose.ok()) return choose.status();
-  const std::string objectives = flags.Get("objectives").value_or("published");
+  // Unset: the engine's default pair (LogStarOptions::objectives).
+  const std::string objectives =
+      flags.Get("objectives")
+          .value_or(o.logstar.objectives == ObjectivePair::kLattice ? "lattice" : "published");
   if (objectives == "lattice") {
     o.logstar.objectives = ObjectivePair::kLattice;
-  } else if (objectives != "published") {
+  } else if (objectives == "published") {
+    o.logstar.objectives = ObjectivePair::kPublished;
+  } else {
     return absl::InvalidArgumentError(
         absl::StrCat("--objectives must be published or lattice; got '", objectives, "'"));
   }

@@ -111,6 +111,28 @@ int AmorphousHalo(const AmorphousOptions& options, double nn_px) {
 // cell), not vacuum.
 constexpr double kWholeFrameShare = 0.98;
 
+// The lattice pair needs to know where the crystal is: with a lattice
+// found but no usable map of it (`crystal` null, or a partial crystal whose
+// map `use_mask` is not used: the lattice shows nowhere clearly enough),
+// a stand-in that is not found, whose reason lattice_note carries; nullopt
+// when the frame's lattice can be used as it is (or there is none).
+std::optional<LatticeMeasurement> LatticePairFallback(const LatticeMeasurement* lattice,
+                                                      const Crystallinity* crystal, bool use_mask,
+                                                      const std::string& unmapped) {
+  if (lattice == nullptr || !lattice->found) return std::nullopt;
+  if (crystal != nullptr && (use_mask || crystal->fraction >= kWholeFrameShare)) {
+    return std::nullopt;
+  }
+  LatticeMeasurement stand_in;
+  stand_in.found = false;
+  stand_in.reason =
+      absl::StrCat("the lattice was found, but not where it shows (",
+                   crystal != nullptr ? "it shows nowhere clearly enough"
+                                      : (unmapped.empty() ? std::string("no map") : unmapped),
+                   "), and detections off it would count as spurious");
+  return stand_in;
+}
+
 // The layout Analyze() uses for a frame size: window 0 is the whole frame.
 absl::StatusOr<std::vector<Window>> LayoutFor(int width, int height, int window, int stride) {
   const int w = window == 0 ? std::max(width, height) : window;
@@ -1057,7 +1079,19 @@ absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
                       : analyze(i);
     });
   };
-  const LatticeMeasurement* const frame_lattice = lattice ? &*lattice : nullptr;
+  // The lattice the windows' lattice pair scores against. Where the frame's
+  // lattice was found but where it shows could not be mapped (a frame too
+  // small for the cell, or the lattice nowhere above the map's noise), the
+  // pair would count every detection off the lattice — amorphous material,
+  // a particle's surroundings — as spurious, and tune that evidence away:
+  // the windows fall back to the published pair instead, and say so
+  // (lattice_note), as on a frame without lattice (LatticePairFallback).
+  const std::optional<LatticeMeasurement> unmapped =
+      LatticePairFallback(lattice ? &*lattice : nullptr, crystal ? &*crystal : nullptr,
+                          roles.use_mask, crystal_unmapped);
+  const LatticeMeasurement* const frame_lattice = unmapped  ? &*unmapped
+                                                  : lattice ? &*lattice
+                                                            : nullptr;
   // With warm starts, when more windows than the seeds have nothing cached,
   // the seeds are tuned from nothing first (with the windows that have a
   // cache), then the other fresh windows start from the seeds' fronts.
@@ -1128,9 +1162,10 @@ absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
   const PixelRegion whole = {0, 0, image.cols, image.rows};
   LOGSTAR_ASSIGN_OR_RETURN(result.rewards, ComputeRewards(points, whole, prior,
                                                           options_.logstar.rewards, nullptr, mask));
-  if (options_.logstar.objectives == ObjectivePair::kLattice && lattice && lattice->found) {
+  if (options_.logstar.objectives == ObjectivePair::kLattice && frame_lattice &&
+      frame_lattice->found) {
     LOGSTAR_ASSIGN_OR_RETURN(const LatticeSites sites,
-                             MakeLatticeSites(*lattice, options_.logstar.rewards));
+                             MakeLatticeSites(*frame_lattice, options_.logstar.rewards));
     LOGSTAR_ASSIGN_OR_RETURN(result.lattice_rewards,
                              ComputeLatticeRewards(points, whole, sites, nullptr, nullptr, mask));
   }

@@ -262,8 +262,9 @@ struct WindowResult {
   // atom another window reports, or one dropped as seen twice.
   std::vector<PointXY> er_flagged;
   // The objective pair the window was tuned with (kPublished when the
-  // lattice pair was asked for and the frame shows no lattice: lattice_note
-  // says why), and with the lattice pair this frame's (misses, spurious).
+  // lattice pair was asked for and the frame shows no lattice, or shows one
+  // whose crystal could not be mapped: lattice_note says why), and with the
+  // lattice pair this frame's (misses, spurious).
   ObjectivePair objectives = ObjectivePair::kPublished;
   std::string lattice_note;
   std::optional<LatticeRewards> lattice_rewards;

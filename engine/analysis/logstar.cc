@@ -315,7 +315,7 @@ absl::StatusOr<std::optional<LatticeSites>> WindowLattice(const cv::Mat& image,
     return std::nullopt;
   }
   if (!m->found) {
-    *note = absl::StrCat("no lattice: ", m->reason);
+    *note = absl::StrCat("lattice pair not used: ", m->reason);
     return std::nullopt;
   }
   absl::StatusOr<LatticeSites> sites = MakeLatticeSites(*m, options.rewards);

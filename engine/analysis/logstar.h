@@ -162,7 +162,9 @@ struct Interval {
 //    window with its context; MeasureLattice). One end of its front finds
 //    every expected site (higher recall), the other admits only detections
 //    the lattice supports (higher precision). When the image shows no
-//    lattice the run falls back to kPublished and says so.
+//    lattice the run falls back to kPublished and says so (and
+//    LogStarAnalyzer does so too where a frame's lattice is found but its
+//    crystal cannot be mapped: engine/analysis/analyzer.h).
 enum class ObjectivePair { kPublished, kLattice };
 
 // How the final detection's positions are refined to sub-pixel.
@@ -202,13 +204,13 @@ struct LogStarOptions {
   // against 0.990 / 0.968 / 0.948 / 0.910; the trust benchmark's scenes,
   // 512², seeds 100-102: 0.994 / 0.990 / 0.960 against 0.992 / 0.977 /
   // 0.948 at noise 0 / 0.3 / 0.6), and its fronts carry a trade-off (>= 3
-  // points in 77-92 % of tuned windows at noise >= 0.3). But where the
-  // crystal cannot be mapped (frames too small for the cell) it counts
-  // amorphous atoms as spurious and drops the amorphous stage's evidence
-  // (10 % amorphous 384² YBCO frames, seeds 1-5: mask IoU 0 on two, where
-  // the published pair has 0.67 and 0), and on two real images its F1 is lower
-  // (graphene 0.878 / 0.890, Pb nanoparticle 0.794 / 0.822); see
-  // docs/science.md, "The lattice pair".
+  // points in 77-92 % of tuned windows at noise >= 0.3). Where the crystal
+  // cannot be mapped (frames too small for the cell, where it would count
+  // amorphous atoms as spurious) the analyzer falls back to the published
+  // pair. But at noise 0.3 its fronts have >= 3 points in 77 % of tuned
+  // windows (80 % asked), and on two real images its F1 is lower (graphene
+  // 0.878 / 0.890, Pb nanoparticle 0.794 / 0.822); see docs/science.md,
+  // "The lattice pair".
   ObjectivePair objectives = ObjectivePair::kPublished;
   RewardOptions rewards;
   LatticeOptions lattice;  // kLattice: how the window's lattice is measured

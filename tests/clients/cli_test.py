@@ -297,12 +297,28 @@ class LogStarTest(unittest.TestCase):
     def test_lattice_objectives(self):
         """--objectives lattice: each window's front is non-dominated in (misses,
         spurious), its ends trade recall for precision against the truth, and
-        the chosen point finds the true atoms."""
-        _, res = self.analyze('lattice.json', '--objectives', 'lattice', '--window', '128',
-                              image=self.image)
+        the chosen point finds the true atoms. On a frame whose crystal cannot
+        be mapped (256² YBCO, a 93 px cell) the windows fall back to the
+        published pair and say why."""
+        _, res = self.analyze('lattice_ybco.json', '--objectives', 'lattice', '--window', '128',
+                              '--evals', '12', image=self.image)
+        for w in res['windows']:
+            self.assertEqual(w['objectives'], 'published')
+            self.assertIn('not where it shows', w.get('lattice_note', ''))
+        # A perovskite's small cell is mapped at 256².
+        d = os.path.join(self.tmp.name, 'perovskite')
+        code, _, err = run('synth', '--out', d, '--size', '256', '--lattice', 'perovskite',
+                           '--noise', '0.1', '--seed', '5')
+        self.assertEqual(code, 0, err)
+        out_path = os.path.join(self.tmp.name, 'lattice.json')
+        code, _, err = run('analyze', os.path.join(d, 'image.npy'), '--prior',
+                           os.path.join(d, 'prior.json'), '--out', out_path, '--objectives',
+                           'lattice', '--window', '128')
+        self.assertEqual(code, 0, err)
+        res = load_json(out_path)
         self.assertEqual(res['parameters']['objectives'], 'lattice')
-        meta = load_json(os.path.join(self.dir, 'meta.json'))
-        truth = read_truth(self.dir)
+        meta = load_json(os.path.join(d, 'meta.json'))
+        truth = read_truth(d)
         f1 = match_f1(atoms_xy(res), truth, 0.3 * meta['nn_min_px'])
         self.assertGreaterEqual(f1, 0.95, f'F1 {f1:.3f} against the ground truth')
         for w in res['windows']:

@@ -25,9 +25,10 @@ struct Fixture {
   v1::SessionSettings settings;
 };
 
-Fixture Make(uint64_t seed, int size = 128) {
+Fixture Make(uint64_t seed, int size = 128, SynthLattice lattice = SynthLattice::kYbco) {
   Fixture f;
   SynthOptions o;
+  o.lattice = lattice;
   o.width = o.height = size;
   o.noise = 0.05;
   o.seed = seed;
@@ -347,8 +348,10 @@ TEST(SessionConfigTest, ObjectivePairDefaultsAndChoices) {
 // A session on the lattice pair reports it per window, with its rewards,
 // and for the frame; a cached frame reports them too.
 TEST(SessionTest, LatticePairIsReported) {
-  // YBCO's cell is 93 px tall: the frame must hold a few of them.
-  Fixture f = Make(6, 256);
+  // The lattice pair needs the crystal mapped, which at 256² a perovskite's
+  // small cell is (YBCO's 93 px cell is not: its windows would fall back to
+  // the published pair).
+  Fixture f = Make(6, 256, SynthLattice::kPerovskite);
   f.settings.mutable_analysis()->set_window(128);
   f.settings.mutable_analysis()->set_objectives(v1::OBJECTIVE_PAIR_LATTICE);
   Session s("s", Config(f.settings), absl::Now());

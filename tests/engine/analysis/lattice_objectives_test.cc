@@ -5,11 +5,13 @@
 // the choice along the front.
 #include <cstdio>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include <opencv2/core.hpp>
 
 #include "absl/status/statusor.h"
+#include "engine/analysis/analyzer.h"
 #include "engine/analysis/logstar.h"
 #include "engine/base/context.h"
 #include "engine/image/normalize.h"
@@ -236,6 +238,49 @@ TEST_F(LatticeObjectivesTest, NoLatticeFallsBackToThePublishedPair) {
   EXPECT_EQ(r->objectives, ObjectivePair::kPublished);
   EXPECT_FALSE(r->lattice_note.empty());
   EXPECT_FALSE(r->lattice_rewards.has_value());
+}
+
+// A lattice found but not mapped (a 384² YBCO frame: too small for the
+// crystal map of a 93 px cell) leaves the lattice pair no way to tell
+// amorphous material from crystal: every window falls back to the published
+// pair, says so, and finds exactly what the published pair finds (the same
+// search, same seed), so the amorphous stage keeps its evidence.
+TEST_F(LatticeObjectivesTest, UnmappedCrystalFallsBackToThePublishedPair) {
+  SynthOptions so;
+  so.width = so.height = 384;
+  so.noise = 0.3;
+  so.amorphous_fraction = 0.1;
+  so.seed = 1;
+  absl::StatusOr<SynthFrame> f = Synthesize(so);
+  ASSERT_TRUE(f.ok()) << f.status();
+  auto analyze = [&](ObjectivePair pair) {
+    AnalyzerOptions ao;
+    ao.logstar.optimizer.num_evaluations = 30;
+    ao.logstar.objectives = pair;
+    absl::StatusOr<std::unique_ptr<LogStarAnalyzer>> analyzer =
+        LogStarAnalyzer::Create(ao, f->prior);
+    EXPECT_TRUE(analyzer.ok()) << analyzer.status();
+    absl::StatusOr<FrameAnalysis> a = (*analyzer)->Analyze(f->image, context_.get());
+    EXPECT_TRUE(a.ok()) << a.status();
+    return *std::move(a);
+  };
+  const FrameAnalysis lattice = analyze(ObjectivePair::kLattice);
+  const FrameAnalysis published = analyze(ObjectivePair::kPublished);
+  // The premise: the lattice is found, its map is not.
+  ASSERT_TRUE(lattice.lattice.has_value());
+  ASSERT_TRUE(lattice.lattice->found) << lattice.lattice->reason;
+  ASSERT_NE(lattice.crystal_note.find("could not be mapped"), std::string::npos)
+      << lattice.crystal_note;
+  for (const WindowResult& w : lattice.windows) {
+    EXPECT_EQ(w.objectives, ObjectivePair::kPublished) << w.window.index;
+    EXPECT_NE(w.lattice_note.find("not where it shows"), std::string::npos) << w.lattice_note;
+  }
+  EXPECT_FALSE(lattice.lattice_rewards.has_value());
+  ASSERT_EQ(lattice.atoms.size(), published.atoms.size());
+  for (size_t i = 0; i < lattice.atoms.size(); ++i) {
+    EXPECT_EQ(lattice.atoms[i].x, published.atoms[i].x) << i;
+    EXPECT_EQ(lattice.atoms[i].y, published.atoms[i].y) << i;
+  }
 }
 
 }  // namespace
