@@ -35,13 +35,12 @@ absl::Status CheckEvaluations(const std::string& field, int evaluations, const S
   return absl::OkStatus();
 }
 
-// Unset: the published pair, as the engine's default (docs/science.md, "The
-// lattice pair"): the lattice pair counts atoms off the lattice as spurious,
-// which the amorphous stage needs to see, and its crystal map needs frames
-// larger than many streams send.
+// Unset: the engine's default (LogStarOptions::objectives, where the reason
+// for it is written), so that the daemon and the CLI cannot drift apart.
 absl::StatusOr<ObjectivePair> ParseObjectives(v1::ObjectivePair pair) {
   switch (pair) {
     case v1::OBJECTIVE_PAIR_UNSPECIFIED:
+      return LogStarOptions{}.objectives;
     case v1::OBJECTIVE_PAIR_PUBLISHED:
       return ObjectivePair::kPublished;
     case v1::OBJECTIVE_PAIR_LATTICE:
