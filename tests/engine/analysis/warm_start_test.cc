@@ -127,6 +127,50 @@ TEST_P(WarmStartTest, DriftedWindowsFromTheirFrontsFindTheColumnsAsWellAsFromNot
   EXPECT_LT(outcomes[1].evaluations, outcomes[0].evaluations);
 }
 
+// A 1024² frame (16 windows) with its left half dimmed to 0.25: about half the
+// windows drift, more than the two seeds (+ 1), so two of them are re-tuned
+// first and the others start from their nearest drift seed's choice
+// (WarmStartOptions::adopt), which a region dimmed alike shares. Scored on
+// the re-tuned windows against the truth.
+TEST_P(WarmStartTest, WindowsDriftedAlikeAdoptTheirDriftSeedsChoice) {
+  SynthOptions so;
+  so.width = so.height = 1024;
+  so.lattice = SynthLattice::kYbco;
+  so.noise = 0.3;
+  so.seed = 23;
+  const SynthFrame frame = Synthesize(so).value();
+  cv::Mat dimmed = frame.image.clone();
+  cv::Mat left = dimmed(cv::Rect(0, 0, 512, 1024));
+  left *= 0.25;
+  SynthFrame drifted = frame;
+  drifted.image = dimmed;
+  Outcome outcomes[2];
+  for (bool warm : {false, true}) {
+    auto analyzer = LogStarAnalyzer::Create(Options(GetParam(), warm), frame.prior).value();
+    ASSERT_TRUE(analyzer->Analyze(frame.image, ExecutionContext::Default()).ok());
+    Outcome& o = outcomes[warm];
+    o.analysis = analyzer->Analyze(dimmed, ExecutionContext::Default()).value();
+    ASSERT_GE(o.analysis.retunes, 4) << (warm ? "warm" : "independent");
+    const std::vector<Accuracy> windows = testing::WindowAccuracy(o.analysis, drifted).value();
+    int n = 0;
+    for (size_t i = 0; i < windows.size(); ++i) {
+      if (o.analysis.windows[i].state != CacheState::kRetuned) continue;
+      o.mean_f1 += windows[i].f1, ++n;
+      o.evaluations += o.analysis.windows[i].evaluations;
+      o.front3 += o.analysis.windows[i].adopted;  // here: windows that adopted
+    }
+    o.mean_f1 /= n;
+  }
+  EXPECT_EQ(outcomes[0].front3, 0);  // independent tuning adopts nothing
+  EXPECT_GE(outcomes[1].mean_f1, outcomes[0].mean_f1 - 0.01);
+  EXPECT_LT(outcomes[1].evaluations, outcomes[0].evaluations / 2);
+  if (GetParam() == ObjectivePair::kPublished) {
+    // Single-point fronts: the dimmed windows adopt (the lattice pair's
+    // fronts are wider and its windows search).
+    EXPECT_GE(outcomes[1].front3, 2);
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Pairs, WarmStartTest,
                          ::testing::Values(ObjectivePair::kPublished, ObjectivePair::kLattice),
                          [](const ::testing::TestParamInfo<ObjectivePair>& p) {
