@@ -18,7 +18,9 @@
 // run, the share
 // of windows whose front has >= 3 points each way, the evaluations and the
 // windows' milliseconds each way, and how many warm windows were widened to
-// the whole space. A last line sums it up. --verbose prints every window.
+// the whole space, and how many adopted their nearest seed's choice without
+// a search (WarmStartOptions::adopt). A last line sums it up. --verbose
+// prints every window.
 
 #include <algorithm>
 #include <cstdio>
@@ -58,6 +60,7 @@ struct Side {
   double front3 = 0.0;
   int evaluations = 0;
   int widened = 0;
+  int adopted = 0;
 };
 
 Side Analyze(const SynthFrame& frame, AnalyzerOptions options, bool warm, uint64_t search_seed,
@@ -74,6 +77,7 @@ Side Analyze(const SynthFrame& frame, AnalyzerOptions options, bool warm, uint64
     s.front3 += (w.front.size() >= 3 ? 1.0 : 0.0) / s.accuracy.size();
     s.evaluations += w.evaluations;
     s.widened += w.widened;
+    s.adopted += w.adopted;
   }
   return s;
 }
@@ -106,7 +110,7 @@ int Run(int argc, char** argv) {
   std::printf(
       "lattice\tnoise\tseed\tpair\tF1_indep\tF1_warm\tF1_again\tworst_drop\tdrops>0.01\t"
       "again_worst\tagain_drops\tfront3_indep\t"
-      "front3_warm\tevals_indep\tevals_warm\tms_indep\tms_warm\twidened\n");
+      "front3_warm\tevals_indep\tevals_warm\tms_indep\tms_warm\twidened\tadopted\n");
   int frames = 0, windows = 0, drops = 0, again_drops_all = 0;
   double worst = 0.0, again_worst_all = 0.0, f1_again = 0.0, f1_indep = 0.0, f1_warm = 0.0,
          front3_indep = 0.0, front3_warm = 0.0;
@@ -144,20 +148,21 @@ int Run(int argc, char** argv) {
               const WindowResult& ww = warm.analysis.windows[i];
               std::fprintf(stderr,
                            "  w%zu F1 %.3f -> %.3f front %zu -> %zu evals %d -> %d warm %d%s "
-                           "thr %.4f -> %.4f (again F1 %.3f)\n",
+                           "thr %.4f -> %.4f%s (again F1 %.3f)\n",
                            i, indep.accuracy[i].f1, warm.accuracy[i].f1, wi.front.size(),
                            ww.front.size(), wi.evaluations, ww.evaluations, ww.warm_points,
                            ww.widened ? " widened" : "", wi.parameters.threshold,
-                           ww.parameters.threshold, again.accuracy[i].f1);
+                           ww.parameters.threshold, ww.adopted ? " adopted" : "",
+                           again.accuracy[i].f1);
             }
           }
           std::printf(
               "%s\t%.1f\t%d\t%s\t%.4f\t%.4f\t%.4f\t%.4f\t%d\t%.4f\t%d\t%.2f\t%.2f\t%d\t%d\t%.0f\t%."
-              "0f\t%d\n",
+              "0f\t%d\t%d\n",
               name.c_str(), noise, static_cast<int>(seed), pair.c_str(), indep.mean_f1,
               warm.mean_f1, again.mean_f1, frame_worst, frame_drops, again_worst, again_drops,
               indep.front3, warm.front3, indep.evaluations, warm.evaluations,
-              indep.analysis.windows_ms, warm.analysis.windows_ms, warm.widened);
+              indep.analysis.windows_ms, warm.analysis.windows_ms, warm.widened, warm.adopted);
           std::fflush(stdout);
           ++frames;
           windows += static_cast<int>(indep.accuracy.size());
