@@ -560,7 +560,10 @@ absl::StatusOr<bool> LogStarAnalyzer::Adopt(const cv::Mat& image, const Window& 
                                             ExecutionContext* context, WindowResult& out,
                                             WindowColumns& columns) const {
   const WarmStartOptions& o = options_.warm_start;
-  if (!o.adopt || donor.front.size() != 1) return false;
+  // The lattice pair's front is its trade-off: a window searches its own.
+  if (!o.adopt || donor.objectives != ObjectivePair::kPublished || donor.front.size() != 1) {
+    return false;
+  }
   PixelRegion ctx;
   LOGSTAR_ASSIGN_OR_RETURN(LogDetection d,
                            DetectWith(image, w, prior, lattice, crystal, donor.parameters,
@@ -568,18 +571,11 @@ absl::StatusOr<bool> LogStarAnalyzer::Adopt(const cv::Mat& image, const Window& 
   auto as_well = [&](double now, double donor_value) {
     return now <= donor_value + o.adopt_tolerance;
   };
-  bool good = as_well(d.rewards.qc, donor.tuned_rewards.qc) &&
-              as_well(d.rewards.er, donor.tuned_rewards.er);
-  if (d.lattice_rewards && donor.lattice_rewards) {
-    good = good && as_well(d.lattice_rewards->misses, donor.lattice_rewards->misses) &&
-           as_well(d.lattice_rewards->spurious, donor.lattice_rewards->spurious);
+  if (!as_well(d.rewards.qc, donor.tuned_rewards.qc) ||
+      !as_well(d.rewards.er, donor.tuned_rewards.er)) {
+    return false;
   }
-  if (!good) return false;
-  FrontPoint point{donor.parameters, d.rewards.qc, d.rewards.er, 0.0, 0.0};
-  if (d.lattice_rewards) {
-    point.misses = d.lattice_rewards->misses;
-    point.spurious = d.lattice_rewards->spurious;
-  }
+  const FrontPoint point{donor.parameters, d.rewards.qc, d.rewards.er, 0.0, 0.0};
   out.adopted = true;
   out.warm_points = 1;
   out.objectives = donor.objectives;

@@ -207,12 +207,14 @@ struct WarmStartOptions {
   double drift_margin = 0.2;  // in [0, 1]
   // Adoption: a window that would start warm first detects with its nearest
   // seed's chosen point (a drifted window: its nearest drift seed's, see the
-  // file comment) when that seed's front is that one point. When the
-  // window's rewards then come within adopt_tolerance of the seed's, or
-  // better, in every objective (QC and ER, and with the lattice pair misses
-  // and spurious), the window keeps that point without a search
-  // (WindowResult::adopted; one evaluation, a front of that point as scored
-  // on the window). Else it searches as above (the detection is not counted).
+  // file comment) when that seed was tuned with the published pair and its
+  // front is that one point (the lattice pair's front is a trade-off each
+  // window searches for itself). When the window's QC and ER then come
+  // within adopt_tolerance of the seed's, or better, the window keeps that
+  // point without a search (WindowResult::adopted; one evaluation, a front
+  // of that point as scored on the window). Else it searches as above (that
+  // detection is not counted). 0.05: a crystal's windows differ in their
+  // count by up to 5 % by where the tile cuts the lattice (2048² YBCO).
   bool adopt = true;
   double adopt_tolerance = 0.05;  // >= 0, in reward units
 

@@ -3,7 +3,8 @@
 //
 //   warm_start_quality [--lattices=ybco,perovskite,hex] [--noises=0.3,0.6,0.9]
 //                      [--seeds=11,12,13] [--size=1024] [--window=256]
-//                      [--pairs=published,lattice] [--threads=T] [--verbose]
+//                      [--pairs=published,lattice] [--threads=T] [--seed-windows=N]
+//                      [--verbose]
 //
 // Each frame (engine/image/synth.h, whole-frame crystal) is analysed by two
 // fresh analyzers with the engine's default options but for the objective
@@ -87,6 +88,7 @@ int Run(int argc, char** argv) {
   std::vector<std::string> pairs = {"published", "lattice"};
   std::vector<double> noises = {0.3, 0.6, 0.9}, seeds = {11, 12, 13};
   int size = 1024, window = 256, threads = 0;
+  int seed_windows = AnalyzerOptions{}.warm_start.seed_windows;
   bool verbose = false;
   for (int i = 1; i < argc; ++i) {
     absl::string_view a = argv[i];
@@ -100,7 +102,8 @@ int Run(int argc, char** argv) {
       seeds = Numbers(a);
     } else if (!bench::ParseFlag(argv[i], "--size=", &size) &&
                !bench::ParseFlag(argv[i], "--window=", &window) &&
-               !bench::ParseFlag(argv[i], "--threads=", &threads)) {
+               !bench::ParseFlag(argv[i], "--threads=", &threads) &&
+               !bench::ParseFlag(argv[i], "--seed-windows=", &seed_windows)) {
       if (a != "--verbose") Die(std::string("unknown argument: ") + argv[i]);
       verbose = true;
     }
@@ -122,6 +125,7 @@ int Run(int argc, char** argv) {
         for (const std::string& pair : pairs) {
           AnalyzerOptions o;
           o.window = window;
+          o.warm_start.seed_windows = seed_windows;
           if (pair == "lattice") {
             o.logstar.objectives = ObjectivePair::kLattice;
           } else if (pair == "published") {

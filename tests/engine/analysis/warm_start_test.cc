@@ -5,6 +5,7 @@
 // nothing, with fronts as informative, for far fewer evaluations.
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include <opencv2/core.hpp>
@@ -14,6 +15,7 @@
 #include "engine/base/context.h"
 #include "engine/image/synth.h"
 #include "engine/physics/accuracy.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/engine/analysis/window_accuracy.h"
 
@@ -197,6 +199,9 @@ TEST(WarmStartOptionsTest, ValidateNamesTheBadField) {
   o = {};
   o.drift_margin = -0.1;
   EXPECT_FALSE(o.Validate().ok());
+  o = {};
+  o.adopt_tolerance = -0.01;
+  EXPECT_THAT(std::string(o.Validate().message()), ::testing::HasSubstr("adopt_tolerance"));
   AnalyzerOptions a;
   a.warm_start.seed_windows = 0;
   EXPECT_FALSE(a.Validate().ok());
