@@ -524,6 +524,15 @@ absl::StatusOr<LogDetection> LogStarAnalyzer::DetectWith(
                         local_crystal ? &*local_crystal : nullptr);
 }
 
+void LogStarAnalyzer::TakeDetection(const PixelRegion& ctx, LogDetection& d, WindowResult& out,
+                                    WindowColumns& columns) {
+  out.rewards = d.rewards;
+  out.lattice_rewards = d.lattice_rewards;
+  ToFrame(ctx, d.blobs, d.fits);
+  out.er_flagged = PositionsOf(d.blobs, d.erroneous);
+  columns = {std::move(d.blobs), std::move(d.fits)};
+}
+
 absl::StatusOr<bool> LogStarAnalyzer::CheckCached(
     const cv::Mat& image, const Window& w, const PhysicsPrior& prior,
     const LatticeMeasurement* lattice, const CrystalArea* crystal, const CachedWindow& cache,
@@ -540,15 +549,11 @@ absl::StatusOr<bool> LogStarAnalyzer::CheckCached(
   out.state = CacheState::kHit;
   out.objectives = d.lattice_rewards ? ObjectivePair::kLattice : ObjectivePair::kPublished;
   out.lattice_note = cache.lattice_note;
-  out.lattice_rewards = d.lattice_rewards;
   out.parameters = cache.parameters;
-  out.rewards = d.rewards;
   out.tuned_rewards = cache.tuned_rewards;
   out.front = cache.front;
   out.chosen = cache.chosen;
-  ToFrame(ctx, d.blobs, d.fits);
-  out.er_flagged = PositionsOf(d.blobs, d.erroneous);
-  columns = {std::move(d.blobs), std::move(d.fits)};
+  TakeDetection(ctx, d, out, columns);
   return true;
 }
 
@@ -580,18 +585,14 @@ absl::StatusOr<bool> LogStarAnalyzer::Adopt(const cv::Mat& image, const Window& 
   out.warm_points = 1;
   out.objectives = donor.objectives;
   out.lattice_note = donor.lattice_note;
-  out.lattice_rewards = d.lattice_rewards;
   out.parameters = donor.parameters;
-  out.rewards = d.rewards;
   out.tuned_rewards = d.rewards;
   out.front = {point};
   out.chosen = 0;
   out.evaluations = 1;
   cache = CachedWindow{donor.parameters, d.rewards,          out.front,        0,
                        donor.objectives, donor.lattice_note, d.lattice_rewards};
-  ToFrame(ctx, d.blobs, d.fits);
-  out.er_flagged = PositionsOf(d.blobs, d.erroneous);
-  columns = {std::move(d.blobs), std::move(d.fits)};
+  TakeDetection(ctx, d, out, columns);
   return true;
 }
 

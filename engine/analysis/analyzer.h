@@ -479,6 +479,11 @@ class LogStarAnalyzer {
                              WindowResult& out, WindowColumns& columns,
                              const std::atomic<bool>* cancel,
                              absl::Span<const LogParameters> transferred) const;
+  // A window's detection `d` in its context region `ctx` as its result: its
+  // rewards and lattice pair, its ER-flagged atoms and its columns in frame
+  // coordinates (`d`'s blobs and fits are moved out).
+  static void TakeDetection(const PixelRegion& ctx, LogDetection& d, WindowResult& out,
+                            WindowColumns& columns);
   // The cache check of a window with an entry: true for a hit (`out` and
   // `columns` filled, state kHit); false when it must be tuned (an entry
   // without a front, or drifted).

@@ -93,6 +93,26 @@ LatticeMeasurement Measure(const cv::Mat& frame, ExecutionContext* context = nul
 
 double Length(PointXY p) { return std::hypot(p.x, p.y); }
 
+// How far (x, y) lies from the nearest column the measured cell puts
+// anywhere in the crystal: a column's position plus the lattice translation
+// nearest the difference (and its neighbours).
+double DistanceToColumn(const LatticeMeasurement& m, double x, double y) {
+  const double det = m.a.x * m.b.y - m.a.y * m.b.x;
+  double best = std::numeric_limits<double>::infinity();
+  for (const LatticeColumn& col : m.columns) {
+    const double dx = x - col.position_px.x, dy = y - col.position_px.y;
+    const double u = std::round((dx * m.b.y - dy * m.b.x) / det);
+    const double v = std::round((m.a.x * dy - m.a.y * dx) / det);
+    for (double du = -1; du <= 1; ++du) {
+      for (double dv = -1; dv <= 1; ++dv) {
+        best = std::min(best, std::hypot(dx - (u + du) * m.a.x - (v + dv) * m.b.x,
+                                         dy - (u + du) * m.a.y - (v + dv) * m.b.y));
+      }
+    }
+  }
+  return best;
+}
+
 // ---------------------------------------------------------------------------
 // Generated frames.
 
@@ -165,23 +185,10 @@ TEST(LatticeTest, ColumnsSitOnGeneratedAtoms) {
       const SynthFrame frame = Generate(c.lattice, c.noise, seed);
       const LatticeMeasurement m = Measure(frame.image);
       ASSERT_TRUE(m.found) << m.reason;
-      const double det = m.a.x * m.b.y - m.a.y * m.b.x;
       int checked = 0;
       for (const SynthAtom& atom : frame.atoms) {
         if (atom.x < 20 || atom.y < 20 || atom.x > 235 || atom.y > 235) continue;
-        double best = std::numeric_limits<double>::infinity();
-        for (const LatticeColumn& col : m.columns) {
-          const double dx = atom.x - col.position_px.x, dy = atom.y - col.position_px.y;
-          // The nearest lattice translation of the difference.
-          const double u = std::round((dx * m.b.y - dy * m.b.x) / det);
-          const double v = std::round((m.a.x * dy - m.a.y * dx) / det);
-          for (double du = -1; du <= 1; ++du) {
-            for (double dv = -1; dv <= 1; ++dv) {
-              best = std::min(best, std::hypot(dx - (u + du) * m.a.x - (v + dv) * m.b.x,
-                                               dy - (u + du) * m.a.y - (v + dv) * m.b.y));
-            }
-          }
-        }
+        const double best = DistanceToColumn(m, atom.x, atom.y);
         EXPECT_LT(best, 0.75) << SynthLatticeName(c.lattice) << " atom at (" << atom.x << ", "
                               << atom.y << "), seed " << seed;
         ++checked;
@@ -230,24 +237,11 @@ TEST(LatticeTest, LargeFrameSearchedBinnedIsAsPrecise) {
     EXPECT_LE(std::abs(RelativeError(m.column_density_per_px2, frame.prior.ColumnDensityPerPx2())),
               0.01)
         << SynthLatticeName(l);
-    const double det = m.a.x * m.b.y - m.a.y * m.b.x;
     double worst = 0.0;
     int checked = 0;
     for (const SynthAtom& atom : frame.atoms) {
       if (atom.x < 20 || atom.y < 20 || atom.x > 2027 || atom.y > 2027) continue;
-      double best = std::numeric_limits<double>::infinity();
-      for (const LatticeColumn& col : m.columns) {
-        const double dx = atom.x - col.position_px.x, dy = atom.y - col.position_px.y;
-        const double u = std::round((dx * m.b.y - dy * m.b.x) / det);
-        const double v = std::round((m.a.x * dy - m.a.y * dx) / det);
-        for (double du = -1; du <= 1; ++du) {
-          for (double dv = -1; dv <= 1; ++dv) {
-            best = std::min(best, std::hypot(dx - (u + du) * m.a.x - (v + dv) * m.b.x,
-                                             dy - (u + du) * m.a.y - (v + dv) * m.b.y));
-          }
-        }
-      }
-      worst = std::max(worst, best);
+      worst = std::max(worst, DistanceToColumn(m, atom.x, atom.y));
       ++checked;
     }
     EXPECT_LT(worst, 0.75) << SynthLatticeName(l);
