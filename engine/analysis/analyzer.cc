@@ -236,9 +236,10 @@ std::vector<int> SeedWindows(const std::vector<Window>& layout, const std::vecto
 // what the window may need), then points of the nearest seed's front,
 // evenly spaced along it from both ends, up to `max_points` in all, each
 // once. Nearest by tile centres, the lowest index on a tie.
-std::vector<LogParameters> TransferredPoints(const Window& w,
-                                             const std::vector<const WindowResult*>& seeds,
-                                             int max_points) {
+// `seeds` by the distance of their tile centres from w's, nearest first
+// (the lowest index on a tie: the order given).
+std::vector<const WindowResult*> ByDistance(const Window& w,
+                                            const std::vector<const WindowResult*>& seeds) {
   auto d2 = [&](const WindowResult* s) {
     const PixelRegion &a = w.tile, &b = s->window.tile;
     const double dx = (a.col0 + 0.5 * a.cols) - (b.col0 + 0.5 * b.cols);
@@ -248,6 +249,13 @@ std::vector<LogParameters> TransferredPoints(const Window& w,
   std::vector<const WindowResult*> order = seeds;
   std::stable_sort(order.begin(), order.end(),
                    [&](const WindowResult* a, const WindowResult* b) { return d2(a) < d2(b); });
+  return order;
+}
+
+std::vector<LogParameters> TransferredPoints(const Window& w,
+                                             const std::vector<const WindowResult*>& seeds,
+                                             int max_points) {
+  const std::vector<const WindowResult*> order = ByDistance(w, seeds);
   std::vector<LogParameters> out;
   auto add = [&](const LogParameters& p) {
     if (static_cast<int>(out.size()) >= max_points) return;
@@ -422,6 +430,10 @@ absl::Status WarmStartOptions::Validate() const {
     return absl::InvalidArgumentError(
         absl::StrCat("warm_start.drift_margin must be in [0, 1], got ", drift_margin));
   }
+  if (!(std::isfinite(adopt_tolerance) && adopt_tolerance >= 0.0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("warm_start.adopt_tolerance must be finite and >= 0, got ", adopt_tolerance));
+  }
   return absl::OkStatus();
 }
 
@@ -534,6 +546,78 @@ absl::StatusOr<LogDetection> LogStarAnalyzer::DetectWith(
                         local_crystal ? &*local_crystal : nullptr);
 }
 
+void LogStarAnalyzer::TakeDetection(const PixelRegion& ctx, LogDetection& d, WindowResult& out,
+                                    WindowColumns& columns) {
+  out.rewards = d.rewards;
+  out.lattice_rewards = d.lattice_rewards;
+  ToFrame(ctx, d.blobs, d.fits);
+  out.er_flagged = PositionsOf(d.blobs, d.erroneous);
+  columns = {std::move(d.blobs), std::move(d.fits)};
+}
+
+absl::StatusOr<bool> LogStarAnalyzer::CheckCached(
+    const cv::Mat& image, const Window& w, const PhysicsPrior& prior,
+    const LatticeMeasurement* lattice, const CrystalArea* crystal, const CachedWindow& cache,
+    ExecutionContext* context, WindowResult& out, WindowColumns& columns) const {
+  out.window = w;
+  // An entry without a front was lent by another window (see BorrowWindow):
+  // nothing was tuned here yet.
+  if (cache.front.empty()) return false;
+  PixelRegion ctx;
+  LOGSTAR_ASSIGN_OR_RETURN(LogDetection d,
+                           DetectWith(image, w, prior, lattice, crystal, cache.parameters,
+                                      cache.objectives, context, ctx));
+  if (Drifted(d, cache, options_.drift_tolerance)) return false;
+  out.state = CacheState::kHit;
+  out.objectives = d.lattice_rewards ? ObjectivePair::kLattice : ObjectivePair::kPublished;
+  out.lattice_note = cache.lattice_note;
+  out.parameters = cache.parameters;
+  out.tuned_rewards = cache.tuned_rewards;
+  out.front = cache.front;
+  out.chosen = cache.chosen;
+  TakeDetection(ctx, d, out, columns);
+  return true;
+}
+
+absl::StatusOr<bool> LogStarAnalyzer::Adopt(const cv::Mat& image, const Window& w,
+                                            const PhysicsPrior& prior,
+                                            const LatticeMeasurement* lattice,
+                                            const CrystalArea* crystal, const WindowResult& donor,
+                                            std::optional<CachedWindow>& cache,
+                                            ExecutionContext* context, WindowResult& out,
+                                            WindowColumns& columns) const {
+  const WarmStartOptions& o = options_.warm_start;
+  // The lattice pair's front is its trade-off: a window searches its own.
+  if (!o.adopt || donor.objectives != ObjectivePair::kPublished || donor.front.size() != 1) {
+    return false;
+  }
+  PixelRegion ctx;
+  LOGSTAR_ASSIGN_OR_RETURN(LogDetection d,
+                           DetectWith(image, w, prior, lattice, crystal, donor.parameters,
+                                      donor.objectives, context, ctx));
+  auto as_well = [&](double now, double donor_value) {
+    return now <= donor_value + o.adopt_tolerance;
+  };
+  if (!as_well(d.rewards.qc, donor.tuned_rewards.qc) ||
+      !as_well(d.rewards.er, donor.tuned_rewards.er)) {
+    return false;
+  }
+  const FrontPoint point{donor.parameters, d.rewards.qc, d.rewards.er, 0.0, 0.0};
+  out.adopted = true;
+  out.warm_points = 1;
+  out.objectives = donor.objectives;
+  out.lattice_note = donor.lattice_note;
+  out.parameters = donor.parameters;
+  out.tuned_rewards = d.rewards;
+  out.front = {point};
+  out.chosen = 0;
+  out.evaluations = 1;
+  cache = CachedWindow{donor.parameters, d.rewards,          out.front,        0,
+                       donor.objectives, donor.lattice_note, d.lattice_rewards};
+  TakeDetection(ctx, d, out, columns);
+  return true;
+}
+
 absl::Status LogStarAnalyzer::AnalyzeWindow(const cv::Mat& image, const Window& w,
                                             const PhysicsPrior& prior,
                                             const LatticeMeasurement* lattice,
@@ -544,6 +628,27 @@ absl::Status LogStarAnalyzer::AnalyzeWindow(const cv::Mat& image, const Window& 
                                             absl::Span<const LogParameters> transferred) const {
   const auto t0 = std::chrono::steady_clock::now();
   out.window = w;
+  if (cache.has_value()) {
+    LOGSTAR_ASSIGN_OR_RETURN(const bool hit, CheckCached(image, w, prior, lattice, crystal, *cache,
+                                                         context, out, columns));
+    if (hit) {
+      out.ms += MsSince(t0);
+      return absl::OkStatus();
+    }
+  }
+  absl::Status s = TuneEntry(image, w, prior, lattice, crystal, cache, context, out, columns,
+                             cancel, transferred, nullptr);
+  out.ms += MsSince(t0);
+  return s;
+}
+
+absl::Status LogStarAnalyzer::TuneEntry(
+    const cv::Mat& image, const Window& w, const PhysicsPrior& prior,
+    const LatticeMeasurement* lattice, const CrystalArea* crystal,
+    std::optional<CachedWindow>& cache, ExecutionContext* context, WindowResult& out,
+    WindowColumns& columns, const std::atomic<bool>* cancel,
+    absl::Span<const LogParameters> transferred, const WindowResult* donor) const {
+  out.window = w;
   std::vector<LogParameters> warm;
   // An entry without a front was lent by another window (see BorrowWindow):
   // nothing was tuned here yet, its parameters only seed the search.
@@ -551,31 +656,16 @@ absl::Status LogStarAnalyzer::AnalyzeWindow(const cv::Mat& image, const Window& 
     warm.push_back(cache->parameters);
     out.state = CacheState::kRetuned;
   } else if (cache.has_value()) {
-    PixelRegion ctx;
-    LOGSTAR_ASSIGN_OR_RETURN(LogDetection d,
-                             DetectWith(image, w, prior, lattice, crystal, cache->parameters,
-                                        cache->objectives, context, ctx));
-    if (!Drifted(d, *cache, options_.drift_tolerance)) {
-      out.state = CacheState::kHit;
-      out.objectives = d.lattice_rewards ? ObjectivePair::kLattice : ObjectivePair::kPublished;
-      out.lattice_note = cache->lattice_note;
-      out.lattice_rewards = d.lattice_rewards;
-      out.parameters = cache->parameters;
-      out.rewards = d.rewards;
-      out.tuned_rewards = cache->tuned_rewards;
-      out.front = cache->front;
-      out.chosen = cache->chosen;
-      ToFrame(ctx, d.blobs, d.fits);
-      out.er_flagged = PositionsOf(d.blobs, d.erroneous);
-      columns = {std::move(d.blobs), std::move(d.fits)};
-      out.ms = MsSince(t0);
-      return absl::OkStatus();
-    }
     for (const FrontPoint& p : cache->front) warm.push_back(p.parameters);
     out.state = CacheState::kRetuned;
   } else {
     out.state = CacheState::kMiss;
     warm.assign(transferred.begin(), transferred.end());
+  }
+  if (donor != nullptr) {
+    LOGSTAR_ASSIGN_OR_RETURN(const bool adopted, Adopt(image, w, prior, lattice, crystal, *donor,
+                                                       cache, context, out, columns));
+    if (adopted) return absl::OkStatus();
   }
   LOGSTAR_ASSIGN_OR_RETURN(const LogStarBounds bounds, ResolveBounds(options_.logstar, prior));
   const PixelRegion ctx =
@@ -606,7 +696,6 @@ absl::Status LogStarAnalyzer::AnalyzeWindow(const cv::Mat& image, const Window& 
   ToFrame(ctx, r.blobs, r.fits);
   out.er_flagged = PositionsOf(r.blobs, r.erroneous);
   columns = {std::move(r.blobs), std::move(r.fits)};
-  out.ms = MsSince(t0);
   return absl::OkStatus();
 }
 
@@ -955,6 +1044,86 @@ absl::StatusOr<FrameAmorphous> LogStarAnalyzer::RunAmorphousStage(
   return out;
 }
 
+absl::Status LogStarAnalyzer::RunWarmPhases(
+    const cv::Mat& image, const std::vector<Window>& layout, const std::vector<int>& tuned,
+    const PhysicsPrior& prior, const LatticeMeasurement* lattice, const CrystalArea* crystal,
+    std::vector<std::optional<CachedWindow>>& cache, ExecutionContext* context,
+    const std::atomic<bool>* cancel, FrameAnalysis& result,
+    std::vector<WindowColumns>& columns) const {
+  const WarmStartOptions& o = options_.warm_start;
+  std::vector<absl::Status> status(layout.size());
+  auto run = [&](const std::vector<int>& windows, auto&& analyze) -> absl::Status {
+    context->ParallelFor(static_cast<int>(windows.size()), [&](int k) {
+      const int i = windows[k];
+      const auto t0 = std::chrono::steady_clock::now();
+      status[i] = cancel != nullptr && cancel->load(std::memory_order_relaxed)
+                      ? absl::CancelledError("analysis cancelled")
+                      : analyze(i);
+      result.windows[i].ms += MsSince(t0);
+    });
+    for (const absl::Status& s : status) LOGSTAR_RETURN_IF_ERROR(s);
+    return absl::OkStatus();
+  };
+  // More windows to tune than seed_windows + 1: seed_windows of them, spread
+  // over the frame, first; else all of them.
+  auto seeds_of = [&](const std::vector<int>& windows) {
+    return static_cast<int>(windows.size()) > o.seed_windows + 1
+               ? SeedWindows(layout, windows, o.seed_windows, image.cols, image.rows)
+               : windows;
+  };
+  auto tune = [&](int i, absl::Span<const LogParameters> transferred, const WindowResult* donor) {
+    return TuneEntry(image, layout[i], prior, lattice, crystal, cache[i], context,
+                     result.windows[i], columns[i], cancel, transferred, donor);
+  };
+  std::vector<int> fresh, cached;
+  for (int i : tuned) (cache[i].has_value() ? cached : fresh).push_back(i);
+  const std::vector<int> seeds = seeds_of(fresh);
+  // 1. The fresh seeds from nothing; every cached window checked for drift.
+  std::vector<int> first = cached;
+  first.insert(first.end(), seeds.begin(), seeds.end());
+  std::vector<char> drifted(layout.size(), 0);
+  LOGSTAR_RETURN_IF_ERROR(run(first, [&](int i) -> absl::Status {
+    if (!cache[i].has_value()) return tune(i, {}, nullptr);
+    LOGSTAR_ASSIGN_OR_RETURN(
+        const bool hit, CheckCached(image, layout[i], prior, lattice, crystal, *cache[i], context,
+                                    result.windows[i], columns[i]));
+    drifted[i] = !hit;
+    return absl::OkStatus();
+  }));
+  // 2. The drifted windows' seeds, each from its own front.
+  std::vector<int> retune;
+  for (int i : cached) {
+    if (drifted[i]) retune.push_back(i);
+  }
+  const std::vector<int> drift_seeds = seeds_of(retune);
+  LOGSTAR_RETURN_IF_ERROR(run(drift_seeds, [&](int i) { return tune(i, {}, nullptr); }));
+  // 3. The rest: a fresh window from the seeds' fronts, a drifted one from
+  // its own; each first tries its nearest seed's choice (Adopt).
+  auto results = [&](const std::vector<int>& windows) {
+    std::vector<const WindowResult*> out;
+    for (int i : windows) out.push_back(&result.windows[i]);
+    return out;
+  };
+  const std::vector<const WindowResult*> fresh_donors = results(seeds);
+  const std::vector<const WindowResult*> drift_donors = results(drift_seeds);
+  std::vector<int> later;
+  for (int i : fresh) {
+    if (!std::binary_search(seeds.begin(), seeds.end(), i)) later.push_back(i);
+  }
+  for (int i : retune) {
+    if (!std::binary_search(drift_seeds.begin(), drift_seeds.end(), i)) later.push_back(i);
+  }
+  return run(later, [&](int i) {
+    const bool is_fresh = !cache[i].has_value();
+    const std::vector<const WindowResult*>& donors = is_fresh ? fresh_donors : drift_donors;
+    const WindowResult* nearest = donors.empty() ? nullptr : ByDistance(layout[i], donors).front();
+    return tune(i,
+                is_fresh ? TransferredPoints(layout[i], fresh_donors, o.max_points)
+                         : std::vector<LogParameters>{},
+                nearest);
+  });
+}
+
 absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
                                                        ExecutionContext* context,
                                                        const std::atomic<bool>* cancel) {
@@ -1092,39 +1261,16 @@ absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
   const LatticeMeasurement* const frame_lattice = unmapped  ? &*unmapped
                                                   : lattice ? &*lattice
                                                             : nullptr;
-  // With warm starts, when more windows than the seeds have nothing cached,
-  // the seeds are tuned from nothing first (with the windows that have a
-  // cache), then the other fresh windows start from the seeds' fronts.
-  std::vector<int> fresh, first = tuned, later;
-  for (int i : tuned) {
-    if (!cache[i].has_value()) fresh.push_back(i);
-  }
   const WarmStartOptions& warm = options_.warm_start;
-  if (warm.enabled && static_cast<int>(fresh.size()) > warm.seed_windows + 1) {
-    const std::vector<int> seeds =
-        SeedWindows(layout, fresh, warm.seed_windows, image.cols, image.rows);
-    first.clear();
-    for (int i : tuned) {
-      const bool seed = std::binary_search(seeds.begin(), seeds.end(), i);
-      (cache[i].has_value() || seed ? first : later).push_back(i);
-    }
-  }
-  run(first, [&](int i) {
-    return AnalyzeWindow(image, layout[i], prior, frame_lattice, area_ptr, cache[i], context,
-                         result.windows[i], columns[i], cancel, {});
-  });
-  for (const absl::Status& s : status) LOGSTAR_RETURN_IF_ERROR(s);
-  if (!later.empty()) {
-    std::vector<const WindowResult*> seeds;
-    for (int i : first) {
-      if (result.windows[i].state == CacheState::kMiss) seeds.push_back(&result.windows[i]);
-    }
-    run(later, [&](int i) {
+  if (!warm.enabled) {
+    run(tuned, [&](int i) {
       return AnalyzeWindow(image, layout[i], prior, frame_lattice, area_ptr, cache[i], context,
-                           result.windows[i], columns[i], cancel,
-                           TransferredPoints(layout[i], seeds, warm.max_points));
+                           result.windows[i], columns[i], cancel, {});
     });
     for (const absl::Status& s : status) LOGSTAR_RETURN_IF_ERROR(s);
+  } else {
+    LOGSTAR_RETURN_IF_ERROR(RunWarmPhases(image, layout, tuned, prior, frame_lattice, area_ptr,
+                                          cache, context, cancel, result, columns));
   }
   run(lent, [&](int i) {
     return BorrowWindow(image, layout[i], prior, frame_lattice, area_ptr, result.windows[donors[i]],

@@ -52,25 +52,37 @@
 //
 // Warm starts (issue 21, item 1; AnalyzerOptions::warm_start, on by
 // default). The windows of a frame almost always share the crystal and the
-// imaging, so searching each from nothing repeats work. When more windows
-// than seed_windows + 1 are to be tuned with nothing cached, seed_windows of
-// them, spread over the frame, are tuned from nothing first (with any
-// window that has a cache); every other fresh window then starts from the
-// seeds' chosen points and points along the nearest seed's front, in a trust
-// region around them (BoundsAround, engine/analysis/logstar.h: a sigma grid
-// of fewer scales, a higher response floor), with a short budget, and stops
-// once its model expects no point to add min_relative_improvement of its
-// front's hypervolume (MoboOptions::min_relative_improvement). A drifted
-// window starts from its own front the same way, its threshold searched
-// whole. A search whose chosen point ends on a side of its region that the
-// whole space does not have opens that side and runs again from its front
-// (WindowResult::widened), so the region never holds the answer in.
+// imaging, so searching each from nothing repeats work. The tuned windows
+// run in three phases, each in parallel:
+//  1. When more windows than seed_windows + 1 are to be tuned with nothing
+//     cached, seed_windows of them, spread over the frame, are tuned from
+//     nothing (else all of them); every cached window is checked for drift.
+//  2. The same for the drifted windows: seed_windows of them (else all) are
+//     re-tuned, each from its own front.
+//  3. Every other window first detects with its nearest seed's chosen
+//     point (phase 1's for a fresh window, phase 2's for a drifted one) when
+//     that seed's front is that one point, and keeps it without a search
+//     when its rewards come within adopt_tolerance of the seed's
+//     (WindowResult::adopted): a dose or focus change dims a region of
+//     windows alike, and a crystal's windows differ in the count mostly by
+//     where the tile cuts the lattice. Otherwise a fresh window starts from
+//     the seeds' chosen points and points along the nearest seed's front, a
+//     drifted one from its own front.
+// A warm search runs in a trust region around its starting points
+// (BoundsAround, engine/analysis/logstar.h: a sigma grid of fewer scales, a
+// higher response floor), with a short budget, and stops once its model
+// expects no point to add min_relative_improvement of its front's
+// hypervolume (MoboOptions::min_relative_improvement). A drifted window's
+// threshold is searched whole. A search whose chosen point ends on a side
+// of its region that the whole space does not have opens that side and
+// runs again from its front (WindowResult::widened), so the region never
+// holds the answer in.
 // Measured on generated frames against the truth, per window
-// (tests/bench/warm_start_quality.cc): mean F1 as independent tuning's
-// within the spread of two independent runs, fronts nearly as rich; the
-// 2048² first frame's windows for a fifth of the time (docs/performance.md).
-// The seeds run before the others, each group in parallel, so results do
-// not depend on the thread count.
+// (tests/bench/warm_start_quality.cc, tests/bench/first_result.cc): mean F1
+// as independent tuning's within the spread of two independent runs; the
+// 2048² first frame's windows and a drift re-tune of half of them for a
+// fraction of the time (docs/performance.md). Results do not depend on the
+// thread count.
 //
 // The amorphous stage (optional, engine/amorphous/amorphous.h) runs on the frame's
 // atoms after LoG*, over windows of its own (the whole frame by default),
@@ -193,6 +205,18 @@ struct WarmStartOptions {
   // The same for a window re-tuned for drift, around its own front (its
   // threshold is searched whole): what drifted may have moved its scales too.
   double drift_margin = 0.2;  // in [0, 1]
+  // Adoption: a window that would start warm first detects with its nearest
+  // seed's chosen point (a drifted window: its nearest drift seed's, see the
+  // file comment) when that seed was tuned with the published pair and its
+  // front is that one point (the lattice pair's front is a trade-off each
+  // window searches for itself). When the window's QC and ER then come
+  // within adopt_tolerance of the seed's, or better, the window keeps that
+  // point without a search (WindowResult::adopted; one evaluation, a front
+  // of that point as scored on the window). Else it searches as above (that
+  // detection is not counted). 0.05: a crystal's windows differ in their
+  // count by up to 5 % by where the tile cuts the lattice (2048² YBCO).
+  bool adopt = true;
+  double adopt_tolerance = 0.05;  // >= 0, in reward units
 
   absl::Status Validate() const;
 };
@@ -255,6 +279,9 @@ struct WindowResult {
   // ran again (its evaluations count every round).
   int warm_points = 0;
   bool widened = false;
+  // With warm starts: the window kept its nearest seed's chosen point
+  // without a search (WarmStartOptions::adopt).
+  bool adopted = false;
   int num_atoms = 0;  // atoms owned (in the core, after seam merging)
   double ms = 0.0;
   // The atoms rewards.num_erroneous counts (px, frame coordinates): of the
@@ -453,6 +480,42 @@ class LogStarAnalyzer {
                              WindowResult& out, WindowColumns& columns,
                              const std::atomic<bool>* cancel,
                              absl::Span<const LogParameters> transferred) const;
+  // A window's detection `d` in its context region `ctx` as its result: its
+  // rewards and lattice pair, its ER-flagged atoms and its columns in frame
+  // coordinates (`d`'s blobs and fits are moved out).
+  static void TakeDetection(const PixelRegion& ctx, LogDetection& d, WindowResult& out,
+                            WindowColumns& columns);
+  // The cache check of a window with an entry: true for a hit (`out` and
+  // `columns` filled, state kHit); false when it must be tuned (an entry
+  // without a front, or drifted).
+  absl::StatusOr<bool> CheckCached(const cv::Mat& image, const Window& w, const PhysicsPrior& prior,
+                                   const LatticeMeasurement* lattice, const CrystalArea* crystal,
+                                   const CachedWindow& cache, ExecutionContext* context,
+                                   WindowResult& out, WindowColumns& columns) const;
+  // Tunes a window that missed or drifted: from `transferred` (fresh), its
+  // own front (drifted) or its lent parameters, first trying to adopt
+  // `donor`'s choice (may be null; see WarmStartOptions::adopt).
+  absl::Status TuneEntry(const cv::Mat& image, const Window& w, const PhysicsPrior& prior,
+                         const LatticeMeasurement* lattice, const CrystalArea* crystal,
+                         std::optional<CachedWindow>& cache, ExecutionContext* context,
+                         WindowResult& out, WindowColumns& columns, const std::atomic<bool>* cancel,
+                         absl::Span<const LogParameters> transferred,
+                         const WindowResult* donor) const;
+  // WarmStartOptions::adopt: true when the window took `donor`'s choice
+  // (`out`, `columns` and `cache` filled), false to search.
+  absl::StatusOr<bool> Adopt(const cv::Mat& image, const Window& w, const PhysicsPrior& prior,
+                             const LatticeMeasurement* lattice, const CrystalArea* crystal,
+                             const WindowResult& donor, std::optional<CachedWindow>& cache,
+                             ExecutionContext* context, WindowResult& out,
+                             WindowColumns& columns) const;
+  // The tuned windows (`tuned`, indices into `layout`, ascending) with warm
+  // starts on, in three phases, each in parallel (see the file comment).
+  absl::Status RunWarmPhases(const cv::Mat& image, const std::vector<Window>& layout,
+                             const std::vector<int>& tuned, const PhysicsPrior& prior,
+                             const LatticeMeasurement* lattice, const CrystalArea* crystal,
+                             std::vector<std::optional<CachedWindow>>& cache,
+                             ExecutionContext* context, const std::atomic<bool>* cancel,
+                             FrameAnalysis& result, std::vector<WindowColumns>& columns) const;
   // The search of one window: warm-started in a trust region around `warm`
   // when warm starts are on and `warm` is not empty, else over the whole
   // space with the whole budget (warm-started from `warm`). `drifted`: `warm`

@@ -58,6 +58,29 @@ constexpr int kMaxFitIterations = 50;
 constexpr double kFitTolerance = 1e-9;
 // RefineWithoutEdges runs on frames whose shorter side is below this.
 constexpr int kEdgeRefineMaxSide = 1024;
+// A frame whose shorter side holds this many pixels k >= 2 times searches
+// its lattice (stages 1-3) on a copy binned k × k: a 1024 px field holds
+// plenty of cells of any lattice a binned frame still resolves, and its FFT
+// costs a seventh of a 2048² frame's (issue 21: the lattice was most of the
+// first frame's time outside its windows). The columns (stage 4) are folded
+// at full resolution.
+constexpr int kSearchSide = 1024;
+// The binned search runs only when the frame's structure, less its white
+// noise, still correlates this much one bin away (its columns span several
+// bins: Gaussian columns of sigma s px correlate exp(-k² / (4 s²)) at a
+// lag of k px, 0.75 for s = 0.93 k), and stands only when its shortest
+// translation spans this many bins; else the frame is searched at full
+// resolution. Narrower columns or a finer cell lose their peaks in the bins
+// (YBCO at 0.45 Å/px, columns of 1 px, came out a superlattice).
+constexpr double kMinBinnedCorrelation = 0.75;
+constexpr double kMinBinnedTranslationPx = 8.0;
+// The high-pass's wide blur is computed on a copy binned so that its sigma
+// spans this many bins, and drawn back bilinearly (binned frames only): the
+// blur keeps only wavelengths far longer than the bins.
+constexpr double kLowPassSigmaBins = 16.0;
+// On a binned frame the envelope (3c), a blur over a cell, is computed on
+// bins of up to a quarter of that cell: it varies on no shorter scale.
+constexpr double kEnvelopeBinsPerCell = 4.0;
 // Rows per block of the parallel fold (at least), and blocks (at most).
 constexpr int kFoldRowsPerBlock = 64;
 constexpr int kMaxFoldBlocks = 16;
@@ -1206,35 +1229,180 @@ LatticeMeasurement NotFound(std::string reason) {
   return m;
 }
 
+// What stages 1-3 search, in its own pixels (the frame's, or binned ones):
+// the high-passed, zero-mean field (HighPassed), that field squared (for
+// the envelope, 3c: at full resolution, then binned with the field, so that
+// the bins keep the energy of what they average out) and the white noise's
+// share of it, measured on the frame.
+struct SearchField {
+  cv::Mat high_passed;
+  cv::Mat squared;
+  double noise_floor = 0.0;
+  int bin = 1;     // search pixels are bin × bin frame pixels
+  int radius = 0;  // largest lag, search pixels
+};
+
+// The field for a frame searched at full resolution, as it always was.
+SearchField FullField(const cv::Mat& frame, const LatticeOptions& options, int side, int radius) {
+  SearchField f;
+  f.high_passed = HighPassed(frame, options.highpass_sigma_fraction * side);
+  f.squared = f.high_passed.mul(f.high_passed);
+  absl::StatusOr<double> noise = PixelNoiseStd(frame);
+  f.noise_floor = noise.ok() ? *noise * *noise : 0.0;
+  f.radius = radius;
+  return f;
+}
+
+// A 1-D bilinear resampling from n_in to n_out samples, as cv::resize's
+// INTER_LINEAR maps pixel centres (edges replicated): output i reads
+// (1 - w[i]) · in[i0[i]] + w[i] · in[i0[i] + 1].
+struct LinearMap {
+  std::vector<int> i0;
+  std::vector<float> w;
+};
+
+LinearMap MapLinear(int n_in, int n_out) {
+  LinearMap m;
+  m.i0.resize(n_out);
+  m.w.resize(n_out);
+  const double scale = static_cast<double>(n_in) / n_out;
+  for (int i = 0; i < n_out; ++i) {
+    const double x = std::clamp((i + 0.5) * scale - 0.5, 0.0, n_in - 1.0);
+    m.i0[i] = std::min(static_cast<int>(x), std::max(n_in - 2, 0));
+    m.w[i] = n_in < 2 ? 0.0f : static_cast<float>(x - m.i0[i]);
+  }
+  return m;
+}
+
+// The field binned k × k (kSearchSide), in one pass over the frame: the
+// high-pass's wide blur on a coarse copy (kLowPassSigmaBins) drawn back
+// bilinearly row by row, the high-passed pixels and their squares summed
+// into k × k bins (rows and columns past the last whole bin dropped; bin
+// (i, j) is centred on frame pixel (k·i + (k - 1) / 2, k·j + (k - 1) / 2),
+// so a lag of d bins is one of k·d pixels). Bin rows run in parallel in
+// `context` (may be null), each on its own.
+SearchField BinnedField(const cv::Mat& frame, const LatticeOptions& options, int side, int radius,
+                        int k, ExecutionContext* context) {
+  const double sigma = options.highpass_sigma_fraction * side;
+  const int c = std::max(1, static_cast<int>(sigma / kLowPassSigmaBins));
+  cv::Mat low;
+  if (sigma > 0.0) {
+    cv::resize(frame, low, cv::Size(std::max(1, frame.cols / c), std::max(1, frame.rows / c)), 0, 0,
+               cv::INTER_AREA);
+    low = WideBlur(low, sigma * low.cols / frame.cols);
+  } else {
+    low = cv::Mat::zeros(1, 1, CV_32F);
+  }
+  const LinearMap mx = MapLinear(low.cols, frame.cols), my = MapLinear(low.rows, frame.rows);
+  const int cols = frame.cols / k, rows = frame.rows / k;
+  SearchField f;
+  f.high_passed.create(rows, cols, CV_32F);
+  f.squared.create(rows, cols, CV_32F);
+  auto bin_row = [&](int j) {
+    std::vector<float> lp(cols * k), sum(cols, 0.0f), sq(cols, 0.0f), blend(low.cols);
+    for (int y = j * k; y < (j + 1) * k; ++y) {
+      const float* a = low.ptr<float>(my.i0[y]);
+      const float* b = low.ptr<float>(std::min(my.i0[y] + 1, low.rows - 1));
+      const float wy = my.w[y];
+      for (int x = 0; x < low.cols; ++x) blend[x] = a[x] + wy * (b[x] - a[x]);
+      const float* row = frame.ptr<float>(y);
+      const int last = low.cols - 1;
+      for (int x = 0; x < cols * k; ++x) {
+        const int x0 = mx.i0[x];
+        const float l = blend[x0] + mx.w[x] * (blend[std::min(x0 + 1, last)] - blend[x0]);
+        const float v = row[x] - l;
+        sum[x / k] += v;
+        sq[x / k] += v * v;
+      }
+    }
+    const float inv = 1.0f / static_cast<float>(k * k);
+    float* hp = f.high_passed.ptr<float>(j);
+    float* e = f.squared.ptr<float>(j);
+    for (int i = 0; i < cols; ++i) hp[i] = sum[i] * inv, e[i] = sq[i] * inv;
+  };
+  if (context != nullptr) {
+    context->ParallelFor(rows, bin_row);
+  } else {
+    for (int j = 0; j < rows; ++j) bin_row(j);
+  }
+  // Zero mean: the bins' mean m moves each square by m² - 2 m · bin.
+  const double m = cv::mean(f.high_passed)[0];
+  f.high_passed -= m;
+  f.squared = f.squared - 2.0 * m * f.high_passed - m * m;
+  absl::StatusOr<double> noise = PixelNoiseStd(frame);
+  f.noise_floor = noise.ok() ? *noise * *noise : 0.0;
+  f.bin = k;
+  f.radius = radius / k;
+  return f;
+}
+
+// Whether the binned field still resolves the frame's structure: its
+// correlation one bin away (the mean of the horizontal and vertical lags)
+// over its variance less the white noise's share (the frame's pixel noise,
+// its variance divided by the bin's k² pixels) reaches
+// kMinBinnedCorrelation. A field with no structure above its noise does not.
+bool ResolvedInBins(const SearchField& f) {
+  const cv::Mat& h = f.high_passed;
+  double zero = 0.0, lag = 0.0;
+  for (int y = 0; y < h.rows; ++y) {
+    const float* row = h.ptr<float>(y);
+    const float* next = h.ptr<float>(std::min(y + 1, h.rows - 1));
+    for (int x = 0; x < h.cols; ++x) {
+      zero += static_cast<double>(row[x]) * row[x];
+      if (x + 1 < h.cols) lag += 0.5 * static_cast<double>(row[x]) * row[x + 1];
+      if (y + 1 < h.rows) lag += 0.5 * static_cast<double>(row[x]) * next[x];
+    }
+  }
+  const double n = static_cast<double>(h.rows) * h.cols;
+  const double signal = zero / n - f.noise_floor / (f.bin * f.bin);
+  return signal > 0.0 && lag / n >= kMinBinnedCorrelation * signal;
+}
+
 // The fall-off of a lattice's autocorrelation with the lag that comes from
 // the extent of the structure, not from disorder (see the file comment,
 // 3c): the autocorrelation, normalised per lag by its overlap, of the
-// frame's local structure energy — `high_passed` (the frame as
-// Autocorrelate sees it) squared, averaged over about a cell (`cell_px`),
-// less the white noise's share (measured on `frame`). Flat when the
-// structure fills the frame; for a particle, its overlap with itself moved
-// by the lag. Nullopt when the frame has no energy above its noise.
-std::optional<Autocorrelation> EnergyAutocorrelation(const cv::Mat& frame,
-                                                     const cv::Mat& high_passed, int radius,
-                                                     double cell_px) {
-  absl::StatusOr<double> noise = PixelNoiseStd(frame);
-  const double floor = noise.ok() ? *noise * *noise : 0.0;
-  cv::Mat energy = WideBlur(high_passed.mul(high_passed), std::max(1.0, cell_px));
-  energy = cv::max(energy - floor, 0.0);
-  if (!(cv::sum(energy)[0] > 0.0)) return std::nullopt;
-  return MeanLagProducts(energy, radius);
+// frame's local structure energy — the high-passed frame squared, averaged
+// over about a cell (`cell_px`, search pixels), less the white noise's
+// share. Flat when the structure fills the frame; for a particle, its
+// overlap with itself moved by the lag. On a binned field it is computed on
+// bins of a quarter cell (kEnvelopeBinsPerCell). Unset when the frame has
+// no energy above its noise.
+struct Envelope {
+  std::optional<Autocorrelation> acf;
+  int bin = 1;  // search pixels per bin of `acf`
+  // At a lag (search pixels) within the field's radius.
+  double At(Vec lag) const { return acf->Sample((1.0 / bin) * lag); }
+};
+
+Envelope EnergyAutocorrelation(const SearchField& field, double cell_px) {
+  Envelope out;
+  cv::Mat squared = field.squared;
+  if (field.bin > 1) {
+    out.bin = std::max(1, static_cast<int>(cell_px / kEnvelopeBinsPerCell));
+    if (out.bin > 1) {
+      cv::resize(field.squared, squared,
+                 cv::Size(std::max(1, squared.cols / out.bin), std::max(1, squared.rows / out.bin)),
+                 0, 0, cv::INTER_AREA);
+    }
+  }
+  cv::Mat energy = WideBlur(squared, std::max(1.0, cell_px / out.bin));
+  energy = cv::max(energy - field.noise_floor, 0.0);
+  if (!(cv::sum(energy)[0] > 0.0)) return out;
+  // Lags up to the field's radius stay inside the bins' (one more for the
+  // bilinear corner).
+  out.acf = MeanLagProducts(energy, out.bin == 1 ? field.radius : field.radius / out.bin + 2);
+  return out;
 }
 
-// Stages 1-3 of the file comment of lattice.h: the basis and the verdict's
-// figures, or found = false with the reason (`basis` then unset).
-LatticeMeasurement FindBasis(const cv::Mat& frame, const LatticeOptions& options,
-                             std::optional<Basis>& basis) {
-  const int side = std::min(frame.rows, frame.cols);
-  const int radius =
-      std::min(options.max_lag_px, static_cast<int>(std::floor(options.max_lag_fraction * side)));
-  // High-passed once: the autocorrelation and the envelope (3c) read it.
-  const cv::Mat high_passed = HighPassed(frame, options.highpass_sigma_fraction * side);
-  const std::optional<Autocorrelation> acf = AutocorrelateField(high_passed, radius);
+// Stages 1-3 of the file comment of lattice.h on `field`: the basis and the
+// verdict's figures in search pixels, or found = false with the reason
+// (`basis` then unset).
+LatticeMeasurement SearchBasis(const SearchField& field, LatticeOptions options,
+                               std::optional<Basis>& basis) {
+  options.min_translation_px /= field.bin;
+  const cv::Mat& frame = field.high_passed;
+  const int radius = field.radius;
+  const std::optional<Autocorrelation> acf = AutocorrelateField(field.high_passed, radius);
   if (!acf.has_value()) return NotFound("the frame has no contrast");
   const std::vector<AcfPeak> peaks =
       FindPeaks(*acf, options.min_translation_px, options.candidate_peak_fraction);
@@ -1256,15 +1424,14 @@ LatticeMeasurement FindBasis(const cv::Mat& frame, const LatticeOptions& options
   // expected at the basis' correlation times the envelope there, and points
   // where the envelope has fallen below min_envelope (beyond the particle)
   // tell nothing and are not judged.
-  const std::optional<Autocorrelation> energy =
-      EnergyAutocorrelation(frame, high_passed, radius, Norm(basis->b));
+  const Envelope energy = EnergyAutocorrelation(field, Norm(basis->b));
   const double energy_base =
-      energy.has_value() ? 0.5 * (energy->Sample(basis->a) + energy->Sample(basis->b)) : 0.0;
+      energy.acf.has_value() ? 0.5 * (energy.At(basis->a) + energy.At(basis->b)) : 0.0;
   int ordered = 0, judged = 0;
   for (const LatticePoint& q : checked) {
     double envelope = 1.0;
     if (energy_base > 0.0) {
-      envelope = std::min(1.0, energy->Sample(basis->ToPixels(q.i, q.j)) / energy_base);
+      envelope = std::min(1.0, energy.At(basis->ToPixels(q.i, q.j)) / energy_base);
     }
     if (envelope < options.min_envelope) continue;
     ++judged;
@@ -1299,6 +1466,31 @@ LatticeMeasurement FindBasis(const cv::Mat& frame, const LatticeOptions& options
   }
   if (!m.reason.empty()) basis.reset();
   return m;
+}
+
+// Stages 1-3 on the frame: binned when it is large enough (kSearchSide) and
+// the lattice found there is coarse enough to stand
+// (kMinBinnedTranslationPx), else at full resolution. The basis and the
+// search radius come back in frame pixels; the verdict's figures are those
+// of the field searched.
+LatticeMeasurement FindBasis(const cv::Mat& frame, const LatticeOptions& options,
+                             ExecutionContext* context, std::optional<Basis>& basis) {
+  const int side = std::min(frame.rows, frame.cols);
+  const int radius =
+      std::min(options.max_lag_px, static_cast<int>(std::floor(options.max_lag_fraction * side)));
+  const int k = side / kSearchSide;
+  if (k >= 2) {
+    const SearchField field = BinnedField(frame, options, side, radius, k, context);
+    LatticeMeasurement m;
+    if (ResolvedInBins(field)) m = SearchBasis(field, options, basis);
+    if (basis.has_value() && Norm(basis->a) >= kMinBinnedTranslationPx) {
+      basis = Basis{static_cast<double>(k) * basis->a, static_cast<double>(k) * basis->b};
+      m.search_radius_px *= k;
+      return m;
+    }
+    basis.reset();
+  }
+  return SearchBasis(FullField(frame, options, side, radius), options, basis);
 }
 
 // The basis refitted to the autocorrelation of the frame less its edge
@@ -1395,7 +1587,7 @@ absl::StatusOr<LatticeMeasurement> MeasureLattice(const cv::Mat& frame,
   LOGSTAR_RETURN_IF_ERROR(options.Validate());
   LOGSTAR_RETURN_IF_ERROR(ValidateFrame(frame));
   std::optional<Basis> found;
-  LatticeMeasurement m = FindBasis(frame, options, found);
+  LatticeMeasurement m = FindBasis(frame, options, context, found);
   if (!found.has_value()) return m;
   const int margin =
       std::min(static_cast<int>(std::ceil(options.edge_margin_cells * Norm(found->a))),

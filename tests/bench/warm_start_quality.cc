@@ -3,7 +3,8 @@
 //
 //   warm_start_quality [--lattices=ybco,perovskite,hex] [--noises=0.3,0.6,0.9]
 //                      [--seeds=11,12,13] [--size=1024] [--window=256]
-//                      [--pairs=published,lattice] [--threads=T] [--verbose]
+//                      [--pairs=published,lattice] [--threads=T] [--seed-windows=N]
+//                      [--verbose]
 //
 // Each frame (engine/image/synth.h, whole-frame crystal) is analysed by two
 // fresh analyzers with the engine's default options but for the objective
@@ -18,7 +19,9 @@
 // run, the share
 // of windows whose front has >= 3 points each way, the evaluations and the
 // windows' milliseconds each way, and how many warm windows were widened to
-// the whole space. A last line sums it up. --verbose prints every window.
+// the whole space, and how many adopted their nearest seed's choice without
+// a search (WarmStartOptions::adopt). A last line sums it up. --verbose
+// prints every window.
 
 #include <algorithm>
 #include <cstdio>
@@ -58,6 +61,7 @@ struct Side {
   double front3 = 0.0;
   int evaluations = 0;
   int widened = 0;
+  int adopted = 0;
 };
 
 Side Analyze(const SynthFrame& frame, AnalyzerOptions options, bool warm, uint64_t search_seed,
@@ -74,6 +78,7 @@ Side Analyze(const SynthFrame& frame, AnalyzerOptions options, bool warm, uint64
     s.front3 += (w.front.size() >= 3 ? 1.0 : 0.0) / s.accuracy.size();
     s.evaluations += w.evaluations;
     s.widened += w.widened;
+    s.adopted += w.adopted;
   }
   return s;
 }
@@ -83,6 +88,7 @@ int Run(int argc, char** argv) {
   std::vector<std::string> pairs = {"published", "lattice"};
   std::vector<double> noises = {0.3, 0.6, 0.9}, seeds = {11, 12, 13};
   int size = 1024, window = 256, threads = 0;
+  int seed_windows = AnalyzerOptions{}.warm_start.seed_windows;
   bool verbose = false;
   for (int i = 1; i < argc; ++i) {
     absl::string_view a = argv[i];
@@ -96,7 +102,8 @@ int Run(int argc, char** argv) {
       seeds = Numbers(a);
     } else if (!bench::ParseFlag(argv[i], "--size=", &size) &&
                !bench::ParseFlag(argv[i], "--window=", &window) &&
-               !bench::ParseFlag(argv[i], "--threads=", &threads)) {
+               !bench::ParseFlag(argv[i], "--threads=", &threads) &&
+               !bench::ParseFlag(argv[i], "--seed-windows=", &seed_windows)) {
       if (a != "--verbose") Die(std::string("unknown argument: ") + argv[i]);
       verbose = true;
     }
@@ -106,7 +113,7 @@ int Run(int argc, char** argv) {
   std::printf(
       "lattice\tnoise\tseed\tpair\tF1_indep\tF1_warm\tF1_again\tworst_drop\tdrops>0.01\t"
       "again_worst\tagain_drops\tfront3_indep\t"
-      "front3_warm\tevals_indep\tevals_warm\tms_indep\tms_warm\twidened\n");
+      "front3_warm\tevals_indep\tevals_warm\tms_indep\tms_warm\twidened\tadopted\n");
   int frames = 0, windows = 0, drops = 0, again_drops_all = 0;
   double worst = 0.0, again_worst_all = 0.0, f1_again = 0.0, f1_indep = 0.0, f1_warm = 0.0,
          front3_indep = 0.0, front3_warm = 0.0;
@@ -118,6 +125,7 @@ int Run(int argc, char** argv) {
         for (const std::string& pair : pairs) {
           AnalyzerOptions o;
           o.window = window;
+          o.warm_start.seed_windows = seed_windows;
           if (pair == "lattice") {
             o.logstar.objectives = ObjectivePair::kLattice;
           } else if (pair == "published") {
@@ -144,20 +152,21 @@ int Run(int argc, char** argv) {
               const WindowResult& ww = warm.analysis.windows[i];
               std::fprintf(stderr,
                            "  w%zu F1 %.3f -> %.3f front %zu -> %zu evals %d -> %d warm %d%s "
-                           "thr %.4f -> %.4f (again F1 %.3f)\n",
+                           "thr %.4f -> %.4f%s (again F1 %.3f)\n",
                            i, indep.accuracy[i].f1, warm.accuracy[i].f1, wi.front.size(),
                            ww.front.size(), wi.evaluations, ww.evaluations, ww.warm_points,
                            ww.widened ? " widened" : "", wi.parameters.threshold,
-                           ww.parameters.threshold, again.accuracy[i].f1);
+                           ww.parameters.threshold, ww.adopted ? " adopted" : "",
+                           again.accuracy[i].f1);
             }
           }
           std::printf(
               "%s\t%.1f\t%d\t%s\t%.4f\t%.4f\t%.4f\t%.4f\t%d\t%.4f\t%d\t%.2f\t%.2f\t%d\t%d\t%.0f\t%."
-              "0f\t%d\n",
+              "0f\t%d\t%d\n",
               name.c_str(), noise, static_cast<int>(seed), pair.c_str(), indep.mean_f1,
               warm.mean_f1, again.mean_f1, frame_worst, frame_drops, again_worst, again_drops,
               indep.front3, warm.front3, indep.evaluations, warm.evaluations,
-              indep.analysis.windows_ms, warm.analysis.windows_ms, warm.widened);
+              indep.analysis.windows_ms, warm.analysis.windows_ms, warm.widened, warm.adopted);
           std::fflush(stdout);
           ++frames;
           windows += static_cast<int>(indep.accuracy.size());

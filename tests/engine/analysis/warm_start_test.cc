@@ -5,6 +5,7 @@
 // nothing, with fronts as informative, for far fewer evaluations.
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include <opencv2/core.hpp>
@@ -14,6 +15,7 @@
 #include "engine/base/context.h"
 #include "engine/image/synth.h"
 #include "engine/physics/accuracy.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/engine/analysis/window_accuracy.h"
 
@@ -95,36 +97,67 @@ TEST_P(WarmStartTest, FreshWindowsFromTheSeedsFindTheColumnsAsWellAsFromNothing)
   ExpectAsGood(indep, warm, 7);
 }
 
-TEST_P(WarmStartTest, DriftedWindowsFromTheirFrontsFindTheColumnsAsWellAsFromNothing) {
-  const SynthFrame frame = Make(SynthLattice::kPerovskite, 0.3, 22);
-  // The left third dimmed to 0.3: the cached thresholds there miss columns.
-  cv::Mat dimmed = frame.image.clone();
-  cv::Mat left = dimmed(cv::Rect(0, 0, 256, 768));
-  left *= 0.3;
+// `frame` analysed by a fresh analyzer, then with its columns x < dim_cols
+// dimmed to `dim`, independently (outcome 0) and warm (1): the re-tuned
+// windows only (their mean F1 against the truth, evaluations; `front3`
+// counts the windows that adopted). Both must re-tune at least
+// `min_retunes` windows.
+void RetuneOnDimmed(const SynthFrame& frame, int dim_cols, double dim, ObjectivePair pair,
+                    int min_retunes, Outcome outcomes[2]) {
   SynthFrame drifted = frame;
-  drifted.image = dimmed;
-  Outcome outcomes[2];
+  drifted.image = frame.image.clone();
+  cv::Mat left = drifted.image(cv::Rect(0, 0, dim_cols, frame.image.rows));
+  left *= dim;
   for (bool warm : {false, true}) {
-    auto analyzer = LogStarAnalyzer::Create(Options(GetParam(), warm), frame.prior).value();
+    auto analyzer = LogStarAnalyzer::Create(Options(pair, warm), frame.prior).value();
     ASSERT_TRUE(analyzer->Analyze(frame.image, ExecutionContext::Default()).ok());
     // The re-tune starts from the cache either way; only it is compared.
     Outcome& o = outcomes[warm];
-    o.analysis = analyzer->Analyze(dimmed, ExecutionContext::Default()).value();
-    ASSERT_GE(o.analysis.retunes, 2) << (warm ? "warm" : "independent");
+    o.analysis = analyzer->Analyze(drifted.image, ExecutionContext::Default()).value();
+    ASSERT_GE(o.analysis.retunes, min_retunes) << (warm ? "warm" : "independent");
     const std::vector<Accuracy> windows = testing::WindowAccuracy(o.analysis, drifted).value();
     int n = 0;
     for (size_t i = 0; i < windows.size(); ++i) {
       if (o.analysis.windows[i].state != CacheState::kRetuned) continue;
       o.mean_f1 += windows[i].f1, ++n;
       o.evaluations += o.analysis.windows[i].evaluations;
+      o.front3 += o.analysis.windows[i].adopted;
     }
     o.mean_f1 /= n;
   }
+}
+
+TEST_P(WarmStartTest, DriftedWindowsFromTheirFrontsFindTheColumnsAsWellAsFromNothing) {
+  // The left third dimmed to 0.3: the cached thresholds there miss columns.
+  Outcome outcomes[2];
+  RetuneOnDimmed(Make(SynthLattice::kPerovskite, 0.3, 22), 256, 0.3, GetParam(), 2, outcomes);
   EXPECT_GE(outcomes[1].mean_f1, outcomes[0].mean_f1 - 0.01);
   // Dimmed to 0.3 the scales move too and most warm re-tunes open a side of
   // their region (WindowResult::widened): the saving is smaller than on a
   // first frame, but there is one.
   EXPECT_LT(outcomes[1].evaluations, outcomes[0].evaluations);
+}
+
+// A 1024² frame (16 windows) with its left half dimmed to 0.25: about half the
+// windows drift, more than the two seeds (+ 1), so two of them are re-tuned
+// first and the others start from their nearest drift seed's choice
+// (WarmStartOptions::adopt), which a region dimmed alike shares.
+TEST_P(WarmStartTest, WindowsDriftedAlikeAdoptTheirDriftSeedsChoice) {
+  SynthOptions so;
+  so.width = so.height = 1024;
+  so.lattice = SynthLattice::kYbco;
+  so.noise = 0.3;
+  so.seed = 23;
+  Outcome outcomes[2];
+  RetuneOnDimmed(Synthesize(so).value(), 512, 0.25, GetParam(), 4, outcomes);
+  EXPECT_EQ(outcomes[0].front3, 0);  // independent tuning adopts nothing
+  EXPECT_GE(outcomes[1].mean_f1, outcomes[0].mean_f1 - 0.01);
+  EXPECT_LT(outcomes[1].evaluations, outcomes[0].evaluations / 2);
+  if (GetParam() == ObjectivePair::kPublished) {
+    // Single-point fronts: the dimmed windows adopt (the lattice pair's
+    // fronts are a trade-off its windows search for).
+    EXPECT_GE(outcomes[1].front3, 2);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Pairs, WarmStartTest,
@@ -153,6 +186,9 @@ TEST(WarmStartOptionsTest, ValidateNamesTheBadField) {
   o = {};
   o.drift_margin = -0.1;
   EXPECT_FALSE(o.Validate().ok());
+  o = {};
+  o.adopt_tolerance = -0.01;
+  EXPECT_THAT(std::string(o.Validate().message()), ::testing::HasSubstr("adopt_tolerance"));
   AnalyzerOptions a;
   a.warm_start.seed_windows = 0;
   EXPECT_FALSE(a.Validate().ok());
