@@ -413,6 +413,26 @@ void NormalEquations(const J& jac, const R& res, MatP* normal, VecP* gradient) {
   }
 }
 
+// Where a fit may still end up accepted (see Judge), with room to spare:
+// one that leaves it by half again its bounds is sliding off its column (to
+// a neighbour, into the background or a width of the whole window) and
+// would crawl there for many iterations only to be rejected.
+struct Plausible {
+  double x = 0.0, y = 0.0;                  // the detection, relative to the window
+  double max_shift = 0.0;                   // px
+  double min_width = 0.0, max_width = 0.0;  // px
+
+  bool Holds(const Model& m) const {
+    const double half_tr = 0.5 * (m.a + m.c), det = m.a * m.c - m.b * m.b;
+    const double root = std::sqrt(std::max(half_tr * half_tr - det, 0.0));
+    // Widths are 1/√ of the precision matrix's eigenvalues.
+    const double widest2 = 1.0 / (half_tr - root), narrowest2 = 1.0 / (half_tr + root);
+    return std::hypot(m.x0 - x, m.y0 - y) <= max_shift && narrowest2 >= min_width * min_width &&
+           widest2 <= max_width * max_width;
+  }
+};
+constexpr double kPlausibleSlack = 1.5;
+
 struct LmResult {
   Model model;  // centre relative to the window
   MatP normal;  // JᵀJ at the solution, all parameters
@@ -422,8 +442,10 @@ struct LmResult {
 };
 
 // Levenberg–Marquardt with Marquardt's diagonal scaling from `start` (and
-// the window's joint neighbours).
-LmResult LevenbergMarquardt(const Model& start, int max_iterations, Window* w) {
+// the window's joint neighbours); it stops early, judged as converged,
+// where the fit leaves `plausible`.
+LmResult LevenbergMarquardt(const Model& start, int max_iterations, const Plausible& plausible,
+                            Window* w) {
   const int n = w->n;
   VecP p = PackParameters(start, *w);
   const int np = static_cast<int>(p.size());
@@ -439,13 +461,14 @@ LmResult LevenbergMarquardt(const Model& start, int max_iterations, Window* w) {
   MatP normal(np, np);
   VecP gradient(np);
   NormalEquations(jac, res, &normal, &gradient);
-  double lambda = 1e-3;
+  double lambda = 1e-3, nu = 2.0;
   for (int it = 1; it <= max_iterations; ++it) {
     out.iterations = it;
     MatP damped = normal;
     // The floor keeps the system solvable where a parameter has no effect
     // (a flat window: the centre and shape do not change the model).
-    damped.diagonal() += lambda * (normal.diagonal().array() + 1e-12).matrix();
+    const VecP scale = (normal.diagonal().array() + 1e-12).matrix();
+    damped.diagonal() += lambda * scale;
     const VecP step = Eigen::LDLT<MatP>(damped).solve(gradient);
     if (!step.allFinite()) break;
     // The decrease the step promises (Gauss–Newton's quadratic model): when
@@ -458,7 +481,9 @@ LmResult LevenbergMarquardt(const Model& start, int max_iterations, Window* w) {
     const VecP trial = p + step;
     const double trial_rss = IsValid(trial) ? Evaluate(trial, w) : HUGE_VAL;
     if (!(trial_rss <= out.rss)) {
-      lambda *= 10.0;
+      // Nielsen's damping: raised ever faster while steps fail.
+      lambda *= nu;
+      nu *= 2.0;
       // A step too short to matter that still does not lower the cost:
       // the minimum, to the arithmetic's precision.
       if (SmallMove(step, p)) {
@@ -468,10 +493,21 @@ LmResult LevenbergMarquardt(const Model& start, int max_iterations, Window* w) {
       continue;
     }
     const double decrease = out.rss - trial_rss;
+    // The decrease the damped quadratic model predicted: hᵀg + λ·hᵀDh.
+    const double predicted = step.dot(gradient) + lambda * step.dot(scale.cwiseProduct(step));
     p = trial;
     out.rss = trial_rss;
     NormalEquations(jac, res, &normal, &gradient);
-    lambda = std::max(lambda * 0.1, 1e-12);
+    if (!plausible.Holds(Model::FromVector(p.head<kParams>()))) {
+      // Judged like a converged fit, it fails with where it was heading.
+      out.converged = true;
+      break;
+    }
+    // ... and after a success set by how well the quadratic model predicted
+    // the decrease ρ: lowered 3× at ρ = 1, kept at ½, doubled near 0.
+    const double t = 2.0 * decrease / std::max(predicted, 1e-300) - 1.0;
+    lambda = std::max(lambda * std::max(1.0 / 3.0, 1.0 - t * t * t), 1e-12);
+    nu = 2.0;
     if (SmallMove(step, p) || decrease <= StopTolerance(out.rss, n, np)) {
       out.converged = true;
       break;
@@ -758,7 +794,11 @@ absl::Status RefineGaussian(const cv::Mat& image, absl::Span<Blob> blobs,
       Model relative = start;
       relative.x0 -= w.cx;
       relative.y0 -= w.cy;
-      const LmResult lm = LevenbergMarquardt(relative, options.max_iterations, &w);
+      const Plausible plausible{in.x - w.cx, in.y - w.cy,
+                                kPlausibleSlack * options.max_shift_sigmas * in.sigma,
+                                options.min_sigma_ratio * in.sigma / kPlausibleSlack,
+                                kPlausibleSlack * options.max_sigma_ratio * in.sigma};
+      const LmResult lm = LevenbergMarquardt(relative, options.max_iterations, plausible, &w);
       Model absolute = lm.model;
       absolute.x0 += w.cx;
       absolute.y0 += w.cy;
