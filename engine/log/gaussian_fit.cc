@@ -728,6 +728,64 @@ bool NeedsRefit(const cv::Mat& image, const Sensitivity& sens, double radius,
            shift(1) * shift(1) <= limit2 * sens.gain(1, 1));
 }
 
+// The model of an accepted fit, moved to (x, y).
+Model FromFit(const ColumnFit& f, double x, double y) {
+  // P = R·diag(1/σx², 1/σy²)·Rᵀ, R the rotation by f.rotation.
+  const double cs = std::cos(f.rotation), sn = std::sin(f.rotation);
+  const double pu = 1.0 / (f.sigma_x * f.sigma_x), pv = 1.0 / (f.sigma_y * f.sigma_y);
+  Model m;
+  m.x0 = x;
+  m.y0 = y;
+  m.a = cs * cs * pu + sn * sn * pv;
+  m.b = cs * sn * (pu - pv);
+  m.c = sn * sn * pu + cs * cs * pv;
+  m.amp = f.amplitude;
+  m.bg = f.background;
+  return m;
+}
+
+// For each column, the index of the accepted earlier fit nearest to it
+// within kEarlierMatchSigmas of its blob's sigma, or -1.
+constexpr double kEarlierMatchSigmas = 0.5;
+std::vector<int> MatchEarlier(const std::vector<ColumnInput>& cols,
+                              absl::Span<const ColumnFit> earlier) {
+  const int n = static_cast<int>(cols.size());
+  std::vector<int> out(n, -1);
+  if (earlier.empty() || n == 0) return out;
+  double reach = 0.0;
+  for (const ColumnInput& c : cols) reach = std::max(reach, kEarlierMatchSigmas * c.sigma);
+  // Cells as large as the widest reach: a match lies in the 3×3 around a
+  // column's cell. The grid is a sorted list of (cell, index).
+  const double cell = std::max(reach, 1e-3);
+  auto cell_of = [&](double v) { return static_cast<int64_t>(std::floor(v / cell)); };
+  constexpr int64_t kStride = int64_t{1} << 31;
+  std::vector<std::pair<int64_t, int>> grid;
+  for (int k = 0; k < static_cast<int>(earlier.size()); ++k) {
+    const ColumnFit& f = earlier[k];
+    const bool usable = f.status == ColumnFitStatus::kOk && std::isfinite(f.x) &&
+                        std::isfinite(f.y) && f.sigma_x > 0.0 && f.sigma_y > 0.0 &&
+                        f.amplitude > 0.0 && std::abs(f.x) < 1e9 && std::abs(f.y) < 1e9;
+    if (usable) grid.push_back({cell_of(f.y) * kStride + cell_of(f.x), k});
+  }
+  std::sort(grid.begin(), grid.end());
+  for (int i = 0; i < n; ++i) {
+    const ColumnInput& c = cols[i];
+    double best = kEarlierMatchSigmas * c.sigma;
+    for (int64_t gy = cell_of(c.y) - 1; gy <= cell_of(c.y) + 1; ++gy) {
+      for (int64_t gx = cell_of(c.x) - 1; gx <= cell_of(c.x) + 1; ++gx) {
+        const int64_t key = gy * kStride + gx;
+        auto it = std::lower_bound(grid.begin(), grid.end(), std::make_pair(key, -1));
+        for (; it != grid.end() && it->first == key; ++it) {
+          const ColumnFit& f = earlier[it->second];
+          const double d = std::hypot(f.x - c.x, f.y - c.y);
+          if (d <= best) best = d, out[i] = it->second;
+        }
+      }
+    }
+  }
+  return out;
+}
+
 Window& ThreadWindow() {
   thread_local Window window;
   return window;
@@ -737,7 +795,7 @@ Window& ThreadWindow() {
 
 absl::Status RefineGaussian(const cv::Mat& image, absl::Span<Blob> blobs,
                             std::vector<ColumnFit>* fits, const GaussianRefineOptions& options,
-                            ExecutionContext* context) {
+                            ExecutionContext* context, absl::Span<const ColumnFit> previous) {
   if (absl::Status s = options.Validate(); !s.ok()) return s;
   if (image.empty() || image.type() != CV_32FC1) {
     return absl::InvalidArgumentError(
@@ -759,9 +817,15 @@ absl::Status RefineGaussian(const cv::Mat& image, absl::Span<Blob> blobs,
   std::vector<Neighbours> neighbours = FindNeighbours(cols);
   const std::vector<Model> no_models;
 
-  // The detections' models, the first pass's neighbours.
+  // The detections' models, the first pass's neighbours: an earlier fit of
+  // the column where there is one, else the detection's.
+  const std::vector<int> earlier = MatchEarlier(cols, previous);
   std::vector<Model> initial(n);
   context->ParallelFor(n, [&](int i) {
+    if (earlier[i] >= 0) {
+      initial[i] = FromFit(previous[earlier[i]], cols[i].x, cols[i].y);
+      return;
+    }
     Window& w = ThreadWindow();
     GatherWindow(image, cols[i].x, cols[i].y, cols[i].radius, Neighbours{}, no_models, &w);
     initial[i] = InitialModel(w, cols[i].sigma, &w.scratch);
