@@ -384,7 +384,7 @@ constexpr double kRelativeTolerance = 1e-7;
 // 0.1 of their standard deviations in all (and LM's last steps shrink
 // faster than linearly, so the distance left is far smaller). On noisy
 // windows, where weakly determined shapes make LM crawl along a flat valley
-// (a third of the fits at noise 0.3 ran out of iterations), this is what
+// (one fit in six at noise 0.3 ran out of iterations), this is what
 // stops it; on noise-free data rss, and with it this bound, vanishes.
 constexpr double kNoiseTolerance = 1e-2;
 
