@@ -145,6 +145,17 @@ TEST(AnalyzerTest, SameResultWithOneAndTwoThreads) {
   }
 }
 
+// The generator's column nearest `atom` closer than *distance (which it
+// then holds), or null.
+const SynthAtom* NearestTruth(const SynthFrame& f, const Atom& atom, double* distance) {
+  const SynthAtom* best = nullptr;
+  for (const SynthAtom& t : f.atoms) {
+    const double d = std::hypot(atom.x - t.x, atom.y - t.y);
+    if (d < *distance) *distance = d, best = &t;
+  }
+  return best;
+}
+
 // RefineMode::kGaussian through the analyzer: every atom carries a fit,
 // its uncertainties are calibrated against the generator's true positions
 // (about 95 % of coordinates within 2σ for a calibrated Gaussian error) and
@@ -166,12 +177,8 @@ TEST(AnalyzerTest, GaussianRefinementReportsCalibratedUncertainties) {
   auto errors = [&](const FrameAnalysis& a, int* within, int* coordinates) {
     std::vector<double> distances;
     for (const Atom& atom : a.atoms) {
-      const SynthAtom* best = nullptr;
       double best_d = radius;
-      for (const SynthAtom& t : f.atoms) {
-        const double d = std::hypot(atom.x - t.x, atom.y - t.y);
-        if (d < best_d) best_d = d, best = &t;
-      }
+      const SynthAtom* best = NearestTruth(f, atom, &best_d);
       if (best == nullptr) continue;
       distances.push_back(best_d);
       if (atom.fit.has_value() && atom.fit->status == ColumnFitStatus::kOk) {
@@ -262,12 +269,8 @@ TEST(AnalyzerTest, GaussianFitsOfAStreamsSecondFrameStayCalibrated) {
       ++failed;
       continue;
     }
-    const SynthAtom* best = nullptr;
     double best_d = radius;
-    for (const SynthAtom& t : f.atoms) {
-      const double d = std::hypot(atom.x - t.x, atom.y - t.y);
-      if (d < best_d) best_d = d, best = &t;
-    }
+    const SynthAtom* best = NearestTruth(f, atom, &best_d);
     if (best == nullptr) continue;
     within += std::abs(atom.x - best->x) <= 2.0 * atom.fit->x_err;
     within += std::abs(atom.y - best->y) <= 2.0 * atom.fit->y_err;
