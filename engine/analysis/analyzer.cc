@@ -66,6 +66,17 @@ void ToFrame(const PixelRegion& ctx, std::vector<Blob>& blobs, std::vector<Colum
   for (ColumnFit& f : fits) f.x += ctx.col0, f.y += ctx.row0;
 }
 
+// The options a window detects with. With the Gaussian refinement the
+// windows refine with the paraboloid (their rewards, and drift, are judged on
+// it), and the frame's columns are fitted once, after the seams are merged
+// (RefineFrame): each column once, with its neighbours across seams, from
+// the last frame's fits.
+LogStarOptions ForWindows(const LogStarOptions& options) {
+  LogStarOptions o = options;
+  if (o.refine_mode == RefineMode::kGaussian) o.refine_mode = RefineMode::kParaboloid;
+  return o;
+}
+
 // Where the atoms a window's ER counted lie: blobs[indices], already in
 // frame coordinates.
 std::vector<PointXY> PositionsOf(const std::vector<Blob>& blobs, const std::vector<int>& indices) {
@@ -542,8 +553,8 @@ absl::StatusOr<LogDetection> LogStarAnalyzer::DetectWith(
   std::optional<CrystalArea> local_crystal;
   if (crystal != nullptr) local_crystal = InContext(*crystal, ctx);
   return DetectAndScore(image(cv::Rect(ctx.col0, ctx.row0, ctx.cols, ctx.rows)), Local(w.tile, ctx),
-                        prior, parameters, options_.logstar, context, sites ? &*sites : nullptr,
-                        local_crystal ? &*local_crystal : nullptr);
+                        prior, parameters, ForWindows(options_.logstar), context,
+                        sites ? &*sites : nullptr, local_crystal ? &*local_crystal : nullptr);
 }
 
 void LogStarAnalyzer::TakeDetection(const PixelRegion& ctx, LogDetection& d, WindowResult& out,
@@ -706,7 +717,7 @@ absl::StatusOr<LogStarAnalyzer::Tuned> LogStarAnalyzer::TuneWindow(
     const std::atomic<bool>* cancel) const {
   // The frame's flag reaches the search, which checks it between
   // evaluations: a window's whole budget can take minutes.
-  LogStarOptions logstar = options_.logstar;
+  LogStarOptions logstar = ForWindows(options_.logstar);
   logstar.optimizer.cancel = cancel;
   const WarmStartOptions& o = options_.warm_start;
   if (!o.enabled || warm.empty()) {
@@ -1149,6 +1160,7 @@ absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
   std::optional<Crystallinity> crystal;
   std::string crystal_unmapped;  // why a found lattice was not mapped
   uint64_t generation = 0;
+  std::vector<ColumnFit> previous_fits;  // RefineFrame's starting models
   {
     MutexLock lock(&mu_);
     if (image.cols != width_ || image.rows != height_) {
@@ -1180,6 +1192,7 @@ absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
     amorphous_tracks = amorphous_tracks_;
     prior = prior_;
     generation = generation_;
+    if (last_fits_generation_ == generation_) previous_fits = last_fits_;
   }
 
   // The lattice is measured on the first frame of a geometry whatever the
@@ -1299,6 +1312,10 @@ absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
     }
   }
   if (n > 1) result.seam_duplicates = MergeSeams(result.atoms, 0.5 * prior.NearestNeighborPx());
+  std::vector<ColumnFit> fits;
+  if (options_.logstar.refine_mode == RefineMode::kGaussian) {
+    LOGSTAR_ASSIGN_OR_RETURN(fits, RefineFrame(image, previous_fits, context, result.atoms));
+  }
   std::vector<PointXY> points;
   points.reserve(result.atoms.size());
   for (const Atom& a : result.atoms) {
@@ -1342,6 +1359,8 @@ absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
       cache_ = std::move(cache);
       amorphous_cache_ = std::move(amorphous_cache);
       amorphous_tracks_ = std::move(amorphous_tracks);
+      last_fits_ = std::move(fits);
+      last_fits_generation_ = generation;
       if (measure_lattice) {
         lattice_ = std::move(lattice);
         crystallinity_ = std::move(crystal);
@@ -1353,6 +1372,23 @@ absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
   if (!options_.sublattice.empty()) KeepSublattice(options_.sublattice, prior, result);
   result.total_ms = MsSince(t0);
   return result;
+}
+
+absl::StatusOr<std::vector<ColumnFit>> LogStarAnalyzer::RefineFrame(
+    const cv::Mat& image, absl::Span<const ColumnFit> previous, ExecutionContext* context,
+    std::vector<Atom>& atoms) const {
+  std::vector<Blob> blobs;
+  blobs.reserve(atoms.size());
+  for (const Atom& a : atoms) blobs.push_back(Blob{a.x, a.y, a.sigma, a.response});
+  std::vector<ColumnFit> fits;
+  LOGSTAR_RETURN_IF_ERROR(RefineGaussian(image, absl::MakeSpan(blobs), &fits,
+                                         options_.logstar.gaussian_refine, context, previous));
+  for (size_t k = 0; k < atoms.size(); ++k) {
+    atoms[k].x = blobs[k].x;
+    atoms[k].y = blobs[k].y;
+    atoms[k].fit = fits[k];
+  }
+  return fits;
 }
 
 std::string FrameAnalysis::Summary() const {

@@ -536,6 +536,14 @@ class LogStarAnalyzer {
                             const WindowResult& donor, const std::vector<Blob>& donor_blobs,
                             std::optional<CachedWindow>& cache, ExecutionContext* context,
                             WindowResult& out, WindowColumns& columns) const;
+  // RefineMode::kGaussian: fits every merged atom's column on `image` (the
+  // normalized frame) once, starting from `previous` (the last frame's
+  // fits; RefineGaussian), moves the atoms to the fitted centres and sets
+  // their fits. Returns the fits (the next frame's `previous`).
+  absl::StatusOr<std::vector<ColumnFit>> RefineFrame(const cv::Mat& image,
+                                                     absl::Span<const ColumnFit> previous,
+                                                     ExecutionContext* context,
+                                                     std::vector<Atom>& atoms) const;
   // One exact detection of window `w` with `parameters`, scored with the
   // pair they were tuned with; `ctx` receives the context region used.
   absl::StatusOr<LogDetection> DetectWith(const cv::Mat& image, const Window& w,
@@ -579,6 +587,11 @@ class LogStarAnalyzer {
   // Bumped whenever the cache is emptied, so a frame that ran meanwhile
   // does not put back what it tuned under the old state.
   uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
+  // With RefineMode::kGaussian: the last frame's fits (frame coordinates),
+  // the next frame's starting models while the cache is the one they were
+  // made under (last_fits_generation_ == generation_).
+  std::vector<ColumnFit> last_fits_ ABSL_GUARDED_BY(mu_);
+  uint64_t last_fits_generation_ ABSL_GUARDED_BY(mu_) = 0;
 
  public:
   // For the daemon (server/): cancelling a frame, saving and restoring the cache.

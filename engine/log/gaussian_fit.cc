@@ -167,6 +167,28 @@ struct Neighbours {
   bool coupled = false;
 };
 
+// Calls f(x, y, value) for the pixels of [x0, x1] × [y0, y1] that a
+// model's Gaussian (without its background) reaches, out to kNeighbourCut.
+template <typename F>
+void ForEachReach(const Model& m, int x0, int x1, int y0, int y1, F&& f) {
+  const double det = m.a * m.c - m.b * m.b;
+  // The ellipse ½qᵀPq = kNeighbourCut reaches √(2·cut·Σxx) along x.
+  const double reach_x = std::sqrt(2.0 * kNeighbourCut * m.c / det);
+  const double reach_y = std::sqrt(2.0 * kNeighbourCut * m.a / det);
+  const int bx0 = std::max(x0, static_cast<int>(std::ceil(m.x0 - reach_x)));
+  const int bx1 = std::min(x1, static_cast<int>(std::floor(m.x0 + reach_x)));
+  const int by0 = std::max(y0, static_cast<int>(std::ceil(m.y0 - reach_y)));
+  const int by1 = std::min(y1, static_cast<int>(std::floor(m.y0 + reach_y)));
+  for (int y = by0; y <= by1; ++y) {
+    const double ey = y - m.y0;
+    for (int x = bx0; x <= bx1; ++x) {
+      const double ex = x - m.x0;
+      const double half_q = 0.5 * (m.a * ex * ex + 2.0 * m.b * ex * ey + m.c * ey * ey);
+      if (half_q < kNeighbourCut) f(x, y, m.amp * ExpNonPositive(-half_q));
+    }
+  }
+}
+
 // Fills `w` with the pixels of `image` within `radius` of (cx, cy) minus the
 // subtracted neighbours' Gaussians (without their backgrounds), and the
 // joint neighbours' current models.
@@ -188,24 +210,9 @@ void GatherWindow(const cv::Mat& image, double cx, double cy, double radius,
     for (int x = 0; x < pw; ++x) w->scratch[static_cast<size_t>(y) * pw + x] = row[x];
   }
   for (int j : neighbours.subtracted) {
-    const Model& m = models[j];
-    const double det = m.a * m.c - m.b * m.b;
-    // The ellipse ½qᵀPq = kNeighbourCut reaches √(2·cut·Σxx) along x.
-    const double reach_x = std::sqrt(2.0 * kNeighbourCut * m.c / det);
-    const double reach_y = std::sqrt(2.0 * kNeighbourCut * m.a / det);
-    const int bx0 = std::max(x0, static_cast<int>(std::ceil(m.x0 - reach_x)));
-    const int bx1 = std::min(x1, static_cast<int>(std::floor(m.x0 + reach_x)));
-    const int by0 = std::max(y0, static_cast<int>(std::ceil(m.y0 - reach_y)));
-    const int by1 = std::min(y1, static_cast<int>(std::floor(m.y0 + reach_y)));
-    for (int y = by0; y <= by1; ++y) {
-      const double ey = y - m.y0;
-      double* row = w->scratch.data() + static_cast<size_t>(y - y0) * pw - x0;
-      for (int x = bx0; x <= bx1; ++x) {
-        const double ex = x - m.x0;
-        const double half_q = 0.5 * (m.a * ex * ex + 2.0 * m.b * ex * ey + m.c * ey * ey);
-        row[x] -= half_q < kNeighbourCut ? m.amp * ExpNonPositive(-half_q) : 0.0;
-      }
-    }
+    ForEachReach(models[j], x0, x1, y0, y1, [&](int x, int y, double g) {
+      w->scratch[static_cast<size_t>(y - y0) * pw + (x - x0)] -= g;
+    });
   }
   w->dx.resize(capacity);
   w->dy.resize(capacity);
@@ -372,6 +379,19 @@ double Evaluate(const VecP& p, Window* w) {
 // chases the gradient's rounding, amplified by weakly determined
 // parameters (a joint neighbour's centre outside the window).
 constexpr double kRelativeTolerance = 1e-7;
+// Nor do changes below this share of the noise variance s² = rss / dof: a
+// step whose promised decrease δᵀJᵀJδ is 0.01·s² moves the parameters by
+// 0.1 of their standard deviations in all (and LM's last steps shrink
+// faster than linearly, so the distance left is far smaller). On noisy
+// windows, where weakly determined shapes make LM crawl along a flat valley
+// (one fit in six at noise 0.3 ran out of iterations), this is what
+// stops it; on noise-free data rss, and with it this bound, vanishes.
+constexpr double kNoiseTolerance = 1e-2;
+
+// The cost change below which LM stops (see the two tolerances).
+double StopTolerance(double rss, int pixels, int params) {
+  return std::max(kRelativeTolerance * rss, kNoiseTolerance * rss / std::max(pixels - params, 1));
+}
 
 // Whether a step moves the column's centre by less than 1e-7 px and its
 // shape by less than 1e-7 relative.
@@ -393,6 +413,26 @@ void NormalEquations(const J& jac, const R& res, MatP* normal, VecP* gradient) {
   }
 }
 
+// Where a fit may still end up accepted (see Judge), with room to spare:
+// one that leaves it by half again its bounds is sliding off its column (to
+// a neighbour, into the background or a width of the whole window) and
+// would crawl there for many iterations only to be rejected.
+struct Plausible {
+  double x = 0.0, y = 0.0;                  // the detection, relative to the window
+  double max_shift = 0.0;                   // px
+  double min_width = 0.0, max_width = 0.0;  // px
+
+  bool Holds(const Model& m) const {
+    const double half_tr = 0.5 * (m.a + m.c), det = m.a * m.c - m.b * m.b;
+    const double root = std::sqrt(std::max(half_tr * half_tr - det, 0.0));
+    // Widths are 1/√ of the precision matrix's eigenvalues.
+    const double widest2 = 1.0 / (half_tr - root), narrowest2 = 1.0 / (half_tr + root);
+    return std::hypot(m.x0 - x, m.y0 - y) <= max_shift && narrowest2 >= min_width * min_width &&
+           widest2 <= max_width * max_width;
+  }
+};
+constexpr double kPlausibleSlack = 1.5;
+
 struct LmResult {
   Model model;  // centre relative to the window
   MatP normal;  // JᵀJ at the solution, all parameters
@@ -402,8 +442,10 @@ struct LmResult {
 };
 
 // Levenberg–Marquardt with Marquardt's diagonal scaling from `start` (and
-// the window's joint neighbours).
-LmResult LevenbergMarquardt(const Model& start, int max_iterations, Window* w) {
+// the window's joint neighbours); it stops early, judged as converged,
+// where the fit leaves `plausible`.
+LmResult LevenbergMarquardt(const Model& start, int max_iterations, const Plausible& plausible,
+                            Window* w) {
   const int n = w->n;
   VecP p = PackParameters(start, *w);
   const int np = static_cast<int>(p.size());
@@ -419,25 +461,29 @@ LmResult LevenbergMarquardt(const Model& start, int max_iterations, Window* w) {
   MatP normal(np, np);
   VecP gradient(np);
   NormalEquations(jac, res, &normal, &gradient);
-  double lambda = 1e-3;
+  double lambda = 1e-3, nu = 2.0;
   for (int it = 1; it <= max_iterations; ++it) {
     out.iterations = it;
     MatP damped = normal;
     // The floor keeps the system solvable where a parameter has no effect
     // (a flat window: the centre and shape do not change the model).
-    damped.diagonal() += lambda * (normal.diagonal().array() + 1e-12).matrix();
+    const VecP scale = (normal.diagonal().array() + 1e-12).matrix();
+    damped.diagonal() += lambda * scale;
     const VecP step = Eigen::LDLT<MatP>(damped).solve(gradient);
     if (!step.allFinite()) break;
     // The decrease the step promises (Gauss–Newton's quadratic model): when
-    // it is at the arithmetic's precision, the minimum is reached.
-    if (step.dot(gradient) <= kRelativeTolerance * out.rss + 1e-300) {
+    // it is below the noise's or the arithmetic's precision, the minimum is
+    // reached.
+    if (step.dot(gradient) <= StopTolerance(out.rss, n, np) + 1e-300) {
       out.converged = true;
       break;
     }
     const VecP trial = p + step;
     const double trial_rss = IsValid(trial) ? Evaluate(trial, w) : HUGE_VAL;
     if (!(trial_rss <= out.rss)) {
-      lambda *= 10.0;
+      // Nielsen's damping: raised ever faster while steps fail.
+      lambda *= nu;
+      nu *= 2.0;
       // A step too short to matter that still does not lower the cost:
       // the minimum, to the arithmetic's precision.
       if (SmallMove(step, p)) {
@@ -447,11 +493,22 @@ LmResult LevenbergMarquardt(const Model& start, int max_iterations, Window* w) {
       continue;
     }
     const double decrease = out.rss - trial_rss;
+    // The decrease the damped quadratic model predicted: hᵀg + λ·hᵀDh.
+    const double predicted = step.dot(gradient) + lambda * step.dot(scale.cwiseProduct(step));
     p = trial;
     out.rss = trial_rss;
     NormalEquations(jac, res, &normal, &gradient);
-    lambda = std::max(lambda * 0.1, 1e-12);
-    if (SmallMove(step, p) || decrease <= kRelativeTolerance * out.rss) {
+    if (!plausible.Holds(Model::FromVector(p.head<kParams>()))) {
+      // Judged like a converged fit, it fails with where it was heading.
+      out.converged = true;
+      break;
+    }
+    // ... and after a success set by how well the quadratic model predicted
+    // the decrease ρ: lowered 3× at ρ = 1, kept at ½, doubled near 0.
+    const double t = 2.0 * decrease / std::max(predicted, 1e-300) - 1.0;
+    lambda = std::max(lambda * std::max(1.0 / 3.0, 1.0 - t * t * t), 1e-12);
+    nu = 2.0;
+    if (SmallMove(step, p) || decrease <= StopTolerance(out.rss, n, np)) {
       out.converged = true;
       break;
     }
@@ -590,6 +647,145 @@ std::vector<Neighbours> FindNeighbours(const std::vector<ColumnInput>& cols) {
   return out;
 }
 
+// What a column's fit needs to judge, after a pass, whether its neighbours'
+// new models would move it: the window it was fitted in and the first two
+// rows of (JᵀJ)⁻¹ over its own parameters (a centre shift per unit change
+// of the data, by least squares), with the residual variance.
+struct Sensitivity {
+  bool valid = false;
+  double cx = 0.0, cy = 0.0;               // the window's centre, px
+  Model model;                             // the fit, centre relative to (cx, cy)
+  Eigen::Matrix<double, 2, kParams> gain;  // rows x0, y0 of (JᵀJ)⁻¹
+  double variance = 0.0;                   // s² = rss / dof
+};
+
+// A refit moves the centre by at most this many of its standard deviations
+// when skipped: a bias of 0.1 SD adds 0.5 % to the error's spread.
+constexpr double kRefitShiftSds = 0.1;
+
+// Whether the change of a column's neighbours' models from `before` to
+// `after` moves its fit (by one Gauss–Newton step from it, which is exact
+// for a change this small) by more than kRefitShiftSds of its standard
+// deviation along x or y. Joint neighbours are counted as subtracted: their
+// amplitudes, fitted with the column, would absorb part of the change, so
+// this errs towards refitting.
+bool NeedsRefit(const cv::Mat& image, const Sensitivity& sens, double radius,
+                const Neighbours& neighbours, const std::vector<Model>& before,
+                const std::vector<Model>& after, std::vector<double>* scratch) {
+  const int r = static_cast<int>(std::ceil(radius));
+  const int ix = static_cast<int>(std::lround(sens.cx)),
+            iy = static_cast<int>(std::lround(sens.cy));
+  const int x0 = std::max(ix - r, 0), x1 = std::min(ix + r, image.cols - 1);
+  const int y0 = std::max(iy - r, 0), y1 = std::min(iy + r, image.rows - 1);
+  const int pw = x1 - x0 + 1, ph = y1 - y0 + 1;
+  if (pw <= 0 || ph <= 0) return true;
+  scratch->assign(static_cast<size_t>(pw) * ph, 0.0);
+  bool changed = false;
+  for (const std::vector<int>* list : {&neighbours.joint, &neighbours.subtracted}) {
+    for (int j : *list) {
+      const Model& b = before[j];
+      const Model& a = after[j];
+      if (a.x0 == b.x0 && a.y0 == b.y0 && a.a == b.a && a.b == b.b && a.c == b.c &&
+          a.amp == b.amp) {
+        continue;
+      }
+      changed = true;
+      ForEachReach(a, x0, x1, y0, y1, [&](int x, int y, double g) {
+        (*scratch)[static_cast<size_t>(y - y0) * pw + (x - x0)] += g;
+      });
+      ForEachReach(b, x0, x1, y0, y1, [&](int x, int y, double g) {
+        (*scratch)[static_cast<size_t>(y - y0) * pw + (x - x0)] -= g;
+      });
+    }
+  }
+  if (!changed) return false;
+  // Jᵀ·Δ over the window, J the column's own Jacobian at its fit; the data
+  // lose what the neighbours gain, hence the sign.
+  const Model& m = sens.model;
+  Eigen::Matrix<double, kParams, 1> g = Eigen::Matrix<double, kParams, 1>::Zero();
+  const double r2 = radius * radius;
+  for (int y = y0; y <= y1; ++y) {
+    const double dy = y - sens.cy, ey = dy - m.y0;
+    const double* row = scratch->data() + static_cast<size_t>(y - y0) * pw - x0;
+    for (int x = x0; x <= x1; ++x) {
+      const double dx = x - sens.cx;
+      if (dx * dx + dy * dy > r2 || row[x] == 0.0) continue;
+      const double ex = dx - m.x0;
+      const double e = ExpNonPositive(-0.5 * (m.a * ex * ex + 2.0 * m.b * ex * ey + m.c * ey * ey));
+      const double amp_e = m.amp * e, d = -row[x];
+      g(0) += d * amp_e * (m.a * ex + m.b * ey);
+      g(1) += d * amp_e * (m.b * ex + m.c * ey);
+      g(2) += d * -0.5 * amp_e * ex * ex;
+      g(3) += d * -amp_e * ex * ey;
+      g(4) += d * -0.5 * amp_e * ey * ey;
+      g(5) += d * e;
+      g(6) += d;
+    }
+  }
+  const Eigen::Vector2d shift = sens.gain * g;
+  const double limit2 = kRefitShiftSds * kRefitShiftSds * sens.variance;
+  return !(shift(0) * shift(0) <= limit2 * sens.gain(0, 0) &&
+           shift(1) * shift(1) <= limit2 * sens.gain(1, 1));
+}
+
+// The model of an accepted fit, moved to (x, y).
+Model FromFit(const ColumnFit& f, double x, double y) {
+  // P = R·diag(1/σx², 1/σy²)·Rᵀ, R the rotation by f.rotation.
+  const double cs = std::cos(f.rotation), sn = std::sin(f.rotation);
+  const double pu = 1.0 / (f.sigma_x * f.sigma_x), pv = 1.0 / (f.sigma_y * f.sigma_y);
+  Model m;
+  m.x0 = x;
+  m.y0 = y;
+  m.a = cs * cs * pu + sn * sn * pv;
+  m.b = cs * sn * (pu - pv);
+  m.c = sn * sn * pu + cs * cs * pv;
+  m.amp = f.amplitude;
+  m.bg = f.background;
+  return m;
+}
+
+// For each column, the index of the accepted earlier fit nearest to it
+// within kEarlierMatchSigmas of its blob's sigma, or -1.
+constexpr double kEarlierMatchSigmas = 0.5;
+std::vector<int> MatchEarlier(const std::vector<ColumnInput>& cols,
+                              absl::Span<const ColumnFit> earlier) {
+  const int n = static_cast<int>(cols.size());
+  std::vector<int> out(n, -1);
+  if (earlier.empty() || n == 0) return out;
+  double reach = 0.0;
+  for (const ColumnInput& c : cols) reach = std::max(reach, kEarlierMatchSigmas * c.sigma);
+  // Cells as large as the widest reach: a match lies in the 3×3 around a
+  // column's cell. The grid is a sorted list of (cell, index).
+  const double cell = std::max(reach, 1e-3);
+  auto cell_of = [&](double v) { return static_cast<int64_t>(std::floor(v / cell)); };
+  constexpr int64_t kStride = int64_t{1} << 31;
+  std::vector<std::pair<int64_t, int>> grid;
+  for (int k = 0; k < static_cast<int>(earlier.size()); ++k) {
+    const ColumnFit& f = earlier[k];
+    const bool usable = f.status == ColumnFitStatus::kOk && std::isfinite(f.x) &&
+                        std::isfinite(f.y) && f.sigma_x > 0.0 && f.sigma_y > 0.0 &&
+                        f.amplitude > 0.0 && std::abs(f.x) < 1e9 && std::abs(f.y) < 1e9;
+    if (usable) grid.push_back({cell_of(f.y) * kStride + cell_of(f.x), k});
+  }
+  std::sort(grid.begin(), grid.end());
+  for (int i = 0; i < n; ++i) {
+    const ColumnInput& c = cols[i];
+    double best = kEarlierMatchSigmas * c.sigma;
+    for (int64_t gy = cell_of(c.y) - 1; gy <= cell_of(c.y) + 1; ++gy) {
+      for (int64_t gx = cell_of(c.x) - 1; gx <= cell_of(c.x) + 1; ++gx) {
+        const int64_t key = gy * kStride + gx;
+        auto it = std::lower_bound(grid.begin(), grid.end(), std::make_pair(key, -1));
+        for (; it != grid.end() && it->first == key; ++it) {
+          const ColumnFit& f = earlier[it->second];
+          const double d = std::hypot(f.x - c.x, f.y - c.y);
+          if (d <= best) best = d, out[i] = it->second;
+        }
+      }
+    }
+  }
+  return out;
+}
+
 Window& ThreadWindow() {
   thread_local Window window;
   return window;
@@ -599,7 +795,7 @@ Window& ThreadWindow() {
 
 absl::Status RefineGaussian(const cv::Mat& image, absl::Span<Blob> blobs,
                             std::vector<ColumnFit>* fits, const GaussianRefineOptions& options,
-                            ExecutionContext* context) {
+                            ExecutionContext* context, absl::Span<const ColumnFit> previous) {
   if (absl::Status s = options.Validate(); !s.ok()) return s;
   if (image.empty() || image.type() != CV_32FC1) {
     return absl::InvalidArgumentError(
@@ -618,12 +814,18 @@ absl::Status RefineGaussian(const cv::Mat& image, absl::Span<Blob> blobs,
     }
     cols[i] = {b.x, b.y, b.sigma, options.window_sigmas * b.sigma};
   }
-  const std::vector<Neighbours> neighbours = FindNeighbours(cols);
+  std::vector<Neighbours> neighbours = FindNeighbours(cols);
   const std::vector<Model> no_models;
 
-  // The detections' models, the first pass's neighbours.
+  // The detections' models, the first pass's neighbours: an earlier fit of
+  // the column where there is one, else the detection's.
+  const std::vector<int> earlier = MatchEarlier(cols, previous);
   std::vector<Model> initial(n);
   context->ParallelFor(n, [&](int i) {
+    if (earlier[i] >= 0) {
+      initial[i] = FromFit(previous[earlier[i]], cols[i].x, cols[i].y);
+      return;
+    }
     Window& w = ThreadWindow();
     GatherWindow(image, cols[i].x, cols[i].y, cols[i].radius, Neighbours{}, no_models, &w);
     initial[i] = InitialModel(w, cols[i].sigma, &w.scratch);
@@ -633,17 +835,21 @@ absl::Status RefineGaussian(const cv::Mat& image, absl::Span<Blob> blobs,
   std::vector<Model> current = initial, next(n);
   // Whether current[i] is a fit (not the detection's model).
   std::vector<char> current_is_fit(n, 0);
+  // Per column, from its last fit; and whether it is refitted in the pass.
+  std::vector<Sensitivity> sensitivity(n);
+  std::vector<char> refit(n, 1);
   for (int pass = 0; pass < options.passes; ++pass) {
     context->ParallelFor(n, [&](int i) {
       const ColumnInput& in = cols[i];
       const Model& start = current[i];
-      if (pass > 0 && !neighbours[i].coupled) {
+      if (pass > 0 && !refit[i]) {
         next[i] = start;  // and (*fits)[i] stays
         return;
       }
       Window& w = ThreadWindow();
       GatherWindow(image, start.x0, start.y0, in.radius, neighbours[i], current, &w);
       ColumnFit& fit = (*fits)[i];
+      sensitivity[i].valid = false;
       if (w.n < kMinPixels + 3 * static_cast<int>(w.joint.size())) {
         next[i] = initial[i];
         fit = Fallback(initial[i], in, ColumnFitStatus::kTooFewPixels, options);
@@ -652,7 +858,11 @@ absl::Status RefineGaussian(const cv::Mat& image, absl::Span<Blob> blobs,
       Model relative = start;
       relative.x0 -= w.cx;
       relative.y0 -= w.cy;
-      const LmResult lm = LevenbergMarquardt(relative, options.max_iterations, &w);
+      const Plausible plausible{in.x - w.cx, in.y - w.cy,
+                                kPlausibleSlack * options.max_shift_sigmas * in.sigma,
+                                options.min_sigma_ratio * in.sigma / kPlausibleSlack,
+                                kPlausibleSlack * options.max_sigma_ratio * in.sigma};
+      const LmResult lm = LevenbergMarquardt(relative, options.max_iterations, plausible, &w);
       Model absolute = lm.model;
       absolute.x0 += w.cx;
       absolute.y0 += w.cy;
@@ -684,9 +894,30 @@ absl::Status RefineGaussian(const cv::Mat& image, absl::Span<Blob> blobs,
         fit.x_err = fit.y_err = options.fallback_error_px;
       }
       fit.iterations = lm.iterations;
+      Sensitivity& sens = sensitivity[i];
+      sens.cx = w.cx;
+      sens.cy = w.cy;
+      sens.model = lm.model;
+      sens.variance = lm.rss / dof;
+      sens.gain = cov.topLeftCorner<2, kParams>() / std::max(sens.variance, 1e-300);
+      sens.valid = sens.gain.allFinite() && sens.variance > 0.0;
     });
     std::swap(current, next);
     for (int i = 0; i < n; ++i) current_is_fit[i] = (*fits)[i].status == ColumnFitStatus::kOk;
+    if (pass + 1 < options.passes) {
+      // Only columns whose neighbours' new models would move them are
+      // refitted; `next` still holds the models this pass saw.
+      context->ParallelFor(n, [&](int i) {
+        if (!neighbours[i].coupled) {
+          refit[i] = 0;
+        } else if (!current_is_fit[i] || !sensitivity[i].valid) {
+          refit[i] = 1;
+        } else {
+          refit[i] = NeedsRefit(image, sensitivity[i], cols[i].radius, neighbours[i], next, current,
+                                &ThreadWindow().scratch);
+        }
+      });
+    }
   }
   for (int i = 0; i < n; ++i) {
     if ((*fits)[i].status == ColumnFitStatus::kOk) {

@@ -28,6 +28,7 @@
 #include <string>
 #include <vector>
 
+#include <Eigen/Dense>
 #include <opencv2/core.hpp>
 
 #include "absl/strings/str_cat.h"
@@ -86,6 +87,73 @@ std::pair<double, double> Bound(const SynthAtom& a, const cv::Mat& variance) {
   return {std::sqrt(iyy / det), std::sqrt(ixx / det)};
 }
 
+// The Cramér–Rao bounds of one column when the model is what the fit
+// estimates: every column near it (centres closer than kJointReach of the
+// larger sigma) with its own centre, precision matrix and amplitude, and one
+// background, all unknown (an isolated column's centre is orthogonal to the
+// rest, so there this equals Bound; close neighbours share pixels and raise
+// it). Over every pixel a Gaussian reaches (4 σ). Returns the bounds on x0,
+// y0 and on the relative integrated intensity 2πA/√det P.
+struct JointBounds {
+  double x, y, intensity;
+};
+JointBounds JointBound(const std::vector<SynthAtom>& atoms, size_t k, const cv::Mat& variance) {
+  constexpr double kJointReach = 5.0, kPixelReach = 4.0;
+  constexpr int kPer = 6;  // x0, y0, a, b, c, A
+  const SynthAtom& own = atoms[k];
+  std::vector<size_t> set = {k};
+  for (size_t j = 0; j < atoms.size(); ++j) {
+    if (j != k && std::hypot(atoms[j].x - own.x, atoms[j].y - own.y) <
+                      kJointReach * std::max(own.sigma_px, atoms[j].sigma_px)) {
+      set.push_back(j);
+    }
+  }
+  const int m = static_cast<int>(set.size()), np = kPer * m + 1;
+  Eigen::MatrixXd fisher = Eigen::MatrixXd::Zero(np, np);
+  double lo_x = HUGE_VAL, hi_x = -HUGE_VAL, lo_y = HUGE_VAL, hi_y = -HUGE_VAL;
+  for (size_t j : set) {
+    const double r = kPixelReach * atoms[j].sigma_px;
+    lo_x = std::min(lo_x, atoms[j].x - r), hi_x = std::max(hi_x, atoms[j].x + r);
+    lo_y = std::min(lo_y, atoms[j].y - r), hi_y = std::max(hi_y, atoms[j].y + r);
+  }
+  const int x0 = std::max(0, static_cast<int>(std::ceil(lo_x)));
+  const int x1 = std::min(variance.cols - 1, static_cast<int>(std::floor(hi_x)));
+  const int y0 = std::max(0, static_cast<int>(std::ceil(lo_y)));
+  const int y1 = std::min(variance.rows - 1, static_cast<int>(std::floor(hi_y)));
+  std::vector<std::pair<int, double>> grad;
+  for (int y = y0; y <= y1; ++y) {
+    for (int x = x0; x <= x1; ++x) {
+      grad.clear();
+      for (int c = 0; c < m; ++c) {
+        const SynthAtom& a = atoms[set[c]];
+        const double ex = x - a.x, ey = y - a.y, s2 = a.sigma_px * a.sigma_px;
+        const double r2 = (ex * ex + ey * ey) / s2;
+        if (r2 > kPixelReach * kPixelReach) continue;
+        const double e = std::exp(-0.5 * r2), g = a.intensity * e, p = 1.0 / s2;
+        const int base = kPer * c;
+        grad.push_back({base + 0, g * p * ex});
+        grad.push_back({base + 1, g * p * ey});
+        grad.push_back({base + 2, -0.5 * g * ex * ex});
+        grad.push_back({base + 3, -g * ex * ey});
+        grad.push_back({base + 4, -0.5 * g * ey * ey});
+        grad.push_back({base + 5, e});
+      }
+      grad.push_back({np - 1, 1.0});
+      const double w = 1.0 / variance.at<double>(y, x);
+      for (const auto& [i, gi] : grad) {
+        for (const auto& [j, gj] : grad) fisher(i, j) += w * gi * gj;
+      }
+    }
+  }
+  const Eigen::MatrixXd cov = fisher.ldlt().solve(Eigen::MatrixXd::Identity(np, np));
+  // V = 2πA/√(ac − b²) at a = c = 1/σ², b = 0: ∂lnV/∂A = 1/A, ∂lnV/∂a =
+  // ∂lnV/∂c = −σ²/2.
+  Eigen::VectorXd dv = Eigen::VectorXd::Zero(np);
+  dv(2) = dv(4) = -0.5 * own.sigma_px * own.sigma_px;
+  dv(5) = 1.0 / own.intensity;
+  return {std::sqrt(cov(0, 0)), std::sqrt(cov(1, 1)), std::sqrt(dv.dot(cov * dv))};
+}
+
 struct Row {
   std::string lattice;
   double noise, dose;
@@ -94,6 +162,9 @@ struct Row {
   double gauss_x, gauss_y, gauss_ms, within2, failed, intensity_err;
   double para_abs, gauss_abs;   // median |e| px (for noise 0)
   double intensity_bias = 0.0;  // median of integrated intensity / truth - 1
+  // Against the joint bounds (JointBound): position spread per axis, and
+  // the relative integrated intensity's.
+  double joint_x = 0.0, joint_y = 0.0, joint_intensity = 0.0;
   int status_counts[6] = {};
   double iterations = 0;
 };
@@ -137,7 +208,7 @@ Row RunFrame(SynthLattice lattice, double noise, double dose, int size, Executio
   const double gauss_ms = MsSince(t0);
 
   Row row{SynthLatticeName(lattice), noise, dose, 0, 0, 0, para_ms, 0, 0, gauss_ms, 0, 0, 0, 0, 0};
-  std::vector<double> px, py, gx, gy, ierr, ibias, pabs, gabs;
+  std::vector<double> px, py, gx, gy, ierr, ibias, pabs, gabs, jx, jy, ji;
   int within = 0, failed = 0, counted = 0;
   for (size_t k = 0; k < frame.atoms.size(); ++k) {
     const SynthAtom& a = frame.atoms[k];
@@ -166,6 +237,12 @@ Row RunFrame(SynthLattice lattice, double noise, double dose, int size, Executio
     within += std::abs(f.y - a.y) <= 2 * f.y_err;
     const double truth = 2 * M_PI * a.intensity * a.sigma_px * a.sigma_px;
     ierr.push_back(std::abs(f.intensity / truth - 1.0));
+    if (noise > 0.0 || dose > 0.0) {
+      const JointBounds joint = JointBound(frame.atoms, k, variance);
+      jx.push_back(std::abs(gauss[k].x - a.x) / joint.x);
+      jy.push_back(std::abs(gauss[k].y - a.y) / joint.y);
+      ji.push_back(ierr.back() / joint.intensity);
+    }
     ibias.push_back(f.intensity / truth - 1.0);
   }
   row.columns = counted;
@@ -177,6 +254,9 @@ Row RunFrame(SynthLattice lattice, double noise, double dose, int size, Executio
   row.failed = static_cast<double>(failed) / std::max(counted, 1);
   row.intensity_err = Median(ierr);
   row.intensity_bias = Median(ibias);
+  row.joint_x = Median(jx) / 0.6745;
+  row.joint_y = Median(jy) / 0.6745;
+  row.joint_intensity = Median(ji) / 0.6745;
   row.para_abs = Median(pabs);
   row.gauss_abs = Median(gabs);
 
@@ -326,7 +406,8 @@ int Main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const absl::string_view a = argv[i];
     if (ParseFlag(a, "--size=", &size) || ParseFlag(a, "--threads=", &threads) ||
-        ParseFlag(a, "--passes=", &Options().passes)) {
+        ParseFlag(a, "--passes=", &Options().passes) ||
+        ParseFlag(a, "--window-sigmas=", &Options().window_sigmas)) {
       continue;
     }
     if (a.substr(0, 6) == "--out=") {
@@ -346,13 +427,17 @@ int Main(int argc, char** argv) {
       "spread = median |error| / Cramer-Rao bound / 0.6745 per axis (target <= 1.1 at noise "
       "0.1-0.3);\nwithin2 = share of coordinates within 2x the reported uncertainty (target "
       "0.90-0.98);\n|dI| = median |integrated intensity / truth - 1|, dI its signed median; "
-      "statistics over the columns whose Gaussian fit is accepted (failed = the others).\n%dx%d "
+      "statistics over the columns whose Gaussian fit is accepted (failed = the others);\n"
+      "joint x/y, joint dI = the Gaussian's spreads of x, y and of the relative integrated "
+      "intensity over the joint bound (the column and its neighbours within 5 sigma all "
+      "unknown, every pixel out to 4 sigma: what a fit of this model can reach).\n%dx%d "
       "frames, "
       "Gaussian on %d threads, paraboloid on 1.\n\n",
       size, size, threads);
-  std::printf("%-10s %5s %5s %5s | %-21s %7s | %-21s %7s %7s %6s %6s %6s %8s\n", "lattice", "noise",
-              "dose", "cols", "paraboloid spread x/y", "ms", "Gaussian spread x/y", "ms", "within2",
-              "failed", "|dI|", "dI", "|e| px");
+  std::printf("%-10s %5s %5s %5s | %-21s %7s | %-21s %7s %7s %6s %6s %6s %8s | %-13s %8s\n",
+              "lattice", "noise", "dose", "cols", "paraboloid spread x/y", "ms",
+              "Gaussian spread x/y", "ms", "within2", "failed", "|dI|", "dI", "|e| px", "joint x/y",
+              "joint dI");
   for (SynthLattice lattice :
        {SynthLattice::kYbco, SynthLattice::kPerovskite, SynthLattice::kHex}) {
     for (double dose : {0.0, 2000.0}) {
@@ -363,13 +448,14 @@ int Main(int argc, char** argv) {
         if (noise == 0.0 && dose == 0.0) {
           // No noise, no bound: only the absolute error (last column) means something.
           r.para_x = r.para_y = r.gauss_x = r.gauss_y = r.within2 = NAN;
+          r.joint_x = r.joint_y = r.joint_intensity = NAN;
         }
         std::printf(
             "%-10s %5.2f %5.0f %5d | %9.3f / %-9.3f %7.1f | %9.3f / %-9.3f %7.1f %7.3f %6.3f "
-            "%6.3f %+6.3f %8.4f\n",
+            "%6.3f %+6.3f %8.4f | %5.3f / %-5.3f %8.3f\n",
             r.lattice.c_str(), r.noise, r.dose, r.columns, r.para_x, r.para_y, r.para_ms, r.gauss_x,
             r.gauss_y, r.gauss_ms, r.within2, r.failed, r.intensity_err, r.intensity_bias,
-            r.gauss_abs);
+            r.gauss_abs, r.joint_x, r.joint_y, r.joint_intensity);
         if (verbose) {
           std::printf("    fit statuses:");
           for (int k = 0; k < 6; ++k) {

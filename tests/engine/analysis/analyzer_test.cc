@@ -145,6 +145,17 @@ TEST(AnalyzerTest, SameResultWithOneAndTwoThreads) {
   }
 }
 
+// The generator's column nearest `atom` closer than *distance (which it
+// then holds), or null.
+const SynthAtom* NearestTruth(const SynthFrame& f, const Atom& atom, double* distance) {
+  const SynthAtom* best = nullptr;
+  for (const SynthAtom& t : f.atoms) {
+    const double d = std::hypot(atom.x - t.x, atom.y - t.y);
+    if (d < *distance) *distance = d, best = &t;
+  }
+  return best;
+}
+
 // RefineMode::kGaussian through the analyzer: every atom carries a fit,
 // its uncertainties are calibrated against the generator's true positions
 // (about 95 % of coordinates within 2σ for a calibrated Gaussian error) and
@@ -166,12 +177,8 @@ TEST(AnalyzerTest, GaussianRefinementReportsCalibratedUncertainties) {
   auto errors = [&](const FrameAnalysis& a, int* within, int* coordinates) {
     std::vector<double> distances;
     for (const Atom& atom : a.atoms) {
-      const SynthAtom* best = nullptr;
       double best_d = radius;
-      for (const SynthAtom& t : f.atoms) {
-        const double d = std::hypot(atom.x - t.x, atom.y - t.y);
-        if (d < best_d) best_d = d, best = &t;
-      }
+      const SynthAtom* best = NearestTruth(f, atom, &best_d);
       if (best == nullptr) continue;
       distances.push_back(best_d);
       if (atom.fit.has_value() && atom.fit->status == ColumnFitStatus::kOk) {
@@ -229,6 +236,51 @@ TEST(AnalyzerTest, GaussianFitsAreTheSameWithOneAndTwoThreads) {
     EXPECT_EQ(runs[0].atoms[i].fit->intensity, runs[1].atoms[i].fit->intensity);
     EXPECT_EQ(runs[0].atoms[i].fit->status, runs[1].atoms[i].fit->status);
   }
+}
+
+// A stream with the Gaussian refinement: the columns are fitted once per
+// frame after the seams are merged, the second frame's fits starting from
+// the first's. Its fits are as calibrated against the generator's truth,
+// and every atom carries one.
+TEST(AnalyzerTest, GaussianFitsOfAStreamsSecondFrameStayCalibrated) {
+  const SynthFrame f = Make(384, 0.2, 9);
+  AnalyzerOptions o = Options(192, 20);
+  o.logstar.refine_mode = RefineMode::kGaussian;
+  auto analyzer = LogStarAnalyzer::Create(o, f.prior);
+  ASSERT_TRUE(analyzer.ok()) << analyzer.status();
+  ASSERT_TRUE((*analyzer)->Analyze(f.image, ExecutionContext::Default()).ok());
+  // The same columns under a new noise draw.
+  double lo = 0.0, hi = 0.0;
+  cv::minMaxLoc(f.image, &lo, &hi);
+  cv::Mat noise(f.image.size(), CV_32F);
+  cv::RNG rng(3);
+  rng.fill(noise, cv::RNG::NORMAL, 0.0, 0.1 * (hi - lo));
+  cv::Mat second;
+  f.image.convertTo(second, CV_32F);
+  second += noise;
+  absl::StatusOr<FrameAnalysis> a = (*analyzer)->Analyze(second, ExecutionContext::Default());
+  ASSERT_TRUE(a.ok()) << a.status();
+  const double radius = 0.3 * f.prior.NearestNeighborPx();
+  int within = 0, coordinates = 0, failed = 0;
+  for (const Atom& atom : a->atoms) {
+    ASSERT_TRUE(atom.fit.has_value());
+    EXPECT_EQ(atom.fit->x, atom.x);
+    if (atom.fit->status != ColumnFitStatus::kOk) {
+      ++failed;
+      continue;
+    }
+    double best_d = radius;
+    const SynthAtom* best = NearestTruth(f, atom, &best_d);
+    if (best == nullptr) continue;
+    within += std::abs(atom.x - best->x) <= 2.0 * atom.fit->x_err;
+    within += std::abs(atom.y - best->y) <= 2.0 * atom.fit->y_err;
+    coordinates += 2;
+  }
+  EXPECT_LE(failed, static_cast<int>(a->atoms.size()) / 10);
+  ASSERT_GT(coordinates, 200);
+  const double share = static_cast<double>(within) / coordinates;
+  EXPECT_GE(share, 0.85);
+  EXPECT_LE(share, 0.99);
 }
 
 TEST(AnalyzerTest, GeometryOrPriorChangeEmptiesTheCache) {
