@@ -299,7 +299,7 @@ absl::StatusOr<DecodedFrame> DecodeFrame(const v1::Frame& frame, int64_t max_pix
   } else {
     image = wire::ViewPixels(px, type, rows);
   }
-  LOGSTAR_RETURN_IF_ERROR(CheckFinitePixels(image, PixelsField(px), context));
+  LOGSTAR_ASSIGN_OR_RETURN(out.range, CheckAndMeasurePixels(image, PixelsField(px), context));
   out.image = std::move(image);
   return out;
 }

@@ -261,5 +261,33 @@ TEST(PixelCheckTest, NamesTheFirstNonFinitePixelWithThreads) {
   EXPECT_TRUE(CheckFinitePixels(cv::Mat(10, 10, CV_16UC1, cv::Scalar(65535)), "f", nullptr).ok());
 }
 
+// The check's range is the frame's minimum and maximum (found here by a
+// plain loop), wherever they lie among the blocks, for every type.
+TEST(PixelCheckTest, MeasuresTheRangeWithTheCheck) {
+  for (int depth : {CV_8U, CV_16U, CV_16S, CV_32F, CV_64F}) {
+    cv::Mat image(1200, 700, CV_MAKETYPE(depth, 1), cv::Scalar(40));  // several blocks
+    cv::Mat low(1, 1, image.type(), cv::Scalar(-7)), high(1, 1, image.type(), cv::Scalar(90));
+    if (depth == CV_8U || depth == CV_16U) low.setTo(3);
+    low.copyTo(image(cv::Rect(699, 1199, 1, 1)));  // the last block
+    high.copyTo(image(cv::Rect(350, 600, 1, 1)));  // a middle one
+    cv::Mat as_double;
+    image.convertTo(as_double, CV_64F);
+    double lo = as_double.at<double>(0, 0), hi = lo;
+    for (int y = 0; y < image.rows; ++y) {
+      for (int x = 0; x < image.cols; ++x) {
+        lo = std::min(lo, as_double.at<double>(y, x));
+        hi = std::max(hi, as_double.at<double>(y, x));
+      }
+    }
+    for (ExecutionContext* context :
+         {static_cast<ExecutionContext*>(nullptr), ExecutionContext::Default()}) {
+      absl::StatusOr<PixelRange> r = CheckAndMeasurePixels(image, "f", context);
+      ASSERT_TRUE(r.ok()) << r.status();
+      EXPECT_EQ(r->min, lo) << "depth " << depth;
+      EXPECT_EQ(r->max, hi) << "depth " << depth;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace logstar::server
