@@ -542,8 +542,7 @@ class LogStarAnalyzer {
   // (server/session.h), whose own check of the pixels it received measures
   // the range on the way (server/pixel_check.h).
   absl::StatusOr<FrameAnalysis> Analyze(const cv::Mat& frame, const PixelRange& range,
-                                        ExecutionContext* context,
-                                        const std::atomic<bool>* cancel);
+                                        ExecutionContext* context, const std::atomic<bool>* cancel);
 
   // The cache with the geometry it belongs to.
   struct CacheSnapshot {
