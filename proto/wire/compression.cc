@@ -95,12 +95,25 @@ struct ZstdContexts {
   std::unique_ptr<char[]> scratch;
   size_t scratch_size = 0;
 
+  // ZSTD_DELTA's bands compressed, before they are joined; the same
+  // bound and lifetime as scratch. Kept, as scratch is, so that a stream's
+  // frames do not fault in fresh pages each time.
+  std::unique_ptr<char[]> packed;
+  size_t packed_size = 0;
+
   char* Scratch(size_t size) {
     if (size > scratch_size) {
       scratch.reset(new char[size]);
       scratch_size = size;
     }
     return scratch.get();
+  }
+  char* Packed(size_t size) {
+    if (size > packed_size) {
+      packed.reset(new char[size]);
+      packed_size = size;
+    }
+    return packed.get();
   }
 };
 
@@ -205,27 +218,33 @@ absl::StatusOr<std::string> CompressDelta(const std::string& raw, int width, int
                                           int threads) {
   const int band_rows = BandRows(width);
   const int bands = (height + band_rows - 1) / band_rows;
-  std::vector<std::string> parts(bands);
+  auto rows_of = [&](int b) { return std::min(height, (b + 1) * band_rows) - b * band_rows; };
+  // Band b's room in this thread's buffer starts at bound[b].
+  std::vector<size_t> bound(bands + 1, 0);
+  for (int b = 0; b < bands; ++b) {
+    bound[b + 1] = bound[b] + ZSTD_compressBound(size_t(rows_of(b)) * width * 2);
+  }
+  char* packed = Contexts().Packed(bound[bands]);
   std::vector<size_t> results(bands, 0);
   OnThreads(bands, threads, [&](int b) {
-    const int y0 = b * band_rows, n = std::min(height, y0 + band_rows) - y0;
-    const size_t bytes = size_t(n) * width * 2;
+    const size_t bytes = size_t(rows_of(b)) * width * 2;
     ZstdContexts& z = Contexts();
     auto* residuals = reinterpret_cast<uint8_t*>(z.Scratch(bytes));
-    PredictBand(reinterpret_cast<const uint16_t*>(raw.data()) + size_t(y0) * width, n, width,
-                residuals);
-    parts[b].resize(ZSTD_compressBound(bytes));
-    results[b] = ZSTD_compressCCtx(z.compress.get(), parts[b].data(), parts[b].size(), residuals,
-                                   bytes, level);
+    PredictBand(reinterpret_cast<const uint16_t*>(raw.data()) + size_t(b) * band_rows * width,
+                rows_of(b), width, residuals);
+    results[b] = ZSTD_compressCCtx(z.compress.get(), packed + bound[b], bound[b + 1] - bound[b],
+                                   residuals, bytes, level);
   });
-  std::string out;
-  for (int b = 0; b < bands; ++b) {
-    if (ZSTD_isError(results[b])) {
-      return absl::InternalError(
-          absl::StrCat("zstd compression failed: ", ZSTD_getErrorName(results[b])));
+  size_t total = 0;
+  for (size_t n : results) {
+    if (ZSTD_isError(n)) {
+      return absl::InternalError(absl::StrCat("zstd compression failed: ", ZSTD_getErrorName(n)));
     }
-    out.append(parts[b].data(), results[b]);
+    total += n;
   }
+  std::string out;
+  out.reserve(total);
+  for (int b = 0; b < bands; ++b) out.append(packed + bound[b], results[b]);
   return out;
 }
 
