@@ -243,11 +243,19 @@ const char* PixelsField(const v1::PixelData& px) {
 // Compressed pixels (proto/wire/compression.h, checked by CheckPixels):
 // the whole frame is decompressed into an image of its own, at most
 // width × height × bytes (the payload cannot make it larger), and its
-// first `rows` rows returned.
-absl::StatusOr<cv::Mat> DecompressRows(const v1::PixelData& px, const wire::Dtype& type, int rows) {
+// first `rows` rows returned. Bands of ZSTD_DELTA are decompressed on the
+// context's threads.
+absl::StatusOr<cv::Mat> DecompressRows(const v1::PixelData& px, const wire::Dtype& type, int rows,
+                                       ExecutionContext* context) {
   cv::Mat full(static_cast<int>(px.height()), static_cast<int>(px.width()),
                CV_MAKETYPE(type.cv_depth, 1));
-  LOGSTAR_RETURN_IF_ERROR(wire::DecompressPixels(px, reinterpret_cast<char*>(full.data)));
+  wire::ParallelFor parallel;
+  if (context != nullptr) {
+    parallel = [context](int n, const std::function<void(int)>& body) {
+      context->ParallelFor(n, body);
+    };
+  }
+  LOGSTAR_RETURN_IF_ERROR(wire::DecompressPixels(px, reinterpret_cast<char*>(full.data), parallel));
   return full.rowRange(0, rows);
 }
 
@@ -287,7 +295,7 @@ absl::StatusOr<DecodedFrame> DecodeFrame(const v1::Frame& frame, int64_t max_pix
 
   cv::Mat image;
   if (px.source_case() == v1::PixelData::kCompressed) {
-    LOGSTAR_ASSIGN_OR_RETURN(image, DecompressRows(px, type, rows));
+    LOGSTAR_ASSIGN_OR_RETURN(image, DecompressRows(px, type, rows, context));
   } else if (shared) {
     // Only the valid rows are read: a copy of a POSIX object's, in place
     // from a sealed memory file (server/shared_memory.h).
@@ -299,7 +307,7 @@ absl::StatusOr<DecodedFrame> DecodeFrame(const v1::Frame& frame, int64_t max_pix
   } else {
     image = wire::ViewPixels(px, type, rows);
   }
-  LOGSTAR_RETURN_IF_ERROR(CheckFinitePixels(image, PixelsField(px), context));
+  LOGSTAR_ASSIGN_OR_RETURN(out.range, CheckAndMeasurePixels(image, PixelsField(px), context));
   out.image = std::move(image);
   return out;
 }

@@ -15,6 +15,7 @@
 #define LOGSTAR_SERVER_CONVERT_H_
 
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include <google/protobuf/timestamp.pb.h>
@@ -43,6 +44,11 @@ struct DecodedFrame {
   // CV_32F, CV_64F). For pixels in the message usually a view of
   // frame.pixels().data() (no copy): the frame must outlive it.
   cv::Mat image;
+  // The image's minimum and maximum, measured with its finite check, for
+  // the engine's normalisation (LogStarAnalyzer::Analyze with a range).
+  // Set by DecodeFrame; a frame made otherwise leaves it empty, and the
+  // engine measures the range itself.
+  std::optional<PixelRange> range;
   bool partial = false;              // valid_rows < height
   double pixel_size_angstrom = 0.0;  // from the frame; 0 when it gives none
 };
@@ -52,7 +58,8 @@ struct DecodedFrame {
 absl::Status CheckFrameLimits(const v1::Frame& frame, int64_t max_pixels);
 
 // Everything: limits, dtype, shape against byte count, valid_rows, pixel
-// sizes, finite pixels (the first bad pixel's x and y are named). Pixels
+// sizes, finite pixels (the first bad pixel's x and y are named), and in
+// the same pass the pixels' range (server/pixel_check.h). Pixels
 // in shared memory are copied out of `shared_memory` (INVALID_ARGUMENT
 // naming frame.pixels.shared_memory without one, or for a region not held
 // or too short), with the context's threads when one is given; pixels in

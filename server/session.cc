@@ -182,7 +182,9 @@ absl::StatusOr<Session::Analysis> Session::Analyze(const DecodedFrame& frame,
   LOGSTAR_ASSIGN_OR_RETURN(const Run run, RunFor(frame.partial, frame.pixel_size_angstrom));
   // Outside the lock: settings and counters stay available meanwhile.
   LOGSTAR_ASSIGN_OR_RETURN(FrameAnalysis result,
-                           run.analyzer->Analyze(frame.image, context, cancel));
+                           frame.range.has_value()
+                               ? run.analyzer->Analyze(frame.image, *frame.range, context, cancel)
+                               : run.analyzer->Analyze(frame.image, context, cancel));
   Analysis out;
   out.pixel_size_angstrom = run.pixel_size_angstrom;
   out.prior = run.prior;

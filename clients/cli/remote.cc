@@ -158,7 +158,7 @@ absl::StatusOr<ClientOptions> ClientOptionsFromFlags(const ClientFlags& f) {
     absl::StatusOr<v1::PixelCodec> codec = wire::ParseCodec(*f.compress);
     if (!codec.ok()) {
       return absl::InvalidArgumentError(
-          absl::StrCat("--compress must be none or zstd, got '", *f.compress, "'"));
+          absl::StrCat("--compress must be none, zstd or zstd-delta, got '", *f.compress, "'"));
     }
     o.compression = *codec;
   }

@@ -45,7 +45,7 @@ using server::ToProtoTime;
 struct ClientFlags {
   std::optional<std::string> server{}, tls_ca{}, tls_cert{}, tls_key{}, token{}, token_file{},
       connect_timeout{};
-  std::optional<std::string> compress{};  // --compress none|zstd
+  std::optional<std::string> compress{};  // --compress none|zstd|zstd-delta
   bool tls = false;
 };
 absl::StatusOr<ClientOptions> ClientOptionsFromFlags(const ClientFlags& flags);
@@ -69,8 +69,10 @@ inline constexpr char kClientFlagsUsage[] =
     "  --token T             bearer token (or --token-file F, first line)\n"
     "  --connect-timeout S   seconds to wait for a server that is starting (default: a\n"
     "                        refused connection fails at once, else 10 s)\n"
-    "  --compress C          none (default) or zstd: lossless compression of the pixels\n"
-    "                        in the messages, for slow links (used when the daemon accepts it)\n";
+    "  --compress C          none (default), zstd or zstd-delta: lossless compression of the\n"
+    "                        pixels in the messages, for slow links (used when the daemon\n"
+    "                        accepts it); zstd-delta codes uint16 counts from the row above,\n"
+    "                        about 15 % smaller, and needs a daemon that knows it\n";
 
 }  // namespace logstar::cli
 

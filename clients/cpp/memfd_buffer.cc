@@ -170,6 +170,12 @@ absl::StatusOr<v1::PixelData> ImageToSharedPixels(const cv::Mat& image, MemfdBuf
                              offset);
 }
 
+absl::StatusOr<SharedFrameSlot> SharedSlot(MemfdBuffer& buffer, const std::string& region,
+                                           uint64_t offset, int rows, int cols, int type) {
+  return SharedSlot(buffer.data(), buffer.size(), "the memory file", region, offset, rows, cols,
+                    type);
+}
+
 absl::StatusOr<std::unique_ptr<LocalFrameBuffer>> RegisterLocalFrameBuffer(
     Client& client, const std::string& region, uint64_t byte_size,
     const SharedMemoryBuffer::Options& shm) {
@@ -206,6 +212,12 @@ absl::StatusOr<v1::PixelData> ImageToSharedPixels(const cv::Mat& image, LocalFra
   return ImageToSharedPixels(image, buffer.data(), buffer.size(),
                              absl::StrCat("region '", buffer.region(), "'"), buffer.region(),
                              offset);
+}
+
+absl::StatusOr<SharedFrameSlot> SharedSlot(LocalFrameBuffer& buffer, uint64_t offset, int rows,
+                                           int cols, int type) {
+  return SharedSlot(buffer.data(), buffer.size(), absl::StrCat("region '", buffer.region(), "'"),
+                    buffer.region(), offset, rows, cols, type);
 }
 
 }  // namespace logstar

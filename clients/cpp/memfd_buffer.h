@@ -9,7 +9,10 @@
 //   auto buffer = MemfdBuffer::Create(4 * frame_bytes);
 //   client->... RegisterMemfd(*client, "frames", **buffer);     // once
 //   auto pixels = ImageToSharedPixels(image, **buffer, "frames", slot * frame_bytes);
-//   ... as with SharedMemoryBuffer; UnregisterSharedMemory("frames") at the end.
+//   ... as with SharedMemoryBuffer; or, without even the client's copy,
+//   auto place = SharedSlot(**buffer, "frames", slot * frame_bytes, rows, cols, CV_16UC1);
+//   acquire into place->image, then send place->pixels; UnregisterSharedMemory("frames") at the
+//   end.
 //
 // Or, to take the memfd path when the daemon offers it and POSIX shared
 // memory otherwise (TCP, a daemon without the descriptor socket, not
@@ -91,6 +94,12 @@ absl::StatusOr<v1::SharedMemoryRegion> RegisterMemfd(Client& client, const std::
 // As ImageToSharedPixels (clients/cpp/shared_memory.h) into a MemfdBuffer.
 absl::StatusOr<v1::PixelData> ImageToSharedPixels(const cv::Mat& image, MemfdBuffer& buffer,
                                                   const std::string& region, uint64_t offset);
+// A frame's slot in a MemfdBuffer to write in place (SharedSlot,
+// clients/cpp/shared_memory.h): write the pixels into slot->image, send
+// slot->pixels; the daemon then reads the frame where it was written, and
+// the client copies nothing.
+absl::StatusOr<SharedFrameSlot> SharedSlot(MemfdBuffer& buffer, const std::string& region,
+                                           uint64_t offset, int rows, int cols, int type);
 
 // Frame memory on the daemon's host, registered as a region: a sealed
 // memory file where the daemon takes one, else a POSIX shared memory
@@ -121,6 +130,9 @@ absl::StatusOr<std::unique_ptr<LocalFrameBuffer>> RegisterLocalFrameBuffer(
 // As ImageToSharedPixels into a LocalFrameBuffer, under its region.
 absl::StatusOr<v1::PixelData> ImageToSharedPixels(const cv::Mat& image, LocalFrameBuffer& buffer,
                                                   uint64_t offset);
+// A frame's slot in a LocalFrameBuffer, under its region (SharedSlot).
+absl::StatusOr<SharedFrameSlot> SharedSlot(LocalFrameBuffer& buffer, uint64_t offset, int rows,
+                                           int cols, int type);
 
 }  // namespace logstar
 

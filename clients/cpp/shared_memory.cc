@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 #include <limits>
+#include <optional>
 #include <random>
 #include <utility>
 
@@ -121,20 +122,46 @@ absl::StatusOr<v1::PixelData> ImageToSharedPixels(const cv::Mat& image, char* da
   if (image.empty()) return absl::InvalidArgumentError("ImageToSharedPixels: the image is empty");
   const absl::StatusOr<wire::Dtype> type = wire::CheckImage(image);
   if (!type.ok()) return type.status();
-  const uint64_t bytes = static_cast<uint64_t>(image.cols) * image.rows * type->bytes;
-  if (offset > size || bytes > size - offset) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("a ", image.cols, " x ", image.rows, " frame of ", bytes, " bytes at offset ",
-                     offset, " does not fit in ", what, " of ", size, " bytes"));
-  }
+  absl::StatusOr<SharedFrameSlot> slot =
+      SharedSlot(data, size, what, region, offset, image.rows, image.cols, image.type());
+  if (!slot.ok()) return slot.status();
   wire::CopyRows(image, data + offset);
-  v1::PixelData pixels;
-  pixels.set_dtype(type->dtype);
-  pixels.set_width(image.cols);
-  pixels.set_height(image.rows);
-  pixels.mutable_shared_memory()->set_region(region);
-  pixels.mutable_shared_memory()->set_offset(offset);
-  return pixels;
+  return std::move(slot->pixels);
+}
+
+absl::StatusOr<SharedFrameSlot> SharedSlot(char* data, uint64_t size, const std::string& what,
+                                           const std::string& region, uint64_t offset, int rows,
+                                           int cols, int type) {
+  if (rows < 1 || cols < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a frame slot needs at least one row and column, got ", cols, " x ", rows));
+  }
+  const std::optional<wire::Dtype> dtype = wire::FromDepth(CV_MAT_DEPTH(type));
+  if (!dtype.has_value() || CV_MAT_CN(type) != 1) {
+    return absl::InvalidArgumentError(
+        "a frame slot's type must be single-channel uint8, uint16, int16, float32 or float64");
+  }
+  const uint64_t bytes = static_cast<uint64_t>(cols) * static_cast<uint64_t>(rows) * dtype->bytes;
+  if (offset > size || bytes > size - offset) {
+    return absl::InvalidArgumentError(absl::StrCat("a ", cols, " x ", rows, " frame of ", bytes,
+                                                   " bytes at offset ", offset, " does not fit in ",
+                                                   what, " of ", size, " bytes"));
+  }
+  SharedFrameSlot slot;
+  slot.image = cv::Mat(rows, cols, CV_MAKETYPE(dtype->cv_depth, 1), data + offset);
+  slot.pixels.set_dtype(dtype->dtype);
+  slot.pixels.set_width(cols);
+  slot.pixels.set_height(rows);
+  slot.pixels.mutable_shared_memory()->set_region(region);
+  slot.pixels.mutable_shared_memory()->set_offset(offset);
+  return slot;
+}
+
+absl::StatusOr<SharedFrameSlot> SharedSlot(SharedMemoryBuffer& buffer, const std::string& region,
+                                           uint64_t offset, int rows, int cols, int type) {
+  return SharedSlot(buffer.data(), buffer.size(),
+                    absl::StrCat("shared memory '", buffer.key(), "'"), region, offset, rows, cols,
+                    type);
 }
 
 }  // namespace logstar

@@ -106,6 +106,31 @@ absl::StatusOr<v1::PixelData> ImageToSharedPixels(const cv::Mat& image, char* da
                                                   const std::string& what,
                                                   const std::string& region, uint64_t offset);
 
+// A frame's place in a buffer, to be written in place: `image` is a
+// rows × cols single-channel view of `type` (CV_8U, CV_16U, CV_16S, CV_32F
+// or CV_64F) over the buffer's bytes at `offset` (continuous, row-major
+// without padding, as the wire wants; no copy), and `pixels` the PixelData
+// that points there. A client whose camera, generator or reader writes
+// its frames into `image` sends `pixels` and saves the copy that
+// ImageToSharedPixels makes (issue 21, item 2: 3.6 ms of 16 MiB at 2048²).
+// The view is valid as long as the buffer's mapping; the contract of the
+// file comment holds for its bytes.
+struct SharedFrameSlot {
+  cv::Mat image;
+  v1::PixelData pixels;
+};
+
+// The slot at `offset` of the mapping of `size` bytes at `data`; `what`
+// names the mapping in errors. INVALID_ARGUMENT for rows or cols < 1, a
+// type the wire does not carry, or a frame that does not fit (the sizes
+// are named).
+absl::StatusOr<SharedFrameSlot> SharedSlot(char* data, uint64_t size, const std::string& what,
+                                           const std::string& region, uint64_t offset, int rows,
+                                           int cols, int type);
+// The same in `buffer`.
+absl::StatusOr<SharedFrameSlot> SharedSlot(SharedMemoryBuffer& buffer, const std::string& region,
+                                           uint64_t offset, int rows, int cols, int type);
+
 }  // namespace logstar
 
 #endif  // LOGSTAR_CLIENTS_CPP_SHARED_MEMORY_H_

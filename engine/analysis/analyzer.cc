@@ -1135,14 +1135,18 @@ absl::Status LogStarAnalyzer::RunWarmPhases(
   });
 }
 
-absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
-                                                       ExecutionContext* context,
-                                                       const std::atomic<bool>* cancel) {
+absl::StatusOr<FrameAnalysis> LogStarAnalyzer::AnalyzeFrame(const cv::Mat& frame,
+                                                            const PixelRange* range,
+                                                            ExecutionContext* context,
+                                                            const std::atomic<bool>* cancel) {
   if (context == nullptr) return absl::InvalidArgumentError("context must not be null");
   MutexLock serial(&analyze_mu_);
   const auto t0 = std::chrono::steady_clock::now();
   FrameAnalysis result;
-  LOGSTAR_ASSIGN_OR_RETURN(const cv::Mat image, NormalizeFrame(frame, options_.normalize, context));
+  LOGSTAR_ASSIGN_OR_RETURN(const cv::Mat image,
+                           range != nullptr
+                               ? NormalizeFrame(frame, options_.normalize, *range, context)
+                               : NormalizeFrame(frame, options_.normalize, context));
   result.width = image.cols;
   result.height = image.rows;
   result.normalize_ms = MsSince(t0);
@@ -1415,7 +1419,20 @@ std::string FrameAnalysis::Summary() const {
 
 absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
                                                        ExecutionContext* context) {
-  return Analyze(frame, context, nullptr);
+  return AnalyzeFrame(frame, nullptr, context, nullptr);
+}
+
+absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
+                                                       ExecutionContext* context,
+                                                       const std::atomic<bool>* cancel) {
+  return AnalyzeFrame(frame, nullptr, context, cancel);
+}
+
+absl::StatusOr<FrameAnalysis> LogStarAnalyzer::Analyze(const cv::Mat& frame,
+                                                       const PixelRange& range,
+                                                       ExecutionContext* context,
+                                                       const std::atomic<bool>* cancel) {
+  return AnalyzeFrame(frame, &range, context, cancel);
 }
 
 LogStarAnalyzer::CacheSnapshot LogStarAnalyzer::Snapshot() const {

@@ -559,6 +559,10 @@ class LogStarAnalyzer {
                                std::vector<std::pair<int, AtomClass>>& classes,
                                std::optional<RegionSet>& frame_regions,
                                const std::atomic<bool>* cancel) const;
+  // Both Analyze overloads: `range` null when the frame's is not known.
+  absl::StatusOr<FrameAnalysis> AnalyzeFrame(const cv::Mat& frame, const PixelRange* range,
+                                             ExecutionContext* context,
+                                             const std::atomic<bool>* cancel);
   absl::StatusOr<FrameAmorphous> RunAmorphousStage(
       const cv::Mat& image, const std::vector<Atom>& atoms, const PhysicsPrior& prior,
       const std::vector<Window>& layout, std::vector<std::optional<CachedAmorphousWindow>>& cache,
@@ -607,6 +611,15 @@ class LogStarAnalyzer {
   // The cache is then left as it was: nothing half-tuned is kept.
   absl::StatusOr<FrameAnalysis> Analyze(const cv::Mat& frame, ExecutionContext* context,
                                         const std::atomic<bool>* cancel);
+
+  // As Analyze(frame, context, cancel) for a frame the caller has already
+  // read (NormalizeFrame's PixelRange, engine/image/normalize.h: every pixel
+  // finite, their minimum and maximum): min-max normalisation then reads
+  // the frame once, with the same result as Analyze's. The daemon's entry
+  // (server/session.h), whose own check of the pixels it received measures
+  // the range on the way (server/pixel_check.h).
+  absl::StatusOr<FrameAnalysis> Analyze(const cv::Mat& frame, const PixelRange& range,
+                                        ExecutionContext* context, const std::atomic<bool>* cancel);
 
   // The cache with the geometry it belongs to.
   struct CacheSnapshot {

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -150,53 +151,69 @@ absl::Status NormalizeOptions::Validate() const {
   return absl::OkStatus();
 }
 
-absl::StatusOr<cv::Mat> NormalizeFrame(const cv::Mat& frame, const NormalizeOptions& options,
-                                       ExecutionContext* context) {
-  if (absl::Status s = options.Validate(); !s.ok()) return s;
-  if (absl::Status s = CheckFrame(frame); !s.ok()) return s;
-  const int rows_per_block = RowsPerBlock(frame);
-  const int blocks = (frame.rows + rows_per_block - 1) / rows_per_block;
-  auto rows_of = [&](int b) {
-    return std::pair{b * rows_per_block, std::min(frame.rows, (b + 1) * rows_per_block)};
-  };
-  // Each block writes only its own slots and rows, so the result does not
-  // depend on the number of threads.
-  auto for_blocks = [&](auto&& body) {
-    if (context != nullptr && blocks > 1) {
-      context->ParallelFor(blocks, body);
-    } else {
-      for (int b = 0; b < blocks; ++b) body(b);
-    }
-  };
+namespace {
 
-  double lo, hi;
+// Row blocks of a frame, run on the context's threads when there is one and
+// more than one block. Each block writes only its own slots and rows, so
+// results do not depend on the number of threads.
+struct RowBlocks {
+  RowBlocks(const cv::Mat& frame, ExecutionContext* context)
+      : rows(frame.rows), per_block(RowsPerBlock(frame)), context(context) {}
+  int count() const { return (rows + per_block - 1) / per_block; }
+  std::pair<int, int> RowsOf(int b) const {
+    return {b * per_block, std::min(rows, (b + 1) * per_block)};
+  }
+  template <typename Body>
+  void ForEach(Body&& body) const {
+    if (context != nullptr && count() > 1) {
+      context->ParallelFor(count(), body);
+    } else {
+      for (int b = 0; b < count(); ++b) body(b);
+    }
+  }
+  int rows;
+  int per_block;
+  ExecutionContext* context;
+};
+
+// The frame's minimum and maximum (kMinMax) or its percentiles
+// (kPercentile), after refusing non-finite pixels.
+absl::StatusOr<PixelRange> MeasureRange(const cv::Mat& frame, const NormalizeOptions& options,
+                                        const RowBlocks& blocks) {
   if (options.method == NormalizeOptions::Method::kMinMax) {
-    std::vector<absl::Status> status(blocks, absl::InternalError("normalisation did not run"));
-    std::vector<double> block_lo(blocks), block_hi(blocks);
-    for_blocks([&](int b) {
-      const auto [y0, y1] = rows_of(b);
+    const int n = blocks.count();
+    std::vector<absl::Status> status(n, absl::InternalError("normalisation did not run"));
+    std::vector<double> block_lo(n), block_hi(n);
+    blocks.ForEach([&](int b) {
+      const auto [y0, y1] = blocks.RowsOf(b);
       status[b] = CheckAndMinMax(frame, y0, y1, &block_lo[b], &block_hi[b]);
     });
     for (const absl::Status& s : status) {
       if (!s.ok()) return s;
     }
-    lo = *std::min_element(block_lo.begin(), block_lo.end());
-    hi = *std::max_element(block_hi.begin(), block_hi.end());
-  } else {
-    if (absl::Status s = CheckAndMinMax(frame, 0, frame.rows, nullptr, nullptr); !s.ok()) {
-      return s;
-    }
-    cv::Mat d;
-    frame.convertTo(d, CV_64F);
-    std::vector<double> values;
-    values.reserve(d.total());
-    for (int y = 0; y < d.rows; ++y) {
-      const double* row = d.ptr<double>(y);
-      values.insert(values.end(), row, row + d.cols);
-    }
-    lo = Percentile(values, options.low_percentile);
-    hi = Percentile(values, options.high_percentile);
+    return PixelRange{.min = *std::min_element(block_lo.begin(), block_lo.end()),
+                      .max = *std::max_element(block_hi.begin(), block_hi.end())};
   }
+  if (absl::Status s = CheckAndMinMax(frame, 0, frame.rows, nullptr, nullptr); !s.ok()) {
+    return s;
+  }
+  cv::Mat d;
+  frame.convertTo(d, CV_64F);
+  std::vector<double> values;
+  values.reserve(d.total());
+  for (int y = 0; y < d.rows; ++y) {
+    const double* row = d.ptr<double>(y);
+    values.insert(values.end(), row, row + d.cols);
+  }
+  return PixelRange{.min = Percentile(values, options.low_percentile),
+                    .max = Percentile(values, options.high_percentile)};
+}
+
+// The mapping of [range.min, range.max] to [0, 1] (clipped for
+// kPercentile) into a new padded CV_32F frame.
+absl::StatusOr<cv::Mat> MapFrame(const cv::Mat& frame, const NormalizeOptions& options,
+                                 const PixelRange& range, const RowBlocks& blocks) {
+  const double lo = range.min, hi = range.max;
   // Finite pixels whose range does not fit a double (about ±1e308 in one
   // frame) would map to NaN: name that, not a non-finite pixel, later.
   if (!std::isfinite(hi - lo)) {
@@ -204,14 +221,36 @@ absl::StatusOr<cv::Mat> NormalizeFrame(const cv::Mat& frame, const NormalizeOpti
         "frame's pixel values span [", lo, ", ", hi,
         "], a range larger than float64 holds, so they cannot be normalised; scale them down"));
   }
-  const double range = std::max(hi - lo, 1e-12);
+  const double width = std::max(hi - lo, 1e-12);
   cv::Mat out = internal::NewPaddedFrame(frame.rows, frame.cols);
   const bool clip = options.method == NormalizeOptions::Method::kPercentile;
-  for_blocks([&](int b) {
-    const auto [y0, y1] = rows_of(b);
-    MapRowsOfDepth(frame, lo, range, clip, out, y0, y1);
+  blocks.ForEach([&](int b) {
+    const auto [y0, y1] = blocks.RowsOf(b);
+    MapRowsOfDepth(frame, lo, width, clip, out, y0, y1);
   });
   return out;
+}
+
+}  // namespace
+
+absl::StatusOr<cv::Mat> NormalizeFrame(const cv::Mat& frame, const NormalizeOptions& options,
+                                       ExecutionContext* context) {
+  if (absl::Status s = options.Validate(); !s.ok()) return s;
+  if (absl::Status s = CheckFrame(frame); !s.ok()) return s;
+  const RowBlocks blocks(frame, context);
+  absl::StatusOr<PixelRange> range = MeasureRange(frame, options, blocks);
+  if (!range.ok()) return range.status();
+  return MapFrame(frame, options, *range, blocks);
+}
+
+absl::StatusOr<cv::Mat> NormalizeFrame(const cv::Mat& frame, const NormalizeOptions& options,
+                                       const PixelRange& range, ExecutionContext* context) {
+  if (options.method != NormalizeOptions::Method::kMinMax) {
+    return NormalizeFrame(frame, options, context);
+  }
+  if (absl::Status s = options.Validate(); !s.ok()) return s;
+  if (absl::Status s = CheckFrame(frame); !s.ok()) return s;
+  return MapFrame(frame, options, range, RowBlocks(frame, context));
 }
 
 }  // namespace logstar

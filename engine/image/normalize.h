@@ -42,6 +42,25 @@ struct NormalizeOptions {
 absl::StatusOr<cv::Mat> NormalizeFrame(const cv::Mat& frame, const NormalizeOptions& options,
                                        ExecutionContext* context = nullptr);
 
+// What a caller that has already read a frame knows of its pixels: all
+// are finite, and their minimum and maximum (both attained). The daemon
+// learns it in its own check of the pixels it received (server/
+// pixel_check.h), so that normalisation need not read them again.
+struct PixelRange {
+  double min = 0.0;
+  double max = 0.0;
+};
+
+// As NormalizeFrame, for a frame whose pixels `range` describes: min-max
+// normalisation reads the frame once (the mapping), where NormalizeFrame
+// reads it first for its minimum and maximum and its finite check; the
+// result is the same, bit for bit, when `range` is the frame's. kPercentile
+// ignores `range` and reads the frame as NormalizeFrame does. The caller
+// vouches for `range`: pixels outside it map outside [0, 1], and non-finite
+// ones are not refused.
+absl::StatusOr<cv::Mat> NormalizeFrame(const cv::Mat& frame, const NormalizeOptions& options,
+                                       const PixelRange& range, ExecutionContext* context);
+
 }  // namespace logstar
 
 #endif  // LOGSTAR_ENGINE_IMAGE_NORMALIZE_H_

@@ -14,6 +14,12 @@
 //   memfd as shm, in a sealed memory file (clients/cpp/memfd_buffer.h)
 //         handed to a daemon on a Unix socket, which reads the frames in
 //         place without a copy; the messages over that Unix socket.
+//   memfd-inplace
+//         as memfd, but the frames are where the client acquired them: each
+//         of the (four) generated frames is written into a slot of its own
+//         (SharedSlot, clients/cpp/shared_memory.h) before the clock runs,
+//         as a camera or reader writing straight into the buffer would, and
+//         a frame's message points there: no copy on either side.
 // With several transports each frame size and dtype runs them one after
 // the other, so they see the machine in the same state. Pixels as float32 (16 MiB at 2048²)
 // and as uint16 detector counts (half the bytes; most detectors' native
@@ -25,7 +31,8 @@
 // (all frames sent at once, block policy).
 //
 //   daemon_bench [--sizes=512,2048] [--dtypes=float32,uint16] [--frames=30]
-//                [--window=256] [--evals=20] [--transport=tcp|unix|shm|memfd[,...]]
+//                [--window=256] [--evals=20]
+//                [--transport=tcp|unix|shm|memfd|memfd-inplace[,...]]
 //                [--json=FILE]
 //
 // Besides the p50 difference (the target's figure) it prints the server's
@@ -39,7 +46,7 @@
 // --json=FILE also writes the figures as one JSON object (for
 // tests/bench/perf_report.sh): {"frames", "window", "evals", "threads",
 // "transport" (the --transport list), "sizes": [{"size", "dtype",
-// "transport" ("tcp", "unix", "shm" or "memfd"), "engine": {"p50_ms", "p95_ms",
+// "transport" ("tcp", "unix", "shm", "memfd" or "memfd-inplace"), "engine": {"p50_ms", "p95_ms",
 // "p99_ms", "frames_per_s"}, "daemon": {...}, "server_total_p50_ms",
 // "transport_p50_ms", "paired_overhead_p50_ms", "raw_tcp_p50_ms", "overhead_p50_ms",
 // "overhead_p50_pct", "throughput_ratio", and for shm and memfd
@@ -179,13 +186,16 @@ double RawTcpLoopbackMs(const std::string& bytes, int rounds) {
 
 // How the daemon's frames travel.
 struct Transport {
-  std::string name;  // "tcp", "unix", "shm" or "memfd"
+  std::string name;  // "tcp", "unix", "shm", "memfd" or "memfd-inplace"
   v1::LogStar::Stub* stub = nullptr;
   // shm and memfd: the buffer registered as kRegion, kSlots frames of
   // slot_bytes (null for pixels in the message).
   char* buffer = nullptr;
   uint64_t buffer_bytes = 0;
   uint64_t slot_bytes = 0;
+  // memfd-inplace: frame k of the case's images stays in slot k, written
+  // once before the clock; requests point there.
+  bool in_place = false;
 };
 constexpr char kRegion[] = "daemon-bench";
 // Frames in flight at most in the shm throughput run: each slot is written
@@ -193,12 +203,25 @@ constexpr char kRegion[] = "daemon-bench";
 // keep the server's queue fed (capacity 4, one frame analysed at a time).
 constexpr int kSlots = 4;
 
-// shm: copies `image` into `slot` of the buffer and makes the request that
-// points there (nullopt after printing what failed).
+// shm: copies `image` into `slot` of the buffer (in place: finds it there
+// already) and makes the request that points there (nullopt after printing
+// what failed).
 std::optional<v1::StreamRequest> ShmRequest(const Transport& t, const cv::Mat& image,
                                             uint64_t sequence, int slot) {
-  absl::StatusOr<v1::PixelData> pixels =
-      ImageToSharedPixels(image, t.buffer, t.buffer_bytes, t.name, kRegion, slot * t.slot_bytes);
+  absl::StatusOr<v1::PixelData> pixels;
+  if (t.in_place) {
+    absl::StatusOr<SharedFrameSlot> place =
+        SharedSlot(t.buffer, t.buffer_bytes, t.name, kRegion, slot * t.slot_bytes, image.rows,
+                   image.cols, image.type());
+    if (place.ok()) {
+      pixels = std::move(place->pixels);
+    } else {
+      pixels = place.status();
+    }
+  } else {
+    pixels =
+        ImageToSharedPixels(image, t.buffer, t.buffer_bytes, t.name, kRegion, slot * t.slot_bytes);
+  }
   if (!pixels.ok()) {
     std::fprintf(stderr, "%s\n", pixels.status().ToString().c_str());
     return std::nullopt;
@@ -247,6 +270,19 @@ std::optional<std::string> RunCase(const Transport& transport, const PhysicsPrio
   v1::StreamResponse response;
   stream->Write(open);
   stream->Read(&response);
+  if (transport.in_place) {
+    // The acquisition, off the clock: image k into slot k.
+    for (size_t k = 0; k < images.size() && k < static_cast<size_t>(kSlots); ++k) {
+      absl::StatusOr<SharedFrameSlot> place =
+          SharedSlot(transport.buffer, transport.buffer_bytes, transport.name, kRegion,
+                     k * transport.slot_bytes, images[k].rows, images[k].cols, images[k].type());
+      if (!place.ok()) {
+        std::fprintf(stderr, "%s\n", place.status().ToString().c_str());
+        return std::nullopt;
+      }
+      images[k].copyTo(place->image);
+    }
+  }
   if (shm) {
     std::optional<v1::StreamRequest> first = ShmRequest(transport, images[0], 0, 0);
     if (!first.has_value()) return std::nullopt;
@@ -270,8 +306,8 @@ std::optional<std::string> RunCase(const Transport& transport, const PhysicsPrio
     t = Clock::now();
     if (shm) {
       // The copy into the buffer is on the clock: see the file's comment.
-      std::optional<v1::StreamRequest> request =
-          ShmRequest(transport, images[1 + i % 3], 1 + i, i % kSlots);
+      std::optional<v1::StreamRequest> request = ShmRequest(
+          transport, images[1 + i % 3], 1 + i, transport.in_place ? 1 + i % 3 : i % kSlots);
       if (!request.has_value()) return std::nullopt;
       copy_ms.push_back(Ms(Clock::now() - t));
       stream->Write(*request);
@@ -320,7 +356,8 @@ std::optional<std::string> RunCase(const Transport& transport, const PhysicsPrio
         answered_cv.wait(lock, [&] { return answered > i - kSlots; });
       }
       std::optional<v1::StreamRequest> request =
-          ShmRequest(transport, images[1 + i % 3], 1 + frames + i, i % kSlots);
+          ShmRequest(transport, images[1 + i % 3], 1 + frames + i,
+                     transport.in_place ? 1 + i % 3 : i % kSlots);
       if (!request.has_value() || !stream->Write(*request)) {
         context.TryCancel();  // ends the reader's Read
         break;
@@ -373,10 +410,11 @@ std::optional<std::string> RunCase(const Transport& transport, const PhysicsPrio
       "  transport (round trip minus server-side) p50 %.2f ms; paired difference p50 %.2f ms\n",
       Percentile(transport_ms, 50), Percentile(paired_ms, 50));
   if (shm) {
-    std::printf(
-        "    of which copying the pixels into shared memory p50 %.2f ms (a client that "
-        "acquires straight into the buffer saves it)\n",
-        Percentile(copy_ms, 50));
+    std::printf(transport.in_place
+                    ? "    of which making the request (the pixels already in place) p50 %.2f ms\n"
+                    : "    of which copying the pixels into shared memory p50 %.2f ms (a client "
+                      "that acquires straight into the buffer saves it)\n",
+                Percentile(copy_ms, 50));
     std::printf(
         "  the same pixel bytes through a bare TCP loopback socket p50 %.2f ms "
         "(the floor of the tcp path; shm does without)\n",
@@ -437,7 +475,8 @@ int Run(int argc, char** argv) {
   std::string json_path;
   const char* usage =
       "usage: daemon_bench [--sizes=512,2048] [--dtypes=float32,uint16] [--frames=N] "
-      "[--window=PX] [--evals=N] [--transport=tcp|unix|shm|memfd[,...]] [--json=FILE]\n";
+      "[--window=PX] [--evals=N] [--transport=tcp|unix|shm|memfd|memfd-inplace[,...]] "
+      "[--json=FILE]\n";
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto value = [&](const char* name) {
@@ -470,8 +509,8 @@ int Run(int argc, char** argv) {
     } else if (!value("--transport=").empty()) {
       transports.clear();
       for (absl::string_view s : absl::StrSplit(value("--transport="), ',')) {
-        if (s != "tcp" && s != "unix" && s != "shm" && s != "memfd") {
-          std::fprintf(stderr, "--transport: tcp, unix, shm or memfd, got '%s'\n%s",
+        if (s != "tcp" && s != "unix" && s != "shm" && s != "memfd" && s != "memfd-inplace") {
+          std::fprintf(stderr, "--transport: tcp, unix, shm, memfd or memfd-inplace, got '%s'\n%s",
                        std::string(s).c_str(), usage);
           return 2;
         }
@@ -509,7 +548,8 @@ int Run(int argc, char** argv) {
     tcp_server = *std::move(started);
     tcp_stub = Connect(absl::StrCat("127.0.0.1:", tcp_server->port()));
   }
-  if (uses("unix") || uses("memfd")) {
+  const bool any_memfd = uses("memfd") || uses("memfd-inplace");
+  if (uses("unix") || any_memfd) {
     auto started = StartServer(socket_path);
     if (!started.ok()) {
       std::fprintf(stderr, "%s\n", started.status().ToString().c_str());
@@ -550,7 +590,7 @@ int Run(int argc, char** argv) {
     if (!register_region(tcp_stub.get(), buffer->key(), buffer->size())) return 1;
   }
   std::unique_ptr<MemfdBuffer> memfd;
-  if (uses("memfd")) {
+  if (any_memfd) {
     auto created = MemfdBuffer::Create(kSlots * slot_bytes);
     if (!created.ok()) {
       std::fprintf(stderr, "%s\n", created.status().ToString().c_str());
@@ -567,9 +607,17 @@ int Run(int argc, char** argv) {
   std::vector<Transport> runs;
   std::vector<std::string> described;
   for (const std::string& name : transports) {
-    const bool on_unix = name == "unix" || name == "memfd";
+    const bool on_unix = name == "unix" || name == "memfd" || name == "memfd-inplace";
     Transport t{.name = name, .stub = on_unix ? unix_stub.get() : tcp_stub.get()};
-    if (name == "memfd") {
+    if (name == "memfd-inplace") {
+      t.buffer = memfd->data();
+      t.buffer_bytes = memfd->size();
+      t.slot_bytes = slot_bytes;
+      t.in_place = true;
+      described.push_back(
+          "memfd-inplace (as memfd, each frame written into a slot of its own before the clock "
+          "runs, as an acquisition into the buffer: no copy)");
+    } else if (name == "memfd") {
       t.buffer = memfd->data();
       t.buffer_bytes = memfd->size();
       t.slot_bytes = slot_bytes;

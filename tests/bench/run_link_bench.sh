@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Compressed pixels on a real link (issue 21, item 3): time on the wire and
 # end-to-end latency of detector-like uint16 frames (Poisson counts from
-# `logstar synth --dose`) with and without `--compress zstd`, over an
+# `logstar synth --dose`) with and without `--compress zstd` and
+# `--compress zstd-delta` (residuals from the row above), over an
 # emulated 1 Gbit/s link, and what compression costs on loopback.
 #
 # The link: a network namespace with a veth pair, each end rate-limited by
@@ -13,7 +14,7 @@
 #   tests/bench/run_link_bench.sh [--frames N] [--size PX] [--dose C]
 #                                 [--rate 1gbit] [--build DIR]
 #
-# Per mode (none, zstd) it prints the median over the frames (but the
+# Per mode (none, zstd, zstd-delta) it prints the median over the frames (but the
 # first, which tunes every window, when there are more than two) of
 #   wire    = latency - server time (the client's push to the answer, minus
 #             the daemon's own arrival-to-answer: compressing, sending,
@@ -102,29 +103,36 @@ EOF
 "${logstar}" record --from "${work}/frames" --prior "${work}/synth0/prior.json" \
   --out "${work}/counts.lsr" --window 256 --evals 10 >/dev/null
 
-# What shuffled zstd makes of these frames, computed on its own (Python's
-# zstandard at the client's level 1), as a check on the wire figures.
-"${python}" - "${work}" "${frames}" "${rate}" <<'EOF' || true
+# What the codecs make of these frames, computed on their own (the Python
+# client's logstar.compression as built, at the clients' level 1), as a
+# check on the wire figures.
+PYTHONPATH="${build}/clients/python" "${python}" - "${work}" "${frames}" "${rate}" <<'EOF' || true
 import sys, time, numpy as np
 try:
     import zstandard
+    from logstar import compression, frames
+    from logstar.v1 import frame_pb2
 except ImportError:
     sys.exit(0)
 work, n = sys.argv[1], int(sys.argv[2])
-raw = packed = 0
+codecs = {"zstd": frame_pb2.PIXEL_CODEC_ZSTD, "zstd-delta": frame_pb2.PIXEL_CODEC_ZSTD_DELTA}
+raw, packed = 0, dict.fromkeys(codecs, 0)
 for i in range(n):
     a = np.load(f"{work}/frames/{i:03d}.npy")
-    s = a.view(np.uint8).reshape(-1, 2).T.tobytes()
     raw += a.nbytes
-    packed += len(zstandard.ZstdCompressor(level=1).compress(s))
-print(f"payload: {raw / n / 2**20:.2f} MiB per frame raw, {packed / n / 2**20:.2f} MiB "
-      f"shuffled+zstd (ratio {raw / packed:.2f}; counts max {a.max()}, mean {a.mean():.1f})")
+    for name, codec in codecs.items():
+        px = frames.to_frame(a, {}, 0).pixels
+        compression.compress_pixels(px, codec)
+        packed[name] += len(px.compressed.data)
+print(f"payload: {raw / n / 2**20:.2f} MiB per frame raw (counts max {a.max()}, "
+      f"mean {a.mean():.1f}); " + ", ".join(
+          f"{name} {p / n / 2**20:.2f} MiB (ratio {raw / p:.2f})" for name, p in packed.items()))
 rate = sys.argv[3].lower()
 for unit, scale in (("gbit", 1e9), ("mbit", 1e6)):
     if rate.endswith(unit):
         bps = float(rate[:-len(unit)]) * scale
-        print(f"  bytes on a {rate}/s link: {8e3 * raw / n / bps:.1f} ms raw, "
-              f"{8e3 * packed / n / bps:.1f} ms compressed")
+        print(f"  bytes on a {rate}/s link: {8e3 * raw / n / bps:.1f} ms raw, " + ", ".join(
+            f"{name} {8e3 * p / n / bps:.1f} ms" for name, p in packed.items()))
 EOF
 
 # ---- The daemon, on `address_prefix` (a namespace command or nothing).
@@ -150,7 +158,7 @@ stop_daemon() {
 }
 
 # One replay of the recording; prints "wire latency server" medians (ms).
-run_mode() {  # $1: address, $2: none|zstd, $3: results file
+run_mode() {  # $1: address, $2: none|zstd|zstd-delta, $3: results file
   "${logstar}" replay "${work}/counts.lsr" --server "$1" --compress "$2" --speed max \
     --max-in-flight 1 --overload block --results "$3" >"${work}/replay.log" 2>&1 || {
     echo "run_link_bench.sh: replay failed:" >&2
@@ -171,22 +179,28 @@ print(f"{m(wire):.1f} {m(lat):.1f} {m(srv):.1f} {m(dec):.1f}")
 EOF
 }
 
-report() {  # $1: label, $2: none figures, $3: zstd figures
-  read -r wn ln sn dn <<<"$2"
-  read -r wz lz sz dz <<<"$3"
-  printf '%s\n' "$1"
-  printf '  %-5s wire %7.1f ms  latency %8.1f ms  server %8.1f ms (decode %5.1f ms)\n' \
+report() {  # $1: label, $2: none figures, then pairs of codec name and its figures
+  local label="$1" none="$2"
+  shift 2
+  read -r wn ln sn dn <<<"${none}"
+  printf '%s\n' "${label}"
+  printf '  %-10s wire %7.1f ms  latency %8.1f ms  server %8.1f ms (decode %5.1f ms)\n' \
     none "${wn}" "${ln}" "${sn}" "${dn}"
-  printf '  %-5s wire %7.1f ms  latency %8.1f ms  server %8.1f ms (decode %5.1f ms)\n' \
-    zstd "${wz}" "${lz}" "${sz}" "${dz}"
-  # The codec's cost: what zstd adds to the wire (compressing included) and
-  # to the daemon's decode stage, against the uncompressed latency; the
-  # latencies themselves also differ by the analysis's own spread.
-  "${python}" -c "
+  while (($#)); do
+    local codec="$1" wz lz sz dz
+    read -r wz lz sz dz <<<"$2"
+    shift 2
+    printf '  %-10s wire %7.1f ms  latency %8.1f ms  server %8.1f ms (decode %5.1f ms)\n' \
+      "${codec}" "${wz}" "${lz}" "${sz}" "${dz}"
+    # The codec's cost: what it adds to the wire (compressing included) and
+    # to the daemon's decode stage, against the uncompressed latency; the
+    # latencies themselves also differ by the analysis's own spread.
+    "${python}" -c "
 wn, ln, dn, wz, lz, dz = ${wn}, ${ln}, ${dn}, ${wz}, ${lz}, ${dz}
 cost = (wz + dz) - (wn + dn)
-print(f'  wire {wn / wz:.2f}x less with zstd; wire + decode {cost:+.1f} ms = '
+print(f'    wire {wn / wz:.2f}x less with ${codec}; wire + decode {cost:+.1f} ms = '
       f'{100 * cost / ln:+.1f} % of the latency (latencies differ by {100 * (lz - ln) / ln:+.1f} %)')"
+  done
 }
 
 # ---- The emulated link.
@@ -206,13 +220,16 @@ ip netns exec "${ns}" tc qdisc add dev "${veth_in}" root tbf rate "${rate}" burs
 start_daemon "${daemon_ip}" ip netns exec "${ns}"
 link_none="$(run_mode "${daemon_ip}:${port}" none "${work}/link-none.jsonl")"
 link_zstd="$(run_mode "${daemon_ip}:${port}" zstd "${work}/link-zstd.jsonl")"
+link_delta="$(run_mode "${daemon_ip}:${port}" zstd-delta "${work}/link-delta.jsonl")"
 stop_daemon
 report "over a ${rate}/s link (veth + tbf, network namespace), medians of ${frames} frames:" \
-  "${link_none}" "${link_zstd}"
+  "${link_none}" zstd "${link_zstd}" zstd-delta "${link_delta}"
 
 # ---- Loopback: what compressing and decompressing cost where bytes are free.
 start_daemon 127.0.0.1
 loop_none="$(run_mode "127.0.0.1:${port}" none "${work}/loop-none.jsonl")"
 loop_zstd="$(run_mode "127.0.0.1:${port}" zstd "${work}/loop-zstd.jsonl")"
+loop_delta="$(run_mode "127.0.0.1:${port}" zstd-delta "${work}/loop-delta.jsonl")"
 stop_daemon
-report "on loopback, medians of ${frames} frames:" "${loop_none}" "${loop_zstd}"
+report "on loopback, medians of ${frames} frames:" "${loop_none}" zstd "${loop_zstd}" \
+  zstd-delta "${loop_delta}"

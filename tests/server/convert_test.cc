@@ -54,6 +54,12 @@ TEST(DecodeFrameTest, EveryDtypeKeepsValuesAndLayout) {
     d->image.convertTo(as_double, CV_64F);
     EXPECT_EQ(as_double.at<double>(1, 3), at_3_1);
     EXPECT_FALSE(d->partial);
+    // The range measured with the finite check, for the engine.
+    double lo = 0.0, hi = 0.0;
+    cv::minMaxLoc(as_double, &lo, &hi);
+    ASSERT_TRUE(d->range.has_value());
+    EXPECT_EQ(d->range->min, lo);
+    EXPECT_EQ(d->range->max, hi);
   };
   check(FrameOf<uint8_t>(v1::DTYPE_UINT8, 5, 4, [](int x, int y) { return uint8_t(10 * y + x); }),
         CV_8U, 13);

@@ -242,6 +242,48 @@ TEST(MemfdTest, DecodeFrameViewsTheFramesPixels) {
   EXPECT_EQ(cv::norm(partial->image, image.rowRange(0, 2), cv::NORM_INF), 0.0);
 }
 
+// A client's slot (SharedSlot) is the buffer's bytes: what it writes into
+// the slot's image, the daemon's DecodeFrame reads there, at the slot's
+// offset, with the shape and dtype the slot's PixelData names; and slots
+// that do not fit or have no wire type are refused.
+TEST(MemfdTest, SlotsAreWrittenInPlace) {
+  absl::StatusOr<std::unique_ptr<MemfdBuffer>> buffer = MemfdBuffer::Create(4096);
+  ASSERT_TRUE(buffer.ok()) << buffer.status();
+  absl::StatusOr<SharedFrameSlot> slot = SharedSlot(**buffer, "cam", 1000, 20, 30, CV_16UC1);
+  ASSERT_TRUE(slot.ok()) << slot.status();
+  for (int y = 0; y < 20; ++y) {
+    for (int x = 0; x < 30; ++x)
+      slot->image.at<uint16_t>(y, x) = static_cast<uint16_t>(100 * y + x);
+  }
+  uint16_t at_7_3 = 0;  // x = 7, y = 3, read back from the raw bytes
+  std::memcpy(&at_7_3, (*buffer)->data() + 1000 + 2 * (3 * 30 + 7), 2);
+  EXPECT_EQ(at_7_3, 307);
+  EXPECT_EQ(slot->pixels.dtype(), v1::DTYPE_UINT16);
+  EXPECT_EQ(slot->pixels.width(), 30u);
+  EXPECT_EQ(slot->pixels.height(), 20u);
+  EXPECT_EQ(slot->pixels.shared_memory().region(), "cam");
+  EXPECT_EQ(slot->pixels.shared_memory().offset(), 1000u);
+
+  auto reg = NewRegistry();
+  ASSERT_TRUE(reg->Register("cam", HandOver(dup((*buffer)->fd())), (*buffer)->size()).ok());
+  v1::Frame frame;
+  *frame.mutable_pixels() = slot->pixels;
+  absl::StatusOr<DecodedFrame> d = DecodeFrame(frame, 1 << 20, reg.get());
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->image.at<uint16_t>(3, 7), 307);
+  EXPECT_EQ(d->image.at<uint16_t>(19, 29), 1929);
+  ASSERT_TRUE(d->range.has_value());
+  EXPECT_EQ(d->range->min, 0.0);
+  EXPECT_EQ(d->range->max, 1929.0);
+
+  EXPECT_THAT(SharedSlot(**buffer, "cam", 4096 - 1199, 20, 30, CV_16UC1).status().message().data(),
+              HasSubstr("does not fit in the memory file of 4096 bytes"));
+  EXPECT_TRUE(SharedSlot(**buffer, "cam", 4096 - 1200, 20, 30, CV_16UC1).ok());
+  EXPECT_FALSE(SharedSlot(**buffer, "cam", 0, 2, 3, CV_32SC1).ok());
+  EXPECT_FALSE(SharedSlot(**buffer, "cam", 0, 2, 3, CV_8UC3).ok());
+  EXPECT_FALSE(SharedSlot(**buffer, "cam", 0, 0, 3, CV_8UC1).ok());
+}
+
 // The threaded check names the first bad pixel in row-major order, as the
 // one-thread pass does, wherever the blocks split the frame.
 TEST(PixelCheckTest, NamesTheFirstNonFinitePixelWithThreads) {
@@ -259,6 +301,34 @@ TEST(PixelCheckTest, NamesTheFirstNonFinitePixelWithThreads) {
   doubles.at<double>(9, 9) = -std::numeric_limits<double>::infinity();
   EXPECT_THAT(CheckFinitePixels(doubles, "f", nullptr).message().data(), HasSubstr("x=9 y=9"));
   EXPECT_TRUE(CheckFinitePixels(cv::Mat(10, 10, CV_16UC1, cv::Scalar(65535)), "f", nullptr).ok());
+}
+
+// The check's range is the frame's minimum and maximum (found here by a
+// plain loop), wherever they lie among the blocks, for every type.
+TEST(PixelCheckTest, MeasuresTheRangeWithTheCheck) {
+  for (int depth : {CV_8U, CV_16U, CV_16S, CV_32F, CV_64F}) {
+    cv::Mat image(1200, 700, CV_MAKETYPE(depth, 1), cv::Scalar(40));  // several blocks
+    cv::Mat low(1, 1, image.type(), cv::Scalar(-7)), high(1, 1, image.type(), cv::Scalar(90));
+    if (depth == CV_8U || depth == CV_16U) low.setTo(3);
+    low.copyTo(image(cv::Rect(699, 1199, 1, 1)));  // the last block
+    high.copyTo(image(cv::Rect(350, 600, 1, 1)));  // a middle one
+    cv::Mat as_double;
+    image.convertTo(as_double, CV_64F);
+    double lo = as_double.at<double>(0, 0), hi = lo;
+    for (int y = 0; y < image.rows; ++y) {
+      for (int x = 0; x < image.cols; ++x) {
+        lo = std::min(lo, as_double.at<double>(y, x));
+        hi = std::max(hi, as_double.at<double>(y, x));
+      }
+    }
+    for (ExecutionContext* context :
+         {static_cast<ExecutionContext*>(nullptr), ExecutionContext::Default()}) {
+      absl::StatusOr<PixelRange> r = CheckAndMeasurePixels(image, "f", context);
+      ASSERT_TRUE(r.ok()) << r.status();
+      EXPECT_EQ(r->min, lo) << "depth " << depth;
+      EXPECT_EQ(r->max, hi) << "depth " << depth;
+    }
+  }
 }
 
 }  // namespace

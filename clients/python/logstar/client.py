@@ -386,7 +386,7 @@ class Client:
     on loopback), True (TLS with the system's roots) or a :class:`Tls`.
     The constructor waits up to ``connect_timeout`` seconds for the
     connection and raises :class:`ServerUnavailable` otherwise.
-    ``compression``: ``"none"`` (default) or ``"zstd"``, lossless
+    ``compression``: ``"none"`` (default), ``"zstd"`` or ``"zstd-delta"``, lossless
     compression of the pixels streams send in their messages, for slow
     links (:mod:`logstar.compression`); used when the daemon accepts it
     (``Session.compression``), never for shared memory or ``analyze``."""
@@ -625,19 +625,19 @@ class Session:
 
     @property
     def compression(self) -> str:
-        """The codec frames of this session's streams go with: ``"zstd"``
-        when the client asked for it and the daemon accepted, else
-        ``"none"``."""
-        return "zstd" if self._compresses() else "none"
+        """The codec frames of this session's streams go with: the one the
+        client asked for (``"zstd"``, ``"zstd-delta"``) when the daemon
+        accepted it, else ``"none"``."""
+        return _compression.NAMES[self._client._compression] if self._compresses() else "none"
 
     def _compresses(self) -> bool:
-        return (self._client._compression == frame_pb2.PIXEL_CODEC_ZSTD
-                and self._info.compression == frame_pb2.PIXEL_CODEC_ZSTD)
+        return (self._client._compression != frame_pb2.PIXEL_CODEC_NONE
+                and self._info.compression == self._client._compression)
 
     def _compress(self, frame: frame_pb2.Frame) -> frame_pb2.Frame:
         """Pixels in the message compressed when the daemon accepts it."""
         if self._compresses() and frame.HasField("pixels"):
-            _compression.compress_pixels(frame.pixels, frame_pb2.PIXEL_CODEC_ZSTD)
+            _compression.compress_pixels(frame.pixels, self._client._compression)
         return frame
 
     def _next_sequence(self) -> int:

@@ -59,7 +59,7 @@ def test_a_large_frame_compressed_in_parts_comes_back():
 
 
 def test_an_unknown_codec_is_refused():
-    with pytest.raises(logstar.InvalidSettings, match="'none' or 'zstd', got 'lz4'"):
+    with pytest.raises(logstar.InvalidSettings, match="'none', 'zstd' or 'zstd-delta', got 'lz4'"):
         compression.parse_codec("lz4")
 
 
@@ -67,16 +67,54 @@ def test_compressed_frames_give_the_atoms_of_uncompressed_ones(daemon, workdir):
     frames = [synth(workdir, seed=s) for s in (41, 42)]
     items = [counts(f.image) for f in frames]
     atoms = {}
-    for name in ("none", "zstd"):
+    for name in ("none", "zstd", "zstd-delta"):
         with logstar.Client(daemon.addr, compression=name) as c:
             session = c.session(prior=frames[0].prior, settings=FAST, overload="block")
             assert session.compression == name
             records = list(session.stream(items))
             assert [r.kind for r in records] == ["result", "result"], records
             atoms[name] = [r.atoms for r in records]
-    for plain, packed in zip(atoms["none"], atoms["zstd"]):
+    for plain, packed, delta in zip(atoms["none"], atoms["zstd"], atoms["zstd-delta"]):
         assert len(plain) > 10
         np.testing.assert_array_equal(plain, packed)
+        np.testing.assert_array_equal(plain, delta)
+
+
+def test_delta_payload_is_the_documented_residuals_and_comes_back():
+    """zstd-delta: zstandard's reader (across the bands' frames) gives the
+    residuals written out here from their definition, and every uint16
+    value, 0 and 65535 side by side (residuals wrap), comes back."""
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 65536, size=(700, 400), dtype=np.uint16)
+    image[::3, ::2] = 65535
+    image[1::3, ::5] = 0
+    pixels = logstar.frames.to_frame(image, {}, 0).pixels
+    compression.compress_pixels(pixels, frame_pb2.PIXEL_CODEC_ZSTD_DELTA)
+    c = pixels.compressed
+    assert (c.codec, c.shuffle_bytes, c.uncompressed_size) == (
+        frame_pb2.PIXEL_CODEC_ZSTD_DELTA, 2, image.nbytes)
+    step = compression.band_rows(400)
+    assert step < 700  # two bands
+    reader = zstandard.ZstdDecompressor().stream_reader(c.data, read_across_frames=True)
+    plain = reader.read()
+    v = image.astype(np.int64)
+    for y in (0, 1, step - 1, step, step + 1, 699):
+        band0 = (y // step) * step
+        n = min(700, band0 + step) - band0
+        for x in (0, 1, 200, 399):
+            if y == band0:
+                predicted = 0
+            else:
+                a = v[y - 1]
+                predicted = (a[max(x - 1, 0)] + 2 * a[x] + a[min(x + 1, 399)] + 2) // 4
+            d = int(np.int16(np.uint16((v[y, x] - predicted) % 65536)))
+            want = 2 * d if d >= 0 else -2 * d - 1
+            i = band0 * 800 + (y - band0) * 400 + x
+            assert plain[i] == want & 0xFF and plain[i + n * 400] == want >> 8, (x, y)
+    assert compression.decompress_pixels(pixels) == image.tobytes()
+    floats = logstar.frames.to_frame(image.astype(np.float32), {}, 0).pixels
+    compression.compress_pixels(floats, frame_pb2.PIXEL_CODEC_ZSTD_DELTA)
+    assert floats.compressed.codec == frame_pb2.PIXEL_CODEC_ZSTD
 
 
 def test_a_corrupt_payload_is_refused_and_the_stream_goes_on(daemon, workdir):

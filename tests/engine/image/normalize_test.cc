@@ -261,5 +261,61 @@ TEST(NormalizeTest, ARangeBeyondFloat64IsNamedAsSuch) {
   EXPECT_TRUE(NormalizeFrame(frame, {}).ok());
 }
 
+// The one-pass path (a range the caller measured, issue 21 item 2) maps
+// every pixel as (v - min) / (max - min), the closed form computed here in
+// double, and equals the two-pass path bit for bit, with and without
+// threads, for the wire's common types.
+TEST(NormalizeTest, KnownRangeMapsInOnePassAsTheTwoPassPath) {
+  cv::RNG rng(21);
+  for (int depth : {CV_8U, CV_16U, CV_32F}) {
+    cv::Mat frame(301, 257, CV_MAKETYPE(depth, 1));  // several row blocks, odd sizes
+    rng.fill(frame, cv::RNG::UNIFORM, 3, depth == CV_8U ? 250 : 60000);
+    double lo = 0.0, hi = 0.0;
+    for (int y = 0; y < frame.rows; ++y) {
+      for (int x = 0; x < frame.cols; ++x) {
+        cv::Mat one;
+        frame(cv::Rect(x, y, 1, 1)).convertTo(one, CV_64F);
+        const double v = one.at<double>(0, 0);
+        lo = (x == 0 && y == 0) ? v : std::min(lo, v);
+        hi = (x == 0 && y == 0) ? v : std::max(hi, v);
+      }
+    }
+    cv::Mat as_double;
+    frame.convertTo(as_double, CV_64F);
+    for (ExecutionContext* context :
+         {static_cast<ExecutionContext*>(nullptr), ExecutionContext::Default()}) {
+      absl::StatusOr<cv::Mat> fused = NormalizeFrame(frame, {}, PixelRange{lo, hi}, context);
+      ASSERT_TRUE(fused.ok()) << fused.status();
+      ASSERT_EQ(fused->type(), CV_32FC1);
+      ASSERT_EQ(fused->size(), frame.size());
+      double worst = 0.0;
+      for (int y = 0; y < frame.rows; ++y) {
+        for (int x = 0; x < frame.cols; ++x) {
+          const double expected = (as_double.at<double>(y, x) - lo) / (hi - lo);
+          worst = std::max(worst, std::abs(fused->at<float>(y, x) - expected));
+        }
+      }
+      EXPECT_LE(worst, 1e-6) << "depth " << depth;
+      const cv::Mat two_pass = MustNormalize(frame);
+      EXPECT_EQ(cv::norm(*fused, two_pass, cv::NORM_INF), 0.0) << "depth " << depth;
+    }
+  }
+}
+
+// Percentile normalisation needs more than the range: it ignores the one
+// given and clips at the frame's own percentiles.
+TEST(NormalizeTest, KnownRangeIsIgnoredByPercentiles) {
+  cv::Mat frame(10, 10, CV_32FC1);
+  for (int i = 0; i < 100; ++i) frame.at<float>(i / 10, i % 10) = static_cast<float>(i);
+  const NormalizeOptions p = Percentile(10, 90);
+  absl::StatusOr<cv::Mat> out = NormalizeFrame(frame, p, PixelRange{-1000, 1000}, nullptr);
+  ASSERT_TRUE(out.ok()) << out.status();
+  // numpy.percentile(range(100), [10, 90]) = 9.9, 89.1: pixel 50 maps to
+  // (50 - 9.9) / 79.2.
+  EXPECT_NEAR(out->at<float>(5, 0), (50 - 9.9) / 79.2, 1e-6);
+  EXPECT_EQ(out->at<float>(0, 0), 0.0f);
+  EXPECT_EQ(out->at<float>(9, 9), 1.0f);
+}
+
 }  // namespace
 }  // namespace logstar

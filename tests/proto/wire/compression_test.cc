@@ -8,9 +8,13 @@
 
 #include <zstd.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
+#include <functional>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "gmock/gmock.h"
@@ -127,7 +131,8 @@ TEST(CompressTest, NoneAndPixelsElsewhereAreLeftAsTheyAre) {
   ASSERT_TRUE(CompressPixels(v1::PIXEL_CODEC_ZSTD, &shared).ok());
   EXPECT_EQ(shared.SerializeAsString(), shared_before);
   EXPECT_THAT(CompressPixels(static_cast<v1::PixelCodec>(9), &*px).message(),
-              HasSubstr("compression must be PIXEL_CODEC_NONE or PIXEL_CODEC_ZSTD, got 9"));
+              HasSubstr("compression must be PIXEL_CODEC_NONE, PIXEL_CODEC_ZSTD or "
+                        "PIXEL_CODEC_ZSTD_DELTA, got 9"));
 }
 
 // A compressed 16 x 16 uint16 frame of counts to break.
@@ -164,7 +169,8 @@ TEST(CheckCompressedTest, TheHeaderIsCheckedBeforeAnythingIsDecompressed) {
   px.mutable_compressed()->set_uncompressed_size(16 * 16 * 2 - 2);
   ExpectRefused(px, "frame.pixels.compressed.uncompressed_size", "are 512");
   EXPECT_EQ(CheckCodec(static_cast<v1::PixelCodec>(3), "open.compression").message(),
-            "open.compression must be PIXEL_CODEC_NONE or PIXEL_CODEC_ZSTD, got 3");
+            "open.compression must be PIXEL_CODEC_NONE, PIXEL_CODEC_ZSTD or "
+            "PIXEL_CODEC_ZSTD_DELTA, got 3");
 }
 
 TEST(DecompressTest, CorruptPayloadsAreRefusedNamingTheData) {
@@ -212,13 +218,156 @@ TEST(DecompressTest, NonFinitePixelsAreNamedInTheCompressedField) {
 }
 
 TEST(CodecNameTest, ParsesWhatItPrints) {
-  for (v1::PixelCodec c : {v1::PIXEL_CODEC_NONE, v1::PIXEL_CODEC_ZSTD}) {
+  for (v1::PixelCodec c :
+       {v1::PIXEL_CODEC_NONE, v1::PIXEL_CODEC_ZSTD, v1::PIXEL_CODEC_ZSTD_DELTA}) {
     absl::StatusOr<v1::PixelCodec> parsed = ParseCodec(CodecName(c));
     ASSERT_TRUE(parsed.ok());
     EXPECT_EQ(*parsed, c);
   }
   EXPECT_EQ(*ParseCodec("ZSTD"), v1::PIXEL_CODEC_ZSTD);
-  EXPECT_THAT(ParseCodec("lz4").status().message(), HasSubstr("none or zstd, got 'lz4'"));
+  EXPECT_THAT(ParseCodec("lz4").status().message(),
+              HasSubstr("none, zstd or zstd-delta, got 'lz4'"));
+}
+
+// ---- PIXEL_CODEC_ZSTD_DELTA (frame.proto)
+
+// A ParallelFor on threads of its own, in reverse order: the bands must not
+// depend on the order they are decoded in.
+ParallelFor OnThreads() {
+  return [](int n, const std::function<void(int)>& body) {
+    std::vector<std::thread> threads;
+    for (int b = n - 1; b >= 0; --b) threads.emplace_back(body, b);
+    for (std::thread& t : threads) t.join();
+  };
+}
+
+uint16_t ZigzagOf(int d) {  // d modulo 2^16 as int16, zigzag-coded
+  const auto s = static_cast<int16_t>(static_cast<uint16_t>(d));
+  return static_cast<uint16_t>(s >= 0 ? 2 * s : -2 * s - 1);
+}
+
+// The payload against the format written out: libzstd's one-shot reader
+// (concatenated frames decompress to their concatenation) gives each
+// band's shuffled residuals, which are checked against the prediction
+// computed here from the frame's pixels.
+TEST(DeltaCodecTest, PayloadIsTheDocumentedResidualsOfEachBand) {
+  const cv::Mat counts = Counts(900, 700, 200.0, 5);  // 700 px: bands of 374 rows
+  absl::StatusOr<v1::PixelData> px = ImageToPixels(counts);
+  ASSERT_TRUE(px.ok());
+  ASSERT_TRUE(CompressPixels(v1::PIXEL_CODEC_ZSTD_DELTA, &*px, 1, 2).ok());
+  const v1::CompressedPixels& c = px->compressed();
+  EXPECT_EQ(c.codec(), v1::PIXEL_CODEC_ZSTD_DELTA);
+  EXPECT_EQ(c.shuffle_bytes(), 2u);
+  std::string plain(c.uncompressed_size(), '\0');
+  ASSERT_EQ(ZSTD_decompress(plain.data(), plain.size(), c.data().data(), c.data().size()),
+            plain.size());
+  const int w = 700, band = (512 << 10) / (2 * w);
+  auto v = [&](int x, int y) { return int{counts.at<uint16_t>(y, std::clamp(x, 0, w - 1))}; };
+  for (int y0 = 0; y0 < counts.rows; y0 += band) {
+    const int n = std::min(counts.rows, y0 + band) - y0;
+    const char* lo = plain.data() + size_t(y0) * w * 2;
+    const char* hi = lo + size_t(n) * w;
+    for (int y = y0; y < y0 + n; ++y) {
+      for (int x = 0; x < w; ++x) {
+        const int predicted =
+            y == y0 ? 0 : (v(x - 1, y - 1) + 2 * v(x, y - 1) + v(x + 1, y - 1) + 2) / 4;
+        const uint16_t want = ZigzagOf(v(x, y) - predicted);
+        const size_t i = size_t(y - y0) * w + x;
+        ASSERT_EQ(static_cast<uint8_t>(lo[i]), want & 0xff) << x << " " << y;
+        ASSERT_EQ(static_cast<uint8_t>(hi[i]), want >> 8) << x << " " << y;
+      }
+    }
+  }
+}
+
+// Every 2-byte pixel, from 0 to 65535 next to each other (the residuals
+// wrap modulo 2^16), at widths with and without a middle, with and without
+// threads, comes back bit for bit.
+TEST(DeltaCodecTest, TwoBytePixelsComeBackBitForBit) {
+  std::mt19937 rng(11);
+  for (int depth : {CV_16U, CV_16S}) {
+    for (cv::Size size : {cv::Size(1, 5), cv::Size(2, 3), cv::Size(3, 1), cv::Size(531, 1203)}) {
+      cv::Mat image(size, CV_MAKETYPE(depth, 1));
+      for (int y = 0; y < image.rows; ++y) {
+        for (int x = 0; x < image.cols; ++x) {
+          image.at<uint16_t>(y, x) =
+              static_cast<uint16_t>(rng() % 3 == 0 ? 65535 * (rng() % 2) : rng());
+        }
+      }
+      absl::StatusOr<v1::PixelData> px = ImageToPixels(image);
+      ASSERT_TRUE(px.ok());
+      ASSERT_TRUE(CompressPixels(v1::PIXEL_CODEC_ZSTD_DELTA, &*px, 1, 3).ok());
+      for (const ParallelFor& parallel : {ParallelFor(), OnThreads()}) {
+        cv::Mat back(image.size(), image.type());
+        ASSERT_TRUE(DecompressPixels(*px, reinterpret_cast<char*>(back.data), parallel).ok());
+        EXPECT_EQ(Bytes(back), Bytes(image)) << depth << " " << size;
+      }
+    }
+  }
+}
+
+// Counts of a slowly varying mean (the link bench's frames: columns many
+// pixels wide) lose more bytes to the residuals than to the shuffle alone.
+TEST(DeltaCodecTest, SmoothCountsCompressBetterThanZstd) {
+  std::mt19937_64 rng(9);
+  cv::Mat counts(512, 512, CV_16U);
+  for (int y = 0; y < counts.rows; ++y) {
+    for (int x = 0; x < counts.cols; ++x) {
+      const double c = std::cos(x / 12.0) * std::cos(y / 12.0);
+      std::poisson_distribution<int> p(10.0 + 190.0 * c * c);
+      counts.at<uint16_t>(y, x) = static_cast<uint16_t>(p(rng));
+    }
+  }
+  size_t bytes[2];
+  int i = 0;
+  for (v1::PixelCodec codec : {v1::PIXEL_CODEC_ZSTD, v1::PIXEL_CODEC_ZSTD_DELTA}) {
+    absl::StatusOr<v1::PixelData> px = ImageToPixels(counts);
+    ASSERT_TRUE(px.ok());
+    ASSERT_TRUE(CompressPixels(codec, &*px).ok());
+    bytes[i++] = px->compressed().data().size();
+  }
+  EXPECT_LT(bytes[1], 0.95 * bytes[0]);
+}
+
+// Other dtypes under ZSTD_DELTA go as ZSTD; a ZSTD_DELTA header on them is
+// refused, as are payloads whose frames do not hold whole rows or the
+// frame's rows, or are corrupt.
+TEST(DeltaCodecTest, OtherDtypesAndBrokenPayloadsAreRefused) {
+  cv::Mat floats(6, 5, CV_32F, cv::Scalar(2.5f));
+  absl::StatusOr<v1::PixelData> f = ImageToPixels(floats);
+  ASSERT_TRUE(f.ok());
+  ASSERT_TRUE(CompressPixels(v1::PIXEL_CODEC_ZSTD_DELTA, &*f).ok());
+  EXPECT_EQ(f->compressed().codec(), v1::PIXEL_CODEC_ZSTD);
+  ASSERT_TRUE(PixelsToImage(*f).ok());
+  f->mutable_compressed()->set_codec(v1::PIXEL_CODEC_ZSTD_DELTA);
+  ExpectRefused(*f, "frame.pixels.compressed.codec", "uint16 and int16");
+
+  auto delta = [] {
+    absl::StatusOr<v1::PixelData> px = ImageToPixels(Counts(16, 16, 30.0, 4));
+    EXPECT_TRUE(px.ok());
+    EXPECT_TRUE(CompressPixels(v1::PIXEL_CODEC_ZSTD_DELTA, &*px).ok());
+    return *px;
+  };
+  v1::PixelData px = delta();
+  px.mutable_compressed()->set_shuffle_bytes(0);
+  ExpectRefused(px, "frame.pixels.compressed.codec", "shuffle_bytes 0");
+
+  // A frame of 15 rows' bytes and one of 17 bytes: not the frame's rows.
+  for (size_t bytes : {size_t{15 * 32}, size_t{17}}) {
+    const std::string zeros(bytes, '\0');
+    std::string payload(ZSTD_compressBound(zeros.size()), '\0');
+    payload.resize(ZSTD_compress(payload.data(), payload.size(), zeros.data(), zeros.size(), 1));
+    px = delta();
+    px.mutable_compressed()->set_data(payload);
+    ExpectRefused(px, "frame.pixels.compressed.data",
+                  bytes == 17 ? "whole rows" : "decompresses to 480");
+  }
+  px = delta();
+  std::string& data = *px.mutable_compressed()->mutable_data();
+  data[data.size() - 1] = static_cast<char>(data[data.size() - 1] ^ 0x5a);
+  ExpectRefused(px, "frame.pixels.compressed.data", "decompress");
+  px.mutable_compressed()->clear_data();
+  ExpectRefused(px, "frame.pixels.compressed.data", "decompresses to 0 bytes");
 }
 
 }  // namespace
