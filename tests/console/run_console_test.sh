@@ -54,8 +54,10 @@ metrics_port=$(grep -o '"metrics_port":[0-9]*' "$work/logstard.log" | head -1 | 
 
 # 16 frames of 256² at 10 frames/s, with an amorphous region, the field of
 # view still (so a pick is not re-tuned away by the next frames), tuned with
-# the lattice pair (fronts of several points to pick from).
-"$logstar" synth --frames 16 --out "$work/synth.lsr" --size 256 --amorphous 0.15 \
+# the lattice pair (fronts of several points to pick from; a perovskite,
+# whose small cell the crystal map resolves at 256²: on an unmapped crystal
+# the lattice pair falls back to the published pair).
+"$logstar" synth --frames 16 --out "$work/synth.lsr" --size 256 --lattice perovskite --amorphous 0.15 \
   --window 128 --evals 20 --gmm --stage-drift 0,0 > /dev/null
 PYTHONPATH=$pythonpath "$python" "$here/lattice_stream.py" "$work/synth.lsr" "$work/stream.lsr"
 

@@ -36,8 +36,10 @@ extern char** environ;
 
 namespace logstar::testing {
 
-inline SynthFrame Synth(int size, uint64_t seed, double noise = 0.05) {
+inline SynthFrame Synth(int size, uint64_t seed, double noise = 0.05,
+                        SynthLattice lattice = SynthLattice::kYbco) {
   SynthOptions o;
+  o.lattice = lattice;
   o.width = o.height = size;
   o.noise = noise;
   o.seed = seed;

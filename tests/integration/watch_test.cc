@@ -262,9 +262,11 @@ TEST_F(WatchTest, AllSessionsWatcherGetsEachSessionsSummary) {
 // recorded in the session and the next frame's window runs with that
 // point's parameters.
 TEST_F(WatchTest, APickIsRecordedAndTheNextFrameUsesIt) {
-  const SynthFrame f = Synth(256, 6, 0.3);
   // The lattice pair: its fronts have several points (the published pair's
-  // often one that dominates).
+  // often one that dominates). It needs the crystal mapped, which a
+  // perovskite's small cell is at 256² (YBCO's 93 px cell is not, and its
+  // windows would fall back to the published pair).
+  const SynthFrame f = Synth(256, 6, 0.3, SynthLattice::kPerovskite);
   MakeSession("pick", f, 30, 128, v1::OBJECTIVE_PAIR_LATTICE);
   absl::StatusOr<v1::SessionInfo> info = client_->GetSession("pick", true);
   ASSERT_TRUE(info.ok());
