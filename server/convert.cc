@@ -637,6 +637,7 @@ void FrameAnalysisToProto(const FrameAnalysis& a, const std::vector<SteeringRegi
     if (w.lattice_rewards) LatticeRewardsToProto(*w.lattice_rewards, p->mutable_lattice_rewards());
     p->set_crystalline_fraction(w.crystalline_fraction);
     p->set_crystal_note(w.crystal_note);
+    p->set_adopted(w.adopted);
   }
   RewardsToProto(a.rewards, out->mutable_rewards());
   if (a.lattice_rewards) LatticeRewardsToProto(*a.lattice_rewards, out->mutable_lattice_rewards());
@@ -997,6 +998,7 @@ FrameAnalysis AnalysisFromResult(const v1::FrameResult& r) {
     out.ms = w.ms();
     out.crystalline_fraction = w.has_crystalline_fraction() ? w.crystalline_fraction() : 1.0;
     out.crystal_note = w.crystal_note();
+    out.adopted = w.adopted();
     a.windows.push_back(std::move(out));
   }
   a.rewards = RewardsFromProto(r.rewards());

@@ -82,6 +82,7 @@ Json WindowToJson(const WindowResult& w) {
   }
   j["crystalline_fraction"] = w.crystalline_fraction;
   if (!w.crystal_note.empty()) j["crystal_note"] = w.crystal_note;
+  if (w.adopted) j["adopted"] = true;
   return j;
 }
 

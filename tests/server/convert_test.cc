@@ -749,6 +749,7 @@ TEST(ResultConversionTest, PriorChecksAndSublattices) {
   WindowResult w;
   w.crystalline_fraction = 0.25;
   w.crystal_note = "too little crystal";
+  w.adopted = true;
   a.windows = {w};
   a.warnings = {{.field = "pixel_size_angstrom", .given = 1.0, .measured = 0.1, .message = "10x"}};
   LatticeMeasurement m;
@@ -788,6 +789,7 @@ TEST(ResultConversionTest, PriorChecksAndSublattices) {
   EXPECT_EQ(p.atoms(2).sublattice(), 1);
   EXPECT_EQ(p.windows(0).crystalline_fraction(), 0.25);
   EXPECT_EQ(p.windows(0).crystal_note(), "too little crystal");
+  EXPECT_TRUE(p.windows(0).adopted());
   ASSERT_EQ(p.warnings_size(), 1);
   EXPECT_EQ(p.warnings(0).field(), "pixel_size_angstrom");
   EXPECT_EQ(p.warnings(0).measured(), 0.1);
@@ -813,6 +815,7 @@ TEST(ResultConversionTest, PriorChecksAndSublattices) {
   EXPECT_EQ(back.atoms[2].sublattice, 0);
   EXPECT_EQ(back.windows[0].crystalline_fraction, 0.25);
   EXPECT_EQ(back.windows[0].crystal_note, "too little crystal");
+  EXPECT_TRUE(back.windows[0].adopted);
   ASSERT_EQ(back.warnings.size(), 1u);
   EXPECT_EQ(back.warnings[0].message, "10x");
   ASSERT_TRUE(back.lattice.has_value());

@@ -29,14 +29,15 @@ _PARAMETERS = [("min_sigma", "f8"), ("max_sigma", "f8"), ("num_sigma", "i4"),
 
 #: One row per window (result.proto WindowResult): tile and core (px),
 #: cache state, the LoG parameters used, this frame's rewards and those at
-#: tuning time, the front's chosen index, evaluations, atoms, ms.
+#: tuning time, the front's chosen index, evaluations, atoms, ms, and
+#: whether it adopted a seed window's choice without a search (warm starts).
 WINDOW_DTYPE = np.dtype([
     ("index", "i4"), ("col0", "i4"), ("row0", "i4"), ("cols", "i4"), ("rows", "i4"),
     ("core_col0", "i4"), ("core_row0", "i4"), ("core_cols", "i4"), ("core_rows", "i4"),
     ("cache_state", "U11"), ("objectives", "U11"), *_PARAMETERS,
     ("qc", "f8"), ("er", "f8"), ("tuned_qc", "f8"), ("tuned_er", "f8"),
     ("num_atoms", "i4"), ("evaluations", "i4"), ("chosen", "i4"),
-    ("crystalline_fraction", "f8"), ("ms", "f8")])
+    ("crystalline_fraction", "f8"), ("ms", "f8"), ("adopted", "?")])
 
 #: One row per point of every window's Pareto front (FrontPoint): its
 #: window, its index in that front, whether it is the chosen one, the
@@ -91,7 +92,7 @@ def windows(proto: result_pb2.FrameResult) -> np.ndarray:
                      enum_name(session_pb2.ObjectivePair.DESCRIPTOR, w.objectives),
                      *_parameters(w.parameters), w.rewards.qc, w.rewards.er,
                      w.tuned_rewards.qc, w.tuned_rewards.er, w.num_atoms, w.evaluations,
-                     w.chosen, fraction, w.ms))
+                     w.chosen, fraction, w.ms, w.adopted))
     return np.array(rows, dtype=WINDOW_DTYPE)
 
 

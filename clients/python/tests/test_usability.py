@@ -99,6 +99,9 @@ def test_result_windows_and_fronts_as_arrays(client, frame):
     w = r.windows
     assert isinstance(w, np.ndarray) and len(w) == len(r.proto.windows) == 4
     assert set(w["cache_state"]) == {"miss"}
+    # Four windows to tune are no more than the warm starts' seeds: each is
+    # searched, none adopts a seed's choice.
+    assert not w["adopted"].any()
     # The cores partition the 128² frame.
     assert (w["core_cols"] * w["core_rows"]).sum() == 128 * 128
     covered = np.zeros((128, 128), int)
