@@ -590,6 +590,11 @@ absl::StatusOr<bool> LogStarAnalyzer::CheckCached(
   return true;
 }
 
+// The fewest points of its seed's front (or all, when fewer) a window's own
+// front must keep to adopt it with the lattice pair: an operator chooses
+// between a high-recall end, a high-precision end and the knee.
+constexpr size_t kAdoptedFrontPoints = 3;
+
 absl::StatusOr<bool> LogStarAnalyzer::Adopt(const cv::Mat& image, const Window& w,
                                             const PhysicsPrior& prior,
                                             const LatticeMeasurement* lattice,
@@ -598,34 +603,79 @@ absl::StatusOr<bool> LogStarAnalyzer::Adopt(const cv::Mat& image, const Window& 
                                             ExecutionContext* context, WindowResult& out,
                                             WindowColumns& columns) const {
   const WarmStartOptions& o = options_.warm_start;
-  // The lattice pair's front is its trade-off: a window searches its own.
-  if (!o.adopt || donor.objectives != ObjectivePair::kPublished || donor.front.size() != 1) {
+  const bool lattice_pair = donor.objectives == ObjectivePair::kLattice;
+  // With the lattice pair only a window with nothing cached adopts: a
+  // drifted window's trade-off moved (see WarmStartOptions::adopt).
+  if (!o.adopt || donor.front.empty() || donor.chosen < 0 ||
+      donor.chosen >= static_cast<int>(donor.front.size()) ||
+      (!lattice_pair && donor.front.size() != 1) || (lattice_pair && cache.has_value())) {
     return false;
   }
-  PixelRegion ctx;
-  LOGSTAR_ASSIGN_OR_RETURN(LogDetection d,
-                           DetectWith(image, w, prior, lattice, crystal, donor.parameters,
-                                      donor.objectives, context, ctx));
-  auto as_well = [&](double now, double donor_value) {
-    return now <= donor_value + o.adopt_tolerance;
-  };
-  if (!as_well(d.rewards.qc, donor.tuned_rewards.qc) ||
-      !as_well(d.rewards.er, donor.tuned_rewards.er)) {
-    return false;
+  // The donor's points as scored on this window, its chosen point first: a
+  // chosen point that does not score as well here ends the attempt after
+  // one detection.
+  std::vector<int> order = {donor.chosen};
+  for (int k = 0; k < static_cast<int>(donor.front.size()); ++k) {
+    if (k != donor.chosen) order.push_back(k);
   }
-  const FrontPoint point{donor.parameters, d.rewards.qc, d.rewards.er, 0.0, 0.0};
+  std::vector<LogDetection> detections;
+  std::vector<PixelRegion> contexts;
+  std::vector<FrontPoint> points;
+  std::vector<Objectives2> scored;
+  for (const int k : order) {
+    const FrontPoint& p = donor.front[k];
+    PixelRegion ctx;
+    LOGSTAR_ASSIGN_OR_RETURN(LogDetection d,
+                             DetectWith(image, w, prior, lattice, crystal, p.parameters,
+                                        donor.objectives, context, ctx));
+    // The window's own pair: a window whose lattice sites are missing here
+    // cannot take a lattice-pair front.
+    if (lattice_pair && !d.lattice_rewards) return false;
+    const Objectives2 now =
+        lattice_pair ? Objectives2{d.lattice_rewards->misses, d.lattice_rewards->spurious}
+                     : Objectives2{d.rewards.qc, d.rewards.er};
+    const Objectives2 then = lattice_pair
+                                 ? Objectives2{p.misses, p.spurious}
+                                 : Objectives2{donor.tuned_rewards.qc, donor.tuned_rewards.er};
+    if (k == donor.chosen &&
+        (now[0] > then[0] + o.adopt_tolerance || now[1] > then[1] + o.adopt_tolerance)) {
+      return false;
+    }
+    points.push_back({p.parameters, d.rewards.qc, d.rewards.er, lattice_pair ? now[0] : 0.0,
+                      lattice_pair ? now[1] : 0.0});
+    scored.push_back(now);
+    detections.push_back(std::move(d));
+    contexts.push_back(ctx);
+  }
+  // The window's front among those points and its choice by the session's
+  // rule, as its own search would report them.
+  LOGSTAR_ASSIGN_OR_RETURN(const std::vector<int> front, ParetoFront(scored));
+  // A trade-off the window does not show as well as its seed (fewer points
+  // than the seed's front, up to kAdoptedFrontPoints) is searched for: its
+  // columns and noise part differently from the seed's.
+  if (front.size() < std::min(donor.front.size(), kAdoptedFrontPoints)) return false;
+  LOGSTAR_ASSIGN_OR_RETURN(const int chosen, ChooseOnFront(scored, front, options_.logstar.choice,
+                                                           options_.logstar.choice_weights));
   out.adopted = true;
-  out.warm_points = 1;
+  out.warm_points = static_cast<int>(points.size());
   out.objectives = donor.objectives;
   out.lattice_note = donor.lattice_note;
-  out.parameters = donor.parameters;
-  out.tuned_rewards = d.rewards;
-  out.front = {point};
-  out.chosen = 0;
-  out.evaluations = 1;
-  cache = CachedWindow{donor.parameters, d.rewards,          out.front,        0,
-                       donor.objectives, donor.lattice_note, d.lattice_rewards};
-  TakeDetection(ctx, d, out, columns);
+  out.parameters = points[chosen].parameters;
+  out.tuned_rewards = detections[chosen].rewards;
+  out.front.clear();
+  for (const int i : front) {
+    if (i == chosen) out.chosen = static_cast<int>(out.front.size());
+    out.front.push_back(points[i]);
+  }
+  out.evaluations = static_cast<int>(points.size());
+  cache = CachedWindow{out.parameters,
+                       out.tuned_rewards,
+                       out.front,
+                       out.chosen,
+                       donor.objectives,
+                       donor.lattice_note,
+                       detections[chosen].lattice_rewards};
+  TakeDetection(contexts[chosen], detections[chosen], out, columns);
   return true;
 }
 

@@ -60,10 +60,11 @@
 //  2. The same for the drifted windows: seed_windows of them (else all) are
 //     re-tuned, each from its own front.
 //  3. Every other window first detects with its nearest seed's chosen
-//     point (phase 1's for a fresh window, phase 2's for a drifted one) when
-//     that seed's front is that one point, and keeps it without a search
-//     when its rewards come within adopt_tolerance of the seed's
-//     (WindowResult::adopted): a dose or focus change dims a region of
+//     point (phase 1's for a fresh window, phase 2's for a drifted one),
+//     and keeps the seed's front without a search when its rewards come
+//     within adopt_tolerance of the seed's (WindowResult::adopted; with the
+//     lattice pair the front's points are scored on the window and it
+//     chooses among them itself): a dose or focus change dims a region of
 //     windows alike, and a crystal's windows differ in the count mostly by
 //     where the tile cuts the lattice. Otherwise a fresh window starts from
 //     the seeds' chosen points and points along the nearest seed's front, a
@@ -207,14 +208,22 @@ struct WarmStartOptions {
   double drift_margin = 0.2;  // in [0, 1]
   // Adoption: a window that would start warm first detects with its nearest
   // seed's chosen point (a drifted window: its nearest drift seed's, see the
-  // file comment) when that seed was tuned with the published pair and its
-  // front is that one point (the lattice pair's front is a trade-off each
-  // window searches for itself). When the window's QC and ER then come
-  // within adopt_tolerance of the seed's, or better, the window keeps that
-  // point without a search (WindowResult::adopted; one evaluation, a front
-  // of that point as scored on the window). Else it searches as above (that
-  // detection is not counted). 0.05: a crystal's windows differ in their
-  // count by up to 5 % by where the tile cuts the lattice (2048² YBCO).
+  // file comment). When both rewards of the pair searched then come within
+  // adopt_tolerance of the seed's, or better, the window keeps the seed's
+  // front without a search (WindowResult::adopted): with the published pair
+  // a front of one point, that point; with the lattice pair every point of
+  // the seed's front scored on the window (one detection each), the
+  // window's front the non-dominated ones among them and its choice by the
+  // session's rule, so the window keeps a trade-off to choose on (adopting
+  // the chosen point alone left one-point fronts). A lattice-pair window
+  // adopts only when its front keeps at least three of the seed's points
+  // (all, when the seed has fewer), and only on a fresh frame: a drifted
+  // window's trade-off moved, and adopting its drift seed's lost 0.013 of
+  // F1 on tests/engine/analysis/warm_start_test.cc's dimmed frame (0.009
+  // searching). Else it searches as above (those detections are not
+  // counted). 0.05: a crystal's windows differ in their count by up to 5 %
+  // by where the tile cuts the lattice (2048² YBCO), and in misses and
+  // spurious by as much.
   bool adopt = true;
   double adopt_tolerance = 0.05;  // >= 0, in reward units
 
@@ -279,8 +288,9 @@ struct WindowResult {
   // ran again (its evaluations count every round).
   int warm_points = 0;
   bool widened = false;
-  // With warm starts: the window kept its nearest seed's chosen point
-  // without a search (WarmStartOptions::adopt).
+  // With warm starts: the window kept its nearest seed's front (with the
+  // published pair its one point) without a search
+  // (WarmStartOptions::adopt).
   bool adopted = false;
   int num_atoms = 0;  // atoms owned (in the core, after seam merging)
   double ms = 0.0;
@@ -501,7 +511,7 @@ class LogStarAnalyzer {
                          WindowResult& out, WindowColumns& columns, const std::atomic<bool>* cancel,
                          absl::Span<const LogParameters> transferred,
                          const WindowResult* donor) const;
-  // WarmStartOptions::adopt: true when the window took `donor`'s choice
+  // WarmStartOptions::adopt: true when the window took `donor`'s front
   // (`out`, `columns` and `cache` filled), false to search.
   absl::StatusOr<bool> Adopt(const cv::Mat& image, const Window& w, const PhysicsPrior& prior,
                              const LatticeMeasurement* lattice, const CrystalArea* crystal,

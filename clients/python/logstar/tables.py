@@ -30,7 +30,7 @@ _PARAMETERS = [("min_sigma", "f8"), ("max_sigma", "f8"), ("num_sigma", "i4"),
 #: One row per window (result.proto WindowResult): tile and core (px),
 #: cache state, the LoG parameters used, this frame's rewards and those at
 #: tuning time, the front's chosen index, evaluations, atoms, ms, and
-#: whether it adopted a seed window's choice without a search (warm starts).
+#: whether it adopted a seed window's front without a search (warm starts).
 WINDOW_DTYPE = np.dtype([
     ("index", "i4"), ("col0", "i4"), ("row0", "i4"), ("cols", "i4"), ("rows", "i4"),
     ("core_col0", "i4"), ("core_row0", "i4"), ("core_cols", "i4"), ("core_rows", "i4"),
