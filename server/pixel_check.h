@@ -9,8 +9,8 @@
 // (LogStarAnalyzer::Analyze with a PixelRange), maps the frame without
 // reading it first for its range and its own finite check
 // (engine/image/normalize.h), so the daemon reads each pixel as often as
-// the engine in process does. Each block's range is taken right after its
-// finite check, while the block is in cache.
+// the engine in process does. Both are one read of each block
+// (ScanPixels, engine/image/pixel_scan.h, the scan NormalizeFrame makes).
 //
 // Thread-safety: pure functions; `context` as ExecutionContext allows.
 #ifndef LOGSTAR_SERVER_PIXEL_CHECK_H_

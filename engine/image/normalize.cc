@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "engine/image/pixel_scan.h"
 #include "engine/log/padded_frame.h"
 
 namespace logstar {
@@ -78,26 +79,23 @@ void MapRows(const cv::Mat& in, double lo, double range, bool clip, cv::Mat& out
   }
 }
 
-// Rows [y0, y1): their non-finite check (floating types), then their
-// minimum and maximum unless lo is null. The first failing row block's
-// error is the frame's first non-finite pixel, as blocks are read in row
-// order.
+// Rows [y0, y1): their non-finite check (floating types) and their
+// minimum and maximum in one read (ScanPixels, engine/image/pixel_scan.h);
+// the extrema go to *lo and *hi unless lo is null. The first failing row
+// block's error is the frame's first non-finite pixel, as blocks are read
+// in row order.
 absl::Status CheckAndMinMax(const cv::Mat& frame, int y0, int y1, double* lo, double* hi) {
-  if (frame.depth() == CV_32F) {
-    if (absl::Status s = CheckFinite<float, uint32_t>(frame, 0x7f800000u, y0, y1); !s.ok()) {
-      return s;
-    }
-  } else if (frame.depth() == CV_64F) {
-    if (absl::Status s = CheckFinite<double, uint64_t>(frame, 0x7ff0000000000000ull, y0, y1);
-        !s.ok()) {
-      return s;
-    }
+  const PixelScan scan = ScanPixels(frame.rowRange(y0, y1));
+  if (scan.first_non_finite >= 0) {
+    // The message's form: the slow test on the bad pixel's row.
+    const int y = y0 + static_cast<int>(scan.first_non_finite / frame.cols);
+    return frame.depth() == CV_32F
+               ? CheckFinite<float, uint32_t>(frame, 0x7f800000u, y, y + 1)
+               : CheckFinite<double, uint64_t>(frame, 0x7ff0000000000000ull, y, y + 1);
   }
-  if (lo == nullptr) return absl::OkStatus();
-  try {
-    cv::minMaxLoc(frame.rowRange(y0, y1), lo, hi);
-  } catch (const cv::Exception& e) {
-    return absl::InternalError(absl::StrCat("minMaxLoc: ", e.what()));
+  if (lo != nullptr) {
+    *lo = scan.min;
+    *hi = scan.max;
   }
   return absl::OkStatus();
 }

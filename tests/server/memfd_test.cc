@@ -303,6 +303,23 @@ TEST(PixelCheckTest, NamesTheFirstNonFinitePixelWithThreads) {
   EXPECT_TRUE(CheckFinitePixels(cv::Mat(10, 10, CV_16UC1, cv::Scalar(65535)), "f", nullptr).ok());
 }
 
+// The daemon's check (one read per block, engine/image/pixel_scan.h)
+// refuses a 2048² frame whose only bad pixel is its last, naming the field
+// and the pixel, with and without threads.
+TEST(PixelCheckTest, RefusesANanAtTheLastPixelNamingTheField) {
+  cv::Mat image(2048, 2048, CV_32FC1, cv::Scalar(0.5f));
+  image.at<float>(2047, 2047) = std::nanf("");
+  for (ExecutionContext* context :
+       {static_cast<ExecutionContext*>(nullptr), ExecutionContext::Default()}) {
+    const absl::StatusOr<PixelRange> r =
+        CheckAndMeasurePixels(image, "frame.pixels.shared_memory", context);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(r.status().message().data(), HasSubstr("frame.pixels.shared_memory"));
+    EXPECT_THAT(r.status().message().data(), HasSubstr("x=2047 y=2047"));
+  }
+}
+
 // The check's range is the frame's minimum and maximum (found here by a
 // plain loop), wherever they lie among the blocks, for every type.
 TEST(PixelCheckTest, MeasuresTheRangeWithTheCheck) {

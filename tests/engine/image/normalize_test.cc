@@ -105,6 +105,25 @@ TEST(NormalizeTest, NanPixelIsInvalidArgumentWithPosition) {
   }
 }
 
+// The one-read scan (engine/image/pixel_scan.h) still refuses a lone bad
+// pixel at the very end of a large frame, past the vector body of every
+// block, with its position; the frame's range is not taken from it.
+TEST(NormalizeTest, NanAtTheLastPixelOfALargeFrameIsRefused) {
+  for (ExecutionContext* context :
+       {static_cast<ExecutionContext*>(nullptr), ExecutionContext::Default()}) {
+    for (float bad :
+         {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
+      cv::Mat frame(2048, 2048, CV_32F, cv::Scalar(0.5));
+      frame.at<float>(0, 0) = -1.0f;
+      frame.at<float>(2047, 2047) = bad;
+      absl::StatusOr<cv::Mat> out = NormalizeFrame(frame, {}, context);
+      ASSERT_FALSE(out.ok());
+      EXPECT_EQ(out.status().code(), absl::StatusCode::kInvalidArgument);
+      EXPECT_THAT(std::string(out.status().message()), HasSubstr("x=2047, y=2047"));
+    }
+  }
+}
+
 TEST(NormalizeTest, InfPixelIsInvalidArgumentWithPosition) {
   cv::Mat frame(4, 4, CV_64F, cv::Scalar(2.0));
   frame.at<double>(2, 0) = -std::numeric_limits<double>::infinity();
