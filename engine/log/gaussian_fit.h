@@ -3,9 +3,10 @@
 //
 // Each detected column is fitted, by Levenberg–Marquardt least squares, with
 //   m(x, y) = B + A · exp(-½ (p - c)ᵀ P (p - c)),   p = (x, y), c = (x0, y0),
-// over the pixels of a disk around it (radius window_sigmas × the blob's
-// sigma), P the 2×2 precision matrix (σx, σy and the rotation) and B a local
-// constant background. Unweighted least squares is the maximum-likelihood fit
+// over the pixels of a disk around it (radius window_sigmas × the column's
+// width: its earlier fit's where there is one, else the blob's sigma), P the
+// 2×2 precision matrix (σx, σy and the rotation) and B a local constant
+// background. Unweighted least squares is the maximum-likelihood fit
 // for white Gaussian noise, whose Cramér–Rao bound on each coordinate is
 // about σ_noise / A · √(2/π) px; the fit reaches it when the window holds
 // nearly all of the column's gradient (2.5 σ holds 98.6 % of the Fisher
@@ -64,13 +65,25 @@
 namespace logstar {
 
 struct GaussianRefineOptions {
-  // Radius of the fit window, as a multiple of the blob's sigma. 2.5 keeps
-  // 98.6 % of the centre's Fisher information; smaller loses precision,
-  // larger costs time and leans more on the neighbours' models.
-  double window_sigmas = 2.5;  // [1, 6]
+  // Radius of the fit window, as a multiple of the column's width (its
+  // earlier fit's, else the blob's sigma). 2.5 keeps 98.6 % of an isolated
+  // centre's Fisher information, but where neighbours stand 4σ apart (the
+  // honeycomb) their amplitudes, fitted from the flanks the window shows,
+  // trade off against the centre (x spread 1.22× the bound), and the width
+  // and background trade off against the amplitude (the integrated
+  // intensity 3× its bound). 3.0 brings both to 1.07–1.10× and 1.7–2×, with
+  // a third more pixels; 3.5 (1.2–1.5×) takes twice the pixels.
+  double window_sigmas = 3.0;  // [1, 6]
   // Fitting passes; from the second on, neighbours' models are the previous
-  // pass's fits (see the file comment).
-  int passes = 2;  // [1, 5]
+  // pass's fits (see the file comment). One is best on generated lattices:
+  // a neighbour's fit has absorbed part of the shared pixels' noise, so
+  // refitting against it (the honeycomb's x spread 1.07–1.10× the bound
+  // after one pass, 1.11–1.15× after two) adds that noise back. A second
+  // pass pays where the noise is low (below ~0.05 of the peak): after one,
+  // neighbours fitted by their amplitude alone keep the detection's centre
+  // and width, which on a noise-free honeycomb moves the centres by 0.017 px
+  // (0.002 after two passes).
+  int passes = 1;  // [1, 5]
   // Levenberg–Marquardt iterations per column and pass.
   int max_iterations = 30;  // [1, 1000]
   // A fit whose centre moved further than this multiple of the blob's sigma
@@ -126,13 +139,14 @@ struct ColumnFit {
 //
 // `previous`: fits of the same columns on an earlier frame (a stream's last
 // one; same coordinates), or empty. A blob with an accepted earlier fit
-// within half its sigma starts from that fit's shape, amplitude and
-// background at the blob's position, and its neighbours see that model in
-// the first pass: on a frame like the earlier one the fits then start
-// close to their optimum and few need a second pass (a cached frame's
-// refinement costs about a third). Results stay within a small fraction of
-// a standard deviation of a cold start's (both stop where the noise hides
-// further progress), but depend on the earlier frame.
+// within half its sigma starts from that fit (centre, shape, amplitude and
+// background), its window is sized by that fit's width √(σx·σy) (within
+// [0.5, 1.5] × the blob's sigma) instead of the blob's, and its neighbours
+// see that model in the first pass: on a frame like the earlier one the
+// fits then start close to their optimum, in windows no larger than the
+// column needs. Results differ from a cold start's by what the different
+// window and the stopping rule allow (a fraction of a standard deviation
+// where the blob's sigma is the width), and depend on the earlier frame.
 absl::Status RefineGaussian(const cv::Mat& image, absl::Span<Blob> blobs,
                             std::vector<ColumnFit>* fits, const GaussianRefineOptions& options,
                             ExecutionContext* context, absl::Span<const ColumnFit> previous = {});

@@ -8,10 +8,12 @@
 #
 #   tests/bench/run_gaussian_bench.sh [--build-dir DIR] [--threads N]
 #                                     [--max-columns N] [--json FILE]
+#                                     [--window-sigmas S]
 #
 # --max-columns bounds the columns scipy fits per frame (default 300; its
 # time per column is what the ratio uses). --json FILE writes the scipy
-# comparison as JSON.
+# comparison as JSON. --window-sigmas S sets both fits' window (default:
+# logstar's default, 3; scipy fits the same pixels as logstar).
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -19,13 +21,16 @@ build="${repo}/build"
 threads=2
 max_columns=300
 json=""
+window=3
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --build-dir) build="$2"; shift 2 ;;
     --threads) threads="$2"; shift 2 ;;
     --max-columns) max_columns="$2"; shift 2 ;;
     --json) json="$2"; shift 2 ;;
-    *) echo "usage: $0 [--build-dir DIR] [--threads N] [--max-columns N] [--json FILE]" >&2
+    --window-sigmas) window="$2"; shift 2 ;;
+    *) echo "usage: $0 [--build-dir DIR] [--threads N] [--max-columns N] [--json FILE]" \
+            "[--window-sigmas S]" >&2
        exit 2 ;;
   esac
 done
@@ -34,6 +39,7 @@ work="$(mktemp -d)"
 trap 'rm -rf "${work}"' EXIT
 
 "${build}/tests/gaussian_refine_bench" --threads="${threads}" --out="${work}" \
+  --window-sigmas="${window}" \
   --real="${repo}/../shared/data/real"
 
 echo
@@ -44,4 +50,4 @@ for lattice in ybco perovskite hex; do
   for noise in 0.1 0.3; do frames+=("${work}/${lattice}_n${noise}_d0"); done
 done
 /usr/bin/python3 -B "${repo}/tests/bench/gaussian_refine_scipy.py" "${frames[@]}" \
-  --max-columns "${max_columns}" ${json:+--json "${json}"}
+  --max-columns "${max_columns}" --window-sigmas "${window}" ${json:+--json "${json}"}

@@ -1,5 +1,6 @@
 #include "engine/log/gaussian_fit.h"
 
+#include <algorithm>
 #include <cmath>
 #include <memory>
 #include <random>
@@ -8,7 +9,9 @@
 #include <opencv2/core.hpp>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "engine/base/context.h"
+#include "engine/image/synth.h"
 #include "engine/log/log_detector.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -292,6 +295,58 @@ TEST(GaussianFitTest, IntegratedIntensityWithinTwoPercentOnIsolatedColumns) {
   EXPECT_NEAR(mean_ratio, 1.0, 0.005);
 }
 
+// The generator's integrated intensity 2πAσ² (its columns are point-sampled
+// Gaussians on a constant background) is what the fit reports: noise-free
+// to 1 % per column (the neighbours' detected models, subtracted at the
+// window's edge, leave up to 0.6 %) and 0.2 % in the median, and with noise
+// unbiased to within 2 % on isolated columns (no neighbour above 1 % of its
+// peak in the window), though single columns scatter by far more (see
+// docs/science.md).
+TEST(GaussianFitTest, IntegratedIntensityMatchesTheGeneratorsOnIsolatedColumns) {
+  for (double noise : {0.0, 0.1}) {
+    SynthOptions o;
+    o.width = o.height = 384;
+    o.lattice = SynthLattice::kPerovskite;
+    o.noise = noise;
+    o.seed = 31;
+    const absl::StatusOr<SynthFrame> frame = Synthesize(o);
+    ASSERT_TRUE(frame.ok()) << frame.status();
+    std::mt19937 rng(9);
+    std::uniform_real_distribution<double> jitter(-0.5, 0.5);
+    std::vector<Blob> blobs;
+    for (const SynthAtom& a : frame->atoms) {
+      blobs.push_back(Blob{a.x + jitter(rng), a.y + jitter(rng), a.sigma_px});
+    }
+    const std::vector<ColumnFit> fits = Fit(frame->image, &blobs);
+    const double window = GaussianRefineOptions{}.window_sigmas;
+    std::vector<double> errors;
+    for (size_t k = 0; k < frame->atoms.size(); ++k) {
+      const SynthAtom& a = frame->atoms[k];
+      const double margin = (window + 1) * a.sigma_px;
+      if (a.x < margin || a.y < margin || a.x > o.width - 1 - margin ||
+          a.y > o.height - 1 - margin) {
+        continue;
+      }
+      bool isolated = true;
+      for (const SynthAtom& b : frame->atoms) {
+        const double d = std::hypot(b.x - a.x, b.y - a.y);
+        if (d > 0.0 && d < window * a.sigma_px + 3 * b.sigma_px) isolated = false;
+      }
+      if (!isolated || fits[k].status != ColumnFitStatus::kOk) continue;
+      const double truth = 2 * M_PI * a.intensity * a.sigma_px * a.sigma_px;
+      errors.push_back(fits[k].intensity / truth - 1.0);
+      if (noise == 0.0) {
+        EXPECT_NEAR(errors.back(), 0.0, 0.01) << k;
+      }
+    }
+    ASSERT_GT(errors.size(), 100u) << noise;
+    std::nth_element(errors.begin(), errors.begin() + errors.size() / 2, errors.end());
+    // With noise, about 200 columns scattering by ~7 % (median |error|
+    // 4.7 %): the median is known to ±0.6 %.
+    EXPECT_NEAR(errors[errors.size() / 2], 0.0, noise == 0.0 ? 0.002 : 0.02) << noise;
+  }
+}
+
 TEST(GaussianFitTest, ResultsDoNotDependOnTheThreadCount) {
   std::mt19937 rng(12);
   std::vector<Truth> cols;
@@ -397,9 +452,13 @@ TEST(GaussianFitTest, EarlierFitsAsStartAgreeWithAColdStart) {
   }
   const cv::Mat first = Draw(80, 80, cols, 0.1, 0.05, &rng);
   const cv::Mat second = Draw(80, 80, cols, 0.1, 0.05, &rng);
-  std::vector<Blob> a = Detect(cols, 1.2 * kSigma);
+  // The blobs' sigma is the columns' width, √(σx·σy), so that the warm
+  // start's windows (sized by the earlier fits' widths) are the cold start's
+  // and the two fits see the same pixels.
+  const double width = kSigma * std::sqrt(1.1);
+  std::vector<Blob> a = Detect(cols, width);
   const std::vector<ColumnFit> earlier = Fit(first, &a);
-  std::vector<Blob> cold = Detect(cols, 1.2 * kSigma), warm = cold, unrelated = cold;
+  std::vector<Blob> cold = Detect(cols, width), warm = cold, unrelated = cold;
   const std::vector<ColumnFit> cold_fits = Fit(second, &cold);
   std::vector<ColumnFit> warm_fits;
   ASSERT_TRUE(
@@ -408,8 +467,11 @@ TEST(GaussianFitTest, EarlierFitsAsStartAgreeWithAColdStart) {
   for (size_t k = 0; k < cols.size(); ++k) {
     ASSERT_EQ(cold_fits[k].status, ColumnFitStatus::kOk);
     ASSERT_EQ(warm_fits[k].status, ColumnFitStatus::kOk);
-    EXPECT_LT(std::abs(warm_fits[k].x - cold_fits[k].x), cold_fits[k].x_err) << k;
-    EXPECT_LT(std::abs(warm_fits[k].y - cold_fits[k].y), cold_fits[k].y_err) << k;
+    // The warm window is centred on the earlier fit, the cold one on the
+    // detection (up to 0.5 px apart): their rims, and where the frame clips
+    // them, hold different pixels.
+    EXPECT_LT(std::abs(warm_fits[k].x - cold_fits[k].x), 1.5 * cold_fits[k].x_err) << k;
+    EXPECT_LT(std::abs(warm_fits[k].y - cold_fits[k].y), 1.5 * cold_fits[k].y_err) << k;
     EXPECT_NEAR(warm_fits[k].intensity, cold_fits[k].intensity, 0.03 * cold_fits[k].intensity);
     auto z2 = [&](const ColumnFit& f) {
       const double zx = (f.x - cols[k].x) / f.x_err, zy = (f.y - cols[k].y) / f.y_err;
