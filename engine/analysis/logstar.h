@@ -209,8 +209,10 @@ struct LogStarOptions {
   // amorphous atoms as spurious) the analyzer falls back to the published
   // pair. But at noise 0.3 its fronts have >= 3 points in 77 % of tuned
   // windows (80 % asked), and on two real images its F1 is lower (graphene
-  // 0.878 / 0.890, Pb nanoparticle 0.794 / 0.822); see docs/science.md,
-  // "The lattice pair".
+  // 0.878 / 0.890, CsPbBr3 0.986 / 0.987: maxima on the frame's outermost
+  // pixels; the Pb nanoparticle, lower while its crystal map missed the
+  // particle's thin rim, is now higher, 0.852 / 0.840); see
+  // docs/science.md, "The lattice pair".
   ObjectivePair objectives = ObjectivePair::kPublished;
   RewardOptions rewards;
   LatticeOptions lattice;  // kLattice: how the window's lattice is measured

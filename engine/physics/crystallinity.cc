@@ -89,6 +89,18 @@ absl::Status CrystallinityOptions::Validate() const {
   if (!(noise_sigmas >= 1.0 && std::isfinite(noise_sigmas))) {
     return bad("noise_sigmas", noise_sigmas, ">= 1");
   }
+  if (!(local_reach_windows > 0.0 && local_reach_windows <= 8.0)) {
+    return bad("local_reach_windows", local_reach_windows, "in (0, 8]");
+  }
+  if (!(structure_noise >= 0.0 && std::isfinite(structure_noise))) {
+    return bad("structure_noise", structure_noise, ">= 0");
+  }
+  if (!(structure_fraction >= 0.0 && structure_fraction < 1.0)) {
+    return bad("structure_fraction", structure_fraction, "in [0, 1)");
+  }
+  if (!(periodic_share >= 0.0 && periodic_share <= 1.0)) {
+    return bad("periodic_share", periodic_share, "in [0, 1]");
+  }
   return absl::OkStatus();
 }
 
@@ -374,6 +386,84 @@ double CrystalLevel(const cv::Mat& map, double floor, int margin) {
   return all.empty() ? 0.0 : Quantile(all, 0.75);
 }
 
+// The map's largest value within `radius` px of each pixel (0 beyond the
+// image's edges).
+cv::Mat LocalMax(const cv::Mat& map, double radius) {
+  const int r = std::max(1, static_cast<int>(std::ceil(radius)));
+  cv::Mat out;
+  cv::dilate(map, out, cv::getStructuringElement(cv::MORPH_ELLIPSE, cv::Size(2 * r + 1, 2 * r + 1)),
+             cv::Point(-1, -1), 1, cv::BORDER_CONSTANT, cv::Scalar(0));
+  return out;
+}
+
+// What LocalThresholds needs beside the map, on the map's grid.
+struct GrowthEvidence {
+  // The band-passed frame's energy (h²) over about half a column spacing:
+  // columns right there, at a resolution of a spacing, not a window.
+  cv::Mat structure;
+  // The local variance of h over the map's window (its lag-0 covariance).
+  cv::Mat variance;
+  // The energy and variance of the frame's white noise in h.
+  double noise_energy = 0.0;
+  double structure_reach = 0.0;  // coarse px: one column spacing
+  double map_reach = 0.0;        // coarse px: local_reach_windows window sigmas
+};
+
+// The threshold per pixel of `map` (coarse px), all positive: `threshold`
+// on the crystal's core (the pixels above it) and on whatever is not
+// connected to it; on the pixels connected to the core (8-neighbours)
+// through pixels that pass the three tests below, the lower of `threshold`
+// and max(floor, fraction × the map's largest value within map_reach),
+// which they reach. A pixel passes when
+//  - the map shows the lattice above the noise and above `fraction` of its
+//    largest value nearby (the crystal's level there, whatever that is);
+//  - structure shows columns there: at least structure_noise × the noise's
+//    energy and structure_fraction of its largest value within a spacing
+//    (against vacuum the window's tail reaches beyond the last columns,
+//    the structure does not);
+//  - the lattice holds at least periodic_share of the local variance less
+//    the noise's: amorphous material and a support film have as much
+//    structure, little of it at a lattice lag.
+// A crystal whose lattice contrast falls off — a particle thinning toward
+// its rim, where the map goes as the contrast squared — is so followed as
+// far as its lattice shows, where the crystal's typical level alone cut it
+// at 0.7 of its contrast; its boundary still falls where the window holds
+// half crystal, as the map's nearby level there is the rim's.
+cv::Mat LocalThresholds(const cv::Mat& map, const GrowthEvidence& e, double threshold, double floor,
+                        const CrystallinityOptions& options) {
+  const double fraction = options.threshold_fraction;
+  // (A noise-free frame has floor 0: its vacuum, 0 too, must not pass.)
+  const cv::Mat local =
+      cv::max(fraction * LocalMax(map, e.map_reach), std::max(floor, 1e-3 * threshold));
+  const cv::Mat structured =
+      e.structure >= cv::max(options.structure_fraction * LocalMax(e.structure, e.structure_reach),
+                             options.structure_noise * e.noise_energy);
+  const cv::Mat periodic = map >= options.periodic_share * (e.variance - e.noise_energy);
+  const cv::Mat core = map > threshold;
+  const cv::Mat passes = ((map >= local) & structured & periodic) | core;
+  cv::Mat labels;
+  const int n = cv::connectedComponents(passes, labels, 8, CV_32S);
+  std::vector<uint8_t> keep(n, 0);
+  for (int y = 0; y < map.rows; ++y) {
+    const uint8_t* c = core.ptr<uint8_t>(y);
+    const int32_t* l = labels.ptr<int32_t>(y);
+    for (int x = 0; x < map.cols; ++x) {
+      if (c[x] != 0) keep[l[x]] = 1;
+    }
+  }
+  cv::Mat out(map.size(), CV_32F);
+  const float t = static_cast<float>(threshold);
+  for (int y = 0; y < map.rows; ++y) {
+    const int32_t* l = labels.ptr<int32_t>(y);
+    const float* lo = local.ptr<float>(y);
+    float* o = out.ptr<float>(y);
+    for (int x = 0; x < map.cols; ++x) {
+      o[x] = l[x] > 0 && keep[l[x]] != 0 ? std::min(t, lo[x]) : t;
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 absl::StatusOr<Crystallinity> MeasureCrystallinity(const cv::Mat& frame,
@@ -494,9 +584,32 @@ absl::StatusOr<Crystallinity> MeasureCrystallinity(const cv::Mat& frame,
   out.level = CrystalLevel(map, floor, static_cast<int>(std::ceil(reach)));
   out.threshold = std::max(options.threshold_fraction * out.level, floor);
 
-  // 4. Back to the frame's pixels.
-  cv::Mat mask = Upsample(map, factor * coarse, frame.size()) > out.threshold;
-  if (out.level <= 0.0) mask.setTo(0);
+  // 4. Back to the frame's pixels. With follow_contrast, through the map in
+  // units of each pixel's own threshold (LocalThresholds), so that one
+  // bilinear upsampling serves a threshold that varies.
+  cv::Mat mask = cv::Mat::zeros(frame.size(), CV_8U);
+  if (out.level > 0.0 && out.threshold > 0.0) {
+    cv::Mat relative = map / out.threshold;
+    if (options.follow_contrast) {
+      GrowthEvidence e;
+      cv::GaussianBlur(h.mul(h), e.structure, cv::Size(0, 0), 0.5 * nn, 0.5 * nn,
+                       cv::BORDER_REFLECT);
+      e.structure = BlockMean(e.structure, coarse);
+      e.variance = Covariance(LagSums(h, 0, 0, coarse, a_coarse, b_coarse, sigma));
+      // White noise of std s through G(s1) - G(s2) (2-D, unit-sum
+      // Gaussians) has variance s² ∫ (G1 - G2)², in units of h's.
+      LOGSTAR_ASSIGN_OR_RETURN(const double pixel_noise, PixelNoiseStd(work));
+      const double s1 = options.smoothing_nn * nn, s2 = options.highpass_nn * nn;
+      const double gain = 1.0 / (4.0 * std::numbers::pi * s1 * s1) +
+                          1.0 / (4.0 * std::numbers::pi * s2 * s2) -
+                          1.0 / (std::numbers::pi * (s1 * s1 + s2 * s2));
+      e.noise_energy = pixel_noise * pixel_noise * gain / (rms * rms);
+      e.structure_reach = nn / coarse;
+      e.map_reach = options.local_reach_windows * sigma;
+      relative = map / LocalThresholds(map, e, out.threshold, floor, options);
+    }
+    mask = Upsample(relative, factor * coarse, frame.size()) > 1.0;
+  }
   LOGSTAR_ASSIGN_OR_RETURN(out.mask, CrystalMask::FromMask(mask));
   out.fraction = static_cast<double>(out.mask.Area({0, 0, frame.cols, frame.rows})) /
                  (static_cast<double>(frame.cols) * frame.rows);

@@ -44,28 +44,60 @@
 //     crystalline when its map value reaches max(threshold_fraction × L,
 //     noise_sigmas × σ): with threshold_fraction 0.5 the boundary falls
 //     where half the window is crystal, i.e. on the crystal's edge.
-//  4. The map is upsampled (bilinear) to the frame and thresholded into a
-//     CrystalMask.
+//  4. Following the contrast (follow_contrast, the default). A particle
+//     thins toward its rim, and the map goes as the lattice contrast
+//     squared: on the real Pb particle of ../shared/data/real (contrast
+//     falling from ~2200 counts at the centre to ~400 at the rim) the
+//     threshold of 3 kept 0.24 of the frame, the particle being ~0.48, and
+//     102 of its 212 reference columns. So the pixels above that threshold
+//     are the crystal's core, and the crystal grows from it through pixels
+//     (8-connected) where the lattice still shows: the map at least
+//     noise_sigmas × σ and threshold_fraction of its own largest value
+//     within local_reach_windows window sigmas (the crystal's level there,
+//     whatever it is); columns right there (the band-passed energy over half
+//     a spacing at least structure_noise × the white noise's, measured by
+//     PixelNoiseStd, and structure_fraction of its largest value within a
+//     spacing: the window's tail reaches beyond a particle's last columns,
+//     the structure does not); and the lattice holding periodic_share of the
+//     local variance less the noise's (amorphous material and a support film
+//     have as much structure, little of it at a lattice lag). A grown pixel's
+//     threshold is that local one. So the boundary still falls where the
+//     window holds half crystal, at the rim's level instead of the centre's;
+//     amorphous material or a film away from the crystal stays cut from it by
+//     the belt where the crystal's level rules. The Pb particle's map then
+//     holds 0.39 of the frame and 144 of the 212 columns (the rest lie at the
+//     rim, where the map is under its noise floor).
+//  5. The map (in units of each pixel's threshold) is upsampled (bilinear)
+//     to the frame and thresholded into a CrystalMask.
 //
 // Accuracy (tests/engine/physics/crystallinity_test.cc, generated 512²
 // frames against crystalline_mask, seeds 21-23 held back from tuning; IoU
-// mean at noise 0 / 0.3 / 0.6): nanoparticles of 40 % perovskite 0.94 /
-// 0.94 / 0.94, hex 0.96 / 0.96 / 0.96, YBCO 0.92 / 0.91 / 0.91 (of 20 %:
-// 0.92, 0.96, 0.87 where a lattice was found); crystal edges 0.95-0.98;
-// particles on a support film 0.91-0.97; a crystal 30 % amorphous:
-// perovskite 0.96, hex 0.95, YBCO 0.88. YBCO is lowest: its 93 px cell
+// mean at noise 0 / 0.3 / 0.6; with one threshold, before step 4, in
+// brackets where it differed by 0.01 or more): nanoparticles of 40 %
+// perovskite 0.94 / 0.94 / 0.94, hex 0.96 / 0.96 / 0.96, YBCO 0.93 / 0.93 /
+// 0.92 (0.92 / 0.91 / 0.91); of 20 %: perovskite 0.91-0.92, hex 0.95, YBCO
+// 0.87-0.89 where a lattice was found; crystal edges 0.93-0.98; particles on
+// a support film 0.92-0.96 (YBCO 0.92-0.93 from 0.91-0.92); a crystal 30 %
+// amorphous: perovskite 0.96, hex 0.94 (0.95-0.96), YBCO 0.88. A particle
+// thinning to 0.15 of its contrast at the rim (seeds 31-32, noise 0.05 and
+// 0.15 of the range): 0.85-0.89 (0.48-0.52). YBCO is lowest: its 93 px cell
 // makes the window long, and a particle's rim is lost (the share ~0.04 low).
-// Cost (one thread): 5 ms on 1024², 24 ms on 2048² (the band-pass on a copy
-// resampled to ~8 px per spacing, then grids a third of the shortest
-// translation fine).
+// Cost (one thread): 5 ms on 1024², 24 ms on 2048² with one threshold (the
+// band-pass on a copy resampled to ~8 px per spacing, then grids a third of
+// the shortest translation fine); following the contrast adds a fifth
+// windowed sum (the variance) and the structure map (DISABLED_IouTableAndCost
+// prints the ratio; docs/science.md, "The crystalline area", quotes it).
 //
 // Limits: the map knows one lattice, the frame's. A second crystal of
 // another lattice or orientation (SynthScene::kInterface) is not
 // crystalline by it; a caller that wants it measures that window's own
-// lattice. Contrast that varies strongly across a crystal (thickness) moves
-// the map with it (as its square): parts whose lattice contrast is under
-// √threshold_fraction (0.7) of the crystal's typical one count as not
-// crystalline.
+// lattice. Contrast that varies across a crystal (thickness) is followed
+// (step 4) as far as the lattice shows above the map's noise floor, and
+// where it falls by less than half (as its square) over one window sigma:
+// a rim thinner than that, and a crystal only joined to the core through
+// such a rim, count as not crystalline. A crystal of the same lattice
+// beside the particle (a neighbouring particle, a crystalline support)
+// joins it where they touch.
 //
 // Units and coordinates: pixels of the frame; x = column, y = row, origin at
 // the centre of the top-left pixel (engine/base/geometry.h).
@@ -141,6 +173,23 @@ struct CrystallinityOptions {
   // See the file comment, 3.
   double threshold_fraction = 0.5;  // (0, 1)
   double noise_sigmas = 6.0;        // >= 1
+  // See the file comment, 4: the crystal followed where its lattice
+  // contrast falls off (false: one threshold for the frame, as before).
+  bool follow_contrast = true;
+  // Its tests: the map's level nearby is its largest value within this many
+  // window sigmas; columns show where the band-passed energy over half a
+  // spacing reaches structure_noise × the noise's and structure_fraction of
+  // its largest value within a spacing; the lattice holds periodic_share of
+  // the local variance less the noise's. Chosen on the generated frames of
+  // tests/engine/physics/crystallinity_test.cc (seeds 21-23 and 31-32) and
+  // the Pb particle of ../shared/data/real: a reach of 2 sigmas followed
+  // too little of it (share 0.27 against 0.39, the particle ~0.48), a share
+  // of 0.3 cost 0.02-0.03 of IoU on a crystal 30 % amorphous (hex), 0.5
+  // 0.015.
+  double local_reach_windows = 1.0;  // (0, 8]
+  double structure_noise = 3.0;      // >= 0
+  double structure_fraction = 0.3;   // [0, 1)
+  double periodic_share = 0.5;       // [0, 1]
 
   absl::Status Validate() const;
 };
