@@ -815,15 +815,15 @@ absl::StatusOr<LogStarResult> RunLogStar(const cv::Mat& image, const PixelRegion
   auto front_and_choice = [&]() -> absl::StatusOr<std::pair<std::vector<int>, int>> {
     const std::vector<Objectives2> all = objectives_of();
     LOGSTAR_ASSIGN_OR_RETURN(std::vector<int> front, ParetoFront(all));
-    // The lattice pair's objectives share a unit (about the share of
-    // columns missed, of detections spurious), so the rule sees them as
-    // they are. Normalised over the front, its knee lay wherever the front
-    // ended: with the noise term's fronts, which run from every candidate
-    // to the surest few, it dropped true columns (F1 of the chosen point
-    // 0.970 against 0.993 on the trust benchmark's frames at noise 0.3).
+    // With the noise term of spurious the lattice pair's fronts run from
+    // every candidate to the surest few; normalised over such a front, the
+    // knee lay wherever it ended and dropped true columns (F1 of the chosen
+    // point 0.970 against 0.993 on the trust benchmark's frames at noise
+    // 0.3), so the rule then sees misses and spurious, both about shares of
+    // columns, as they are.
     LOGSTAR_ASSIGN_OR_RETURN(const int chosen,
                              ChooseOnFront(all, front, options.choice, options.choice_weights,
-                                           /*normalize=*/!sites));
+                                           /*normalize=*/noise_level == 0.0));
     return std::make_pair(std::move(front), chosen);
   };
 
