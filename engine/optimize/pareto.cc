@@ -271,7 +271,7 @@ absl::StatusOr<double> ExpectedHypervolumeImprovement(absl::Span<const Objective
 
 absl::StatusOr<int> ChooseOnFront(absl::Span<const Objectives2> objectives,
                                   absl::Span<const int> front_indices, FrontChoiceRule rule,
-                                  const Objectives2& weights) {
+                                  const Objectives2& weights, bool normalize) {
   if (front_indices.empty()) return absl::InvalidArgumentError("front_indices is empty");
   Objectives2 lo = {kInf, kInf};
   Objectives2 hi = {-kInf, -kInf};
@@ -303,7 +303,8 @@ absl::StatusOr<int> ChooseOnFront(absl::Span<const Objectives2> objectives,
     Objectives2 g;
     for (int k = 0; k < 2; ++k) {
       const double span = hi[k] - lo[k];
-      g[k] = span > 0.0 ? (objectives[index][k] - lo[k]) / span : 0.0;
+      g[k] = !normalize ? objectives[index][k]
+                        : (span > 0.0 ? (objectives[index][k] - lo[k]) / span : 0.0);
     }
     double score = 0.0;
     switch (rule) {

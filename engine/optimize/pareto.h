@@ -89,7 +89,8 @@ absl::StatusOr<double> ExpectedHypervolumeImprovement(absl::Span<const Objective
 
 // How to pick one point of a front. Objectives are first min–max normalised
 // over the front (an objective constant over the front normalises to 0), so
-// both weigh alike whatever their units.
+// both weigh alike whatever their units — unless the caller says they share
+// a unit already (ChooseOnFront's `normalize`).
 enum class FrontChoiceRule {
   kEuclidean,  // closest to the utopia point (0, 0)
   kChebyshev,  // smallest max of the normalised objectives
@@ -99,9 +100,10 @@ enum class FrontChoiceRule {
 // Returns the chosen index into `objectives` among `front_indices` (usually
 // ParetoFront's output; any non-empty subset works). Ties go to the lowest
 // index. `weights` (used by kWeights only) must be >= 0, finite, not both 0.
+// With `normalize` false the rule sees the objectives as they are (g = f).
 absl::StatusOr<int> ChooseOnFront(absl::Span<const Objectives2> objectives,
                                   absl::Span<const int> front_indices, FrontChoiceRule rule,
-                                  const Objectives2& weights = {1.0, 1.0});
+                                  const Objectives2& weights = {1.0, 1.0}, bool normalize = true);
 
 }  // namespace logstar
 

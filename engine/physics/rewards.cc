@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstddef>
 #include <limits>
+#include <numbers>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -271,8 +272,10 @@ absl::StatusOr<LatticeRewards> ComputeLatticeRewards(
     const LatticeMargins* margins, std::vector<int>* spurious, const CrystalMask* crystal) {
   LOGSTAR_RETURN_IF_ERROR(ValidateRegion(region));
   LOGSTAR_RETURN_IF_ERROR(sites.Validate());
-  if (margins != nullptr && (margins->detected.size() != points.size() ||
-                             margins->below.size() != margins->below_ratio.size())) {
+  if (margins != nullptr &&
+      (margins->detected.size() != points.size() ||
+       margins->below.size() != margins->below_ratio.size() ||
+       (!margins->noise_ratio.empty() && margins->noise_ratio.size() != points.size()))) {
     return absl::InvalidArgumentError("margins must give one ratio per point and per maximum");
   }
   for (size_t i = 0; i < points.size(); ++i) {
@@ -312,7 +315,18 @@ absl::StatusOr<LatticeRewards> ComputeLatticeRewards(
     const double q = 1.0 / margins->detected[j];
     return q * q;
   };
-  double missed = 0.0, spurious_sum = 0.0, weighted_sites = 0.0;
+  double missed = 0.0, spurious_sum = 0.0, weighted_sites = 0.0, noise_sum = 0.0;
+  // The chance that a noise peak falls within r of a column: the share of
+  // the plane those discs cover, π r² × the columns per cell / the cell's
+  // area (translations a and b come first). A supported detection is noise
+  // only if a peak landed on a site.
+  const PointXY& ta = sites.translations[0];
+  const PointXY& tb = sites.translations.size() > 1 ? sites.translations[1] : ta;
+  const double cell_area = std::abs(ta.x * tb.y - ta.y * tb.x);
+  const double columns_per_cell =
+      sites.column_offsets.empty() ? 1.0 : static_cast<double>(sites.column_offsets.size());
+  const double on_site =
+      cell_area > 0.0 ? std::min(1.0, std::numbers::pi * r2 * columns_per_cell / cell_area) : 1.0;
   const double dup2 = sites.duplicate_px * sites.duplicate_px;
   for (size_t i = 0; i < points.size(); ++i) {
     const PointXY& p = points[i];
@@ -346,6 +360,10 @@ absl::StatusOr<LatticeRewards> ComputeLatticeRewards(
       if (spurious != nullptr) spurious->push_back(static_cast<int>(i));
       continue;  // its sites say nothing about the crystal
     }
+    if (margins != nullptr && !margins->noise_ratio.empty()) {
+      const double q = std::min(1.0, margins->noise_ratio[i]);
+      noise_sum += on_site * q * q;
+    }
     // The cell's other columns, seen from the column p most likely is.
     int best_hits = -1;
     int best_sites = 0, best_missing = 0;
@@ -371,7 +389,7 @@ absl::StatusOr<LatticeRewards> ComputeLatticeRewards(
     missed += cost + kCellColumnWeight * best_cost;
     weighted_sites += num_sites + kCellColumnWeight * best_sites;
   }
-  spurious_sum = out.num_spurious;
+  spurious_sum = out.num_spurious + noise_sum;
   if (margins != nullptr) {
     // Maxima under the threshold: unsupported ones not on a detected column
     // are noise peaks, weighed by how nearly they were admitted.

@@ -51,6 +51,16 @@
 // columns nearer loss (misses up, spurious down), and the front spans the
 // gap, with the knee where both margins are balanced. With no detection both
 // are 1; with no supported detection misses is 1.
+// Against the noise: given noise ratios (the level n the frame's noise
+// peaks reach at a detection's scale over its response v), spurious also
+// adds min(1, n / v)² for each supported detection: how nearly it could be
+// a noise peak that happens to sit on a site. Without it, where a coarse
+// scale holds every maximum between columns under 0 (generated frames at
+// noise 0.3) the "below" set is empty, spurious is 0 at the lowest
+// threshold and one point dominates every other; with it, raising the
+// threshold drops the least certain detections first (misses up, spurious
+// down), so the front is the nested sets from every candidate to the
+// surest ones.
 //
 // The crystalline area (issue 15, item 2). Given a CrystalMask
 // (engine/physics/crystallinity.h), both pairs look at the crystal only:
@@ -150,6 +160,10 @@ struct LatticeMargins {
   absl::Span<const double> detected;     // one per point, >= 1
   absl::Span<const PointXY> below;       // maxima under the threshold (context too)
   absl::Span<const double> below_ratio;  // one per `below`, in (0, 1)
+  // Optional (empty, or one per point, >= 0): the level noise peaks reach
+  // at the detection's scale over its response (see "Against the noise"
+  // above).
+  absl::Span<const double> noise_ratio;
 };
 
 // The lattice pair of `points` inside `region` (the same half-open box as

@@ -9,7 +9,18 @@
 //   rewards_sweep --scenes=nanoparticle,edge,support [--fractions=0.4]
 //                 [--pairs=published,lattice] [--lattices=...] [--noises=...]
 //                 [--seeds=...] [--size=512] [--amorphous=F] [--sigmas=Z]
-//                 [--brightness=B] [--density=D] [--threads=T]
+//                 [--brightness=B] [--density=D] [--noise-sigmas=K] [--threads=T]
+//   rewards_sweep --fronts --pairs=lattice --scenes=crystal,nanoparticle,...
+//                 [--seeds=100,101,102] [--fractions=0.2,0.4,0.6] ...
+//
+// Scenes may be "abR": the crystal with A/B brightness ratio R. With
+// --fronts (issue 15, item 1): the frames of tests/bench/trust_benchmark.py
+// (fractions one per seed in turn, normalised frames), one line per tuned
+// window: its crystalline share, front size, true columns, and per front
+// point its parameters, (misses, spurious), detections and true positives
+// on the window's true crystal; plus how many detections of each end the
+// other lacks (see PrintFronts). --noise-sigmas sets
+// LogStarOptions::lattice_noise_sigmas (both modes).
 //
 // With --scenes (issue 15, item 2): each scene frame is analysed as
 // `logstar analyze` does by default (LogStarAnalyzer, 256 px windows, 50
@@ -34,6 +45,7 @@
 // once on the whole frame (as the analyzer does), or with --window-lattice
 // on each window's pixels. --verbose prints every front to stderr.
 
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
@@ -42,6 +54,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "engine/analysis/analyzer.h"
@@ -84,21 +97,107 @@ std::vector<double> Numbers(absl::string_view list) {
   return out;
 }
 
+// With --fronts: per tuned window of the lattice pair, its front against the
+// truth. Every front point is detected again on the window's tile (plus a
+// 16 px halo, no crystal map) and scored on the tile's true crystal (truth
+// and detections whose pixel lies on the generator's crystalline mask):
+// how many it finds, true positives, and how many of its detections the
+// other end lacks (no detection of the other end within the matching
+// radius), so near-ties of one detection set show as 0 / 0.
+void PrintFronts(const SynthFrame& frame, const cv::Mat& image, const FrameAnalysis& a,
+                 const std::string& label, double noise, int seed, double radius,
+                 ExecutionContext* context) {
+  auto on_crystal = [&](double x, double y) {
+    const int c = static_cast<int>(std::lround(x)), r = static_cast<int>(std::lround(y));
+    return c >= 0 && r >= 0 && c < frame.crystalline_mask.cols && r < frame.crystalline_mask.rows &&
+           frame.crystalline_mask.at<uint8_t>(r, c) != 0;
+  };
+  for (const WindowResult& w : a.windows) {
+    if (w.evaluations == 0 || w.front.empty()) continue;
+    const PixelRegion& t = w.window.tile;
+    auto in_tile = [&](double x, double y) {
+      return x >= t.col0 - 0.5 && x < t.col0 + t.cols - 0.5 && y >= t.row0 - 0.5 &&
+             y < t.row0 + t.rows - 0.5 && on_crystal(x, y);
+    };
+    std::vector<PointXY> truth;
+    for (const SynthAtom& at : frame.atoms) {
+      if (in_tile(at.x, at.y)) truth.push_back({at.x, at.y});
+    }
+    constexpr int kHalo = 16;
+    const int c0 = std::max(t.col0 - kHalo, 0), r0 = std::max(t.row0 - kHalo, 0);
+    const int c1 = std::min(t.col0 + t.cols + kHalo, image.cols);
+    const int r1 = std::min(t.row0 + t.rows + kHalo, image.rows);
+    const cv::Mat tile = image(cv::Rect(c0, r0, c1 - c0, r1 - r0));
+    const PixelRegion local{t.col0 - c0, t.row0 - r0, t.cols, t.rows};
+    std::vector<std::vector<PointXY>> sets;
+    std::string points;
+    for (size_t k = 0; k < w.front.size(); ++k) {
+      const FrontPoint& f = w.front[k];
+      LogStarOptions o;
+      const LogDetection d =
+          Must(DetectAndScore(tile, local, frame.prior, f.parameters, o, context), "front");
+      std::vector<PointXY> det;
+      for (const Blob& b : d.blobs) {
+        if (in_tile(b.x + c0, b.y + r0)) det.push_back({b.x + c0, b.y + r0});
+      }
+      const Accuracy acc = Must(MatchToTruth(det, truth, radius), "match");
+      points += absl::StrFormat(" [t%.4f s%.2f-%.2f m%.3f s%.3f n%d tp%d%s]",
+                                f.parameters.threshold, f.parameters.min_sigma,
+                                f.parameters.max_sigma, f.misses, f.spurious, acc.num_detected,
+                                acc.true_positives, static_cast<int>(k) == w.chosen ? "*" : "");
+      sets.push_back(std::move(det));
+    }
+    auto lacking = [&](const std::vector<PointXY>& from, const std::vector<PointXY>& in) {
+      int n = 0;
+      for (const PointXY& p : from) {
+        bool found = false;
+        for (const PointXY& q : in) found |= std::hypot(p.x - q.x, p.y - q.y) < radius;
+        n += !found;
+      }
+      return n;
+    };
+    std::printf("%s\t%.1f\t%d\t%d,%d\t%.2f\t%zu\t%zu\t%d\t%d\t%s\n", label.c_str(), noise, seed,
+                t.col0, t.row0, w.crystalline_fraction, w.front.size(), truth.size(),
+                lacking(sets.front(), sets.back()), lacking(sets.back(), sets.front()),
+                points.c_str());
+  }
+  std::fflush(stdout);
+}
+
 int RunScenes(const std::vector<std::string>& scenes, const std::vector<double>& fractions,
               const std::vector<std::string>& pairs, const std::vector<std::string>& lattices,
               const std::vector<double>& noises, const std::vector<double>& seeds, int size,
-              double amorphous, double density, double sigmas, double bright,
-              ExecutionContext* context) {
-  std::printf(
-      "scene\tfraction\tlattice\tnoise\tseed\tpair\tP\tR\tF1\tF1_support\tcrystal\t"
-      "crystal_true\ttuned\tlent\tnote\n");
-  for (const std::string& scene : scenes) {
-    for (double fraction : fractions) {
+              double amorphous, double density, double sigmas, double bright, double noise_sigmas,
+              bool fronts, ExecutionContext* context) {
+  if (fronts) {
+    std::printf(
+        "frame\tnoise\tseed\twindow\tcrystal\tfront\ttruth\tend1_only\tend2_only\t"
+        "points\n");
+  } else {
+    std::printf(
+        "scene\tfraction\tlattice\tnoise\tseed\tpair\tP\tR\tF1\tF1_support\tcrystal\t"
+        "crystal_true\ttuned\tlent\tnote\n");
+  }
+  for (const std::string& scene_token : scenes) {
+    // "abR": the crystal with A/B brightness ratio R (trust_benchmark.py's
+    // A/B kinds).
+    std::string scene = scene_token;
+    double ab_ratio = 0.0;
+    if (absl::StartsWith(scene_token, "ab")) {
+      scene = "crystal";
+      if (!absl::SimpleAtod(scene_token.substr(2), &ab_ratio)) std::exit(2);
+    }
+    for (size_t fi = 0; fi < (fronts ? 1 : fractions.size()); ++fi) {
       for (const std::string& name : lattices) {
         for (double noise : noises) {
-          for (double seed : seeds) {
+          for (size_t si = 0; si < seeds.size(); ++si) {
+            const double seed = seeds[si];
+            // With --fronts, one fraction per seed in turn (as
+            // trust_benchmark.py): seeds 100/101/102 -> 0.2/0.4/0.6.
+            const double fraction = fronts ? fractions[si % fractions.size()] : fractions[fi];
             SynthOptions so;
             so.scene = Must(ParseSynthScene(scene), "scene");
+            so.ab_brightness_ratio = ab_ratio;
             so.crystal_fraction = fraction;
             so.amorphous_fraction = amorphous;
             so.lattice = Must(ParseSynthLattice(name), "lattice");
@@ -116,10 +215,20 @@ int RunScenes(const std::vector<std::string>& scenes, const std::vector<double>&
               o.logstar.objectives =
                   pair == "lattice" ? ObjectivePair::kLattice : ObjectivePair::kPublished;
               if (density >= 0.0) o.logstar.off_crystal_density = density;
+              if (noise_sigmas >= 0.0) o.logstar.lattice_noise_sigmas = noise_sigmas;
               if (sigmas >= 0.0) o.logstar.off_crystal_sigmas = sigmas;
               if (bright >= 0.0) o.logstar.off_crystal_brightness = bright;
               auto analyzer = Must(LogStarAnalyzer::Create(o, frame.prior), "analyzer");
-              const FrameAnalysis a = Must(analyzer->Analyze(frame.image, context), "analyze");
+              const cv::Mat image =
+                  fronts ? Must(NormalizeFrame(frame.image, NormalizeOptions{}), "normalize")
+                         : frame.image;
+              const FrameAnalysis a = Must(analyzer->Analyze(image, context), "analyze");
+              if (fronts) {
+                const std::string label =
+                    absl::StrFormat("%s_%s_f%.1f_%s", scene_token, name, fraction, pair);
+                PrintFronts(frame, image, a, label, noise, static_cast<int>(seed), radius, context);
+                continue;
+              }
               std::vector<PointXY> det;
               for (const Atom& x : a.atoms) det.push_back({x.x, x.y});
               const Accuracy acc = Must(MatchToTruth(det, truth, radius), "match");
@@ -148,10 +257,10 @@ int Run(int argc, char** argv) {
   std::vector<std::string> lattices = {"ybco", "perovskite", "hex"};
   std::vector<double> noises = {0, 0.3, 0.6, 0.9}, seeds = {11, 12, 13};
   int size = 256, window = 128, evals = 50, threads = 0;
-  bool window_lattice = false, verbose = false;
+  bool window_lattice = false, verbose = false, fronts = false;
   std::vector<std::string> scenes, pairs = {"published", "lattice"};
   std::vector<double> fractions = {0.4};
-  double amorphous = 0.0, density = -1.0, sigmas = -1.0, bright = -1.0;
+  double amorphous = 0.0, density = -1.0, sigmas = -1.0, bright = -1.0, noise_sigmas = -1.0;
   for (int i = 1; i < argc; ++i) {
     absl::string_view a = argv[i];
     if (absl::ConsumePrefix(&a, "--lattices=")) {
@@ -170,6 +279,8 @@ int Run(int argc, char** argv) {
       scenes = absl::StrSplit(a, ',');
     } else if (absl::ConsumePrefix(&a, "--pairs=")) {
       pairs = absl::StrSplit(a, ',');
+    } else if (absl::ConsumePrefix(&a, "--noise-sigmas=")) {
+      (void)absl::SimpleAtod(a, &noise_sigmas);
     } else if (absl::ConsumePrefix(&a, "--sigmas=")) {
       (void)absl::SimpleAtod(a, &sigmas);
     } else if (absl::ConsumePrefix(&a, "--brightness=")) {
@@ -182,6 +293,8 @@ int Run(int argc, char** argv) {
       fractions = Numbers(a);
     } else if (a == "--window-lattice") {
       window_lattice = true;
+    } else if (a == "--fronts") {
+      fronts = true;
     } else if (a == "--verbose") {
       verbose = true;
     } else if (absl::ConsumePrefix(&a, "--threads=")) {
@@ -197,7 +310,7 @@ int Run(int argc, char** argv) {
     bool size_given = false;
     for (int i = 1; i < argc; ++i) size_given |= absl::StartsWith(argv[i], "--size=");
     return RunScenes(scenes, fractions, pairs, lattices, noises, seeds, size_given ? size : 512,
-                     amorphous, density, sigmas, bright, context.get());
+                     amorphous, density, sigmas, bright, noise_sigmas, fronts, context.get());
   }
   std::printf(
       "lattice\tnoise\tseed\tpair\tP\tR\tF1\tfront3\tP_end1\tR_end1\tP_end2\tR_end2\tfallback\n");
@@ -214,6 +327,7 @@ int Run(int argc, char** argv) {
           LogStarOptions o;
           o.objectives = pair;
           o.optimizer.num_evaluations = evals;
+          if (noise_sigmas >= 0.0) o.lattice_noise_sigmas = noise_sigmas;
 
           Pooled chosen, end1, end2;
           int windows = 0, front3 = 0, fallback = 0;

@@ -5,7 +5,9 @@
 // the choice along the front.
 #include <cstdio>
 #include <memory>
+#include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <opencv2/core.hpp>
@@ -114,15 +116,21 @@ class LatticeObjectivesTest : public ::testing::Test {
 // Over YBCO and perovskite frames (three seeds each) at one noise level:
 // the share of windows whose front has at least 3 points, and the two ends
 // of each front scored against the generator's truth, pooled over windows.
+// A front's points count as different detection sets when they differ
+// against the truth in how many they find or how many of those are true
+// (so near-ties of one set, points that differ only in a margin, count
+// once).
 struct FrontSweep {
   int windows = 0;
   int with_three = 0;
+  int with_three_sets = 0;
   Pooled low_misses, low_spurious;
 };
 
-FrontSweep SweepFronts(double noise, ExecutionContext* context) {
+FrontSweep SweepFronts(double noise, double noise_sigmas, ExecutionContext* context) {
   LogStarOptions options;
   options.objectives = ObjectivePair::kLattice;
+  options.lattice_noise_sigmas = noise_sigmas;
   FrontSweep s;
   for (SynthLattice lattice : {SynthLattice::kYbco, SynthLattice::kPerovskite}) {
     for (uint64_t seed : {1, 2, 3}) {
@@ -141,54 +149,66 @@ FrontSweep SweepFronts(double noise, ExecutionContext* context) {
           EXPECT_GE(r->front[i].misses, r->front[i - 1].misses);
           EXPECT_LE(r->front[i].spurious, r->front[i - 1].spurious);
         }
-        for (bool first : {true, false}) {
-          const FrontPoint& end = first ? r->front.front() : r->front.back();
-          absl::StatusOr<LogDetection> d =
-              DetectAndScore(t.image, t.core, f.synth.prior, end.parameters, options, context);
+        std::set<std::pair<int, int>> sets;
+        for (size_t i = 0; i < r->front.size(); ++i) {
+          absl::StatusOr<LogDetection> d = DetectAndScore(t.image, t.core, f.synth.prior,
+                                                          r->front[i].parameters, options, context);
           EXPECT_TRUE(d.ok()) << d.status();
           if (!d.ok()) return s;
-          (first ? s.low_misses : s.low_spurious).Add(Score(t, d->blobs, radius));
+          const Accuracy a = Score(t, d->blobs, radius);
+          sets.insert({a.num_detected, a.true_positives});
+          if (i == 0) s.low_misses.Add(a);
+          if (i + 1 == r->front.size()) s.low_spurious.Add(a);
         }
+        s.with_three_sets += sets.size() >= 3;
       }
     }
   }
   return s;
 }
 
-// Fronts of at least 3 points in >= 80 % of the windows at `noise`, the
-// low-misses end finding more of the true columns and the low-spurious end
-// fewer false ones.
-void ExpectTradeOff(double noise, ExecutionContext* context) {
-  const FrontSweep s = SweepFronts(noise, context);
+// Fronts of at least 3 points in >= 80 % of the windows at `noise`, fronts
+// holding at least 3 different detection sets in >= `min_sets_share` of
+// them, the low-misses end finding more of the true columns and the
+// low-spurious end fewer false ones.
+void ExpectTradeOff(double noise, double noise_sigmas, double min_sets_share,
+                    ExecutionContext* context) {
+  const FrontSweep s = SweepFronts(noise, noise_sigmas, context);
   std::printf(
-      "noise %.1f: %d of %d windows with fronts of >= 3 points; recall %.3f vs %.3f, precision "
-      "%.3f vs %.3f\n",
-      noise, s.with_three, s.windows, s.low_misses.Recall(), s.low_spurious.Recall(),
-      s.low_spurious.Precision(), s.low_misses.Precision());
+      "noise %.1f: %d of %d windows with fronts of >= 3 points, %d of >= 3 different detection "
+      "sets; recall %.3f vs %.3f, precision %.3f vs %.3f\n",
+      noise, s.with_three, s.windows, s.with_three_sets, s.low_misses.Recall(),
+      s.low_spurious.Recall(), s.low_spurious.Precision(), s.low_misses.Precision());
   EXPECT_GE(s.with_three, 0.8 * s.windows) << s.with_three << " of " << s.windows;
+  EXPECT_GE(s.with_three_sets, min_sets_share * s.windows)
+      << s.with_three_sets << " of " << s.windows;
   EXPECT_GT(s.low_misses.Recall(), s.low_spurious.Recall());
   EXPECT_GT(s.low_spurious.Precision(), s.low_misses.Precision());
 }
 
-// At noise 0.6: fronts of at least 3 points in >= 80 % of the windows, and
-// the low-misses end finds more of the true columns, the low-spurious end
-// fewer false ones (measured: 23 of 24 windows; recall 0.980 vs 0.910,
-// precision 0.959 vs 0.850. Before misses weighed a cell's other columns
-// as much as the translation sites: 24 of 24, recall 0.982 vs 0.928,
-// precision 0.955 vs 0.859).
+// At noise 0.6: fronts of at least 3 points, and of 3 different detection
+// sets, in >= 80 % of the windows; the low-misses end finds more of the
+// true columns, the low-spurious end fewer false ones (measured with the
+// noise term of spurious, engine/physics/rewards.h, which these sweeps
+// turn on with lattice_noise_sigmas = 4 (off by default): 24 of 24 windows, all
+// 24 with >= 3 different sets; recall 0.986 vs 0.879, precision 0.969 vs
+// 0.854. Before it: 23 of 24; recall 0.980 vs 0.910, precision 0.959 vs
+// 0.850).
 TEST_F(LatticeObjectivesTest, FrontsTradeRecallForPrecisionAtNoise06) {
-  ExpectTradeOff(0.6, context_.get());
+  ExpectTradeOff(0.6, 4.0, 0.8, context_.get());
 }
 
 // At noise 0.3 the same order of the ends holds. Columns and noise lie far
-// apart there, so the search's points often sit at the front's two ends
-// only; the polish budget fills the widest gap between them (logstar.cc,
-// FrontGapMidpoint): 20 of 24 windows have fronts of at least 3 points
-// (recall 0.999 vs 0.990, precision 0.992 vs 0.959), the 80 %;
-// 21 of 24 before misses weighed the cell's other columns up
-// (engine/physics/rewards.h), 19 before the gap was filled.
+// apart there: a coarse scale holds every maximum between columns under 0,
+// and without the noise term of spurious one point (the lowest threshold)
+// dominated in many windows. With it 24 of 24 windows have fronts of >= 3
+// points (20 before), but only 11 of 24 hold 3 different detection sets
+// (recall 0.999 vs 0.962, precision 0.996 vs 0.962): on these 128 px
+// windows the rest trade margins of one set, and the 80 % of
+// genuinely different points is not met at this noise (docs/science.md,
+// "The lattice pair").
 TEST_F(LatticeObjectivesTest, FrontsTradeRecallForPrecisionAtNoise03) {
-  ExpectTradeOff(0.3, context_.get());
+  ExpectTradeOff(0.3, 4.0, 0.4, context_.get());
 }
 
 // Weight on misses picks the front's low-misses end, weight on spurious its

@@ -207,6 +207,15 @@ TEST(ChooseOnFrontTest, RulesOnAHandMadeFront) {
   for (Objectives2& p : scaled) p[1] = 1000 * p[1] + 5;
   EXPECT_EQ(*ChooseOnFront(scaled, front, FrontChoiceRule::kEuclidean), 1);
   EXPECT_EQ(*ChooseOnFront(scaled, front, FrontChoiceRule::kChebyshev), 2);
+  // Unnormalised, the scale decides: the second objective, now 5 to 10005,
+  // outweighs the first (0 to 10) everywhere but at its own minimum.
+  EXPECT_EQ(*ChooseOnFront(scaled, front, FrontChoiceRule::kEuclidean, {1, 1}, false), 4);
+  EXPECT_EQ(*ChooseOnFront(scaled, front, FrontChoiceRule::kChebyshev, {1, 1}, false), 4);
+  std::vector<Objectives2> small = f;
+  for (Objectives2& p : small) p[1] = 0.1 * p[1] + 1;
+  // Raw sums 2, 2.4, 4.3, 7.1, 11: the first; normalised it is the second.
+  EXPECT_EQ(*ChooseOnFront(small, front, FrontChoiceRule::kWeights, {1, 1}, false), 0);
+  EXPECT_EQ(*ChooseOnFront(small, front, FrontChoiceRule::kWeights, {1, 1}), 1);
 }
 
 TEST(ChooseOnFrontTest, TiesGoToTheLowestIndex) {

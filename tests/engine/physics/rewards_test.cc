@@ -533,13 +533,44 @@ TEST(LatticeRewardsTest, MarginsWeighNearThresholdMaxima) {
   // cost nothing.
   const std::vector<PointXY> below = {{50, 50}, {40.5, 40}, {150, 150}};
   const std::vector<double> below_ratio = {0.5, 0.9, 0.9};
-  const LatticeMargins margins{detected, below, below_ratio};
+  const LatticeMargins margins{detected, below, below_ratio, {}};
   absl::StatusOr<LatticeRewards> r =
       ComputeLatticeRewards(points, {0, 0, 120, 120}, SquareSites(), &margins);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_DOUBLE_EQ(r->misses, 0.25);
   EXPECT_DOUBLE_EQ(r->spurious, 0.25 / 36.0);
   EXPECT_EQ(r->num_spurious, 0);
+}
+
+// Against the noise: a supported detection whose response is near the
+// noise peaks' level adds min(1, n / v)² times the chance that a noise
+// peak lands on a column (π r² per 20 × 20 px cell of one column: π 4² /
+// 400 = 0.1257); an unsupported one counts 1 whatever its ratio.
+TEST(LatticeRewardsTest, NoiseRatiosWeighSupportedDetectionsByTheSiteShare) {
+  std::vector<PointXY> points = SquareColumns(6);
+  points.push_back({50, 50});  // a cell centre: unsupported
+  const std::vector<double> detected(points.size(), 1.0);
+  std::vector<double> noise_ratio(points.size(), 0.0);
+  noise_ratio[0] = 0.5;   // a quarter of a noise peak's ambiguity
+  noise_ratio[1] = 3.0;   // under the noise level: capped at 1
+  noise_ratio[36] = 0.5;  // the unsupported one: 1 already
+  const LatticeMargins margins{detected, {}, {}, noise_ratio};
+  absl::StatusOr<LatticeRewards> r =
+      ComputeLatticeRewards(points, {0, 0, 120, 120}, SquareSites(), &margins);
+  ASSERT_TRUE(r.ok()) << r.status();
+  const double on_site = 3.14159265358979 * 16.0 / 400.0;
+  EXPECT_NEAR(r->spurious, (1.0 + on_site * (0.25 + 1.0)) / 37.0, 1e-12);
+  EXPECT_EQ(r->num_spurious, 1);
+  // Without noise ratios the term is absent.
+  const LatticeMargins plain{detected, {}, {}, {}};
+  r = ComputeLatticeRewards(points, {0, 0, 120, 120}, SquareSites(), &plain);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_DOUBLE_EQ(r->spurious, 1.0 / 37.0);
+  // One ratio per point or none.
+  const std::vector<double> short_ratio(3, 0.5);
+  const LatticeMargins bad{detected, {}, {}, short_ratio};
+  EXPECT_EQ(ComputeLatticeRewards(points, {0, 0, 120, 120}, SquareSites(), &bad).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST(LatticeRewardsTest, NothingFoundIsTheWorst) {
