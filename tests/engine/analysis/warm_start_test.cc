@@ -22,9 +22,10 @@
 namespace logstar {
 namespace {
 
-SynthFrame Make(SynthLattice lattice, double noise, uint64_t seed) {
+// A crystal of `size`² px: 768 holds nine 256 px windows, 1024 sixteen.
+SynthFrame Make(SynthLattice lattice, double noise, uint64_t seed, int size = 768) {
   SynthOptions o;
-  o.width = o.height = 768;  // nine 256 px windows
+  o.width = o.height = size;
   o.lattice = lattice;
   o.noise = noise;
   o.seed = seed;
@@ -143,13 +144,8 @@ TEST_P(WarmStartTest, DriftedWindowsFromTheirFrontsFindTheColumnsAsWellAsFromNot
 // first and the others start from their nearest drift seed's choice
 // (WarmStartOptions::adopt), which a region dimmed alike shares.
 TEST_P(WarmStartTest, WindowsDriftedAlikeAdoptTheirDriftSeedsChoice) {
-  SynthOptions so;
-  so.width = so.height = 1024;
-  so.lattice = SynthLattice::kYbco;
-  so.noise = 0.3;
-  so.seed = 23;
   Outcome outcomes[2];
-  RetuneOnDimmed(Synthesize(so).value(), 512, 0.25, GetParam(), 4, outcomes);
+  RetuneOnDimmed(Make(SynthLattice::kYbco, 0.3, 23, 1024), 512, 0.25, GetParam(), 4, outcomes);
   EXPECT_EQ(outcomes[0].front3, 0);  // independent tuning adopts nothing
   EXPECT_GE(outcomes[1].mean_f1, outcomes[0].mean_f1 - 0.01);
   EXPECT_LT(outcomes[1].evaluations, outcomes[0].evaluations / 2);
@@ -168,12 +164,7 @@ TEST_P(WarmStartTest, WindowsDriftedAlikeAdoptTheirDriftSeedsChoice) {
 // tuned from nothing, their fronts have three points or more about as often,
 // and the frame costs far fewer evaluations.
 TEST(WarmStartLatticeTest, FreshWindowsAdoptTheirSeedsFrontAndKeepItsTradeOff) {
-  SynthOptions so;
-  so.width = so.height = 1024;
-  so.lattice = SynthLattice::kYbco;
-  so.noise = 0.3;
-  so.seed = 24;
-  const SynthFrame frame = Synthesize(so).value();
+  const SynthFrame frame = Make(SynthLattice::kYbco, 0.3, 24, 1024);
   const Outcome indep = AnalyzeFresh(frame, Options(ObjectivePair::kLattice, false));
   const Outcome warm = AnalyzeFresh(frame, Options(ObjectivePair::kLattice, true));
   int adopted = 0, adopted_front3 = 0;
