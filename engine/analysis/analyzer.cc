@@ -654,8 +654,8 @@ absl::StatusOr<bool> LogStarAnalyzer::Adopt(const cv::Mat& image, const Window& 
   // than the seed's front, up to kAdoptedFrontPoints) is searched for: its
   // columns and noise part differently from the seed's.
   if (front.size() < std::min(donor.front.size(), kAdoptedFrontPoints)) return false;
-  LOGSTAR_ASSIGN_OR_RETURN(const int chosen, ChooseOnFront(scored, front, options_.logstar.choice,
-                                                           options_.logstar.choice_weights));
+  LOGSTAR_ASSIGN_OR_RETURN(const int chosen,
+                           ChooseOnWindowFront(scored, front, options_.logstar, donor.objectives));
   out.adopted = true;
   out.warm_points = static_cast<int>(points.size());
   out.objectives = donor.objectives;

@@ -639,6 +639,19 @@ void SetBounds(const LogStarBounds& bounds, LogStarOptions& options) {
   options.overlap = bounds.overlap;
 }
 
+absl::StatusOr<int> ChooseOnWindowFront(absl::Span<const Objectives2> objectives,
+                                        absl::Span<const int> front, const LogStarOptions& options,
+                                        ObjectivePair searched) {
+  // With the noise term of spurious the lattice pair's fronts run from
+  // every candidate to the surest few; normalised over such a front, the
+  // knee lay wherever it ended and dropped true columns (F1 of the chosen
+  // point 0.970 against 0.993 on the trust benchmark's frames at noise 0.3),
+  // so the rule then sees misses and spurious, both about shares of
+  // columns, as they are.
+  const bool raw = searched == ObjectivePair::kLattice && options.lattice_noise_sigmas > 0.0;
+  return ChooseOnFront(objectives, front, options.choice, options.choice_weights, !raw);
+}
+
 absl::StatusOr<LogDetection> DetectAndScore(const cv::Mat& image, const PixelRegion& region,
                                             const PhysicsPrior& prior,
                                             const LogParameters& parameters,
@@ -815,15 +828,10 @@ absl::StatusOr<LogStarResult> RunLogStar(const cv::Mat& image, const PixelRegion
   auto front_and_choice = [&]() -> absl::StatusOr<std::pair<std::vector<int>, int>> {
     const std::vector<Objectives2> all = objectives_of();
     LOGSTAR_ASSIGN_OR_RETURN(std::vector<int> front, ParetoFront(all));
-    // With the noise term of spurious the lattice pair's fronts run from
-    // every candidate to the surest few; normalised over such a front, the
-    // knee lay wherever it ended and dropped true columns (F1 of the chosen
-    // point 0.970 against 0.993 on the trust benchmark's frames at noise
-    // 0.3), so the rule then sees misses and spurious, both about shares of
-    // columns, as they are.
-    LOGSTAR_ASSIGN_OR_RETURN(const int chosen,
-                             ChooseOnFront(all, front, options.choice, options.choice_weights,
-                                           /*normalize=*/noise_level == 0.0));
+    LOGSTAR_ASSIGN_OR_RETURN(
+        const int chosen,
+        ChooseOnWindowFront(all, front, options,
+                            sites ? ObjectivePair::kLattice : ObjectivePair::kPublished));
     return std::make_pair(std::move(front), chosen);
   };
 

@@ -230,7 +230,7 @@ struct LogStarOptions {
   // against 0.986), so it is not the default (docs/science.md, "The
   // lattice pair").
   double lattice_noise_sigmas = 0.0;  // >= 0
-  LatticeOptions lattice;  // kLattice: how the window's lattice is measured
+  LatticeOptions lattice;             // kLattice: how the window's lattice is measured
   // The search sees each reward as min(reward, objective_cap). A candidate
   // that certainly finds at least (1 + objective_cap) × the expected count —
   // a window flooded with noise peaks — is scored (cap, cap) without being
@@ -251,8 +251,8 @@ struct LogStarOptions {
   // With the lattice pair, weight on misses moves the choice toward the
   // high-recall end of the front, weight on spurious toward the
   // high-precision end. Objectives are normalised over the front before
-  // any rule, except the lattice pair's with lattice_noise_sigmas > 0 (see
-  // RunLogStar's choice in logstar.cc).
+  // any rule, except the lattice pair's with lattice_noise_sigmas > 0
+  // (ChooseOnWindowFront).
   Objectives2 choice_weights = {1.0, 1.0};
   // See CrystalArea: how a detection off the crystal must look to be kept.
   // 3 noise standard deviations let a few per cent of the LoG maxima of pure
@@ -358,6 +358,16 @@ absl::StatusOr<LogStarResult> RunLogStar(const cv::Mat& image, const PixelRegion
                                          absl::Span<const LogParameters> warm_start = {},
                                          const LatticeMeasurement* lattice = nullptr,
                                          const CrystalArea* crystal = nullptr);
+
+// The point chosen among `front` (indices into `objectives`, the pair
+// `searched`, as ParetoFront gives them) by options.choice and
+// options.choice_weights: objectives normalised over the front, except the
+// lattice pair's with lattice_noise_sigmas > 0, seen as they are (see
+// choice_weights). RunLogStar chooses so, and so does a window that adopts
+// a seed's front (engine/analysis/analyzer.h).
+absl::StatusOr<int> ChooseOnWindowFront(absl::Span<const Objectives2> objectives,
+                                        absl::Span<const int> front, const LogStarOptions& options,
+                                        ObjectivePair searched);
 
 // The final step alone, for cached parameters: exact detection with
 // `parameters` on `image`, optional refinement, rewards inside `region` (on
