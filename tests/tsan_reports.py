@@ -37,8 +37,43 @@ def is_library(function, file):
                                  "__gnu_cxx::")))
 
 
+# A oneTBB worker's atomic write, its stack lost, to the stack of the thread
+# whose access races with it. A parallel loop's caller keeps TBB's wait
+# context on its stack and each worker decrements it (inline header code,
+# instrumented) after the loop body's last HappensBefore; the caller's wait
+# for it runs inside uninstrumented libtbb, so TSan sees no order between
+# the decrement and the caller's later use of that stack memory. logstar's
+# own atomics on a caller's stack are written inside the loop body, before
+# ExecutionContext::ParallelFor's HappensBefore, and are never reported so.
+ACCESS_THREAD = re.compile(r"^\s+(?:Read|Write|Atomic \w+) of size \d+ at \S+ by thread (T\d+)",
+                           re.M)
+LOST_ATOMIC_WRITE = re.compile(r"Previous atomic write of size \d+ at \S+ by thread (T\d+):\n"
+                               r"\s+\[failed to restore the stack\]")
+STACK_OF = re.compile(r"Location is stack of thread (T\d+)\.")
+
+
+def created_by_tbb(report, thread):
+    """Whether `thread` was created inside libtbb (a oneTBB worker)."""
+    m = re.search(rf"Thread {thread} \(tid=\d+, [^)]*\) created by [^\n]*:\n((?:\s+#\d+ .*\n?)+)",
+                  report)
+    # Frame #0 is TSan's pthread_create; #1 is who called it.
+    frames = m.group(1).splitlines() if m is not None else []
+    return len(frames) > 1 and "libtbb.so" in frames[1]
+
+
+def tbb_wait_context(report):
+    """Whether the report is a oneTBB wait context's stack reuse (see above)."""
+    access, previous, location = (ACCESS_THREAD.search(report), LOST_ATOMIC_WRITE.search(report),
+                                  STACK_OF.search(report))
+    return (access is not None and previous is not None and location is not None and
+            location.group(1) == access.group(1) and previous.group(1) != access.group(1) and
+            created_by_tbb(report, previous.group(1)))
+
+
 def owner(report, repo):
     """('logstar' | 'third party', the deciding frame) of a report's racing access."""
+    if tbb_wait_context(report):
+        return ("third party", "oneTBB wait context on the joining thread's stack")
     first = None
     for line in report.splitlines():
         if not line.strip():
