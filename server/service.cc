@@ -384,10 +384,7 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
     // before the stream's next frame is scheduled (running_ stays set until
     // then), so they see the frames in order and never delay the answer.
     // job.frame, whose pixels the preview reads, lives until Run returns.
-    // A frame that released the stream early was not watched then; one
-    // whose watcher came meanwhile is not published, which would race with
-    // the next frame's publication: the watcher starts with that one.
-    const bool publish = r.ok() && r->watched.has_value() && !released;
+    const bool publish = r.ok() && r->watched.has_value();
     {
       MutexLock lock(&mu_);
       if (!publish && !released) running_ = false;
@@ -736,10 +733,6 @@ absl::StatusOr<LogStarService::Processed> LogStarService::Process(
   const bool tuned = analysis->frame.misses + analysis->frame.retunes > 0 ||
                      (analysis->frame.amorphous.has_value() &&
                       analysis->frame.amorphous->misses + analysis->frame.amorphous->retunes > 0);
-  // Counted before the stream's next frame may start, so that each answer's
-  // counters include its own frame and no later one.
-  session.CountAnalysed(analysis->frame);
-  const v1::SessionCounters counters = session.counters();
   // The engine's memory and the place are free: the next frame may start.
   peak.Release();
   place.Release();
@@ -756,7 +749,8 @@ absl::StatusOr<LogStarService::Processed> LogStarService::Process(
   if (frame.has_send_time()) *r.mutable_send_time() = frame.send_time();
   *r.mutable_receive_time() = ToProtoTime(received);
   r.set_partial(decoded.partial);
-  *r.mutable_counters() = counters;
+  session.CountAnalysed(analysis->frame);
+  *r.mutable_counters() = session.counters();
   out.tuned = tuned;
 
   Metrics& m = *deps_.metrics;
