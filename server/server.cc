@@ -77,10 +77,7 @@ absl::StatusOr<std::unique_ptr<LogStarServer>> LogStarServer::Start(const Server
                                     .max_frame_work = options.max_frame_work,
                                     .max_frame_pixels = options.max_pixels});
   LOGSTAR_RETURN_IF_ERROR(s->sessions_->LoadState());
-  // A thread more per place of analyses_: a frame's answer is made while
-  // the next frame is analysed (server/worker_pool.h).
-  s->analyses_ = std::make_unique<Gate>(options.max_concurrent_frames);
-  s->pool_ = std::make_unique<WorkerPool>(2 * options.max_concurrent_frames);
+  s->pool_ = std::make_unique<WorkerPool>(options.max_concurrent_frames);
   // Store calls (loading a session on a miss, saves) wait on the network:
   // their own threads, so they never wait behind analyses.
   if (options.session_store.has_value()) s->store_io_ = std::make_unique<WorkerPool>(2);
@@ -90,7 +87,6 @@ absl::StatusOr<std::unique_ptr<LogStarServer>> LogStarServer::Start(const Server
   deps.sessions = s->sessions_.get();
   deps.context = s->context_.get();
   deps.pool = s->pool_.get();
-  deps.analyses = s->analyses_.get();
   deps.store_io = s->store_io_.get();
   deps.metrics = s->metrics_.get();
   deps.shared_memory = s->shared_memory_.get();

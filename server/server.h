@@ -65,7 +65,6 @@ class LogStarServer {
   bool serving_ ABSL_GUARDED_BY(health_mu_) = false;  // started, not shutting down
   bool store_ok_ ABSL_GUARDED_BY(health_mu_) = true;  // no store: always
   std::unique_ptr<SessionManager> sessions_;
-  std::unique_ptr<Gate> analyses_;  // outlives pool_, whose threads enter it
   std::unique_ptr<WorkerPool> pool_;
   std::unique_ptr<WorkerPool> store_io_;  // with a shared session store
   std::unique_ptr<SharedMemoryRegistry> shared_memory_;

@@ -354,22 +354,8 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
   void Run(Queued& job) {
     absl::StatusOr<LogStarService::Processed> r = absl::UnknownError("not run");
     const absl::StatusOr<const SharedMemoryRegistry*> regions = RegionsFor(job.frame);
-    // Once the engine is done with a cached frame nobody watches, the
-    // stream's next frame starts (on another pool thread) while this one's
-    // answer is encoded and written: with frames in flight the engine is
-    // not idle meanwhile. A frame that tuned (saved first, below) or is
-    // watched (published in order, below) holds the stream until the end.
-    bool released = false;  // running_ is then the next frame's
-    const auto analysed = [&](bool tuned) {
-      if (tuned || service_->deps().watchers->Watched(session_->id())) return;
-      MutexLock lock(&mu_);
-      running_ = false;
-      released = true;
-      Schedule();
-    };
     if (regions.ok()) {
-      r = service_->Process(*session_, job.frame, *regions, job.received, job.arrival, &cancel_,
-                            analysed);
+      r = service_->Process(*session_, job.frame, *regions, job.received, job.arrival, &cancel_);
     } else {
       r = regions.status();
     }
@@ -387,7 +373,7 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
     const bool publish = r.ok() && r->watched.has_value();
     {
       MutexLock lock(&mu_);
-      if (!publish && !released) running_ = false;
+      if (!publish) running_ = false;
       if (abort_.has_value()) {
         // Nobody will read the answer; a finished result still counts.
         if (!r.ok()) service_->CountDropped(session_.get());
@@ -403,7 +389,7 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
     if (publish) {
       service_->Publish(*session_, *r->watched);
       MutexLock lock(&mu_);
-      if (!released) running_ = false;
+      running_ = false;
       Pump();
     }
     Unref();
@@ -711,13 +697,10 @@ void LogStarService::PersistSoon(std::shared_ptr<Session> session) {
 
 absl::StatusOr<LogStarService::Processed> LogStarService::Process(
     Session& session, const v1::Frame& frame, const SharedMemoryRegistry* regions,
-    absl::Time received, Clock::time_point arrival, const std::atomic<bool>* cancel,
-    const std::function<void(bool tuned)>& analysed) {
-  Gate::Hold place;
-  if (deps_.analyses != nullptr) place = deps_.analyses->Enter();
+    absl::Time received, Clock::time_point arrival, const std::atomic<bool>* cancel) {
   const Clock::time_point start = Clock::now();
   if (cancel->load(std::memory_order_relaxed)) return absl::CancelledError("cancelled");
-  LOGSTAR_ASSIGN_OR_RETURN(MemoryBudget::Reservation peak, ReserveAnalysis(session, frame));
+  LOGSTAR_ASSIGN_OR_RETURN(const MemoryBudget::Reservation peak, ReserveAnalysis(session, frame));
   LOGSTAR_ASSIGN_OR_RETURN(const DecodedFrame decoded,
                            DecodeFrame(frame, deps_.options->max_pixels, regions, deps_.context));
   const Clock::time_point decoded_at = Clock::now();
@@ -730,13 +713,6 @@ absl::StatusOr<LogStarService::Processed> LogStarService::Process(
   if (tuning) deps_.metrics->tunings_running->Decrement();
   if (!analysis.ok()) return analysis.status();
   const Clock::time_point analysed_at = Clock::now();
-  const bool tuned = analysis->frame.misses + analysis->frame.retunes > 0 ||
-                     (analysis->frame.amorphous.has_value() &&
-                      analysis->frame.amorphous->misses + analysis->frame.amorphous->retunes > 0);
-  // The engine's memory and the place are free: the next frame may start.
-  peak.Release();
-  place.Release();
-  if (analysed) analysed(tuned);
 
   Processed out;
   v1::FrameResult& r = out.result;
@@ -751,7 +727,9 @@ absl::StatusOr<LogStarService::Processed> LogStarService::Process(
   r.set_partial(decoded.partial);
   session.CountAnalysed(analysis->frame);
   *r.mutable_counters() = session.counters();
-  out.tuned = tuned;
+  out.tuned = analysis->frame.misses + analysis->frame.retunes > 0 ||
+              (analysis->frame.amorphous.has_value() &&
+               analysis->frame.amorphous->misses + analysis->frame.amorphous->retunes > 0);
 
   Metrics& m = *deps_.metrics;
   m.frames_analysed->Increment();

@@ -57,9 +57,6 @@ class LogStarService final : public v1::LogStar::CallbackService {
     SessionManager* sessions = nullptr;
     ExecutionContext* context = nullptr;
     WorkerPool* pool = nullptr;
-    // Places for frames analysed at once, all streams together
-    // (ServerOptions::max_concurrent_frames); the pool has more threads.
-    Gate* analyses = nullptr;
     // With a shared session store (sessions->shared()): the threads that
     // wait on it — a call for a session this replica does not hold loads it
     // there, never in a reaction — and that save sessions. Null otherwise.
@@ -137,17 +134,10 @@ class LogStarService final : public v1::LogStar::CallbackService {
   // (RESOURCE_EXHAUSTED when it does not fit the budget) and returned when
   // the result is made. `regions`: the caller's view of the shared memory
   // regions (RegionsFor), null when the frame does not use them.
-  //
-  // The analysis holds a place of Deps::analyses (waiting for one) from
-  // the decode to the engine's result; `analysed` (may be null) is called
-  // once both are given back, before the result is encoded, with whether
-  // windows were tuned: a stream starts its next frame there (issue 21,
-  // item 2), while this one's answer is made and written.
   absl::StatusOr<Processed> Process(Session& session, const v1::Frame& frame,
                                     const SharedMemoryRegistry* regions, absl::Time received,
                                     std::chrono::steady_clock::time_point arrival,
-                                    const std::atomic<bool>* cancel,
-                                    const std::function<void(bool tuned)>& analysed = nullptr);
+                                    const std::atomic<bool>* cancel);
   // The shared memory regions as the caller of `context` sees them: its own,
   // and only objects it may read (server/shared_memory.h). PERMISSION_DENIED
   // when the caller cannot be identified (server/peer.h).

@@ -42,19 +42,4 @@ void WorkerPool::Loop() {
   }
 }
 
-Gate::Hold Gate::Enter() {
-  MutexLock lock(&mu_);
-  while (free_ == 0) freed_.Wait(&mu_);
-  --free_;
-  return Hold(this);
-}
-
-void Gate::Hold::Release() {
-  if (gate_ == nullptr) return;
-  Gate* const gate = std::exchange(gate_, nullptr);
-  MutexLock lock(&gate->mu_);
-  ++gate->free_;
-  gate->freed_.Signal();
-}
-
 }  // namespace logstar::server

@@ -5,8 +5,6 @@
 // tens of seconds. Against an in-process server with one analysis slot: a
 // second client's frame starts within a second of the first one's
 // abandonment.
-#include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <memory>
@@ -116,46 +114,6 @@ TEST_F(ServerCancelTest, AnExpiredDeadlineFreesTheSlotWithinASecond) {
   EXPECT_EQ(stub_->AnalyzeFrame(&context, request, &result).error_code(),
             grpc::StatusCode::DEADLINE_EXCEEDED);
   EXPECT_LT(SecondClientsWaitMs(), 1000.0);
-}
-
-// With frames in flight a stream starts its next frame while the last
-// one's answer is made, on a pool thread beyond the places for analyses
-// (server/worker_pool.h): the one place still bounds the frames analysed at
-// once over all streams, and each stream's answers still come in order.
-TEST_F(ServerCancelTest, FramesInFlightKeepTheAnalysisLimitAndTheirOrder) {
-  std::atomic<bool> done{false};
-  std::atomic<double> most{0.0};
-  std::thread watch([&] {
-    while (!done) {
-      most = std::max(most.load(), server_->metrics().frames_running->Value());
-      std::this_thread::sleep_for(std::chrono::microseconds(100));
-    }
-  });
-  auto client = [&](uint64_t seed, int frames) {
-    const SynthFrame f = Synth(192, seed);
-    v1::SessionSettings settings = SmallSettings(f);
-    settings.set_overload_policy(v1::OVERLOAD_POLICY_BLOCK);
-    grpc::ClientContext context;
-    auto stream = stub_->Stream(&context);
-    ASSERT_TRUE(stream->Write(Open(absl::StrCat("in-flight-", seed), &settings)));
-    v1::StreamResponse r;
-    ASSERT_TRUE(stream->Read(&r));
-    ASSERT_TRUE(r.has_opened());
-    for (int i = 1; i <= frames; ++i) ASSERT_TRUE(stream->Write(FrameRequest(ToFrame(f, i))));
-    ASSERT_TRUE(stream->WritesDone());
-    for (int i = 1; i <= frames; ++i) {
-      ASSERT_TRUE(stream->Read(&r));
-      ASSERT_TRUE(r.has_result()) << r.DebugString();
-      EXPECT_EQ(r.result().sequence(), static_cast<uint64_t>(i));
-    }
-    EXPECT_TRUE(stream->Finish().ok());
-  };
-  std::thread a(client, 31, 8), b(client, 32, 8);
-  a.join();
-  b.join();
-  done = true;
-  watch.join();
-  EXPECT_EQ(most.load(), 1.0);
 }
 
 // The per-frame work budget: settings whose frames would cost more are
