@@ -85,6 +85,17 @@ stop_daemon() {
 
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
 threads_of() { awk '/^Threads:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+# The threads a leak check counts: all but gRPC's EventEngine pool
+# ("event_engine"), which grows by a thread while its workers are busy (under
+# load, seen 2 -> 3) and shrinks when idle, so its size at one instant says
+# nothing about what a killed client left behind.
+owned_threads_of() {
+  local n=0 t
+  for t in /proc/"$1"/task/*/comm; do
+    [[ "$(cat "${t}" 2>/dev/null)" == event_engine ]] || n=$((n + 1))
+  done
+  echo "${n}"
+}
 
 # health: prints "SERVING" when both the server and logstar.v1.LogStar serve.
 health() {
