@@ -4,9 +4,8 @@
 // film; windows without crystal, their cache, and frames without lattice.
 #include <cmath>
 #include <cstdio>
-#include <filesystem>
-#include <fstream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -15,11 +14,11 @@
 #include "absl/status/statusor.h"
 #include "engine/analysis/analyzer.h"
 #include "engine/base/context.h"
-#include "engine/image/image_io.h"
 #include "engine/image/synth.h"
 #include "engine/physics/accuracy.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/engine/real_images.h"
 
 namespace logstar {
 namespace {
@@ -188,26 +187,18 @@ TEST(AnalyzerCrystalTest, AFrameWithoutLatticeCountsOverTheWholeFrame) {
 // published pair's 160 (0.822). Following the contrast, 0.852 against
 // 0.840.
 TEST(AnalyzerCrystalTest, RealPbParticleLatticePairAtLeastThePublished) {
-  const std::string dir = std::string(LOGSTAR_SHARED_DIR) + "/data/real/";
-  const std::string name = dir + "pb_nanoparticle_adf";
-  if (!std::filesystem::exists(name + ".npy")) {
-    GTEST_SKIP() << "shared images not found in " << dir;
-  }
-  absl::StatusOr<cv::Mat> raw = LoadFrame(name + ".npy");
+  const absl::StatusOr<std::optional<cv::Mat>> raw = testing::LoadRealFrame("pb_nanoparticle_adf");
   ASSERT_TRUE(raw.ok()) << raw.status();
+  if (!raw->has_value()) GTEST_SKIP() << "shared images not found in " << testing::RealDir();
   cv::Mat image;
-  raw->convertTo(image, CV_32F);
+  (*raw)->convertTo(image, CV_32F);
+  const absl::StatusOr<std::vector<PointXY>> columns =
+      testing::LoadRealPositions("pb_nanoparticle_adf");
+  ASSERT_TRUE(columns.ok()) << columns.status();
   std::vector<PointXY> truth;
-  {
-    std::ifstream in(name + ".positions.csv");
-    std::string line;
-    std::getline(in, line);  // header
-    while (std::getline(in, line)) {
-      double x = 0.0, y = 0.0;
-      ASSERT_EQ(std::sscanf(line.c_str(), "%lf,%lf", &x, &y), 2) << line;
-      if (x >= -0.5 && x <= image.cols - 0.5 && y >= -0.5 && y <= image.rows - 0.5) {
-        truth.push_back({x, y});
-      }
+  for (const PointXY& p : *columns) {
+    if (p.x >= -0.5 && p.x <= image.cols - 0.5 && p.y >= -0.5 && p.y <= image.rows - 0.5) {
+      truth.push_back(p);
     }
   }
   ASSERT_EQ(truth.size(), 217u);

@@ -6,9 +6,8 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
-#include <filesystem>
-#include <fstream>
 #include <limits>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -18,12 +17,12 @@
 
 #include "absl/status/statusor.h"
 #include "engine/base/context.h"
-#include "engine/image/image_io.h"
 #include "engine/image/normalize.h"
 #include "engine/image/synth.h"
 #include "engine/physics/lattice.h"
 #include "gtest/gtest.h"
 #include "tests/engine/amorphous/mask_iou.h"
+#include "tests/engine/real_images.h"
 
 namespace logstar {
 namespace {
@@ -231,26 +230,16 @@ TEST(CrystallinityTest, AParticleThinningTowardItsRimIsMappedWhole) {
 // frame, 144 (0.68) following the contrast; the columns it still misses
 // lie at the rim, where the map is under its noise floor.
 TEST(CrystallinityTest, RealPbParticleIsFollowedTowardItsRim) {
-  const std::string dir = std::string(LOGSTAR_SHARED_DIR) + "/data/real/";
-  const std::string name = dir + "pb_nanoparticle_adf";
-  if (!std::filesystem::exists(name + ".npy")) {
-    GTEST_SKIP() << "shared images not found in " << dir;
-  }
-  absl::StatusOr<cv::Mat> raw = LoadFrame(name + ".npy");
+  const absl::StatusOr<std::optional<cv::Mat>> raw = testing::LoadRealFrame("pb_nanoparticle_adf");
   ASSERT_TRUE(raw.ok()) << raw.status();
-  absl::StatusOr<cv::Mat> image = NormalizeFrame(*raw, NormalizeOptions{});
+  if (!raw->has_value()) GTEST_SKIP() << "shared images not found in " << testing::RealDir();
+  absl::StatusOr<cv::Mat> image = NormalizeFrame(**raw, NormalizeOptions{});
   ASSERT_TRUE(image.ok()) << image.status();
-  std::vector<PointXY> columns;
-  {
-    std::ifstream in(name + ".positions.csv");
-    std::string line;
-    std::getline(in, line);  // header
-    while (columns.size() < 212 && std::getline(in, line)) {
-      double x = 0.0, y = 0.0;
-      ASSERT_EQ(std::sscanf(line.c_str(), "%lf,%lf", &x, &y), 2) << line;
-      columns.push_back({x, y});
-    }
-  }
+  // The central particle's columns come first.
+  const absl::StatusOr<std::vector<PointXY>> read =
+      testing::LoadRealPositions("pb_nanoparticle_adf", 212);
+  ASSERT_TRUE(read.ok()) << read.status();
+  const std::vector<PointXY>& columns = *read;
   ASSERT_EQ(columns.size(), 212u);
   absl::StatusOr<LatticeMeasurement> lattice = MeasureLattice(*image);
   ASSERT_TRUE(lattice.ok() && lattice->found);
