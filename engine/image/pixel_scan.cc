@@ -41,6 +41,19 @@ ScanFloatFn ChosenScanFloat() {
 
 namespace {
 
+// The row-major index of the first NaN or infinite pixel of rows [y0, y1),
+// or -1.
+template <typename T>
+int64_t FirstNonFinite(const cv::Mat& image, int y0, int y1) {
+  for (int y = y0; y < y1; ++y) {
+    const T* row = image.ptr<T>(y);
+    for (int x = 0; x < image.cols; ++x) {
+      if (!std::isfinite(row[x])) return static_cast<int64_t>(y) * image.cols + x;
+    }
+  }
+  return -1;
+}
+
 // Float32: the vectorised kernel over runs of contiguous rows; on a bad run
 // the slow test finds its first bad pixel.
 PixelScan ScanFloat32(const cv::Mat& image) {
@@ -51,14 +64,8 @@ PixelScan ScanFloat32(const cv::Mat& image) {
   for (int y0 = 0; y0 < image.rows; y0 += rows_per_run) {
     const int y1 = std::min(image.rows, y0 + rows_per_run);
     const float* p = image.ptr<float>(y0);
-    if (!scan(p, static_cast<int64_t>(y1 - y0) * image.cols, &lo, &hi)) continue;
-    for (int y = y0; y < y1; ++y) {
-      const float* row = image.ptr<float>(y);
-      for (int x = 0; x < image.cols; ++x) {
-        if (!std::isfinite(row[x])) {
-          return {.first_non_finite = static_cast<int64_t>(y) * image.cols + x};
-        }
-      }
+    if (scan(p, static_cast<int64_t>(y1 - y0) * image.cols, &lo, &hi)) {
+      return {.first_non_finite = FirstNonFinite<float>(image, y0, y1)};
     }
   }
   return {.first_non_finite = -1, .min = lo, .max = hi};
@@ -66,13 +73,8 @@ PixelScan ScanFloat32(const cv::Mat& image) {
 
 // Float64 (rare on the wire): the finite test per row, then OpenCV's extrema.
 PixelScan ScanFloat64(const cv::Mat& image) {
-  for (int y = 0; y < image.rows; ++y) {
-    const double* row = image.ptr<double>(y);
-    for (int x = 0; x < image.cols; ++x) {
-      if (!std::isfinite(row[x])) {
-        return {.first_non_finite = static_cast<int64_t>(y) * image.cols + x};
-      }
-    }
+  if (const int64_t bad = FirstNonFinite<double>(image, 0, image.rows); bad >= 0) {
+    return {.first_non_finite = bad};
   }
   PixelScan out;
   cv::minMaxIdx(image, &out.min, &out.max);
